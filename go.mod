@@ -1,0 +1,3 @@
+module tinytor
+
+go 1.26.0
