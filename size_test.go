@@ -1,0 +1,41 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// forbiddenDeps are packages too big for router flash: net/http alone adds
+// about 2.9 MB to a stripped mipsle binary. The binary never links them.
+var forbiddenDeps = []string{"net/http", "regexp", "text/template", "html/template"}
+
+func TestBinaryAvoidsHeavyPackages(t *testing.T) {
+	if testing.Short() && os.Getenv("GOARCH") != "" {
+		t.Skip("cross-arch run: go list is checked on the host")
+	}
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Skipf("go list not available here: %v", err)
+	}
+	deps := map[string]bool{}
+	for _, p := range strings.Fields(string(out)) {
+		deps[p] = true
+	}
+	if !deps["tinytor/tor/torlog"] && len(deps) < 10 {
+		t.Fatalf("go list -deps returned too little to judge: %q", out)
+	}
+	for _, f := range forbiddenDeps {
+		if deps[f] {
+			why, _ := exec.Command("go", "list", "-deps", "-f", `{{.ImportPath}}: {{join .Imports " "}}`, ".").Output()
+			var importers []string
+			for _, line := range strings.Split(string(why), "\n") {
+				if strings.Contains(" "+line+" ", " "+f+" ") {
+					importers = append(importers, strings.SplitN(line, ":", 2)[0])
+				}
+			}
+			t.Errorf("the tinytor binary links %s (imported by %v); keep it out (binary size)", f, importers)
+		}
+	}
+}
