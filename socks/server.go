@@ -1,0 +1,474 @@
+package socks
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"tinytor/tor/torlog"
+)
+
+// Dialer opens streams and answers name lookups for the Server. Errors that
+// implement Replier choose the SOCKS reply; others give a general failure
+// (CONNECT) or host unreachable (RESOLVE, RESOLVE_PTR). Every method must
+// return promptly once ctx is done.
+type Dialer interface {
+	// DialStream opens a stream to req.Host:req.Port.
+	DialStream(ctx context.Context, req *Request, iso IsolationKey) (net.Conn, error)
+	// Resolve looks host up.
+	Resolve(ctx context.Context, host string, iso IsolationKey) ([]netip.Addr, error)
+	// ResolvePTR looks up the name of addr.
+	ResolvePTR(ctx context.Context, addr netip.Addr, iso IsolationKey) (string, error)
+}
+
+// Flags are a SocksPort's flags, named as in C tor's torrc.
+type Flags struct {
+	IsolateDestAddr       bool
+	IsolateDestPort       bool
+	IsolateSOCKSAuth      bool // on by default in C tor: see DefaultFlags
+	IsolateClientAddr     bool
+	IsolateClientProtocol bool
+	NoIPv4Traffic         bool
+	IPv6Traffic           bool
+	PreferIPv6            bool
+	ExtendedErrors        bool
+	OnionTrafficOnly      bool
+	NoOnionTraffic        bool
+	// SessionGroup puts listeners with the same group in one isolation
+	// domain; SessionGroupSet says it was given. Without it each listener
+	// is its own group, as in C tor.
+	SessionGroup    int
+	SessionGroupSet bool
+}
+
+// DefaultFlags returns C tor's default SocksPort flags (IsolateSOCKSAuth).
+func DefaultFlags() Flags { return Flags{IsolateSOCKSAuth: true} }
+
+// IsolationKey says which streams may share a circuit: only streams with
+// equal keys. It is comparable and built from a listener's flags.
+type IsolationKey struct {
+	// Listener is the listener's Config.ID, or "" if it has a session group.
+	Listener string
+	// SessionGroup is the listener's session group if set, else -1.
+	SessionGroup int
+	// DestAddr and DestPort are set under IsolateDestAddr/IsolateDestPort.
+	DestAddr string
+	DestPort uint16
+	// Auth, Username and Password are set under IsolateSOCKSAuth.
+	Auth               bool
+	Username, Password string
+	// ClientAddr is set under IsolateClientAddr.
+	ClientAddr netip.Addr
+	// Protocol is the SOCKS version under IsolateClientProtocol.
+	Protocol int
+}
+
+// isolationKey builds the key for req on a listener with flags f.
+func isolationKey(id string, f Flags, req *Request) IsolationKey {
+	k := IsolationKey{Listener: id, SessionGroup: -1}
+	if f.SessionGroupSet {
+		k.Listener, k.SessionGroup = "", f.SessionGroup
+	}
+	if f.IsolateDestAddr {
+		k.DestAddr = strings.ToLower(req.Host)
+	}
+	if f.IsolateDestPort {
+		k.DestPort = req.Port
+	}
+	if f.IsolateSOCKSAuth {
+		k.Auth, k.Username, k.Password = req.Auth, req.Username, req.Password
+	}
+	if f.IsolateClientAddr {
+		k.ClientAddr = req.ClientAddr.Addr().Unmap()
+	}
+	if f.IsolateClientProtocol {
+		k.Protocol = req.Version
+	}
+	return k
+}
+
+// Config configures a Server.
+type Config struct {
+	// ID names the listener in isolation keys and logs (e.g. "127.0.0.1:9050").
+	// Listen is the address ListenAndServe binds; ID defaults to it.
+	ID     string
+	Listen string
+	Flags  Flags
+	// Policy decides which clients may connect; nil means DefaultPolicy
+	// (loopback only).
+	Policy Policy
+	// SafeSocks rejects requests that carry an IP address instead of a
+	// hostname (the application resolved DNS itself, leaking it).
+	SafeSocks bool
+	// WarnUnsafeSocks logs a warning for such requests (at most every 5s).
+	WarnUnsafeSocks bool
+	// Log receives C tor style messages; nil discards them.
+	Log *torlog.Logger
+	// HandshakeTimeout bounds reading the request (default 30s).
+	HandshakeTimeout time.Duration
+	// ConnectTimeout bounds the Dialer call (default 120s, C tor's
+	// SocksTimeout); running out replies TTL expired.
+	ConnectTimeout time.Duration
+	// MaxConns caps concurrent client connections (default 512); clients
+	// above it are closed at once and counted in Stats.OverLimit.
+	MaxConns int
+}
+
+// Stats are a Server's counters.
+type Stats struct {
+	Accepted     uint64 // connections accepted
+	Active       int64  // connections open now
+	Denied       uint64 // closed by the policy
+	OverLimit    uint64 // closed because MaxConns were open
+	BadHandshake uint64 // handshakes that failed or were refused by flags
+	Succeeded    uint64 // requests answered with success
+	Failed       uint64 // requests the Dialer failed
+	BytesUp      uint64 // bytes relayed client -> stream
+	BytesDown    uint64 // bytes relayed stream -> client
+}
+
+// Server is a SOCKS listener. Create it with New; it is safe for
+// concurrent use.
+type Server struct {
+	cfg    Config
+	dialer Dialer
+	log    *torlog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // connection handlers and Serve loops
+
+	accepted, denied, overLimit, badHandshake atomic.Uint64
+	succeeded, failed, bytesUp, bytesDown     atomic.Uint64
+	active                                    atomic.Int64
+
+	warnMu   sync.Mutex
+	lastWarn time.Time
+}
+
+// New returns a Server answering requests with d.
+func New(cfg Config, d Dialer) (*Server, error) {
+	if d == nil {
+		return nil, errors.New("socks: nil Dialer")
+	}
+	if cfg.Flags.OnionTrafficOnly && cfg.Flags.NoOnionTraffic {
+		return nil, errors.New("socks: OnionTrafficOnly and NoOnionTraffic together allow nothing")
+	}
+	if cfg.Flags.NoIPv4Traffic && !cfg.Flags.IPv6Traffic && !cfg.Flags.OnionTrafficOnly {
+		return nil, errors.New("socks: NoIPv4Traffic without IPv6Traffic allows no traffic (use OnionTrafficOnly)")
+	}
+	if cfg.ID == "" {
+		cfg.ID = cfg.Listen
+	}
+	if cfg.Policy == nil {
+		cfg.Policy = DefaultPolicy()
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 30 * time.Second
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 120 * time.Second
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 512
+	}
+	log := cfg.Log
+	if log == nil {
+		log = torlog.Discard()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{cfg: cfg, dialer: d, log: log, ctx: ctx, cancel: cancel}, nil
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Accepted: s.accepted.Load(), Active: s.active.Load(),
+		Denied: s.denied.Load(), OverLimit: s.overLimit.Load(),
+		BadHandshake: s.badHandshake.Load(),
+		Succeeded:    s.succeeded.Load(), Failed: s.failed.Load(),
+		BytesUp: s.bytesUp.Load(), BytesDown: s.bytesDown.Load(),
+	}
+}
+
+// ListenAndServe listens on Config.Listen and serves until ctx is done or
+// Close is called.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("socks: listening on %s: %w", s.cfg.Listen, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve accepts connections on ln until ctx is done or Close is called,
+// then closes ln and every connection it accepted and waits for their
+// goroutines. It returns nil when stopped that way, or the accept error.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(s.ctx, cancel)
+	defer stop()
+	closer := context.AfterFunc(ctx, func() { ln.Close() })
+	defer closer()
+
+	s.log.Noticef("Opened Socks listener connection (ready) on %v", ln.Addr())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			ln.Close()
+			return fmt.Errorf("socks: accepting on %v: %w", ln.Addr(), err)
+		}
+		s.accepted.Add(1)
+		if s.active.Add(1) > int64(s.cfg.MaxConns) {
+			s.active.Add(-1)
+			s.overLimit.Add(1)
+			s.log.Infof("Too many open SOCKS connections (%d); closing new connection.", s.cfg.MaxConns)
+			c.Close()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer s.active.Add(-1)
+			s.handle(ctx, c)
+		}()
+	}
+}
+
+// Close stops every Serve call and ends all connections.
+func (s *Server) Close() error {
+	s.cancel()
+	return nil
+}
+
+// handle runs one client connection to its end.
+func (s *Server) handle(ctx context.Context, c net.Conn) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	defer c.Close()
+
+	client := addrPortOf(c.RemoteAddr())
+	if !s.cfg.Policy.Allows(client) {
+		s.denied.Add(1)
+		s.log.Noticef("Denying socks connection from untrusted address %v.", client.Addr())
+		return
+	}
+
+	c.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	br := bufio.NewReaderSize(c, 512)
+	req, err := ReadRequest(br, c, ReadOptions{PreferNoAuth: !s.cfg.Flags.IsolateSOCKSAuth})
+	if err != nil {
+		s.badHandshake.Add(1)
+		s.handshakeFailed(c, client, err)
+		return
+	}
+	req.ClientAddr = client
+	req.Family = FamilyPrefs{
+		NoIPv4:     s.cfg.Flags.NoIPv4Traffic,
+		IPv6:       s.cfg.Flags.IPv6Traffic,
+		PreferIPv6: s.cfg.Flags.PreferIPv6,
+	}
+	if code, msg := s.check(req); msg != "" {
+		s.badHandshake.Add(1)
+		s.log.Warnf("%s", msg)
+		c.Write(appendReply(nil, req.Version, code, netip.Addr{}, ""))
+		return
+	}
+	c.SetDeadline(time.Time{})
+
+	iso := isolationKey(s.cfg.ID, s.cfg.Flags, req)
+	dctx, dcancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
+	defer dcancel()
+	switch req.Command {
+	case Connect:
+		stream, err := s.dialer.DialStream(dctx, req, iso)
+		dcancel()
+		if err != nil {
+			s.failed.Add(1)
+			code := ReplyFor(err, ReplyGeneralFailure, s.cfg.Flags.ExtendedErrors)
+			s.log.Infof("SOCKS%d CONNECT to %s:%d failed: %v", req.Version, req.Host, req.Port, err)
+			c.Write(appendReply(nil, req.Version, code, netip.Addr{}, ""))
+			return
+		}
+		defer stream.Close()
+		if _, err := c.Write(appendReply(nil, req.Version, ReplySucceeded, netip.Addr{}, "")); err != nil {
+			s.failed.Add(1)
+			return
+		}
+		s.succeeded.Add(1)
+		s.relay(ctx, c, br, stream)
+	case Resolve:
+		addrs, err := s.dialer.Resolve(dctx, req.Host, iso)
+		dcancel()
+		s.answerResolve(c, req, addrs, err)
+	case ResolvePTR:
+		ip, _ := parseIP(req.Host)
+		name, err := s.dialer.ResolvePTR(dctx, ip, iso)
+		dcancel()
+		if err == nil && (name == "" || len(name) > maxField) {
+			err = fmt.Errorf("reverse lookup of %v gave an unusable name of %d bytes", ip, len(name))
+		}
+		if err != nil {
+			s.failed.Add(1)
+			code := ReplyFor(err, ReplyHostUnreachable, s.cfg.Flags.ExtendedErrors)
+			s.log.Infof("SOCKS%d RESOLVE_PTR of %v failed: %v", req.Version, ip, err)
+			c.Write(appendReply(nil, req.Version, code, netip.Addr{}, ""))
+			return
+		}
+		s.succeeded.Add(1)
+		c.Write(appendReply(nil, req.Version, ReplySucceeded, netip.Addr{}, name))
+	}
+}
+
+// handshakeFailed logs a failed handshake and sends what the client is owed.
+func (s *Server) handshakeFailed(c net.Conn, client netip.AddrPort, err error) {
+	var re *RequestError
+	if !errors.As(err, &re) {
+		s.log.Infof("SOCKS handshake from %v failed: %v", client, err)
+		return
+	}
+	if errors.Is(err, ErrHTTPRequest) {
+		s.log.Warnf("Socks version %d not recognized. (This port is not an HTTP proxy.)", 'G')
+		io.WriteString(c, httpErrorPage)
+		return
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || isTimeout(err) {
+		s.log.Infof("SOCKS handshake from %v ended early: %v", client, err)
+		return
+	}
+	s.log.Warnf("Rejecting SOCKS request from %v: %v", client, err)
+	if re.SendReply {
+		c.Write(appendReply(nil, re.Version, re.Reply, netip.Addr{}, ""))
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// check applies the listener's flags and SafeSocks to req, returning the
+// reply code and a C tor style log message if it must be refused.
+func (s *Server) check(req *Request) (ReplyCode, string) {
+	f := s.cfg.Flags
+	ipGiven := req.AddrType != AddrDomain && req.Command != ResolvePTR
+	if ipGiven && (s.cfg.SafeSocks || s.cfg.WarnUnsafeSocks) {
+		s.warnUnsafe(req)
+		if s.cfg.SafeSocks {
+			return ReplyNotAllowed, fmt.Sprintf("Rejecting SOCKS%d request for %s:%d: SafeSocks forbids IP addresses (they leak DNS).", req.Version, req.Host, req.Port)
+		}
+	}
+	onion := IsOnion(req.Host)
+	switch {
+	case f.OnionTrafficOnly && req.Command != Connect:
+		return ReplyNotAllowed, fmt.Sprintf("Rejecting SOCKS %v request for %s: this port only allows onion traffic.", req.Command, req.Host)
+	case f.OnionTrafficOnly && !onion:
+		return ReplyNotAllowed, fmt.Sprintf("Rejecting SOCKS request for non-onion address %s: this port only allows onion traffic.", req.Host)
+	case f.NoOnionTraffic && onion:
+		return ReplyNotAllowed, fmt.Sprintf("Rejecting SOCKS request for onion address %s: this port does not allow onion traffic.", req.Host)
+	case onion && req.Command != Connect:
+		return ReplyGeneralFailure, fmt.Sprintf("Rejecting SOCKS %v request for onion address %s: onion addresses can not be resolved.", req.Command, req.Host)
+	}
+	if req.Command == Connect && req.Port == 0 {
+		return ReplyGeneralFailure, fmt.Sprintf("Rejecting SOCKS%d CONNECT request for %s with port 0.", req.Version, req.Host)
+	}
+	if req.Command == Connect {
+		if ip, err := parseIP(req.Host); err == nil {
+			if ip.Is4() && f.NoIPv4Traffic {
+				return ReplyNotAllowed, fmt.Sprintf("Rejecting SOCKS request for IPv4 address %s since IPv4 traffic is not allowed on this port.", req.Host)
+			}
+			if ip.Is6() && !f.IPv6Traffic {
+				return ReplyNotAllowed, fmt.Sprintf("Rejecting SOCKS request for IPv6 address %s since IPv6 traffic is not allowed on this port.", req.Host)
+			}
+		}
+	}
+	return ReplySucceeded, ""
+}
+
+// warnUnsafe logs C tor's DNS-leak warning, at most once per 5 seconds.
+func (s *Server) warnUnsafe(req *Request) {
+	s.warnMu.Lock()
+	now := time.Now()
+	if now.Sub(s.lastWarn) < 5*time.Second {
+		s.warnMu.Unlock()
+		return
+	}
+	s.lastWarn = now
+	s.warnMu.Unlock()
+	rejecting := ""
+	if s.cfg.SafeSocks {
+		rejecting = " Rejecting."
+	}
+	s.log.Warnf("Your application (using socks%d to port %d) is giving Tor only an IP address. "+
+		"Applications that do DNS resolves themselves may leak information. "+
+		"Consider using Socks4A (e.g. via privoxy or socat) instead.%s", req.Version, req.Port, rejecting)
+}
+
+// answerResolve sends the reply to a RESOLVE request: the first address of
+// the preferred family the listener allows (only IPv4 for SOCKS4).
+func (s *Server) answerResolve(c net.Conn, req *Request, addrs []netip.Addr, err error) {
+	var pick netip.Addr
+	if err == nil {
+		pick = s.pickAddr(req.Version, addrs)
+		if !pick.IsValid() {
+			err = Errorf(ReplyHostUnreachable, "no usable address for %s among %d answers", req.Host, len(addrs))
+		}
+	}
+	if err != nil {
+		s.failed.Add(1)
+		code := ReplyFor(err, ReplyHostUnreachable, s.cfg.Flags.ExtendedErrors)
+		s.log.Infof("SOCKS%d RESOLVE of %s failed: %v", req.Version, req.Host, err)
+		c.Write(appendReply(nil, req.Version, code, netip.Addr{}, ""))
+		return
+	}
+	s.succeeded.Add(1)
+	c.Write(appendReply(nil, req.Version, ReplySucceeded, pick, ""))
+}
+
+func (s *Server) pickAddr(version int, addrs []netip.Addr) netip.Addr {
+	f := s.cfg.Flags
+	var v4, v6 netip.Addr
+	for _, a := range addrs {
+		a = a.Unmap()
+		switch {
+		case a.Is4() && !v4.IsValid() && !f.NoIPv4Traffic:
+			v4 = a
+		case a.Is6() && !v6.IsValid() && f.IPv6Traffic && version == 5:
+			v6 = a
+		}
+	}
+	if v6.IsValid() && (f.PreferIPv6 || !v4.IsValid()) {
+		return v6
+	}
+	return v4
+}
+
+// addrPortOf returns the address of a TCP peer (zero for other kinds).
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
