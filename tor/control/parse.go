@@ -1,0 +1,307 @@
+package control
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Default input limits. The spec sets no limit on line length; C tor caps
+// a command at 1 MiB. A router has little memory, so the defaults are lower
+// and configurable.
+const (
+	DefaultMaxLine = 64 << 10
+	DefaultMaxData = 1 << 20
+)
+
+// Command is one command received from a controller.
+type Command struct {
+	// Keyword is the command name in upper case ("GETINFO").
+	Keyword string
+	// Args is the raw text after the keyword and its separating space,
+	// without the line ending.
+	Args string
+	// Multiline is true for the "+KEYWORD ... CRLF data CRLF . CRLF" form.
+	Multiline bool
+	// Data is the dot-unstuffed body of a multi-line command, each line
+	// ended by "\n". It is nil for single-line commands.
+	Data []byte
+}
+
+// Reader reads controller commands from a stream, enforcing size limits.
+type Reader struct {
+	br      *bufio.Reader
+	maxLine int
+	maxData int
+	buf     []byte
+}
+
+// NewReader returns a Reader on r. maxLine bounds one line (including its
+// line ending) and maxData the body of a multi-line command; values <= 0
+// select DefaultMaxLine and DefaultMaxData.
+func NewReader(r io.Reader, maxLine, maxData int) *Reader {
+	if maxLine <= 0 {
+		maxLine = DefaultMaxLine
+	}
+	if maxData <= 0 {
+		maxData = DefaultMaxData
+	}
+	return &Reader{br: bufio.NewReaderSize(r, 4096), maxLine: maxLine, maxData: maxData}
+}
+
+// errLineTooLong is the reply to an over-long line; the connection is then
+// closed, as C tor does.
+var errLineTooLong = &Error{Code: CodeSyntaxProtocol, Msg: "Line too long."}
+
+// readLine returns the next line without its CRLF or LF. io.EOF means a
+// clean end of input before any byte of a new line; a partial last line is
+// io.ErrUnexpectedEOF.
+func (r *Reader) readLine() ([]byte, error) {
+	r.buf = r.buf[:0]
+	for {
+		chunk, err := r.br.ReadSlice('\n')
+		if len(r.buf)+len(chunk) > r.maxLine {
+			return nil, errLineTooLong
+		}
+		r.buf = append(r.buf, chunk...)
+		switch {
+		case err == nil:
+			line := r.buf[:len(r.buf)-1]
+			if n := len(line); n > 0 && line[n-1] == '\r' {
+				line = line[:n-1]
+			}
+			return line, nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF):
+			if len(r.buf) == 0 {
+				return nil, io.EOF
+			}
+			return nil, io.ErrUnexpectedEOF
+		default:
+			return nil, err
+		}
+	}
+}
+
+// ReadCommand reads one command. Protocol violations are returned as *Error
+// (500 for an over-long line or body); I/O errors are returned as they are,
+// with io.EOF for a clean end of input.
+func (r *Reader) ReadCommand() (*Command, error) {
+	line, err := r.readLine()
+	if err != nil {
+		return nil, err
+	}
+	cmd := &Command{}
+	if len(line) > 0 && line[0] == '+' {
+		cmd.Multiline = true
+		line = line[1:]
+	}
+	kw, args, _ := bytes.Cut(line, []byte{' '})
+	cmd.Keyword = strings.ToUpper(string(kw))
+	cmd.Args = string(args)
+	if !cmd.Multiline {
+		return cmd, nil
+	}
+	var data []byte
+	for {
+		l, err := r.readLine()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			if err == errLineTooLong {
+				return nil, err
+			}
+			return nil, fmt.Errorf("reading body of %s: %w", cmd.Keyword, err)
+		}
+		if len(l) == 1 && l[0] == '.' {
+			break
+		}
+		if len(l) > 0 && l[0] == '.' {
+			l = l[1:] // dot-unstuffing (RFC 2821 4.5.2)
+		}
+		if len(data)+len(l)+1 > r.maxData {
+			return nil, &Error{Code: CodeSyntaxProtocol, Msg: "Command body too long."}
+		}
+		data = append(data, l...)
+		data = append(data, '\n')
+	}
+	if data == nil {
+		data = []byte{}
+	}
+	cmd.Data = data
+	return cmd, nil
+}
+
+// ParseCommand parses exactly one command from b (which must hold the
+// complete command including its final line ending) with the default
+// limits.
+func ParseCommand(b []byte) (*Command, error) {
+	r := NewReader(bytes.NewReader(b), 0, 0)
+	cmd, err := r.ReadCommand()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := r.br.Peek(1); err == nil {
+		return nil, &Error{Code: CodeSyntaxProtocol, Msg: "Trailing data after command."}
+	}
+	return cmd, nil
+}
+
+// Arg is one argument of a command line: either positional (HasKey false,
+// the value in Value) or Key=Value. Quoted reports that the value was a
+// QuotedString (and has been unescaped).
+type Arg struct {
+	Key    string
+	Value  string
+	HasKey bool
+	Quoted bool
+}
+
+// ParseArgs splits a command's argument text into arguments separated by
+// spaces. An argument is a bare word, a QuotedString, Key=word or
+// Key=QuotedString. QuotedStrings take C escapes (\n \t \r \\ \" \' \xHH
+// and octal \ooo); any other escaped character stands for itself.
+func ParseArgs(s string) ([]Arg, error) {
+	var out []Arg
+	i := 0
+	for {
+		for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+			i++
+		}
+		if i >= len(s) {
+			return out, nil
+		}
+		var a Arg
+		if s[i] != '"' {
+			j := i
+			for j < len(s) && s[j] != ' ' && s[j] != '\t' && s[j] != '=' && s[j] != '"' {
+				j++
+			}
+			if j < len(s) && s[j] == '=' {
+				a.Key, a.HasKey = s[i:j], true
+				if j == i {
+					return nil, fmt.Errorf("empty key before '=' at byte %d", i)
+				}
+				i = j + 1
+			}
+		}
+		if i < len(s) && s[i] == '"' {
+			v, n, err := unquote(s[i:])
+			if err != nil {
+				return nil, fmt.Errorf("argument at byte %d: %w", i, err)
+			}
+			a.Value, a.Quoted = v, true
+			i += n
+			if i < len(s) && s[i] != ' ' && s[i] != '\t' {
+				return nil, fmt.Errorf("no space after quoted string at byte %d", i)
+			}
+		} else {
+			j := i
+			for j < len(s) && s[j] != ' ' && s[j] != '\t' {
+				if s[j] == '"' {
+					return nil, fmt.Errorf("unexpected quote inside word at byte %d", j)
+				}
+				j++
+			}
+			a.Value = s[i:j]
+			i = j
+		}
+		out = append(out, a)
+	}
+}
+
+// unquote decodes the QuotedString at the start of s and returns its value
+// and the number of bytes consumed.
+func unquote(s string) (string, int, error) {
+	var b strings.Builder
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		switch c {
+		case '"':
+			return b.String(), i + 1, nil
+		case '\r', '\n':
+			return "", 0, fmt.Errorf("line break inside quoted string at byte %d", i)
+		case '\\':
+			i++
+			if i >= len(s) {
+				return "", 0, errors.New("unterminated quoted string (ends in backslash)")
+			}
+			switch e := s[i]; {
+			case e == 'n':
+				b.WriteByte('\n')
+			case e == 't':
+				b.WriteByte('\t')
+			case e == 'r':
+				b.WriteByte('\r')
+			case e == 'x':
+				if i+2 >= len(s) || unhex(s[i+1]) < 0 || unhex(s[i+2]) < 0 {
+					return "", 0, fmt.Errorf("bad \\x escape at byte %d", i-1)
+				}
+				b.WriteByte(byte(unhex(s[i+1])<<4 | unhex(s[i+2])))
+				i += 2
+			case e >= '0' && e <= '7':
+				v, n := 0, 0
+				for n < 3 && i+n < len(s) && s[i+n] >= '0' && s[i+n] <= '7' {
+					v = v*8 + int(s[i+n]-'0')
+					n++
+				}
+				if v > 255 {
+					return "", 0, fmt.Errorf("octal escape out of range at byte %d", i-1)
+				}
+				b.WriteByte(byte(v))
+				i += n - 1
+			default:
+				b.WriteByte(e)
+			}
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return "", 0, errors.New("unterminated quoted string")
+}
+
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+// QuoteString returns s as a QuotedString the way C tor escapes strings
+// for controllers: backslash, quote, CR, LF and TAB get C escapes, other
+// bytes outside printable ASCII become octal escapes.
+func QuoteString(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 2)
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\' || c == '"':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c == '\n':
+			b.WriteString(`\n`)
+		case c == '\r':
+			b.WriteString(`\r`)
+		case c == '\t':
+			b.WriteString(`\t`)
+		case c < 0x20 || c >= 0x7f:
+			fmt.Fprintf(&b, "\\%03o", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
