@@ -1,0 +1,118 @@
+package dir
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// PortRange is an inclusive range of ports.
+type PortRange struct{ Lo, Hi uint16 }
+
+// PortPolicy is an exit-policy summary ("p" or "p6" line, dir-spec
+// 3.8.2): the listed ports are accepted (Accept) or rejected (!Accept),
+// all others the opposite. A nil *PortPolicy rejects everything.
+type PortPolicy struct {
+	Accept bool
+	Ranges []PortRange // sorted, non-overlapping
+}
+
+// Allows reports whether the policy accepts connections to port.
+func (p *PortPolicy) Allows(port uint16) bool {
+	if p == nil {
+		return false
+	}
+	in := false
+	lo, hi := 0, len(p.Ranges)
+	for lo < hi {
+		m := (lo + hi) / 2
+		r := p.Ranges[m]
+		switch {
+		case port < r.Lo:
+			hi = m
+		case port > r.Hi:
+			lo = m + 1
+		default:
+			in = true
+			lo = hi
+		}
+	}
+	return in == p.Accept
+}
+
+// AllowsAny reports whether the policy accepts at least one port.
+func (p *PortPolicy) AllowsAny() bool {
+	if p == nil {
+		return false
+	}
+	if p.Accept {
+		return len(p.Ranges) > 0
+	}
+	return !(len(p.Ranges) == 1 && p.Ranges[0] == PortRange{1, 65535})
+}
+
+// String formats the policy as in a "p" line.
+func (p *PortPolicy) String() string {
+	if p == nil {
+		return "reject 1-65535"
+	}
+	var b strings.Builder
+	if p.Accept {
+		b.WriteString("accept ")
+	} else {
+		b.WriteString("reject ")
+	}
+	for i, r := range p.Ranges {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		if r.Lo == r.Hi {
+			fmt.Fprintf(&b, "%d", r.Lo)
+		} else {
+			fmt.Fprintf(&b, "%d-%d", r.Lo, r.Hi)
+		}
+	}
+	return b.String()
+}
+
+// ParsePortPolicy parses the arguments of a "p" line: "accept" or
+// "reject" and a PortList like "80,443,1000-2000".
+func ParsePortPolicy(args [][]byte) (*PortPolicy, error) {
+	if len(args) < 2 {
+		return nil, errors.New("want accept|reject and a port list")
+	}
+	p := &PortPolicy{}
+	switch string(args[0]) {
+	case "accept":
+		p.Accept = true
+	case "reject":
+	default:
+		return nil, fmt.Errorf("%q is neither accept nor reject", args[0])
+	}
+	list := args[1]
+	for len(list) > 0 {
+		var item []byte
+		if i := indexByte(list, ','); i >= 0 {
+			item, list = list[:i], list[i+1:]
+			if len(list) == 0 {
+				return nil, errors.New("port list ends with a comma")
+			}
+		} else {
+			item, list = list, nil
+		}
+		lo, hi := item, item
+		if i := indexByte(item, '-'); i >= 0 {
+			lo, hi = item[:i], item[i+1:]
+		}
+		l, err1 := parseUint(lo, 65535)
+		h, err2 := parseUint(hi, 65535)
+		if err1 != nil || err2 != nil || l == 0 || l > h {
+			return nil, fmt.Errorf("bad port range %q", item)
+		}
+		if n := len(p.Ranges); n > 0 && uint16(l) <= p.Ranges[n-1].Hi {
+			return nil, fmt.Errorf("port range %q not in ascending order", item)
+		}
+		p.Ranges = append(p.Ranges, PortRange{uint16(l), uint16(h)})
+	}
+	return p, nil
+}

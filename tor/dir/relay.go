@@ -1,0 +1,276 @@
+package dir
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// Flags is a set of relay status flags from a consensus "s" line. Flags
+// this package does not know are dropped.
+type Flags uint16
+
+// The known relay flags (dir-spec 3.4.1).
+const (
+	FlagAuthority Flags = 1 << iota
+	FlagBadExit
+	FlagExit
+	FlagFast
+	FlagGuard
+	FlagHSDir
+	FlagMiddleOnly
+	FlagNoEdConsensus
+	FlagRunning
+	FlagStable
+	FlagStaleDesc
+	FlagSybil
+	FlagV2Dir
+	FlagValid
+)
+
+var flagNames = [...]string{"Authority", "BadExit", "Exit", "Fast", "Guard", "HSDir",
+	"MiddleOnly", "NoEdConsensus", "Running", "Stable", "StaleDesc", "Sybil", "V2Dir", "Valid"}
+
+// flagFromName returns the flag called name, or 0 for unknown flags.
+func flagFromName(name []byte) Flags {
+	for i, n := range flagNames {
+		if string(name) == n {
+			return 1 << i
+		}
+	}
+	return 0
+}
+
+// Has reports whether all flags in x are set in f.
+func (f Flags) Has(x Flags) bool { return f&x == x }
+
+// String lists the flags as in an "s" line.
+func (f Flags) String() string {
+	var parts []string
+	for i, n := range flagNames {
+		if f&(1<<i) != 0 {
+			parts = append(parts, n)
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// Relay is a client's compact view of one consensus router entry.
+type Relay struct {
+	// Identity is the relay's RSA identity digest (its fingerprint).
+	Identity [20]byte
+	// Microdesc is the SHA-256 digest of the relay's microdescriptor.
+	Microdesc [32]byte
+	Nickname  string
+	// Protocols are the relay's supported subprotocols ("pr" line), shared
+	// between relays with identical lines. Nil if the line is absent.
+	Protocols *Protocols
+	// Bandwidth is the consensus weight ("w Bandwidth=").
+	Bandwidth uint32
+	// IPv4 address and ports from the "r" line.
+	Addr    [4]byte
+	ORPort  uint16
+	DirPort uint16
+	// IPv6 and IPv6Port are the first IPv6 "a" line; IPv6Port is 0 if none.
+	IPv6       [16]byte
+	IPv6Port   uint16
+	Flags      Flags
+	Unmeasured bool // "w ... Unmeasured=1"
+}
+
+// ORAddrPort returns the relay's IPv4 ORPort address.
+func (r *Relay) ORAddrPort() netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4(r.Addr), r.ORPort)
+}
+
+// IPv6AddrPort returns the relay's IPv6 ORPort address, if it has one.
+func (r *Relay) IPv6AddrPort() (netip.AddrPort, bool) {
+	if r.IPv6Port == 0 {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(netip.AddrFrom16(r.IPv6), r.IPv6Port), true
+}
+
+// Proto is a Tor subprotocol name (tor-spec section 9), as an index.
+type Proto uint8
+
+// The subprotocols a client may care about.
+const (
+	ProtoConflux Proto = iota
+	ProtoCons
+	ProtoDesc
+	ProtoDirCache
+	ProtoFlowCtrl
+	ProtoHSDir
+	ProtoHSIntro
+	ProtoHSRend
+	ProtoLink
+	ProtoLinkAuth
+	ProtoMicrodesc
+	ProtoPadding
+	ProtoRelay
+	numProtos
+)
+
+var protoNames = [numProtos]string{"Conflux", "Cons", "Desc", "DirCache", "FlowCtrl", "HSDir",
+	"HSIntro", "HSRend", "Link", "LinkAuth", "Microdesc", "Padding", "Relay"}
+
+// String returns the protocol's name.
+func (p Proto) String() string {
+	if p < numProtos {
+		return protoNames[p]
+	}
+	return fmt.Sprintf("Proto(%d)", uint8(p))
+}
+
+// MaxProtoVersion is the highest subprotocol version representable
+// (C tor's MAX_PROTOCOL_VERSION).
+const MaxProtoVersion = 63
+
+// Protocols is a set of supported versions for each known subprotocol.
+// Versions of subprotocols not listed in Proto are dropped.
+type Protocols [numProtos]uint64
+
+// Supports reports whether version v of protocol p is in the set.
+func (ps *Protocols) Supports(p Proto, v int) bool {
+	if ps == nil || p >= numProtos || v < 0 || v > MaxProtoVersion {
+		return false
+	}
+	return ps[p]&(1<<uint(v)) != 0
+}
+
+// ParseProtocols parses a protocol list like "Link=1-5 LinkAuth=1,3
+// Relay=1-4" (dir-spec 2.1.1 "proto").
+func ParseProtocols(s string) (Protocols, error) {
+	var ps Protocols
+	for _, ent := range strings.Fields(s) {
+		if err := ps.addEntry([]byte(ent)); err != nil {
+			return ps, err
+		}
+	}
+	return ps, nil
+}
+
+func (ps *Protocols) addEntry(ent []byte) error {
+	eq := -1
+	for i, c := range ent {
+		if c == '=' {
+			eq = i
+			break
+		}
+	}
+	if eq <= 0 {
+		return fmt.Errorf("protocol entry %q lacks Name=versions", ent)
+	}
+	name, vers := ent[:eq], ent[eq+1:]
+	idx := -1
+	for i, n := range protoNames {
+		if string(name) == n {
+			idx = i
+			break
+		}
+	}
+	var set uint64
+	for len(vers) > 0 {
+		var r []byte
+		if i := indexByte(vers, ','); i >= 0 {
+			r, vers = vers[:i], vers[i+1:]
+			if len(vers) == 0 {
+				return fmt.Errorf("protocol entry %q: trailing comma", ent)
+			}
+		} else {
+			r, vers = vers, nil
+		}
+		lo, hi := r, r
+		if i := indexByte(r, '-'); i >= 0 {
+			lo, hi = r[:i], r[i+1:]
+		}
+		l, err1 := parseUint(lo, MaxProtoVersion)
+		h, err2 := parseUint(hi, MaxProtoVersion)
+		if err1 != nil || err2 != nil || l > h {
+			return fmt.Errorf("protocol entry %q: bad version range %q (versions are 0-%d)", ent, r, MaxProtoVersion)
+		}
+		for v := l; v <= h; v++ {
+			set |= 1 << uint(v)
+		}
+	}
+	if idx >= 0 {
+		ps[idx] |= set
+	}
+	return nil
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+var errNotNumber = errors.New("not a decimal number")
+
+// parseUint parses a decimal number no larger than max.
+func parseUint(b []byte, max uint64) (uint64, error) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, errNotNumber
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, errNotNumber
+		}
+		d := uint64(c - '0')
+		if n > (max-d)/10 {
+			return 0, fmt.Errorf("number %q out of range (max %d)", b, max)
+		}
+		n = n*10 + d
+	}
+	return n, nil
+}
+
+// parseInt32 parses a signed 32-bit decimal number.
+func parseInt32(b []byte) (int32, error) {
+	neg := false
+	if len(b) > 0 && (b[0] == '-' || b[0] == '+') {
+		neg = b[0] == '-'
+		b = b[1:]
+	}
+	max := uint64(1<<31 - 1)
+	if neg {
+		max++
+	}
+	n, err := parseUint(b, max)
+	if err != nil {
+		return 0, err
+	}
+	if neg {
+		return int32(-int64(n)), nil
+	}
+	return int32(n), nil
+}
+
+// parseIPv4 parses a dotted-quad IPv4 address.
+func parseIPv4(b []byte) ([4]byte, error) {
+	var a [4]byte
+	for i := 0; i < 4; i++ {
+		j := 0
+		for j < len(b) && b[j] != '.' {
+			j++
+		}
+		if (i < 3) != (j < len(b)) || j == 0 || j > 3 || (j > 1 && b[0] == '0') {
+			return a, fmt.Errorf("bad IPv4 address")
+		}
+		n, err := parseUint(b[:j], 255)
+		if err != nil {
+			return a, fmt.Errorf("bad IPv4 address")
+		}
+		a[i] = byte(n)
+		if i < 3 {
+			b = b[j+1:]
+		}
+	}
+	return a, nil
+}

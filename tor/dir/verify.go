@@ -1,0 +1,176 @@
+package dir
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Reasons a consensus signature does not count (use errors.Is on
+// SignatureError).
+var (
+	ErrUnknownAuthority = errors.New("signer is not a configured authority")
+	ErrUnknownAlgorithm = errors.New("unrecognized digest algorithm")
+	ErrMissingCert      = errors.New("no certificate for the signing key")
+	ErrBadCert          = errors.New("certificate for the signing key is invalid")
+	ErrBadSignature     = errors.New("signature does not verify")
+)
+
+// SignatureError explains why one directory-signature does not count.
+type SignatureError struct {
+	Authority        [20]byte
+	SigningKeyDigest [20]byte
+	Algorithm        string
+	Err              error
+}
+
+func (e *SignatureError) Error() string {
+	return fmt.Sprintf("consensus signature (%s) from %X with signing key %X invalid: %v",
+		e.Algorithm, e.Authority, e.SigningKeyDigest, e.Err)
+}
+
+func (e *SignatureError) Unwrap() error { return e.Err }
+
+// CertID names an authority certificate: its identity and signing key.
+type CertID struct {
+	Identity         [20]byte
+	SigningKeyDigest [20]byte
+}
+
+// SignatureReport is the outcome of checking a consensus's signatures.
+type SignatureReport struct {
+	// Signed lists the configured authorities with at least one valid
+	// signature.
+	Signed [][20]byte
+	// Required is how many authorities must sign: more than half.
+	Required int
+	// MissingCerts names the certificates to fetch: those of configured
+	// authorities whose signatures could not be checked for lack of a
+	// (valid) certificate.
+	MissingCerts []CertID
+	// Problems lists every signature that did not count, and why.
+	Problems []*SignatureError
+}
+
+// OK reports whether enough authorities signed.
+func (r *SignatureReport) OK() bool { return len(r.Signed) >= r.Required }
+
+// NotEnoughSignaturesError is returned by Verify when fewer than the
+// required number of configured authorities signed validly.
+type NotEnoughSignaturesError struct {
+	Report *SignatureReport
+}
+
+func (e *NotEnoughSignaturesError) Error() string {
+	msg := fmt.Sprintf("consensus has %d valid authority signatures, needs %d", len(e.Report.Signed), e.Report.Required)
+	if n := len(e.Report.MissingCerts); n > 0 {
+		msg += fmt.Sprintf(" (%d certificates missing)", n)
+	}
+	for _, p := range e.Report.Problems {
+		msg += "; " + p.Error()
+	}
+	return msg
+}
+
+// Unwrap returns the individual signature problems.
+func (e *NotEnoughSignaturesError) Unwrap() []error {
+	out := make([]error, len(e.Report.Problems))
+	for i, p := range e.Report.Problems {
+		out[i] = p
+	}
+	return out
+}
+
+// CheckSignatures checks every directory-signature against the
+// certificates (matched by identity and signing-key digest; each
+// certificate must itself verify at now). Only signatures by the
+// configured authorities (v3ident fingerprints) count, each authority once.
+func (c *Consensus) CheckSignatures(certs []*AuthCert, authorities [][20]byte, now time.Time) *SignatureReport {
+	rep := &SignatureReport{Required: len(authorities)/2 + 1}
+	configured := func(id [20]byte) bool {
+		for _, a := range authorities {
+			if a == id {
+				return true
+			}
+		}
+		return false
+	}
+	signed := map[[20]byte]bool{}
+	missing := map[CertID]bool{}
+	for i := range c.Signatures {
+		s := &c.Signatures[i]
+		fail := func(err error) {
+			rep.Problems = append(rep.Problems, &SignatureError{Authority: s.Identity,
+				SigningKeyDigest: s.SigningKeyDigest, Algorithm: s.Algorithm, Err: err})
+		}
+		if !configured(s.Identity) {
+			fail(ErrUnknownAuthority)
+			continue
+		}
+		var digest []byte
+		switch s.Algorithm {
+		case "sha1":
+			digest = c.digestSHA1[:]
+		case "sha256":
+			digest = c.digestSHA256[:]
+		default:
+			fail(ErrUnknownAlgorithm)
+			continue
+		}
+		if signed[s.Identity] {
+			continue
+		}
+		var certErr error
+		found := false
+		for _, cert := range certs {
+			if cert.Fingerprint != s.Identity || cert.SigningKeyDigest != s.SigningKeyDigest {
+				continue
+			}
+			if err := cert.Verify(now); err != nil {
+				certErr = err
+				continue
+			}
+			found = true
+			if err := verifyRaw(cert.SigningKey, digest, s.Signature); err != nil {
+				fail(fmt.Errorf("%w: %v", ErrBadSignature, err))
+			} else {
+				signed[s.Identity] = true
+				rep.Signed = append(rep.Signed, s.Identity)
+			}
+			break
+		}
+		if !found {
+			id := CertID{s.Identity, s.SigningKeyDigest}
+			if !missing[id] {
+				missing[id] = true
+				rep.MissingCerts = append(rep.MissingCerts, id)
+			}
+			if certErr != nil {
+				fail(fmt.Errorf("%w: %v", ErrBadCert, certErr))
+			} else {
+				fail(ErrMissingCert)
+			}
+		}
+	}
+	// A certificate found later for an authority that also signed validly
+	// is not needed.
+	kept := rep.MissingCerts[:0]
+	for _, m := range rep.MissingCerts {
+		if !signed[m.Identity] {
+			kept = append(kept, m)
+		}
+	}
+	rep.MissingCerts = kept
+	return rep
+}
+
+// Verify checks that more than half of the configured authorities signed
+// the consensus (see CheckSignatures). It returns nil or a
+// *NotEnoughSignaturesError carrying the full report.
+func (c *Consensus) Verify(certs []*AuthCert, authorities [][20]byte, now time.Time) error {
+	rep := c.CheckSignatures(certs, authorities, now)
+	if !rep.OK() {
+		return &NotEnoughSignaturesError{Report: rep}
+	}
+	return nil
+}
