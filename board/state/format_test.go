@@ -40,11 +40,11 @@ func TestDecodeRejectsEveryTruncationAndFlip(t *testing.T) {
 
 func TestDecodeErrorsArePrecise(t *testing.T) {
 	cases := map[string]string{
-		"":                              "empty",
-		"abc":                           "newline",
-		"abc\n":                         "no checksum trailer",
-		"x\nnot a trailer\n":            "is not a",
-		"x\n#tinytor-state v1 len=1\n":  "no sha256",
+		"":                             "empty",
+		"abc":                          "newline",
+		"abc\n":                        "no checksum trailer",
+		"x\nnot a trailer\n":           "is not a",
+		"x\n#tinytor-state v1 len=1\n": "no sha256",
 		"x\n#tinytor-state v1 len=01 sha256=" + strings.Repeat("0", 64) + "\n": "bad length",
 		"x\n#tinytor-state v1 len=2 sha256=" + strings.Repeat("0", 64) + "\n":  "says 2",
 		"x\n#tinytor-state v1 len=1 sha256=00\n":                               "characters",
