@@ -1,0 +1,226 @@
+package control
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"tinytor/tor/torlog"
+)
+
+// Event is one asynchronous event. It is sent as "650 Type Body", or, when
+// Body spans several lines, as "650+Type", the dot-stuffed body, "." and
+// "650 OK".
+type Event struct {
+	Type string
+	Body string
+}
+
+// EventNames are the event names SETEVENTS accepts, in C tor's order (the
+// value of GETINFO events/names). A name here that tinytor never produces
+// is accepted and simply never fires.
+var eventNames = []string{
+	"CIRC", "CIRC_MINOR", "STREAM", "ORCONN", "BW", "DEBUG", "INFO", "NOTICE",
+	"WARN", "ERR", "NEWDESC", "ADDRMAP", "DESCCHANGED", "NS", "STATUS_GENERAL",
+	"STATUS_CLIENT", "STATUS_SERVER", "GUARD", "STREAM_BW", "CLIENTS_SEEN",
+	"NEWCONSENSUS", "BUILDTIMEOUT_SET", "SIGNAL", "CONF_CHANGED", "CONN_BW",
+	"CELL_STATS", "CIRC_BW", "TRANSPORT_LAUNCHED", "HS_DESC", "HS_DESC_CONTENT",
+	"NETWORK_LIVENESS",
+}
+
+// EventNames returns the event names SETEVENTS accepts.
+func EventNames() []string { return append([]string(nil), eventNames...) }
+
+func knownEvent(name string) bool {
+	for _, n := range eventNames {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// kv appends " KEY=value" when value is not empty.
+func kv(b *strings.Builder, key, value string) {
+	if value == "" {
+		return
+	}
+	b.WriteByte(' ')
+	b.WriteString(key)
+	b.WriteByte('=')
+	b.WriteString(value)
+}
+
+// isoTimeFrac formats t as control-spec ISOTime2Frac with microseconds, as
+// C tor does for TIME_CREATED.
+func isoTimeFrac(t time.Time) string {
+	return t.UTC().Format("2006-01-02T15:04:05.000000")
+}
+
+// CircEvent is a CIRC event (control-spec 4.1.1).
+type CircEvent struct {
+	ID           string
+	Status       string   // LAUNCHED, BUILT, GUARD_WAIT, EXTENDED, FAILED, CLOSED
+	Path         []string // LongNames: "$FINGERPRINT~nickname"
+	BuildFlags   []string // ONEHOP_TUNNEL, IS_INTERNAL, NEED_CAPACITY, NEED_UPTIME
+	Purpose      string
+	HSState      string
+	RendQuery    string
+	TimeCreated  time.Time
+	Reason       string
+	RemoteReason string
+}
+
+// Event formats c.
+func (c CircEvent) Event() Event {
+	var b strings.Builder
+	b.WriteString(c.ID)
+	b.WriteByte(' ')
+	b.WriteString(c.Status)
+	if len(c.Path) > 0 {
+		b.WriteByte(' ')
+		b.WriteString(strings.Join(c.Path, ","))
+	}
+	kv(&b, "BUILD_FLAGS", strings.Join(c.BuildFlags, ","))
+	kv(&b, "PURPOSE", c.Purpose)
+	kv(&b, "HS_STATE", c.HSState)
+	kv(&b, "REND_QUERY", c.RendQuery)
+	if !c.TimeCreated.IsZero() {
+		kv(&b, "TIME_CREATED", isoTimeFrac(c.TimeCreated))
+	}
+	kv(&b, "REASON", c.Reason)
+	if c.Reason != "" {
+		kv(&b, "REMOTE_REASON", c.RemoteReason)
+	}
+	return Event{Type: "CIRC", Body: b.String()}
+}
+
+// StreamEvent is a STREAM event (control-spec 4.1.2).
+type StreamEvent struct {
+	ID           string
+	Status       string // NEW, NEWRESOLVE, REMAP, SENTCONNECT, SENTRESOLVE, SUCCEEDED, FAILED, CLOSED, DETACHED
+	CircID       string // "0" when not attached
+	Target       string // host:port
+	Reason       string
+	RemoteReason string
+	Source       string // CACHE or EXIT, for REMAP
+	SourceAddr   string // address:port of the SOCKS client
+	Purpose      string // DIR_FETCH, DIR_UPLOAD, DNS_REQUEST, DIRPORT_TEST, USER
+}
+
+// Event formats s.
+func (s StreamEvent) Event() Event {
+	var b strings.Builder
+	circ := s.CircID
+	if circ == "" {
+		circ = "0"
+	}
+	b.WriteString(s.ID + " " + s.Status + " " + circ + " " + s.Target)
+	kv(&b, "REASON", s.Reason)
+	if s.Reason != "" {
+		kv(&b, "REMOTE_REASON", s.RemoteReason)
+	}
+	kv(&b, "SOURCE", s.Source)
+	kv(&b, "SOURCE_ADDR", s.SourceAddr)
+	kv(&b, "PURPOSE", s.Purpose)
+	return Event{Type: "STREAM", Body: b.String()}
+}
+
+// ORConnEvent is an ORCONN event (control-spec 4.1.3).
+type ORConnEvent struct {
+	Target string // LongName or address:port
+	Status string // NEW, LAUNCHED, CONNECTED, FAILED, CLOSED
+	Reason string
+	NCircs int // omitted when 0
+	ID     string
+}
+
+// Event formats o.
+func (o ORConnEvent) Event() Event {
+	var b strings.Builder
+	b.WriteString(o.Target + " " + o.Status)
+	kv(&b, "REASON", o.Reason)
+	if o.NCircs > 0 {
+		kv(&b, "NCIRCS", strconv.Itoa(o.NCircs))
+	}
+	kv(&b, "ID", o.ID)
+	return Event{Type: "ORCONN", Body: b.String()}
+}
+
+// BWEvent returns a BW event: bytes read and written in the last second.
+func BWEvent(read, written uint64) Event {
+	return Event{Type: "BW", Body: strconv.FormatUint(read, 10) + " " + strconv.FormatUint(written, 10)}
+}
+
+// StatusArg is one keyword=value argument of a status event.
+type StatusArg struct{ Key, Value string }
+
+// StatusEvent is a STATUS_GENERAL / STATUS_CLIENT / STATUS_SERVER event
+// (control-spec 4.1.10), e.g. STATUS_CLIENT NOTICE BOOTSTRAP PROGRESS=100.
+type StatusEvent struct {
+	Type     string // STATUS_CLIENT etc.
+	Severity string // NOTICE, WARN, ERR
+	Action   string
+	Args     []StatusArg
+}
+
+// Event formats s; a value that is not 1*(ALNUM / "_") is quoted.
+func (s StatusEvent) Event() Event {
+	var b strings.Builder
+	b.WriteString(s.Severity + " " + s.Action)
+	for _, a := range s.Args {
+		v := a.Value
+		if !isStatusWord(v) {
+			v = QuoteString(v)
+		}
+		b.WriteString(" " + a.Key + "=" + v)
+	}
+	return Event{Type: s.Type, Body: b.String()}
+}
+
+func isStatusWord(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// HSDescEvent is an HS_DESC event (control-spec 4.1.25).
+type HSDescEvent struct {
+	Action       string // REQUESTED, UPLOAD, RECEIVED, UPLOADED, IGNORE, FAILED, CREATED
+	Address      string // onion address without ".onion", or UNKNOWN
+	AuthType     string // NO_AUTH, BASIC_AUTH, STEALTH_AUTH, UNKNOWN
+	HSDir        string // LongName or UNKNOWN
+	DescriptorID string
+	Reason       string
+	HSDirIndex   string
+}
+
+// Event formats h.
+func (h HSDescEvent) Event() Event {
+	var b strings.Builder
+	orUnknown := func(s string) string {
+		if s == "" {
+			return "UNKNOWN"
+		}
+		return s
+	}
+	b.WriteString(h.Action + " " + orUnknown(h.Address) + " " + orUnknown(h.AuthType) + " " + orUnknown(h.HSDir))
+	if h.DescriptorID != "" {
+		b.WriteString(" " + h.DescriptorID)
+	}
+	kv(&b, "REASON", h.Reason)
+	kv(&b, "HSDIR_INDEX", h.HSDirIndex)
+	return Event{Type: "HS_DESC", Body: b.String()}
+}
+
+// LogEvent returns the DEBUG/INFO/NOTICE/WARN/ERR event for a log message.
+func LogEvent(sev torlog.Severity, msg string) Event {
+	return Event{Type: strings.ToUpper(sev.String()), Body: strings.TrimRight(msg, "\r\n")}
+}

@@ -1,0 +1,292 @@
+package control
+
+import (
+	"crypto/sha3"
+	"encoding/base32"
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// OnionPort is one Port=VirtPort[,Target] of ADD_ONION.
+type OnionPort struct {
+	Virt   uint16
+	Target string // "" (same port on 127.0.0.1), a port, addr:port or unix:path
+}
+
+// AddOnionRequest is a parsed ADD_ONION command (control-spec 3.27).
+type AddOnionRequest struct {
+	// NewKey asks the backend to generate an ED25519-V3 key (NEW:BEST or
+	// NEW:ED25519-V3); otherwise PrivateKey holds the 64-byte expanded key
+	// (secret scalar || PRF secret) given as ED25519-V3:<base64>.
+	NewKey     bool
+	PrivateKey []byte
+
+	DiscardPK              bool
+	Detach                 bool
+	V3Auth                 bool
+	NonAnonymous           bool
+	MaxStreamsCloseCircuit bool
+	MaxStreams             int
+
+	Ports []OnionPort
+	// ClientAuthV3 are the authorized clients' x25519 public keys.
+	ClientAuthV3 [][32]byte
+}
+
+// AddOnionResult is what the backend returns for ADD_ONION.
+type AddOnionResult struct {
+	ServiceID string // address without ".onion"
+	// PrivateKey is the generated 64-byte expanded key; it is sent to the
+	// controller only for NewKey requests without DiscardPK.
+	PrivateKey []byte
+}
+
+// ParseAddOnion parses the argument text of ADD_ONION with C tor's error
+// replies.
+func ParseAddOnion(args string) (*AddOnionRequest, error) {
+	as, err := ParseArgs(args)
+	if err != nil {
+		return nil, Errorf(CodeSyntaxArgs, "Bad arguments to ADD_ONION: %v", err)
+	}
+	if len(as) == 0 {
+		return nil, Errorf(CodeSyntaxArgs, "Bad arguments to ADD_ONION: Need at least 1 argument(s)")
+	}
+	key := as[0]
+	if key.HasKey || key.Quoted {
+		return nil, Errorf(CodeSyntaxArgs, "Invalid key type/blob")
+	}
+	req := &AddOnionRequest{}
+	for _, a := range as[1:] {
+		if !a.HasKey {
+			return nil, Errorf(CodeSyntaxArgs, "Unexpected argument %s", QuoteString(a.Value))
+		}
+		switch strings.ToLower(a.Key) {
+		case "port":
+			p, err := parseOnionPort(a.Value)
+			if err != nil {
+				return nil, Errorf(CodeSyntaxArgs, "Invalid VIRTPORT/TARGET")
+			}
+			req.Ports = append(req.Ports, p)
+		case "flags":
+			for f := range strings.SplitSeq(a.Value, ",") {
+				switch strings.ToLower(f) {
+				case "discardpk":
+					req.DiscardPK = true
+				case "detach":
+					req.Detach = true
+				case "v3auth":
+					req.V3Auth = true
+				case "nonanonymous":
+					req.NonAnonymous = true
+				case "maxstreamsclosecircuit":
+					req.MaxStreamsCloseCircuit = true
+				default:
+					return nil, Errorf(CodeSyntaxArgs, "Invalid 'Flags' argument: %s", QuoteString(f))
+				}
+			}
+		case "maxstreams":
+			n, err := strconv.Atoi(a.Value)
+			if err != nil || n < 0 || n > 65535 {
+				return nil, Errorf(CodeSyntaxArgs, "Invalid MaxStreams %s", QuoteString(a.Value))
+			}
+			req.MaxStreams = n
+		case "clientauthv3":
+			k, err := decodeBase32Key(a.Value)
+			if err != nil {
+				return nil, Errorf(CodeSyntaxArgs, "Cannot decode v3 client auth key")
+			}
+			req.ClientAuthV3 = append(req.ClientAuthV3, k)
+		case "clientauth":
+			return nil, Errorf(CodeUnrecognizedArg, "ClientAuth is for v2 onion services, which are not supported; use ClientAuthV3")
+		default:
+			return nil, Errorf(CodeUnrecognizedArg, "Unrecognized argument %s", QuoteString(a.Key))
+		}
+	}
+	if len(req.Ports) == 0 {
+		return nil, Errorf(CodeSyntaxArgs, "Missing 'Port' argument")
+	}
+	typ, blob, ok := strings.Cut(key.Value, ":")
+	if !ok {
+		return nil, Errorf(CodeSyntaxArgs, "Invalid key type/blob")
+	}
+	switch {
+	case typ == "NEW" && (blob == "BEST" || blob == "ED25519-V3"):
+		req.NewKey = true
+	case typ == "ED25519-V3":
+		k, err := decodeBase64(blob)
+		if err != nil || len(k) != 64 {
+			return nil, Errorf(CodeSyntaxArgs, "Failed to decode ED25519-V3 key")
+		}
+		req.PrivateKey = k
+	default:
+		return nil, Errorf(CodeUnrecognizedArg, "Invalid key type")
+	}
+	if req.DiscardPK && !req.NewKey {
+		req.DiscardPK = false // nothing to discard: only generated keys are returned
+	}
+	return req, nil
+}
+
+func parseOnionPort(s string) (OnionPort, error) {
+	virt, target, _ := strings.Cut(s, ",")
+	n, err := strconv.Atoi(virt)
+	if err != nil || n < 1 || n > 65535 {
+		return OnionPort{}, fmt.Errorf("bad virtual port %q", virt)
+	}
+	p := OnionPort{Virt: uint16(n), Target: target}
+	if target == "" {
+		if strings.Contains(s, ",") {
+			return OnionPort{}, fmt.Errorf("empty target in %q", s)
+		}
+		return p, nil
+	}
+	if strings.HasPrefix(target, "unix:") {
+		if len(target) == len("unix:") {
+			return OnionPort{}, fmt.Errorf("empty unix path in %q", s)
+		}
+		return p, nil
+	}
+	port := target
+	if i := strings.LastIndexByte(target, ':'); i >= 0 {
+		if i == 0 {
+			return OnionPort{}, fmt.Errorf("empty address in %q", s)
+		}
+		port = target[i+1:]
+	}
+	if t, err := strconv.Atoi(port); err != nil || t < 1 || t > 65535 {
+		return OnionPort{}, fmt.Errorf("bad target port in %q", s)
+	}
+	return p, nil
+}
+
+func decodeBase64(s string) ([]byte, error) {
+	if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+		return b, nil
+	}
+	return base64.RawStdEncoding.DecodeString(s)
+}
+
+var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+func decodeBase32Key(s string) ([32]byte, error) {
+	var k [32]byte
+	b, err := b32.DecodeString(strings.ToUpper(s))
+	if err != nil {
+		return k, err
+	}
+	if len(b) != 32 {
+		return k, fmt.Errorf("key is %d bytes, want 32", len(b))
+	}
+	copy(k[:], b)
+	return k, nil
+}
+
+// ValidOnionV3 reports whether addr (without ".onion") is a well-formed v3
+// onion address: 56 base32 characters encoding pubkey(32) || checksum(2) ||
+// version(1) with version 3 and checksum = SHA3-256(".onion checksum" ||
+// pubkey || version)[:2] (rend-spec-v3 section 6).
+func ValidOnionV3(addr string) bool {
+	if len(addr) != 56 {
+		return false
+	}
+	raw, err := b32.DecodeString(strings.ToUpper(addr))
+	if err != nil || len(raw) != 35 || raw[34] != 3 {
+		return false
+	}
+	h := sha3.New256()
+	h.Write([]byte(".onion checksum"))
+	h.Write(raw[:32])
+	h.Write(raw[34:])
+	sum := h.Sum(nil)
+	return sum[0] == raw[32] && sum[1] == raw[33]
+}
+
+// OnionClientCredential is a client-side v3 client authorization entry
+// (ONION_CLIENT_AUTH_ADD / _VIEW).
+type OnionClientCredential struct {
+	Address    string // v3 address without ".onion"
+	PrivateKey [32]byte
+	ClientName string
+	Permanent  bool
+}
+
+// ClientAuthAddResult is the outcome of ONION_CLIENT_AUTH_ADD.
+type ClientAuthAddResult int
+
+// ONION_CLIENT_AUTH_ADD outcomes (control-spec 3.30).
+const (
+	ClientAuthAdded     ClientAuthAddResult = iota // 250 OK
+	ClientAuthReplaced                             // 251
+	ClientAuthDecrypted                            // 252: a cached descriptor could now be decrypted
+)
+
+// ParseOnionClientAuthAdd parses the arguments of ONION_CLIENT_AUTH_ADD.
+func ParseOnionClientAuthAdd(args string) (*OnionClientCredential, error) {
+	as, err := ParseArgs(args)
+	if err != nil {
+		return nil, Errorf(CodeSyntaxArgs, "Bad arguments to ONION_CLIENT_AUTH_ADD: %v", err)
+	}
+	if len(as) < 2 || as[0].HasKey || as[1].HasKey {
+		return nil, Errorf(CodeSyntaxArgs, "Incomplete ONION_CLIENT_AUTH_ADD command")
+	}
+	addr := strings.TrimSuffix(as[0].Value, ".onion")
+	if !ValidOnionV3(addr) {
+		return nil, Errorf(CodeSyntaxArgs, "Invalid v3 address %s", QuoteString(as[0].Value))
+	}
+	cred := &OnionClientCredential{Address: strings.ToLower(addr)}
+	typ, blob, ok := strings.Cut(as[1].Value, ":")
+	if !ok || !strings.EqualFold(typ, "x25519") {
+		return nil, Errorf(CodeUnrecognizedEntity, "Unrecognized key type %s", QuoteString(typ))
+	}
+	k, err := decodeBase64(blob)
+	if err != nil || len(k) != 32 {
+		return nil, Errorf(CodeSyntaxArgs, "Failed to decode x25519 private key")
+	}
+	copy(cred.PrivateKey[:], k)
+	for _, a := range as[2:] {
+		switch {
+		case a.HasKey && strings.EqualFold(a.Key, "ClientName"):
+			if !validNickname(a.Value) {
+				return nil, Errorf(CodeSyntaxArgs, "Invalid nickname %s", QuoteString(a.Value))
+			}
+			cred.ClientName = a.Value
+		case a.HasKey && strings.EqualFold(a.Key, "Flags"):
+			for f := range strings.SplitSeq(a.Value, ",") {
+				if !strings.EqualFold(f, "Permanent") {
+					return nil, Errorf(CodeSyntaxArgs, "Invalid 'Flags' argument: %s", QuoteString(f))
+				}
+				cred.Permanent = true
+			}
+		default:
+			return nil, Errorf(CodeSyntaxArgs, "Unrecognized argument %s", QuoteString(a.Key+a.Value))
+		}
+	}
+	return cred, nil
+}
+
+func validNickname(s string) bool {
+	if s == "" || len(s) > 255 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// formatCredential returns the VIEW line body for c.
+func formatCredential(c OnionClientCredential) string {
+	s := "CLIENT " + c.Address + " x25519:" + base64.StdEncoding.EncodeToString(c.PrivateKey[:])
+	if c.ClientName != "" {
+		s += " ClientName=" + c.ClientName
+	}
+	if c.Permanent {
+		s += " Flags=Permanent"
+	}
+	return s
+}
