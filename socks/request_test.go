@@ -3,8 +3,8 @@ package socks
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"strings"
