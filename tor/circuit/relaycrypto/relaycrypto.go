@@ -49,13 +49,22 @@ type runningDigest interface {
 }
 
 // Layer is the relay crypto of one hop: forward and backward ciphers and
-// running digests. A Layer is not safe for concurrent use.
+// running digests.
+//
+// Concurrency: on the client side, the outbound methods (Originate,
+// EncryptForward, ForwardDigest) and the inbound ones (DecryptBackward,
+// BackwardDigest) touch disjoint state, so one goroutine may send while
+// another receives; each group needs its own serialization. The relay-side
+// methods are for a single goroutine.
 type Layer struct {
 	fwdCipher, backCipher cipher.Stream
 	fwd, back             runningDigest // running digests
 	scratch               runningDigest // same type, used to test a digest
 	state                 []byte        // buffer for saved digest state
-	sum                   []byte        // buffer for digest output
+	// Digest output buffers: fwdSum for the forward direction, backSum
+	// for the backward one, so that a client's outbound and inbound
+	// paths never share state.
+	fwdSum, backSum []byte
 }
 
 // NewLayer builds a layer from digest seeds df, db (written into fresh
@@ -95,7 +104,8 @@ func NewLayer(newHash func() hash.Hash, df, db, kf, kb []byte) (*Layer, error) {
 		return nil, fmt.Errorf("relay crypto: saving digest state: %w", err)
 	}
 	l.state = make([]byte, 0, 2*len(st))
-	l.sum = make([]byte, 0, l.fwd.Size())
+	l.fwdSum = make([]byte, 0, l.fwd.Size())
+	l.backSum = make([]byte, 0, l.back.Size())
 	return l, nil
 }
 
@@ -120,11 +130,11 @@ func newCTR(key []byte) (cipher.Stream, error) {
 
 // setDigest adds p (with its digest field zeroed) to d and writes the
 // first four bytes of the running digest into the digest field.
-func (l *Layer) setDigest(d runningDigest, p *Payload) {
+func setDigest(d runningDigest, sum *[]byte, p *Payload) {
 	clear(p[offDigest : offDigest+digestLen])
 	d.Write(p[:])
-	l.sum = d.Sum(l.sum[:0])
-	copy(p[offDigest:offDigest+digestLen], l.sum)
+	*sum = d.Sum((*sum)[:0])
+	copy(p[offDigest:offDigest+digestLen], *sum)
 }
 
 // checkDigest reports whether p, addressed to this end, carries the right
@@ -147,8 +157,8 @@ func (l *Layer) checkDigest(d *runningDigest, p *Payload) bool {
 	clear(p[offDigest : offDigest+digestLen])
 	l.scratch.Write(p[:])
 	copy(p[offDigest:offDigest+digestLen], got[:])
-	l.sum = l.scratch.Sum(l.sum[:0])
-	if subtle.ConstantTimeCompare(l.sum[:digestLen], got[:]) != 1 {
+	l.backSum = l.scratch.Sum(l.backSum[:0])
+	if subtle.ConstantTimeCompare(l.backSum[:digestLen], got[:]) != 1 {
 		return false
 	}
 	*d, l.scratch = l.scratch, *d
@@ -161,7 +171,7 @@ func (l *Layer) checkDigest(d *runningDigest, p *Payload) bool {
 // digest field from the forward running digest and encrypts with Kf. The
 // 'recognized' field must already be zero.
 func (l *Layer) Originate(p *Payload) {
-	l.setDigest(l.fwd, p)
+	setDigest(l.fwd, &l.fwdSum, p)
 	l.fwdCipher.XORKeyStream(p[:], p[:])
 }
 
@@ -182,16 +192,16 @@ func (l *Layer) DecryptBackward(p *Payload) bool {
 // SendmeDigestLen) into out: after Originate, the digest an authenticated
 // SENDME from this hop must carry.
 func (l *Layer) ForwardDigest(out *[SendmeDigestLen]byte) {
-	l.sum = l.fwd.Sum(l.sum[:0])
-	copy(out[:], l.sum)
+	l.fwdSum = l.fwd.Sum(l.fwdSum[:0])
+	copy(out[:], l.fwdSum)
 }
 
 // BackwardDigest writes the full running backward digest (truncated to
 // SendmeDigestLen) into out: after a recognized DecryptBackward, the
 // digest our authenticated SENDME must carry.
 func (l *Layer) BackwardDigest(out *[SendmeDigestLen]byte) {
-	l.sum = l.back.Sum(l.sum[:0])
-	copy(out[:], l.sum)
+	l.backSum = l.back.Sum(l.backSum[:0])
+	copy(out[:], l.backSum)
 }
 
 // Relay side (used by onion service hosts and test relays).
@@ -207,7 +217,7 @@ func (l *Layer) DecryptForward(p *Payload) bool {
 // client: it sets the digest from the backward running digest and
 // encrypts with Kb.
 func (l *Layer) OriginateBackward(p *Payload) {
-	l.setDigest(l.back, p)
+	setDigest(l.back, &l.backSum, p)
 	l.backCipher.XORKeyStream(p[:], p[:])
 }
 
