@@ -132,7 +132,7 @@ func (c *Consensus) CheckSignatures(certs []*AuthCert, authorities [][20]byte, n
 			}
 			found = true
 			if err := verifyRaw(cert.SigningKey, digest, s.Signature); err != nil {
-				fail(fmt.Errorf("%w: %v", ErrBadSignature, err))
+				fail(fmt.Errorf("%w: %w", ErrBadSignature, err))
 			} else {
 				signed[s.Identity] = true
 				rep.Signed = append(rep.Signed, s.Identity)
@@ -146,7 +146,7 @@ func (c *Consensus) CheckSignatures(certs []*AuthCert, authorities [][20]byte, n
 				rep.MissingCerts = append(rep.MissingCerts, id)
 			}
 			if certErr != nil {
-				fail(fmt.Errorf("%w: %v", ErrBadCert, certErr))
+				fail(fmt.Errorf("%w: %w", ErrBadCert, certErr))
 			} else {
 				fail(ErrMissingCert)
 			}
