@@ -1,0 +1,229 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Command says how a torrc line combines with earlier lines of the same
+// option (C tor's CONFIG_LINE_NORMAL, CONFIG_LINE_APPEND, CONFIG_LINE_CLEAR).
+type Command int
+
+const (
+	// Set is a plain "Key Value" line. The first Set line of a list option
+	// in a layer (defaults file, torrc, command line) replaces the values of
+	// earlier layers; further lines in the same layer accumulate.
+	Set Command = iota
+	// Append is a "+Key Value" line: it appends to the values of earlier
+	// layers instead of replacing them.
+	Append
+	// Clear is a "/Key" line: it removes every earlier value of the option.
+	Clear
+)
+
+// Line is one "Key Value" entry of a torrc or of the command line, with
+// where it came from.
+type Line struct {
+	Key     string // as written, without a +/ prefix
+	Value   string // unquoted, continuation lines joined
+	Command Command
+	File    string // file name, or CommandLine
+	Line    int    // 1-based line of the key; 0 for the command line
+}
+
+// CommandLine is the File of lines that came from command-line arguments.
+const CommandLine = "command line"
+
+// ErrSyntax is wrapped by errors about torrc syntax (bad quoting and the like).
+var ErrSyntax = errors.New("syntax error")
+
+// Lex splits torrc text into lines, following C tor's rules
+// (parse_config_line_from_str_verbose):
+//
+//   - a line is "Key Value"; the key ends at the first space, and leading and
+//     trailing whitespace of the value are dropped;
+//   - '#' starts a comment, except inside a quoted value;
+//   - a backslash right before a newline continues the value on the next
+//     line; comment lines inside a continued value are skipped;
+//   - a value that starts with '"' is a C string with the escapes
+//     \n \r \t \" \\ \' \xHH and \ooo (octal), and must end on its line;
+//   - a key starting with '+' appends, a key "/Key" clears (see Command).
+//
+// %include lines are returned as ordinary lines with Key "%include"; Load
+// expands them.
+func Lex(data []byte, file string) ([]Line, error) {
+	s := string(data)
+	var out []Line
+	i, lineNo := 0, 1
+	// advance moves i to j, counting newlines passed.
+	advance := func(j int) {
+		lineNo += strings.Count(s[i:j], "\n")
+		i = j
+	}
+	for {
+		// Skip whitespace and comment lines before the key.
+		for i < len(s) {
+			if isSpace(s[i]) {
+				advance(i + 1)
+			} else if s[i] == '#' {
+				advance(lineEnd(s, i))
+			} else {
+				break
+			}
+		}
+		if i >= len(s) {
+			return out, nil
+		}
+		keyLine := lineNo
+		start := i
+		for i < len(s) && !isSpace(s[i]) && s[i] != '#' && !(s[i] == '\\' && i+1 < len(s) && s[i+1] == '\n') {
+			i++
+		}
+		key := s[start:i]
+		for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+			i++
+		}
+		var value string
+		if i < len(s) && s[i] == '"' {
+			v, n, err := unquote(s[i:])
+			if err != nil {
+				return nil, &Error{File: file, Line: keyLine, Option: key, Err: err}
+			}
+			value = v
+			j := i + n
+			for j < len(s) && (s[j] == ' ' || s[j] == '\t' || s[j] == '\r') {
+				j++
+			}
+			if j < len(s) && s[j] != '#' && s[j] != '\n' {
+				return nil, &Error{File: file, Line: keyLine, Option: key,
+					Err: fmt.Errorf("%w: excess data after quoted string", ErrSyntax)}
+			}
+			advance(lineEnd(s, j))
+		} else {
+			var b strings.Builder
+			j := i
+			for j < len(s) && s[j] != '\n' {
+				switch {
+				case s[j] == '\\' && j+1 < len(s) && s[j+1] == '\n':
+					// Continuation: the value goes on; comment lines
+					// inside it are dropped.
+					j += 2
+					for {
+						k := j
+						for k < len(s) && (s[k] == ' ' || s[k] == '\t') {
+							k++
+						}
+						if k >= len(s) || s[k] != '#' {
+							break
+						}
+						j = lineEnd(s, k)
+						if j < len(s) {
+							j++
+						}
+					}
+				case s[j] == '#':
+					j = lineEnd(s, j)
+				default:
+					b.WriteByte(s[j])
+					j++
+				}
+			}
+			value = strings.TrimRight(b.String(), " \t\r\n\v\f")
+			advance(j)
+		}
+		l := Line{Key: key, Value: value, File: file, Line: keyLine}
+		switch {
+		case strings.HasPrefix(key, "+"):
+			l.Key, l.Command = key[1:], Append
+		case strings.HasPrefix(key, "/"):
+			l.Key, l.Command, l.Value = key[1:], Clear, ""
+		}
+		out = append(out, l)
+	}
+}
+
+// lineEnd returns the index of the newline ending the line containing i, or
+// len(s).
+func lineEnd(s string, i int) int {
+	if j := strings.IndexByte(s[i:], '\n'); j >= 0 {
+		return i + j
+	}
+	return len(s)
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
+}
+
+func isOctal(c byte) bool { return c >= '0' && c <= '7' }
+
+func hexVal(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+// unquote decodes the C string at the start of s (which begins with '"') as
+// C tor's unescape_string does, and returns it with the number of bytes
+// consumed, closing quote included.
+func unquote(s string) (string, int, error) {
+	var b strings.Builder
+	for i := 1; i < len(s); {
+		c := s[i]
+		switch c {
+		case '\n':
+			return "", 0, fmt.Errorf("%w: quoted string is not closed on its line", ErrSyntax)
+		case '"':
+			return b.String(), i + 1, nil
+		case '\\':
+			if i+1 >= len(s) {
+				return "", 0, fmt.Errorf("%w: quoted string is not closed", ErrSyntax)
+			}
+			e := s[i+1]
+			switch {
+			case e == 'n':
+				b.WriteByte('\n')
+				i += 2
+			case e == 'r':
+				b.WriteByte('\r')
+				i += 2
+			case e == 't':
+				b.WriteByte('\t')
+				i += 2
+			case e == '"' || e == '\\' || e == '\'':
+				b.WriteByte(e)
+				i += 2
+			case e == 'x' || e == 'X':
+				if i+3 >= len(s) || hexVal(s[i+2]) < 0 || hexVal(s[i+3]) < 0 {
+					return "", 0, fmt.Errorf("%w: invalid escape sequence \\x in quoted string (want two hex digits)", ErrSyntax)
+				}
+				b.WriteByte(byte(hexVal(s[i+2])<<4 | hexVal(s[i+3])))
+				i += 4
+			case isOctal(e):
+				n, j := int(e-'0'), i+2
+				for k := 0; k < 2 && j < len(s) && isOctal(s[j]); k++ {
+					n = n*8 + int(s[j]-'0')
+					j++
+				}
+				if n > 255 {
+					return "", 0, fmt.Errorf("%w: octal escape %q in quoted string is above \\377", ErrSyntax, s[i:j])
+				}
+				b.WriteByte(byte(n))
+				i = j
+			default:
+				return "", 0, fmt.Errorf("%w: invalid escape sequence \\%c in quoted string", ErrSyntax, e)
+			}
+		default:
+			b.WriteByte(c)
+			i++
+		}
+	}
+	return "", 0, fmt.Errorf("%w: quoted string is not closed", ErrSyntax)
+}

@@ -1,0 +1,288 @@
+package config
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// option is one row of the table of known options. To support a new
+// option, add a Config field and a row.
+type option struct {
+	name  string // canonical name
+	list  bool   // lines accumulate (else the last one wins)
+	group string // options that merge as one ordered list (HiddenService*)
+	// def is the default, applied through apply when no line sets the
+	// option; defFn, if set, computes it from the options before it.
+	def   string
+	defFn func(b *builder) (string, error)
+	apply func(b *builder, v string) error
+}
+
+// slot is the key under which an option's lines are merged.
+func (o *option) slot() string {
+	if o.group != "" {
+		return o.group
+	}
+	return strings.ToLower(o.name)
+}
+
+func boolOpt(name, def string, field func(*Config) *bool) option {
+	return option{name: name, def: def, apply: func(b *builder, v string) error {
+		x, err := parseBool(v)
+		*field(b.c) = x
+		return err
+	}}
+}
+
+func intervalOpt(name, def string, field func(*Config) *time.Duration) option {
+	return option{name: name, def: def, apply: func(b *builder, v string) error {
+		d, err := parseInterval(v)
+		*field(b.c) = d
+		return err
+	}}
+}
+
+func stringOpt(name string, field func(*Config) *string) option {
+	return option{name: name, apply: func(b *builder, v string) error {
+		*field(b.c) = v
+		return nil
+	}}
+}
+
+func nodesOpt(name string, field func(*Config) *NodeList) option {
+	return option{name: name, apply: func(b *builder, v string) error {
+		n, err := parseNodeList(v)
+		*field(b.c) = n
+		return err
+	}}
+}
+
+func policyOpt(name string, field func(*Config) *Policy) option {
+	return option{name: name, list: true, apply: func(b *builder, v string) error {
+		p, err := parsePolicy(v)
+		*field(b.c) = append(*field(b.c), p...)
+		return err
+	}}
+}
+
+// testingDefault is a boolean default that C tor flips when
+// TestingTorNetwork is set.
+func testingDefault(normal, testing string) func(b *builder) (string, error) {
+	return func(b *builder) (string, error) {
+		if b.c.TestingTorNetwork {
+			return testing, nil
+		}
+		return normal, nil
+	}
+}
+
+// options is the table of known options, in the order they are applied
+// (an option's computed default may read the options above it).
+var options = []option{
+	{name: "DataDirectory", defFn: defaultDataDirectory, apply: func(b *builder, v string) error {
+		b.c.DataDirectory = v
+		return nil
+	}},
+	{name: "CacheDirectory", defFn: func(b *builder) (string, error) { return b.c.DataDirectory, nil },
+		apply: func(b *builder, v string) error { b.c.CacheDirectory = v; return nil }},
+	{name: "TestingTorNetwork", def: "0", apply: func(b *builder, v string) error {
+		x, err := parseBool(v)
+		b.c.TestingTorNetwork = x
+		return err
+	}},
+	{name: "DirAuthority", list: true, apply: func(b *builder, v string) error {
+		a, warns, err := ParseDirAuthority(v)
+		b.warn(warns)
+		b.c.DirAuthorities = append(b.c.DirAuthorities, a)
+		return err
+	}},
+	{name: "FallbackDir", list: true, apply: func(b *builder, v string) error {
+		f, warns, err := ParseFallbackDir(v)
+		b.warn(warns)
+		b.c.FallbackDirs = append(b.c.FallbackDirs, f)
+		return err
+	}},
+	boolOpt("UseDefaultFallbackDirs", "1", func(c *Config) *bool { return &c.UseDefaultFallbackDirs }),
+
+	{name: "SocksPort", list: true, def: "9050", apply: func(b *builder, v string) error {
+		p, off, err := parseSocksPort(b, v)
+		if err != nil {
+			return err
+		}
+		if off {
+			b.socksZero = true
+		} else {
+			b.c.SocksPorts = append(b.c.SocksPorts, p)
+		}
+		return nil
+	}},
+	policyOpt("SocksPolicy", func(c *Config) *Policy { return &c.SocksPolicy }),
+	boolOpt("SafeSocks", "0", func(c *Config) *bool { return &c.SafeSocks }),
+	boolOpt("WarnUnsafeSocks", "1", func(c *Config) *bool { return &c.WarnUnsafeSocks }),
+	boolOpt("TestSocks", "0", func(c *Config) *bool { return &c.TestSocks }),
+
+	{name: "Log", list: true, def: "notice stdout", apply: func(b *builder, v string) error {
+		t, err := parseLog(v)
+		b.c.Logs = append(b.c.Logs, t)
+		return err
+	}},
+	{name: "SafeLogging", def: "1", apply: func(b *builder, v string) error {
+		switch strings.ToLower(v) {
+		case "0":
+			b.c.SafeLogging = SafeLoggingOff
+		case "1":
+			b.c.SafeLogging = SafeLoggingOn
+		case "relay":
+			b.c.SafeLogging = SafeLoggingRelay
+		default:
+			return fmt.Errorf("invalid value %q: must be 0, 1 or relay", v)
+		}
+		return nil
+	}},
+
+	{name: "EnforceDistinctSubnets", defFn: testingDefault("1", "0"), apply: func(b *builder, v string) error {
+		x, err := parseBool(v)
+		b.c.EnforceDistinctSubnets = x
+		return err
+	}},
+	nodesOpt("EntryNodes", func(c *Config) *NodeList { return &c.EntryNodes }),
+	nodesOpt("ExitNodes", func(c *Config) *NodeList { return &c.ExitNodes }),
+	nodesOpt("ExcludeNodes", func(c *Config) *NodeList { return &c.ExcludeNodes }),
+	nodesOpt("ExcludeExitNodes", func(c *Config) *NodeList { return &c.ExcludeExitNodes }),
+	boolOpt("StrictNodes", "0", func(c *Config) *bool { return &c.StrictNodes }),
+	{name: "NumEntryGuards", def: "0", apply: func(b *builder, v string) error {
+		n, err := parseUint(v, 0, 65535)
+		b.c.NumEntryGuards = int(n)
+		return err
+	}},
+	boolOpt("UseEntryGuards", "1", func(c *Config) *bool { return &c.UseEntryGuards }),
+	intervalOpt("CircuitBuildTimeout", "60 seconds", func(c *Config) *time.Duration { return &c.CircuitBuildTimeout }),
+	boolOpt("LearnCircuitBuildTimeout", "1", func(c *Config) *bool { return &c.LearnCircuitBuildTimeout }),
+	intervalOpt("MaxCircuitDirtiness", "10 minutes", func(c *Config) *time.Duration { return &c.MaxCircuitDirtiness }),
+	intervalOpt("NewCircuitPeriod", "30 seconds", func(c *Config) *time.Duration { return &c.NewCircuitPeriod }),
+	boolOpt("ClientUseIPv4", "1", func(c *Config) *bool { return &c.ClientUseIPv4 }),
+	boolOpt("ClientUseIPv6", "0", func(c *Config) *bool { return &c.ClientUseIPv6 }),
+	{name: "ClientRejectInternalAddresses", defFn: testingDefault("1", "0"), apply: func(b *builder, v string) error {
+		x, err := parseBool(v)
+		b.c.ClientRejectInternalAddresses = x
+		return err
+	}},
+	{name: "ExtendAllowPrivateAddresses", defFn: testingDefault("0", "1"), apply: func(b *builder, v string) error {
+		x, err := parseBool(v)
+		b.c.ExtendAllowPrivateAddresses = x
+		return err
+	}},
+	{name: "MaxMemInQueues", def: "0", apply: func(b *builder, v string) error {
+		n, err := parseMemory(v)
+		b.c.MaxMemInQueues = n
+		return err
+	}},
+
+	stringOpt("ClientOnionAuthDir", func(c *Config) *string { return &c.ClientOnionAuthDir }),
+	{name: "HiddenServiceDir", list: true, group: "hiddenserviceoptions", apply: (*builder).hsDir},
+	{name: "HiddenServicePort", list: true, group: "hiddenserviceoptions", apply: (*builder).hsPort},
+	{name: "HiddenServiceVersion", list: true, group: "hiddenserviceoptions", apply: (*builder).hsVersion},
+	{name: "HiddenServiceNumIntroductionPoints", list: true, group: "hiddenserviceoptions", apply: (*builder).hsNumIntro},
+	{name: "HiddenServiceMaxStreams", list: true, group: "hiddenserviceoptions", apply: (*builder).hsMaxStreams},
+	{name: "HiddenServiceMaxStreamsCloseCircuit", list: true, group: "hiddenserviceoptions",
+		apply: hsBool("HiddenServiceMaxStreamsCloseCircuit", func(hs *HiddenService) *bool { return &hs.MaxStreamsCloseCircuit })},
+	{name: "HiddenServiceDirGroupReadable", list: true, group: "hiddenserviceoptions",
+		apply: hsBool("HiddenServiceDirGroupReadable", func(hs *HiddenService) *bool { return &hs.DirGroupReadable })},
+
+	{name: "ControlPort", list: true, apply: func(b *builder, v string) error {
+		p, off, err := parseControlPort(b, v)
+		if err == nil && !off {
+			b.c.ControlPorts = append(b.c.ControlPorts, p)
+		}
+		return err
+	}},
+	{name: "ControlSocket", list: true, apply: func(b *builder, v string) error {
+		if v != "0" {
+			b.c.ControlSockets = append(b.c.ControlSockets, v)
+		}
+		return nil
+	}},
+	boolOpt("CookieAuthentication", "0", func(c *Config) *bool { return &c.CookieAuthentication }),
+	{name: "CookieAuthFile", defFn: func(b *builder) (string, error) {
+		return filepath.Join(b.c.DataDirectory, "control_auth_cookie"), nil
+	}, apply: func(b *builder, v string) error { b.c.CookieAuthFile = v; return nil }},
+	boolOpt("CookieAuthFileGroupReadable", "0", func(c *Config) *bool { return &c.CookieAuthFileGroupReadable }),
+	{name: "HashedControlPassword", list: true, apply: func(b *builder, v string) error {
+		h, ok := strings.CutPrefix(v, "16:")
+		if raw, err := hex.DecodeString(h); !ok || err != nil || len(raw) != 29 {
+			return fmt.Errorf("bad HashedControlPassword %q: want \"16:\" and 58 hex digits, as printed by tor --hash-password", v)
+		}
+		b.c.HashedControlPasswords = append(b.c.HashedControlPasswords, v)
+		return nil
+	}},
+	{name: "MetricsPort", list: true, apply: func(b *builder, v string) error {
+		p, off, err := parseMetricsPort(v)
+		if err == nil && !off {
+			b.c.MetricsPorts = append(b.c.MetricsPorts, p)
+		}
+		return err
+	}},
+	policyOpt("MetricsPortPolicy", func(c *Config) *Policy { return &c.MetricsPortPolicy }),
+
+	stringOpt("User", func(c *Config) *string { return &c.User }),
+	stringOpt("PidFile", func(c *Config) *string { return &c.PidFile }),
+	{name: "RunAsDaemon", def: "0", apply: func(b *builder, v string) error {
+		x, err := parseBool(v)
+		if err == nil && x {
+			return errors.New("RunAsDaemon 1 is not supported: tinytor runs in the foreground; let the init system (procd, systemd, runit, ...) run it in the background")
+		}
+		return err
+	}},
+}
+
+// relayOptions are C tor options that only make sense on a relay, bridge
+// or directory authority. Naming one is an error, not "unknown option", so
+// that users understand why.
+var relayOptions = []string{
+	"AccountingMax", "AccountingRule", "AccountingStart", "Address", "AddressDisableIPv6",
+	"AssumeReachable", "AssumeReachableIPv6", "AuthDirBadExit", "AuthDirInvalid", "AuthDirReject",
+	"AuthoritativeDirectory", "BandwidthBurst", "BandwidthRate", "BridgeAuthoritativeDir",
+	"BridgeDistribution", "BridgeRecordUsageByCountry", "BridgeRelay", "ContactInfo",
+	"DirCache", "DirPolicy", "DirPort", "DirPortFrontPage", "DirReqStatistics",
+	"DoSCircuitCreationEnabled", "DoSConnectionEnabled", "DoSRefuseSingleHopClientRendezvous",
+	"ExitPolicy", "ExitPolicyRejectLocalInterfaces", "ExitPolicyRejectPrivate", "ExitPortStatistics",
+	"ExitRelay", "ExtORPort", "ExtORPortCookieAuthFile", "ExtORPortCookieAuthFileGroupReadable",
+	"ExtraInfoStatistics", "IPv6Exit", "KeyDirectory", "MainloopStats", "MaxAdvertisedBandwidth",
+	"MaxOnionQueueDelay", "MyFamily", "Nickname", "NumCPUs", "OfflineMasterKey", "ORPort",
+	"PublishServerDescriptor", "ReducedExitPolicy", "RelayBandwidthBurst", "RelayBandwidthRate",
+	"ServerDNSAllowBrokenConfig", "ServerDNSDetectHijacking", "ServerDNSResolvConfFile",
+	"ServerTransportListenAddr", "ServerTransportOptions", "ServerTransportPlugin",
+	"ShutdownWaitLength", "SigningKeyLifetime", "V3AuthoritativeDirectory",
+}
+
+// lookup finds the table row for a key (case-insensitive, as in C tor).
+func lookup(key string) (*option, error) {
+	for i := range options {
+		if strings.EqualFold(options[i].name, key) {
+			return &options[i], nil
+		}
+	}
+	for _, r := range relayOptions {
+		if strings.EqualFold(r, key) {
+			return nil, ErrRelayOption
+		}
+	}
+	return nil, ErrUnknownOption
+}
+
+// canonicalName returns the table spelling of key, or key itself.
+func canonicalName(key string) string {
+	for _, r := range relayOptions {
+		if strings.EqualFold(r, key) {
+			return r
+		}
+	}
+	if o, err := lookup(key); err == nil {
+		return o.name
+	}
+	return key
+}
