@@ -45,7 +45,8 @@ var ErrSyntax = errors.New("syntax error")
 //     trailing whitespace of the value are dropped;
 //   - '#' starts a comment, except inside a quoted value;
 //   - a backslash right before a newline continues the value on the next
-//     line; comment lines inside a continued value are skipped;
+//     line; once a value is continued, a '#' comment is dropped together
+//     with its newline, so the next line joins the value (C tor quirk);
 //   - a value that starts with '"' is a C string with the escapes
 //     \n \r \t \" \\ \' \xHH and \ooo (octal), and must end on its line;
 //   - a key starting with '+' appends, a key "/Key" clears (see Command).
@@ -102,28 +103,22 @@ func Lex(data []byte, file string) ([]Line, error) {
 			advance(lineEnd(s, j))
 		} else {
 			var b strings.Builder
-			j := i
+			j, continued := i, false
 			for j < len(s) && s[j] != '\n' {
 				switch {
 				case s[j] == '\\' && j+1 < len(s) && s[j+1] == '\n':
-					// Continuation: the value goes on; comment lines
-					// inside it are dropped.
+					continued = true
 					j += 2
-					for {
-						k := j
-						for k < len(s) && (s[k] == ' ' || s[k] == '\t') {
-							k++
-						}
-						if k >= len(s) || s[k] != '#' {
-							break
-						}
-						j = lineEnd(s, k)
-						if j < len(s) {
-							j++
-						}
-					}
+				case s[j] == '#' && !continued:
+					j = lineEnd(s, j) // the comment ends the value
 				case s[j] == '#':
+					// Inside a continued value, C tor drops a comment
+					// together with its newline, so the next line joins
+					// the value.
 					j = lineEnd(s, j)
+					if j < len(s) {
+						j++
+					}
 				default:
 					b.WriteByte(s[j])
 					j++
