@@ -1,0 +1,261 @@
+package dir
+
+import (
+	"bufio"
+	"bytes"
+	"compress/zlib"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// StatusError is returned by Get when the server answers with a status
+// other than 200.
+type StatusError struct {
+	Code   int
+	Reason string
+	Path   string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("directory request %s: HTTP status %d %q", e.Path, e.Code, e.Reason)
+}
+
+// ErrBodyTooLarge is returned (wrapped) when a response body, compressed
+// or decompressed, exceeds the caller's limit.
+var ErrBodyTooLarge = errors.New("response body exceeds the size limit")
+
+// maxHeaderBytes bounds the status line and headers of a response.
+const maxHeaderBytes = 16 << 10
+
+// Get sends an HTTP/1.0 GET for path over rw (typically a BEGIN_DIR
+// stream), reads the response until EOF and returns its body, decoded if
+// the server used "Content-Encoding: deflate". Bodies larger than maxBody
+// (before or after decompression) are refused.
+func Get(rw io.ReadWriter, path string, maxBody int64) ([]byte, error) {
+	return GetHost(rw, "", path, maxBody)
+}
+
+// GetHost is Get with a Host header naming host (omitted if host is "").
+func GetHost(rw io.ReadWriter, host, path string, maxBody int64) ([]byte, error) {
+	if path == "" || path[0] != '/' || strings.ContainsAny(path, " \r\n") {
+		return nil, fmt.Errorf("directory request: invalid path %q", path)
+	}
+	if strings.ContainsAny(host, " \r\n") {
+		return nil, fmt.Errorf("directory request: invalid host %q", host)
+	}
+	var req strings.Builder
+	req.WriteString("GET ")
+	req.WriteString(path)
+	req.WriteString(" HTTP/1.0\r\n")
+	if host != "" {
+		req.WriteString("Host: ")
+		req.WriteString(host)
+		req.WriteString("\r\n")
+	}
+	req.WriteString("Accept-Encoding: deflate, identity\r\n\r\n")
+	if _, err := io.WriteString(rw, req.String()); err != nil {
+		return nil, fmt.Errorf("directory request %s: sending: %w", path, err)
+	}
+	body, err := ReadResponse(rw, maxBody)
+	if err != nil {
+		var se *StatusError
+		if errors.As(err, &se) {
+			se.Path = path
+			return nil, se
+		}
+		return nil, fmt.Errorf("directory request %s: %w", path, err)
+	}
+	return body, nil
+}
+
+// ReadResponse reads an HTTP/1.0 response from r until EOF and returns its
+// decoded body; see Get.
+func ReadResponse(r io.Reader, maxBody int64) ([]byte, error) {
+	if maxBody < 0 {
+		return nil, errors.New("negative body limit")
+	}
+	br := bufio.NewReaderSize(r, 4096)
+	var headerBytes int
+	readLine := func() (string, error) {
+		var line []byte
+		for {
+			frag, err := br.ReadSlice('\n')
+			headerBytes += len(frag)
+			if headerBytes > maxHeaderBytes {
+				return "", fmt.Errorf("response headers longer than %d bytes", maxHeaderBytes)
+			}
+			line = append(line, frag...)
+			if err == bufio.ErrBufferFull {
+				continue
+			}
+			if err == io.EOF {
+				return "", errors.New("connection closed inside the response headers")
+			}
+			if err != nil {
+				return "", fmt.Errorf("reading response headers: %w", err)
+			}
+			break
+		}
+		line = bytes.TrimSuffix(line[:len(line)-1], []byte("\r"))
+		return string(line), nil
+	}
+	status, err := readLine()
+	if err != nil {
+		return nil, err
+	}
+	code, reason, err := parseStatusLine(status)
+	if err != nil {
+		return nil, err
+	}
+	encoding := ""
+	contentLength := int64(-1)
+	for {
+		line, err := readLine()
+		if err != nil {
+			return nil, err
+		}
+		if line == "" {
+			break
+		}
+		colon := strings.IndexByte(line, ':')
+		if colon <= 0 {
+			return nil, fmt.Errorf("malformed header line %q", truncate(line))
+		}
+		name := strings.TrimSpace(line[:colon])
+		value := strings.TrimSpace(line[colon+1:])
+		switch strings.ToLower(name) {
+		case "content-encoding":
+			encoding = strings.ToLower(value)
+		case "content-length":
+			n, err := parseUint([]byte(value), 1<<62)
+			if err != nil {
+				return nil, fmt.Errorf("bad Content-Length %q", truncate(value))
+			}
+			contentLength = int64(n)
+		}
+	}
+	if code != 200 {
+		return nil, &StatusError{Code: code, Reason: reason}
+	}
+	if contentLength > maxBody {
+		return nil, fmt.Errorf("Content-Length %d > limit %d: %w", contentLength, maxBody, ErrBodyTooLarge)
+	}
+	raw, err := io.ReadAll(io.LimitReader(br, maxBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading response body: %w", err)
+	}
+	if int64(len(raw)) > maxBody {
+		return nil, fmt.Errorf("more than %d bytes: %w", maxBody, ErrBodyTooLarge)
+	}
+	if contentLength >= 0 && int64(len(raw)) != contentLength {
+		return nil, fmt.Errorf("body has %d bytes, Content-Length says %d", len(raw), contentLength)
+	}
+	switch encoding {
+	case "", "identity":
+		return raw, nil
+	case "deflate":
+		zr, err := zlib.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			return nil, fmt.Errorf("deflate body: %w", err)
+		}
+		out, err := io.ReadAll(io.LimitReader(zr, maxBody+1))
+		if err != nil {
+			return nil, fmt.Errorf("deflate body: %w", err)
+		}
+		if int64(len(out)) > maxBody {
+			return nil, fmt.Errorf("decompressed body more than %d bytes: %w", maxBody, ErrBodyTooLarge)
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("unsupported Content-Encoding %q", truncate(encoding))
+	}
+}
+
+func parseStatusLine(line string) (int, string, error) {
+	if !strings.HasPrefix(line, "HTTP/1.") || len(line) < len("HTTP/1.x 200") || line[8] != ' ' {
+		return 0, "", fmt.Errorf("malformed status line %q", truncate(line))
+	}
+	rest := line[9:]
+	codeStr, reason, _ := strings.Cut(rest, " ")
+	n, err := parseUint([]byte(codeStr), 999)
+	if err != nil || len(codeStr) != 3 || n < 100 {
+		return 0, "", fmt.Errorf("malformed status code in %q", truncate(line))
+	}
+	return int(n), reason, nil
+}
+
+func truncate(s string) string {
+	if len(s) > 60 {
+		return s[:60] + "..."
+	}
+	return s
+}
+
+// ConsensusPath is where a microdesc consensus is fetched. With
+// authorities, it asks for a consensus signed by most of them, naming
+// each by the first 3 bytes of its v3ident, sorted, as C tor does.
+func ConsensusPath(authorities [][20]byte) string {
+	const base = "/tor/status-vote/current/consensus-microdesc"
+	if len(authorities) == 0 {
+		return base
+	}
+	ids := make([]string, len(authorities))
+	for i, a := range authorities {
+		ids[i] = strings.ToUpper(hex.EncodeToString(a[:3]))
+	}
+	sort.Strings(ids)
+	return base + "/" + strings.Join(ids, "+")
+}
+
+// AllCertsPath is where all authority certificates are fetched.
+const AllCertsPath = "/tor/keys/all"
+
+// CertsByFingerprintPath is where the current certificates of the given
+// authorities are fetched.
+func CertsByFingerprintPath(fps [][20]byte) string {
+	ids := make([]string, len(fps))
+	for i, f := range fps {
+		ids[i] = strings.ToUpper(hex.EncodeToString(f[:]))
+	}
+	return "/tor/keys/fp/" + strings.Join(ids, "+")
+}
+
+// CertsByKeyPath is where certificates named by identity and signing key
+// (as reported in SignatureReport.MissingCerts) are fetched.
+func CertsByKeyPath(ids []CertID) string {
+	parts := make([]string, len(ids))
+	for i, id := range ids {
+		parts[i] = strings.ToUpper(hex.EncodeToString(id.Identity[:])) + "-" +
+			strings.ToUpper(hex.EncodeToString(id.SigningKeyDigest[:]))
+	}
+	return "/tor/keys/fp-sk/" + strings.Join(parts, "+")
+}
+
+// MaxMicrodescsPerRequest is the most microdescriptors asked for in one
+// request (dir-spec 4.3, a limit C tor also applies).
+const MaxMicrodescsPerRequest = 92
+
+// MicrodescPaths returns the URLs fetching the given microdescriptors, in
+// batches of at most MaxMicrodescsPerRequest, and the digests of each.
+func MicrodescPaths(digests [][32]byte) (paths []string, batches [][][32]byte) {
+	for len(digests) > 0 {
+		n := min(len(digests), MaxMicrodescsPerRequest)
+		batch := digests[:n]
+		digests = digests[n:]
+		var b strings.Builder
+		b.WriteString("/tor/micro/d/")
+		for i, d := range batch {
+			if i > 0 {
+				b.WriteByte('-')
+			}
+			b.WriteString(DigestString(d))
+		}
+		paths = append(paths, b.String())
+		batches = append(batches, batch)
+	}
+	return paths, batches
+}
