@@ -46,7 +46,7 @@ type AddOnionResult struct {
 // ParseAddOnion parses the argument text of ADD_ONION with C tor's error
 // replies.
 func ParseAddOnion(args string) (*AddOnionRequest, error) {
-	as, err := ParseArgs(args)
+	as, err := ParsePositionalArgs(args, 1)
 	if err != nil {
 		return nil, Errorf(CodeSyntaxArgs, "Bad arguments to ADD_ONION: %v", err)
 	}
@@ -224,7 +224,7 @@ const (
 
 // ParseOnionClientAuthAdd parses the arguments of ONION_CLIENT_AUTH_ADD.
 func ParseOnionClientAuthAdd(args string) (*OnionClientCredential, error) {
-	as, err := ParseArgs(args)
+	as, err := ParsePositionalArgs(args, 2)
 	if err != nil {
 		return nil, Errorf(CodeSyntaxArgs, "Bad arguments to ONION_CLIENT_AUTH_ADD: %v", err)
 	}

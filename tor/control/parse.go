@@ -166,7 +166,14 @@ type Arg struct {
 // spaces. An argument is a bare word, a QuotedString, Key=word or
 // Key=QuotedString. QuotedStrings take C escapes (\n \t \r \\ \" \' \xHH
 // and octal \ooo); any other escaped character stands for itself.
-func ParseArgs(s string) ([]Arg, error) {
+func ParseArgs(s string) ([]Arg, error) { return parseArgs(s, 0) }
+
+// ParsePositionalArgs is ParseArgs where the first npos arguments are
+// positional even if they contain '=' (as C tor's command syntax tables
+// do: "ADD_ONION ED25519-V3:<base64>=" is a key, not Key=Value).
+func ParsePositionalArgs(s string, npos int) ([]Arg, error) { return parseArgs(s, npos) }
+
+func parseArgs(s string, npos int) ([]Arg, error) {
 	var out []Arg
 	i := 0
 	for {
@@ -177,7 +184,7 @@ func ParseArgs(s string) ([]Arg, error) {
 			return out, nil
 		}
 		var a Arg
-		if s[i] != '"' {
+		if s[i] != '"' && len(out) >= npos {
 			j := i
 			for j < len(s) && s[j] != ' ' && s[j] != '\t' && s[j] != '=' && s[j] != '"' {
 				j++
@@ -203,7 +210,7 @@ func ParseArgs(s string) ([]Arg, error) {
 		} else {
 			j := i
 			for j < len(s) && s[j] != ' ' && s[j] != '\t' {
-				if s[j] == '"' {
+				if s[j] == '"' && len(out) >= npos {
 					return nil, fmt.Errorf("unexpected quote inside word at byte %d", j)
 				}
 				j++
