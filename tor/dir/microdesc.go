@@ -68,12 +68,21 @@ const microdescDoc = "microdescriptor"
 // and its digest covers its text up to the next microdescriptor or
 // annotation.
 func ParseMicrodescs(doc []byte) ([]*Microdesc, error) {
+	mds, _, err := parseMicrodescs(doc)
+	return mds, err
+}
+
+// span is the [start, end) byte range of one microdescriptor's text.
+type span struct{ start, end int }
+
+func parseMicrodescs(doc []byte) ([]*Microdesc, []span, error) {
 	t := netdoc.NewTokenizer(microdescDoc, doc)
 	t.Annotations = true
 	policies := map[string]*PortPolicy{}
 	families := map[string]*Family{}
 	var (
 		out      []*Microdesc
+		spans    []span
 		cur      *Microdesc
 		curStart int
 		seen     map[string]bool
@@ -82,6 +91,7 @@ func ParseMicrodescs(doc []byte) ([]*Microdesc, error) {
 		if cur != nil {
 			cur.Digest = sha256.Sum256(doc[curStart:end])
 			out = append(out, cur)
+			spans = append(spans, span{curStart, end})
 			cur = nil
 		}
 	}
@@ -92,7 +102,7 @@ func ParseMicrodescs(doc []byte) ([]*Microdesc, error) {
 			break
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		kw := string(it.Keyword)
 		if strings.HasPrefix(kw, "@") {
@@ -105,12 +115,12 @@ func ParseMicrodescs(doc []byte) ([]*Microdesc, error) {
 			seen = map[string]bool{}
 		}
 		if cur == nil {
-			return nil, t.Errorf(&it, "item outside a microdescriptor (expected onion-key first)")
+			return nil, nil, t.Errorf(&it, "item outside a microdescriptor (expected onion-key first)")
 		}
 		switch kw {
 		case "onion-key", "ntor-onion-key", "family", "family-ids", "p", "p6":
 			if seen[kw] {
-				return nil, t.Errorf(&it, "appears more than once in a microdescriptor")
+				return nil, nil, t.Errorf(&it, "appears more than once in a microdescriptor")
 			}
 			seen[kw] = true
 		}
@@ -118,36 +128,36 @@ func ParseMicrodescs(doc []byte) ([]*Microdesc, error) {
 		case "onion-key":
 			// The TAP key is obsolete; only check it is an RSA key object.
 			if string(it.ObjectType) != "RSA PUBLIC KEY" {
-				return nil, t.Errorf(&it, "want an RSA PUBLIC KEY object")
+				return nil, nil, t.Errorf(&it, "want an RSA PUBLIC KEY object")
 			}
 		case "ntor-onion-key":
 			if len(it.Args) < 1 {
-				return nil, t.Errorf(&it, "missing key")
+				return nil, nil, t.Errorf(&it, "missing key")
 			}
 			if err := netdoc.DecodeBase64NoPad(cur.NtorOnionKey[:], it.Args[0]); err != nil {
-				return nil, t.Wrap(&it, err)
+				return nil, nil, t.Wrap(&it, err)
 			}
 			cur.HasNtorKey = true
 		case "id":
 			if len(it.Args) < 2 {
-				return nil, t.Errorf(&it, "want key type and value")
+				return nil, nil, t.Errorf(&it, "want key type and value")
 			}
 			if string(it.Args[0]) == "ed25519" {
 				if cur.HasEd25519 {
-					return nil, t.Errorf(&it, "more than one ed25519 id")
+					return nil, nil, t.Errorf(&it, "more than one ed25519 id")
 				}
 				if err := netdoc.DecodeBase64NoPad(cur.Ed25519ID[:], it.Args[1]); err != nil {
-					return nil, t.Wrap(&it, err)
+					return nil, nil, t.Wrap(&it, err)
 				}
 				cur.HasEd25519 = true
 			}
 		case "a":
 			if len(it.Args) < 1 {
-				return nil, t.Errorf(&it, "missing address")
+				return nil, nil, t.Errorf(&it, "missing address")
 			}
 			ap, err := netip.ParseAddrPort(string(it.Args[0]))
 			if err != nil {
-				return nil, t.Wrap(&it, fmt.Errorf("bad address: %w", err))
+				return nil, nil, t.Wrap(&it, fmt.Errorf("bad address: %w", err))
 			}
 			if ap.Addr().Is6() && !cur.IPv6.IsValid() {
 				cur.IPv6 = ap
@@ -157,7 +167,7 @@ func ParseMicrodescs(doc []byte) ([]*Microdesc, error) {
 			pol, ok := policies[line]
 			if !ok {
 				if pol, err = ParsePortPolicy(it.Args); err != nil {
-					return nil, t.Wrap(&it, err)
+					return nil, nil, t.Wrap(&it, err)
 				}
 				policies[line] = pol
 			}
@@ -173,7 +183,7 @@ func ParseMicrodescs(doc []byte) ([]*Microdesc, error) {
 			if !ok {
 				f = &Family{}
 				if err := f.add(kw, it.Args); err != nil {
-					return nil, t.Wrap(&it, err)
+					return nil, nil, t.Wrap(&it, err)
 				}
 				families[line] = f
 			}
@@ -190,9 +200,9 @@ func ParseMicrodescs(doc []byte) ([]*Microdesc, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, &netdoc.Error{Doc: microdescDoc, Err: errors.New("no microdescriptor in document")}
+		return nil, nil, &netdoc.Error{Doc: microdescDoc, Err: errors.New("no microdescriptor in document")}
 	}
-	return out, nil
+	return out, spans, nil
 }
 
 func (f *Family) add(kw string, args [][]byte) error {
