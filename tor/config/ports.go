@@ -44,15 +44,18 @@ func parseListener(v string) (l Listener, rest string, off bool, err error) {
 				return l, "", false, fmt.Errorf("bad unix socket path: %w", err)
 			}
 			l.Unix, rest = path, p[n:]
+			if rest != "" && rest[0] != ' ' && rest[0] != '\t' {
+				return l, "", false, fmt.Errorf("excess data after unix socket path %q", l.Unix)
+			}
 		} else {
-			path, r, _ := strings.Cut(p, " ")
-			l.Unix, rest = path, r
+			i := strings.IndexAny(p, " \t")
+			if i < 0 {
+				i = len(p)
+			}
+			l.Unix, rest = p[:i], p[i:]
 		}
 		if l.Unix == "" {
 			return l, "", false, errors.New("empty unix socket path")
-		}
-		if rest != "" && rest[0] != ' ' && rest[0] != '\t' {
-			return l, "", false, fmt.Errorf("excess data after unix socket path %q", l.Unix)
 		}
 		return l, rest, false, nil
 	}
@@ -66,7 +69,11 @@ func parseListener(v string) (l Listener, rest string, off bool, err error) {
 	if strings.EqualFold(word, "auto") {
 		return Listener{Addr: netip.AddrPortFrom(localhost, 0), Auto: true}, rest, false, nil
 	}
-	if n, err := strconv.ParseUint(word, 10, 16); err == nil {
+	if isAllDigits(word) {
+		n, err := strconv.ParseUint(word, 10, 16)
+		if err != nil {
+			return l, "", false, fmt.Errorf("invalid port %q: must be between 1 and 65535", word)
+		}
 		if n == 0 {
 			return l, rest, true, nil
 		}
