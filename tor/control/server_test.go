@@ -66,7 +66,7 @@ func (b *fakeBackend) SetConf(e []ConfEntry) error {
 	return nil
 }
 func (b *fakeBackend) ResetConf(e []ConfEntry) error { return b.SetConf(e) }
-func (b *fakeBackend) SaveConf(bool) error          { return errors.New("read-only filesystem") }
+func (b *fakeBackend) SaveConf(bool) error           { return errors.New("read-only filesystem") }
 func (b *fakeBackend) Signal(n string) error {
 	b.mu.Lock()
 	b.signals = append(b.signals, n)
@@ -91,8 +91,8 @@ func (b *fakeBackend) OnionClientAuthRemove(string) (bool, error) { return false
 func (b *fakeBackend) OnionClientAuthView(a string) ([]OnionClientCredential, error) {
 	return []OnionClientCredential{{Address: b.onion, ClientName: "bob", Permanent: true}}, nil
 }
-func (b *fakeBackend) HSFetch(string, []string) error            { return nil }
-func (b *fakeBackend) TakeOwnership() (func(), error)             { return func() {}, nil }
+func (b *fakeBackend) HSFetch(string, []string) error { return nil }
+func (b *fakeBackend) TakeOwnership() (func(), error) { return func() {}, nil }
 
 var testCookie = []byte("0123456789abcdef0123456789abcdef")
 
