@@ -1,0 +1,158 @@
+package mem
+
+import (
+	"fmt"
+	"runtime/metrics"
+	"sync"
+	"sync/atomic"
+)
+
+// Resource is a kind of thing the Budget counts.
+type Resource int
+
+// The counted resources.
+const (
+	Circuits Resource = iota
+	Streams
+	QueuedCells
+	numResources
+)
+
+func (r Resource) String() string {
+	switch r {
+	case Circuits:
+		return "circuits"
+	case Streams:
+		return "streams"
+	case QueuedCells:
+		return "queued cells"
+	}
+	return fmt.Sprintf("resource(%d)", int(r))
+}
+
+// Pressure is how close to its limits the process is.
+type Pressure int
+
+// Pressure levels. The thresholds are the highest use ratio over all
+// resources and the Go heap against GoMemLimit.
+const (
+	PressureNone     Pressure = iota // below 75%
+	PressureModerate                 // 75% to 90%: stop prebuilding circuits
+	PressureHigh                     // 90% to 100%: refuse new streams
+	PressureCritical                 // at or over a cap: shed load
+)
+
+func (p Pressure) String() string {
+	switch p {
+	case PressureNone:
+		return "none"
+	case PressureModerate:
+		return "moderate"
+	case PressureHigh:
+		return "high"
+	case PressureCritical:
+		return "critical"
+	}
+	return fmt.Sprintf("pressure(%d)", int(p))
+}
+
+// Budget counts circuits, streams and queued cells against Caps and the Go
+// heap against a limit. It is safe for concurrent use; Acquire and Release
+// are lock-free.
+type Budget struct {
+	caps  [numResources]int64
+	used  [numResources]atomic.Int64
+	limit uint64
+	usage func() uint64
+}
+
+// NewBudget returns a Budget with the given caps. memLimit is the heap
+// limit Pressure compares usage() with (GoMemLimit; 0 to ignore the heap);
+// usage reports bytes in use (nil: the Go runtime's mapped, unreleased
+// memory from runtime/metrics).
+func NewBudget(caps Caps, memLimit uint64, usage func() uint64) *Budget {
+	b := &Budget{limit: memLimit, usage: usage}
+	b.caps[Circuits] = caps.Circuits
+	b.caps[Streams] = caps.Streams
+	b.caps[QueuedCells] = caps.QueuedCells
+	if b.usage == nil {
+		b.usage = newRuntimeUsage()
+	}
+	return b
+}
+
+// Acquire takes n units of r if that stays within the cap and reports
+// whether it did. Release them with Release.
+func (b *Budget) Acquire(r Resource, n int64) bool {
+	for {
+		cur := b.used[r].Load()
+		if cur+n > b.caps[r] {
+			return false
+		}
+		if b.used[r].CompareAndSwap(cur, cur+n) {
+			return true
+		}
+	}
+}
+
+// Release returns n units of r. Releasing more than is in use (a caller
+// bug) clamps the count at zero rather than crashing the router.
+func (b *Budget) Release(r Resource, n int64) {
+	for {
+		cur := b.used[r].Load()
+		if b.used[r].CompareAndSwap(cur, max(cur-n, 0)) {
+			return
+		}
+	}
+}
+
+// Used returns the units of r in use.
+func (b *Budget) Used(r Resource) int64 { return b.used[r].Load() }
+
+// Cap returns the cap of r.
+func (b *Budget) Cap(r Resource) int64 { return b.caps[r] }
+
+// Pressure returns the current pressure level.
+func (b *Budget) Pressure() Pressure {
+	worst := 0.0
+	for r := range numResources {
+		if b.caps[r] > 0 {
+			worst = max(worst, float64(b.used[r].Load())/float64(b.caps[r]))
+		}
+	}
+	if b.limit > 0 {
+		worst = max(worst, float64(b.usage())/float64(b.limit))
+	}
+	switch {
+	case worst >= 1:
+		return PressureCritical
+	case worst >= 0.9:
+		return PressureHigh
+	case worst >= 0.75:
+		return PressureModerate
+	}
+	return PressureNone
+}
+
+// AllowNewStream reports whether a new stream may be accepted (pressure
+// below High).
+func (b *Budget) AllowNewStream() bool { return b.Pressure() < PressureHigh }
+
+// newRuntimeUsage returns a function reading the Go runtime's memory in
+// use: all mapped memory minus what was returned to the OS.
+func newRuntimeUsage() func() uint64 {
+	var mu sync.Mutex
+	samples := []metrics.Sample{
+		{Name: "/memory/classes/total:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"},
+	}
+	return func() uint64 {
+		mu.Lock()
+		defer mu.Unlock()
+		metrics.Read(samples)
+		if samples[0].Value.Kind() != metrics.KindUint64 || samples[1].Value.Kind() != metrics.KindUint64 {
+			return 0
+		}
+		return samples[0].Value.Uint64() - samples[1].Value.Uint64()
+	}
+}

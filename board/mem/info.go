@@ -1,0 +1,205 @@
+// Package mem sizes tinytor for the machine it runs on: it reads total RAM
+// and cgroup memory limits, derives the Go memory limit, GC percent and
+// MaxMemInQueues, and keeps a Budget of circuits, streams and queued cells
+// whose Pressure the core checks before taking on more work.
+//
+// # Formula
+//
+// With Effective = min(MemTotal, cgroup limit) (the cgroup limit counts only
+// if set and below MemTotal):
+//
+//	MaxMemInQueues (auto) = clamp(Effective/8, 2 MiB, 256 MiB)
+//	GoMemLimit            = min(2*MaxMemInQueues + 16 MiB, Effective*3/4)
+//	                        and, under a cgroup limit, at most 90% of it
+//	GCPercent             = 50 below 64 MiB, 75 below 256 MiB, else 100
+//
+// 16 MiB is the measured floor of the binary itself (code, runtime,
+// directory data); twice the queue allowance leaves the collector room.
+// A 32 MiB router gets 4 MiB of queues and a 24 MiB Go limit; a 128 MiB
+// one gets 16 MiB and 48 MiB.
+package mem
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Info is what the system says about memory.
+type Info struct {
+	// MemTotal and MemAvailable are from /proc/meminfo, in bytes
+	// (MemAvailable is 0 on kernels before 3.14).
+	MemTotal, MemAvailable uint64
+	// CgroupLimit is the tightest cgroup memory limit on our cgroup path
+	// in bytes, 0 if none.
+	CgroupLimit uint64
+	// CgroupVersion is 1 or 2 when a memory cgroup was found, else 0.
+	CgroupVersion int
+}
+
+// ReadInfo reads /proc/meminfo, /proc/self/cgroup and the cgroup memory
+// limit files under root ("" or "/" for the real system; tests pass a
+// fixture directory).
+func ReadInfo(root string) (Info, error) {
+	if root == "" {
+		root = "/"
+	}
+	var info Info
+	b, err := os.ReadFile(filepath.Join(root, "proc/meminfo"))
+	if err != nil {
+		return info, fmt.Errorf("mem: %w", err)
+	}
+	info.MemTotal, info.MemAvailable, err = ParseMeminfo(b)
+	if err != nil {
+		return info, fmt.Errorf("mem: %s: %w", filepath.Join(root, "proc/meminfo"), err)
+	}
+	cg, err := os.ReadFile(filepath.Join(root, "proc/self/cgroup"))
+	if err != nil {
+		// No cgroup information (old kernel, chroot): no limit.
+		return info, nil
+	}
+	v2path, v1path, err := ParseProcCgroup(cg)
+	if err != nil {
+		return info, fmt.Errorf("mem: %s: %w", filepath.Join(root, "proc/self/cgroup"), err)
+	}
+	if v1path != "" {
+		lim, ok, err := tightest(filepath.Join(root, "sys/fs/cgroup/memory"), v1path, "memory.limit_in_bytes")
+		if err != nil {
+			return info, err
+		}
+		if ok {
+			info.CgroupVersion = 1
+			info.CgroupLimit = lim
+		}
+	}
+	if info.CgroupVersion == 0 && v2path != "" {
+		lim, ok, err := tightest(filepath.Join(root, "sys/fs/cgroup"), v2path, "memory.max")
+		if err != nil {
+			return info, err
+		}
+		if ok {
+			info.CgroupVersion = 2
+			info.CgroupLimit = lim
+		}
+	}
+	return info, nil
+}
+
+// unlimitedV1 is the smallest value cgroup v1 uses for "no limit" on any
+// page size (LONG_MAX rounded down to a page).
+const unlimitedV1 = 1 << 62
+
+// tightest reads file in cgroup dir and all its ancestors below mount and
+// returns the smallest limit. ok is false if no limit file exists. A
+// cgroup namespace may hide ancestors: then the path's files are looked up
+// directly under mount as well.
+func tightest(mount, cgpath, file string) (limit uint64, ok bool, err error) {
+	p := path.Clean("/" + cgpath)
+	for {
+		name := filepath.Join(mount, filepath.FromSlash(p), file)
+		b, rerr := os.ReadFile(name)
+		if rerr == nil {
+			v, unlimited, perr := ParseLimit(b)
+			if perr != nil {
+				return 0, false, fmt.Errorf("mem: %s: %w", name, perr)
+			}
+			ok = true
+			if !unlimited && (limit == 0 || v < limit) {
+				limit = v
+			}
+		} else if !errors.Is(rerr, os.ErrNotExist) {
+			return 0, false, fmt.Errorf("mem: %w", rerr)
+		}
+		if p == "/" {
+			break
+		}
+		p = path.Dir(p)
+	}
+	return limit, ok, nil
+}
+
+// ParseMeminfo returns MemTotal and MemAvailable in bytes from the text of
+// /proc/meminfo. MemTotal is required.
+func ParseMeminfo(b []byte) (total, available uint64, err error) {
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	line := 0
+	haveTotal := false
+	for sc.Scan() {
+		line++
+		key, rest, ok := strings.Cut(sc.Text(), ":")
+		if !ok || (key != "MemTotal" && key != "MemAvailable") {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, 0, fmt.Errorf("line %d: %s: want \"<number> kB\", got %q", line, key, strings.TrimSpace(rest))
+		}
+		v, err := strconv.ParseUint(f[0], 10, 64)
+		if err != nil || v > 1<<53 {
+			return 0, 0, fmt.Errorf("line %d: %s: bad number %q", line, key, f[0])
+		}
+		if key == "MemTotal" {
+			total, haveTotal = v*1024, true
+		} else {
+			available = v * 1024
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, 0, err
+	}
+	if !haveTotal || total == 0 {
+		return 0, 0, errors.New("no MemTotal line")
+	}
+	return total, available, nil
+}
+
+// ParseProcCgroup returns the cgroup v2 path (the "0::" line) and the
+// cgroup v1 memory controller path from the text of /proc/self/cgroup.
+// Either is "" if absent.
+func ParseProcCgroup(b []byte) (v2, v1 string, err error) {
+	for i, ln := range strings.Split(string(b), "\n") {
+		if ln == "" {
+			continue
+		}
+		parts := strings.SplitN(ln, ":", 3)
+		if len(parts) != 3 {
+			return "", "", fmt.Errorf("line %d: %q: want id:controllers:path", i+1, ln)
+		}
+		if !strings.HasPrefix(parts[2], "/") {
+			return "", "", fmt.Errorf("line %d: cgroup path %q is not absolute", i+1, parts[2])
+		}
+		if parts[0] == "0" && parts[1] == "" {
+			v2 = parts[2]
+			continue
+		}
+		for _, c := range strings.Split(parts[1], ",") {
+			if c == "memory" {
+				v1 = parts[2]
+			}
+		}
+	}
+	return v2, v1, nil
+}
+
+// ParseLimit parses a cgroup memory limit file: a byte count, or "max"
+// (v2) / a huge value (v1) meaning unlimited.
+func ParseLimit(b []byte) (limit uint64, unlimited bool, err error) {
+	s := strings.TrimSpace(string(b))
+	if s == "max" {
+		return 0, true, nil
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, false, fmt.Errorf("bad memory limit %q: want bytes or \"max\"", s)
+	}
+	if v >= unlimitedV1 {
+		return 0, true, nil
+	}
+	return v, false, nil
+}
