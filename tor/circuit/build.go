@@ -1,0 +1,158 @@
+package circuit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"tinytor/tor/cell"
+	"tinytor/tor/circuit/handshake"
+)
+
+// HopInfo describes a relay to use as a hop.
+type HopInfo struct {
+	// RSAID is the SHA-1 fingerprint of the relay's RSA identity key.
+	RSAID [20]byte
+	// Ed25519ID is the relay's Ed25519 identity; all zero if unknown.
+	Ed25519ID [32]byte
+	// NtorKey is the relay's ntor onion key (curve25519).
+	NtorKey [32]byte
+	// Addrs are the relay's ORPort addresses (one IPv4 and/or one IPv6),
+	// used as EXTEND2 link specifiers.
+	Addrs []netip.AddrPort
+}
+
+// CreateFast builds a one-hop circuit to the relay at the other end of ch
+// with CREATE_FAST (tor-spec 5.1.5), for directory fetches when no ntor
+// key is known yet.
+func CreateFast(ctx context.Context, ch Channel, cfg Config) (*Circuit, error) {
+	c, err := newCircuit(ch, cfg)
+	if err != nil {
+		return nil, err
+	}
+	hs, x, err := handshake.NewFast(c.cfg.Rand)
+	if err != nil {
+		return nil, fmt.Errorf("circuit: %w", err)
+	}
+	cl := c.pool.Get()
+	cl.Command = cell.CreateFast
+	(&cell.CreateFastMsg{X: x}).MarshalTo(&cl.Payload)
+	if err := c.create(ctx, hs, cl); err != nil {
+		return nil, fmt.Errorf("circuit: CREATE_FAST: %w", err)
+	}
+	c.log.Debugf("Circuit %d: CREATE_FAST done", c.id)
+	return c, nil
+}
+
+// Create builds a one-hop circuit to the relay at the other end of ch with
+// a CREATE2 ntor handshake (tor-spec 5.1, 5.1.4).
+func Create(ctx context.Context, ch Channel, h HopInfo, cfg Config) (*Circuit, error) {
+	c, err := newCircuit(ch, cfg)
+	if err != nil {
+		return nil, err
+	}
+	hs, skin, err := handshake.NewNtor(c.cfg.Rand, h.RSAID, h.NtorKey)
+	if err != nil {
+		return nil, fmt.Errorf("circuit: %w", err)
+	}
+	cl := c.pool.Get()
+	cl.Command = cell.Create2
+	if err := (&cell.Create2Msg{HandshakeType: cell.HandshakeNtor, HandshakeData: skin[:]}).MarshalTo(&cl.Payload); err != nil {
+		c.pool.Put(cl)
+		return nil, fmt.Errorf("circuit: CREATE2: %w", err)
+	}
+	if err := c.create(ctx, hs, cl); err != nil {
+		return nil, fmt.Errorf("circuit: CREATE2 to %X: %w", h.RSAID, err)
+	}
+	c.log.Debugf("Circuit %d: CREATE2 (ntor) done", c.id)
+	return c, nil
+}
+
+// create sends the CREATE* cell cl and waits for the first hop.
+func (c *Circuit) create(ctx context.Context, hs finisher, cl *cell.Cell) error {
+	p := &pendingHop{hs: hs, result: make(chan error, 1)}
+	c.pending = p
+	if err := c.open(); err != nil {
+		c.pool.Put(cl)
+		return err
+	}
+	cl.CircID = c.id
+	if err := c.ch.Send(cl); err != nil {
+		c.shutdown(fmt.Errorf("sending: %w", err), false, true)
+		return fmt.Errorf("sending: %w", err)
+	}
+	if err := c.waitPending(ctx, p); err != nil {
+		c.fail(err)
+		if cerr := c.Err(); cerr != nil && !errors.Is(cerr, err) {
+			return fmt.Errorf("%w (%v)", err, cerr)
+		}
+		return err
+	}
+	return nil
+}
+
+// Extend adds a hop with an EXTEND2 cell (in a RELAY_EARLY cell) carrying
+// an ntor handshake, sent to the current last hop (tor-spec 5.1.2). On
+// failure the circuit is closed.
+func (c *Circuit) Extend(ctx context.Context, h HopInfo) error {
+	c.extending.Lock()
+	defer c.extending.Unlock()
+	hs, skin, err := handshake.NewNtor(c.cfg.Rand, h.RSAID, h.NtorKey)
+	if err != nil {
+		return fmt.Errorf("circuit: %w", err)
+	}
+	msg := cell.Extend2Msg{Create2Msg: cell.Create2Msg{HandshakeType: cell.HandshakeNtor, HandshakeData: skin[:]}}
+	// Link specifier order recommended by tor-spec 5.1.2: IPv4, legacy
+	// identity, Ed25519 identity, IPv6.
+	var v6 []cell.LinkSpec
+	for _, a := range h.Addrs {
+		if a.Addr().Unmap().Is4() {
+			msg.Specs = append(msg.Specs, cell.LinkSpecAddr(a))
+		} else {
+			v6 = append(v6, cell.LinkSpecAddr(a))
+		}
+	}
+	if len(msg.Specs) == 0 && len(v6) == 0 {
+		return errors.New("circuit: EXTEND2 needs an address of the next relay")
+	}
+	msg.Specs = append(msg.Specs, cell.LinkSpecRSAID(h.RSAID))
+	if h.Ed25519ID != ([32]byte{}) {
+		msg.Specs = append(msg.Specs, cell.LinkSpecEdID(h.Ed25519ID))
+	}
+	msg.Specs = append(msg.Specs, v6...)
+	body, err := msg.AppendTo(nil)
+	if err != nil {
+		return fmt.Errorf("circuit: %w", err)
+	}
+
+	p := &pendingHop{hs: hs, result: make(chan error, 1)}
+	c.mu.Lock()
+	switch {
+	case c.err != nil:
+		err = c.err
+	case len(c.hops) == 0:
+		err = errors.New("circuit: cannot extend a circuit with no hops")
+	case len(c.hops) >= MaxHops:
+		err = fmt.Errorf("circuit: already %d hops", len(c.hops))
+	case c.early >= MaxRelayEarly:
+		err = fmt.Errorf("circuit: all %d RELAY_EARLY cells used", MaxRelayEarly)
+	default:
+		c.pending = p
+		err = c.sendLocked(len(c.hops)-1, cell.RelayExtend2, 0, body, true)
+		if err != nil {
+			c.pending = nil
+		}
+	}
+	n := len(c.hops)
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := c.waitPending(ctx, p); err != nil {
+		c.fail(fmt.Errorf("extending to hop %d: %w", n+1, err))
+		return fmt.Errorf("circuit: extending to %X: %w", h.RSAID, err)
+	}
+	c.log.Debugf("Circuit %d: extended to hop %d", c.id, n+1)
+	return nil
+}

@@ -1,0 +1,631 @@
+// Package circuit builds and uses Tor circuits over a channel (tor-spec 5,
+// 6 and 7): CREATE_FAST and ntor (CREATE2/EXTEND2) handshakes, relay cell
+// crypto, circuit- and stream-level flow control with authenticated
+// SENDMEs, and streams (BEGIN, BEGIN_DIR, RESOLVE).
+//
+// # Concurrency
+//
+// A channel hands inbound cells to Circuit.HandleCell from its read loop.
+// HandleCell never blocks: it puts the cell on a bounded per-circuit queue.
+// One goroutine per circuit (started when the circuit is created, ended
+// when it closes) takes cells from the queue, removes the relay crypto,
+// and dispatches them: DATA cells move, without copying, onto the
+// destination stream's receive queue, where Read consumes them and returns
+// them to the cell pool. The queue bound is safe because a well-behaved
+// relay never has more than a circuit window of DATA cells in flight; a
+// relay that overflows it violates flow control and the circuit is torn
+// down.
+//
+// Outbound cells are encrypted and handed to the channel under the
+// circuit's mutex, so that the order of encryption is the order on the
+// wire. Writers waiting for a flow-control window block outside the mutex.
+package circuit
+
+import (
+	"context"
+	crand "crypto/rand"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+
+	"tinytor/tor/cell"
+	"tinytor/tor/circuit/handshake"
+	"tinytor/tor/circuit/relaycrypto"
+	"tinytor/tor/torlog"
+)
+
+// Handler receives a circuit's cells from its channel.
+type Handler interface {
+	// HandleCell takes ownership of c. It must not block.
+	HandleCell(c *cell.Cell)
+	// HandleChannelClosed reports that the channel died.
+	HandleChannelClosed(err error)
+}
+
+// Channel is what a circuit needs from a link channel (tor/link's
+// *Channel provides it).
+type Channel interface {
+	// OpenCircuit allocates a circuit ID and routes its cells to h.
+	OpenCircuit(h Handler) (uint32, error)
+	// CloseCircuit forgets the circuit ID.
+	CloseCircuit(id uint32)
+	// Send queues c for sending; ownership of c moves to the channel.
+	Send(c *cell.Cell) error
+}
+
+// Flow-control constants (tor-spec 7.3, 7.4).
+const (
+	CircWindowStart = 1000
+	CircWindowInc   = 100
+	StreamWindowInc = 50
+	// StreamWindowStart is the initial stream-level window.
+	StreamWindowStart = 500
+	// MaxRelayEarly is the most RELAY_EARLY cells a circuit may send.
+	MaxRelayEarly = 8
+	// MaxHops is the most hops a circuit may have (RELAY_EARLY limit).
+	MaxHops = MaxRelayEarly + 1
+)
+
+// Config holds the settings of a circuit. The zero value is usable.
+type Config struct {
+	// Pool supplies and recycles cells; nil allocates.
+	Pool *cell.Pool
+	// Log receives circuit events; nil discards them.
+	Log *torlog.Logger
+	// Rand is the source of key material; nil means crypto/rand.
+	Rand io.Reader
+	// SendmeAcceptMinVersion is the consensus parameter
+	// sendme_accept_min_version (default 0): SENDMEs of a lower version
+	// tear the circuit down. Version 1 SENDMEs are always checked.
+	SendmeAcceptMinVersion int
+	// QueueLen bounds the inbound cell queue; 0 means CircWindowStart+128.
+	QueueLen int
+	// Control receives recognized relay cells the circuit does not handle
+	// itself (onion service cells, for example), on the circuit's
+	// goroutine. data is only valid during the call. Nil drops them.
+	Control func(hop int, cmd cell.RelayCommand, streamID uint16, data []byte)
+}
+
+// ErrClosed is returned by operations on a circuit closed by Close.
+var ErrClosed = errors.New("circuit closed")
+
+// ErrProtocol is wrapped by errors that mean a relay broke the protocol.
+var ErrProtocol = errors.New("tor protocol violation")
+
+// DestroyedError means the circuit was torn down by the network: a
+// DESTROY cell from the first hop, or a RELAY_TRUNCATED from a hop.
+type DestroyedError struct {
+	Reason    cell.DestroyReason
+	Truncated bool // RELAY_TRUNCATED rather than DESTROY
+	Hop       int  // hop that sent TRUNCATED (0-based); 0 for DESTROY
+}
+
+func (e *DestroyedError) Error() string {
+	if e.Truncated {
+		return fmt.Sprintf("circuit truncated at hop %d: %s", e.Hop+1, e.Reason)
+	}
+	return fmt.Sprintf("circuit destroyed: %s", e.Reason)
+}
+
+// hop is the client's state for one hop.
+type hop struct {
+	layer *relaycrypto.Layer
+	// Outbound state, guarded by Circuit.mu.
+	packageWindow int
+	sentDigests   [][sendmeDigestLen]byte // digests the next SENDMEs must carry
+	// Inbound state, owned by the circuit goroutine.
+	deliverWindow int
+}
+
+// finisher completes a handshake from the relay's reply.
+type finisher interface {
+	Finish(reply []byte) (*handshake.KeyMaterial, error)
+}
+
+// pendingHop is a handshake waiting for CREATED*/EXTENDED2.
+type pendingHop struct {
+	hs     finisher
+	result chan error // buffered, 1
+}
+
+// Circuit is an origin circuit: ours, built hop by hop.
+type Circuit struct {
+	ch   Channel
+	id   uint32
+	cfg  Config
+	pool *cell.Pool
+	log  *torlog.Logger
+
+	inbound chan *cell.Cell
+	done    chan struct{} // closed when the circuit dies
+	dead    atomic.Bool
+
+	mu        sync.Mutex
+	err       error  // why the circuit died
+	hops      []*hop // appended to under mu; the goroutine reads a snapshot
+	path      relaycrypto.Path
+	pending   *pendingHop // handshake in progress
+	early     int         // RELAY_EARLY cells sent
+	streams   map[uint16]*Stream
+	nextSID   uint16
+	wake      chan struct{} // closed and replaced when a package window grows
+	rng       *rand.ChaCha8 // padding bytes
+	extending sync.Mutex    // one Extend at a time
+}
+
+func newCircuit(ch Channel, cfg Config) (*Circuit, error) {
+	if cfg.Rand == nil {
+		cfg.Rand = crand.Reader
+	}
+	if cfg.QueueLen <= 0 {
+		cfg.QueueLen = CircWindowStart + 128
+	}
+	var seed [32]byte
+	if _, err := io.ReadFull(cfg.Rand, seed[:]); err != nil {
+		return nil, fmt.Errorf("circuit: seeding padding generator: %w", err)
+	}
+	seedSID := uint16(seed[0])<<8 | uint16(seed[1])
+	c := &Circuit{
+		ch:      ch,
+		cfg:     cfg,
+		pool:    cfg.Pool,
+		log:     cfg.Log,
+		inbound: make(chan *cell.Cell, cfg.QueueLen),
+		done:    make(chan struct{}),
+		streams: make(map[uint16]*Stream),
+		nextSID: seedSID,
+		wake:    make(chan struct{}),
+		rng:     rand.NewChaCha8(seed),
+	}
+	return c, nil
+}
+
+// open registers the circuit on its channel and starts its goroutine.
+func (c *Circuit) open() error {
+	id, err := c.ch.OpenCircuit(c)
+	if err != nil {
+		return fmt.Errorf("circuit: allocating a circuit ID: %w", err)
+	}
+	c.id = id
+	go c.run()
+	return nil
+}
+
+// ID returns the circuit ID on the first hop's channel.
+func (c *Circuit) ID() uint32 { return c.id }
+
+// Len returns the number of hops built so far.
+func (c *Circuit) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.hops)
+}
+
+// Done returns a channel closed when the circuit dies.
+func (c *Circuit) Done() <-chan struct{} { return c.done }
+
+// Err returns why the circuit died (ErrClosed, a *DestroyedError, an
+// error wrapping ErrProtocol or the channel's error), or nil while it
+// lives.
+func (c *Circuit) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// HandleCell implements Handler. It queues c for the circuit goroutine and
+// never blocks.
+func (c *Circuit) HandleCell(cl *cell.Cell) {
+	if c.dead.Load() {
+		c.pool.Put(cl)
+		return
+	}
+	select {
+	case c.inbound <- cl:
+	default:
+		c.pool.Put(cl)
+		// Do the teardown elsewhere: HandleCell must not block on the
+		// channel's Send.
+		go c.fail(fmt.Errorf("inbound queue of %d cells overflowed: %w", cap(c.inbound), ErrProtocol))
+	}
+}
+
+// HandleChannelClosed implements Handler.
+func (c *Circuit) HandleChannelClosed(err error) {
+	if err == nil {
+		err = errors.New("channel closed")
+	}
+	c.shutdown(fmt.Errorf("circuit: channel closed: %w", err), false, false)
+}
+
+// Close tears the circuit down with a DESTROY cell. Streams on it fail.
+func (c *Circuit) Close() error {
+	c.shutdown(ErrClosed, true, true)
+	return nil
+}
+
+// fail tears the circuit down after a local or protocol error.
+func (c *Circuit) fail(err error) {
+	c.log.Infof("Tearing down circuit %d: %v", c.id, err)
+	c.shutdown(err, true, true)
+}
+
+// shutdown kills the circuit once. sendDestroy sends a DESTROY (reason
+// NONE, as an origin must); unregister frees the circuit ID.
+func (c *Circuit) shutdown(err error, sendDestroy, unregister bool) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.err = err
+	c.dead.Store(true)
+	if sendDestroy {
+		d := c.pool.Get()
+		d.CircID = c.id
+		d.Command = cell.Destroy
+		cell.MarshalDestroy(&d.Payload, cell.DestroyNone)
+		_ = c.ch.Send(d) // the circuit is gone either way
+	}
+	streams := c.streams
+	c.streams = map[uint16]*Stream{}
+	if p := c.pending; p != nil {
+		c.pending = nil
+		p.result <- err
+	}
+	close(c.wake)
+	close(c.done)
+	c.mu.Unlock()
+	if unregister {
+		c.ch.CloseCircuit(c.id)
+	}
+	for _, s := range streams {
+		s.remoteClosed(err)
+	}
+}
+
+// run is the circuit goroutine: it processes inbound cells until the
+// circuit dies.
+func (c *Circuit) run() {
+	defer func() {
+		for {
+			select {
+			case cl := <-c.inbound:
+				c.pool.Put(cl)
+			default:
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case <-c.done:
+			return
+		case cl := <-c.inbound:
+			if err := c.handle(cl); err != nil {
+				c.fail(err)
+				return
+			}
+		}
+	}
+}
+
+// handle processes one inbound cell; it owns cl.
+func (c *Circuit) handle(cl *cell.Cell) error {
+	switch cl.Command {
+	case cell.Destroy:
+		reason, _ := cell.ParseDestroy(cl.Payload[:])
+		c.pool.Put(cl)
+		c.log.Infof("Circuit %d destroyed by the first hop: %s", c.id, reason)
+		c.shutdown(&DestroyedError{Reason: reason}, false, true)
+		return nil
+	case cell.CreatedFast, cell.Created2:
+		defer c.pool.Put(cl)
+		return c.handleCreated(cl)
+	case cell.Relay:
+		return c.handleRelay(cl)
+	case cell.RelayEarly:
+		c.pool.Put(cl)
+		return fmt.Errorf("inbound RELAY_EARLY cell: %w", ErrProtocol)
+	case cell.Padding:
+		c.pool.Put(cl)
+		return nil
+	}
+	cmd := cl.Command
+	c.pool.Put(cl)
+	return fmt.Errorf("unexpected %s cell on a circuit: %w", cmd, ErrProtocol)
+}
+
+func (c *Circuit) takePending() *pendingHop {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.pending
+	c.pending = nil
+	return p
+}
+
+func (c *Circuit) handleCreated(cl *cell.Cell) error {
+	p := c.takePending()
+	if hops, _ := c.snapshot(); p == nil || len(hops) != 0 {
+		return fmt.Errorf("unexpected %s cell: %w", cl.Command, ErrProtocol)
+	}
+	var reply []byte
+	switch cl.Command {
+	case cell.CreatedFast:
+		reply = cl.Payload[:2*handshake.HashLen]
+	case cell.Created2:
+		m, err := cell.ParseCreated2(cl.Payload[:])
+		if err != nil {
+			p.result <- fmt.Errorf("CREATED2: %w", err)
+			return fmt.Errorf("bad CREATED2: %v: %w", err, ErrProtocol)
+		}
+		reply = m.HandshakeData
+	}
+	return c.finishHop(p, reply)
+}
+
+// finishHop completes a handshake and adds the hop; it runs on the
+// circuit goroutine.
+func (c *Circuit) finishHop(p *pendingHop, reply []byte) error {
+	km, err := p.hs.Finish(reply)
+	if err != nil {
+		p.result <- err
+		return fmt.Errorf("handshake with a new hop: %v: %w", err, ErrProtocol)
+	}
+	l := relaycrypto.NewTor1(km)
+	km.Zero()
+	c.mu.Lock()
+	c.hops = append(c.hops, &hop{layer: l, packageWindow: CircWindowStart, deliverWindow: CircWindowStart})
+	c.path.Add(l)
+	c.mu.Unlock()
+	p.result <- nil
+	return nil
+}
+
+// handleRelay decrypts a RELAY cell and dispatches it.
+func (c *Circuit) handleRelay(cl *cell.Cell) error {
+	hops, path := c.snapshot()
+	hopIdx, err := path.Decrypt(&cl.Payload)
+	if err != nil {
+		c.pool.Put(cl)
+		return fmt.Errorf("%v: %w", err, ErrProtocol)
+	}
+	h := hops[hopIdx]
+	cmd := cell.RelayCmd(&cl.Payload)
+	sid := cell.RelayStreamID(&cl.Payload)
+	body, err := cell.RelayBody(&cl.Payload)
+	if err != nil {
+		c.pool.Put(cl)
+		return fmt.Errorf("relay cell from hop %d: %v: %w", hopIdx+1, err, ErrProtocol)
+	}
+	if cmd == cell.RelayData {
+		h.deliverWindow--
+		if h.deliverWindow < 0 {
+			c.pool.Put(cl)
+			return fmt.Errorf("hop %d overran the circuit window: %w", hopIdx+1, ErrProtocol)
+		}
+		if h.deliverWindow <= CircWindowStart-CircWindowInc {
+			// Authenticated SENDME with the digest of the cell that
+			// triggered it: this one (tor-spec 7.3).
+			var d [relaycrypto.SendmeDigestLen]byte
+			h.layer.BackwardDigest(&d)
+			var msg [3 + sendmeDigestLen]byte
+			msg[0] = 1
+			msg[2] = sendmeDigestLen
+			copy(msg[3:], d[:])
+			h.deliverWindow += CircWindowInc
+			if err := c.sendControl(hopIdx, cell.RelaySendme, 0, msg[:]); err != nil {
+				c.pool.Put(cl)
+				return err
+			}
+		}
+		if sid == 0 {
+			c.pool.Put(cl)
+			return fmt.Errorf("DATA cell on stream 0: %w", ErrProtocol)
+		}
+		s := c.stream(sid, hopIdx)
+		if s == nil {
+			c.pool.Put(cl) // a stream we closed: drop
+			return nil
+		}
+		return s.deliver(cl, len(body))
+	}
+	defer c.pool.Put(cl)
+	switch cmd {
+	case cell.RelaySendme:
+		if sid == 0 {
+			return c.handleCircSendme(hopIdx, body)
+		}
+		if s := c.stream(sid, hopIdx); s != nil {
+			return s.handleSendme()
+		}
+		return nil
+	case cell.RelayEnd, cell.RelayConnected, cell.RelayResolved:
+		if sid == 0 {
+			return fmt.Errorf("%s on stream 0: %w", cmd, ErrProtocol)
+		}
+		if s := c.stream(sid, hopIdx); s != nil {
+			return s.handleControl(cmd, body)
+		}
+		return nil
+	case cell.RelayExtended2:
+		p := c.takePending()
+		if p == nil || hopIdx != len(hops)-1 {
+			return fmt.Errorf("unexpected EXTENDED2 from hop %d: %w", hopIdx+1, ErrProtocol)
+		}
+		m, err := cell.ParseCreated2(body)
+		if err != nil {
+			p.result <- fmt.Errorf("EXTENDED2: %w", err)
+			return fmt.Errorf("bad EXTENDED2: %v: %w", err, ErrProtocol)
+		}
+		return c.finishHop(p, m.HandshakeData)
+	case cell.RelayTruncated:
+		var reason cell.DestroyReason
+		if len(body) > 0 {
+			reason = cell.DestroyReason(body[0])
+		}
+		c.log.Infof("Circuit %d truncated at hop %d: %s", c.id, hopIdx+1, reason)
+		// tor-spec 5.4: an OP answers TRUNCATED by destroying the circuit.
+		c.shutdown(&DestroyedError{Reason: reason, Truncated: true, Hop: hopIdx}, true, true)
+		return nil
+	case cell.RelayDrop:
+		return nil
+	}
+	if c.cfg.Control != nil {
+		c.cfg.Control(hopIdx, cmd, sid, body)
+	}
+	return nil
+}
+
+// snapshot returns the hops and path as they are now. The circuit
+// goroutine uses a snapshot per cell: hops are only ever appended, and the
+// inbound half of each hop's state belongs to that goroutine.
+func (c *Circuit) snapshot() ([]*hop, relaycrypto.Path) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hops, c.path
+}
+
+// stream returns the stream sid if it belongs to hop h.
+func (c *Circuit) stream(sid uint16, h int) *Stream {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.streams[sid]
+	if s == nil || s.hop != h {
+		return nil
+	}
+	return s
+}
+
+func (c *Circuit) handleCircSendme(hopIdx int, body []byte) error {
+	version, digest, err := parseSendme(body)
+	if err != nil {
+		return fmt.Errorf("circuit SENDME from hop %d: %v: %w", hopIdx+1, err, ErrProtocol)
+	}
+	if int(version) < c.cfg.SendmeAcceptMinVersion {
+		return fmt.Errorf("circuit SENDME version %d below the accepted minimum %d: %w", version, c.cfg.SendmeAcceptMinVersion, ErrProtocol)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h := c.hops[hopIdx]
+	if len(h.sentDigests) == 0 || h.packageWindow+CircWindowInc > CircWindowStart {
+		return fmt.Errorf("unexpected circuit SENDME from hop %d: %w", hopIdx+1, ErrProtocol)
+	}
+	want := h.sentDigests[0]
+	h.sentDigests = h.sentDigests[1:]
+	if version == 1 && subtle.ConstantTimeCompare(want[:], digest) != 1 {
+		return fmt.Errorf("circuit SENDME from hop %d carries the wrong digest: %w", hopIdx+1, ErrProtocol)
+	}
+	h.packageWindow += CircWindowInc
+	c.wakeLocked()
+	return nil
+}
+
+// wakeLocked wakes every writer waiting for a window. c.mu must be held.
+func (c *Circuit) wakeLocked() {
+	if c.err != nil {
+		return
+	}
+	close(c.wake)
+	c.wake = make(chan struct{})
+}
+
+// sendControl sends a relay cell that is not DATA.
+func (c *Circuit) sendControl(hopIdx int, cmd cell.RelayCommand, sid uint16, data []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sendLocked(hopIdx, cmd, sid, data, false)
+}
+
+// sendLocked encrypts one relay cell for hop hopIdx and hands it to the
+// channel. c.mu must be held.
+func (c *Circuit) sendLocked(hopIdx int, cmd cell.RelayCommand, sid uint16, data []byte, early bool) error {
+	if c.err != nil {
+		return c.err
+	}
+	if hopIdx < 0 || hopIdx >= len(c.hops) {
+		return fmt.Errorf("circuit: no hop %d on a %d-hop circuit", hopIdx+1, len(c.hops))
+	}
+	cl := c.pool.Get()
+	if err := cell.SetRelay(&cl.Payload, cmd, sid, data); err != nil {
+		c.pool.Put(cl)
+		return fmt.Errorf("circuit: %w", err)
+	}
+	// Padding: four zero bytes, then random bytes (tor-spec 6.1).
+	if pad := cl.Payload[cell.RelayHeaderLen+len(data):]; len(pad) > 4 {
+		clear(pad[:4])
+		c.rng.Read(pad[4:])
+	} else {
+		clear(pad)
+	}
+	if err := c.path.Encrypt(&cl.Payload, hopIdx); err != nil {
+		c.pool.Put(cl)
+		return err
+	}
+	if cmd == cell.RelayData {
+		h := c.hops[hopIdx]
+		if (h.packageWindow-1)%CircWindowInc == 0 {
+			// The hop answers this cell with a SENDME carrying the
+			// digest as it stands now (tor-spec 7.3).
+			var d [relaycrypto.SendmeDigestLen]byte
+			h.layer.ForwardDigest(&d)
+			h.sentDigests = append(h.sentDigests, d)
+		}
+		h.packageWindow--
+	}
+	cl.CircID = c.id
+	cl.Command = cell.Relay
+	if early {
+		cl.Command = cell.RelayEarly
+		c.early++
+	}
+	if err := c.ch.Send(cl); err != nil {
+		return fmt.Errorf("circuit %d: sending %s: %w", c.id, cmd, err)
+	}
+	return nil
+}
+
+// SendRelay sends a relay cell that is not DATA (an onion service
+// command, for example) to hop hopIdx (0-based; -1 means the last hop).
+func (c *Circuit) SendRelay(hopIdx int, cmd cell.RelayCommand, streamID uint16, data []byte) error {
+	if cmd == cell.RelayData {
+		return errors.New("circuit: SendRelay cannot send DATA cells; use a Stream")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if hopIdx < 0 {
+		hopIdx = len(c.hops) - 1
+	}
+	return c.sendLocked(hopIdx, cmd, streamID, data, false)
+}
+
+// AddHop appends a hop whose keys were agreed outside the circuit (the
+// virtual hop of an onion service rendezvous). It must not be called
+// while relay cells from the new hop may already be arriving.
+func (c *Circuit) AddHop(l *relaycrypto.Layer) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return c.err
+	}
+	if len(c.hops) >= MaxHops {
+		return fmt.Errorf("circuit: already %d hops", len(c.hops))
+	}
+	c.hops = append(c.hops, &hop{layer: l, packageWindow: CircWindowStart, deliverWindow: CircWindowStart})
+	c.path.Add(l)
+	return nil
+}
+
+// waitPending waits for the handshake p started.
+func (c *Circuit) waitPending(ctx context.Context, p *pendingHop) error {
+	select {
+	case err := <-p.result:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

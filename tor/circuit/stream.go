@@ -1,0 +1,569 @@
+package circuit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"tinytor/tor/cell"
+)
+
+// StreamEndError is returned by Read (and by opening a stream) when the
+// other end closed the stream with a RELAY_END whose reason is not DONE.
+type StreamEndError struct {
+	Reason cell.EndReason
+}
+
+func (e *StreamEndError) Error() string {
+	return fmt.Sprintf("stream closed by the exit: %s", e.Reason)
+}
+
+// ResolveError is returned by Resolve when the exit answers with an error.
+type ResolveError struct {
+	Host      string
+	Transient bool
+}
+
+func (e *ResolveError) Error() string {
+	kind := "permanent"
+	if e.Transient {
+		kind = "transient"
+	}
+	return fmt.Sprintf("resolving %q: %s error at the exit", e.Host, kind)
+}
+
+// Addr is the address of one end of a stream.
+type Addr string
+
+// Network returns "tor".
+func (Addr) Network() string { return "tor" }
+
+func (a Addr) String() string { return string(a) }
+
+// streamKind is what a stream was opened for.
+type streamKind uint8
+
+const (
+	kindData streamKind = iota
+	kindResolve
+)
+
+// openResult is the answer to BEGIN, BEGIN_DIR or RESOLVE.
+type openResult struct {
+	connected Connected
+	answers   []Answer
+	err       error
+}
+
+// Stream is a stream on a circuit. It implements net.Conn.
+//
+// Read returns io.EOF after the other end sent END with reason DONE, and
+// a *StreamEndError after any other reason.
+type Stream struct {
+	c      *Circuit
+	id     uint16
+	hop    int
+	kind   streamKind
+	remote Addr
+	opened chan openResult // buffered, 1; answer to the opening cell
+
+	// Guarded by c.mu.
+	packageWindow int
+	sentEnd       bool  // we sent END (Close or CloseWrite)
+	writeErr      error // set when the stream ended; writes fail with it
+
+	// Guarded by mu.
+	mu            sync.Mutex
+	recv          []*cell.Cell // received DATA cells, oldest first
+	off           int          // bytes of recv[0]'s data already read
+	deliverWindow int
+	isOpen        bool  // CONNECTED received
+	readErr       error // returned once recv is drained
+	closed        bool  // Close was called
+	rwake         chan struct{}
+	connected     Connected
+
+	rdl, wdl deadline
+}
+
+// newStream registers a stream to the last hop. c.mu must be held.
+func (c *Circuit) newStreamLocked(kind streamKind, remote string) (*Stream, error) {
+	if c.err != nil {
+		return nil, c.err
+	}
+	if len(c.hops) == 0 {
+		return nil, errors.New("circuit: no hops")
+	}
+	if len(c.streams) >= 0xfffe {
+		return nil, errors.New("circuit: no free stream IDs")
+	}
+	for {
+		c.nextSID++
+		if c.nextSID != 0 && c.streams[c.nextSID] == nil {
+			break
+		}
+	}
+	s := &Stream{
+		c:             c,
+		id:            c.nextSID,
+		hop:           len(c.hops) - 1,
+		kind:          kind,
+		remote:        Addr(remote),
+		opened:        make(chan openResult, 1),
+		packageWindow: StreamWindowStart,
+		deliverWindow: StreamWindowStart,
+		rwake:         make(chan struct{}),
+	}
+	s.rdl.init()
+	s.wdl.init()
+	c.streams[s.id] = s
+	return s, nil
+}
+
+// begin registers a stream, sends its opening cell and waits for the
+// answer.
+func (c *Circuit) begin(ctx context.Context, kind streamKind, remote string, cmd cell.RelayCommand, data []byte) (*Stream, openResult, error) {
+	c.mu.Lock()
+	s, err := c.newStreamLocked(kind, remote)
+	if err == nil {
+		err = c.sendLocked(s.hop, cmd, s.id, data, false)
+		if err != nil {
+			delete(c.streams, s.id)
+		}
+	}
+	c.mu.Unlock()
+	if err != nil {
+		return nil, openResult{}, err
+	}
+	select {
+	case r := <-s.opened:
+		if r.err != nil {
+			s.forget()
+			return nil, r, r.err
+		}
+		return s, r, nil
+	case <-ctx.Done():
+		s.Close()
+		return nil, openResult{}, ctx.Err()
+	}
+}
+
+// OpenDirStream opens a directory stream (BEGIN_DIR) to the last hop
+// (tor-spec 6.2.1).
+func (c *Circuit) OpenDirStream(ctx context.Context) (*Stream, error) {
+	s, _, err := c.begin(ctx, kindData, "dir", cell.RelayBeginDir, nil)
+	if err != nil {
+		return nil, fmt.Errorf("circuit %d: BEGIN_DIR: %w", c.id, err)
+	}
+	return s, nil
+}
+
+// OpenStream opens a stream from the last hop (an exit) to host:port
+// (tor-spec 6.2). host is a DNS name or an IP address.
+func (c *Circuit) OpenStream(ctx context.Context, host string, port uint16, flags BeginFlags) (*Stream, error) {
+	body, err := encodeBegin(host, port, flags)
+	if err != nil {
+		return nil, fmt.Errorf("circuit: %w", err)
+	}
+	remote := net.JoinHostPort(host, strconv.Itoa(int(port)))
+	s, _, err := c.begin(ctx, kindData, remote, cell.RelayBegin, body)
+	if err != nil {
+		return nil, fmt.Errorf("circuit %d: BEGIN %s: %w", c.id, remote, err)
+	}
+	return s, nil
+}
+
+// Resolve asks the last hop to resolve host (tor-spec 6.4).
+func (c *Circuit) Resolve(ctx context.Context, host string) ([]Answer, error) {
+	if host == "" || len(host) > cell.RelayDataLen-1 {
+		return nil, fmt.Errorf("circuit: cannot resolve a host name of %d bytes", len(host))
+	}
+	body := append([]byte(host), 0)
+	_, r, err := c.begin(ctx, kindResolve, host, cell.RelayResolve, body)
+	if err != nil {
+		return nil, fmt.Errorf("circuit %d: RESOLVE %q: %w", c.id, host, err)
+	}
+	for _, a := range r.answers {
+		if a.Type == AnswerErrTransient || a.Type == AnswerErrPermanent {
+			return nil, &ResolveError{Host: host, Transient: a.Type == AnswerErrTransient}
+		}
+	}
+	return r.answers, nil
+}
+
+// forget removes the stream from its circuit without sending anything.
+func (s *Stream) forget() {
+	s.c.mu.Lock()
+	if s.c.streams[s.id] == s {
+		delete(s.c.streams, s.id)
+	}
+	s.c.mu.Unlock()
+}
+
+// Connected returns the address the exit reported in CONNECTED.
+func (s *Stream) Connected() Connected {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.connected
+}
+
+// ID returns the stream ID.
+func (s *Stream) ID() uint16 { return s.id }
+
+// deliver queues a DATA cell (owned by the stream from now on). It runs
+// on the circuit goroutine.
+func (s *Stream) deliver(cl *cell.Cell, n int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deliverWindow--
+	if s.deliverWindow < 0 {
+		s.c.pool.Put(cl)
+		return fmt.Errorf("stream %d overran its window: %w", s.id, ErrProtocol)
+	}
+	if s.closed || s.readErr != nil || n == 0 {
+		s.c.pool.Put(cl)
+		return nil
+	}
+	s.recv = append(s.recv, cl)
+	s.wakeReaderLocked()
+	return nil
+}
+
+func (s *Stream) wakeReaderLocked() {
+	close(s.rwake)
+	s.rwake = make(chan struct{})
+}
+
+// handleSendme handles a stream-level SENDME on the circuit goroutine.
+func (s *Stream) handleSendme() error {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s.packageWindow+StreamWindowInc > StreamWindowStart {
+		return fmt.Errorf("unexpected SENDME on stream %d: %w", s.id, ErrProtocol)
+	}
+	s.packageWindow += StreamWindowInc
+	c.wakeLocked()
+	return nil
+}
+
+// handleControl handles CONNECTED, RESOLVED and END on the circuit
+// goroutine.
+func (s *Stream) handleControl(cmd cell.RelayCommand, body []byte) error {
+	switch cmd {
+	case cell.RelayConnected:
+		if s.kind != kindData {
+			return fmt.Errorf("CONNECTED on resolve stream %d: %w", s.id, ErrProtocol)
+		}
+		conn, err := ParseConnected(body)
+		if err != nil {
+			return fmt.Errorf("stream %d: %v: %w", s.id, err, ErrProtocol)
+		}
+		s.mu.Lock()
+		if s.isOpen {
+			s.mu.Unlock()
+			return fmt.Errorf("second CONNECTED on stream %d: %w", s.id, ErrProtocol)
+		}
+		s.isOpen = true
+		s.connected = conn
+		s.mu.Unlock()
+		s.answer(openResult{connected: conn})
+		return nil
+	case cell.RelayResolved:
+		if s.kind != kindResolve {
+			return fmt.Errorf("RESOLVED on data stream %d: %w", s.id, ErrProtocol)
+		}
+		answers, err := ParseResolved(body)
+		if err != nil {
+			return fmt.Errorf("stream %d: %v: %w", s.id, err, ErrProtocol)
+		}
+		s.forget()
+		s.answer(openResult{answers: answers})
+		return nil
+	case cell.RelayEnd:
+		reason := parseEnd(body)
+		var err error = &StreamEndError{Reason: reason}
+		s.mu.Lock()
+		wasOpen := s.isOpen
+		s.mu.Unlock()
+		if !wasOpen || s.kind == kindResolve {
+			s.forget()
+			s.answer(openResult{err: err})
+			return nil
+		}
+		if reason == cell.EndDone {
+			err = io.EOF
+		}
+		s.forget()
+		s.ended(err, err)
+		return nil
+	}
+	return nil
+}
+
+// answer delivers the answer to the opening cell, unless one was given
+// already (the circuit died meanwhile) or nobody waits.
+func (s *Stream) answer(r openResult) {
+	select {
+	case s.opened <- r:
+	default:
+	}
+}
+
+// remoteClosed ends the stream because its circuit died.
+func (s *Stream) remoteClosed(err error) {
+	s.answer(openResult{err: err})
+	s.ended(err, err)
+}
+
+// ended records that no more cells come on the stream.
+func (s *Stream) ended(readErr, writeErr error) {
+	c := s.c
+	c.mu.Lock()
+	if s.writeErr == nil {
+		s.writeErr = writeErr
+	}
+	c.wakeLocked()
+	c.mu.Unlock()
+	s.mu.Lock()
+	if s.readErr == nil {
+		s.readErr = readErr
+	}
+	s.wakeReaderLocked()
+	s.mu.Unlock()
+}
+
+// Read reads stream data. It returns io.EOF after an END with reason DONE
+// and a *StreamEndError after other reasons.
+func (s *Stream) Read(p []byte) (int, error) {
+	s.mu.Lock()
+	for len(s.recv) == 0 {
+		switch {
+		case s.closed:
+			s.mu.Unlock()
+			return 0, net.ErrClosed
+		case s.readErr != nil:
+			err := s.readErr
+			s.mu.Unlock()
+			return 0, err
+		case len(p) == 0:
+			s.mu.Unlock()
+			return 0, nil
+		}
+		wake := s.rwake
+		s.mu.Unlock()
+		select {
+		case <-wake:
+		case <-s.rdl.wait():
+			return 0, os.ErrDeadlineExceeded
+		}
+		s.mu.Lock()
+	}
+	n := 0
+	for n < len(p) && len(s.recv) > 0 {
+		cl := s.recv[0]
+		data := cl.Payload[cell.RelayHeaderLen : cell.RelayHeaderLen+int(cell.RelayLength(&cl.Payload))]
+		k := copy(p[n:], data[s.off:])
+		n += k
+		s.off += k
+		if s.off == len(data) {
+			s.recv[0] = nil
+			s.recv = s.recv[1:]
+			s.off = 0
+			s.c.pool.Put(cl)
+		}
+	}
+	if len(s.recv) == 0 {
+		s.recv = s.recv[:0:0] // let the backing array go when idle
+	}
+	// Stream-level SENDME (tor-spec 7.4): when the window is at most 450
+	// and less than ten cells wait to be read.
+	sendmes := 0
+	for s.deliverWindow <= StreamWindowStart-StreamWindowInc && len(s.recv) < 10 && s.readErr == nil {
+		s.deliverWindow += StreamWindowInc
+		sendmes++
+	}
+	s.mu.Unlock()
+	for ; sendmes > 0; sendmes-- {
+		if err := s.c.sendControl(s.hop, cell.RelaySendme, s.id, nil); err != nil {
+			break // the circuit is gone; Read will see it next time
+		}
+	}
+	return n, nil
+}
+
+// Write sends p as DATA cells of at most 498 bytes, waiting for the
+// circuit and stream windows.
+func (s *Stream) Write(p []byte) (int, error) {
+	c := s.c
+	written := 0
+	for len(p) > 0 {
+		chunk := min(len(p), cell.RelayDataLen)
+		c.mu.Lock()
+		for {
+			if s.sentEnd {
+				c.mu.Unlock()
+				return written, net.ErrClosed
+			}
+			if s.writeErr != nil {
+				err := s.writeErr
+				c.mu.Unlock()
+				if err == io.EOF {
+					err = io.ErrClosedPipe
+				}
+				return written, err
+			}
+			if c.err != nil {
+				err := c.err
+				c.mu.Unlock()
+				return written, err
+			}
+			if s.packageWindow > 0 && c.hops[s.hop].packageWindow > 0 {
+				break
+			}
+			wake := c.wake
+			c.mu.Unlock()
+			select {
+			case <-wake:
+			case <-s.wdl.wait():
+				return written, os.ErrDeadlineExceeded
+			}
+			c.mu.Lock()
+		}
+		err := c.sendLocked(s.hop, cell.RelayData, s.id, p[:chunk], false)
+		if err == nil {
+			s.packageWindow--
+		}
+		c.mu.Unlock()
+		if err != nil {
+			return written, err
+		}
+		written += chunk
+		p = p[chunk:]
+	}
+	return written, nil
+}
+
+// sendEnd sends END (reason MISC, as an origin should) once.
+func (s *Stream) sendEnd() error {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s.sentEnd || s.writeErr != nil || c.err != nil {
+		s.sentEnd = true
+		return nil
+	}
+	s.sentEnd = true
+	return c.sendLocked(s.hop, cell.RelayEnd, s.id, []byte{byte(cell.EndMisc)}, false)
+}
+
+// CloseWrite sends END. Tor has no half-close: the exit closes its
+// connection on END, so Read returns the data already received and then
+// io.EOF.
+func (s *Stream) CloseWrite() error {
+	err := s.sendEnd()
+	s.forget()
+	s.mu.Lock()
+	if s.readErr == nil {
+		s.readErr = io.EOF
+	}
+	s.wakeReaderLocked()
+	s.mu.Unlock()
+	return err
+}
+
+// Close sends END if the stream is still open and releases it.
+func (s *Stream) Close() error {
+	err := s.sendEnd()
+	s.forget()
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		for _, cl := range s.recv {
+			s.c.pool.Put(cl)
+		}
+		s.recv = nil
+		s.wakeReaderLocked()
+	}
+	s.mu.Unlock()
+	s.rdl.stop()
+	s.wdl.stop()
+	return err
+}
+
+// LocalAddr returns a description of the stream's circuit end.
+func (s *Stream) LocalAddr() net.Addr {
+	return Addr(fmt.Sprintf("circuit %d stream %d", s.c.id, s.id))
+}
+
+// RemoteAddr returns the target the stream was opened to.
+func (s *Stream) RemoteAddr() net.Addr { return s.remote }
+
+// SetDeadline sets the read and write deadlines.
+func (s *Stream) SetDeadline(t time.Time) error {
+	s.rdl.set(t)
+	s.wdl.set(t)
+	return nil
+}
+
+// SetReadDeadline sets the read deadline.
+func (s *Stream) SetReadDeadline(t time.Time) error { s.rdl.set(t); return nil }
+
+// SetWriteDeadline sets the write deadline.
+func (s *Stream) SetWriteDeadline(t time.Time) error { s.wdl.set(t); return nil }
+
+// deadline is a resettable deadline: wait returns a channel closed once
+// the deadline has passed.
+type deadline struct {
+	mu    sync.Mutex
+	timer *time.Timer
+	ch    chan struct{}
+}
+
+func (d *deadline) init() { d.ch = make(chan struct{}) }
+
+func (d *deadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.timer != nil && !d.timer.Stop() {
+		<-d.ch // the timer fired: ch is closed; make a new one
+	}
+	d.timer = nil
+	select {
+	case <-d.ch:
+		d.ch = make(chan struct{})
+	default:
+	}
+	if t.IsZero() {
+		return
+	}
+	dur := time.Until(t)
+	if dur <= 0 {
+		close(d.ch)
+		return
+	}
+	ch := d.ch
+	d.timer = time.AfterFunc(dur, func() { close(ch) })
+}
+
+func (d *deadline) wait() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.ch
+}
+
+func (d *deadline) stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+}
+
+var _ net.Conn = (*Stream)(nil)
