@@ -1,0 +1,178 @@
+package metrics
+
+import (
+	"bufio"
+	"io"
+	"math"
+	"runtime"
+	"runtime/metrics"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// ContentType is the media type of the exposition format WriteTo writes.
+const ContentType = "text/plain; version=0.0.4"
+
+// countingWriter counts bytes and keeps the first error.
+type countingWriter struct {
+	w   *bufio.Writer
+	n   int64
+	err error
+}
+
+func (c *countingWriter) str(s string) {
+	if c.err != nil {
+		return
+	}
+	n, err := c.w.WriteString(s)
+	c.n += int64(n)
+	c.err = err
+}
+
+// WriteTo writes every family in the Prometheus text format 0.0.4, sorted
+// by metric name and then by label values, so output is stable.
+func (r *Registry) WriteTo(w io.Writer) (int64, error) {
+	r.mu.Lock()
+	fams := make([]*family, 0, len(r.fams))
+	for _, f := range r.fams {
+		fams = append(fams, f)
+	}
+	r.mu.Unlock()
+	sort.Slice(fams, func(i, j int) bool { return fams[i].name < fams[j].name })
+
+	cw := &countingWriter{w: bufio.NewWriter(w)}
+	for _, f := range fams {
+		f.write(cw)
+	}
+	if cw.err == nil {
+		cw.err = cw.w.Flush()
+	}
+	return cw.n, cw.err
+}
+
+func (f *family) write(w *countingWriter) {
+	w.str("# HELP " + f.name + " " + escapeHelp(f.help) + "\n")
+	w.str("# TYPE " + f.name + " " + f.kind.String() + "\n")
+	if f.fn != nil {
+		w.str(f.name + " " + formatFloat(f.fn()) + "\n")
+		return
+	}
+	f.mu.RLock()
+	kids := make([]*child, 0, len(f.children))
+	for _, c := range f.children {
+		kids = append(kids, c)
+	}
+	f.mu.RUnlock()
+	sort.Slice(kids, func(i, j int) bool {
+		a, b := kids[i].values, kids[j].values
+		for k := range a {
+			if a[k] != b[k] {
+				return a[k] < b[k]
+			}
+		}
+		return false
+	})
+	for _, c := range kids {
+		switch f.kind {
+		case KindCounter:
+			w.str(f.name + labelSet(f.labels, c.values, "") + " " + strconv.FormatUint(c.bits.Load(), 10) + "\n")
+		case KindGauge:
+			w.str(f.name + labelSet(f.labels, c.values, "") + " " + formatFloat(math.Float64frombits(c.bits.Load())) + "\n")
+		case KindHistogram:
+			h := c.hist
+			// _count is the +Inf bucket, so the two always agree even
+			// while observations race with the scrape.
+			var cum uint64
+			for i := range h.counts {
+				cum += h.counts[i].Load()
+				le := "+Inf"
+				if i < len(h.upper) {
+					le = formatFloat(h.upper[i])
+				}
+				w.str(f.name + "_bucket" + labelSet(f.labels, c.values, le) + " " + strconv.FormatUint(cum, 10) + "\n")
+			}
+			w.str(f.name + "_sum" + labelSet(f.labels, c.values, "") + " " + formatFloat(math.Float64frombits(h.sum.Load())) + "\n")
+			w.str(f.name + "_count" + labelSet(f.labels, c.values, "") + " " + strconv.FormatUint(cum, 10) + "\n")
+		}
+	}
+}
+
+// labelSet renders {a="x",b="y"} (with le last when given), or "".
+func labelSet(names, values []string, le string) string {
+	if len(names) == 0 && le == "" {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, n := range names {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(n + `="` + escapeLabel(values[i]) + `"`)
+	}
+	if le != "" {
+		if len(names) > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`le="` + le + `"`)
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// escapeHelp escapes backslash and line feed (text format 0.0.4).
+func escapeHelp(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "\n", `\n`).Replace(s)
+}
+
+// escapeLabel escapes backslash, double quote and line feed.
+func escapeLabel(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
+}
+
+func formatFloat(v float64) string {
+	switch {
+	case math.IsInf(v, +1):
+		return "+Inf"
+	case math.IsInf(v, -1):
+		return "-Inf"
+	case math.IsNaN(v):
+		return "NaN"
+	}
+	return strconv.FormatFloat(v, 'g', -1, 64)
+}
+
+// RegisterGoRuntime adds gauges and counters for the Go runtime, read at
+// scrape time through runtime/metrics: goroutines, memory mapped from the
+// OS, live heap objects, heap goal and GC cycles.
+func RegisterGoRuntime(r *Registry) error {
+	sample := func(name string) func() float64 {
+		return func() float64 {
+			s := []metrics.Sample{{Name: name}}
+			metrics.Read(s)
+			switch s[0].Value.Kind() {
+			case metrics.KindUint64:
+				return float64(s[0].Value.Uint64())
+			case metrics.KindFloat64:
+				return s[0].Value.Float64()
+			}
+			return math.NaN()
+		}
+	}
+	gauges := []struct{ name, help, sample string }{
+		{"go_memory_total_bytes", "All memory mapped by the Go runtime into the process.", "/memory/classes/total:bytes"},
+		{"go_memory_heap_objects_bytes", "Memory occupied by live and not-yet-swept heap objects.", "/memory/classes/heap/objects:bytes"},
+		{"go_gc_heap_goal_bytes", "Heap size target for the end of the GC cycle.", "/gc/heap/goal:bytes"},
+	}
+	for _, g := range gauges {
+		if err := r.NewGaugeFunc(g.name, g.help, sample(g.sample)); err != nil {
+			return err
+		}
+	}
+	if err := r.NewGaugeFunc("go_goroutines", "Number of goroutines that currently exist.",
+		func() float64 { return float64(runtime.NumGoroutine()) }); err != nil {
+		return err
+	}
+	return r.NewCounterFunc("go_gc_cycles_total", "Completed GC cycles.", sample("/gc/cycles/total:gc-cycles"))
+}
