@@ -137,6 +137,18 @@ func TestEchoAcrossWindows(t *testing.T) {
 	if c.Err() != nil {
 		t.Fatalf("circuit died: %v", c.Err())
 	}
+	// The client echoed back 1300 cells: it must have sent circuit-level
+	// SENDMEs (checked against the relay's digests) and stream SENDMEs.
+	// f.hops is not touched by the relay goroutine once it is idle.
+	if n := f.streamSendmes.Load(); n < 16 {
+		t.Errorf("client sent %d stream SENDMEs, want at least 16", n)
+	}
+	if len(f.hops) != 3 {
+		t.Fatalf("relay side has %d hops", len(f.hops))
+	}
+	if n := f.hops[2].clientSendmes.Load(); n < 12 {
+		t.Errorf("client sent %d circuit SENDMEs, want at least 12", n)
+	}
 }
 
 func TestEndReasons(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/crypto/curve25519"
@@ -107,7 +108,7 @@ type fakeHop struct {
 	packageWindow int
 	deliverWindow int
 	sentDigests   [][20]byte
-	clientSendmes int
+	clientSendmes atomic.Int32
 }
 
 // fakeNet is the channel plus the relays behind it.
@@ -136,9 +137,11 @@ type fakeNet struct {
 	sendV0Sendme     bool
 
 	// Observations.
-	destroys   chan cell.DestroyReason
-	ends       chan cell.EndReason
-	violations chan string
+	streamSendmes atomic.Int32
+	hopsBuilt     atomic.Int32
+	destroys      chan cell.DestroyReason
+	ends          chan cell.EndReason
+	violations    chan string
 }
 
 func newFakeNet(t testing.TB, relays ...*fakeRelayKeys) *fakeNet {
@@ -438,12 +441,13 @@ func (f *fakeNet) handleRelay(i int, c *cell.Cell) {
 			}
 			h.sentDigests = h.sentDigests[1:]
 			h.packageWindow += CircWindowInc
-			h.clientSendmes++
+			h.clientSendmes.Add(1)
 			return
 		}
 		if st := f.streams[sid]; st != nil {
 			st.packageWindow += StreamWindowInc
 			st.sendmesFromCli++
+			f.streamSendmes.Add(1)
 			if st.packageWindow > StreamWindowStart {
 				f.violation("stream window above 500")
 			}
