@@ -205,7 +205,7 @@ func (g *Gauge) Value() float64 { return math.Float64frombits(g.c.bits.Load()) }
 type Histogram struct {
 	upper  []float64
 	counts []atomic.Uint64 // per bucket, non-cumulative; last is +Inf
-	sum    atomic.Uint64 // float64 bits
+	sum    atomic.Uint64   // float64 bits
 }
 
 func newHistogram(b []float64) *Histogram {

@@ -113,7 +113,6 @@ func TestRegistrationErrors(t *testing.T) {
 		func() error { _, err := r.NewHistogram("x5", "help", nil); return err },
 		func() error { return r.NewGaugeFunc("x6", "help", nil) },
 		func() error { _, err := r.NewGauge("x7", " "); return err },
-		func() error { _, err := r.NewGauge("x7", " "); return err },
 	} {
 		if bad() == nil {
 			t.Error("invalid registration accepted")
