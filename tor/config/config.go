@@ -133,6 +133,9 @@ type Config struct {
 	// Warnings are the non-fatal complaints met while loading, each naming
 	// its file and line, for the caller to log.
 	Warnings []string
+	// Notices are informational messages from loading, for the caller to
+	// log at notice level.
+	Notices []string
 }
 
 // SafeLogging is the value of the SafeLogging option.

@@ -50,7 +50,7 @@ func Load(s Sources) (*Config, error) {
 		return nil, err
 	}
 	if missing {
-		c.Warnings = append([]string{fmt.Sprintf("Configuration file %q not present, using reasonable defaults.", DefaultTorrc)}, c.Warnings...)
+		c.Notices = append(c.Notices, fmt.Sprintf("Configuration file %q not present, using reasonable defaults.", DefaultTorrc))
 	}
 	return c, nil
 }
