@@ -1,0 +1,246 @@
+package link
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"tinytor/tor/cell"
+)
+
+// ctorRelay is a C tor relay started for a test.
+type ctorRelay struct {
+	addr string
+	id   Identity
+	log  string // path of its notice log
+}
+
+// startCTorRelay starts a single C tor relay on loopback, with a fake
+// directory authority on loopback so that no other address is contacted,
+// and returns once its ORPort is open and its keys exist. The relay is
+// killed when the test ends.
+func startCTorRelay(t *testing.T) *ctorRelay {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("skipping the C tor relay test in -short mode")
+	}
+	torPath, err := exec.LookPath("tor")
+	if err != nil {
+		if os.Getenv("TINYTOR_REQUIRE_TESTNET") == "1" {
+			t.Fatalf("tor is not on PATH and TINYTOR_REQUIRE_TESTNET=1: %v", err)
+		}
+		t.Skip("tor is not on PATH")
+	}
+	dir := t.TempDir()
+	orPort, dirPort := freePort(t), freePort(t)
+	defaults := filepath.Join(dir, "torrc-defaults")
+	empty := filepath.Join(dir, "empty")
+	logPath := filepath.Join(dir, "notice.log")
+	for _, p := range []string{defaults, empty} {
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	torrc := filepath.Join(dir, "torrc")
+	conf := fmt.Sprintf(`DataDirectory %[1]s/data
+ORPort 127.0.0.1:%[2]d
+DirAuthority fakeauth orport=%[3]d no-v2 v3ident=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA 127.0.0.1:%[3]d BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB
+AssumeReachable 1
+PublishServerDescriptor 0
+TestingTorNetwork 1
+SocksPort 0
+ExitRelay 0
+Address 127.0.0.1
+OutboundBindAddress 127.0.0.1
+ShutdownWaitLength 0
+Nickname tinytorlinktest
+ContactInfo tinytor test relay
+GeoIPFile %[4]s
+GeoIPv6File %[4]s
+Log notice file %[5]s
+`, dir, orPort, dirPort, empty, logPath)
+	if err := os.WriteFile(torrc, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, torPath, "--defaults-torrc", defaults, "-f", torrc)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cancel() // kills tor
+		<-exited
+	})
+
+	// Wait, bounded, until the ORPort is open and the keys are written.
+	addr := fmt.Sprintf("127.0.0.1:%d", orPort)
+	ready := func() bool {
+		b, err := os.ReadFile(logPath)
+		if err != nil {
+			return false
+		}
+		s := string(b)
+		return strings.Contains(s, "Opened OR listener connection (ready) on "+addr) &&
+			strings.Contains(s, "identity key ed25519 fingerprint")
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(60 * time.Second)
+	for !ready() {
+		select {
+		case err := <-exited:
+			exited <- err
+			logs, _ := os.ReadFile(logPath)
+			t.Fatalf("tor exited early (%v):\n%s\n%s", err, out.String(), logs)
+		case <-deadline:
+			logs, _ := os.ReadFile(logPath)
+			t.Fatalf("tor relay not ready after 60 s:\n%s", logs)
+		case <-tick.C:
+		}
+	}
+
+	r := &ctorRelay{addr: addr, log: logPath}
+	fp := readFingerprintFile(t, filepath.Join(dir, "data", "fingerprint"))
+	rsaID, err := hex.DecodeString(fp)
+	if err != nil || len(rsaID) != 20 {
+		t.Fatalf("bad RSA fingerprint %q: %v", fp, err)
+	}
+	edFP := readFingerprintFile(t, filepath.Join(dir, "data", "fingerprint-ed25519"))
+	edID, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(edFP, "="))
+	if err != nil || len(edID) != 32 {
+		t.Fatalf("bad Ed25519 fingerprint %q: %v", edFP, err)
+	}
+	r.id = Identity{RSA: [20]byte(rsaID), Ed25519: [32]byte(edID)}
+	return r
+}
+
+// readFingerprintFile returns the second field of a "nickname fingerprint"
+// file.
+func readFingerprintFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		t.Fatalf("%s: unexpected content %q", path, b)
+	}
+	return f[1]
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestCTorRelay opens channels to a real C tor relay: with the right
+// identity the handshake succeeds and a CREATE_FAST gets a CREATED_FAST
+// whose KH matches KDF-TOR(X|Y); with a wrong identity it fails.
+func TestCTorRelay(t *testing.T) {
+	relay := startCTorRelay(t)
+	pool := cell.NewPool(16)
+	cfg, logs := testConfig(pool)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ch, err := Dial(ctx, relay.addr, relay.id, cfg)
+	if err != nil {
+		t.Fatalf("handshake with C tor: %v\n%s", err, logs)
+	}
+	defer ch.Close()
+	if ch.Identity() != relay.id {
+		t.Fatalf("identity %s, want %s", ch.Identity(), relay.id)
+	}
+	if ch.LinkVersion() != 5 {
+		t.Errorf("link version %d, want 5", ch.LinkVersion())
+	}
+	if s := ch.ClockSkew(); s < -5*time.Second || s > 5*time.Second {
+		t.Errorf("clock skew with a relay on this machine: %s", s)
+	}
+
+	h := newTestHandler(pool)
+	circID, err := ch.OpenCircuit(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var x [cell.FastKeyLen]byte
+	rand.Read(x[:])
+	c := pool.Get()
+	c.CircID, c.Command = circID, cell.CreateFast
+	(&cell.CreateFastMsg{X: x}).MarshalTo(&c.Payload)
+	if err := ch.Send(c); err != nil {
+		t.Fatal(err)
+	}
+	var reply *cell.Cell
+	select {
+	case reply = <-h.cells:
+	case err := <-h.closed:
+		t.Fatalf("channel closed: %v", err)
+	case <-ctx.Done():
+		b, _ := os.ReadFile(relay.log)
+		t.Fatalf("no reply to CREATE_FAST:\n%s", b)
+	}
+	if reply.Command != cell.CreatedFast || reply.CircID != circID {
+		t.Fatalf("reply %v, want CREATED_FAST on %#x", reply, circID)
+	}
+	cf, err := cell.ParseCreatedFast(reply.Payload[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// tor-spec 5.1.5, 5.2.1: KH is the first HASH_LEN bytes of
+	// KDF-TOR(X|Y) = SHA1(X|Y|[00]) | ...
+	kh := sha1.Sum(append(append(x[:], cf.Y[:]...), 0))
+	if kh != cf.DerivativeKH {
+		t.Fatalf("KH %x, want %x", cf.DerivativeKH, kh)
+	}
+	pool.Put(reply)
+
+	d := pool.Get()
+	d.CircID, d.Command = circID, cell.Destroy
+	cell.MarshalDestroy(&d.Payload, cell.DestroyRequested)
+	if err := ch.Send(d); err != nil {
+		t.Fatal(err)
+	}
+	ch.CloseCircuit(circID)
+	ch.Close()
+	<-ch.Done()
+
+	// Wrong identities are refused.
+	wrongRSA := relay.id
+	wrongRSA.RSA[0] ^= 0xff
+	wrongEd := relay.id
+	wrongEd.Ed25519[31] ^= 0xff
+	for _, want := range []Identity{wrongRSA, wrongEd} {
+		ch, err := Dial(ctx, relay.addr, want, cfg)
+		if err == nil {
+			ch.Close()
+			t.Fatalf("handshake with wrong identity %s succeeded", want)
+		}
+		if !errors.Is(err, ErrWrongIdentity) {
+			t.Fatalf("wrong identity %s: %v", want, err)
+		}
+	}
+}
