@@ -64,37 +64,41 @@ func socks5Handshake(c net.Conn, host string, port uint16, user, pass string) er
 	if user != "" {
 		method = 0x02
 	}
-	// Greeting, and pipelined with it the auth message and request: the
-	// server reads them in order (Tor accepts this), saving round trips.
-	msg := make([]byte, 0, 3+3+len(user)+len(pass)+7+len(host))
-	msg = append(msg, 5, 1, method)
-	if user != "" {
-		msg = append(msg, 1, byte(len(user)))
-		msg = append(msg, user...)
-		msg = append(msg, byte(len(pass)))
-		msg = append(msg, pass...)
-	}
-	msg = append(msg, 5, 1, 0, 3, byte(len(host)))
-	msg = append(msg, host...)
-	msg = append(msg, byte(port>>8), byte(port))
-	if _, err := c.Write(msg); err != nil {
-		return fmt.Errorf("writing socks request: %w", err)
-	}
-
+	// One message at a time, each answer read before the next message is
+	// sent: C tor, given several handshake messages in one write, answers
+	// only the last of them.
 	var buf [4]byte
+	if _, err := c.Write([]byte{5, 1, method}); err != nil {
+		return fmt.Errorf("writing socks greeting: %w", err)
+	}
 	if _, err := io.ReadFull(c, buf[:2]); err != nil {
 		return fmt.Errorf("reading method selection: %w", err)
 	}
 	if buf[0] != 5 || buf[1] != method {
 		return fmt.Errorf("proxy chose method %d/0x%02x, want %d/0x%02x", buf[0], buf[1], 5, method)
 	}
+	msg := make([]byte, 0, 3+len(user)+len(pass)+7+len(host))
 	if user != "" {
+		msg = append(msg, 1, byte(len(user)))
+		msg = append(msg, user...)
+		msg = append(msg, byte(len(pass)))
+		msg = append(msg, pass...)
+		if _, err := c.Write(msg); err != nil {
+			return fmt.Errorf("writing username/password: %w", err)
+		}
 		if _, err := io.ReadFull(c, buf[:2]); err != nil {
 			return fmt.Errorf("reading auth reply: %w", err)
 		}
 		if buf[0] != 1 || buf[1] != 0 {
 			return fmt.Errorf("proxy refused username/password (status %d)", buf[1])
 		}
+		msg = msg[:0]
+	}
+	msg = append(msg, 5, 1, 0, 3, byte(len(host)))
+	msg = append(msg, host...)
+	msg = append(msg, byte(port>>8), byte(port))
+	if _, err := c.Write(msg); err != nil {
+		return fmt.Errorf("writing socks request: %w", err)
 	}
 	if _, err := io.ReadFull(c, buf[:4]); err != nil {
 		return fmt.Errorf("reading socks reply: %w", err)
