@@ -149,7 +149,8 @@ const (
 )
 
 // Authorities returns the directory authorities to use: the DirAuthority
-// lines if there are any, else the built-in list of the live network.
+// lines if there are any, else the built-in list of the live network
+// (parsed on each call; keep the result).
 func (c *Config) Authorities() []DirAuthority {
 	if len(c.DirAuthorities) > 0 {
 		return c.DirAuthorities
@@ -160,7 +161,7 @@ func (c *Config) Authorities() []DirAuthority {
 // Fallbacks returns the fallback directories to use. As in C tor
 // (consider_adding_dir_servers): FallbackDir lines if there are any; else,
 // if DirAuthority lines are set, none; else the built-in list, unless
-// UseDefaultFallbackDirs is 0.
+// UseDefaultFallbackDirs is 0. The built-in list is parsed on each call.
 func (c *Config) Fallbacks() []FallbackDir {
 	switch {
 	case len(c.FallbackDirs) > 0:

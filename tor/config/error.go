@@ -19,6 +19,8 @@ var ErrUnknownOption = errors.New("unknown option")
 // ErrRelayOption is wrapped by errors about C tor relay-only options.
 var ErrRelayOption = errors.New("tinytor is a Tor client only and does not support relay options")
 
+// Error returns "FILE:LINE: Option: problem", or C tor's
+// "FILE:LINE: Unknown option 'Foo'".
 func (e *Error) Error() string {
 	where := ""
 	switch {
@@ -36,6 +38,7 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s%s: %v", where, e.Option, e.Err)
 }
 
+// Unwrap returns the underlying error.
 func (e *Error) Unwrap() error { return e.Err }
 
 // errAt wraps err with the location of l.

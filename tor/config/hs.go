@@ -17,8 +17,6 @@ type HiddenService struct {
 	MaxStreams             int                 // HiddenServiceMaxStreams: per rendezvous circuit, 0 = unlimited
 	MaxStreamsCloseCircuit bool                // HiddenServiceMaxStreamsCloseCircuit: close the circuit when MaxStreams is hit
 	DirGroupReadable       bool                // HiddenServiceDirGroupReadable: make Dir group-readable
-
-	seen map[string]bool // single-valued options given so far, to refuse repeats
 }
 
 // HiddenServicePort maps a virtual port of the onion service to a local
@@ -92,10 +90,11 @@ func (b *builder) hsSingle(key string) (*HiddenService, error) {
 	if err != nil {
 		return nil, err
 	}
-	if hs.seen[key] {
+	seen := b.hsSeen[len(b.hsSeen)-1]
+	if seen[key] {
 		return nil, fmt.Errorf("%s given more than once for HiddenServiceDir %s", key, hs.Dir)
 	}
-	hs.seen[key] = true
+	seen[key] = true
 	return hs, nil
 }
 
@@ -106,9 +105,10 @@ func (b *builder) hsDir(v string) error {
 		}
 	}
 	b.c.HiddenServices = append(b.c.HiddenServices, HiddenService{
-		Dir: v, Version: 3, NumIntroductionPoints: 3, seen: map[string]bool{},
+		Dir: v, Version: 3, NumIntroductionPoints: 3,
 	})
 	b.hsLines = append(b.hsLines, b.l)
+	b.hsSeen = append(b.hsSeen, map[string]bool{})
 	return nil
 }
 
@@ -182,7 +182,6 @@ func hsBool(key string, field func(*HiddenService) *bool) func(*builder, string)
 func (b *builder) checkServices() error {
 	for i := range b.c.HiddenServices {
 		hs := &b.c.HiddenServices[i]
-		hs.seen = nil
 		if len(hs.Ports) == 0 {
 			return errAt(b.hsLines[i], "HiddenServiceDir", fmt.Errorf("hidden service (%s) with no ports configured", hs.Dir))
 		}

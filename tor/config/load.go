@@ -124,10 +124,11 @@ func ParseArgs(args []string) ([]Line, error) {
 type builder struct {
 	c         *Config
 	env       Env
-	l         Line            // the line being applied
-	where     map[string]Line // option name -> last line that set it
-	hsLines   []Line          // the HiddenServiceDir line of each service
-	socksZero bool            // a "SocksPort 0" line was seen
+	l         Line              // the line being applied
+	where     map[string]Line   // option name -> last line that set it
+	hsLines   []Line            // the HiddenServiceDir line of each service
+	hsSeen    []map[string]bool // per service: single-valued options given so far
+	socksZero bool              // a "SocksPort 0" line was seen
 }
 
 func (b *builder) warnf(format string, args ...any) {

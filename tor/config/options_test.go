@@ -127,6 +127,9 @@ func TestOptions(t *testing.T) {
 			Policy{{Accept: true, Prefix: netip.MustParsePrefix("10.1.2.3/32"), PortMin: 1, PortMax: 65535},
 				{Prefix: netip.MustParsePrefix("fe80::/10"), PortMin: 80, PortMax: 90},
 				{Prefix: netip.MustParsePrefix("0.0.0.0/0"), PortMin: 443, PortMax: 443}}},
+		{"SocksPolicy accept 10.0.0.0/255.0.0.0:*\nSocksPolicy reject [::]/0:*", func(c *Config) any { return c.SocksPolicy },
+			Policy{{Accept: true, Prefix: netip.MustParsePrefix("10.0.0.0/8"), PortMin: 1, PortMax: 65535},
+				{Prefix: netip.MustParsePrefix("::/0"), PortMin: 1, PortMax: 65535}}},
 		{"SafeSocks 1\nWarnUnsafeSocks 0\nTestSocks 1", func(c *Config) any { return []bool{c.SafeSocks, c.WarnUnsafeSocks, c.TestSocks} }, []bool{true, false, true}},
 
 		{"Log info-warn stderr\nLog debug file /var/log/tor debug.log\nLog err syslog\nLog notice", func(c *Config) any { return c.Logs },
@@ -271,6 +274,7 @@ func TestOptionErrors(t *testing.T) {
 		{"SocksPolicy allow *", `torrc:1: SocksPolicy: malformed policy entry "allow *": must start with accept or reject`},
 		{"SocksPolicy accept 300.1.1.1", `torrc:1: SocksPolicy: malformed policy entry "accept 300.1.1.1": bad address "300.1.1.1"`},
 		{"SocksPolicy accept 10.0.0.0/33", `torrc:1: SocksPolicy: malformed policy entry "accept 10.0.0.0/33": bad mask "33"`},
+		{"SocksPolicy accept 10.0.0.0/255.0.255.0", `torrc:1: SocksPolicy: malformed policy entry "accept 10.0.0.0/255.0.255.0": bad mask "255.0.255.0"`},
 		{"SocksPolicy accept *:90-80", `torrc:1: SocksPolicy: malformed policy entry "accept *:90-80": port range 90-80 is reversed`},
 		{"SocksPolicy accept6 1.2.3.4", `torrc:1: SocksPolicy: malformed policy entry "accept6 1.2.3.4": accept6 with an IPv4 address`},
 		{"SocksPolicy accept", `torrc:1: SocksPolicy: malformed policy entry "accept": want "accept|reject ADDR[/MASK][:PORT]"`},

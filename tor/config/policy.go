@@ -124,8 +124,8 @@ func parsePolicyRule(ent string) (PolicyRule, error) {
 		}
 		bits := ip.BitLen()
 		if hasMask {
-			n, err := strconv.Atoi(mask)
-			if err != nil || n < 0 || n > ip.BitLen() {
+			n, err := parseMask(mask, ip.BitLen())
+			if err != nil {
 				return r, fmt.Errorf("malformed policy entry %q: bad mask %q", ent, mask)
 			}
 			bits = n
@@ -151,4 +151,26 @@ func parsePolicyRule(ent string) (PolicyRule, error) {
 		r.PortMin, r.PortMax = a, b
 	}
 	return r, nil
+}
+
+// parseMask parses a mask length, or for IPv4 a dotted netmask such as
+// 255.255.0.0 (which must be contiguous), as C tor does.
+func parseMask(mask string, maxBits int) (int, error) {
+	if n, err := strconv.Atoi(mask); err == nil && n >= 0 && n <= maxBits {
+		return n, nil
+	}
+	m, err := netip.ParseAddr(mask)
+	if maxBits != 32 || err != nil || !m.Is4() {
+		return 0, fmt.Errorf("bad mask %q", mask)
+	}
+	b := m.As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	n := 0
+	for n < 32 && v&(1<<(31-n)) != 0 {
+		n++
+	}
+	if n < 32 && v<<n != 0 {
+		return 0, fmt.Errorf("netmask %q is not contiguous", mask)
+	}
+	return n, nil
 }
