@@ -69,13 +69,15 @@ type Config struct {
 	// UseEntryGuards (0|1): use long-term entry guards. Default 1.
 	UseEntryGuards bool
 	// CircuitBuildTimeout (interval): give up on a circuit build after this
-	// long (used as-is when LearnCircuitBuildTimeout is 0). Default 60 s.
+	// long; the starting value when LearnCircuitBuildTimeout is 1. 0 (the
+	// default, as in C tor) lets tinytor pick a plausible value.
 	CircuitBuildTimeout time.Duration
 	// LearnCircuitBuildTimeout (0|1): adapt the timeout to observed build
 	// times. Default 1.
 	LearnCircuitBuildTimeout bool
 	// MaxCircuitDirtiness (interval): reuse a circuit for new streams for at
-	// most this long after its first use. Default 10 minutes.
+	// most this long after its first use. Default 10 minutes; clamped to
+	// 10 seconds .. 30 days as in C tor.
 	MaxCircuitDirtiness time.Duration
 	// NewCircuitPeriod (interval): consider building a new circuit this
 	// often. Default 30 seconds.

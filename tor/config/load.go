@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // Default file locations.
@@ -265,6 +266,22 @@ func (b *builder) finish() error {
 	if b.socksZero && len(c.SocksPorts) > 0 {
 		return errAt(b.where["SocksPort"], "SocksPort",
 			errors.New("you specified a nonzero SocksPort along with 'SocksPort 0' in the same configuration; did you mean to disable SocksPort or not?"))
+	}
+	// Clamps and warnings as in C tor's options_validate.
+	const minDirty, maxDirty = 10 * time.Second, 30 * 24 * time.Hour
+	switch l := b.where["MaxCircuitDirtiness"]; {
+	case c.MaxCircuitDirtiness < minDirty:
+		b.l = l
+		b.warnf("MaxCircuitDirtiness option is too short; raising to %d seconds.", int(minDirty.Seconds()))
+		c.MaxCircuitDirtiness = minDirty
+	case c.MaxCircuitDirtiness > maxDirty:
+		b.l = l
+		b.warnf("MaxCircuitDirtiness option is too high; setting to %d days.", int(maxDirty.Hours()/24))
+		c.MaxCircuitDirtiness = maxDirty
+	}
+	if !c.LearnCircuitBuildTimeout && c.CircuitBuildTimeout > 0 && c.CircuitBuildTimeout < 10*time.Second {
+		b.l = b.where["CircuitBuildTimeout"]
+		b.warnf("CircuitBuildTimeout is shorter (%d seconds) than the recommended minimum (10 seconds), and LearnCircuitBuildTimeout is disabled.  If tor isn't working, raise this value or enable LearnCircuitBuildTimeout.", int(c.CircuitBuildTimeout.Seconds()))
 	}
 	return b.checkServices()
 }

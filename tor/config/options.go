@@ -160,7 +160,7 @@ var options = []option{
 		return err
 	}},
 	boolOpt("UseEntryGuards", "1", func(c *Config) *bool { return &c.UseEntryGuards }),
-	intervalOpt("CircuitBuildTimeout", "60 seconds", func(c *Config) *time.Duration { return &c.CircuitBuildTimeout }),
+	intervalOpt("CircuitBuildTimeout", "0", func(c *Config) *time.Duration { return &c.CircuitBuildTimeout }),
 	boolOpt("LearnCircuitBuildTimeout", "1", func(c *Config) *bool { return &c.LearnCircuitBuildTimeout }),
 	intervalOpt("MaxCircuitDirtiness", "10 minutes", func(c *Config) *time.Duration { return &c.MaxCircuitDirtiness }),
 	intervalOpt("NewCircuitPeriod", "30 seconds", func(c *Config) *time.Duration { return &c.NewCircuitPeriod }),
