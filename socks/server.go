@@ -112,6 +112,9 @@ type Config struct {
 	WarnUnsafeSocks bool
 	// Log receives C tor style messages; nil discards them.
 	Log *torlog.Logger
+	// UnsafeLogging writes destination hostnames and addresses into log
+	// messages (C tor's SafeLogging 0); by default they are "[scrubbed]".
+	UnsafeLogging bool
 	// HandshakeTimeout bounds reading the request (default 30s).
 	HandshakeTimeout time.Duration
 	// ConnectTimeout bounds the Dialer call (default 120s, C tor's
@@ -307,7 +310,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		if err != nil {
 			s.failed.Add(1)
 			code := ReplyFor(err, ReplyGeneralFailure, s.cfg.Flags.ExtendedErrors)
-			s.log.Infof("SOCKS%d CONNECT to %s:%d failed: %v", req.Version, req.Host, req.Port, err)
+			s.log.Infof("SOCKS%d CONNECT to %s:%d failed: %v", req.Version, s.safe(req.Host), req.Port, err)
 			c.Write(appendReply(nil, req.Version, code, netip.Addr{}, ""))
 			return
 		}
@@ -332,7 +335,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		if err != nil {
 			s.failed.Add(1)
 			code := ReplyFor(err, ReplyHostUnreachable, s.cfg.Flags.ExtendedErrors)
-			s.log.Infof("SOCKS%d RESOLVE_PTR of %v failed: %v", req.Version, ip, err)
+			s.log.Infof("SOCKS%d RESOLVE_PTR of %s failed: %v", req.Version, s.safe(req.Host), err)
 			c.Write(appendReply(nil, req.Version, code, netip.Addr{}, ""))
 			return
 		}
@@ -349,7 +352,7 @@ func (s *Server) handshakeFailed(c net.Conn, client netip.AddrPort, err error) {
 		return
 	}
 	if errors.Is(err, ErrHTTPRequest) {
-		s.log.Warnf("Socks version %d not recognized. (This port is not an HTTP proxy.)", 'G')
+		s.log.Warnf("Client %v sent an HTTP request to a SOCKS port; answered with an error page. (This port is not an HTTP proxy.)", client.Addr())
 		io.WriteString(c, httpErrorPage)
 		return
 	}
@@ -376,30 +379,30 @@ func (s *Server) check(req *Request) (ReplyCode, string) {
 	if ipGiven && (s.cfg.SafeSocks || s.cfg.WarnUnsafeSocks) {
 		s.warnUnsafe(req)
 		if s.cfg.SafeSocks {
-			return ReplyNotAllowed, fmt.Sprintf("Rejecting SOCKS%d request for %s:%d: SafeSocks forbids IP addresses (they leak DNS).", req.Version, req.Host, req.Port)
+			return ReplyNotAllowed, fmt.Sprintf("Rejecting SOCKS%d request for %s:%d: SafeSocks forbids IP addresses (they leak DNS).", req.Version, s.safe(req.Host), req.Port)
 		}
 	}
 	onion := IsOnion(req.Host)
 	switch {
 	case f.OnionTrafficOnly && req.Command != Connect:
-		return ReplyNotAllowed, fmt.Sprintf("Rejecting SOCKS %v request for %s: this port only allows onion traffic.", req.Command, req.Host)
+		return ReplyNotAllowed, fmt.Sprintf("Rejecting SOCKS %v request for %s: this port only allows onion traffic.", req.Command, s.safe(req.Host))
 	case f.OnionTrafficOnly && !onion:
-		return ReplyNotAllowed, fmt.Sprintf("Rejecting SOCKS request for non-onion address %s: this port only allows onion traffic.", req.Host)
+		return ReplyNotAllowed, fmt.Sprintf("Rejecting SOCKS request for non-onion address %s: this port only allows onion traffic.", s.safe(req.Host))
 	case f.NoOnionTraffic && onion:
-		return ReplyNotAllowed, fmt.Sprintf("Rejecting SOCKS request for onion address %s: this port does not allow onion traffic.", req.Host)
+		return ReplyNotAllowed, fmt.Sprintf("Rejecting SOCKS request for onion address %s: this port does not allow onion traffic.", s.safe(req.Host))
 	case onion && req.Command != Connect:
-		return ReplyGeneralFailure, fmt.Sprintf("Rejecting SOCKS %v request for onion address %s: onion addresses can not be resolved.", req.Command, req.Host)
+		return ReplyGeneralFailure, fmt.Sprintf("Rejecting SOCKS %v request for onion address %s: onion addresses can not be resolved.", req.Command, s.safe(req.Host))
 	}
 	if req.Command == Connect && req.Port == 0 {
-		return ReplyGeneralFailure, fmt.Sprintf("Rejecting SOCKS%d CONNECT request for %s with port 0.", req.Version, req.Host)
+		return ReplyGeneralFailure, fmt.Sprintf("Rejecting SOCKS%d CONNECT request for %s with port 0.", req.Version, s.safe(req.Host))
 	}
 	if req.Command == Connect {
 		if ip, err := parseIP(req.Host); err == nil {
 			if ip.Is4() && f.NoIPv4Traffic {
-				return ReplyNotAllowed, fmt.Sprintf("Rejecting SOCKS request for IPv4 address %s since IPv4 traffic is not allowed on this port.", req.Host)
+				return ReplyNotAllowed, fmt.Sprintf("Rejecting SOCKS request for IPv4 address %s since IPv4 traffic is not allowed on this port.", s.safe(req.Host))
 			}
 			if ip.Is6() && !f.IPv6Traffic {
-				return ReplyNotAllowed, fmt.Sprintf("Rejecting SOCKS request for IPv6 address %s since IPv6 traffic is not allowed on this port.", req.Host)
+				return ReplyNotAllowed, fmt.Sprintf("Rejecting SOCKS request for IPv6 address %s since IPv6 traffic is not allowed on this port.", s.safe(req.Host))
 			}
 		}
 	}
@@ -438,7 +441,7 @@ func (s *Server) answerResolve(c net.Conn, req *Request, addrs []netip.Addr, err
 	if err != nil {
 		s.failed.Add(1)
 		code := ReplyFor(err, ReplyHostUnreachable, s.cfg.Flags.ExtendedErrors)
-		s.log.Infof("SOCKS%d RESOLVE of %s failed: %v", req.Version, req.Host, err)
+		s.log.Infof("SOCKS%d RESOLVE of %s failed: %v", req.Version, s.safe(req.Host), err)
 		c.Write(appendReply(nil, req.Version, code, netip.Addr{}, ""))
 		return
 	}
@@ -462,6 +465,15 @@ func (s *Server) pickAddr(version int, addrs []netip.Addr) netip.Addr {
 		return v6
 	}
 	return v4
+}
+
+// safe returns host for a log message, or "[scrubbed]" unless
+// UnsafeLogging is set.
+func (s *Server) safe(host string) string {
+	if s.cfg.UnsafeLogging {
+		return host
+	}
+	return "[scrubbed]"
 }
 
 // addrPortOf returns the address of a TCP peer (zero for other kinds).

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"tinytor/tor/torlog"
 )
 
 // targets are loopback TCP servers a fakeDialer connects streams to.
@@ -567,5 +569,53 @@ func TestServerCloseEndsEverything(t *testing.T) {
 			t.Fatalf("%d goroutines, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 		}
 		runtime.Gosched()
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger and the test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestServerLogs(t *testing.T) {
+	for _, unsafe := range []bool{false, true} {
+		var buf syncBuffer
+		log := torlog.New(torlog.Sink{Min: torlog.Debug, Max: torlog.Err, W: &buf})
+		ts := startServer(t, Config{SafeSocks: true, Log: log, UnsafeLogging: unsafe, Flags: DefaultFlags()})
+		c := ts.dial(t)
+		exchange(t, c, cat(5, 1, 0, 5, 1, 0, 1, 10, 9, 8, 7, 0, 80), append(methodOK, reply5(ReplyNotAllowed)...))
+		c = ts.dial(t)
+		exchange(t, c, cat(5, 1, 2, 1, 6, "secret", 6, "hunter", 5, 1, 0, 3, 12, "refused.test", 0, 80),
+			cat(5, 2, 1, 0, reply5(ReplyConnectionRefused)))
+		ts.stop(t)
+		out := buf.String()
+		for _, want := range []string{
+			"[warn] Your application (using socks5 to port 80) is giving Tor only an IP address.",
+			"Rejecting.",
+			"[info] SOCKS5 CONNECT to ",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("log lacks %q:\n%s", want, out)
+			}
+		}
+		if strings.Contains(out, "secret") || strings.Contains(out, "hunter") {
+			t.Errorf("credentials in the log:\n%s", out)
+		}
+		if got := strings.Contains(out, "refused.test") || strings.Contains(out, "10.9.8.7"); got != unsafe {
+			t.Errorf("UnsafeLogging=%v, destination in log = %v:\n%s", unsafe, got, out)
+		}
 	}
 }
