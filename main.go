@@ -88,10 +88,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 
-	// The Tor client is started here once it exists.
-	_ = cfg
-	fmt.Fprintln(stderr, "tinytor: the Tor client is not wired in yet")
-	return exitRuntime
+	return runTor(cfg, stdout, stderr)
 }
 
 // loadConfig is the configuration step: read the defaults file, the

@@ -3,8 +3,8 @@ package tor
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"math/rand/v2"
+	"net/netip"
 	"time"
 
 	"tinytor/tor/circuit"
@@ -59,24 +59,30 @@ func (c *Client) buildTimeout() time.Duration {
 // BuildCircuit builds a three-hop circuit whose exit allows every port in
 // ports (any exit if none are given).
 func (c *Client) BuildCircuit(ctx context.Context, ports ...uint16) (*circuit.Circuit, error) {
+	circ, _, err := c.buildCircuitHops(ctx, ports...)
+	return circ, err
+}
+
+// buildCircuitHops is BuildCircuit that also returns the path.
+func (c *Client) buildCircuitHops(ctx context.Context, ports ...uint16) (*circuit.Circuit, []*path.Node, error) {
 	d := c.currentDir()
 	if !d.enough() {
-		return nil, fmt.Errorf("building a circuit: %w", ErrNotBootstrapped)
+		return nil, nil, fmt.Errorf("building a circuit: %w", ErrNotBootstrapped)
 	}
 	var hops []*path.Node
 	var err error
 	c.withRand(func(r *rand.Rand) { hops, err = d.paths.Choose(r, c.pathOptions(), nil, ports...) })
 	if err != nil {
 		c.circuitsFailed.Add(1)
-		return nil, fmt.Errorf("choosing a path: %w", err)
+		return nil, nil, fmt.Errorf("choosing a path: %w", err)
 	}
 	circ, err := c.buildPath(ctx, hops)
 	if err != nil {
 		c.circuitsFailed.Add(1)
-		return nil, err
+		return nil, nil, err
 	}
 	c.circuitsBuilt.Add(1)
-	return circ, nil
+	return circ, hops, nil
 }
 
 // buildPath creates a circuit through hops, reporting the bootstrap

@@ -58,9 +58,13 @@ type Client struct {
 	rngMu sync.Mutex
 	rng   *rand.Rand
 
-	dirMu   sync.RWMutex
-	netdir  *netDir
-	dirDone chan struct{} // closed when the first usable directory is loaded
+	dirMu  sync.RWMutex
+	netdir *netDir
+
+	circs circPool
+
+	portsMu sync.Mutex
+	ports   map[uint16]time.Time // predicted ports and when each was last used
 
 	consensusFetches, mdFetches, certFetches atomic.Int64
 	circuitsBuilt, circuitsFailed            atomic.Int64
@@ -72,11 +76,11 @@ func New(cfg Config) (*Client, error) {
 		return nil, errors.New("tor: no configuration")
 	}
 	c := &Client{
-		torrc:   cfg.Torrc,
-		log:     cfg.Log,
-		now:     cfg.Now,
-		pool:    cell.NewPool(1024),
-		dirDone: make(chan struct{}),
+		torrc: cfg.Torrc,
+		log:   cfg.Log,
+		now:   cfg.Now,
+		pool:  cell.NewPool(1024),
+		ports: map[uint16]time.Time{},
 	}
 	if c.log == nil {
 		c.log = torlog.Discard()
@@ -99,6 +103,11 @@ func New(cfg Config) (*Client, error) {
 	}
 	c.rng = rand.New(rand.NewChaCha8(seed))
 	c.chans = newChanManager(c)
+	// Like C tor, predict web ports at start so that the first request
+	// finds a circuit ready.
+	for _, p := range []uint16{80, 443} {
+		c.ports[p] = c.now()
+	}
 	return c, nil
 }
 

@@ -3,9 +3,11 @@ package tor
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"tinytor/tor/dir"
+	"tinytor/tor/path"
 )
 
 // ErrNotBootstrapped is returned when a circuit is asked for before the
@@ -27,6 +29,7 @@ func retryDelay(attempt int) time.Duration {
 // ends. It returns nil when ctx is cancelled.
 func (c *Client) Run(ctx context.Context) error {
 	defer c.chans.closeAll()
+	defer c.circs.closeAll()
 	c.log.Noticef("Bootstrapped 0%% (starting): Starting")
 	cached := c.loadCachedDir()
 	if err := c.bootstrap(ctx, cached); err != nil {
@@ -35,7 +38,15 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	return c.maintain(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.prebuild(ctx)
+	}()
+	err := c.maintain(ctx)
+	wg.Wait()
+	return err
 }
 
 // bootstrap gets enough directory information and builds a first circuit.
@@ -62,11 +73,11 @@ func (c *Client) bootstrap(ctx context.Context, cached bool) error {
 	}
 	c.boot.reach(PhaseEnoughDirInfo)
 	for attempt := 0; ; attempt++ {
-		circ, err := c.BuildCircuit(ctx)
+		// The first circuit proves that the network works; it is kept as
+		// a clean circuit for the first stream.
+		circ, hops, err := c.buildCircuitHops(ctx)
 		if err == nil {
-			// The first circuit proves the network works; streams get
-			// circuits of their own.
-			circ.Close()
+			c.circs.add(&exitCirc{circ: circ, exit: hops[len(hops)-1]})
 			break
 		}
 		if ctx.Err() != nil {
@@ -118,5 +129,72 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	case <-ctx.Done():
 		return false
+	}
+}
+
+// predictedPortLifetime is how long a port used by a stream stays
+// predicted (C tor's PredictedPortsRelevanceTime).
+const predictedPortLifetime = time.Hour
+
+// notePort records that a stream asked for port, so that clean circuits
+// for it are kept ready.
+func (c *Client) notePort(port uint16) {
+	c.portsMu.Lock()
+	c.ports[port] = c.now()
+	c.portsMu.Unlock()
+}
+
+// predictedPorts returns the ports used within predictedPortLifetime,
+// forgetting older ones.
+func (c *Client) predictedPorts() []uint16 {
+	c.portsMu.Lock()
+	defer c.portsMu.Unlock()
+	now := c.now()
+	var out []uint16
+	for p, t := range c.ports {
+		if now.Sub(t) > predictedPortLifetime {
+			delete(c.ports, p)
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// prebuildInterval is how often the circuit pool is checked.
+const prebuildInterval = 2 * time.Second
+
+// prebuild keeps a clean circuit ready for every predicted port, so the
+// first request after idle does not wait for a build, and closes circuits
+// that are too dirty to take new streams.
+func (c *Client) prebuild(ctx context.Context) {
+	t := time.NewTicker(prebuildInterval)
+	defer t.Stop()
+	for {
+		ports := c.predictedPorts()
+		clean := c.circs.sweep(c.now(), c.dirtiness(), ports)
+		for _, p := range ports {
+			if clean[p] > 0 {
+				continue
+			}
+			e, err := c.buildExitCirc(ctx, p)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				c.log.Infof("Could not prebuild a circuit for port %d: %v", p, err)
+				break
+			}
+			for _, q := range ports {
+				if path.CanExitTo(e.exit, q) {
+					clean[q]++
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }

@@ -103,6 +103,8 @@ func TestOptions(t *testing.T) {
 		{"SocksPort unix:/s IsolateClientAddr", func(c *Config) any { return c.SocksPorts[0].Isolation }, IsolateSOCKSAuth},
 		{"SocksPort 9050 IsolateDestAddr IsolateDestPort IsolateClientProtocol", func(c *Config) any { return c.SocksPorts[0].Isolation },
 			DefaultIsolation | IsolateDestAddr | IsolateDestPort | IsolateClientProtocol},
+		{"SocksPort 9050\tIsolateDestAddr", func(c *Config) any { return c.SocksPorts[0].Isolation }, DefaultIsolation | IsolateDestAddr},
+		{"SocksPort unix:/s\tNoIsolateSOCKSAuth", func(c *Config) any { return c.SocksPorts[0].Isolation }, Isolation(0)},
 		{"SocksPort 9050 IsolateDestAddrs", func(c *Config) any { return c.SocksPorts[0].Isolation }, DefaultIsolation | IsolateDestAddr},
 		{"SocksPort 9050 NoIsolateSOCKSAuth NoIsolateClientAddr", func(c *Config) any {
 			return []any{c.SocksPorts[0].Isolation, c.SocksPorts[0].PreferSOCKSNoAuth}

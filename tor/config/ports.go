@@ -59,9 +59,9 @@ func parseListener(v string) (l Listener, rest string, off bool, err error) {
 		}
 		return l, rest, false, nil
 	}
-	word, rest, _ = strings.Cut(v, " ")
-	if i := strings.IndexByte(word, '\t'); i >= 0 {
-		word, rest = word[:i], word[i+1:]+" "+rest
+	word, rest = v, ""
+	if i := strings.IndexAny(v, " \t"); i >= 0 {
+		word, rest = v[:i], v[i:]
 	}
 	if word == "" {
 		return l, "", false, errors.New("no address")

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"filippo.io/edwards25519"
 )
 
 // OnionPort is one Port=VirtPort[,Target] of ADD_ONION.
@@ -200,7 +202,34 @@ func ValidOnionV3(addr string) bool {
 	h.Write(raw[:32])
 	h.Write(raw[34:])
 	sum := h.Sum(nil)
-	return sum[0] == raw[32] && sum[1] == raw[33]
+	return sum[0] == raw[32] && sum[1] == raw[33] && validEd25519Key(raw[:32])
+}
+
+// groupOrderMinus1 is l-1 (l the ed25519 group order), little-endian.
+var groupOrderMinus1 = []byte{
+	0xec, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+}
+
+// validEd25519Key checks a public key as C tor does before accepting an
+// onion address: it must decode to a curve point other than the identity,
+// and l*P must be the identity (no torsion component).
+func validEd25519Key(k []byte) bool {
+	p, err := new(edwards25519.Point).SetBytes(k)
+	if err != nil {
+		return false
+	}
+	id := edwards25519.NewIdentityPoint()
+	if p.Equal(id) == 1 {
+		return false
+	}
+	s, err := edwards25519.NewScalar().SetCanonicalBytes(groupOrderMinus1)
+	if err != nil {
+		return false
+	}
+	q := new(edwards25519.Point).ScalarMult(s, p)
+	q.Add(q, p)
+	return q.Equal(id) == 1
 }
 
 // OnionClientCredential is a client-side v3 client authorization entry

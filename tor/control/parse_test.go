@@ -142,3 +142,26 @@ func FuzzParseCommand(f *testing.F) {
 		ParseOnionClientAuthAdd(cmd.Args)
 	})
 }
+
+func TestValidOnionV3(t *testing.T) {
+	good := onionAddr(edKey(7))
+	if !ValidOnionV3(good) || !ValidOnionV3(strings.ToUpper(good)) {
+		t.Errorf("valid address %s rejected", good)
+	}
+	// Known address of the Tor Project's website.
+	if !ValidOnionV3("2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid") {
+		t.Error("torproject.org onion rejected")
+	}
+	bad := []string{
+		"", "abc", good[:55], good + "a",
+		onionAddr([32]byte{9}), // not a curve point
+		onionAddr(edKey(0)),    // identity
+		good[:55] + "b",        // checksum / version broken
+		strings.Replace(good, good[:1], "0", 1),
+	}
+	for _, b := range bad {
+		if ValidOnionV3(b) {
+			t.Errorf("ValidOnionV3(%q) = true", b)
+		}
+	}
+}

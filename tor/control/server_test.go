@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"filippo.io/edwards25519"
 )
 
 // onionAddr builds a valid v3 address from a 32-byte public key.
@@ -25,6 +27,17 @@ func onionAddr(pub [32]byte) string {
 	raw := append(append(pub[:], sum[:2]...), 3)
 	return strings.ToLower(base32.StdEncoding.EncodeToString(raw))
 }
+
+// edKey returns the ed25519 public key n*B, a valid key, so its onion
+// address passes C tor's address checks.
+func edKey(n byte) [32]byte {
+	var k [32]byte
+	s, _ := edwards25519.NewScalar().SetCanonicalBytes(append([]byte{n}, make([]byte, 31)...))
+	copy(k[:], new(edwards25519.Point).ScalarBaseMult(s).Bytes())
+	return k
+}
+
+var validPub = edKey(7)
 
 type fakeBackend struct {
 	mu      sync.Mutex
@@ -101,7 +114,7 @@ const torHash = "16:BA645EA66F71619D60F72ED8341A268357A358C81D540E25C49C5C77A7"
 
 func startServer(t *testing.T, auth AuthConfig, queue int) (*Server, string, *fakeBackend) {
 	t.Helper()
-	be := &fakeBackend{onion: onionAddr([32]byte{1, 2, 3})}
+	be := &fakeBackend{onion: onionAddr(validPub)}
 	s, err := NewServer(Config{Auth: auth, Backend: be, EventQueue: queue})
 	if err != nil {
 		t.Fatal(err)
@@ -356,7 +369,7 @@ func TestCommands(t *testing.T) {
 	c.expect("ADD_ONION ED25519-V3:"+strings.Repeat("A", 86)+"== Port=80", "250-ServiceID="+be.onion+"\r\n250 OK\r\n")
 	c.expect("ADD_ONION ED25519-V3:AAAA Port=80", "512 Failed to decode ED25519-V3 key\r\n")
 	c.expect("DEL_ONION abc", "512 Malformed Onion Service id\r\n")
-	other := onionAddr([32]byte{9})
+	other := onionAddr(edKey(8))
 	c.expect("DEL_ONION "+other, "552 Unknown Onion Service id\r\n")
 	c.expect("ONION_CLIENT_AUTH_ADD abc", "512 Incomplete ONION_CLIENT_AUTH_ADD command\r\n")
 	c.expect("ONION_CLIENT_AUTH_ADD abc x25519:zz", "512 Invalid v3 address \"abc\"\r\n")

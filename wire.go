@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/syslog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"tinytor/socks"
+	"tinytor/tor"
+	"tinytor/tor/cell"
+	"tinytor/tor/config"
+	"tinytor/tor/torlog"
+)
+
+// openLogs builds the logger the torrc's Log lines ask for. The returned
+// closer closes any files it opened.
+func openLogs(cfg *config.Config, stdout, stderr io.Writer) (*torlog.Logger, func(), error) {
+	var sinks []torlog.Sink
+	var closers []io.Closer
+	closeAll := func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}
+	for _, t := range cfg.Logs {
+		var w io.Writer
+		switch t.Dest {
+		case config.LogStdout:
+			w = stdout
+		case config.LogStderr:
+			w = stderr
+		case config.LogFile:
+			f, err := os.OpenFile(t.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+			if err != nil {
+				closeAll()
+				return nil, nil, fmt.Errorf("opening log file: %w", err)
+			}
+			closers = append(closers, f)
+			w = f
+		case config.LogSyslog:
+			sw, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_NOTICE, "tinytor")
+			if err != nil {
+				closeAll()
+				return nil, nil, fmt.Errorf("opening syslog: %w", err)
+			}
+			closers = append(closers, sw)
+			w = sw
+		default:
+			closeAll()
+			return nil, nil, fmt.Errorf("unsupported log destination %v", t.Dest)
+		}
+		sinks = append(sinks, torlog.Sink{Min: t.Min, Max: t.Max, W: w})
+	}
+	return torlog.New(sinks...), closeAll, nil
+}
+
+// runTor runs the client and its listeners until a SIGINT or SIGTERM.
+func runTor(cfg *config.Config, stdout, stderr io.Writer) int {
+	log, closeLogs, err := openLogs(cfg, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "tinytor: %v\n", err)
+		return exitConfig
+	}
+	defer closeLogs()
+	log.Noticef("tinytor %s (Tor protocol client) starting.", version)
+
+	for _, d := range []string{cfg.DataDirectory, cfg.CacheDirectory} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			log.Errf("Couldn't create directory %s: %v", d, err)
+			return exitRuntime
+		}
+	}
+	if cfg.PidFile != "" {
+		if err := os.WriteFile(cfg.PidFile, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
+			log.Warnf("Couldn't write PidFile %s: %v", cfg.PidFile, err)
+		} else {
+			defer os.Remove(cfg.PidFile)
+		}
+	}
+
+	client, err := tor.New(tor.Config{Torrc: cfg, Log: log})
+	if err != nil {
+		log.Errf("%v", err)
+		return exitRuntime
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	var wg sync.WaitGroup
+	var servers []*socks.Server
+	for _, sp := range cfg.SocksPorts {
+		srv, ln, err := listenSocks(cfg, sp, client, log)
+		if err != nil {
+			log.Errf("Failed to open SocksPort %s: %v", sp.Listener, err)
+			stop()
+			wg.Wait()
+			return exitRuntime
+		}
+		log.Noticef("Opened Socks listener connection (ready) on %s", ln.Addr())
+		servers = append(servers, srv)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ctx, ln); err != nil && ctx.Err() == nil {
+				log.Warnf("Socks listener on %s failed: %v", ln.Addr(), err)
+			}
+		}()
+	}
+
+	runErr := client.Run(ctx)
+	stop()
+	for _, s := range servers {
+		s.Close()
+	}
+	wg.Wait()
+	if runErr != nil {
+		log.Errf("%v", runErr)
+		return exitRuntime
+	}
+	log.Noticef("Clean shutdown finished. Exiting.")
+	return exitOK
+}
+
+// listenSocks opens one SocksPort.
+func listenSocks(cfg *config.Config, sp config.SocksPort, client *tor.Client, log *torlog.Logger) (*socks.Server, net.Listener, error) {
+	var ln net.Listener
+	var err error
+	id := sp.Listener.String()
+	if sp.Unix != "" {
+		if err := os.MkdirAll(filepath.Dir(sp.Unix), 0o700); err != nil {
+			return nil, nil, err
+		}
+		os.Remove(sp.Unix)
+		ln, err = net.Listen("unix", sp.Unix)
+	} else {
+		ln, err = net.Listen("tcp", sp.Addr.String())
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	policy := socksPolicy(cfg.SocksPolicy)
+	if sp.Unix == "" && !sp.Addr.Addr().IsLoopback() && len(cfg.SocksPolicy) == 0 {
+		log.Warnf("SocksPort %s is not on loopback, but no SocksPolicy is set: only loopback clients are accepted. "+
+			"Add e.g. 'SocksPolicy accept 192.168.1.0/24' to the torrc to let your LAN in.", id)
+	}
+	srv, err := socks.New(socks.Config{
+		ID:              id,
+		Flags:           socksFlags(sp),
+		Policy:          policy,
+		SafeSocks:       cfg.SafeSocks,
+		WarnUnsafeSocks: cfg.WarnUnsafeSocks,
+		Log:             log,
+	}, socksDialer{client})
+	if err != nil {
+		ln.Close()
+		return nil, nil, err
+	}
+	return srv, ln, nil
+}
+
+// socksPolicy converts the torrc's SocksPolicy; nil keeps the socks
+// package's default (loopback clients only).
+func socksPolicy(p config.Policy) socks.Policy {
+	if len(p) == 0 {
+		return nil
+	}
+	out := make(socks.Policy, 0, len(p))
+	for _, r := range p {
+		out = append(out, socks.Rule{Accept: r.Accept, Prefix: r.Prefix, Any: !r.Prefix.IsValid(), PortMin: r.PortMin, PortMax: r.PortMax})
+	}
+	return out
+}
+
+// socksFlags converts a SocksPort line's flags.
+func socksFlags(sp config.SocksPort) socks.Flags {
+	return socks.Flags{
+		IsolateDestAddr:       sp.Isolation&config.IsolateDestAddr != 0,
+		IsolateDestPort:       sp.Isolation&config.IsolateDestPort != 0,
+		IsolateSOCKSAuth:      sp.Isolation&config.IsolateSOCKSAuth != 0,
+		IsolateClientAddr:     sp.Isolation&config.IsolateClientAddr != 0,
+		IsolateClientProtocol: sp.Isolation&config.IsolateClientProtocol != 0,
+		NoIPv4Traffic:         !sp.IPv4Traffic,
+		IPv6Traffic:           sp.IPv6Traffic,
+		PreferIPv6:            sp.PreferIPv6,
+		ExtendedErrors:        sp.ExtendedErrors,
+		OnionTrafficOnly:      !sp.IPv4Traffic && !sp.IPv6Traffic && sp.OnionTraffic,
+		NoOnionTraffic:        !sp.OnionTraffic,
+		SessionGroup:          sp.SessionGroup,
+		SessionGroupSet:       sp.SessionGroup >= 0,
+	}
+}
+
+// socksDialer serves SOCKS requests with the Tor client.
+type socksDialer struct{ c *tor.Client }
+
+func (d socksDialer) DialStream(ctx context.Context, req *socks.Request, iso socks.IsolationKey) (net.Conn, error) {
+	if socks.IsOnion(req.Host) {
+		return nil, socks.Errorf(socks.ReplyHostUnreachable, "onion services are not supported yet by tinytor (%s)", req.Host)
+	}
+	conn, err := d.c.Dial(ctx, req.Host, req.Port, iso)
+	if err != nil {
+		return nil, socksError(err)
+	}
+	return conn, nil
+}
+
+func (d socksDialer) Resolve(ctx context.Context, host string, iso socks.IsolationKey) ([]netip.Addr, error) {
+	addrs, err := d.c.Resolve(ctx, host, iso)
+	if err != nil {
+		return nil, socksError(err)
+	}
+	return addrs, nil
+}
+
+func (d socksDialer) ResolvePTR(ctx context.Context, addr netip.Addr, iso socks.IsolationKey) (string, error) {
+	name, err := d.c.ResolvePTR(ctx, addr, iso)
+	if err != nil {
+		return "", socksError(err)
+	}
+	return name, nil
+}
+
+// socksError chooses the SOCKS reply for a stream failure as C tor does
+// (connection_ap_handshake_socks_reply / END reason mapping).
+func socksError(err error) error {
+	var se *tor.StreamError
+	if errors.As(err, &se) {
+		switch se.Reason {
+		case cell.EndResolveFailed:
+			return &socks.Error{Reply: socks.ReplyHostUnreachable, Err: err}
+		case cell.EndConnectRefused:
+			return &socks.Error{Reply: socks.ReplyConnectionRefused, Err: err}
+		case cell.EndExitPolicy:
+			return &socks.Error{Reply: socks.ReplyNotAllowed, Err: err}
+		case cell.EndNoRoute:
+			return &socks.Error{Reply: socks.ReplyNetworkUnreachable, Err: err}
+		case cell.EndTimeout:
+			return &socks.Error{Reply: socks.ReplyTTLExpired, Err: err}
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &socks.Error{Reply: socks.ReplyTTLExpired, Err: err}
+	}
+	return err
+}
