@@ -275,3 +275,15 @@ func FuzzReadRequest(f *testing.F) {
 }
 
 func fmtWrap(err error) error { return fmt.Errorf("dialing: %w", err) }
+
+func BenchmarkReadRequest(b *testing.B) {
+	msg := cat(5, 1, 2, 1, 5, "alice", 3, "pwd", 5, 1, 0, 3, 11, "example.com", 1, 187)
+	r := bytes.NewReader(msg)
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Reset(msg)
+		if _, err := ReadRequest(r, io.Discard, ReadOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -227,19 +227,34 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Noticef("Opened Socks listener connection (ready) on %v", ln.Addr())
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("socks: accepting on %v: %w", ln.Addr(), err)
 			}
-			ln.Close()
-			return fmt.Errorf("socks: accepting on %v: %w", ln.Addr(), err)
+			// Out of file descriptors and the like: back off and retry,
+			// as the condition usually passes.
+			if backoff == 0 {
+				backoff = 5 * time.Millisecond
+			} else if backoff < time.Second {
+				backoff *= 2
+			}
+			s.log.Warnf("Error accepting SOCKS connection on %v: %v; retrying in %v.", ln.Addr(), err, backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+			continue
 		}
+		backoff = 0
 		s.accepted.Add(1)
 		if s.active.Add(1) > int64(s.cfg.MaxConns) {
 			s.active.Add(-1)

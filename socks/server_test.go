@@ -619,3 +619,34 @@ func TestServerLogs(t *testing.T) {
 		}
 	}
 }
+
+// flakyListener fails its first Accept with a transient error.
+type flakyListener struct {
+	net.Listener
+	failed bool
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if !l.failed {
+		l.failed = true
+		return nil, errors.New("accept4: too many open files")
+	}
+	return l.Listener.Accept()
+}
+
+func TestServerAcceptErrorRetries(t *testing.T) {
+	srv, err := New(Config{Flags: DefaultFlags()}, &fakeDialer{tg: startTargets(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := listen(t)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(context.Background(), &flakyListener{Listener: ln}) }()
+	ts := &testServer{addr: ln.Addr().String()}
+	c := ts.dial(t)
+	exchange(t, c, socks5Connect("echo.test", 80), append(methodOK, ok5...))
+	srv.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+}
