@@ -650,3 +650,64 @@ func TestServerAcceptErrorRetries(t *testing.T) {
 		t.Fatalf("Serve: %v", err)
 	}
 }
+
+// BenchmarkServerRelay measures the relay: each op sends 1 MiB through the
+// server to the echo target and reads it back.
+func BenchmarkServerRelay(b *testing.B) {
+	d := &fakeDialer{}
+	tg := &targets{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	tg.echo, tg.count = ln, ln
+	tg.wg.Add(1)
+	go func() {
+		defer tg.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			tg.wg.Add(1)
+			go func() { defer tg.wg.Done(); defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	defer tg.stop()
+	d.tg = tg
+	srv, err := New(Config{Flags: DefaultFlags()}, d)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(context.Background(), sln) }()
+	defer func() { srv.Close(); <-done }()
+
+	c, err := net.Dial("tcp", sln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(socks5Connect("echo.test", 80))
+	if _, err := io.ReadFull(c, make([]byte, 12)); err != nil {
+		b.Fatal(err)
+	}
+	chunk := make([]byte, 1<<20)
+	back := make([]byte, 1<<20)
+	b.SetBytes(int64(len(chunk)))
+	b.ReportAllocs()
+	for b.Loop() {
+		errc := make(chan error, 1)
+		go func() { _, err := c.Write(chunk); errc <- err }()
+		if _, err := io.ReadFull(c, back); err != nil {
+			b.Fatal(err)
+		}
+		if err := <-errc; err != nil {
+			b.Fatal(err)
+		}
+	}
+}
