@@ -166,6 +166,7 @@ func TestCompareWithCTor(t *testing.T) {
 			"ONION_CLIENT_AUTH_ADD", "ONION_CLIENT_AUTH_ADD abc x25519:zz",
 			"ONION_CLIENT_AUTH_REMOVE abc", "ONION_CLIENT_AUTH_REMOVE " + valid,
 			"ONION_CLIENT_AUTH_VIEW abc",
+			"USEFEATURE VERBOSE_NAMES extended_events", "USEFEATURE FOO",
 			"PROTOCOLINFO", "QUIT"},
 		{auth, `AUTHENTICATE "bar"`},
 	}

@@ -540,6 +540,7 @@ func init() {
 		"ONION_CLIENT_AUTH_VIEW":   (*conn).clientAuthView,
 		"HSFETCH":                  (*conn).hsFetch,
 		"TAKEOWNERSHIP":            (*conn).takeOwnership,
+		"USEFEATURE":               (*conn).useFeature,
 	}
 }
 
@@ -950,6 +951,22 @@ func (c *conn) hsFetch(cmd *Command) {
 	if err := c.s.cfg.Backend.HSFetch(addr, servers); err != nil {
 		c.replyErr(asError(err, "Unable to fetch descriptor"))
 		return
+	}
+	c.ok()
+}
+
+// useFeature accepts the features that are always on since Tor 0.2.2.1.
+func (c *conn) useFeature(cmd *Command) {
+	as, ok := c.args(cmd, 0)
+	if !ok {
+		return
+	}
+	for _, a := range as {
+		switch f := strings.ToUpper(a.Value); {
+		case a.HasKey || a.Quoted || f != "VERBOSE_NAMES" && f != "EXTENDED_EVENTS":
+			c.replyErr(Errorf(CodeUnrecognizedEntity, "Unrecognized feature %s", QuoteString(a.Value)))
+			return
+		}
 	}
 	c.ok()
 }

@@ -2,6 +2,7 @@ package control
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha3"
 	"encoding/base32"
@@ -9,12 +10,15 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"filippo.io/edwards25519"
+
+	"tinytor/tor/torlog"
 )
 
 // onionAddr builds a valid v3 address from a 32-byte public key.
@@ -501,4 +505,33 @@ func TestLineTooLong(t *testing.T) {
 	c.expect("AUTHENTICATE", "250 OK\r\n")
 	c.expect("GETINFO "+strings.Repeat("a", 200), "500 Line too long.\r\n")
 	c.expectClosed()
+}
+
+func TestLogHook(t *testing.T) {
+	s, addr, _ := startServer(t, fullAuth(), 0)
+	l := torlog.New()
+	l.OnMessage(s.LogHook)
+	c := authed(t, addr)
+	c.expect("SETEVENTS WARN", "250 OK\r\n")
+	l.Noticef("not subscribed")
+	l.Warnf("Something %s happened", "odd")
+	if got := c.reply(); got != "650 WARN Something odd happened\r\n" {
+		t.Errorf("got %q", got)
+	}
+}
+
+func TestNewCookieWriter(t *testing.T) {
+	var gotPath string
+	var gotPerm os.FileMode
+	var gotData []byte
+	c, err := NewCookie("/board/control_auth_cookie", func(p string, d []byte, perm os.FileMode) error {
+		gotPath, gotData, gotPerm = p, d, perm
+		return nil
+	})
+	if err != nil || gotPath != "/board/control_auth_cookie" || gotPerm != 0o600 || !bytes.Equal(gotData, c) {
+		t.Fatalf("writer got %q %v %x (cookie %x, err %v)", gotPath, gotPerm, gotData, c, err)
+	}
+	if _, err := NewCookie("/x", func(string, []byte, os.FileMode) error { return errors.New("flash full") }); err == nil {
+		t.Fatal("writer error ignored")
+	}
 }
