@@ -98,10 +98,13 @@ func TestOverrides(t *testing.T) {
 	}
 }
 
-func TestNotWiredYet(t *testing.T) {
-	torrc := writeFile(t, "SocksPort 9150\nSocksPort 9151 Bogus\n")
+// TestRuntimeFailure checks exit code 2 with a failure that happens before
+// the client touches the network: a DataDirectory that cannot be created.
+func TestRuntimeFailure(t *testing.T) {
+	blocker := writeFile(t, "")
+	torrc := writeFile(t, "SocksPort 9150\nSocksPort 9151 Bogus\nLog notice stderr\nDataDirectory "+blocker+"/sub\n")
 	code, out, errOut := runArgs(t, "-f", torrc, "--defaults-torrc", "/dev/null")
-	if code != 2 || out != "" || !strings.HasSuffix(errOut, "tinytor: the Tor client is not wired in yet\n") {
+	if code != 2 || out != "" || !strings.Contains(errOut, "[err] Couldn't create directory "+blocker+"/sub") {
 		t.Errorf("code %d stdout %q stderr %q", code, out, errOut)
 	}
 	if !strings.Contains(errOut, "[warn] "+torrc+":2: SocksPort: Unrecognized SocksPort option 'Bogus'") {
