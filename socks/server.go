@@ -145,9 +145,11 @@ type Server struct {
 	dialer Dialer
 	log    *torlog.Logger
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // connection handlers and Serve loops
+	ctx     context.Context
+	cancel  context.CancelFunc
+	mu      sync.Mutex     // guards closed and calls to serving.Add
+	closed  bool           // Close was called
+	serving sync.WaitGroup // running Serve calls
 
 	accepted, denied, overLimit, badHandshake atomic.Uint64
 	succeeded, failed, bytesUp, bytesDown     atomic.Uint64
@@ -213,10 +215,24 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 	return s.Serve(ctx, ln)
 }
 
+// ErrClosed is returned by Serve after Close.
+var ErrClosed = errors.New("socks: server closed")
+
 // Serve accepts connections on ln until ctx is done or Close is called,
 // then closes ln and every connection it accepted and waits for their
-// goroutines. It returns nil when stopped that way, or the accept error.
+// goroutines. It returns nil when stopped that way, ErrClosed if the Server
+// was already closed, or the accept error.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrClosed
+	}
+	s.serving.Add(1)
+	s.mu.Unlock()
+	defer s.serving.Done()
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(s.ctx, cancel)
@@ -272,9 +288,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 }
 
-// Close stops every Serve call and ends all connections.
+// Close stops every Serve call, ends all connections and waits until
+// their goroutines are gone. Later Serve calls return ErrClosed.
 func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	s.cancel()
+	s.serving.Wait()
 	return nil
 }
 

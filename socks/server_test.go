@@ -543,11 +543,14 @@ func TestServerCloseEndsEverything(t *testing.T) {
 		}
 
 		srv.Close()
+		if st := srv.Stats(); st.Active != 0 {
+			t.Errorf("%d connections active after Close returned", st.Active)
+		}
 		if err := <-done; err != nil {
 			t.Fatalf("Serve: %v", err)
 		}
-		if st := srv.Stats(); st.Active != 0 {
-			t.Errorf("%d connections active after Serve returned", st.Active)
+		if err := srv.Serve(context.Background(), listen(t)); !errors.Is(err, ErrClosed) {
+			t.Errorf("Serve after Close: %v", err)
 		}
 		for _, c := range append(conns, idle) {
 			io.ReadAll(c) // each ends with EOF or reset
