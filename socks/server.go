@@ -19,7 +19,11 @@ import (
 // Dialer opens streams and answers name lookups for the Server. Errors that
 // implement Replier choose the SOCKS reply; others give a general failure
 // (CONNECT) or host unreachable (RESOLVE, RESOLVE_PTR). Every method must
-// return promptly once ctx is done.
+// return promptly once ctx is done. As with net.Dialer, ctx bounds only the
+// opening of a stream: a returned net.Conn lives until it is closed.
+// Closing a stream's write half (CloseWrite, if implemented) is used to
+// pass on a client's half-close; streams without it are closed outright
+// when the client stops sending.
 type Dialer interface {
 	// DialStream opens a stream to req.Host:req.Port.
 	DialStream(ctx context.Context, req *Request, iso IsolationKey) (net.Conn, error)
