@@ -30,20 +30,23 @@ type HiddenServicePort struct {
 
 func parseHiddenServicePort(v string) (HiddenServicePort, error) {
 	var p HiddenServicePort
-	f := fields(v)
-	if len(f) < 1 || len(f) > 2 {
+	v = strings.TrimSpace(v)
+	virt, t := v, ""
+	if i := strings.IndexAny(v, " \t"); i >= 0 {
+		virt, t = v[:i], strings.TrimSpace(v[i:])
+	}
+	if virt == "" || (len(fields(t)) > 1 && !strings.HasPrefix(t, `unix:"`)) {
 		return p, fmt.Errorf("bad HiddenServicePort %q: want VIRTPORT [TARGET]", v)
 	}
-	vp, err := parsePort(f[0])
+	vp, err := parsePort(virt)
 	if err != nil {
 		return p, fmt.Errorf("bad virtual port in HiddenServicePort: %w", err)
 	}
 	p.VirtualPort = vp
-	if len(f) == 1 {
+	if t == "" {
 		p.Target = netip.AddrPortFrom(localhost, vp)
 		return p, nil
 	}
-	t := f[1]
 	if path, ok := strings.CutPrefix(t, "unix:"); ok {
 		if strings.HasPrefix(path, `"`) {
 			u, n, err := unquote(path)

@@ -230,6 +230,7 @@ HiddenServicePort 80
 HiddenServicePort 443 8443
 HiddenServicePort 22 192.168.1.5:22
 HiddenServicePort 8080 unix:/run/web.sock
+HiddenServicePort 8081 unix:"/run/a b"
 HiddenServiceVersion 3
 HiddenServiceNumIntroductionPoints 5
 HiddenServiceMaxStreams 10
@@ -244,6 +245,7 @@ HiddenServicePort 80 [::1]:8080
 			{VirtualPort: 443, Target: netip.MustParseAddrPort("127.0.0.1:8443")},
 			{VirtualPort: 22, Target: netip.MustParseAddrPort("192.168.1.5:22")},
 			{VirtualPort: 8080, Unix: "/run/web.sock"},
+			{VirtualPort: 8081, Unix: "/run/a b"},
 		}, Version: 3, NumIntroductionPoints: 5, MaxStreams: 10, MaxStreamsCloseCircuit: true, DirGroupReadable: true},
 		{Dir: "/hs/b", Ports: []HiddenServicePort{{VirtualPort: 80, Target: netip.MustParseAddrPort("[::1]:8080")}},
 			Version: 3, NumIntroductionPoints: 3},
@@ -336,6 +338,7 @@ func TestOptionErrors(t *testing.T) {
 		{"HiddenServiceDir /a\nHiddenServicePort 0", `torrc:2: HiddenServicePort: bad virtual port in HiddenServicePort: invalid port "0": must be between 1 and 65535`},
 		{"HiddenServiceDir /a\nHiddenServicePort 80 host:80", `torrc:2: HiddenServicePort: bad target in HiddenServicePort: invalid address "host": must be an IPv4 or IPv6 literal`},
 		{"HiddenServiceDir /a\nHiddenServicePort 80 81 82", `torrc:2: HiddenServicePort: bad HiddenServicePort "80 81 82": want VIRTPORT [TARGET]`},
+		{"HiddenServiceDir /a\nHiddenServicePort 80 unix:\"/a b\" x", `torrc:2: HiddenServicePort: bad unix socket path in HiddenServicePort "80 unix:\"/a b\" x"`},
 		{"HiddenServiceDir /a\nHiddenServiceMaxStreamsCloseCircuit 2", `torrc:2: HiddenServiceMaxStreamsCloseCircuit: invalid boolean "2": must be 0 or 1`},
 
 		{"ControlPort 9051 GroupWritable", "torrc:1: ControlPort: ControlPort entry with GroupWritable, WorldWritable, or RelaxDirModeCheck, but it is not a unix socket"},
