@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -267,6 +268,25 @@ func (b *builder) finish() error {
 		return errAt(b.where["SocksPort"], "SocksPort",
 			errors.New("you specified a nonzero SocksPort along with 'SocksPort 0' in the same configuration; did you mean to disable SocksPort or not?"))
 	}
+	// Listeners reachable from elsewhere, as C tor's
+	// warn_nonlocal_client_ports and warn_nonlocal_controller_ports.
+	for _, p := range c.SocksPorts {
+		if a := p.Addr.Addr(); p.Unix == "" && a.IsValid() && isPublic(a) {
+			b.l = b.where["SocksPort"]
+			b.warnf("You specified a public address '%s' for SocksPort. Other people on the Internet might find your computer and use it as an open proxy. Please don't allow this unless you have a good reason.", p.Addr)
+		}
+	}
+	for _, p := range c.ControlPorts {
+		if a := p.Addr.Addr(); p.Unix != "" || !a.IsValid() || a.IsLoopback() {
+			continue
+		}
+		b.l = b.where["ControlPort"]
+		if !c.CookieAuthentication && len(c.HashedControlPasswords) == 0 {
+			return errAt(b.l, "ControlPort", fmt.Errorf("ControlPort %s accepts connections from a non-local address without authentication; set CookieAuthentication or HashedControlPassword, or listen on 127.0.0.1", p.Listener))
+		}
+		b.warnf("You have a ControlPort set to accept connections from a non-local address (%s). The control protocol isn't encrypted; prefer 127.0.0.1 with ssh or stunnel for remote access.", p.Listener)
+	}
+
 	// Clamps and warnings as in C tor's options_validate.
 	const minDirty, maxDirty = 10 * time.Second, 30 * 24 * time.Hour
 	switch l := b.where["MaxCircuitDirtiness"]; {
@@ -284,6 +304,14 @@ func (b *builder) finish() error {
 		b.warnf("CircuitBuildTimeout is shorter (%d seconds) than the recommended minimum (10 seconds), and LearnCircuitBuildTimeout is disabled.  If tor isn't working, raise this value or enable LearnCircuitBuildTimeout.", int(c.CircuitBuildTimeout.Seconds()))
 	}
 	return b.checkServices()
+}
+
+// isPublic reports whether a listening address is reachable from the
+// Internet: not loopback, private, link-local or unspecified.
+func isPublic(a netip.Addr) bool {
+	a = a.Unmap()
+	return !(a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsUnspecified() ||
+		a.Is4() && a.As4()[0] == 100 && a.As4()[1]&0xc0 == 64) // 100.64/10, carrier-grade NAT
 }
 
 // defaultDataDirectory is /var/lib/tinytor for root, else $HOME/.tinytor.

@@ -122,6 +122,9 @@ func TestOptions(t *testing.T) {
 		{"SocksPort 9050 NoOnionTraffic", func(c *Config) any { return c.SocksPorts[0].OnionTraffic }, false},
 		{"SocksPort 9050 Bogus", func(c *Config) any { return c.Warnings }, []string{"torrc:1: SocksPort: Unrecognized SocksPort option 'Bogus'"}},
 
+		{"SocksPort 192.168.1.1:9050\nSocksPort 0.0.0.0:9051\nSocksPort [fd00::1]:9052", func(c *Config) any { return len(c.Warnings) }, 0},
+		{"SocksPort 8.8.8.8:9050", func(c *Config) any { return c.Warnings }, []string{"torrc:1: SocksPort: You specified a public address '8.8.8.8:9050' for SocksPort. Other people on the Internet might find your computer and use it as an open proxy. Please don't allow this unless you have a good reason."}},
+		{"ControlPort 192.168.1.1:9051\nCookieAuthentication 1", func(c *Config) any { return c.Warnings }, []string{"torrc:1: ControlPort: You have a ControlPort set to accept connections from a non-local address (192.168.1.1:9051). The control protocol isn't encrypted; prefer 127.0.0.1 with ssh or stunnel for remote access."}},
 		{"SocksPolicy accept 192.168.0.0/16, reject *", func(c *Config) any { return c.SocksPolicy },
 			Policy{{Accept: true, Prefix: netip.MustParsePrefix("192.168.0.0/16"), PortMin: 1, PortMax: 65535}, {PortMin: 1, PortMax: 65535}}},
 		{"SocksPolicy accept 10.1.2.3\nSocksPolicy reject6 [fe80::]/10:80-90\nSocksPolicy reject *4:443", func(c *Config) any { return c.SocksPolicy },
@@ -341,6 +344,7 @@ func TestOptionErrors(t *testing.T) {
 		{"HiddenServiceDir /a\nHiddenServicePort 80 unix:\"/a b\" x", `torrc:2: HiddenServicePort: bad unix socket path in HiddenServicePort "80 unix:\"/a b\" x"`},
 		{"HiddenServiceDir /a\nHiddenServiceMaxStreamsCloseCircuit 2", `torrc:2: HiddenServiceMaxStreamsCloseCircuit: invalid boolean "2": must be 0 or 1`},
 
+		{"ControlPort 0.0.0.0:9051", "torrc:1: ControlPort: ControlPort 0.0.0.0:9051 accepts connections from a non-local address without authentication; set CookieAuthentication or HashedControlPassword, or listen on 127.0.0.1"},
 		{"ControlPort 9051 GroupWritable", "torrc:1: ControlPort: ControlPort entry with GroupWritable, WorldWritable, or RelaxDirModeCheck, but it is not a unix socket"},
 		{"HashedControlPassword 16:00", `torrc:1: HashedControlPassword: bad HashedControlPassword "16:00": want "16:" and 58 hex digits, as printed by tor --hash-password`},
 		{"MetricsPort unix:/x", "torrc:1: MetricsPort: MetricsPort does not support unix sockets"},
