@@ -362,6 +362,12 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		s.succeeded.Add(1)
 		s.relay(ctx, c, br, stream)
 	case Resolve:
+		if ip, err := parseIP(req.Host); err == nil {
+			// An address resolves to itself, without asking the network
+			// (as C tor answers it).
+			s.answerResolve(c, req, []netip.Addr{ip}, nil)
+			return
+		}
 		addrs, err := s.dialer.Resolve(dctx, req.Host, iso)
 		dcancel()
 		s.answerResolve(c, req, addrs, err)

@@ -383,6 +383,10 @@ func TestServerResolve(t *testing.T) {
 	exchange(t, c, cat(5, 1, 0, 5, 0xF1, 0, 1, 192, 0, 2, 7, 0, 0), cat(methodOK, 5, 0, 0, 3, 11, "ptr.example", 0, 0))
 	c = ts.dial(t)
 	exchange(t, c, cat(5, 1, 0, 5, 0xF1, 0, 1, 192, 0, 2, 8, 0, 0), append(methodOK, reply5(ReplyHostUnreachable)...))
+	c = ts.dial(t) // an address resolves to itself
+	exchange(t, c, cat(5, 1, 0, 5, 0xF0, 0, 1, 192, 0, 2, 99, 0, 0), cat(methodOK, 5, 0, 0, 1, 192, 0, 2, 99, 0, 0))
+	c = ts.dial(t)
+	exchange(t, c, cat(5, 1, 0, 5, 0xF0, 0, 3, 8, "10.1.2.3", 0, 0), cat(methodOK, 5, 0, 0, 1, 10, 1, 2, 3, 0, 0))
 	c = ts.dial(t) // onion names are never resolved
 	exchange(t, c, cat(5, 1, 0, 5, 0xF0, 0, 3, 12, "abcdef.onion", 0, 0), append(methodOK, reply5(ReplyGeneralFailure)...))
 
