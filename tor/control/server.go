@@ -76,14 +76,13 @@ type Config struct {
 
 // Server is a control-port server.
 type Server struct {
-	cfg     Config
-	log     *torlog.Logger
-	mu      sync.Mutex
-	conns   map[*conn]struct{}
-	detach  map[string]bool // detached ADD_ONION services
-	wanted  [64]atomic.Int32
-	wg      sync.WaitGroup
-	serving atomic.Bool
+	cfg    Config
+	log    *torlog.Logger
+	mu     sync.Mutex
+	conns  map[*conn]struct{}
+	detach map[string]bool // detached ADD_ONION services
+	wanted [64]atomic.Int32
+	wg     sync.WaitGroup
 }
 
 // NewServer checks cfg and returns a Server.
@@ -188,13 +187,12 @@ type conn struct {
 	subs     atomic.Uint64 // bit i: subscribed to eventNames[i]
 
 	// Owned by the command goroutine.
-	authed        bool
-	sawProtoInfo  bool
-	sawChallenge  bool
-	safeCookie    []byte // expected AUTHENTICATE after AUTHCHALLENGE
-	onions        []string
-	releaseOwner  func()
-	closeAfterOut bool
+	authed       bool
+	sawProtoInfo bool
+	sawChallenge bool
+	safeCookie   []byte // expected AUTHENTICATE after AUTHCHALLENGE
+	onions       []string
+	releaseOwner func()
 }
 
 func (s *Server) newConn(ctx context.Context, nc net.Conn) *conn {
@@ -347,7 +345,7 @@ func (c *conn) handle(cmd *Command) bool {
 		return true
 	}
 	h(c, cmd)
-	return !c.closeAfterOut
+	return true
 }
 
 // handlePreAuth allows PROTOCOLINFO (once), AUTHCHALLENGE (once, and then
