@@ -75,13 +75,13 @@ func (k relayKeys) identity() Identity {
 
 // relayOpts selects what the fake relay does wrong.
 type relayOpts struct {
-	expiredSigning bool      // identity->signing certificate expired
-	expiredRSA     bool      // RSA identity certificate long expired
-	tlsMismatch    bool      // signing->link certifies another TLS certificate
-	badCrossSig    bool      // cross-certificate signature corrupted
-	omit           cert.Type // leave this certificate out
-	versions       []uint16  // offered link versions; nil means 3, 4, 5
-	netinfoTime    time.Time // zero means now
+	expiredSigning bool          // identity->signing certificate expired
+	expiredRSA     bool          // RSA identity certificate long expired
+	tlsMismatch    bool          // signing->link certifies another TLS certificate
+	badCrossSig    bool          // cross-certificate signature corrupted
+	omit           cert.Type     // leave this certificate out
+	versions       []uint16      // offered link versions; nil means 3, 4, 5
+	netinfoOffset  time.Duration // added to the relay's NETINFO time
 }
 
 func (k relayKeys) certsCell(t testing.TB, o relayOpts) []byte {
@@ -225,10 +225,7 @@ func (f *fakeRelay) handshake(raw net.Conn, certs []byte) (*relayConn, error) {
 	w.WriteVarCell(&cell.VarCell{Command: cell.VPadding, Payload: make([]byte, 3)})
 	w.WriteVarCell(&cell.VarCell{Command: cell.Certs, Payload: certs})
 	w.WriteVarCell(&cell.VarCell{Command: cell.AuthChallenge, Payload: append(make([]byte, 32), 0, 2, 0, 1, 0, 3)})
-	ts := f.opts.netinfoTime
-	if ts.IsZero() {
-		ts = time.Now()
-	}
+	ts := time.Now().Add(f.opts.netinfoOffset)
 	lo := netip.MustParseAddr("127.0.0.1")
 	ni := cell.NetinfoMsg{Time: uint32(ts.Unix()), OtherAddr: lo, MyAddrs: []netip.Addr{lo}}
 	c := &cell.Cell{Command: cell.Netinfo}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"time"
 
 	"tinytor/tor/cell"
@@ -61,8 +62,13 @@ func Client(ctx context.Context, conn net.Conn, want Identity, cfg Config) (*Cha
 		if !errors.As(err, &he) {
 			he = &HandshakeError{Addr: addr, Reason: "I/O error", Err: err}
 		}
-		if ctx.Err() != nil && !errors.Is(he.Err, ErrWrongIdentity) {
+		switch {
+		case errors.Is(he.Err, context.Canceled), errors.Is(he.Err, context.DeadlineExceeded):
+		case ctx.Err() != nil:
 			he.Err = fmt.Errorf("%w (%w)", he.Err, ctx.Err())
+		case errors.Is(he.Err, os.ErrDeadlineExceeded):
+			// The only deadlines set on conn are ctx's.
+			he.Err = fmt.Errorf("%w (%w)", he.Err, context.DeadlineExceeded)
 		}
 		if errors.Is(err, ErrWrongIdentity) {
 			h.log.Warnf("Tried connecting to relay at %s, but its identity was not as expected: %v", addr, he)
