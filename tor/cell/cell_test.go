@@ -50,6 +50,9 @@ func TestReaderWriter(t *testing.T) {
 	if err := w.WriteCell(c); err != nil {
 		t.Fatal(err)
 	}
+	if err := w.WriteVarCell(&VarCell{Command: VPadding, Payload: make([]byte, 100)}); err != nil {
+		t.Fatal(err)
+	}
 	if err := w.WriteVarCell(&VarCell{Command: Certs, Payload: []byte{0}}); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +66,7 @@ func TestReaderWriter(t *testing.T) {
 	if !bytes.Equal(stream.Bytes()[:9], want) {
 		t.Fatalf("VERSIONS encoding % x, want % x", stream.Bytes()[:9], want)
 	}
-	if stream.Len() != 9+Len+4+1+2+1 {
+	if stream.Len() != 9+Len+4+1+2+100+4+1+2+1 {
 		t.Fatalf("stream length %d", stream.Len())
 	}
 
@@ -83,6 +86,10 @@ func TestReaderWriter(t *testing.T) {
 		t.Fatalf("second cell: %v %v %v", f, v, err)
 	}
 	pool.Put(f)
+	f, v, err = r.ReadCell()
+	if err != nil || f != nil || v.Command != VPadding || v.Payload != nil {
+		t.Fatalf("VPADDING cell: %v %v %v", f, v, err)
+	}
 	f, v, err = r.ReadCell()
 	if err != nil || f != nil || v.Command != Certs || len(v.Payload) != 1 {
 		t.Fatalf("third cell: %v %v %v", f, v, err)

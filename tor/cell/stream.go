@@ -42,7 +42,8 @@ func NewReader(r io.Reader, pool *Pool) *Reader {
 func (r *Reader) SetLinkVersion(v int) { r.wide = wideCircIDs(v) }
 
 // ReadCell reads the next cell. Exactly one of fixed and variable is
-// non-nil when err is nil. The caller owns fixed and must return it to the
+// non-nil when err is nil. The payload of a VPADDING cell is skipped, not
+// returned (its Payload is nil). The caller owns fixed and must return it to the
 // pool (or hand it on). At a clean end of stream before any byte of a cell,
 // err is io.EOF; a stream that ends inside a cell gives
 // io.ErrUnexpectedEOF.
@@ -66,6 +67,14 @@ func (r *Reader) ReadCell() (fixed *Cell, variable *VarCell, err error) {
 			return nil, nil, fmt.Errorf("reading length of %s cell: %w", cmd, unexpected(err))
 		}
 		n := int(binary.BigEndian.Uint16(r.hdr[idLen+1 : idLen+3]))
+		if cmd == VPadding {
+			// Padding is meaningless: skip it without allocating a
+			// buffer for it.
+			if _, err := r.r.Discard(n); err != nil {
+				return nil, nil, fmt.Errorf("skipping %d-byte payload of %s cell: %w", n, cmd, unexpected(err))
+			}
+			return nil, &VarCell{CircID: circID, Command: cmd}, nil
+		}
 		v := &VarCell{CircID: circID, Command: cmd, Payload: make([]byte, n)}
 		if _, err := io.ReadFull(r.r, v.Payload); err != nil {
 			return nil, nil, fmt.Errorf("reading %d-byte payload of %s cell: %w", n, cmd, unexpected(err))
