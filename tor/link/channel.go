@@ -196,7 +196,15 @@ func (ch *Channel) Send(c *cell.Cell) error {
 	}
 	select {
 	case ch.sendq <- c:
-		return nil
+		select {
+		case <-ch.closing:
+			// The write loop may have drained the queue already:
+			// return whatever is left to the pool.
+			ch.drain()
+			return fmt.Errorf("sending on channel to %s: %w", ch.id, ch.Err())
+		default:
+			return nil
+		}
 	case <-ch.closing:
 		ch.pool.Put(c)
 		return fmt.Errorf("sending on channel to %s: %w", ch.id, ch.Err())
