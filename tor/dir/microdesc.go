@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"strings"
 
 	"tinytor/tor/dir/netdoc"
 )
@@ -85,7 +84,7 @@ func parseMicrodescs(doc []byte) ([]*Microdesc, []span, error) {
 		spans    []span
 		cur      *Microdesc
 		curStart int
-		seen     map[string]bool
+		seen     uint8 // bits of onceItems seen in cur
 	)
 	finish := func(end int) {
 		if cur != nil {
@@ -104,25 +103,24 @@ func parseMicrodescs(doc []byte) ([]*Microdesc, []span, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		kw := string(it.Keyword)
-		if strings.HasPrefix(kw, "@") {
+		kw := keywordString(it.Keyword)
+		if kw == "" {
 			finish(it.Start)
 			continue
 		}
-		if kw == "onion-key" || kw == "ntor-onion-key" && (cur == nil || seen["ntor-onion-key"]) {
+		if kw == "onion-key" || kw == "ntor-onion-key" && (cur == nil || seen&onceBit("ntor-onion-key") != 0) {
 			finish(it.Start)
 			cur, curStart = &Microdesc{}, it.Start
-			seen = map[string]bool{}
+			seen = 0
 		}
 		if cur == nil {
 			return nil, nil, t.Errorf(&it, "item outside a microdescriptor (expected onion-key first)")
 		}
-		switch kw {
-		case "onion-key", "ntor-onion-key", "family", "family-ids", "p", "p6":
-			if seen[kw] {
+		if bit := onceBit(kw); bit != 0 {
+			if seen&bit != 0 {
 				return nil, nil, t.Errorf(&it, "appears more than once in a microdescriptor")
 			}
-			seen[kw] = true
+			seen |= bit
 		}
 		switch kw {
 		case "onion-key":
@@ -203,6 +201,36 @@ func parseMicrodescs(doc []byte) ([]*Microdesc, []span, error) {
 		return nil, nil, &netdoc.Error{Doc: microdescDoc, Err: errors.New("no microdescriptor in document")}
 	}
 	return out, spans, nil
+}
+
+// onceItems are the microdescriptor items allowed at most once.
+var onceItems = [...]string{"onion-key", "ntor-onion-key", "family", "family-ids", "p", "p6"}
+
+func onceBit(kw string) uint8 {
+	for i, k := range onceItems {
+		if kw == k {
+			return 1 << i
+		}
+	}
+	return 0
+}
+
+// microdescKeywords are the keywords ParseMicrodescs handles; keywordString
+// returns them without allocating.
+var microdescKeywords = [...]string{"onion-key", "ntor-onion-key", "family", "family-ids", "p", "p6", "id", "a"}
+
+// keywordString returns kw as a string: "" for an annotation, a shared
+// constant for known keywords, "?" for anything else (ignored).
+func keywordString(kw []byte) string {
+	if len(kw) > 0 && kw[0] == '@' {
+		return ""
+	}
+	for _, k := range microdescKeywords {
+		if string(kw) == k {
+			return k
+		}
+	}
+	return "?"
 }
 
 func (f *Family) add(kw string, args [][]byte) error {
