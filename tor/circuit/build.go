@@ -93,8 +93,9 @@ func (c *Circuit) create(ctx context.Context, hs finisher, cl *cell.Cell) error 
 }
 
 // Extend adds a hop with an EXTEND2 cell (in a RELAY_EARLY cell) carrying
-// an ntor handshake, sent to the current last hop (tor-spec 5.1.2). On
-// failure the circuit is closed.
+// an ntor handshake, sent to the current last hop (tor-spec 5.1.2). If the
+// EXTEND2 was sent and the extension then fails (or ctx ends), the circuit
+// is closed.
 func (c *Circuit) Extend(ctx context.Context, h HopInfo) error {
 	c.extending.Lock()
 	defer c.extending.Unlock()

@@ -140,9 +140,10 @@ type Circuit struct {
 	pool *cell.Pool
 	log  *torlog.Logger
 
-	inbound chan *cell.Cell
-	done    chan struct{} // closed when the circuit dies
-	dead    atomic.Bool
+	inbound    chan *cell.Cell
+	done       chan struct{} // closed when the circuit dies
+	dead       atomic.Bool
+	overflowed atomic.Bool
 
 	mu        sync.Mutex
 	err       error  // why the circuit died
@@ -230,7 +231,9 @@ func (c *Circuit) HandleCell(cl *cell.Cell) {
 		c.pool.Put(cl)
 		// Do the teardown elsewhere: HandleCell must not block on the
 		// channel's Send.
-		go c.fail(fmt.Errorf("inbound queue of %d cells overflowed: %w", cap(c.inbound), ErrProtocol))
+		if c.overflowed.CompareAndSwap(false, true) {
+			go c.fail(fmt.Errorf("inbound queue of %d cells overflowed: %w", cap(c.inbound), ErrProtocol))
+		}
 	}
 }
 

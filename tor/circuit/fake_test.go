@@ -5,7 +5,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/binary"
 	"fmt"
 	"strconv"
 	"strings"
@@ -138,7 +137,6 @@ type fakeNet struct {
 
 	// Observations.
 	streamSendmes atomic.Int32
-	hopsBuilt     atomic.Int32
 	destroys      chan cell.DestroyReason
 	ends          chan cell.EndReason
 	violations    chan string
@@ -483,6 +481,3 @@ func (f *fakeNet) pump() {
 		}
 	}
 }
-
-// be16 is a helper for tests.
-func be16(b []byte) uint16 { return binary.BigEndian.Uint16(b) }

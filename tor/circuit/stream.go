@@ -80,8 +80,8 @@ type Stream struct {
 
 	// Guarded by mu.
 	mu            sync.Mutex
-	recv          []*cell.Cell // received DATA cells, oldest first
-	off           int          // bytes of recv[0]'s data already read
+	recv          cellRing // received DATA cells, oldest first
+	off           int      // bytes of the oldest cell's data already read
 	deliverWindow int
 	isOpen        bool  // CONNECTED received
 	readErr       error // returned once recv is drained
@@ -230,7 +230,10 @@ func (s *Stream) deliver(cl *cell.Cell, n int) error {
 		s.c.pool.Put(cl)
 		return nil
 	}
-	s.recv = append(s.recv, cl)
+	if !s.recv.push(cl) {
+		s.c.pool.Put(cl)
+		return fmt.Errorf("stream %d: receive queue full: %w", s.id, ErrProtocol)
+	}
 	s.wakeReaderLocked()
 	return nil
 }
@@ -343,7 +346,7 @@ func (s *Stream) ended(readErr, writeErr error) {
 // and a *StreamEndError after other reasons.
 func (s *Stream) Read(p []byte) (int, error) {
 	s.mu.Lock()
-	for len(s.recv) == 0 {
+	for s.recv.len() == 0 {
 		switch {
 		case s.closed:
 			s.mu.Unlock()
@@ -366,26 +369,22 @@ func (s *Stream) Read(p []byte) (int, error) {
 		s.mu.Lock()
 	}
 	n := 0
-	for n < len(p) && len(s.recv) > 0 {
-		cl := s.recv[0]
+	for n < len(p) && s.recv.len() > 0 {
+		cl := s.recv.front()
 		data := cl.Payload[cell.RelayHeaderLen : cell.RelayHeaderLen+int(cell.RelayLength(&cl.Payload))]
 		k := copy(p[n:], data[s.off:])
 		n += k
 		s.off += k
 		if s.off == len(data) {
-			s.recv[0] = nil
-			s.recv = s.recv[1:]
+			s.recv.pop()
 			s.off = 0
 			s.c.pool.Put(cl)
 		}
 	}
-	if len(s.recv) == 0 {
-		s.recv = s.recv[:0:0] // let the backing array go when idle
-	}
 	// Stream-level SENDME (tor-spec 7.4): when the window is at most 450
 	// and less than ten cells wait to be read.
 	sendmes := 0
-	for s.deliverWindow <= StreamWindowStart-StreamWindowInc && len(s.recv) < 10 && s.readErr == nil {
+	for s.deliverWindow <= StreamWindowStart-StreamWindowInc && s.recv.len() < 10 && s.readErr == nil {
 		s.deliverWindow += StreamWindowInc
 		sendmes++
 	}
@@ -485,10 +484,10 @@ func (s *Stream) Close() error {
 	s.mu.Lock()
 	if !s.closed {
 		s.closed = true
-		for _, cl := range s.recv {
-			s.c.pool.Put(cl)
+		for s.recv.len() > 0 {
+			s.c.pool.Put(s.recv.pop())
 		}
-		s.recv = nil
+		s.recv.buf = nil
 		s.wakeReaderLocked()
 	}
 	s.mu.Unlock()
@@ -517,6 +516,41 @@ func (s *Stream) SetReadDeadline(t time.Time) error { s.rdl.set(t); return nil }
 
 // SetWriteDeadline sets the write deadline.
 func (s *Stream) SetWriteDeadline(t time.Time) error { s.wdl.set(t); return nil }
+
+// cellRing is a FIFO of cells with room for a full stream window (plus
+// the few cells that can arrive before a SENDME takes effect), allocated
+// on first use and never grown: a relay that overruns it broke flow
+// control.
+type cellRing struct {
+	buf        []*cell.Cell
+	head, size int
+}
+
+const ringCap = StreamWindowStart + 16
+
+func (r *cellRing) len() int { return r.size }
+
+func (r *cellRing) push(c *cell.Cell) bool {
+	if r.buf == nil {
+		r.buf = make([]*cell.Cell, ringCap)
+	}
+	if r.size == len(r.buf) {
+		return false
+	}
+	r.buf[(r.head+r.size)%len(r.buf)] = c
+	r.size++
+	return true
+}
+
+func (r *cellRing) front() *cell.Cell { return r.buf[r.head] }
+
+func (r *cellRing) pop() *cell.Cell {
+	c := r.buf[r.head]
+	r.buf[r.head] = nil
+	r.head = (r.head + 1) % len(r.buf)
+	r.size--
+	return c
+}
 
 // deadline is a resettable deadline: wait returns a channel closed once
 // the deadline has passed.
