@@ -24,6 +24,21 @@ type Rule struct {
 // keep the rest of the world out.
 type Policy []Rule
 
+// privateNets are the ranges C tor's "private" policy keyword stands for.
+var privateNets = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("169.254.0.0/16"),
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("::/8"),
+	netip.MustParsePrefix("fc00::/7"),
+	netip.MustParsePrefix("fe80::/10"),
+	netip.MustParsePrefix("fec0::/10"),
+}
+
 // DefaultPolicy accepts loopback clients only.
 func DefaultPolicy() Policy {
 	return Policy{
@@ -100,8 +115,10 @@ func (p Policy) String() string {
 //
 //	accept|reject|accept6|reject6 ADDR[/MASK][:PORT[-PORT]]
 //
-// where ADDR is "*" (any address), "*4", "*6", an IPv4 address, or an IPv6
-// address in brackets; MASK is a bit count or, for IPv4, a dotted netmask.
+// where ADDR is "*" (any address), "*4", "*6", an IPv4 address, an IPv6
+// address in brackets, or "private" (C tor's private and local ranges,
+// expanded to one rule each); MASK is a bit count or, for IPv4, a dotted
+// netmask.
 // accept6/reject6 entries must name IPv6 addresses (or "*", meaning "*6").
 func ParsePolicy(s string) (Policy, error) {
 	var p Policy
@@ -113,20 +130,20 @@ func ParsePolicy(s string) (Policy, error) {
 			}
 			return nil, fmt.Errorf("policy entry %d: empty entry", i+1)
 		}
-		r, err := parseRule(entry)
+		rules, err := parseRule(entry)
 		if err != nil {
 			return nil, fmt.Errorf("policy entry %d %q: %w", i+1, entry, err)
 		}
-		p = append(p, r)
+		p = append(p, rules...)
 	}
 	return p, nil
 }
 
-func parseRule(entry string) (Rule, error) {
+func parseRule(entry string) ([]Rule, error) {
 	verb, rest, ok := strings.Cut(entry, " ")
 	rest = strings.TrimSpace(rest)
 	if !ok || rest == "" {
-		return Rule{}, errors.New("want \"accept|reject ADDR[/MASK][:PORTS]\"")
+		return nil, errors.New("want \"accept|reject ADDR[/MASK][:PORTS]\"")
 	}
 	var r Rule
 	only6 := false
@@ -139,17 +156,17 @@ func parseRule(entry string) (Rule, error) {
 	case "reject6":
 		only6 = true
 	default:
-		return Rule{}, fmt.Errorf("unknown action %q (want accept, reject, accept6 or reject6)", verb)
+		return nil, fmt.Errorf("unknown action %q (want accept, reject, accept6 or reject6)", verb)
 	}
 	if strings.ContainsAny(rest, " \t") {
-		return Rule{}, fmt.Errorf("unexpected space in %q", rest)
+		return nil, fmt.Errorf("unexpected space in %q", rest)
 	}
 	addr, ports := rest, ""
 	// The port part follows the last ':' outside brackets.
 	if strings.HasPrefix(rest, "[") {
 		end := strings.IndexByte(rest, ']')
 		if end < 0 {
-			return Rule{}, errors.New("missing ']' after IPv6 address")
+			return nil, errors.New("missing ']' after IPv6 address")
 		}
 		after := rest[end+1:]
 		if slash := strings.IndexByte(after, '/'); slash == 0 {
@@ -160,18 +177,31 @@ func parseRule(entry string) (Rule, error) {
 		} else if strings.HasPrefix(after, ":") {
 			addr, ports = rest[:end+1], after[1:]
 		} else if after != "" {
-			return Rule{}, fmt.Errorf("unexpected %q after ']'", after)
+			return nil, fmt.Errorf("unexpected %q after ']'", after)
 		}
+	} else if strings.Count(rest, ":") > 1 {
+		return nil, fmt.Errorf("IPv6 address in %q must be written in brackets", rest)
 	} else if c := strings.IndexByte(rest, ':'); c >= 0 {
 		addr, ports = rest[:c], rest[c+1:]
 	}
-	if err := r.parseAddr(addr, only6); err != nil {
-		return Rule{}, err
-	}
 	if err := r.parsePorts(ports); err != nil {
-		return Rule{}, err
+		return nil, err
 	}
-	return r, nil
+	if addr == "private" {
+		var rules []Rule
+		for _, pfx := range privateNets {
+			if only6 && pfx.Addr().Is4() {
+				continue
+			}
+			r.Prefix = pfx
+			rules = append(rules, r)
+		}
+		return rules, nil
+	}
+	if err := r.parseAddr(addr, only6); err != nil {
+		return nil, err
+	}
+	return []Rule{r}, nil
 }
 
 func (r *Rule) parseAddr(s string, only6 bool) error {

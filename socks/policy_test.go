@@ -24,6 +24,10 @@ func TestParsePolicy(t *testing.T) {
 		{"ACCEPT 1.2.3.4/0", "accept *4"},
 		{"  accept 1.2.3.4  ,reject *  ", "accept 1.2.3.4/32, reject *"},
 		{"", ""},
+		{"accept private:*, reject *", "accept 0.0.0.0/8, accept 169.254.0.0/16, accept 127.0.0.0/8, accept 192.168.0.0/16, " +
+			"accept 10.0.0.0/8, accept 172.16.0.0/12, accept 100.64.0.0/10, accept [::]/8, accept [fc00::]/7, " +
+			"accept [fe80::]/10, accept [fec0::]/10, reject *"},
+		{"reject6 private:80", "reject [::]/8:80, reject [fc00::]/7:80, reject [fe80::]/10:80, reject [fec0::]/10:80"},
 	}
 	for _, tc := range tests {
 		p, err := ParsePolicy(tc.in)
@@ -51,8 +55,9 @@ func TestParsePolicyErrors(t *testing.T) {
 		"accept 1.2.3.4/255.0.255.0": "not contiguous",
 		"accept 1.2.3.4/x":           "malformed mask",
 		"accept 1.2.3.4/-1":          "malformed mask",
-		"accept ::1":                 "malformed address",
-		"accept 2001:db8::/32":       "malformed address",
+		"accept ::1":                 "in brackets",
+		"accept 2001:db8::/32":       "in brackets",
+		"accept private:x":           "malformed port",
 		"accept [1.2.3.4]":           "in brackets",
 		"accept [::1":                "missing ']'",
 		"accept [::1]x":              "unexpected",
