@@ -135,6 +135,10 @@ type fakeNet struct {
 	truncateOnExtend bool
 	sendV0Sendme     bool
 
+	// discard makes the relays drop (and recycle into pool) every cell.
+	discard atomic.Bool
+	pool    *cell.Pool
+
 	// Observations.
 	streamSendmes atomic.Int32
 	destroys      chan cell.DestroyReason
@@ -239,6 +243,10 @@ func (f *fakeNet) loop() {
 		case <-f.done:
 			return
 		case c := <-f.in:
+			if f.discard.Load() {
+				f.pool.Put(c)
+				continue
+			}
 			f.handle(c)
 			f.pump()
 		}

@@ -83,10 +83,12 @@ type Stream struct {
 	recv          cellRing // received DATA cells, oldest first
 	off           int      // bytes of the oldest cell's data already read
 	deliverWindow int
-	isOpen        bool  // CONNECTED received
-	readErr       error // returned once recv is drained
-	closed        bool  // Close was called
-	rwake         chan struct{}
+	isOpen        bool          // CONNECTED received
+	readErr       error         // returned once recv is drained
+	closed        bool          // Close was called
+	rnotify       chan struct{} // capacity 1: data arrived
+	rdone         chan struct{} // closed once reads can end (error or Close)
+	rdoneClosed   bool
 	connected     Connected
 
 	rdl, wdl deadline
@@ -118,7 +120,8 @@ func (c *Circuit) newStreamLocked(kind streamKind, remote string) (*Stream, erro
 		opened:        make(chan openResult, 1),
 		packageWindow: StreamWindowStart,
 		deliverWindow: StreamWindowStart,
-		rwake:         make(chan struct{}),
+		rnotify:       make(chan struct{}, 1),
+		rdone:         make(chan struct{}),
 	}
 	s.rdl.init()
 	s.wdl.init()
@@ -234,13 +237,25 @@ func (s *Stream) deliver(cl *cell.Cell, n int) error {
 		s.c.pool.Put(cl)
 		return fmt.Errorf("stream %d: receive queue full: %w", s.id, ErrProtocol)
 	}
-	s.wakeReaderLocked()
+	s.notifyReaderLocked()
 	return nil
 }
 
-func (s *Stream) wakeReaderLocked() {
-	close(s.rwake)
-	s.rwake = make(chan struct{})
+// notifyReaderLocked tells a waiting reader that data is queued. It does
+// not allocate: the per-cell path must not.
+func (s *Stream) notifyReaderLocked() {
+	select {
+	case s.rnotify <- struct{}{}:
+	default:
+	}
+}
+
+// endReaderLocked wakes every reader for good (error or Close).
+func (s *Stream) endReaderLocked() {
+	if !s.rdoneClosed {
+		s.rdoneClosed = true
+		close(s.rdone)
+	}
 }
 
 // handleSendme handles a stream-level SENDME on the circuit goroutine.
@@ -338,7 +353,7 @@ func (s *Stream) ended(readErr, writeErr error) {
 	if s.readErr == nil {
 		s.readErr = readErr
 	}
-	s.wakeReaderLocked()
+	s.endReaderLocked()
 	s.mu.Unlock()
 }
 
@@ -359,10 +374,10 @@ func (s *Stream) Read(p []byte) (int, error) {
 			s.mu.Unlock()
 			return 0, nil
 		}
-		wake := s.rwake
 		s.mu.Unlock()
 		select {
-		case <-wake:
+		case <-s.rnotify:
+		case <-s.rdone:
 		case <-s.rdl.wait():
 			return 0, os.ErrDeadlineExceeded
 		}
@@ -380,6 +395,9 @@ func (s *Stream) Read(p []byte) (int, error) {
 			s.off = 0
 			s.c.pool.Put(cl)
 		}
+	}
+	if s.recv.len() > 0 {
+		s.notifyReaderLocked() // for another reader
 	}
 	// Stream-level SENDME (tor-spec 7.4): when the window is at most 450
 	// and less than ten cells wait to be read.
@@ -472,7 +490,7 @@ func (s *Stream) CloseWrite() error {
 	if s.readErr == nil {
 		s.readErr = io.EOF
 	}
-	s.wakeReaderLocked()
+	s.endReaderLocked()
 	s.mu.Unlock()
 	return err
 }
@@ -488,7 +506,7 @@ func (s *Stream) Close() error {
 			s.c.pool.Put(s.recv.pop())
 		}
 		s.recv.buf = nil
-		s.wakeReaderLocked()
+		s.endReaderLocked()
 	}
 	s.mu.Unlock()
 	s.rdl.stop()
