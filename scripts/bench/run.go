@@ -177,6 +177,7 @@ type statusError struct {
 	line string
 }
 
+// Error returns the status line.
 func (e *statusError) Error() string { return "HTTP status: " + e.line }
 
 // statusCode extracts the code from "HTTP/1.x NNN reason" (0 if malformed).

@@ -23,6 +23,7 @@ var replyNames = map[byte]string{
 	0xF6: "onion bad address", 0xF7: "onion intro timed out",
 }
 
+// Error names the reply code.
 func (e *ReplyError) Error() string {
 	if n, ok := replyNames[e.Code]; ok {
 		return fmt.Sprintf("socks reply 0x%02x (%s)", e.Code, n)
