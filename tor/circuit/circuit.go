@@ -142,6 +142,7 @@ type Circuit struct {
 
 	inbound    chan *cell.Cell
 	done       chan struct{} // closed when the circuit dies
+	stopped    chan struct{} // closed when the circuit goroutine has ended
 	dead       atomic.Bool
 	overflowed atomic.Bool
 
@@ -177,6 +178,7 @@ func newCircuit(ch Channel, cfg Config) (*Circuit, error) {
 		log:     cfg.Log,
 		inbound: make(chan *cell.Cell, cfg.QueueLen),
 		done:    make(chan struct{}),
+		stopped: make(chan struct{}),
 		streams: make(map[uint16]*Stream),
 		nextSID: seedSID,
 		wake:    make(chan struct{}),
@@ -294,6 +296,7 @@ func (c *Circuit) shutdown(err error, sendDestroy, unregister bool) {
 // run is the circuit goroutine: it processes inbound cells until the
 // circuit dies.
 func (c *Circuit) run() {
+	defer close(c.stopped)
 	defer func() {
 		for {
 			select {

@@ -349,3 +349,85 @@ func TestSendmeV0Rejected(t *testing.T) {
 		t.Fatalf("circuit error %v, want protocol violation", c.Err())
 	}
 }
+
+func TestManyStreams(t *testing.T) {
+	c, f := build3(t, false)
+	ctx := testCtx(t)
+	const streams, size = 6, 300 * cell.RelayDataLen
+	errs := make(chan error, streams)
+	for i := 0; i < streams; i++ {
+		go func(i int) {
+			s, err := c.OpenStream(ctx, "127.0.0.1", 80, 0)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer s.Close()
+			data := bytes.Repeat([]byte{byte(i)}, size)
+			go s.Write(data)
+			got := make([]byte, size)
+			if _, err := io.ReadFull(s, got); err != nil {
+				errs <- err
+				return
+			}
+			if !bytes.Equal(got, data) {
+				errs <- errors.New("stream data mixed up")
+				return
+			}
+			errs <- nil
+		}(i)
+	}
+	for i := 0; i < streams; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	noViolations(t, f)
+}
+
+// A writer blocked on the stream window wakes up with the circuit's error
+// when the circuit dies, and the circuit goroutine ends.
+func TestBlockedWriterSeesDestroy(t *testing.T) {
+	c, f := build3(t, false)
+	f.noStreamSendmes = true
+	ctx := testCtx(t)
+	s, err := c.OpenStream(ctx, "127.0.0.1", 80, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	werr := make(chan error, 1)
+	go func() {
+		_, err := s.Write(make([]byte, 600*cell.RelayDataLen))
+		werr <- err
+	}()
+	// Wait until the relay got a whole stream window.
+	select {
+	case <-f.windowFull:
+	case err := <-werr:
+		t.Fatalf("Write returned early: %v", err)
+	case <-ctx.Done():
+		t.Fatal("the stream window never filled")
+	}
+	f.destroy(cell.DestroyFinished)
+	var de *DestroyedError
+	if err := <-werr; !errors.As(err, &de) || de.Reason != cell.DestroyFinished {
+		t.Fatalf("blocked Write returned %v", err)
+	}
+	<-c.stopped
+}
+
+func TestWriteDeadlineWhileBlocked(t *testing.T) {
+	c, f := build3(t, false)
+	f.noStreamSendmes = true
+	s, err := c.OpenStream(testCtx(t), "127.0.0.1", 80, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	n, err := s.Write(make([]byte, 600*cell.RelayDataLen))
+	if !errors.Is(err, os.ErrDeadlineExceeded) || n != StreamWindowStart*cell.RelayDataLen {
+		t.Fatalf("Write = %d, %v; want %d bytes and a deadline error", n, err, StreamWindowStart*cell.RelayDataLen)
+	}
+	c.Close()
+	<-c.stopped
+}

@@ -134,6 +134,7 @@ type fakeNet struct {
 	destroyOnCreate  bool
 	truncateOnExtend bool
 	sendV0Sendme     bool
+	noStreamSendmes  bool
 
 	// discard makes the relays drop (and recycle into pool) every cell.
 	discard atomic.Bool
@@ -141,6 +142,7 @@ type fakeNet struct {
 
 	// Observations.
 	streamSendmes atomic.Int32
+	windowFull    chan uint16 // a stream received a whole window of cells
 	destroys      chan cell.DestroyReason
 	ends          chan cell.EndReason
 	violations    chan string
@@ -156,6 +158,7 @@ func newFakeNet(t testing.TB, relays ...*fakeRelayKeys) *fakeNet {
 		endReasonForPort: map[uint16]cell.EndReason{},
 		downloadForPort:  map[uint16]int{},
 		destroys:         make(chan cell.DestroyReason, 4),
+		windowFull:       make(chan uint16, 1),
 		ends:             make(chan cell.EndReason, 64),
 		violations:       make(chan string, 64),
 	}
@@ -423,12 +426,18 @@ func (f *fakeNet) handleRelay(i int, c *cell.Cell) {
 		if st.deliverWindow < 0 {
 			f.violation("client overran stream window")
 		}
-		if st.deliverWindow <= StreamWindowStart-StreamWindowInc {
+		if st.deliverWindow <= StreamWindowStart-StreamWindowInc && !f.noStreamSendmes {
 			st.deliverWindow += StreamWindowInc
 			f.relayToClient(i, cell.RelaySendme, sid, nil)
 		}
 		st.received = append(st.received, body...)
 		st.receivedCells++
+		if st.receivedCells == StreamWindowStart {
+			select {
+			case f.windowFull <- sid:
+			default:
+			}
+		}
 		if !st.stopReading {
 			st.out = append(st.out, body...)
 		}

@@ -26,7 +26,8 @@ func encodeBegin(host string, port uint16, flags BeginFlags) ([]byte, error) {
 	if a, err := netip.ParseAddr(host); err == nil && a.Is6() {
 		host = "[" + a.String() + "]"
 	}
-	if host == "" || strings.ContainsRune(host, 0) || (strings.Contains(host, ":") && !strings.HasPrefix(host, "[")) {
+	// An empty host is what a client sends to an onion service.
+	if strings.ContainsRune(host, 0) || (strings.Contains(host, ":") && !strings.HasPrefix(host, "[")) {
 		return nil, fmt.Errorf("BEGIN: bad host %q", host)
 	}
 	if port == 0 {

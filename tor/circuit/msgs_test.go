@@ -17,7 +17,7 @@ func TestEncodeBegin(t *testing.T) {
 		{host: "127.0.0.1", port: 80, want: "127.0.0.1:80\x00\x00\x00\x00\x01"},
 		{host: "::1", port: 80, want: "[::1]:80\x00\x00\x00\x00\x01"},
 		{host: "[::1]", port: 80, want: "[::1]:80\x00\x00\x00\x00\x01"},
-		{host: "", port: 80, bad: true},
+		{host: "", port: 80, want: ":80\x00\x00\x00\x00\x01"},
 		{host: "a\x00b", port: 80, bad: true},
 		{host: "a:b", port: 80, bad: true},
 		{host: "a", port: 0, bad: true},

@@ -168,7 +168,8 @@ func (c *Circuit) OpenDirStream(ctx context.Context) (*Stream, error) {
 }
 
 // OpenStream opens a stream from the last hop (an exit) to host:port
-// (tor-spec 6.2). host is a DNS name or an IP address.
+// (tor-spec 6.2). host is a DNS name or an IP address, or empty for a
+// stream to an onion service (the virtual last hop).
 func (c *Circuit) OpenStream(ctx context.Context, host string, port uint16, flags BeginFlags) (*Stream, error) {
 	body, err := encodeBegin(host, port, flags)
 	if err != nil {
