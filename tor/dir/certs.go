@@ -159,6 +159,10 @@ func parseAuthCert(t *netdoc.Tokenizer, doc []byte) (*AuthCert, error) {
 			if !haveFP || !haveID || !haveSK {
 				return nil, t.Errorf(&it, "certificate lacks fingerprint, dir-identity-key or dir-signing-key")
 			}
+			if !c.Expires.After(c.Published) {
+				return nil, t.Errorf(&it, "dir-key-expires %s is not after dir-key-published %s",
+					c.Expires.Format(netdoc.TimeLayout), c.Published.Format(netdoc.TimeLayout))
+			}
 			// Signed: from the start through the newline after
 			// "dir-key-certification".
 			c.signedDigest = sha1.Sum(doc[start : it.ArgsEnd+1])

@@ -148,7 +148,7 @@ func (p *consensusParser) parse() (*Consensus, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !it.Is("network-status-version") {
+	if !it.Is("network-status-version") || it.Start != 0 {
 		return nil, t.Errorf(&it, "document must start with network-status-version")
 	}
 	if len(it.Args) < 2 || string(it.Args[0]) != "3" || string(it.Args[1]) != "microdesc" {
