@@ -382,3 +382,24 @@ func BenchmarkWriteCell(b *testing.B) {
 		}
 	}
 }
+
+func TestPoolConcurrent(t *testing.T) {
+	p := NewPool(4)
+	done := make(chan struct{})
+	for range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for range 1000 {
+				c := p.Get()
+				c.Payload[0] = 1
+				p.Put(c)
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	if s := p.Stats(); s.Allocated > 4 || s.Idle > 4 {
+		t.Fatalf("stats %+v exceed the bound", s)
+	}
+}
