@@ -112,7 +112,9 @@ type Config struct {
 	// SafeSocks rejects requests that carry an IP address instead of a
 	// hostname (the application resolved DNS itself, leaking it).
 	SafeSocks bool
-	// WarnUnsafeSocks logs a warning for such requests (at most every 5s).
+	// WarnUnsafeSocks logs a warning for such requests (at most every 5s;
+	// C tor's torrc default is on, so a config loader should default it
+	// to true). SafeSocks always warns when it rejects.
 	WarnUnsafeSocks bool
 	// Log receives C tor style messages; nil discards them.
 	Log *torlog.Logger
