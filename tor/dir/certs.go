@@ -51,7 +51,8 @@ var (
 const CertSkew = 24 * time.Hour
 
 // ParseAuthCerts parses a concatenation of key certificates, as served at
-// /tor/keys/... and stored in cached-certs. It does not verify them.
+// /tor/keys/... and stored in cached-certs. It does not verify them. On
+// error, the certificates before the malformed one are returned as well.
 func ParseAuthCerts(doc []byte) ([]*AuthCert, error) {
 	t := netdoc.NewTokenizer("authority certificate", doc)
 	var certs []*AuthCert
