@@ -1,0 +1,315 @@
+// Package hscell encodes and parses the relay message bodies of the v3
+// onion service protocol (rend-spec-v3 3 and 4): ESTABLISH_INTRO,
+// INTRO_ESTABLISHED, INTRODUCE1/2 with the plaintext of their ENCRYPTED
+// section, INTRODUCE_ACK, ESTABLISH_RENDEZVOUS, RENDEZVOUS1/2, and link
+// specifier blocks. It also holds the service's INTRODUCE2 replay cache.
+//
+// Cryptography of the ENCRYPTED section is package onion/hsntor's job;
+// this package only moves bytes.
+package hscell
+
+import (
+	"crypto/ed25519"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"tinytor/onion/hsntor"
+	"tinytor/tor/cell"
+)
+
+// Sizes (rend-spec-v3 3, 4).
+const (
+	CookieLen      = 20 // RENDEZVOUS_COOKIE
+	LegacyKeyIDLen = 20 // LEGACY_KEY_ID
+	// AuthKeyTypeEd25519 is AUTH_KEY_TYPE [02]: an ed25519 key, SHA3-256
+	// MACs.
+	AuthKeyTypeEd25519 = 2
+	// OnionKeyTypeNtor is ONION_KEY_TYPE [01].
+	OnionKeyTypeNtor = 1
+	// Introduce1MinLen is the size C tor pads INTRODUCE1 bodies up to
+	// (HS_CELL_INTRODUCE1_MIN_SIZE), by NUL padding of the plaintext.
+	Introduce1MinLen = 246
+	// MaxBodyLen is the largest relay message body (RELAY_PAYLOAD_SIZE).
+	MaxBodyLen = 498
+
+	handshakeAuthLen        = 32
+	establishIntroSigPrefix = "Tor establish-intro cell v1"
+)
+
+// Extension types.
+const (
+	// ExtDoSParams is the ESTABLISH_INTRO DoS defense extension (3.1.1.1).
+	ExtDoSParams = 1
+	// ExtCCRequest is the INTRODUCE1 encrypted-section congestion control
+	// request (prop324).
+	ExtCCRequest = 1
+)
+
+// ErrMalformed is wrapped by every parse error.
+var ErrMalformed = errors.New("malformed onion service cell")
+
+// ErrSignature reports a bad ESTABLISH_INTRO signature or HANDSHAKE_AUTH.
+var ErrSignature = errors.New("ESTABLISH_INTRO authentication failed")
+
+func malformed(what, format string, a ...any) error {
+	return fmt.Errorf("%s: %w: %s", what, ErrMalformed, fmt.Sprintf(format, a...))
+}
+
+// Extension is one EXT_FIELD entry.
+type Extension struct {
+	Type uint8
+	Data []byte
+}
+
+// reader is a bounds-checked cursor over a body.
+type reader struct {
+	what string
+	b    []byte
+	off  int
+	err  error
+}
+
+func (r *reader) fail(format string, a ...any) {
+	if r.err == nil {
+		r.err = malformed(r.what, "at byte %d: %s", r.off, fmt.Sprintf(format, a...))
+	}
+}
+
+func (r *reader) bytes(n int, field string) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || len(r.b)-r.off < n {
+		r.fail("%s needs %d bytes, %d left", field, n, len(r.b)-r.off)
+		return nil
+	}
+	v := r.b[r.off : r.off+n]
+	r.off += n
+	return v
+}
+
+func (r *reader) u8(field string) uint8 {
+	v := r.bytes(1, field)
+	if v == nil {
+		return 0
+	}
+	return v[0]
+}
+
+func (r *reader) u16(field string) uint16 {
+	v := r.bytes(2, field)
+	if v == nil {
+		return 0
+	}
+	return binary.BigEndian.Uint16(v)
+}
+
+func (r *reader) rest() []byte {
+	if r.err != nil {
+		return nil
+	}
+	v := r.b[r.off:]
+	r.off = len(r.b)
+	return v
+}
+
+func (r *reader) extensions() []Extension {
+	n := int(r.u8("N_EXTENSIONS"))
+	var exts []Extension
+	for i := 0; i < n && r.err == nil; i++ {
+		typ := r.u8("EXT_FIELD_TYPE")
+		l := int(r.u8("EXT_FIELD_LEN"))
+		d := r.bytes(l, fmt.Sprintf("extension %d (type %d)", i, typ))
+		if r.err == nil {
+			exts = append(exts, Extension{Type: typ, Data: d})
+		}
+	}
+	return exts
+}
+
+func appendExtensions(b []byte, exts []Extension) ([]byte, error) {
+	if len(exts) > 255 {
+		return nil, fmt.Errorf("%d extensions, at most 255", len(exts))
+	}
+	b = append(b, byte(len(exts)))
+	for _, e := range exts {
+		if len(e.Data) > 255 {
+			return nil, fmt.Errorf("extension type %d has %d bytes, at most 255", e.Type, len(e.Data))
+		}
+		b = append(b, e.Type, byte(len(e.Data)))
+		b = append(b, e.Data...)
+	}
+	return b, nil
+}
+
+// FindExtension returns the data of the first extension of type typ
+// (later ones are ignored, rend-spec-v3 3.1.1).
+func FindExtension(exts []Extension, typ uint8) ([]byte, bool) {
+	for _, e := range exts {
+		if e.Type == typ {
+			return e.Data, true
+		}
+	}
+	return nil, false
+}
+
+// Link specifier sizes for basic validity checks (tor-spec 5.1.2).
+var linkSpecLen = map[cell.LinkSpecType]int{
+	cell.LinkSpecIPv4: 6, cell.LinkSpecIPv6: 18, cell.LinkSpecLegacyID: 20, cell.LinkSpecEd25519: 32,
+}
+
+// AppendLinkSpecs appends a link specifier block (NSPEC, then each
+// LSTYPE | LSLEN | LSPEC; rend-spec-v3 0.4).
+func AppendLinkSpecs(b []byte, specs []cell.LinkSpec) ([]byte, error) {
+	if len(specs) > 255 {
+		return nil, fmt.Errorf("%d link specifiers, at most 255", len(specs))
+	}
+	b = append(b, byte(len(specs)))
+	for _, s := range specs {
+		if len(s.Data) > 255 {
+			return nil, fmt.Errorf("link specifier type %d has %d bytes", s.Type, len(s.Data))
+		}
+		b = append(b, byte(s.Type), byte(len(s.Data)))
+		b = append(b, s.Data...)
+	}
+	return b, nil
+}
+
+// ParseLinkSpecs parses a link specifier block at the start of b and
+// returns the specifiers (Data aliases b) and the bytes after the block.
+// Known types must have their exact size; unknown types are kept verbatim.
+func ParseLinkSpecs(b []byte) ([]cell.LinkSpec, []byte, error) {
+	r := &reader{what: "link specifiers", b: b}
+	specs := r.linkSpecs()
+	if r.err != nil {
+		return nil, nil, r.err
+	}
+	return specs, b[r.off:], nil
+}
+
+func (r *reader) linkSpecs() []cell.LinkSpec {
+	n := int(r.u8("NSPEC"))
+	specs := make([]cell.LinkSpec, 0, n)
+	for i := 0; i < n && r.err == nil; i++ {
+		typ := cell.LinkSpecType(r.u8("LSTYPE"))
+		l := int(r.u8("LSLEN"))
+		if want, ok := linkSpecLen[typ]; ok && l != want && r.err == nil {
+			r.fail("link specifier %d of type %v has length %d, want %d", i, typ, l, want)
+			return nil
+		}
+		d := r.bytes(l, fmt.Sprintf("link specifier %d", i))
+		if r.err == nil {
+			specs = append(specs, cell.LinkSpec{Type: typ, Data: d})
+		}
+	}
+	return specs
+}
+
+// EstablishIntro is an ESTABLISH_INTRO body (rend-spec-v3 3.1.1).
+type EstablishIntro struct {
+	AuthKey    ed25519.PublicKey
+	Extensions []Extension
+	// HandshakeAuth and Signature are set by ParseEstablishIntro.
+	HandshakeAuth [handshakeAuthLen]byte
+	Signature     []byte
+	// signed is the part covered by HANDSHAKE_AUTH (for verification).
+	macced []byte
+	signed []byte
+}
+
+// DoSParam is one parameter of the DoS defense extension.
+type DoSParam struct {
+	Type  uint8 // 1: INTRO2 rate per second, 2: burst per second
+	Value uint64
+}
+
+// DoSExtension encodes the ESTABLISH_INTRO DoS defense extension
+// (rend-spec-v3 3.1.1.1).
+func DoSExtension(params []DoSParam) Extension {
+	d := []byte{byte(len(params))}
+	for _, p := range params {
+		d = append(d, p.Type)
+		d = binary.BigEndian.AppendUint64(d, p.Value)
+	}
+	return Extension{Type: ExtDoSParams, Data: d}
+}
+
+// BuildEstablishIntro encodes and authenticates an ESTABLISH_INTRO body:
+// HANDSHAKE_AUTH = MAC(KH, fields before it) where kh is the circuit's KH
+// from the ntor handshake with the introduction point, and SIG is the
+// auth key's signature of "Tor establish-intro cell v1" | everything up to
+// and including HANDSHAKE_AUTH.
+func BuildEstablishIntro(authKey ed25519.PrivateKey, exts []Extension, kh []byte) ([]byte, error) {
+	pub := authKey.Public().(ed25519.PublicKey)
+	b := []byte{AuthKeyTypeEd25519}
+	b = binary.BigEndian.AppendUint16(b, uint16(len(pub)))
+	b = append(b, pub...)
+	b, err := appendExtensions(b, exts)
+	if err != nil {
+		return nil, fmt.Errorf("build ESTABLISH_INTRO: %w", err)
+	}
+	m := hsntor.MAC(kh, b)
+	b = append(b, m[:]...)
+	sig := ed25519.Sign(authKey, append([]byte(establishIntroSigPrefix), b...))
+	b = binary.BigEndian.AppendUint16(b, uint16(len(sig)))
+	b = append(b, sig...)
+	if len(b) > MaxBodyLen {
+		return nil, fmt.Errorf("build ESTABLISH_INTRO: %d bytes, at most %d", len(b), MaxBodyLen)
+	}
+	return b, nil
+}
+
+// ParseEstablishIntro parses an ESTABLISH_INTRO body (as an introduction
+// point would; used by tests and tools). Check it with Verify.
+func ParseEstablishIntro(b []byte) (*EstablishIntro, error) {
+	r := &reader{what: "ESTABLISH_INTRO", b: b}
+	typ := r.u8("AUTH_KEY_TYPE")
+	if r.err == nil && typ != AuthKeyTypeEd25519 {
+		r.fail("AUTH_KEY_TYPE %d, want %d", typ, AuthKeyTypeEd25519)
+	}
+	l := int(r.u16("AUTH_KEY_LEN"))
+	if r.err == nil && l != ed25519.PublicKeySize {
+		r.fail("AUTH_KEY_LEN %d, want 32", l)
+	}
+	e := &EstablishIntro{AuthKey: ed25519.PublicKey(r.bytes(l, "AUTH_KEY"))}
+	e.Extensions = r.extensions()
+	e.macced = b[:r.off]
+	copy(e.HandshakeAuth[:], r.bytes(handshakeAuthLen, "HANDSHAKE_AUTH"))
+	e.signed = b[:r.off]
+	sl := int(r.u16("SIG_LEN"))
+	e.Signature = r.bytes(sl, "SIG")
+	if r.err != nil {
+		return nil, r.err
+	}
+	return e, nil
+}
+
+// Verify checks HANDSHAKE_AUTH against the circuit's KH and the signature
+// by AuthKey.
+func (e *EstablishIntro) Verify(kh []byte) error {
+	if m := hsntor.MAC(kh, e.macced); m != e.HandshakeAuth {
+		return fmt.Errorf("%w: HANDSHAKE_AUTH mismatch", ErrSignature)
+	}
+	if len(e.Signature) != ed25519.SignatureSize ||
+		!ed25519.Verify(e.AuthKey, append([]byte(establishIntroSigPrefix), e.signed...), e.Signature) {
+		return fmt.Errorf("%w: bad signature", ErrSignature)
+	}
+	return nil
+}
+
+// ParseIntroEstablished parses an INTRO_ESTABLISHED body (rend-spec-v3
+// 3.1.3); an empty body is accepted as no extensions.
+func ParseIntroEstablished(b []byte) ([]Extension, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	r := &reader{what: "INTRO_ESTABLISHED", b: b}
+	exts := r.extensions()
+	return exts, r.err
+}
+
+// BuildIntroEstablished encodes an INTRO_ESTABLISHED body.
+func BuildIntroEstablished(exts []Extension) ([]byte, error) {
+	return appendExtensions(nil, exts)
+}
