@@ -88,7 +88,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 
-	return runTor(cfg, stdout, stderr)
+	return runTor(cfg, func(l *torlog.Logger) (*config.Config, error) { return loadConfig(cl, l) }, stdout, stderr)
 }
 
 // loadConfig is the configuration step: read the defaults file, the

@@ -11,7 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sync"
+	"slices"
 	"syscall"
 
 	"tinytor/socks"
@@ -64,13 +64,16 @@ func openLogs(cfg *config.Config, stdout, stderr io.Writer) (*torlog.Logger, fun
 }
 
 // runTor runs the client and its listeners until a SIGINT or SIGTERM.
-func runTor(cfg *config.Config, stdout, stderr io.Writer) int {
+// SIGHUP reloads the torrc with reload: listeners that appeared open,
+// ones that vanished close, and a torrc that does not load leaves
+// everything as it was (with the reason logged), as in C tor.
+func runTor(cfg *config.Config, reload func(*torlog.Logger) (*config.Config, error), stdout, stderr io.Writer) int {
 	log, closeLogs, err := openLogs(cfg, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "tinytor: %v\n", err)
 		return exitConfig
 	}
-	defer closeLogs()
+	defer func() { closeLogs() }()
 	log.Noticef("tinytor %s (Tor protocol client) starting.", version)
 
 	for _, d := range []string{cfg.DataDirectory, cfg.CacheDirectory} {
@@ -96,39 +99,112 @@ func runTor(cfg *config.Config, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	var wg sync.WaitGroup
-	var servers []*socks.Server
-	for _, sp := range cfg.SocksPorts {
-		srv, ln, err := listenSocks(cfg, sp, client, log)
-		if err != nil {
-			log.Errf("Failed to open SocksPort %s: %v", sp.Listener, err)
+	ls := &socksListeners{client: client, log: log, open: map[string]*socksListener{}}
+	defer ls.closeAll()
+	if err := ls.apply(ctx, cfg); err != nil {
+		log.Errf("%v", err)
+		return exitRuntime
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	runDone := make(chan error, 1)
+	go func() { runDone <- client.Run(ctx) }()
+	for {
+		select {
+		case err := <-runDone:
 			stop()
-			wg.Wait()
-			return exitRuntime
+			if err != nil {
+				log.Errf("%v", err)
+				return exitRuntime
+			}
+			log.Noticef("Clean shutdown finished. Exiting.")
+			return exitOK
+		case <-hup:
+			log.Noticef("Received reload signal (hup). Reloading config and resetting internal state.")
+			nc, err := reload(log)
+			if err != nil {
+				log.Warnf("Restoring previous configuration: the new torrc is not valid: %v", err)
+				continue
+			}
+			nlog, ncloseLogs, err := openLogs(nc, stdout, stderr)
+			if err != nil {
+				log.Warnf("Restoring previous configuration: %v", err)
+				continue
+			}
+			closeLogs()
+			closeLogs = ncloseLogs
+			log.SetSinks(nlog.Sinks()...)
+			client.Reconfigure(nc)
+			if err := ls.apply(ctx, nc); err != nil {
+				log.Warnf("%v", err)
+			}
 		}
-		log.Noticef("Opened Socks listener connection (ready) on %s", ln.Addr())
-		servers = append(servers, srv)
-		wg.Add(1)
+	}
+}
+
+// socksListener is one open SocksPort.
+type socksListener struct {
+	conf config.SocksPort
+	srv  *socks.Server
+	done chan struct{}
+}
+
+// socksListeners keeps the open SocksPorts in step with the torrc.
+type socksListeners struct {
+	client *tor.Client
+	log    *torlog.Logger
+	open   map[string]*socksListener // by listener address
+	policy config.Policy
+}
+
+// apply opens the SocksPorts cfg names that are not open, closes the
+// ones it no longer names, and reopens ones whose flags changed.
+func (ls *socksListeners) apply(ctx context.Context, cfg *config.Config) error {
+	want := map[string]config.SocksPort{}
+	for _, sp := range cfg.SocksPorts {
+		want[sp.Listener.String()] = sp
+	}
+	policyChanged := !slices.Equal(ls.policy, cfg.SocksPolicy)
+	ls.policy = cfg.SocksPolicy
+	for key, l := range ls.open {
+		if sp, ok := want[key]; ok && sp == l.conf && !policyChanged {
+			continue
+		}
+		l.srv.Close()
+		<-l.done
+		delete(ls.open, key)
+		ls.log.Noticef("Closing no-longer-configured Socks listener on %s", key)
+	}
+	var errs []error
+	for key, sp := range want {
+		if ls.open[key] != nil {
+			continue
+		}
+		srv, ln, err := listenSocks(cfg, sp, ls.client, ls.log)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("Failed to open SocksPort %s: %w", key, err))
+			continue
+		}
+		l := &socksListener{conf: sp, srv: srv, done: make(chan struct{})}
+		ls.open[key] = l
 		go func() {
-			defer wg.Done()
-			if err := srv.Serve(ctx, ln); err != nil && ctx.Err() == nil {
-				log.Warnf("Socks listener on %s failed: %v", ln.Addr(), err)
+			defer close(l.done)
+			if err := srv.Serve(ctx, ln); err != nil && ctx.Err() == nil && !errors.Is(err, socks.ErrClosed) {
+				ls.log.Warnf("Socks listener on %s failed: %v", ln.Addr(), err)
 			}
 		}()
 	}
+	return errors.Join(errs...)
+}
 
-	runErr := client.Run(ctx)
-	stop()
-	for _, s := range servers {
-		s.Close()
+func (ls *socksListeners) closeAll() {
+	for key, l := range ls.open {
+		l.srv.Close()
+		<-l.done
+		delete(ls.open, key)
 	}
-	wg.Wait()
-	if runErr != nil {
-		log.Errf("%v", runErr)
-		return exitRuntime
-	}
-	log.Noticef("Clean shutdown finished. Exiting.")
-	return exitOK
 }
 
 // listenSocks opens one SocksPort.

@@ -45,12 +45,12 @@ func linkIdentity(n *path.Node) link.Identity {
 
 // pathOptions turns the torrc into path-selection rules.
 func (c *Client) pathOptions() *path.Options {
-	return &path.Options{EnforceDistinctSubnets: c.torrc.EnforceDistinctSubnets}
+	return &path.Options{EnforceDistinctSubnets: c.conf().EnforceDistinctSubnets}
 }
 
 // buildTimeout is how long one circuit build may take.
 func (c *Client) buildTimeout() time.Duration {
-	if t := c.torrc.CircuitBuildTimeout; t > 0 {
+	if t := c.conf().CircuitBuildTimeout; t > 0 {
 		return t
 	}
 	return 60 * time.Second

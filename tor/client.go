@@ -47,7 +47,7 @@ type Stats struct {
 
 // Client is a Tor client. Create it with New and start it with Run.
 type Client struct {
-	torrc *config.Config
+	torrc atomic.Pointer[config.Config]
 	log   *torlog.Logger
 	now   func() time.Time
 	pool  *cell.Pool
@@ -76,7 +76,6 @@ func New(cfg Config) (*Client, error) {
 		return nil, errors.New("tor: no configuration")
 	}
 	c := &Client{
-		torrc: cfg.Torrc,
 		log:   cfg.Log,
 		now:   cfg.Now,
 		pool:  cell.NewPool(1024),
@@ -88,6 +87,7 @@ func New(cfg Config) (*Client, error) {
 	if c.now == nil {
 		c.now = time.Now
 	}
+	c.torrc.Store(cfg.Torrc)
 	c.boot = newBootstrapReporter(c.log)
 	store := cfg.Cache
 	if store == nil {
@@ -110,6 +110,15 @@ func New(cfg Config) (*Client, error) {
 	}
 	return c, nil
 }
+
+// conf returns the configuration in force.
+func (c *Client) conf() *config.Config { return c.torrc.Load() }
+
+// Reconfigure applies a reloaded torrc (SIGHUP, SETCONF). Options read
+// when they are used (path rules, timeouts, dirtiness) take effect for
+// the next circuit; the directory authorities take effect at the next
+// fetch.
+func (c *Client) Reconfigure(cfg *config.Config) { c.torrc.Store(cfg) }
 
 // Status returns the bootstrap status.
 func (c *Client) Status() BootstrapStatus { return c.boot.current() }

@@ -63,7 +63,7 @@ func (d *netDir) missingMicrodescs() [][32]byte {
 // v3Authorities returns the v3 identities that must sign the consensus.
 func (c *Client) v3Authorities() [][20]byte {
 	var ids [][20]byte
-	for _, a := range c.torrc.Authorities() {
+	for _, a := range c.conf().Authorities() {
 		if a.IsV3() {
 			ids = append(ids, a.V3Ident)
 		}
@@ -131,7 +131,7 @@ func (c *Client) dirSources() []dirSource {
 			}
 		}
 	}
-	for _, a := range c.torrc.Authorities() {
+	for _, a := range c.conf().Authorities() {
 		if a.ORPort == 0 || !a.IsV3() {
 			continue
 		}
@@ -141,7 +141,7 @@ func (c *Client) dirSources() []dirSource {
 			id:   link.Identity{RSA: a.Fingerprint},
 		})
 	}
-	for _, f := range c.torrc.Fallbacks() {
+	for _, f := range c.conf().Fallbacks() {
 		boot = append(boot, dirSource{
 			name: "fallback directory " + f.Addr.String(),
 			addr: netip.AddrPortFrom(f.Addr, f.ORPort),
@@ -178,7 +178,7 @@ func (c *Client) updateDirectory(ctx context.Context, needConsensus bool) error 
 			return ctx.Err()
 		}
 		lastErr = err
-		c.boot.problem(fmt.Sprintf("directory fetch from %s (%s) failed: %v", src.name, src.addr, err))
+		c.log.Infof("Directory fetch from %s (%s) failed: %v", src.name, src.addr, err)
 	}
 	return fmt.Errorf("every directory source failed; last: %w", lastErr)
 }

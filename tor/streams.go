@@ -293,7 +293,7 @@ func reverseName(a netip.Addr) string {
 
 // dirtiness is MaxCircuitDirtiness.
 func (c *Client) dirtiness() time.Duration {
-	if d := c.torrc.MaxCircuitDirtiness; d > 0 {
+	if d := c.conf().MaxCircuitDirtiness; d > 0 {
 		return d
 	}
 	return 10 * time.Minute

@@ -151,3 +151,10 @@ func (l *Logger) Warnf(format string, args ...any) { l.Logf(Warn, format, args..
 
 // Errf logs at err severity.
 func (l *Logger) Errf(format string, args ...any) { l.Logf(Err, format, args...) }
+
+// Sinks returns a copy of the logger's sinks.
+func (l *Logger) Sinks() []Sink {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]Sink(nil), l.sinks...)
+}
