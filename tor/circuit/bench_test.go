@@ -23,6 +23,7 @@ func newReceiveRig(tb testing.TB) *receiveRig {
 	r1 := newFakeRelayKeys(tb, 1)
 	f := newFakeNet(tb, r1)
 	pool := cell.NewPool(1024)
+	pool.Preallocate()
 	f.pool = pool
 	ctx := context.Background()
 	c, err := CreateFast(ctx, f, Config{Pool: pool})
@@ -72,5 +73,21 @@ func TestReceiveAllocs(t *testing.T) {
 	// 1000 cells: crosses circuit and stream SENDME points many times.
 	if a := testing.AllocsPerRun(1000, func() { r.one(t) }); a != 0 {
 		t.Fatalf("%v allocations per received DATA cell, want 0", a)
+	}
+}
+
+func TestSendAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	r := newReceiveRig(t)
+	// 400 cells stay within the stream window (the rig's relay sends no
+	// SENDMEs) and cross four circuit SENDME digest records.
+	if a := testing.AllocsPerRun(400, func() {
+		if _, err := r.s.Write(r.data); err != nil {
+			t.Fatal(err)
+		}
+	}); a != 0 {
+		t.Fatalf("%v allocations per sent DATA cell, want 0", a)
 	}
 }

@@ -116,7 +116,10 @@ type hop struct {
 	layer *relaycrypto.Layer
 	// Outbound state, guarded by Circuit.mu.
 	packageWindow int
-	sentDigests   [][sendmeDigestLen]byte // digests the next SENDMEs must carry
+	// Digests the next circuit SENDMEs must carry, oldest first: a ring
+	// with room for a whole window's worth (one per CircWindowInc cells).
+	sentDigests            [CircWindowStart / CircWindowInc][sendmeDigestLen]byte
+	sentHead, sentDigestsN int
 	// Inbound state, owned by the circuit goroutine.
 	deliverWindow int
 }
@@ -518,11 +521,12 @@ func (c *Circuit) handleCircSendme(hopIdx int, body []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	h := c.hops[hopIdx]
-	if len(h.sentDigests) == 0 || h.packageWindow+CircWindowInc > CircWindowStart {
+	if h.sentDigestsN == 0 || h.packageWindow+CircWindowInc > CircWindowStart {
 		return fmt.Errorf("unexpected circuit SENDME from hop %d: %w", hopIdx+1, ErrProtocol)
 	}
-	want := h.sentDigests[0]
-	h.sentDigests = h.sentDigests[1:]
+	want := h.sentDigests[h.sentHead]
+	h.sentHead = (h.sentHead + 1) % len(h.sentDigests)
+	h.sentDigestsN--
 	if version == 1 && subtle.ConstantTimeCompare(want[:], digest) != 1 {
 		return fmt.Errorf("circuit SENDME from hop %d carries the wrong digest: %w", hopIdx+1, ErrProtocol)
 	}
@@ -577,9 +581,11 @@ func (c *Circuit) sendLocked(hopIdx int, cmd cell.RelayCommand, sid uint16, data
 		if (h.packageWindow-1)%CircWindowInc == 0 {
 			// The hop answers this cell with a SENDME carrying the
 			// digest as it stands now (tor-spec 7.3).
-			var d [relaycrypto.SendmeDigestLen]byte
-			h.layer.ForwardDigest(&d)
-			h.sentDigests = append(h.sentDigests, d)
+			// At most one digest per CircWindowInc cells of the window
+			// is outstanding, so the ring cannot overflow.
+			i := (h.sentHead + h.sentDigestsN) % len(h.sentDigests)
+			h.layer.ForwardDigest(&h.sentDigests[i])
+			h.sentDigestsN++
 		}
 		h.packageWindow--
 	}
