@@ -2,9 +2,13 @@ package tor
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 
 	"tinytor/tor/circuit"
 	"tinytor/tor/link"
@@ -33,7 +37,7 @@ func newChanManager(c *Client) *chanManager {
 // get returns an open channel to the relay with identity id at addr,
 // dialing one if there is none. Concurrent callers for one relay share a
 // single dial.
-func (m *chanManager) get(ctx context.Context, addr netip.AddrPort, id link.Identity) (*link.Channel, error) {
+func (m *chanManager) get(ctx context.Context, addr netip.AddrPort, id link.Identity, nickname string) (*link.Channel, error) {
 	m.mu.Lock()
 	if ch := m.open[id.RSA]; ch != nil {
 		select {
@@ -57,14 +61,7 @@ func (m *chanManager) get(ctx context.Context, addr netip.AddrPort, id link.Iden
 	m.pending[id.RSA] = p
 	m.mu.Unlock()
 
-	p.ch, p.err = link.Dial(ctx, addr.String(), id, link.Config{
-		Log:  m.c.log,
-		Now:  m.c.now,
-		Pool: m.c.pool,
-	})
-	if p.err != nil {
-		p.err = fmt.Errorf("connecting to relay %s at %s: %w", id, addr, p.err)
-	}
+	p.ch, p.err = m.dial(ctx, addr, id, nickname)
 	m.mu.Lock()
 	delete(m.pending, id.RSA)
 	if p.err == nil {
@@ -102,3 +99,56 @@ type circChannel struct{ *link.Channel }
 
 // OpenCircuit registers h for a new circuit ID on the channel.
 func (c circChannel) OpenCircuit(h circuit.Handler) (uint32, error) { return c.Channel.OpenCircuit(h) }
+
+// dial opens a channel, counting its bytes and reporting ORCONN events.
+func (m *chanManager) dial(ctx context.Context, addr netip.AddrPort, id link.Identity, nickname string) (*link.Channel, error) {
+	ev := m.c.events
+	info := ChannelInfo{ID: ev.newID(), Relay: RelayRef{ID: id.RSA, Nickname: nickname}, Addr: addr.String(), Status: "LAUNCHED"}
+	ev.channel(info)
+	fail := func(err error) (*link.Channel, error) {
+		info.Status, info.Reason = "FAILED", orconnReason(err)
+		ev.channel(info)
+		return nil, fmt.Errorf("connecting to relay %s at %s: %w", id, addr, err)
+	}
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", addr.String())
+	if err != nil {
+		return fail(err)
+	}
+	conn := countingConn{Conn: raw, read: &ev.bytesRead, written: &ev.bytesWritten}
+	ch, err := link.Client(ctx, conn, id, link.Config{Log: m.c.log, Now: m.c.now, Pool: m.c.pool})
+	if err != nil {
+		raw.Close()
+		return fail(err)
+	}
+	info.Status = "CONNECTED"
+	ev.channel(info)
+	go func() {
+		<-ch.Done()
+		info.Status, info.Reason = "CLOSED", "DONE"
+		if err := ch.Err(); err != nil && !errors.Is(err, link.ErrClosed) {
+			info.Reason = orconnReason(err)
+		}
+		ev.channel(info)
+	}()
+	return ch, nil
+}
+
+// orconnReason maps a channel error to a control-spec ORCONN reason.
+func orconnReason(err error) string {
+	switch {
+	case errors.Is(err, link.ErrWrongIdentity):
+		return "IDENTITY"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "TIMEOUT"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "CONNECTREFUSED"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "CONNECTRESET"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "NOROUTE"
+	case errors.Is(err, io.EOF):
+		return "DONE"
+	}
+	return "MISC"
+}

@@ -2,6 +2,7 @@ package tor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -59,42 +60,59 @@ func (c *Client) buildTimeout() time.Duration {
 // BuildCircuit builds a three-hop circuit whose exit allows every port in
 // ports (any exit if none are given).
 func (c *Client) BuildCircuit(ctx context.Context, ports ...uint16) (*circuit.Circuit, error) {
-	circ, _, err := c.buildCircuitHops(ctx, ports...)
-	return circ, err
+	b, err := c.buildExit(ctx, ports...)
+	if err != nil {
+		return nil, err
+	}
+	return b.Circuit, nil
 }
 
-// buildCircuitHops is BuildCircuit that also returns the path.
-func (c *Client) buildCircuitHops(ctx context.Context, ports ...uint16) (*circuit.Circuit, []*path.Node, error) {
+// buildExit builds a general-purpose exit circuit.
+func (c *Client) buildExit(ctx context.Context, ports ...uint16) (*builtCircuit, error) {
 	d := c.currentDir()
 	if !d.enough() {
-		return nil, nil, fmt.Errorf("building a circuit: %w", ErrNotBootstrapped)
+		return nil, fmt.Errorf("building a circuit: %w", ErrNotBootstrapped)
 	}
 	var hops []*path.Node
 	var err error
 	c.withRand(func(r *rand.Rand) { hops, err = d.paths.Choose(r, c.pathOptions(), nil, ports...) })
 	if err != nil {
 		c.circuitsFailed.Add(1)
-		return nil, nil, fmt.Errorf("choosing a path: %w", err)
+		return nil, fmt.Errorf("choosing a path: %w", err)
 	}
-	circ, err := c.buildPath(ctx, hops)
+	b, err := c.buildPath(ctx, hops, "GENERAL")
 	if err != nil {
 		c.circuitsFailed.Add(1)
-		return nil, nil, err
+		return nil, err
 	}
 	c.circuitsBuilt.Add(1)
-	return circ, hops, nil
+	return b, nil
+}
+
+// builtCircuit is a circuit with the identifier the control port shows.
+type builtCircuit struct {
+	*circuit.Circuit
+	id   uint64
+	hops []*path.Node
 }
 
 // buildPath creates a circuit through hops, reporting the bootstrap
-// phases of the first circuit.
-func (c *Client) buildPath(ctx context.Context, hops []*path.Node) (*circuit.Circuit, error) {
+// phases of the first circuit and CIRC events.
+func (c *Client) buildPath(ctx context.Context, hops []*path.Node, purpose string) (*builtCircuit, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.buildTimeout())
 	defer cancel()
+	info := CircuitInfo{ID: c.events.newID(), Status: "LAUNCHED", Purpose: purpose, Created: c.now()}
+	c.events.circuit(info)
+	fail := func(err error) (*builtCircuit, error) {
+		info.Status, info.Reason = "FAILED", circReason(err)
+		c.events.circuit(info)
+		return nil, err
+	}
 	guard := hops[0]
 	c.boot.reach(PhaseAPConn)
-	ch, err := c.chans.get(ctx, guard.ORAddrPort(), linkIdentity(guard))
+	ch, err := c.chans.get(ctx, guard.ORAddrPort(), linkIdentity(guard), guard.Nickname)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	c.boot.reach(PhaseAPConnDone)
 	c.boot.reach(PhaseAPHandshake)
@@ -102,16 +120,43 @@ func (c *Client) buildPath(ctx context.Context, hops []*path.Node) (*circuit.Cir
 	c.boot.reach(PhaseCircuitCreate)
 	circ, err := circuit.Create(ctx, circChannel{ch}, hopInfo(guard), c.circuitConfig())
 	if err != nil {
-		return nil, fmt.Errorf("CREATE2 to %s (%X): %w", guard.Nickname, guard.Identity, err)
+		return fail(fmt.Errorf("CREATE2 to %s (%X): %w", guard.Nickname, guard.Identity, err))
 	}
+	info.Path = append(info.Path, RelayRef{ID: guard.Identity, Nickname: guard.Nickname})
 	for _, h := range hops[1:] {
+		info.Status = "EXTENDED"
+		c.events.circuit(info)
 		if err := circ.Extend(ctx, hopInfo(h)); err != nil {
 			circ.Close()
-			return nil, fmt.Errorf("extending to %s (%X): %w", h.Nickname, h.Identity, err)
+			return fail(fmt.Errorf("extending to %s (%X): %w", h.Nickname, h.Identity, err))
 		}
+		info.Path = append(info.Path, RelayRef{ID: h.Identity, Nickname: h.Nickname})
 	}
-	c.log.Infof("Circuit %d built through %s", circ.ID(), describePath(hops))
-	return circ, nil
+	info.Status, info.BuildTime = "BUILT", c.now().Sub(info.Created)
+	c.events.circuit(info)
+	c.log.Infof("Circuit %d built through %s", info.ID, describePath(hops))
+	go func() {
+		<-circ.Done()
+		info.Status, info.Reason = "CLOSED", circReason(circ.Err())
+		c.events.circuit(info)
+	}()
+	return &builtCircuit{Circuit: circ, id: info.ID, hops: hops}, nil
+}
+
+// circReason maps a circuit error to a control-spec CIRC reason.
+func circReason(err error) string {
+	var de *circuit.DestroyedError
+	switch {
+	case err == nil, errors.Is(err, circuit.ErrClosed):
+		return "FINISHED"
+	case errors.As(err, &de):
+		return "DESTROYED"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "TIMEOUT"
+	case errors.Is(err, circuit.ErrProtocol):
+		return "TORPROTOCOL"
+	}
+	return "CONNECTFAILED"
 }
 
 func describePath(hops []*path.Node) string {

@@ -47,13 +47,14 @@ type Stats struct {
 
 // Client is a Tor client. Create it with New and start it with Run.
 type Client struct {
-	torrc atomic.Pointer[config.Config]
-	log   *torlog.Logger
-	now   func() time.Time
-	pool  *cell.Pool
-	boot  *bootstrapReporter
-	cache *dir.Cache
-	chans *chanManager
+	torrc  atomic.Pointer[config.Config]
+	log    *torlog.Logger
+	now    func() time.Time
+	pool   *cell.Pool
+	boot   *bootstrapReporter
+	cache  *dir.Cache
+	chans  *chanManager
+	events *events
 
 	rngMu sync.Mutex
 	rng   *rand.Rand
@@ -88,7 +89,9 @@ func New(cfg Config) (*Client, error) {
 		c.now = time.Now
 	}
 	c.torrc.Store(cfg.Torrc)
+	c.events = newEvents()
 	c.boot = newBootstrapReporter(c.log)
+	c.boot.subscribe(func(s BootstrapStatus) { c.events.publish(s) })
 	store := cfg.Cache
 	if store == nil {
 		if cfg.Torrc.CacheDirectory == "" {

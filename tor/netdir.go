@@ -113,6 +113,7 @@ func (c *Client) loadCachedDir() bool {
 // dirSource is a relay that serves directory documents over BEGIN_DIR.
 type dirSource struct {
 	name string
+	nick string
 	addr netip.AddrPort
 	id   link.Identity
 }
@@ -127,7 +128,7 @@ func (c *Client) dirSources() []dirSource {
 		for i := range d.consensus.Relays {
 			r := &d.consensus.Relays[i]
 			if r.Flags.Has(dir.FlagV2Dir) && r.Flags.Has(dir.FlagRunning) && r.ORPort != 0 {
-				caches = append(caches, dirSource{name: r.Nickname, addr: r.ORAddrPort(), id: link.Identity{RSA: r.Identity}})
+				caches = append(caches, dirSource{name: "directory cache " + r.Nickname, nick: r.Nickname, addr: r.ORAddrPort(), id: link.Identity{RSA: r.Identity}})
 			}
 		}
 	}
@@ -137,6 +138,7 @@ func (c *Client) dirSources() []dirSource {
 		}
 		boot = append(boot, dirSource{
 			name: "directory authority " + a.Nickname,
+			nick: a.Nickname,
 			addr: netip.AddrPortFrom(a.Addr.Addr(), a.ORPort),
 			id:   link.Identity{RSA: a.Fingerprint},
 		})
@@ -188,7 +190,7 @@ func (c *Client) fetchFrom(ctx context.Context, src dirSource, needConsensus boo
 	ctx, cancel := context.WithTimeout(ctx, dirFetchTimeout)
 	defer cancel()
 	c.boot.reach(PhaseConn)
-	ch, err := c.chans.get(ctx, src.addr, src.id)
+	ch, err := c.chans.get(ctx, src.addr, src.id, src.nick)
 	if err != nil {
 		return err
 	}

@@ -75,9 +75,9 @@ func (c *Client) bootstrap(ctx context.Context, cached bool) error {
 	for attempt := 0; ; attempt++ {
 		// The first circuit proves that the network works; it is kept as
 		// a clean circuit for the first stream.
-		circ, hops, err := c.buildCircuitHops(ctx)
+		b, err := c.buildExit(ctx)
 		if err == nil {
-			c.circs.add(&exitCirc{circ: circ, exit: hops[len(hops)-1]})
+			c.circs.add(&exitCirc{circ: b.Circuit, id: b.id, exit: b.hops[len(b.hops)-1]})
 			break
 		}
 		if ctx.Err() != nil {

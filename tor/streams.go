@@ -33,6 +33,7 @@ func (e *StreamError) Unwrap() error { return e.Err }
 // exitCirc is a circuit kept for streams.
 type exitCirc struct {
 	circ *circuit.Circuit
+	id   uint64 // as the control port shows it
 	exit *path.Node
 	// iso is the isolation key of the streams the circuit carries; it is
 	// set by the first stream (a clean circuit has none).
@@ -159,11 +160,11 @@ func (c *Client) NewNym() {
 
 // buildExitCirc builds a circuit for port and adds it to the pool.
 func (c *Client) buildExitCirc(ctx context.Context, port uint16) (*exitCirc, error) {
-	circ, hops, err := c.buildCircuitHops(ctx, port)
+	b, err := c.buildExit(ctx, port)
 	if err != nil {
 		return nil, err
 	}
-	e := &exitCirc{circ: circ, exit: hops[len(hops)-1]}
+	e := &exitCirc{circ: b.Circuit, id: b.id, exit: b.hops[len(b.hops)-1]}
 	c.circs.add(e)
 	return e, nil
 }
@@ -177,6 +178,8 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 	}
 	c.notePort(port)
 	target := net.JoinHostPort(host, fmt.Sprint(port))
+	info := StreamInfo{ID: c.events.newID(), Status: "NEW", Target: target}
+	c.events.stream(info)
 	avoid := map[*exitCirc]bool{}
 	var lastErr error
 	var lastReason cell.EndReason
@@ -194,9 +197,13 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 			}
 			c.circs.take(c.now(), c.dirtiness(), port, iso, avoid)
 		}
+		info.Status, info.CircID = "SENTCONNECT", e.id
+		c.events.stream(info)
 		st, err := e.circ.OpenStream(ctx, host, port, 0)
 		if err == nil {
-			return &poolStream{Stream: st, pool: &c.circs, circ: e}, nil
+			info.Status = "SUCCEEDED"
+			c.events.stream(info)
+			return &poolStream{Stream: st, pool: &c.circs, circ: e, info: info, events: c.events}, nil
 		}
 		c.circs.release(e)
 		avoid[e] = true
@@ -214,6 +221,13 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 			break
 		}
 	}
+	info.Status, info.Reason = "FAILED", "MISC"
+	if lastReason != 0 {
+		info.Reason = lastReason.String()
+	} else if ctx.Err() != nil {
+		info.Reason = "TIMEOUT"
+	}
+	c.events.stream(info)
 	return nil, &StreamError{Target: target, Reason: lastReason, Err: lastErr}
 }
 
@@ -302,14 +316,20 @@ func (c *Client) dirtiness() time.Duration {
 // poolStream is a stream that gives its circuit back when closed.
 type poolStream struct {
 	*circuit.Stream
-	pool *circPool
-	circ *exitCirc
-	once sync.Once
+	pool   *circPool
+	circ   *exitCirc
+	info   StreamInfo
+	events *events
+	once   sync.Once
 }
 
 // Close ends the stream and releases its circuit.
 func (s *poolStream) Close() error {
 	err := s.Stream.Close()
-	s.once.Do(func() { s.pool.release(s.circ) })
+	s.once.Do(func() {
+		s.pool.release(s.circ)
+		s.info.Status, s.info.Reason = "CLOSED", "DONE"
+		s.events.stream(s.info)
+	})
 	return err
 }
