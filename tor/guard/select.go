@@ -90,8 +90,8 @@ type Handle struct {
 //     is UsableOnCompletion;
 //  2. else the first confirmed guard not known to be down and not already
 //     being tried;
-//  3. else the first usable filtered guard in sample order (the sample
-//     grows if it has too few);
+//  3. else the first usable filtered guard in sample order not already
+//     being tried (the sample grows if it has too few);
 //
 // in cases 2 and 3 the circuit is UsableIfNoBetterGuard. When no sampled
 // guard is usable, all are marked for retry and the choice is made again.
@@ -170,7 +170,8 @@ func (m *Manager) selectLocked(u Usage, allow func(*path.Node) bool, now time.Ti
 		return usable[m.rng.IntN(len(usable))], UsableOnCompletion
 	}
 	// 2. Confirmed guards, then 3. the usable filtered sample: the first
-	// one not already being tried, else the first one.
+	// one not already being tried (as C tor, a guard being tried is not
+	// given a second exploratory circuit).
 	for _, e := range m.sampled {
 		m.considerRetryLocked(e, now)
 	}
@@ -187,21 +188,14 @@ func (m *Manager) selectLocked(u Usage, allow func(*path.Node) bool, now time.Ti
 }
 
 // firstNonPrimary returns the first usable filtered, non-primary guard of
-// list fitting the circuit, preferring guards that are not pending.
+// list that is not already being tried and fits the circuit.
 func (m *Manager) firstNonPrimary(list []*entry, u Usage, allow func(*path.Node) bool) *entry {
-	var firstPending *entry
 	for _, e := range list {
-		if e.primary || !e.usableFiltered() || !fits(e, u, allow) {
-			continue
-		}
-		if !e.pending {
+		if !e.primary && !e.pending && e.usableFiltered() && fits(e, u, allow) {
 			return e
 		}
-		if firstPending == nil {
-			firstPending = e
-		}
 	}
-	return firstPending
+	return nil
 }
 
 // pickUnguardedLocked is Pick with UseEntryGuards 0: a bandwidth-weighted
@@ -391,7 +385,7 @@ func (m *Manager) upgradeLocked(h *Handle, now time.Time) {
 		switch o.state {
 		case Complete, WaitingForBetterGuard:
 			return
-		case UsableIfNoBetterGuard, UsableOnCompletion:
+		case UsableIfNoBetterGuard:
 			if now.Sub(o.started) <= connectTimeout {
 				return
 			}
