@@ -124,6 +124,7 @@ type relay struct {
 	md    string // microdescriptor digest (base64)
 	exit  bool
 	ntor  [32]byte
+	ed    [32]byte
 	hasMD bool
 }
 
@@ -218,6 +219,13 @@ func TestTestnet(t *testing.T) {
 		md := httpGet(t, s, auth[1], "/tor/micro/d/"+strings.TrimRight(r.md, "="))
 		s.Close()
 		for _, line := range strings.Split(string(md), "\n") {
+			if k, ok := strings.CutPrefix(line, "id ed25519 "); ok {
+				key, err := b64(strings.TrimSpace(k))
+				if err != nil || len(key) != 32 {
+					t.Fatalf("bad id ed25519 line %q", line)
+				}
+				r.ed = [32]byte(key)
+			}
 			if k, ok := strings.CutPrefix(line, "ntor-onion-key "); ok {
 				key, err := b64(strings.TrimSpace(k))
 				if err != nil || len(key) != 32 {
@@ -247,13 +255,17 @@ func TestTestnet(t *testing.T) {
 	}
 
 	// 3. A 3-hop ntor circuit: CREATE2, EXTEND2, EXTEND2.
-	gch, err := link.Dial(ctx, guard.addr.String(), link.Identity{RSA: guard.id}, link.Config{Pool: pool})
+	if guard.ed == ([32]byte{}) || exit.ed == ([32]byte{}) {
+		t.Fatal("microdescriptors without an Ed25519 identity")
+	}
+	gch, err := link.Dial(ctx, guard.addr.String(), link.Identity{RSA: guard.id, Ed25519: guard.ed}, link.Config{Pool: pool})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer gch.Close()
 	hop := func(r *relay) circuit.HopInfo {
-		return circuit.HopInfo{RSAID: r.id, NtorKey: r.ntor, Addrs: []netip.AddrPort{r.addr}}
+		// With the Ed25519 identity, so that the relays check it too.
+		return circuit.HopInfo{RSAID: r.id, Ed25519ID: r.ed, NtorKey: r.ntor, Addrs: []netip.AddrPort{r.addr}}
 	}
 	c, err := circuit.Create(ctx, chanAdapter{gch}, hop(guard), circuit.Config{Pool: pool})
 	if err != nil {
@@ -346,6 +358,21 @@ func TestTestnet(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("RESOLVE www.example.com: %+v %v", ans, err)
+	// 7. EXTEND2 with a wrong Ed25519 identity: the guard refuses, and the
+	// circuit dies with a typed error carrying the relay's reason.
+	bad, err := circuit.Create(ctx, chanAdapter{gch}, hop(guard), circuit.Config{Pool: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := hop(middle)
+	wrong.Ed25519ID[0] ^= 1
+	err = bad.Extend(ctx, wrong)
+	var de *circuit.DestroyedError
+	if !errors.As(err, &de) {
+		t.Fatalf("Extend with a wrong Ed25519 identity: %v", err)
+	}
+	t.Logf("Extend with a wrong Ed25519 identity: %v", err)
+
 	if err := c.Err(); err != nil {
 		t.Fatalf("circuit died: %v", err)
 	}
