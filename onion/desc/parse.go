@@ -1,0 +1,581 @@
+package desc
+
+import (
+	"bytes"
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"tinytor/onion/hscell"
+	"tinytor/onion/keys"
+	"tinytor/tor/cell"
+	"tinytor/tor/cert"
+	"tinytor/tor/dir/netdoc"
+)
+
+// SigPrefix is prefixed to the signed part of the outer document.
+const SigPrefix = "Tor onion service descriptor sig v3"
+
+// MaxLifetime is the longest descriptor-lifetime C tor accepts.
+const MaxLifetime = 12 * time.Hour
+
+// Outer is the verified outer document (rend-spec-v3 2.4).
+type Outer struct {
+	Lifetime time.Duration
+	// SigningKeyCert is the type 8 certificate of the descriptor signing
+	// key, signed by the blinded key.
+	SigningKeyCert *cert.Ed25519
+	// SigningKey is KP_hs_desc_sign.
+	SigningKey ed25519.PublicKey
+	// BlindedKey is KP_hs_blind_id, the key that signed the certificate.
+	BlindedKey      ed25519.PublicKey
+	RevisionCounter uint64
+	// Superencrypted is the first layer's encrypted blob.
+	Superencrypted []byte
+}
+
+func invalid(where string, err error) error {
+	return fmt.Errorf("%w: %s: %w", ErrInvalid, where, err)
+}
+
+// ParseOuter parses the outer document and verifies it as C tor does: the
+// version is 3, the lifetime at most 12 hours, the signing key certificate
+// has type 8, carries its signer (the blinded key), is correctly signed and
+// not expired at now, and the document's signature by the signing key is
+// valid. Unknown items are ignored.
+func ParseOuter(doc []byte, now time.Time) (*Outer, error) {
+	if len(doc) > MaxLen {
+		return nil, invalid("outer document", fmt.Errorf("%d bytes, at most %d", len(doc), MaxLen))
+	}
+	t := netdoc.NewTokenizer("onion service descriptor", doc)
+	o := &Outer{}
+	seen := map[string]bool{}
+	var sig []byte
+	sigStart := -1
+	first := true
+	for {
+		it, err := t.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, invalid("outer document", err)
+		}
+		kw := string(it.Keyword)
+		if first {
+			if kw != "hs-descriptor" || len(it.Args) != 1 || string(it.Args[0]) != "3" {
+				return nil, invalid("outer document", t.Errorf(&it, "does not start with \"hs-descriptor 3\""))
+			}
+			first = false
+			seen[kw] = true
+			continue
+		}
+		if sigStart >= 0 {
+			return nil, invalid("outer document", t.Errorf(&it, "item after signature"))
+		}
+		switch kw {
+		case "hs-descriptor", "descriptor-lifetime", "descriptor-signing-key-cert", "revision-counter", "superencrypted", "signature":
+			if seen[kw] {
+				return nil, invalid("outer document", t.Errorf(&it, "appears twice"))
+			}
+			seen[kw] = true
+		}
+		switch kw {
+		case "descriptor-lifetime":
+			if len(it.Args) != 1 {
+				return nil, invalid("outer document", t.Errorf(&it, "want 1 argument"))
+			}
+			m, err := strconv.ParseUint(string(it.Args[0]), 10, 32)
+			if err != nil {
+				return nil, invalid("outer document", t.Wrap(&it, err))
+			}
+			o.Lifetime = time.Duration(m) * time.Minute
+			if o.Lifetime > MaxLifetime {
+				return nil, invalid("outer document", t.Errorf(&it, "lifetime %d minutes is over %v", m, MaxLifetime))
+			}
+		case "descriptor-signing-key-cert":
+			c, err := objectCert(t, &it, cert.TypeHSDescSigning, now)
+			if err != nil {
+				return nil, invalid("descriptor-signing-key-cert", err)
+			}
+			o.SigningKeyCert = c
+			o.SigningKey = c.CertifiedEd25519()
+			o.BlindedKey = c.SignedWithKey
+		case "revision-counter":
+			if len(it.Args) != 1 {
+				return nil, invalid("outer document", t.Errorf(&it, "want 1 argument"))
+			}
+			o.RevisionCounter, err = strconv.ParseUint(string(it.Args[0]), 10, 64)
+			if err != nil {
+				return nil, invalid("outer document", t.Wrap(&it, err))
+			}
+		case "superencrypted":
+			if o.Superencrypted, err = messageObject(t, &it); err != nil {
+				return nil, invalid("outer document", err)
+			}
+		case "signature":
+			if len(it.Args) != 1 {
+				return nil, invalid("outer document", t.Errorf(&it, "want 1 argument"))
+			}
+			sig = make([]byte, ed25519.SignatureSize)
+			if err := netdoc.DecodeBase64NoPad(sig, it.Args[0]); err != nil {
+				return nil, invalid("outer document", t.Wrap(&it, err))
+			}
+			sigStart = it.Start
+		}
+	}
+	for _, kw := range []string{"hs-descriptor", "descriptor-lifetime", "descriptor-signing-key-cert", "revision-counter", "superencrypted", "signature"} {
+		if !seen[kw] {
+			return nil, invalid("outer document", fmt.Errorf("missing %q", kw))
+		}
+	}
+	if !ed25519.Verify(o.SigningKey, append([]byte(SigPrefix), doc[:sigStart]...), sig) {
+		return nil, invalid("outer document", errors.New("bad signature by the descriptor signing key"))
+	}
+	return o, nil
+}
+
+// objectCert decodes and checks an ED25519 CERT object: the type, the
+// signed-with-key extension, the signature and the expiry.
+func objectCert(t *netdoc.Tokenizer, it *netdoc.Item, typ cert.Type, now time.Time) (*cert.Ed25519, error) {
+	if !it.HasObject() || string(it.ObjectType) != "ED25519 CERT" {
+		return nil, t.Errorf(it, "needs an ED25519 CERT object")
+	}
+	b, err := it.Object()
+	if err != nil {
+		return nil, t.Wrap(it, err)
+	}
+	c, err := cert.ParseEd25519(b)
+	if err != nil {
+		return nil, t.Wrap(it, err)
+	}
+	if c.Type != typ {
+		return nil, t.Errorf(it, "certificate type %v, want %v", c.Type, typ)
+	}
+	if c.SignedWithKey == nil {
+		return nil, t.Errorf(it, "certificate lacks the signed-with-ed25519-key extension")
+	}
+	if c.KeyType != cert.KeyEd25519 {
+		return nil, t.Errorf(it, "certified key type %d, want ed25519", c.KeyType)
+	}
+	if err := c.Check(nil, now); err != nil {
+		return nil, t.Wrap(it, err)
+	}
+	return c, nil
+}
+
+func messageObject(t *netdoc.Tokenizer, it *netdoc.Item) ([]byte, error) {
+	if !it.HasObject() || string(it.ObjectType) != "MESSAGE" {
+		return nil, t.Errorf(it, "needs a MESSAGE object")
+	}
+	b, err := it.Object()
+	if err != nil {
+		return nil, t.Wrap(it, err)
+	}
+	if len(b) <= SaltLen+macLen {
+		return nil, t.Errorf(it, "encrypted blob of %d bytes is too short", len(b))
+	}
+	return b, nil
+}
+
+// AuthClient is one auth-client entry of the first layer.
+type AuthClient struct {
+	ID              [ClientIDLen]byte
+	IV              [16]byte
+	EncryptedCookie [CookieLen]byte
+}
+
+// Middle is the first (superencrypted) layer's plaintext (rend-spec-v3
+// 2.5.1.2).
+type Middle struct {
+	// EphemeralKey is KP_hss_desc_enc.
+	EphemeralKey [32]byte
+	Clients      []AuthClient
+	// Encrypted is the second layer's encrypted blob.
+	Encrypted []byte
+}
+
+// ParseMiddle parses the first layer's plaintext. desc-auth-type must be
+// x25519.
+func ParseMiddle(plain []byte) (*Middle, error) {
+	t := netdoc.NewTokenizer("descriptor first layer", withNewline(plain))
+	m := &Middle{}
+	var haveType, haveKey, haveEnc bool
+	for {
+		it, err := t.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch string(it.Keyword) {
+		case "desc-auth-type":
+			if haveType {
+				return nil, t.Errorf(&it, "appears twice")
+			}
+			haveType = true
+			if len(it.Args) < 1 || string(it.Args[0]) != "x25519" {
+				return nil, t.Errorf(&it, "auth type is not x25519")
+			}
+		case "desc-auth-ephemeral-key":
+			if haveKey {
+				return nil, t.Errorf(&it, "appears twice")
+			}
+			haveKey = true
+			if len(it.Args) < 1 {
+				return nil, t.Errorf(&it, "missing key")
+			}
+			if err := netdoc.DecodeBase64NoPad(m.EphemeralKey[:], it.Args[0]); err != nil {
+				return nil, t.Wrap(&it, err)
+			}
+		case "auth-client":
+			if len(it.Args) < 3 {
+				return nil, t.Errorf(&it, "want 3 arguments")
+			}
+			var c AuthClient
+			if err := netdoc.DecodeBase64NoPad(c.ID[:], it.Args[0]); err != nil {
+				return nil, t.Wrap(&it, fmt.Errorf("client-id: %w", err))
+			}
+			if err := netdoc.DecodeBase64NoPad(c.IV[:], it.Args[1]); err != nil {
+				return nil, t.Wrap(&it, fmt.Errorf("iv: %w", err))
+			}
+			if err := netdoc.DecodeBase64NoPad(c.EncryptedCookie[:], it.Args[2]); err != nil {
+				return nil, t.Wrap(&it, fmt.Errorf("encrypted-cookie: %w", err))
+			}
+			m.Clients = append(m.Clients, c)
+		case "encrypted":
+			if haveEnc {
+				return nil, t.Errorf(&it, "appears twice")
+			}
+			haveEnc = true
+			if m.Encrypted, err = messageObject(t, &it); err != nil {
+				return nil, err
+			}
+		}
+	}
+	switch {
+	case !haveType:
+		return nil, errors.New("missing desc-auth-type")
+	case !haveKey:
+		return nil, errors.New("missing desc-auth-ephemeral-key")
+	case len(m.Clients) == 0:
+		return nil, errors.New("no auth-client line")
+	case !haveEnc:
+		return nil, errors.New("missing encrypted")
+	}
+	return m, nil
+}
+
+// Cookie finds the auth-client entry for the client key sk and decrypts the
+// descriptor cookie (rend-spec-v3 2.5.1.3). ok is false if no entry is for
+// this client.
+func (m *Middle) Cookie(sk *ecdh.PrivateKey, subcred [32]byte) (cookie [CookieLen]byte, ok bool) {
+	id, ck, err := clientKeys(subcred, sk, m.EphemeralKey[:])
+	if err != nil {
+		return cookie, false
+	}
+	for _, c := range m.Clients {
+		if c.ID == id {
+			ctr(ck, c.IV[:], cookie[:], c.EncryptedCookie[:])
+			return cookie, true
+		}
+	}
+	return cookie, false
+}
+
+// IntroPoint is one introduction point of the second layer.
+type IntroPoint struct {
+	// LinkSpecs locate the introduction point; send them verbatim.
+	LinkSpecs []cell.LinkSpec
+	// OnionKey is the introduction point relay's ntor onion key.
+	OnionKey [32]byte
+	// AuthKey is KP_hs_ipt_sid, certified by AuthKeyCert (type 9).
+	AuthKey     ed25519.PublicKey
+	AuthKeyCert *cert.Ed25519
+	// EncKey is KP_hss_ntor, certified by EncKeyCert (type 11).
+	EncKey     [32]byte
+	EncKeyCert *cert.Ed25519
+}
+
+// Inner is the second (encrypted) layer's plaintext (rend-spec-v3 2.5.2.2).
+type Inner struct {
+	Create2Formats    []int
+	IntroAuthRequired []string
+	SingleOnion       bool
+	// FlowControl holds the flow-control line's arguments ("1-2", "31"),
+	// nil if absent.
+	FlowControl []string
+	IntroPoints []IntroPoint
+	// Skipped says why introduction points were left out (as C tor does,
+	// an unusable introduction point does not invalidate the descriptor).
+	Skipped []error
+}
+
+// ParseInner parses the second layer's plaintext. The introduction points'
+// certificates must be signed by signingKey (the descriptor signing key) and
+// not be expired at now; create2-formats must include ntor (2).
+func ParseInner(plain []byte, signingKey ed25519.PublicKey, now time.Time) (*Inner, error) {
+	// Split at "introduction-point" lines: the header, then one section
+	// per introduction point.
+	sections := splitIntroPoints(plain)
+	in := &Inner{}
+	t := netdoc.NewTokenizer("descriptor second layer", withNewline(sections[0]))
+	haveFormats := false
+	for {
+		it, err := t.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch string(it.Keyword) {
+		case "create2-formats":
+			if haveFormats {
+				return nil, t.Errorf(&it, "appears twice")
+			}
+			haveFormats = true
+			for _, a := range it.Args {
+				n, err := strconv.Atoi(string(a))
+				if err != nil {
+					continue // C tor ignores unparseable entries
+				}
+				in.Create2Formats = append(in.Create2Formats, n)
+			}
+		case "intro-auth-required":
+			for _, a := range it.Args {
+				in.IntroAuthRequired = append(in.IntroAuthRequired, string(a))
+			}
+		case "single-onion-service":
+			in.SingleOnion = true
+		case "flow-control":
+			if len(it.Args) < 2 {
+				return nil, t.Errorf(&it, "want 2 arguments")
+			}
+			for _, a := range it.Args {
+				in.FlowControl = append(in.FlowControl, string(a))
+			}
+		}
+	}
+	if !haveFormats {
+		return nil, errors.New("missing create2-formats")
+	}
+	ntor := false
+	for _, f := range in.Create2Formats {
+		ntor = ntor || f == 2
+	}
+	if !ntor {
+		return nil, errors.New("create2-formats does not include ntor (2)")
+	}
+	for i, s := range sections[1:] {
+		ip, err := parseIntroPoint(s, signingKey, now)
+		if err != nil {
+			in.Skipped = append(in.Skipped, fmt.Errorf("introduction point %d: %w", i+1, err))
+			continue
+		}
+		in.IntroPoints = append(in.IntroPoints, *ip)
+	}
+	return in, nil
+}
+
+func splitIntroPoints(plain []byte) [][]byte {
+	const kw = "introduction-point "
+	var out [][]byte
+	start := 0
+	for i := 0; ; {
+		j := bytes.Index(plain[i:], []byte(kw))
+		if j < 0 {
+			break
+		}
+		j += i
+		if j == 0 || plain[j-1] == '\n' {
+			out = append(out, plain[start:j])
+			start = j
+		}
+		i = j + len(kw)
+	}
+	return append(out, plain[start:])
+}
+
+func parseIntroPoint(s []byte, signingKey ed25519.PublicKey, now time.Time) (*IntroPoint, error) {
+	t := netdoc.NewTokenizer("introduction point", withNewline(s))
+	ip := &IntroPoint{}
+	var haveLS, haveOnion, haveEnc bool
+	for {
+		it, err := t.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch string(it.Keyword) {
+		case "introduction-point":
+			if haveLS {
+				return nil, t.Errorf(&it, "appears twice")
+			}
+			haveLS = true
+			if len(it.Args) != 1 {
+				return nil, t.Errorf(&it, "want 1 argument")
+			}
+			raw := make([]byte, len(it.Args[0]))
+			n, err := decodeBase64Any(raw, it.Args[0])
+			if err != nil {
+				return nil, t.Wrap(&it, err)
+			}
+			specs, rest, err := hscell.ParseLinkSpecs(raw[:n])
+			if err != nil {
+				return nil, t.Wrap(&it, err)
+			}
+			if len(rest) != 0 {
+				return nil, t.Errorf(&it, "%d bytes after the link specifiers", len(rest))
+			}
+			ip.LinkSpecs = specs
+		case "onion-key":
+			if len(it.Args) >= 2 && string(it.Args[0]) == "ntor" {
+				if err := netdoc.DecodeBase64NoPad(ip.OnionKey[:], it.Args[1]); err != nil {
+					return nil, t.Wrap(&it, err)
+				}
+				haveOnion = true
+			}
+		case "auth-key":
+			if ip.AuthKeyCert != nil {
+				return nil, t.Errorf(&it, "appears twice")
+			}
+			c, err := objectCert(t, &it, cert.TypeHSIntroAuth, now)
+			if err != nil {
+				return nil, err
+			}
+			if !c.SignedWithKey.Equal(signingKey) {
+				return nil, t.Errorf(&it, "auth-key certificate not signed by the descriptor signing key")
+			}
+			ip.AuthKeyCert = c
+			ip.AuthKey = c.CertifiedEd25519()
+		case "enc-key":
+			if haveEnc {
+				return nil, t.Errorf(&it, "appears twice")
+			}
+			haveEnc = true
+			if len(it.Args) < 2 || string(it.Args[0]) != "ntor" {
+				return nil, t.Errorf(&it, "encryption key type is not ntor")
+			}
+			if err := netdoc.DecodeBase64NoPad(ip.EncKey[:], it.Args[1]); err != nil {
+				return nil, t.Wrap(&it, err)
+			}
+		case "enc-key-cert":
+			if ip.EncKeyCert != nil {
+				return nil, t.Errorf(&it, "appears twice")
+			}
+			c, err := objectCert(t, &it, cert.TypeHSIntroEncrypted, now)
+			if err != nil {
+				return nil, err
+			}
+			if !c.SignedWithKey.Equal(signingKey) {
+				return nil, t.Errorf(&it, "enc-key-cert not signed by the descriptor signing key")
+			}
+			ip.EncKeyCert = c
+		}
+	}
+	switch {
+	case !haveLS:
+		return nil, errors.New("missing introduction-point")
+	case !haveOnion:
+		return nil, errors.New("no ntor onion-key")
+	case ip.AuthKeyCert == nil:
+		return nil, errors.New("missing auth-key")
+	case !haveEnc:
+		return nil, errors.New("missing enc-key")
+	case ip.EncKeyCert == nil:
+		return nil, errors.New("missing enc-key-cert")
+	}
+	return ip, nil
+}
+
+// decodeBase64Any decodes base64 with or without padding into dst and
+// returns the decoded length.
+func decodeBase64Any(dst, src []byte) (int, error) {
+	s := strings.TrimRight(string(src), "=")
+	n := len(s) * 6 / 8
+	if len(dst) < n {
+		return 0, errors.New("base64 too long")
+	}
+	if err := netdoc.DecodeBase64NoPad(dst[:n], []byte(s)); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// Descriptor is a decoded and decrypted descriptor.
+type Descriptor struct {
+	Outer  *Outer
+	Middle *Middle
+	Inner  *Inner
+	// Subcredential is N_hs_subcred for the descriptor's blinded key.
+	Subcredential [32]byte
+}
+
+// Decode parses, verifies and decrypts a descriptor fetched for the
+// service with identity key identity. blinded is the blinded key the
+// client asked the HSDir for (nil skips that check). clientKey is the
+// client authorization x25519 key for this service, or nil.
+//
+// Errors wrap ErrInvalid, ErrNeedClientAuth (no clientKey, and the second
+// layer does not decrypt without a descriptor cookie) or ErrBadClientAuth
+// (clientKey given, but neither the cookie of a matching auth-client entry
+// nor the absence of a cookie decrypts the second layer).
+func Decode(doc []byte, identity, blinded ed25519.PublicKey, clientKey *ecdh.PrivateKey, now time.Time) (*Descriptor, error) {
+	o, err := ParseOuter(doc, now)
+	if err != nil {
+		return nil, err
+	}
+	if blinded != nil && !o.BlindedKey.Equal(blinded) {
+		return nil, invalid("outer document", errors.New("signed by another blinded key than requested"))
+	}
+	d := &Descriptor{Outer: o, Subcredential: keys.Subcredential(identity, o.BlindedKey)}
+	plain, err := DecryptLayer(o.Superencrypted, o.BlindedKey, d.Subcredential, o.RevisionCounter, SuperencryptedConst)
+	if err != nil {
+		return nil, invalid("first layer", err)
+	}
+	if d.Middle, err = ParseMiddle(plain); err != nil {
+		return nil, invalid("first layer", err)
+	}
+	// As C tor does: with a client key, use the cookie of the matching
+	// auth-client entry if there is one, else try without a cookie (the
+	// service may not use client authorization).
+	secret := append([]byte(nil), o.BlindedKey...)
+	if clientKey != nil {
+		if cookie, ok := d.Middle.Cookie(clientKey, d.Subcredential); ok {
+			secret = append(secret, cookie[:]...)
+		}
+	}
+	plain, err = DecryptLayer(d.Middle.Encrypted, secret, d.Subcredential, o.RevisionCounter, EncryptedConst)
+	if err != nil {
+		if errors.Is(err, errMAC) {
+			if clientKey != nil {
+				return nil, fmt.Errorf("%w: second layer: %w", ErrBadClientAuth, err)
+			}
+			return nil, fmt.Errorf("%w: second layer: %w", ErrNeedClientAuth, err)
+		}
+		return nil, invalid("second layer", err)
+	}
+	if d.Inner, err = ParseInner(plain, o.SigningKey, now); err != nil {
+		return nil, invalid("second layer", err)
+	}
+	return d, nil
+}
+
+// withNewline returns b ending in a newline: C tor writes the first layer
+// without a final newline (rend-spec-v3 2.5.1.2), which the tokenizer
+// needs after an object.
+func withNewline(b []byte) []byte {
+	if len(b) == 0 || b[len(b)-1] == '\n' {
+		return b
+	}
+	return append(b[:len(b):len(b)], '\n')
+}
