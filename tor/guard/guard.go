@@ -131,6 +131,7 @@ const (
 	No
 )
 
+// String returns the state as guard-spec names it.
 func (r Reachability) String() string {
 	switch r {
 	case Maybe:

@@ -47,6 +47,7 @@ const (
 	Closed
 )
 
+// String returns the state as guard-spec names it.
 func (s State) String() string {
 	switch s {
 	case UsableOnCompletion:

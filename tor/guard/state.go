@@ -131,6 +131,7 @@ type LineError struct {
 	Err  error
 }
 
+// Error describes the problem with its line number.
 func (e *LineError) Error() string {
 	if e.Item == "" {
 		return fmt.Sprintf("guard state line %d: %v", e.Line, e.Err)
@@ -138,6 +139,7 @@ func (e *LineError) Error() string {
 	return fmt.Sprintf("guard state line %d, item %q: %v", e.Line, e.Item, e.Err)
 }
 
+// Unwrap returns the underlying error.
 func (e *LineError) Unwrap() error { return e.Err }
 
 // decoded is what parseState read.
