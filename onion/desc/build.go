@@ -1,0 +1,288 @@
+package desc
+
+import (
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"filippo.io/edwards25519/field"
+
+	"tinytor/onion/hscell"
+	"tinytor/onion/keys"
+	"tinytor/tor/cell"
+	"tinytor/tor/cert"
+)
+
+// Defaults a service uses (C tor hs_descriptor.h).
+const (
+	DefaultLifetime = 3 * time.Hour
+	// DefaultCertLifetime is how long the certificates in a descriptor
+	// are valid (HS_DESC_CERT_LIFETIME).
+	DefaultCertLifetime = 54 * time.Hour
+)
+
+// NewIntroPoint describes one introduction point to put in a descriptor.
+type NewIntroPoint struct {
+	// LinkSpecs locate the introduction point relay (all its addresses,
+	// its RSA and ed25519 identities).
+	LinkSpecs []cell.LinkSpec
+	// OnionKey is the relay's ntor onion key.
+	OnionKey [32]byte
+	// AuthKey is KP_hs_ipt_sid, the key of the ESTABLISH_INTRO cell.
+	AuthKey ed25519.PublicKey
+	// EncKey is KP_hss_ntor, the service's hs-ntor key for this point.
+	EncKey [32]byte
+}
+
+// Params is everything Build needs.
+type Params struct {
+	// Identity is KP_hs_id, for the subcredential.
+	Identity ed25519.PublicKey
+	// Blinded is the blinded signing key for the descriptor's period.
+	Blinded *keys.SigningKey
+	// SigningKey is KS_hs_desc_sign, a fresh key per descriptor.
+	SigningKey ed25519.PrivateKey
+	// RevisionCounter must grow for each upload under the same blinded key.
+	RevisionCounter uint64
+	// Lifetime defaults to DefaultLifetime; whole minutes.
+	Lifetime time.Duration
+	// Now and CertLifetime (default DefaultCertLifetime) set certificate
+	// expirations.
+	Now          time.Time
+	CertLifetime time.Duration
+
+	IntroPoints       []NewIntroPoint
+	IntroAuthRequired []string
+	SingleOnion       bool
+	// FlowControl, if set, is the flow-control line's arguments, as C tor
+	// 0.4.8 writes them: {"1-2", "31"}.
+	FlowControl []string
+	// AuthorizedClients are the x25519 public keys of the clients allowed
+	// to decrypt the second layer; none disables client authorization.
+	AuthorizedClients [][32]byte
+
+	// Rand supplies salts, ephemeral keys, the descriptor cookie and fake
+	// auth-client entries.
+	Rand io.Reader
+}
+
+// Build makes, encrypts and signs a descriptor as C tor does: the first
+// layer plaintext is NUL-padded to a multiple of 10000 bytes, the second
+// layer is not padded, auth-client entries (real, or all fake when client
+// authorization is off) are padded with fake ones to a multiple of 16 and
+// shuffled, and the descriptor signing key is certified by the blinded key.
+func Build(p Params) ([]byte, error) {
+	if p.Blinded == nil || p.SigningKey == nil || len(p.Identity) != ed25519.PublicKeySize || p.Rand == nil {
+		return nil, errors.New("build descriptor: missing keys or randomness")
+	}
+	if p.Lifetime == 0 {
+		p.Lifetime = DefaultLifetime
+	}
+	if p.CertLifetime == 0 {
+		p.CertLifetime = DefaultCertLifetime
+	}
+	if p.Lifetime > MaxLifetime || p.Lifetime < time.Minute {
+		return nil, fmt.Errorf("build descriptor: lifetime %v out of range", p.Lifetime)
+	}
+	blinded := p.Blinded.Public()
+	subcred := keys.Subcredential(p.Identity, blinded)
+	signPub := p.SigningKey.Public().(ed25519.PublicKey)
+	expire := p.Now.Add(p.CertLifetime)
+
+	inner, err := innerPlaintext(p, signPub, expire)
+	if err != nil {
+		return nil, fmt.Errorf("build descriptor: %w", err)
+	}
+
+	// Client authorization.
+	eph, err := ecdh.X25519().GenerateKey(p.Rand)
+	if err != nil {
+		return nil, fmt.Errorf("build descriptor: ephemeral key: %w", err)
+	}
+	secret := append([]byte(nil), blinded...)
+	var clients []AuthClient
+	if len(p.AuthorizedClients) > 0 {
+		var cookie [CookieLen]byte
+		if _, err := io.ReadFull(p.Rand, cookie[:]); err != nil {
+			return nil, fmt.Errorf("build descriptor: cookie: %w", err)
+		}
+		for i, pk := range p.AuthorizedClients {
+			id, ck, err := clientKeys(subcred, eph, pk[:])
+			if err != nil {
+				return nil, fmt.Errorf("build descriptor: authorized client %d: %w", i, err)
+			}
+			c := AuthClient{ID: id}
+			if _, err := io.ReadFull(p.Rand, c.IV[:]); err != nil {
+				return nil, fmt.Errorf("build descriptor: %w", err)
+			}
+			ctr(ck, c.IV[:], c.EncryptedCookie[:], cookie[:])
+			clients = append(clients, c)
+		}
+		secret = append(secret, cookie[:]...)
+	}
+	for len(clients) == 0 || len(clients)%AuthClientMultiple != 0 {
+		var c AuthClient
+		var b [ClientIDLen + 16 + CookieLen]byte
+		if _, err := io.ReadFull(p.Rand, b[:]); err != nil {
+			return nil, fmt.Errorf("build descriptor: %w", err)
+		}
+		copy(c.ID[:], b[:])
+		copy(c.IV[:], b[ClientIDLen:])
+		copy(c.EncryptedCookie[:], b[ClientIDLen+16:])
+		clients = append(clients, c)
+	}
+	if err := shuffle(p.Rand, clients); err != nil {
+		return nil, fmt.Errorf("build descriptor: %w", err)
+	}
+
+	layer2, err := EncryptLayer(p.Rand, inner, secret, subcred, p.RevisionCounter, EncryptedConst, false)
+	if err != nil {
+		return nil, fmt.Errorf("build descriptor: %w", err)
+	}
+	var mid strings.Builder
+	mid.WriteString("desc-auth-type x25519\n")
+	mid.WriteString("desc-auth-ephemeral-key " + base64.StdEncoding.EncodeToString(eph.PublicKey().Bytes()) + "\n")
+	nopad := base64.RawStdEncoding
+	for _, c := range clients {
+		fmt.Fprintf(&mid, "auth-client %s %s %s\n", nopad.EncodeToString(c.ID[:]), nopad.EncodeToString(c.IV[:]), nopad.EncodeToString(c.EncryptedCookie[:]))
+	}
+	mid.WriteString("encrypted\n")
+	writeObject(&mid, "MESSAGE", layer2)
+	// C tor writes no final newline after the first layer.
+	layer1, err := EncryptLayer(p.Rand, []byte(strings.TrimSuffix(mid.String(), "\n")), blinded, subcred, p.RevisionCounter, SuperencryptedConst, true)
+	if err != nil {
+		return nil, fmt.Errorf("build descriptor: %w", err)
+	}
+
+	var ck [32]byte
+	copy(ck[:], signPub)
+	signCert := p.Blinded.Cert(cert.Ed25519Template{Type: cert.TypeHSDescSigning, Expiration: expire,
+		KeyType: cert.KeyEd25519, CertifiedKey: ck, IncludeSigner: true})
+
+	var doc strings.Builder
+	doc.WriteString("hs-descriptor 3\n")
+	fmt.Fprintf(&doc, "descriptor-lifetime %d\n", int(p.Lifetime/time.Minute))
+	doc.WriteString("descriptor-signing-key-cert\n")
+	writeObject(&doc, "ED25519 CERT", signCert)
+	doc.WriteString("revision-counter " + strconv.FormatUint(p.RevisionCounter, 10) + "\n")
+	doc.WriteString("superencrypted\n")
+	writeObject(&doc, "MESSAGE", layer1)
+	sig := ed25519.Sign(p.SigningKey, append([]byte(SigPrefix), doc.String()...))
+	doc.WriteString("signature " + nopad.EncodeToString(sig) + "\n")
+	if doc.Len() >= MaxLen {
+		return nil, fmt.Errorf("build descriptor: %d bytes, HSDirs accept less than %d", doc.Len(), MaxLen)
+	}
+	return []byte(doc.String()), nil
+}
+
+func innerPlaintext(p Params, signPub ed25519.PublicKey, expire time.Time) ([]byte, error) {
+	var b strings.Builder
+	b.WriteString("create2-formats 2\n")
+	if len(p.IntroAuthRequired) > 0 {
+		b.WriteString("intro-auth-required " + strings.Join(p.IntroAuthRequired, " ") + "\n")
+	}
+	if p.SingleOnion {
+		b.WriteString("single-onion-service\n")
+	}
+	if len(p.FlowControl) > 0 {
+		b.WriteString("flow-control " + strings.Join(p.FlowControl, " ") + "\n")
+	}
+	signer, err := keys.FromPrivateKey(p.SigningKey)
+	if err != nil {
+		return nil, err
+	}
+	for i, ip := range p.IntroPoints {
+		ls, err := hscell.AppendLinkSpecs(nil, ip.LinkSpecs)
+		if err != nil {
+			return nil, fmt.Errorf("introduction point %d: %w", i, err)
+		}
+		if len(ip.AuthKey) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("introduction point %d: auth key is %d bytes", i, len(ip.AuthKey))
+		}
+		edEnc, err := Curve25519ToEd25519(ip.EncKey)
+		if err != nil {
+			return nil, fmt.Errorf("introduction point %d: %w", i, err)
+		}
+		var ak [32]byte
+		copy(ak[:], ip.AuthKey)
+		authCert := signer.Cert(cert.Ed25519Template{Type: cert.TypeHSIntroAuth, Expiration: expire,
+			KeyType: cert.KeyEd25519, CertifiedKey: ak, IncludeSigner: true})
+		encCert := signer.Cert(cert.Ed25519Template{Type: cert.TypeHSIntroEncrypted, Expiration: expire,
+			KeyType: cert.KeyEd25519, CertifiedKey: edEnc, IncludeSigner: true})
+		b.WriteString("introduction-point " + base64.StdEncoding.EncodeToString(ls) + "\n")
+		b.WriteString("onion-key ntor " + base64.StdEncoding.EncodeToString(ip.OnionKey[:]) + "\n")
+		b.WriteString("auth-key\n")
+		writeObject(&b, "ED25519 CERT", authCert)
+		b.WriteString("enc-key ntor " + base64.StdEncoding.EncodeToString(ip.EncKey[:]) + "\n")
+		b.WriteString("enc-key-cert\n")
+		writeObject(&b, "ED25519 CERT", encCert)
+	}
+	return []byte(b.String()), nil
+}
+
+// writeObject writes a PEM-like object with 64-column base64, as C tor.
+func writeObject(b *strings.Builder, typ string, data []byte) {
+	b.WriteString("-----BEGIN " + typ + "-----\n")
+	s := base64.StdEncoding.EncodeToString(data)
+	for len(s) > 64 {
+		b.WriteString(s[:64] + "\n")
+		s = s[64:]
+	}
+	if s != "" {
+		b.WriteString(s + "\n")
+	}
+	b.WriteString("-----END " + typ + "-----\n")
+}
+
+// shuffle permutes clients uniformly (Fisher-Yates) with randomness from r.
+func shuffle(r io.Reader, clients []AuthClient) error {
+	for i := len(clients) - 1; i > 0; i-- {
+		j, err := uniform(r, uint64(i+1))
+		if err != nil {
+			return err
+		}
+		clients[i], clients[j] = clients[j], clients[i]
+	}
+	return nil
+}
+
+func uniform(r io.Reader, n uint64) (uint64, error) {
+	limit := ^uint64(0) - ^uint64(0)%n
+	var b [8]byte
+	for {
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			return 0, err
+		}
+		if v := binary.BigEndian.Uint64(b[:]); v < limit {
+			return v % n, nil
+		}
+	}
+}
+
+// Curve25519ToEd25519 converts a curve25519 public key u to the ed25519
+// public key with y = (u-1)/(u+1) and sign bit 0 (proposal 228 appendix A,
+// as C tor certifies enc-keys).
+func Curve25519ToEd25519(u [32]byte) ([32]byte, error) {
+	var out [32]byte
+	x, err := new(field.Element).SetBytes(u[:])
+	if err != nil {
+		return out, err
+	}
+	one := new(field.Element).One()
+	num := new(field.Element).Subtract(x, one)
+	den := new(field.Element).Add(x, one)
+	if den.Equal(new(field.Element).Zero()) == 1 {
+		return out, errors.New("curve25519 key u = -1 has no ed25519 equivalent")
+	}
+	y := new(field.Element).Multiply(num, new(field.Element).Invert(den))
+	copy(out[:], y.Bytes())
+	out[31] &^= 0x80
+	return out, nil
+}
