@@ -65,8 +65,8 @@ var (
 	ErrNoGuard = errors.New("no usable entry guard")
 )
 
-// Persister stores the guard state. board/state's Store fits through a
-// small adapter (its Write takes flags; pass state.TimeDependent).
+// Persister stores the guard state. board/state's Store fits through
+// Funcs (its Write takes flags; pass state.TimeDependent).
 type Persister interface {
 	// Read returns the stored data; an absent file gives an error
 	// matching fs.ErrNotExist.
@@ -74,6 +74,24 @@ type Persister interface {
 	// Write replaces the stored data.
 	Write(name string, data []byte) error
 }
+
+// Funcs is a Persister made of two functions, for stores whose methods
+// do not match Persister exactly. With board/state:
+//
+//	guard.Funcs{
+//		ReadFunc:  st.Read,
+//		WriteFunc: func(name string, b []byte) error { return st.Write(name, b, state.TimeDependent) },
+//	}
+type Funcs struct {
+	ReadFunc  func(name string) ([]byte, error)
+	WriteFunc func(name string, data []byte) error
+}
+
+// Read calls ReadFunc.
+func (f Funcs) Read(name string) ([]byte, error) { return f.ReadFunc(name) }
+
+// Write calls WriteFunc.
+func (f Funcs) Write(name string, data []byte) error { return f.WriteFunc(name, data) }
 
 // Options configure a Manager. The zero value is usable: guards on, sizes
 // from the consensus, the real clock, no persistence.

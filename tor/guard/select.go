@@ -114,7 +114,7 @@ func (m *Manager) Pick(u Usage, allow func(n *path.Node) bool) (*path.Node, *Han
 	if e == nil {
 		// guard-spec 4.6: the sample is exhausted; mark every guard as
 		// maybe reachable and keep trying.
-		m.log.Noticef("No sampled entry guard is usable; marking all guards for retry.")
+		m.log.Infof("No sampled entry guard is usable; marking all guards for retry.")
 		for _, x := range m.sampled {
 			if x.reachable == No {
 				x.reachable = Maybe
