@@ -11,6 +11,16 @@
 // (Pick) and reports through the returned Handle whether the guard could be
 // reached. The sample and the confirmed list are written through a
 // Persister whenever they change.
+//
+// Typical use by a circuit builder:
+//
+//	g, h, err := mgr.Pick(guard.ForCircuit, nil)
+//	// connect to g and CREATE2: on failure (or timeout) h.Failed(), stop.
+//	// EXTEND2 to the other hops: on failure h.Close(), stop.
+//	h.Succeeded()
+//	// attach streams only while h.Usable(); a circuit that is not usable
+//	// yet waits for better guards (ask again later, close it once
+//	// h.State() is Expired); call h.Close() when the circuit closes.
 package guard
 
 import (
@@ -135,7 +145,8 @@ type Options struct {
 	// Filter says whether the configuration allows n as a guard
 	// (EntryNodes, ExcludeNodes, reachable addresses, ClientUseIPv4/6).
 	// n.MD may be nil when the microdescriptor is not known yet. Nil
-	// allows every guard. Change it later with SetFilter.
+	// allows every guard. Change it later with SetFilter. It is called
+	// with the Manager's lock held: it must not call the Manager.
 	Filter func(n *path.Node) bool
 }
 

@@ -98,7 +98,8 @@ type Handle struct {
 // guard is usable, all are marked for retry and the choice is made again.
 //
 // allow, if not nil, restricts this circuit's guard (for example: not in
-// the family of a chosen last hop). For ForCircuit the returned node has
+// the family of a chosen last hop); like Options.Filter it runs with the
+// Manager's lock held and must not call the Manager. For ForCircuit the returned node has
 // its microdescriptor; for ForDir n.MD may be nil.
 func (m *Manager) Pick(u Usage, allow func(n *path.Node) bool) (*path.Node, *Handle, error) {
 	m.mu.Lock()
