@@ -283,3 +283,35 @@ func TestStemDescriptorBlindedKey(t *testing.T) {
 		}
 	}
 }
+
+// Key files written by C tor 0.4.9 for a fresh onion service
+// (testdata/ctor: HiddenServiceDir of a tor run with DisableNetwork 1).
+func TestCTorKeyFiles(t *testing.T) {
+	sec, err := os.ReadFile("testdata/ctor/hs_ed25519_secret_key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubf, _ := os.ReadFile("testdata/ctor/hs_ed25519_public_key")
+	host, _ := os.ReadFile("testdata/ctor/hostname")
+	k, err := ParseSecretKeyFile(sec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := ParsePublicKeyFile(pubf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k.Public().Equal(pub) {
+		t.Fatal("public key derived from C tor's secret key differs from its public key file")
+	}
+	a, err := ParseHostnameFile(host)
+	if err != nil || !a.PublicKey().Equal(pub) {
+		t.Fatalf("hostname: %v", err)
+	}
+	if h, _ := HostnameFile(pub); !bytes.Equal(h, host) {
+		t.Errorf("hostname file %q, C tor wrote %q", h, host)
+	}
+	if !bytes.Equal(k.SecretKeyFile(), sec) || !bytes.Equal(PublicKeyFile(pub), pubf) {
+		t.Error("re-encoded key files differ from C tor's")
+	}
+}
