@@ -415,6 +415,9 @@ func (s *Store) trusted() bool { return s.opts.Clock == nil || s.opts.Clock.Trus
 // it has not reached flash yet, else the file's payload. A missing file
 // gives an error matching fs.ErrNotExist; a file failing its checksum is
 // moved aside and gives a *CorruptError (errors.Is ErrCorrupt).
+//
+// Never Read a file written with Raw: it has no trailer, so it would be
+// judged corrupt and moved aside. Use ReadRaw for those.
 func (s *Store) Read(name string) ([]byte, error) {
 	return s.read(name, false)
 }
