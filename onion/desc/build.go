@@ -82,6 +82,9 @@ func Build(p Params) ([]byte, error) {
 	if p.Blinded == nil || p.SigningKey == nil || len(p.Identity) != ed25519.PublicKeySize || p.Rand == nil {
 		return nil, errors.New("build descriptor: missing keys or randomness")
 	}
+	if p.Now.IsZero() {
+		return nil, errors.New("build descriptor: Now unset (certificate expirations derive from it)")
+	}
 	if p.Lifetime == 0 {
 		p.Lifetime = DefaultLifetime
 	}
