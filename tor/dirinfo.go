@@ -46,6 +46,25 @@ func (c *Client) RelayStatus(id [20]byte) (nsText, mdText string, ok bool) {
 	if r == nil {
 		return "", "", false
 	}
+	return formatStatus(d, r), c.microdescText(r.Microdesc), true
+}
+
+// NetworkStatusAll returns GETINFO ns/all: every relay of the consensus in
+// use, formatted as RelayStatus formats one ("" without a consensus).
+func (c *Client) NetworkStatusAll() string {
+	d := c.currentDir()
+	if d == nil || d.consensus == nil {
+		return ""
+	}
+	var sb strings.Builder
+	for i := range d.consensus.Relays {
+		sb.WriteString(formatStatus(d, &d.consensus.Relays[i]))
+	}
+	return sb.String()
+}
+
+// formatStatus formats r as a router status entry.
+func formatStatus(d *netDir, r *dir.Relay) string {
 	b64 := base64.RawStdEncoding
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "r %s %s %s %s %d.%d.%d.%d %d %d\n", r.Nickname, b64.EncodeToString(r.Identity[:]),
@@ -63,7 +82,7 @@ func (c *Client) RelayStatus(id [20]byte) (nsText, mdText string, ok bool) {
 	if md := d.mds[r.Microdesc]; md != nil && md.Policy != nil {
 		fmt.Fprintf(&sb, "p %s\n", md.Policy)
 	}
-	return sb.String(), c.microdescText(r.Microdesc), true
+	return sb.String()
 }
 
 // microdescText finds the microdescriptor with the given digest in the

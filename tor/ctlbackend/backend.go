@@ -1,0 +1,437 @@
+// Package ctlbackend answers the control port (package control) with the
+// Tor client (package tor) and the torrc (package config): GETINFO keys,
+// GETCONF/SETCONF/RESETCONF/SAVECONF over the option table, SIGNALs, and
+// the translation of client events into control-port events.
+package ctlbackend
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"tinytor/tor"
+	"tinytor/tor/config"
+	"tinytor/tor/control"
+	"tinytor/tor/torlog"
+)
+
+// Backend answers the control port.
+var _ control.Backend = (*Backend)(nil)
+
+// NewNymInterval is how often NEWNYM takes effect at most (C tor's
+// MAX_SIGNEWNYM_RATE); requests in between are deferred.
+const NewNymInterval = 10 * time.Second
+
+// errNoOnion is the reply to every onion-service command for now.
+var errNoOnion = control.Errorf(551, "onion services are not implemented yet in tinytor")
+
+// Config is what a Backend works with.
+type Config struct {
+	// Client is the Tor client. It need not be running.
+	Client *tor.Client
+	// Log receives the backend's messages; nil discards them.
+	Log *torlog.Logger
+	// Version is what GETINFO version and PROTOCOLINFO report.
+	Version string
+	// Sources says where the configuration was read from: GETCONF reads
+	// the layers again after a reload, SETCONF builds on them, SAVECONF
+	// writes Sources.TorrcPath().
+	Sources config.Sources
+	// Apply makes a configuration built by SETCONF or RESETCONF live (logs,
+	// listeners, client). An error leaves the old configuration in force.
+	// Nil refuses SETCONF.
+	Apply func(*config.Config) error
+	// Reload rereads the torrc as SIGHUP does (SIGNAL RELOAD).
+	Reload func()
+	// Shutdown stops the process (SIGNAL SHUTDOWN and HALT, and the end of
+	// an owning controller's connection).
+	Shutdown func()
+	// Listeners returns the addresses GETINFO net/listeners/<kind>
+	// reports, for kind "socks", "control" or "metrics"; nil reports none.
+	Listeners func(kind string) []string
+	// Write stores the torrc for SAVECONF; nil means
+	// control.WriteFileAtomic.
+	Write control.WriteFunc
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Backend implements control.Backend. Create it with New.
+type Backend struct {
+	cfg   Config
+	log   *torlog.Logger
+	start time.Time
+
+	confMu sync.Mutex
+	built  *config.Config // the configuration layers/ctl describe
+	layers [][]config.Line
+	ctl    []config.Line // SETCONF/RESETCONF lines, above the other layers
+
+	nymMu      sync.Mutex
+	lastNym    time.Time
+	nymPending *time.Timer
+	closed     bool
+
+	dormant bool
+	emitMu  sync.Mutex
+	emit    Emitter
+}
+
+// New returns a Backend for cfg. The torrc layers are read from
+// cfg.Sources now.
+func New(cfg Config) (*Backend, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("ctlbackend: no client")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Write == nil {
+		cfg.Write = control.WriteFileAtomic
+	}
+	l := cfg.Log
+	if l == nil {
+		l = torlog.Discard()
+	}
+	b := &Backend{cfg: cfg, log: l, start: cfg.Now()}
+	layers, err := config.ReadLayers(cfg.Sources)
+	if err != nil {
+		return nil, fmt.Errorf("ctlbackend: reading the configuration: %w", err)
+	}
+	b.layers, b.built = layers, cfg.Client.Config()
+	return b, nil
+}
+
+// Close cancels a deferred NEWNYM.
+func (b *Backend) Close() {
+	b.nymMu.Lock()
+	defer b.nymMu.Unlock()
+	b.closed = true
+	if b.nymPending != nil {
+		b.nymPending.Stop()
+		b.nymPending = nil
+	}
+}
+
+// GetInfo implements control.Backend.
+func (b *Backend) GetInfo(key string) (string, error) {
+	c := b.cfg.Client
+	switch key {
+	case "version":
+		return b.cfg.Version, nil
+	case "config-file":
+		return b.cfg.Sources.TorrcPath(), nil
+	case "config-defaults-file":
+		if b.cfg.Sources.Defaults != "" {
+			return b.cfg.Sources.Defaults, nil
+		}
+		return config.DefaultDefaultsTorrc, nil
+	case "config-text":
+		return b.configText()
+	case "config/names":
+		var sb strings.Builder
+		for i, o := range config.Options() {
+			if i > 0 {
+				sb.WriteByte('\n')
+			}
+			typ := "String"
+			if o.List {
+				typ = "LineList"
+			}
+			sb.WriteString(o.Name + " " + typ)
+		}
+		return sb.String(), nil
+	case "info/names":
+		return strings.Join(infoNames, "\n"), nil
+	case "status/bootstrap-phase":
+		return c.Status().ControlString(), nil
+	case "status/circuit-established":
+		return boolString(c.Status().Phase.Percent >= 100), nil
+	case "status/enough-dir-info":
+		return boolString(c.Status().Phase.Percent >= tor.PhaseEnoughDirInfo.Percent), nil
+	case "circuit-status":
+		var lines []string
+		for _, ci := range c.Circuits() {
+			lines = append(lines, circEvent(ci).Event().Body)
+		}
+		return strings.Join(lines, "\n"), nil
+	case "stream-status":
+		var lines []string
+		for _, si := range c.Streams() {
+			lines = append(lines, fmt.Sprintf("%d %s %d %s", si.ID, si.Status, si.CircID, si.Target))
+		}
+		return strings.Join(lines, "\n"), nil
+	case "orconn-status":
+		var lines []string
+		for _, ch := range c.Channels() {
+			lines = append(lines, channelTarget(ch)+" "+ch.Status)
+		}
+		return strings.Join(lines, "\n"), nil
+	case "entry-guards":
+		// The guard state is not exposed by the client yet.
+		return "", nil
+	case "traffic/read":
+		r, _ := c.Traffic()
+		return strconv.FormatUint(r, 10), nil
+	case "traffic/written":
+		_, w := c.Traffic()
+		return strconv.FormatUint(w, 10), nil
+	case "onions/current", "onions/detached":
+		return "", nil
+	case "process/pid":
+		return strconv.Itoa(os.Getpid()), nil
+	case "process/uid":
+		return strconv.Itoa(os.Getuid()), nil
+	case "process/user":
+		u, err := user.Current()
+		if err != nil {
+			return "", nil
+		}
+		return u.Username, nil
+	case "uptime":
+		return strconv.FormatInt(int64(b.cfg.Now().Sub(b.start)/time.Second), 10), nil
+	case "dormant":
+		b.nymMu.Lock()
+		d := b.dormant
+		b.nymMu.Unlock()
+		return boolString(d), nil
+	case "net/listeners/socks", "net/listeners/control", "net/listeners/metrics":
+		var addrs []string
+		if b.cfg.Listeners != nil {
+			for _, a := range b.cfg.Listeners(strings.TrimPrefix(key, "net/listeners/")) {
+				addrs = append(addrs, control.QuoteString(a))
+			}
+		}
+		return strings.Join(addrs, " "), nil
+	case "ns/all":
+		return c.NetworkStatusAll(), nil
+	}
+	if fp, ok := strings.CutPrefix(key, "ns/id/"); ok {
+		ns, _, err := b.relay(fp)
+		return ns, err
+	}
+	if fp, ok := strings.CutPrefix(key, "md/id/"); ok {
+		_, md, err := b.relay(fp)
+		if err == nil && md == "" {
+			return "", control.Errorf(551, "Microdescriptor for %s is not in the cache", fp)
+		}
+		return md, err
+	}
+	return "", control.ErrNotFound
+}
+
+// infoNames are the GETINFO keys the backend answers (info/names).
+var infoNames = []string{
+	"circuit-status -- List of current circuits originating here.",
+	"config-defaults-file -- Current location of the defaults file.",
+	"config-file -- Current location of the \"torrc\" file.",
+	"config-text -- Return the string that would be written by a saveconf command.",
+	"config/names -- List of configuration options, types, and documentation.",
+	"dormant -- Is Tor dormant (not building circuits because it's idle)?",
+	"entry-guards -- Which nodes are we using as entry guards?",
+	"events/names -- Events that the controller can ask for with SETEVENTS.",
+	"info/names -- List of GETINFO options, types, and documentation.",
+	"md/id/* -- Microdescriptors by ID",
+	"net/listeners/control -- Addresses of the control listeners.",
+	"net/listeners/metrics -- Addresses of the metrics listeners.",
+	"net/listeners/socks -- Addresses of the SOCKS listeners.",
+	"ns/all -- Brief summary of router status (v3 directory format)",
+	"ns/id/* -- Brief summary of router status by ID (v3 directory format).",
+	"onions/current -- Onion services owned by the current control connection.",
+	"onions/detached -- Onion services detached from the control connection.",
+	"orconn-status -- A list of current OR connections.",
+	"process/pid -- Process id belonging to the main tor process.",
+	"process/uid -- User id running the tor process.",
+	"process/user -- Username under which the tor process is running.",
+	"status/bootstrap-phase -- The last bootstrap phase status event that Tor sent.",
+	"status/circuit-established -- Whether we think client functionality is working.",
+	"status/enough-dir-info -- Whether we have enough up-to-date directory information to build circuits.",
+	"stream-status -- List of current streams.",
+	"traffic/read -- Bytes read since the process was started.",
+	"traffic/written -- Bytes written since the process was started.",
+	"uptime -- Uptime of the Tor daemon in seconds.",
+	"version -- The current version of Tor.",
+}
+
+func boolString(v bool) string {
+	if v {
+		return "1"
+	}
+	return "0"
+}
+
+// relay answers ns/id and md/id for a fingerprint written as C tor
+// accepts it ("$HEX", "HEX", or with "~nickname").
+func (b *Backend) relay(fp string) (ns, md string, err error) {
+	id, ok := parseFingerprint(fp)
+	if !ok {
+		return "", "", control.Errorf(552, "Unrecognized key %s", control.QuoteString(fp))
+	}
+	ns, md, ok = b.cfg.Client.RelayStatus(id)
+	if !ok {
+		return "", "", control.Errorf(552, "Unrecognized key %s", control.QuoteString(fp))
+	}
+	return ns, md, nil
+}
+
+func parseFingerprint(s string) (id [20]byte, ok bool) {
+	s = strings.TrimPrefix(s, "$")
+	if i := strings.IndexAny(s, "~="); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) != 40 {
+		return id, false
+	}
+	for i := range 20 {
+		v, err := strconv.ParseUint(s[2*i:2*i+2], 16, 8)
+		if err != nil {
+			return id, false
+		}
+		id[i] = byte(v)
+	}
+	return id, true
+}
+
+// Signal implements control.Backend.
+func (b *Backend) Signal(name string) error {
+	switch name {
+	case "RELOAD":
+		if b.cfg.Reload == nil {
+			return control.Errorf(551, "reloading is not available")
+		}
+		b.cfg.Reload()
+	case "SHUTDOWN", "HALT":
+		if b.cfg.Shutdown == nil {
+			return control.Errorf(551, "shutting down is not available")
+		}
+		b.log.Noticef("Controller requested %s. Exiting.", strings.ToLower(name))
+		b.cfg.Shutdown()
+	case "NEWNYM":
+		b.newNym()
+	case "CLEARDNSCACHE":
+		// tinytor resolves every name at the exit and keeps no cache.
+		b.log.Infof("CLEARDNSCACHE: tinytor keeps no DNS cache; nothing to clear.")
+	case "HEARTBEAT":
+		b.heartbeat()
+	case "DORMANT", "ACTIVE":
+		b.nymMu.Lock()
+		b.dormant = name == "DORMANT"
+		b.nymMu.Unlock()
+		b.log.Noticef("Controller sent %s; tinytor has no dormant mode yet and keeps running normally.", name)
+	case "DUMP":
+		b.heartbeat()
+	default:
+		return control.Errorf(552, "Unrecognized signal code %s: not supported by tinytor", control.QuoteString(name))
+	}
+	b.emitEvent(control.Event{Type: "SIGNAL", Body: name})
+	return nil
+}
+
+// newNym applies NEWNYM now, or, within NewNymInterval of the last one,
+// schedules it for the end of that interval, as C tor does.
+func (b *Backend) newNym() {
+	b.nymMu.Lock()
+	defer b.nymMu.Unlock()
+	now := b.cfg.Now()
+	if b.lastNym.IsZero() || now.Sub(b.lastNym) >= NewNymInterval {
+		b.lastNym = now
+		b.cfg.Client.NewNym()
+		return
+	}
+	delay := b.lastNym.Add(NewNymInterval).Sub(now)
+	if b.nymPending == nil && !b.closed {
+		b.nymPending = time.AfterFunc(delay, func() {
+			b.nymMu.Lock()
+			defer b.nymMu.Unlock()
+			if b.closed {
+				return
+			}
+			b.nymPending = nil
+			b.lastNym = b.cfg.Now()
+			b.cfg.Client.NewNym()
+		})
+	}
+	secs := int((delay + time.Second - 1) / time.Second)
+	b.log.Noticef("Rate limiting NEWNYM request: delaying by %d second(s)", secs)
+}
+
+// heartbeat logs a line like C tor's heartbeat.
+func (b *Backend) heartbeat() {
+	c := b.cfg.Client
+	up := b.cfg.Now().Sub(b.start).Truncate(time.Second)
+	r, w := c.Traffic()
+	b.log.Noticef("Heartbeat: Tor's uptime is %s, with %d circuits open. I've sent %d kB and received %d kB.",
+		up, len(c.Circuits()), w/1024, r/1024)
+}
+
+// CloseCircuit implements control.Backend.
+func (b *Backend) CloseCircuit(id string, ifUnused bool) error {
+	n, err := strconv.ParseUint(id, 10, 64)
+	if err != nil {
+		return control.Errorf(552, "Unknown circuit %s", control.QuoteString(id))
+	}
+	switch err := b.cfg.Client.CloseCircuit(n, ifUnused); {
+	case errors.Is(err, tor.ErrUnknownCircuit):
+		return control.Errorf(552, "Unknown circuit %s", control.QuoteString(id))
+	case errors.Is(err, tor.ErrCircuitInUse):
+		return nil // C tor leaves a used circuit alone and says OK
+	default:
+		return err
+	}
+}
+
+// CloseStream implements control.Backend.
+func (b *Backend) CloseStream(id string, reason int) error {
+	n, err := strconv.ParseUint(id, 10, 64)
+	if err != nil {
+		return control.Errorf(552, "Unknown stream %s", control.QuoteString(id))
+	}
+	if err := b.cfg.Client.CloseStream(n); err != nil {
+		if errors.Is(err, tor.ErrUnknownStream) {
+			return control.Errorf(552, "Unknown stream %s", control.QuoteString(id))
+		}
+		return control.Errorf(551, "%v", err)
+	}
+	return nil
+}
+
+// AddOnion implements control.Backend.
+func (b *Backend) AddOnion(*control.AddOnionRequest) (*control.AddOnionResult, error) {
+	return nil, errNoOnion
+}
+
+// DelOnion implements control.Backend.
+func (b *Backend) DelOnion(string) error { return errNoOnion }
+
+// OnionClientAuthAdd implements control.Backend.
+func (b *Backend) OnionClientAuthAdd(*control.OnionClientCredential) (control.ClientAuthAddResult, error) {
+	return 0, errNoOnion
+}
+
+// OnionClientAuthRemove implements control.Backend.
+func (b *Backend) OnionClientAuthRemove(string) (bool, error) { return false, errNoOnion }
+
+// OnionClientAuthView implements control.Backend.
+func (b *Backend) OnionClientAuthView(string) ([]control.OnionClientCredential, error) {
+	return nil, errNoOnion
+}
+
+// HSFetch implements control.Backend.
+func (b *Backend) HSFetch(string, []string) error { return errNoOnion }
+
+// TakeOwnership implements control.Backend: the process exits when the
+// owning connection closes.
+func (b *Backend) TakeOwnership() (func(), error) {
+	if b.cfg.Shutdown == nil {
+		return nil, control.Errorf(551, "shutting down is not available")
+	}
+	return func() {
+		b.log.Noticef("Owning controller connection has closed -- exiting now.")
+		b.cfg.Shutdown()
+	}, nil
+}

@@ -1,0 +1,203 @@
+package ctlbackend
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"tinytor/tor/config"
+	"tinytor/tor/control"
+)
+
+// ctlFile is the File of lines set from the control port.
+const ctlFile = "control port"
+
+// fixedOptions cannot change while tinytor runs: the listeners and
+// credentials of the control and metrics ports are opened once, and the
+// directories and user are fixed at start (as in C tor). SETCONF refuses
+// to change them with 553.
+var fixedOptions = []string{
+	"DataDirectory", "CacheDirectory", "User", "PidFile", "RunAsDaemon",
+	"ControlPort", "ControlSocket", "CookieAuthentication", "CookieAuthFile",
+	"CookieAuthFileGroupReadable", "HashedControlPassword", "MetricsPort", "MetricsPortPolicy",
+	"HiddenServiceDir", "HiddenServicePort", "HiddenServiceVersion",
+	"HiddenServiceNumIntroductionPoints", "HiddenServiceMaxStreams",
+	"HiddenServiceMaxStreamsCloseCircuit", "HiddenServiceDirGroupReadable",
+}
+
+// state returns the layers describing the configuration in force,
+// rereading the files if the client's configuration was replaced by a
+// reload since. The caller holds confMu.
+func (b *Backend) state() ([][]config.Line, error) {
+	if cur := b.cfg.Client.Config(); cur != b.built {
+		layers, err := config.ReadLayers(b.cfg.Sources)
+		if err != nil {
+			return nil, fmt.Errorf("rereading the configuration: %w", err)
+		}
+		b.layers, b.ctl, b.built = layers, nil, cur
+	}
+	return append(slices.Clone(b.layers), b.ctl), nil
+}
+
+// GetConf implements control.Backend.
+func (b *Backend) GetConf(keys []string) ([]control.ConfEntry, error) {
+	b.confMu.Lock()
+	defer b.confMu.Unlock()
+	layers, err := b.state()
+	if err != nil {
+		return nil, control.Errorf(551, "%v", err)
+	}
+	var out []control.ConfEntry
+	for _, k := range keys {
+		name, vals, err := config.Values(b.cfg.Sources.Env, k, layers...)
+		if config.IsUnknownOption(err) {
+			return nil, control.Errorf(552, "Unrecognized configuration key %s", control.QuoteString(k))
+		}
+		if err != nil {
+			return nil, control.Errorf(551, "%v", err)
+		}
+		if len(vals) == 0 {
+			out = append(out, control.ConfEntry{Key: name})
+		}
+		for _, v := range vals {
+			out = append(out, control.ConfEntry{Key: name, Value: v, HasValue: true})
+		}
+	}
+	return out, nil
+}
+
+// SetConf implements control.Backend.
+func (b *Backend) SetConf(entries []control.ConfEntry) error { return b.setConf(entries) }
+
+// ResetConf implements control.Backend. An option given a value is reset
+// and then set to it, which is what SETCONF does too.
+func (b *Backend) ResetConf(entries []control.ConfEntry) error { return b.setConf(entries) }
+
+// setConf replaces the named options by the given values (or their
+// defaults, for entries without a value), builds the new configuration
+// and makes it live.
+func (b *Backend) setConf(entries []control.ConfEntry) error {
+	b.confMu.Lock()
+	defer b.confMu.Unlock()
+	if b.cfg.Apply == nil {
+		return control.Errorf(553, "Transition not allowed: this control port cannot change the configuration")
+	}
+	layers, err := b.state()
+	if err != nil {
+		return control.Errorf(551, "%v", err)
+	}
+	// Lines for the options named, in order; a later mention of an option
+	// in the same command adds values (SETCONF A=1 A=2 sets two lines).
+	touched := map[string]bool{}
+	ctl := slices.Clone(b.ctl)
+	for _, e := range entries {
+		o, err := config.Option(e.Key)
+		if err != nil {
+			reason := "Unknown option"
+			if errors.Is(err, config.ErrRelayOption) {
+				reason = "tinytor is a Tor client only and does not support relay option"
+			}
+			return control.Errorf(552, "Unrecognized option: %s '%s'.  Failing.", reason, e.Key)
+		}
+		if !touched[o.Name] {
+			touched[o.Name] = true
+			ctl = slices.DeleteFunc(ctl, func(l config.Line) bool { return strings.EqualFold(l.Key, o.Name) })
+			ctl = append(ctl, config.Line{Key: o.Name, Command: config.Clear, File: ctlFile})
+		}
+		if e.HasValue && e.Value != "" {
+			ctl = append(ctl, config.Line{Key: o.Name, Value: e.Value, File: ctlFile})
+		}
+	}
+	newLayers := append(slices.Clone(layers[:len(layers)-1]), ctl)
+	nc, err := config.Build(b.cfg.Sources.Env, newLayers...)
+	if err != nil {
+		return control.Errorf(513, "Unacceptable option value: %v", err)
+	}
+	for _, name := range fixedOptions {
+		if !touched[name] {
+			continue
+		}
+		_, before, err1 := config.Values(b.cfg.Sources.Env, name, layers...)
+		_, after, err2 := config.Values(b.cfg.Sources.Env, name, newLayers...)
+		if err1 != nil || err2 != nil || !slices.Equal(before, after) {
+			return control.Errorf(553, "Transition not allowed: While tinytor is running, changing %s is not allowed.", name)
+		}
+	}
+	for _, w := range nc.Warnings {
+		b.log.Warnf("%s", w)
+	}
+	if err := b.cfg.Apply(nc); err != nil {
+		return control.Errorf(553, "Unable to set option: %v", err)
+	}
+	b.ctl, b.built = ctl, nc
+	return nil
+}
+
+// savedText is the torrc SAVECONF writes: the torrc's options with the
+// control port's changes applied.
+func (b *Backend) savedText(layers [][]config.Line) (string, error) {
+	// layers are defaults, torrc, command line, control port: the
+	// defaults file and the command line are not part of the torrc.
+	lines, err := config.Dump(layers[1], layers[len(layers)-1])
+	if err != nil {
+		return "", err
+	}
+	return config.FormatLines(lines), nil
+}
+
+// configText answers GETINFO config-text.
+func (b *Backend) configText() (string, error) {
+	b.confMu.Lock()
+	defer b.confMu.Unlock()
+	layers, err := b.state()
+	if err != nil {
+		return "", control.Errorf(551, "%v", err)
+	}
+	t, err := b.savedText(layers)
+	if err != nil {
+		return "", control.Errorf(551, "%v", err)
+	}
+	return strings.TrimSuffix(t, "\n"), nil
+}
+
+// SaveConf implements control.Backend: it writes the torrc with the
+// control port's changes, atomically. A torrc that uses %include is
+// overwritten only with FORCE.
+func (b *Backend) SaveConf(force bool) error {
+	b.confMu.Lock()
+	defer b.confMu.Unlock()
+	layers, err := b.state()
+	if err != nil {
+		return control.Errorf(551, "%v", err)
+	}
+	path := b.cfg.Sources.TorrcPath()
+	if !force {
+		for _, l := range layers[1] {
+			if l.File != path {
+				return control.Errorf(551, "Unable to write configuration to disk: %s uses %%include (SAVECONF FORCE overwrites it)", path)
+			}
+		}
+	}
+	text, err := b.savedText(layers)
+	if err != nil {
+		return control.Errorf(551, "%v", err)
+	}
+	perm := os.FileMode(0o600)
+	if fi, err := os.Stat(path); err == nil {
+		perm = fi.Mode().Perm()
+	}
+	data := "# This file was generated by tinytor; if you edit it, comments will not be preserved\n" + text
+	if err := b.cfg.Write(path, []byte(data), perm); err != nil {
+		b.log.Warnf("Unable to write configuration to %s: %v", path, err)
+		return control.Errorf(551, "Unable to write configuration to disk.")
+	}
+	b.log.Noticef("Configuration saved to %s", path)
+	// The torrc now holds the control port's changes.
+	nl, err := config.ReadLayers(b.cfg.Sources)
+	if err == nil {
+		b.layers, b.ctl = nl, nil
+	}
+	return nil
+}

@@ -1,0 +1,130 @@
+package ctlbackend
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"tinytor/tor"
+	"tinytor/tor/control"
+)
+
+// Emitter receives control-port events; *control.Server is one.
+type Emitter interface {
+	Emit(e control.Event)
+	Wants(eventType string) bool
+}
+
+// Run forwards the client's events to em, and a BW event every second,
+// until ctx ends.
+func (b *Backend) Run(ctx context.Context, em Emitter) {
+	b.emitMu.Lock()
+	b.emit = em
+	b.emitMu.Unlock()
+	defer func() {
+		b.emitMu.Lock()
+		b.emit = nil
+		b.emitMu.Unlock()
+	}()
+	unsubscribe := b.cfg.Client.Subscribe(func(ev tor.Event) {
+		for _, e := range Translate(ev) {
+			if em.Wants(e.Type) {
+				em.Emit(e)
+			}
+		}
+	})
+	defer unsubscribe()
+
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	lastR, lastW := b.cfg.Client.Traffic()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r, w := b.cfg.Client.Traffic()
+			if em.Wants("BW") {
+				em.Emit(control.BWEvent(r-lastR, w-lastW))
+			}
+			lastR, lastW = r, w
+		}
+	}
+}
+
+// emitEvent sends e to the attached Emitter, if any wants it.
+func (b *Backend) emitEvent(e control.Event) {
+	b.emitMu.Lock()
+	em := b.emit
+	b.emitMu.Unlock()
+	if em != nil && em.Wants(e.Type) {
+		em.Emit(e)
+	}
+}
+
+// Translate turns a client event into the control-port events C tor
+// sends for it: CIRC, STREAM, ORCONN, and STATUS_CLIENT BOOTSTRAP (plus
+// CIRCUIT_ESTABLISHED when bootstrap completes).
+func Translate(ev tor.Event) []control.Event {
+	switch e := ev.(type) {
+	case *tor.CircuitEvent:
+		return []control.Event{circEvent(e.CircuitInfo).Event()}
+	case *tor.StreamEvent:
+		return []control.Event{streamEvent(e.StreamInfo).Event()}
+	case *tor.ChannelEvent:
+		return []control.Event{control.ORConnEvent{
+			Target: channelTarget(e.ChannelInfo),
+			Status: e.Status,
+			Reason: e.Reason,
+			NCircs: e.NCircs,
+			ID:     strconv.FormatUint(e.ID, 10),
+		}.Event()}
+	case tor.BootstrapStatus:
+		out := []control.Event{{Type: "STATUS_CLIENT", Body: e.ControlString()}}
+		if e.Phase.Percent >= 100 && e.Problem == "" {
+			out = append(out, control.StatusEvent{Type: "STATUS_CLIENT", Severity: "NOTICE", Action: "CIRCUIT_ESTABLISHED"}.Event())
+		}
+		return out
+	}
+	return nil
+}
+
+func circEvent(ci tor.CircuitInfo) control.CircEvent {
+	path := make([]string, len(ci.Path))
+	for i, r := range ci.Path {
+		path[i] = r.LongName()
+	}
+	return control.CircEvent{
+		ID:          strconv.FormatUint(ci.ID, 10),
+		Status:      ci.Status,
+		Path:        path,
+		BuildFlags:  ci.Flags,
+		Purpose:     ci.Purpose,
+		TimeCreated: ci.Created,
+		Reason:      ci.Reason,
+	}
+}
+
+func streamEvent(si tor.StreamInfo) control.StreamEvent {
+	purpose := "USER"
+	if si.Status == "NEWRESOLVE" || si.Status == "SENTRESOLVE" {
+		purpose = "DNS_REQUEST"
+	}
+	return control.StreamEvent{
+		ID:      strconv.FormatUint(si.ID, 10),
+		Status:  si.Status,
+		CircID:  strconv.FormatUint(si.CircID, 10),
+		Target:  si.Target,
+		Reason:  si.Reason,
+		Purpose: purpose,
+	}
+}
+
+// channelTarget is the ORCONN target: the relay's LongName when known,
+// else its address.
+func channelTarget(ch tor.ChannelInfo) string {
+	if ch.Relay.ID != ([20]byte{}) {
+		return ch.Relay.LongName()
+	}
+	return ch.Addr
+}
