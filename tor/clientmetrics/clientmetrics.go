@@ -1,0 +1,174 @@
+// Package clientmetrics registers tinytor's client metrics on a
+// metrics.Registry, for the MetricsPort.
+//
+// C tor's MetricsPort exports relay and onion-service metrics (tor_relay_*,
+// tor_hs_*) and next to nothing for a client, so tinytor names its client
+// metrics tinytor_*:
+//
+//	tinytor_bootstrap_percent              gauge    bootstrap progress, 0..100
+//	tinytor_circuits_built_total           counter  circuits completed
+//	tinytor_circuits_failed_total          counter  circuit builds that failed
+//	tinytor_circuits_open                  gauge    circuits built and not closed
+//	tinytor_circuits_building              gauge    circuits being built
+//	tinytor_circuit_build_seconds          histogram time to build a circuit
+//	tinytor_streams_total{outcome}         counter  streams by outcome: succeeded, failed
+//	tinytor_stream_failures_total{reason}  counter  failed streams by END reason (MISC, TIMEOUT, ...)
+//	tinytor_streams_open                   gauge    streams open
+//	tinytor_bytes_read_total               counter  bytes read from relays (TLS included)
+//	tinytor_bytes_written_total            counter  bytes written to relays (TLS included)
+//	tinytor_channels_open                  gauge    channels (TLS connections to relays) open
+//	tinytor_channel_failures_total         counter  channel attempts that failed
+//	tinytor_dir_consensus_fetches_total    counter  consensus documents downloaded
+//	tinytor_dir_microdesc_fetches_total    counter  microdescriptors downloaded
+//	tinytor_dir_cert_fetches_total         counter  authority certificates downloaded
+//
+// plus the Go runtime metrics of metrics.RegisterGoRuntime (memory,
+// goroutines, GC).
+package clientmetrics
+
+import (
+	"fmt"
+	"strings"
+
+	"tinytor/tor"
+	"tinytor/tor/metrics"
+)
+
+// BuildTimeBuckets are the upper bounds, in seconds, of
+// tinytor_circuit_build_seconds.
+var BuildTimeBuckets = []float64{0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60}
+
+// Register adds the client's metrics to reg. Values kept by the client
+// are read at scrape time; the others are counted from the client's
+// events until stop is called.
+func Register(reg *metrics.Registry, c *tor.Client) (stop func(), err error) {
+	funcs := []struct {
+		counter    bool
+		name, help string
+		fn         func() float64
+	}{
+		{false, "tinytor_bootstrap_percent", "Bootstrap progress in percent.",
+			func() float64 { return float64(c.Status().Phase.Percent) }},
+		{true, "tinytor_circuits_built_total", "Circuits completed.",
+			func() float64 { return float64(c.Stats().CircuitsBuilt) }},
+		{true, "tinytor_circuits_failed_total", "Circuit builds that failed.",
+			func() float64 { return float64(c.Stats().CircuitsFailed) }},
+		{false, "tinytor_circuits_open", "Circuits built and not yet closed.",
+			func() float64 { return countCircuits(c, true) }},
+		{false, "tinytor_circuits_building", "Circuits being built.",
+			func() float64 { return countCircuits(c, false) }},
+		{false, "tinytor_streams_open", "Streams open.",
+			func() float64 { return float64(len(c.Streams())) }},
+		{true, "tinytor_bytes_read_total", "Bytes read from relays, TLS included.",
+			func() float64 { r, _ := c.Traffic(); return float64(r) }},
+		{true, "tinytor_bytes_written_total", "Bytes written to relays, TLS included.",
+			func() float64 { _, w := c.Traffic(); return float64(w) }},
+		{false, "tinytor_channels_open", "Channels (TLS connections to relays) open.",
+			func() float64 { return countChannels(c) }},
+		{true, "tinytor_dir_consensus_fetches_total", "Consensus documents downloaded.",
+			func() float64 { return float64(c.Stats().ConsensusFetches) }},
+		{true, "tinytor_dir_microdesc_fetches_total", "Microdescriptors downloaded.",
+			func() float64 { return float64(c.Stats().MicrodescFetches) }},
+		{true, "tinytor_dir_cert_fetches_total", "Authority certificates downloaded.",
+			func() float64 { return float64(c.Stats().CertFetches) }},
+	}
+	for _, f := range funcs {
+		if f.counter {
+			err = reg.NewCounterFunc(f.name, f.help, f.fn)
+		} else {
+			err = reg.NewGaugeFunc(f.name, f.help, f.fn)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("clientmetrics: %w", err)
+		}
+	}
+	buildTime, err := reg.NewHistogram("tinytor_circuit_build_seconds", "Time to build a circuit.", BuildTimeBuckets)
+	if err != nil {
+		return nil, fmt.Errorf("clientmetrics: %w", err)
+	}
+	streams, err := reg.NewCounterVec("tinytor_streams_total", "Streams by outcome.", "outcome")
+	if err != nil {
+		return nil, fmt.Errorf("clientmetrics: %w", err)
+	}
+	streamFailures, err := reg.NewCounterVec("tinytor_stream_failures_total", "Failed streams by END reason.", "reason")
+	if err != nil {
+		return nil, fmt.Errorf("clientmetrics: %w", err)
+	}
+	chanFailures, err := reg.NewCounter("tinytor_channel_failures_total", "Channel attempts that failed.")
+	if err != nil {
+		return nil, fmt.Errorf("clientmetrics: %w", err)
+	}
+	succeeded, err := streams.With("succeeded")
+	if err != nil {
+		return nil, fmt.Errorf("clientmetrics: %w", err)
+	}
+	failed, err := streams.With("failed")
+	if err != nil {
+		return nil, fmt.Errorf("clientmetrics: %w", err)
+	}
+	if err := metrics.RegisterGoRuntime(reg); err != nil {
+		return nil, fmt.Errorf("clientmetrics: %w", err)
+	}
+	ec := &eventCounters{buildTime: buildTime, succeeded: succeeded, failed: failed, streamFailures: streamFailures, chanFailures: chanFailures}
+	return c.Subscribe(ec.observe), nil
+}
+
+// eventCounters are the metrics counted from client events.
+type eventCounters struct {
+	buildTime         *metrics.Histogram
+	succeeded, failed *metrics.Counter
+	streamFailures    *metrics.CounterVec
+	chanFailures      *metrics.Counter
+}
+
+func (ec *eventCounters) observe(ev tor.Event) {
+	switch e := ev.(type) {
+	case *tor.CircuitEvent:
+		if e.Status == "BUILT" {
+			ec.buildTime.Observe(e.BuildTime.Seconds())
+		}
+	case *tor.StreamEvent:
+		switch e.Status {
+		case "SUCCEEDED":
+			ec.succeeded.Inc()
+		case "FAILED":
+			ec.failed.Inc()
+			if r, err := ec.streamFailures.With(reasonLabel(e.Reason)); err == nil {
+				r.Inc()
+			}
+		}
+	case *tor.ChannelEvent:
+		if e.Status == "FAILED" {
+			ec.chanFailures.Inc()
+		}
+	}
+}
+
+// reasonLabel keeps the label set small and valid: END reasons are upper
+// case words.
+func reasonLabel(r string) string {
+	if r == "" || len(r) > 32 || strings.IndexFunc(r, func(c rune) bool { return !(c >= 'A' && c <= 'Z' || c == '_') }) >= 0 {
+		return "OTHER"
+	}
+	return r
+}
+
+func countCircuits(c *tor.Client, built bool) float64 {
+	n := 0
+	for _, ci := range c.Circuits() {
+		if (ci.Status == "BUILT") == built {
+			n++
+		}
+	}
+	return float64(n)
+}
+
+func countChannels(c *tor.Client) float64 {
+	n := 0
+	for _, ch := range c.Channels() {
+		if ch.Status == "CONNECTED" {
+			n++
+		}
+	}
+	return float64(n)
+}
