@@ -52,7 +52,7 @@ func ParseOuter(doc []byte, now time.Time) (*Outer, error) {
 	if len(doc) > MaxLen {
 		return nil, invalid("outer document", fmt.Errorf("%d bytes, at most %d", len(doc), MaxLen))
 	}
-	t := netdoc.NewTokenizer("onion service descriptor", doc)
+	t := netdoc.NewTokenizer("onion service descriptor", withNewline(doc))
 	o := &Outer{}
 	seen := map[string]bool{}
 	var sig []byte

@@ -163,6 +163,9 @@ func TestStemErrors(t *testing.T) {
 	if _, err := Decode(bad, a.PublicKey(), nil, nil, now); !errors.Is(err, ErrInvalid) {
 		t.Errorf("tampered: %v", err)
 	}
+	if _, err := ParseOuter(bytes.TrimSuffix(doc, []byte("\n")), now); err != nil {
+		t.Errorf("without final newline: %v", err)
+	}
 	if _, err := ParseOuter(doc[:len(doc)/2], now); !errors.Is(err, ErrInvalid) {
 		t.Errorf("truncated: %v", err)
 	}
