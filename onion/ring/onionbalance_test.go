@@ -60,4 +60,3 @@ func repeat(b byte) []byte {
 	}
 	return out
 }
-
