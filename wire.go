@@ -12,12 +12,15 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"sync"
 	"syscall"
 
+	"tinytor/board/state"
 	"tinytor/socks"
 	"tinytor/tor"
 	"tinytor/tor/cell"
 	"tinytor/tor/config"
+	"tinytor/tor/guard"
 	"tinytor/tor/torlog"
 )
 
@@ -67,13 +70,13 @@ func openLogs(cfg *config.Config, stdout, stderr io.Writer) (*torlog.Logger, fun
 // SIGHUP reloads the torrc with reload: listeners that appeared open,
 // ones that vanished close, and a torrc that does not load leaves
 // everything as it was (with the reason logged), as in C tor.
-func runTor(cfg *config.Config, reload func(*torlog.Logger) (*config.Config, error), stdout, stderr io.Writer) int {
+func runTor(cfg *config.Config, src config.Sources, reload func(*torlog.Logger) (*config.Config, error), stdout, stderr io.Writer) int {
 	log, closeLogs, err := openLogs(cfg, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "tinytor: %v\n", err)
 		return exitConfig
 	}
-	defer func() { closeLogs() }()
+	defer func() { closeLogs() }() // closeLogs changes on reload
 	log.Noticef("tinytor %s (Tor protocol client) starting.", version)
 
 	for _, d := range []string{cfg.DataDirectory, cfg.CacheDirectory} {
@@ -90,7 +93,22 @@ func runTor(cfg *config.Config, reload func(*torlog.Logger) (*config.Config, err
 		}
 	}
 
-	client, err := tor.New(tor.Config{Torrc: cfg, Log: log})
+	// One writer for everything persistent on flash (board/state).
+	st, err := state.Open(cfg.DataDirectory, state.Options{Log: log})
+	if err != nil {
+		log.Errf("Opening the state directory: %v", err)
+		return exitRuntime
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Warnf("Writing state on exit: %v", err)
+		}
+	}()
+
+	client, err := tor.New(tor.Config{Torrc: cfg, Log: log, State: guard.Funcs{
+		ReadFunc:  st.Read,
+		WriteFunc: func(name string, b []byte) error { return st.Write(name, b, state.TimeDependent) },
+	}})
 	if err != nil {
 		log.Errf("%v", err)
 		return exitRuntime
@@ -109,6 +127,34 @@ func runTor(cfg *config.Config, reload func(*torlog.Logger) (*config.Config, err
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+
+	// applyConfig makes a new torrc live: after SIGHUP, and for SETCONF.
+	var applyMu sync.Mutex
+	applyConfig := func(nc *config.Config) error {
+		applyMu.Lock()
+		defer applyMu.Unlock()
+		nlog, ncloseLogs, err := openLogs(nc, stdout, stderr)
+		if err != nil {
+			return fmt.Errorf("Restoring previous configuration: %w", err)
+		}
+		closeLogs()
+		closeLogs = ncloseLogs
+		log.SetSinks(nlog.Sinks()...)
+		client.Reconfigure(nc)
+		return ls.apply(ctx, nc)
+	}
+	sendHup := func() {
+		select {
+		case hup <- syscall.SIGHUP:
+		default:
+		}
+	}
+	stopControl, err := startControl(ctx, cfg, src, client, log, applyConfig, sendHup, stop)
+	if err != nil {
+		log.Errf("%v", err)
+		return exitRuntime
+	}
+	defer stopControl()
 	runDone := make(chan error, 1)
 	go func() { runDone <- client.Run(ctx) }()
 	for {
@@ -128,16 +174,7 @@ func runTor(cfg *config.Config, reload func(*torlog.Logger) (*config.Config, err
 				log.Warnf("Restoring previous configuration: the new torrc is not valid: %v", err)
 				continue
 			}
-			nlog, ncloseLogs, err := openLogs(nc, stdout, stderr)
-			if err != nil {
-				log.Warnf("Restoring previous configuration: %v", err)
-				continue
-			}
-			closeLogs()
-			closeLogs = ncloseLogs
-			log.SetSinks(nlog.Sinks()...)
-			client.Reconfigure(nc)
-			if err := ls.apply(ctx, nc); err != nil {
+			if err := applyConfig(nc); err != nil {
 				log.Warnf("%v", err)
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"tinytor/tor/circuit"
+	"tinytor/tor/guard"
 	"tinytor/tor/link"
 	"tinytor/tor/path"
 )
@@ -67,26 +68,58 @@ func (c *Client) BuildCircuit(ctx context.Context, ports ...uint16) (*circuit.Ci
 	return b.Circuit, nil
 }
 
-// buildExit builds a general-purpose exit circuit.
+// buildExit builds a general-purpose exit circuit: the guard comes from
+// the guard manager (guard-spec), the middle and exit from path selection.
 func (c *Client) buildExit(ctx context.Context, ports ...uint16) (*builtCircuit, error) {
 	d := c.currentDir()
 	if !d.enough() {
 		return nil, fmt.Errorf("building a circuit: %w", ErrNotBootstrapped)
 	}
-	var hops []*path.Node
-	var err error
-	c.withRand(func(r *rand.Rand) { hops, err = d.paths.Choose(r, c.pathOptions(), nil, ports...) })
+	g, h, err := c.guards.Pick(guard.ForCircuit, nil)
 	if err != nil {
+		c.circuitsFailed.Add(1)
+		return nil, fmt.Errorf("choosing a guard: %w", err)
+	}
+	var hops []*path.Node
+	c.withRand(func(r *rand.Rand) { hops, err = d.paths.Choose(r, c.pathOptions(), g, ports...) })
+	if err != nil {
+		h.Close()
 		c.circuitsFailed.Add(1)
 		return nil, fmt.Errorf("choosing a path: %w", err)
 	}
-	b, err := c.buildPath(ctx, hops, "GENERAL")
+	b, err := c.buildPath(ctx, hops, "GENERAL", h)
 	if err != nil {
 		c.circuitsFailed.Add(1)
 		return nil, err
 	}
 	c.circuitsBuilt.Add(1)
 	return b, nil
+}
+
+// guardWait is how long a circuit through a non-primary guard waits to
+// learn whether a primary guard is reachable (guard-spec 4.10).
+const guardWait = 15 * time.Second
+
+// awaitGuardUsable waits until h says the circuit may be used, or that it
+// must not be.
+func awaitGuardUsable(ctx context.Context, h *guard.Handle) error {
+	t := time.NewTimer(guardWait)
+	defer t.Stop()
+	tick := time.NewTicker(250 * time.Millisecond) // the guard manager has no notification
+	defer tick.Stop()
+	for !h.Usable() {
+		if st := h.State(); st == guard.Expired || st == guard.Failed || st == guard.Closed {
+			return fmt.Errorf("circuit through a non-primary guard not usable (%v)", st)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			return errors.New("circuit through a non-primary guard: still waiting for a better guard")
+		case <-tick.C:
+		}
+	}
+	return nil
 }
 
 // builtCircuit is a circuit with the identifier the control port shows.
@@ -98,19 +131,27 @@ type builtCircuit struct {
 
 // buildPath creates a circuit through hops, reporting the bootstrap
 // phases of the first circuit and CIRC events.
-func (c *Client) buildPath(ctx context.Context, hops []*path.Node, purpose string) (*builtCircuit, error) {
+//
+// gh is the guard manager's handle for hops[0]: it learns whether the
+// guard worked, and is closed when the circuit closes.
+func (c *Client) buildPath(ctx context.Context, hops []*path.Node, purpose string, gh *guard.Handle) (*builtCircuit, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.buildTimeout())
 	defer cancel()
 	info := CircuitInfo{ID: c.events.newID(), Status: "LAUNCHED", Purpose: purpose, Created: c.now()}
 	c.events.circuit(info)
+	guardFailed := true
 	fail := func(err error) (*builtCircuit, error) {
 		info.Status, info.Reason = "FAILED", circReason(err)
 		c.events.circuit(info)
+		if guardFailed {
+			gh.Failed()
+		}
+		gh.Close()
 		return nil, err
 	}
-	guard := hops[0]
+	entry := hops[0]
 	c.boot.reach(PhaseAPConn)
-	ch, err := c.chans.get(ctx, guard.ORAddrPort(), linkIdentity(guard), guard.Nickname)
+	ch, err := c.chans.get(ctx, entry.ORAddrPort(), linkIdentity(entry), entry.Nickname)
 	if err != nil {
 		return fail(err)
 	}
@@ -118,11 +159,12 @@ func (c *Client) buildPath(ctx context.Context, hops []*path.Node, purpose strin
 	c.boot.reach(PhaseAPHandshake)
 	c.boot.reach(PhaseAPHandshakeDone)
 	c.boot.reach(PhaseCircuitCreate)
-	circ, err := circuit.Create(ctx, circChannel{ch}, hopInfo(guard), c.circuitConfig())
+	circ, err := circuit.Create(ctx, circChannel{ch}, hopInfo(entry), c.circuitConfig())
 	if err != nil {
-		return fail(fmt.Errorf("CREATE2 to %s (%X): %w", guard.Nickname, guard.Identity, err))
+		return fail(fmt.Errorf("CREATE2 to %s (%X): %w", entry.Nickname, entry.Identity, err))
 	}
-	info.Path = append(info.Path, RelayRef{ID: guard.Identity, Nickname: guard.Nickname})
+	guardFailed = false
+	info.Path = append(info.Path, RelayRef{ID: entry.Identity, Nickname: entry.Nickname})
 	for _, h := range hops[1:] {
 		info.Status = "EXTENDED"
 		c.events.circuit(info)
@@ -132,11 +174,17 @@ func (c *Client) buildPath(ctx context.Context, hops []*path.Node, purpose strin
 		}
 		info.Path = append(info.Path, RelayRef{ID: h.Identity, Nickname: h.Nickname})
 	}
+	gh.Succeeded()
+	if err := awaitGuardUsable(ctx, gh); err != nil {
+		circ.Close()
+		return fail(err)
+	}
 	info.Status, info.BuildTime = "BUILT", c.now().Sub(info.Created)
 	c.events.circuit(info)
 	c.log.Infof("Circuit %d built through %s", info.ID, describePath(hops))
 	go func() {
 		<-circ.Done()
+		gh.Close()
 		info.Status, info.Reason = "CLOSED", circReason(circ.Err())
 		c.events.circuit(info)
 	}()

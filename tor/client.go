@@ -15,6 +15,7 @@ import (
 	"tinytor/tor/cell"
 	"tinytor/tor/config"
 	"tinytor/tor/dir"
+	"tinytor/tor/guard"
 	"tinytor/tor/torlog"
 )
 
@@ -29,6 +30,9 @@ type Config struct {
 	// Cache stores directory documents; nil means files in the torrc's
 	// CacheDirectory.
 	Cache dir.FileStore
+	// State persists the guards (board/state on a router); nil keeps them
+	// in memory only.
+	State guard.Persister
 }
 
 // Stats are counters a test or the metrics page reads.
@@ -55,6 +59,7 @@ type Client struct {
 	cache  *dir.Cache
 	chans  *chanManager
 	events *events
+	guards *guard.Manager
 
 	rngMu sync.Mutex
 	rng   *rand.Rand
@@ -106,6 +111,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	c.rng = rand.New(rand.NewChaCha8(seed))
 	c.chans = newChanManager(c)
+	c.guards = guard.New(guardOptions(cfg, c))
 	// Like C tor, predict web ports at start so that the first request
 	// finds a circuit ready.
 	for _, p := range []uint16{80, 443} {
@@ -160,4 +166,22 @@ func (c *Client) Int64N(n int64) int64 {
 	c.rngMu.Lock()
 	defer c.rngMu.Unlock()
 	return c.rng.Int64N(n)
+}
+
+// guardOptions turns the torrc into guard manager options.
+func guardOptions(cfg Config, c *Client) guard.Options {
+	t := cfg.Torrc
+	opts := guard.Options{
+		Now:            c.now,
+		Log:            c.log,
+		Store:          cfg.State,
+		DisableGuards:  !t.UseEntryGuards,
+		NumEntryGuards: t.NumEntryGuards,
+	}
+	if t.TestingTorNetwork {
+		// A young test network votes Stable and Fast late (testnet-notes):
+		// C tor's TestingTorNetwork relaxes its requirements the same way.
+		opts.GuardFlags = dir.FlagGuard | dir.FlagValid | dir.FlagRunning
+	}
+	return opts
 }

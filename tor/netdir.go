@@ -84,6 +84,7 @@ func (c *Client) installDir(d *netDir) {
 	c.dirMu.Lock()
 	c.netdir = d
 	c.dirMu.Unlock()
+	c.guards.SetConsensus(d.paths)
 }
 
 // loadCachedDir reads the cached documents and, if they still verify,

@@ -30,6 +30,11 @@ func retryDelay(attempt int) time.Duration {
 func (c *Client) Run(ctx context.Context) error {
 	defer c.chans.closeAll()
 	defer c.circs.closeAll()
+	defer func() {
+		if err := c.guards.Save(); err != nil {
+			c.log.Warnf("Saving guard state: %v", err)
+		}
+	}()
 	c.log.Noticef("Bootstrapped 0%% (starting): Starting")
 	cached := c.loadCachedDir()
 	if err := c.bootstrap(ctx, cached); err != nil {
