@@ -25,7 +25,7 @@ const DefaultDevicePath = "/dev/watchdog"
 // On a real watchdog it uses the WDIOC_SETTIMEOUT and WDIOC_KEEPALIVE
 // ioctls. If the path is not a watchdog device (a regular file or a pipe,
 // as in tests, or a driver without ioctl support) the ioctls fail with
-// ENOTTY; the Device then falls back to writing one byte 'k'
+// ENOTTY (ENOSYS under qemu-user); the Device then falls back to writing one byte 'k'
 // per kick, which every Linux watchdog driver also accepts as a keepalive,
 // and the timeout is left as the driver has it. UsesIoctl reports which
 // mode is in use.
@@ -62,8 +62,10 @@ func OpenDevice(path string, timeout time.Duration) (*Device, error) {
 	}
 	switch {
 	case err == nil:
-	case errors.Is(err, unix.ENOTTY):
-		// Not a device that takes ioctls: a regular file or a pipe.
+	case errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.ENOSYS):
+		// Not a device that takes ioctls (a regular file or a pipe:
+		// ENOTTY), or an emulator that does not pass watchdog ioctls
+		// through (qemu-user: ENOSYS).
 		d.ioctl = false
 	case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP):
 		// A driver that cannot set this timeout: keep its own, still
