@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"tinytor/tor/config"
+	"tinytor/tor/control"
 	"tinytor/tor/torlog"
 )
 
@@ -44,6 +45,7 @@ type commandLine struct {
 	verify    bool          // --verify-config
 	version   bool          // --version
 	help      bool          // --help
+	hashPW    *string       // --hash-password PW
 	overrides []config.Line // --Option value ...
 }
 
@@ -54,6 +56,7 @@ const usage = `Usage: tinytor [options] [--Option value ...]
   --defaults-torrc FILE    read defaults from FILE before the torrc
                            (default ` + config.DefaultDefaultsTorrc + `, if present)
   --verify-config          check the configuration and exit
+  --hash-password PW       print a HashedControlPassword value for PW and exit
   --version                print the version and exit
   -h, --help               print this help and exit
 
@@ -75,6 +78,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case cl.version:
 		fmt.Fprintf(stdout, "tinytor %s (Tor protocol client)\n", version)
 		return exitOK
+	case cl.hashPW != nil:
+		h, err := control.HashPassword(*cl.hashPW, nil)
+		if err != nil {
+			fmt.Fprintf(stderr, "tinytor: %v\n", err)
+			return exitRuntime
+		}
+		fmt.Fprintln(stdout, h)
+		return exitOK
 	}
 
 	log := torlog.New(torlog.Sink{Min: torlog.Notice, Max: torlog.Err, W: stderr})
@@ -88,18 +99,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 
-	return runTor(cfg, func(l *torlog.Logger) (*config.Config, error) { return loadConfig(cl, l) }, stdout, stderr)
+	return runTor(cfg, cl.sources(), func(l *torlog.Logger) (*config.Config, error) { return loadConfig(cl, l) }, stdout, stderr)
 }
 
 // loadConfig is the configuration step: read the defaults file, the
 // torrc and the overrides, and log what loading had to say.
 func loadConfig(cl *commandLine, log *torlog.Logger) (*config.Config, error) {
-	cfg, err := config.Load(config.Sources{
-		Torrc:    cl.torrc,
-		Defaults: cl.defaults,
-		Args:     cl.overrides,
-		Env:      config.CurrentEnv(),
-	})
+	cfg, err := config.Load(cl.sources())
 	if err != nil {
 		return nil, err
 	}
@@ -110,6 +116,11 @@ func loadConfig(cl *commandLine, log *torlog.Logger) (*config.Config, error) {
 		log.Warnf("%s", m)
 	}
 	return cfg, nil
+}
+
+// sources says where the configuration comes from.
+func (cl *commandLine) sources() config.Sources {
+	return config.Sources{Torrc: cl.torrc, Defaults: cl.defaults, Args: cl.overrides, Env: config.CurrentEnv()}
 }
 
 // parseCommandLine separates tinytor's own flags, parsed with pflag, from
@@ -123,6 +134,7 @@ func parseCommandLine(args []string) (*commandLine, error) {
 	fs.StringVar(&cl.defaults, "defaults-torrc", "", "read defaults from `FILE` before the torrc (default "+config.DefaultDefaultsTorrc+", if present)")
 	fs.BoolVar(&cl.verify, "verify-config", false, "check the configuration and exit")
 	fs.BoolVar(&cl.version, "version", false, "print the version and exit")
+	hashPW := fs.String("hash-password", "", "print a HashedControlPassword value for `PW` and exit")
 	fs.BoolVarP(&cl.help, "help", "h", false, "print this help and exit")
 
 	var own, overrides []string
@@ -156,6 +168,9 @@ func parseCommandLine(args []string) (*commandLine, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if fs.Changed("hash-password") {
+		cl.hashPW = hashPW
 	}
 	lines, err := config.ParseArgs(overrides)
 	if err != nil {
