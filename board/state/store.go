@@ -620,7 +620,9 @@ func (s *Store) runDue() time.Time {
 		if err := s.writeOne(n, false); err != nil {
 			s.mu.Lock()
 			if e := s.entries[n]; e != nil {
-				later(e.retryAt)
+				// Retry at the backoff time, or, if the clock
+				// stopped being trusted meanwhile, at the next poll.
+				later(later2(e.retryAt, now.Add(s.opts.ClockPoll)))
 			}
 			s.mu.Unlock()
 		} else {
