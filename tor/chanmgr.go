@@ -123,6 +123,9 @@ func (m *chanManager) dial(ctx context.Context, addr netip.AddrPort, id link.Ide
 	}
 	info.Status = "CONNECTED"
 	ev.channel(info)
+	if f := m.c.cfg.ObserveNetinfo; f != nil {
+		f(ch.ClockSkew())
+	}
 	go func() {
 		<-ch.Done()
 		info.Status, info.Reason = "CLOSED", "DONE"

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"time"
 
+	"tinytor/tor/cell"
 	"tinytor/tor/circuit"
 	"tinytor/tor/guard"
 	"tinytor/tor/link"
@@ -129,12 +130,43 @@ type builtCircuit struct {
 	hops []*path.Node
 }
 
+// hopSpec is one hop to build: a relay of the consensus (node set) or
+// one known only by its HopInfo.
+type hopSpec struct {
+	hop      circuit.HopInfo
+	node     *path.Node
+	nickname string
+}
+
+func (h hopSpec) ref() RelayRef {
+	if h.node != nil {
+		return RelayRef{ID: h.node.Identity, Nickname: h.node.Nickname}
+	}
+	return RelayRef{ID: h.hop.RSAID, Nickname: h.nickname}
+}
+
 // buildPath creates a circuit through hops, reporting the bootstrap
 // phases of the first circuit and CIRC events.
 //
 // gh is the guard manager's handle for hops[0]: it learns whether the
 // guard worked, and is closed when the circuit closes.
 func (c *Client) buildPath(ctx context.Context, hops []*path.Node, purpose string, gh *guard.Handle) (*builtCircuit, error) {
+	specs := make([]hopSpec, len(hops))
+	for i, n := range hops {
+		specs[i] = hopSpec{hop: hopInfo(n), node: n}
+	}
+	b, err := c.buildHops(ctx, specs, purpose, gh, nil)
+	if err != nil {
+		return nil, err
+	}
+	b.hops = hops
+	return b, nil
+}
+
+// buildHops creates a circuit through specs; specs[0].node must be set.
+// control receives the relay cells the circuit does not handle itself.
+func (c *Client) buildHops(ctx context.Context, specs []hopSpec, purpose string, gh *guard.Handle,
+	control func(hop int, cmd cell.RelayCommand, streamID uint16, data []byte)) (*builtCircuit, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.buildTimeout())
 	defer cancel()
 	info := CircuitInfo{ID: c.events.newID(), Status: "LAUNCHED", Purpose: purpose, Created: c.now()}
@@ -149,7 +181,7 @@ func (c *Client) buildPath(ctx context.Context, hops []*path.Node, purpose strin
 		gh.Close()
 		return nil, err
 	}
-	entry := hops[0]
+	entry := specs[0].node
 	c.boot.reach(PhaseAPConn)
 	ch, err := c.chans.get(ctx, entry.ORAddrPort(), linkIdentity(entry), entry.Nickname)
 	if err != nil {
@@ -159,20 +191,23 @@ func (c *Client) buildPath(ctx context.Context, hops []*path.Node, purpose strin
 	c.boot.reach(PhaseAPHandshake)
 	c.boot.reach(PhaseAPHandshakeDone)
 	c.boot.reach(PhaseCircuitCreate)
-	circ, err := circuit.Create(ctx, circChannel{ch}, hopInfo(entry), c.circuitConfig())
+	cfg := c.circuitConfig()
+	cfg.Control = control
+	circ, err := circuit.Create(ctx, circChannel{ch}, specs[0].hop, cfg)
 	if err != nil {
 		return fail(fmt.Errorf("CREATE2 to %s (%X): %w", entry.Nickname, entry.Identity, err))
 	}
 	guardFailed = false
-	info.Path = append(info.Path, RelayRef{ID: entry.Identity, Nickname: entry.Nickname})
-	for _, h := range hops[1:] {
+	info.Path = append(info.Path, specs[0].ref())
+	for _, h := range specs[1:] {
 		info.Status = "EXTENDED"
 		c.events.circuit(info)
-		if err := circ.Extend(ctx, hopInfo(h)); err != nil {
+		if err := circ.Extend(ctx, h.hop); err != nil {
 			circ.Close()
-			return fail(fmt.Errorf("extending to %s (%X): %w", h.Nickname, h.Identity, err))
+			r := h.ref()
+			return fail(fmt.Errorf("extending to %s (%X): %w", r.Nickname, r.ID, err))
 		}
-		info.Path = append(info.Path, RelayRef{ID: h.Identity, Nickname: h.Nickname})
+		info.Path = append(info.Path, h.ref())
 	}
 	gh.Succeeded()
 	if err := awaitGuardUsable(ctx, gh); err != nil {
@@ -181,14 +216,14 @@ func (c *Client) buildPath(ctx context.Context, hops []*path.Node, purpose strin
 	}
 	info.Status, info.BuildTime = "BUILT", c.now().Sub(info.Created)
 	c.events.circuit(info)
-	c.log.Infof("Circuit %d built through %s", info.ID, describePath(hops))
+	c.log.Infof("Circuit %d built through %s", info.ID, describePath(info.Path))
 	go func() {
 		<-circ.Done()
 		gh.Close()
 		info.Status, info.Reason = "CLOSED", circReason(circ.Err())
 		c.events.circuit(info)
 	}()
-	return &builtCircuit{Circuit: circ, id: info.ID, hops: hops}, nil
+	return &builtCircuit{Circuit: circ, id: info.ID}, nil
 }
 
 // circReason maps a circuit error to a control-spec CIRC reason.
@@ -207,13 +242,13 @@ func circReason(err error) string {
 	return "CONNECTFAILED"
 }
 
-func describePath(hops []*path.Node) string {
+func describePath(hops []RelayRef) string {
 	s := ""
 	for i, h := range hops {
 		if i > 0 {
 			s += ","
 		}
-		s += fmt.Sprintf("$%X~%s", h.Identity, h.Nickname)
+		s += h.LongName()
 	}
 	return s
 }

@@ -33,6 +33,12 @@ type Config struct {
 	// State persists the guards (board/state on a router); nil keeps them
 	// in memory only.
 	State guard.Persister
+	// ObserveNetinfo, if set, is told the clock skew each relay's NETINFO
+	// cell implies (peer time minus our time), for board/clock.
+	ObserveNetinfo func(skew time.Duration)
+	// ObserveConsensus, if set, is told the validity of each consensus
+	// that verified, for board/clock.
+	ObserveConsensus func(validAfter, freshUntil, validUntil time.Time)
 }
 
 // Stats are counters a test or the metrics page reads.
@@ -52,6 +58,7 @@ type Stats struct {
 // Client is a Tor client. Create it with New and start it with Run.
 type Client struct {
 	torrc  atomic.Pointer[config.Config]
+	cfg    Config
 	log    *torlog.Logger
 	now    func() time.Time
 	pool   *cell.Pool
@@ -94,6 +101,7 @@ func New(cfg Config) (*Client, error) {
 		c.now = time.Now
 	}
 	c.torrc.Store(cfg.Torrc)
+	c.cfg = cfg
 	c.events = newEvents()
 	c.boot = newBootstrapReporter(c.log)
 	c.boot.subscribe(func(s BootstrapStatus) { c.events.publish(s) })

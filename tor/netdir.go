@@ -81,6 +81,9 @@ func (c *Client) currentDir() *netDir {
 // installDir makes d the directory in use.
 func (c *Client) installDir(d *netDir) {
 	d.paths = path.NewDir(d.consensus, d.mds)
+	if f := c.cfg.ObserveConsensus; f != nil {
+		f(d.consensus.ValidAfter, d.consensus.FreshUntil, d.consensus.ValidUntil)
+	}
 	c.dirMu.Lock()
 	c.netdir = d
 	c.dirMu.Unlock()
