@@ -39,6 +39,10 @@ type Config struct {
 	// ObserveConsensus, if set, is told the validity of each consensus
 	// that verified, for board/clock.
 	ObserveConsensus func(validAfter, freshUntil, validUntil time.Time)
+	// AllowNewStream, if set, is asked before each new stream; false
+	// makes Dial fail with ErrOverloaded (board/mem's Budget under memory
+	// pressure).
+	AllowNewStream func() bool
 }
 
 // Stats are counters a test or the metrics page reads.

@@ -176,6 +176,9 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 	if c.currentDir() == nil || !c.currentDir().enough() {
 		return nil, &StreamError{Target: net.JoinHostPort(host, fmt.Sprint(port)), Err: ErrNotBootstrapped}
 	}
+	if err := c.admitStream(host, port); err != nil {
+		return nil, err
+	}
 	c.notePort(port)
 	target := net.JoinHostPort(host, fmt.Sprint(port))
 	info := StreamInfo{ID: c.events.newID(), Status: "NEW", Target: target}
