@@ -132,6 +132,19 @@ type Config struct {
 	// and leaves supervision to the init system.
 	RunAsDaemon bool
 
+	// HardwareWatchdog (0|1|path): keep the hardware watchdog at this
+	// device fed while the client is healthy; 1 means /dev/watchdog.
+	// Default 0 (none).
+	HardwareWatchdog string
+	// HardwareWatchdogTimeout (interval): the timeout asked of the
+	// hardware watchdog; if the client stalls this long the board reboots.
+	// Between MinHardwareWatchdogTimeout and MaxHardwareWatchdogTimeout.
+	// Default 30 seconds.
+	HardwareWatchdogTimeout time.Duration
+	// AvoidDiskWrites (0|1): write routine state to flash at most once an
+	// hour instead of every 10 minutes, as in C tor. Default 0.
+	AvoidDiskWrites bool
+
 	// Warnings are the non-fatal complaints met while loading, each naming
 	// its file and line, for the caller to log.
 	Warnings []string
@@ -139,6 +152,14 @@ type Config struct {
 	// log at notice level.
 	Notices []string
 }
+
+// Bounds of HardwareWatchdogTimeout. Drivers commonly accept 1 to 60 or
+// up to a few hundred seconds; the watchdog is checked every third of the
+// timeout, so it must be long enough for a check or two to run late.
+const (
+	MinHardwareWatchdogTimeout = 3 * time.Second
+	MaxHardwareWatchdogTimeout = 10 * time.Minute
+)
 
 // SafeLogging is the value of the SafeLogging option.
 type SafeLogging int

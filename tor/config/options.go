@@ -237,6 +237,34 @@ var options = []option{
 		}
 		return err
 	}},
+
+	// Board options (board/watchdog, board/state): see README.md.
+	{name: "HardwareWatchdog", def: "0", apply: func(b *builder, v string) error {
+		switch {
+		case v == "0":
+			b.c.HardwareWatchdog = ""
+		case v == "1":
+			b.c.HardwareWatchdog = "/dev/watchdog"
+		case filepath.IsAbs(v):
+			b.c.HardwareWatchdog = filepath.Clean(v)
+		default:
+			return fmt.Errorf("invalid value %q: must be 0, 1 or the absolute path of a watchdog device such as /dev/watchdog", v)
+		}
+		return nil
+	}},
+	{name: "HardwareWatchdogTimeout", def: "30 seconds", apply: func(b *builder, v string) error {
+		d, err := parseInterval(v)
+		if err != nil {
+			return err
+		}
+		if d < MinHardwareWatchdogTimeout || d > MaxHardwareWatchdogTimeout {
+			return fmt.Errorf("interval %q is out of bounds: must be between %d seconds and %d minutes",
+				v, int(MinHardwareWatchdogTimeout.Seconds()), int(MaxHardwareWatchdogTimeout.Minutes()))
+		}
+		b.c.HardwareWatchdogTimeout = d
+		return nil
+	}},
+	boolOpt("AvoidDiskWrites", "0", func(c *Config) *bool { return &c.AvoidDiskWrites }),
 }
 
 // relayOptions are C tor options that only make sense on a relay, bridge

@@ -62,6 +62,7 @@ func TestDefaults(t *testing.T) {
 		ClientUseIPv4:                 true,
 		ClientRejectInternalAddresses: true,
 		CookieAuthFile:                "/home/u/.tinytor/control_auth_cookie",
+		HardwareWatchdogTimeout:       30 * time.Second,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
@@ -211,6 +212,13 @@ func TestOptions(t *testing.T) {
 				{Listener: Listener{Addr: netip.MustParseAddrPort("192.168.1.1:9036")}, Format: "prometheus"}}},
 		{"MetricsPortPolicy accept 192.168.1.0/24", func(c *Config) any { return c.MetricsPortPolicy.Allows(netip.MustParseAddr("192.168.1.7"), 1) }, true},
 		{"User tor\nPidFile /run/tinytor.pid\nRunAsDaemon 0", func(c *Config) any { return []any{c.User, c.PidFile, c.RunAsDaemon} }, []any{"tor", "/run/tinytor.pid", false}},
+		{"", func(c *Config) any { return []any{c.HardwareWatchdog, c.HardwareWatchdogTimeout, c.AvoidDiskWrites} }, []any{"", 30 * time.Second, false}},
+		{"HardwareWatchdog 1\nHardwareWatchdogTimeout 1 minute\nAvoidDiskWrites 1", func(c *Config) any {
+			return []any{c.HardwareWatchdog, c.HardwareWatchdogTimeout, c.AvoidDiskWrites}
+		}, []any{"/dev/watchdog", time.Minute, true}},
+		{"HardwareWatchdog /dev/watchdog1/\nHardwareWatchdogTimeout 3", func(c *Config) any { return []any{c.HardwareWatchdog, c.HardwareWatchdogTimeout} },
+			[]any{"/dev/watchdog1", 3 * time.Second}},
+		{"HardwareWatchdog /dev/watchdog\nHardwareWatchdog 0", func(c *Config) any { return c.HardwareWatchdog }, ""},
 	}
 	for _, tc := range tests {
 		c := mustParse(t, tc.in)
@@ -331,6 +339,11 @@ func TestOptionErrors(t *testing.T) {
 		{"MaxCircuitDirtiness soon", `torrc:1: MaxCircuitDirtiness: interval "soon" is malformed: unable to parse "soon" as a number`},
 		{"MaxMemInQueues 64 MiB", `torrc:1: MaxMemInQueues: memory size "64 MiB" is malformed: unknown unit in "64 MiB"`},
 		{"MaxMemInQueues 99999999999 TB", `torrc:1: MaxMemInQueues: memory size "99999999999 TB" is malformed: overflow while parsing "99999999999 TB"`},
+		{"HardwareWatchdog watchdog", `torrc:1: HardwareWatchdog: invalid value "watchdog": must be 0, 1 or the absolute path of a watchdog device such as /dev/watchdog`},
+		{"HardwareWatchdogTimeout 2 seconds", `torrc:1: HardwareWatchdogTimeout: interval "2 seconds" is out of bounds: must be between 3 seconds and 10 minutes`},
+		{"HardwareWatchdogTimeout 1 hour", `torrc:1: HardwareWatchdogTimeout: interval "1 hour" is out of bounds: must be between 3 seconds and 10 minutes`},
+		{"HardwareWatchdogTimeout soon", `torrc:1: HardwareWatchdogTimeout: interval "soon" is malformed: unable to parse "soon" as a number`},
+		{"AvoidDiskWrites 2", `torrc:1: AvoidDiskWrites: invalid boolean "2": must be 0 or 1`},
 
 		{"HiddenServicePort 80", "torrc:1: HiddenServicePort: HiddenServicePort with no preceding HiddenServiceDir directive"},
 		{"HiddenServiceDir /a", "torrc:1: HiddenServiceDir: hidden service (/a) with no ports configured"},
