@@ -122,6 +122,9 @@ type hop struct {
 	sentHead, sentDigestsN int
 	// Inbound state, owned by the circuit goroutine.
 	deliverWindow int
+	// kh is the hop's KH (derivative key data or ntor nonce), which
+	// ESTABLISH_INTRO binds to; zero for hops added with AddHop.
+	kh [handshake.HashLen]byte
 }
 
 // finisher completes a handshake from the relay's reply.
@@ -160,6 +163,7 @@ type Circuit struct {
 	wake      chan struct{} // closed and replaced when a package window grows
 	rng       *rand.ChaCha8 // padding bytes
 	extending sync.Mutex    // one Extend at a time
+	accept    func(*Stream, BeginRequest) // set by AcceptStreams; guarded by mu
 }
 
 func newCircuit(ch Channel, cfg Config) (*Circuit, error) {
@@ -386,9 +390,10 @@ func (c *Circuit) finishHop(p *pendingHop, reply []byte) error {
 		return fmt.Errorf("handshake with a new hop: %v: %w", err, ErrProtocol)
 	}
 	l := relaycrypto.NewTor1(km)
+	h := &hop{layer: l, packageWindow: CircWindowStart, deliverWindow: CircWindowStart, kh: km.KH}
 	km.Zero()
 	c.mu.Lock()
-	c.hops = append(c.hops, &hop{layer: l, packageWindow: CircWindowStart, deliverWindow: CircWindowStart})
+	c.hops = append(c.hops, h)
 	c.path.Add(l)
 	c.mu.Unlock()
 	p.result <- nil
@@ -483,6 +488,10 @@ func (c *Circuit) handleRelay(cl *cell.Cell) error {
 		return nil
 	case cell.RelayDrop:
 		return nil
+	case cell.RelayBegin:
+		if acc := c.acceptor(); acc != nil && hopIdx == len(hops)-1 {
+			return c.acceptBegin(acc, hopIdx, sid, body)
+		}
 	}
 	if c.cfg.Control != nil {
 		c.cfg.Control(hopIdx, cmd, sid, body)

@@ -146,6 +146,8 @@ type fakeNet struct {
 	destroys      chan cell.DestroyReason
 	ends          chan cell.EndReason
 	violations    chan string
+	connecteds    chan uint16 // CONNECTED from the client (accepted streams)
+	do            chan func() // run on the relay goroutine
 }
 
 func newFakeNet(t testing.TB, relays ...*fakeRelayKeys) *fakeNet {
@@ -161,6 +163,8 @@ func newFakeNet(t testing.TB, relays ...*fakeRelayKeys) *fakeNet {
 		windowFull:       make(chan uint16, 1),
 		ends:             make(chan cell.EndReason, 64),
 		violations:       make(chan string, 64),
+		connecteds:       make(chan uint16, 16),
+		do:               make(chan func()),
 	}
 	for _, r := range relays {
 		f.relays[r.id] = r
@@ -245,6 +249,9 @@ func (f *fakeNet) loop() {
 		select {
 		case <-f.done:
 			return
+		case fn := <-f.do:
+			fn()
+			f.pump()
 		case c := <-f.in:
 			if f.discard.Load() {
 				f.pool.Put(c)
@@ -475,6 +482,8 @@ func (f *fakeNet) handleRelay(i int, c *cell.Cell) {
 		f.ends <- parseEnd(body)
 	case cell.RelayResolve:
 		f.relayToClient(i, cell.RelayResolved, sid, []byte{4, 4, 127, 0, 0, 1, 0, 0, 1, 0, 6, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5})
+	case cell.RelayConnected:
+		f.connecteds <- sid
 	case cell.RelayDrop:
 	default:
 		f.violation("unexpected relay %s at hop %d", cmd, i)

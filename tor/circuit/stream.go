@@ -72,6 +72,9 @@ type Stream struct {
 	kind   streamKind
 	remote Addr
 	opened chan openResult // buffered, 1; answer to the opening cell
+	// incoming is set for streams the other end opened (AcceptStreams):
+	// they end with reason DONE, as an exit's do.
+	incoming bool
 
 	// Guarded by c.mu.
 	packageWindow int
@@ -468,7 +471,8 @@ func (s *Stream) Write(p []byte) (int, error) {
 	return written, nil
 }
 
-// sendEnd sends END (reason MISC, as an origin should) once.
+// sendEnd sends END once: reason MISC, as an origin should, or DONE on
+// an incoming stream.
 func (s *Stream) sendEnd() error {
 	c := s.c
 	c.mu.Lock()
@@ -478,7 +482,11 @@ func (s *Stream) sendEnd() error {
 		return nil
 	}
 	s.sentEnd = true
-	return c.sendLocked(s.hop, cell.RelayEnd, s.id, []byte{byte(cell.EndMisc)}, false)
+	reason := cell.EndMisc
+	if s.incoming {
+		reason = cell.EndDone
+	}
+	return c.sendLocked(s.hop, cell.RelayEnd, s.id, []byte{byte(reason)}, false)
 }
 
 // CloseWrite sends END. Tor has no half-close: the exit closes its
