@@ -160,9 +160,9 @@ type Circuit struct {
 	early     int         // RELAY_EARLY cells sent
 	streams   map[uint16]*Stream
 	nextSID   uint16
-	wake      chan struct{} // closed and replaced when a package window grows
-	rng       *rand.ChaCha8 // padding bytes
-	extending sync.Mutex    // one Extend at a time
+	wake      chan struct{}               // closed and replaced when a package window grows
+	rng       *rand.ChaCha8               // padding bytes
+	extending sync.Mutex                  // one Extend at a time
 	accept    func(*Stream, BeginRequest) // set by AcceptStreams; guarded by mu
 }
 
