@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"tinytor/board/state"
+	onionclient "tinytor/onion/client"
 	"tinytor/socks"
 	"tinytor/tor"
 	"tinytor/tor/cell"
@@ -117,7 +118,15 @@ func runTor(cfg *config.Config, src config.Sources, reload func(*torlog.Logger) 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	ls := &socksListeners{client: client, log: log, open: map[string]*socksListener{}}
+	onion, err := onionclient.New(onionclient.Config{Net: client, Log: log, Testing: cfg.TestingTorNetwork,
+		AuthDir: cfg.ClientOnionAuthDir, Dirtiness: cfg.MaxCircuitDirtiness})
+	if err != nil {
+		log.Errf("%v", err)
+		return exitRuntime
+	}
+	defer onion.Close()
+
+	ls := &socksListeners{client: client, onion: onion, log: log, open: map[string]*socksListener{}}
 	defer ls.closeAll()
 	if err := ls.apply(ctx, cfg); err != nil {
 		log.Errf("%v", err)
@@ -191,6 +200,7 @@ type socksListener struct {
 // socksListeners keeps the open SocksPorts in step with the torrc.
 type socksListeners struct {
 	client *tor.Client
+	onion  *onionclient.Client
 	log    *torlog.Logger
 	open   map[string]*socksListener // by listener address
 	policy config.Policy
@@ -219,7 +229,7 @@ func (ls *socksListeners) apply(ctx context.Context, cfg *config.Config) error {
 		if ls.open[key] != nil {
 			continue
 		}
-		srv, ln, err := listenSocks(cfg, sp, ls.client, ls.log)
+		srv, ln, err := listenSocks(cfg, sp, socksDialer{ls.client, ls.onion}, ls.log)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("Failed to open SocksPort %s: %w", key, err))
 			continue
@@ -245,7 +255,7 @@ func (ls *socksListeners) closeAll() {
 }
 
 // listenSocks opens one SocksPort.
-func listenSocks(cfg *config.Config, sp config.SocksPort, client *tor.Client, log *torlog.Logger) (*socks.Server, net.Listener, error) {
+func listenSocks(cfg *config.Config, sp config.SocksPort, d socksDialer, log *torlog.Logger) (*socks.Server, net.Listener, error) {
 	var ln net.Listener
 	var err error
 	id := sp.Listener.String()
@@ -273,7 +283,7 @@ func listenSocks(cfg *config.Config, sp config.SocksPort, client *tor.Client, lo
 		SafeSocks:       cfg.SafeSocks,
 		WarnUnsafeSocks: cfg.WarnUnsafeSocks,
 		Log:             log,
-	}, socksDialer{client})
+	}, d)
 	if err != nil {
 		ln.Close()
 		return nil, nil, err
@@ -313,12 +323,20 @@ func socksFlags(sp config.SocksPort) socks.Flags {
 	}
 }
 
-// socksDialer serves SOCKS requests with the Tor client.
-type socksDialer struct{ c *tor.Client }
+// socksDialer serves SOCKS requests with the Tor client, and .onion
+// hosts with the onion service client.
+type socksDialer struct {
+	c     *tor.Client
+	onion *onionclient.Client
+}
 
 func (d socksDialer) DialStream(ctx context.Context, req *socks.Request, iso socks.IsolationKey) (net.Conn, error) {
 	if socks.IsOnion(req.Host) {
-		return nil, socks.Errorf(socks.ReplyHostUnreachable, "onion services are not supported yet by tinytor (%s)", req.Host)
+		conn, err := d.onion.Dial(ctx, req.Host, req.Port, iso)
+		if err != nil {
+			return nil, onionSocksError(err)
+		}
+		return conn, nil
 	}
 	conn, err := d.c.Dial(ctx, req.Host, req.Port, iso)
 	if err != nil {
@@ -341,6 +359,30 @@ func (d socksDialer) ResolvePTR(ctx context.Context, addr netip.Addr, iso socks.
 		return "", socksError(err)
 	}
 	return name, nil
+}
+
+// onionReplies maps onion service failures to proposal 304's codes (the
+// socks package turns them into general failure without ExtendedErrors).
+var onionReplies = map[onionclient.Kind]socks.ReplyCode{
+	onionclient.DescNotFound:      socks.ReplyOnionDescNotFound,
+	onionclient.DescInvalid:       socks.ReplyOnionDescInvalid,
+	onionclient.IntroFailed:       socks.ReplyOnionIntroFailed,
+	onionclient.RendFailed:        socks.ReplyOnionRendFailed,
+	onionclient.MissingClientAuth: socks.ReplyOnionMissingClientAuth,
+	onionclient.BadClientAuth:     socks.ReplyOnionWrongClientAuth,
+	onionclient.BadAddress:        socks.ReplyOnionBadAddress,
+	onionclient.IntroTimeout:      socks.ReplyOnionIntroTimedOut,
+}
+
+// onionSocksError chooses the SOCKS reply for a failed onion connection.
+func onionSocksError(err error) error {
+	var oe *onionclient.Error
+	if errors.As(err, &oe) {
+		if r, ok := onionReplies[oe.Kind]; ok {
+			return &socks.Error{Reply: r, Err: err}
+		}
+	}
+	return socksError(err)
 }
 
 // socksError chooses the SOCKS reply for a stream failure as C tor does

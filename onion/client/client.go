@@ -1,0 +1,323 @@
+// Package client reaches v3 onion services (rend-spec-v3): it parses the
+// address, fetches the service's descriptor from the responsible HSDirs,
+// decrypts it (with a client authorization key from ClientOnionAuthDir when
+// the service requires one), meets the service at a rendezvous point
+// through one of its introduction points, and opens streams over the
+// resulting circuit's virtual hop.
+//
+// It is built on the pure building blocks of onion/addr, onion/keys,
+// onion/ring, onion/desc, onion/hsntor and onion/hscell, and on circuits
+// from package tor. Failures are *Error values whose Kind maps to the
+// SOCKS5 extended error codes of proposal 304.
+package client
+
+import (
+	"context"
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"tinytor/onion/addr"
+	"tinytor/tor"
+	"tinytor/tor/circuit"
+	"tinytor/tor/path"
+	"tinytor/tor/torlog"
+)
+
+// Network is what the onion client needs from the Tor client
+// (*tor.Client provides it).
+type Network interface {
+	// NetworkView returns the directory in use, nil before bootstrap.
+	NetworkView() *path.Dir
+	// BuildCircuitTo builds a circuit guard, middle, target.
+	BuildCircuitTo(ctx context.Context, t tor.Target, opts tor.CircuitOptions) (*circuit.Circuit, error)
+}
+
+// Config is what a Client is built from.
+type Config struct {
+	// Net builds circuits and gives the consensus.
+	Net Network
+	// Log receives the client's log lines; nil discards them.
+	Log *torlog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Testing is TestingTorNetwork: time periods are 24 voting intervals.
+	Testing bool
+	// AuthDir is ClientOnionAuthDir ("" for none). Its *.auth_private
+	// files are read at each connection, so keys added later take effect.
+	AuthDir string
+	// Dirtiness is how long a rendezvous circuit takes new streams
+	// (MaxCircuitDirtiness); 0 means 10 minutes.
+	Dirtiness time.Duration
+	// Rand supplies cookies and ephemeral keys; nil means crypto/rand.
+	Rand io.Reader
+}
+
+// Limits, as in C tor.
+const (
+	// maxIntroCircuitRetries is how many circuits we build to one
+	// introduction point before giving up on it
+	// (MAX_INTRO_POINT_CIRCUIT_RETRIES).
+	maxIntroCircuitRetries = 3
+	// maxRendAttempts bounds rendezvous circuits per connection.
+	maxRendAttempts = 3
+	// hsdirTimeout bounds one descriptor fetch from one HSDir.
+	hsdirTimeout = 30 * time.Second
+	// introAckTimeout bounds the wait for INTRODUCE_ACK.
+	introAckTimeout = 30 * time.Second
+	// rendTimeout bounds the wait for RENDEZVOUS2 after a positive
+	// INTRODUCE_ACK.
+	rendTimeout = 45 * time.Second
+	// defaultDirtiness is MaxCircuitDirtiness's default.
+	defaultDirtiness = 10 * time.Minute
+)
+
+// randT is the generator type of withRand.
+type randT = rand.Rand
+
+// Client connects to onion services. It is safe for concurrent use.
+type Client struct {
+	cfg Config
+	log *torlog.Logger
+
+	rngMu sync.Mutex
+	rng   *rand.Rand
+
+	mu     sync.Mutex
+	closed bool
+	descs  map[[32]byte]*cacheEntry // by blinded key
+	rends  map[rendKey]*rendEntry
+}
+
+// New returns a Client.
+func New(cfg Config) (*Client, error) {
+	if cfg.Net == nil {
+		return nil, errors.New("onion client: no network")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = crand.Reader
+	}
+	if cfg.Dirtiness <= 0 {
+		cfg.Dirtiness = defaultDirtiness
+	}
+	log := cfg.Log
+	if log == nil {
+		log = torlog.Discard()
+	}
+	var seed [32]byte
+	if _, err := io.ReadFull(cfg.Rand, seed[:]); err != nil {
+		return nil, fmt.Errorf("onion client: seeding: %w", err)
+	}
+	return &Client{
+		cfg:   cfg,
+		log:   log,
+		rng:   rand.New(rand.NewChaCha8(seed)),
+		descs: map[[32]byte]*cacheEntry{},
+		rends: map[rendKey]*rendEntry{},
+	}, nil
+}
+
+// withRand runs f with the client's random generator (for choices, not
+// keys).
+func (c *Client) withRand(f func(r *randT)) {
+	c.rngMu.Lock()
+	defer c.rngMu.Unlock()
+	f(c.rng)
+}
+
+// Close closes every rendezvous circuit. Streams on them fail.
+func (c *Client) Close() {
+	c.mu.Lock()
+	c.closed = true
+	rends := c.rends
+	c.rends = map[rendKey]*rendEntry{}
+	c.mu.Unlock()
+	for _, e := range rends {
+		e.retire(c)
+	}
+}
+
+// rendKey names a rendezvous circuit: one per service and isolation key.
+type rendKey struct {
+	svc [32]byte
+	iso any
+}
+
+// rendEntry is a rendezvous circuit joined (or being joined) to a
+// service.
+type rendEntry struct {
+	ready chan struct{} // closed once circ or err is set
+	circ  *circuit.Circuit
+	err   error
+
+	// Guarded by Client.mu.
+	streams int
+	retired bool
+	timer   *time.Timer
+}
+
+// retire takes e out of service: it takes no new streams and closes once
+// its last stream closes. Client.mu must not be held.
+func (e *rendEntry) retire(c *Client) {
+	c.mu.Lock()
+	if e.retired {
+		c.mu.Unlock()
+		return
+	}
+	e.retired = true
+	if e.timer != nil {
+		e.timer.Stop()
+	}
+	closeNow := e.streams == 0 && e.circ != nil
+	c.mu.Unlock()
+	if closeNow {
+		e.circ.Close()
+	}
+}
+
+// Dial opens a stream to port on the onion service host ("<56 base32
+// characters>.onion", subdomains allowed). Streams whose iso keys are
+// equal share a rendezvous circuit; others never do (iso must be
+// comparable). Errors are *Error values, except for a service that
+// closes the stream itself (a *tor.StreamError) and ctx ending.
+func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (net.Conn, error) {
+	a, err := addr.Parse(host)
+	if err != nil {
+		return nil, &Error{Kind: BadAddress, Addr: host, Err: err}
+	}
+	key := rendKey{svc: a.Key, iso: iso}
+	var lastErr error
+	for attempt := 0; attempt < 2; attempt++ {
+		e, owner, err := c.rendFor(key)
+		if err != nil {
+			return nil, err
+		}
+		if owner {
+			circ, err := c.connect(ctx, a)
+			c.finish(key, e, circ, err)
+		}
+		select {
+		case <-e.ready:
+		case <-ctx.Done():
+			c.release(e)
+			return nil, fmt.Errorf("onion service %s: %w", a, ctx.Err())
+		}
+		if e.err != nil {
+			c.release(e)
+			return nil, e.err
+		}
+		s, err := e.circ.OpenStream(ctx, "", port, 0)
+		if err != nil {
+			var se *circuit.StreamEndError
+			if errors.As(err, &se) {
+				c.release(e)
+				return nil, &tor.StreamError{Target: a.String() + ":" + strconv.Itoa(int(port)), Reason: se.Reason, Err: err}
+			}
+			c.release(e)
+			if e.circ.Err() != nil && ctx.Err() == nil {
+				// The circuit died under us: build another.
+				c.drop(key, e)
+				lastErr = err
+				continue
+			}
+			return nil, fmt.Errorf("onion service %s: opening a stream: %w", a, err)
+		}
+		return &stream{Stream: s, release: func() { c.release(e) }}, nil
+	}
+	return nil, &Error{Kind: RendFailed, Addr: a.String(), Err: lastErr}
+}
+
+// rendFor returns the live rendezvous entry for key with a stream slot
+// reserved, or a new one that the caller (owner) must complete.
+func (c *Client) rendFor(key rendKey) (e *rendEntry, owner bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, false, errors.New("onion client closed")
+	}
+	if e := c.rends[key]; e != nil {
+		dead := false
+		select {
+		case <-e.ready:
+			dead = e.err != nil || e.circ.Err() != nil
+		default:
+		}
+		if !dead && !e.retired {
+			e.streams++
+			return e, false, nil
+		}
+		delete(c.rends, key)
+	}
+	e = &rendEntry{ready: make(chan struct{}), streams: 1}
+	c.rends[key] = e
+	return e, true, nil
+}
+
+// finish records the outcome of building e's circuit.
+func (c *Client) finish(key rendKey, e *rendEntry, circ *circuit.Circuit, err error) {
+	c.mu.Lock()
+	e.circ, e.err = circ, err
+	if err != nil {
+		if c.rends[key] == e {
+			delete(c.rends, key)
+		}
+		e.retired = true
+	} else {
+		e.timer = time.AfterFunc(c.cfg.Dirtiness, func() { c.drop(key, e) })
+		if c.closed {
+			e.retired = true
+		}
+	}
+	closeNow := err == nil && e.retired
+	c.mu.Unlock()
+	close(e.ready)
+	if closeNow {
+		circ.Close()
+	}
+}
+
+// drop removes e from service (dirty, or dead).
+func (c *Client) drop(key rendKey, e *rendEntry) {
+	c.mu.Lock()
+	if c.rends[key] == e {
+		delete(c.rends, key)
+	}
+	c.mu.Unlock()
+	e.retire(c)
+}
+
+// release gives back a stream slot of e, closing a retired circuit
+// whose last stream ended.
+func (c *Client) release(e *rendEntry) {
+	c.mu.Lock()
+	e.streams--
+	closeNow := e.streams == 0 && e.retired && e.circ != nil
+	c.mu.Unlock()
+	if closeNow {
+		e.circ.Close()
+	}
+}
+
+// stream is a stream on a rendezvous circuit; closing it releases its
+// slot on the circuit.
+type stream struct {
+	*circuit.Stream
+	once    sync.Once
+	release func()
+}
+
+// Close closes the stream.
+func (s *stream) Close() error {
+	err := s.Stream.Close()
+	s.once.Do(s.release)
+	return err
+}

@@ -1,0 +1,240 @@
+package client
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"tinytor/onion/addr"
+	"tinytor/onion/desc"
+	"tinytor/onion/keys"
+	"tinytor/onion/ring"
+	"tinytor/tor"
+	"tinytor/tor/dir"
+	"tinytor/tor/path"
+)
+
+// cacheEntry is a decoded descriptor kept until it expires.
+type cacheEntry struct {
+	d       *desc.Descriptor
+	expires time.Time
+}
+
+// hsdirPlan is where the descriptor of a service lives for the current
+// time period.
+type hsdirPlan struct {
+	blinded ed25519.PublicKey
+	period  uint64
+	hsdirs  []*path.Node
+}
+
+// plan computes the blinded key of a for the period the consensus in use
+// falls in, and the HSDirs responsible for it (rend-spec-v3 2.2).
+func (c *Client) plan(a addr.Address) (*hsdirPlan, error) {
+	view := c.cfg.Net.NetworkView()
+	if view == nil {
+		return nil, fmt.Errorf("onion service %s: %w", a, tor.ErrNotBootstrapped)
+	}
+	cons := view.Consensus
+	p, err := keys.PeriodsFor(cons.FreshUntil.Sub(cons.ValidAfter), c.cfg.Testing, int(cons.Param("hsdir_interval", keys.DefaultPeriodMinutes, keys.MinPeriodMinutes, keys.MaxPeriodMinutes)))
+	if err != nil {
+		return nil, fmt.Errorf("onion service %s: time periods of the consensus: %w", a, err)
+	}
+	var srvs ring.SRVs
+	if cons.SharedRandCurrent != nil {
+		v := cons.SharedRandCurrent.Value
+		srvs.Current = &v
+	}
+	if cons.SharedRandPrevious != nil {
+		v := cons.SharedRandPrevious.Value
+		srvs.Previous = &v
+	}
+	u := ring.Fetch(p, cons.ValidAfter, srvs)
+	blinded, err := keys.BlindPublic(a.PublicKey(), u.Period, p.LengthMinutes)
+	if err != nil {
+		return nil, &Error{Kind: BadAddress, Addr: a.String(), Err: err}
+	}
+	var nodes []ring.Node
+	for _, n := range view.Nodes {
+		if hsdirUsable(n) {
+			nodes = append(nodes, ring.Node{Ed25519ID: n.MD.Ed25519ID, RSAID: n.Identity})
+		}
+	}
+	replicas := int(cons.Param("hsdir_n_replicas", 2, 1, 16))
+	spread := int(cons.Param("hsdir_spread_fetch", 3, 1, 128))
+	pl := &hsdirPlan{blinded: blinded, period: u.Period}
+	for _, r := range ring.Responsible(nodes, blinded, u, p.LengthMinutes, replicas, spread) {
+		if n := view.ByID(r.RSAID); n != nil {
+			pl.hsdirs = append(pl.hsdirs, n)
+		}
+	}
+	return pl, nil
+}
+
+// hsdirUsable reports whether n can serve v3 descriptors: the HSDir flag,
+// HSDir=2, and a known ed25519 identity (C tor node_is_a_configured_hsdir,
+// node_supports_v3_hsdir).
+func hsdirUsable(n *path.Node) bool {
+	return n.Flags.Has(dir.FlagHSDir) && n.MD.HasEd25519 && n.Protocols != nil && n.Protocols.Supports(dir.ProtoHSDir, 2)
+}
+
+// descriptor returns the service's descriptor for the current period:
+// from the cache, or fetched from the responsible HSDirs in random order,
+// each tried once (as C tor, which does not ask an HSDir again for the
+// same descriptor within 15 minutes).
+func (c *Client) descriptor(ctx context.Context, a addr.Address) (*desc.Descriptor, error) {
+	pl, err := c.plan(a)
+	if err != nil {
+		return nil, err
+	}
+	var bk [32]byte
+	copy(bk[:], pl.blinded)
+	now := c.cfg.Now()
+	c.mu.Lock()
+	if e := c.descs[bk]; e != nil {
+		if now.Before(e.expires) {
+			c.mu.Unlock()
+			return e.d, nil
+		}
+		delete(c.descs, bk)
+	}
+	c.mu.Unlock()
+
+	if len(pl.hsdirs) == 0 {
+		return nil, errorf(DescNotFound, a.String(), "no HSDir in the consensus")
+	}
+	clientKey, err := c.authKey(a)
+	if err != nil {
+		c.log.Warnf("Client authorization for %s: %v", a.Host()[:8], err)
+	}
+	order := append([]*path.Node(nil), pl.hsdirs...)
+	c.withRand(func(r *randT) { r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] }) })
+	var invalid error
+	var errs []error
+	for _, n := range order {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("onion service %s: fetching the descriptor: %w", a, err)
+		}
+		doc, err := c.fetch(ctx, n, pl.blinded)
+		if err != nil {
+			c.log.Infof("Fetching the descriptor of %s from HSDir %s: %v", a.Host()[:8], n.Nickname, err)
+			errs = append(errs, fmt.Errorf("HSDir %s: %w", n.Nickname, err))
+			continue
+		}
+		d, err := desc.Decode(doc, a.PublicKey(), pl.blinded, clientKey, c.cfg.Now())
+		switch {
+		case errors.Is(err, desc.ErrNeedClientAuth):
+			return nil, &Error{Kind: MissingClientAuth, Addr: a.String(), Err: err}
+		case errors.Is(err, desc.ErrBadClientAuth):
+			return nil, &Error{Kind: BadClientAuth, Addr: a.String(), Err: err}
+		case err != nil:
+			c.log.Infof("Descriptor of %s from HSDir %s is invalid: %v", a.Host()[:8], n.Nickname, err)
+			invalid = fmt.Errorf("from HSDir %s: %w", n.Nickname, err)
+			continue
+		}
+		c.log.Infof("Fetched the descriptor of %s (revision %d, %d introduction points) from HSDir %s.",
+			a.Host()[:8], d.Outer.RevisionCounter, len(d.Inner.IntroPoints), n.Nickname)
+		return c.store(bk, d, now), nil
+	}
+	if invalid != nil {
+		return nil, &Error{Kind: DescInvalid, Addr: a.String(), Err: invalid}
+	}
+	return nil, &Error{Kind: DescNotFound, Addr: a.String(), Err: fmt.Errorf("tried %d HSDirs: %w", len(order), errors.Join(errs...))}
+}
+
+// store caches d unless the cache holds a live descriptor with a higher
+// revision counter (rend-spec-v3 2.4: a client keeps the newest), and
+// returns the descriptor to use.
+func (c *Client) store(bk [32]byte, d *desc.Descriptor, now time.Time) *desc.Descriptor {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.descs[bk]; old != nil && now.Before(old.expires) && old.d.Outer.RevisionCounter > d.Outer.RevisionCounter {
+		return old.d
+	}
+	c.descs[bk] = &cacheEntry{d: d, expires: now.Add(d.Outer.Lifetime)}
+	return d
+}
+
+// forget drops a cached descriptor whose introduction points all failed,
+// so that the next attempt fetches a fresh one.
+func (c *Client) forget(d *desc.Descriptor) {
+	var bk [32]byte
+	copy(bk[:], d.Outer.BlindedKey)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.descs[bk]; e != nil && e.d == d {
+		delete(c.descs, bk)
+	}
+}
+
+// fetch downloads a descriptor from one HSDir: GET /tor/hs/3/<blinded>
+// over BEGIN_DIR on a circuit ending at the HSDir.
+func (c *Client) fetch(ctx context.Context, n *path.Node, blinded ed25519.PublicKey) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, hsdirTimeout)
+	defer cancel()
+	circ, err := c.cfg.Net.BuildCircuitTo(ctx, tor.TargetNode(n), tor.CircuitOptions{Purpose: "HS_CLIENT_HSDIR"})
+	if err != nil {
+		return nil, fmt.Errorf("building a circuit: %w", err)
+	}
+	defer circ.Close()
+	s, err := circ.OpenDirStream(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("opening a directory stream: %w", err)
+	}
+	defer s.Close()
+	stop := context.AfterFunc(ctx, func() { s.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	body, err := dir.Get(s, "/tor/hs/3/"+base64.StdEncoding.EncodeToString(blinded), desc.MaxLen)
+	if err != nil {
+		return nil, err
+	}
+	return body, nil
+}
+
+// authKey finds the client authorization key for a in the
+// ClientOnionAuthDir: the *.auth_private files ("<addr>:descriptor:x25519:
+// <base32 key>", as C tor reads them). It returns nil if there is none.
+func (c *Client) authKey(a addr.Address) (*ecdh.PrivateKey, error) {
+	if c.cfg.AuthDir == "" {
+		return nil, nil
+	}
+	return findAuthKey(c.cfg.AuthDir, a)
+}
+
+// findAuthKey reads dirPath's *.auth_private files and returns the key
+// for a. Unreadable or malformed files are reported after the search,
+// unless a key was found.
+func findAuthKey(dirPath string, a addr.Address) (*ecdh.PrivateKey, error) {
+	ents, err := os.ReadDir(dirPath)
+	if err != nil {
+		return nil, fmt.Errorf("reading ClientOnionAuthDir: %w", err)
+	}
+	var errs []error
+	for _, e := range ents {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".auth_private") {
+			continue
+		}
+		p := filepath.Join(dirPath, e.Name())
+		b, err := os.ReadFile(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reading %s: %w", p, err))
+			continue
+		}
+		fa, k, err := keys.ParseClientAuthPrivate(b)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p, err))
+			continue
+		}
+		if fa == a {
+			return k, nil
+		}
+	}
+	return nil, errors.Join(errs...)
+}

@@ -1,0 +1,397 @@
+package client
+
+import (
+	"context"
+	"crypto/sha3"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"sync"
+	"time"
+
+	"tinytor/onion/addr"
+	"tinytor/onion/desc"
+	"tinytor/onion/hscell"
+	"tinytor/onion/hsntor"
+	"tinytor/tor"
+	"tinytor/tor/cell"
+	"tinytor/tor/circuit"
+	"tinytor/tor/circuit/relaycrypto"
+	"tinytor/tor/dir"
+	"tinytor/tor/path"
+)
+
+// connect returns a rendezvous circuit joined to the service a, whose
+// last (virtual) hop is the service. When every introduction point
+// fails, the descriptor is dropped and fetched again once, as C tor does.
+func (c *Client) connect(ctx context.Context, a addr.Address) (*circuit.Circuit, error) {
+	var lastErr error
+	for attempt := 0; attempt < 2; attempt++ {
+		d, err := c.descriptor(ctx, a)
+		if err != nil {
+			return nil, err
+		}
+		circ, err := c.rendezvous(ctx, a, d)
+		if err == nil {
+			return circ, nil
+		}
+		lastErr = err
+		var oe *Error
+		if ctx.Err() != nil || !errors.As(err, &oe) || (oe.Kind != IntroFailed && oe.Kind != IntroTimeout) {
+			return nil, err
+		}
+		c.log.Infof("Every introduction point of %s failed; fetching its descriptor again.", a.Host()[:8])
+		c.forget(d)
+	}
+	return nil, lastErr
+}
+
+// rendPoint is our end of a rendezvous circuit.
+type rendPoint struct {
+	node        *path.Node
+	cookie      [hscell.CookieLen]byte
+	established chan struct{} // closed on RENDEZVOUS_ESTABLISHED
+	joined      chan error    // RENDEZVOUS2 outcome; buffered
+	estOnce     sync.Once
+
+	mu   sync.Mutex
+	circ *circuit.Circuit
+	hs   *hsntor.Client // the handshake RENDEZVOUS2 completes
+}
+
+// control receives the rendezvous circuit's onion service cells, on the
+// circuit goroutine: adding the virtual hop there means no later cell
+// can be decrypted without it.
+func (r *rendPoint) control(hop int, cmd cell.RelayCommand, _ uint16, data []byte) {
+	switch cmd {
+	case cell.RelayRendezvousEstablished:
+		r.estOnce.Do(func() { close(r.established) })
+	case cell.RelayRendezvous2:
+		r.mu.Lock()
+		hs, circ := r.hs, r.circ
+		r.hs = nil
+		r.mu.Unlock()
+		var err error
+		if hs == nil || circ == nil || hop != circ.Len()-1 {
+			err = fmt.Errorf("unexpected RENDEZVOUS2 from hop %d", hop+1)
+		} else {
+			err = join(circ, hs, data)
+		}
+		select {
+		case r.joined <- err:
+		default:
+		}
+	}
+}
+
+// join completes the hs-ntor handshake from a RENDEZVOUS2 body and adds
+// the virtual hop (SHA3-256 digests, AES-256-CTR; rend-spec-v3 4.2.1).
+func join(circ *circuit.Circuit, hs *hsntor.Client, body []byte) error {
+	info, err := hscell.ParseRendezvous2(body)
+	if err != nil {
+		return err
+	}
+	k, _, err := hs.Complete(info)
+	if err != nil {
+		return err
+	}
+	l, err := relaycrypto.NewLayer(func() hash.Hash { return sha3.New256() }, k.Df[:], k.Db[:], k.Kf[:], k.Kb[:])
+	if err != nil {
+		return err
+	}
+	return circ.AddHop(l)
+}
+
+// buildRend builds a circuit to a random rendezvous point and
+// establishes the rendezvous there (rend-spec-v3 3.4).
+func (c *Client) buildRend(ctx context.Context) (*rendPoint, error) {
+	view := c.cfg.Net.NetworkView()
+	if view == nil {
+		return nil, tor.ErrNotBootstrapped
+	}
+	cands := view.Candidates(path.Middle, nil, nil)
+	kept := cands[:0:0]
+	for _, n := range cands {
+		if n.Protocols != nil && n.Protocols.Supports(dir.ProtoHSRend, 2) {
+			kept = append(kept, n)
+		}
+	}
+	var node *path.Node
+	var err error
+	c.withRand(func(r *randT) { node, err = path.Pick(r, view.Consensus, kept, path.Middle) })
+	if err != nil {
+		return nil, fmt.Errorf("choosing a rendezvous point: %w", err)
+	}
+	r := &rendPoint{node: node, established: make(chan struct{}), joined: make(chan error, 1)}
+	if _, err := io.ReadFull(c.cfg.Rand, r.cookie[:]); err != nil {
+		return nil, fmt.Errorf("rendezvous cookie: %w", err)
+	}
+	circ, err := c.cfg.Net.BuildCircuitTo(ctx, tor.TargetNode(node), tor.CircuitOptions{Purpose: "HS_CLIENT_REND", Control: r.control})
+	if err != nil {
+		return nil, fmt.Errorf("building a circuit to rendezvous point %s: %w", node.Nickname, err)
+	}
+	r.mu.Lock()
+	r.circ = circ
+	r.mu.Unlock()
+	if err := circ.SendRelay(-1, cell.RelayEstablishRendezvous, 0, hscell.BuildEstablishRendezvous(r.cookie)); err != nil {
+		circ.Close()
+		return nil, fmt.Errorf("sending ESTABLISH_RENDEZVOUS to %s: %w", node.Nickname, err)
+	}
+	select {
+	case <-r.established:
+		return r, nil
+	case <-circ.Done():
+		return nil, fmt.Errorf("rendezvous circuit to %s: %w", node.Nickname, circ.Err())
+	case <-ctx.Done():
+		circ.Close()
+		return nil, ctx.Err()
+	}
+}
+
+// rendResult is the outcome of buildRend.
+type rendResult struct {
+	r   *rendPoint
+	err error
+}
+
+// rendezvous meets the service: it establishes a rendezvous point (in
+// parallel with the first introduction circuit), sends INTRODUCE1
+// through the introduction points in random order until one accepts, and
+// waits for the service's RENDEZVOUS2.
+func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descriptor) (*circuit.Circuit, error) {
+	ips := append([]desc.IntroPoint(nil), d.Inner.IntroPoints...)
+	if len(ips) == 0 {
+		return nil, errorf(IntroFailed, a.String(), "the descriptor lists no usable introduction point")
+	}
+	c.withRand(func(r *randT) { r.Shuffle(len(ips), func(i, j int) { ips[i], ips[j] = ips[j], ips[i] }) })
+
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pending := make(chan rendResult, 1)
+	launch := func() {
+		go func() {
+			r, err := c.buildRend(rctx)
+			pending <- rendResult{r, err}
+		}()
+	}
+	launch()
+	inFlight, rendAttempts := true, 1
+	var rp *rendPoint
+	success := false
+	defer func() {
+		cancel()
+		if inFlight {
+			if res := <-pending; res.r != nil {
+				res.r.circ.Close()
+			}
+		}
+		if rp != nil && !success {
+			rp.circ.Close()
+		}
+	}()
+	// getRend returns an established rendezvous point, building a new
+	// one if the last failed.
+	getRend := func() (*rendPoint, error) {
+		for {
+			if rp != nil && rp.circ.Err() == nil {
+				return rp, nil
+			}
+			if rp != nil {
+				rp = nil
+			}
+			if !inFlight {
+				if rendAttempts >= maxRendAttempts {
+					return nil, errorf(RendFailed, a.String(), "%d rendezvous circuits failed", rendAttempts)
+				}
+				rendAttempts++
+				launch()
+				inFlight = true
+			}
+			var res rendResult
+			select {
+			case res = <-pending:
+				inFlight = false
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			if res.err != nil {
+				c.log.Infof("Rendezvous for %s failed: %v", a.Host()[:8], res.err)
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				continue
+			}
+			rp = res.r
+		}
+	}
+
+	var timedOut bool
+	var errs []error
+	for _, ip := range ips {
+		t, err := introTarget(&ip)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for try := 0; try < maxIntroCircuitRetries; try++ {
+			circ, final, err := c.introduce(ctx, a, d, &ip, t, getRend)
+			if circ != nil {
+				success = true
+				return circ, nil
+			}
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("onion service %s: %w", a, ctx.Err())
+			}
+			var oe *Error
+			if errors.As(err, &oe) && oe.Kind == RendFailed {
+				return nil, err
+			}
+			if errors.As(err, &oe) && oe.Kind == IntroTimeout {
+				timedOut = true
+			}
+			c.log.Infof("Introduction to %s through %s failed: %v", a.Host()[:8], t.Nickname, err)
+			errs = append(errs, err)
+			if final {
+				break
+			}
+		}
+	}
+	kind := IntroFailed
+	if timedOut {
+		kind = IntroTimeout
+	}
+	return nil, &Error{Kind: kind, Addr: a.String(), Err: fmt.Errorf("all %d introduction points failed: %w", len(ips), errors.Join(errs...))}
+}
+
+// introduce makes one introduction attempt through ip. final reports
+// that retrying this introduction point is useless (it answered, rather
+// than being unreachable).
+func (c *Client) introduce(ctx context.Context, a addr.Address, d *desc.Descriptor, ip *desc.IntroPoint, t tor.Target,
+	getRend func() (*rendPoint, error)) (joined *circuit.Circuit, final bool, err error) {
+	ack := make(chan []byte, 1)
+	ic, err := c.cfg.Net.BuildCircuitTo(ctx, t, tor.CircuitOptions{Purpose: "HS_CLIENT_INTRO", Control: func(_ int, cmd cell.RelayCommand, _ uint16, data []byte) {
+		if cmd == cell.RelayIntroduceAck {
+			select {
+			case ack <- append([]byte(nil), data...):
+			default:
+			}
+		}
+	}})
+	if err != nil {
+		return nil, false, errorf(IntroFailed, a.String(), "building a circuit to the introduction point: %w", err)
+	}
+	defer ic.Close()
+	rp, err := getRend()
+	if err != nil {
+		return nil, true, err
+	}
+	hs, err := hsntor.NewClient(c.cfg.Rand, ip.AuthKey, ip.EncKey, d.Subcredential)
+	if err != nil {
+		return nil, true, errorf(IntroFailed, a.String(), "hs-ntor: %w", err)
+	}
+	body, err := hscell.BuildIntroduce1(hs, ip.AuthKey, &hscell.IntroducePlaintext{
+		Cookie:       rp.cookie,
+		OnionKeyType: hscell.OnionKeyTypeNtor,
+		OnionKey:     rp.node.MD.NtorOnionKey,
+		LinkSpecs:    nodeLinkSpecs(rp.node),
+	})
+	if err != nil {
+		return nil, true, errorf(IntroFailed, a.String(), "building INTRODUCE1: %w", err)
+	}
+	rp.mu.Lock()
+	rp.hs = hs
+	rp.mu.Unlock()
+	if err := ic.SendRelay(-1, cell.RelayIntroduce1, 0, body); err != nil {
+		return nil, false, errorf(IntroFailed, a.String(), "sending INTRODUCE1: %w", err)
+	}
+	timer := time.NewTimer(introAckTimeout)
+	defer timer.Stop()
+	select {
+	case b := <-ack:
+		status, _, err := hscell.ParseIntroduceAck(b)
+		if err != nil {
+			return nil, true, errorf(IntroFailed, a.String(), "INTRODUCE_ACK: %w", err)
+		}
+		if status != hscell.AckSuccess {
+			return nil, true, errorf(IntroFailed, a.String(), "INTRODUCE_ACK status %d", status)
+		}
+	case <-ic.Done():
+		return nil, false, errorf(IntroFailed, a.String(), "introduction circuit closed: %w", ic.Err())
+	case <-timer.C:
+		return nil, true, errorf(IntroTimeout, a.String(), "no INTRODUCE_ACK within %s", introAckTimeout)
+	case <-ctx.Done():
+		return nil, true, ctx.Err()
+	}
+	ic.Close()
+	timer.Reset(rendTimeout)
+	select {
+	case err := <-rp.joined:
+		if err != nil {
+			return nil, true, errorf(RendFailed, a.String(), "RENDEZVOUS2: %w", err)
+		}
+		c.log.Infof("Joined onion service %s at rendezvous point %s.", a.Host()[:8], rp.node.Nickname)
+		return rp.circ, true, nil
+	case <-rp.circ.Done():
+		return nil, true, errorf(RendFailed, a.String(), "rendezvous circuit closed: %w", rp.circ.Err())
+	case <-timer.C:
+		return nil, true, errorf(IntroTimeout, a.String(), "no RENDEZVOUS2 within %s of the introduction", rendTimeout)
+	case <-ctx.Done():
+		return nil, true, ctx.Err()
+	}
+}
+
+// nodeLinkSpecs are the link specifiers of a relay of the consensus, for
+// the service to extend to it.
+func nodeLinkSpecs(n *path.Node) []cell.LinkSpec {
+	ls := []cell.LinkSpec{cell.LinkSpecAddr(n.ORAddrPort()), cell.LinkSpecRSAID(n.Identity)}
+	if n.MD.HasEd25519 {
+		ls = append(ls, cell.LinkSpecEdID(n.MD.Ed25519ID))
+	}
+	if ap, ok := n.IPv6AddrPort(); ok {
+		ls = append(ls, cell.LinkSpecAddr(ap))
+	}
+	return ls
+}
+
+// introTarget turns an introduction point's link specifiers and onion key
+// into a circuit target. It needs the RSA identity and an address; an
+// ed25519 identity is used when present.
+func introTarget(ip *desc.IntroPoint) (tor.Target, error) {
+	return targetFromLinkSpecs(ip.LinkSpecs, ip.OnionKey)
+}
+
+func targetFromLinkSpecs(specs []cell.LinkSpec, onionKey [32]byte) (tor.Target, error) {
+	var t tor.Target
+	t.Hop.NtorKey = onionKey
+	var haveRSA bool
+	for i, s := range specs {
+		switch s.Type {
+		case cell.LinkSpecIPv4, cell.LinkSpecIPv6:
+			ap, err := s.AddrPort()
+			if err != nil {
+				return t, fmt.Errorf("introduction point link specifier %d: %w", i, err)
+			}
+			t.Hop.Addrs = append(t.Hop.Addrs, ap)
+		case cell.LinkSpecLegacyID:
+			if len(s.Data) != 20 {
+				return t, fmt.Errorf("introduction point link specifier %d: legacy identity of %d bytes, want 20", i, len(s.Data))
+			}
+			copy(t.Hop.RSAID[:], s.Data)
+			haveRSA = true
+		case cell.LinkSpecEd25519:
+			if len(s.Data) != 32 {
+				return t, fmt.Errorf("introduction point link specifier %d: ed25519 identity of %d bytes, want 32", i, len(s.Data))
+			}
+			copy(t.Hop.Ed25519ID[:], s.Data)
+		}
+	}
+	if !haveRSA {
+		return t, errors.New("introduction point has no legacy identity link specifier")
+	}
+	if len(t.Hop.Addrs) == 0 {
+		return t, errors.New("introduction point has no address link specifier")
+	}
+	t.Nickname = fmt.Sprintf("$%X", t.Hop.RSAID[:4])
+	return t, nil
+}
