@@ -1,0 +1,409 @@
+// Command compare measures tinytor against a fresh C tor client on the
+// same private test network (scripts/testnet), side by side, and runs the
+// hot-path Go benchmarks.
+//
+//	go run ./scripts/compare -env DIR/testnet.env [flags]
+//	scripts/compare/run -env DIR/testnet.env [flags]
+//
+// Both clients get the same torrc: the network's torrc-fragment, a fresh
+// DataDirectory, a SocksPort on 127.0.0.1 and "Log notice stdout" (C tor
+// also gets an empty --defaults-torrc). The workload instance of each
+// additionally has a ControlPort with cookie authentication, used only to
+// watch CIRC and STREAM events. Measured:
+//
+//   - bootstrap: process start to the "Bootstrapped 100%" log line, -runs
+//     fresh starts of each, interleaved; median, min and max;
+//   - TTFB: SOCKS connect to the first byte of the HTTP response for the
+//     marker page. Each round waits -idle (the clients prebuild), then makes
+//     -burst requests back to back, each with a new SOCKS username (a new
+//     isolation, so no circuit that already carried a stream may be used),
+//     then one more with the last username (reuse). Each request is
+//     classified from the control events: "prebuilt" if its stream went on
+//     a circuit launched before the request, "built" if on one launched
+//     after it (the request waited for a circuit build);
+//   - onion: the first request to the network's onion service (cold:
+//     descriptor fetch, introduction, rendezvous);
+//   - CPU: utime+stime (from /proc/PID/stat) spent while downloading the
+//     64 MiB file -downloads times on one isolation, each sha256-checked,
+//     scaled to one GiB;
+//   - peak RSS: VmHWM from /proc/PID/status after all of the above.
+//
+// Every process it starts listens on 127.0.0.1 and is stopped before it
+// exits (also on SIGINT/SIGTERM).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	env       string
+	tinytor   string
+	tor       string
+	src       string
+	work      string
+	keep      bool
+	runs      int
+	downloads int
+	rounds    int
+	burst     int
+	idle      time.Duration
+	timeout   time.Duration
+	bench     bool
+	benchtime string
+	jsonOut   string
+	only      string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.env, "env", "", "the running network's testnet.env (required)")
+	flag.StringVar(&o.tinytor, "tinytor", "", "tinytor binary (default: build it from -src)")
+	flag.StringVar(&o.tor, "tor", "tor", "C tor binary")
+	flag.StringVar(&o.src, "src", ".", "tinytor source tree (module root) to build and benchmark")
+	flag.StringVar(&o.work, "work", "", "work directory for torrcs, data directories and logs (default: a new temporary one)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work directory")
+	flag.IntVar(&o.runs, "runs", 5, "bootstrap runs per client")
+	flag.IntVar(&o.downloads, "downloads", 4, "64 MiB downloads per client")
+	flag.IntVar(&o.rounds, "rounds", 3, "TTFB rounds")
+	flag.IntVar(&o.burst, "burst", 3, "new-isolation requests per TTFB round")
+	flag.DurationVar(&o.idle, "idle", 10*time.Second, "idle wait before each TTFB round (lets the clients prebuild)")
+	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "bootstrap and per-request timeout")
+	flag.BoolVar(&o.bench, "bench", true, "also run the Go benchmarks (tor/cell, tor/circuit, relaycrypto, tor/dir)")
+	flag.StringVar(&o.benchtime, "benchtime", "1s", "go test -benchtime for the benchmarks")
+	flag.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
+	flag.StringVar(&o.only, "only", "", "run only this part: net or bench")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "compare:", err)
+		os.Exit(1)
+	}
+}
+
+// results is everything measured for one client.
+type results struct {
+	Name       string
+	Bootstrap  []float64 // seconds
+	BootHWM    []int64   // VmHWM right after bootstrap, bytes
+	TTFBPre    []float64 // seconds: stream on a circuit launched before the request
+	TTFBBuilt  []float64 // seconds: stream on a circuit launched after the request
+	TTFBReuse  []float64 // seconds: same isolation as the previous request
+	TTFBErrors []string
+	Onion      float64 // seconds, 0 if failed
+	OnionErr   string
+	DLBytes    int64
+	DLCPU      float64   // seconds
+	DLRates    []float64 // MiB/s per download
+	DLErr      string
+	PeakRSS    int64 // VmHWM after the workload
+	RSS        int64 // VmRSS after the workload
+}
+
+func run(o options) error {
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	if o.only != "" && o.only != "net" && o.only != "bench" {
+		return fmt.Errorf("-only %q: want net or bench", o.only)
+	}
+	src, err := filepath.Abs(o.src)
+	if err != nil {
+		return err
+	}
+	var all []*results
+	var benches []benchLine
+	if o.only != "bench" {
+		if o.env == "" {
+			return errors.New("-env is required (DIR/testnet.env of a running scripts/testnet network)")
+		}
+		env, err := readEnv(o.env)
+		if err != nil {
+			return err
+		}
+		work := o.work
+		if work != "" {
+			if err := os.MkdirAll(work, 0o700); err != nil {
+				return err
+			}
+		} else {
+			if work, err = os.MkdirTemp("", "tinytor-compare-"); err != nil {
+				return err
+			}
+			if !o.keep {
+				defer os.RemoveAll(work)
+			}
+		}
+		if all, err = measureNet(ctx, o, env, src, work); err != nil {
+			return err
+		}
+		printTable(os.Stdout, all[0], all[1], o)
+	}
+	if o.bench && o.only != "net" {
+		if benches, err = runBenches(ctx, src, o.benchtime); err != nil {
+			return err
+		}
+		if err := printBenches(os.Stdout, benches); err != nil {
+			return err
+		}
+	}
+	if o.jsonOut != "" {
+		b, err := json.MarshalIndent(map[string]any{"clients": all, "benchmarks": benches}, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.jsonOut, b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readEnv reads the KEY=VALUE lines of testnet.env.
+func readEnv(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the network environment: %w", err)
+	}
+	env := map[string]string{}
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return nil, fmt.Errorf("%s:%d: no '=' in %q", path, i+1, line)
+		}
+		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+			v = v[1 : len(v)-1]
+		}
+		env[k] = v
+	}
+	for _, k := range []string{"TESTNET_TORRC_FRAGMENT", "TESTNET_URL_MARKER", "TESTNET_MARKER", "TESTNET_URL_64M", "TESTNET_SHA256_64M", "TESTNET_HTTP_ADDR"} {
+		if env[k] == "" {
+			return nil, fmt.Errorf("%s: no %s", path, k)
+		}
+	}
+	return env, nil
+}
+
+func measureNet(ctx context.Context, o options, env map[string]string, src, work string) ([]*results, error) {
+	fragment, err := os.ReadFile(env["TESTNET_TORRC_FRAGMENT"])
+	if err != nil {
+		return nil, fmt.Errorf("reading the torrc fragment: %w", err)
+	}
+	tinyBin := o.tinytor
+	if tinyBin == "" {
+		tinyBin = filepath.Join(work, "tinytor")
+		logf("building tinytor from %s", src)
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", tinyBin, ".")
+		cmd.Dir = src
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("building tinytor: %v\n%s", err, out)
+		}
+	} else if tinyBin, err = filepath.Abs(tinyBin); err != nil {
+		return nil, err
+	}
+	torBin, err := exec.LookPath(o.tor)
+	if err != nil {
+		return nil, fmt.Errorf("C tor: %w", err)
+	}
+	empty := filepath.Join(work, "empty-defaults-torrc")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		return nil, err
+	}
+	impls := []*impl{
+		{name: "tinytor", args: func(torrc string) []string { return []string{tinyBin, "-f", torrc} }},
+		{name: "C tor", args: func(torrc string) []string {
+			return []string{torBin, "--defaults-torrc", empty, "-f", torrc}
+		}},
+	}
+	res := []*results{{Name: impls[0].name}, {Name: impls[1].name}}
+	dirName := []string{"tinytor", "ctor"}
+
+	// (1) Bootstrap, interleaved so both see the same load.
+	for r := 0; r < o.runs; r++ {
+		for i, im := range impls {
+			dir := filepath.Join(work, fmt.Sprintf("%s-boot%d", dirName[i], r))
+			c, err := startClient(ctx, im, fragment, dir, false, o.timeout)
+			if err != nil {
+				return nil, fmt.Errorf("bootstrap run %d: %w", r+1, err)
+			}
+			hwm, _, merr := memStatus(c.pid())
+			c.stop()
+			if merr != nil {
+				return nil, merr
+			}
+			res[i].Bootstrap = append(res[i].Bootstrap, c.bootstrap.Seconds())
+			res[i].BootHWM = append(res[i].BootHWM, hwm)
+			logf("bootstrap %d/%d %-7s %.3f s (VmHWM %.1f MiB)", r+1, o.runs, im.name, c.bootstrap.Seconds(), mib(hwm))
+		}
+	}
+
+	// (2)-(5) The workload, one client after the other.
+	for i, im := range impls {
+		if err := workload(ctx, o, env, fragment, im, filepath.Join(work, dirName[i]+"-work"), res[i]); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func workload(ctx context.Context, o options, env map[string]string, fragment []byte, im *impl, dir string, r *results) error {
+	c, err := startClient(ctx, im, fragment, dir, true, o.timeout)
+	if err != nil {
+		return fmt.Errorf("workload: %w", err)
+	}
+	defer c.stop()
+	logf("%s: workload instance bootstrapped in %.3f s", im.name, c.bootstrap.Seconds())
+	w, err := watch(c.control, c.cookie)
+	if err != nil {
+		return fmt.Errorf("%s: %w", im.name, err)
+	}
+	defer w.close()
+	marker, target := env["TESTNET_URL_MARKER"], env["TESTNET_HTTP_ADDR"]
+	get := func(user string) (*fetchResult, error) {
+		rctx, cancel := context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+		f, err := fetch(rctx, c.socks, marker, user)
+		if err == nil && !strings.Contains(string(f.small), env["TESTNET_MARKER"]) {
+			err = fmt.Errorf("marker page without the marker: %q", f.small)
+		}
+		return f, err
+	}
+	nonce := time.Now().UnixNano()
+	for round := 0; round < o.rounds; round++ {
+		select {
+		case <-time.After(o.idle):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		var user string
+		for j := 0; j < o.burst; j++ {
+			user = fmt.Sprintf("compare-%d-%d-%d", nonce, round, j)
+			f, err := get(user)
+			if err != nil {
+				r.TTFBErrors = append(r.TTFBErrors, err.Error())
+				logf("%s: TTFB request failed: %v", im.name, err)
+				continue
+			}
+			circ, built, err := w.circuitOf(target, f.start, 10*time.Second)
+			if err != nil {
+				r.TTFBErrors = append(r.TTFBErrors, err.Error())
+				logf("%s: %v", im.name, err)
+				continue
+			}
+			kind := "prebuilt"
+			if built {
+				kind = "built"
+				r.TTFBBuilt = append(r.TTFBBuilt, f.ttfb.Seconds())
+			} else {
+				r.TTFBPre = append(r.TTFBPre, f.ttfb.Seconds())
+			}
+			logf("%s: round %d request %d: TTFB %.1f ms on circuit %s (%s)", im.name, round+1, j+1, ms(f.ttfb.Seconds()), circ, kind)
+		}
+		if user != "" {
+			if f, err := get(user); err != nil {
+				r.TTFBErrors = append(r.TTFBErrors, err.Error())
+			} else {
+				r.TTFBReuse = append(r.TTFBReuse, f.ttfb.Seconds())
+				logf("%s: round %d reuse: TTFB %.1f ms", im.name, round+1, ms(f.ttfb.Seconds()))
+			}
+		}
+	}
+
+	// (5) Onion, cold.
+	if onion := env["TESTNET_ONION"]; onion != "" {
+		octx, cancel := context.WithTimeout(ctx, 90*time.Second)
+		f, err := fetch(octx, c.socks, "http://"+onion+"/", fmt.Sprintf("compare-onion-%d", nonce))
+		cancel()
+		switch {
+		case err != nil:
+			r.OnionErr = err.Error()
+		case !strings.Contains(string(f.small), env["TESTNET_MARKER"]):
+			r.OnionErr = "onion page without the marker"
+		default:
+			r.Onion = f.ttfb.Seconds()
+		}
+		logf("%s: onion cold TTFB %.1f ms %s", im.name, ms(r.Onion), r.OnionErr)
+	} else {
+		r.OnionErr = "no TESTNET_ONION in the environment"
+	}
+
+	// (3) CPU per GiB.
+	cpu0, err := cpuTime(c.pid())
+	if err != nil {
+		return err
+	}
+	for k := 0; k < o.downloads; k++ {
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		f, err := fetch(dctx, c.socks, env["TESTNET_URL_64M"], fmt.Sprintf("compare-dl-%d", nonce))
+		cancel()
+		if err == nil && f.sum != env["TESTNET_SHA256_64M"] {
+			err = fmt.Errorf("sha256 %s, want %s", f.sum, env["TESTNET_SHA256_64M"])
+		}
+		if err != nil {
+			r.DLErr = err.Error()
+			logf("%s: download %d: %v", im.name, k+1, err)
+			break
+		}
+		r.DLBytes += f.body
+		rate := float64(f.body) / (1 << 20) / f.total.Seconds()
+		r.DLRates = append(r.DLRates, rate)
+		logf("%s: download %d: %d bytes in %.2f s (%.1f MiB/s), sha256 ok", im.name, k+1, f.body, f.total.Seconds(), rate)
+	}
+	cpu1, err := cpuTime(c.pid())
+	if err != nil {
+		return err
+	}
+	r.DLCPU = (cpu1 - cpu0).Seconds()
+
+	// (2) Peak RSS after the workload.
+	if r.PeakRSS, r.RSS, err = memStatus(c.pid()); err != nil {
+		return err
+	}
+	logf("%s: VmHWM %.1f MiB, VmRSS %.1f MiB, download CPU %.2f s for %d bytes", im.name, mib(r.PeakRSS), mib(r.RSS), r.DLCPU, r.DLBytes)
+	return nil
+}
+
+func logf(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "%s compare: %s\n", time.Now().UTC().Format("15:04:05"), fmt.Sprintf(format, a...))
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func ms(s float64) float64 { return s * 1000 }
+
+// median returns the median of v, or NaN for none.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func medianInt(v []int64) float64 {
+	f := make([]float64, len(v))
+	for i, x := range v {
+		f[i] = float64(x)
+	}
+	return median(f)
+}
