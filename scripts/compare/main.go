@@ -79,7 +79,7 @@ func main() {
 	flag.IntVar(&o.runs, "runs", 5, "bootstrap runs per client")
 	flag.IntVar(&o.downloads, "downloads", 4, "64 MiB downloads per client")
 	flag.IntVar(&o.rounds, "rounds", 3, "TTFB rounds")
-	flag.IntVar(&o.burst, "burst", 3, "new-isolation requests per TTFB round")
+	flag.IntVar(&o.burst, "burst", 5, "new-isolation requests per TTFB round")
 	flag.DurationVar(&o.idle, "idle", 10*time.Second, "idle wait before each TTFB round (lets the clients prebuild)")
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "bootstrap and per-request timeout")
 	flag.BoolVar(&o.bench, "bench", true, "also run the Go benchmarks (tor/cell, tor/circuit, relaycrypto, tor/dir)")

@@ -207,6 +207,9 @@ func parseStat(b []byte) (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("/proc/PID/stat: stime %q: %w", f[12], err)
 	}
+	if ut > 1<<40 || st > 1<<40 {
+		return 0, fmt.Errorf("/proc/PID/stat: implausible utime %d or stime %d", ut, st)
+	}
 	return time.Duration(ut+st) * time.Second / clkTck, nil
 }
 
@@ -233,7 +236,7 @@ func parseStatus(b []byte) (hwm, rss int64, err error) {
 			return 0, 0, fmt.Errorf("/proc/PID/status: %s: unexpected value %q", key, strings.TrimSpace(val))
 		}
 		n, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil || n < 0 {
+		if err != nil || n < 0 || n > 1<<40 {
 			return 0, 0, fmt.Errorf("/proc/PID/status: %s: bad number %q", key, f[0])
 		}
 		if key == "VmHWM" {
