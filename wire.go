@@ -94,8 +94,16 @@ func runTor(cfg *config.Config, src config.Sources, reload func(*torlog.Logger) 
 		}
 	}
 
+	// The router layer: memory plan, network clock, watchdogs (board.go).
+	brd, err := newBoard(cfg, log, os.Getenv)
+	if err != nil {
+		log.Errf("%v", err)
+		return exitConfig
+	}
+	defer brd.close()
+
 	// One writer for everything persistent on flash (board/state).
-	st, err := state.Open(cfg.DataDirectory, state.Options{Log: log})
+	st, err := state.Open(cfg.DataDirectory, brd.stateOptions())
 	if err != nil {
 		log.Errf("Opening the state directory: %v", err)
 		return exitRuntime
@@ -106,10 +114,10 @@ func runTor(cfg *config.Config, src config.Sources, reload func(*torlog.Logger) 
 		}
 	}()
 
-	client, err := tor.New(tor.Config{Torrc: cfg, Log: log, State: guard.Funcs{
+	client, err := tor.New(brd.clientConfig(tor.Config{Torrc: cfg, Log: log, State: guard.Funcs{
 		ReadFunc:  st.Read,
 		WriteFunc: func(name string, b []byte) error { return st.Write(name, b, state.TimeDependent) },
-	}})
+	}}))
 	if err != nil {
 		log.Errf("%v", err)
 		return exitRuntime
@@ -164,6 +172,16 @@ func runTor(cfg *config.Config, src config.Sources, reload func(*torlog.Logger) 
 		return exitRuntime
 	}
 	defer stopControl()
+	if err := brd.start(ctx, client, st); err != nil {
+		log.Errf("%v", err)
+		return exitRuntime
+	}
+	stopOnion, err := startOnionServices(ctx, cfg, client, log)
+	if err != nil {
+		log.Errf("%v", err)
+		return exitRuntime
+	}
+	defer stopOnion()
 	runDone := make(chan error, 1)
 	go func() { runDone <- client.Run(ctx) }()
 	for {
@@ -401,6 +419,8 @@ func socksError(err error) error {
 			return &socks.Error{Reply: socks.ReplyNetworkUnreachable, Err: err}
 		case cell.EndTimeout:
 			return &socks.Error{Reply: socks.ReplyTTLExpired, Err: err}
+		case cell.EndResourceLimit: // also tor.ErrOverloaded: memory pressure
+			return &socks.Error{Reply: socks.ReplyGeneralFailure, Err: err}
 		}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
