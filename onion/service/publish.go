@@ -1,0 +1,266 @@
+package service
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	mrand "math/rand/v2"
+	"time"
+
+	"tinytor/onion/desc"
+	"tinytor/onion/keys"
+	"tinytor/onion/ring"
+	"tinytor/tor"
+	"tinytor/tor/dir"
+	"tinytor/tor/path"
+)
+
+// Publication schedule (C tor hs_service.c).
+const (
+	republishMin = 60 * time.Minute
+	republishMax = 120 * time.Minute
+	// allIntrosWait is how long to wait for every introduction point
+	// before publishing with the ones established.
+	allIntrosWait  = 30 * time.Second
+	uploadTimeout  = 2 * time.Minute
+	maxUploadReply = 16 << 10
+	uploadRetry    = 20 * time.Second
+)
+
+// publishState is what was uploaded, for deciding when to upload again.
+type publishState struct {
+	started  time.Time // first time intro points were wanted
+	next     time.Time // scheduled republication
+	version  int       // intro set version of the last upload
+	uses     [2]ring.Use
+	done     map[uploadKey]bool // HSDirs that have the current descriptors
+	lastRev  map[[32]byte]uint64
+	periods  []uint64 // periods descriptors were published for, newest last
+	hasValue bool
+}
+
+type uploadKey struct {
+	period uint64
+	hsdir  [20]byte
+}
+
+// timeParams returns the consensus's time-period parameters.
+func (s *Service) timeParams(view *path.Dir) (keys.Periods, ring.SRVs, error) {
+	cons := view.Consensus
+	hsdirInterval := 0
+	if v, ok := cons.Params["hsdir_interval"]; ok {
+		hsdirInterval = int(v)
+	}
+	p, err := keys.PeriodsFor(cons.FreshUntil.Sub(cons.ValidAfter), s.opts.Testing, hsdirInterval)
+	if err != nil {
+		return keys.Periods{}, ring.SRVs{}, err
+	}
+	var srvs ring.SRVs
+	if cons.SharedRandCurrent != nil {
+		v := cons.SharedRandCurrent.Value
+		srvs.Current = &v
+	}
+	if cons.SharedRandPrevious != nil {
+		v := cons.SharedRandPrevious.Value
+		srvs.Previous = &v
+	}
+	return p, srvs, nil
+}
+
+// hsdirs returns the ring's nodes: relays with the HSDir flag, an ed25519
+// identity and HSDir=2.
+func hsdirs(view *path.Dir) []ring.Node {
+	var out []ring.Node
+	for _, n := range view.Nodes {
+		if !n.Flags.Has(dir.FlagHSDir) || !n.MD.HasEd25519 {
+			continue
+		}
+		if n.Protocols != nil && !n.Protocols.Supports(dir.ProtoHSDir, 2) {
+			continue
+		}
+		out = append(out, ring.Node{Ed25519ID: n.MD.Ed25519ID, RSAID: n.Identity})
+	}
+	return out
+}
+
+// maybePublish uploads the descriptors when the intro points, the time
+// period or the HSDir ring changed, or on schedule.
+func (s *Service) maybePublish(ctx context.Context) {
+	view := s.net.NetworkView()
+	if view == nil || ctx.Err() != nil {
+		return
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := &s.pub
+	if ps.started.IsZero() {
+		ps.started = now
+	}
+	var established []*introPoint
+	for _, ip := range s.intros {
+		if ip.isEstablished() {
+			established = append(established, ip)
+		}
+	}
+	if len(established) == 0 {
+		return
+	}
+	if len(established) < s.opts.Config.NumIntroductionPoints && now.Sub(ps.started) < allIntrosWait && !ps.hasValue {
+		return
+	}
+	p, srvs, err := s.timeParams(view)
+	if err != nil {
+		s.log.Warnf("Onion service %s: %v", s.short(), err)
+		return
+	}
+	first, second := ring.Store(p, view.Consensus.ValidAfter, srvs)
+	full := !ps.hasValue || ps.version != s.version || ps.uses != [2]ring.Use{first, second} || !now.Before(ps.next)
+	if full {
+		ps.done = map[uploadKey]bool{}
+		ps.version = s.version
+		ps.uses = [2]ring.Use{first, second}
+		ps.next = now.Add(republishMin + time.Duration(mrand.Int64N(int64(republishMax-republishMin))))
+		ps.hasValue = true
+		if ps.lastRev == nil {
+			ps.lastRev = map[[32]byte]uint64{}
+		}
+	}
+	nodes := hsdirs(view)
+	params := ring.ParamsFrom(view.Consensus.Param)
+	runStart := p.SRVRunStart(view.Consensus.ValidAfter)
+	for i, u := range []ring.Use{first, second} {
+		bk := s.id.Blind(u.Period, p.LengthMinutes)
+		resp := ring.Responsible(nodes, bk.Public(), u, p.LengthMinutes, params.Replicas, params.SpreadStore)
+		var todo []ring.Node
+		for _, n := range resp {
+			if !ps.done[uploadKey{u.Period, n.RSAID}] {
+				todo = append(todo, n)
+			}
+		}
+		if len(todo) == 0 {
+			continue
+		}
+		start := runStart
+		if i == 0 {
+			start = runStart.Add(-p.SRVRunLength())
+		}
+		rev, err := bk.RevisionCounter(now.Sub(start))
+		if err != nil {
+			s.log.Warnf("Onion service %s: revision counter: %v", s.short(), err)
+			continue
+		}
+		if last, ok := ps.lastRev[bk.PublicBytes()]; ok && rev <= last {
+			if !full {
+				// Uploading the same descriptor to new HSDirs: reuse is
+				// not possible (a fresh signing key each time), so wait
+				// for the counter to move on.
+				continue
+			}
+			rev = last + 1
+		}
+		doc, err := s.buildDescriptor(bk, rev, now, established)
+		if err != nil {
+			s.log.Warnf("Onion service %s: building the descriptor: %v", s.short(), err)
+			continue
+		}
+		ps.lastRev[bk.PublicBytes()] = rev
+		s.notePeriod(u.Period)
+		for _, n := range todo {
+			ps.done[uploadKey{u.Period, n.RSAID}] = true
+			node := view.ByID(n.RSAID)
+			if node == nil {
+				continue
+			}
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.upload(ctx, node, doc, u.Period)
+			}()
+		}
+		s.log.Infof("Onion service %s: uploading descriptor for period %d (revision %d, %d introduction points) to %d HSDirs.",
+			s.short(), u.Period, rev, len(established), len(todo))
+	}
+}
+
+// notePeriod remembers a period descriptors were made for (its
+// subcredential is accepted in INTRODUCE2). s.mu must be held.
+func (s *Service) notePeriod(period uint64) {
+	for _, p := range s.pub.periods {
+		if p == period {
+			return
+		}
+	}
+	s.pub.periods = append(s.pub.periods, period)
+	if len(s.pub.periods) > 4 {
+		s.pub.periods = s.pub.periods[len(s.pub.periods)-4:]
+	}
+}
+
+// buildDescriptor makes a descriptor for one blinded key.
+func (s *Service) buildDescriptor(bk *keys.SigningKey, rev uint64, now time.Time, ips []*introPoint) ([]byte, error) {
+	_, signing, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("descriptor signing key: %w", err)
+	}
+	entries := make([]desc.NewIntroPoint, 0, len(ips))
+	for _, ip := range ips {
+		entries = append(entries, ip.descriptorEntry())
+	}
+	return desc.Build(desc.Params{
+		Identity:          s.id.Public(),
+		Blinded:           bk,
+		SigningKey:        signing,
+		RevisionCounter:   rev,
+		Now:               now,
+		IntroPoints:       entries,
+		AuthorizedClients: s.clients,
+		Rand:              rand.Reader,
+	})
+}
+
+// upload posts a descriptor to one HSDir over a BEGIN_DIR stream at the
+// end of a 3-hop circuit. A failed upload is retried at the next
+// publication.
+func (s *Service) upload(ctx context.Context, n *path.Node, doc []byte, period uint64) {
+	uctx, cancel := context.WithTimeout(ctx, uploadTimeout)
+	defer cancel()
+	err := func() error {
+		circ, err := s.net.BuildCircuitTo(uctx, tor.TargetNode(n), tor.CircuitOptions{Purpose: "HS_SERVICE_HSDIR"})
+		if err != nil {
+			return fmt.Errorf("building the circuit: %w", err)
+		}
+		defer circ.Close()
+		st, err := circ.OpenDirStream(uctx)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		if dl, ok := uctx.Deadline(); ok {
+			st.SetDeadline(dl)
+		}
+		_, err = dir.Post(st, "/tor/hs/3/publish", doc, maxUploadReply)
+		return err
+	}()
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Infof("Onion service %s: uploading the descriptor for period %d to %s failed: %v", s.short(), period, n.Nickname, err)
+			// Retry after a pause (the next tick would hammer the HSDir).
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(uploadRetry):
+			}
+			s.mu.Lock()
+			for k := range s.pub.done {
+				if k.hsdir == n.Identity && k.period == period {
+					delete(s.pub.done, k)
+				}
+			}
+			s.mu.Unlock()
+		}
+		return
+	}
+	s.log.Infof("Onion service %s: descriptor for period %d uploaded to %s.", s.short(), period, n.Nickname)
+}

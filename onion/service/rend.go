@@ -1,0 +1,278 @@
+package service
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha3"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"tinytor/onion/hscell"
+	"tinytor/onion/hsntor"
+	"tinytor/onion/keys"
+	"tinytor/tor"
+	"tinytor/tor/cell"
+	"tinytor/tor/circuit"
+	"tinytor/tor/circuit/relaycrypto"
+	"tinytor/tor/config"
+)
+
+const (
+	rendBuildTries = 3
+	rendTimeout    = time.Minute
+	connectTimeout = 30 * time.Second
+)
+
+// ErrReplay is returned for an INTRODUCE2 cell seen before.
+var ErrReplay = errors.New("INTRODUCE2 replayed")
+
+// subcredentials returns the subcredentials of the periods descriptors
+// were published for, newest first.
+func (s *Service) subcredentials() ([][32]byte, error) {
+	view := s.net.NetworkView()
+	if view == nil {
+		return nil, errors.New("no network view")
+	}
+	p, _, err := s.timeParams(view)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	periods := append([]uint64(nil), s.pub.periods...)
+	s.mu.Unlock()
+	if len(periods) == 0 {
+		tp := p.Num(view.Consensus.ValidAfter)
+		periods = []uint64{tp - 1, tp, tp + 1}
+	}
+	out := make([][32]byte, 0, len(periods))
+	for i := len(periods) - 1; i >= 0; i-- {
+		bp, err := keys.BlindPublic(s.id.Public(), periods[i], p.LengthMinutes)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, keys.Subcredential(s.id.Public(), bp))
+	}
+	return out, nil
+}
+
+// handleIntroduce2 answers one INTRODUCE2: decrypt, replay check,
+// rendezvous circuit, RENDEZVOUS1.
+func (s *Service) handleIntroduce2(ctx context.Context, ip *introPoint, body []byte) {
+	if err := s.introduce(ctx, ip, body); err != nil && ctx.Err() == nil {
+		s.log.Infof("Onion service %s: INTRODUCE2 via %s: %v", s.short(), ip.node.Nickname, err)
+	}
+}
+
+// OpenIntroduction decrypts an INTRODUCE2 body received on the
+// introduction point with these keys and checks it against the point's
+// replay cache (ErrReplay).
+func openIntroduction(ip *introPoint, body []byte, subcreds [][32]byte, now time.Time) (*hsntor.Service, *hsntor.Introduction, *hscell.IntroducePlaintext, error) {
+	svc := &hsntor.Service{AuthKey: ip.descriptorEntry().AuthKey, EncKey: ip.encKey}
+	in, intro, pt, err := hscell.OpenIntroduce2(body, svc, subcreds)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if ip.replay.Seen(in.Encrypted, now) {
+		return nil, nil, nil, ErrReplay
+	}
+	return svc, intro, pt, nil
+}
+
+func (s *Service) introduce(ctx context.Context, ip *introPoint, body []byte) error {
+	subcreds, err := s.subcredentials()
+	if err != nil {
+		return err
+	}
+	svc, intro, pt, err := openIntroduction(ip, body, subcreds, s.now())
+	if err != nil {
+		return err
+	}
+	hop, err := hopFromLinkSpecs(pt.LinkSpecs, pt.OnionKey)
+	if err != nil {
+		return fmt.Errorf("rendezvous point: %w", err)
+	}
+	info, hk, _, err := svc.Respond(rand.Reader, intro)
+	if err != nil {
+		return fmt.Errorf("hs-ntor: %w", err)
+	}
+	var circ *circuit.Circuit
+	for try := 1; ; try++ {
+		rctx, cancel := context.WithTimeout(ctx, rendTimeout)
+		circ, err = s.net.BuildCircuitTo(rctx, tor.Target{Hop: hop}, tor.CircuitOptions{Purpose: "HS_SERVICE_REND"})
+		cancel()
+		if err == nil {
+			break
+		}
+		if try == rendBuildTries || ctx.Err() != nil {
+			return fmt.Errorf("rendezvous circuit: %w", err)
+		}
+	}
+	layer, err := relaycrypto.NewLayer(func() hash.Hash { return sha3.New256() }, hk.Db[:], hk.Df[:], hk.Kb[:], hk.Kf[:])
+	if err != nil {
+		circ.Close()
+		return err
+	}
+	rc := &rendCircuit{s: s, circ: circ}
+	circ.AcceptStreams(rc.accept)
+	rp := circ.Len() - 1
+	if err := circ.AddHop(layer); err != nil {
+		circ.Close()
+		return err
+	}
+	if err := circ.SendRelay(rp, cell.RelayRendezvous1, 0, hscell.BuildRendezvous1(pt.Cookie, info)); err != nil {
+		circ.Close()
+		return fmt.Errorf("sending RENDEZVOUS1: %w", err)
+	}
+	s.log.Infof("Onion service %s: rendezvous circuit %d open.", s.short(), circ.ID())
+	// The circuit lives until the client or the network closes it, or
+	// the service stops.
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		select {
+		case <-circ.Done():
+		case <-ctx.Done():
+			circ.Close()
+		}
+	}()
+	return nil
+}
+
+// hopFromLinkSpecs turns the rendezvous point's link specifiers into a
+// hop. It needs an RSA identity and at least one address.
+func hopFromLinkSpecs(specs []cell.LinkSpec, ntor [32]byte) (circuit.HopInfo, error) {
+	h := circuit.HopInfo{NtorKey: ntor}
+	haveID := false
+	for _, ls := range specs {
+		switch ls.Type {
+		case cell.LinkSpecIPv4, cell.LinkSpecIPv6:
+			ap, err := ls.AddrPort()
+			if err != nil {
+				return h, err
+			}
+			h.Addrs = append(h.Addrs, ap)
+		case cell.LinkSpecLegacyID:
+			if len(ls.Data) != 20 {
+				return h, fmt.Errorf("legacy identity of %d bytes", len(ls.Data))
+			}
+			h.RSAID = [20]byte(ls.Data)
+			haveID = true
+		case cell.LinkSpecEd25519:
+			if len(ls.Data) != 32 {
+				return h, fmt.Errorf("ed25519 identity of %d bytes", len(ls.Data))
+			}
+			h.Ed25519ID = [32]byte(ls.Data)
+		}
+	}
+	if !haveID {
+		return h, errors.New("no RSA identity link specifier")
+	}
+	if len(h.Addrs) == 0 {
+		return h, errors.New("no address link specifier")
+	}
+	for _, a := range h.Addrs {
+		if !a.Addr().IsValid() || a.Port() == 0 {
+			return h, fmt.Errorf("bad address %v", a)
+		}
+	}
+	return h, nil
+}
+
+// rendCircuit is a rendezvous circuit that carries client streams.
+type rendCircuit struct {
+	s       *Service
+	circ    *circuit.Circuit
+	streams atomic.Int32
+	closed  sync.Once
+}
+
+// accept runs on the circuit goroutine for each BEGIN from the client.
+func (rc *rendCircuit) accept(st *circuit.Stream, req circuit.BeginRequest) {
+	s := rc.s
+	var target *config.HiddenServicePort
+	for i := range s.opts.Config.Ports {
+		if s.opts.Config.Ports[i].VirtualPort == req.Port {
+			target = &s.opts.Config.Ports[i]
+			break
+		}
+	}
+	if target == nil {
+		// As C tor: END DONE and close the circuit, so that scanning
+		// ports costs a circuit per port.
+		s.log.Infof("Onion service %s: refusing a stream to unknown port %d.", s.short(), req.Port)
+		go func() {
+			st.Reject(cell.EndDone)
+			rc.circ.Close()
+		}()
+		return
+	}
+	if max := s.opts.Config.MaxStreams; max > 0 && int(rc.streams.Load()) >= max {
+		s.log.Infof("Onion service %s: HiddenServiceMaxStreams (%d) reached on circuit %d.", s.short(), max, rc.circ.ID())
+		go func() {
+			st.Reject(cell.EndResourceLimit)
+			if s.opts.Config.MaxStreamsCloseCircuit {
+				rc.circ.Close()
+			}
+		}()
+		return
+	}
+	rc.streams.Add(1)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer rc.streams.Add(-1)
+		rc.serve(st, *target)
+	}()
+}
+
+// serve connects a stream to its target and copies both ways.
+func (rc *rendCircuit) serve(st *circuit.Stream, t config.HiddenServicePort) {
+	network, address := "tcp", t.Target.String()
+	if t.Unix != "" {
+		network, address = "unix", t.Unix
+	} else if !t.Target.IsValid() {
+		address = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), t.VirtualPort).String()
+	}
+	d := net.Dialer{Timeout: connectTimeout}
+	conn, err := d.Dial(network, address)
+	if err != nil {
+		rc.s.log.Infof("Onion service %s: connecting port %d to %s: %v", rc.s.short(), t.VirtualPort, address, err)
+		st.Reject(cell.EndConnectRefused)
+		return
+	}
+	defer conn.Close()
+	if err := st.Accept(); err != nil {
+		st.Close()
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		// The target may keep an idle connection open: close it when the
+		// circuit goes.
+		select {
+		case <-rc.circ.Done():
+			conn.Close()
+		case <-done:
+		}
+	}()
+	go func() {
+		defer close(done)
+		io.Copy(conn, st)
+		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		} else {
+			conn.Close()
+		}
+	}()
+	io.Copy(st, conn)
+	st.Close()
+	conn.Close()
+	<-done
+}

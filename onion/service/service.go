@@ -1,0 +1,260 @@
+// Package service hosts v3 onion services (rend-spec-v3): it keeps the
+// service's keys in its HiddenServiceDir in C tor's format, keeps
+// introduction points established, builds and uploads descriptors to the
+// responsible HSDirs, answers INTRODUCE2 cells with rendezvous circuits and
+// connects the streams clients open on them to the configured targets.
+//
+// It works over a Network (a *tor.Client) and the pure building blocks of
+// onion/addr, onion/keys, onion/ring, onion/desc, onion/hsntor and
+// onion/hscell.
+package service
+
+import (
+	"context"
+	"crypto/ecdh"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"tinytor/board/state"
+	"tinytor/onion/addr"
+	"tinytor/onion/keys"
+	"tinytor/tor"
+	"tinytor/tor/circuit"
+	"tinytor/tor/config"
+	"tinytor/tor/path"
+	"tinytor/tor/torlog"
+)
+
+// Names of the files in a HiddenServiceDir, as C tor names them.
+const (
+	SecretKeyFile        = "hs_ed25519_secret_key"
+	PublicKeyFile        = "hs_ed25519_public_key"
+	HostnameFile         = "hostname"
+	AuthorizedClientsDir = "authorized_clients"
+)
+
+// DefaultIntroPoints is HiddenServiceNumIntroductionPoints' default.
+const DefaultIntroPoints = 3
+
+// Network is what a service needs from the Tor client (*tor.Client has
+// these methods).
+type Network interface {
+	NetworkView() *path.Dir
+	BuildCircuitTo(ctx context.Context, t tor.Target, opts tor.CircuitOptions) (*circuit.Circuit, error)
+}
+
+// Options are the settings of one service.
+type Options struct {
+	// Config is the service's torrc section.
+	Config config.HiddenService
+	// Testing is TestingTorNetwork: time periods are one SRV protocol run.
+	Testing bool
+	Log     *torlog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Service is one onion service.
+type Service struct {
+	net   Network
+	opts  Options
+	log   *torlog.Logger
+	now   func() time.Time
+	store *state.Store
+
+	id      *keys.SigningKey
+	address addr.Address
+	clients [][32]byte // authorized client x25519 keys; none: no client auth
+
+	// wg counts the service's goroutines; Run waits for them.
+	wg sync.WaitGroup
+
+	mu      sync.Mutex
+	intros  []*introPoint
+	version int // bumped whenever the set of established intro points changes
+	// changed is signalled when an intro point is established or dies.
+	changed chan struct{}
+	pub     publishState
+}
+
+// New opens (creating it if needed) the service's HiddenServiceDir, loads
+// or creates its identity key in C tor's format, writes the hostname file
+// and reads the authorized clients. It does not touch the network: call
+// Run.
+func New(n Network, opts Options) (*Service, error) {
+	if opts.Log == nil {
+		opts.Log = torlog.Discard()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	hc := &opts.Config
+	if hc.Version != 0 && hc.Version != 3 {
+		return nil, fmt.Errorf("onion service %s: HiddenServiceVersion %d is not supported (only 3)", hc.Dir, hc.Version)
+	}
+	if len(hc.Ports) == 0 {
+		return nil, fmt.Errorf("onion service %s: no HiddenServicePort", hc.Dir)
+	}
+	if hc.NumIntroductionPoints <= 0 {
+		hc.NumIntroductionPoints = DefaultIntroPoints
+	}
+	s := &Service{net: n, opts: opts, log: opts.Log, now: opts.Now, changed: make(chan struct{}, 1)}
+	if err := s.loadKeys(); err != nil {
+		return nil, err
+	}
+	clients, err := readAuthorizedClients(filepath.Join(hc.Dir, AuthorizedClientsDir))
+	if err != nil {
+		s.store.Close()
+		return nil, fmt.Errorf("onion service %s: %w", hc.Dir, err)
+	}
+	s.clients = clients
+	return s, nil
+}
+
+// Address returns the service's onion address.
+func (s *Service) Address() addr.Address { return s.address }
+
+// loadKeys opens the directory's store and loads or creates the keys.
+func (s *Service) loadKeys() error {
+	dir := s.opts.Config.Dir
+	mode := fs.FileMode(0o600)
+	if s.opts.Config.DirGroupReadable {
+		mode = 0o640
+	}
+	st, err := state.Open(dir, state.Options{Log: s.log, FileMode: mode})
+	if err != nil {
+		return fmt.Errorf("onion service directory %s: %w", dir, err)
+	}
+	dirMode := fs.FileMode(0o700)
+	if s.opts.Config.DirGroupReadable {
+		dirMode = 0o750
+	}
+	if err := os.Chmod(dir, dirMode); err != nil {
+		st.Close()
+		return fmt.Errorf("onion service directory %s: %w", dir, err)
+	}
+	s.store = st
+	b, err := st.ReadRaw(SecretKeyFile)
+	switch {
+	case err == nil:
+		if s.id, err = keys.ParseSecretKeyFile(b); err != nil {
+			st.Close()
+			return fmt.Errorf("onion service %s: %s: %w", dir, SecretKeyFile, err)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		if s.id, err = keys.GenerateKey(); err != nil {
+			st.Close()
+			return fmt.Errorf("onion service %s: generating a key: %w", dir, err)
+		}
+		if err := st.WriteNow(SecretKeyFile, s.id.SecretKeyFile(), state.Raw, state.Secret); err != nil {
+			st.Close()
+			return fmt.Errorf("onion service %s: writing %s: %w", dir, SecretKeyFile, err)
+		}
+		s.log.Noticef("Generated a new v3 onion service key in %s", dir)
+	default:
+		st.Close()
+		return fmt.Errorf("onion service %s: reading %s: %w", dir, SecretKeyFile, err)
+	}
+	if s.address, err = addr.FromKey(s.id.Public()); err != nil {
+		st.Close()
+		return fmt.Errorf("onion service %s: %w", dir, err)
+	}
+	pub := keys.PublicKeyFile(s.id.Public())
+	if old, err := st.ReadRaw(PublicKeyFile); err != nil || string(old) != string(pub) {
+		if err := st.WriteNow(PublicKeyFile, pub, state.Raw); err != nil {
+			st.Close()
+			return fmt.Errorf("onion service %s: writing %s: %w", dir, PublicKeyFile, err)
+		}
+	}
+	host, err := keys.HostnameFile(s.id.Public())
+	if err != nil {
+		st.Close()
+		return fmt.Errorf("onion service %s: %w", dir, err)
+	}
+	if old, err := st.ReadRaw(HostnameFile); err != nil || string(old) != string(host) {
+		if err := st.WriteNow(HostnameFile, host, state.Raw); err != nil {
+			st.Close()
+			return fmt.Errorf("onion service %s: writing %s: %w", dir, HostnameFile, err)
+		}
+	}
+	return nil
+}
+
+// readAuthorizedClients reads every "*.auth" file of dir (C tor's
+// authorized_clients): "descriptor:x25519:<base32 key>". A missing
+// directory means no client authorization.
+func readAuthorizedClients(dir string) ([][32]byte, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", dir, err)
+	}
+	var out [][32]byte
+	seen := map[[32]byte]bool{}
+	names := make([]string, 0, len(ents))
+	for _, e := range ents {
+		if !e.IsDir() && strings.HasSuffix(e.Name(), ".auth") {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", filepath.Join(dir, n), err)
+		}
+		pk, err := keys.ParseAuthorizedClient(b)
+		if err != nil {
+			return nil, fmt.Errorf("authorized client file %s: %w", filepath.Join(dir, n), err)
+		}
+		k := [32]byte(pk.Bytes())
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+// Run keeps the service published until ctx ends: introduction points,
+// descriptor uploads, rendezvous. It closes the service's circuits and
+// its key store when it returns.
+func (s *Service) Run(ctx context.Context) error {
+	defer s.store.Close()
+	defer s.wg.Wait()
+	defer s.closeIntros()
+	s.log.Noticef("Onion service %s starting (%d introduction points, %d authorized clients).",
+		s.short(), s.opts.Config.NumIntroductionPoints, len(s.clients))
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		s.maintainIntros(ctx)
+		s.maybePublish(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		case <-s.changed:
+		}
+	}
+}
+
+// signal wakes Run.
+func (s *Service) signal() {
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
+}
+
+// ecdhPublic returns the bytes of an x25519 public key.
+func ecdhPublic(k *ecdh.PrivateKey) [32]byte { return [32]byte(k.PublicKey().Bytes()) }
