@@ -10,6 +10,7 @@ import (
 
 	"tinytor/tor/config"
 	"tinytor/tor/dir"
+	"tinytor/tor/guard"
 )
 
 // Read-only accessors and small actions for the control port.
@@ -29,6 +30,10 @@ var ErrCircuitInUse = errors.New("circuit is in use")
 // Config returns the configuration in force (the one given to New or the
 // latest Reconfigure).
 func (c *Client) Config() *config.Config { return c.conf() }
+
+// Guards returns the sampled entry guards, as GETINFO entry-guards and
+// the metrics page show them.
+func (c *Client) Guards() []guard.Info { return c.guards.Guards() }
 
 // RelayStatus returns what GETINFO ns/id/<fp> and md/id/<fp> report for
 // the relay with identity id: its consensus entry formatted as a router

@@ -84,7 +84,7 @@ func startControlled(t *testing.T, n *Network) *controlled {
 // stemScript exercises tinytor through stem. Arguments: control port,
 // SOCKS port, cookie path, echo URL, tinytor's pid, password.
 const stemScript = `
-import socket, sys, threading, time
+import re, socket, sys, threading, time
 from urllib.parse import urlparse
 import stem, stem.connection
 from stem.control import Controller, EventType
@@ -128,7 +128,9 @@ with Controller.from_port(port=ctl_port) as c:
     check(c.get_listeners(stem.control.Listener.SOCKS) == [("127.0.0.1", socks_port)], "net/listeners/socks")
     check(c.get_listeners(stem.control.Listener.CONTROL) == [("127.0.0.1", ctl_port)], "net/listeners/control")
     check(int(c.get_info("traffic/read")) > 0 and int(c.get_info("traffic/written")) > 0, "traffic/read, traffic/written")
-    check(c.get_info("entry-guards") == "", "entry-guards")
+    guards = c.get_info("entry-guards").splitlines()
+    check(guards and all(re.match(r"^\$[0-9A-F]{40}~\w+ (up|never-connected|unlisted|down .+)$", g) for g in guards)
+          and any(g.endswith(" up") for g in guards), "entry-guards %s" % guards)
     check(c.get_info("onions/current") == "", "onions/current")
     check(c.get_conf("CookieAuthentication") == "1", "GETCONF CookieAuthentication")
     check(c.get_conf("ORPort", "none") == "none", "GETCONF of a relay option fails")

@@ -18,6 +18,10 @@
 //	tinytor_bytes_written_total            counter  bytes written to relays (TLS included)
 //	tinytor_channels_open                  gauge    channels (TLS connections to relays) open
 //	tinytor_channel_failures_total         counter  channel attempts that failed
+//	tinytor_guards_sampled                 gauge    entry guards in the guard sample
+//	tinytor_guards_confirmed               gauge    sampled guards used successfully
+//	tinytor_guards_primary                 gauge    primary entry guards
+//	tinytor_guards_unreachable             gauge    sampled guards marked unreachable
 //	tinytor_dir_consensus_fetches_total    counter  consensus documents downloaded
 //	tinytor_dir_microdesc_fetches_total    counter  microdescriptors downloaded
 //	tinytor_dir_cert_fetches_total         counter  authority certificates downloaded
@@ -31,6 +35,7 @@ import (
 	"strings"
 
 	"tinytor/tor"
+	"tinytor/tor/guard"
 	"tinytor/tor/metrics"
 )
 
@@ -65,6 +70,14 @@ func Register(reg *metrics.Registry, c *tor.Client) (stop func(), err error) {
 			func() float64 { _, w := c.Traffic(); return float64(w) }},
 		{false, "tinytor_channels_open", "Channels (TLS connections to relays) open.",
 			func() float64 { return countChannels(c) }},
+		{false, "tinytor_guards_sampled", "Entry guards in the guard sample.",
+			func() float64 { return countGuards(c, func(g guard.Info) bool { return true }) }},
+		{false, "tinytor_guards_confirmed", "Sampled guards that have been used successfully.",
+			func() float64 { return countGuards(c, func(g guard.Info) bool { return g.ConfirmedIdx >= 0 }) }},
+		{false, "tinytor_guards_primary", "Primary entry guards.",
+			func() float64 { return countGuards(c, func(g guard.Info) bool { return g.Primary }) }},
+		{false, "tinytor_guards_unreachable", "Sampled guards currently marked unreachable.",
+			func() float64 { return countGuards(c, func(g guard.Info) bool { return g.Reachable == guard.No }) }},
 		{true, "tinytor_dir_consensus_fetches_total", "Consensus documents downloaded.",
 			func() float64 { return float64(c.Stats().ConsensusFetches) }},
 		{true, "tinytor_dir_microdesc_fetches_total", "Microdescriptors downloaded.",
@@ -157,6 +170,16 @@ func countCircuits(c *tor.Client, built bool) float64 {
 	n := 0
 	for _, ci := range c.Circuits() {
 		if (ci.Status == "BUILT") == built {
+			n++
+		}
+	}
+	return float64(n)
+}
+
+func countGuards(c *tor.Client, match func(guard.Info) bool) float64 {
+	n := 0
+	for _, g := range c.Guards() {
+		if match(g) {
 			n++
 		}
 	}

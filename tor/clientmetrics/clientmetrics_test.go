@@ -55,6 +55,8 @@ func TestRegister(t *testing.T) {
 		"tinytor_dir_consensus_fetches_total 0\n",
 		"tinytor_dir_microdesc_fetches_total 0\n",
 		"tinytor_dir_cert_fetches_total 0\n",
+		"tinytor_guards_sampled 0\n",
+		"tinytor_guards_primary 0\n",
 		"tinytor_streams_total{outcome=\"succeeded\"} 0\n",
 		"tinytor_streams_total{outcome=\"failed\"} 0\n",
 		"# TYPE tinytor_circuit_build_seconds histogram\n",

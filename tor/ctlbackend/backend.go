@@ -17,6 +17,7 @@ import (
 	"tinytor/tor"
 	"tinytor/tor/config"
 	"tinytor/tor/control"
+	"tinytor/tor/guard"
 	"tinytor/tor/torlog"
 )
 
@@ -173,8 +174,20 @@ func (b *Backend) GetInfo(key string) (string, error) {
 		}
 		return strings.Join(lines, "\n"), nil
 	case "entry-guards":
-		// The guard state is not exposed by the client yet.
-		return "", nil
+		var lines []string
+		for _, g := range c.Guards() {
+			status := "up"
+			switch {
+			case g.Reachable == guard.No:
+				status = "down " + g.FailingSince.UTC().Format("2006-01-02 15:04:05")
+			case g.ConfirmedIdx < 0:
+				status = "never-connected"
+			case !g.Listed:
+				status = "unlisted"
+			}
+			lines = append(lines, tor.RelayRef{ID: g.ID, Nickname: g.Nickname}.LongName()+" "+status)
+		}
+		return strings.Join(lines, "\n"), nil
 	case "traffic/read":
 		r, _ := c.Traffic()
 		return strconv.FormatUint(r, 10), nil
