@@ -110,7 +110,7 @@ func (c *Client) buildRend(ctx context.Context) (*rendPoint, error) {
 	if view == nil {
 		return nil, tor.ErrNotBootstrapped
 	}
-	cands := view.Candidates(path.Middle, nil, nil)
+	cands := view.Candidates(path.Middle, &path.Options{}, nil)
 	kept := cands[:0:0]
 	for _, n := range cands {
 		if n.Protocols != nil && n.Protocols.Supports(dir.ProtoHSRend, 2) {
