@@ -21,12 +21,14 @@
 //     classified from the control events: "prebuilt" if its stream went on
 //     a circuit launched before the request, "built" if on one launched
 //     after it (the request waited for a circuit build);
-//   - onion: the first request to the network's onion service (cold:
-//     descriptor fetch, introduction, rendezvous);
 //   - CPU: utime+stime (from /proc/PID/stat) spent while downloading the
 //     64 MiB file -downloads times on one isolation, each sha256-checked,
 //     scaled to one GiB;
-//   - peak RSS: VmHWM from /proc/PID/status after all of the above.
+//   - peak RSS: VmHWM from /proc/PID/status after the TTFB rounds and the
+//     downloads (the fixed workload);
+//   - onion, last: the first request to the network's onion service (cold:
+//     descriptor fetch, introduction, rendezvous). A client that fails or
+//     dies here is reported, and the other measurements stand.
 //
 // Every process it starts listens on 127.0.0.1 and is stopped before it
 // exits (also on SIGINT/SIGTERM).
@@ -110,6 +112,7 @@ type results struct {
 	DLErr      string
 	PeakRSS    int64 // VmHWM after the workload
 	RSS        int64 // VmRSS after the workload
+	RSSErr     string
 }
 
 func run(o options) error {
@@ -296,13 +299,13 @@ func workload(ctx context.Context, o options, env map[string]string, fragment []
 			user = fmt.Sprintf("compare-%d-%d-%d", nonce, round, j)
 			f, err := get(user)
 			if err != nil {
-				r.TTFBErrors = append(r.TTFBErrors, err.Error())
+				r.TTFBErrors = append(r.TTFBErrors, c.explain(err).Error())
 				logf("%s: TTFB request failed: %v", im.name, err)
 				continue
 			}
 			circ, built, err := w.circuitOf(target, f.start, 10*time.Second)
 			if err != nil {
-				r.TTFBErrors = append(r.TTFBErrors, err.Error())
+				r.TTFBErrors = append(r.TTFBErrors, c.explain(err).Error())
 				logf("%s: %v", im.name, err)
 				continue
 			}
@@ -317,7 +320,7 @@ func workload(ctx context.Context, o options, env map[string]string, fragment []
 		}
 		if user != "" {
 			if f, err := get(user); err != nil {
-				r.TTFBErrors = append(r.TTFBErrors, err.Error())
+				r.TTFBErrors = append(r.TTFBErrors, c.explain(err).Error())
 			} else {
 				r.TTFBReuse = append(r.TTFBReuse, f.ttfb.Seconds())
 				logf("%s: round %d reuse: TTFB %.1f ms", im.name, round+1, ms(f.ttfb.Seconds()))
@@ -325,28 +328,10 @@ func workload(ctx context.Context, o options, env map[string]string, fragment []
 		}
 	}
 
-	// (5) Onion, cold.
-	if onion := env["TESTNET_ONION"]; onion != "" {
-		octx, cancel := context.WithTimeout(ctx, 90*time.Second)
-		f, err := fetch(octx, c.socks, "http://"+onion+"/", fmt.Sprintf("compare-onion-%d", nonce))
-		cancel()
-		switch {
-		case err != nil:
-			r.OnionErr = err.Error()
-		case !strings.Contains(string(f.small), env["TESTNET_MARKER"]):
-			r.OnionErr = "onion page without the marker"
-		default:
-			r.Onion = f.ttfb.Seconds()
-		}
-		logf("%s: onion cold TTFB %.1f ms %s", im.name, ms(r.Onion), r.OnionErr)
-	} else {
-		r.OnionErr = "no TESTNET_ONION in the environment"
-	}
-
 	// (3) CPU per GiB.
 	cpu0, err := cpuTime(c.pid())
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", im.name, c.explain(err))
 	}
 	for k := 0; k < o.downloads; k++ {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
@@ -356,8 +341,8 @@ func workload(ctx context.Context, o options, env map[string]string, fragment []
 			err = fmt.Errorf("sha256 %s, want %s", f.sum, env["TESTNET_SHA256_64M"])
 		}
 		if err != nil {
-			r.DLErr = err.Error()
-			logf("%s: download %d: %v", im.name, k+1, err)
+			r.DLErr = c.explain(err).Error()
+			logf("%s: download %d: %s", im.name, k+1, r.DLErr)
 			break
 		}
 		r.DLBytes += f.body
@@ -365,17 +350,40 @@ func workload(ctx context.Context, o options, env map[string]string, fragment []
 		r.DLRates = append(r.DLRates, rate)
 		logf("%s: download %d: %d bytes in %.2f s (%.1f MiB/s), sha256 ok", im.name, k+1, f.body, f.total.Seconds(), rate)
 	}
-	cpu1, err := cpuTime(c.pid())
-	if err != nil {
-		return err
+	if cpu1, err := cpuTime(c.pid()); err != nil {
+		r.DLErr = c.explain(err).Error()
+		r.DLBytes = 0
+	} else {
+		r.DLCPU = (cpu1 - cpu0).Seconds()
 	}
-	r.DLCPU = (cpu1 - cpu0).Seconds()
 
-	// (2) Peak RSS after the workload.
+	// (2) Peak RSS after the fixed workload (the TTFB rounds and the
+	// downloads); read before the onion request, which not every client
+	// supports.
 	if r.PeakRSS, r.RSS, err = memStatus(c.pid()); err != nil {
-		return err
+		r.RSSErr = c.explain(err).Error()
 	}
 	logf("%s: VmHWM %.1f MiB, VmRSS %.1f MiB, download CPU %.2f s for %d bytes", im.name, mib(r.PeakRSS), mib(r.RSS), r.DLCPU, r.DLBytes)
+
+	// (5) Onion, cold: the client has not contacted the service before.
+	if onion := env["TESTNET_ONION"]; onion != "" && c.exited() == nil {
+		octx, cancel := context.WithTimeout(ctx, 90*time.Second)
+		f, err := fetch(octx, c.socks, "http://"+onion+"/", fmt.Sprintf("compare-onion-%d", nonce))
+		cancel()
+		switch {
+		case err != nil:
+			r.OnionErr = c.explain(err).Error()
+		case !strings.Contains(string(f.small), env["TESTNET_MARKER"]):
+			r.OnionErr = "onion page without the marker"
+		default:
+			r.Onion = f.ttfb.Seconds()
+		}
+		logf("%s: onion cold TTFB %.1f ms %s", im.name, ms(r.Onion), r.OnionErr)
+	} else if onion == "" {
+		r.OnionErr = "no TESTNET_ONION in the environment"
+	} else {
+		r.OnionErr = c.exited().Error()
+	}
 	return nil
 }
 

@@ -173,6 +173,39 @@ func (c *client) stop() {
 	<-c.done
 }
 
+// exited returns an error naming how the client ended (with the first
+// line of a Go panic from its stderr), or nil while it runs.
+func (c *client) exited() error {
+	select {
+	case <-c.done:
+	default:
+		return nil
+	}
+	why := ""
+	if b, err := os.ReadFile(filepath.Join(c.dir, "stderr.log")); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "panic:") || strings.HasPrefix(line, "fatal error:") {
+				why = ": " + line
+				break
+			}
+		}
+	}
+	return fmt.Errorf("%s exited (%v)%s; see %s/stderr.log", c.impl.name, c.waitErr, why, c.dir)
+}
+
+// explain adds to err that the client has exited, if it has.
+func (c *client) explain(err error) error {
+	// Give the waiter a moment to see a process that just died.
+	select {
+	case <-c.done:
+	case <-time.After(200 * time.Millisecond):
+	}
+	if e := c.exited(); e != nil {
+		return fmt.Errorf("%w (%v)", err, e)
+	}
+	return err
+}
+
 // pid returns the client's process id.
 func (c *client) pid() int { return c.cmd.Process.Pid }
 

@@ -45,8 +45,14 @@ func printTable(w io.Writer, t, c *results, o options) {
 		median(t.Bootstrap), median(c.Bootstrap), "s", "%.3f",
 		func(r *results) string { return rangeOf(r.Bootstrap, 1, "%.2f") })
 	row("VmHWM right after bootstrap, median", mib(int64(medianInt(t.BootHWM))), mib(int64(medianInt(c.BootHWM))), "MiB", "%.1f", nil)
-	row("peak RSS (VmHWM) after the workload", mib(t.PeakRSS), mib(c.PeakRSS), "MiB", "%.1f", nil)
-	row("VmRSS after the workload", mib(t.RSS), mib(c.RSS), "MiB", "%.1f", nil)
+	mem := func(r *results, v int64) float64 {
+		if r.RSSErr != "" {
+			return math.NaN()
+		}
+		return mib(v)
+	}
+	row("peak RSS (VmHWM) after the workload", mem(t, t.PeakRSS), mem(c, c.PeakRSS), "MiB", "%.1f", nil)
+	row("VmRSS after the workload", mem(t, t.RSS), mem(c, c.RSS), "MiB", "%.1f", nil)
 	perGiB := func(r *results) float64 {
 		if r.DLBytes == 0 {
 			return math.NaN()
@@ -78,6 +84,9 @@ func printTable(w io.Writer, t, c *results, o options) {
 	for _, r := range []*results{t, c} {
 		if r.OnionErr != "" {
 			fmt.Fprintf(w, "%s onion: not available: %s\n", r.Name, r.OnionErr)
+		}
+		if r.RSSErr != "" {
+			fmt.Fprintf(w, "%s memory: %s\n", r.Name, r.RSSErr)
 		}
 		if r.DLErr != "" {
 			fmt.Fprintf(w, "%s download failed: %s\n", r.Name, r.DLErr)
