@@ -379,28 +379,36 @@ func (d socksDialer) ResolvePTR(ctx context.Context, addr netip.Addr, iso socks.
 	return name, nil
 }
 
-// onionReplies maps onion service failures to proposal 304's codes (the
-// socks package turns them into general failure without ExtendedErrors).
-var onionReplies = map[onionclient.Kind]socks.ReplyCode{
-	onionclient.DescNotFound:      socks.ReplyOnionDescNotFound,
-	onionclient.DescInvalid:       socks.ReplyOnionDescInvalid,
-	onionclient.IntroFailed:       socks.ReplyOnionIntroFailed,
-	onionclient.RendFailed:        socks.ReplyOnionRendFailed,
-	onionclient.MissingClientAuth: socks.ReplyOnionMissingClientAuth,
-	onionclient.BadClientAuth:     socks.ReplyOnionWrongClientAuth,
-	onionclient.BadAddress:        socks.ReplyOnionBadAddress,
-	onionclient.IntroTimeout:      socks.ReplyOnionIntroTimedOut,
-}
-
-// onionSocksError chooses the SOCKS reply for a failed onion connection.
+// onionSocksError chooses the SOCKS reply for a failed onion connection:
+// proposal 304's codes (the socks package turns them into general
+// failure without ExtendedErrors).
 func onionSocksError(err error) error {
 	var oe *onionclient.Error
-	if errors.As(err, &oe) {
-		if r, ok := onionReplies[oe.Kind]; ok {
-			return &socks.Error{Reply: r, Err: err}
-		}
+	if !errors.As(err, &oe) {
+		return socksError(err)
 	}
-	return socksError(err)
+	var r socks.ReplyCode
+	switch oe.Kind {
+	case onionclient.DescNotFound:
+		r = socks.ReplyOnionDescNotFound
+	case onionclient.DescInvalid:
+		r = socks.ReplyOnionDescInvalid
+	case onionclient.IntroFailed:
+		r = socks.ReplyOnionIntroFailed
+	case onionclient.RendFailed:
+		r = socks.ReplyOnionRendFailed
+	case onionclient.MissingClientAuth:
+		r = socks.ReplyOnionMissingClientAuth
+	case onionclient.BadClientAuth:
+		r = socks.ReplyOnionWrongClientAuth
+	case onionclient.BadAddress:
+		r = socks.ReplyOnionBadAddress
+	case onionclient.IntroTimeout:
+		r = socks.ReplyOnionIntroTimedOut
+	default:
+		return socksError(err)
+	}
+	return &socks.Error{Reply: r, Err: err}
 }
 
 // socksError chooses the SOCKS reply for a stream failure as C tor does
