@@ -20,6 +20,7 @@ type watcher struct {
 	mu       sync.Mutex
 	launched map[string]time.Time // circuit id -> first event seen (LAUNCHED)
 	streams  []streamEvent        // SUCCEEDED stream events
+	cursor   int                  // streams before it were returned by next
 	changed  chan struct{}        // closed and replaced on each new stream event
 	err      error                // why the reader stopped
 }
@@ -106,21 +107,28 @@ func (w *watcher) read(br *bufio.Reader) {
 // close ends the control connection.
 func (w *watcher) close() { w.conn.Close() }
 
-// circuitOf waits up to wait for the SUCCEEDED event of a stream to
-// target seen after since, and reports its circuit and whether that
-// circuit was launched after since (so the request waited for a build).
-func (w *watcher) circuitOf(target string, since time.Time, wait time.Duration) (circ string, built bool, err error) {
+// next waits up to wait for the next STREAM SUCCEEDED event to target
+// not yet returned by next, and reports its circuit and whether that
+// circuit was first seen (LAUNCHED) after since, so the request started
+// at since waited for a build. Requests to target must be sequential and
+// each successful one yields exactly one SUCCEEDED event, so the n-th
+// call belongs to the n-th successful request whatever the delivery
+// delay of the events.
+func (w *watcher) next(target string, since time.Time, wait time.Duration) (circ string, built bool, err error) {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
 		w.mu.Lock()
-		for _, s := range w.streams {
-			if s.target == target && !s.at.Before(since) {
-				t, ok := w.launched[s.circ]
-				w.mu.Unlock()
-				// A circuit with no event was launched before SETEVENTS.
-				return s.circ, ok && t.After(since), nil
+		for ; w.cursor < len(w.streams); w.cursor++ {
+			s := w.streams[w.cursor]
+			if s.target != target {
+				continue
 			}
+			w.cursor++
+			t, ok := w.launched[s.circ]
+			w.mu.Unlock()
+			// A circuit with no event was launched before SETEVENTS.
+			return s.circ, ok && t.After(since), nil
 		}
 		ch, rerr := w.changed, w.err
 		w.mu.Unlock()

@@ -104,15 +104,18 @@ type results struct {
 	TTFBBuilt  []float64 // seconds: stream on a circuit launched after the request
 	TTFBReuse  []float64 // seconds: same isolation as the previous request
 	TTFBErrors []string
-	Onion      float64 // seconds, 0 if failed
-	OnionErr   string
-	DLBytes    int64
-	DLCPU      float64   // seconds
-	DLRates    []float64 // MiB/s per download
-	DLErr      string
-	PeakRSS    int64 // VmHWM after the workload
-	RSS        int64 // VmRSS after the workload
-	RSSErr     string
+	// IsolationViolations lists circuits that carried streams of two
+	// SOCKS usernames (IsolateSOCKSAuth forbids it).
+	IsolationViolations []string
+	Onion               float64 // seconds, 0 if failed
+	OnionErr            string
+	DLBytes             int64
+	DLCPU               float64   // seconds
+	DLRates             []float64 // MiB/s per download
+	DLErr               string
+	PeakRSS             int64 // VmHWM after the workload
+	RSS                 int64 // VmRSS after the workload
+	RSSErr              string
 }
 
 func run(o options) error {
@@ -288,25 +291,38 @@ func workload(ctx context.Context, o options, env map[string]string, fragment []
 		return f, err
 	}
 	nonce := time.Now().UnixNano()
+	owner := map[string]string{} // circuit -> the SOCKS username whose stream used it first
+	use := func(user string) (*fetchResult, string, bool, error) {
+		f, err := get(user)
+		if err != nil {
+			return nil, "", false, c.explain(err)
+		}
+		circ, built, err := w.next(target, f.start, 10*time.Second)
+		if err != nil {
+			return nil, "", false, c.explain(err)
+		}
+		if u, ok := owner[circ]; ok && u != user {
+			r.IsolationViolations = append(r.IsolationViolations,
+				fmt.Sprintf("circuit %s carried streams of SOCKS users %s and %s", circ, u, user))
+			logf("%s: ISOLATION: circuit %s carried streams of SOCKS users %s and %s", im.name, circ, u, user)
+		} else {
+			owner[circ] = user
+		}
+		return f, circ, built, nil
+	}
 	for round := 0; round < o.rounds; round++ {
 		select {
 		case <-time.After(o.idle):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		var user string
+		var user, lastCirc string
 		for j := 0; j < o.burst; j++ {
 			user = fmt.Sprintf("compare-%d-%d-%d", nonce, round, j)
-			f, err := get(user)
+			f, circ, built, err := use(user)
 			if err != nil {
-				r.TTFBErrors = append(r.TTFBErrors, c.explain(err).Error())
+				r.TTFBErrors = append(r.TTFBErrors, err.Error())
 				logf("%s: TTFB request failed: %v", im.name, err)
-				continue
-			}
-			circ, built, err := w.circuitOf(target, f.start, 10*time.Second)
-			if err != nil {
-				r.TTFBErrors = append(r.TTFBErrors, c.explain(err).Error())
-				logf("%s: %v", im.name, err)
 				continue
 			}
 			kind := "prebuilt"
@@ -316,14 +332,21 @@ func workload(ctx context.Context, o options, env map[string]string, fragment []
 			} else {
 				r.TTFBPre = append(r.TTFBPre, f.ttfb.Seconds())
 			}
+			lastCirc = circ
 			logf("%s: round %d request %d: TTFB %.1f ms on circuit %s (%s)", im.name, round+1, j+1, ms(f.ttfb.Seconds()), circ, kind)
 		}
 		if user != "" {
-			if f, err := get(user); err != nil {
-				r.TTFBErrors = append(r.TTFBErrors, c.explain(err).Error())
+			f, circ, _, err := use(user)
+			if err != nil {
+				r.TTFBErrors = append(r.TTFBErrors, err.Error())
+				logf("%s: TTFB request failed: %v", im.name, err)
 			} else {
 				r.TTFBReuse = append(r.TTFBReuse, f.ttfb.Seconds())
-				logf("%s: round %d reuse: TTFB %.1f ms", im.name, round+1, ms(f.ttfb.Seconds()))
+				note := ""
+				if circ != lastCirc {
+					note = " (not the previous circuit " + lastCirc + ")"
+				}
+				logf("%s: round %d reuse: TTFB %.1f ms on circuit %s%s", im.name, round+1, ms(f.ttfb.Seconds()), circ, note)
 			}
 		}
 	}

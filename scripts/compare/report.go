@@ -91,6 +91,9 @@ func printTable(w io.Writer, t, c *results, o options) {
 		if r.DLErr != "" {
 			fmt.Fprintf(w, "%s download failed: %s\n", r.Name, r.DLErr)
 		}
+		for _, e := range r.IsolationViolations {
+			fmt.Fprintf(w, "%s ISOLATION VIOLATION: %s\n", r.Name, e)
+		}
 		for _, e := range r.TTFBErrors {
 			fmt.Fprintf(w, "%s TTFB request failed: %s\n", r.Name, e)
 		}
