@@ -98,6 +98,7 @@ func main() {
 // results is everything measured for one client.
 type results struct {
 	Name       string
+	Version    string
 	Bootstrap  []float64 // seconds
 	BootHWM    []int64   // VmHWM right after bootstrap, bytes
 	TTFBPre    []float64 // seconds: stream on a circuit launched before the request
@@ -238,6 +239,14 @@ func measureNet(ctx context.Context, o options, env map[string]string, src, work
 		}},
 	}
 	res := []*results{{Name: impls[0].name}, {Name: impls[1].name}}
+	for i, bin := range []string{tinyBin, torBin} {
+		out, err := exec.CommandContext(ctx, bin, "--version").CombinedOutput()
+		if err != nil {
+			return nil, fmt.Errorf("%s --version: %v: %s", bin, err, out)
+		}
+		line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+		res[i].Version = line + " (" + bin + ")"
+	}
 	dirName := []string{"tinytor", "ctor"}
 
 	// (1) Bootstrap, interleaved so both see the same load.

@@ -16,6 +16,7 @@ import (
 
 // printTable writes the side-by-side table; the ratio is tinytor / C tor.
 func printTable(w io.Writer, t, c *results, o options) {
+	fmt.Fprintf(w, "%s: %s\n%s: %s\n", t.Name, t.Version, c.Name, c.Version)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "metric\t%s\t%s\tratio\t\n", t.Name, c.Name)
 	row := func(name string, tv, cv float64, unit string, format string, extra func(*results) string) {
