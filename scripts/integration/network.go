@@ -1,10 +1,23 @@
 // Package integration holds tinytor's integration tests against a private C
 // tor network on loopback, started by scripts/testnet.
 //
-// TestMain starts one network per `go test` run (see main_test.go). This file
-// has the helpers the tests share: locating the repository, starting and
-// stopping a network, loading its testnet.env into a Network, a small SOCKS5
-// client (hostname mode, so .onion names work) and a minimal HTTP/1.0 GET.
+// TestMain starts one network per `go test` run (see main_test.go) and stops
+// it at the end; a watchdog process stops it also if the test binary dies
+// (panic, -timeout). Tests get it with RequireNetwork(t).
+//
+// Environment:
+//
+//	go test -short              integration tests are skipped
+//	tor not on PATH             skipped: "tor not installed: install Debian's tor package"
+//	TINYTOR_REQUIRE_TESTNET=1   (CI) a missing tor is a failure instead
+//	TINYTOR_TEST_SECOND_NET=1   also run TestSecondNetwork (starts a 2nd network, ~40-65 s)
+//	TINYTOR_TESTNET_ARGS        extra scripts/testnet start arguments, e.g. "--relays 9"
+//	TINYTOR_KEEP_TESTNET_DIR=1  keep the network's directory (logs) after a passing run
+//
+// This file has the helpers the tests share: locating the repository,
+// starting and stopping a network, loading its testnet.env into a Network, a
+// small SOCKS5 client (hostname mode, so .onion names work) and a minimal
+// HTTP/1.0 GET. Other packages' tests may import it too.
 package integration
 
 import (

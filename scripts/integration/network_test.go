@@ -252,7 +252,9 @@ func TestReferenceClient(t *testing.T) {
 
 // TestSecondNetwork starts a second network next to the run's one, checks
 // it is usable and distinct, and stops it, checking no process is left.
-// It costs about a minute on 2 cores, so it runs only with
+// Measured on the shared 2-core machine: 41-43 s for the second network
+// while the first runs (two started at the same moment: 56 and 64 s). That
+// would more than double a run, so it runs only with
 // TINYTOR_TEST_SECOND_NET=1.
 func TestSecondNetwork(t *testing.T) {
 	n := RequireNetwork(t)

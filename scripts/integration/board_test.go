@@ -1,0 +1,345 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Integration tests of the board layer (board.go): a wrong clock, a full
+// or read-only DataDirectory, a memory limit under load, and the flash
+// bytes written in steady use.
+
+// TestBoardClockThreeYearsBack starts tinytor with its wall clock three
+// years back (TINYTOR_TESTING_CLOCK_OFFSET, honoured with TestingTorNetwork
+// 1): it must bootstrap from the network's time, warn of the skew, serve,
+// and never write a state file stamped with the wrong year.
+func TestBoardClockThreeYearsBack(t *testing.T) {
+	n := RequireNetwork(t)
+	const back = 3 * 365 * 24 * time.Hour
+	t.Setenv("TINYTOR_TESTING_CLOCK_OFFSET", "-"+back.String())
+	data := t.TempDir()
+	p := startTinytor(t, n, tinytorBinary(t, ""), data, nil)
+	bootstrapped(t, p)
+	var warned string
+	for _, l := range p.log() {
+		if strings.Contains(l, "[warn]") && (strings.Contains(l, "NETINFO cells with skewed time") || strings.Contains(l, "Our clock is")) {
+			warned = l
+			break
+		}
+	}
+	if warned == "" {
+		t.Fatalf("no warning about the clock skew:\n%s", strings.Join(p.log(), "\n"))
+	}
+	if !strings.Contains(warned, "3 years") {
+		t.Errorf("skew warning does not say 3 years: %s", warned)
+	}
+	t.Logf("skew warning: %s", warned)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	resp, err := Get(ctx, p.socks, n.URLMarker)
+	if err != nil || !strings.Contains(string(resp.Body), n.Marker) {
+		t.Fatalf("marker with a clock 3 years back: %v", err)
+	}
+	p.stop()
+	// No file in the DataDirectory carries a date from the wrong clock.
+	wrong := time.Now().Add(-back).UTC().Format("2006-01-02")
+	filepath.WalkDir(data, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err == nil && strings.Contains(string(b), wrong) {
+			t.Errorf("%s contains the wrong clock's date %s", path, wrong)
+		}
+		return nil
+	})
+}
+
+// TestBoardFullDataDirectory runs tinytor with its DataDirectory on a
+// 64 KiB tmpfs that is already full, then remounts it read-only: SOCKS must
+// keep serving throughout. Mounting needs root.
+func TestBoardFullDataDirectory(t *testing.T) {
+	n := RequireNetwork(t)
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	data := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tinytor-test", data).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", data).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", data, err, out)
+		}
+	})
+	// Fill it up.
+	f, err := os.Create(filepath.Join(data, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("filling the tmpfs: %v", err)
+			}
+			break
+		}
+	}
+	f.Close()
+
+	// CacheDirectory elsewhere would hide the problem: keep it on the full disk too.
+	p := startTinytor(t, n, tinytorBinary(t, ""), data, nil)
+	bootstrapped(t, p)
+	get := func(what string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		resp, err := Get(ctx, p.socks, n.URLMarker)
+		if err != nil || !strings.Contains(string(resp.Body), n.Marker) {
+			t.Fatalf("marker with a %s DataDirectory: %v", what, err)
+		}
+	}
+	get("full")
+	if out, err := exec.Command("mount", "-o", "remount,ro", data).CombinedOutput(); err != nil {
+		t.Fatalf("remount ro: %v: %s", err, out)
+	}
+	// Free space, but read-only now; new isolated circuits write guard state.
+	os.Remove(filepath.Join(data, "filler"))
+	for i := 0; i < 3; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		resp, err := getAs(ctx, p.socks, fmt.Sprintf("ro%d", i), n.URLMarker)
+		cancel()
+		if err != nil || !strings.Contains(string(resp.Body), n.Marker) {
+			t.Fatalf("marker with a read-only DataDirectory: %v", err)
+		}
+	}
+	get("read-only")
+	var storageWarnings []string
+	for _, l := range p.log() {
+		if strings.Contains(l, "[warn]") && (strings.Contains(l, "Could not write state") || strings.Contains(l, "Could not cache")) {
+			storageWarnings = append(storageWarnings, l)
+		}
+	}
+	if len(storageWarnings) == 0 {
+		t.Errorf("no warning about the full or read-only DataDirectory:\n%s", strings.Join(p.log(), "\n"))
+	}
+	t.Logf("%d storage warnings, first: %s", len(storageWarnings), storageWarnings[0])
+	p.stop()
+}
+
+// vmStatus reads a "Vm..." line of /proc/PID/status in KiB.
+func vmStatus(t *testing.T, pid int, field string) int {
+	t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
+			kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb
+		}
+	}
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
+}
+
+// TestBoardMemoryLimit300Streams holds 300 streams open at once through the
+// test network under GOMEMLIMIT=24MiB and MaxMemInQueues 4 MB: each must be
+// served (the marker page) or refused cleanly (a SOCKS error reply), and
+// the peak RSS must stay under 40 MiB.
+func TestBoardMemoryLimit300Streams(t *testing.T) {
+	n := RequireNetwork(t)
+	t.Setenv("GOMEMLIMIT", "24MiB")
+	p := startTinytor(t, n, tinytorBinary(t, ""), "", nil, "MaxMemInQueues 4 MB")
+	bootstrapped(t, p)
+	pid := p.cmd.Process.Pid
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if _, err := Get(ctx, p.socks, n.URLMarker); err != nil {
+		t.Fatal(err)
+	}
+	idle := vmStatus(t, pid, "VmRSS")
+	u, err := url.Parse(n.URLMarker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := strconv.Atoi(u.Port())
+
+	const N = 300
+	type result struct {
+		served, refused bool
+		err             error
+	}
+	results := make([]result, N)
+	start := time.Now()
+	// Phase 1: open all streams and hold them.
+	var wg sync.WaitGroup
+	conns := make([]net.Conn, N)
+	opened := make(chan int, N)
+	for i := range N {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := DialSOCKS5(ctx, p.socks, u.Hostname(), uint16(port))
+			var rep socksReplyError
+			switch {
+			case errors.As(err, &rep):
+				results[i].refused = true
+				results[i].err = err
+			case err != nil:
+				results[i].err = err
+			default:
+				conns[i] = conn
+				opened <- i
+			}
+		}()
+	}
+	wg.Wait()
+	close(opened)
+	open := len(opened)
+	rssOpen := vmStatus(t, pid, "VmRSS")
+	// Phase 2: a request on every open stream, all at once.
+	for i := range opened {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn := conns[i]
+			defer conn.Close()
+			stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+			defer stop()
+			resp, err := httpGet(conn, u)
+			switch {
+			case err != nil:
+				results[i].err = err
+			case !strings.Contains(string(resp.Body), n.Marker):
+				results[i].err = errors.New("marker missing")
+			default:
+				results[i].served = true
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	served, refused, unclean := 0, 0, 0
+	reasons := map[string]int{}
+	for _, r := range results {
+		switch {
+		case r.served:
+			served++
+		case r.refused:
+			refused++
+			reasons[r.err.Error()]++
+		default:
+			unclean++
+			if unclean <= 5 {
+				t.Errorf("stream failed uncleanly: %v", r.err)
+			}
+		}
+	}
+	hwm := vmStatus(t, pid, "VmHWM")
+	t.Logf("%d streams: %d held open at once, %d served, %d refused %v, %d unclean, in %.1f s; RSS idle %d KiB, with streams open %d KiB, VmHWM %d KiB (%.1f MiB)",
+		N, open, served, refused, reasons, unclean, elapsed.Seconds(), idle, rssOpen, hwm, float64(hwm)/1024)
+	for _, l := range p.log() {
+		if strings.Contains(l, "Memory") {
+			t.Logf("tinytor: %s", l)
+		}
+	}
+	if served == 0 {
+		t.Errorf("no stream served")
+	}
+	if hwm >= 40*1024 {
+		t.Errorf("VmHWM %d KiB, want under 40 MiB", hwm)
+	}
+	// Still serving afterwards.
+	if _, err := Get(ctx, p.socks, n.URLMarker); err != nil {
+		t.Errorf("after the load: %v", err)
+	}
+}
+
+// stateWrites parses board.go's flash statistics line at exit: "State
+// writes at exit: N bytes to flash in W writes over D (...".
+func stateWrites(line string) (bytes, writes int, over time.Duration, ok bool) {
+	_, rest, found := strings.Cut(line, "State writes at exit: ")
+	if !found {
+		return 0, 0, 0, false
+	}
+	var d string
+	if _, err := fmt.Sscanf(rest, "%d bytes to flash in %d writes over %s", &bytes, &writes, &d); err != nil {
+		return 0, 0, 0, false
+	}
+	over, err := time.ParseDuration(d)
+	return bytes, writes, over, err == nil
+}
+
+// TestBoardFlashWrites uses tinytor steadily (a fetch every 5 s, new SOCKS
+// usernames now and then so that guard state changes) for
+// TINYTOR_FLASH_MINUTES minutes (default 3) and reports the bytes the
+// state writer put on flash, extrapolated to an hour.
+func TestBoardFlashWrites(t *testing.T) {
+	n := RequireNetwork(t)
+	minutes := 3
+	if v := os.Getenv("TINYTOR_FLASH_MINUTES"); v != "" {
+		m, err := strconv.Atoi(v)
+		if err != nil || m < 1 {
+			t.Fatalf("TINYTOR_FLASH_MINUTES=%q", v)
+		}
+		minutes = m
+	}
+	data := t.TempDir()
+	p := startTinytor(t, n, tinytorBinary(t, ""), data, nil)
+	bootstrapped(t, p)
+	begin := time.Now()
+	end := begin.Add(time.Duration(minutes) * time.Minute)
+	fetches := 0
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for i := 0; time.Now().Before(end); i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_, err := getAs(ctx, p.socks, fmt.Sprintf("user%d", i%4), n.URLMarker)
+		cancel()
+		if err != nil {
+			t.Errorf("fetch %d: %v", i, err)
+		} else {
+			fetches++
+		}
+		<-tick.C
+	}
+	p.stop()
+	var bytes, writes int
+	var up time.Duration
+	found := false
+	for _, l := range p.log() {
+		if bytes, writes, up, found = stateWrites(l); found {
+			break
+		}
+	}
+	if !found {
+		t.Fatalf("no flash statistics at exit:\n%s", strings.Join(p.log(), "\n"))
+	}
+	perHour := float64(bytes) / up.Hours()
+	t.Logf("flash: %d bytes in %d writes over %s of steady use (%d fetches); naive extrapolation %.0f bytes/hour (the first write of each file is not delayed by the 10-minute coalescing, so short runs overstate it)",
+		bytes, writes, up, fetches, perHour)
+	if writes > 0 {
+		t.Logf("%d bytes per write on average; each file is rewritten at most every 10 minutes (6 times an hour)", bytes/writes)
+	}
+}
