@@ -98,8 +98,11 @@ func (s *Service) maintainIntros(ctx context.Context) {
 			if wasEstablished {
 				removed = true
 			}
-			s.log.Infof("Onion service %s: introduction point %s is gone (%s); replacing it.",
-				s.short(), ip.node.Nickname, map[bool]string{true: "worn out", false: "circuit closed"}[worn && !dead])
+			why := "its circuit closed"
+			if !dead {
+				why = "it served its share"
+			}
+			s.log.Infof("Onion service %s: introduction point %s is retired (%s); replacing it.", s.short(), ip.node.Nickname, why)
 			continue
 		}
 		kept = append(kept, ip)
@@ -315,4 +318,4 @@ func (s *Service) closeIntros() {
 
 // short is the address prefix used in logs (C tor logs the full address
 // only at debug level).
-func (s *Service) short() string { return s.address.Host()[:10] + "…" }
+func (s *Service) short() string { return s.address.Host()[:10] + "..." }

@@ -30,14 +30,15 @@ const (
 
 // publishState is what was uploaded, for deciding when to upload again.
 type publishState struct {
-	started  time.Time // first time intro points were wanted
-	next     time.Time // scheduled republication
-	version  int       // intro set version of the last upload
-	uses     [2]ring.Use
-	done     map[uploadKey]bool // HSDirs that have the current descriptors
-	lastRev  map[[32]byte]uint64
-	periods  []uint64 // periods descriptors were published for, newest last
-	hasValue bool
+	started   time.Time // first time intro points were wanted
+	next      time.Time // scheduled republication
+	version   int       // intro set version of the last upload
+	uses      [2]ring.Use
+	done      map[uploadKey]bool // HSDirs that have the current descriptors
+	lastRev   map[[32]byte]uint64
+	periods   []uint64 // periods descriptors were published for, newest last
+	hasValue  bool
+	announced bool // the first successful upload was logged
 }
 
 type uploadKey struct {
@@ -263,4 +264,11 @@ func (s *Service) upload(ctx context.Context, n *path.Node, doc []byte, period u
 		return
 	}
 	s.log.Infof("Onion service %s: descriptor for period %d uploaded to %s.", s.short(), period, n.Nickname)
+	s.mu.Lock()
+	first := !s.pub.announced
+	s.pub.announced = true
+	s.mu.Unlock()
+	if first {
+		s.log.Noticef("Onion service %s is published: its descriptor reached an HSDir.", s.address)
+	}
 }

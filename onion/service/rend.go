@@ -25,6 +25,10 @@ import (
 )
 
 const (
+	// maxRendPending bounds the INTRODUCE2 cells being answered at once
+	// (each builds a circuit); more are dropped, as C tor's DoS defenses
+	// drop a flood.
+	maxRendPending = 16
 	rendBuildTries = 3
 	rendTimeout    = time.Minute
 	connectTimeout = 30 * time.Second
@@ -65,6 +69,13 @@ func (s *Service) subcredentials() ([][32]byte, error) {
 // handleIntroduce2 answers one INTRODUCE2: decrypt, replay check,
 // rendezvous circuit, RENDEZVOUS1.
 func (s *Service) handleIntroduce2(ctx context.Context, ip *introPoint, body []byte) {
+	select {
+	case s.rendSlots <- struct{}{}:
+		defer func() { <-s.rendSlots }()
+	default:
+		s.log.Infof("Onion service %s: %d introductions pending; dropping an INTRODUCE2.", s.short(), maxRendPending)
+		return
+	}
 	if err := s.introduce(ctx, ip, body); err != nil && ctx.Err() == nil {
 		s.log.Infof("Onion service %s: INTRODUCE2 via %s: %v", s.short(), ip.node.Nickname, err)
 	}

@@ -75,6 +75,8 @@ type Service struct {
 
 	// wg counts the service's goroutines; Run waits for them.
 	wg sync.WaitGroup
+	// rendSlots bounds concurrent rendezvous builds.
+	rendSlots chan struct{}
 
 	mu      sync.Mutex
 	intros  []*introPoint
@@ -105,7 +107,7 @@ func New(n Network, opts Options) (*Service, error) {
 	if hc.NumIntroductionPoints <= 0 {
 		hc.NumIntroductionPoints = DefaultIntroPoints
 	}
-	s := &Service{net: n, opts: opts, log: opts.Log, now: opts.Now, changed: make(chan struct{}, 1)}
+	s := &Service{net: n, opts: opts, log: opts.Log, now: opts.Now, changed: make(chan struct{}, 1), rendSlots: make(chan struct{}, maxRendPending)}
 	if err := s.loadKeys(); err != nil {
 		return nil, err
 	}

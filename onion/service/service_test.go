@@ -172,3 +172,37 @@ func TestReplayedIntroduce2Refused(t *testing.T) {
 		t.Fatal("INTRODUCE2 accepted under the wrong subcredential")
 	}
 }
+
+func TestDirGroupReadable(t *testing.T) {
+	d := filepath.Join(t.TempDir(), "hs")
+	cfg := testConfig(d)
+	cfg.DirGroupReadable = true
+	s, err := New(noNet{}, Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.store.Close()
+	want := map[string]os.FileMode{".": 0o750, HostnameFile: 0o640, PublicKeyFile: 0o640, SecretKeyFile: 0o600}
+	for f, m := range want {
+		fi, err := os.Stat(filepath.Join(d, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != m {
+			t.Errorf("%s: mode %v, want %v", f, fi.Mode().Perm(), m)
+		}
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.Version = 2
+	if _, err := New(noNet{}, Options{Config: cfg}); err == nil {
+		t.Error("HiddenServiceVersion 2 accepted")
+	}
+	cfg = testConfig(t.TempDir())
+	cfg.Ports = nil
+	if _, err := New(noNet{}, Options{Config: cfg}); err == nil {
+		t.Error("a service without ports accepted")
+	}
+}
