@@ -115,6 +115,7 @@ func newBoard(cfg *config.Config, log *torlog.Logger, getenv func(string) string
 			copts.Synced = func() bool { return false }
 		}
 	}
+	b.floorClock(&copts)
 	b.clock = clock.New(copts)
 
 	n, err := watchdog.NotifierFromEnv(getenv)
@@ -151,6 +152,80 @@ func (b *board) applyPlan(p mem.Plan) {
 	}
 	b.log.Noticef("Memory: %s usable; MaxMemInQueues %s%s; Go memory limit %s%s, GC %d%%.",
 		mib(p.Effective), mib(p.MaxMemInQueues), auto, mib(uint64(p.GoMemLimit)), from, p.GCPercent)
+}
+
+// buildEpoch is the time tinytor was built, in seconds since 1970; release
+// builds set it with -ldflags "-X main.buildEpoch=$SOURCE_DATE_EPOCH". It is
+// a lower bound for the clock (see floorClock).
+var buildEpoch = ""
+
+// clockFloor returns the earliest time it can be now: when this binary was
+// built (buildEpoch) or written (the executable's modification time, which
+// firmware images set to their build time), and where that came from.
+func clockFloor() (time.Time, string) {
+	var floor time.Time
+	var from string
+	if s, err := strconv.ParseInt(buildEpoch, 10, 64); err == nil && s > 0 {
+		floor, from = time.Unix(s, 0), "the build time"
+	}
+	if exe, err := os.Executable(); err == nil {
+		if fi, err := os.Stat(exe); err == nil && fi.ModTime().After(floor) {
+			floor, from = fi.ModTime(), "the modification time of "+exe
+		}
+	}
+	return floor, from
+}
+
+// floorClock keeps an unsynchronised wall clock from running before
+// clockFloor, as systemd and OpenWrt's sysfixtime do at boot: a router
+// without a real-time clock says 1970, and relays' link certificates are
+// then "not yet valid" (C tor's rule: at most 30 days early), so no channel
+// and no NETINFO time could ever be had. The network's time then refines
+// the estimate (board/clock).
+func (b *board) floorClock(o *clock.Options) {
+	synced := o.Synced
+	if synced == nil {
+		synced = clock.KernelSynced
+	}
+	wall := o.Now
+	if wall == nil {
+		wall = time.Now
+	}
+	floor, from := clockFloor()
+	begin := time.Now() // for its monotonic reading
+	start := wall()
+	if synced() || floor.IsZero() || !start.Before(floor) {
+		return
+	}
+	b.log.Warnf("Our clock says %s, but %s is %s: the clock is %s behind at least. Using that time until the network tells us better. Please check your time and date settings!",
+		start.UTC().Format(time.DateTime), from, floor.UTC().Format(time.DateTime), roughInterval(floor.Sub(start)))
+	// Floor plus the time elapsed since (monotonic), until the wall clock
+	// passes it (NTP): continuous, so board/clock sees a step only then.
+	o.Now = func() time.Time {
+		t := wall()
+		if f := floor.Add(time.Since(begin)); t.Before(f) {
+			return f
+		}
+		return t
+	}
+}
+
+// roughInterval formats d as "3 years, 12 days" or "5 hours, 3 minutes".
+func roughInterval(d time.Duration) string {
+	const day = 24 * time.Hour
+	if d >= day {
+		d = d.Round(day)
+	}
+	years, days := d/(365*day), (d%(365*day))/day
+	switch {
+	case years > 0 && days > 0:
+		return fmt.Sprintf("%d years, %d days", years, days)
+	case years > 0:
+		return fmt.Sprintf("%d years", years)
+	case days > 0:
+		return fmt.Sprintf("%d days, %d hours", days, (d%day)/time.Hour)
+	}
+	return d.Round(time.Minute).String()
 }
 
 // minNetinfo is how many NETINFO cells make the clock estimate count: the
