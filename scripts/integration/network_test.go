@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -242,6 +243,31 @@ func TestReferenceClient(t *testing.T) {
 		}
 		t.Logf("stream carried by %s (%v)", resp.Header["x-testnet-exit"], addr)
 	})
+	t.Run("echo-matches-circuit", func(t *testing.T) {
+		// The exit /echo names must be the last hop of the circuit the
+		// reference client used, as reported on its control port.
+		ctl := dialRefControl(t, n)
+		ctl.command(t, "SETEVENTS STREAM")
+		resp := getRetry(t, n.ClientSOCKS, n.URLEcho)
+		addr, err := netip.ParseAddr(strings.TrimSpace(string(resp.Body)))
+		if err != nil {
+			t.Fatalf("echo body %q: %v", resp.Body, err)
+		}
+		circID := ctl.streamCircuit(t, n.HTTPAddr.String())
+		lastHop := ctl.circuitLastHop(t, circID)
+		var exit *Relay
+		for i := range n.Relays {
+			if n.Relays[i].ExitAddr == addr {
+				exit = &n.Relays[i]
+			}
+		}
+		if exit == nil {
+			t.Fatalf("echo says %v, which is no exit's address", addr)
+		}
+		if want := strings.ToUpper(hex.EncodeToString(exit.Fingerprint[:])); lastHop != want {
+			t.Fatalf("echo says %v (%s, %s) but circuit %s ends at %s", addr, exit.Nickname, want, circID, lastHop)
+		}
+	})
 	t.Run("onion", func(t *testing.T) {
 		resp := getRetry(t, n.ClientSOCKS, "http://"+n.Onion+"/")
 		if !bytes.Contains(resp.Body, []byte(n.Marker)) {
@@ -300,4 +326,101 @@ func TestSecondNetwork(t *testing.T) {
 	if !bytes.Contains(resp.Body, []byte(n.Marker)) {
 		t.Errorf("first network: marker not in %q", resp.Body)
 	}
+}
+
+// refControl is a minimal control-port connection for tests.
+type refControl struct {
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func dialRefControl(t *testing.T, n *Network) *refControl {
+	t.Helper()
+	cookie, err := os.ReadFile(n.ClientCookie)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.DialTimeout("tcp", n.ClientControl.String(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(2 * time.Minute))
+	c := &refControl{conn: conn, r: bufio.NewReader(conn)}
+	c.command(t, "AUTHENTICATE "+hex.EncodeToString(cookie))
+	return c
+}
+
+func (c *refControl) readLine(t *testing.T) string {
+	t.Helper()
+	line, err := c.r.ReadString('\n')
+	if err != nil {
+		t.Fatalf("control port: %v", err)
+	}
+	return strings.TrimRight(line, "\r\n")
+}
+
+// command sends cmd and returns the reply lines (without asynchronous 650
+// events), failing t unless the reply ends with 250 OK.
+func (c *refControl) command(t *testing.T, cmd string) []string {
+	t.Helper()
+	if _, err := io.WriteString(c.conn, cmd+"\r\n"); err != nil {
+		t.Fatalf("control port: %v", err)
+	}
+	var lines []string
+	inData := false
+	for {
+		line := c.readLine(t)
+		switch {
+		case inData:
+			if line == "." {
+				inData = false
+			} else {
+				lines = append(lines, line)
+			}
+		case strings.HasPrefix(line, "650"):
+			// asynchronous event; not part of the reply
+		case strings.HasPrefix(line, "250+"):
+			lines = append(lines, line[4:])
+			inData = true
+		case strings.HasPrefix(line, "250-"):
+			lines = append(lines, line[4:])
+		case line == "250 OK":
+			return lines
+		default:
+			t.Fatalf("control port: %s: %s", strings.Fields(cmd)[0], line)
+		}
+	}
+}
+
+// streamCircuit waits for the STREAM SUCCEEDED event of a stream to target
+// and returns its circuit id.
+func (c *refControl) streamCircuit(t *testing.T, target string) string {
+	t.Helper()
+	for {
+		f := strings.Fields(c.readLine(t))
+		// 650 STREAM <id> SUCCEEDED <circ> <target> ...
+		if len(f) >= 6 && f[0] == "650" && f[1] == "STREAM" && f[3] == "SUCCEEDED" && f[5] == target {
+			return f[4]
+		}
+	}
+}
+
+// circuitLastHop returns the RSA fingerprint (upper-case hex) of the last
+// hop of circuit id.
+func (c *refControl) circuitLastHop(t *testing.T, id string) string {
+	t.Helper()
+	for _, line := range c.command(t, "GETINFO circuit-status") {
+		line = strings.TrimPrefix(line, "circuit-status=")
+		f := strings.Fields(line)
+		if len(f) < 3 || f[0] != id {
+			continue
+		}
+		hops := strings.Split(f[2], ",")
+		last := strings.TrimPrefix(hops[len(hops)-1], "$")
+		fp, _, _ := strings.Cut(last, "~")
+		return fp
+	}
+	t.Fatalf("circuit %s not in circuit-status", id)
+	return ""
 }
