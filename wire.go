@@ -158,6 +158,7 @@ func runTor(cfg *config.Config, src config.Sources, reload func(*torlog.Logger) 
 		closeLogs = ncloseLogs
 		log.SetSinks(nlog.Sinks()...)
 		client.Reconfigure(nc)
+		onion.SetAuthDir(nc.ClientOnionAuthDir)
 		return ls.apply(ctx, nc)
 	}
 	sendHup := func() {

@@ -89,10 +89,11 @@ type Client struct {
 	rngMu sync.Mutex
 	rng   *rand.Rand
 
-	mu     sync.Mutex
-	closed bool
-	descs  map[[32]byte]*cacheEntry // by blinded key
-	rends  map[rendKey]*rendEntry
+	mu      sync.Mutex
+	authDir string // ClientOnionAuthDir in force
+	closed  bool
+	descs   map[[32]byte]*cacheEntry // by blinded key
+	rends   map[rendKey]*rendEntry
 }
 
 // New returns a Client.
@@ -118,11 +119,12 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("onion client: seeding: %w", err)
 	}
 	return &Client{
-		cfg:   cfg,
-		log:   log,
-		rng:   rand.New(rand.NewChaCha8(seed)),
-		descs: map[[32]byte]*cacheEntry{},
-		rends: map[rendKey]*rendEntry{},
+		authDir: cfg.AuthDir,
+		cfg:     cfg,
+		log:     log,
+		rng:     rand.New(rand.NewChaCha8(seed)),
+		descs:   map[[32]byte]*cacheEntry{},
+		rends:   map[rendKey]*rendEntry{},
 	}, nil
 }
 
@@ -132,6 +134,14 @@ func (c *Client) withRand(f func(r *randT)) {
 	c.rngMu.Lock()
 	defer c.rngMu.Unlock()
 	f(c.rng)
+}
+
+// SetAuthDir changes the ClientOnionAuthDir (after a reload of the
+// torrc); later connections read their keys there.
+func (c *Client) SetAuthDir(dir string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.authDir = dir
 }
 
 // Close closes every rendezvous circuit. Streams on them fail.

@@ -337,3 +337,23 @@ func TestRendezvousPointChoice(t *testing.T) {
 		}
 	}
 }
+
+func TestSetAuthDir(t *testing.T) {
+	c, err := New(Config{Net: noNetwork(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newKey(t)
+	if k, err := c.authKey(a); k != nil || err != nil {
+		t.Fatalf("no auth dir: %v %v", k, err)
+	}
+	d := t.TempDir()
+	k, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	if err := os.WriteFile(filepath.Join(d, "a.auth_private"), keys.ClientAuthPrivateFile(a, k), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.SetAuthDir(d)
+	if got, err := c.authKey(a); err != nil || got == nil || !got.Equal(k) {
+		t.Fatalf("after SetAuthDir: %v %v", got, err)
+	}
+}

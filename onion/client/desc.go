@@ -202,10 +202,13 @@ func (c *Client) fetch(ctx context.Context, n *path.Node, blinded ed25519.Public
 // ClientOnionAuthDir: the *.auth_private files ("<addr>:descriptor:x25519:
 // <base32 key>", as C tor reads them). It returns nil if there is none.
 func (c *Client) authKey(a addr.Address) (*ecdh.PrivateKey, error) {
-	if c.cfg.AuthDir == "" {
+	c.mu.Lock()
+	d := c.authDir
+	c.mu.Unlock()
+	if d == "" {
 		return nil, nil
 	}
-	return findAuthKey(c.cfg.AuthDir, a)
+	return findAuthKey(d, a)
 }
 
 // findAuthKey reads dirPath's *.auth_private files and returns the key

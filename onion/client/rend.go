@@ -23,17 +23,23 @@ import (
 )
 
 // connect returns a rendezvous circuit joined to the service a, whose
-// last (virtual) hop is the service. When every introduction point
-// fails, the descriptor is dropped and fetched again once, as C tor does.
+// last (virtual) hop is the service. The rendezvous point is established
+// while the descriptor is fetched (it does not depend on it). When every
+// introduction point fails, the descriptor is dropped and fetched again
+// once, as C tor does.
 func (c *Client) connect(ctx context.Context, a addr.Address) (*circuit.Circuit, error) {
+	m := c.newRendezvous(ctx, a)
+	var joined *circuit.Circuit
+	defer func() { m.close(joined) }()
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
 		d, err := c.descriptor(ctx, a)
 		if err != nil {
 			return nil, err
 		}
-		circ, err := c.rendezvous(ctx, a, d)
+		circ, err := c.rendezvous(ctx, a, d, m)
 		if err == nil {
+			joined = circ
 			return circ, nil
 		}
 		lastErr = err
@@ -155,76 +161,94 @@ type rendResult struct {
 	err error
 }
 
-// rendezvous meets the service: it establishes a rendezvous point (in
-// parallel with the first introduction circuit), sends INTRODUCE1
-// through the introduction points in random order until one accepts, and
-// waits for the service's RENDEZVOUS2.
-func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descriptor) (*circuit.Circuit, error) {
+// rendezvous keeps one established rendezvous point for a connection
+// attempt, building it in the background and again (up to
+// maxRendAttempts) when it fails.
+type rendezvous struct {
+	c        *Client
+	addr     string
+	ctx      context.Context
+	cancel   context.CancelFunc
+	pending  chan rendResult
+	inFlight bool
+	attempts int
+	rp       *rendPoint
+}
+
+// newRendezvous starts building a rendezvous point.
+func (c *Client) newRendezvous(ctx context.Context, a addr.Address) *rendezvous {
+	m := &rendezvous{c: c, addr: a.String(), pending: make(chan rendResult, 1)}
+	m.ctx, m.cancel = context.WithCancel(ctx)
+	m.launch()
+	return m
+}
+
+func (m *rendezvous) launch() {
+	m.inFlight = true
+	m.attempts++
+	go func() {
+		r, err := m.c.buildRend(m.ctx)
+		m.pending <- rendResult{r, err}
+	}()
+}
+
+// get returns an established rendezvous point, building a new one if the
+// last failed.
+func (m *rendezvous) get() (*rendPoint, error) {
+	for {
+		if m.rp != nil && m.rp.circ.Err() == nil {
+			return m.rp, nil
+		}
+		m.rp = nil
+		if !m.inFlight {
+			if m.attempts >= maxRendAttempts {
+				return nil, errorf(RendFailed, m.addr, "%d rendezvous circuits failed", m.attempts)
+			}
+			m.launch()
+		}
+		var res rendResult
+		select {
+		case res = <-m.pending:
+			m.inFlight = false
+		case <-m.ctx.Done():
+			return nil, m.ctx.Err()
+		}
+		if res.err != nil {
+			m.c.log.Infof("Rendezvous for %s failed: %v", m.addr[:8], res.err)
+			if err := m.ctx.Err(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		m.rp = res.r
+	}
+}
+
+// close stops building and closes every rendezvous circuit but keep (the
+// one joined to the service, if any).
+func (m *rendezvous) close(keep *circuit.Circuit) {
+	m.cancel()
+	if m.inFlight {
+		if res := <-m.pending; res.r != nil && res.r.circ != keep {
+			res.r.circ.Close()
+		}
+		m.inFlight = false
+	}
+	if m.rp != nil && m.rp.circ != keep {
+		m.rp.circ.Close()
+	}
+}
+
+// rendezvous meets the service: with the rendezvous point of m (built in
+// parallel with the introduction circuits), it sends INTRODUCE1 through
+// the introduction points in random order until one accepts, and waits
+// for the service's RENDEZVOUS2.
+func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descriptor, m *rendezvous) (*circuit.Circuit, error) {
 	ips := append([]desc.IntroPoint(nil), d.Inner.IntroPoints...)
 	if len(ips) == 0 {
 		return nil, errorf(IntroFailed, a.String(), "the descriptor lists no usable introduction point")
 	}
 	c.withRand(func(r *randT) { r.Shuffle(len(ips), func(i, j int) { ips[i], ips[j] = ips[j], ips[i] }) })
-
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	pending := make(chan rendResult, 1)
-	launch := func() {
-		go func() {
-			r, err := c.buildRend(rctx)
-			pending <- rendResult{r, err}
-		}()
-	}
-	launch()
-	inFlight, rendAttempts := true, 1
-	var rp *rendPoint
-	success := false
-	defer func() {
-		cancel()
-		if inFlight {
-			if res := <-pending; res.r != nil {
-				res.r.circ.Close()
-			}
-		}
-		if rp != nil && !success {
-			rp.circ.Close()
-		}
-	}()
-	// getRend returns an established rendezvous point, building a new
-	// one if the last failed.
-	getRend := func() (*rendPoint, error) {
-		for {
-			if rp != nil && rp.circ.Err() == nil {
-				return rp, nil
-			}
-			if rp != nil {
-				rp = nil
-			}
-			if !inFlight {
-				if rendAttempts >= maxRendAttempts {
-					return nil, errorf(RendFailed, a.String(), "%d rendezvous circuits failed", rendAttempts)
-				}
-				rendAttempts++
-				launch()
-				inFlight = true
-			}
-			var res rendResult
-			select {
-			case res = <-pending:
-				inFlight = false
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-			if res.err != nil {
-				c.log.Infof("Rendezvous for %s failed: %v", a.Host()[:8], res.err)
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
-				continue
-			}
-			rp = res.r
-		}
-	}
 
 	var timedOut bool
 	var errs []error
@@ -235,9 +259,8 @@ func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descrip
 			continue
 		}
 		for try := 0; try < maxIntroCircuitRetries; try++ {
-			circ, final, err := c.introduce(ctx, a, d, &ip, t, getRend)
+			circ, final, err := c.introduce(ctx, a, d, &ip, t, m.get)
 			if circ != nil {
-				success = true
 				return circ, nil
 			}
 			if ctx.Err() != nil {
