@@ -22,6 +22,9 @@ type recNet struct {
 	mu   sync.Mutex
 	asks map[[20]byte]int
 	ask  chan struct{} // one value per HSDir circuit asked for
+	// intro receives the relays introduction circuits were asked for
+	// (nil: not recorded).
+	intro chan [20]byte
 }
 
 func (r *recNet) NetworkView() *path.Dir { return r.view }
@@ -31,6 +34,9 @@ func (r *recNet) BuildCircuitTo(_ context.Context, t tor.Target, o tor.CircuitOp
 	if o.Purpose == "HS_SERVICE_HSDIR" {
 		r.asks[t.Hop.RSAID]++
 		r.ask <- struct{}{}
+	}
+	if o.Purpose == "HS_SERVICE_INTRO" && r.intro != nil {
+		r.intro <- t.Hop.RSAID
 	}
 	return nil, errors.New("recNet builds no circuits")
 }
