@@ -25,6 +25,8 @@ type recNet struct {
 	// intro receives the relays introduction circuits were asked for
 	// (nil: not recorded).
 	intro chan [20]byte
+	// rend receives the relays rendezvous circuits were asked for.
+	rend chan [20]byte
 }
 
 func (r *recNet) NetworkView() *path.Dir { return r.view }
@@ -34,6 +36,9 @@ func (r *recNet) BuildCircuitTo(_ context.Context, t tor.Target, o tor.CircuitOp
 	if o.Purpose == "HS_SERVICE_HSDIR" {
 		r.asks[t.Hop.RSAID]++
 		r.ask <- struct{}{}
+	}
+	if o.Purpose == "HS_SERVICE_REND" && r.rend != nil {
+		r.rend <- t.Hop.RSAID
 	}
 	if o.Purpose == "HS_SERVICE_INTRO" && r.intro != nil {
 		r.intro <- t.Hop.RSAID

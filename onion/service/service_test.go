@@ -206,3 +206,52 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		t.Error("a service without ports accepted")
 	}
 }
+
+// TestReplayedIntroduce2NoRendezvous delivers a recorded INTRODUCE2 twice
+// through the service's handler: the first one leads to rendezvous
+// circuit attempts, the replay to none.
+func TestReplayedIntroduce2NoRendezvous(t *testing.T) {
+	va := time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC)
+	now := va.Add(time.Minute)
+	rn := &recNet{view: testView(va), asks: map[[20]byte]int{}, rend: make(chan [20]byte, 100)}
+	s, err := New(rn, Options{Config: testConfig(filepath.Join(t.TempDir(), "hs")), Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.store.Close()
+	ip, err := newIntroPoint(rn.view.Nodes[0], now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _, err := s.timeParams(rn.view)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bk := s.id.Blind(p.Num(va), p.LengthMinutes)
+	entry := ip.descriptorEntry()
+	c, err := hsntor.NewClient(rand.Reader, entry.AuthKey, entry.EncKey, keys.Subcredential(s.id.Public(), bk.Public()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := [20]byte{0xaa}
+	body, err := hscell.BuildIntroduce1(c, entry.AuthKey, &hscell.IntroducePlaintext{OnionKey: [32]byte{8},
+		LinkSpecs: []cell.LinkSpec{cell.LinkSpecAddr(netip.MustParseAddrPort("127.0.0.1:5001")), cell.LinkSpecRSAID(rp)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s.handleIntroduce2(ctx, ip, append([]byte(nil), body...))
+	if n := len(rn.rend); n != rendBuildTries {
+		t.Fatalf("first INTRODUCE2: %d rendezvous circuit attempts, want %d", n, rendBuildTries)
+	}
+	if id := <-rn.rend; id != rp {
+		t.Fatalf("rendezvous circuit to %x, want the RP %x", id, rp)
+	}
+	for len(rn.rend) > 0 {
+		<-rn.rend
+	}
+	s.handleIntroduce2(ctx, ip, body)
+	if n := len(rn.rend); n != 0 {
+		t.Fatalf("replayed INTRODUCE2: %d rendezvous circuit attempts, want none", n)
+	}
+}
