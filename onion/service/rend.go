@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -81,7 +80,7 @@ func (s *Service) handleIntroduce2(ctx context.Context, ip *introPoint, body []b
 	}
 }
 
-// OpenIntroduction decrypts an INTRODUCE2 body received on the
+// openIntroduction decrypts an INTRODUCE2 body received on the
 // introduction point with these keys and checks it against the point's
 // replay cache (ErrReplay).
 func openIntroduction(ip *introPoint, body []byte, subcreds [][32]byte, now time.Time) (*hsntor.Service, *hsntor.Introduction, *hscell.IntroducePlaintext, error) {
@@ -201,7 +200,6 @@ type rendCircuit struct {
 	s       *Service
 	circ    *circuit.Circuit
 	streams atomic.Int32
-	closed  sync.Once
 }
 
 // accept runs on the circuit goroutine for each BEGIN from the client.
