@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime/debug"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"sync"
@@ -67,6 +68,7 @@ type board struct {
 	mu          sync.Mutex
 	netinfoSeen bool      // a NETINFO cell arrived: later consensuses came from the network
 	cachedVA    time.Time // valid-after of the consensus loaded from the cache
+	lastVA      time.Time // valid-after of the last consensus observed
 	streams     map[uint64]bool
 	circuits    map[uint64]bool
 	ready       bool
@@ -97,7 +99,7 @@ func newBoard(cfg *config.Config, log *torlog.Logger, getenv func(string) string
 			return nil, fmt.Errorf("MaxMemInQueues: %w", err)
 		}
 		b.applyPlan(plan)
-		b.budget = mem.NewBudget(b.plan.Caps(), uint64(b.plan.GoMemLimit), nil)
+		b.budget = mem.NewBudget(b.plan.Caps(), uint64(b.plan.GoMemLimit), newMemInUse())
 	}
 
 	// Clock: network time from the consensus and NETINFO cells.
@@ -152,6 +154,41 @@ func (b *board) applyPlan(p mem.Plan) {
 	}
 	b.log.Noticef("Memory: %s usable; MaxMemInQueues %s%s; Go memory limit %s%s, GC %d%%.",
 		mib(p.Effective), mib(p.MaxMemInQueues), auto, mib(uint64(p.GoMemLimit)), from, p.GCPercent)
+}
+
+// newMemInUse returns the Budget's measure of memory in use: what the Go
+// runtime has mapped and not released, less the free heap it keeps for
+// reuse and the garbage that the next collection frees. Mapped memory
+// alone stays near the Go memory limit after a burst (the runtime returns
+// it to the kernel only as it approaches the limit), which would refuse
+// streams long after the load has gone.
+func newMemInUse() func() uint64 {
+	var mu sync.Mutex
+	samples := []metrics.Sample{
+		{Name: "/memory/classes/total:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/gc/heap/live:bytes"},
+	}
+	return func() uint64 {
+		mu.Lock()
+		defer mu.Unlock()
+		metrics.Read(samples)
+		var v [5]uint64
+		for i, s := range samples {
+			if s.Value.Kind() != metrics.KindUint64 {
+				return 0
+			}
+			v[i] = s.Value.Uint64()
+		}
+		total, released, free, objects, live := v[0], v[1], v[2], v[3], v[4]
+		used := total - released - free
+		if objects > live && live > 0 {
+			used -= objects - live
+		}
+		return used
+	}
 }
 
 // buildEpoch is the time tinytor was built, in seconds since 1970; release
@@ -284,9 +321,12 @@ func (b *board) observeConsensus(validAfter, freshUntil, _ time.Time) {
 		b.mu.Unlock()
 		return
 	}
-	cached := validAfter.Equal(b.cachedVA)
+	// The same consensus is reported again with its microdescriptors:
+	// once is enough.
+	skip := validAfter.Equal(b.cachedVA) || validAfter.Equal(b.lastVA)
+	b.lastVA = validAfter
 	b.mu.Unlock()
-	if !cached {
+	if !skip {
 		b.clock.ObserveConsensus(validAfter, freshUntil)
 	}
 }
@@ -510,12 +550,12 @@ func (b *board) logStateStats(when string) {
 	}
 	s := b.st.Stats()
 	up := time.Since(b.started)
-	perHour := 0.0
-	if up > 0 {
-		perHour = float64(s.BytesWritten) / up.Hours()
+	rate := ""
+	if up >= time.Hour {
+		rate = fmt.Sprintf(" (%.0f bytes/hour)", float64(s.BytesWritten)/up.Hours())
 	}
-	b.log.Noticef("State writes %s: %d bytes to flash in %d writes over %s (%.0f bytes/hour); %d coalesced, %d failed, %d pending.",
-		when, s.BytesWritten, s.Writes, up.Round(time.Second), perHour, s.Coalesced, s.Failed, s.Pending)
+	b.log.Noticef("State writes %s: %d bytes to flash in %d writes over %s%s; %d coalesced, %d failed, %d pending.",
+		when, s.BytesWritten, s.Writes, up.Round(time.Second), rate, s.Coalesced, s.Failed, s.Pending)
 }
 
 // stopping tells systemd that we are shutting down.

@@ -68,6 +68,61 @@ func TestBoardClockThreeYearsBack(t *testing.T) {
 	})
 }
 
+// TestBoardClockFromNetwork starts tinytor with its wall clock three years
+// back and a binary whose modification time (the clock's floor) is 20 days
+// old: links to relays work from the floor, and the time must then come
+// from the relays' NETINFO cells and the consensus, with a warning.
+func TestBoardClockFromNetwork(t *testing.T) {
+	n := RequireNetwork(t)
+	const back = 3 * 365 * 24 * time.Hour
+	t.Setenv("TINYTOR_TESTING_CLOCK_OFFSET", "-"+back.String())
+	src, err := os.ReadFile(tinytorBinary(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "tinytor")
+	if err := os.WriteFile(bin, src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-20 * 24 * time.Hour)
+	if err := os.Chtimes(bin, old, old); err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	p := startTinytor(t, n, bin, data, nil)
+	bootstrapped(t, p)
+	var warned string
+	for _, l := range p.log() {
+		if strings.Contains(l, "[warn]") && (strings.Contains(l, "NETINFO cells with skewed time") || strings.Contains(l, "Our clock is")) {
+			warned = l
+			break
+		}
+	}
+	if warned == "" || !strings.Contains(warned, "20 days") && !strings.Contains(warned, "19 days, 23 hours") {
+		t.Fatalf("no warning of a 20-day skew learned from the network:\n%s", strings.Join(p.log(), "\n"))
+	}
+	t.Logf("skew warning: %s", warned)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	resp, err := Get(ctx, p.socks, n.URLMarker)
+	if err != nil || !strings.Contains(string(resp.Body), n.Marker) {
+		t.Fatalf("marker with a clock 20 days back: %v", err)
+	}
+	p.stop()
+	for _, wrong := range []string{time.Now().Add(-back).UTC().Format("2006-01-02"), old.UTC().Format("2006-01-02")} {
+		filepath.WalkDir(data, func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(path)
+			if err == nil && strings.Contains(string(b), wrong) {
+				t.Errorf("%s contains the wrong clock's date %s", path, wrong)
+			}
+			return nil
+		})
+	}
+}
+
 // TestBoardFullDataDirectory runs tinytor with its DataDirectory on a
 // 64 KiB tmpfs that is already full, then remounts it read-only: SOCKS must
 // keep serving throughout. Mounting needs root.
@@ -287,7 +342,7 @@ func stateWrites(line string) (bytes, writes int, over time.Duration, ok bool) {
 	if _, err := fmt.Sscanf(rest, "%d bytes to flash in %d writes over %s", &bytes, &writes, &d); err != nil {
 		return 0, 0, 0, false
 	}
-	over, err := time.ParseDuration(d)
+	over, err := time.ParseDuration(strings.TrimSuffix(d, ";"))
 	return bytes, writes, over, err == nil
 }
 
