@@ -28,6 +28,7 @@ import (
 // introduction point fails, the descriptor is dropped and fetched again
 // once, as C tor does.
 func (c *Client) connect(ctx context.Context, a addr.Address) (*circuit.Circuit, error) {
+	start := time.Now()
 	m := c.newRendezvous(ctx, a)
 	var joined *circuit.Circuit
 	defer func() { m.close(joined) }()
@@ -37,8 +38,11 @@ func (c *Client) connect(ctx context.Context, a addr.Address) (*circuit.Circuit,
 		if err != nil {
 			return nil, err
 		}
+		fetched := time.Since(start)
 		circ, err := c.rendezvous(ctx, a, d, m)
 		if err == nil {
+			c.log.Infof("Joined onion service %s at rendezvous point %s after %d ms (descriptor after %d ms).",
+				a.Host()[:8], m.rp.node.Nickname, time.Since(start).Milliseconds(), fetched.Milliseconds())
 			joined = circ
 			return circ, nil
 		}
@@ -353,7 +357,6 @@ func (c *Client) introduce(ctx context.Context, a addr.Address, d *desc.Descript
 		if err != nil {
 			return nil, true, errorf(RendFailed, a.String(), "RENDEZVOUS2: %w", err)
 		}
-		c.log.Infof("Joined onion service %s at rendezvous point %s.", a.Host()[:8], rp.node.Nickname)
 		return rp.circ, true, nil
 	case <-rp.circ.Done():
 		return nil, true, errorf(RendFailed, a.String(), "rendezvous circuit closed: %w", rp.circ.Err())

@@ -312,6 +312,11 @@ func TestOnionClient(t *testing.T) {
 				t.Fatalf("warm onion connection through tinytor: %v", err)
 			}
 			ours, oursWarm = append(ours, d), append(oursWarm, w)
+			for _, l := range q.log() {
+				if strings.Contains(l, "Joined onion service") {
+					t.Logf("tinytor: %s", l)
+				}
+			}
 			if i > 0 {
 				q.stop()
 			}
