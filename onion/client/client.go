@@ -219,7 +219,7 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 		case <-e.ready:
 		case <-ctx.Done():
 			c.release(e)
-			return nil, fmt.Errorf("onion service %s: %w", a, ctx.Err())
+			return nil, fmt.Errorf("onion service: %w", ctx.Err())
 		}
 		if e.err != nil {
 			c.release(e)
@@ -239,7 +239,7 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 				lastErr = err
 				continue
 			}
-			return nil, fmt.Errorf("onion service %s: opening a stream: %w", a, err)
+			return nil, fmt.Errorf("onion service: opening a stream: %w", err)
 		}
 		return &stream{Stream: s, release: func() { c.release(e) }}, nil
 	}

@@ -114,7 +114,7 @@ func TestErrorKinds(t *testing.T) {
 	}
 	cause := errors.New("cause")
 	var err error = &Error{Kind: IntroFailed, Addr: "x.onion", Err: cause}
-	if !errors.Is(err, cause) || err.Error() != "onion service x.onion: introduction failed: cause" {
+	if !errors.Is(err, cause) || err.Error() != "onion service: introduction failed: cause" {
 		t.Errorf("Error: %q", err)
 	}
 }

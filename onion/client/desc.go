@@ -40,12 +40,12 @@ type hsdirPlan struct {
 func (c *Client) plan(a addr.Address) (*hsdirPlan, error) {
 	view := c.cfg.Net.NetworkView()
 	if view == nil {
-		return nil, fmt.Errorf("onion service %s: %w", a, tor.ErrNotBootstrapped)
+		return nil, fmt.Errorf("onion service: %w", tor.ErrNotBootstrapped)
 	}
 	cons := view.Consensus
 	p, err := keys.PeriodsFor(cons.FreshUntil.Sub(cons.ValidAfter), c.cfg.Testing, int(cons.Param("hsdir_interval", keys.DefaultPeriodMinutes, keys.MinPeriodMinutes, keys.MaxPeriodMinutes)))
 	if err != nil {
-		return nil, fmt.Errorf("onion service %s: time periods of the consensus: %w", a, err)
+		return nil, fmt.Errorf("onion service: time periods of the consensus: %w", err)
 	}
 	var srvs ring.SRVs
 	if cons.SharedRandCurrent != nil {
@@ -120,7 +120,7 @@ func (c *Client) descriptor(ctx context.Context, a addr.Address) (*desc.Descript
 	var errs []error
 	for _, n := range order {
 		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("onion service %s: fetching the descriptor: %w", a, err)
+			return nil, fmt.Errorf("onion service: fetching the descriptor: %w", err)
 		}
 		doc, err := c.fetch(ctx, n, pl.blinded)
 		if err != nil {

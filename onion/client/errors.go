@@ -54,16 +54,18 @@ func (k Kind) String() string {
 // Error is a failure to reach an onion service.
 type Error struct {
 	Kind Kind
-	// Addr is the service's address as the caller gave it.
+	// Addr is the service's address (for the caller; not in Error()).
 	Addr string
 	Err  error
 }
 
+// Error formats the failure and its cause. It leaves the address out,
+// as SafeLogging would scrub it from logs.
 func (e *Error) Error() string {
 	if e.Err == nil {
-		return fmt.Sprintf("onion service %s: %s", e.Addr, e.Kind)
+		return fmt.Sprintf("onion service: %s", e.Kind)
 	}
-	return fmt.Sprintf("onion service %s: %s: %v", e.Addr, e.Kind, e.Err)
+	return fmt.Sprintf("onion service: %s: %v", e.Kind, e.Err)
 }
 
 // Unwrap returns the cause.

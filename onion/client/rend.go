@@ -268,7 +268,7 @@ func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descrip
 				return circ, nil
 			}
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("onion service %s: %w", a, ctx.Err())
+				return nil, fmt.Errorf("onion service: %w", ctx.Err())
 			}
 			var oe *Error
 			if errors.As(err, &oe) && oe.Kind == RendFailed {
