@@ -19,6 +19,9 @@ func startOnionServices(ctx context.Context, cfg *config.Config, client *tor.Cli
 	for _, hc := range cfg.HiddenServices {
 		s, err := service.New(client, service.Options{Config: hc, Testing: cfg.TestingTorNetwork, Log: log})
 		if err != nil {
+			for _, s := range svcs {
+				s.Close()
+			}
 			return nil, fmt.Errorf("Onion service: %w", err)
 		}
 		log.Noticef("Onion service %s configured in %s.", s.Address(), hc.Dir)

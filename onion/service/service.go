@@ -120,6 +120,9 @@ func New(n Network, opts Options) (*Service, error) {
 	return s, nil
 }
 
+// Close releases a service that will not Run (Run closes it itself).
+func (s *Service) Close() error { return s.store.Close() }
+
 // Address returns the service's onion address.
 func (s *Service) Address() addr.Address { return s.address }
 

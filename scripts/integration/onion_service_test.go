@@ -203,8 +203,11 @@ func TestOnionServiceHosting(t *testing.T) {
 	}
 	t.Logf("after a restart: descriptors uploaded in %.1f s, service reachable (client with a stale descriptor) in %.1f s",
 		uploaded.Seconds(), time.Since(restart).Seconds())
-	for _, proc := range []*tinytorProc{p, p2} {
+	for i, proc := range []*tinytorProc{p, p2} {
 		for _, l := range proc.log() {
+			if testing.Verbose() && strings.Contains(l, "Onion service") {
+				t.Logf("run %d: %s", i+1, l)
+			}
 			if strings.Contains(l, "Onion service") && (strings.Contains(l, "[warn]") || strings.Contains(l, "[err]")) {
 				t.Errorf("tinytor warned: %s", l)
 			}
