@@ -36,20 +36,28 @@ var hsUploadRE = regexp.MustCompile(`uploading descriptor for period (\d+) \(rev
 // lines announced, counted from line from.
 func waitServiceUploaded(t *testing.T, p *tinytorProc, from int, timeout time.Duration) {
 	t.Helper()
+	waitUploadRounds(t, p, from, 2, timeout)
+}
+
+// waitUploadRounds is waitServiceUploaded for at least rounds upload
+// rounds (two per service: the current and the next descriptor).
+func waitUploadRounds(t *testing.T, p *tinytorProc, from, rounds int, timeout time.Duration) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		want, got := 0, 0
+		want, got, seen := 0, 0, 0
 		lines := p.log()
 		for _, l := range lines[min(from, len(lines)):] {
 			if m := hsUploadRE.FindStringSubmatch(l); m != nil {
 				k, _ := strconv.Atoi(m[4])
 				want += k
+				seen++
 			}
 			if strings.Contains(l, "Onion service") && strings.Contains(l, " uploaded to ") {
 				got++
 			}
 		}
-		if want > 0 && got >= want {
+		if seen >= rounds && got >= want {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -494,4 +502,31 @@ func TestOnionServiceLimits(t *testing.T) {
 		t.Fatal("HiddenServiceMaxStreams 1: a second concurrent stream was accepted")
 	}
 	held.Close()
+}
+
+// TestOnionServiceSeveral: one tinytor process hosts two services.
+func TestOnionServiceSeveral(t *testing.T) {
+	n := RequireNetwork(t)
+	d1, d2 := filepath.Join(t.TempDir(), "hs1"), filepath.Join(t.TempDir(), "hs2")
+	p := startTinytor(t, n, tinytorBinary(t, ""), "", nil,
+		"HiddenServiceDir "+d1, "HiddenServicePort 80 "+n.HTTPAddr.String(),
+		"HiddenServiceDir "+d2, "HiddenServicePort 81 "+n.HTTPAddr.String())
+	waitUploadRounds(t, p, 0, 4, 4*time.Minute)
+	a1, a2 := readHostname(t, d1), readHostname(t, d2)
+	if a1 == a2 {
+		t.Fatal("two services share an address")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	svcNewnym(t, n)
+	for _, u := range []string{"http://" + a1 + "/", "http://" + a2 + ":81/"} {
+		r, err := getOnion(ctx, t, n.ClientSOCKS, u)
+		if err != nil || !strings.Contains(string(r.Body), n.Marker) {
+			t.Fatalf("%s: %v", u, err)
+		}
+	}
+	if c, err := DialSOCKS5(ctx, n.ClientSOCKS, a2, 80); err == nil {
+		c.Close()
+		t.Error("the second service accepted the first one's port")
+	}
 }
