@@ -123,9 +123,14 @@ func (s *Service) maintainIntros(ctx context.Context) {
 	for ; need > 0; need-- {
 		n := pickIntroNode(view, used)
 		if n == nil {
-			s.log.Warnf("Onion service %s: no relay left to use as an introduction point.", s.short())
+			if !s.noRelayWarned {
+				s.noRelayWarned = true
+				s.log.Warnf("Onion service %s: no relay left to use as an introduction point (%d wanted, %d in use).",
+					s.short(), s.opts.Config.NumIntroductionPoints, len(used))
+			}
 			return
 		}
+		s.noRelayWarned = false
 		used = append(used, n)
 		ip, err := newIntroPoint(n, now)
 		if err != nil {

@@ -77,6 +77,9 @@ type Service struct {
 	wg sync.WaitGroup
 	// rendSlots bounds concurrent rendezvous builds.
 	rendSlots chan struct{}
+	// noRelayWarned: the lack of intro point relays was logged (only Run's
+	// goroutine touches it).
+	noRelayWarned bool
 
 	mu      sync.Mutex
 	intros  []*introPoint
