@@ -171,7 +171,8 @@ func newIntroPoint(n *path.Node, now time.Time) (*introPoint, error) {
 }
 
 // pickIntroNode chooses a relay that can be an introduction point
-// (HSIntro=4 for ed25519 auth keys), not already used.
+// (Running, Valid, HSIntro=4 for ed25519 auth keys, preferably Stable),
+// not already used.
 func pickIntroNode(view *path.Dir, used []*path.Node) *path.Node {
 	var cands []*path.Node
 	for _, n := range view.Nodes {
@@ -191,6 +192,17 @@ func pickIntroNode(view *path.Dir, used []*path.Node) *path.Node {
 		if !skip {
 			cands = append(cands, n)
 		}
+	}
+	// Like C tor (CRN_NEED_UPTIME), prefer Stable relays; a young test
+	// network may have none.
+	var stable []*path.Node
+	for _, n := range cands {
+		if n.Flags.Has(dir.FlagStable) {
+			stable = append(stable, n)
+		}
+	}
+	if len(stable) > 0 {
+		cands = stable
 	}
 	if len(cands) == 0 {
 		return nil

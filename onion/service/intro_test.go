@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"tinytor/tor/dir"
+	"tinytor/tor/path"
 )
 
 // TestIntroReplacement: a dead introduction point and one that served its
@@ -66,4 +69,22 @@ func TestIntroReplacement(t *testing.T) {
 		}
 	}
 	s.mu.Unlock()
+}
+
+func TestPickIntroNodePrefersStable(t *testing.T) {
+	view := testView(time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC))
+	view.Nodes[4].Flags |= dir.FlagStable
+	view.Nodes[7].Flags |= dir.FlagStable
+	for range 20 {
+		n := pickIntroNode(view, []*path.Node{view.Nodes[7]})
+		if n != view.Nodes[4] {
+			t.Fatalf("picked %x, want the only unused Stable relay", n.Identity[:1])
+		}
+	}
+	if n := pickIntroNode(view, []*path.Node{view.Nodes[4], view.Nodes[7]}); n == nil || n.Flags.Has(dir.FlagStable) {
+		t.Fatal("no fallback to non-Stable relays")
+	}
+	if n := pickIntroNode(view, view.Nodes); n != nil {
+		t.Fatal("picked a relay already in use")
+	}
 }
