@@ -7,9 +7,11 @@
 //
 // Both clients get the same torrc: the network's torrc-fragment, a fresh
 // DataDirectory, a SocksPort on 127.0.0.1 and "Log notice stdout" (C tor
-// also gets an empty --defaults-torrc). The workload instance of each
-// additionally has a ControlPort with cookie authentication, used only to
-// watch CIRC and STREAM events. Measured:
+// also gets an empty --defaults-torrc). The bootstrap runs alternate
+// between the two clients. Then one workload instance of each runs at the
+// same time, with a ControlPort with cookie authentication (used only to
+// watch CIRC and STREAM events), and every step below alternates between
+// them so that the load of the shared machine hits both alike. Measured:
 //
 //   - bootstrap: process start to the "Bootstrapped 100%" log line, -runs
 //     fresh starts of each, interleaved; median, min and max;
@@ -21,9 +23,9 @@
 //     classified from the control events: "prebuilt" if its stream went on
 //     a circuit launched before the request, "built" if on one launched
 //     after it (the request waited for a circuit build);
-//   - CPU: utime+stime (from /proc/PID/stat) spent while downloading the
-//     64 MiB file -downloads times on one isolation, each sha256-checked,
-//     scaled to one GiB;
+//   - CPU: utime+stime (from /proc/PID/stat) spent during each download of
+//     the 64 MiB file (-downloads times on one isolation, each
+//     sha256-checked), summed and scaled to one GiB;
 //   - peak RSS: VmHWM from /proc/PID/status after the TTFB rounds and the
 //     downloads (the fixed workload);
 //   - onion, last: the first request to the network's onion service (cold:
@@ -268,155 +270,14 @@ func measureNet(ctx context.Context, o options, env map[string]string, src, work
 		}
 	}
 
-	// (2)-(5) The workload, one client after the other.
-	for i, im := range impls {
-		if err := workload(ctx, o, env, fragment, im, filepath.Join(work, dirName[i]+"-work"), res[i]); err != nil {
-			return nil, err
-		}
+	// (2)-(5) The workload, both clients running, steps interleaved.
+	if err := workload(ctx, o, env, fragment, impls, work, dirName, res); err != nil {
+		return nil, err
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
 	}
 	return res, nil
-}
-
-func workload(ctx context.Context, o options, env map[string]string, fragment []byte, im *impl, dir string, r *results) error {
-	c, err := startClient(ctx, im, fragment, dir, true, o.timeout)
-	if err != nil {
-		return fmt.Errorf("workload: %w", err)
-	}
-	defer c.stop()
-	logf("%s: workload instance bootstrapped in %.3f s", im.name, c.bootstrap.Seconds())
-	w, err := watch(c.control, c.cookie)
-	if err != nil {
-		return fmt.Errorf("%s: %w", im.name, err)
-	}
-	defer w.close()
-	marker, target := env["TESTNET_URL_MARKER"], env["TESTNET_HTTP_ADDR"]
-	get := func(user string) (*fetchResult, error) {
-		rctx, cancel := context.WithTimeout(ctx, o.timeout)
-		defer cancel()
-		f, err := fetch(rctx, c.socks, marker, user)
-		if err == nil && !strings.Contains(string(f.small), env["TESTNET_MARKER"]) {
-			err = fmt.Errorf("marker page without the marker: %q", f.small)
-		}
-		return f, err
-	}
-	nonce := time.Now().UnixNano()
-	owner := map[string]string{} // circuit -> the SOCKS username whose stream used it first
-	use := func(user string) (*fetchResult, string, bool, error) {
-		f, err := get(user)
-		if err != nil {
-			return nil, "", false, c.explain(err)
-		}
-		circ, built, err := w.next(target, f.start, 10*time.Second)
-		if err != nil {
-			return nil, "", false, c.explain(err)
-		}
-		if u, ok := owner[circ]; ok && u != user {
-			r.IsolationViolations = append(r.IsolationViolations,
-				fmt.Sprintf("circuit %s carried streams of SOCKS users %s and %s", circ, u, user))
-			logf("%s: ISOLATION: circuit %s carried streams of SOCKS users %s and %s", im.name, circ, u, user)
-		} else {
-			owner[circ] = user
-		}
-		return f, circ, built, nil
-	}
-	for round := 0; round < o.rounds; round++ {
-		select {
-		case <-time.After(o.idle):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		var user, lastCirc string
-		for j := 0; j < o.burst; j++ {
-			user = fmt.Sprintf("compare-%d-%d-%d", nonce, round, j)
-			f, circ, built, err := use(user)
-			if err != nil {
-				r.TTFBErrors = append(r.TTFBErrors, err.Error())
-				logf("%s: TTFB request failed: %v", im.name, err)
-				continue
-			}
-			kind := "prebuilt"
-			if built {
-				kind = "built"
-				r.TTFBBuilt = append(r.TTFBBuilt, f.ttfb.Seconds())
-			} else {
-				r.TTFBPre = append(r.TTFBPre, f.ttfb.Seconds())
-			}
-			lastCirc = circ
-			logf("%s: round %d request %d: TTFB %.1f ms on circuit %s (%s)", im.name, round+1, j+1, ms(f.ttfb.Seconds()), circ, kind)
-		}
-		if user != "" {
-			f, circ, _, err := use(user)
-			if err != nil {
-				r.TTFBErrors = append(r.TTFBErrors, err.Error())
-				logf("%s: TTFB request failed: %v", im.name, err)
-			} else {
-				r.TTFBReuse = append(r.TTFBReuse, f.ttfb.Seconds())
-				note := ""
-				if circ != lastCirc {
-					note = " (not the previous circuit " + lastCirc + ")"
-				}
-				logf("%s: round %d reuse: TTFB %.1f ms on circuit %s%s", im.name, round+1, ms(f.ttfb.Seconds()), circ, note)
-			}
-		}
-	}
-
-	// (3) CPU per GiB.
-	cpu0, err := cpuTime(c.pid())
-	if err != nil {
-		return fmt.Errorf("%s: %w", im.name, c.explain(err))
-	}
-	for k := 0; k < o.downloads; k++ {
-		dctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-		f, err := fetch(dctx, c.socks, env["TESTNET_URL_64M"], fmt.Sprintf("compare-dl-%d", nonce))
-		cancel()
-		if err == nil && f.sum != env["TESTNET_SHA256_64M"] {
-			err = fmt.Errorf("sha256 %s, want %s", f.sum, env["TESTNET_SHA256_64M"])
-		}
-		if err != nil {
-			r.DLErr = c.explain(err).Error()
-			logf("%s: download %d: %s", im.name, k+1, r.DLErr)
-			break
-		}
-		r.DLBytes += f.body
-		rate := float64(f.body) / (1 << 20) / f.total.Seconds()
-		r.DLRates = append(r.DLRates, rate)
-		logf("%s: download %d: %d bytes in %.2f s (%.1f MiB/s), sha256 ok", im.name, k+1, f.body, f.total.Seconds(), rate)
-	}
-	if cpu1, err := cpuTime(c.pid()); err != nil {
-		r.DLErr = c.explain(err).Error()
-		r.DLBytes = 0
-	} else {
-		r.DLCPU = (cpu1 - cpu0).Seconds()
-	}
-
-	// (2) Peak RSS after the fixed workload (the TTFB rounds and the
-	// downloads); read before the onion request, which not every client
-	// supports.
-	if r.PeakRSS, r.RSS, err = memStatus(c.pid()); err != nil {
-		r.RSSErr = c.explain(err).Error()
-	}
-	logf("%s: VmHWM %.1f MiB, VmRSS %.1f MiB, download CPU %.2f s for %d bytes", im.name, mib(r.PeakRSS), mib(r.RSS), r.DLCPU, r.DLBytes)
-
-	// (5) Onion, cold: the client has not contacted the service before.
-	if onion := env["TESTNET_ONION"]; onion != "" && c.exited() == nil {
-		octx, cancel := context.WithTimeout(ctx, 90*time.Second)
-		f, err := fetch(octx, c.socks, "http://"+onion+"/", fmt.Sprintf("compare-onion-%d", nonce))
-		cancel()
-		switch {
-		case err != nil:
-			r.OnionErr = c.explain(err).Error()
-		case !strings.Contains(string(f.small), env["TESTNET_MARKER"]):
-			r.OnionErr = "onion page without the marker"
-		default:
-			r.Onion = f.ttfb.Seconds()
-		}
-		logf("%s: onion cold TTFB %.1f ms %s", im.name, ms(r.Onion), r.OnionErr)
-	} else if onion == "" {
-		r.OnionErr = "no TESTNET_ONION in the environment"
-	} else {
-		r.OnionErr = c.exited().Error()
-	}
-	return nil
 }
 
 func logf(format string, a ...any) {
