@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -388,7 +390,35 @@ func TestBoardFlashWrites(t *testing.T) {
 	fetches := 0
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
+	// Every file in the DataDirectory (state and the directory cache, which
+	// does not go through the state writer), counted whole each time it
+	// changes: an estimate of all flash writes.
+	type version struct {
+		mod  time.Time
+		size int64
+	}
+	seen := map[string]version{}
+	allBytes := map[string]int64{}
+	scan := func() {
+		filepath.WalkDir(data, func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			fi, err := d.Info()
+			if err != nil {
+				return nil
+			}
+			v := version{fi.ModTime(), fi.Size()}
+			if seen[path] != v {
+				seen[path] = v
+				allBytes[filepath.Base(path)] += v.size
+			}
+			return nil
+		})
+	}
+	scan()
 	for i := 0; time.Now().Before(end); i++ {
+		scan()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		_, err := getAs(ctx, p.socks, fmt.Sprintf("user%d", i%4), n.URLMarker)
 		cancel()
@@ -416,5 +446,117 @@ func TestBoardFlashWrites(t *testing.T) {
 		bytes, writes, up, fetches, perHour)
 	if writes > 0 {
 		t.Logf("%d bytes per write on average; each file is rewritten at most every 10 minutes (6 times an hour)", bytes/writes)
+	}
+	scan()
+	total := int64(0)
+	for _, b := range allBytes {
+		total += b
+	}
+	t.Logf("all files in the DataDirectory (state writer and directory cache), counted whole on each change seen every 5 s: %d bytes %v; %.0f bytes/hour",
+		total, allBytes, float64(total)/time.Since(begin).Hours())
+}
+
+// TestBoardUser starts tinytor as root with "User nobody" and a SocksPort
+// on a privileged port: the port is bound first, then the process runs as
+// nobody (every thread) and serves; the DataDirectory became nobody's.
+// Started as nobody, "User root" is refused with a clear error.
+func TestBoardUser(t *testing.T) {
+	n := RequireNetwork(t)
+	if os.Geteuid() != 0 {
+		t.Skip("switching users needs root")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip(err)
+	}
+	uid, _ := strconv.Atoi(nobody.Uid)
+	gid, _ := strconv.Atoi(nobody.Gid)
+	// A directory nobody can reach (t.TempDir's parents are 0700).
+	base, err := os.MkdirTemp("", "tinytor-user-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(base, "data")
+	// A free privileged port.
+	var low netip.AddrPort
+	for port := 1023; port > 600; port-- {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			l.Close()
+			low = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
+			break
+		}
+	}
+	if !low.IsValid() {
+		t.Skip("no free port below 1024")
+	}
+	p := startTinytor(t, n, tinytorBinary(t, ""), data, nil, "User nobody", "SocksPort "+low.String())
+	bootstrapped(t, p)
+	p.waitFor("Switched to User nobody", time.Minute)
+	f, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(f), "\n") {
+		if field, v, ok := strings.Cut(l, ":"); ok && (field == "Uid" || field == "Gid") {
+			want := uid
+			if field == "Gid" {
+				want = gid
+			}
+			for _, id := range strings.Fields(v) {
+				if id != strconv.Itoa(want) {
+					t.Errorf("%s: %s, want %d everywhere (real, effective, saved, fs)", field, v, want)
+					break
+				}
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	resp, err := Get(ctx, low, n.URLMarker)
+	if err != nil || !strings.Contains(string(resp.Body), n.Marker) {
+		t.Fatalf("marker through the privileged SocksPort after dropping to nobody: %v", err)
+	}
+	p.stop()
+	var st syscall.Stat_t
+	if err := syscall.Stat(data, &st); err != nil || int(st.Uid) != uid {
+		t.Errorf("DataDirectory owner %d (%v), want nobody (%d)", st.Uid, err, uid)
+	}
+
+	// As nobody, "User root" is an error, not a silent no-op.
+	bin := filepath.Join(base, "tinytor")
+	src, err := os.ReadFile(tinytorBinary(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	frag, err := os.ReadFile(n.TorrcFragment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data2 := filepath.Join(base, "data2")
+	if err := os.Mkdir(data2, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(data2, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	torrc := filepath.Join(base, "torrc")
+	text := string(frag) + fmt.Sprintf("\nDataDirectory %s\nSocksPort %s\nUser root\n", data2, freePort(t))
+	if err := os.WriteFile(torrc, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-f", torrc, "--defaults-torrc", "/dev/null")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "must be started as root") {
+		t.Errorf("User root as nobody: %v\n%s", err, out)
 	}
 }
