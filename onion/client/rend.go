@@ -267,8 +267,13 @@ func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descrip
 			if circ != nil {
 				return circ, nil
 			}
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("onion service: %w", ctx.Err())
+			if err := ctx.Err(); err != nil {
+				if errors.Is(err, context.DeadlineExceeded) {
+					// Out of time during the introduction, as C tor
+					// answers when its SocksTimeout ends there.
+					return nil, &Error{Kind: IntroTimeout, Addr: a.String(), Err: err}
+				}
+				return nil, fmt.Errorf("onion service: %w", err)
 			}
 			var oe *Error
 			if errors.As(err, &oe) && oe.Kind == RendFailed {

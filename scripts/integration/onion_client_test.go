@@ -106,19 +106,29 @@ Log [rend]info file %[1]s/rend.log
 	}
 	go func() { s.cmd.Wait(); close(s.done) }()
 	t.Cleanup(func() {
-		s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.done:
-		case <-time.After(20 * time.Second):
-			s.cmd.Process.Kill()
-			<-s.done
-		}
+		s.stop()
 		if t.Failed() {
 			b, _ := os.ReadFile(filepath.Join(dir, "notice.log"))
 			t.Logf("onion service notice.log:\n%s", b)
 		}
 	})
 	return s
+}
+
+// stop ends the service's tor and waits for it.
+func (s *onionService) stop() {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(20 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.done
+	}
 }
 
 // waitUploaded waits until the service logged a successful descriptor
@@ -303,6 +313,16 @@ func TestOnionClient(t *testing.T) {
 				bootstrapped(t, q)
 			}
 			user := fmt.Sprintf("ttfb-%d", i)
+			joins := func() int {
+				c := 0
+				for _, l := range q.log() {
+					if strings.Contains(l, "Joined onion service") {
+						c++
+					}
+				}
+				return c
+			}
+			joined := joins()
 			d, body, err := ttfb(ctx, q.socks, user, n.Onion)
 			if err != nil || !bytes.Contains(body, []byte(n.Marker)) {
 				t.Fatalf("cold onion connection through tinytor: %v (body %q)", err, body)
@@ -310,6 +330,9 @@ func TestOnionClient(t *testing.T) {
 			w, _, err := ttfb(ctx, q.socks, user, n.Onion)
 			if err != nil {
 				t.Fatalf("warm onion connection through tinytor: %v", err)
+			}
+			if got := joins() - joined; got != 1 {
+				t.Errorf("two streams of one SOCKS user made %d rendezvous; want one, reused", got)
 			}
 			ours, oursWarm = append(ours, d), append(oursWarm, w)
 			for _, l := range q.log() {
@@ -404,5 +427,6 @@ func TestOnionClient(t *testing.T) {
 		if !bytes.Contains(resp.Body, []byte(n.Marker)) {
 			t.Fatalf("right key: marker missing from %q", resp.Body)
 		}
+
 	})
 }
