@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -559,4 +560,76 @@ func TestBoardUser(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "must be started as root") {
 		t.Errorf("User root as nobody: %v\n%s", err, out)
 	}
+}
+
+// TestBoardNotifyAndWatchdog runs tinytor as systemd would (NOTIFY_SOCKET,
+// WATCHDOG_USEC) with a hardware watchdog that is a plain file: STATUS
+// messages, READY=1 at 100%, WATCHDOG=1 kicks, STOPPING=1 on SIGTERM; the
+// "device" gets keepalive bytes and the magic 'V' on the clean exit.
+func TestBoardNotifyAndWatchdog(t *testing.T) {
+	n := RequireNetwork(t)
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	msgs := make(chan string, 1000)
+	go func() {
+		defer close(msgs)
+		buf := make([]byte, 4096)
+		for {
+			k, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			msgs <- string(buf[:k])
+		}
+	}()
+	dev := filepath.Join(dir, "watchdog")
+	if err := os.WriteFile(dev, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("NOTIFY_SOCKET", sock)
+	t.Setenv("WATCHDOG_USEC", "3000000")
+	p := startTinytor(t, n, tinytorBinary(t, ""), "", nil, "HardwareWatchdog "+dev, "HardwareWatchdogTimeout 3 seconds")
+	bootstrapped(t, p)
+	var got []string
+	next := func(want string) {
+		t.Helper()
+		timeout := time.After(2 * time.Minute)
+		for {
+			select {
+			case m := <-msgs:
+				got = append(got, m)
+				if strings.Contains(m, want) {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("no %q from tinytor; got %q", want, got)
+			}
+		}
+	}
+	next("STATUS=Bootstrapped")
+	next("READY=1")
+	next("WATCHDOG=1")
+	next("WATCHDOG=1")
+	p.stop()
+	next("STOPPING=1")
+	statuses := 0
+	for _, m := range got {
+		if strings.Contains(m, "STATUS=Bootstrapped") {
+			statuses++
+		}
+	}
+	t.Logf("%d messages, %d bootstrap statuses; last status before READY: %q", len(got), statuses, got[slices.IndexFunc(got, func(m string) bool { return strings.Contains(m, "READY=1") })])
+	b, err := os.ReadFile(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) < 2 || strings.Trim(string(b[:len(b)-1]), "k") != "" || b[len(b)-1] != 'V' {
+		t.Errorf("watchdog file %q: want keepalive 'k's then the magic 'V'", b)
+	}
+	t.Logf("watchdog: %d kicks then magic close", len(b)-1)
 }
