@@ -105,6 +105,8 @@ func run(addr, root, marker string, id *exitIdentifier) error {
 		if name, exitAddr, ok := id.identify(r.RemoteAddr, r.Context().Value(http.LocalAddrContextKey)); ok {
 			w.Header().Set("X-Testnet-Exit", name)
 			host = exitAddr
+		} else {
+			log.Printf("testnet-httpd: /echo: no exit owns the peer socket of %s; answering its real address", r.RemoteAddr)
 		}
 		fmt.Fprintf(w, "%s\n", host)
 	})
@@ -208,7 +210,9 @@ func socketInode(local, remote netip.AddrPort) (string, error) {
 		if err1 != nil || err2 != nil {
 			continue
 		}
-		if l == local && r == remote {
+		// Only established sockets: with tcp_tw_reuse, a TIME_WAIT entry
+		// (inode 0) of an earlier connection can have the same addresses.
+		if l == local && r == remote && fields[3] == "01" && fields[9] != "0" {
 			return fields[9], nil
 		}
 	}
