@@ -357,3 +357,26 @@ func TestSetAuthDir(t *testing.T) {
 		t.Fatalf("after SetAuthDir: %v %v", got, err)
 	}
 }
+
+func TestRendezvousGivesUp(t *testing.T) {
+	view := testView(t, 9)
+	builds := 0
+	c, err := New(Config{Net: netFunc{view: func() *path.Dir { return view },
+		build: func(context.Context, tor.Target, tor.CircuitOptions) (*circuit.Circuit, error) {
+			builds++ // calls are sequential: one build in flight at a time
+			return nil, errors.New("refused by test")
+		}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := c.newRendezvous(context.Background(), newKey(t))
+	_, err = m.get()
+	m.close(nil)
+	var oe *Error
+	if !errors.As(err, &oe) || oe.Kind != RendFailed {
+		t.Fatalf("get: %v, want RendFailed", err)
+	}
+	if builds != maxRendAttempts {
+		t.Fatalf("%d rendezvous circuits tried, want %d", builds, maxRendAttempts)
+	}
+}
