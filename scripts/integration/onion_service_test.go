@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -451,6 +452,16 @@ func TestOnionServiceClientAuth(t *testing.T) {
 		t.Fatal("a client without the key reached the service")
 	}
 	t.Logf("without the key: %v", err)
+	// tinytor's client says why (proposal 304): client authorization
+	// required, so the descriptor was found and is for authorized clients.
+	ext := freePort(t)
+	tc := startTinytor(t, n, tinytorBinary(t, ""), "", nil, fmt.Sprintf("SocksPort %s ExtendedErrors", ext))
+	bootstrapped(t, tc)
+	_, err = DialSOCKS5(ctx, ext, onion, 80)
+	var re socksReplyError
+	if !errors.As(err, &re) || re != 0xF4 {
+		t.Fatalf("tinytor client without the key: %v, want SOCKS reply 0xF4 (client authorization required)", err)
+	}
 	keyed.waitLog(t, "notice.log", "Bootstrapped 100%", 3*time.Minute)
 	r, err := getOnion(ctx, t, keyed.socks, "http://"+onion+"/")
 	if err != nil || !strings.Contains(string(r.Body), n.Marker) {
