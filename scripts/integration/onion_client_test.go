@@ -246,6 +246,26 @@ func mistype(onion string) string {
 	return string(b)
 }
 
+// onionTestBinary is the tinytor these tests run: TINYTOR_TEST_BINARY if
+// set (a -race build, for example), else the run's build.
+func onionTestBinary(t *testing.T) string {
+	if b := os.Getenv("TINYTOR_TEST_BINARY"); b != "" {
+		return b
+	}
+	return tinytorBinary(t, "")
+}
+
+// checkNoRace fails t if a -race build of tinytor reported a data race.
+func checkNoRace(t *testing.T, p *tinytorProc) {
+	t.Helper()
+	for _, l := range p.log() {
+		if strings.Contains(l, "WARNING: DATA RACE") {
+			t.Errorf("tinytor reported a data race:\n%s", strings.Join(p.log(), "\n"))
+			return
+		}
+	}
+}
+
 // TestOnionClient reaches the network's C tor onion service through
 // tinytor (page, 1 MiB file, cold time to first byte against the reference
 // C tor client), checks the bad address reply, and client authorization
@@ -259,12 +279,13 @@ func TestOnionClient(t *testing.T) {
 	authSvc := startOnionService(t, n, alice.PublicKey()) // boots while we test the rest
 	authDir := t.TempDir()
 	ext := freePort(t)
-	p := startTinytor(t, n, tinytorBinary(t, ""), "", nil,
+	p := startTinytor(t, n, onionTestBinary(t), "", nil,
 		"ClientOnionAuthDir "+authDir,
 		fmt.Sprintf("SocksPort %s ExtendedErrors", ext))
 	bootstrapped(t, p)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
+	defer checkNoRace(t, p)
 
 	t.Run("BadAddress", func(t *testing.T) {
 		bad := mistype(n.Onion)
@@ -309,7 +330,7 @@ func TestOnionClient(t *testing.T) {
 		for i := 0; i < rounds; i++ {
 			q := p
 			if i > 0 {
-				q = startTinytor(t, n, tinytorBinary(t, ""), "", nil)
+				q = startTinytor(t, n, onionTestBinary(t), "", nil)
 				bootstrapped(t, q)
 			}
 			user := fmt.Sprintf("ttfb-%d", i)
@@ -342,6 +363,7 @@ func TestOnionClient(t *testing.T) {
 			}
 			if i > 0 {
 				q.stop()
+				checkNoRace(t, q)
 			}
 
 			before := purged()
