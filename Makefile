@@ -3,6 +3,8 @@
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
+# CROSS_GCFLAGS=all=-l trades inlining (speed) for about 10% less flash.
+CROSS_GCFLAGS ?=
 BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 FUZZTIME ?= 10s
 
@@ -31,7 +33,7 @@ cross:
 	@mkdir -p dist
 	@for t in $(TARGETS); do \
 		name=$${t%%:*}; rest=$${t#*:}; plat=$${rest%%:*}; extra=$${rest#*:}; \
-		env GOOS=$${plat%/*} GOARCH=$${plat#*/} $$extra $(BUILD) -o dist/tinytor-$$name . || exit 1; \
+		env GOOS=$${plat%/*} GOARCH=$${plat#*/} $$extra $(BUILD) $(if $(CROSS_GCFLAGS),-gcflags=$(CROSS_GCFLAGS)) -o dist/tinytor-$$name . || exit 1; \
 	done
 	@printf '%-28s %10s %8s\n' binary bytes MiB
 	@for f in dist/tinytor-*; do \
