@@ -144,6 +144,21 @@ func (c *Client) SetAuthDir(dir string) {
 	c.authDir = dir
 }
 
+// Purge forgets every cached descriptor and retires every rendezvous
+// circuit (each closes when its last stream ends), so that later
+// connections are unlinkable to earlier ones: what C tor's NEWNYM does
+// to its onion service client state (hs_client_purge_state).
+func (c *Client) Purge() {
+	c.mu.Lock()
+	clear(c.descs)
+	rends := c.rends
+	c.rends = map[rendKey]*rendEntry{}
+	c.mu.Unlock()
+	for _, e := range rends {
+		e.retire(c)
+	}
+}
+
 // Close closes every rendezvous circuit. Streams on them fail.
 func (c *Client) Close() {
 	c.mu.Lock()

@@ -380,3 +380,28 @@ func TestRendezvousGivesUp(t *testing.T) {
 		t.Fatalf("%d rendezvous circuits tried, want %d", builds, maxRendAttempts)
 	}
 }
+
+func TestPurge(t *testing.T) {
+	c, err := New(Config{Net: noNetwork(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bk [32]byte
+	c.store(bk, &desc.Descriptor{Outer: &desc.Outer{Lifetime: time.Hour}}, time.Now())
+	// An entry still being built: retired, so it is closed as soon as
+	// it is ready and never reused.
+	e, owner, err := c.rendFor(rendKey{iso: "a"})
+	if err != nil || !owner {
+		t.Fatalf("rendFor: %v %v", owner, err)
+	}
+	c.Purge()
+	if len(c.descs) != 0 || len(c.rends) != 0 {
+		t.Fatalf("after Purge: %d descriptors, %d rendezvous entries", len(c.descs), len(c.rends))
+	}
+	if !e.retired {
+		t.Fatal("Purge did not retire the rendezvous entry")
+	}
+	if e2, owner, _ := c.rendFor(rendKey{iso: "a"}); !owner || e2 == e {
+		t.Fatal("a purged rendezvous entry was reused")
+	}
+}
