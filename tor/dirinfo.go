@@ -153,15 +153,14 @@ func (c *Client) CloseCircuit(id uint64, ifUnused bool) error {
 	return found.circ.Close()
 }
 
-// CloseStream closes the stream the control port calls id. tinytor does
-// not keep handles to streams it handed out, so a known stream gets an
-// error saying so rather than a pretended success.
+// CloseStream closes the stream the control port calls id.
 func (c *Client) CloseStream(id uint64) error {
 	c.events.mu.Lock()
 	_, ok := c.events.streams[id]
+	closer := c.events.closers[id]
 	c.events.mu.Unlock()
-	if !ok {
+	if !ok || closer == nil {
 		return fmt.Errorf("stream %d: %w", id, ErrUnknownStream)
 	}
-	return fmt.Errorf("stream %d: closing streams from the control port is not implemented yet in tinytor", id)
+	return closer.Close()
 }

@@ -2,6 +2,7 @@ package tor
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"sort"
 	"sync"
@@ -83,6 +84,7 @@ type events struct {
 	circuits map[uint64]CircuitInfo
 	streams  map[uint64]StreamInfo
 	channels map[uint64]ChannelInfo
+	closers  map[uint64]io.Closer // open streams, for CloseStream
 
 	nextID atomic.Uint64
 
@@ -95,6 +97,7 @@ func newEvents() *events {
 		circuits: map[uint64]CircuitInfo{},
 		streams:  map[uint64]StreamInfo{},
 		channels: map[uint64]ChannelInfo{},
+		closers:  map[uint64]io.Closer{},
 	}
 }
 
@@ -146,6 +149,7 @@ func (e *events) stream(si StreamInfo) {
 	e.mu.Lock()
 	if si.Status == "CLOSED" || si.Status == "FAILED" {
 		delete(e.streams, si.ID)
+		delete(e.closers, si.ID)
 	} else {
 		e.streams[si.ID] = si
 	}
@@ -162,6 +166,15 @@ func (e *events) channel(ch ChannelInfo) {
 	}
 	e.mu.Unlock()
 	e.publish(&ChannelEvent{ch})
+}
+
+// streamOpened registers an open stream's closer.
+func (e *events) streamOpened(id uint64, c io.Closer) {
+	e.mu.Lock()
+	if _, ok := e.streams[id]; ok {
+		e.closers[id] = c
+	}
+	e.mu.Unlock()
 }
 
 // Circuits returns the open circuits, by ID.

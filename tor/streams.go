@@ -206,7 +206,9 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 		if err == nil {
 			info.Status = "SUCCEEDED"
 			c.events.stream(info)
-			return &poolStream{Stream: st, pool: &c.circs, circ: e, info: info, events: c.events}, nil
+			ps := &poolStream{Stream: st, pool: &c.circs, circ: e, info: info, events: c.events}
+			c.events.streamOpened(info.ID, ps)
+			return ps, nil
 		}
 		c.circs.release(e)
 		avoid[e] = true
