@@ -133,6 +133,7 @@ func runTor(cfg *config.Config, src config.Sources, reload func(*torlog.Logger) 
 		return exitRuntime
 	}
 	defer onion.Close()
+	client.OnNewNym(onion.Purge)
 
 	ls := &socksListeners{client: client, onion: onion, log: log, open: map[string]*socksListener{}}
 	defer ls.closeAll()

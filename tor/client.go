@@ -80,6 +80,9 @@ type Client struct {
 
 	circs circPool
 
+	newNymMu    sync.Mutex
+	newNymHooks []func()
+
 	portsMu sync.Mutex
 	ports   map[uint16]time.Time // predicted ports and when each was last used
 

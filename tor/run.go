@@ -182,7 +182,7 @@ func (c *Client) prebuild(ctx context.Context) {
 			if clean[p] > 0 {
 				continue
 			}
-			e, err := c.buildExitCirc(ctx, p)
+			e, err := c.buildExitCirc(ctx, p, nil)
 			if err != nil {
 				if ctx.Err() != nil {
 					return

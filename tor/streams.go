@@ -155,16 +155,36 @@ func (p *circPool) closeAll() {
 // SIGNAL NEWNYM does.
 func (c *Client) NewNym() {
 	c.circs.retireAll()
+	c.newNymMu.Lock()
+	hooks := append([]func(){}, c.newNymHooks...)
+	c.newNymMu.Unlock()
+	for _, f := range hooks {
+		f()
+	}
 	c.log.Noticef("New identity requested: new streams will use new circuits.")
 }
 
-// buildExitCirc builds a circuit for port and adds it to the pool.
-func (c *Client) buildExitCirc(ctx context.Context, port uint16) (*exitCirc, error) {
+// OnNewNym registers f to run on NewNym, so that other layers (the onion
+// client's descriptors and rendezvous circuits) forget their state too.
+func (c *Client) OnNewNym(f func()) {
+	c.newNymMu.Lock()
+	c.newNymHooks = append(c.newNymHooks, f)
+	c.newNymMu.Unlock()
+}
+
+// buildExitCirc builds a circuit for port and adds it to the pool. With
+// a non-nil iso the circuit joins the pool already claimed by one stream
+// of that isolation key, so that no other stream can take it first; with
+// nil it is a clean (prebuilt) circuit.
+func (c *Client) buildExitCirc(ctx context.Context, port uint16, iso any) (*exitCirc, error) {
 	b, err := c.buildExit(ctx, port)
 	if err != nil {
 		return nil, err
 	}
 	e := &exitCirc{circ: b.Circuit, id: b.id, exit: b.hops[len(b.hops)-1]}
+	if iso != nil {
+		e.iso, e.dirtySince, e.streams = iso, c.now(), 1
+	}
 	c.circs.add(e)
 	return e, nil
 }
@@ -187,10 +207,10 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 	var lastErr error
 	var lastReason cell.EndReason
 	for attempt := 0; attempt < maxStreamAttempts; attempt++ {
-		e := c.circs.take(c.now(), c.dirtiness(), port, iso, avoid)
+		e := c.circs.take(c.now(), c.dirtiness(), port, isoKey(iso), avoid)
 		if e == nil {
 			var err error
-			e, err = c.buildExitCirc(ctx, port)
+			e, err = c.buildExitCirc(ctx, port, isoKey(iso))
 			if err != nil {
 				lastErr = err
 				if ctx.Err() != nil {
@@ -198,7 +218,6 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 				}
 				continue
 			}
-			c.circs.take(c.now(), c.dirtiness(), port, iso, avoid)
 		}
 		info.Status, info.CircID = "SENTCONNECT", e.id
 		c.events.stream(info)
@@ -283,13 +302,12 @@ func (c *Client) resolve(ctx context.Context, host string, iso any) ([]circuit.A
 	if d := c.currentDir(); d == nil || !d.enough() {
 		return nil, ErrNotBootstrapped
 	}
-	e := c.circs.take(c.now(), c.dirtiness(), 80, iso, nil)
+	e := c.circs.take(c.now(), c.dirtiness(), 80, isoKey(iso), nil)
 	if e == nil {
 		var err error
-		if e, err = c.buildExitCirc(ctx, 80); err != nil {
+		if e, err = c.buildExitCirc(ctx, 80, isoKey(iso)); err != nil {
 			return nil, err
 		}
-		c.circs.take(c.now(), c.dirtiness(), 80, iso, nil)
 	}
 	defer c.circs.release(e)
 	return e.circ.Resolve(ctx, host)
@@ -337,4 +355,15 @@ func (s *poolStream) Close() error {
 		s.events.stream(s.info)
 	})
 	return err
+}
+
+// noIsolation is the isolation key of streams that gave none: a nil key
+// would mark a circuit clean.
+type noIsolation struct{}
+
+func isoKey(iso any) any {
+	if iso == nil {
+		return noIsolation{}
+	}
+	return iso
 }
