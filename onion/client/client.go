@@ -94,6 +94,9 @@ type Client struct {
 	closed  bool
 	descs   map[[32]byte]*cacheEntry // by blinded key
 	rends   map[rendKey]*rendEntry
+	creds   map[addr.Address]Credential // added by controllers
+	subs    map[int]func(DescEvent)
+	nextSub int
 }
 
 // New returns a Client.
@@ -125,6 +128,8 @@ func New(cfg Config) (*Client, error) {
 		rng:     rand.New(rand.NewChaCha8(seed)),
 		descs:   map[[32]byte]*cacheEntry{},
 		rends:   map[rendKey]*rendEntry{},
+		creds:   map[addr.Address]Credential{},
+		subs:    map[int]func(DescEvent){},
 	}, nil
 }
 

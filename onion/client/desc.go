@@ -25,6 +25,7 @@ import (
 type cacheEntry struct {
 	d       *desc.Descriptor
 	expires time.Time
+	addr    addr.Address // the service, when known
 }
 
 // hsdirPlan is where the descriptor of a service lives for the current
@@ -107,7 +108,9 @@ func (c *Client) descriptor(ctx context.Context, a addr.Address) (*desc.Descript
 	}
 	c.mu.Unlock()
 
+	id := descID(pl.blinded)
 	if len(pl.hsdirs) == 0 {
+		c.event(DescEvent{Action: "FAILED", Address: a.Host(), DescriptorID: id, Reason: "QUERY_NO_HSDIR"})
 		return nil, errorf(DescNotFound, a.String(), "no HSDir in the consensus")
 	}
 	clientKey, err := c.authKey(a)
@@ -122,8 +125,14 @@ func (c *Client) descriptor(ctx context.Context, a addr.Address) (*desc.Descript
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("onion service: fetching the descriptor: %w", err)
 		}
+		ref := tor.RelayRef{ID: n.Identity, Nickname: n.Nickname}
+		failed := func(reason string) {
+			c.event(DescEvent{Action: "FAILED", Address: a.Host(), HSDir: ref, DescriptorID: id, Reason: reason, ClientAuth: clientKey != nil})
+		}
+		c.event(DescEvent{Action: "REQUESTED", Address: a.Host(), HSDir: ref, DescriptorID: id, ClientAuth: clientKey != nil})
 		doc, err := c.fetch(ctx, n, pl.blinded)
 		if err != nil {
+			failed(fetchReason(err))
 			c.log.Infof("Fetching the descriptor of %s from HSDir %s: %v", a.Host()[:8], n.Nickname, err)
 			errs = append(errs, fmt.Errorf("HSDir %s: %w", n.Nickname, err))
 			continue
@@ -131,17 +140,27 @@ func (c *Client) descriptor(ctx context.Context, a addr.Address) (*desc.Descript
 		d, err := desc.Decode(doc, a.PublicKey(), pl.blinded, clientKey, c.cfg.Now())
 		switch {
 		case errors.Is(err, desc.ErrNeedClientAuth):
+			failed("BAD_DESC")
 			return nil, &Error{Kind: MissingClientAuth, Addr: a.String(), Err: err}
 		case errors.Is(err, desc.ErrBadClientAuth):
+			failed("BAD_DESC")
 			return nil, &Error{Kind: BadClientAuth, Addr: a.String(), Err: err}
 		case err != nil:
+			failed("BAD_DESC")
 			c.log.Infof("Descriptor of %s from HSDir %s is invalid: %v", a.Host()[:8], n.Nickname, err)
 			invalid = fmt.Errorf("from HSDir %s: %w", n.Nickname, err)
 			continue
 		}
 		c.log.Infof("Fetched the descriptor of %s (revision %d, %d introduction points) from HSDir %s.",
 			a.Host()[:8], d.Outer.RevisionCounter, len(d.Inner.IntroPoints), n.Nickname)
-		return c.store(bk, d, now), nil
+		c.event(DescEvent{Action: "RECEIVED", Address: a.Host(), HSDir: ref, DescriptorID: id, ClientAuth: clientKey != nil})
+		d = c.store(bk, d, now)
+		c.mu.Lock()
+		if e := c.descs[bk]; e != nil {
+			e.addr = a
+		}
+		c.mu.Unlock()
+		return d, nil
 	}
 	if invalid != nil {
 		return nil, &Error{Kind: DescInvalid, Addr: a.String(), Err: invalid}
@@ -198,13 +217,27 @@ func (c *Client) fetch(ctx context.Context, n *path.Node, blinded ed25519.Public
 	return body, nil
 }
 
-// authKey finds the client authorization key for a in the
-// ClientOnionAuthDir: the *.auth_private files ("<addr>:descriptor:x25519:
+// fetchReason names a failed fetch for HS_DESC FAILED: NOT_FOUND when the
+// HSDir answered 404, else UNEXPECTED.
+func fetchReason(err error) string {
+	var se *dir.StatusError
+	if errors.As(err, &se) && se.Code == 404 {
+		return "NOT_FOUND"
+	}
+	return "UNEXPECTED"
+}
+
+// authKey finds the client authorization key for a: one added by a
+// controller (AddCredential), else one in the ClientOnionAuthDir: the *.auth_private files ("<addr>:descriptor:x25519:
 // <base32 key>", as C tor reads them). It returns nil if there is none.
 func (c *Client) authKey(a addr.Address) (*ecdh.PrivateKey, error) {
 	c.mu.Lock()
 	d := c.authDir
+	cr, ok := c.creds[a]
 	c.mu.Unlock()
+	if ok {
+		return cr.Key, nil
+	}
 	if d == "" {
 		return nil, nil
 	}

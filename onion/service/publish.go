@@ -177,7 +177,7 @@ func (s *Service) maybePublish(ctx context.Context) {
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				s.upload(ctx, node, doc, u.Period)
+				s.upload(ctx, node, doc, u.Period, bk.Public())
 			}()
 		}
 		s.log.Infof("Onion service %s: uploading descriptor for period %d (revision %d, %d introduction points) to %d HSDirs.",
@@ -224,7 +224,9 @@ func (s *Service) buildDescriptor(bk *keys.SigningKey, rev uint64, now time.Time
 // upload posts a descriptor to one HSDir over a BEGIN_DIR stream at the
 // end of a 3-hop circuit. A failed upload is retried at the next
 // publication.
-func (s *Service) upload(ctx context.Context, n *path.Node, doc []byte, period uint64) {
+func (s *Service) upload(ctx context.Context, n *path.Node, doc []byte, period uint64, blinded []byte) {
+	ev := DescEvent{Action: "UPLOAD", Address: s.address.Host(), HSDir: tor.RelayRef{ID: n.Identity, Nickname: n.Nickname}, BlindedKey: blinded}
+	s.event(ev)
 	uctx, cancel := context.WithTimeout(ctx, uploadTimeout)
 	defer cancel()
 	err := func() error {
@@ -245,6 +247,8 @@ func (s *Service) upload(ctx context.Context, n *path.Node, doc []byte, period u
 		return err
 	}()
 	if err != nil {
+		ev.Action, ev.Reason = "FAILED", "UPLOAD_REJECTED"
+		s.event(ev)
 		if ctx.Err() == nil {
 			s.log.Infof("Onion service %s: uploading the descriptor for period %d to %s failed: %v", s.short(), period, n.Nickname, err)
 			// Retry after a pause (the next tick would hammer the HSDir).
@@ -264,11 +268,20 @@ func (s *Service) upload(ctx context.Context, n *path.Node, doc []byte, period u
 		return
 	}
 	s.log.Infof("Onion service %s: descriptor for period %d uploaded to %s.", s.short(), period, n.Nickname)
+	ev.Action = "UPLOADED"
+	s.event(ev)
 	s.mu.Lock()
 	first := !s.pub.announced
 	s.pub.announced = true
 	s.mu.Unlock()
 	if first {
 		s.log.Noticef("Onion service %s is published: its descriptor reached an HSDir.", s.address)
+	}
+}
+
+// event reports a descriptor upload event to Options.Events.
+func (s *Service) event(e DescEvent) {
+	if s.opts.Events != nil {
+		s.opts.Events(e)
 	}
 }

@@ -59,6 +59,34 @@ type Options struct {
 	Log     *torlog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+
+	// Key, when set, makes the service ephemeral (ADD_ONION): its identity
+	// key lives in memory only, Config.Dir must be empty, nothing is
+	// written to disk, and ClientKeys replace the authorized_clients
+	// directory.
+	Key *keys.SigningKey
+	// ClientKeys are the x25519 public keys of the clients an ephemeral
+	// service authorizes (ClientAuthV3); none means no client
+	// authorization. Only used with Key.
+	ClientKeys [][32]byte
+	// Events, when set, receives the service's descriptor upload events.
+	Events func(DescEvent)
+}
+
+// DescEvent is a descriptor upload event of a service, for the control
+// port's HS_DESC events.
+type DescEvent struct {
+	// Action is UPLOAD (an upload begins) or UPLOADED (the HSDir accepted
+	// it) or FAILED.
+	Action string
+	// Address is the service's address without ".onion".
+	Address string
+	// HSDir is the HSDir's identity and nickname.
+	HSDir tor.RelayRef
+	// BlindedKey is the descriptor's blinded key (its ID for HS_DESC).
+	BlindedKey []byte
+	// Reason says why an upload failed.
+	Reason string
 }
 
 // Service is one onion service.
@@ -101,16 +129,38 @@ func New(n Network, opts Options) (*Service, error) {
 		opts.Now = time.Now
 	}
 	hc := &opts.Config
+	name := hc.Dir
+	if opts.Key != nil {
+		name = "(ephemeral)"
+		if hc.Dir != "" {
+			return nil, fmt.Errorf("onion service %s: an in-memory key and a HiddenServiceDir exclude each other", hc.Dir)
+		}
+	}
 	if hc.Version != 0 && hc.Version != 3 {
-		return nil, fmt.Errorf("onion service %s: HiddenServiceVersion %d is not supported (only 3)", hc.Dir, hc.Version)
+		return nil, fmt.Errorf("onion service %s: HiddenServiceVersion %d is not supported (only 3)", name, hc.Version)
 	}
 	if len(hc.Ports) == 0 {
-		return nil, fmt.Errorf("onion service %s: no HiddenServicePort", hc.Dir)
+		return nil, fmt.Errorf("onion service %s: no HiddenServicePort", name)
 	}
 	if hc.NumIntroductionPoints <= 0 {
 		hc.NumIntroductionPoints = DefaultIntroPoints
 	}
 	s := &Service{net: n, opts: opts, log: opts.Log, now: opts.Now, changed: make(chan struct{}, 1), rendSlots: make(chan struct{}, maxRendPending)}
+	if opts.Key != nil {
+		a, err := addr.FromKey(opts.Key.Public())
+		if err != nil {
+			return nil, fmt.Errorf("onion service %s: %w", name, err)
+		}
+		s.id, s.address = opts.Key, a
+		seen := map[[32]byte]bool{}
+		for _, k := range opts.ClientKeys {
+			if !seen[k] {
+				seen[k] = true
+				s.clients = append(s.clients, k)
+			}
+		}
+		return s, nil
+	}
 	if err := s.loadKeys(); err != nil {
 		return nil, err
 	}
@@ -124,7 +174,15 @@ func New(n Network, opts Options) (*Service, error) {
 }
 
 // Close releases a service that will not Run (Run closes it itself).
-func (s *Service) Close() error { return s.store.Close() }
+func (s *Service) Close() error { return s.closeStore() }
+
+// closeStore closes the key store of a service kept on disk.
+func (s *Service) closeStore() error {
+	if s.store == nil {
+		return nil
+	}
+	return s.store.Close()
+}
 
 // Address returns the service's onion address.
 func (s *Service) Address() addr.Address { return s.address }
@@ -237,7 +295,7 @@ func readAuthorizedClients(dir string) ([][32]byte, error) {
 // descriptor uploads, rendezvous. It closes the service's circuits and
 // its key store when it returns.
 func (s *Service) Run(ctx context.Context) error {
-	defer s.store.Close()
+	defer s.closeStore()
 	defer s.wg.Wait()
 	defer s.closeIntros()
 	s.log.Noticef("Onion service %s starting (%d introduction points, %d authorized clients).",

@@ -1,0 +1,205 @@
+package client
+
+import (
+	"context"
+	"crypto/ecdh"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"tinytor/onion/addr"
+	"tinytor/onion/keys"
+	"tinytor/tor"
+)
+
+// Credential is a client authorization key for one service, added by a
+// controller (ONION_CLIENT_AUTH_ADD) or read from ClientOnionAuthDir.
+type Credential struct {
+	Address addr.Address
+	Key     *ecdh.PrivateKey
+	// ClientName is the controller's optional nickname for the key.
+	ClientName string
+	// Permanent: the key is also stored in ClientOnionAuthDir, as
+	// <address>.auth_private.
+	Permanent bool
+}
+
+// ErrNoAuthDir is returned when a permanent credential is added but no
+// ClientOnionAuthDir is configured.
+var ErrNoAuthDir = errors.New("no ClientOnionAuthDir is configured")
+
+// credFile is the file name a permanent credential is stored under.
+func credFile(a addr.Address) string { return a.Host() + ".auth_private" }
+
+// AddCredential adds (or replaces) the client authorization key for
+// cr.Address; later descriptor fetches use it before any key of
+// ClientOnionAuthDir. A Permanent credential is also written to
+// ClientOnionAuthDir. Cached descriptors of the service are dropped so
+// that the next connection decrypts with the new key. replaced reports
+// that a key for the address was already held in memory.
+func (c *Client) AddCredential(cr Credential) (replaced bool, err error) {
+	if cr.Key == nil {
+		return false, errors.New("onion client: credential without a key")
+	}
+	c.mu.Lock()
+	d := c.authDir
+	c.mu.Unlock()
+	if cr.Permanent {
+		if d == "" {
+			return false, fmt.Errorf("onion client: storing the credential for %s: %w", cr.Address.Host()[:8], ErrNoAuthDir)
+		}
+		if err := writeFileAtomic(filepath.Join(d, credFile(cr.Address)), keys.ClientAuthPrivateFile(cr.Address, cr.Key)); err != nil {
+			return false, fmt.Errorf("onion client: storing the credential: %w", err)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, replaced = c.creds[cr.Address]
+	c.creds[cr.Address] = cr
+	c.dropDescsLocked(cr.Address)
+	return replaced, nil
+}
+
+// RemoveCredential forgets the controller-added key for a, deleting its
+// file in ClientOnionAuthDir if it was permanent. It reports whether a
+// key existed.
+func (c *Client) RemoveCredential(a addr.Address) (bool, error) {
+	c.mu.Lock()
+	cr, ok := c.creds[a]
+	delete(c.creds, a)
+	d := c.authDir
+	c.dropDescsLocked(a)
+	c.mu.Unlock()
+	if !ok {
+		return false, nil
+	}
+	if cr.Permanent && d != "" {
+		if err := os.Remove(filepath.Join(d, credFile(a))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return true, fmt.Errorf("onion client: removing the stored credential: %w", err)
+		}
+	}
+	return true, nil
+}
+
+// Credentials lists the controller-added keys, for address a only
+// unless a is nil, ordered by address.
+func (c *Client) Credentials(a *addr.Address) []Credential {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []Credential
+	for k, cr := range c.creds {
+		if a == nil || *a == k {
+			out = append(out, cr)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Address.Host() < out[j].Address.Host() })
+	return out
+}
+
+// dropDescsLocked forgets cached descriptors of a. c.mu must be held.
+func (c *Client) dropDescsLocked(a addr.Address) {
+	for bk, e := range c.descs {
+		if e.addr == a {
+			delete(c.descs, bk)
+		}
+	}
+}
+
+// writeFileAtomic writes b to path through a temporary file, readable by
+// the owner only.
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// DescEvent is a descriptor fetch event, for the control port's HS_DESC
+// events.
+type DescEvent struct {
+	// Action is REQUESTED (a fetch from HSDir begins), RECEIVED (the HSDir
+	// returned a descriptor that decoded) or FAILED.
+	Action string
+	// Address is the service's address without ".onion".
+	Address string
+	// HSDir is the HSDir asked; zero when none could be (Reason
+	// QUERY_NO_HSDIR).
+	HSDir tor.RelayRef
+	// DescriptorID is the blinded key in base64 without padding, as C tor
+	// writes it; "" when unknown.
+	DescriptorID string
+	// Reason says why a fetch failed: NOT_FOUND, UNEXPECTED,
+	// QUERY_NO_HSDIR, BAD_DESC (C tor's names).
+	Reason string
+	// ClientAuth: a client authorization key was used.
+	ClientAuth bool
+}
+
+// OnDescEvent calls f for each descriptor fetch event until the returned
+// function is called. f must not block.
+func (c *Client) OnDescEvent(f func(DescEvent)) (unsubscribe func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nextSub++
+	id := c.nextSub
+	c.subs[id] = f
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		delete(c.subs, id)
+	}
+}
+
+// event delivers e to the subscribers.
+func (c *Client) event(e DescEvent) {
+	c.mu.Lock()
+	fs := make([]func(DescEvent), 0, len(c.subs))
+	for _, f := range c.subs {
+		fs = append(fs, f)
+	}
+	c.mu.Unlock()
+	for _, f := range fs {
+		f(e)
+	}
+}
+
+// descID formats a blinded key as HS_DESC's descriptor ID.
+func descID(blinded []byte) string {
+	return strings.TrimRight(base64.StdEncoding.EncodeToString(blinded), "=")
+}
+
+// Fetch fetches the descriptor of the service at host again, ignoring
+// (and replacing) any cached copy, as HSFETCH does. Its progress is
+// reported through OnDescEvent.
+func (c *Client) Fetch(ctx context.Context, host string) error {
+	a, err := addr.Parse(host)
+	if err != nil {
+		return &Error{Kind: BadAddress, Addr: host, Err: err}
+	}
+	c.mu.Lock()
+	c.dropDescsLocked(a)
+	c.mu.Unlock()
+	_, err = c.descriptor(ctx, a)
+	return err
+}
