@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	onionclient "tinytor/onion/client"
 	"tinytor/tor"
 	"tinytor/tor/clientmetrics"
 	"tinytor/tor/config"
@@ -25,9 +26,10 @@ func controlVersion() string { return "0.4.9.11-tinytor-" + version }
 
 // startControl opens the torrc's ControlPorts, ControlSockets and
 // MetricsPorts, writing the control cookie if CookieAuthentication is
-// set. apply makes a SETCONF configuration live, reload acts as SIGHUP and
+// set. onion serves the client-side onion commands (ONION_CLIENT_AUTH_*,
+// HSFETCH); ADD_ONION services run until DEL_ONION or stop. apply makes a SETCONF configuration live, reload acts as SIGHUP and
 // shutdown as SIGTERM. stop closes everything and waits for it.
-func startControl(ctx context.Context, cfg *config.Config, src config.Sources, client *tor.Client, log *torlog.Logger,
+func startControl(ctx context.Context, cfg *config.Config, src config.Sources, client *tor.Client, onion *onionclient.Client, log *torlog.Logger,
 	apply func(*config.Config) error, reload, shutdown func()) (stop func(), err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -127,6 +129,7 @@ func startControl(ctx context.Context, cfg *config.Config, src config.Sources, c
 		}
 		backend, err := ctlbackend.New(ctlbackend.Config{
 			Client:   client,
+			Onion:    onion,
 			Log:      log,
 			Version:  controlVersion(),
 			Sources:  src,

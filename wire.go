@@ -168,7 +168,7 @@ func runTor(cfg *config.Config, src config.Sources, reload func(*torlog.Logger) 
 		default:
 		}
 	}
-	stopControl, err := startControl(ctx, cfg, src, client, log, applyConfig, sendHup, stop)
+	stopControl, err := startControl(ctx, cfg, src, client, onion, log, applyConfig, sendHup, stop)
 	if err != nil {
 		log.Errf("%v", err)
 		return exitRuntime

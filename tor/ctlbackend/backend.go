@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	onionclient "tinytor/onion/client"
 	"tinytor/tor"
 	"tinytor/tor/config"
 	"tinytor/tor/control"
@@ -27,9 +28,6 @@ var _ control.Backend = (*Backend)(nil)
 // NewNymInterval is how often NEWNYM takes effect at most (C tor's
 // MAX_SIGNEWNYM_RATE); requests in between are deferred.
 const NewNymInterval = 10 * time.Second
-
-// errNoOnion is the reply to every onion-service command for now.
-var errNoOnion = control.Errorf(551, "onion services are not implemented yet in tinytor")
 
 // Config is what a Backend works with.
 type Config struct {
@@ -60,6 +58,12 @@ type Config struct {
 	Write control.WriteFunc
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Onion is the onion service client (ONION_CLIENT_AUTH_*, HSFETCH,
+	// client-side HS_DESC events); nil refuses those commands.
+	Onion *onionclient.Client
+	// OnionCollides reports whether a service ID is already hosted from
+	// the torrc, so that ADD_ONION refuses it; nil means never.
+	OnionCollides func(serviceID string) bool
 }
 
 // Backend implements control.Backend. Create it with New.
@@ -81,6 +85,8 @@ type Backend struct {
 	dormant bool
 	emitMu  sync.Mutex
 	emit    Emitter
+
+	on onions
 }
 
 // New returns a Backend for cfg. The torrc layers are read from
@@ -105,11 +111,14 @@ func New(cfg Config) (*Backend, error) {
 		return nil, fmt.Errorf("ctlbackend: reading the configuration: %w", err)
 	}
 	b.layers, b.built = layers, cfg.Client.Config()
+	b.initOnions()
 	return b, nil
 }
 
-// Close cancels a deferred NEWNYM.
+// Close cancels a deferred NEWNYM, stops the ephemeral onion services
+// and waits for them.
 func (b *Backend) Close() {
+	b.closeOnions()
 	b.nymMu.Lock()
 	defer b.nymMu.Unlock()
 	b.closed = true
@@ -194,8 +203,10 @@ func (b *Backend) GetInfo(key string) (string, error) {
 	case "traffic/written":
 		_, w := c.Traffic()
 		return strconv.FormatUint(w, 10), nil
-	case "onions/current", "onions/detached":
-		return "", nil
+	case "onions/current":
+		return b.onionIDs(false), nil
+	case "onions/detached":
+		return b.onionIDs(true), nil
 	case "process/pid":
 		return strconv.Itoa(os.Getpid()), nil
 	case "process/uid":
@@ -412,30 +423,6 @@ func (b *Backend) CloseStream(id string, reason int) error {
 	}
 	return nil
 }
-
-// AddOnion implements control.Backend.
-func (b *Backend) AddOnion(*control.AddOnionRequest) (*control.AddOnionResult, error) {
-	return nil, errNoOnion
-}
-
-// DelOnion implements control.Backend.
-func (b *Backend) DelOnion(string) error { return errNoOnion }
-
-// OnionClientAuthAdd implements control.Backend.
-func (b *Backend) OnionClientAuthAdd(*control.OnionClientCredential) (control.ClientAuthAddResult, error) {
-	return 0, errNoOnion
-}
-
-// OnionClientAuthRemove implements control.Backend.
-func (b *Backend) OnionClientAuthRemove(string) (bool, error) { return false, errNoOnion }
-
-// OnionClientAuthView implements control.Backend.
-func (b *Backend) OnionClientAuthView(string) ([]control.OnionClientCredential, error) {
-	return nil, errNoOnion
-}
-
-// HSFetch implements control.Backend.
-func (b *Backend) HSFetch(string, []string) error { return errNoOnion }
 
 // TakeOwnership implements control.Backend: the process exits when the
 // owning connection closes.
