@@ -365,15 +365,27 @@ func TestTinytorIsolation(t *testing.T) {
 
 func TestTinytorConcurrentStreams(t *testing.T) {
 	n := RequireNetwork(t)
-	p := startTinytor(t, n, tinytorBinary(t, ""), "", nil)
+	ctlAddr, metricsAddr := freePort(t), freePort(t)
+	p := startTinytor(t, n, tinytorBinary(t, ""), "", nil,
+		"ControlPort "+ctlAddr.String(), "CookieAuthentication 0", "MetricsPort "+metricsAddr.String())
 	bootstrapped(t, p)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	// Warm up so the baseline includes the channels.
+	// Warm up so the baseline includes the channels and the circuit.
 	if _, err := Get(ctx, p.socks, n.URLMarker); err != nil {
 		t.Fatal(err)
 	}
-	base := p.openFDs()
+	ctl := dialControl(t, ctlAddr)
+	if r := ctl.cmd("AUTHENTICATE"); r[len(r)-1] != "250 OK" {
+		t.Fatalf("AUTHENTICATE: %q", r)
+	}
+	circuits := func() int {
+		r := ctl.cmd("GETINFO circuit-status")
+		return strings.Count(strings.Join(r, "\n"), " BUILT ")
+	}
+	goroutines := func() float64 { return metricValue(t, scrape(t, metricsAddr), "go_goroutines") }
+	baseFDs, baseCircs, baseGo := p.openFDs(), circuits(), goroutines()
+
 	const N = 200
 	errs := make(chan error, N)
 	var wg sync.WaitGroup
@@ -402,19 +414,23 @@ func TestTinytorConcurrentStreams(t *testing.T) {
 	if failed > 0 {
 		t.Fatalf("%d of %d concurrent streams failed", failed, N)
 	}
-	// Every client connection is closed; the fd count returns to the
-	// baseline (channels to relays may differ by a few).
+	// Every stream and client connection is gone; fds, goroutines and
+	// circuits return to the baseline (a prebuilt circuit may come and go).
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		fds := p.openFDs()
-		if fds <= base+3 {
-			t.Logf("open fds: %d before, %d after %d streams", base, fds, N)
+		fds, gor, circs := p.openFDs(), goroutines(), circuits()
+		streams := ctl.cmd("GETINFO stream-status")
+		noStreams := len(streams) == 2 && streams[0] == "250-stream-status=" || len(streams) == 1 && streams[0] == "250-stream-status="
+		if fds <= baseFDs+3 && gor <= baseGo+10 && circs <= baseCircs+2 && noStreams {
+			t.Logf("after %d streams: fds %d -> %d, goroutines %.0f -> %.0f, circuits %d -> %d, streams %q",
+				N, baseFDs, fds, baseGo, gor, baseCircs, circs, streams)
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("fds: %d before, %d 30 s after %d streams ended", base, fds, N)
+			t.Fatalf("30 s after %d streams: fds %d -> %d, goroutines %.0f -> %.0f, circuits %d -> %d, streams %q",
+				N, baseFDs, fds, baseGo, gor, baseCircs, circs, streams)
 		}
-		time.Sleep(200 * time.Millisecond) // polling a count that has no event
+		time.Sleep(200 * time.Millisecond) // polling counts that have no event
 	}
 }
 
