@@ -169,6 +169,8 @@ func onionPort(p control.OnionPort) (config.HiddenServicePort, error) {
 	t := p.Target
 	bad := control.Errorf(512, "Invalid VIRTPORT/TARGET: %s", control.QuoteString(strconv.Itoa(int(p.Virt))+","+t))
 	switch {
+	case p.Virt == 0:
+		return hp, bad
 	case t == "":
 		hp.Target = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), p.Virt)
 	case strings.HasPrefix(t, "unix:"):
