@@ -45,7 +45,14 @@ func (s *Server) relay(ctx context.Context, client net.Conn, br io.Reader, strea
 	}()
 	n, err := copyBuf(client, stream)
 	s.bytesDown.Add(uint64(n))
-	if err != nil || !halfClose(client) {
+	if err != nil {
+		// The stream broke (its circuit died, say): reset the client's
+		// connection so that it sees an error, not a clean end of data.
+		if tc, ok := client.(*net.TCPConn); ok {
+			tc.SetLinger(0)
+		}
+		closeBoth()
+	} else if !halfClose(client) {
 		closeBoth()
 	}
 	<-upDone

@@ -48,7 +48,41 @@ func linkIdentity(n *path.Node) link.Identity {
 
 // pathOptions turns the torrc into path-selection rules.
 func (c *Client) pathOptions() *path.Options {
-	return &path.Options{EnforceDistinctSubnets: c.conf().EnforceDistinctSubnets}
+	return &path.Options{
+		EnforceDistinctSubnets: c.conf().EnforceDistinctSubnets,
+		Exclude:                func(n *path.Node) bool { return c.isDown(n.Identity) },
+	}
+}
+
+// downTime is how long a relay that could not be reached is left out of
+// new paths (C tor likewise marks a relay it failed to reach as down
+// until the next consensus says otherwise).
+const downTime = 2 * time.Minute
+
+// markDown records that a relay could not be reached through a circuit.
+func (c *Client) markDown(id [20]byte) {
+	c.downMu.Lock()
+	if c.down == nil {
+		c.down = map[[20]byte]time.Time{}
+	}
+	c.down[id] = c.now()
+	c.downMu.Unlock()
+	c.log.Infof("Relay $%X could not be reached; leaving it out of new paths for %s.", id, downTime)
+}
+
+// isDown reports whether a relay failed recently.
+func (c *Client) isDown(id [20]byte) bool {
+	c.downMu.Lock()
+	defer c.downMu.Unlock()
+	t, ok := c.down[id]
+	if !ok {
+		return false
+	}
+	if c.now().Sub(t) > downTime {
+		delete(c.down, id)
+		return false
+	}
+	return true
 }
 
 // buildTimeout is how long one circuit build may take.
@@ -204,6 +238,10 @@ func (c *Client) buildHops(ctx context.Context, specs []hopSpec, purpose string,
 		c.events.circuit(info)
 		if err := circ.Extend(ctx, h.hop); err != nil {
 			circ.Close()
+			var de *circuit.DestroyedError
+			if errors.As(err, &de) && (de.Reason == cell.DestroyChannelClosed || de.Reason == cell.DestroyConnectFailed) {
+				c.markDown(h.hop.RSAID)
+			}
 			r := h.ref()
 			return fail(fmt.Errorf("extending to %s (%X): %w", r.Nickname, r.ID, err))
 		}

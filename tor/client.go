@@ -80,6 +80,9 @@ type Client struct {
 
 	circs circPool
 
+	downMu sync.Mutex
+	down   map[[20]byte]time.Time // relays recently unreachable
+
 	newNymMu    sync.Mutex
 	newNymHooks []func()
 

@@ -19,6 +19,9 @@ import (
 // SocksTimeout allows).
 const maxStreamAttempts = 3
 
+// maxCircuitBuilds is how many circuit builds one stream may wait for.
+const maxCircuitBuilds = 6
+
 // StreamError is a stream that could not be opened; Reason is the exit's
 // END reason when one was received (zero otherwise).
 type StreamError struct {
@@ -206,6 +209,7 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 	avoid := map[*exitCirc]bool{}
 	var lastErr error
 	var lastReason cell.EndReason
+	builds := 0
 	for attempt := 0; attempt < maxStreamAttempts; attempt++ {
 		e := c.circs.take(c.now(), c.dirtiness(), port, isoKey(iso), avoid)
 		if e == nil {
@@ -215,6 +219,12 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 				lastErr = err
 				if ctx.Err() != nil {
 					break
+				}
+				// A failed build is not the stream's fault: try new paths
+				// (which leave out relays found unreachable) a few more
+				// times, as C tor does until its stream timeout.
+				if builds++; builds < maxCircuitBuilds {
+					attempt--
 				}
 				continue
 			}
