@@ -177,43 +177,31 @@ func (e *events) streamOpened(id uint64, c io.Closer) {
 	e.mu.Unlock()
 }
 
-// Circuits returns the open circuits, by ID.
-func (c *Client) Circuits() []CircuitInfo {
-	e := c.events
+// snapshot returns the values of m sorted by id, taking e.mu.
+func snapshot[T any](e *events, m map[uint64]T, id func(T) uint64) []T {
 	e.mu.Lock()
-	out := make([]CircuitInfo, 0, len(e.circuits))
-	for _, ci := range e.circuits {
-		out = append(out, ci)
+	out := make([]T, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
 	}
 	e.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	sort.Slice(out, func(i, j int) bool { return id(out[i]) < id(out[j]) })
 	return out
+}
+
+// Circuits returns the open circuits, by ID.
+func (c *Client) Circuits() []CircuitInfo {
+	return snapshot(c.events, c.events.circuits, func(ci CircuitInfo) uint64 { return ci.ID })
 }
 
 // Streams returns the open streams, by ID.
 func (c *Client) Streams() []StreamInfo {
-	e := c.events
-	e.mu.Lock()
-	out := make([]StreamInfo, 0, len(e.streams))
-	for _, si := range e.streams {
-		out = append(out, si)
-	}
-	e.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
+	return snapshot(c.events, c.events.streams, func(si StreamInfo) uint64 { return si.ID })
 }
 
 // Channels returns the open channels, by ID.
 func (c *Client) Channels() []ChannelInfo {
-	e := c.events
-	e.mu.Lock()
-	out := make([]ChannelInfo, 0, len(e.channels))
-	for _, ci := range e.channels {
-		out = append(out, ci)
-	}
-	e.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
+	return snapshot(c.events, c.events.channels, func(ci ChannelInfo) uint64 { return ci.ID })
 }
 
 // Traffic returns the bytes read from and written to relays (TLS
