@@ -150,13 +150,9 @@ with Controller.from_port(port=ctl_port) as c:
         check(False, "SETCONF ControlPort refused")
     except stem.InvalidRequest as e:
         check("not allowed" in str(e), "SETCONF ControlPort refused: %s" % e)
-    try:
-        c.create_ephemeral_hidden_service({80: 8080}, await_publication=False)
-        check(False, "ADD_ONION refused")
-    except stem.ProtocolError as e:
-        check("not implemented" in str(e), "ADD_ONION refused: %s" % e)
-    except stem.OperationFailed as e:
-        check("not implemented" in str(e), "ADD_ONION refused: %s" % e)
+    r = c.create_ephemeral_hidden_service({80: 8080}, await_publication=False)
+    check(len(r.service_id) == 56 and c.get_info("onions/current") == r.service_id, "ADD_ONION %s" % r.service_id)
+    check(c.remove_ephemeral_hidden_service(r.service_id), "DEL_ONION")
 
 # Cookie authentication.
 with Controller.from_port(port=ctl_port) as c:
