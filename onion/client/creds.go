@@ -65,36 +65,85 @@ func (c *Client) AddCredential(cr Credential) (replaced bool, err error) {
 	return replaced, nil
 }
 
-// RemoveCredential forgets the controller-added key for a, deleting its
-// file in ClientOnionAuthDir if it was permanent. It reports whether a
-// key existed.
+// RemoveCredential forgets the key for a. A controller-added key that
+// is not Permanent is only forgotten (a key for a in ClientOnionAuthDir
+// applies again); otherwise, as C tor does for permanent credentials,
+// every file of ClientOnionAuthDir holding a key for a is deleted. It
+// reports whether a key existed.
 func (c *Client) RemoveCredential(a addr.Address) (bool, error) {
 	c.mu.Lock()
-	cr, ok := c.creds[a]
+	cr, existed := c.creds[a]
 	delete(c.creds, a)
 	d := c.authDir
 	c.dropDescsLocked(a)
 	c.mu.Unlock()
-	if !ok {
-		return false, nil
+	if d == "" || (existed && !cr.Permanent) {
+		return existed, nil
 	}
-	if cr.Permanent && d != "" {
-		if err := os.Remove(filepath.Join(d, credFile(a))); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return true, fmt.Errorf("onion client: removing the stored credential: %w", err)
+	ents, err := os.ReadDir(d)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return existed, nil
+		}
+		return existed, fmt.Errorf("onion client: reading ClientOnionAuthDir: %w", err)
+	}
+	var errs []error
+	for _, e := range ents {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".auth_private") {
+			continue
+		}
+		p := filepath.Join(d, e.Name())
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		if fa, _, err := keys.ParseClientAuthPrivate(b); err != nil || fa != a {
+			continue
+		}
+		existed = true
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("removing %s: %w", p, err))
 		}
 	}
-	return true, nil
+	if len(errs) > 0 {
+		return existed, fmt.Errorf("onion client: %w", errors.Join(errs...))
+	}
+	return existed, nil
 }
 
-// Credentials lists the controller-added keys, for address a only
-// unless a is nil, ordered by address.
+// Credentials lists the client authorization keys, for address a only
+// unless a is nil, ordered by address: the controller-added ones, then
+// those of ClientOnionAuthDir that no controller key shadows (marked
+// Permanent, as C tor lists the keys it loaded from there). Unreadable
+// files of the directory are skipped.
 func (c *Client) Credentials(a *addr.Address) []Credential {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	d := c.authDir
 	var out []Credential
+	have := map[addr.Address]bool{}
 	for k, cr := range c.creds {
+		have[k] = true
 		if a == nil || *a == k {
 			out = append(out, cr)
+		}
+	}
+	c.mu.Unlock()
+	if d != "" {
+		ents, _ := os.ReadDir(d)
+		for _, e := range ents {
+			if e.IsDir() || !strings.HasSuffix(e.Name(), ".auth_private") {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(d, e.Name()))
+			if err != nil {
+				continue
+			}
+			fa, k, err := keys.ParseClientAuthPrivate(b)
+			if err != nil || have[fa] || (a != nil && *a != fa) {
+				continue
+			}
+			have[fa] = true
+			out = append(out, Credential{Address: fa, Key: k, Permanent: true})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Address.Host() < out[j].Address.Host() })

@@ -54,8 +54,8 @@ func TestCredentials(t *testing.T) {
 	if _, err := c.AddCredential(Credential{Address: b, Key: memKey}); err != nil {
 		t.Fatal(err)
 	}
-	if got := c.Credentials(nil); len(got) != 2 {
-		t.Fatalf("Credentials(nil): %d, want 2", len(got))
+	if got := c.Credentials(nil); len(got) != 2 || got[0].Permanent || got[1].Permanent {
+		t.Fatalf("Credentials(nil): %+v, want the 2 controller keys (a's file is shadowed)", got)
 	}
 	if got := c.Credentials(&b); len(got) != 1 || got[0].Address != b {
 		t.Fatalf("Credentials(b): %+v", got)
@@ -65,6 +65,16 @@ func TestCredentials(t *testing.T) {
 	}
 	if got, err := c.authKey(a); err != nil || !got.Equal(fileKey) {
 		t.Fatalf("after removal the ClientOnionAuthDir key is used again: %v %v", got, err)
+	}
+	if got := c.Credentials(&a); len(got) != 1 || !got[0].Permanent || !got[0].Key.Equal(fileKey) {
+		t.Fatalf("Credentials(a) lists the ClientOnionAuthDir key: %+v", got)
+	}
+	// Removing it deletes the file that holds it (a.auth_private).
+	if ok, err := c.RemoveCredential(a); !ok || err != nil {
+		t.Fatalf("remove the directory's key: %v %v", ok, err)
+	}
+	if _, err := os.Stat(filepath.Join(d, "a.auth_private")); !os.IsNotExist(err) {
+		t.Fatalf("a.auth_private not removed: %v", err)
 	}
 
 	// Permanent: the file is written and removed.
