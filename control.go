@@ -7,9 +7,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	onionclient "tinytor/onion/client"
+	"tinytor/onion/service"
 	"tinytor/tor"
 	"tinytor/tor/clientmetrics"
 	"tinytor/tor/config"
@@ -27,10 +29,12 @@ func controlVersion() string { return "0.4.9.11-tinytor-" + version }
 // startControl opens the torrc's ControlPorts, ControlSockets and
 // MetricsPorts, writing the control cookie if CookieAuthentication is
 // set. onion serves the client-side onion commands (ONION_CLIENT_AUTH_*,
-// HSFETCH); ADD_ONION services run until DEL_ONION or stop. apply makes a SETCONF configuration live, reload acts as SIGHUP and
+// HSFETCH); ADD_ONION services run until DEL_ONION or stop. hsEvents
+// passes the descriptor events of the torrc's onion services to the
+// controllers as HS_DESC (it does nothing without a control port). apply makes a SETCONF configuration live, reload acts as SIGHUP and
 // shutdown as SIGTERM. stop closes everything and waits for it.
 func startControl(ctx context.Context, cfg *config.Config, src config.Sources, client *tor.Client, onion *onionclient.Client, log *torlog.Logger,
-	apply func(*config.Config) error, reload, shutdown func()) (stop func(), err error) {
+	apply func(*config.Config) error, reload, shutdown func()) (stop func(), hsEvents func(service.DescEvent), err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	var cleanups []func()
@@ -41,10 +45,11 @@ func startControl(ctx context.Context, cfg *config.Config, src config.Sources, c
 			cleanups[i]()
 		}
 	}
-	fail := func(err error) (func(), error) {
+	fail := func(err error) (func(), func(service.DescEvent), error) {
 		stop()
-		return nil, err
+		return nil, nil, err
 	}
+	hsEvents = func(service.DescEvent) {}
 	var ctlAddrs, metricsAddrs []string
 
 	if len(cfg.MetricsPorts) > 0 {
@@ -136,6 +141,9 @@ func startControl(ctx context.Context, cfg *config.Config, src config.Sources, c
 			Apply:    apply,
 			Reload:   reload,
 			Shutdown: shutdown,
+			OnionCollides: func(id string) bool {
+				return torrcServiceIDs(client.Config())[id]
+			},
 			Listeners: func(kind string) []string {
 				switch kind {
 				case "socks":
@@ -157,6 +165,7 @@ func startControl(ctx context.Context, cfg *config.Config, src config.Sources, c
 			return fail(err)
 		}
 		cleanups = append(cleanups, backend.Close)
+		hsEvents = backend.ServiceDescEvent
 		srv, err := control.NewServer(control.Config{Auth: auth, Backend: backend, Logger: log})
 		if err != nil {
 			closeAll()
@@ -180,7 +189,21 @@ func startControl(ctx context.Context, cfg *config.Config, src config.Sources, c
 		}
 	}
 
-	return stop, nil
+	return stop, hsEvents, nil
+}
+
+// torrcServiceIDs are the service IDs of the torrc's onion services, read
+// from the hostname files their directories hold.
+func torrcServiceIDs(cfg *config.Config) map[string]bool {
+	ids := map[string]bool{}
+	for _, hc := range cfg.HiddenServices {
+		b, err := os.ReadFile(filepath.Join(hc.Dir, service.HostnameFile))
+		if err != nil {
+			continue
+		}
+		ids[strings.TrimSuffix(strings.TrimSpace(string(b)), ".onion")] = true
+	}
+	return ids
 }
 
 // listenControl opens one control listener; a Unix socket is made

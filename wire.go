@@ -168,7 +168,7 @@ func runTor(cfg *config.Config, src config.Sources, reload func(*torlog.Logger) 
 		default:
 		}
 	}
-	stopControl, err := startControl(ctx, cfg, src, client, onion, log, applyConfig, sendHup, stop)
+	stopControl, hsEvents, err := startControl(ctx, cfg, src, client, onion, log, applyConfig, sendHup, stop)
 	if err != nil {
 		log.Errf("%v", err)
 		return exitRuntime
@@ -178,7 +178,7 @@ func runTor(cfg *config.Config, src config.Sources, reload func(*torlog.Logger) 
 		log.Errf("%v", err)
 		return exitRuntime
 	}
-	stopOnion, err := startOnionServices(ctx, cfg, client, log)
+	stopOnion, err := startOnionServices(ctx, cfg, client, log, hsEvents)
 	if err != nil {
 		log.Errf("%v", err)
 		return exitRuntime

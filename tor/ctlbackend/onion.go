@@ -128,16 +128,7 @@ func (b *Backend) AddOnion(req *control.AddOnionRequest) (*control.AddOnionResul
 		Log:        b.log,
 		Key:        key,
 		ClientKeys: req.ClientAuthV3,
-		Events: func(e service.DescEvent) {
-			b.emitEvent(control.HSDescEvent{
-				Action:       e.Action,
-				Address:      e.Address,
-				AuthType:     "UNKNOWN",
-				HSDir:        longNameOrEmpty(e.HSDir),
-				DescriptorID: descID(e.BlindedKey),
-				Reason:       e.Reason,
-			}.Event())
-		},
+		Events:     b.ServiceDescEvent,
 	})
 	if err != nil {
 		return nil, control.Errorf(551, "Failed to add onion service: %v", err)
@@ -159,6 +150,20 @@ func (b *Backend) AddOnion(req *control.AddOnionRequest) (*control.AddOnionResul
 		res.PrivateKey = key.Expanded()
 	}
 	return res, nil
+}
+
+// ServiceDescEvent sends an onion service's descriptor upload event to
+// the controllers as HS_DESC (UPLOAD, UPLOADED, FAILED); services of the
+// torrc report through it too.
+func (b *Backend) ServiceDescEvent(e service.DescEvent) {
+	b.emitEvent(control.HSDescEvent{
+		Action:       e.Action,
+		Address:      e.Address,
+		AuthType:     "UNKNOWN",
+		HSDir:        longNameOrEmpty(e.HSDir),
+		DescriptorID: descID(e.BlindedKey),
+		Reason:       e.Reason,
+	}.Event())
 }
 
 // onionPort converts an ADD_ONION Port= target as C tor reads it: none

@@ -297,3 +297,16 @@ func FuzzOnionPort(f *testing.F) {
 		}
 	})
 }
+
+func TestAddOnionCollidesWithTorrc(t *testing.T) {
+	f := newFixture(t, "")
+	k, _ := keys.GenerateKey()
+	id := serviceIDOf(t, k)
+	b, err := New(Config{Client: f.client, Sources: f.b.cfg.Sources, OnionCollides: func(s string) bool { return s == id }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	_, err = b.AddOnion(&control.AddOnionRequest{PrivateKey: k.Expanded(), Ports: []control.OnionPort{{Virt: 80}}})
+	wantCode(t, "ADD_ONION of a torrc service's key", err, 550, "Onion address collision")
+}
