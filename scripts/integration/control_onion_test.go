@@ -20,9 +20,9 @@ import (
 // HSFETCH, HS_DESC events), driven by stem.
 
 // stemOnionScript arguments: control port, password, HTTP target
-// (addr:port), the reference client's SOCKS port, tinytor's SOCKS port,
-// the marker, and a client authorization key pair (x25519 public key in
-// base32, private key in base64).
+// (addr:port), the reference client's SOCKS port, tinytor's SOCKS port
+// (with ExtendedErrors), the marker, and a client authorization key pair
+// (x25519 public key in base32, private key in base64).
 const stemOnionScript = `
 import socket, sys, threading, time
 import stem, stem.connection
@@ -160,7 +160,7 @@ with Controller.from_port(port=ctl_port) as c:
     code, _ = socks_get(ref_socks, aid + ".onion")
     check(code != 0, "the reference client without the key is refused (reply %d)" % code)
     code, _ = socks_get(tt_socks, aid + ".onion")
-    check(code != 0, "tinytor's client without the key is refused (reply %d)" % code)
+    check(code == 0xF4, "tinytor's client without the key: client authorization required (reply %#x)" % code)
     resp = c.msg("ONION_CLIENT_AUTH_ADD %s x25519:%s ClientName=alice" % (aid, auth_priv))
     check(resp.is_ok(), "ONION_CLIENT_AUTH_ADD: %s" % resp)
     view = str(c.msg("ONION_CLIENT_AUTH_VIEW " + aid))
@@ -175,7 +175,17 @@ print("ALL OK")
 func TestControlOnion(t *testing.T) {
 	n := RequireNetwork(t)
 	py := requireStem(t)
-	c := startControlled(t, n)
+	// As startControlled, but with onionTestBinary (TINYTOR_TEST_BINARY
+	// may be a -race build).
+	bin := onionTestBinary(t)
+	c := &controlled{control: freePort(t)}
+	ext := freePort(t) // a SocksPort with proposal 304's extended errors
+	dir := t.TempDir()
+	c.tinytorProc = startTinytor(t, n, bin, dir, nil,
+		"SocksPort "+ext.String()+" ExtendedErrors",
+		"ControlPort "+c.control.String(),
+		"HashedControlPassword "+hashPassword(t, bin, controlPassword))
+	c.waitFor("Opened Control listener", time.Minute)
 	bootstrapped(t, c.tinytorProc)
 	alice, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
@@ -190,10 +200,11 @@ func TestControlOnion(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, py, script, strconv.Itoa(int(c.control.Port())), controlPassword, n.HTTPAddr.String(),
-		strconv.Itoa(int(n.ClientSOCKS.Port())), strconv.Itoa(int(c.socks.Port())), n.Marker, pub, priv)
+		strconv.Itoa(int(n.ClientSOCKS.Port())), strconv.Itoa(int(ext.Port())), n.Marker, pub, priv)
 	out, err := cmd.CombinedOutput()
 	t.Logf("stem script:\n%s", out)
 	if err != nil || !strings.Contains(string(out), "ALL OK") {
 		t.Fatalf("stem onion script failed: %v", err)
 	}
+	checkNoRace(t, c.tinytorProc)
 }

@@ -1,7 +1,10 @@
 // Package ctlbackend answers the control port (package control) with the
 // Tor client (package tor) and the torrc (package config): GETINFO keys,
-// GETCONF/SETCONF/RESETCONF/SAVECONF over the option table, SIGNALs, and
-// the translation of client events into control-port events.
+// GETCONF/SETCONF/RESETCONF/SAVECONF over the option table, SIGNALs,
+// ephemeral onion services (ADD_ONION/DEL_ONION, package onion/service),
+// client authorization and HSFETCH (package onion/client), and the
+// translation of client events into control-port events (HS_DESC
+// included).
 package ctlbackend
 
 import (
