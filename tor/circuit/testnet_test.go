@@ -42,7 +42,7 @@ func testnetEnv(t *testing.T) map[string]string {
 	envFile := os.Getenv("TINYTOR_TESTNET_ENV")
 	if envFile == "" {
 		if testing.Short() {
-			skip("-short: not starting a C tor network")
+			t.Skip("-short: not starting a C tor network")
 		}
 		if _, err := exec.LookPath("tor"); err != nil {
 			skip("tor is not installed")
