@@ -182,6 +182,9 @@ func (c *Client) prebuild(ctx context.Context) {
 			if clean[p] > 0 {
 				continue
 			}
+			if f := c.cfg.AllowNewStream; f != nil && !f() {
+				break // under memory pressure: build nothing ahead of need
+			}
 			e, err := c.buildExitCirc(ctx, p, nil)
 			if err != nil {
 				if ctx.Err() != nil {
