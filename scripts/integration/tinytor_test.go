@@ -78,6 +78,7 @@ type tinytorProc struct {
 	cmd   *exec.Cmd
 	socks netip.AddrPort
 	dir   string
+	torrc string // path of the torrc it was started with
 
 	mu      sync.Mutex
 	lines   []string
@@ -100,6 +101,7 @@ func startTinytor(t *testing.T, n *Network, bin, dataDir string, wrap []string, 
 	p := &tinytorProc{t: t, socks: freePort(t), dir: dataDir, changed: make(chan struct{}), exited: make(chan struct{})}
 	torrc := string(frag) + fmt.Sprintf("\nDataDirectory %s\nSocksPort %s\nLog info stdout\n", dataDir, p.socks) + strings.Join(extra, "\n") + "\n"
 	torrcPath := filepath.Join(t.TempDir(), "torrc")
+	p.torrc = torrcPath
 	if err := os.WriteFile(torrcPath, []byte(torrc), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -453,5 +455,51 @@ func TestTinytorMipsUnderQemu(t *testing.T) {
 	}
 	if sha256.Sum256(resp.Body) != n.File1M.SHA256 {
 		t.Fatalf("1 MiB through mips tinytor: sha256 mismatch (%d bytes)", len(resp.Body))
+	}
+}
+
+func TestTinytorReload(t *testing.T) {
+	n := RequireNetwork(t)
+	p := startTinytor(t, n, tinytorBinary(t, ""), "", nil)
+	bootstrapped(t, p)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	orig, err := os.ReadFile(p.torrc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A new SocksPort opens on SIGHUP.
+	second := freePort(t)
+	if err := os.WriteFile(p.torrc, append(orig, "SocksPort "+second.String()+"\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	p.waitFor("Opened Socks listener connection (ready) on "+second.String(), time.Minute)
+	if resp, err := Get(ctx, second, n.URLMarker); err != nil || !strings.Contains(string(resp.Body), n.Marker) {
+		t.Fatalf("marker through the new SocksPort: %v", err)
+	}
+	// A bad torrc keeps the running configuration and says why.
+	if err := os.WriteFile(p.torrc, append(orig, "NoSuchOption 1\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	i := p.waitFor("Restoring previous configuration", time.Minute)
+	if !strings.Contains(p.log()[i], "NoSuchOption") {
+		t.Errorf("the reload failure does not name the bad option: %s", p.log()[i])
+	}
+	for _, port := range []netip.AddrPort{p.socks, second} {
+		if _, err := Get(ctx, port, n.URLMarker); err != nil {
+			t.Fatalf("after a bad reload, SocksPort %s: %v", port, err)
+		}
+	}
+	// Removing the second SocksPort closes it.
+	if err := os.WriteFile(p.torrc, orig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	p.waitFor("Closing no-longer-configured Socks listener on "+second.String(), time.Minute)
+	if c, err := net.DialTimeout("tcp", second.String(), 5*time.Second); err == nil {
+		c.Close()
+		t.Fatalf("SocksPort %s still accepts connections after it was removed", second)
 	}
 }
