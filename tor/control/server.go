@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -574,6 +575,18 @@ func (c *conn) getInfo(cmd *Command) {
 		switch key {
 		case "events/names":
 			v = strings.Join(eventNames, " ")
+		case "onions/current":
+			// As C tor: the services this connection added and owns.
+			v = strings.Join(c.onions, "\n")
+		case "onions/detached":
+			c.s.mu.Lock()
+			ids := make([]string, 0, len(c.s.detach))
+			for id := range c.s.detach {
+				ids = append(ids, id)
+			}
+			c.s.mu.Unlock()
+			sort.Strings(ids)
+			v = strings.Join(ids, "\n")
 		default:
 			v, err = c.s.cfg.Backend.GetInfo(key)
 		}
