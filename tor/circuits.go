@@ -46,14 +46,6 @@ func linkIdentity(n *path.Node) link.Identity {
 	return id
 }
 
-// pathOptions turns the torrc into path-selection rules.
-func (c *Client) pathOptions() *path.Options {
-	return &path.Options{
-		EnforceDistinctSubnets: c.conf().EnforceDistinctSubnets,
-		Exclude:                func(n *path.Node) bool { return c.isDown(n.Identity) },
-	}
-}
-
 // downTime is how long a relay that could not be reached is left out of
 // new paths (C tor likewise marks a relay it failed to reach as down
 // until the next consensus says otherwise).

@@ -145,7 +145,10 @@ func (c *Client) conf() *config.Config { return c.torrc.Load() }
 // when they are used (path rules, timeouts, dirtiness) take effect for
 // the next circuit; the directory authorities take effect at the next
 // fetch.
-func (c *Client) Reconfigure(cfg *config.Config) { c.torrc.Store(cfg) }
+func (c *Client) Reconfigure(cfg *config.Config) {
+	c.torrc.Store(cfg)
+	c.guards.SetFilter(guardFilter(cfg))
+}
 
 // Status returns the bootstrap status.
 func (c *Client) Status() BootstrapStatus { return c.boot.current() }
@@ -194,6 +197,7 @@ func guardOptions(cfg Config, c *Client) guard.Options {
 		Log:            c.log,
 		Store:          cfg.State,
 		DisableGuards:  !t.UseEntryGuards,
+		Filter:         guardFilter(t),
 		NumEntryGuards: t.NumEntryGuards,
 	}
 	if t.TestingTorNetwork {
