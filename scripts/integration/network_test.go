@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -156,6 +157,18 @@ func fakeSOCKS5(t *testing.T, wantHost string, wantPort uint16, rep byte) netip.
 			}
 			c.Write([]byte{5, rep, 0, 1, 127, 0, 0, 1, 0, 0})
 			if rep == 0 {
+				// Read the whole request first: closing with unread data
+				// would reset the connection under the client's read.
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return fmt.Errorf("reading the HTTP request: %w", err)
+					}
+					if line == "\r\n" {
+						break
+					}
+				}
 				io.WriteString(c, "HTTP/1.0 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nok")
 			}
 			return nil
