@@ -30,7 +30,9 @@ type StreamError struct {
 	Err    error
 }
 
-func (e *StreamError) Error() string { return fmt.Sprintf("stream to %s: %v", e.Target, e.Err) }
+// Error leaves the target out: with SafeLogging (the default) the SOCKS
+// layer scrubs destinations from its logs, and error texts are logged.
+func (e *StreamError) Error() string { return fmt.Sprintf("stream failed: %v", e.Err) }
 func (e *StreamError) Unwrap() error { return e.Err }
 
 // exitCirc is a circuit kept for streams.

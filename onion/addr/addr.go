@@ -115,17 +115,17 @@ func Parse(s string) (Address, error) {
 		host = host[i+1:]
 	}
 	if len(host) != EncodedLen {
-		return a, fmt.Errorf("parse onion address %q: %w: %d characters, want %d", s, ErrLength, len(host), EncodedLen)
+		return a, fmt.Errorf("parse onion address: %w: %d characters, want %d", ErrLength, len(host), EncodedLen)
 	}
 	raw, err := enc.DecodeString(strings.ToUpper(host))
 	if err != nil {
-		return a, fmt.Errorf("parse onion address %q: %w: %v", s, ErrBase32, err)
+		return a, fmt.Errorf("parse onion address: %w: %v", ErrBase32, err)
 	}
 	if len(raw) != rawLen {
-		return a, fmt.Errorf("parse onion address %q: %w: decodes to %d bytes", s, ErrLength, len(raw))
+		return a, fmt.Errorf("parse onion address: %w: decodes to %d bytes", ErrLength, len(raw))
 	}
 	if raw[34] != Version {
-		return a, fmt.Errorf("parse onion address %q: %w: version %d, want %d", s, ErrVersion, raw[34], Version)
+		return a, fmt.Errorf("parse onion address: %w: version %d, want %d", ErrVersion, raw[34], Version)
 	}
 	c := checksum(raw[:32])
 	if raw[32] != c[0] || raw[33] != c[1] {

@@ -28,7 +28,7 @@ func encodeBegin(host string, port uint16, flags BeginFlags) ([]byte, error) {
 	}
 	// An empty host is what a client sends to an onion service.
 	if strings.ContainsRune(host, 0) || (strings.Contains(host, ":") && !strings.HasPrefix(host, "[")) {
-		return nil, fmt.Errorf("BEGIN: bad host %q", host)
+		return nil, errors.New("BEGIN: host name contains a NUL byte or an unbracketed colon")
 	}
 	if port == 0 {
 		return nil, errors.New("BEGIN: port 0")

@@ -194,7 +194,7 @@ func (c *Circuit) Resolve(ctx context.Context, host string) ([]Answer, error) {
 	body := append([]byte(host), 0)
 	_, r, err := c.begin(ctx, kindResolve, host, cell.RelayResolve, body)
 	if err != nil {
-		return nil, fmt.Errorf("circuit %d: RESOLVE %q: %w", c.id, host, err)
+		return nil, fmt.Errorf("circuit %d: RESOLVE: %w", c.id, err)
 	}
 	for _, a := range r.answers {
 		if a.Type == AnswerErrTransient || a.Type == AnswerErrPermanent {
