@@ -129,10 +129,10 @@ func Parse(s string) (Address, error) {
 	}
 	c := checksum(raw[:32])
 	if raw[32] != c[0] || raw[33] != c[1] {
-		return a, fmt.Errorf("parse onion address %q: %w", s, ErrChecksum)
+		return a, fmt.Errorf("parse onion address: %w", ErrChecksum)
 	}
 	if err := CheckKey(raw[:32]); err != nil {
-		return a, fmt.Errorf("parse onion address %q: %w", s, err)
+		return a, fmt.Errorf("parse onion address: %w", err)
 	}
 	copy(a.Key[:], raw[:32])
 	return a, nil
