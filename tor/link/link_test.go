@@ -346,3 +346,21 @@ func TestFormatInterval(t *testing.T) {
 		t.Errorf("Identity.String() = %s", s)
 	}
 }
+
+// A client whose clock is far behind (a router without a real-time
+// clock) still completes the handshake: the RSA identity certificate's
+// start date is not checked, its expiry and signatures are.
+func TestHandshakeWithClockInThePast(t *testing.T) {
+	f := startRelay(t, relayOpts{})
+	cfg, _ := testConfig(nil)
+	cfg.Now = func() time.Time { return time.Date(1970, 1, 1, 0, 0, 10, 0, time.UTC) }
+	ch, err := Dial(context.Background(), f.addr(), f.keys.identity(), cfg)
+	if err != nil {
+		t.Fatalf("handshake with a 1970 clock: %v", err)
+	}
+	if ch.ClockSkew() < 50*365*24*time.Hour {
+		t.Errorf("skew %s: the relay's NETINFO should show our clock decades behind", ch.ClockSkew())
+	}
+	ch.Close()
+	<-ch.Done()
+}
