@@ -6,7 +6,6 @@ import (
 	"crypto/ecdh"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -73,30 +72,6 @@ func waitUploadRounds(t *testing.T, p *tinytorProc, from, rounds int, timeout ti
 		case <-p.exited:
 			t.Fatal("tinytor exited")
 		case <-time.After(time.Until(deadline)):
-		}
-	}
-}
-
-// svcNewnym sends SIGNAL NEWNYM to the reference C tor client, which
-// purges its onion service client state.
-func svcNewnym(t *testing.T, n *Network) {
-	t.Helper()
-	cookie, err := os.ReadFile(n.ClientCookie)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.DialTimeout("tcp", n.ClientControl.String(), 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(20 * time.Second))
-	br := bufio.NewReader(conn)
-	for _, cmd := range []string{"AUTHENTICATE " + hex.EncodeToString(cookie), "SIGNAL NEWNYM"} {
-		fmt.Fprintf(conn, "%s\r\n", cmd)
-		line, err := br.ReadString('\n')
-		if err != nil || !strings.HasPrefix(line, "250") {
-			t.Fatalf("reference client: %s: %q %v", strings.Fields(cmd)[0], line, err)
 		}
 	}
 }
@@ -169,7 +144,7 @@ func TestOnionServiceHosting(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	svcNewnym(t, n)
+	referenceNewnym(t, n)
 	t0 := time.Now()
 	r, err := getOnion(ctx, t, n.ClientSOCKS, "http://"+onion+"/")
 	if err != nil {
@@ -368,7 +343,7 @@ func TestOnionServiceKeyDirInterop(t *testing.T) {
 	if got := readHostname(t, ctorDir); got != want {
 		t.Fatalf("tinytor changed C tor's hostname %s to %s", want, got)
 	}
-	svcNewnym(t, n)
+	referenceNewnym(t, n)
 	r, err := getOnion(ctx, t, n.ClientSOCKS, "http://"+want+"/")
 	if err != nil || !strings.Contains(string(r.Body), n.Marker) {
 		t.Fatalf("C tor's key directory served by tinytor: %v", err)
@@ -385,7 +360,7 @@ func TestOnionServiceKeyDirInterop(t *testing.T) {
 	if got := readHostname(t, ttDir); got != addr {
 		t.Fatalf("C tor changed tinytor's hostname %s to %s", addr, got)
 	}
-	svcNewnym(t, n)
+	referenceNewnym(t, n)
 	r, err = getOnion(ctx, t, n.ClientSOCKS, "http://"+addr+"/")
 	if err != nil || !strings.Contains(string(r.Body), n.Marker) {
 		t.Fatalf("tinytor's key directory served by C tor: %v", err)
@@ -444,7 +419,7 @@ func TestOnionServiceClientAuth(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	svcNewnym(t, n)
+	referenceNewnym(t, n)
 	actx, acancel := context.WithTimeout(ctx, 90*time.Second)
 	_, err = Get(actx, n.ClientSOCKS, "http://"+onion+"/")
 	acancel()
@@ -497,7 +472,7 @@ func TestOnionServiceLimits(t *testing.T) {
 	onion := readHostname(t, hsDir)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	svcNewnym(t, n)
+	referenceNewnym(t, n)
 	r, err := getOnion(ctx, t, n.ClientSOCKS, "http://"+onion+":8080/")
 	if err != nil || !strings.Contains(string(r.Body), "unix target says hi") {
 		t.Fatalf("unix: target: %v", err)
@@ -529,7 +504,7 @@ func TestOnionServiceSeveral(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	svcNewnym(t, n)
+	referenceNewnym(t, n)
 	for _, u := range []string{"http://" + a1 + "/", "http://" + a2 + ":81/"} {
 		r, err := getOnion(ctx, t, n.ClientSOCKS, u)
 		if err != nil || !strings.Contains(string(r.Body), n.Marker) {
