@@ -193,10 +193,10 @@ type Log struct {
 // (REQUESTED, RECEIVED, FAILED) or a service's upload (UPLOAD, UPLOADED,
 // FAILED), as control-spec's HS_DESC describes.
 type HSDesc struct {
-	Action       string
-	Address      string // service ID, without ".onion"
-	ClientAuth   bool
-	HSDir        RelayRef // zero when no HSDir is concerned
+	Action     string
+	Address    string // service ID, without ".onion"
+	ClientAuth bool
+	HSDir      RelayRef // zero when no HSDir is concerned
 	// DescriptorID is the blinded key in base64 without padding, as C tor
 	// writes it; "" when unknown.
 	DescriptorID string
