@@ -16,7 +16,7 @@ TARGETS := \
 	linux-mips:linux/mips:GOMIPS=softfloat \
 	linux-mipsle:linux/mipsle:GOMIPS=softfloat
 
-.PHONY: all build run cross test test-integration test-cross check fmt-check vet fuzz clean
+.PHONY: all build run cross deps test test-integration test-cross check fmt-check vet fuzz clean
 
 all: build
 
@@ -40,16 +40,20 @@ cross:
 		s=$$(stat -c %s $$f); printf '%-28s %10d %8.2f\n' $$f $$s $$(echo "$$s/1048576" | bc -l); \
 	done
 
+## deps: install the Debian packages the tests need (only missing ones; as root)
+deps:
+	scripts/deps
+
 ## test: unit tests with the race detector (integration tests are skipped by -short)
 test:
 	$(GO) test -race -short -timeout 20m ./...
 
 ## test-integration: tests against a private C tor network (scripts/testnet)
-test-integration:
+test-integration: deps
 	TINYTOR_REQUIRE_TESTNET=1 $(GO) test -count=1 -timeout 40m ./...
 
 ## test-cross: unit tests under qemu-user for arm64 and big-endian mips
-test-cross:
+test-cross: deps
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) test -short -count=1 -timeout 30m -exec qemu-aarch64-static ./...
 	GOOS=linux GOARCH=mips GOMIPS=softfloat CGO_ENABLED=0 $(GO) test -short -count=1 -timeout 30m -exec qemu-mips-static ./...
 
@@ -63,8 +67,10 @@ vet:
 fuzz:
 	FUZZTIME=$(FUZZTIME) scripts/fuzz
 
-## check: everything CI runs
-check: fmt-check vet build cross test test-integration test-cross
+## check: everything CI runs, after installing what the tests need (deps). No
+## test skips for want of a tool: TINYTOR_REQUIRE_TESTNET=1 makes that a failure.
+check: export TINYTOR_REQUIRE_TESTNET = 1
+check: deps fmt-check vet build cross test test-integration test-cross
 
 clean:
 	rm -rf bin dist
