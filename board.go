@@ -24,6 +24,7 @@ import (
 	"tinytor/board/watchdog"
 	"tinytor/tor"
 	"tinytor/tor/config"
+	"tinytor/tor/event"
 	"tinytor/tor/torlog"
 )
 
@@ -293,8 +294,6 @@ func (b *board) stateOptions() state.Options {
 // clientConfig adds the board's hooks to the client's configuration.
 func (b *board) clientConfig(c tor.Config) tor.Config {
 	c.Now = b.clock.Now
-	c.ObserveNetinfo = b.observeNetinfo
-	c.ObserveConsensus = b.observeConsensus
 	c.AllowNewStream = b.budget.AllowNewStream
 	return c
 }
@@ -309,14 +308,13 @@ func (b *board) observeNetinfo(skew time.Duration) {
 }
 
 // observeConsensus feeds the validity of a verified consensus to the
-// clock, but not that of one loaded from the cache (it may be old). The
-// client reports both; a cached one is loaded before any channel is open,
-// while a downloaded one comes after at least one NETINFO cell, so the
-// consensus reported before the first NETINFO is the cached one, and it
-// is ignored again if it is installed later with its microdescriptors.
-func (b *board) observeConsensus(validAfter, freshUntil, _ time.Time) {
+// clock, but not that of one loaded from the cache (it may be old), nor
+// again one already observed (it is reported again with its
+// microdescriptors).
+func (b *board) observeConsensus(e event.Consensus) {
+	validAfter, freshUntil := e.ValidAfter, e.FreshUntil
 	b.mu.Lock()
-	if !b.netinfoSeen {
+	if e.Cached || !b.netinfoSeen {
 		b.cachedVA = validAfter
 		b.mu.Unlock()
 		return
@@ -335,7 +333,7 @@ func (b *board) observeConsensus(validAfter, freshUntil, _ time.Time) {
 // listeners are bound: it opens the hardware watchdog and then drops
 // privileges (User). The loops end in close; systemd is told STOPPING=1
 // when runCtx ends.
-func (b *board) start(runCtx context.Context, client *tor.Client, st *state.Store) error {
+func (b *board) start(runCtx context.Context, client *tor.Client, bus *event.Bus, st *state.Store) error {
 	b.st = st
 	// The board's loops outlive runCtx (the signal): the watchdog is fed
 	// during the shutdown too, until close.
@@ -346,13 +344,12 @@ func (b *board) start(runCtx context.Context, client *tor.Client, st *state.Stor
 	}
 
 	// systemd: STATUS with each bootstrap phase, READY at 100%.
+	// Budget: count streams and circuits from the client's events; the
+	// clock hears the NETINFO skews and consensuses.
+	b.unsub = bus.Subscribe(b.onEvent)
 	if b.notify != nil {
-		client.OnBootstrap(b.onBootstrap)
 		b.onBootstrap(client.Status())
 	}
-
-	// Budget: count streams and circuits from the client's events.
-	b.unsub = client.Subscribe(b.onEvent)
 
 	// Watchdogs: the hardware one and systemd's.
 	var kickers []watchdog.Kicker
@@ -449,14 +446,14 @@ func (b *board) runWatchdog(ctx context.Context, kickers []watchdog.Kicker, time
 
 // onBootstrap tells systemd the bootstrap phase, and that we are ready
 // at 100%.
-func (b *board) onBootstrap(s tor.BootstrapStatus) {
+func (b *board) onBootstrap(s event.Bootstrap) {
 	status := "Bootstrapped " + s.String()
 	if s.Problem != "" {
 		status += " (problem: " + s.Problem + ")"
 	}
 	var msgs []string
 	b.mu.Lock()
-	if s.Phase == tor.PhaseDone && !b.ready {
+	if s.Phase == event.PhaseDone && !b.ready {
 		b.ready = true
 		msgs = append(msgs, "READY=1")
 	}
@@ -469,16 +466,27 @@ func (b *board) onBootstrap(s tor.BootstrapStatus) {
 
 // onEvent counts streams and circuits in the Budget. It runs on the
 // client's goroutines: it only takes b.mu briefly.
-func (b *board) onEvent(ev tor.Event) {
+func (b *board) onEvent(ev event.Event) {
 	var id uint64
 	var status string
 	var res mem.Resource
 	var held map[uint64]bool
 	switch e := ev.(type) {
-	case *tor.StreamEvent:
+	case *event.Stream:
 		id, status, res, held = e.ID, e.Status, mem.Streams, b.streams
-	case *tor.CircuitEvent:
+	case *event.Circuit:
 		id, status, res, held = e.ID, e.Status, mem.Circuits, b.circuits
+	case event.Bootstrap:
+		if b.notify != nil {
+			b.onBootstrap(e)
+		}
+		return
+	case event.Netinfo:
+		b.observeNetinfo(e.Skew)
+		return
+	case event.Consensus:
+		b.observeConsensus(e)
+		return
 	default:
 		return
 	}

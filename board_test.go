@@ -18,8 +18,8 @@ import (
 
 	"tinytor/board/mem"
 	"tinytor/board/watchdog"
-	"tinytor/tor"
 	"tinytor/tor/config"
+	"tinytor/tor/event"
 	"tinytor/tor/torlog"
 )
 
@@ -91,22 +91,22 @@ func TestBoardMemoryPlan(t *testing.T) {
 func TestBoardBudgetCountsEvents(t *testing.T) {
 	b, _ := testBoard(t, "MaxMemInQueues 4 MB\n", nil)
 	for _, st := range []string{"NEW", "SENTCONNECT", "SUCCEEDED"} {
-		b.onEvent(&tor.StreamEvent{StreamInfo: tor.StreamInfo{ID: 7, Status: st}})
+		b.onEvent(&event.Stream{ID: 7, Status: st})
 	}
-	b.onEvent(&tor.CircuitEvent{CircuitInfo: tor.CircuitInfo{ID: 8, Status: "LAUNCHED"}})
+	b.onEvent(&event.Circuit{ID: 8, Status: "LAUNCHED"})
 	if s, c := b.budget.Used(mem.Streams), b.budget.Used(mem.Circuits); s != 1 || c != 1 {
 		t.Fatalf("used %d streams, %d circuits; want 1, 1", s, c)
 	}
-	b.onEvent(&tor.StreamEvent{StreamInfo: tor.StreamInfo{ID: 7, Status: "CLOSED"}})
-	b.onEvent(&tor.StreamEvent{StreamInfo: tor.StreamInfo{ID: 7, Status: "CLOSED"}})
-	b.onEvent(&tor.CircuitEvent{CircuitInfo: tor.CircuitInfo{ID: 8, Status: "FAILED"}})
+	b.onEvent(&event.Stream{ID: 7, Status: "CLOSED"})
+	b.onEvent(&event.Stream{ID: 7, Status: "CLOSED"})
+	b.onEvent(&event.Circuit{ID: 8, Status: "FAILED"})
 	if s, c := b.budget.Used(mem.Streams), b.budget.Used(mem.Circuits); s != 0 || c != 0 {
 		t.Fatalf("after close: used %d streams, %d circuits; want 0, 0", s, c)
 	}
 	// Streams up to the cap push the pressure up until streams are refused.
 	caps := b.plan.Caps()
 	for i := range caps.Streams {
-		b.onEvent(&tor.StreamEvent{StreamInfo: tor.StreamInfo{ID: uint64(100 + i), Status: "NEW"}})
+		b.onEvent(&event.Stream{ID: uint64(100 + i), Status: "NEW"})
 	}
 	if b.budget.AllowNewStream() {
 		t.Fatalf("%d streams at a cap of %d: new streams still allowed", b.budget.Used(mem.Streams), caps.Streams)
@@ -169,17 +169,17 @@ func TestBoardIgnoresCachedConsensus(t *testing.T) {
 	old := time.Now().Add(-20 * time.Hour)
 	// Loaded from the cache before any channel: ignored (else the clock
 	// would be pulled 17 hours back).
-	b.observeConsensus(old, old.Add(time.Hour), old.Add(3*time.Hour))
+	b.observeConsensus(event.Consensus{ValidAfter: old, FreshUntil: old.Add(time.Hour), ValidUntil: old.Add(3 * time.Hour), Cached: true})
 	b.mu.Lock()
 	b.netinfoSeen = true
 	b.mu.Unlock()
-	b.observeConsensus(old, old.Add(time.Hour), old.Add(3*time.Hour))
+	b.observeConsensus(event.Consensus{ValidAfter: old, FreshUntil: old.Add(time.Hour), ValidUntil: old.Add(3 * time.Hour)})
 	if d := time.Until(b.clock.Now()); d < -time.Minute {
 		t.Fatalf("a cached consensus moved the clock by %s", d)
 	}
 	// A fresh one counts: it makes the clock trusted.
 	now := time.Now()
-	b.observeConsensus(now.Add(-time.Minute), now.Add(time.Hour), now.Add(3*time.Hour))
+	b.observeConsensus(event.Consensus{ValidAfter: now.Add(-time.Minute), FreshUntil: now.Add(time.Hour), ValidUntil: now.Add(3 * time.Hour)})
 	if !b.clock.Trusted() {
 		t.Error("fresh consensus not observed")
 	}
@@ -282,15 +282,15 @@ func TestBoardSystemdNotify(t *testing.T) {
 		}
 		return string(buf[:n])
 	}
-	b.onBootstrap(tor.BootstrapStatus{Phase: tor.PhaseStarting})
+	b.onBootstrap(event.Bootstrap{Phase: event.PhaseStarting})
 	if got := read(); got != "STATUS=Bootstrapped 0% (starting): Starting" {
 		t.Errorf("first message %q", got)
 	}
-	b.onBootstrap(tor.BootstrapStatus{Phase: tor.PhaseDone})
+	b.onBootstrap(event.Bootstrap{Phase: event.PhaseDone})
 	if got := read(); got != "READY=1\nSTATUS=Bootstrapped 100% (done): Done" {
 		t.Errorf("at 100%%: %q", got)
 	}
-	b.onBootstrap(tor.BootstrapStatus{Phase: tor.PhaseDone})
+	b.onBootstrap(event.Bootstrap{Phase: event.PhaseDone})
 	if got := read(); strings.Contains(got, "READY") {
 		t.Errorf("READY sent twice: %q", got)
 	}

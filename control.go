@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	onionclient "tinytor/onion/client"
+	"tinytor/onion/ctl"
 	"tinytor/onion/service"
 	"tinytor/tor"
 	"tinytor/tor/clientmetrics"
@@ -29,12 +30,12 @@ func controlVersion() string { return "0.4.9.11-tinytor-" + version }
 // startControl opens the torrc's ControlPorts, ControlSockets and
 // MetricsPorts, writing the control cookie if CookieAuthentication is
 // set. onion serves the client-side onion commands (ONION_CLIENT_AUTH_*,
-// HSFETCH); ADD_ONION services run until DEL_ONION or stop. hsEvents
-// passes the descriptor events of the torrc's onion services to the
-// controllers as HS_DESC (it does nothing without a control port). apply makes a SETCONF configuration live, reload acts as SIGHUP and
-// shutdown as SIGTERM. stop closes everything and waits for it.
+// HSFETCH); ADD_ONION services run until DEL_ONION or stop. The
+// controllers get their events from the client's bus. apply makes a
+// SETCONF configuration live, reload acts as SIGHUP and shutdown as
+// SIGTERM. stop closes everything and waits for it.
 func startControl(ctx context.Context, cfg *config.Config, src config.Sources, client *tor.Client, onion *onionclient.Client, log *torlog.Logger,
-	apply func(*config.Config) error, reload, shutdown func()) (stop func(), hsEvents func(service.DescEvent), err error) {
+	apply func(*config.Config) error, reload, shutdown func()) (stop func(), err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	var cleanups []func()
@@ -45,11 +46,10 @@ func startControl(ctx context.Context, cfg *config.Config, src config.Sources, c
 			cleanups[i]()
 		}
 	}
-	fail := func(err error) (func(), func(service.DescEvent), error) {
+	fail := func(err error) (func(), error) {
 		stop()
-		return nil, nil, err
+		return nil, err
 	}
-	hsEvents = func(service.DescEvent) {}
 	var ctlAddrs, metricsAddrs []string
 
 	if len(cfg.MetricsPorts) > 0 {
@@ -132,18 +132,18 @@ func startControl(ctx context.Context, cfg *config.Config, src config.Sources, c
 				"This means that any program on your computer can reconfigure your Tor. That's bad! " +
 				"Set CookieAuthentication 1 or HashedControlPassword.")
 		}
+		onionCmds := ctl.New(ctl.Config{Client: client, Onion: onion, Events: client.Events(), Log: log,
+			Collides: func(id string) bool { return torrcServiceIDs(client.Config())[id] }})
+		cleanups = append(cleanups, onionCmds.Close)
 		backend, err := ctlbackend.New(ctlbackend.Config{
 			Client:   client,
-			Onion:    onion,
+			Onion:    onionCmds,
 			Log:      log,
 			Version:  controlVersion(),
 			Sources:  src,
 			Apply:    apply,
 			Reload:   reload,
 			Shutdown: shutdown,
-			OnionCollides: func(id string) bool {
-				return torrcServiceIDs(client.Config())[id]
-			},
 			Listeners: func(kind string) []string {
 				switch kind {
 				case "socks":
@@ -165,13 +165,11 @@ func startControl(ctx context.Context, cfg *config.Config, src config.Sources, c
 			return fail(err)
 		}
 		cleanups = append(cleanups, backend.Close)
-		hsEvents = backend.ServiceDescEvent
 		srv, err := control.NewServer(control.Config{Auth: auth, Backend: backend, Logger: log})
 		if err != nil {
 			closeAll()
 			return fail(err)
 		}
-		log.OnMessage(srv.LogHook)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -189,7 +187,7 @@ func startControl(ctx context.Context, cfg *config.Config, src config.Sources, c
 		}
 	}
 
-	return stop, hsEvents, nil
+	return stop, nil
 }
 
 // torrcServiceIDs are the service IDs of the torrc's onion services, read

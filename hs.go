@@ -8,14 +8,15 @@ import (
 	"tinytor/onion/service"
 	"tinytor/tor"
 	"tinytor/tor/config"
+	"tinytor/tor/event"
 	"tinytor/tor/torlog"
 )
 
 // startOnionServices starts the onion services of the torrc
 // (HiddenServiceDir sections). The returned function stops them and waits
-// until they have closed their circuits and key stores. events receives
-// their descriptor upload events (for HS_DESC); nil drops them.
-func startOnionServices(ctx context.Context, cfg *config.Config, client *tor.Client, log *torlog.Logger, events func(service.DescEvent)) (stop func(), err error) {
+// until they have closed their circuits and key stores. Their descriptor
+// upload events (HS_DESC) go to events.
+func startOnionServices(ctx context.Context, cfg *config.Config, client *tor.Client, log *torlog.Logger, events *event.Bus) (stop func(), err error) {
 	var svcs []*service.Service
 	for _, hc := range cfg.HiddenServices {
 		s, err := service.New(client, service.Options{Config: hc, Testing: cfg.TestingTorNetwork, Log: log, Events: events})

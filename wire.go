@@ -21,6 +21,7 @@ import (
 	"tinytor/tor"
 	"tinytor/tor/cell"
 	"tinytor/tor/config"
+	"tinytor/tor/event"
 	"tinytor/tor/guard"
 	"tinytor/tor/torlog"
 )
@@ -114,7 +115,11 @@ func runTor(cfg *config.Config, src config.Sources, reload func(*torlog.Logger) 
 		}
 	}()
 
-	client, err := tor.New(brd.clientConfig(tor.Config{Torrc: cfg, Log: log, State: guard.Funcs{
+	// One event bus for the client, the onion code and the logs; the
+	// control port, the metrics and the board subscribe to it.
+	bus := &event.Bus{}
+	log.OnMessage(func(sev torlog.Severity, msg string) { bus.Publish(event.Log{Severity: sev, Message: msg}) })
+	client, err := tor.New(brd.clientConfig(tor.Config{Torrc: cfg, Log: log, Events: bus, State: guard.Funcs{
 		ReadFunc:  st.Read,
 		WriteFunc: func(name string, b []byte) error { return st.Write(name, b, state.TimeDependent) },
 	}}))
@@ -127,13 +132,12 @@ func runTor(cfg *config.Config, src config.Sources, reload func(*torlog.Logger) 
 	defer stop()
 
 	onion, err := onionclient.New(onionclient.Config{Net: client, Log: log, Testing: cfg.TestingTorNetwork,
-		AuthDir: cfg.ClientOnionAuthDir, Dirtiness: cfg.MaxCircuitDirtiness})
+		AuthDir: cfg.ClientOnionAuthDir, Dirtiness: cfg.MaxCircuitDirtiness, Events: bus})
 	if err != nil {
 		log.Errf("%v", err)
 		return exitRuntime
 	}
 	defer onion.Close()
-	client.OnNewNym(onion.Purge)
 
 	ls := &socksListeners{client: client, onion: onion, log: log, open: map[string]*socksListener{}}
 	defer ls.closeAll()
@@ -168,17 +172,17 @@ func runTor(cfg *config.Config, src config.Sources, reload func(*torlog.Logger) 
 		default:
 		}
 	}
-	stopControl, hsEvents, err := startControl(ctx, cfg, src, client, onion, log, applyConfig, sendHup, stop)
+	stopControl, err := startControl(ctx, cfg, src, client, onion, log, applyConfig, sendHup, stop)
 	if err != nil {
 		log.Errf("%v", err)
 		return exitRuntime
 	}
 	defer stopControl()
-	if err := brd.start(ctx, client, st); err != nil {
+	if err := brd.start(ctx, client, bus, st); err != nil {
 		log.Errf("%v", err)
 		return exitRuntime
 	}
-	stopOnion, err := startOnionServices(ctx, cfg, client, log, hsEvents)
+	stopOnion, err := startOnionServices(ctx, cfg, client, log, bus)
 	if err != nil {
 		log.Errf("%v", err)
 		return exitRuntime

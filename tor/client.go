@@ -1,23 +1,44 @@
-// Package tor is the Tor client: it ties the torrc, the link channels, the
-// directory and the circuits together, reports bootstrap progress, and
-// opens streams for the SOCKS and onion front ends.
+// Package tor is the Tor client. A Client composes the parts that each do
+// one job:
+//
+//   - tor/chanmgr, the channel manager: TLS links to relays, one per relay;
+//   - tor/dirmgr, the directory manager: fetch, verify, cache and refresh
+//     the consensus and microdescriptors, and the current view of the
+//     network;
+//   - tor/circmgr, the circuit manager: builds, the pool of exit circuits
+//     with isolation and dirtiness, prebuilding, pressure;
+//   - tor/bootstrap, the bootstrap phases; tor/event, the event bus.
+//
+// The Client itself dispatches streams (Dial, Resolve) onto pool circuits,
+// runs the bootstrap and the directory refresh, and answers the status
+// queries of the control port. Dependencies point one way: SOCKS →
+// streams (this package) → circuits → channels → TLS.
 package tor
 
 import (
-	crand "crypto/rand"
+	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"tinytor/tor/bootstrap"
 	"tinytor/tor/cell"
+	"tinytor/tor/chanmgr"
+	"tinytor/tor/circmgr"
 	"tinytor/tor/config"
 	"tinytor/tor/dir"
+	"tinytor/tor/dirmgr"
+	"tinytor/tor/event"
 	"tinytor/tor/guard"
+	"tinytor/tor/rng"
 	"tinytor/tor/torlog"
 )
+
+// ErrNotBootstrapped is returned when a stream or circuit is asked for
+// before the client has enough directory information.
+var ErrNotBootstrapped = circmgr.ErrNotBootstrapped
 
 // Config is what a Client is built from.
 type Config struct {
@@ -27,21 +48,22 @@ type Config struct {
 	Log *torlog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Events is the bus the client publishes its events on (bootstrap,
+	// circuits, streams, channels, consensuses, NETINFO skews, NEWNYM);
+	// nil gives the client a bus of its own (see Client.Events).
+	Events *event.Bus
 	// Cache stores directory documents; nil means files in the torrc's
 	// CacheDirectory.
 	Cache dir.FileStore
 	// State persists the guards (board/state on a router); nil keeps them
 	// in memory only.
 	State guard.Persister
-	// ObserveNetinfo, if set, is told the clock skew each relay's NETINFO
-	// cell implies (peer time minus our time), for board/clock.
-	ObserveNetinfo func(skew time.Duration)
-	// ObserveConsensus, if set, is told the validity of each consensus
-	// that verified, for board/clock.
-	ObserveConsensus func(validAfter, freshUntil, validUntil time.Time)
-	// AllowNewStream, if set, is asked before each new stream; false
-	// makes Dial fail with ErrOverloaded (board/mem's Budget under memory
-	// pressure).
+	// MaxQueuedCells bounds the cells the client holds at once (the cell
+	// pool); 0 means 1024.
+	MaxQueuedCells int
+	// AllowNewStream, if set, is asked before each new stream and each
+	// prebuilt circuit; false makes Dial fail with ErrOverloaded (the
+	// board's memory budget under pressure).
 	AllowNewStream func() bool
 }
 
@@ -65,32 +87,14 @@ type Client struct {
 	cfg    Config
 	log    *torlog.Logger
 	now    func() time.Time
+	bus    *event.Bus
 	pool   *cell.Pool
-	boot   *bootstrapReporter
-	cache  *dir.Cache
-	chans  *chanManager
-	events *events
+	boot   *bootstrap.Reporter
+	chans  *chanmgr.Manager
+	dirs   *dirmgr.Manager
+	circs  *circmgr.Manager
 	guards *guard.Manager
-
-	rngMu sync.Mutex
-	rng   *rand.Rand
-
-	dirMu  sync.RWMutex
-	netdir *netDir
-
-	circs circPool
-
-	downMu sync.Mutex
-	down   map[[20]byte]time.Time // relays recently unreachable
-
-	newNymMu    sync.Mutex
-	newNymHooks []func()
-
-	portsMu sync.Mutex
-	ports   map[uint16]time.Time // predicted ports and when each was last used
-
-	consensusFetches, mdFetches, certFetches atomic.Int64
-	circuitsBuilt, circuitsFailed            atomic.Int64
+	status *status
 }
 
 // New checks cfg and returns a Client that has not started yet.
@@ -98,11 +102,11 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Torrc == nil {
 		return nil, errors.New("tor: no configuration")
 	}
-	c := &Client{
-		log:   cfg.Log,
-		now:   cfg.Now,
-		pool:  cell.NewPool(1024),
-		ports: map[uint16]time.Time{},
+	c := &Client{cfg: cfg, log: cfg.Log, now: cfg.Now, bus: cfg.Events}
+	if cfg.MaxQueuedCells > 0 {
+		c.pool = cell.NewPool(cfg.MaxQueuedCells)
+	} else {
+		c.pool = cell.NewPool(1024)
 	}
 	if c.log == nil {
 		c.log = torlog.Discard()
@@ -110,11 +114,10 @@ func New(cfg Config) (*Client, error) {
 	if c.now == nil {
 		c.now = time.Now
 	}
+	if c.bus == nil {
+		c.bus = &event.Bus{}
+	}
 	c.torrc.Store(cfg.Torrc)
-	c.cfg = cfg
-	c.events = newEvents()
-	c.boot = newBootstrapReporter(c.log)
-	c.boot.subscribe(func(s BootstrapStatus) { c.events.publish(s) })
 	store := cfg.Cache
 	if store == nil {
 		if cfg.Torrc.CacheDirectory == "" {
@@ -122,24 +125,35 @@ func New(cfg Config) (*Client, error) {
 		}
 		store = dir.DirStore{Dir: cfg.Torrc.CacheDirectory}
 	}
-	c.cache = &dir.Cache{Store: store}
-	var seed [32]byte
-	if _, err := crand.Read(seed[:]); err != nil {
-		return nil, fmt.Errorf("tor: seeding the path-selection RNG: %w", err)
+	rnd, err := rng.New()
+	if err != nil {
+		return nil, fmt.Errorf("tor: %w", err)
 	}
-	c.rng = rand.New(rand.NewChaCha8(seed))
-	c.chans = newChanManager(c)
-	c.guards = guard.New(guardOptions(cfg, c))
-	// Like C tor, predict web ports at start so that the first request
-	// finds a circuit ready.
-	for _, p := range []uint16{80, 443} {
-		c.ports[p] = c.now()
-	}
+	c.status = newStatus(c.bus)
+	c.boot = bootstrap.New(c.log, c.bus)
+	c.guards = guard.New(guardOptions(cfg, c.now, c.log))
+	c.chans = chanmgr.New(chanmgr.Config{Log: c.log, Now: c.now, Pool: c.pool, Events: c.bus})
+	c.dirs = dirmgr.New(dirmgr.Config{
+		Torrc: c.conf, Log: c.log, Now: c.now, Cache: &dir.Cache{Store: store}, Channels: c.chans,
+		Pool: c.pool, Progress: c.boot, Events: c.bus, Rand: rnd,
+		OnInstall: func(d *dirmgr.NetDir) { c.guards.SetConsensus(d.Paths) },
+	})
+	c.circs = circmgr.New(circmgr.Config{
+		Torrc: c.conf, Log: c.log, Now: c.now, Pool: c.pool, Events: c.bus, Progress: c.boot,
+		Channels: c.chans, Dir: c.dirs.Current, Guards: c.guards, Rand: rnd, AllowPrebuild: cfg.AllowNewStream,
+	})
 	return c, nil
 }
 
 // conf returns the configuration in force.
 func (c *Client) conf() *config.Config { return c.torrc.Load() }
+
+// Config returns the configuration in force (the one given to New or the
+// latest Reconfigure).
+func (c *Client) Config() *config.Config { return c.conf() }
+
+// Events returns the bus the client publishes on.
+func (c *Client) Events() *event.Bus { return c.bus }
 
 // Reconfigure applies a reloaded torrc (SIGHUP, SETCONF). Options read
 // when they are used (path rules, timeouts, dirtiness) take effect for
@@ -147,57 +161,85 @@ func (c *Client) conf() *config.Config { return c.torrc.Load() }
 // fetch.
 func (c *Client) Reconfigure(cfg *config.Config) {
 	c.torrc.Store(cfg)
-	c.guards.SetFilter(guardFilter(cfg))
+	c.guards.SetFilter(circmgr.GuardFilter(cfg))
 }
 
 // Status returns the bootstrap status.
-func (c *Client) Status() BootstrapStatus { return c.boot.current() }
-
-// OnBootstrap registers f to be called on each bootstrap status change.
-func (c *Client) OnBootstrap(f func(BootstrapStatus)) { c.boot.subscribe(f) }
+func (c *Client) Status() event.Bootstrap { return c.boot.Current() }
 
 // Stats returns the client's counters.
 func (c *Client) Stats() Stats {
+	d := c.dirs.Stats()
+	built, failed := c.circs.Stats()
 	return Stats{
-		ConsensusFetches: c.consensusFetches.Load(),
-		MicrodescFetches: c.mdFetches.Load(),
-		CertFetches:      c.certFetches.Load(),
-		CircuitsBuilt:    c.circuitsBuilt.Load(),
-		CircuitsFailed:   c.circuitsFailed.Load(),
+		ConsensusFetches: d.ConsensusFetches,
+		MicrodescFetches: d.MicrodescFetches,
+		CertFetches:      d.CertFetches,
+		CircuitsBuilt:    built,
+		CircuitsFailed:   failed,
 	}
 }
 
-// randIntN returns a uniform random int in [0, n) from the client's
-// crypto-seeded generator.
-func (c *Client) randIntN(n int) int {
-	c.rngMu.Lock()
-	defer c.rngMu.Unlock()
-	return c.rng.IntN(n)
+// Traffic returns the bytes read from and written to relays (TLS
+// included), as GETINFO traffic/read and traffic/written report them.
+func (c *Client) Traffic() (read, written uint64) { return c.chans.Traffic() }
+
+// CellPool returns the cell pool's counters.
+func (c *Client) CellPool() cell.PoolStats { return c.pool.Stats() }
+
+// Guards returns the sampled entry guards, as GETINFO entry-guards and
+// the metrics page show them.
+func (c *Client) Guards() []guard.Info { return c.guards.Guards() }
+
+// Directory returns the directory view in use, or nil.
+func (c *Client) Directory() *dirmgr.NetDir { return c.dirs.Current() }
+
+// MicrodescText returns the cached text of the microdescriptor with the
+// given digest, or "".
+func (c *Client) MicrodescText(digest [32]byte) string { return c.dirs.MicrodescText(digest) }
+
+// NewNym makes every later stream use a new circuit, as C tor's SIGNAL
+// NEWNYM does, and publishes event.NewNym so that the other layers (the
+// onion client's descriptors and rendezvous circuits) forget their state
+// too.
+func (c *Client) NewNym() {
+	c.circs.RetireAll()
+	c.bus.Publish(event.NewNym{})
+	c.log.Noticef("New identity requested: new streams will use new circuits.")
 }
 
-// withRand runs f with the client's generator held.
-func (c *Client) withRand(f func(*rand.Rand)) {
-	c.rngMu.Lock()
-	defer c.rngMu.Unlock()
-	f(c.rng)
-}
+// CloseCircuit closes the pool circuit the control port calls id. With
+// ifUnused it refuses (circmgr.ErrCircuitInUse) a circuit that carries
+// streams; an unknown id gives circmgr.ErrUnknownCircuit.
+func (c *Client) CloseCircuit(id uint64, ifUnused bool) error { return c.circs.Close(id, ifUnused) }
 
-// Int64N implements dir.Rand for the fetch schedule.
-func (c *Client) Int64N(n int64) int64 {
-	c.rngMu.Lock()
-	defer c.rngMu.Unlock()
-	return c.rng.Int64N(n)
+// ShedIdleCircuits closes the exit circuits that carry no stream, to give
+// memory back under pressure, and returns how many it closed.
+func (c *Client) ShedIdleCircuits() int { return c.circs.ShedIdle() }
+
+// Ping takes and releases, one after the other, the locks that the
+// client's loops and streams hold (bootstrap state, directory view,
+// circuit pool, channels, events) and returns. A watchdog heartbeat calls
+// it: if one of those locks is held forever (a deadlock, a loop stuck
+// while holding it), Ping does not return and the beats stop.
+func (c *Client) Ping() {
+	c.boot.Current()
+	c.dirs.Current()
+	c.circs.Probe()
+	c.chans.Count()
+	c.status.probe()
+	c.bus.Probe()
 }
 
 // guardOptions turns the torrc into guard manager options.
-func guardOptions(cfg Config, c *Client) guard.Options {
+func guardOptions(cfg Config, now func() time.Time, log *torlog.Logger) guard.Options {
 	t := cfg.Torrc
 	opts := guard.Options{
-		Now:            c.now,
-		Log:            c.log,
+		Now:            now,
+		Log:            log,
 		Store:          cfg.State,
 		DisableGuards:  !t.UseEntryGuards,
-		Filter:         guardFilter(t),
+		Filter:         circmgr.GuardFilter(t),
 		NumEntryGuards: t.NumEntryGuards,
 	}
 	if t.TestingTorNetwork {
@@ -206,4 +248,75 @@ func guardOptions(cfg Config, c *Client) guard.Options {
 		opts.GuardFlags = dir.FlagGuard | dir.FlagValid | dir.FlagRunning
 	}
 	return opts
+}
+
+// Run bootstraps the client and then keeps its directory fresh and its
+// circuits ready until ctx ends. It returns nil when ctx is cancelled.
+func (c *Client) Run(ctx context.Context) error {
+	defer c.chans.CloseAll()
+	defer c.circs.CloseAll()
+	defer func() {
+		if err := c.guards.Save(); err != nil {
+			c.log.Warnf("Saving guard state: %v", err)
+		}
+	}()
+	c.log.Noticef("Bootstrapped 0%% (starting): Starting")
+	c.dirs.LoadCache()
+	if err := c.bootstrap(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.circs.Prebuild(ctx)
+	}()
+	c.dirs.Maintain(ctx)
+	wg.Wait()
+	return nil
+}
+
+// bootstrap gets enough directory information and builds a first circuit.
+func (c *Client) bootstrap(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		d := c.dirs.Current()
+		var err error
+		switch {
+		case d == nil:
+			err = c.dirs.Update(ctx, true)
+		case !d.Enough():
+			err = c.dirs.Update(ctx, false)
+		}
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.boot.Problem(err.Error())
+		if !dirmgr.Sleep(ctx, dirmgr.RetryDelay(attempt)) {
+			return ctx.Err()
+		}
+	}
+	c.boot.Reach(event.PhaseEnoughDirInfo)
+	for attempt := 0; ; attempt++ {
+		// The first circuit proves that the network works; it is kept as
+		// a clean circuit for the first stream.
+		_, err := c.circs.Build(ctx, nil)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.boot.Problem("building the first circuit: " + err.Error())
+		if !dirmgr.Sleep(ctx, dirmgr.RetryDelay(attempt)) {
+			return ctx.Err()
+		}
+	}
+	c.boot.Reach(event.PhaseDone)
+	return nil
 }

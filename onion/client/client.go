@@ -25,7 +25,9 @@ import (
 
 	"tinytor/onion/addr"
 	"tinytor/tor"
+	"tinytor/tor/circmgr"
 	"tinytor/tor/circuit"
+	"tinytor/tor/event"
 	"tinytor/tor/path"
 	"tinytor/tor/torlog"
 )
@@ -36,7 +38,7 @@ type Network interface {
 	// NetworkView returns the directory in use, nil before bootstrap.
 	NetworkView() *path.Dir
 	// BuildCircuitTo builds a circuit guard, middle, target.
-	BuildCircuitTo(ctx context.Context, t tor.Target, opts tor.CircuitOptions) (*circuit.Circuit, error)
+	BuildCircuitTo(ctx context.Context, t circmgr.Target, opts circmgr.Options) (*circuit.Circuit, error)
 }
 
 // Config is what a Client is built from.
@@ -57,6 +59,10 @@ type Config struct {
 	Dirtiness time.Duration
 	// Rand supplies cookies and ephemeral keys; nil means crypto/rand.
 	Rand io.Reader
+	// Events receives the descriptor fetch events (*event.HSDesc); on it
+	// the client also hears event.NewNym and purges its state (Purge).
+	// Nil publishes nothing.
+	Events *event.Bus
 }
 
 // Limits, as in C tor.
@@ -95,8 +101,7 @@ type Client struct {
 	descs   map[[32]byte]*cacheEntry // by blinded key
 	rends   map[rendKey]*rendEntry
 	creds   map[addr.Address]Credential // added by controllers
-	subs    map[int]func(DescEvent)
-	nextSub int
+	unsub   func()                      // from the event bus
 }
 
 // New returns a Client.
@@ -121,7 +126,7 @@ func New(cfg Config) (*Client, error) {
 	if _, err := io.ReadFull(cfg.Rand, seed[:]); err != nil {
 		return nil, fmt.Errorf("onion client: seeding: %w", err)
 	}
-	return &Client{
+	c := &Client{
 		authDir: cfg.AuthDir,
 		cfg:     cfg,
 		log:     log,
@@ -129,8 +134,16 @@ func New(cfg Config) (*Client, error) {
 		descs:   map[[32]byte]*cacheEntry{},
 		rends:   map[rendKey]*rendEntry{},
 		creds:   map[addr.Address]Credential{},
-		subs:    map[int]func(DescEvent){},
-	}, nil
+		unsub:   func() {},
+	}
+	if cfg.Events != nil {
+		c.unsub = cfg.Events.Subscribe(func(e event.Event) {
+			if _, ok := e.(event.NewNym); ok {
+				c.Purge()
+			}
+		})
+	}
+	return c, nil
 }
 
 // withRand runs f with the client's random generator (for choices, not
@@ -166,6 +179,7 @@ func (c *Client) Purge() {
 
 // Close closes every rendezvous circuit. Streams on them fail.
 func (c *Client) Close() {
+	c.unsub()
 	c.mu.Lock()
 	c.closed = true
 	rends := c.rends

@@ -18,6 +18,7 @@ import (
 	"tinytor/onion/ring"
 	"tinytor/tor"
 	"tinytor/tor/cell"
+	"tinytor/tor/circmgr"
 	"tinytor/tor/circuit"
 	"tinytor/tor/dir"
 	"tinytor/tor/path"
@@ -26,11 +27,11 @@ import (
 // netFunc is a Network for tests.
 type netFunc struct {
 	view  func() *path.Dir
-	build func(ctx context.Context, t tor.Target, o tor.CircuitOptions) (*circuit.Circuit, error)
+	build func(ctx context.Context, t circmgr.Target, o circmgr.Options) (*circuit.Circuit, error)
 }
 
 func (n netFunc) NetworkView() *path.Dir { return n.view() }
-func (n netFunc) BuildCircuitTo(ctx context.Context, t tor.Target, o tor.CircuitOptions) (*circuit.Circuit, error) {
+func (n netFunc) BuildCircuitTo(ctx context.Context, t circmgr.Target, o circmgr.Options) (*circuit.Circuit, error) {
 	return n.build(ctx, t, o)
 }
 
@@ -38,7 +39,7 @@ func (n netFunc) BuildCircuitTo(ctx context.Context, t tor.Target, o tor.Circuit
 func noNetwork(t *testing.T) Network {
 	return netFunc{
 		view: func() *path.Dir { t.Error("NetworkView called"); return nil },
-		build: func(context.Context, tor.Target, tor.CircuitOptions) (*circuit.Circuit, error) {
+		build: func(context.Context, circmgr.Target, circmgr.Options) (*circuit.Circuit, error) {
 			t.Error("BuildCircuitTo called")
 			return nil, errors.New("no network")
 		},
@@ -86,7 +87,7 @@ func TestBadAddressWithoutNetwork(t *testing.T) {
 func TestNotBootstrapped(t *testing.T) {
 	c, err := New(Config{Net: netFunc{
 		view: func() *path.Dir { return nil },
-		build: func(context.Context, tor.Target, tor.CircuitOptions) (*circuit.Circuit, error) {
+		build: func(context.Context, circmgr.Target, circmgr.Options) (*circuit.Circuit, error) {
 			t.Error("BuildCircuitTo called")
 			return nil, errors.New("no")
 		},
@@ -311,9 +312,9 @@ func TestPlan(t *testing.T) {
 
 func TestRendezvousPointChoice(t *testing.T) {
 	view := testView(t, 9)
-	var got []tor.Target
+	var got []circmgr.Target
 	c, err := New(Config{Net: netFunc{view: func() *path.Dir { return view },
-		build: func(_ context.Context, tg tor.Target, o tor.CircuitOptions) (*circuit.Circuit, error) {
+		build: func(_ context.Context, tg circmgr.Target, o circmgr.Options) (*circuit.Circuit, error) {
 			if o.Purpose != "HS_CLIENT_REND" || o.Control == nil {
 				t.Errorf("rendezvous circuit options %+v", o)
 			}
@@ -362,7 +363,7 @@ func TestRendezvousGivesUp(t *testing.T) {
 	view := testView(t, 9)
 	builds := 0
 	c, err := New(Config{Net: netFunc{view: func() *path.Dir { return view },
-		build: func(context.Context, tor.Target, tor.CircuitOptions) (*circuit.Circuit, error) {
+		build: func(context.Context, circmgr.Target, circmgr.Options) (*circuit.Circuit, error) {
 			builds++ // calls are sequential: one build in flight at a time
 			return nil, errors.New("refused by test")
 		}}})

@@ -14,7 +14,7 @@ import (
 
 	"tinytor/onion/addr"
 	"tinytor/onion/keys"
-	"tinytor/tor"
+	"tinytor/tor/event"
 )
 
 // Credential is a client authorization key for one service, added by a
@@ -184,54 +184,9 @@ func writeFileAtomic(path string, b []byte) error {
 	return os.Rename(tmp, path)
 }
 
-// DescEvent is a descriptor fetch event, for the control port's HS_DESC
-// events.
-type DescEvent struct {
-	// Action is REQUESTED (a fetch from HSDir begins), RECEIVED (the HSDir
-	// returned a descriptor that decoded) or FAILED.
-	Action string
-	// Address is the service's address without ".onion".
-	Address string
-	// HSDir is the HSDir asked; zero when none could be (Reason
-	// QUERY_NO_HSDIR).
-	HSDir tor.RelayRef
-	// DescriptorID is the blinded key in base64 without padding, as C tor
-	// writes it; "" when unknown.
-	DescriptorID string
-	// Reason says why a fetch failed: NOT_FOUND, UNEXPECTED,
-	// QUERY_NO_HSDIR, BAD_DESC (C tor's names).
-	Reason string
-	// ClientAuth: a client authorization key was used.
-	ClientAuth bool
-}
-
-// OnDescEvent calls f for each descriptor fetch event until the returned
-// function is called. f must not block.
-func (c *Client) OnDescEvent(f func(DescEvent)) (unsubscribe func()) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.nextSub++
-	id := c.nextSub
-	c.subs[id] = f
-	return func() {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		delete(c.subs, id)
-	}
-}
-
-// event delivers e to the subscribers.
-func (c *Client) event(e DescEvent) {
-	c.mu.Lock()
-	fs := make([]func(DescEvent), 0, len(c.subs))
-	for _, f := range c.subs {
-		fs = append(fs, f)
-	}
-	c.mu.Unlock()
-	for _, f := range fs {
-		f(e)
-	}
-}
+// event publishes a descriptor fetch event (HS_DESC REQUESTED, RECEIVED,
+// FAILED) on Config.Events.
+func (c *Client) event(e event.HSDesc) { c.cfg.Events.Publish(&e) }
 
 // descID formats a blinded key as HS_DESC's descriptor ID.
 func descID(blinded []byte) string {
@@ -240,7 +195,7 @@ func descID(blinded []byte) string {
 
 // Fetch fetches the descriptor of the service at host again, ignoring
 // (and replacing) any cached copy, as HSFETCH does. Its progress is
-// reported through OnDescEvent.
+// reported on Config.Events.
 func (c *Client) Fetch(ctx context.Context, host string) error {
 	a, err := addr.Parse(host)
 	if err != nil {

@@ -14,9 +14,10 @@ import (
 
 	"tinytor/onion/desc"
 	"tinytor/onion/keys"
-	"tinytor/tor"
+	"tinytor/tor/circmgr"
 	"tinytor/tor/circuit"
 	"tinytor/tor/path"
+	"tinytor/tor/event"
 )
 
 func TestCredentials(t *testing.T) {
@@ -102,19 +103,22 @@ func TestCredentials(t *testing.T) {
 
 func TestFetchEvents(t *testing.T) {
 	view := testView(t, 9)
+	bus := &event.Bus{}
 	c, err := New(Config{Net: netFunc{view: func() *path.Dir { return view },
-		build: func(context.Context, tor.Target, tor.CircuitOptions) (*circuit.Circuit, error) {
+		build: func(context.Context, circmgr.Target, circmgr.Options) (*circuit.Circuit, error) {
 			return nil, errors.New("no circuits in this test")
-		}}, Testing: true})
+		}}, Testing: true, Events: bus})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
-	var evs []DescEvent
-	unsub := c.OnDescEvent(func(e DescEvent) {
-		mu.Lock()
-		evs = append(evs, e)
-		mu.Unlock()
+	var evs []event.HSDesc
+	unsub := bus.Subscribe(func(ev event.Event) {
+		if e, ok := ev.(*event.HSDesc); ok {
+			mu.Lock()
+			evs = append(evs, *e)
+			mu.Unlock()
+		}
 	})
 	a := newKey(t)
 	err = c.Fetch(context.Background(), a.Host())
@@ -123,7 +127,7 @@ func TestFetchEvents(t *testing.T) {
 		t.Fatalf("Fetch: %v, want DescNotFound", err)
 	}
 	mu.Lock()
-	got := append([]DescEvent(nil), evs...)
+	got := append([]event.HSDesc(nil), evs...)
 	mu.Unlock()
 	if len(got) != 12 {
 		t.Fatalf("%d events, want REQUESTED and FAILED for each of 6 HSDirs", len(got))

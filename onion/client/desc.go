@@ -17,7 +17,9 @@ import (
 	"tinytor/onion/keys"
 	"tinytor/onion/ring"
 	"tinytor/tor"
+	"tinytor/tor/circmgr"
 	"tinytor/tor/dir"
+	"tinytor/tor/event"
 	"tinytor/tor/path"
 )
 
@@ -110,7 +112,7 @@ func (c *Client) descriptor(ctx context.Context, a addr.Address) (*desc.Descript
 
 	id := descID(pl.blinded)
 	if len(pl.hsdirs) == 0 {
-		c.event(DescEvent{Action: "FAILED", Address: a.Host(), DescriptorID: id, Reason: "QUERY_NO_HSDIR"})
+		c.event(event.HSDesc{Action: "FAILED", Address: a.Host(), DescriptorID: id, Reason: "QUERY_NO_HSDIR"})
 		return nil, errorf(DescNotFound, a.String(), "no HSDir in the consensus")
 	}
 	clientKey, err := c.authKey(a)
@@ -125,11 +127,11 @@ func (c *Client) descriptor(ctx context.Context, a addr.Address) (*desc.Descript
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("onion service: fetching the descriptor: %w", err)
 		}
-		ref := tor.RelayRef{ID: n.Identity, Nickname: n.Nickname}
+		ref := event.RelayRef{ID: n.Identity, Nickname: n.Nickname}
 		failed := func(reason string) {
-			c.event(DescEvent{Action: "FAILED", Address: a.Host(), HSDir: ref, DescriptorID: id, Reason: reason, ClientAuth: clientKey != nil})
+			c.event(event.HSDesc{Action: "FAILED", Address: a.Host(), HSDir: ref, DescriptorID: id, Reason: reason, ClientAuth: clientKey != nil})
 		}
-		c.event(DescEvent{Action: "REQUESTED", Address: a.Host(), HSDir: ref, DescriptorID: id, ClientAuth: clientKey != nil})
+		c.event(event.HSDesc{Action: "REQUESTED", Address: a.Host(), HSDir: ref, DescriptorID: id, ClientAuth: clientKey != nil})
 		doc, err := c.fetch(ctx, n, pl.blinded)
 		if err != nil {
 			failed(fetchReason(err))
@@ -153,7 +155,7 @@ func (c *Client) descriptor(ctx context.Context, a addr.Address) (*desc.Descript
 		}
 		c.log.Infof("Fetched the descriptor of %s (revision %d, %d introduction points) from HSDir %s.",
 			a.Host()[:8], d.Outer.RevisionCounter, len(d.Inner.IntroPoints), n.Nickname)
-		c.event(DescEvent{Action: "RECEIVED", Address: a.Host(), HSDir: ref, DescriptorID: id, ClientAuth: clientKey != nil})
+		c.event(event.HSDesc{Action: "RECEIVED", Address: a.Host(), HSDir: ref, DescriptorID: id, ClientAuth: clientKey != nil})
 		d = c.store(bk, d, now)
 		c.mu.Lock()
 		if e := c.descs[bk]; e != nil {
@@ -198,7 +200,7 @@ func (c *Client) forget(d *desc.Descriptor) {
 func (c *Client) fetch(ctx context.Context, n *path.Node, blinded ed25519.PublicKey) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, hsdirTimeout)
 	defer cancel()
-	circ, err := c.cfg.Net.BuildCircuitTo(ctx, tor.TargetNode(n), tor.CircuitOptions{Purpose: "HS_CLIENT_HSDIR"})
+	circ, err := c.cfg.Net.BuildCircuitTo(ctx, circmgr.TargetNode(n), circmgr.Options{Purpose: "HS_CLIENT_HSDIR"})
 	if err != nil {
 		return nil, fmt.Errorf("building a circuit: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"tinytor/onion/hsntor"
 	"tinytor/tor"
 	"tinytor/tor/cell"
+	"tinytor/tor/circmgr"
 	"tinytor/tor/circuit"
 	"tinytor/tor/circuit/relaycrypto"
 	"tinytor/tor/dir"
@@ -137,7 +138,7 @@ func (c *Client) buildRend(ctx context.Context) (*rendPoint, error) {
 	if _, err := io.ReadFull(c.cfg.Rand, r.cookie[:]); err != nil {
 		return nil, fmt.Errorf("rendezvous cookie: %w", err)
 	}
-	circ, err := c.cfg.Net.BuildCircuitTo(ctx, tor.TargetNode(node), tor.CircuitOptions{Purpose: "HS_CLIENT_REND", Control: r.control})
+	circ, err := c.cfg.Net.BuildCircuitTo(ctx, circmgr.TargetNode(node), circmgr.Options{Purpose: "HS_CLIENT_REND", Control: r.control})
 	if err != nil {
 		return nil, fmt.Errorf("building a circuit to rendezvous point %s: %w", node.Nickname, err)
 	}
@@ -299,10 +300,10 @@ func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descrip
 // introduce makes one introduction attempt through ip. final reports
 // that retrying this introduction point is useless (it answered, rather
 // than being unreachable).
-func (c *Client) introduce(ctx context.Context, a addr.Address, d *desc.Descriptor, ip *desc.IntroPoint, t tor.Target,
+func (c *Client) introduce(ctx context.Context, a addr.Address, d *desc.Descriptor, ip *desc.IntroPoint, t circmgr.Target,
 	getRend func() (*rendPoint, error)) (joined *circuit.Circuit, final bool, err error) {
 	ack := make(chan []byte, 1)
-	ic, err := c.cfg.Net.BuildCircuitTo(ctx, t, tor.CircuitOptions{Purpose: "HS_CLIENT_INTRO", Control: func(_ int, cmd cell.RelayCommand, _ uint16, data []byte) {
+	ic, err := c.cfg.Net.BuildCircuitTo(ctx, t, circmgr.Options{Purpose: "HS_CLIENT_INTRO", Control: func(_ int, cmd cell.RelayCommand, _ uint16, data []byte) {
 		if cmd == cell.RelayIntroduceAck {
 			select {
 			case ack <- append([]byte(nil), data...):
@@ -388,12 +389,12 @@ func nodeLinkSpecs(n *path.Node) []cell.LinkSpec {
 // introTarget turns an introduction point's link specifiers and onion key
 // into a circuit target. It needs the RSA identity and an address; an
 // ed25519 identity is used when present.
-func introTarget(ip *desc.IntroPoint) (tor.Target, error) {
+func introTarget(ip *desc.IntroPoint) (circmgr.Target, error) {
 	return targetFromLinkSpecs(ip.LinkSpecs, ip.OnionKey)
 }
 
-func targetFromLinkSpecs(specs []cell.LinkSpec, onionKey [32]byte) (tor.Target, error) {
-	var t tor.Target
+func targetFromLinkSpecs(specs []cell.LinkSpec, onionKey [32]byte) (circmgr.Target, error) {
+	var t circmgr.Target
 	t.Hop.NtorKey = onionKey
 	var haveRSA bool
 	for i, s := range specs {

@@ -12,8 +12,8 @@ import (
 
 	"tinytor/onion/desc"
 	"tinytor/onion/hscell"
-	"tinytor/tor"
 	"tinytor/tor/cell"
+	"tinytor/tor/circmgr"
 	"tinytor/tor/circuit"
 	"tinytor/tor/dir"
 	"tinytor/tor/path"
@@ -160,7 +160,7 @@ func newIntroPoint(n *path.Node, now time.Time) (*introPoint, error) {
 	life := introMinLifetime + time.Duration(mrand.Int64N(int64(introMaxLifetime-introMinLifetime)))
 	return &introPoint{
 		node:     n,
-		hop:      tor.TargetNode(n).Hop,
+		hop:      circmgr.TargetNode(n).Hop,
 		authKey:  auth,
 		encKey:   enc,
 		replay:   hscell.NewReplayCache(replayCacheMax, introMaxLifetime),
@@ -235,7 +235,7 @@ func (s *Service) establish(ctx context.Context, ip *introPoint) {
 func (s *Service) establishOnce(ctx context.Context, ip *introPoint) error {
 	bctx, cancel := context.WithTimeout(ctx, 2*introEstablishWait)
 	defer cancel()
-	circ, err := s.net.BuildCircuitTo(bctx, tor.TargetNode(ip.node), tor.CircuitOptions{
+	circ, err := s.net.BuildCircuitTo(bctx, circmgr.TargetNode(ip.node), circmgr.Options{
 		Purpose: "HS_SERVICE_INTRO",
 		Control: func(hop int, cmd cell.RelayCommand, sid uint16, data []byte) {
 			s.introControl(ctx, ip, hop, cmd, data)

@@ -4,15 +4,18 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	mrand "math/rand/v2"
+	"strings"
 	"time"
 
 	"tinytor/onion/desc"
 	"tinytor/onion/keys"
 	"tinytor/onion/ring"
-	"tinytor/tor"
+	"tinytor/tor/circmgr"
 	"tinytor/tor/dir"
+	"tinytor/tor/event"
 	"tinytor/tor/path"
 )
 
@@ -225,12 +228,13 @@ func (s *Service) buildDescriptor(bk *keys.SigningKey, rev uint64, now time.Time
 // end of a 3-hop circuit. A failed upload is retried at the next
 // publication.
 func (s *Service) upload(ctx context.Context, n *path.Node, doc []byte, period uint64, blinded []byte) {
-	ev := DescEvent{Action: "UPLOAD", Address: s.address.Host(), HSDir: tor.RelayRef{ID: n.Identity, Nickname: n.Nickname}, BlindedKey: blinded}
+	ev := event.HSDesc{Action: "UPLOAD", Address: s.address.Host(), HSDir: event.RelayRef{ID: n.Identity, Nickname: n.Nickname},
+		DescriptorID: strings.TrimRight(base64.StdEncoding.EncodeToString(blinded), "="), Service: true}
 	s.event(ev)
 	uctx, cancel := context.WithTimeout(ctx, uploadTimeout)
 	defer cancel()
 	err := func() error {
-		circ, err := s.net.BuildCircuitTo(uctx, tor.TargetNode(n), tor.CircuitOptions{Purpose: "HS_SERVICE_HSDIR"})
+		circ, err := s.net.BuildCircuitTo(uctx, circmgr.TargetNode(n), circmgr.Options{Purpose: "HS_SERVICE_HSDIR"})
 		if err != nil {
 			return fmt.Errorf("building the circuit: %w", err)
 		}
@@ -279,9 +283,5 @@ func (s *Service) upload(ctx context.Context, n *path.Node, doc []byte, period u
 	}
 }
 
-// event reports a descriptor upload event to Options.Events.
-func (s *Service) event(e DescEvent) {
-	if s.opts.Events != nil {
-		s.opts.Events(e)
-	}
-}
+// event publishes a descriptor upload event on Options.Events.
+func (s *Service) event(e event.HSDesc) { s.opts.Events.Publish(&e) }

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"tinytor/onion/ring"
-	"tinytor/tor"
+	"tinytor/tor/circmgr"
 	"tinytor/tor/circuit"
 	"tinytor/tor/dir"
 	"tinytor/tor/path"
@@ -30,7 +30,7 @@ type recNet struct {
 }
 
 func (r *recNet) NetworkView() *path.Dir { return r.view }
-func (r *recNet) BuildCircuitTo(_ context.Context, t tor.Target, o tor.CircuitOptions) (*circuit.Circuit, error) {
+func (r *recNet) BuildCircuitTo(_ context.Context, t circmgr.Target, o circmgr.Options) (*circuit.Circuit, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if o.Purpose == "HS_SERVICE_HSDIR" {

@@ -16,8 +16,8 @@ import (
 	"tinytor/onion/hscell"
 	"tinytor/onion/hsntor"
 	"tinytor/onion/keys"
-	"tinytor/tor"
 	"tinytor/tor/cell"
+	"tinytor/tor/circmgr"
 	"tinytor/tor/circuit"
 	"tinytor/tor/circuit/relaycrypto"
 	"tinytor/tor/config"
@@ -115,7 +115,7 @@ func (s *Service) introduce(ctx context.Context, ip *introPoint, body []byte) er
 	var circ *circuit.Circuit
 	for try := 1; ; try++ {
 		rctx, cancel := context.WithTimeout(ctx, rendTimeout)
-		circ, err = s.net.BuildCircuitTo(rctx, tor.Target{Hop: hop}, tor.CircuitOptions{Purpose: "HS_SERVICE_REND"})
+		circ, err = s.net.BuildCircuitTo(rctx, circmgr.Target{Hop: hop}, circmgr.Options{Purpose: "HS_SERVICE_REND"})
 		cancel()
 		if err == nil {
 			break

@@ -25,9 +25,10 @@ import (
 	"tinytor/board/state"
 	"tinytor/onion/addr"
 	"tinytor/onion/keys"
-	"tinytor/tor"
+	"tinytor/tor/circmgr"
 	"tinytor/tor/circuit"
 	"tinytor/tor/config"
+	"tinytor/tor/event"
 	"tinytor/tor/path"
 	"tinytor/tor/torlog"
 )
@@ -47,7 +48,7 @@ const DefaultIntroPoints = 3
 // these methods).
 type Network interface {
 	NetworkView() *path.Dir
-	BuildCircuitTo(ctx context.Context, t tor.Target, opts tor.CircuitOptions) (*circuit.Circuit, error)
+	BuildCircuitTo(ctx context.Context, t circmgr.Target, opts circmgr.Options) (*circuit.Circuit, error)
 }
 
 // Options are the settings of one service.
@@ -69,24 +70,9 @@ type Options struct {
 	// service authorizes (ClientAuthV3); none means no client
 	// authorization. Only used with Key.
 	ClientKeys [][32]byte
-	// Events, when set, receives the service's descriptor upload events.
-	Events func(DescEvent)
-}
-
-// DescEvent is a descriptor upload event of a service, for the control
-// port's HS_DESC events.
-type DescEvent struct {
-	// Action is UPLOAD (an upload begins) or UPLOADED (the HSDir accepted
-	// it) or FAILED.
-	Action string
-	// Address is the service's address without ".onion".
-	Address string
-	// HSDir is the HSDir's identity and nickname.
-	HSDir tor.RelayRef
-	// BlindedKey is the descriptor's blinded key (its ID for HS_DESC).
-	BlindedKey []byte
-	// Reason says why an upload failed.
-	Reason string
+	// Events, when set, receives the service's descriptor upload events
+	// (*event.HSDesc with Service set: UPLOAD, UPLOADED, FAILED).
+	Events *event.Bus
 }
 
 // Service is one onion service.

@@ -15,8 +15,8 @@ import (
 	"tinytor/onion/hscell"
 	"tinytor/onion/hsntor"
 	"tinytor/onion/keys"
-	"tinytor/tor"
 	"tinytor/tor/cell"
+	"tinytor/tor/circmgr"
 	"tinytor/tor/circuit"
 	"tinytor/tor/config"
 	"tinytor/tor/dir"
@@ -27,7 +27,7 @@ import (
 type noNet struct{}
 
 func (noNet) NetworkView() *path.Dir { return nil }
-func (noNet) BuildCircuitTo(context.Context, tor.Target, tor.CircuitOptions) (*circuit.Circuit, error) {
+func (noNet) BuildCircuitTo(context.Context, circmgr.Target, circmgr.Options) (*circuit.Circuit, error) {
 	return nil, errors.New("no network in this test")
 }
 

@@ -35,6 +35,7 @@ import (
 	"strings"
 
 	"tinytor/tor"
+	"tinytor/tor/event"
 	"tinytor/tor/guard"
 	"tinytor/tor/metrics"
 )
@@ -123,7 +124,7 @@ func Register(reg *metrics.Registry, c *tor.Client) (stop func(), err error) {
 		return nil, fmt.Errorf("clientmetrics: %w", err)
 	}
 	ec := &eventCounters{buildTime: buildTime, succeeded: succeeded, failed: failed, streamFailures: streamFailures, chanFailures: chanFailures}
-	return c.Subscribe(ec.observe), nil
+	return c.Events().Subscribe(ec.observe), nil
 }
 
 // eventCounters are the metrics counted from client events.
@@ -134,13 +135,13 @@ type eventCounters struct {
 	chanFailures      *metrics.Counter
 }
 
-func (ec *eventCounters) observe(ev tor.Event) {
+func (ec *eventCounters) observe(ev event.Event) {
 	switch e := ev.(type) {
-	case *tor.CircuitEvent:
+	case *event.Circuit:
 		if e.Status == "BUILT" {
 			ec.buildTime.Observe(e.BuildTime.Seconds())
 		}
-	case *tor.StreamEvent:
+	case *event.Stream:
 		switch e.Status {
 		case "SUCCEEDED":
 			ec.succeeded.Inc()
@@ -150,7 +151,7 @@ func (ec *eventCounters) observe(ev tor.Event) {
 				r.Inc()
 			}
 		}
-	case *tor.ChannelEvent:
+	case *event.Channel:
 		if e.Status == "FAILED" {
 			ec.chanFailures.Inc()
 		}

@@ -9,6 +9,7 @@ import (
 
 	"tinytor/tor"
 	"tinytor/tor/config"
+	"tinytor/tor/event"
 	"tinytor/tor/metrics"
 )
 
@@ -91,14 +92,14 @@ func TestObserve(t *testing.T) {
 	ok, _ := sv.With("succeeded")
 	bad, _ := sv.With("failed")
 	ec := &eventCounters{buildTime: bt, succeeded: ok, failed: bad, streamFailures: fv, chanFailures: cf}
-	ec.observe(&tor.CircuitEvent{CircuitInfo: tor.CircuitInfo{Status: "BUILT", BuildTime: 1500 * time.Millisecond}})
-	ec.observe(&tor.CircuitEvent{CircuitInfo: tor.CircuitInfo{Status: "LAUNCHED"}})
-	ec.observe(&tor.StreamEvent{StreamInfo: tor.StreamInfo{Status: "SUCCEEDED"}})
-	ec.observe(&tor.StreamEvent{StreamInfo: tor.StreamInfo{Status: "SUCCEEDED"}})
-	ec.observe(&tor.StreamEvent{StreamInfo: tor.StreamInfo{Status: "FAILED", Reason: "TIMEOUT"}})
-	ec.observe(&tor.StreamEvent{StreamInfo: tor.StreamInfo{Status: "FAILED", Reason: "bad\"label"}})
-	ec.observe(&tor.ChannelEvent{ChannelInfo: tor.ChannelInfo{Status: "FAILED"}})
-	ec.observe(tor.BootstrapStatus{})
+	ec.observe(&event.Circuit{Status: "BUILT", BuildTime: 1500 * time.Millisecond})
+	ec.observe(&event.Circuit{Status: "LAUNCHED"})
+	ec.observe(&event.Stream{Status: "SUCCEEDED"})
+	ec.observe(&event.Stream{Status: "SUCCEEDED"})
+	ec.observe(&event.Stream{Status: "FAILED", Reason: "TIMEOUT"})
+	ec.observe(&event.Stream{Status: "FAILED", Reason: "bad\"label"})
+	ec.observe(&event.Channel{Status: "FAILED"})
+	ec.observe(event.Bootstrap{})
 	out := scrape(t, reg2)
 	for _, want := range []string{
 		"b_seconds_bucket{le=\"1\"} 0\n", "b_seconds_bucket{le=\"2\"} 1\n", "b_seconds_count 1\n", "b_seconds_sum 1.5\n",

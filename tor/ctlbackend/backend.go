@@ -1,10 +1,9 @@
 // Package ctlbackend answers the control port (package control) with the
 // Tor client (package tor) and the torrc (package config): GETINFO keys,
-// GETCONF/SETCONF/RESETCONF/SAVECONF over the option table, SIGNALs,
-// ephemeral onion services (ADD_ONION/DEL_ONION, package onion/service),
-// client authorization and HSFETCH (package onion/client), and the
-// translation of client events into control-port events (HS_DESC
-// included).
+// GETCONF/SETCONF/RESETCONF/SAVECONF over the option table, SIGNALs, and
+// the translation of the event bus into control-port events (HS_DESC and
+// log events included). The onion-service commands are reached through the
+// Onion interface, which the onion side implements (package onion/ctl).
 package ctlbackend
 
 import (
@@ -17,10 +16,11 @@ import (
 	"sync"
 	"time"
 
-	onionclient "tinytor/onion/client"
 	"tinytor/tor"
+	"tinytor/tor/circmgr"
 	"tinytor/tor/config"
 	"tinytor/tor/control"
+	"tinytor/tor/event"
 	"tinytor/tor/guard"
 	"tinytor/tor/torlog"
 )
@@ -61,12 +61,9 @@ type Config struct {
 	Write control.WriteFunc
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Onion is the onion service client (ONION_CLIENT_AUTH_*, HSFETCH,
-	// client-side HS_DESC events); nil refuses those commands.
-	Onion *onionclient.Client
-	// OnionCollides reports whether a service ID is already hosted from
-	// the torrc, so that ADD_ONION refuses it; nil means never.
-	OnionCollides func(serviceID string) bool
+	// Onion answers the onion-service commands (ADD_ONION, DEL_ONION,
+	// ONION_CLIENT_AUTH_*, HSFETCH, GETINFO onions/*); nil refuses them.
+	Onion Onion
 }
 
 // Backend implements control.Backend. Create it with New.
@@ -88,8 +85,6 @@ type Backend struct {
 	dormant bool
 	emitMu  sync.Mutex
 	emit    Emitter
-
-	on onions
 }
 
 // New returns a Backend for cfg. The torrc layers are read from
@@ -114,14 +109,11 @@ func New(cfg Config) (*Backend, error) {
 		return nil, fmt.Errorf("ctlbackend: reading the configuration: %w", err)
 	}
 	b.layers, b.built = layers, cfg.Client.Config()
-	b.initOnions()
 	return b, nil
 }
 
-// Close cancels a deferred NEWNYM, stops the ephemeral onion services
-// and waits for them.
+// Close cancels a deferred NEWNYM.
 func (b *Backend) Close() {
-	b.closeOnions()
 	b.nymMu.Lock()
 	defer b.nymMu.Unlock()
 	b.closed = true
@@ -162,11 +154,11 @@ func (b *Backend) GetInfo(key string) (string, error) {
 	case "info/names":
 		return strings.Join(infoNames, "\n"), nil
 	case "status/bootstrap-phase":
-		return c.Status().ControlString(), nil
+		return bootstrapPhase(c.Status()), nil
 	case "status/circuit-established":
 		return boolString(c.Status().Phase.Percent >= 100), nil
 	case "status/enough-dir-info":
-		return boolString(c.Status().Phase.Percent >= tor.PhaseEnoughDirInfo.Percent), nil
+		return boolString(c.Status().Phase.Percent >= event.PhaseEnoughDirInfo.Percent), nil
 	case "circuit-status":
 		var lines []string
 		for _, ci := range c.Circuits() {
@@ -197,7 +189,7 @@ func (b *Backend) GetInfo(key string) (string, error) {
 			case !g.Listed:
 				status = "unlisted"
 			}
-			lines = append(lines, tor.RelayRef{ID: g.ID, Nickname: g.Nickname}.LongName()+" "+status)
+			lines = append(lines, event.RelayRef{ID: g.ID, Nickname: g.Nickname}.LongName()+" "+status)
 		}
 		return strings.Join(lines, "\n"), nil
 	case "traffic/read":
@@ -236,7 +228,7 @@ func (b *Backend) GetInfo(key string) (string, error) {
 		}
 		return strings.Join(addrs, " "), nil
 	case "ns/all":
-		return c.NetworkStatusAll(), nil
+		return b.networkStatusAll(), nil
 	}
 	if fp, ok := strings.CutPrefix(key, "ns/id/"); ok {
 		ns, _, err := b.relay(fp)
@@ -299,7 +291,7 @@ func (b *Backend) relay(fp string) (ns, md string, err error) {
 	if !ok {
 		return "", "", control.Errorf(552, "Unrecognized key %s", control.QuoteString(fp))
 	}
-	ns, md, ok = b.cfg.Client.RelayStatus(id)
+	ns, md, ok = b.relayStatus(id)
 	if !ok {
 		return "", "", control.Errorf(552, "Unrecognized key %s", control.QuoteString(fp))
 	}
@@ -403,9 +395,9 @@ func (b *Backend) CloseCircuit(id string, ifUnused bool) error {
 		return control.Errorf(552, "Unknown circuit %s", control.QuoteString(id))
 	}
 	switch err := b.cfg.Client.CloseCircuit(n, ifUnused); {
-	case errors.Is(err, tor.ErrUnknownCircuit):
+	case errors.Is(err, circmgr.ErrUnknownCircuit):
 		return control.Errorf(552, "Unknown circuit %s", control.QuoteString(id))
-	case errors.Is(err, tor.ErrCircuitInUse):
+	case errors.Is(err, circmgr.ErrCircuitInUse):
 		return nil // C tor leaves a used circuit alone and says OK
 	default:
 		return err

@@ -13,9 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"tinytor/onion/ctl"
 	"tinytor/tor"
 	"tinytor/tor/config"
 	"tinytor/tor/control"
+	"tinytor/tor/event"
 	"tinytor/tor/torlog"
 )
 
@@ -125,8 +127,11 @@ func newFixture(t *testing.T, torrc string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cmds := ctl.New(ctl.Config{Client: f.client})
+	t.Cleanup(cmds.Close)
 	f.b, err = New(Config{
 		Client:  f.client,
+		Onion:   cmds,
 		Log:     log,
 		Version: "0.4.9.11-tinytor-test",
 		Sources: src,
@@ -428,25 +433,29 @@ func TestTranslate(t *testing.T) {
 	created := time.Date(2026, 1, 2, 3, 4, 5, 600000000, time.UTC)
 	id1 := [20]byte{0xAA, 19: 0x01}
 	cases := []struct {
-		ev   tor.Event
+		ev   event.Event
 		want []control.Event
 	}{
-		{&tor.CircuitEvent{CircuitInfo: tor.CircuitInfo{ID: 5, Status: "BUILT", Purpose: "GENERAL", Created: created,
-			Path: []tor.RelayRef{{ID: id1, Nickname: "guard"}, {ID: id1}}}},
+		{&event.Circuit{ID: 5, Status: "BUILT", Purpose: "GENERAL", Created: created,
+			Path: []event.RelayRef{{ID: id1, Nickname: "guard"}, {ID: id1}}},
 			[]control.Event{{Type: "CIRC", Body: "5 BUILT $AA00000000000000000000000000000000000001~guard,$AA00000000000000000000000000000000000001 PURPOSE=GENERAL TIME_CREATED=2026-01-02T03:04:05.600000"}}},
-		{&tor.CircuitEvent{CircuitInfo: tor.CircuitInfo{ID: 6, Status: "FAILED", Reason: "TIMEOUT"}},
+		{&event.Circuit{ID: 6, Status: "FAILED", Reason: "TIMEOUT"},
 			[]control.Event{{Type: "CIRC", Body: "6 FAILED REASON=TIMEOUT"}}},
-		{&tor.StreamEvent{StreamInfo: tor.StreamInfo{ID: 9, Status: "SUCCEEDED", CircID: 5, Target: "example.com:80"}},
+		{&event.Stream{ID: 9, Status: "SUCCEEDED", CircID: 5, Target: "example.com:80"},
 			[]control.Event{{Type: "STREAM", Body: "9 SUCCEEDED 5 example.com:80 PURPOSE=USER"}}},
-		{&tor.StreamEvent{StreamInfo: tor.StreamInfo{ID: 10, Status: "NEW", Target: "example.com:443"}},
+		{&event.Stream{ID: 10, Status: "NEW", Target: "example.com:443"},
 			[]control.Event{{Type: "STREAM", Body: "10 NEW 0 example.com:443 PURPOSE=USER"}}},
-		{&tor.ChannelEvent{ChannelInfo: tor.ChannelInfo{ID: 3, Relay: tor.RelayRef{ID: id1, Nickname: "g"}, Status: "CONNECTED", NCircs: 2}},
+		{&event.Channel{ID: 3, Relay: event.RelayRef{ID: id1, Nickname: "g"}, Status: "CONNECTED", NCircs: 2},
 			[]control.Event{{Type: "ORCONN", Body: "$AA00000000000000000000000000000000000001~g CONNECTED NCIRCS=2 ID=3"}}},
-		{&tor.ChannelEvent{ChannelInfo: tor.ChannelInfo{ID: 4, Addr: "127.0.0.1:5000", Status: "FAILED", Reason: "CONNECTREFUSED"}},
+		{&event.Channel{ID: 4, Addr: "127.0.0.1:5000", Status: "FAILED", Reason: "CONNECTREFUSED"},
 			[]control.Event{{Type: "ORCONN", Body: "127.0.0.1:5000 FAILED REASON=CONNECTREFUSED ID=4"}}},
-		{tor.BootstrapStatus{Phase: tor.PhaseLoadingStatus},
+		{&event.HSDesc{Action: "FAILED", Address: "abc", HSDir: event.RelayRef{ID: id1}, DescriptorID: "XYZ", Reason: "NOT_FOUND"},
+			[]control.Event{{Type: "HS_DESC", Body: "FAILED abc NO_AUTH $AA00000000000000000000000000000000000001 XYZ REASON=NOT_FOUND"}}},
+		{&event.HSDesc{Action: "UPLOAD", Address: "abc", HSDir: event.RelayRef{ID: id1}, DescriptorID: "XYZ", Service: true},
+			[]control.Event{{Type: "HS_DESC", Body: "UPLOAD abc UNKNOWN $AA00000000000000000000000000000000000001 XYZ"}}},
+		{event.Bootstrap{Phase: event.PhaseLoadingStatus},
 			[]control.Event{{Type: "STATUS_CLIENT", Body: `NOTICE BOOTSTRAP PROGRESS=30 TAG=loading_status SUMMARY="Loading networkstatus consensus"`}}},
-		{tor.BootstrapStatus{Phase: tor.PhaseDone},
+		{event.Bootstrap{Phase: event.PhaseDone},
 			[]control.Event{{Type: "STATUS_CLIENT", Body: `NOTICE BOOTSTRAP PROGRESS=100 TAG=done SUMMARY="Done"`},
 				{Type: "STATUS_CLIENT", Body: "NOTICE CIRCUIT_ESTABLISHED"}}},
 	}

@@ -5,8 +5,8 @@ import (
 	"strconv"
 	"time"
 
-	"tinytor/tor"
 	"tinytor/tor/control"
+	"tinytor/tor/event"
 )
 
 // Emitter receives control-port events; *control.Server is one.
@@ -26,7 +26,7 @@ func (b *Backend) Run(ctx context.Context, em Emitter) {
 		b.emit = nil
 		b.emitMu.Unlock()
 	}()
-	unsubscribe := b.cfg.Client.Subscribe(func(ev tor.Event) {
+	unsubscribe := b.cfg.Client.Events().Subscribe(func(ev event.Event) {
 		for _, e := range Translate(ev) {
 			if em.Wants(e.Type) {
 				em.Emit(e)
@@ -62,25 +62,44 @@ func (b *Backend) emitEvent(e control.Event) {
 	}
 }
 
-// Translate turns a client event into the control-port events C tor
-// sends for it: CIRC, STREAM, ORCONN, and STATUS_CLIENT BOOTSTRAP (plus
-// CIRCUIT_ESTABLISHED when bootstrap completes).
-func Translate(ev tor.Event) []control.Event {
+// Translate turns an event of the bus into the control-port events C tor
+// sends for it: CIRC, STREAM, ORCONN, HS_DESC, NOTICE/WARN/ERR, and
+// STATUS_CLIENT BOOTSTRAP (plus CIRCUIT_ESTABLISHED when bootstrap
+// completes).
+func Translate(ev event.Event) []control.Event {
 	switch e := ev.(type) {
-	case *tor.CircuitEvent:
-		return []control.Event{circEvent(e.CircuitInfo).Event()}
-	case *tor.StreamEvent:
-		return []control.Event{streamEvent(e.StreamInfo).Event()}
-	case *tor.ChannelEvent:
+	case *event.Circuit:
+		return []control.Event{circEvent(*e).Event()}
+	case *event.Stream:
+		return []control.Event{streamEvent(*e).Event()}
+	case *event.Channel:
 		return []control.Event{control.ORConnEvent{
-			Target: channelTarget(e.ChannelInfo),
+			Target: channelTarget(*e),
 			Status: e.Status,
 			Reason: e.Reason,
 			NCircs: e.NCircs,
 			ID:     strconv.FormatUint(e.ID, 10),
 		}.Event()}
-	case tor.BootstrapStatus:
-		out := []control.Event{{Type: "STATUS_CLIENT", Body: e.ControlString()}}
+	case *event.HSDesc:
+		auth := "NO_AUTH"
+		switch {
+		case e.Service:
+			auth = "UNKNOWN"
+		case e.ClientAuth:
+			auth = "CLIENT_AUTH"
+		}
+		return []control.Event{control.HSDescEvent{
+			Action:       e.Action,
+			Address:      e.Address,
+			AuthType:     auth,
+			HSDir:        longNameOrEmpty(e.HSDir),
+			DescriptorID: e.DescriptorID,
+			Reason:       e.Reason,
+		}.Event()}
+	case event.Log:
+		return []control.Event{control.LogEvent(e.Severity, e.Message)}
+	case event.Bootstrap:
+		out := []control.Event{{Type: "STATUS_CLIENT", Body: bootstrapPhase(e)}}
 		if e.Phase.Percent >= 100 && e.Problem == "" {
 			out = append(out, control.StatusEvent{Type: "STATUS_CLIENT", Severity: "NOTICE", Action: "CIRCUIT_ESTABLISHED"}.Event())
 		}
@@ -89,7 +108,7 @@ func Translate(ev tor.Event) []control.Event {
 	return nil
 }
 
-func circEvent(ci tor.CircuitInfo) control.CircEvent {
+func circEvent(ci event.Circuit) control.CircEvent {
 	path := make([]string, len(ci.Path))
 	for i, r := range ci.Path {
 		path[i] = r.LongName()
@@ -105,7 +124,7 @@ func circEvent(ci tor.CircuitInfo) control.CircEvent {
 	}
 }
 
-func streamEvent(si tor.StreamInfo) control.StreamEvent {
+func streamEvent(si event.Stream) control.StreamEvent {
 	purpose := "USER"
 	if si.Status == "NEWRESOLVE" || si.Status == "SENTRESOLVE" {
 		purpose = "DNS_REQUEST"
@@ -122,7 +141,7 @@ func streamEvent(si tor.StreamInfo) control.StreamEvent {
 
 // channelTarget is the ORCONN target: the relay's LongName when known,
 // else its address.
-func channelTarget(ch tor.ChannelInfo) string {
+func channelTarget(ch event.Channel) string {
 	if ch.Relay.ID != ([20]byte{}) {
 		return ch.Relay.LongName()
 	}

@@ -16,6 +16,7 @@ import (
 
 	"tinytor/onion/addr"
 	onionclient "tinytor/onion/client"
+	"tinytor/onion/ctl"
 	"tinytor/onion/keys"
 	"tinytor/tor/control"
 )
@@ -29,7 +30,9 @@ func onionFixture(t *testing.T) (*Backend, *onionclient.Client) {
 		t.Fatal(err)
 	}
 	t.Cleanup(oc.Close)
-	b, err := New(Config{Client: f.client, Sources: f.b.cfg.Sources, Onion: oc})
+	cmds := ctl.New(ctl.Config{Client: f.client, Onion: oc})
+	t.Cleanup(cmds.Close)
+	b, err := New(Config{Client: f.client, Sources: f.b.cfg.Sources, Onion: cmds})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,27 +285,13 @@ func TestOnionServerReplies(t *testing.T) {
 	}
 }
 
-func FuzzOnionPort(f *testing.F) {
-	for _, s := range []string{"", "8080", "127.0.0.1:80", "[::1]:443", "unix:/run/x", "unix:", "0", "localhost:80", "99999"} {
-		f.Add(uint16(80), s)
-	}
-	f.Add(uint16(0), "")
-	f.Fuzz(func(t *testing.T, virt uint16, target string) {
-		hp, err := onionPort(control.OnionPort{Virt: virt, Target: target})
-		if err != nil {
-			return
-		}
-		if hp.VirtualPort != virt || (hp.Unix == "") == !hp.Target.IsValid() || (hp.Unix == "" && hp.Target.Port() == 0) {
-			t.Fatalf("onionPort(%d, %q) = %+v", virt, target, hp)
-		}
-	})
-}
-
 func TestAddOnionCollidesWithTorrc(t *testing.T) {
 	f := newFixture(t, "")
 	k, _ := keys.GenerateKey()
 	id := serviceIDOf(t, k)
-	b, err := New(Config{Client: f.client, Sources: f.b.cfg.Sources, OnionCollides: func(s string) bool { return s == id }})
+	cmds := ctl.New(ctl.Config{Client: f.client, Collides: func(s string) bool { return s == id }})
+	defer cmds.Close()
+	b, err := New(Config{Client: f.client, Sources: f.b.cfg.Sources, Onion: cmds})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package tor
+package circmgr
 
 import (
 	"net/netip"
@@ -26,9 +26,8 @@ func TestNodeRules(t *testing.T) {
 		ExcludeExitNodes: config.NodeList{{Kind: config.NodeNickname, Nickname: "GAMMA"}},
 		EntryNodes:       config.NodeList{{Kind: config.NodeNickname, Nickname: "beta"}},
 	}
-	cl := &Client{}
-	cl.torrc.Store(cfg)
-	o := cl.pathOptions()
+	m := New(Config{Torrc: func() *config.Config { return cfg }})
+	o := m.pathOptions()
 	if !o.Exclude(a) || o.Exclude(b) {
 		t.Errorf("ExcludeNodes by fingerprint: alpha %v beta %v", o.Exclude(a), o.Exclude(b))
 	}
@@ -38,8 +37,12 @@ func TestNodeRules(t *testing.T) {
 	if !o.ExcludeExit(c) {
 		t.Error("gamma is in ExcludeExitNodes (case-insensitive nickname) but may exit")
 	}
-	f := guardFilter(cfg)
+	f := GuardFilter(cfg)
 	if f(a) || !f(b) || f(c) {
 		t.Errorf("guard filter: alpha %v beta %v gamma %v; want only beta", f(a), f(b), f(c))
+	}
+	m.markDown(b.Identity)
+	if !o.Exclude(b) {
+		t.Error("a relay just marked down is still allowed in paths")
 	}
 }

@@ -1,12 +1,41 @@
-package tor
+package circmgr
 
 import (
 	"net/netip"
 	"strings"
+	"time"
 
 	"tinytor/tor/config"
 	"tinytor/tor/path"
 )
+
+// downTime is how long a relay that could not be reached is left out of
+// new paths (C tor likewise marks a relay it failed to reach as down
+// until the next consensus says otherwise).
+const downTime = 2 * time.Minute
+
+// markDown records that a relay could not be reached through a circuit.
+func (m *Manager) markDown(id [20]byte) {
+	m.downMu.Lock()
+	m.down[id] = m.cfg.Now()
+	m.downMu.Unlock()
+	m.cfg.Log.Infof("Relay $%X could not be reached; leaving it out of new paths for %s.", id, downTime)
+}
+
+// isDown reports whether a relay failed recently.
+func (m *Manager) isDown(id [20]byte) bool {
+	m.downMu.Lock()
+	defer m.downMu.Unlock()
+	t, ok := m.down[id]
+	if !ok {
+		return false
+	}
+	if m.cfg.Now().Sub(t) > downTime {
+		delete(m.down, id)
+		return false
+	}
+	return true
+}
 
 // nodeMatches reports whether n is named by an entry of list: its
 // fingerprint, its nickname, or an address range holding its ORPort
@@ -37,12 +66,12 @@ func nodeMatches(list config.NodeList, n *path.Node) bool {
 // pathOptions turns the torrc into path-selection rules: ExcludeNodes,
 // ExitNodes and ExcludeExitNodes, the /16 rule, and relays found
 // unreachable a moment ago.
-func (c *Client) pathOptions() *path.Options {
-	cfg := c.conf()
+func (m *Manager) pathOptions() *path.Options {
+	cfg := m.cfg.Torrc()
 	return &path.Options{
 		EnforceDistinctSubnets: cfg.EnforceDistinctSubnets,
 		Exclude: func(n *path.Node) bool {
-			return c.isDown(n.Identity) || nodeMatches(cfg.ExcludeNodes, n)
+			return m.isDown(n.Identity) || nodeMatches(cfg.ExcludeNodes, n)
 		},
 		ExcludeExit: func(n *path.Node) bool {
 			if nodeMatches(cfg.ExcludeExitNodes, n) {
@@ -53,8 +82,8 @@ func (c *Client) pathOptions() *path.Options {
 	}
 }
 
-// guardFilter applies EntryNodes and ExcludeNodes to the guard sample.
-func guardFilter(cfg *config.Config) func(*path.Node) bool {
+// GuardFilter applies EntryNodes and ExcludeNodes to the guard sample.
+func GuardFilter(cfg *config.Config) func(*path.Node) bool {
 	return func(n *path.Node) bool {
 		if nodeMatches(cfg.ExcludeNodes, n) {
 			return false

@@ -1,4 +1,4 @@
-package tor
+package circmgr
 
 import (
 	"context"
@@ -12,34 +12,22 @@ import (
 	"tinytor/tor/path"
 )
 
-// This file is the part of the client that onion services use: a view of
-// the directory (for the HSDir ring) and circuits that end at a chosen
-// relay (an HSDir, an introduction point, a rendezvous point).
+// Circuits that end at a chosen relay, for onion services: an HSDir, an
+// introduction point, a rendezvous point.
 
-// NetworkView returns the directory in use (the consensus and the relays
-// with microdescriptors), or nil before the client has enough of it.
-// The view is immutable: a new consensus gives a new view.
-func (c *Client) NetworkView() *path.Dir {
-	d := c.currentDir()
-	if !d.enough() {
-		return nil
-	}
-	return d.paths
-}
-
-// Target is the last hop of a circuit built with BuildCircuitTo: a relay
-// from the consensus or one known only from an onion service descriptor
-// or an INTRODUCE2 cell (link specifiers and an ntor key).
+// Target is the last hop of a circuit built with BuildTo: a relay from the
+// consensus or one known only from an onion service descriptor or an
+// INTRODUCE2 cell (link specifiers and an ntor key).
 type Target struct {
 	Hop      circuit.HopInfo
 	Nickname string // for logs; may be empty
 }
 
 // TargetNode is the Target for a relay of the network view.
-func TargetNode(n *path.Node) Target { return Target{Hop: hopInfo(n), Nickname: n.Nickname} }
+func TargetNode(n *path.Node) Target { return Target{Hop: HopInfo(n), Nickname: n.Nickname} }
 
-// CircuitOptions configure a circuit for onion-service use.
-type CircuitOptions struct {
+// Options configure a circuit for onion-service use.
+type Options struct {
 	// Purpose is shown by the control port (HS_CLIENT_HSDIR,
 	// HS_CLIENT_INTRO, HS_CLIENT_REND, HS_SERVICE_HSDIR, HS_SERVICE_INTRO,
 	// HS_SERVICE_REND).
@@ -50,25 +38,26 @@ type CircuitOptions struct {
 	Control func(hop int, cmd cell.RelayCommand, streamID uint16, data []byte)
 }
 
-// BuildCircuitTo builds a circuit guard, middle, target. The guard comes
-// from the guard manager; the middle is unrelated to both. The circuit is
-// not put in the exit pool: the caller owns it and closes it.
-func (c *Client) BuildCircuitTo(ctx context.Context, t Target, opts CircuitOptions) (*circuit.Circuit, error) {
-	d := c.currentDir()
-	if !d.enough() {
+// BuildTo builds a circuit guard, middle, target. The guard comes from the
+// guard manager; the middle is unrelated to both. The circuit is not put
+// in the exit pool: the caller owns it and closes it.
+func (m *Manager) BuildTo(ctx context.Context, t Target, opts Options) (*circuit.Circuit, error) {
+	d := m.cfg.Dir()
+	if !d.Enough() {
 		return nil, fmt.Errorf("building a circuit: %w", ErrNotBootstrapped)
 	}
 	last := &path.Node{Relay: nil}
-	if n := d.paths.ByID(t.Hop.RSAID); n != nil {
+	if n := d.Paths.ByID(t.Hop.RSAID); n != nil {
 		last = n
 	}
+	distinct := m.cfg.Torrc().EnforceDistinctSubnets
 	notTarget := func(n *path.Node) bool {
 		if n.Identity == t.Hop.RSAID {
 			return false
 		}
-		return last.Relay == nil || !path.Related(n, last, c.conf().EnforceDistinctSubnets)
+		return last.Relay == nil || !path.Related(n, last, distinct)
 	}
-	g, h, err := c.guards.Pick(guard.ForCircuit, notTarget)
+	g, h, err := m.cfg.Guards.Pick(guard.ForCircuit, notTarget)
 	if err != nil {
 		return nil, fmt.Errorf("choosing a guard: %w", err)
 	}
@@ -77,15 +66,15 @@ func (c *Client) BuildCircuitTo(ctx context.Context, t Target, opts CircuitOptio
 		avoid = append(avoid, last)
 	}
 	var middle *path.Node
-	c.withRand(func(r *rand.Rand) {
-		cands := d.paths.Candidates(path.Middle, c.pathOptions(), avoid)
+	m.cfg.Rand.With(func(r *rand.Rand) {
+		cands := d.Paths.Candidates(path.Middle, m.pathOptions(), avoid)
 		var kept []*path.Node
 		for _, n := range cands {
 			if n.Identity != t.Hop.RSAID && !sameAddr(n, t.Hop.Addrs) {
 				kept = append(kept, n)
 			}
 		}
-		middle, err = path.Pick(r, d.consensus, kept, path.Middle)
+		middle, err = path.Pick(r, d.Consensus, kept, path.Middle)
 	})
 	if err != nil {
 		h.Close()
@@ -95,15 +84,15 @@ func (c *Client) BuildCircuitTo(ctx context.Context, t Target, opts CircuitOptio
 	if purpose == "" {
 		purpose = "GENERAL"
 	}
-	b, err := c.buildHops(ctx, []hopSpec{
-		{hop: hopInfo(g), node: g},
-		{hop: hopInfo(middle), node: middle},
+	b, err := m.buildHops(ctx, []hopSpec{
+		{hop: HopInfo(g), node: g},
+		{hop: HopInfo(middle), node: middle},
 		{hop: t.Hop, nickname: t.Nickname},
 	}, purpose, h, opts.Control)
 	if err != nil {
 		return nil, err
 	}
-	return b.Circuit, nil
+	return b.circ, nil
 }
 
 // sameAddr reports whether n listens on one of addrs (a relay that is

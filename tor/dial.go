@@ -1,0 +1,234 @@
+package tor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+
+	"tinytor/tor/cell"
+	"tinytor/tor/circmgr"
+	"tinytor/tor/circuit"
+	"tinytor/tor/event"
+)
+
+// Stream dispatch: a stream asked for by the SOCKS side goes onto a pool
+// circuit of its isolation key, or onto a new one, and is retried on
+// another circuit when the exit refuses it for a reason C tor retries.
+
+// maxStreamAttempts is how many circuits a stream is tried on before the
+// failure is reported (C tor retries a stream on new circuits while its
+// SocksTimeout allows).
+const maxStreamAttempts = 3
+
+// maxCircuitBuilds is how many circuit builds one stream may wait for.
+const maxCircuitBuilds = 6
+
+// ErrOverloaded is the error inside the *StreamError that Dial returns
+// when Config.AllowNewStream refuses a new stream (memory pressure). The
+// StreamError's Reason is cell.EndResourceLimit.
+var ErrOverloaded = errors.New("refusing new streams under memory pressure")
+
+// StreamError is a stream that could not be opened; Reason is the exit's
+// END reason when one was received (zero otherwise).
+type StreamError struct {
+	Target string
+	Reason cell.EndReason
+	Err    error
+}
+
+// Error leaves the target out: with SafeLogging (the default) the SOCKS
+// layer scrubs destinations from its logs, and error texts are logged.
+func (e *StreamError) Error() string { return fmt.Sprintf("stream failed: %v", e.Err) }
+func (e *StreamError) Unwrap() error { return e.Err }
+
+// admitStream asks Config.AllowNewStream whether a stream to host:port may
+// be opened and returns the error for Dial if not.
+func (c *Client) admitStream(host string, port uint16) error {
+	if f := c.cfg.AllowNewStream; f != nil && !f() {
+		return &StreamError{Target: net.JoinHostPort(host, strconv.Itoa(int(port))), Reason: cell.EndResourceLimit, Err: ErrOverloaded}
+	}
+	return nil
+}
+
+// Dial opens a stream to host:port through Tor. Streams whose iso keys
+// are equal may share a circuit; others never do (iso must be
+// comparable). The stream is a net.Conn; closing it ends the stream.
+func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (net.Conn, error) {
+	target := net.JoinHostPort(host, strconv.Itoa(int(port)))
+	if !c.dirs.Current().Enough() {
+		return nil, &StreamError{Target: target, Err: ErrNotBootstrapped}
+	}
+	if err := c.admitStream(host, port); err != nil {
+		return nil, err
+	}
+	c.circs.NotePort(port)
+	info := event.Stream{ID: c.bus.NewID(), Status: "NEW", Target: target}
+	report := func() { ev := info; c.bus.Publish(&ev) }
+	report()
+	avoid := map[*circmgr.Exit]bool{}
+	var lastErr error
+	var lastReason cell.EndReason
+	builds := 0
+	for attempt := 0; attempt < maxStreamAttempts; attempt++ {
+		e := c.circs.Take(port, isoKey(iso), avoid)
+		if e == nil {
+			var err error
+			e, err = c.circs.Build(ctx, isoKey(iso), port)
+			if err != nil {
+				lastErr = err
+				if ctx.Err() != nil {
+					break
+				}
+				// A failed build is not the stream's fault: try new paths
+				// (which leave out relays found unreachable) a few more
+				// times, as C tor does until its stream timeout.
+				if builds++; builds < maxCircuitBuilds {
+					attempt--
+				}
+				continue
+			}
+		}
+		info.Status, info.CircID = "SENTCONNECT", e.ID
+		report()
+		st, err := e.Circ.OpenStream(ctx, host, port, 0)
+		if err == nil {
+			info.Status = "SUCCEEDED"
+			report()
+			ps := &poolStream{Stream: st, c: c, circ: e, info: info}
+			c.status.streamOpened(info.ID, ps)
+			return ps, nil
+		}
+		c.circs.Release(e)
+		avoid[e] = true
+		lastErr = err
+		var end *circuit.StreamEndError
+		if errors.As(err, &end) {
+			lastReason = end.Reason
+			if !retryableEnd(end.Reason) {
+				break
+			}
+			c.log.Infof("Exit %s refused the stream to %s (%s); trying another circuit.", e.Last.Nickname, target, end.Reason)
+			continue
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	info.Status, info.Reason = "FAILED", "MISC"
+	if lastReason != 0 {
+		info.Reason = lastReason.String()
+	} else if ctx.Err() != nil {
+		info.Reason = "TIMEOUT"
+	}
+	report()
+	return nil, &StreamError{Target: target, Reason: lastReason, Err: lastErr}
+}
+
+// retryableEnd reports whether a stream refused with r should be tried on
+// another circuit (C tor: connection_ap_process_end_not_open).
+func retryableEnd(r cell.EndReason) bool {
+	switch r {
+	case cell.EndExitPolicy, cell.EndResolveFailed, cell.EndTimeout, cell.EndDestroy,
+		cell.EndHibernating, cell.EndInternal, cell.EndResourceLimit, cell.EndMisc:
+		return true
+	}
+	return false
+}
+
+// Resolve asks an exit for host's addresses.
+func (c *Client) Resolve(ctx context.Context, host string, iso any) ([]netip.Addr, error) {
+	answers, err := c.resolve(ctx, host, iso)
+	if err != nil {
+		return nil, err
+	}
+	var addrs []netip.Addr
+	for _, a := range answers {
+		if a.Addr.IsValid() {
+			addrs = append(addrs, a.Addr)
+		}
+	}
+	if len(addrs) == 0 {
+		return nil, &circuit.ResolveError{Host: host}
+	}
+	return addrs, nil
+}
+
+// ResolvePTR asks an exit for the name of addr.
+func (c *Client) ResolvePTR(ctx context.Context, addr netip.Addr, iso any) (string, error) {
+	answers, err := c.resolve(ctx, reverseName(addr), iso)
+	if err != nil {
+		return "", err
+	}
+	for _, a := range answers {
+		if a.Type == circuit.AnswerHostname {
+			return a.Host, nil
+		}
+	}
+	return "", &circuit.ResolveError{Host: addr.String()}
+}
+
+func (c *Client) resolve(ctx context.Context, host string, iso any) ([]circuit.Answer, error) {
+	if !c.dirs.Current().Enough() {
+		return nil, ErrNotBootstrapped
+	}
+	e := c.circs.Take(80, isoKey(iso), nil)
+	if e == nil {
+		var err error
+		if e, err = c.circs.Build(ctx, isoKey(iso), 80); err != nil {
+			return nil, err
+		}
+	}
+	defer c.circs.Release(e)
+	return e.Circ.Resolve(ctx, host)
+}
+
+// reverseName is the in-addr.arpa / ip6.arpa name of a.
+func reverseName(a netip.Addr) string {
+	if a.Is4() {
+		b := a.As4()
+		return fmt.Sprintf("%d.%d.%d.%d.in-addr.arpa", b[3], b[2], b[1], b[0])
+	}
+	b := a.As16()
+	const hexd = "0123456789abcdef"
+	out := make([]byte, 0, 72)
+	for i := 15; i >= 0; i-- {
+		out = append(out, hexd[b[i]&0xf], '.', hexd[b[i]>>4], '.')
+	}
+	return string(out) + "ip6.arpa"
+}
+
+// poolStream is a stream that gives its circuit back when closed.
+type poolStream struct {
+	*circuit.Stream
+	c    *Client
+	circ *circmgr.Exit
+	info event.Stream
+	once sync.Once
+}
+
+// Close ends the stream and releases its circuit.
+func (s *poolStream) Close() error {
+	err := s.Stream.Close()
+	s.once.Do(func() {
+		s.c.circs.Release(s.circ)
+		s.info.Status, s.info.Reason = "CLOSED", "DONE"
+		ev := s.info
+		s.c.bus.Publish(&ev)
+	})
+	return err
+}
+
+// noIsolation is the isolation key of streams that gave none: a nil key
+// would mark a circuit clean.
+type noIsolation struct{}
+
+func isoKey(iso any) any {
+	if iso == nil {
+		return noIsolation{}
+	}
+	return iso
+}
