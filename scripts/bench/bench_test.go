@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -69,15 +70,32 @@ func startHTTP(t *testing.T, body []byte) string {
 // HTTP server and refuses everything else; it records the usernames used.
 type loopDialer struct {
 	web string
+	// barrier, when set, holds the first barrier dials until that many are
+	// in progress at once.
+	barrier int
 
-	mu    sync.Mutex
-	users map[string]int
+	mu      sync.Mutex
+	users   map[string]int
+	arrived int
+	full    chan struct{} // closed when barrier dials have arrived
 }
 
 func (d *loopDialer) DialStream(ctx context.Context, req *socks.Request, iso socks.IsolationKey) (net.Conn, error) {
 	d.mu.Lock()
 	d.users[iso.Username]++
+	d.arrived++
+	wait := d.barrier > 0 && d.arrived <= d.barrier
+	if d.barrier > 0 && d.arrived == d.barrier {
+		close(d.full)
+	}
 	d.mu.Unlock()
+	if wait {
+		select {
+		case <-d.full:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	if req.Host != "web.test" {
 		return nil, socks.Errorf(socks.ReplyHostUnreachable, "unknown host %q", req.Host)
 	}
@@ -128,7 +146,11 @@ func startProxy(t *testing.T, d socks.Dialer) string {
 
 func TestRunEndToEnd(t *testing.T) {
 	body := bytes.Repeat([]byte("tinytor "), 8192) // 64 KiB
-	d := &loopDialer{web: startHTTP(t, body), users: map[string]int{}}
+	// The first 4 dials wait for one another: a worker has one request in
+	// flight at a time, so all 4 workers must have dialled, each with its
+	// own username. (Without the barrier, 20 requests taken from a shared
+	// count need not reach every worker.)
+	d := &loopDialer{web: startHTTP(t, body), users: map[string]int{}, barrier: 4, full: make(chan struct{})}
 	proxy := startProxy(t, d)
 	port := d.web[strings.LastIndexByte(d.web, ':')+1:]
 
@@ -154,9 +176,13 @@ func TestRunEndToEnd(t *testing.T) {
 	if res.First.Percentile(50) < res.Connect.Percentile(50) || res.Complete.Max() < res.First.Max() {
 		t.Error("first byte before connect, or completion before first byte")
 	}
-	// Each worker used its own username.
-	if users := d.seen(); len(users) != 4 {
-		t.Errorf("usernames %v, want 4 distinct", users)
+	// Each worker used its own username, bench-PID-W.
+	users, total := d.seen(), 0
+	for w := range 4 {
+		total += users[fmt.Sprintf("bench-%d-%d", os.Getpid(), w)]
+	}
+	if len(users) != 4 || total != 20 {
+		t.Errorf("usernames %v, want bench-%d-0 to -3 for 20 requests", users, os.Getpid())
 	}
 	var out strings.Builder
 	res.Print(&out)
@@ -218,9 +244,13 @@ func TestRunDuration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if el := time.Since(start); el < 200*time.Millisecond || el > 5*time.Second {
+	// Run stops no earlier than the duration; how much later depends on the
+	// machine's load, so that is only logged.
+	el := time.Since(start)
+	if el < 200*time.Millisecond {
 		t.Errorf("ran %v for a 200ms duration", el)
 	}
+	t.Logf("ran %v for a 200ms duration", el)
 	if res.OK == 0 || len(res.Errors) != 0 {
 		t.Errorf("ok %d, errors %v", res.OK, res.Errors)
 	}
