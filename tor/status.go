@@ -43,24 +43,23 @@ func (s *status) observe(ev event.Event) {
 	defer s.mu.Unlock()
 	switch e := ev.(type) {
 	case *event.Circuit:
-		if ended(e.Status) {
-			delete(s.circuits, e.ID)
-		} else {
-			s.circuits[e.ID] = *e
-		}
+		track(s.circuits, e.ID, e.Status, *e)
 	case *event.Stream:
+		track(s.streams, e.ID, e.Status, *e)
 		if ended(e.Status) {
-			delete(s.streams, e.ID)
 			delete(s.closers, e.ID)
-		} else {
-			s.streams[e.ID] = *e
 		}
 	case *event.Channel:
-		if ended(e.Status) {
-			delete(s.channels, e.ID)
-		} else {
-			s.channels[e.ID] = *e
-		}
+		track(s.channels, e.ID, e.Status, *e)
+	}
+}
+
+// track keeps v under id in m while status is not final.
+func track[T any](m map[uint64]T, id uint64, status string, v T) {
+	if ended(status) {
+		delete(m, id)
+	} else {
+		m[id] = v
 	}
 }
 
