@@ -30,42 +30,64 @@ func startCTor(t *testing.T) string {
 		t.Skip("starts C tor; skipped in -short mode")
 	}
 	dir := t.TempDir()
-	portFile := filepath.Join(dir, "port")
 	torrc := strings.Join([]string{
 		"DataDirectory " + filepath.Join(dir, "data"),
 		"ControlPort 127.0.0.1:auto",
-		"ControlPortWriteToFile " + portFile,
 		"CookieAuthentication 1",
 		"HashedControlPassword " + torHash,
 		"DisableNetwork 1",
 		"SocksPort 0",
-		"Log notice file " + filepath.Join(dir, "log"),
+		"Log notice stdout",
 	}, "\n") + "\n"
 	if err := os.WriteFile(filepath.Join(dir, "torrc"), []byte(torrc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, tor, "-f", filepath.Join(dir, "torrc"))
-	if err := cmd.Start(); err != nil {
-		cancel()
+	// tor announces its control port in its log on stdout; read that log
+	// until the announcement (or tor's exit), then drain it.
+	r, w, err := os.Pipe()
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cancel(); cmd.Wait() })
-	// Wait for tor to announce its control port (an external process: poll
-	// its port file with a deadline).
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		b, err := os.ReadFile(portFile)
-		if err == nil && strings.HasSuffix(string(b), "\n") {
-			addr := strings.TrimPrefix(strings.TrimSpace(string(b)), "PORT=")
-			return addr
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "log"))
-			t.Fatalf("tor did not open its control port:\n%s", log)
-		}
-		time.Sleep(20 * time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, tor, "-f", filepath.Join(dir, "torrc"))
+	cmd.Stdout, cmd.Stderr = w, w
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		cancel()
+		r.Close()
+		t.Fatal(err)
 	}
+	addrc := make(chan string, 1)
+	read := make(chan struct{})
+	var log strings.Builder // written by the reader until read is closed
+	go func() {
+		defer close(read)
+		defer r.Close()
+		out := addrc // nil once sent
+		sc := bufio.NewScanner(r)
+		const ready = "Opened Control listener connection (ready) on "
+		for sc.Scan() {
+			line := sc.Text()
+			if i := strings.Index(line, ready); i >= 0 && out != nil {
+				out <- line[i+len(ready):]
+				out = nil
+				continue
+			}
+			if out != nil {
+				log.WriteString(line + "\n")
+			}
+		}
+		io.Copy(io.Discard, r)
+	}()
+	t.Cleanup(func() { cancel(); cmd.Wait(); <-read })
+	select {
+	case addr := <-addrc:
+		return addr
+	case <-read:
+		t.Fatalf("tor exited without opening its control port:\n%s", log.String())
+	}
+	return ""
 }
 
 // transcript sends each command and records each reply, stopping with

@@ -49,6 +49,8 @@ type fakeBackend struct {
 	deleted []string
 	set     []ConfEntry
 	onion   string
+	// delOnion, when set, receives each DelOnion's service ID.
+	delOnion chan string
 }
 
 func (b *fakeBackend) GetInfo(key string) (string, error) {
@@ -98,7 +100,11 @@ func (b *fakeBackend) AddOnion(r *AddOnionRequest) (*AddOnionResult, error) {
 func (b *fakeBackend) DelOnion(id string) error {
 	b.mu.Lock()
 	b.deleted = append(b.deleted, id)
+	ch := b.delOnion
 	b.mu.Unlock()
+	if ch != nil {
+		ch <- id
+	}
 	return nil
 }
 func (b *fakeBackend) OnionClientAuthAdd(*OnionClientCredential) (ClientAuthAddResult, error) {
@@ -398,25 +404,28 @@ func TestCommands(t *testing.T) {
 // its connection.
 func TestOnionsRemovedOnClose(t *testing.T) {
 	s, addr, be := startServer(t, fullAuth(), 0)
+	deleted := make(chan string, 1)
+	be.mu.Lock()
+	be.delOnion = deleted
+	be.mu.Unlock()
 	c := authed(t, addr)
 	c.do("ADD_ONION NEW:BEST Port=80")
 	c.expect("QUIT", "250 closing connection\r\n")
 	c.expectClosed()
-	// Wait for the connection goroutine to finish its cleanup.
-	for i := 0; ; i++ {
-		s.mu.Lock()
-		n := len(s.conns)
-		s.mu.Unlock()
-		be.mu.Lock()
-		d := len(be.deleted)
-		be.mu.Unlock()
-		if n == 0 && d == 1 {
-			break
+	// The connection's cleanup deletes its service after leaving s.conns.
+	select {
+	case id := <-deleted:
+		if id != be.onion {
+			t.Errorf("deleted %q, want %q", id, be.onion)
 		}
-		if i > 1000 {
-			t.Fatalf("onion not removed: conns %d deleted %d", n, d)
-		}
-		time.Sleep(time.Millisecond)
+	case <-time.After(10 * time.Second):
+		t.Fatal("onion not removed when its connection closed")
+	}
+	s.mu.Lock()
+	n := len(s.conns)
+	s.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d connections left after the only one closed", n)
 	}
 }
 
