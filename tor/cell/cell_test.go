@@ -122,33 +122,6 @@ func TestWriterNarrowCircID(t *testing.T) {
 	}
 }
 
-func TestPool(t *testing.T) {
-	p := NewPool(2)
-	p.Preallocate()
-	if s := p.Stats(); s.Idle != 2 || s.Allocated != 2 {
-		t.Fatalf("after preallocate %+v", s)
-	}
-	a, b, c := p.Get(), p.Get(), p.Get()
-	if s := p.Stats(); s.Overflow != 1 || s.Idle != 0 {
-		t.Fatalf("after 3 gets %+v", s)
-	}
-	a.Payload[0] = 1
-	p.Put(a)
-	p.Put(b)
-	p.Put(c) // dropped: the free list is full
-	if s := p.Stats(); s.Idle != 2 {
-		t.Fatalf("after puts %+v", s)
-	}
-	if d := p.Get(); d.Payload[0] != 0 {
-		t.Fatal("pooled cell not zeroed")
-	}
-	var nilPool *Pool
-	if nilPool.Get() == nil {
-		t.Fatal("nil pool Get")
-	}
-	nilPool.Put(new(Cell))
-}
-
 func TestRelayHeader(t *testing.T) {
 	var p [PayloadLen]byte
 	if err := SetRelay(&p, RelayBeginDir, 0x1234, []byte("hi")); err != nil {
@@ -380,26 +353,5 @@ func BenchmarkWriteCell(b *testing.B) {
 		if err := w.WriteCell(c); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-func TestPoolConcurrent(t *testing.T) {
-	p := NewPool(4)
-	done := make(chan struct{})
-	for range 4 {
-		go func() {
-			defer func() { done <- struct{}{} }()
-			for range 1000 {
-				c := p.Get()
-				c.Payload[0] = 1
-				p.Put(c)
-			}
-		}()
-	}
-	for range 4 {
-		<-done
-	}
-	if s := p.Stats(); s.Allocated > 4 || s.Idle > 4 {
-		t.Fatalf("stats %+v exceed the bound", s)
 	}
 }

@@ -2,6 +2,7 @@ package cell
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -14,13 +15,15 @@ import (
 func wideCircIDs(v int) bool { return v >= 4 }
 
 // Reader reads cells from a byte stream for one link protocol version.
-// Fixed-size cells are read into cells from a [Pool] without allocating;
+// Fixed-size cells are read into cells from a [Pool] without allocating
+// (taken with [Pool.GetInbound], so reading waits while the pool is full);
 // variable-length cells are allocated.
 //
 // A Reader is not safe for concurrent use.
 type Reader struct {
 	r    *bufio.Reader
 	pool *Pool
+	ctx  context.Context
 	wide bool
 	hdr  [7]byte
 }
@@ -34,8 +37,12 @@ func NewReader(r io.Reader, pool *Pool) *Reader {
 	if !ok {
 		br = bufio.NewReaderSize(r, 4*Len)
 	}
-	return &Reader{r: br, pool: pool}
+	return &Reader{r: br, pool: pool, ctx: context.Background()}
 }
+
+// SetContext sets the context that ends a wait for a free cell in
+// ReadCell (see [Pool.GetInbound]); the default never ends.
+func (r *Reader) SetContext(ctx context.Context) { r.ctx = ctx }
 
 // SetLinkVersion sets the link protocol version that determines the width
 // of circuit IDs.
@@ -81,7 +88,12 @@ func (r *Reader) ReadCell() (fixed *Cell, variable *VarCell, err error) {
 		}
 		return nil, v, nil
 	}
-	c := r.pool.Get()
+	// Back-pressure: with the pool at its inbound limit this waits,
+	// and nothing more is read from the connection meanwhile.
+	c, err := r.pool.GetInbound(r.ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading %s cell: %w", cmd, err)
+	}
 	c.CircID = circID
 	c.Command = cmd
 	if _, err := io.ReadFull(r.r, c.Payload[:]); err != nil {

@@ -1,6 +1,7 @@
 package link
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -47,8 +48,9 @@ type Channel struct {
 	pool    *cell.Pool
 
 	sendq   chan *cell.Cell
-	closing chan struct{} // closed when the channel starts dying
-	done    chan struct{} // closed when the loops have ended and handlers were told
+	stopRd  context.CancelFunc // ends the read loop's wait for a free cell
+	closing chan struct{}      // closed when the channel starts dying
+	done    chan struct{}      // closed when the loops have ended and handlers were told
 	loops   sync.WaitGroup
 
 	mu       sync.Mutex
@@ -71,6 +73,9 @@ func newChannel(conn net.Conn, r *cell.Reader, w *cell.Writer, id Identity, vers
 		done:    make(chan struct{}),
 		circs:   make(map[uint32]Handler),
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ch.stopRd = cancel
+	r.SetContext(ctx)
 	ch.loops.Add(2)
 	go ch.readLoop()
 	go ch.writeLoop()
@@ -121,6 +126,7 @@ func (ch *Channel) fail(err error) {
 		ch.dead = true
 		ch.mu.Unlock()
 		close(ch.closing)
+		ch.stopRd()
 		ch.conn.Close()
 		if !errors.Is(err, ErrClosed) {
 			ch.log.Infof("Channel to %s at %s closed: %v", ch.id, ch.addr, err)
@@ -246,7 +252,11 @@ func (ch *Channel) drain() {
 	}
 }
 
-// readLoop reads cells and dispatches them to circuits.
+// readLoop reads cells and dispatches them to circuits. It is where
+// inbound back-pressure happens: ReadCell takes each fixed-size cell from
+// the pool with GetInbound, which waits while the pool is at its inbound
+// limit; meanwhile nothing is read, the socket's buffers fill and TCP
+// stops the relay (see the package comment of tor/cell).
 func (ch *Channel) readLoop() {
 	defer ch.loops.Done()
 	for {

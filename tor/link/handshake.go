@@ -116,6 +116,7 @@ func (h *handshake) run(ctx context.Context, raw net.Conn) (*Channel, error) {
 	tlsCert := state.PeerCertificates[0].Raw
 
 	r := cell.NewReader(conn, h.cfg.Pool)
+	r.SetContext(ctx) // a full cell pool waits no longer than the handshake
 	w := cell.NewWriter(conn)
 
 	// tor-spec 4.1: send our VERSIONS cell (2-byte circuit ID), read
