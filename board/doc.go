@@ -1,5 +1,20 @@
-// Package board groups what keeps tinytor alive on a router; the work is
-// in its sub-packages, each usable on its own:
+// Package board is the router layer around the Tor client: it keeps
+// tinytor alive on a router without the client knowing of it.
+//
+// A Board, made with New before the client, applies the memory plan (the
+// Go memory limit and GC percent from MaxMemInQueues or the RAM and
+// cgroup limits), makes the network clock (raised to the binary's build
+// time when an unsynchronised clock says 1970) and finds systemd's notify
+// socket. Its StateOptions configure the state writer, and its Now and
+// AllowNewStream go into the client's configuration. Start, once the
+// listeners are bound, subscribes to the event bus (circuits and streams
+// for the memory budget, NETINFO skews and consensuses for the clock,
+// bootstrap status for systemd), feeds the watchdogs while the client and
+// the state writer answer their probes, drops privileges (User) and
+// watches the memory pressure, closing idle circuits when it is high.
+// Close disarms the hardware watchdog and logs what was written to flash.
+//
+// The work is in its sub-packages, each usable on its own:
 //
 //   - board/state: the one writer of persistent files (coalesced, atomic,
 //     checksummed; survives full or read-only flash and a 1970 clock);
@@ -10,9 +25,6 @@
 //   - board/clock: network time estimated from the consensus and NETINFO
 //     cells, for routers without a real-time clock.
 //
-// A typical start-up: mem.ReadInfo, mem.NewPlan and Plan.Apply first (before
-// allocating much); then clock.New; state.Open with the Clock so that
-// time-stamped files wait for a trusted time; then the core, registering its
-// loops with a watchdog.Heartbeat; and last the watchdog.Watchdog, kicking a
-// watchdog.Device and/or a watchdog.Notifier every KickInterval.
+// The board knows nothing of the client's package: it reaches the client
+// through the Client interface and the event bus (tinytor/tor/event).
 package board
