@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 
+	"tinytor/board"
 	"tinytor/board/state"
 	onionclient "tinytor/onion/client"
 	"tinytor/socks"
@@ -95,16 +96,16 @@ func runTor(cfg *config.Config, src config.Sources, reload func(*torlog.Logger) 
 		}
 	}
 
-	// The router layer: memory plan, network clock, watchdogs (board.go).
-	brd, err := newBoard(cfg, log, os.Getenv)
+	// The router layer: memory plan, network clock, watchdogs (board/).
+	brd, err := board.New(cfg, log, os.Getenv)
 	if err != nil {
 		log.Errf("%v", err)
 		return exitConfig
 	}
-	defer brd.close()
+	defer brd.Close()
 
 	// One writer for everything persistent on flash (board/state).
-	st, err := state.Open(cfg.DataDirectory, brd.stateOptions())
+	st, err := state.Open(cfg.DataDirectory, brd.StateOptions())
 	if err != nil {
 		log.Errf("Opening the state directory: %v", err)
 		return exitRuntime
@@ -119,10 +120,11 @@ func runTor(cfg *config.Config, src config.Sources, reload func(*torlog.Logger) 
 	// control port, the metrics and the board subscribe to it.
 	bus := &event.Bus{}
 	log.OnMessage(func(sev torlog.Severity, msg string) { bus.Publish(event.Log{Severity: sev, Message: msg}) })
-	client, err := tor.New(brd.clientConfig(tor.Config{Torrc: cfg, Log: log, Events: bus, State: guard.Funcs{
-		ReadFunc:  st.Read,
-		WriteFunc: func(name string, b []byte) error { return st.Write(name, b, state.TimeDependent) },
-	}}))
+	client, err := tor.New(tor.Config{Torrc: cfg, Log: log, Events: bus, Now: brd.Now, AllowNewStream: brd.AllowNewStream,
+		State: guard.Funcs{
+			ReadFunc:  st.Read,
+			WriteFunc: func(name string, b []byte) error { return st.Write(name, b, state.TimeDependent) },
+		}})
 	if err != nil {
 		log.Errf("%v", err)
 		return exitRuntime
@@ -178,7 +180,7 @@ func runTor(cfg *config.Config, src config.Sources, reload func(*torlog.Logger) 
 		return exitRuntime
 	}
 	defer stopControl()
-	if err := brd.start(ctx, client, bus, st); err != nil {
+	if err := brd.Start(ctx, client, bus, st); err != nil {
 		log.Errf("%v", err)
 		return exitRuntime
 	}

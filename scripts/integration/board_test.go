@@ -22,7 +22,7 @@ import (
 	"time"
 )
 
-// Integration tests of the board layer (board.go): a wrong clock, a full
+// Integration tests of the board layer (package board): a wrong clock, a full
 // or read-only DataDirectory, a memory limit under load, and the flash
 // bytes written in steady use.
 
@@ -354,7 +354,7 @@ func memoryLimitStreams(t *testing.T, n *Network, target, marker string) {
 	}
 }
 
-// stateWrites parses board.go's flash statistics line at exit: "State
+// stateWrites parses the board's flash statistics line at exit: "State
 // writes at exit: N bytes to flash in W writes over D (...".
 func stateWrites(line string) (bytes, writes int, over time.Duration, ok bool) {
 	_, rest, found := strings.Cut(line, "State writes at exit: ")
