@@ -1,0 +1,145 @@
+package socks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+
+	"tinytor/tor/torlog"
+)
+
+// Port is one SOCKS listener of a Listeners set.
+type Port struct {
+	// Network is "tcp" or "unix"; Address is a host:port or a socket
+	// path. A Unix socket's directory is made (mode 0700) if missing, and
+	// a stale socket file is replaced.
+	Network, Address string
+	// Config serves the port's clients. Its ID names the port in the set
+	// and in logs.
+	Config Config
+}
+
+// Listeners keeps a set of SOCKS ports open in step with a configuration
+// that may change (a reload): see Apply. Its methods may be called
+// concurrently.
+type Listeners struct {
+	dialer Dialer
+	log    *torlog.Logger
+
+	mu   sync.Mutex
+	open map[string]*listener // by Config.ID
+}
+
+// listener is one open Port.
+type listener struct {
+	port Port
+	srv  *Server
+	done chan struct{} // closed when its Serve has returned
+}
+
+// NewListeners returns an empty set whose ports serve requests with d.
+// log receives the set's messages; nil discards them.
+func NewListeners(d Dialer, log *torlog.Logger) *Listeners {
+	if log == nil {
+		log = torlog.Discard()
+	}
+	return &Listeners{dialer: d, log: log, open: map[string]*listener{}}
+}
+
+// Apply opens the ports that are not open yet, closes the open ones that
+// ports no longer lists, and reopens those whose address or Config
+// changed. The ports serve until ctx ends or Close. A port that fails to
+// open does not keep the others from opening; the error names every one
+// that failed.
+func (ls *Listeners) Apply(ctx context.Context, ports []Port) error {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	want := map[string]Port{}
+	for _, p := range ports {
+		want[p.Config.ID] = p
+	}
+	for id, l := range ls.open {
+		if p, ok := want[id]; ok && samePort(p, l.port) {
+			continue
+		}
+		l.close()
+		delete(ls.open, id)
+		ls.log.Noticef("Closing no-longer-configured Socks listener on %s", id)
+	}
+	var errs []error
+	for id, p := range want {
+		if ls.open[id] != nil {
+			continue
+		}
+		l, err := ls.listen(ctx, p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("Failed to open SocksPort %s: %w", id, err))
+			continue
+		}
+		ls.open[id] = l
+	}
+	return errors.Join(errs...)
+}
+
+// Close closes every port and waits until they have stopped serving.
+func (ls *Listeners) Close() {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	for id, l := range ls.open {
+		l.close()
+		delete(ls.open, id)
+	}
+}
+
+// listen opens p and serves it on a goroutine of its own.
+func (ls *Listeners) listen(ctx context.Context, p Port) (*listener, error) {
+	if p.Network == "unix" {
+		if err := os.MkdirAll(filepath.Dir(p.Address), 0o700); err != nil {
+			return nil, err
+		}
+		os.Remove(p.Address)
+	}
+	ln, err := net.Listen(p.Network, p.Address)
+	if err != nil {
+		return nil, err
+	}
+	if a, err := netip.ParseAddrPort(p.Address); err == nil && p.Network == "tcp" && !a.Addr().IsLoopback() && len(p.Config.Policy) == 0 {
+		ls.log.Warnf("SocksPort %s is not on loopback, but no SocksPolicy is set: only loopback clients are accepted. "+
+			"Add e.g. 'SocksPolicy accept 192.168.1.0/24, reject *' to the torrc to let your LAN in.", p.Config.ID)
+	}
+	srv, err := New(p.Config, ls.dialer)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	l := &listener{port: p, srv: srv, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		if err := srv.Serve(ctx, ln); err != nil && ctx.Err() == nil && !errors.Is(err, ErrClosed) {
+			ls.log.Warnf("Socks listener on %s failed: %v", ln.Addr(), err)
+		}
+	}()
+	return l, nil
+}
+
+// close stops l's server and waits for its Serve to return.
+func (l *listener) close() {
+	l.srv.Close()
+	<-l.done
+}
+
+// samePort reports whether a and b listen and serve alike (their loggers
+// aside).
+func samePort(a, b Port) bool {
+	ac, bc := a.Config, b.Config
+	return a.Network == b.Network && a.Address == b.Address &&
+		ac.ID == bc.ID && ac.Listen == bc.Listen && ac.Flags == bc.Flags && slices.Equal(ac.Policy, bc.Policy) &&
+		ac.SafeSocks == bc.SafeSocks && ac.WarnUnsafeSocks == bc.WarnUnsafeSocks && ac.UnsafeLogging == bc.UnsafeLogging &&
+		ac.HandshakeTimeout == bc.HandshakeTimeout && ac.ConnectTimeout == bc.ConnectTimeout && ac.MaxConns == bc.MaxConns
+}
