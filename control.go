@@ -53,23 +53,19 @@ func startControl(ctx context.Context, cfg *config.Config, src config.Sources, c
 	var ctlAddrs, metricsAddrs []string
 
 	if len(cfg.MetricsPorts) > 0 {
-		policy, err := metricsPolicy(cfg.MetricsPortPolicy)
-		if err != nil {
-			return fail(fmt.Errorf("MetricsPortPolicy: %w", err))
-		}
 		reg := metrics.NewRegistry()
 		unsubscribe, err := clientmetrics.Register(reg, client)
 		if err != nil {
 			return fail(err)
 		}
 		cleanups = append(cleanups, unsubscribe)
-		srv := metrics.NewServer(reg, policy, log)
+		srv := metrics.NewServer(reg, cfg.MetricsPortPolicy, log)
 		for _, mp := range cfg.MetricsPorts {
 			l, err := net.Listen("tcp", mp.Addr.String())
 			if err != nil {
 				return fail(fmt.Errorf("Failed to open MetricsPort %s: %w", mp.Listener, err))
 			}
-			if !mp.Addr.Addr().IsLoopback() && policy == nil {
+			if !mp.Addr.Addr().IsLoopback() && len(cfg.MetricsPortPolicy) == 0 {
 				log.Warnf("MetricsPort %s is not on loopback, but no MetricsPortPolicy is set: only loopback clients are accepted.", mp.Listener)
 			}
 			metricsAddrs = append(metricsAddrs, l.Addr().String())
@@ -239,29 +235,4 @@ func listenerAddr(l net.Listener) string {
 		return "unix:" + l.Addr().String()
 	}
 	return l.Addr().String()
-}
-
-// metricsPolicy converts MetricsPortPolicy; nil (no rules) keeps the
-// metrics package's default of loopback clients only.
-func metricsPolicy(p config.Policy) (*metrics.Policy, error) {
-	if len(p) == 0 {
-		return nil, nil
-	}
-	rules := make([]string, 0, len(p))
-	for _, r := range p {
-		verb := "reject"
-		if r.Accept {
-			verb = "accept"
-		}
-		addr := "*"
-		if r.Prefix.IsValid() {
-			if r.Prefix.Addr().Is6() {
-				addr = fmt.Sprintf("[%s]/%d", r.Prefix.Addr(), r.Prefix.Bits())
-			} else {
-				addr = r.Prefix.String()
-			}
-		}
-		rules = append(rules, verb+" "+addr)
-	}
-	return metrics.ParsePolicy(rules...)
 }

@@ -15,6 +15,7 @@ import (
 
 	"tinytor/tor"
 	"tinytor/tor/config"
+	"tinytor/tor/policy"
 	"tinytor/tor/torlog"
 )
 
@@ -163,20 +164,14 @@ func TestMetricsPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol, err := metricsPolicy(p.MetricsPortPolicy)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pol := p.MetricsPortPolicy
 	for _, c := range []struct {
 		ip   string
 		want bool
 	}{{"192.168.1.7", true}, {"192.168.2.7", false}, {"fd00::1", true}, {"2001:db8::1", false}, {"127.0.0.1", false}} {
-		if got := pol.Allow(mustAddr(t, c.ip)); got != c.want {
-			t.Errorf("Allow(%s) = %v, want %v", c.ip, got, c.want)
+		if got := pol.Allows(mustAddr(t, c.ip), policy.RejectUnmatched); got != c.want {
+			t.Errorf("Allows(%s) = %v, want %v", c.ip, got, c.want)
 		}
-	}
-	if pol, err := metricsPolicy(nil); pol != nil || err != nil {
-		t.Errorf("empty policy: %v, %v", pol, err)
 	}
 }
 

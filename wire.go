@@ -24,6 +24,7 @@ import (
 	"tinytor/tor/config"
 	"tinytor/tor/event"
 	"tinytor/tor/guard"
+	"tinytor/tor/policy"
 	"tinytor/tor/torlog"
 )
 
@@ -229,7 +230,7 @@ type socksListeners struct {
 	onion  *onionclient.Client
 	log    *torlog.Logger
 	open   map[string]*socksListener // by listener address
-	policy config.Policy
+	policy policy.Policy
 }
 
 // apply opens the SocksPorts cfg names that are not open, closes the
@@ -297,15 +298,14 @@ func listenSocks(cfg *config.Config, sp config.SocksPort, d socksDialer, log *to
 	if err != nil {
 		return nil, nil, err
 	}
-	policy := socksPolicy(cfg.SocksPolicy)
 	if sp.Unix == "" && !sp.Addr.Addr().IsLoopback() && len(cfg.SocksPolicy) == 0 {
 		log.Warnf("SocksPort %s is not on loopback, but no SocksPolicy is set: only loopback clients are accepted. "+
-			"Add e.g. 'SocksPolicy accept 192.168.1.0/24' to the torrc to let your LAN in.", id)
+			"Add e.g. 'SocksPolicy accept 192.168.1.0/24, reject *' to the torrc to let your LAN in.", id)
 	}
 	srv, err := socks.New(socks.Config{
 		ID:              id,
 		Flags:           socksFlags(sp),
-		Policy:          policy,
+		Policy:          cfg.SocksPolicy,
 		SafeSocks:       cfg.SafeSocks,
 		WarnUnsafeSocks: cfg.WarnUnsafeSocks,
 		Log:             log,
@@ -315,19 +315,6 @@ func listenSocks(cfg *config.Config, sp config.SocksPort, d socksDialer, log *to
 		return nil, nil, err
 	}
 	return srv, ln, nil
-}
-
-// socksPolicy converts the torrc's SocksPolicy; nil keeps the socks
-// package's default (loopback clients only).
-func socksPolicy(p config.Policy) socks.Policy {
-	if len(p) == 0 {
-		return nil
-	}
-	out := make(socks.Policy, 0, len(p))
-	for _, r := range p {
-		out = append(out, socks.Rule{Accept: r.Accept, Prefix: r.Prefix, Any: !r.Prefix.IsValid(), PortMin: r.PortMin, PortMax: r.PortMax})
-	}
-	return out
 }
 
 // socksFlags converts a SocksPort line's flags.

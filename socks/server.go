@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"tinytor/tor/policy"
 	"tinytor/tor/torlog"
 )
 
@@ -106,9 +107,11 @@ type Config struct {
 	ID     string
 	Listen string
 	Flags  Flags
-	// Policy decides which clients may connect; nil means DefaultPolicy
-	// (loopback only).
-	Policy Policy
+	// Policy decides which clients may connect, as C tor's SocksPolicy: a
+	// client no rule matches is accepted, and ports are ignored. An empty
+	// Policy (no SocksPolicy configured) accepts loopback clients only
+	// (policy.Loopback).
+	Policy policy.Policy
 	// SafeSocks rejects requests that carry an IP address instead of a
 	// hostname (the application resolved DNS itself, leaking it).
 	SafeSocks bool
@@ -179,8 +182,8 @@ func New(cfg Config, d Dialer) (*Server, error) {
 	if cfg.ID == "" {
 		cfg.ID = cfg.Listen
 	}
-	if cfg.Policy == nil {
-		cfg.Policy = DefaultPolicy()
+	if len(cfg.Policy) == 0 {
+		cfg.Policy = policy.Loopback()
 	}
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = 30 * time.Second
@@ -314,7 +317,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	defer c.Close()
 
 	client := addrPortOf(c.RemoteAddr())
-	if !s.cfg.Policy.Allows(client) {
+	if !s.cfg.Policy.Allows(client.Addr(), policy.AcceptUnmatched) {
 		s.denied.Add(1)
 		s.log.Noticef("Denying socks connection from untrusted address %v.", client.Addr())
 		return

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"tinytor/tor/policy"
 	"tinytor/tor/torlog"
 )
 
@@ -284,7 +285,7 @@ func TestServerSOCKS4(t *testing.T) {
 }
 
 func TestServerPolicyRefusal(t *testing.T) {
-	p, err := ParsePolicy("accept 10.0.0.0/8, reject *")
+	p, err := policy.Parse("accept 10.0.0.0/8, reject *")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,6 +300,29 @@ func TestServerPolicyRefusal(t *testing.T) {
 	if len(ts.dialer.keys()) != 0 {
 		t.Error("dialer was called for a denied client")
 	}
+}
+
+// TestServerPolicyDefaults: with no SocksPolicy only loopback clients get
+// in; a configured policy accepts what it does not match, as C tor's.
+func TestServerPolicyDefaults(t *testing.T) {
+	d := &fakeDialer{}
+	srv, err := New(Config{Flags: DefaultFlags()}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for addr, want := range map[string]bool{"127.0.0.1": true, "::1": true, "192.168.1.5": false, "fd00::1": false} {
+		if got := srv.cfg.Policy.Allows(netip.MustParseAddr(addr), policy.AcceptUnmatched); got != want {
+			t.Errorf("no policy: Allows(%s) = %v, want %v", addr, got, want)
+		}
+	}
+	p, err := policy.Parse("reject 192.168.1.66")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, Config{Policy: p, Flags: DefaultFlags()})
+	c := ts.dial(t)
+	exchange(t, c, cat(4, 1, 0, 80, 0, 0, 0, 1, "me", 0, "echo.test", 0), granted4)
+	exchange(t, c, []byte("ping"), []byte("ping"))
 }
 
 func TestServerSafeSocks(t *testing.T) {

@@ -6,6 +6,8 @@ package config
 
 import (
 	"time"
+
+	"tinytor/tor/policy"
 )
 
 // Config is a loaded, validated configuration. Each field documents its
@@ -23,8 +25,10 @@ type Config struct {
 	// "SocksPort 0" leaves this empty.
 	SocksPorts []SocksPort
 	// SocksPolicy (accept|reject addr[/mask][:port], ...), repeatable: which
-	// SOCKS clients may connect. Default: accept all.
-	SocksPolicy Policy
+	// SOCKS clients may connect; a client no rule matches is accepted, as
+	// in C tor, and ports are ignored. Empty (no SocksPolicy line): tinytor
+	// accepts loopback clients only.
+	SocksPolicy policy.Policy
 	// SafeSocks (0|1): refuse SOCKS requests that carry a bare IP address
 	// (possible DNS leak). Default 0.
 	SafeSocks bool
@@ -121,8 +125,10 @@ type Config struct {
 	// MetricsPort ([addr:]port [prometheus]), repeatable. Default: none.
 	MetricsPorts []MetricsPort
 	// MetricsPortPolicy (accept|reject addr[/mask][:port], ...),
-	// repeatable: who may read the metrics. Default: reject all.
-	MetricsPortPolicy Policy
+	// repeatable: who may read the metrics; a client no rule matches is
+	// rejected, as in C tor, and ports are ignored. Empty: tinytor accepts
+	// loopback clients only.
+	MetricsPortPolicy policy.Policy
 
 	// User (name): switch to this user after opening listeners.
 	User string

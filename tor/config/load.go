@@ -276,6 +276,10 @@ func (b *builder) finish() error {
 			b.warnf("You specified a public address '%s' for SocksPort. Other people on the Internet might find your computer and use it as an open proxy. Please don't allow this unless you have a good reason.", p.Addr)
 		}
 	}
+	if len(c.SocksPolicy) > 0 && !c.SocksPolicy.CoversAll() {
+		b.l = b.where["SocksPolicy"]
+		b.warnf("SocksPolicy has no rule for every address (such as 'reject *'), so a client no rule matches is accepted, as in C tor.")
+	}
 	for _, p := range c.ControlPorts {
 		if a := p.Addr.Addr(); p.Unix != "" || !a.IsValid() || a.IsLoopback() {
 			continue

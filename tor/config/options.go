@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"tinytor/tor/policy"
 )
 
 // option is one row of the table of known options. To support a new
@@ -61,11 +63,20 @@ func nodesOpt(name string, field func(*Config) *NodeList) option {
 	}}
 }
 
-func policyOpt(name string, field func(*Config) *Policy) option {
+// policyOpt is a repeatable address policy (SocksPolicy,
+// MetricsPortPolicy). As C tor, ports are kept but do not count: a warning
+// says they are ignored.
+func policyOpt(name string, field func(*Config) *policy.Policy) option {
 	return option{name: name, list: true, apply: func(b *builder, v string) error {
-		p, err := parsePolicy(v)
+		p, err := policy.Parse(v)
+		if err != nil {
+			return err
+		}
+		if p.HasPorts() {
+			b.warnf("Ignoring ports in %s option.", name)
+		}
 		*field(b.c) = append(*field(b.c), p...)
-		return err
+		return nil
 	}}
 }
 
@@ -120,7 +131,7 @@ var options = []option{
 		}
 		return nil
 	}},
-	policyOpt("SocksPolicy", func(c *Config) *Policy { return &c.SocksPolicy }),
+	policyOpt("SocksPolicy", func(c *Config) *policy.Policy { return &c.SocksPolicy }),
 	boolOpt("SafeSocks", "0", func(c *Config) *bool { return &c.SafeSocks }),
 	boolOpt("WarnUnsafeSocks", "1", func(c *Config) *bool { return &c.WarnUnsafeSocks }),
 	boolOpt("TestSocks", "0", func(c *Config) *bool { return &c.TestSocks }),
@@ -226,7 +237,7 @@ var options = []option{
 		}
 		return err
 	}},
-	policyOpt("MetricsPortPolicy", func(c *Config) *Policy { return &c.MetricsPortPolicy }),
+	policyOpt("MetricsPortPolicy", func(c *Config) *policy.Policy { return &c.MetricsPortPolicy }),
 
 	stringOpt("User", func(c *Config) *string { return &c.User }),
 	stringOpt("PidFile", func(c *Config) *string { return &c.PidFile }),

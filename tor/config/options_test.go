@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"tinytor/tor/policy"
 	"tinytor/tor/torlog"
 )
 
@@ -127,13 +128,18 @@ func TestOptions(t *testing.T) {
 		{"SocksPort 8.8.8.8:9050", func(c *Config) any { return c.Warnings }, []string{"torrc:1: SocksPort: You specified a public address '8.8.8.8:9050' for SocksPort. Other people on the Internet might find your computer and use it as an open proxy. Please don't allow this unless you have a good reason."}},
 		{"ControlPort 192.168.1.1:9051\nCookieAuthentication 1", func(c *Config) any { return c.Warnings }, []string{"torrc:1: ControlPort: You have a ControlPort set to accept connections from a non-local address (192.168.1.1:9051). The control protocol isn't encrypted; prefer 127.0.0.1 with ssh or stunnel for remote access."}},
 		{"SocksPolicy accept 192.168.0.0/16, reject *", func(c *Config) any { return c.SocksPolicy },
-			Policy{{Accept: true, Prefix: netip.MustParsePrefix("192.168.0.0/16"), PortMin: 1, PortMax: 65535}, {PortMin: 1, PortMax: 65535}}},
+			policy.Policy{{Accept: true, Prefix: netip.MustParsePrefix("192.168.0.0/16"), PortMin: 1, PortMax: 65535}, {PortMin: 1, PortMax: 65535}}},
+		{"SocksPolicy accept 10.0.0.0/8\nSocksPolicy accept [fd00::]/8:80\nMetricsPortPolicy reject *4:443, accept *", func(c *Config) any { return c.Warnings },
+			[]string{"torrc:2: SocksPolicy: Ignoring ports in SocksPolicy option.", "torrc:3: MetricsPortPolicy: Ignoring ports in MetricsPortPolicy option.",
+				"torrc:2: SocksPolicy: SocksPolicy has no rule for every address (such as 'reject *'), so a client no rule matches is accepted, as in C tor."}},
+		{"SocksPolicy accept private, reject *", func(c *Config) any { return []any{len(c.SocksPolicy), c.Warnings} }, []any{13, []string(nil)}},
+		{"SocksPolicy ,\nMetricsPortPolicy , ", func(c *Config) any { return []any{c.SocksPolicy, c.MetricsPortPolicy} }, []any{policy.Policy(nil), policy.Policy(nil)}},
 		{"SocksPolicy accept 10.1.2.3\nSocksPolicy reject6 [fe80::]/10:80-90\nSocksPolicy reject *4:443", func(c *Config) any { return c.SocksPolicy },
-			Policy{{Accept: true, Prefix: netip.MustParsePrefix("10.1.2.3/32"), PortMin: 1, PortMax: 65535},
+			policy.Policy{{Accept: true, Prefix: netip.MustParsePrefix("10.1.2.3/32"), PortMin: 1, PortMax: 65535},
 				{Prefix: netip.MustParsePrefix("fe80::/10"), PortMin: 80, PortMax: 90},
 				{Prefix: netip.MustParsePrefix("0.0.0.0/0"), PortMin: 443, PortMax: 443}}},
 		{"SocksPolicy accept 10.0.0.0/255.0.0.0:*\nSocksPolicy reject [::]/0:*", func(c *Config) any { return c.SocksPolicy },
-			Policy{{Accept: true, Prefix: netip.MustParsePrefix("10.0.0.0/8"), PortMin: 1, PortMax: 65535},
+			policy.Policy{{Accept: true, Prefix: netip.MustParsePrefix("10.0.0.0/8"), PortMin: 1, PortMax: 65535},
 				{Prefix: netip.MustParsePrefix("::/0"), PortMin: 1, PortMax: 65535}}},
 		{"SafeSocks 1\nWarnUnsafeSocks 0\nTestSocks 1", func(c *Config) any { return []bool{c.SafeSocks, c.WarnUnsafeSocks, c.TestSocks} }, []bool{true, false, true}},
 
@@ -210,7 +216,10 @@ func TestOptions(t *testing.T) {
 		{"MetricsPort 9035\nMetricsPort 192.168.1.1:9036 prometheus", func(c *Config) any { return c.MetricsPorts },
 			[]MetricsPort{{Listener: Listener{Addr: netip.MustParseAddrPort("127.0.0.1:9035")}, Format: "prometheus"},
 				{Listener: Listener{Addr: netip.MustParseAddrPort("192.168.1.1:9036")}, Format: "prometheus"}}},
-		{"MetricsPortPolicy accept 192.168.1.0/24", func(c *Config) any { return c.MetricsPortPolicy.Allows(netip.MustParseAddr("192.168.1.7"), 1) }, true},
+		{"MetricsPortPolicy accept 192.168.1.0/24", func(c *Config) any {
+			return []bool{c.MetricsPortPolicy.Allows(netip.MustParseAddr("192.168.1.7"), policy.RejectUnmatched),
+				c.MetricsPortPolicy.Allows(netip.MustParseAddr("192.168.2.7"), policy.RejectUnmatched)}
+		}, []bool{true, false}},
 		{"User tor\nPidFile /run/tinytor.pid\nRunAsDaemon 0", func(c *Config) any { return []any{c.User, c.PidFile, c.RunAsDaemon} }, []any{"tor", "/run/tinytor.pid", false}},
 		{"", func(c *Config) any { return []any{c.HardwareWatchdog, c.HardwareWatchdogTimeout, c.AvoidDiskWrites} }, []any{"", 30 * time.Second, false}},
 		{"HardwareWatchdog 1\nHardwareWatchdogTimeout 1 minute\nAvoidDiskWrites 1", func(c *Config) any {
@@ -294,13 +303,14 @@ func TestOptionErrors(t *testing.T) {
 		{"SocksPort 9050 NoIsolateSOCKSAuth KeepAliveIsolateSOCKSAuth", "torrc:1: SocksPort: SocksPort entry with both NoIsolateSOCKSAuth and KeepAliveIsolateSOCKSAuth set"},
 		{"SocksPort unix:", "torrc:1: SocksPort: empty unix socket path"},
 
-		{"SocksPolicy allow *", `torrc:1: SocksPolicy: malformed policy entry "allow *": must start with accept or reject`},
-		{"SocksPolicy accept 300.1.1.1", `torrc:1: SocksPolicy: malformed policy entry "accept 300.1.1.1": bad address "300.1.1.1"`},
-		{"SocksPolicy accept 10.0.0.0/33", `torrc:1: SocksPolicy: malformed policy entry "accept 10.0.0.0/33": bad mask "33"`},
-		{"SocksPolicy accept 10.0.0.0/255.0.255.0", `torrc:1: SocksPolicy: malformed policy entry "accept 10.0.0.0/255.0.255.0": bad mask "255.0.255.0"`},
-		{"SocksPolicy accept *:90-80", `torrc:1: SocksPolicy: malformed policy entry "accept *:90-80": port range 90-80 is reversed`},
-		{"SocksPolicy accept6 1.2.3.4", `torrc:1: SocksPolicy: malformed policy entry "accept6 1.2.3.4": accept6 with an IPv4 address`},
-		{"SocksPolicy accept", `torrc:1: SocksPolicy: malformed policy entry "accept": want "accept|reject ADDR[/MASK][:PORT]"`},
+		{"SocksPolicy allow *", `torrc:1: SocksPolicy: entry 1 "allow *": unknown action "allow" (want accept, reject, accept6 or reject6)`},
+		{"SocksPolicy accept 300.1.1.1", `torrc:1: SocksPolicy: entry 1 "accept 300.1.1.1": malformed address "300.1.1.1" (want *, *4, *6, private, an IPv4 address or a bracketed IPv6 address)`},
+		{"SocksPolicy accept 10.0.0.0/33", `torrc:1: SocksPolicy: entry 1 "accept 10.0.0.0/33": mask /33 is longer than the 32 bits of the address 10.0.0.0`},
+		{"SocksPolicy accept 10.0.0.0/255.0.255.0", `torrc:1: SocksPolicy: entry 1 "accept 10.0.0.0/255.0.255.0": netmask 255.0.255.0 is not contiguous`},
+		{"SocksPolicy accept *:90-80", `torrc:1: SocksPolicy: entry 1 "accept *:90-80": port range "90-80" is reversed`},
+		{"SocksPolicy accept 1.2.3.4, accept6 1.2.3.4", `torrc:1: SocksPolicy: entry 2 "accept6 1.2.3.4": accept6 with the IPv4 address 1.2.3.4: accept6 takes IPv6 addresses only (use accept)`},
+		{"SocksPolicy accept", `torrc:1: SocksPolicy: entry 1 "accept": no address: want "accept|reject ADDR[/MASK][:PORTS]"`},
+		{"MetricsPort 9035\nMetricsPortPolicy accept [::1", `torrc:2: MetricsPortPolicy: entry 1 "accept [::1": no ']' after the IPv6 address in "[::1"`},
 
 		{"Log loud stdout", `torrc:1: Log: unknown log severity "loud" (want debug, info, notice, warn or err)`},
 		{"Log err-notice stdout", `torrc:1: Log: severity range "err-notice" is reversed (write it least severe first, e.g. info-notice)`},
@@ -393,27 +403,5 @@ func TestErrorKinds(t *testing.T) {
 	var ce *Error
 	if !errors.As(err, &ce) || ce.Option != "ORPort" || ce.Line != 1 {
 		t.Errorf("relay option error = %#v", ce)
-	}
-}
-
-func TestPolicyAllows(t *testing.T) {
-	p, err := parsePolicy("reject 10.0.0.5, accept 10.0.0.0/8:1-1024, reject *")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		addr string
-		port uint16
-		want bool
-	}{
-		{"10.0.0.5", 80, false}, {"10.1.2.3", 80, true}, {"10.1.2.3", 2000, false},
-		{"192.168.1.1", 80, false}, {"::ffff:10.1.2.3", 80, true}, {"2001:db8::1", 80, false},
-	} {
-		if got := p.Allows(netip.MustParseAddr(tc.addr), tc.port); got != tc.want {
-			t.Errorf("Allows(%s, %d) = %v, want %v", tc.addr, tc.port, got, tc.want)
-		}
-	}
-	if !(Policy{}).Allows(netip.MustParseAddr("1.2.3.4"), 1) {
-		t.Error("empty policy refuses")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"tinytor/tor/policy"
 	"tinytor/tor/torlog"
 )
 
@@ -112,19 +113,24 @@ func readHead(br *bufio.Reader) ([]byte, error) {
 // Server serves a Registry on GET /metrics.
 type Server struct {
 	reg      *Registry
-	policy   *Policy
+	policy   policy.Policy
 	log      *torlog.Logger
 	timeout  time.Duration
 	maxConns int
 }
 
-// NewServer returns a Server for reg. policy nil means loopback only; log
-// may be nil.
-func NewServer(reg *Registry, policy *Policy, log *torlog.Logger) *Server {
+// NewServer returns a Server for reg. pol is the MetricsPortPolicy: a
+// client no rule matches is rejected, as in C tor, and an empty pol (no
+// MetricsPortPolicy configured) accepts loopback clients only
+// (policy.Loopback). log may be nil.
+func NewServer(reg *Registry, pol policy.Policy, log *torlog.Logger) *Server {
 	if log == nil {
 		log = torlog.Discard()
 	}
-	return &Server{reg: reg, policy: policy, log: log, timeout: DefaultTimeout, maxConns: DefaultMaxConns}
+	if len(pol) == 0 {
+		pol = policy.Loopback()
+	}
+	return &Server{reg: reg, policy: pol, log: log, timeout: DefaultTimeout, maxConns: DefaultMaxConns}
 }
 
 // Serve accepts scrapers on l until ctx is cancelled or l fails; it closes
@@ -174,7 +180,7 @@ func (s *Server) allowed(a net.Addr) bool {
 	if err != nil {
 		return false
 	}
-	return s.policy.Allow(ap.Addr())
+	return s.policy.Allows(ap.Addr(), policy.RejectUnmatched)
 }
 
 var statusText = map[int]string{
