@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"tinytor/tor/cstring"
 )
 
 // Command says how a torrc line combines with earlier lines of the same
@@ -151,74 +153,13 @@ func isSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
 }
 
-func isOctal(c byte) bool { return c >= '0' && c <= '7' }
-
-func hexVal(c byte) int {
-	switch {
-	case c >= '0' && c <= '9':
-		return int(c - '0')
-	case c >= 'a' && c <= 'f':
-		return int(c-'a') + 10
-	case c >= 'A' && c <= 'F':
-		return int(c-'A') + 10
-	}
-	return -1
-}
-
 // unquote decodes the C string at the start of s (which begins with '"') as
 // C tor's unescape_string does, and returns it with the number of bytes
-// consumed, closing quote included.
+// consumed, closing quote included. Errors wrap ErrSyntax.
 func unquote(s string) (string, int, error) {
-	var b strings.Builder
-	for i := 1; i < len(s); {
-		c := s[i]
-		switch c {
-		case '\n':
-			return "", 0, fmt.Errorf("%w: quoted string is not closed on its line", ErrSyntax)
-		case '"':
-			return b.String(), i + 1, nil
-		case '\\':
-			if i+1 >= len(s) {
-				return "", 0, fmt.Errorf("%w: quoted string is not closed", ErrSyntax)
-			}
-			e := s[i+1]
-			switch {
-			case e == 'n':
-				b.WriteByte('\n')
-				i += 2
-			case e == 'r':
-				b.WriteByte('\r')
-				i += 2
-			case e == 't':
-				b.WriteByte('\t')
-				i += 2
-			case e == '"' || e == '\\' || e == '\'':
-				b.WriteByte(e)
-				i += 2
-			case e == 'x' || e == 'X':
-				if i+3 >= len(s) || hexVal(s[i+2]) < 0 || hexVal(s[i+3]) < 0 {
-					return "", 0, fmt.Errorf("%w: invalid escape sequence \\x in quoted string (want two hex digits)", ErrSyntax)
-				}
-				b.WriteByte(byte(hexVal(s[i+2])<<4 | hexVal(s[i+3])))
-				i += 4
-			case isOctal(e):
-				n, j := int(e-'0'), i+2
-				for k := 0; k < 2 && j < len(s) && isOctal(s[j]); k++ {
-					n = n*8 + int(s[j]-'0')
-					j++
-				}
-				if n > 255 {
-					return "", 0, fmt.Errorf("%w: octal escape %q in quoted string is above \\377", ErrSyntax, s[i:j])
-				}
-				b.WriteByte(byte(n))
-				i = j
-			default:
-				return "", 0, fmt.Errorf("%w: invalid escape sequence \\%c in quoted string", ErrSyntax, e)
-			}
-		default:
-			b.WriteByte(c)
-			i++
-		}
+	v, n, err := cstring.Unquote(s)
+	if err != nil {
+		return "", 0, fmt.Errorf("%w: %w", ErrSyntax, err)
 	}
-	return "", 0, fmt.Errorf("%w: quoted string is not closed", ErrSyntax)
+	return v, n, nil
 }

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"tinytor/tor/cstring"
 )
 
 // NodeKind says what a NodeSpec matches on.
@@ -104,7 +106,7 @@ func parseNodeSpec(ent string) (NodeSpec, error) {
 
 func isHex(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if hexVal(s[i]) < 0 {
+		if cstring.HexDigit(s[i]) < 0 {
 			return false
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"tinytor/tor/cstring"
 )
 
 // Queries on the option table for the control port (GETCONF, SETCONF,
@@ -181,27 +183,7 @@ func quoteValue(v string) string {
 	if plain {
 		return v
 	}
-	var sb strings.Builder
-	sb.WriteByte('"')
-	for i := 0; i < len(v); i++ {
-		switch c := v[i]; {
-		case c == '"' || c == '\\':
-			sb.WriteByte('\\')
-			sb.WriteByte(c)
-		case c == '\n':
-			sb.WriteString(`\n`)
-		case c == '\r':
-			sb.WriteString(`\r`)
-		case c == '\t':
-			sb.WriteString(`\t`)
-		case c < 0x20 || c >= 0x7f:
-			fmt.Fprintf(&sb, `\x%02x`, c)
-		default:
-			sb.WriteByte(c)
-		}
-	}
-	sb.WriteByte('"')
-	return sb.String()
+	return cstring.Quote(v)
 }
 
 // IsUnknownOption reports whether err says an option name is not known

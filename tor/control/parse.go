@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"tinytor/tor/cstring"
 )
 
 // Default input limits. The spec sets no limit on line length; C tor caps
@@ -223,92 +225,12 @@ func parseArgs(s string, npos int) ([]Arg, error) {
 }
 
 // unquote decodes the QuotedString at the start of s and returns its value
-// and the number of bytes consumed.
-func unquote(s string) (string, int, error) {
-	var b strings.Builder
-	for i := 1; i < len(s); i++ {
-		c := s[i]
-		switch c {
-		case '"':
-			return b.String(), i + 1, nil
-		case '\r', '\n':
-			return "", 0, fmt.Errorf("line break inside quoted string at byte %d", i)
-		case '\\':
-			i++
-			if i >= len(s) {
-				return "", 0, errors.New("unterminated quoted string (ends in backslash)")
-			}
-			switch e := s[i]; {
-			case e == 'n':
-				b.WriteByte('\n')
-			case e == 't':
-				b.WriteByte('\t')
-			case e == 'r':
-				b.WriteByte('\r')
-			case e == 'x':
-				if i+2 >= len(s) || unhex(s[i+1]) < 0 || unhex(s[i+2]) < 0 {
-					return "", 0, fmt.Errorf("bad \\x escape at byte %d", i-1)
-				}
-				b.WriteByte(byte(unhex(s[i+1])<<4 | unhex(s[i+2])))
-				i += 2
-			case e >= '0' && e <= '7':
-				v, n := 0, 0
-				for n < 3 && i+n < len(s) && s[i+n] >= '0' && s[i+n] <= '7' {
-					v = v*8 + int(s[i+n]-'0')
-					n++
-				}
-				if v > 255 {
-					return "", 0, fmt.Errorf("octal escape out of range at byte %d", i-1)
-				}
-				b.WriteByte(byte(v))
-				i += n - 1
-			default:
-				b.WriteByte(e)
-			}
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return "", 0, errors.New("unterminated quoted string")
-}
-
-func unhex(c byte) int {
-	switch {
-	case c >= '0' && c <= '9':
-		return int(c - '0')
-	case c >= 'a' && c <= 'f':
-		return int(c-'a') + 10
-	case c >= 'A' && c <= 'F':
-		return int(c-'A') + 10
-	}
-	return -1
-}
+// and the number of bytes consumed. It reads C tor's C-quoted form
+// (unescape_string, which C tor's kvline parser uses for quoted values):
+// \n, \r, \t, \", \\, \', \xHH and octal escapes, nothing else.
+func unquote(s string) (string, int, error) { return cstring.Unquote(s) }
 
 // QuoteString returns s as a QuotedString the way C tor escapes strings
 // for controllers: backslash, quote, CR, LF and TAB get C escapes, other
 // bytes outside printable ASCII become octal escapes.
-func QuoteString(s string) string {
-	var b strings.Builder
-	b.Grow(len(s) + 2)
-	b.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '\\' || c == '"':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case c == '\n':
-			b.WriteString(`\n`)
-		case c == '\r':
-			b.WriteString(`\r`)
-		case c == '\t':
-			b.WriteString(`\t`)
-		case c < 0x20 || c >= 0x7f:
-			fmt.Fprintf(&b, "\\%03o", c)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
-}
+func QuoteString(s string) string { return cstring.Quote(s) }
