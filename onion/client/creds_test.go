@@ -16,8 +16,8 @@ import (
 	"tinytor/onion/keys"
 	"tinytor/tor/circmgr"
 	"tinytor/tor/circuit"
-	"tinytor/tor/path"
 	"tinytor/tor/event"
+	"tinytor/tor/path"
 )
 
 func TestCredentials(t *testing.T) {

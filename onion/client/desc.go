@@ -14,6 +14,7 @@ import (
 
 	"tinytor/onion/addr"
 	"tinytor/onion/desc"
+	"tinytor/onion/hsdir"
 	"tinytor/onion/keys"
 	"tinytor/onion/ring"
 	"tinytor/tor"
@@ -46,46 +47,23 @@ func (c *Client) plan(a addr.Address) (*hsdirPlan, error) {
 		return nil, fmt.Errorf("onion service: %w", tor.ErrNotBootstrapped)
 	}
 	cons := view.Consensus
-	p, err := keys.PeriodsFor(cons.FreshUntil.Sub(cons.ValidAfter), c.cfg.Testing, int(cons.Param("hsdir_interval", keys.DefaultPeriodMinutes, keys.MinPeriodMinutes, keys.MaxPeriodMinutes)))
+	p, srvs, err := hsdir.TimeParams(cons, c.cfg.Testing)
 	if err != nil {
-		return nil, fmt.Errorf("onion service: time periods of the consensus: %w", err)
-	}
-	var srvs ring.SRVs
-	if cons.SharedRandCurrent != nil {
-		v := cons.SharedRandCurrent.Value
-		srvs.Current = &v
-	}
-	if cons.SharedRandPrevious != nil {
-		v := cons.SharedRandPrevious.Value
-		srvs.Previous = &v
+		return nil, fmt.Errorf("onion service: %w", err)
 	}
 	u := ring.Fetch(p, cons.ValidAfter, srvs)
 	blinded, err := keys.BlindPublic(a.PublicKey(), u.Period, p.LengthMinutes)
 	if err != nil {
 		return nil, &Error{Kind: BadAddress, Addr: a.String(), Err: err}
 	}
-	var nodes []ring.Node
-	for _, n := range view.Nodes {
-		if hsdirUsable(n) {
-			nodes = append(nodes, ring.Node{Ed25519ID: n.MD.Ed25519ID, RSAID: n.Identity})
-		}
-	}
-	replicas := int(cons.Param("hsdir_n_replicas", 2, 1, 16))
-	spread := int(cons.Param("hsdir_spread_fetch", 3, 1, 128))
+	params := ring.ParamsFrom(cons.Param)
 	pl := &hsdirPlan{blinded: blinded, period: u.Period}
-	for _, r := range ring.Responsible(nodes, blinded, u, p.LengthMinutes, replicas, spread) {
+	for _, r := range ring.Responsible(hsdir.Ring(view), blinded, u, p.LengthMinutes, params.Replicas, params.SpreadFetch) {
 		if n := view.ByID(r.RSAID); n != nil {
 			pl.hsdirs = append(pl.hsdirs, n)
 		}
 	}
 	return pl, nil
-}
-
-// hsdirUsable reports whether n can serve v3 descriptors: the HSDir flag,
-// HSDir=2, and a known ed25519 identity (C tor node_is_a_configured_hsdir,
-// node_supports_v3_hsdir).
-func hsdirUsable(n *path.Node) bool {
-	return n.Flags.Has(dir.FlagHSDir) && n.MD.HasEd25519 && n.Protocols != nil && n.Protocols.Supports(dir.ProtoHSDir, 2)
 }
 
 // descriptor returns the service's descriptor for the current period:

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"tinytor/onion/desc"
+	"tinytor/onion/hsdir"
 	"tinytor/onion/keys"
 	"tinytor/onion/ring"
 	"tinytor/tor/circmgr"
@@ -49,43 +50,10 @@ type uploadKey struct {
 	hsdir  [20]byte
 }
 
-// timeParams returns the consensus's time-period parameters.
+// timeParams returns the consensus's time periods and shared random
+// values.
 func (s *Service) timeParams(view *path.Dir) (keys.Periods, ring.SRVs, error) {
-	cons := view.Consensus
-	hsdirInterval := 0
-	if v, ok := cons.Params["hsdir_interval"]; ok {
-		hsdirInterval = int(v)
-	}
-	p, err := keys.PeriodsFor(cons.FreshUntil.Sub(cons.ValidAfter), s.opts.Testing, hsdirInterval)
-	if err != nil {
-		return keys.Periods{}, ring.SRVs{}, err
-	}
-	var srvs ring.SRVs
-	if cons.SharedRandCurrent != nil {
-		v := cons.SharedRandCurrent.Value
-		srvs.Current = &v
-	}
-	if cons.SharedRandPrevious != nil {
-		v := cons.SharedRandPrevious.Value
-		srvs.Previous = &v
-	}
-	return p, srvs, nil
-}
-
-// hsdirs returns the ring's nodes: relays with the HSDir flag, an ed25519
-// identity and HSDir=2.
-func hsdirs(view *path.Dir) []ring.Node {
-	var out []ring.Node
-	for _, n := range view.Nodes {
-		if !n.Flags.Has(dir.FlagHSDir) || !n.MD.HasEd25519 {
-			continue
-		}
-		if n.Protocols != nil && !n.Protocols.Supports(dir.ProtoHSDir, 2) {
-			continue
-		}
-		out = append(out, ring.Node{Ed25519ID: n.MD.Ed25519ID, RSAID: n.Identity})
-	}
-	return out
+	return hsdir.TimeParams(view.Consensus, s.opts.Testing)
 }
 
 // maybePublish uploads the descriptors when the intro points, the time
@@ -131,7 +99,7 @@ func (s *Service) maybePublish(ctx context.Context) {
 			ps.lastRev = map[[32]byte]uint64{}
 		}
 	}
-	nodes := hsdirs(view)
+	nodes := hsdir.Ring(view)
 	params := ring.ParamsFrom(view.Consensus.Param)
 	runStart := p.SRVRunStart(view.Consensus.ValidAfter)
 	for i, u := range []ring.Use{first, second} {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"tinytor/onion/hsdir"
 	"tinytor/onion/ring"
 	"tinytor/tor/circmgr"
 	"tinytor/tor/circuit"
@@ -58,8 +59,12 @@ func (r *recNet) take() map[[20]byte]int {
 func testView(va time.Time) *path.Dir {
 	c := &dir.Consensus{ValidAfter: va, FreshUntil: va.Add(time.Hour), ValidUntil: va.Add(3 * time.Hour)}
 	mds := map[[32]byte]*dir.Microdesc{}
+	pr, err := dir.ParseProtocols("HSDir=1-2 HSIntro=4-5 HSRend=1-2")
+	if err != nil {
+		panic(err)
+	}
 	for i := range 12 {
-		r := dir.Relay{Nickname: "hsdir", Flags: dir.FlagHSDir | dir.FlagRunning | dir.FlagValid}
+		r := dir.Relay{Nickname: "hsdir", Flags: dir.FlagHSDir | dir.FlagRunning | dir.FlagValid, Protocols: &pr}
 		r.Identity[0], r.Microdesc[0] = byte(i+1), byte(i+1)
 		c.Relays = append(c.Relays, r)
 		md := &dir.Microdesc{HasNtorKey: true, HasEd25519: true}
@@ -94,7 +99,7 @@ func TestPublishSchedule(t *testing.T) {
 	want := map[[20]byte]int{}
 	for _, u := range []ring.Use{first, second} {
 		bk := s.id.Blind(u.Period, p.LengthMinutes)
-		for _, n := range ring.Responsible(hsdirs(rn.view), bk.Public(), u, p.LengthMinutes, 2, 4) {
+		for _, n := range ring.Responsible(hsdir.Ring(rn.view), bk.Public(), u, p.LengthMinutes, 2, 4) {
 			want[n.RSAID]++
 		}
 	}
