@@ -1,0 +1,64 @@
+package ctlbackend
+
+import (
+	"fmt"
+	"net"
+	"os"
+
+	"tinytor/tor/config"
+	"tinytor/tor/control"
+	"tinytor/tor/torlog"
+)
+
+// Listen opens the torrc's ControlPorts and ControlSockets (cfg). Unix
+// sockets are for their owner only unless GroupWritable or WorldWritable.
+// On error it also returns the listeners it did open, for the caller to
+// close.
+func Listen(cfg *config.Config) ([]net.Listener, error) {
+	var lns []net.Listener
+	for _, cp := range cfg.ControlPorts {
+		network, address, mode := "tcp", cp.Addr.String(), os.FileMode(0o600)
+		switch {
+		case cp.Unix == "":
+		case cp.WorldWritable:
+			network, address, mode = "unix", cp.Unix, 0o666
+		case cp.GroupWritable:
+			network, address, mode = "unix", cp.Unix, 0o660
+		default:
+			network, address = "unix", cp.Unix
+		}
+		l, err := control.Listen(network, address, mode)
+		if err != nil {
+			return lns, fmt.Errorf("Failed to open ControlPort %s: %w", cp.Listener, err)
+		}
+		lns = append(lns, l)
+	}
+	for _, path := range cfg.ControlSockets {
+		l, err := control.Listen("unix", path, 0o600)
+		if err != nil {
+			return lns, fmt.Errorf("Failed to open ControlSocket %s: %w", path, err)
+		}
+		lns = append(lns, l)
+	}
+	return lns, nil
+}
+
+// Auth is how controllers authenticate, from the torrc (cfg): a fresh
+// cookie written to CookieAuthFile (CookieAuthentication), the
+// HashedControlPasswords, or, with neither, no authentication at all
+// (with a warning, as C tor).
+func Auth(cfg *config.Config, log *torlog.Logger) (control.AuthConfig, error) {
+	auth := control.AuthConfig{HashedPasswords: cfg.HashedControlPasswords}
+	if cfg.CookieAuthentication {
+		if err := auth.UseCookieFile(cfg.CookieAuthFile, cfg.CookieAuthFileGroupReadable, log); err != nil {
+			return auth, fmt.Errorf("Error writing authentication cookie: %w", err)
+		}
+	}
+	if auth.Cookie == nil && len(auth.HashedPasswords) == 0 {
+		auth.AllowNull = true
+		log.Warnf("ControlPort is open, but no authentication method has been configured. " +
+			"This means that any program on your computer can reconfigure your Tor. That's bad! " +
+			"Set CookieAuthentication 1 or HashedControlPassword.")
+	}
+	return auth, nil
+}
