@@ -2,85 +2,37 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"log/syslog"
-	"net"
-	"net/netip"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"slices"
 	"sync"
 	"syscall"
 
 	"tinytor/board"
 	"tinytor/board/state"
 	onionclient "tinytor/onion/client"
+	"tinytor/onion/service"
 	"tinytor/socks"
 	"tinytor/tor"
-	"tinytor/tor/cell"
 	"tinytor/tor/config"
 	"tinytor/tor/event"
 	"tinytor/tor/guard"
-	"tinytor/tor/policy"
 	"tinytor/tor/torlog"
 )
-
-// openLogs builds the logger the torrc's Log lines ask for. The returned
-// closer closes any files it opened.
-func openLogs(cfg *config.Config, stdout, stderr io.Writer) (*torlog.Logger, func(), error) {
-	var sinks []torlog.Sink
-	var closers []io.Closer
-	closeAll := func() {
-		for _, c := range closers {
-			c.Close()
-		}
-	}
-	for _, t := range cfg.Logs {
-		var w io.Writer
-		switch t.Dest {
-		case config.LogStdout:
-			w = stdout
-		case config.LogStderr:
-			w = stderr
-		case config.LogFile:
-			f, err := os.OpenFile(t.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-			if err != nil {
-				closeAll()
-				return nil, nil, fmt.Errorf("opening log file: %w", err)
-			}
-			closers = append(closers, f)
-			w = f
-		case config.LogSyslog:
-			sw, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_NOTICE, "tinytor")
-			if err != nil {
-				closeAll()
-				return nil, nil, fmt.Errorf("opening syslog: %w", err)
-			}
-			closers = append(closers, sw)
-			w = sw
-		default:
-			closeAll()
-			return nil, nil, fmt.Errorf("unsupported log destination %v", t.Dest)
-		}
-		sinks = append(sinks, torlog.Sink{Min: t.Min, Max: t.Max, W: w})
-	}
-	return torlog.New(sinks...), closeAll, nil
-}
 
 // runTor runs the client and its listeners until a SIGINT or SIGTERM.
 // SIGHUP reloads the torrc with reload: listeners that appeared open,
 // ones that vanished close, and a torrc that does not load leaves
 // everything as it was (with the reason logged), as in C tor.
 func runTor(cfg *config.Config, src config.Sources, reload func(*torlog.Logger) (*config.Config, error), stdout, stderr io.Writer) int {
-	log, closeLogs, err := openLogs(cfg, stdout, stderr)
+	log, closeLogs, err := config.OpenLogs(cfg.Logs, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "tinytor: %v\n", err)
 		return exitConfig
 	}
-	defer func() { closeLogs() }() // closeLogs changes on reload
+	n := &node{stdout: stdout, stderr: stderr, log: log, closeLogs: closeLogs}
+	defer n.close()
 	log.Noticef("tinytor %s (Tor protocol client) starting.", version)
 
 	for _, d := range []string{cfg.DataDirectory, cfg.CacheDirectory} {
@@ -116,7 +68,26 @@ func runTor(cfg *config.Config, src config.Sources, reload func(*torlog.Logger) 
 			log.Warnf("Writing state on exit: %v", err)
 		}
 	}()
+	return n.run(cfg, src, reload, brd, st)
+}
 
+// node is one run of tinytor: the logs, the client and what serves it.
+type node struct {
+	stdout, stderr io.Writer
+	log            *torlog.Logger
+	client         *tor.Client
+	onion          *onionclient.Client
+	socks          *socks.Listeners
+
+	mu        sync.Mutex // serialises configuration changes
+	closeLogs func()     // closes the log files of the configuration in force
+}
+
+// run builds the client, the onion service client, the SOCKS, control and
+// metrics listeners and the torrc's onion services, starts the board, and
+// serves until a SIGINT or SIGTERM.
+func (n *node) run(cfg *config.Config, src config.Sources, reload func(*torlog.Logger) (*config.Config, error), brd *board.Board, st *state.Store) int {
+	log := n.log
 	// One event bus for the client, the onion code and the logs; the
 	// control port, the metrics and the board subscribe to it.
 	bus := &event.Bus{}
@@ -130,7 +101,6 @@ func runTor(cfg *config.Config, src config.Sources, reload func(*torlog.Logger) 
 		log.Errf("%v", err)
 		return exitRuntime
 	}
-
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
@@ -141,10 +111,10 @@ func runTor(cfg *config.Config, src config.Sources, reload func(*torlog.Logger) 
 		return exitRuntime
 	}
 	defer onion.Close()
-
-	ls := &socksListeners{client: client, onion: onion, log: log, open: map[string]*socksListener{}}
-	defer ls.closeAll()
-	if err := ls.apply(ctx, cfg); err != nil {
+	n.client, n.onion = client, onion
+	n.socks = socks.NewListeners(socksDialer{client, onion}, log)
+	defer n.socks.Close()
+	if err := n.socks.Apply(ctx, socksPorts(cfg, log)); err != nil {
 		log.Errf("%v", err)
 		return exitRuntime
 	}
@@ -152,30 +122,14 @@ func runTor(cfg *config.Config, src config.Sources, reload func(*torlog.Logger) 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-
-	// applyConfig makes a new torrc live: after SIGHUP, and for SETCONF.
-	var applyMu sync.Mutex
-	applyConfig := func(nc *config.Config) error {
-		applyMu.Lock()
-		defer applyMu.Unlock()
-		nlog, ncloseLogs, err := openLogs(nc, stdout, stderr)
-		if err != nil {
-			return fmt.Errorf("Restoring previous configuration: %w", err)
-		}
-		closeLogs()
-		closeLogs = ncloseLogs
-		log.SetSinks(nlog.Sinks()...)
-		client.Reconfigure(nc)
-		onion.SetAuthDir(nc.ClientOnionAuthDir)
-		return ls.apply(ctx, nc)
-	}
 	sendHup := func() {
 		select {
 		case hup <- syscall.SIGHUP:
 		default:
 		}
 	}
-	stopControl, err := startControl(ctx, cfg, src, client, onion, log, applyConfig, sendHup, stop)
+	apply := func(nc *config.Config) error { return n.apply(ctx, nc) }
+	stopControl, err := startControl(ctx, cfg, src, client, onion, log, apply, sendHup, stop)
 	if err != nil {
 		log.Errf("%v", err)
 		return exitRuntime
@@ -185,249 +139,62 @@ func runTor(cfg *config.Config, src config.Sources, reload func(*torlog.Logger) 
 		log.Errf("%v", err)
 		return exitRuntime
 	}
-	stopOnion, err := startOnionServices(ctx, cfg, client, log, bus)
+	stopOnion, err := service.StartAll(ctx, client, cfg.HiddenServices, service.Options{Testing: cfg.TestingTorNetwork, Log: log, Events: bus})
 	if err != nil {
 		log.Errf("%v", err)
 		return exitRuntime
 	}
 	defer stopOnion()
+	return n.serve(ctx, stop, hup, reload)
+}
+
+// serve runs the client until ctx ends, reloading the torrc on SIGHUP.
+func (n *node) serve(ctx context.Context, stop func(), hup <-chan os.Signal, reload func(*torlog.Logger) (*config.Config, error)) int {
 	runDone := make(chan error, 1)
-	go func() { runDone <- client.Run(ctx) }()
+	go func() { runDone <- n.client.Run(ctx) }()
 	for {
 		select {
 		case err := <-runDone:
 			stop()
 			if err != nil {
-				log.Errf("%v", err)
+				n.log.Errf("%v", err)
 				return exitRuntime
 			}
-			log.Noticef("Clean shutdown finished. Exiting.")
+			n.log.Noticef("Clean shutdown finished. Exiting.")
 			return exitOK
 		case <-hup:
-			log.Noticef("Received reload signal (hup). Reloading config and resetting internal state.")
-			nc, err := reload(log)
+			n.log.Noticef("Received reload signal (hup). Reloading config and resetting internal state.")
+			nc, err := reload(n.log)
 			if err != nil {
-				log.Warnf("Restoring previous configuration: the new torrc is not valid: %v", err)
+				n.log.Warnf("Restoring previous configuration: the new torrc is not valid: %v", err)
 				continue
 			}
-			if err := applyConfig(nc); err != nil {
-				log.Warnf("%v", err)
+			if err := n.apply(ctx, nc); err != nil {
+				n.log.Warnf("%v", err)
 			}
 		}
 	}
 }
 
-// socksListener is one open SocksPort.
-type socksListener struct {
-	conf config.SocksPort
-	srv  *socks.Server
-	done chan struct{}
-}
-
-// socksListeners keeps the open SocksPorts in step with the torrc.
-type socksListeners struct {
-	client *tor.Client
-	onion  *onionclient.Client
-	log    *torlog.Logger
-	open   map[string]*socksListener // by listener address
-	policy policy.Policy
-}
-
-// apply opens the SocksPorts cfg names that are not open, closes the
-// ones it no longer names, and reopens ones whose flags changed.
-func (ls *socksListeners) apply(ctx context.Context, cfg *config.Config) error {
-	want := map[string]config.SocksPort{}
-	for _, sp := range cfg.SocksPorts {
-		want[sp.Listener.String()] = sp
-	}
-	policyChanged := !slices.Equal(ls.policy, cfg.SocksPolicy)
-	ls.policy = cfg.SocksPolicy
-	for key, l := range ls.open {
-		if sp, ok := want[key]; ok && sp == l.conf && !policyChanged {
-			continue
-		}
-		l.srv.Close()
-		<-l.done
-		delete(ls.open, key)
-		ls.log.Noticef("Closing no-longer-configured Socks listener on %s", key)
-	}
-	var errs []error
-	for key, sp := range want {
-		if ls.open[key] != nil {
-			continue
-		}
-		srv, ln, err := listenSocks(cfg, sp, socksDialer{ls.client, ls.onion}, ls.log)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("Failed to open SocksPort %s: %w", key, err))
-			continue
-		}
-		l := &socksListener{conf: sp, srv: srv, done: make(chan struct{})}
-		ls.open[key] = l
-		go func() {
-			defer close(l.done)
-			if err := srv.Serve(ctx, ln); err != nil && ctx.Err() == nil && !errors.Is(err, socks.ErrClosed) {
-				ls.log.Warnf("Socks listener on %s failed: %v", ln.Addr(), err)
-			}
-		}()
-	}
-	return errors.Join(errs...)
-}
-
-func (ls *socksListeners) closeAll() {
-	for key, l := range ls.open {
-		l.srv.Close()
-		<-l.done
-		delete(ls.open, key)
-	}
-}
-
-// listenSocks opens one SocksPort.
-func listenSocks(cfg *config.Config, sp config.SocksPort, d socksDialer, log *torlog.Logger) (*socks.Server, net.Listener, error) {
-	var ln net.Listener
-	var err error
-	id := sp.Listener.String()
-	if sp.Unix != "" {
-		if err := os.MkdirAll(filepath.Dir(sp.Unix), 0o700); err != nil {
-			return nil, nil, err
-		}
-		os.Remove(sp.Unix)
-		ln, err = net.Listen("unix", sp.Unix)
-	} else {
-		ln, err = net.Listen("tcp", sp.Addr.String())
-	}
+// apply makes a new torrc live: after SIGHUP, and for SETCONF.
+func (n *node) apply(ctx context.Context, nc *config.Config) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	nlog, ncloseLogs, err := config.OpenLogs(nc.Logs, n.stdout, n.stderr)
 	if err != nil {
-		return nil, nil, err
+		return fmt.Errorf("Restoring previous configuration: %w", err)
 	}
-	if sp.Unix == "" && !sp.Addr.Addr().IsLoopback() && len(cfg.SocksPolicy) == 0 {
-		log.Warnf("SocksPort %s is not on loopback, but no SocksPolicy is set: only loopback clients are accepted. "+
-			"Add e.g. 'SocksPolicy accept 192.168.1.0/24, reject *' to the torrc to let your LAN in.", id)
-	}
-	srv, err := socks.New(socks.Config{
-		ID:              id,
-		Flags:           socksFlags(sp),
-		Policy:          cfg.SocksPolicy,
-		SafeSocks:       cfg.SafeSocks,
-		WarnUnsafeSocks: cfg.WarnUnsafeSocks,
-		Log:             log,
-	}, d)
-	if err != nil {
-		ln.Close()
-		return nil, nil, err
-	}
-	return srv, ln, nil
+	n.closeLogs()
+	n.closeLogs = ncloseLogs
+	n.log.SetSinks(nlog.Sinks()...)
+	n.client.Reconfigure(nc)
+	n.onion.SetAuthDir(nc.ClientOnionAuthDir)
+	return n.socks.Apply(ctx, socksPorts(nc, n.log))
 }
 
-// socksFlags converts a SocksPort line's flags.
-func socksFlags(sp config.SocksPort) socks.Flags {
-	return socks.Flags{
-		IsolateDestAddr:       sp.Isolation&config.IsolateDestAddr != 0,
-		IsolateDestPort:       sp.Isolation&config.IsolateDestPort != 0,
-		IsolateSOCKSAuth:      sp.Isolation&config.IsolateSOCKSAuth != 0,
-		IsolateClientAddr:     sp.Isolation&config.IsolateClientAddr != 0,
-		IsolateClientProtocol: sp.Isolation&config.IsolateClientProtocol != 0,
-		NoIPv4Traffic:         !sp.IPv4Traffic,
-		IPv6Traffic:           sp.IPv6Traffic,
-		PreferIPv6:            sp.PreferIPv6,
-		ExtendedErrors:        sp.ExtendedErrors,
-		OnionTrafficOnly:      !sp.IPv4Traffic && !sp.IPv6Traffic && sp.OnionTraffic,
-		NoOnionTraffic:        !sp.OnionTraffic,
-		SessionGroup:          sp.SessionGroup,
-		SessionGroupSet:       sp.SessionGroup >= 0,
-	}
-}
-
-// socksDialer serves SOCKS requests with the Tor client, and .onion
-// hosts with the onion service client.
-type socksDialer struct {
-	c     *tor.Client
-	onion *onionclient.Client
-}
-
-func (d socksDialer) DialStream(ctx context.Context, req *socks.Request, iso socks.IsolationKey) (net.Conn, error) {
-	if socks.IsOnion(req.Host) {
-		conn, err := d.onion.Dial(ctx, req.Host, req.Port, iso)
-		if err != nil {
-			return nil, onionSocksError(err)
-		}
-		return conn, nil
-	}
-	conn, err := d.c.Dial(ctx, req.Host, req.Port, iso)
-	if err != nil {
-		return nil, socksError(err)
-	}
-	return conn, nil
-}
-
-func (d socksDialer) Resolve(ctx context.Context, host string, iso socks.IsolationKey) ([]netip.Addr, error) {
-	addrs, err := d.c.Resolve(ctx, host, iso)
-	if err != nil {
-		return nil, socksError(err)
-	}
-	return addrs, nil
-}
-
-func (d socksDialer) ResolvePTR(ctx context.Context, addr netip.Addr, iso socks.IsolationKey) (string, error) {
-	name, err := d.c.ResolvePTR(ctx, addr, iso)
-	if err != nil {
-		return "", socksError(err)
-	}
-	return name, nil
-}
-
-// onionSocksError chooses the SOCKS reply for a failed onion connection:
-// proposal 304's codes (the socks package turns them into general
-// failure without ExtendedErrors).
-func onionSocksError(err error) error {
-	var oe *onionclient.Error
-	if !errors.As(err, &oe) {
-		return socksError(err)
-	}
-	var r socks.ReplyCode
-	switch oe.Kind {
-	case onionclient.DescNotFound:
-		r = socks.ReplyOnionDescNotFound
-	case onionclient.DescInvalid:
-		r = socks.ReplyOnionDescInvalid
-	case onionclient.IntroFailed:
-		r = socks.ReplyOnionIntroFailed
-	case onionclient.RendFailed:
-		r = socks.ReplyOnionRendFailed
-	case onionclient.MissingClientAuth:
-		r = socks.ReplyOnionMissingClientAuth
-	case onionclient.BadClientAuth:
-		r = socks.ReplyOnionWrongClientAuth
-	case onionclient.BadAddress:
-		r = socks.ReplyOnionBadAddress
-	case onionclient.IntroTimeout:
-		r = socks.ReplyOnionIntroTimedOut
-	default:
-		return socksError(err)
-	}
-	return &socks.Error{Reply: r, Err: err}
-}
-
-// socksError chooses the SOCKS reply for a stream failure as C tor does
-// (connection_ap_handshake_socks_reply / END reason mapping).
-func socksError(err error) error {
-	var se *tor.StreamError
-	if errors.As(err, &se) {
-		switch se.Reason {
-		case cell.EndResolveFailed:
-			return &socks.Error{Reply: socks.ReplyHostUnreachable, Err: err}
-		case cell.EndConnectRefused:
-			return &socks.Error{Reply: socks.ReplyConnectionRefused, Err: err}
-		case cell.EndExitPolicy:
-			return &socks.Error{Reply: socks.ReplyNotAllowed, Err: err}
-		case cell.EndNoRoute:
-			return &socks.Error{Reply: socks.ReplyNetworkUnreachable, Err: err}
-		case cell.EndTimeout:
-			return &socks.Error{Reply: socks.ReplyTTLExpired, Err: err}
-		case cell.EndResourceLimit: // also tor.ErrOverloaded: memory pressure
-			return &socks.Error{Reply: socks.ReplyGeneralFailure, Err: err}
-		}
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return &socks.Error{Reply: socks.ReplyTTLExpired, Err: err}
-	}
-	return err
+// close closes the log files.
+func (n *node) close() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.closeLogs()
 }
