@@ -292,22 +292,30 @@ func (p *Pool) reclaim() {
 		p.mu.Unlock()
 		return
 	}
+	p.lastGive = time.Now() // one reclaim per stall timeout
+	rs := make([]Reclaimer, 0, len(p.reclaimers))
+	for e := range p.reclaimers {
+		rs = append(rs, e.r)
+	}
+	p.mu.Unlock()
+	// Reclaimers are asked without p.mu held: they take their own locks,
+	// under which they call Put.
 	var best Reclaimer
 	most := 0
-	for e := range p.reclaimers {
-		if n := e.r.HeldCells(); n > most {
-			best, most = e.r, n
+	for _, r := range rs {
+		if n := r.HeldCells(); n > most {
+			best, most = r, n
 		}
 	}
-	p.lastGive = time.Now() // one reclaim per stall timeout
-	p.mu.Unlock()
 	if best != nil {
 		p.reclaims.Add(1)
 		best.Reclaim()
 	}
 }
 
-// AddReclaimer registers r until remove is called.
+// AddReclaimer registers r until remove is called. Both may be called
+// with locks held under which r's methods are not called by the pool
+// (the pool calls them with no lock of its own held).
 func (p *Pool) AddReclaimer(r Reclaimer) (remove func()) {
 	if p == nil {
 		return func() {}

@@ -117,6 +117,7 @@ func (c *Circuit) acceptBegin(f func(*Stream, BeginRequest), hopIdx int, sid uin
 	s.rdl.init()
 	s.wdl.init()
 	c.streams[sid] = s
+	c.readers[s] = struct{}{}
 	c.mu.Unlock()
 	f(s, req)
 	return nil

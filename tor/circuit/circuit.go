@@ -16,6 +16,22 @@
 // relay that overflows it violates flow control and the circuit is torn
 // down.
 //
+// # Flow control and memory
+//
+// Received DATA cells stay pool cells until the stream's reader has
+// consumed them, so SENDMEs are what bound the memory a circuit holds. A
+// stream SENDME goes out only from Read, once fewer than ten cells wait
+// to be read (so a stream holds at most its window, 500 cells). A circuit
+// SENDME is withheld while the hop's cells received but not consumed plus
+// its delivery window would exceed CircWindowStart: per hop, cells held
+// plus cells the relay may still send never exceed 1000. A slow reader
+// therefore stops its exit within a window, and the SENDME that was
+// withheld goes out (with the digest recorded when its cell arrived,
+// tor-spec 7.3) from Read once the reader catches up. Beyond the windows,
+// the cell pool's capacity bounds all circuits together (see tor/cell);
+// a circuit registers with the pool as a cell.Reclaimer so that readers
+// that stopped reading cannot hold the pool forever.
+//
 // Outbound cells are encrypted and handed to the channel under the
 // circuit's mutex, so that the order of encryption is the order on the
 // wire. Writers waiting for a flow-control window block outside the mutex.
@@ -120,8 +136,14 @@ type hop struct {
 	// with room for a whole window's worth (one per CircWindowInc cells).
 	sentDigests            [CircWindowStart / CircWindowInc][sendmeDigestLen]byte
 	sentHead, sentDigestsN int
-	// Inbound state, owned by the circuit goroutine.
-	deliverWindow int
+	// Inbound flow control, guarded by Circuit.mu: the delivery window,
+	// the DATA cells received and not yet consumed by a reader, and the
+	// digests of the cells whose circuit SENDMEs are withheld, oldest
+	// first.
+	deliverWindow          int
+	held                   int
+	pendingDigests         [CircWindowStart / CircWindowInc][sendmeDigestLen]byte
+	pendHead, pendDigestsN int
 	// kh is the hop's KH (derivative key data or ntor nonce), which
 	// ESTABLISH_INTRO binds to; zero for hops added with AddHop.
 	kh [handshake.HashLen]byte
@@ -164,6 +186,13 @@ type Circuit struct {
 	rng       *rand.ChaCha8               // padding bytes
 	extending sync.Mutex                  // one Extend at a time
 	accept    func(*Stream, BeginRequest) // set by AcceptStreams; guarded by mu
+
+	// readers are the data streams not yet closed by their owner: their
+	// receive queues may hold cells. Guarded by mu.
+	readers map[*Stream]struct{}
+	// unreclaim removes the circuit from the pool's reclaimers, once it
+	// is dead and its readers are all closed. Guarded by mu.
+	unreclaim func()
 }
 
 func newCircuit(ch Channel, cfg Config) (*Circuit, error) {
@@ -187,6 +216,7 @@ func newCircuit(ch Channel, cfg Config) (*Circuit, error) {
 		done:    make(chan struct{}),
 		stopped: make(chan struct{}),
 		streams: make(map[uint16]*Stream),
+		readers: make(map[*Stream]struct{}),
 		nextSID: seedSID,
 		wake:    make(chan struct{}),
 		rng:     rand.NewChaCha8(seed),
@@ -201,6 +231,11 @@ func (c *Circuit) open() error {
 		return fmt.Errorf("circuit: allocating a circuit ID: %w", err)
 	}
 	c.id = id
+	c.mu.Lock()
+	if c.err == nil {
+		c.unreclaim = c.pool.AddReclaimer(c)
+	}
+	c.mu.Unlock()
 	go c.run()
 	return nil
 }
@@ -291,6 +326,7 @@ func (c *Circuit) shutdown(err error, sendDestroy, unregister bool) {
 	}
 	close(c.wake)
 	close(c.done)
+	c.unreclaimIfDoneLocked()
 	c.mu.Unlock()
 	if unregister {
 		c.ch.CloseCircuit(c.id)
@@ -417,25 +453,9 @@ func (c *Circuit) handleRelay(cl *cell.Cell) error {
 		return fmt.Errorf("relay cell from hop %d: %v: %w", hopIdx+1, err, ErrProtocol)
 	}
 	if cmd == cell.RelayData {
-		h.deliverWindow--
-		if h.deliverWindow < 0 {
+		if err := c.received(hopIdx, h); err != nil {
 			c.pool.Put(cl)
-			return fmt.Errorf("hop %d overran the circuit window: %w", hopIdx+1, ErrProtocol)
-		}
-		if h.deliverWindow <= CircWindowStart-CircWindowInc {
-			// Authenticated SENDME with the digest of the cell that
-			// triggered it: this one (tor-spec 7.3).
-			var d [relaycrypto.SendmeDigestLen]byte
-			h.layer.BackwardDigest(&d)
-			var msg [3 + sendmeDigestLen]byte
-			msg[0] = 1
-			msg[2] = sendmeDigestLen
-			copy(msg[3:], d[:])
-			h.deliverWindow += CircWindowInc
-			if err := c.sendControl(hopIdx, cell.RelaySendme, 0, msg[:]); err != nil {
-				c.pool.Put(cl)
-				return err
-			}
+			return err
 		}
 		if sid == 0 {
 			c.pool.Put(cl)
@@ -444,7 +464,7 @@ func (c *Circuit) handleRelay(cl *cell.Cell) error {
 		s := c.stream(sid, hopIdx)
 		if s == nil {
 			c.pool.Put(cl) // a stream we closed: drop
-			return nil
+			return c.consumed(hopIdx, 1)
 		}
 		return s.deliver(cl, len(body))
 	}
@@ -497,6 +517,120 @@ func (c *Circuit) handleRelay(cl *cell.Cell) error {
 		c.cfg.Control(hopIdx, cmd, sid, body)
 	}
 	return nil
+}
+
+// received accounts for a DATA cell from hop h (index hopIdx), just
+// decrypted, which is held until consumed: it takes one from the delivery
+// window and, when the cell completes an increment of the window, records
+// its digest for the authenticated circuit SENDME that answers it
+// (tor-spec 7.3). The SENDME goes out now if the hop's held cells allow,
+// or later from consumed.
+func (c *Circuit) received(hopIdx int, h *hop) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h.deliverWindow--
+	if h.deliverWindow < 0 {
+		return fmt.Errorf("hop %d overran the circuit window: %w", hopIdx+1, ErrProtocol)
+	}
+	h.held++
+	if h.deliverWindow%CircWindowInc == 0 {
+		// The window moves by -1 per cell and +CircWindowInc per
+		// SENDME from a start that is a multiple of CircWindowInc:
+		// this is the 100th, 200th... cell, the one the relay expects
+		// the SENDME's digest of. At most a window's worth of digests
+		// is pending, so the ring cannot overflow.
+		i := (h.pendHead + h.pendDigestsN) % len(h.pendingDigests)
+		h.layer.BackwardDigest(&h.pendingDigests[i])
+		h.pendDigestsN++
+	}
+	return c.grantLocked(hopIdx, h)
+}
+
+// consumed records that n DATA cells from hop hopIdx were consumed (read,
+// or dropped), and sends the circuit SENDMEs that this allows.
+func (c *Circuit) consumed(hopIdx, n int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.consumedLocked(hopIdx, n)
+}
+
+// consumedLocked is consumed with c.mu held.
+func (c *Circuit) consumedLocked(hopIdx, n int) error {
+	if n == 0 {
+		return nil
+	}
+	h := c.hops[hopIdx]
+	h.held -= n
+	if c.err != nil {
+		return nil
+	}
+	return c.grantLocked(hopIdx, h)
+}
+
+// grantLocked sends the withheld circuit SENDMEs to hop h that keep the
+// cells it may send plus the cells held for readers within
+// CircWindowStart. c.mu must be held.
+func (c *Circuit) grantLocked(hopIdx int, h *hop) error {
+	for h.pendDigestsN > 0 && h.deliverWindow+CircWindowInc+h.held <= CircWindowStart {
+		var msg [3 + sendmeDigestLen]byte
+		msg[0] = 1 // version 1: authenticated
+		msg[2] = sendmeDigestLen
+		copy(msg[3:], h.pendingDigests[h.pendHead][:])
+		h.pendHead = (h.pendHead + 1) % len(h.pendingDigests)
+		h.pendDigestsN--
+		h.deliverWindow += CircWindowInc
+		if err := c.sendLocked(hopIdx, cell.RelaySendme, 0, msg[:], false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unreclaimIfDoneLocked leaves the pool's reclaimers once the circuit is
+// dead and no stream can hold cells any more. c.mu must be held.
+func (c *Circuit) unreclaimIfDoneLocked() {
+	if c.err != nil && len(c.readers) == 0 && c.unreclaim != nil {
+		c.unreclaim()
+		c.unreclaim = nil
+	}
+}
+
+// HeldCells implements cell.Reclaimer: the DATA cells received on the
+// circuit and not yet consumed by the streams' readers.
+func (c *Circuit) HeldCells() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, h := range c.hops {
+		n += h.held
+	}
+	return n
+}
+
+// Reclaim implements cell.Reclaimer: it ends the stream with the most
+// unread cells with ErrReclaimed, returning its cells to the pool.
+func (c *Circuit) Reclaim() {
+	c.mu.Lock()
+	streams := make([]*Stream, 0, len(c.readers))
+	for s := range c.readers {
+		streams = append(streams, s)
+	}
+	c.mu.Unlock()
+	var worst *Stream
+	most := 0
+	for _, s := range streams {
+		s.mu.Lock()
+		n := s.recv.len()
+		s.mu.Unlock()
+		if n > most {
+			worst, most = s, n
+		}
+	}
+	if worst == nil {
+		return
+	}
+	c.log.Noticef("Cell pool full and no reader making progress: closing stream %d on circuit %d, whose reader left %d cells unread.", worst.id, c.id, most)
+	worst.reclaim()
 }
 
 // snapshot returns the hops and path as they are now. The circuit
@@ -566,10 +700,21 @@ func (c *Circuit) sendLocked(hopIdx int, cmd cell.RelayCommand, sid uint16, data
 	if c.err != nil {
 		return c.err
 	}
+	return c.sendCellLocked(c.pool.Get(), hopIdx, cmd, sid, data, early)
+}
+
+// sendCellLocked is sendLocked with the cell to send in, taken from the
+// pool by the caller (who may wait for it without holding c.mu);
+// ownership of cl moves to sendCellLocked. c.mu must be held.
+func (c *Circuit) sendCellLocked(cl *cell.Cell, hopIdx int, cmd cell.RelayCommand, sid uint16, data []byte, early bool) error {
+	if c.err != nil {
+		c.pool.Put(cl)
+		return c.err
+	}
 	if hopIdx < 0 || hopIdx >= len(c.hops) {
+		c.pool.Put(cl)
 		return fmt.Errorf("circuit: no hop %d on a %d-hop circuit", hopIdx+1, len(c.hops))
 	}
-	cl := c.pool.Get()
 	if err := cell.SetRelay(&cl.Payload, cmd, sid, data); err != nil {
 		c.pool.Put(cl)
 		return fmt.Errorf("circuit: %w", err)

@@ -40,10 +40,15 @@ func build3(t *testing.T, fast bool) (*Circuit, *fakeNet) {
 	ctx := testCtx(t)
 	var c *Circuit
 	var err error
+	// The relays take the cells they send from the client's pool, as a
+	// channel's read loop does. It holds a circuit window and more, for
+	// the tests where nobody reads what the relays echo; the tests of
+	// back-pressure use smaller pools.
+	f.pool = cell.NewPool(2 * CircWindowStart)
 	if fast {
-		c, err = CreateFast(ctx, f, Config{Pool: cell.NewPool(64)})
+		c, err = CreateFast(ctx, f, Config{Pool: f.pool})
 	} else {
-		c, err = Create(ctx, f, r1.hopInfo(), Config{Pool: cell.NewPool(64)})
+		c, err = Create(ctx, f, r1.hopInfo(), Config{Pool: f.pool})
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package circuit
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -138,7 +139,9 @@ type fakeNet struct {
 
 	// discard makes the relays drop (and recycle into pool) every cell.
 	discard atomic.Bool
-	pool    *cell.Pool
+	// pool is the client's cell pool: the relays take the cells they
+	// send to the client from it, as the channel's read loop does.
+	pool *cell.Pool
 
 	// Observations.
 	streamSendmes atomic.Int32
@@ -191,9 +194,19 @@ func (f *fakeNet) CloseCircuit(id uint32) {
 	f.closed = true
 }
 
+// Send plays the channel's write loop: the cell is written out at once
+// (copied) and goes back to the pool, so that the relay goroutine, which
+// also plays the read loop, never holds the client's pool cells.
 func (f *fakeNet) Send(c *cell.Cell) error {
+	if f.discard.Load() {
+		f.pool.Put(c)
+		return nil
+	}
+	cp := new(cell.Cell)
+	*cp = *c
+	f.pool.Put(c)
 	select {
-	case f.in <- c:
+	case f.in <- cp:
 		return nil
 	default:
 		return fmt.Errorf("fake channel queue full")
@@ -218,7 +231,11 @@ func (f *fakeNet) toClient(c *cell.Cell) {
 
 // relayToClient originates a relay cell at hop i towards the client.
 func (f *fakeNet) relayToClient(i int, cmd cell.RelayCommand, sid uint16, data []byte) {
-	c := new(cell.Cell)
+	c, err := f.pool.GetInbound(context.Background())
+	if err != nil {
+		f.t.Errorf("fake relay: %v", err)
+		return
+	}
 	c.Command = cell.Relay
 	if err := cell.SetRelay(&c.Payload, cmd, sid, data); err != nil {
 		f.t.Errorf("fake relay: %v", err)
@@ -254,7 +271,6 @@ func (f *fakeNet) loop() {
 			f.pump()
 		case c := <-f.in:
 			if f.discard.Load() {
-				f.pool.Put(c)
 				continue
 			}
 			f.handle(c)
@@ -281,7 +297,7 @@ func (f *fakeNet) handle(c *cell.Cell) {
 		copy(km.Kf[:], k[60:76])
 		copy(km.Kb[:], k[76:92])
 		f.addHop(f.first, &km)
-		r := new(cell.Cell)
+		r := f.pool.Get()
 		r.Command = cell.CreatedFast
 		(&cell.CreatedFastMsg{Y: y, DerivativeKH: km.KH}).MarshalTo(&r.Payload)
 		f.toClient(r)
@@ -302,7 +318,7 @@ func (f *fakeNet) handle(c *cell.Cell) {
 			return
 		}
 		f.addHop(f.first, km)
-		r := new(cell.Cell)
+		r := f.pool.Get()
 		r.Command = cell.Created2
 		(&cell.Created2Msg{HandshakeData: reply}).MarshalTo(&r.Payload)
 		f.toClient(r)
@@ -329,7 +345,7 @@ func (f *fakeNet) handle(c *cell.Cell) {
 }
 
 func (f *fakeNet) destroy(r cell.DestroyReason) {
-	c := new(cell.Cell)
+	c := f.pool.Get()
 	c.Command = cell.Destroy
 	cell.MarshalDestroy(&c.Payload, r)
 	f.toClient(c)

@@ -24,6 +24,12 @@ func (e *StreamEndError) Error() string {
 	return fmt.Sprintf("stream closed by the exit: %s", e.Reason)
 }
 
+// ErrReclaimed is returned by Read and Write on a stream that the circuit
+// closed to give its unread cells back to a full cell pool, after no
+// reader had made progress for the pool's stall timeout (see
+// cell.Reclaimer).
+var ErrReclaimed = errors.New("stream closed: the cell pool was full and its reader had stopped reading")
+
 // ResolveError is returned by Resolve when the exit answers with an error.
 type ResolveError struct {
 	Host      string
@@ -129,6 +135,9 @@ func (c *Circuit) newStreamLocked(kind streamKind, remote string) (*Stream, erro
 	s.rdl.init()
 	s.wdl.init()
 	c.streams[s.id] = s
+	if kind == kindData {
+		c.readers[s] = struct{}{}
+	}
 	return s, nil
 }
 
@@ -151,6 +160,7 @@ func (c *Circuit) begin(ctx context.Context, kind streamKind, remote string, cmd
 	case r := <-s.opened:
 		if r.err != nil {
 			s.forget()
+			s.release()
 			return nil, r, r.err
 		}
 		return s, r, nil
@@ -213,6 +223,40 @@ func (s *Stream) forget() {
 	s.c.mu.Unlock()
 }
 
+// release removes the stream from its circuit's readers: its receive
+// queue is empty for good.
+func (s *Stream) release() {
+	c := s.c
+	c.mu.Lock()
+	delete(c.readers, s)
+	c.unreclaimIfDoneLocked()
+	c.mu.Unlock()
+}
+
+// reclaim ends the stream with ErrReclaimed and returns its unread cells
+// to the pool (see Circuit.Reclaim).
+func (s *Stream) reclaim() {
+	s.sendEnd()
+	s.forget()
+	s.ended(ErrReclaimed, ErrReclaimed)
+	s.mu.Lock()
+	freed := s.dropRecvLocked()
+	s.mu.Unlock()
+	s.c.consumed(s.hop, freed)
+	s.release()
+}
+
+// dropRecvLocked returns the queued cells to the pool and their number.
+// s.mu must be held.
+func (s *Stream) dropRecvLocked() int {
+	n := s.recv.len()
+	for s.recv.len() > 0 {
+		s.c.pool.Put(s.recv.pop())
+	}
+	s.off = 0
+	return n
+}
+
 // Connected returns the address the exit reported in CONNECTED.
 func (s *Stream) Connected() Connected {
 	s.mu.Lock()
@@ -227,21 +271,25 @@ func (s *Stream) ID() uint16 { return s.id }
 // on the circuit goroutine.
 func (s *Stream) deliver(cl *cell.Cell, n int) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.deliverWindow--
 	if s.deliverWindow < 0 {
+		s.mu.Unlock()
 		s.c.pool.Put(cl)
 		return fmt.Errorf("stream %d overran its window: %w", s.id, ErrProtocol)
 	}
 	if s.closed || s.readErr != nil || n == 0 {
+		// Nobody will read it: consumed now.
+		s.mu.Unlock()
 		s.c.pool.Put(cl)
-		return nil
+		return s.c.consumed(s.hop, 1)
 	}
 	if !s.recv.push(cl) {
+		s.mu.Unlock()
 		s.c.pool.Put(cl)
 		return fmt.Errorf("stream %d: receive queue full: %w", s.id, ErrProtocol)
 	}
 	s.notifyReaderLocked()
+	s.mu.Unlock()
 	return nil
 }
 
@@ -387,7 +435,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 		}
 		s.mu.Lock()
 	}
-	n := 0
+	n, popped := 0, 0
 	for n < len(p) && s.recv.len() > 0 {
 		cl := s.recv.front()
 		data := cl.Payload[cell.RelayHeaderLen : cell.RelayHeaderLen+int(cell.RelayLength(&cl.Payload))]
@@ -398,6 +446,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 			s.recv.pop()
 			s.off = 0
 			s.c.pool.Put(cl)
+			popped++
 		}
 	}
 	if s.recv.len() > 0 {
@@ -411,10 +460,16 @@ func (s *Stream) Read(p []byte) (int, error) {
 		sendmes++
 	}
 	s.mu.Unlock()
-	for ; sendmes > 0; sendmes-- {
-		if err := s.c.sendControl(s.hop, cell.RelaySendme, s.id, nil); err != nil {
-			break // the circuit is gone; Read will see it next time
+	if popped > 0 || sendmes > 0 {
+		// The consumed cells may release withheld circuit SENDMEs.
+		// Errors mean the circuit is gone; Read will see it next time.
+		c := s.c
+		c.mu.Lock()
+		err := c.consumedLocked(s.hop, popped)
+		for ; sendmes > 0 && err == nil; sendmes-- {
+			err = c.sendLocked(s.hop, cell.RelaySendme, s.id, nil, false)
 		}
+		c.mu.Unlock()
 	}
 	return n, nil
 }
@@ -426,23 +481,26 @@ func (s *Stream) Write(p []byte) (int, error) {
 	written := 0
 	for len(p) > 0 {
 		chunk := min(len(p), cell.RelayDataLen)
+		// Back-pressure on the SOCKS side: with the cell pool full, the
+		// writer waits here, without holding the circuit's mutex.
+		cl := c.pool.Get()
 		c.mu.Lock()
 		for {
-			if s.sentEnd {
-				c.mu.Unlock()
-				return written, net.ErrClosed
-			}
-			if s.writeErr != nil {
-				err := s.writeErr
-				c.mu.Unlock()
+			var err error
+			switch {
+			case s.sentEnd:
+				err = net.ErrClosed
+			case s.writeErr != nil:
+				err = s.writeErr
 				if err == io.EOF {
 					err = io.ErrClosedPipe
 				}
-				return written, err
+			case c.err != nil:
+				err = c.err
 			}
-			if c.err != nil {
-				err := c.err
+			if err != nil {
 				c.mu.Unlock()
+				c.pool.Put(cl)
 				return written, err
 			}
 			if s.packageWindow > 0 && c.hops[s.hop].packageWindow > 0 {
@@ -453,11 +511,12 @@ func (s *Stream) Write(p []byte) (int, error) {
 			select {
 			case <-wake:
 			case <-s.wdl.wait():
+				c.pool.Put(cl)
 				return written, os.ErrDeadlineExceeded
 			}
 			c.mu.Lock()
 		}
-		err := c.sendLocked(s.hop, cell.RelayData, s.id, p[:chunk], false)
+		err := c.sendCellLocked(cl, s.hop, cell.RelayData, s.id, p[:chunk], false)
 		if err == nil {
 			s.packageWindow--
 		}
@@ -509,15 +568,16 @@ func (s *Stream) Close() error {
 	err := s.sendEnd()
 	s.forget()
 	s.mu.Lock()
+	freed := 0
 	if !s.closed {
 		s.closed = true
-		for s.recv.len() > 0 {
-			s.c.pool.Put(s.recv.pop())
-		}
+		freed = s.dropRecvLocked()
 		s.recv.buf = nil
 		s.endReaderLocked()
 	}
 	s.mu.Unlock()
+	s.c.consumed(s.hop, freed)
+	s.release()
 	s.rdl.stop()
 	s.wdl.stop()
 	return err
