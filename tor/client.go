@@ -58,8 +58,11 @@ type Config struct {
 	// State persists the guards (board/state on a router); nil keeps them
 	// in memory only.
 	State guard.Persister
-	// MaxQueuedCells bounds the cells the client holds at once (the cell
-	// pool); 0 means 1024.
+	// MaxQueuedCells bounds the cells the client holds at once, received
+	// or to send: the capacity of its cell pool, which is never exceeded
+	// (reading from relays waits instead; see tor/cell). The board sets it
+	// from MaxMemInQueues (board/mem's Caps().QueuedCells); 0 means
+	// cell.DefaultPoolCapacity.
 	MaxQueuedCells int
 	// AllowNewStream, if set, is asked before each new stream and each
 	// prebuilt circuit; false makes Dial fail with ErrOverloaded (the
@@ -103,11 +106,7 @@ func New(cfg Config) (*Client, error) {
 		return nil, errors.New("tor: no configuration")
 	}
 	c := &Client{cfg: cfg, log: cfg.Log, now: cfg.Now, bus: cfg.Events}
-	if cfg.MaxQueuedCells > 0 {
-		c.pool = cell.NewPool(cfg.MaxQueuedCells)
-	} else {
-		c.pool = cell.NewPool(1024)
-	}
+	c.pool = cell.NewPool(max(cfg.MaxQueuedCells, 0))
 	if c.log == nil {
 		c.log = torlog.Discard()
 	}
