@@ -93,6 +93,7 @@ func (n *node) run(cfg *config.Config, src config.Sources, reload func(*torlog.L
 	bus := &event.Bus{}
 	log.OnMessage(func(sev torlog.Severity, msg string) { bus.Publish(event.Log{Severity: sev, Message: msg}) })
 	client, err := tor.New(tor.Config{Torrc: cfg, Log: log, Events: bus, Now: brd.Now, AllowNewStream: brd.AllowNewStream,
+		MaxQueuedCells: int(brd.Caps().QueuedCells), // the cell pool's capacity, from MaxMemInQueues
 		State: guard.Funcs{
 			ReadFunc:  st.Read,
 			WriteFunc: func(name string, b []byte) error { return st.Write(name, b, state.TimeDependent) },
