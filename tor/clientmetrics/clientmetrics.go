@@ -25,6 +25,12 @@
 //	tinytor_dir_consensus_fetches_total    counter  consensus documents downloaded
 //	tinytor_dir_microdesc_fetches_total    counter  microdescriptors downloaded
 //	tinytor_dir_cert_fetches_total         counter  authority certificates downloaded
+//	tinytor_cell_pool_capacity             gauge    cells the pool may ever hold (MaxMemInQueues / 600 on a board)
+//	tinytor_cell_pool_cells_in_use         gauge    cells taken from the pool and not yet returned
+//	tinytor_cell_pool_cells_peak           gauge    highest tinytor_cell_pool_cells_in_use so far
+//	tinytor_cell_pool_waiting              gauge    reads and writes waiting for a free cell now
+//	tinytor_cell_pool_waits_total          counter  reads and writes that had to wait for a free cell (back-pressure)
+//	tinytor_cell_pool_reclaims_total       counter  streams closed because their readers held a full pool
 //
 // plus the Go runtime metrics of metrics.RegisterGoRuntime (memory,
 // goroutines, GC).
@@ -85,6 +91,18 @@ func Register(reg *metrics.Registry, c *tor.Client) (stop func(), err error) {
 			func() float64 { return float64(c.Stats().MicrodescFetches) }},
 		{true, "tinytor_dir_cert_fetches_total", "Authority certificates downloaded.",
 			func() float64 { return float64(c.Stats().CertFetches) }},
+		{false, "tinytor_cell_pool_capacity", "Cells the cell pool may ever hold (the queued-cells cap).",
+			func() float64 { return float64(c.CellPool().Capacity) }},
+		{false, "tinytor_cell_pool_cells_in_use", "Cells taken from the cell pool and not yet returned.",
+			func() float64 { return float64(c.CellPool().InUse) }},
+		{false, "tinytor_cell_pool_cells_peak", "Highest number of cells in use so far.",
+			func() float64 { return float64(c.CellPool().Peak) }},
+		{false, "tinytor_cell_pool_waiting", "Reads and writes waiting for a free cell now.",
+			func() float64 { return float64(c.CellPool().Waiting) }},
+		{true, "tinytor_cell_pool_waits_total", "Reads and writes that had to wait for a free cell (back-pressure).",
+			func() float64 { return float64(c.CellPool().Waits) }},
+		{true, "tinytor_cell_pool_reclaims_total", "Streams closed because their readers held a full cell pool.",
+			func() float64 { return float64(c.CellPool().Reclaims) }},
 	}
 	for _, f := range funcs {
 		if f.counter {
