@@ -7,6 +7,52 @@
 // around by pointer, and handing a *Cell to someone transfers its ownership.
 // A [Pool] recycles them so that the data path allocates nothing.
 //
+// # The memory bound and back-pressure
+//
+// The client's cells all come from one Pool whose capacity is the memory
+// plan's queued-cells cap (MaxMemInQueues / 600 bytes, board/mem's
+// Caps().QueuedCells, given to tor.Config.MaxQueuedCells). The pool never
+// holds more: a Get at capacity waits for a Put instead of allocating. A
+// received DATA cell stays the same pool cell from the socket to the SOCKS
+// reader (no copy into a byte buffer), so the pool's size is the bound on
+// received data not yet read, plus the cells being sent.
+//
+// Back-pressure acts in three places:
+//
+//   - Reading from relays (tor/link, Channel's read loop): each cell is
+//     read into a cell from [Pool.GetInbound], which waits while no more
+//     than the pool's reserve is free. Meanwhile the connection is not
+//     read and TCP stops the relay.
+//   - Writing from the SOCKS side (tor/circuit, Stream.Write): each DATA
+//     cell is taken with [Pool.Get] before the circuit's mutex, so a writer
+//     waits for a free cell without stopping the circuit.
+//   - Towards the exits (tor/circuit): SENDMEs are withheld while cells
+//     wait for a reader. A stream sends its SENDME only from Read once
+//     fewer than ten cells are queued; a circuit sends its SENDME only
+//     when the cells received and not consumed plus its delivery window
+//     stay within the circuit window. So a stream whose reader is slow
+//     holds at most 500 cells and a circuit at most 1000 per hop, and the
+//     exit stops sending instead of filling the pool.
+//
+// Why this cannot deadlock: cells are held for long only by readers
+// (cells queued on streams); everything else comes back by itself.
+// Outbound cells (DATA, SENDME, END, DESTROY) come back once the channel's
+// write loop has written them, which depends on no reader, and inbound
+// reads may not use the reserve, so a pool full of unread data still lets
+// SENDMEs and ENDs out. Cells on a circuit's inbound queue come back once
+// its goroutine has handled them, which waits only for outbound cells. A
+// read loop that waits therefore waits for readers only, and a slow reader
+// frees cells as it reads. Readers that have stopped reading altogether
+// (a paused download, say), enough of them to hold the whole inbound
+// share, would stop every channel for good: so after the pool's stall
+// timeout (DefaultStallTimeout) without a single cell coming back, the
+// pool asks its [Reclaimer]s — the circuits — to let go, and the circuit
+// holding the most closes its stream with the most unread cells (its
+// reader gets circuit.ErrReclaimed), as C tor's out-of-memory handler
+// closes the circuits with the oldest queued cells. The windows make this
+// rare: a capacity of N cells absorbs N/500 stopped streams before any
+// read loop waits at all.
+//
 // All multi-byte fields are big-endian ("network order"), encoded explicitly
 // with encoding/binary, so the code is independent of the host byte order.
 package cell
