@@ -136,6 +136,7 @@ type hop struct {
 	// with room for a whole window's worth (one per CircWindowInc cells).
 	sentDigests            [CircWindowStart / CircWindowInc][sendmeDigestLen]byte
 	sentHead, sentDigestsN int
+	pad                    sendPadding // which DATA cells carry random padding
 	// Inbound flow control, guarded by Circuit.mu: the delivery window,
 	// the DATA cells received and not yet consumed by a reader, and the
 	// digests of the cells whose circuit SENDMEs are withheld, oldest

@@ -151,6 +151,10 @@ type fakeNet struct {
 	violations    chan string
 	connecteds    chan uint16 // CONNECTED from the client (accepted streams)
 	do            chan func() // run on the relay goroutine
+
+	// onData, if set, sees each DATA cell's body and padding (on the relay
+	// goroutine; set before use).
+	onData func(body, pad []byte)
 }
 
 func newFakeNet(t testing.TB, relays ...*fakeRelayKeys) *fakeNet {
@@ -427,6 +431,9 @@ func (f *fakeNet) handleRelay(i int, c *cell.Cell) {
 			st.stopReading = true
 		}
 	case cell.RelayData:
+		if f.onData != nil {
+			f.onData(body, c.Payload[cell.RelayHeaderLen+len(body):])
+		}
 		h.deliverWindow--
 		if h.deliverWindow < 0 {
 			f.violation("client overran circuit window")

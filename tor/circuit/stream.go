@@ -475,12 +475,12 @@ func (s *Stream) Read(p []byte) (int, error) {
 }
 
 // Write sends p as DATA cells of at most 498 bytes, waiting for the
-// circuit and stream windows.
+// circuit and stream windows. Within every 100 DATA cells to its hop, at
+// least one is shorter and carries random padding (see sendPadding).
 func (s *Stream) Write(p []byte) (int, error) {
 	c := s.c
 	written := 0
 	for len(p) > 0 {
-		chunk := min(len(p), cell.RelayDataLen)
 		// Back-pressure on the SOCKS side: with the cell pool full, the
 		// writer waits here, without holding the circuit's mutex.
 		cl := c.pool.Get()
@@ -516,6 +516,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 			}
 			c.mu.Lock()
 		}
+		chunk := c.hops[s.hop].pad.dataLen(len(p), c.rng)
 		err := c.sendCellLocked(cl, s.hop, cell.RelayData, s.id, p[:chunk], false)
 		if err == nil {
 			s.packageWindow--
