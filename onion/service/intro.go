@@ -6,7 +6,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
-	mrand "math/rand/v2"
 	"sync"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"tinytor/tor/circuit"
 	"tinytor/tor/dir"
 	"tinytor/tor/path"
+	"tinytor/tor/rng"
 )
 
 // Introduction point limits, as C tor's hs_service.c uses them.
@@ -121,7 +121,7 @@ func (s *Service) maintainIntros(ctx context.Context) {
 		return
 	}
 	for ; need > 0; need-- {
-		n := pickIntroNode(view, used)
+		n := pickIntroNode(view, used, s.rng)
 		if n == nil {
 			if !s.noRelayWarned {
 				s.noRelayWarned = true
@@ -132,7 +132,7 @@ func (s *Service) maintainIntros(ctx context.Context) {
 		}
 		s.noRelayWarned = false
 		used = append(used, n)
-		ip, err := newIntroPoint(n, now)
+		ip, err := newIntroPoint(n, now, s.rng)
 		if err != nil {
 			s.log.Warnf("Onion service %s: %v", s.short(), err)
 			return
@@ -148,7 +148,7 @@ func (s *Service) maintainIntros(ctx context.Context) {
 	}
 }
 
-func newIntroPoint(n *path.Node, now time.Time) (*introPoint, error) {
+func newIntroPoint(n *path.Node, now time.Time, r *rng.Source) (*introPoint, error) {
 	_, auth, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("introduction point auth key: %w", err)
@@ -157,7 +157,7 @@ func newIntroPoint(n *path.Node, now time.Time) (*introPoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("introduction point encryption key: %w", err)
 	}
-	life := introMinLifetime + time.Duration(mrand.Int64N(int64(introMaxLifetime-introMinLifetime)))
+	life := introMinLifetime + time.Duration(r.Int64N(int64(introMaxLifetime-introMinLifetime)))
 	return &introPoint{
 		node:     n,
 		hop:      circmgr.TargetNode(n).Hop,
@@ -165,7 +165,7 @@ func newIntroPoint(n *path.Node, now time.Time) (*introPoint, error) {
 		encKey:   enc,
 		replay:   hscell.NewReplayCache(replayCacheMax, introMaxLifetime),
 		expires:  now.Add(life),
-		maxIntro: introMinIntroduce2 + mrand.IntN(introMaxIntroduce2-introMinIntroduce2),
+		maxIntro: introMinIntroduce2 + r.IntN(introMaxIntroduce2-introMinIntroduce2),
 		estab:    make(chan struct{}),
 	}, nil
 }
@@ -173,7 +173,7 @@ func newIntroPoint(n *path.Node, now time.Time) (*introPoint, error) {
 // pickIntroNode chooses a relay that can be an introduction point
 // (Running, Valid, HSIntro=4 for ed25519 auth keys, preferably Stable),
 // not already used.
-func pickIntroNode(view *path.Dir, used []*path.Node) *path.Node {
+func pickIntroNode(view *path.Dir, used []*path.Node, r *rng.Source) *path.Node {
 	var cands []*path.Node
 	for _, n := range view.Nodes {
 		if !n.Flags.Has(dir.FlagRunning) || !n.Flags.Has(dir.FlagValid) || n.Flags.Has(dir.FlagBadExit) {
@@ -207,7 +207,7 @@ func pickIntroNode(view *path.Dir, used []*path.Node) *path.Node {
 	if len(cands) == 0 {
 		return nil
 	}
-	return cands[mrand.IntN(len(cands))]
+	return cands[r.IntN(len(cands))]
 }
 
 // establish builds the introduction circuit and sends ESTABLISH_INTRO; on

@@ -27,7 +27,7 @@ func TestIntroReplacement(t *testing.T) {
 
 	var ips []*introPoint
 	for i := range 3 {
-		ip, err := newIntroPoint(rn.view.Nodes[i], now)
+		ip, err := newIntroPoint(rn.view.Nodes[i], now, s.rng)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,16 +75,17 @@ func TestPickIntroNodePrefersStable(t *testing.T) {
 	view := testView(time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC))
 	view.Nodes[4].Flags |= dir.FlagStable
 	view.Nodes[7].Flags |= dir.FlagStable
+	r := testRand(t)
 	for range 20 {
-		n := pickIntroNode(view, []*path.Node{view.Nodes[7]})
+		n := pickIntroNode(view, []*path.Node{view.Nodes[7]}, r)
 		if n != view.Nodes[4] {
 			t.Fatalf("picked %x, want the only unused Stable relay", n.Identity[:1])
 		}
 	}
-	if n := pickIntroNode(view, []*path.Node{view.Nodes[4], view.Nodes[7]}); n == nil || n.Flags.Has(dir.FlagStable) {
+	if n := pickIntroNode(view, []*path.Node{view.Nodes[4], view.Nodes[7]}, r); n == nil || n.Flags.Has(dir.FlagStable) {
 		t.Fatal("no fallback to non-Stable relays")
 	}
-	if n := pickIntroNode(view, view.Nodes); n != nil {
+	if n := pickIntroNode(view, view.Nodes, r); n != nil {
 		t.Fatal("picked a relay already in use")
 	}
 }

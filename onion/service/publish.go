@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
-	mrand "math/rand/v2"
 	"strings"
 	"time"
 
@@ -93,7 +92,7 @@ func (s *Service) maybePublish(ctx context.Context) {
 		ps.done = map[uploadKey]bool{}
 		ps.version = s.version
 		ps.uses = [2]ring.Use{first, second}
-		ps.next = now.Add(republishMin + time.Duration(mrand.Int64N(int64(republishMax-republishMin))))
+		ps.next = now.Add(republishMin + time.Duration(s.rng.Int64N(int64(republishMax-republishMin))))
 		ps.hasValue = true
 		if ps.lastRev == nil {
 			ps.lastRev = map[[32]byte]uint64{}

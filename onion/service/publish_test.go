@@ -110,7 +110,7 @@ func TestPublishSchedule(t *testing.T) {
 		t.Fatalf("published without introduction points: %v", got)
 	}
 	for i := range s.opts.Config.NumIntroductionPoints {
-		ip, err := newIntroPoint(rn.view.Nodes[i], now)
+		ip, err := newIntroPoint(rn.view.Nodes[i], now, s.rng)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -30,6 +30,7 @@ import (
 	"tinytor/tor/config"
 	"tinytor/tor/event"
 	"tinytor/tor/path"
+	"tinytor/tor/rng"
 	"tinytor/tor/torlog"
 )
 
@@ -73,6 +74,11 @@ type Options struct {
 	// Events, when set, receives the service's descriptor upload events
 	// (*event.HSDesc with Service set: UPLOAD, UPLOADED, FAILED).
 	Events *event.Bus
+	// Rand picks the introduction points, their lifetimes and the
+	// descriptor republish times: the Tor client's generator, so that the
+	// process has one; nil gives the service its own, seeded from
+	// crypto/rand once.
+	Rand *rng.Source
 }
 
 // Service is one onion service.
@@ -82,6 +88,7 @@ type Service struct {
 	log   *torlog.Logger
 	now   func() time.Time
 	store *state.Store
+	rng   *rng.Source
 
 	id      *keys.SigningKey
 	address addr.Address
@@ -114,6 +121,13 @@ func New(n Network, opts Options) (*Service, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Rand == nil {
+		r, err := rng.New()
+		if err != nil {
+			return nil, fmt.Errorf("onion service: %w", err)
+		}
+		opts.Rand = r
+	}
 	hc := &opts.Config
 	name := hc.Dir
 	if opts.Key != nil {
@@ -131,7 +145,7 @@ func New(n Network, opts Options) (*Service, error) {
 	if hc.NumIntroductionPoints <= 0 {
 		hc.NumIntroductionPoints = DefaultIntroPoints
 	}
-	s := &Service{net: n, opts: opts, log: opts.Log, now: opts.Now, changed: make(chan struct{}, 1), rendSlots: make(chan struct{}, maxRendPending)}
+	s := &Service{net: n, opts: opts, log: opts.Log, now: opts.Now, rng: opts.Rand, changed: make(chan struct{}, 1), rendSlots: make(chan struct{}, maxRendPending)}
 	if opts.Key != nil {
 		a, err := addr.FromKey(opts.Key.Public())
 		if err != nil {

@@ -142,7 +142,7 @@ func TestHopFromLinkSpecs(t *testing.T) {
 // twice: the second is refused by the replay cache.
 func TestReplayedIntroduce2Refused(t *testing.T) {
 	n := &path.Node{Relay: &dir.Relay{Nickname: "ip"}, MD: &dir.Microdesc{}}
-	ip, err := newIntroPoint(n, time.Now())
+	ip, err := newIntroPoint(n, time.Now(), testRand(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func TestReplayedIntroduce2NoRendezvous(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.store.Close()
-	ip, err := newIntroPoint(rn.view.Nodes[0], now)
+	ip, err := newIntroPoint(rn.view.Nodes[0], now, s.rng)
 	if err != nil {
 		t.Fatal(err)
 	}
