@@ -333,36 +333,58 @@ func TestTinytorCurl(t *testing.T) {
 
 func TestTinytorIsolation(t *testing.T) {
 	n := RequireNetwork(t)
-	p := startTinytor(t, n, tinytorBinary(t, ""), "", nil)
+	ctlAddr := freePort(t)
+	p := startTinytor(t, n, tinytorBinary(t, ""), "", nil, "ControlPort "+ctlAddr.String(), "CookieAuthentication 0")
 	bootstrapped(t, p)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	exitOf := func(user string) string {
+	// Each stream's circuit, from its STREAM SUCCEEDED event.
+	conn, err := net.DialTimeout("tcp", ctlAddr.String(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(3 * time.Minute))
+	ctl := &refControl{conn: conn, r: bufio.NewReader(conn)}
+	ctl.command(t, "AUTHENTICATE")
+	ctl.command(t, "SETEVENTS STREAM")
+	u, err := url.Parse(n.URLEcho)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := u.Host
+	if u.Port() == "" {
+		target += ":80"
+	}
+	exits := map[string]bool{}
+	circuitOf := func(user string) string {
 		t.Helper()
 		resp, err := getAs(ctx, p.socks, user, n.URLEcho)
 		if err != nil {
 			t.Fatalf("echo as %q: %v", user, err)
 		}
-		return strings.TrimSpace(string(resp.Body))
+		exits[strings.TrimSpace(string(resp.Body))] = true
+		return ctl.streamCircuit(t, target)
 	}
-	// One username: every stream shares one circuit, so one exit.
-	same := map[string]bool{}
-	for i := 0; i < 6; i++ {
-		same[exitOf("alice")] = true
+	// One username: every stream shares one circuit.
+	alice := circuitOf("alice")
+	for i := 0; i < 5; i++ {
+		if c := circuitOf("alice"); c != alice {
+			t.Fatalf("one SOCKS username used circuits %s and %s; want one circuit", alice, c)
+		}
 	}
-	if len(same) != 1 {
-		t.Fatalf("one SOCKS username used %d exits %v; want one circuit", len(same), same)
-	}
-	// Distinct usernames: distinct circuits, so with %d exits the
-	// chance that 8 circuits all pick one exit is tiny.
-	exits := map[string]bool{}
+	// Distinct usernames: distinct circuits (which exits they pick is
+	// chance, so the exits are only logged).
+	used := map[string]string{alice: "alice"}
 	for i := 0; i < 8; i++ {
-		exits[exitOf(fmt.Sprintf("user%d", i))] = true
+		user := fmt.Sprintf("user%d", i)
+		c := circuitOf(user)
+		if other, ok := used[c]; ok {
+			t.Fatalf("SOCKS users %s and %s shared circuit %s: streams were not isolated", other, user, c)
+		}
+		used[c] = user
 	}
-	if len(exits) < 2 {
-		t.Fatalf("8 SOCKS usernames all used exit %v: streams were not isolated", exits)
-	}
-	t.Logf("exits seen by 8 isolated users: %v", exits)
+	t.Logf("circuits of 9 isolated users: %v; exits seen: %v", used, exits)
 }
 
 func TestTinytorConcurrentStreams(t *testing.T) {
