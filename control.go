@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
 	"sync"
 
 	onionclient "tinytor/onion/client"
@@ -61,7 +60,7 @@ func startControl(ctx context.Context, cfg *config.Config, src config.Sources, c
 		Collides: func(id string) bool { return service.TorrcIDs(client.Config().HiddenServices)[id] }})
 	cleanups = append(cleanups, onionCmds.Close)
 	backend, err := ctlbackend.New(ctlbackend.Config{Client: client, Onion: onionCmds, Log: log, Version: controlVersion(),
-		Sources: src, Apply: apply, Reload: reload, Shutdown: shutdown, Listeners: listenerAddrs(client, lns, metricsAddrs)})
+		Sources: src, Apply: apply, Reload: reload, Shutdown: shutdown, Listeners: ctlbackend.ListenerAddrs(client, lns, metricsAddrs)})
 	if err != nil {
 		stop()
 		return nil, err
@@ -85,28 +84,4 @@ func startControl(ctx context.Context, cfg *config.Config, src config.Sources, c
 		})
 	}
 	return stop, nil
-}
-
-// listenerAddrs answers GETINFO net/listeners/<kind>: the client's
-// SocksPorts, the control listeners ctl and the MetricsPorts at metrics.
-func listenerAddrs(client *tor.Client, ctl []net.Listener, metrics []string) func(kind string) []string {
-	var ctlAddrs []string
-	for _, l := range ctl {
-		ctlAddrs = append(ctlAddrs, control.ListenerAddr(l))
-	}
-	return func(kind string) []string {
-		switch kind {
-		case "socks":
-			var out []string
-			for _, sp := range client.Config().SocksPorts {
-				out = append(out, sp.Listener.String())
-			}
-			return out
-		case "control":
-			return ctlAddrs
-		case "metrics":
-			return metrics
-		}
-		return nil
-	}
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 
+	"tinytor/tor"
 	"tinytor/tor/config"
 	"tinytor/tor/control"
 	"tinytor/tor/torlog"
@@ -61,4 +62,29 @@ func Auth(cfg *config.Config, log *torlog.Logger) (control.AuthConfig, error) {
 			"Set CookieAuthentication 1 or HashedControlPassword.")
 	}
 	return auth, nil
+}
+
+// ListenerAddrs is a Config.Listeners for GETINFO net/listeners/<kind>:
+// the client's SocksPorts as its configuration names them, the control
+// listeners ctl and the MetricsPort addresses metrics.
+func ListenerAddrs(client *tor.Client, ctl []net.Listener, metrics []string) func(kind string) []string {
+	var ctlAddrs []string
+	for _, l := range ctl {
+		ctlAddrs = append(ctlAddrs, control.ListenerAddr(l))
+	}
+	return func(kind string) []string {
+		switch kind {
+		case "socks":
+			var out []string
+			for _, sp := range client.Config().SocksPorts {
+				out = append(out, sp.Listener.String())
+			}
+			return out
+		case "control":
+			return ctlAddrs
+		case "metrics":
+			return metrics
+		}
+		return nil
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"tinytor/tor"
 	"tinytor/tor/config"
 	"tinytor/tor/torlog"
 )
@@ -91,5 +92,33 @@ func TestAuth(t *testing.T) {
 	cfg.CookieAuthFile = filepath.Join(dir, "control_auth_cookie", "under-a-file")
 	if _, err := Auth(cfg, log); err == nil || !strings.HasPrefix(err.Error(), "Error writing authentication cookie: ") {
 		t.Errorf("unwritable cookie: %v", err)
+	}
+}
+
+func TestListenerAddrs(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := config.Parse([]byte("DataDirectory "+dir+"\nSocksPort 127.0.0.1:9150\nSocksPort unix:"+dir+"/socks\n"), "torrc", config.Env{Home: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := tor.New(tor.Config{Torrc: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	addrs := ListenerAddrs(client, []net.Listener{l}, []string{"127.0.0.1:9035"})
+	for kind, want := range map[string]string{
+		"socks":   "127.0.0.1:9150 unix:" + dir + "/socks",
+		"control": l.Addr().String(),
+		"metrics": "127.0.0.1:9035",
+		"other":   "",
+	} {
+		if got := strings.Join(addrs(kind), " "); got != want {
+			t.Errorf("%s: %q, want %q", kind, got, want)
+		}
 	}
 }
