@@ -1,6 +1,7 @@
 package link
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -70,50 +71,58 @@ ContactInfo tinytor test relay
 GeoIPFile %[4]s
 GeoIPv6File %[4]s
 Log notice file %[5]s
+Log notice stdout
 `, dir, orPort, dirPort, empty, logPath)
 	if err := os.WriteFile(torrc, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, torPath, "--defaults-torrc", defaults, "-f", torrc)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		cancel()
+	// tor's log on stdout says when the ORPort is open and the keys are
+	// written; read it until then (or until tor exits), then drain it.
+	addr := fmt.Sprintf("127.0.0.1:%d", orPort)
+	pr, pw, err := os.Pipe()
+	if err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, torPath, "--defaults-torrc", defaults, "-f", torrc)
+	cmd.Stdout, cmd.Stderr = pw, pw
+	err = cmd.Start()
+	pw.Close()
+	if err != nil {
+		cancel()
+		pr.Close()
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	eof := make(chan struct{})
+	var out bytes.Buffer // tor's output until ready; read after eof
+	go func() {
+		defer close(eof)
+		defer pr.Close()
+		sc := bufio.NewScanner(pr)
+		listening, keys := false, false
+		for sc.Scan() {
+			if listening && keys {
+				continue // drain
+			}
+			line := sc.Text()
+			out.WriteString(line + "\n")
+			listening = listening || strings.Contains(line, "Opened OR listener connection (ready) on "+addr)
+			keys = keys || strings.Contains(line, "identity key ed25519 fingerprint")
+			if listening && keys {
+				close(ready)
+			}
+		}
+	}()
 	t.Cleanup(func() {
 		cancel() // kills tor
-		<-exited
+		cmd.Wait()
+		<-eof
 	})
-
-	// Wait, bounded, until the ORPort is open and the keys are written.
-	addr := fmt.Sprintf("127.0.0.1:%d", orPort)
-	ready := func() bool {
-		b, err := os.ReadFile(logPath)
-		if err != nil {
-			return false
-		}
-		s := string(b)
-		return strings.Contains(s, "Opened OR listener connection (ready) on "+addr) &&
-			strings.Contains(s, "identity key ed25519 fingerprint")
-	}
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(60 * time.Second)
-	for !ready() {
-		select {
-		case err := <-exited:
-			exited <- err
-			logs, _ := os.ReadFile(logPath)
-			t.Fatalf("tor exited early (%v):\n%s\n%s", err, out.String(), logs)
-		case <-deadline:
-			logs, _ := os.ReadFile(logPath)
-			t.Fatalf("tor relay not ready after 60 s:\n%s", logs)
-		case <-tick.C:
-		}
+	select {
+	case <-ready:
+	case <-eof:
+		t.Fatalf("tor exited before its relay was ready:\n%s", out.String())
 	}
 
 	r := &ctorRelay{addr: addr, log: logPath}
