@@ -220,6 +220,41 @@ func referenceNewnym(t *testing.T, n *Network) {
 	}
 }
 
+// referenceNewnymPurge sends NEWNYM to the reference C tor client and
+// waits for it to purge its onion service client state, which it says in
+// an INFO log event (C tor defers a NEWNYM that comes within 10 s of the
+// last).
+func referenceNewnymPurge(t *testing.T, n *Network) {
+	t.Helper()
+	cookie, err := os.ReadFile(n.ClientCookie)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.DialTimeout("tcp", n.ClientControl.String(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(time.Minute))
+	c := &refControl{conn: conn, r: bufio.NewReader(conn)}
+	c.command(t, "AUTHENTICATE "+hex.EncodeToString(cookie))
+	c.command(t, "SETEVENTS INFO")
+	if _, err := fmt.Fprintf(conn, "SIGNAL NEWNYM\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		line := c.readLine(t)
+		switch {
+		case strings.HasPrefix(line, "650"):
+			if strings.Contains(line, "INFO") && strings.Contains(line, "Hidden service client state has been purged") {
+				return
+			}
+		case line != "250 OK":
+			t.Fatalf("reference client: SIGNAL NEWNYM: %q", line)
+		}
+	}
+}
+
 // unusedOnion returns the address of a fresh identity key that no
 // service uses.
 func unusedOnion(t *testing.T) string {
@@ -322,11 +357,6 @@ func TestOnionClient(t *testing.T) {
 		// load; the medians are compared.
 		const rounds = 3
 		var ours, ref, oursWarm, refWarm []time.Duration
-		rendLog := filepath.Join(n.Dir, "client", "rend.log")
-		purged := func() int {
-			b, _ := os.ReadFile(rendLog)
-			return bytes.Count(b, []byte("Hidden service client state has been purged"))
-		}
 		for i := 0; i < rounds; i++ {
 			q := p
 			if i > 0 {
@@ -366,17 +396,7 @@ func TestOnionClient(t *testing.T) {
 				checkNoRace(t, q)
 			}
 
-			before := purged()
-			referenceNewnym(t, n)
-			// C tor defers a NEWNYM that comes within 10 s of the last;
-			// its log says when the purge happened.
-			deadline := time.Now().Add(20 * time.Second)
-			for purged() <= before {
-				if time.Now().After(deadline) {
-					t.Fatalf("the reference client did not purge its onion service state after NEWNYM (%s)", rendLog)
-				}
-				time.Sleep(100 * time.Millisecond) // polling a log file: no event to wait on
-			}
+			referenceNewnymPurge(t, n)
 			d, body, err = ttfb(ctx, n.ClientSOCKS, user, n.Onion)
 			if err != nil || !bytes.Contains(body, []byte(n.Marker)) {
 				t.Fatalf("cold onion connection through the reference C tor client: %v", err)
