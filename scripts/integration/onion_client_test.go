@@ -31,6 +31,7 @@ type onionService struct {
 	addr addr.Address
 	dir  string
 	cmd  *exec.Cmd
+	out  *procLog // tor's log on stdout
 	done chan struct{}
 }
 
@@ -89,6 +90,7 @@ SocksPort 0
 HiddenServiceDir %[2]s
 HiddenServicePort 80 %[3]s
 Log [rend]info file %[1]s/rend.log
+Log [rend]info stdout
 `, dir, hsDir, n.HTTPAddr)
 	torrcPath := filepath.Join(dir, "torrc")
 	empty := filepath.Join(dir, "empty-defaults")
@@ -101,7 +103,7 @@ Log [rend]info file %[1]s/rend.log
 	s := &onionService{addr: a, dir: dir, done: make(chan struct{})}
 	s.cmd = exec.Command("tor", "--defaults-torrc", empty, "-f", torrcPath)
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := s.cmd.Start(); err != nil {
+	if s.out, err = startLogged(s.cmd); err != nil {
 		t.Fatal(err)
 	}
 	go func() { s.cmd.Wait(); close(s.done) }()
@@ -135,25 +137,7 @@ func (s *onionService) stop() {
 // upload.
 func (s *onionService) waitUploaded(t *testing.T, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	// tor writes the log file; there is no event to wait on but its
-	// growth, so poll it.
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		b, _ := os.ReadFile(filepath.Join(s.dir, "rend.log"))
-		if bytes.Contains(b, []byte("Uploading hidden service descriptor: finished with status 200")) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("onion service %s did not upload a descriptor within %s", s.addr, timeout)
-		}
-		select {
-		case <-s.done:
-			t.Fatalf("onion service tor exited: %v", s.cmd.ProcessState)
-		case <-tick.C:
-		}
-	}
+	s.out.wait(t, "Uploading hidden service descriptor: finished with status 200", timeout)
 }
 
 // onionReply returns the SOCKS5 reply code of err (0 if err is nil, -1 if

@@ -215,6 +215,7 @@ type cTor struct {
 	dir   string
 	socks netip.AddrPort
 	cmd   *exec.Cmd
+	out   *procLog // notice and rend info log on stdout
 	done  chan struct{}
 }
 
@@ -232,7 +233,7 @@ func startCTor(t *testing.T, n *Network, socks bool, extra ...string) *cTor {
 		c.socks = freePort(t)
 		socksLine = "SocksPort " + c.socks.String()
 	}
-	torrc := string(frag) + fmt.Sprintf("\nDataDirectory %[1]s/data\nLog notice file %[1]s/notice.log\nLog [rend]info file %[1]s/rend.log\nSafeLogging 0\nShutdownWaitLength 0\nRunAsDaemon 0\n%[2]s\n", c.dir, socksLine) +
+	torrc := string(frag) + fmt.Sprintf("\nDataDirectory %[1]s/data\nLog notice file %[1]s/notice.log\nLog [rend]info file %[1]s/rend.log\nLog notice stdout\nLog [rend]info stdout\nSafeLogging 0\nShutdownWaitLength 0\nRunAsDaemon 0\n%[2]s\n", c.dir, socksLine) +
 		strings.Join(extra, "\n") + "\n"
 	torrcPath := filepath.Join(c.dir, "torrc")
 	empty := filepath.Join(c.dir, "empty-defaults")
@@ -240,7 +241,7 @@ func startCTor(t *testing.T, n *Network, socks bool, extra ...string) *cTor {
 	os.WriteFile(empty, nil, 0o600)
 	c.cmd = exec.Command("tor", "--defaults-torrc", empty, "-f", torrcPath)
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := c.cmd.Start(); err != nil {
+	if c.out, err = startLogged(c.cmd); err != nil {
 		t.Fatal(err)
 	}
 	go func() { c.cmd.Wait(); close(c.done) }()
@@ -264,27 +265,10 @@ func (c *cTor) stop() {
 	}
 }
 
-// waitLog waits until file (in c.dir) contains s. tor has no event for
-// it but the file's growth, so the file is polled.
-func (c *cTor) waitLog(t *testing.T, file, s string, timeout time.Duration) {
+// waitLog waits until C tor logs s (notice, or info for rend).
+func (c *cTor) waitLog(t *testing.T, s string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(300 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		b, _ := os.ReadFile(filepath.Join(c.dir, file))
-		if strings.Contains(string(b), s) {
-			return
-		}
-		select {
-		case <-c.done:
-			t.Fatalf("C tor exited before logging %q", s)
-		case <-deadline.C:
-			t.Fatalf("C tor did not log %q within %s", s, timeout)
-		case <-tick.C:
-		}
-	}
+	c.out.wait(t, s, timeout)
 }
 
 // TestOnionServiceTinytorClient: a second tinytor process reaches the
@@ -356,7 +340,7 @@ func TestOnionServiceKeyDirInterop(t *testing.T) {
 	p.stop()
 	addr := readHostname(t, ttDir)
 	svc := startCTor(t, n, false, "HiddenServiceDir "+ttDir, "HiddenServicePort 80 "+n.HTTPAddr.String())
-	svc.waitLog(t, "rend.log", "Uploading hidden service descriptor: finished with status 200", 4*time.Minute)
+	svc.waitLog(t, "Uploading hidden service descriptor: finished with status 200", 4*time.Minute)
 	if got := readHostname(t, ttDir); got != addr {
 		t.Fatalf("C tor changed tinytor's hostname %s to %s", addr, got)
 	}
@@ -437,7 +421,7 @@ func TestOnionServiceClientAuth(t *testing.T) {
 	if !errors.As(err, &re) || re != 0xF4 {
 		t.Fatalf("tinytor client without the key: %v, want SOCKS reply 0xF4 (client authorization required)", err)
 	}
-	keyed.waitLog(t, "notice.log", "Bootstrapped 100%", 3*time.Minute)
+	keyed.waitLog(t, "Bootstrapped 100%", 3*time.Minute)
 	r, err := getOnion(ctx, t, keyed.socks, "http://"+onion+"/")
 	if err != nil || !strings.Contains(string(r.Body), n.Marker) {
 		t.Fatalf("client with the key: %v", err)
