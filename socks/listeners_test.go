@@ -86,7 +86,7 @@ func TestListenersFollowConfiguration(t *testing.T) {
 	if err := ls.Apply(ctx, []Port{unix, tcp}); err != nil {
 		t.Fatal(err)
 	}
-	if !accepts("unix", sock) || !greets(t, "tcp", tcpAddr) {
+	if !greets(t, "unix", sock) || !greets(t, "tcp", tcpAddr) {
 		t.Fatal("both ports do not answer")
 	}
 	// The Unix socket goes; the TCP port stays.
