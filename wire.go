@@ -140,7 +140,7 @@ func (n *node) run(cfg *config.Config, src config.Sources, reload func(*torlog.L
 		log.Errf("%v", err)
 		return exitRuntime
 	}
-	stopOnion, err := service.StartAll(ctx, client, cfg.HiddenServices, service.Options{Testing: cfg.TestingTorNetwork, Log: log, Events: bus})
+	stopOnion, err := service.StartAll(ctx, client, cfg.HiddenServices, service.Options{Testing: cfg.TestingTorNetwork, Log: log, Events: bus, Rand: client.Rand()})
 	if err != nil {
 		log.Errf("%v", err)
 		return exitRuntime

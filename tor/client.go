@@ -98,6 +98,7 @@ type Client struct {
 	circs  *circmgr.Manager
 	guards *guard.Manager
 	status *status
+	rand   *rng.Source
 }
 
 // New checks cfg and returns a Client that has not started yet.
@@ -128,6 +129,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tor: %w", err)
 	}
+	c.rand = rnd
 	c.status = newStatus(c.bus)
 	c.boot = bootstrap.New(c.log, c.bus)
 	c.guards = guard.New(guardOptions(cfg, c.now, c.log))
@@ -150,6 +152,10 @@ func (c *Client) conf() *config.Config { return c.torrc.Load() }
 // Config returns the configuration in force (the one given to New or the
 // latest Reconfigure).
 func (c *Client) Config() *config.Config { return c.conf() }
+
+// Rand returns the client's seeded generator (path selection, schedules,
+// jitter), for the onion services to share.
+func (c *Client) Rand() *rng.Source { return c.rand }
 
 // Events returns the bus the client publishes on.
 func (c *Client) Events() *event.Bus { return c.bus }

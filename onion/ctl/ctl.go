@@ -134,6 +134,7 @@ func (c *Commands) AddOnion(req *control.AddOnionRequest) (*control.AddOnionResu
 		Key:        key,
 		ClientKeys: req.ClientAuthV3,
 		Events:     c.cfg.Events,
+		Rand:       c.cfg.Client.Rand(),
 	})
 	if err != nil {
 		return nil, control.Errorf(551, "Failed to add onion service: %v", err)
