@@ -18,6 +18,20 @@
 // one is known. If the system clock is stepped (NTP, sysfixtime), the step
 // is detected by comparing wall and monotonic time and taken out of the
 // learned offsets.
+//
+// # What may move the estimate
+//
+// Two rules keep a hostile directory cache from moving the clock (a
+// correctly signed but old consensus is easy to come by: the archives have
+// them all):
+//
+//   - The estimate never moves because of a consensus older than one
+//     already observed: ObserveConsensus ignores a valid-after earlier than
+//     the newest seen, and the client refuses to install such a consensus
+//     in the first place.
+//   - A clock the kernel says is synchronised (Options.Synced, by default
+//     adjtimex's STA_UNSYNC flag) is never overridden: the estimate stays
+//     the local time, and what the network says is only logged.
 package clock
 
 import (
@@ -75,6 +89,7 @@ type Clock struct {
 	lastWall  time.Time     // Now() at the last step check
 	lastMono  time.Duration // Mono() at the last step check
 	haveBound bool
+	newestVA  time.Time     // valid-after of the newest consensus observed
 	lo, hi    time.Duration // consensus bounds on the skew
 	skews     []time.Duration
 	next      int // ring position in skews
@@ -157,26 +172,37 @@ func (c *Clock) Trusted() bool {
 
 // ObserveConsensus records a consensus just fetched from the network and
 // verified (never one loaded from a cache: it may be old). validAfter and
-// freshUntil are its times.
+// freshUntil are its times. A consensus older than one already observed
+// is ignored: it must not move the estimate back.
 func (c *Clock) ObserveConsensus(validAfter, freshUntil time.Time) {
 	if freshUntil.Before(validAfter) {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if validAfter.Before(c.newestVA) {
+		c.opts.Log.Infof("Ignoring the time of a consensus valid after %s: we have seen one valid after %s.",
+			validAfter.UTC().Format(time.DateTime), c.newestVA.UTC().Format(time.DateTime))
+		return
+	}
+	c.newestVA = validAfter
 	l := c.local()
 	c.lo = validAfter.Sub(l)
 	c.hi = freshUntil.Add(c.opts.ConsensusSlack).Sub(l)
 	c.haveBound = true
 	c.trusted = true
 	c.update()
+	using := "Using the network's time meanwhile."
+	if c.opts.Synced() {
+		using = "The kernel says our clock is synchronised: keeping it."
+	}
 	switch {
 	case c.lo > 0 && c.lo >= WarnSkew:
-		c.opts.Log.Warnf("Our clock is %s behind the time published in the consensus network status document (%s UTC). Tor needs an accurate clock to work correctly. Please check your time and date settings! Using the network's time meanwhile.",
-			interval(c.lo), validAfter.UTC().Format(time.DateTime))
+		c.opts.Log.Warnf("Our clock is %s behind the time published in the consensus network status document (%s UTC). Tor needs an accurate clock to work correctly. Please check your time and date settings! %s",
+			interval(c.lo), validAfter.UTC().Format(time.DateTime), using)
 	case c.hi < 0 && -c.hi >= WarnSkew:
-		c.opts.Log.Warnf("Our clock is %s ahead of the time published in the consensus network status document (fresh until %s UTC). Tor needs an accurate clock to work correctly. Please check your time and date settings! Using the network's time meanwhile.",
-			interval(-c.hi), freshUntil.UTC().Format(time.DateTime))
+		c.opts.Log.Warnf("Our clock is %s ahead of the time published in the consensus network status document (fresh until %s UTC). Tor needs an accurate clock to work correctly. Please check your time and date settings! %s",
+			interval(-c.hi), freshUntil.UTC().Format(time.DateTime), using)
 	}
 }
 
@@ -213,8 +239,13 @@ func (c *Clock) ObserveNetinfo(peerTime time.Time) {
 	}
 }
 
-// update recomputes offset. Call with mu.
+// update recomputes offset. Call with mu. A synchronised kernel clock is
+// never overridden.
 func (c *Clock) update() {
+	if c.opts.Synced() {
+		c.offset = 0
+		return
+	}
 	var est time.Duration
 	if len(c.skews) >= c.opts.MinNetinfo {
 		s := slices.Clone(c.skews)

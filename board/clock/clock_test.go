@@ -205,3 +205,48 @@ func TestConcurrentUse(t *testing.T) {
 		t.Fatalf("skew %v on a good clock (run took %v)", s, el)
 	}
 }
+
+// TestOlderConsensusDoesNotMoveClockBack: a consensus 27 hours older than
+// one already observed (a signed one from the archives, replayed by a
+// directory cache) is ignored.
+func TestOlderConsensusDoesNotMoveClockBack(t *testing.T) {
+	c, _, logbuf := newTest(t, realTime)
+	c.ObserveConsensus(realTime.Add(-10*time.Minute), realTime.Add(50*time.Minute))
+	skew := c.Skew()
+	old := realTime.Add(-27 * time.Hour)
+	c.ObserveConsensus(old, old.Add(time.Hour))
+	if got := c.Skew(); got != skew {
+		t.Fatalf("skew %s after an older consensus, was %s", got, skew)
+	}
+	if !strings.Contains(logbuf.String(), "Ignoring the time of a consensus valid after") {
+		t.Errorf("log: %s", logbuf.String())
+	}
+	// A newer one still counts.
+	c.ObserveConsensus(realTime.Add(-5*time.Minute), realTime.Add(55*time.Minute))
+	if !c.Trusted() {
+		t.Fatal("not trusted")
+	}
+}
+
+// TestSyncedClockNotOverridden: with the kernel clock synchronised, neither
+// an old consensus nor skewed NETINFO cells move the estimate.
+func TestSyncedClockNotOverridden(t *testing.T) {
+	base := &fakeBase{wall: realTime}
+	var logbuf bytes.Buffer
+	c := New(Options{Now: base.Now, Mono: base.Mono, Synced: func() bool { return true },
+		Log: torlog.New(torlog.Sink{Min: torlog.Debug, Max: torlog.Err, W: &logbuf})})
+	old := realTime.Add(-23 * time.Hour)
+	c.ObserveConsensus(old.Add(-time.Hour), old)
+	for range DefaultMinNetinfo {
+		c.ObserveNetinfo(old)
+	}
+	if s := c.Skew(); s != 0 {
+		t.Fatalf("a synchronised clock was moved by %s", s)
+	}
+	if !near(c.Now(), realTime, time.Second) {
+		t.Fatalf("Now = %v, want the kernel's %v", c.Now(), realTime)
+	}
+	if !strings.Contains(logbuf.String(), "keeping it") {
+		t.Errorf("the disagreement is not logged as such: %s", logbuf.String())
+	}
+}

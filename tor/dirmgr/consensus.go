@@ -24,6 +24,9 @@ func (m *Manager) fetchConsensus(get getter, old *NetDir) (*NetDir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("received consensus: %w", err)
 	}
+	if err := m.checkNewer(cons); err != nil {
+		return nil, err
+	}
 	now := m.cfg.Now()
 	if !cons.Usable(now, consensusSkew) {
 		return nil, fmt.Errorf("received consensus is not usable now (valid-after %s, valid-until %s, our clock %s)",

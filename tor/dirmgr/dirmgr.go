@@ -7,6 +7,8 @@ package dirmgr
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -153,8 +155,47 @@ func (m *Manager) v3Authorities() [][20]byte {
 	return ids
 }
 
-// install makes d the directory in use.
+// NotNewerError is a consensus refused because it is not newer than the
+// one in use: never replacing a consensus with an older one keeps a
+// directory cache from rolling the client back (and its clock with it),
+// as C tor's networkstatus_set_current_consensus does.
+type NotNewerError struct {
+	// Got and Have are the valid-after times of the consensus offered and
+	// of the one in use.
+	Got, Have time.Time
+}
+
+func (e *NotNewerError) Error() string {
+	if e.Got.Equal(e.Have) {
+		return fmt.Sprintf("received the consensus we have (valid-after %s)", e.Have.UTC().Format(time.DateTime))
+	}
+	return fmt.Sprintf("received a consensus valid after %s, older than the one in use (valid after %s): refusing it",
+		e.Got.UTC().Format(time.DateTime), e.Have.UTC().Format(time.DateTime))
+}
+
+// checkNewer refuses a consensus whose valid-after is not later than that
+// of the consensus in use.
+func (m *Manager) checkNewer(cons *dir.Consensus) error {
+	cur := m.Current()
+	if cur == nil || cur.Consensus == nil || cons.ValidAfter.After(cur.Consensus.ValidAfter) {
+		return nil
+	}
+	err := &NotNewerError{Got: cons.ValidAfter, Have: cur.Consensus.ValidAfter}
+	if cons.ValidAfter.Before(cur.Consensus.ValidAfter) {
+		m.cfg.Log.Warnf("Refusing a consensus valid after %s from a directory cache: the consensus in use is newer (valid after %s).",
+			cons.ValidAfter.UTC().Format(time.DateTime), cur.Consensus.ValidAfter.UTC().Format(time.DateTime))
+	}
+	return err
+}
+
+// install makes d the directory in use. A consensus older than the one in
+// use is never installed (checkNewer refuses it before it gets here; this
+// is the last guard).
 func (m *Manager) install(d *NetDir, cached bool) {
+	if cur := m.Current(); cur != nil && d.Consensus.ValidAfter.Before(cur.Consensus.ValidAfter) {
+		m.cfg.Log.Warnf("Not installing a consensus valid after %s over a newer one.", d.Consensus.ValidAfter.UTC().Format(time.DateTime))
+		return
+	}
 	d.Paths = path.NewDir(d.Consensus, d.Microdescs)
 	m.cfg.Events.Publish(event.Consensus{ValidAfter: d.Consensus.ValidAfter, FreshUntil: d.Consensus.FreshUntil,
 		ValidUntil: d.Consensus.ValidUntil, Cached: cached})
@@ -219,7 +260,12 @@ func (m *Manager) Maintain(ctx context.Context) {
 				return
 			}
 			failures++
-			m.cfg.Log.Warnf("Could not refresh the directory: %v", err)
+			var nn *NotNewerError
+			if errors.As(err, &nn) && nn.Got.Equal(nn.Have) {
+				m.cfg.Log.Infof("Could not refresh the directory yet: %v", err)
+			} else {
+				m.cfg.Log.Warnf("Could not refresh the directory: %v", err)
+			}
 			continue
 		}
 		failures = 0
