@@ -82,6 +82,9 @@ type Stats struct {
 	CircuitsBuilt int64
 	// CircuitsFailed counts circuit builds that failed.
 	CircuitsFailed int64
+	// ConsensusBytes, MicrodescBytes and CertBytes are the directory bytes
+	// fetched by document type.
+	ConsensusBytes, MicrodescBytes, CertBytes int64
 }
 
 // Client is a Tor client. Create it with New and start it with Run.
@@ -136,7 +139,7 @@ func New(cfg Config) (*Client, error) {
 	c.chans = chanmgr.New(chanmgr.Config{Log: c.log, Now: c.now, Pool: c.pool, Events: c.bus})
 	c.dirs = dirmgr.New(dirmgr.Config{
 		Torrc: c.conf, Log: c.log, Now: c.now, Cache: &dir.Cache{Store: store}, Channels: c.chans,
-		Pool: c.pool, Progress: c.boot, Events: c.bus, Rand: rnd,
+		Pool: c.pool, Progress: c.boot, Events: c.bus, Rand: rnd, Guards: c.guards,
 		OnInstall: func(d *dirmgr.NetDir) { c.guards.SetConsensus(d.Paths) },
 	})
 	c.circs = circmgr.New(circmgr.Config{
@@ -182,6 +185,9 @@ func (c *Client) Stats() Stats {
 		CertFetches:      d.CertFetches,
 		CircuitsBuilt:    built,
 		CircuitsFailed:   failed,
+		ConsensusBytes:   d.ConsensusBytes,
+		MicrodescBytes:   d.MicrodescBytes,
+		CertBytes:        d.CertBytes,
 	}
 }
 

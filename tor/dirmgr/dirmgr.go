@@ -18,6 +18,7 @@ import (
 	"tinytor/tor/config"
 	"tinytor/tor/dir"
 	"tinytor/tor/event"
+	"tinytor/tor/guard"
 	"tinytor/tor/path"
 	"tinytor/tor/rng"
 	"tinytor/tor/torlog"
@@ -101,6 +102,9 @@ type Config struct {
 	Progress Progress
 	Events   *event.Bus
 	Rand     *rng.Source
+	// Guards, once the client is bootstrapped, gives the directory
+	// guards; nil fetches from any directory cache.
+	Guards *guard.Manager
 	// OnInstall is called with each NetDir put in use, before Current
 	// returns it (the guard manager's view of the consensus).
 	OnInstall func(*NetDir)
@@ -114,6 +118,7 @@ type Manager struct {
 	netdir *NetDir
 
 	consensusFetches, mdFetches, certFetches atomic.Int64
+	consensusBytes, mdBytes, certBytes       atomic.Int64
 }
 
 // New returns a Manager with no directory yet.
@@ -130,11 +135,21 @@ func New(cfg Config) *Manager {
 // Stats are the documents downloaded so far.
 type Stats struct {
 	ConsensusFetches, MicrodescFetches, CertFetches int64
+	// The bytes fetched by document type, as they crossed the BEGIN_DIR
+	// streams (HTTP headers and compressed bodies).
+	ConsensusBytes, MicrodescBytes, CertBytes int64
 }
 
 // Stats returns the download counters.
 func (m *Manager) Stats() Stats {
-	return Stats{m.consensusFetches.Load(), m.mdFetches.Load(), m.certFetches.Load()}
+	return Stats{
+		ConsensusFetches: m.consensusFetches.Load(),
+		MicrodescFetches: m.mdFetches.Load(),
+		CertFetches:      m.certFetches.Load(),
+		ConsensusBytes:   m.consensusBytes.Load(),
+		MicrodescBytes:   m.mdBytes.Load(),
+		CertBytes:        m.certBytes.Load(),
+	}
 }
 
 // Current returns the directory view in use, or nil.

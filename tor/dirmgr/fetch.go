@@ -4,34 +4,107 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 
 	"tinytor/tor/chanmgr"
 	"tinytor/tor/circuit"
 	"tinytor/tor/dir"
 	"tinytor/tor/event"
+	"tinytor/tor/guard"
+	"tinytor/tor/link"
+	"tinytor/tor/path"
 )
 
+// dirGuardTries is how many directory guards one Update asks before it
+// falls back to other directory caches.
+const dirGuardTries = 3
+
 // Update fetches what the directory lacks (a fresh consensus if
-// needConsensus, certificates, microdescriptors), trying sources in turn
-// until one succeeds or ctx ends.
+// needConsensus, certificates, microdescriptors). Once bootstrapped it
+// asks directory guards first (guard-spec: the same sample as the entry
+// guards, used for one-hop BEGIN_DIR fetches), so that few relays learn
+// the client's fetch pattern; then, or before bootstrap, the directory
+// caches of the consensus, and the fallback directories and authorities
+// last. It stops at the first source that succeeds, or when ctx ends, or
+// when a source answers with the consensus we already have (caches have
+// not got a newer one yet: the refresh schedule tries again later).
 func (m *Manager) Update(ctx context.Context, needConsensus bool) error {
+	var lastErr error
+	if m.Current().Enough() && m.cfg.Guards != nil {
+		done, err := m.updateFromGuards(ctx, needConsensus)
+		if done || ctx.Err() != nil {
+			return err
+		}
+		if err != nil {
+			lastErr = err
+		}
+	}
 	srcs := m.sources()
 	if len(srcs) == 0 {
 		return errors.New("no directory authorities or fallback directories with an ORPort are configured")
 	}
-	var lastErr error
 	for _, src := range srcs {
 		err := m.fetchFrom(ctx, src, needConsensus)
 		if err == nil {
+			m.cfg.Log.Infof("Fetched directory information from %s (%s).", src.name, src.addr)
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		lastErr = err
+		if sameConsensus(err) {
+			return err
+		}
 		m.cfg.Log.Infof("Directory fetch from %s (%s) failed: %v", src.name, src.addr, err)
 	}
 	return fmt.Errorf("every directory source failed; last: %w", lastErr)
+}
+
+// sameConsensus reports whether err says the source had only the
+// consensus in use.
+func sameConsensus(err error) bool {
+	var nn *NotNewerError
+	return errors.As(err, &nn) && nn.Got.Equal(nn.Have)
+}
+
+// updateFromGuards tries up to dirGuardTries directory guards. done is
+// true when one of them answered (err is then nil, or the "same
+// consensus" error); the guard manager learns which guards worked.
+func (m *Manager) updateFromGuards(ctx context.Context, needConsensus bool) (done bool, err error) {
+	isCache := func(n *path.Node) bool { return n.Flags.Has(dir.FlagV2Dir) && n.ORPort != 0 }
+	d := m.Current()
+	for range dirGuardTries {
+		n, h, perr := m.cfg.Guards.Pick(guard.ForDir, isCache)
+		if perr != nil {
+			return false, perr
+		}
+		src := source{name: "directory guard " + n.Nickname, nick: n.Nickname, addr: n.ORAddrPort(), id: link.Identity{RSA: n.Identity}}
+		src.withNtorKey(d.Paths)
+		err = m.fetchFrom(ctx, src, needConsensus)
+		switch {
+		case err == nil || sameConsensus(err):
+			if err == nil {
+				m.cfg.Log.Infof("Fetched directory information from %s (%s).", src.name, src.addr)
+			}
+			h.Succeeded()
+			h.Close()
+			return true, err
+		case ctx.Err() != nil:
+			h.Close()
+			return true, ctx.Err()
+		}
+		var ue *unreachableError
+		if errors.As(err, &ue) {
+			// A guard that cannot be reached is down (guard-spec); one
+			// that answered badly is left to the document checks.
+			h.Failed()
+		}
+		h.Close()
+		m.cfg.Log.Infof("Directory fetch from %s (%s) failed: %v", src.name, src.addr, err)
+	}
+	return false, err
 }
 
 // fetchFrom opens a one-hop directory circuit to src and fetches over it.
@@ -42,7 +115,7 @@ func (m *Manager) fetchFrom(ctx context.Context, src source, needConsensus bool)
 	p.Reach(event.PhaseConn)
 	ch, err := m.cfg.Channels.Get(ctx, src.addr, src.id, src.nick)
 	if err != nil {
-		return err
+		return &unreachableError{err}
 	}
 	p.Reach(event.PhaseConnDone)
 	p.Reach(event.PhaseHandshake)
@@ -56,7 +129,7 @@ func (m *Manager) fetchFrom(ctx context.Context, src source, needConsensus bool)
 		circ, err = circuit.CreateFast(ctx, chanmgr.Circuits(ch), ccfg)
 	}
 	if err != nil {
-		return fmt.Errorf("one-hop directory circuit: %w", err)
+		return &unreachableError{fmt.Errorf("one-hop directory circuit: %w", err)}
 	}
 	defer circ.Close()
 	get := func(p string, max int64) ([]byte, error) {
@@ -67,7 +140,9 @@ func (m *Manager) fetchFrom(ctx context.Context, src source, needConsensus bool)
 		stop := context.AfterFunc(ctx, func() { st.Close() })
 		defer stop()
 		defer st.Close()
-		body, err := dir.Get(st, p, max)
+		cr := &countingReader{ReadWriter: st}
+		body, err := dir.Get(cr, p, max)
+		m.countBytes(p, cr.n)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("GET %s: %w", p, ctx.Err())
@@ -90,3 +165,35 @@ func (m *Manager) fetchFrom(ctx context.Context, src source, needConsensus bool)
 }
 
 type getter func(path string, max int64) ([]byte, error)
+
+// unreachableError is a directory source that could not be reached: no
+// channel or no one-hop circuit.
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string { return e.err.Error() }
+func (e *unreachableError) Unwrap() error { return e.err }
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	io.ReadWriter
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.ReadWriter.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// countBytes adds n bytes fetched for the document at path p to its
+// type's counter.
+func (m *Manager) countBytes(p string, n int64) {
+	switch {
+	case strings.HasPrefix(p, "/tor/status-vote/"):
+		m.consensusBytes.Add(n)
+	case strings.HasPrefix(p, "/tor/micro/"):
+		m.mdBytes.Add(n)
+	case strings.HasPrefix(p, "/tor/keys/"):
+		m.certBytes.Add(n)
+	}
+}
