@@ -41,11 +41,27 @@ func Get(rw io.ReadWriter, path string, maxBody int64) ([]byte, error) {
 
 // GetHost is Get with a Host header naming host (omitted if host is "").
 func GetHost(rw io.ReadWriter, host, path string, maxBody int64) ([]byte, error) {
+	return GetWithHeaders(rw, host, path, nil, maxBody)
+}
+
+// Header is an extra request header, such as DiffFromHeader.
+type Header struct {
+	Name, Value string
+}
+
+// GetWithHeaders is GetHost that also sends the headers hdrs, after Host
+// and before Accept-Encoding.
+func GetWithHeaders(rw io.ReadWriter, host, path string, hdrs []Header, maxBody int64) ([]byte, error) {
 	if path == "" || path[0] != '/' || strings.ContainsAny(path, " \r\n") {
 		return nil, fmt.Errorf("directory request: invalid path %q", path)
 	}
 	if strings.ContainsAny(host, " \r\n") {
-		return nil, fmt.Errorf("directory request: invalid host %q", host)
+		return nil, fmt.Errorf("directory request %s: invalid host %q", path, host)
+	}
+	for _, h := range hdrs {
+		if !validHeaderName(h.Name) || strings.ContainsAny(h.Value, "\r\n") {
+			return nil, fmt.Errorf("directory request %s: invalid header %q: %q", path, h.Name, h.Value)
+		}
 	}
 	var req strings.Builder
 	req.WriteString("GET ")
@@ -54,6 +70,12 @@ func GetHost(rw io.ReadWriter, host, path string, maxBody int64) ([]byte, error)
 	if host != "" {
 		req.WriteString("Host: ")
 		req.WriteString(host)
+		req.WriteString("\r\n")
+	}
+	for _, h := range hdrs {
+		req.WriteString(h.Name)
+		req.WriteString(": ")
+		req.WriteString(h.Value)
 		req.WriteString("\r\n")
 	}
 	req.WriteString("Accept-Encoding: deflate, identity\r\n\r\n")
@@ -173,6 +195,21 @@ func ReadResponse(r io.Reader, maxBody int64) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("unsupported Content-Encoding %q", truncate(encoding))
 	}
+}
+
+// validHeaderName reports whether name is an HTTP token (RFC 9110 5.6.2).
+func validHeaderName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func parseStatusLine(line string) (int, string, error) {
