@@ -64,7 +64,12 @@ func syntheticConsensus(n int) (cons, mds []byte) {
 	for i, id := range ids {
 		var onion bytes.Buffer
 		onion.WriteString("onion-key\n-----BEGIN RSA PUBLIC KEY-----\n")
-		key := base64.StdEncoding.EncodeToString(append([]byte{0x30, 0x81, 0x89, 0x02, 0x81, 0x81, 0x00}, rnd(133)...))
+		// A well-formed 1024-bit RSA key with exponent 65537, as C tor
+		// and ParseMicrodescs require: random modulus with its top bit set.
+		der := append([]byte{0x30, 0x81, 0x89, 0x02, 0x81, 0x81, 0x00}, rnd(133)...)
+		der[7] |= 0x80
+		copy(der[len(der)-5:], []byte{0x02, 0x03, 0x01, 0x00, 0x01})
+		key := base64.StdEncoding.EncodeToString(der)
 		for len(key) > 64 {
 			onion.WriteString(key[:64] + "\n")
 			key = key[64:]

@@ -115,18 +115,17 @@ func (c *Cache) SaveCerts(certs []*AuthCert) error {
 // SaveMicrodescs rewrites the microdescriptor cache with the texts of the
 // microdescriptors in docs (fetched responses or the old cache file) whose
 // digest keep accepts, each at most once. Pass the old cache content among
-// docs to keep what it holds.
+// docs to keep what it holds. Malformed microdescriptors are never saved
+// (the caller has seen them when it parsed docs): they are skipped with
+// no error.
 func (c *Cache) SaveMicrodescs(docs [][]byte, keep func(digest [32]byte) bool) (int, error) {
 	var buf bytes.Buffer
 	seen := map[[32]byte]bool{}
-	for i, doc := range docs {
+	for _, doc := range docs {
 		if len(doc) == 0 {
 			continue
 		}
-		mds, spans, err := parseMicrodescs(doc)
-		if err != nil {
-			return 0, fmt.Errorf("microdescriptor document %d: %w", i, err)
-		}
+		mds, spans, _ := parseMicrodescs(doc) // the well-formed ones, whatever the error
 		for j, md := range mds {
 			if seen[md.Digest] || !keep(md.Digest) {
 				continue
@@ -148,7 +147,8 @@ type Loaded struct {
 	Consensus    *Consensus
 	ConsensusDoc []byte
 	// Microdescs are the cached microdescriptors listed in Consensus (all
-	// of them if Consensus is nil). MicrodescsDoc is the file's text.
+	// of them if Consensus is nil); a malformed one is dropped alone.
+	// MicrodescsDoc is the file's text.
 	Microdescs    []*Microdesc
 	MicrodescsDoc []byte
 	// Problems lists what was dropped and why (absent files are not
@@ -202,8 +202,16 @@ func (c *Cache) Load(authorities [][20]byte, now time.Time, skew time.Duration) 
 		}
 	}
 	if doc := read(MicrodescsFile); len(doc) > 0 {
+		// A malformed microdescriptor is dropped alone, with a problem
+		// saying where and why; the others are kept.
 		mds, err := ParseMicrodescs(doc)
-		if err != nil {
+		var sk *SkippedMicrodescsError
+		switch {
+		case errors.As(err, &sk):
+			for _, e := range sk.Skipped {
+				l.Problems = append(l.Problems, fmt.Errorf("%s: dropping: %w", MicrodescsFile, e))
+			}
+		case err != nil:
 			l.Problems = append(l.Problems, fmt.Errorf("%s: %w", MicrodescsFile, err))
 		}
 		l.MicrodescsDoc = doc

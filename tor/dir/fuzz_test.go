@@ -2,6 +2,8 @@ package dir
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"errors"
 	"os"
 	"testing"
 )
@@ -52,17 +54,26 @@ func FuzzParseConsensus(f *testing.F) {
 }
 
 func FuzzParseMicrodescs(f *testing.F) {
-	addSeeds(f, "cached-microdescs", "testnet-microdescs", "testnet-cached-microdescs.new")
+	addSeeds(f, "cached-microdescs", "testnet-microdescs", "testnet-cached-microdescs.new", "ctor-md-parse-test-data")
 	f.Add([]byte("ntor-onion-key AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\np accept 1-65535\np6 reject 25\nfamily $AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA x\n"))
 	f.Fuzz(func(t *testing.T, doc []byte) {
+		// Malformed entries are skipped, the others kept alongside the
+		// error.
 		mds, spans, err := parseMicrodescs(doc)
-		if err != nil {
+		var sk *SkippedMicrodescsError
+		if err != nil && !errors.As(err, &sk) {
 			return
 		}
 		if len(mds) != len(spans) {
 			t.Fatal("spans and microdescriptors differ in number")
 		}
-		for _, md := range mds {
+		if sk != nil && (sk.Kept != len(mds) || len(sk.Skipped) == 0) {
+			t.Fatalf("error counts %d kept, %d skipped; %d returned", sk.Kept, len(sk.Skipped), len(mds))
+		}
+		for i, md := range mds {
+			if md.Digest != sha256.Sum256(doc[spans[i].start:spans[i].end]) || !md.HasNtorKey {
+				t.Fatal("kept a microdescriptor whose digest is not its span's or without ntor key")
+			}
 			md.Policy.Allows(80)
 			md.Policy6.Allows(443)
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mathbits "math/bits"
 	"net/netip"
 
 	"tinytor/tor/dir/netdoc"
@@ -60,12 +61,76 @@ func (f *Family) ContainsID(id [20]byte) bool {
 
 const microdescDoc = "microdescriptor"
 
+// MicrodescError is one microdescriptor that was skipped, and why. C tor
+// skips such an entry and keeps the rest of the document
+// (microdescs_parse_from_string); so does this package.
+type MicrodescError struct {
+	// Offset and Line locate the entry's first line (an annotation, its
+	// onion-key or ntor-onion-key line, or the stray line that made it)
+	// in the document: a byte offset and a 1-based line number.
+	Offset, Line int
+	// Digest is SHA-256 of the entry's text from its onion-key (or
+	// ntor-onion-key) line to the next entry, as C tor computes it for
+	// the digests it marks as unparseable; of the whole entry if it has
+	// neither line.
+	Digest [32]byte
+	// Err says why: a *netdoc.Error naming the faulty line (numbered in
+	// the whole document) and keyword.
+	Err error
+}
+
+func (e *MicrodescError) Error() string {
+	return fmt.Sprintf("microdescriptor %s at line %d (offset %d): %v", DigestString(e.Digest), e.Line, e.Offset, e.Err)
+}
+
+func (e *MicrodescError) Unwrap() error { return e.Err }
+
+// SkippedMicrodescsError is the error ParseMicrodescs returns, alongside
+// the microdescriptors it kept, when it skipped some.
+type SkippedMicrodescsError struct {
+	// Skipped are the skipped entries, in document order.
+	Skipped []*MicrodescError
+	// Kept is how many microdescriptors were kept.
+	Kept int
+}
+
+func (e *SkippedMicrodescsError) Error() string {
+	return fmt.Sprintf("skipped %d of %d microdescriptors (first: %v)", len(e.Skipped), len(e.Skipped)+e.Kept, e.Skipped[0])
+}
+
+// Unwrap returns the per-entry errors.
+func (e *SkippedMicrodescsError) Unwrap() []error {
+	out := make([]error, len(e.Skipped))
+	for i, s := range e.Skipped {
+		out[i] = s
+	}
+	return out
+}
+
 // ParseMicrodescs parses a concatenation of microdescriptors, as served at
-// /tor/micro/d/... or stored in C tor's cached-microdescs file (whose
-// "@last-listed" annotation lines are skipped). Each microdescriptor
-// starts at its "onion-key" item (or, lacking one, at "ntor-onion-key")
-// and its digest covers its text up to the next microdescriptor or
-// annotation.
+// /tor/micro/d/... or stored in C tor's cached-microdescs file. Each
+// microdescriptor starts at its "onion-key" line (or, lacking one, at its
+// "ntor-onion-key" line), preceded by any annotations ("@last-listed"),
+// and its digest covers its text from that line up to the next
+// microdescriptor or annotation.
+//
+// A malformed microdescriptor is skipped, as C tor skips it, and the
+// others are kept: the error is then a *SkippedMicrodescsError listing the
+// skipped ones, and the returned microdescriptors are valid all the same.
+// The error is a *netdoc.Error if the document holds no microdescriptor.
+//
+// What skips an entry (C tor's microdesc_parse.c and parsecommon.c): an
+// item the tokenizer rejects; a missing or repeated ntor-onion-key, a
+// repeated onion-key, family, family-ids, p, p6 or @last-listed; an
+// onion-key with arguments, without an RSA PUBLIC KEY object, or whose key
+// does not parse, is not 1024 bits or has an exponent other than 65537; an
+// ntor-onion-key or ed25519 id that is not a base64 32-byte key; two
+// ed25519 ids; an id with fewer than two or an a with no arguments; an
+// object after any known item but onion-key; a @last-listed that is not a
+// time. What only drops a field: a p or p6 that does not parse (no policy,
+// that is reject all), an a line that is not one IPv6 address and port
+// (ignored), a family member that is not a nickname, $hexid or ed25519 key
+// (ignored). Unknown items and annotations are ignored.
 func ParseMicrodescs(doc []byte) ([]*Microdesc, error) {
 	mds, _, err := parseMicrodescs(doc)
 	return mds, err
@@ -74,145 +139,393 @@ func ParseMicrodescs(doc []byte) ([]*Microdesc, error) {
 // span is the [start, end) byte range of one microdescriptor's text.
 type span struct{ start, end int }
 
-func parseMicrodescs(doc []byte) ([]*Microdesc, []span, error) {
-	t := netdoc.NewTokenizer(microdescDoc, doc)
-	t.Annotations = true
-	policies := map[string]*PortPolicy{}
-	families := map[string]*Family{}
+// mdEntry is one entry of a microdescriptor document, as split by
+// splitMicrodescs.
+type mdEntry struct {
+	start int // offset of its first line
+	body  int // offset of its onion-key or ntor-onion-key line, -1 if none
+	end   int // offset of the next entry, or len(doc)
+	line  int // line number of its first line
+}
+
+// splitMicrodescs cuts doc into entries as C tor's
+// find_start_of_next_microdesc does: an entry starts at an annotation
+// line or at an "onion-key" line, unless it continues an entry that so far
+// has only annotations. An "ntor-onion-key" line also starts one if the
+// current entry has one already (a microdescriptor without onion-key, as
+// relays publish since TAP keys were retired). Lines before any of these
+// make an entry of their own, which has no body.
+func splitMicrodescs(doc []byte) []mdEntry {
 	var (
-		out      []*Microdesc
-		spans    []span
-		cur      *Microdesc
-		curStart int
-		seen     uint8 // bits of onceItems seen in cur
+		out      []mdEntry
+		cur      = -1 // index in out
+		stray    bool // cur has lines that are neither annotations nor body
+		haveNtor bool // cur's body has an ntor-onion-key line
+		line     = 1
 	)
-	finish := func(end int) {
-		if cur != nil {
-			cur.Digest = sha256.Sum256(doc[curStart:end])
-			out = append(out, cur)
-			spans = append(spans, span{curStart, end})
-			cur = nil
+	begin := func(pos, ln int, body bool) {
+		if cur >= 0 {
+			out[cur].end = pos
 		}
+		e := mdEntry{start: pos, body: -1, line: ln}
+		if body {
+			e.body = pos
+		}
+		out = append(out, e)
+		cur, stray, haveNtor = len(out)-1, false, false
 	}
-	for {
-		it, err := t.Next()
-		if err == io.EOF {
-			finish(len(doc))
-			break
+	for pos := 0; pos < len(doc); line++ {
+		end := bytes.IndexByte(doc[pos:], '\n')
+		if end < 0 {
+			end = len(doc)
+		} else {
+			end += pos
 		}
+		l := doc[pos:end]
+		kw := l
+		if i := bytes.IndexAny(l, " \t"); i >= 0 {
+			kw = l[:i]
+		}
+		headerOnly := cur >= 0 && out[cur].body < 0 && !stray // only annotations so far
+		switch {
+		case len(l) == 0:
+			// Blank lines belong to the entry before them.
+		case l[0] == '@':
+			if !headerOnly {
+				begin(pos, line, false)
+			}
+		case string(kw) == "onion-key":
+			if headerOnly {
+				out[cur].body = pos
+			} else {
+				begin(pos, line, true)
+			}
+		case string(kw) == "ntor-onion-key":
+			switch {
+			case headerOnly:
+				out[cur].body = pos
+			case cur < 0 || haveNtor || out[cur].body < 0:
+				begin(pos, line, true)
+			}
+			haveNtor = true
+		default:
+			if cur < 0 {
+				begin(pos, line, false)
+			}
+			if out[cur].body < 0 {
+				stray = true
+			}
+		}
+		pos = end + 1
+	}
+	if cur >= 0 {
+		out[cur].end = len(doc)
+	}
+	return out
+}
+
+// microdescParser holds what the entries of one document share.
+type microdescParser struct {
+	doc      []byte
+	policies map[string]*PortPolicy // interned p and p6 lines (nil: unparseable)
+	families map[string]*Family     // interned family and family-ids lines
+}
+
+func parseMicrodescs(doc []byte) ([]*Microdesc, []span, error) {
+	entries := splitMicrodescs(doc)
+	if len(entries) == 0 {
+		return nil, nil, &netdoc.Error{Doc: microdescDoc, Err: errors.New("no microdescriptor in document")}
+	}
+	p := microdescParser{doc: doc, policies: map[string]*PortPolicy{}, families: map[string]*Family{}}
+	out := make([]*Microdesc, 0, len(entries))
+	spans := make([]span, 0, len(entries))
+	var skipped []*MicrodescError
+	for _, e := range entries {
+		md, err := p.entry(e)
+		body := e.body
+		if body < 0 {
+			body = e.start
+		}
+		digest := sha256.Sum256(doc[body:e.end])
 		if err != nil {
-			return nil, nil, err
-		}
-		kw := keywordString(it.Keyword)
-		if kw == "" {
-			finish(it.Start)
+			var ne *netdoc.Error
+			if errors.As(err, &ne) && ne.Line > 0 {
+				ne.Line += e.line - 1 // the tokenizer numbered the entry's lines
+			}
+			skipped = append(skipped, &MicrodescError{Offset: e.start, Line: e.line, Digest: digest, Err: err})
 			continue
 		}
-		if kw == "onion-key" || kw == "ntor-onion-key" && (cur == nil || seen&onceBit("ntor-onion-key") != 0) {
-			finish(it.Start)
-			cur, curStart = &Microdesc{}, it.Start
-			seen = 0
-		}
-		if cur == nil {
-			return nil, nil, t.Errorf(&it, "item outside a microdescriptor (expected onion-key first)")
-		}
-		if bit := onceBit(kw); bit != 0 {
-			if seen&bit != 0 {
-				return nil, nil, t.Errorf(&it, "appears more than once in a microdescriptor")
-			}
-			seen |= bit
-		}
-		switch kw {
-		case "onion-key":
-			// The TAP key is obsolete; only check it is an RSA key object.
-			if string(it.ObjectType) != "RSA PUBLIC KEY" {
-				return nil, nil, t.Errorf(&it, "want an RSA PUBLIC KEY object")
-			}
-		case "ntor-onion-key":
-			if len(it.Args) < 1 {
-				return nil, nil, t.Errorf(&it, "missing key")
-			}
-			if err := netdoc.DecodeBase64NoPad(cur.NtorOnionKey[:], it.Args[0]); err != nil {
-				return nil, nil, t.Wrap(&it, err)
-			}
-			cur.HasNtorKey = true
-		case "id":
-			if len(it.Args) < 2 {
-				return nil, nil, t.Errorf(&it, "want key type and value")
-			}
-			if string(it.Args[0]) == "ed25519" {
-				if cur.HasEd25519 {
-					return nil, nil, t.Errorf(&it, "more than one ed25519 id")
-				}
-				if err := netdoc.DecodeBase64NoPad(cur.Ed25519ID[:], it.Args[1]); err != nil {
-					return nil, nil, t.Wrap(&it, err)
-				}
-				cur.HasEd25519 = true
-			}
-		case "a":
-			if len(it.Args) < 1 {
-				return nil, nil, t.Errorf(&it, "missing address")
-			}
-			ap, err := netip.ParseAddrPort(string(it.Args[0]))
-			if err != nil {
-				return nil, nil, t.Wrap(&it, fmt.Errorf("bad address: %w", err))
-			}
-			if ap.Addr().Is6() && !cur.IPv6.IsValid() {
-				cur.IPv6 = ap
-			}
-		case "p", "p6":
-			line := string(doc[it.Start+len(kw) : it.ArgsEnd])
-			pol, ok := policies[line]
-			if !ok {
-				if pol, err = ParsePortPolicy(it.Args); err != nil {
-					return nil, nil, t.Wrap(&it, err)
-				}
-				policies[line] = pol
-			}
-			if kw == "p" {
-				cur.Policy = pol
-			} else {
-				cur.Policy6 = pol
-			}
-		case "family", "family-ids":
-			// Both lines are interned together, so key the cache by both.
-			line := kw + string(doc[it.Start+len(kw):it.ArgsEnd])
-			f, ok := families[line]
-			if !ok {
-				f = &Family{}
-				if err := f.add(kw, it.Args); err != nil {
-					return nil, nil, t.Wrap(&it, err)
-				}
-				families[line] = f
-			}
-			if cur.Family == nil {
-				cur.Family = f
-			} else {
-				// Rare: both lines present. Merge into a private copy.
-				merged := &Family{IDs: cur.Family.IDs, Nicknames: cur.Family.Nicknames, Keys: cur.Family.Keys}
-				merged.IDs = append(merged.IDs[:len(merged.IDs):len(merged.IDs)], f.IDs...)
-				merged.Nicknames = append(merged.Nicknames[:len(merged.Nicknames):len(merged.Nicknames)], f.Nicknames...)
-				merged.Keys = append(merged.Keys[:len(merged.Keys):len(merged.Keys)], f.Keys...)
-				cur.Family = merged
-			}
-		}
+		md.Digest = digest
+		out = append(out, md)
+		spans = append(spans, span{body, e.end})
 	}
-	if len(out) == 0 {
-		return nil, nil, &netdoc.Error{Doc: microdescDoc, Err: errors.New("no microdescriptor in document")}
+	if len(skipped) > 0 {
+		if len(out) == 0 {
+			out, spans = nil, nil
+		}
+		return out, spans, &SkippedMicrodescsError{Skipped: skipped, Kept: len(out)}
 	}
 	return out, spans, nil
 }
 
-// onceItems are the microdescriptor items allowed at most once.
-var onceItems = [...]string{"onion-key", "ntor-onion-key", "family", "family-ids", "p", "p6"}
+// Bits of the items a microdescriptor may hold at most once.
+const (
+	mdOnionKey uint8 = 1 << iota
+	mdNtorKey
+	mdFamily
+	mdFamilyIDs
+	mdP
+	mdP6
+	mdLastListed
+)
 
-func onceBit(kw string) uint8 {
-	for i, k := range onceItems {
-		if kw == k {
-			return 1 << i
+// entry parses one entry. Errors are *netdoc.Error with lines numbered
+// from the entry's first line.
+func (p *microdescParser) entry(e mdEntry) (*Microdesc, error) {
+	t := netdoc.NewTokenizer(microdescDoc, p.doc[e.start:e.end])
+	t.Annotations = true
+	md := &Microdesc{}
+	var seen uint8
+	once := func(it *netdoc.Item, bit uint8) error {
+		if seen&bit != 0 {
+			return t.Errorf(it, "appears more than once in a microdescriptor")
+		}
+		seen |= bit
+		return nil
+	}
+	for {
+		it, err := t.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		kw := keywordString(it.Keyword)
+		if kw == "" { // an annotation
+			if it.Is("@last-listed") {
+				if err := once(&it, mdLastListed); err != nil {
+					return nil, err
+				}
+				if _, err := netdoc.TimeArgs(&it); err != nil || len(it.Args) != 2 {
+					return nil, t.Errorf(&it, "bad last-listed time %q", bytes.Join(it.Args, []byte(" ")))
+				}
+			}
+			continue
+		}
+		if e.body < 0 || e.start+it.Start < e.body {
+			return nil, t.Errorf(&it, "item outside a microdescriptor (malformed or truncated: expected onion-key or ntor-onion-key first)")
+		}
+		if kw != "?" && kw != "onion-key" && it.HasObject() {
+			return nil, t.Errorf(&it, "unexpected object %q", it.ObjectType)
+		}
+		if err := p.item(t, &it, kw, md, once); err != nil {
+			return nil, err
 		}
 	}
-	return 0
+	if e.body < 0 {
+		return nil, &netdoc.Error{Doc: microdescDoc, Line: 1, Err: errors.New("item contains only annotations")}
+	}
+	if seen&mdNtorKey == 0 {
+		return nil, &netdoc.Error{Doc: microdescDoc, Line: 1, Err: errors.New("missing ntor-onion-key")}
+	}
+	return md, nil
+}
+
+// item parses one item of a microdescriptor's body into md.
+func (p *microdescParser) item(t *netdoc.Tokenizer, it *netdoc.Item, kw string, md *Microdesc, once func(*netdoc.Item, uint8) error) error {
+	switch kw {
+	case "onion-key":
+		if err := once(it, mdOnionKey); err != nil {
+			return err
+		}
+		if len(it.Args) > 0 {
+			return t.Errorf(it, "takes no arguments")
+		}
+		// The TAP key is obsolete (ntor is used), but C tor still
+		// rejects a microdescriptor whose key is not a valid one.
+		if string(it.ObjectType) != "RSA PUBLIC KEY" {
+			return t.Errorf(it, "want an RSA PUBLIC KEY object")
+		}
+		der, err := it.Object()
+		if err != nil {
+			return t.Wrap(it, err)
+		}
+		bits, exp, err := rsaPublicKeyShape(der)
+		if err != nil {
+			return t.Wrap(it, fmt.Errorf("could not parse public key: %w", err))
+		}
+		if bits != 1024 {
+			return t.Errorf(it, "wrong size on key: %d bits (want 1024)", bits)
+		}
+		if exp != 65537 {
+			return t.Errorf(it, "onion key has invalid exponent (want 65537)")
+		}
+	case "ntor-onion-key":
+		if err := once(it, mdNtorKey); err != nil {
+			return err
+		}
+		if len(it.Args) < 1 {
+			return t.Errorf(it, "missing key")
+		}
+		if err := netdoc.DecodeBase64NoPad(md.NtorOnionKey[:], it.Args[0]); err != nil {
+			return t.Wrap(it, err)
+		}
+		md.HasNtorKey = true
+	case "id":
+		if len(it.Args) < 2 {
+			return t.Errorf(it, "want key type and value")
+		}
+		if string(it.Args[0]) == "ed25519" {
+			if md.HasEd25519 {
+				return t.Errorf(it, "extra ed25519 key in microdescriptor")
+			}
+			if err := netdoc.DecodeBase64NoPad(md.Ed25519ID[:], it.Args[1]); err != nil {
+				return t.Wrap(it, err)
+			}
+			md.HasEd25519 = true
+		}
+	case "a":
+		if len(it.Args) < 1 {
+			return t.Errorf(it, "missing address")
+		}
+		// As C tor's find_single_ipv6_orport: the first IPv6 address and
+		// port counts; anything else is ignored.
+		if md.IPv6.IsValid() {
+			break
+		}
+		if ap, err := netip.ParseAddrPort(string(it.Args[0])); err == nil && ap.Addr().Is6() && !ap.Addr().Is4In6() &&
+			ap.Addr().Zone() == "" && ap.Port() != 0 {
+			md.IPv6 = ap
+		}
+	case "p", "p6":
+		bit := mdP
+		if kw == "p6" {
+			bit = mdP6
+		}
+		if err := once(it, bit); err != nil {
+			return err
+		}
+		line := string(p.doc[it.Start+len(kw) : it.ArgsEnd])
+		pol, ok := p.policies[line]
+		if !ok {
+			// C tor keeps a microdescriptor whose policy summary it
+			// cannot parse, with no policy (reject all).
+			pol, _ = ParsePortPolicy(it.Args)
+			p.policies[line] = pol
+		}
+		if kw == "p" {
+			md.Policy = pol
+		} else {
+			md.Policy6 = pol
+		}
+	case "family", "family-ids":
+		bit := mdFamily
+		if kw == "family-ids" {
+			bit = mdFamilyIDs
+		}
+		if err := once(it, bit); err != nil {
+			return err
+		}
+		// Both lines are interned together, so key the cache by both.
+		line := kw + string(p.doc[it.Start+len(kw):it.ArgsEnd])
+		f, ok := p.families[line]
+		if !ok {
+			f = &Family{}
+			f.add(kw, it.Args)
+			p.families[line] = f
+		}
+		if md.Family == nil {
+			md.Family = f
+		} else {
+			// Rare: both lines present. Merge into a private copy.
+			merged := &Family{IDs: md.Family.IDs, Nicknames: md.Family.Nicknames, Keys: md.Family.Keys}
+			merged.IDs = append(merged.IDs[:len(merged.IDs):len(merged.IDs)], f.IDs...)
+			merged.Nicknames = append(merged.Nicknames[:len(merged.Nicknames):len(merged.Nicknames)], f.Nicknames...)
+			merged.Keys = append(merged.Keys[:len(merged.Keys):len(merged.Keys)], f.Keys...)
+			md.Family = merged
+		}
+	}
+	return nil
+}
+
+// rsaPublicKeyShape reads a DER-encoded PKCS#1 RSAPublicKey, SEQUENCE {
+// INTEGER modulus, INTEGER publicExponent }, and returns the modulus size
+// in bits and the exponent (0 if it does not fit in 64 bits). It checks
+// the encoding strictly (definite minimal lengths, positive minimal
+// integers, no trailing bytes) without allocating.
+func rsaPublicKeyShape(der []byte) (bits int, exp uint64, err error) {
+	seq, rest, err := derElement(der, 0x30)
+	if err != nil {
+		return 0, 0, err
+	}
+	if len(rest) != 0 {
+		return 0, 0, errors.New("trailing data after the key")
+	}
+	n, seq, err := derElement(seq, 0x02)
+	if err != nil {
+		return 0, 0, fmt.Errorf("modulus: %w", err)
+	}
+	e, seq, err := derElement(seq, 0x02)
+	if err != nil {
+		return 0, 0, fmt.Errorf("exponent: %w", err)
+	}
+	if len(seq) != 0 {
+		return 0, 0, errors.New("trailing data in the key")
+	}
+	for _, x := range [][]byte{n, e} {
+		switch {
+		case len(x) == 0:
+			return 0, 0, errors.New("empty integer")
+		case x[0]&0x80 != 0:
+			return 0, 0, errors.New("negative integer")
+		case len(x) > 1 && x[0] == 0 && x[1]&0x80 == 0:
+			return 0, 0, errors.New("integer not minimally encoded")
+		}
+	}
+	if n[0] == 0 {
+		n = n[1:]
+	}
+	if len(n) == 0 {
+		return 0, 0, errors.New("zero modulus")
+	}
+	bits = 8*(len(n)-1) + mathbits.Len8(n[0])
+	if e[0] == 0 {
+		e = e[1:]
+	}
+	if len(e) <= 8 {
+		for _, b := range e {
+			exp = exp<<8 | uint64(b)
+		}
+	}
+	return bits, exp, nil
+}
+
+// derElement reads one DER element with the given tag from b and returns
+// its contents and what follows it.
+func derElement(b []byte, tag byte) (content, rest []byte, err error) {
+	if len(b) < 2 || b[0] != tag {
+		return nil, nil, fmt.Errorf("want DER tag 0x%02x", tag)
+	}
+	n, hdr := int(b[1]), 2
+	if n&0x80 != 0 {
+		k := n & 0x7f
+		if k == 0 || k > 2 || len(b) < 2+k {
+			return nil, nil, errors.New("bad DER length")
+		}
+		n = 0
+		for _, c := range b[2 : 2+k] {
+			n = n<<8 | int(c)
+		}
+		if n < 0x80 || k == 2 && n < 0x100 {
+			return nil, nil, errors.New("DER length not minimally encoded")
+		}
+		hdr += k
+	}
+	if len(b)-hdr < n {
+		return nil, nil, errors.New("DER element longer than its data")
+	}
+	return b[hdr : hdr+n], b[hdr+n:], nil
 }
 
 // microdescKeywords are the keywords ParseMicrodescs handles; keywordString
@@ -233,15 +546,18 @@ func keywordString(kw []byte) string {
 	return "?"
 }
 
-func (f *Family) add(kw string, args [][]byte) error {
+// add adds the members of a family or family-ids line. A member that is
+// not a nickname, a $hexid or an ed25519 key is ignored, as C tor's
+// nodefamily_parse (with NF_WARN_MALFORMED) drops it.
+func (f *Family) add(kw string, args [][]byte) {
 	for _, a := range args {
 		if kw == "family-ids" {
 			if !bytes.HasPrefix(a, []byte("ed25519:")) {
 				continue // unknown key type: ignore
 			}
 			var k [32]byte
-			if err := netdoc.DecodeBase64NoPad(k[:], a[len("ed25519:"):]); err != nil {
-				return err
+			if netdoc.DecodeBase64NoPad(k[:], a[len("ed25519:"):]) != nil {
+				continue
 			}
 			f.Keys = append(f.Keys, k)
 			continue
@@ -260,7 +576,6 @@ func (f *Family) add(kw string, args [][]byte) error {
 		}
 		f.Nicknames = append(f.Nicknames, string(a))
 	}
-	return nil
 }
 
 // DigestString returns the digest base64-encoded without padding, as in
@@ -273,11 +588,15 @@ func DigestString(d [32]byte) string {
 type MicrodescBatch struct {
 	// Found are the requested microdescriptors present in the response.
 	Found []*Microdesc
-	// Missing are requested digests absent from the response.
+	// Missing are requested digests absent from the response, including
+	// those whose microdescriptor was skipped as malformed.
 	Missing [][32]byte
 	// Unrequested are digests of microdescriptors in the response that
 	// were not requested; they are dropped.
 	Unrequested [][32]byte
+	// Skipped are the malformed microdescriptors of the response; they
+	// are dropped, the others kept (see ParseMicrodescs).
+	Skipped []*MicrodescError
 }
 
 // ErrUnrequestedMicrodesc is returned (wrapped) when a response contains
@@ -286,18 +605,26 @@ var ErrUnrequestedMicrodesc = errors.New("response contains microdescriptors tha
 
 // ParseRequestedMicrodescs parses a response to a request for the given
 // digests and keeps only microdescriptors whose computed digest was
-// requested. A response with unrequested ones returns the batch and an
-// error wrapping ErrUnrequestedMicrodesc; missing ones are only listed.
+// requested; the others are dropped one by one. Malformed ones are
+// skipped and listed in the batch's Skipped; missing ones are only listed.
+// A response with unrequested ones returns the batch (whose Found are
+// good) and an error wrapping ErrUnrequestedMicrodesc. Any other error
+// means the response holds no microdescriptor at all, and the batch is
+// nil.
 func ParseRequestedMicrodescs(doc []byte, requested [][32]byte) (*MicrodescBatch, error) {
 	mds, err := ParseMicrodescs(doc)
+	b := &MicrodescBatch{}
 	if err != nil {
-		return nil, err
+		var sk *SkippedMicrodescsError
+		if !errors.As(err, &sk) {
+			return nil, err
+		}
+		b.Skipped = sk.Skipped
 	}
 	want := make(map[[32]byte]bool, len(requested))
 	for _, d := range requested {
 		want[d] = false
 	}
-	b := &MicrodescBatch{}
 	for _, md := range mds {
 		got, ok := want[md.Digest]
 		switch {
