@@ -85,6 +85,10 @@ type Stats struct {
 	// ConsensusBytes, MicrodescBytes and CertBytes are the directory bytes
 	// fetched by document type.
 	ConsensusBytes, MicrodescBytes, CertBytes int64
+	// ConsensusDiffs counts the consensus diffs applied, and
+	// ConsensusDiffFallbacks those refused (the full consensus was fetched
+	// instead).
+	ConsensusDiffs, ConsensusDiffFallbacks int64
 }
 
 // Client is a Tor client. Create it with New and start it with Run.
@@ -180,14 +184,16 @@ func (c *Client) Stats() Stats {
 	d := c.dirs.Stats()
 	built, failed := c.circs.Stats()
 	return Stats{
-		ConsensusFetches: d.ConsensusFetches,
-		MicrodescFetches: d.MicrodescFetches,
-		CertFetches:      d.CertFetches,
-		CircuitsBuilt:    built,
-		CircuitsFailed:   failed,
-		ConsensusBytes:   d.ConsensusBytes,
-		MicrodescBytes:   d.MicrodescBytes,
-		CertBytes:        d.CertBytes,
+		ConsensusFetches:       d.ConsensusFetches,
+		MicrodescFetches:       d.MicrodescFetches,
+		CertFetches:            d.CertFetches,
+		CircuitsBuilt:          built,
+		CircuitsFailed:         failed,
+		ConsensusBytes:         d.ConsensusBytes,
+		MicrodescBytes:         d.MicrodescBytes,
+		CertBytes:              d.CertBytes,
+		ConsensusDiffs:         d.ConsensusDiffs,
+		ConsensusDiffFallbacks: d.ConsensusDiffFallbacks,
 	}
 }
 

@@ -25,6 +25,8 @@
 //	tinytor_dir_consensus_fetches_total    counter  consensus documents downloaded
 //	tinytor_dir_microdesc_fetches_total    counter  microdescriptors downloaded
 //	tinytor_dir_cert_fetches_total         counter  authority certificates downloaded
+//	tinytor_dir_consensus_diffs_total      counter  consensus diffs applied (instead of a full consensus)
+//	tinytor_dir_diff_fallbacks_total       counter  consensus diffs refused; the full consensus was fetched instead
 //	tinytor_cell_pool_capacity             gauge    cells the pool may ever hold (MaxMemInQueues / 600 on a board)
 //	tinytor_cell_pool_cells_in_use         gauge    cells taken from the pool and not yet returned
 //	tinytor_cell_pool_cells_peak           gauge    highest tinytor_cell_pool_cells_in_use so far
@@ -95,6 +97,10 @@ func Register(reg *metrics.Registry, c *tor.Client) (stop func(), err error) {
 			func() float64 { return float64(c.Stats().ConsensusBytes) }},
 		{true, "tinytor_dir_microdesc_bytes_total", "Bytes fetched for microdescriptors, HTTP headers and compression included.",
 			func() float64 { return float64(c.Stats().MicrodescBytes) }},
+		{true, "tinytor_dir_consensus_diffs_total", "Consensus diffs applied instead of downloading the full consensus.",
+			func() float64 { return float64(c.Stats().ConsensusDiffs) }},
+		{true, "tinytor_dir_diff_fallbacks_total", "Consensus diffs that could not be used; the full consensus was fetched instead.",
+			func() float64 { return float64(c.Stats().ConsensusDiffFallbacks) }},
 		{true, "tinytor_dir_cert_bytes_total", "Bytes fetched for authority certificates, HTTP headers and compression included.",
 			func() float64 { return float64(c.Stats().CertBytes) }},
 		{false, "tinytor_cell_pool_capacity", "Cells the cell pool may ever hold (the queued-cells cap).",

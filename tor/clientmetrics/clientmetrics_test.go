@@ -56,6 +56,8 @@ func TestRegister(t *testing.T) {
 		"tinytor_dir_consensus_fetches_total 0\n",
 		"tinytor_dir_microdesc_fetches_total 0\n",
 		"tinytor_dir_cert_fetches_total 0\n",
+		"# TYPE tinytor_dir_consensus_diffs_total counter\ntinytor_dir_consensus_diffs_total 0\n",
+		"# TYPE tinytor_dir_diff_fallbacks_total counter\ntinytor_dir_diff_fallbacks_total 0\n",
 		"# TYPE tinytor_cell_pool_capacity gauge\ntinytor_cell_pool_capacity 8192\n",
 		"tinytor_cell_pool_cells_in_use 0\n",
 		"tinytor_cell_pool_cells_peak 0\n",

@@ -1,24 +1,122 @@
 package dirmgr
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"time"
 
 	"tinytor/tor/dir"
 	"tinytor/tor/event"
 )
 
-// fetchConsensus downloads and verifies a consensus, fetching the
+// docGetter fetches the document at path, sending the request headers
+// hdrs, and returns its body (at most max bytes).
+type docGetter func(path string, hdrs []dir.Header, max int64) ([]byte, error)
+
+// fetchConsensus is fetchConsensusDiff over a getter that cannot send
+// request headers: it always downloads the full consensus.
+func (m *Manager) fetchConsensus(get getter, old *NetDir) (*NetDir, error) {
+	return m.fetchConsensusDiff(func(p string, _ []dir.Header, max int64) ([]byte, error) { return get(p, max) }, old)
+}
+
+// fetchConsensusDiff downloads and verifies a consensus, fetching the
 // authority certificates it needs. It returns the new directory view,
 // carrying over the microdescriptors of old that are still listed.
-func (m *Manager) fetchConsensus(get getter, old *NetDir) (*NetDir, error) {
+//
+// If old's consensus is recent enough and the cache file holds its text,
+// it asks for a diff from it (dir-spec 4.5.2, as C tor's
+// dir_consensus_request_set_additional_headers); a cache answers with a
+// diff or with the full consensus. A diff that cannot be applied, or
+// whose result does not parse or verify, is logged and counted, and the
+// full consensus is fetched instead.
+func (m *Manager) fetchConsensusDiff(get docGetter, old *NetDir) (*NetDir, error) {
 	m.cfg.Progress.Reach(event.PhaseRequestingStatus)
-	auths := m.v3Authorities()
-	doc, err := get(dir.ConsensusPath(nil), maxConsensusSize)
+	plain := func(p string, max int64) ([]byte, error) { return get(p, nil, max) }
+	path := dir.ConsensusPath(nil)
+	base := m.diffBase(old)
+	var hdrs []dir.Header
+	if base != nil {
+		hdrs = []dir.Header{dir.DiffRequestHeader(dir.DigestAsSigned(base))}
+	}
+	body, err := get(path, hdrs, maxConsensusSize)
 	if err != nil {
 		return nil, err
 	}
 	m.consensusFetches.Add(1)
+	if !dir.IsDiff(body) {
+		return m.acceptConsensus(plain, body, old)
+	}
+	if base == nil {
+		return nil, errors.New("received a consensus diff we did not ask for")
+	}
+	diffLen := len(body)
+	doc, err := dir.ApplyDiff(base, body, maxConsensusSize)
+	base, body = nil, nil
+	if err == nil {
+		var d *NetDir
+		d, err = m.acceptConsensus(plain, doc, old)
+		if err == nil {
+			m.diffsApplied.Add(1)
+			m.cfg.Log.Noticef("Downloaded a consensus diff (%d bytes) and applied it, resulting in a new consensus document (%d bytes, valid after %s).",
+				diffLen, len(doc), d.Consensus.ValidAfter.UTC().Format(time.DateTime))
+			return d, nil
+		}
+		if _, ok := errors.AsType[*NotNewerError](err); ok {
+			// The diff worked; the cache has nothing newer (or offers an
+			// older consensus): a full download would not help.
+			return nil, err
+		}
+		err = fmt.Errorf("the consensus it produced: %w", err)
+	}
+	m.diffFallbacks.Add(1)
+	m.cfg.Log.Warnf("Could not apply the consensus diff (%d bytes) received from the directory cache: %v. Fetching the full consensus instead.", diffLen, err)
+	doc, err = get(path, nil, maxConsensusSize)
+	if err != nil {
+		return nil, fmt.Errorf("fetching the full consensus after a failed diff: %w", err)
+	}
+	m.consensusFetches.Add(1)
+	if dir.IsDiff(doc) {
+		return nil, errors.New("received a consensus diff although we asked for the full consensus")
+	}
+	return m.acceptConsensus(plain, doc, old)
+}
+
+// diffBase returns the text of old's consensus, read from the cache
+// file, if a cache may send a diff from it: as C tor, only if its
+// valid-after is less than the consensus parameter
+// try-diff-for-consensus-newer-than (default 72) hours ago. It returns
+// nil if there is no such consensus or if the file holds another one
+// (then the full consensus is fetched).
+func (m *Manager) diffBase(old *NetDir) []byte {
+	if old == nil || old.Consensus == nil || m.cfg.Cache == nil || m.cfg.Cache.Store == nil {
+		return nil
+	}
+	c := old.Consensus
+	maxAge := time.Duration(c.Param("try-diff-for-consensus-newer-than", 72, 0, 8192)) * time.Hour
+	if c.ValidAfter.Before(m.cfg.Now().Add(-maxAge)) {
+		return nil
+	}
+	doc, err := m.cfg.Cache.Store.ReadFile(dir.ConsensusFile)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			m.cfg.Log.Infof("Not asking for a consensus diff: reading our cached consensus: %v", err)
+		}
+		return nil
+	}
+	if !c.MatchesDocument(doc) {
+		m.cfg.Log.Infof("Not asking for a consensus diff: the cached %s is not the consensus in use (valid after %s).",
+			dir.ConsensusFile, c.ValidAfter.UTC().Format(time.DateTime))
+		return nil
+	}
+	return doc
+}
+
+// acceptConsensus parses and verifies a downloaded consensus document
+// (fetching missing certificates with get), caches it, and returns the
+// directory view it makes with what old knew.
+func (m *Manager) acceptConsensus(get getter, doc []byte, old *NetDir) (*NetDir, error) {
+	auths := m.v3Authorities()
 	m.cfg.Progress.Reach(event.PhaseLoadingStatus)
 	cons, err := dir.ParseConsensus(doc)
 	if err != nil {

@@ -119,6 +119,9 @@ type Manager struct {
 
 	consensusFetches, mdFetches, certFetches atomic.Int64
 	consensusBytes, mdBytes, certBytes       atomic.Int64
+	// diffsApplied and diffFallbacks count the consensus diffs used and
+	// those refused (the full consensus was fetched instead).
+	diffsApplied, diffFallbacks atomic.Int64
 }
 
 // New returns a Manager with no directory yet.
@@ -138,17 +141,24 @@ type Stats struct {
 	// The bytes fetched by document type, as they crossed the BEGIN_DIR
 	// streams (HTTP headers and compressed bodies).
 	ConsensusBytes, MicrodescBytes, CertBytes int64
+	// ConsensusDiffs counts the consensus diffs applied;
+	// ConsensusDiffFallbacks those that failed (malformed, not from our
+	// consensus, a wrong result), after which the full consensus was
+	// fetched.
+	ConsensusDiffs, ConsensusDiffFallbacks int64
 }
 
 // Stats returns the download counters.
 func (m *Manager) Stats() Stats {
 	return Stats{
-		ConsensusFetches: m.consensusFetches.Load(),
-		MicrodescFetches: m.mdFetches.Load(),
-		CertFetches:      m.certFetches.Load(),
-		ConsensusBytes:   m.consensusBytes.Load(),
-		MicrodescBytes:   m.mdBytes.Load(),
-		CertBytes:        m.certBytes.Load(),
+		ConsensusFetches:       m.consensusFetches.Load(),
+		MicrodescFetches:       m.mdFetches.Load(),
+		CertFetches:            m.certFetches.Load(),
+		ConsensusBytes:         m.consensusBytes.Load(),
+		MicrodescBytes:         m.mdBytes.Load(),
+		CertBytes:              m.certBytes.Load(),
+		ConsensusDiffs:         m.diffsApplied.Load(),
+		ConsensusDiffFallbacks: m.diffFallbacks.Load(),
 	}
 }
 

@@ -132,7 +132,7 @@ func (m *Manager) fetchFrom(ctx context.Context, src source, needConsensus bool)
 		return &unreachableError{fmt.Errorf("one-hop directory circuit: %w", err)}
 	}
 	defer circ.Close()
-	get := func(p string, max int64) ([]byte, error) {
+	getWith := func(p string, hdrs []dir.Header, max int64) ([]byte, error) {
 		st, err := circ.OpenDirStream(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("BEGIN_DIR: %w", err)
@@ -141,7 +141,7 @@ func (m *Manager) fetchFrom(ctx context.Context, src source, needConsensus bool)
 		defer stop()
 		defer st.Close()
 		cr := &countingReader{ReadWriter: st}
-		body, err := dir.Get(cr, p, max)
+		body, err := dir.GetWithHeaders(cr, "", p, hdrs, max)
 		m.countBytes(p, cr.n)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -154,13 +154,14 @@ func (m *Manager) fetchFrom(ctx context.Context, src source, needConsensus bool)
 
 	d := m.Current()
 	if needConsensus || d == nil {
-		nd, err := m.fetchConsensus(get, d)
+		nd, err := m.fetchConsensusDiff(getWith, d)
 		if err != nil {
 			return err
 		}
 		d = nd
 		m.install(d, false)
 	}
+	get := func(p string, max int64) ([]byte, error) { return getWith(p, nil, max) }
 	return m.fetchMicrodescs(get, d)
 }
 
