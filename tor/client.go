@@ -89,6 +89,9 @@ type Stats struct {
 	// ConsensusDiffFallbacks those refused (the full consensus was fetched
 	// instead).
 	ConsensusDiffs, ConsensusDiffFallbacks int64
+	// MicrodescsRejected counts the malformed microdescriptors skipped in
+	// downloads.
+	MicrodescsRejected int64
 }
 
 // Client is a Tor client. Create it with New and start it with Run.
@@ -194,6 +197,7 @@ func (c *Client) Stats() Stats {
 		CertBytes:              d.CertBytes,
 		ConsensusDiffs:         d.ConsensusDiffs,
 		ConsensusDiffFallbacks: d.ConsensusDiffFallbacks,
+		MicrodescsRejected:     d.MicrodescsRejected,
 	}
 }
 

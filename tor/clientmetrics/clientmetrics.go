@@ -24,6 +24,7 @@
 //	tinytor_guards_unreachable             gauge    sampled guards marked unreachable
 //	tinytor_dir_consensus_fetches_total    counter  consensus documents downloaded
 //	tinytor_dir_microdesc_fetches_total    counter  microdescriptors downloaded
+//	tinytor_dir_microdescs_rejected_total  counter  malformed microdescriptors skipped in downloads
 //	tinytor_dir_cert_fetches_total         counter  authority certificates downloaded
 //	tinytor_dir_consensus_diffs_total      counter  consensus diffs applied (instead of a full consensus)
 //	tinytor_dir_diff_fallbacks_total       counter  consensus diffs refused; the full consensus was fetched instead
@@ -91,6 +92,8 @@ func Register(reg *metrics.Registry, c *tor.Client) (stop func(), err error) {
 			func() float64 { return float64(c.Stats().ConsensusFetches) }},
 		{true, "tinytor_dir_microdesc_fetches_total", "Microdescriptors downloaded.",
 			func() float64 { return float64(c.Stats().MicrodescFetches) }},
+		{true, "tinytor_dir_microdescs_rejected_total", "Malformed microdescriptors skipped in downloads (each logged at warn).",
+			func() float64 { return float64(c.Stats().MicrodescsRejected) }},
 		{true, "tinytor_dir_cert_fetches_total", "Authority certificates downloaded.",
 			func() float64 { return float64(c.Stats().CertFetches) }},
 		{true, "tinytor_dir_consensus_bytes_total", "Bytes fetched for consensus documents (and diffs), HTTP headers and compression included.",

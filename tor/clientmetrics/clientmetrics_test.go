@@ -55,6 +55,7 @@ func TestRegister(t *testing.T) {
 		"tinytor_channels_open 0\n",
 		"tinytor_dir_consensus_fetches_total 0\n",
 		"tinytor_dir_microdesc_fetches_total 0\n",
+		"# TYPE tinytor_dir_microdescs_rejected_total counter\ntinytor_dir_microdescs_rejected_total 0\n",
 		"tinytor_dir_cert_fetches_total 0\n",
 		"# TYPE tinytor_dir_consensus_diffs_total counter\ntinytor_dir_consensus_diffs_total 0\n",
 		"# TYPE tinytor_dir_diff_fallbacks_total counter\ntinytor_dir_diff_fallbacks_total 0\n",

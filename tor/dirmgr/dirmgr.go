@@ -119,6 +119,8 @@ type Manager struct {
 
 	consensusFetches, mdFetches, certFetches atomic.Int64
 	consensusBytes, mdBytes, certBytes       atomic.Int64
+	// mdRejected counts the malformed microdescriptors skipped.
+	mdRejected atomic.Int64
 	// diffsApplied and diffFallbacks count the consensus diffs used and
 	// those refused (the full consensus was fetched instead).
 	diffsApplied, diffFallbacks atomic.Int64
@@ -141,6 +143,9 @@ type Stats struct {
 	// The bytes fetched by document type, as they crossed the BEGIN_DIR
 	// streams (HTTP headers and compressed bodies).
 	ConsensusBytes, MicrodescBytes, CertBytes int64
+	// MicrodescsRejected counts the malformed microdescriptors skipped in
+	// downloads (each logged at warn).
+	MicrodescsRejected int64
 	// ConsensusDiffs counts the consensus diffs applied;
 	// ConsensusDiffFallbacks those that failed (malformed, not from our
 	// consensus, a wrong result), after which the full consensus was
@@ -157,6 +162,7 @@ func (m *Manager) Stats() Stats {
 		ConsensusBytes:         m.consensusBytes.Load(),
 		MicrodescBytes:         m.mdBytes.Load(),
 		CertBytes:              m.certBytes.Load(),
+		MicrodescsRejected:     m.mdRejected.Load(),
 		ConsensusDiffs:         m.diffsApplied.Load(),
 		ConsensusDiffFallbacks: m.diffFallbacks.Load(),
 	}

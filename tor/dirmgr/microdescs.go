@@ -1,6 +1,7 @@
 package dirmgr
 
 import (
+	"errors"
 	"fmt"
 
 	"tinytor/tor/dir"
@@ -26,15 +27,21 @@ func (m *Manager) fetchMicrodescs(get getter, d *NetDir) error {
 		if err == nil {
 			var b *dir.MicrodescBatch
 			b, err = dir.ParseRequestedMicrodescs(body, batches[i])
-			if err == nil {
+			if b != nil {
+				// Malformed and unrequested microdescriptors are dropped
+				// one by one; the requested good ones are kept.
+				if errors.Is(err, dir.ErrUnrequestedMicrodesc) {
+					m.cfg.Log.Infof("Dropped %d unrequested microdescriptors.", len(b.Unrequested))
+					err = nil
+				}
+				m.rejectMicrodescs(b.Skipped)
 				m.cfg.Progress.Reach(event.PhaseLoadingDescriptors)
 				for _, md := range b.Found {
 					nd.Microdescs[md.Digest] = md
 				}
 				m.mdFetches.Add(int64(len(b.Found)))
-				nd.mdDocs = append(nd.mdDocs, body)
-				if len(b.Unrequested) > 0 {
-					m.cfg.Log.Infof("Dropped %d unrequested microdescriptors.", len(b.Unrequested))
+				if len(b.Found) > 0 {
+					nd.mdDocs = append(nd.mdDocs, body)
 				}
 			}
 		}
@@ -67,4 +74,26 @@ func (m *Manager) saveMicrodescs(d *NetDir) {
 		d.mdDocs = [][]byte{doc}
 	}
 	m.cfg.Log.Debugf("Cached %d microdescriptors.", n)
+}
+
+// maxRejectLogs is how many skipped microdescriptors of one response are
+// logged one by one; the rest are summed up in one line.
+const maxRejectLogs = 5
+
+// rejectMicrodescs counts and logs the malformed microdescriptors of a
+// response, as C tor warns "Unparseable microdescriptor found in download
+// or generated string" for each.
+func (m *Manager) rejectMicrodescs(skipped []*dir.MicrodescError) {
+	if len(skipped) == 0 {
+		return
+	}
+	m.mdRejected.Add(int64(len(skipped)))
+	for i, s := range skipped {
+		if i == maxRejectLogs {
+			m.cfg.Log.Warnf("Skipped %d more unparseable microdescriptors in the same download.", len(skipped)-i)
+			break
+		}
+		m.cfg.Log.Warnf("Unparseable microdescriptor %s found in download (entry at line %d): %v. Skipping.",
+			dir.DigestString(s.Digest), s.Line, s.Err)
+	}
 }
