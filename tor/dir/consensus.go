@@ -38,6 +38,10 @@ type Consensus struct {
 	Authorities []DirSource
 	// Relays are sorted by identity.
 	Relays []Relay
+	// Dropped lists the router entries dropped while the rest of the
+	// consensus was kept (an entry without an "m" line), each a
+	// *netdoc.Error naming its "r" line.
+	Dropped []error
 	// BandwidthWeights holds the "bandwidth-weights" line (Wgg, Wmd, ...).
 	BandwidthWeights map[string]int32
 	Signatures       []Signature
@@ -135,6 +139,10 @@ type consensusParser struct {
 	doc    []byte
 	c      *Consensus
 	protos map[string]*Protocols // interned "pr" lines
+	// lastID is the identity of the last router entry (kept or dropped),
+	// for the order check; haveLast is false before the first.
+	lastID   [20]byte
+	haveLast bool
 }
 
 func (p *consensusParser) parse() (*Consensus, error) {
@@ -411,19 +419,34 @@ func parseKeyValues(args [][]byte) (map[string]int32, error) {
 }
 
 // routerEntry parses one router entry starting at the "r" item and returns
-// the item following it.
+// the item following it. It follows C tor's
+// routerstatus_parse_entry_from_string (ns_parse.c): what C tor rejects
+// rejects the whole consensus, as there (a bad r line, a missing or
+// repeated s or pr, a repeated v, w or p, a pr or Bandwidth= that does not
+// parse, a bad m digest, an object after a known item); what C tor
+// ignores is ignored (unknown items and flags, unknown w entries, a lines
+// that are not one IPv6 address and port, m lines after the first). An
+// entry with no m line, which C tor keeps without a microdescriptor
+// digest (it can never be used), is dropped alone and reported in
+// Consensus.Dropped.
 func (p *consensusParser) routerEntry(r netdoc.Item) (netdoc.Item, error) {
 	t, c := p.t, p.c
+	if r.HasObject() {
+		return r, t.Errorf(&r, "unexpected object %q in a router entry", r.ObjectType)
+	}
 	if len(r.Args) < 7 {
 		return r, t.Errorf(&r, "needs 7 arguments (nickname identity date time IP ORPort DirPort), has %d", len(r.Args))
 	}
 	var rel Relay
 	nick := r.Args[0]
-	if len(nick) == 0 || len(nick) > 19 {
-		return r, t.Errorf(&r, "bad nickname %q", nick)
+	if !legalNickname(nick) {
+		return r, t.Errorf(&r, "bad nickname %q (want 1 to 19 letters and digits)", nick)
 	}
 	if err := netdoc.DecodeBase64NoPad(rel.Identity[:], r.Args[1]); err != nil {
 		return r, t.Wrap(&r, fmt.Errorf("identity: %w", err))
+	}
+	if !validTime(r.Args[2], r.Args[3]) {
+		return r, t.Errorf(&r, "bad publication time %q %q", r.Args[2], r.Args[3])
 	}
 	var err error
 	if rel.Addr, err = parseIPv4(r.Args[4]); err != nil {
@@ -436,9 +459,10 @@ func (p *consensusParser) routerEntry(r netdoc.Item) (netdoc.Item, error) {
 	}
 	rel.Nickname = string(nick)
 	rel.ORPort, rel.DirPort = uint16(op), uint16(dp)
-	if n := len(c.Relays); n > 0 && bytes.Compare(c.Relays[n-1].Identity[:], rel.Identity[:]) >= 0 {
+	if p.haveLast && bytes.Compare(p.lastID[:], rel.Identity[:]) >= 0 {
 		return r, t.Errorf(&r, "router entries not sorted by identity (or duplicate)")
 	}
+	p.lastID, p.haveLast = rel.Identity, true
 	var seen uint8
 	const (
 		seenS = 1 << iota
@@ -446,6 +470,7 @@ func (p *consensusParser) routerEntry(r netdoc.Item) (netdoc.Item, error) {
 		seenPr
 		seenW
 		seenM
+		seenP
 	)
 	once := func(it *netdoc.Item, bit uint8) error {
 		if seen&bit != 0 {
@@ -465,15 +490,20 @@ func (p *consensusParser) routerEntry(r netdoc.Item) (netdoc.Item, error) {
 			break
 		}
 		switch string(kw) {
+		case "a", "s", "v", "pr", "w", "m", "p", "id":
+			if it.HasObject() {
+				return it, t.Errorf(&it, "unexpected object %q in a router entry", it.ObjectType)
+			}
+		}
+		switch string(kw) {
 		case "a":
 			if len(it.Args) < 1 {
 				return it, t.Errorf(&it, "missing address")
 			}
+			// As C tor's find_single_ipv6_orport: the first IPv6 address
+			// with one port counts, anything else is ignored.
 			ap, perr := netip.ParseAddrPort(string(it.Args[0]))
-			if perr != nil {
-				return it, t.Wrap(&it, fmt.Errorf("bad address: %w", perr))
-			}
-			if ap.Addr().Is6() && !ap.Addr().Is4In6() && rel.IPv6Port == 0 && ap.Port() != 0 {
+			if perr == nil && ap.Addr().Is6() && !ap.Addr().Is4In6() && ap.Addr().Zone() == "" && rel.IPv6Port == 0 && ap.Port() != 0 {
 				rel.IPv6 = ap.Addr().As16()
 				rel.IPv6Port = ap.Port()
 			}
@@ -482,7 +512,7 @@ func (p *consensusParser) routerEntry(r netdoc.Item) (netdoc.Item, error) {
 				return it, err
 			}
 			for _, f := range it.Args {
-				rel.Flags |= flagFromName(f)
+				rel.Flags |= flagFromName(f) // unknown flags are ignored
 			}
 		case "v":
 			if err := once(&it, seenV); err != nil {
@@ -521,14 +551,27 @@ func (p *consensusParser) routerEntry(r netdoc.Item) (netdoc.Item, error) {
 				}
 			}
 		case "m":
-			if err := once(&it, seenM); err != nil {
-				return it, err
-			}
 			if len(it.Args) < 1 {
 				return it, t.Errorf(&it, "missing digest")
 			}
+			if seen&seenM != 0 {
+				break // C tor uses the first m line
+			}
+			seen |= seenM
 			if err := netdoc.DecodeBase64NoPad(rel.Microdesc[:], it.Args[0]); err != nil {
 				return it, t.Wrap(&it, err)
+			}
+		case "p":
+			// Not in a microdesc consensus, but C tor checks it if present.
+			if err := once(&it, seenP); err != nil {
+				return it, err
+			}
+			if len(it.Args) < 2 || string(it.Args[0]) != "accept" && string(it.Args[0]) != "reject" {
+				return it, t.Errorf(&it, "unknown exit policy summary type")
+			}
+		case "id":
+			if len(it.Args) < 2 {
+				return it, t.Errorf(&it, "want key type and value")
 			}
 		case "network-status-version", "dir-source", "valid-after", "bandwidth-weights":
 			return it, t.Errorf(&it, "not allowed in a router entry")
@@ -540,11 +583,55 @@ func (p *consensusParser) routerEntry(r netdoc.Item) (netdoc.Item, error) {
 	if err != nil {
 		return it, err
 	}
+	if seen&seenS == 0 {
+		return it, t.Errorf(&r, "router entry for %q has no \"s\" line", nick)
+	}
+	if seen&seenPr == 0 {
+		return it, t.Errorf(&r, "router entry for %q has no \"pr\" line", nick)
+	}
 	if seen&seenM == 0 {
-		return it, t.Errorf(&r, "router entry for %q has no \"m\" line", nick)
+		c.Dropped = append(c.Dropped, t.Errorf(&r, "router entry for %q has no \"m\" line: dropped", nick))
+		return it, nil
 	}
 	c.Relays = append(c.Relays, rel)
 	return it, nil
+}
+
+// legalNickname reports whether b is a relay nickname: 1 to 19 ASCII
+// letters and digits (C tor's is_legal_nickname).
+func legalNickname(b []byte) bool {
+	if len(b) == 0 || len(b) > 19 {
+		return false
+	}
+	for _, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// validTime reports whether date and clock form a valid "YYYY-MM-DD
+// HH:MM:SS" time, as C tor's parse_iso_time checks it, without
+// allocating.
+func validTime(date, clock []byte) bool {
+	if len(date) != 10 || len(clock) != 8 || date[4] != '-' || date[7] != '-' || clock[2] != ':' || clock[5] != ':' {
+		return false
+	}
+	num := func(b []byte) int {
+		n := 0
+		for _, c := range b {
+			if c < '0' || c > '9' {
+				return -1
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n
+	}
+	y, mo, d := num(date[:4]), num(date[5:7]), num(date[8:])
+	h, mi, sec := num(clock[:2]), num(clock[3:5]), num(clock[6:])
+	return y >= 1970 && mo >= 1 && mo <= 12 && d >= 1 && d <= 31 &&
+		h >= 0 && h <= 23 && mi >= 0 && mi <= 59 && sec >= 0 && sec <= 60
 }
 
 func (p *consensusParser) signature(it *netdoc.Item) error {
