@@ -230,7 +230,7 @@ func TestDiffRequest(t *testing.T) {
 	}
 	want := "GET /tor/status-vote/current/consensus-microdesc HTTP/1.0\r\n" +
 		"X-Or-Diff-From-Consensus: A8CE01C8FACAA242DC52461A10BB85047A571B439A0DD5051F50127CE394776B\r\n" +
-		"Accept-Encoding: deflate, identity\r\n\r\n"
+		"Accept-Encoding: deflate, gzip, identity\r\n\r\n"
 	if c.sent.String() != want {
 		t.Errorf("sent %q, want %q", c.sent.String(), want)
 	}

@@ -101,6 +101,7 @@ func FuzzHTTPResponse(f *testing.F) {
 	addSeeds(f, "testnet-keys-all.http", "testnet-404.http")
 	f.Add([]byte("HTTP/1.0 200 OK\r\nContent-Encoding: deflate\r\nContent-Length: 8\r\n\r\nx\x9c\x03\x00\x00\x00\x00\x01"))
 	f.Add([]byte("HTTP/1.0 200 OK\r\n\r\nabc"))
+	f.Add([]byte("HTTP/1.0 200 OK\r\nContent-Encoding: gzip\r\n\r\n\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03\x4b\x4c\x4a\x06\x00\xc2\x41\x24\x35\x03\x00\x00\x00"))
 	f.Fuzz(func(t *testing.T, resp []byte) {
 		c := &conn{resp: bytes.NewReader(resp)}
 		body, err := Get(c, "/tor/keys/all", 4096)

@@ -3,6 +3,7 @@ package dir
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"compress/zlib"
 	"encoding/hex"
 	"errors"
@@ -78,7 +79,9 @@ func GetWithHeaders(rw io.ReadWriter, host, path string, hdrs []Header, maxBody 
 		req.WriteString(h.Value)
 		req.WriteString("\r\n")
 	}
-	req.WriteString("Accept-Encoding: deflate, identity\r\n\r\n")
+	// C tor serves the consensus, microdescriptors and certificates
+	// deflated when asked for deflate, and consensus diffs gzipped.
+	req.WriteString("Accept-Encoding: deflate, gzip, identity\r\n\r\n")
 	if _, err := io.WriteString(rw, req.String()); err != nil {
 		return nil, fmt.Errorf("directory request %s: sending: %w", path, err)
 	}
@@ -176,25 +179,34 @@ func ReadResponse(r io.Reader, maxBody int64) ([]byte, error) {
 	if contentLength >= 0 && int64(len(raw)) != contentLength {
 		return nil, fmt.Errorf("body has %d bytes, Content-Length says %d", len(raw), contentLength)
 	}
+	var zr io.Reader
 	switch encoding {
 	case "", "identity":
 		return raw, nil
 	case "deflate":
-		zr, err := zlib.NewReader(bytes.NewReader(raw))
+		r, err := zlib.NewReader(bytes.NewReader(raw))
 		if err != nil {
 			return nil, fmt.Errorf("deflate body: %w", err)
 		}
-		out, err := io.ReadAll(io.LimitReader(zr, maxBody+1))
+		zr = r
+	case "gzip", "x-gzip":
+		// C tor caches precompress consensus diffs with gzip, not zlib.
+		r, err := gzip.NewReader(bytes.NewReader(raw))
 		if err != nil {
-			return nil, fmt.Errorf("deflate body: %w", err)
+			return nil, fmt.Errorf("%s body: %w", encoding, err)
 		}
-		if int64(len(out)) > maxBody {
-			return nil, fmt.Errorf("decompressed body more than %d bytes: %w", maxBody, ErrBodyTooLarge)
-		}
-		return out, nil
+		zr = r
 	default:
 		return nil, fmt.Errorf("unsupported Content-Encoding %q", truncate(encoding))
 	}
+	out, err := io.ReadAll(io.LimitReader(zr, maxBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s body: %w", encoding, err)
+	}
+	if int64(len(out)) > maxBody {
+		return nil, fmt.Errorf("decompressed body more than %d bytes: %w", maxBody, ErrBodyTooLarge)
+	}
+	return out, nil
 }
 
 // validHeaderName reports whether name is an HTTP token (RFC 9110 5.6.2).

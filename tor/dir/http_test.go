@@ -2,6 +2,7 @@ package dir
 
 import (
 	"bytes"
+	"compress/gzip"
 	"compress/zlib"
 	"errors"
 	"io"
@@ -25,7 +26,7 @@ func TestGetRealResponse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "GET /tor/keys/all HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept-Encoding: deflate, identity\r\n\r\n"
+	want := "GET /tor/keys/all HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept-Encoding: deflate, gzip, identity\r\n\r\n"
 	if c.sent.String() != want {
 		t.Errorf("sent %q", c.sent.String())
 	}
@@ -57,6 +58,10 @@ func TestReadResponse(t *testing.T) {
 	zw := zlib.NewWriter(&z)
 	zw.Write([]byte("hello directory"))
 	zw.Close()
+	var gz bytes.Buffer
+	gw := gzip.NewWriter(&gz)
+	gw.Write([]byte("a gzipped diff"))
+	gw.Close()
 	cases := []struct {
 		name, in, body, err string
 	}{
@@ -66,6 +71,9 @@ func TestReadResponse(t *testing.T) {
 		{"deflate", "HTTP/1.0 200 OK\r\nContent-Encoding: deflate\r\n\r\n" + z.String(), "hello directory", ""},
 		{"bad deflate", "HTTP/1.0 200 OK\r\nContent-Encoding: deflate\r\n\r\nxyz", "", "deflate body"},
 		{"truncated deflate", "HTTP/1.0 200 OK\r\nContent-Encoding: deflate\r\n\r\n" + z.String()[:z.Len()-3], "", "deflate body"},
+		{"gzip", "HTTP/1.0 200 OK\r\nContent-Encoding: gzip\r\n\r\n" + gz.String(), "a gzipped diff", ""},
+		{"bad gzip", "HTTP/1.0 200 OK\r\nContent-Encoding: gzip\r\n\r\nxyz", "", "gzip body"},
+		{"truncated gzip", "HTTP/1.0 200 OK\r\nContent-Encoding: gzip\r\n\r\n" + gz.String()[:gz.Len()-3], "", "gzip body"},
 		{"zstd", "HTTP/1.0 200 OK\r\nContent-Encoding: x-zstd\r\n\r\nabc", "", "unsupported Content-Encoding \"x-zstd\""},
 		{"status", "HTTP/1.0 503 Directory busy, try again later\r\n\r\n", "", "HTTP status 503 \"Directory busy, try again later\""},
 		{"garbage", "SSH-2.0-OpenSSH\r\n\r\n", "", "malformed status line"},
