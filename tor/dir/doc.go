@@ -2,8 +2,9 @@
 // certificates, the microdesc-flavoured consensus and microdescriptors
 // (parse and verify, dir-spec sections 1.2, 3.1, 3.3, 3.4.1 and 3.9.2),
 // the HTTP/1.0 requests made over a BEGIN_DIR stream (sections 4 and 6),
-// the on-disk cache with C tor's file names, and the consensus fetch
-// schedule (section 5.1).
+// the on-disk cache with C tor's file names, the consensus fetch
+// schedule (section 5.1), and consensus diffs (section 4.5 and appendix
+// E: DiffRequestHeader asks for one, ApplyDiff applies it).
 //
 // A bootstrap goes:
 //
