@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -28,13 +27,10 @@ type diffFixture struct {
 	requests []string
 }
 
+// readDirTestdata reads a document of package dir's testdata.
 func readDirTestdata(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile("../dir/testdata/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return readTestdata(t, "../../dir/testdata/"+name)
 }
 
 func newDiffFixture(t *testing.T) *diffFixture {
