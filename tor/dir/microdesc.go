@@ -224,11 +224,17 @@ func splitMicrodescs(doc []byte) []mdEntry {
 	return out
 }
 
-// microdescParser holds what the entries of one document share.
+// microdescParser holds what the entries of one document share. One
+// tokenizer reads the whole document; after an entry fails, a new one
+// starts at the next entry (whose start is known from the split).
 type microdescParser struct {
 	doc      []byte
 	policies map[string]*PortPolicy // interned p and p6 lines (nil: unparseable)
 	families map[string]*Family     // interned family and family-ids lines
+	t        *netdoc.Tokenizer
+	base     int   // offset in doc of t's input
+	lineBase int   // lines of doc before t's input
+	seen     uint8 // the once-only items of the entry being parsed
 }
 
 func parseMicrodescs(doc []byte) ([]*Microdesc, []span, error) {
@@ -241,6 +247,11 @@ func parseMicrodescs(doc []byte) ([]*Microdesc, []span, error) {
 	spans := make([]span, 0, len(entries))
 	var skipped []*MicrodescError
 	for _, e := range entries {
+		if p.t == nil {
+			p.t = netdoc.NewTokenizer(microdescDoc, doc[e.start:])
+			p.t.Annotations = true
+			p.base, p.lineBase = e.start, e.line-1
+		}
 		md, err := p.entry(e)
 		body := e.body
 		if body < 0 {
@@ -248,11 +259,8 @@ func parseMicrodescs(doc []byte) ([]*Microdesc, []span, error) {
 		}
 		digest := sha256.Sum256(doc[body:e.end])
 		if err != nil {
-			var ne *netdoc.Error
-			if errors.As(err, &ne) && ne.Line > 0 {
-				ne.Line += e.line - 1 // the tokenizer numbered the entry's lines
-			}
 			skipped = append(skipped, &MicrodescError{Offset: e.start, Line: e.line, Digest: digest, Err: err})
+			p.t = nil // resynchronise at the next entry
 			continue
 		}
 		md.Digest = digest
@@ -279,64 +287,84 @@ const (
 	mdLastListed
 )
 
-// entry parses one entry. Errors are *netdoc.Error with lines numbered
-// from the entry's first line.
+// entry parses entry e, reading items with p.t up to e.end. Its errors
+// are *netdoc.Error with lines numbered in the whole document.
+//
+// No item read here extends past e.end: e.end is the start of a line
+// that begins with '@' or "onion-key" or "ntor-onion-key", which the
+// tokenizer never takes into an object (they are not base64).
 func (p *microdescParser) entry(e mdEntry) (*Microdesc, error) {
-	t := netdoc.NewTokenizer(microdescDoc, p.doc[e.start:e.end])
-	t.Annotations = true
+	t := p.t
 	md := &Microdesc{}
-	var seen uint8
-	once := func(it *netdoc.Item, bit uint8) error {
-		if seen&bit != 0 {
-			return t.Errorf(it, "appears more than once in a microdescriptor")
-		}
-		seen |= bit
-		return nil
-	}
+	p.seen = 0
 	for {
+		// Stop at the next entry; blank lines before it are this one's.
+		if rest := p.doc[min(p.base+t.Pos(), e.end):e.end]; len(bytes.TrimLeft(rest, "\n")) == 0 {
+			break
+		}
 		it, err := t.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return nil, err
+			return nil, p.fix(err)
 		}
 		kw := keywordString(it.Keyword)
 		if kw == "" { // an annotation
 			if it.Is("@last-listed") {
-				if err := once(&it, mdLastListed); err != nil {
-					return nil, err
+				if err := p.once(&it, mdLastListed); err != nil {
+					return nil, p.fix(err)
 				}
 				if _, err := netdoc.TimeArgs(&it); err != nil || len(it.Args) != 2 {
-					return nil, t.Errorf(&it, "bad last-listed time %q", bytes.Join(it.Args, []byte(" ")))
+					return nil, p.fix(t.Errorf(&it, "bad last-listed time %q", bytes.Join(it.Args, []byte(" "))))
 				}
 			}
 			continue
 		}
-		if e.body < 0 || e.start+it.Start < e.body {
-			return nil, t.Errorf(&it, "item outside a microdescriptor (malformed or truncated: expected onion-key or ntor-onion-key first)")
+		if e.body < 0 || p.base+it.Start < e.body {
+			return nil, p.fix(t.Errorf(&it, "item outside a microdescriptor (malformed or truncated: expected onion-key or ntor-onion-key first)"))
 		}
 		if kw != "?" && kw != "onion-key" && it.HasObject() {
-			return nil, t.Errorf(&it, "unexpected object %q", it.ObjectType)
+			return nil, p.fix(t.Errorf(&it, "unexpected object %q", it.ObjectType))
 		}
-		if err := p.item(t, &it, kw, md, once); err != nil {
-			return nil, err
+		if err := p.item(&it, kw, md); err != nil {
+			return nil, p.fix(err)
 		}
 	}
 	if e.body < 0 {
-		return nil, &netdoc.Error{Doc: microdescDoc, Line: 1, Err: errors.New("item contains only annotations")}
+		return nil, &netdoc.Error{Doc: microdescDoc, Line: e.line, Err: errors.New("item contains only annotations")}
 	}
-	if seen&mdNtorKey == 0 {
-		return nil, &netdoc.Error{Doc: microdescDoc, Line: 1, Err: errors.New("missing ntor-onion-key")}
+	if p.seen&mdNtorKey == 0 {
+		return nil, &netdoc.Error{Doc: microdescDoc, Line: e.line, Err: errors.New("missing ntor-onion-key")}
 	}
 	return md, nil
 }
 
+// fix renumbers the line of a tokenizer's error in the whole document.
+func (p *microdescParser) fix(err error) error {
+	var ne *netdoc.Error
+	if errors.As(err, &ne) && ne.Line > 0 {
+		ne.Line += p.lineBase
+	}
+	return err
+}
+
+// once records an item allowed at most once in a microdescriptor, and
+// fails (with a tokenizer-relative line) if it was seen already.
+func (p *microdescParser) once(it *netdoc.Item, bit uint8) error {
+	if p.seen&bit != 0 {
+		return p.t.Errorf(it, "appears more than once in a microdescriptor")
+	}
+	p.seen |= bit
+	return nil
+}
+
 // item parses one item of a microdescriptor's body into md.
-func (p *microdescParser) item(t *netdoc.Tokenizer, it *netdoc.Item, kw string, md *Microdesc, once func(*netdoc.Item, uint8) error) error {
+func (p *microdescParser) item(it *netdoc.Item, kw string, md *Microdesc) error {
+	t := p.t
 	switch kw {
 	case "onion-key":
-		if err := once(it, mdOnionKey); err != nil {
+		if err := p.once(it, mdOnionKey); err != nil {
 			return err
 		}
 		if len(it.Args) > 0 {
@@ -362,7 +390,7 @@ func (p *microdescParser) item(t *netdoc.Tokenizer, it *netdoc.Item, kw string, 
 			return t.Errorf(it, "onion key has invalid exponent (want 65537)")
 		}
 	case "ntor-onion-key":
-		if err := once(it, mdNtorKey); err != nil {
+		if err := p.once(it, mdNtorKey); err != nil {
 			return err
 		}
 		if len(it.Args) < 1 {
@@ -403,10 +431,10 @@ func (p *microdescParser) item(t *netdoc.Tokenizer, it *netdoc.Item, kw string, 
 		if kw == "p6" {
 			bit = mdP6
 		}
-		if err := once(it, bit); err != nil {
+		if err := p.once(it, bit); err != nil {
 			return err
 		}
-		line := string(p.doc[it.Start+len(kw) : it.ArgsEnd])
+		line := string(p.doc[p.base+it.Start+len(kw) : p.base+it.ArgsEnd])
 		pol, ok := p.policies[line]
 		if !ok {
 			// C tor keeps a microdescriptor whose policy summary it
@@ -424,11 +452,11 @@ func (p *microdescParser) item(t *netdoc.Tokenizer, it *netdoc.Item, kw string, 
 		if kw == "family-ids" {
 			bit = mdFamilyIDs
 		}
-		if err := once(it, bit); err != nil {
+		if err := p.once(it, bit); err != nil {
 			return err
 		}
 		// Both lines are interned together, so key the cache by both.
-		line := kw + string(p.doc[it.Start+len(kw):it.ArgsEnd])
+		line := kw + string(p.doc[p.base+it.Start+len(kw):p.base+it.ArgsEnd])
 		f, ok := p.families[line]
 		if !ok {
 			f = &Family{}

@@ -272,3 +272,41 @@ func TestRSAPublicKeyShape(t *testing.T) {
 		}
 	}
 }
+
+// TestMicrodescResync checks that after a skipped entry the next ones are
+// parsed from their own start (lines, policies and families are theirs),
+// and that interned policies and families follow each entry's own text.
+func TestMicrodescResync(t *testing.T) {
+	const ntor = "ntor-onion-key AppBt6CSeb1kKid/36ototmFA24ddfW5JpjWPLuoJgs\n"
+	doc := ntor + "p accept 80\nfamily a\n" + // lines 1-3
+		ntor + "p accept 80\np accept 81\n" + // lines 4-6: skipped
+		ntor + "p accept 443\nfamily b\n\n" + // lines 7-10
+		// Lines 11-17, one entry (its ntor-onion-key line continues it),
+		// skipped: the object is not terminated.
+		"onion-key\n-----BEGIN RSA PUBLIC KEY-----\nMIGJ\n" +
+		ntor + "p accept 443\nfamily b\nid ed25519 xx\n" +
+		ntor + "p accept 80\nfamily a\n" // lines 18-20
+	mds, err := ParseMicrodescs([]byte(doc))
+	var sk *SkippedMicrodescsError
+	if !errors.As(err, &sk) || len(mds) != 3 || len(sk.Skipped) != 2 {
+		t.Fatalf("%d kept, error %v", len(mds), err)
+	}
+	for i, want := range []struct {
+		policy, family string
+	}{{"accept 80", "a"}, {"accept 443", "b"}, {"accept 80", "a"}} {
+		if mds[i].Policy.String() != want.policy || mds[i].Family == nil || mds[i].Family.Nicknames[0] != want.family {
+			t.Errorf("md %d: policy %v, family %+v; want %s, %s", i, mds[i].Policy, mds[i].Family, want.policy, want.family)
+		}
+	}
+	if mds[0].Policy != mds[2].Policy || mds[0].Family != mds[2].Family {
+		t.Error("identical lines are not interned")
+	}
+	for i, want := range []struct {
+		line int
+		msg  string
+	}{{4, "line 6: \"p\": appears more than once"}, {11, "line 14: \"onion-key\": object \"RSA PUBLIC KEY\": invalid base64"}} {
+		if s := sk.Skipped[i]; s.Line != want.line || !strings.Contains(s.Error(), want.msg) {
+			t.Errorf("skipped %d: %v, want line %d, %q", i, s, want.line, want.msg)
+		}
+	}
+}

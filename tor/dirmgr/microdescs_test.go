@@ -11,7 +11,6 @@ import (
 	"tinytor/tor/torlog"
 )
 
-
 // TestFetchMicrodescsSkipsBadOnes checks that a response with a malformed
 // and an unrequested microdescriptor keeps the good requested ones: the
 // malformed one is logged at warn and counted, the unrequested one
