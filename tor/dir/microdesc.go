@@ -120,8 +120,9 @@ func (e *SkippedMicrodescsError) Unwrap() []error {
 // The error is a *netdoc.Error if the document holds no microdescriptor.
 //
 // What skips an entry (C tor's microdesc_parse.c and parsecommon.c): an
-// item the tokenizer rejects; a missing or repeated ntor-onion-key, a
-// repeated onion-key, family, family-ids, p, p6 or @last-listed; an
+// item the tokenizer rejects; a missing ntor-onion-key (a second one
+// starts the next microdescriptor); a repeated onion-key, family,
+// family-ids, p, p6 or @last-listed; an
 // onion-key with arguments, without an RSA PUBLIC KEY object, or whose key
 // does not parse, is not 1024 bits or has an exponent other than 65537; an
 // ntor-onion-key or ed25519 id that is not a base64 32-byte key; two
@@ -129,7 +130,7 @@ func (e *SkippedMicrodescsError) Unwrap() []error {
 // object after any known item but onion-key; a @last-listed that is not a
 // time. What only drops a field: a p or p6 that does not parse (no policy,
 // that is reject all), an a line that is not one IPv6 address and port
-// (ignored), a family member that is not a nickname, $hexid or ed25519 key
+// (ignored), a family member $hexid or ed25519 key that does not decode
 // (ignored). Unknown items and annotations are ignored.
 func ParseMicrodescs(doc []byte) ([]*Microdesc, error) {
 	mds, _, err := parseMicrodescs(doc)
