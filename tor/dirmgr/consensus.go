@@ -134,6 +134,9 @@ func (m *Manager) acceptConsensus(get getter, doc []byte, old *NetDir) (*NetDir,
 	if err != nil {
 		return nil, err
 	}
+	for _, e := range cons.Dropped {
+		m.cfg.Log.Infof("Ignoring a router entry of the consensus: %v", e)
+	}
 	if err := m.cfg.Cache.SaveConsensus(doc); err != nil {
 		m.cfg.Log.Warnf("Could not cache the consensus: %v", err)
 	}
