@@ -26,6 +26,7 @@ var upwardEdges = []struct{ From, To, Why string }{
 // each manager sees only the layers below it.
 var lowerLayers = map[string][]string{
 	"tinytor/socks":         {"tinytor/tor", "tinytor/tor/circmgr", "tinytor/tor/chanmgr", "tinytor/tor/dirmgr", "tinytor/tor/circuit", "tinytor/tor/link"},
+	"tinytor/socks/dnsport": {"tinytor/tor", "tinytor/tor/circmgr", "tinytor/tor/chanmgr", "tinytor/tor/dirmgr", "tinytor/tor/circuit", "tinytor/tor/link"},
 	"tinytor/board":         {"tinytor/tor", "tinytor/tor/circmgr", "tinytor/tor/chanmgr", "tinytor/tor/dirmgr"},
 	"tinytor/tor/circmgr":   {"tinytor/tor", "tinytor/tor/ctlbackend", "tinytor/tor/control"},
 	"tinytor/tor/dirmgr":    {"tinytor/tor", "tinytor/tor/circmgr", "tinytor/tor/ctlbackend", "tinytor/tor/control"},

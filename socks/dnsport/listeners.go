@@ -1,0 +1,159 @@
+package dnsport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"tinytor/tor/torlog"
+)
+
+// Port is one DNSPort: UDP and TCP on the same address.
+type Port struct {
+	Addr   netip.AddrPort
+	Config Config // Config.ID names the port in the set
+}
+
+// Listeners keeps a set of DNSPorts open in step with a configuration
+// that may change (a reload): see Apply. Its methods may be called
+// concurrently.
+type Listeners struct {
+	resolver Resolver
+	log      *torlog.Logger
+
+	mu   sync.Mutex
+	open map[string]*listener
+}
+
+type listener struct {
+	port Port
+	srv  *Server
+	done sync.WaitGroup
+	udp  net.Addr
+	tcp  net.Addr
+}
+
+// NewListeners returns an empty set whose ports answer with r.
+func NewListeners(r Resolver, log *torlog.Logger) *Listeners {
+	if log == nil {
+		log = torlog.Discard()
+	}
+	return &Listeners{resolver: r, log: log, open: map[string]*listener{}}
+}
+
+// Apply opens the ports not open yet, closes those no longer listed and
+// reopens those whose address or settings changed. A port that fails to
+// open does not keep the others from opening; the error names each one.
+func (ls *Listeners) Apply(ctx context.Context, ports []Port) error {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	want := map[string]Port{}
+	for _, p := range ports {
+		want[p.Config.ID] = p
+	}
+	for id, l := range ls.open {
+		if p, ok := want[id]; ok && samePort(p, l.port) {
+			continue
+		}
+		l.close()
+		delete(ls.open, id)
+		ls.log.Noticef("Closing no-longer-configured DNS listener on %s", id)
+	}
+	var errs []error
+	for id, p := range want {
+		if ls.open[id] != nil {
+			continue
+		}
+		l, err := ls.listen(ctx, p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("Failed to open DNSPort %s: %w", id, err))
+			continue
+		}
+		ls.open[id] = l
+	}
+	return errors.Join(errs...)
+}
+
+// Addrs returns the local addresses of the open ports (UDP and TCP).
+func (ls *Listeners) Addrs() []string {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	var out []string
+	for _, l := range ls.open {
+		out = append(out, l.udp.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Close closes every port and waits until they have stopped.
+func (ls *Listeners) Close() {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	for id, l := range ls.open {
+		l.close()
+		delete(ls.open, id)
+	}
+}
+
+// listen opens p's UDP socket and TCP listener on the same address (for
+// port 0, the TCP port follows the one the system gave the UDP socket).
+func (ls *Listeners) listen(ctx context.Context, p Port) (*listener, error) {
+	pc, err := net.ListenPacket("udp", p.Addr.String())
+	if err != nil {
+		return nil, err
+	}
+	tcpAddr := netip.AddrPortFrom(p.Addr.Addr(), addrOfPort(pc.LocalAddr()))
+	ln, err := net.Listen("tcp", tcpAddr.String())
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	if a := p.Addr.Addr(); !a.IsLoopback() && !a.IsPrivate() && !a.IsLinkLocalUnicast() {
+		ls.log.Warnf("DNSPort %s is bound to a public or unspecified address: anyone who can reach it may use it as an open resolver. "+
+			"Bind it to a LAN address and set SocksPolicy to let only your LAN in.", p.Config.ID)
+	}
+	srv, err := New(p.Config, ls.resolver)
+	if err != nil {
+		pc.Close()
+		ln.Close()
+		return nil, err
+	}
+	l := &listener{port: p, srv: srv, udp: pc.LocalAddr(), tcp: ln.Addr()}
+	l.done.Go(func() {
+		if err := srv.ServeUDP(ctx, pc); err != nil && ctx.Err() == nil && !errors.Is(err, ErrClosed) {
+			ls.log.Warnf("DNS listener on %v failed: %v", l.udp, err)
+		}
+	})
+	l.done.Go(func() {
+		if err := srv.ServeTCP(ctx, ln); err != nil && ctx.Err() == nil && !errors.Is(err, ErrClosed) {
+			ls.log.Warnf("DNS listener on %v failed: %v", l.tcp, err)
+		}
+	})
+	return l, nil
+}
+
+func addrOfPort(a net.Addr) uint16 {
+	if u, ok := a.(*net.UDPAddr); ok {
+		return uint16(u.Port)
+	}
+	return 0
+}
+
+func (l *listener) close() {
+	l.srv.Close()
+	l.done.Wait()
+}
+
+// samePort reports whether a and b listen and answer alike.
+func samePort(a, b Port) bool {
+	ac, bc := a.Config, b.Config
+	return a.Addr == b.Addr && ac.ID == bc.ID && ac.Flags == bc.Flags && slices.Equal(ac.Policy, bc.Policy) &&
+		ac.UnsafeLogging == bc.UnsafeLogging && ac.Counters == bc.Counters && ac.MaxOutstanding == bc.MaxOutstanding &&
+		ac.MaxTCPConns == bc.MaxTCPConns && ac.MaxTCPMessage == bc.MaxTCPMessage && ac.CacheEntries == bc.CacheEntries &&
+		ac.Timeout == bc.Timeout && ac.TCPIdle == bc.TCPIdle
+}

@@ -1,0 +1,207 @@
+package dnsport
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"tinytor/tor/policy"
+)
+
+// maxUDPMessage is the largest datagram read; longer ones are cut and
+// then fail to parse.
+const maxUDPMessage = 4096
+
+// ServeUDP answers the queries that arrive on pc until ctx ends or Close,
+// then closes pc. Each query is answered on a goroutine of its own, so a
+// slow lookup does not hold the others up.
+func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
+	ctx, cancel, err := s.join(ctx)
+	if err != nil {
+		pc.Close()
+		return err
+	}
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { pc.Close() })
+	defer stop()
+	s.log.Noticef("Opened DNS listener connection (ready) on %v (UDP)", pc.LocalAddr())
+	for {
+		buf := make([]byte, maxUDPMessage)
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("dnsport: reading on %v: %w", pc.LocalAddr(), err)
+			}
+			s.log.Infof("Error reading a DNS request on %v: %v", pc.LocalAddr(), err)
+			continue
+		}
+		client := addrOf(from)
+		s.wg.Go(func() {
+			if out := s.handle(ctx, buf[:n], client, true); out != nil {
+				pc.WriteTo(out, from)
+			}
+		})
+	}
+}
+
+// ServeTCP answers queries on the connections ln accepts until ctx ends
+// or Close, then closes ln and the connections. SocksPolicy is applied
+// when a connection is accepted: a refused client is closed at once.
+func (s *Server) ServeTCP(ctx context.Context, ln net.Listener) error {
+	ctx, cancel, err := s.join(ctx)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	s.log.Noticef("Opened DNS listener connection (ready) on %v (TCP)", ln.Addr())
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("dnsport: accepting on %v: %w", ln.Addr(), err)
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warnf("Error accepting DNS connection on %v: %v; retrying in %v.", ln.Addr(), err, backoff)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			continue
+		}
+		backoff = 0
+		client := addrOf(c.RemoteAddr())
+		if !s.cfg.Policy.Allows(client, policy.AcceptUnmatched) {
+			s.counters.add(Refused)
+			s.log.Warnf("Rejecting DNS connection from disallowed IP.")
+			c.Close()
+			continue
+		}
+		if s.tcpConns.Add(1) > int64(s.cfg.MaxTCPConns) {
+			s.tcpConns.Add(-1)
+			s.counters.add(Overloaded)
+			s.log.Infof("Too many open DNS connections (%d); closing new connection.", s.cfg.MaxTCPConns)
+			c.Close()
+			continue
+		}
+		s.wg.Go(func() {
+			defer s.tcpConns.Add(-1)
+			s.serveConn(ctx, c, client)
+		})
+	}
+}
+
+// ErrClosed is returned by ServeUDP and ServeTCP after Close.
+var ErrClosed = errors.New("dnsport: server closed")
+
+// join registers a serving loop, which Close waits for, and returns a
+// context that ends with ctx or with Close.
+func (s *Server) join(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, nil, ErrClosed
+	}
+	s.wg.Add(1)
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.ctx, cancel)
+	return ctx, func() { stop(); cancel(); s.wg.Done() }, nil
+}
+
+// serveConn reads length-prefixed messages from one TCP client and
+// answers each on its own goroutine (answers may come back out of order,
+// as RFC 7766 allows). A message that is too long, cut short or
+// malformed closes the connection.
+func (s *Server) serveConn(ctx context.Context, c net.Conn, client netip.Addr) {
+	ctx, cancel := context.WithCancel(ctx)
+	var queries sync.WaitGroup
+	defer func() {
+		cancel()
+		c.Close()
+		queries.Wait()
+	}()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	var wmu sync.Mutex
+	br := bufio.NewReaderSize(c, 1024)
+	for {
+		c.SetReadDeadline(time.Now().Add(s.cfg.TCPIdle))
+		msg, err := readTCPMessage(br, s.cfg.MaxTCPMessage)
+		if err != nil {
+			var ne net.Error
+			if !errors.Is(err, io.EOF) && !(errors.As(err, &ne) && ne.Timeout()) && ctx.Err() == nil {
+				s.counters.add(Malformed)
+				s.log.Infof("Closing DNS connection from %v: %v", client, err)
+			}
+			return
+		}
+		if _, err := parse(msg); err != nil {
+			s.counters.add(Malformed)
+			s.log.Infof("Closing DNS connection from %v: %v", client, err)
+			return
+		}
+		queries.Go(func() {
+			out := s.handle(ctx, msg, client, false)
+			if out == nil {
+				return
+			}
+			frame := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(out)), uint16(len(out)))
+			wmu.Lock()
+			defer wmu.Unlock()
+			c.SetWriteDeadline(time.Now().Add(s.cfg.TCPIdle))
+			if _, err := c.Write(append(frame, out...)); err != nil {
+				cancel()
+			}
+		})
+	}
+}
+
+// readTCPMessage reads one RFC 1035 4.2.2 message: a two-byte length,
+// then that many bytes. io.EOF means the client closed between messages.
+func readTCPMessage(r io.Reader, maxLen int) ([]byte, error) {
+	var l [2]byte
+	if _, err := io.ReadFull(r, l[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, errors.New("message length cut short")
+		}
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint16(l[:]))
+	if n == 0 || n > maxLen {
+		return nil, fmt.Errorf("message of %d bytes (allowed: 1 to %d)", n, maxLen)
+	}
+	msg := make([]byte, n)
+	if _, err := io.ReadFull(r, msg); err != nil {
+		return nil, fmt.Errorf("message of %d bytes cut short: %w", n, err)
+	}
+	return msg, nil
+}
+
+// addrOf returns the IP address of a UDP or TCP peer.
+func addrOf(a net.Addr) netip.Addr {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return a.AddrPort().Addr().Unmap()
+	case *net.TCPAddr:
+		return a.AddrPort().Addr().Unmap()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap.Addr().Unmap()
+}
