@@ -3,7 +3,6 @@ package socks
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -64,27 +63,8 @@ func (ls *Listeners) Apply(ctx context.Context, ports []Port) error {
 	for _, p := range ports {
 		want[p.Config.ID] = p
 	}
-	for id, l := range ls.open {
-		if p, ok := want[id]; ok && samePort(p, l.port) {
-			continue
-		}
-		l.close()
-		delete(ls.open, id)
-		ls.log.Noticef("Closing no-longer-configured Socks listener on %s", id)
-	}
-	var errs []error
-	for id, p := range want {
-		if ls.open[id] != nil {
-			continue
-		}
-		l, err := ls.listen(ctx, p)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("Failed to open SocksPort %s: %w", id, err))
-			continue
-		}
-		ls.open[id] = l
-	}
-	return errors.Join(errs...)
+	return ApplyPorts(ls.open, want, func(p Port, l *listener) bool { return samePort(p, l.port) },
+		(*listener).close, func(p Port) (*listener, error) { return ls.listen(ctx, p) }, "Socks", ls.log)
 }
 
 // Close closes every port and waits until they have stopped serving.

@@ -3,12 +3,12 @@ package dnsport
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"slices"
 	"sync"
 
+	"tinytor/socks"
 	"tinytor/tor/torlog"
 )
 
@@ -55,27 +55,8 @@ func (ls *Listeners) Apply(ctx context.Context, ports []Port) error {
 	for _, p := range ports {
 		want[p.Config.ID] = p
 	}
-	for id, l := range ls.open {
-		if p, ok := want[id]; ok && samePort(p, l.port) {
-			continue
-		}
-		l.close()
-		delete(ls.open, id)
-		ls.log.Noticef("Closing no-longer-configured DNS listener on %s", id)
-	}
-	var errs []error
-	for id, p := range want {
-		if ls.open[id] != nil {
-			continue
-		}
-		l, err := ls.listen(ctx, p)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("Failed to open DNSPort %s: %w", id, err))
-			continue
-		}
-		ls.open[id] = l
-	}
-	return errors.Join(errs...)
+	return socks.ApplyPorts(ls.open, want, func(p Port, l *listener) bool { return samePort(p, l.port) },
+		(*listener).close, func(p Port) (*listener, error) { return ls.listen(ctx, p) }, "DNS", ls.log)
 }
 
 // Addrs returns the local addresses of the open ports (UDP and TCP).

@@ -5,6 +5,7 @@
 package config
 
 import (
+	"net/netip"
 	"time"
 
 	"tinytor/tor/policy"
@@ -29,6 +30,23 @@ type Config struct {
 	// in C tor, and ports are ignored. Empty (no SocksPolicy line): tinytor
 	// accepts loopback clients only.
 	SocksPolicy policy.Policy
+	// DNSPort ([addr:]port|auto|0 [flags]), repeatable: DNS servers (UDP
+	// and TCP) answering A, AAAA and PTR queries through Tor. A bare port
+	// binds 127.0.0.1. SocksPolicy decides who may use them. Default:
+	// none.
+	DNSPorts []DNSPort
+	// AutomapHostsOnResolve (0|1): answer lookups of names with an
+	// AutomapHostsSuffixes suffix with a virtual address from
+	// VirtualAddrNetworkIPv4/IPv6 that connections map back to the name.
+	// Default 0.
+	AutomapHostsOnResolve bool
+	// AutomapHostsSuffixes (suffix,suffix,...): the names automapped; "."
+	// means all. Default .onion,.exit.
+	AutomapHostsSuffixes []string
+	// VirtualAddrNetworkIPv4 (addr/bits, at most /16) and
+	// VirtualAddrNetworkIPv6 (addr/bits, at most /104): where virtual
+	// addresses come from. Defaults 127.192.0.0/10 and [FE80::]/10.
+	VirtualAddrNetworkIPv4, VirtualAddrNetworkIPv6 netip.Prefix
 	// SafeSocks (0|1): refuse SOCKS requests that carry a bare IP address
 	// (possible DNS leak). Default 0.
 	SafeSocks bool

@@ -24,6 +24,7 @@ func FuzzParse(f *testing.F) {
 		"ExcludeNodes {us},$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA~x,10.0.0.0/8\n",
 		"Log info-err file /tmp/x\nControlPort auto\nMetricsPort 9035 prometheus\n",
 		"%include /nonexistent\n",
+		"DNSPort 5353 IsolateDestAddr\nAutomapHostsOnResolve 1\nAutomapHostsSuffixes .onion,.i2p\nVirtualAddrNetworkIPv6 [fc00::]/8\n",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))

@@ -132,6 +132,31 @@ var options = []option{
 		return nil
 	}},
 	policyOpt("SocksPolicy", func(c *Config) *policy.Policy { return &c.SocksPolicy }),
+	{name: "DNSPort", list: true, apply: func(b *builder, v string) error {
+		p, off, err := parseDNSPort(b, v)
+		if err == nil && !off {
+			b.c.DNSPorts = append(b.c.DNSPorts, p)
+		}
+		return err
+	}},
+	boolOpt("AutomapHostsOnResolve", "0", func(c *Config) *bool { return &c.AutomapHostsOnResolve }),
+	{name: "AutomapHostsSuffixes", def: ".onion,.exit", apply: func(b *builder, v string) error {
+		b.c.AutomapHostsSuffixes = nil
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				b.c.AutomapHostsSuffixes = append(b.c.AutomapHostsSuffixes, f)
+			}
+		}
+		return nil
+	}},
+	{name: "VirtualAddrNetworkIPv4", def: "127.192.0.0/10", apply: func(b *builder, v string) (err error) {
+		b.c.VirtualAddrNetworkIPv4, err = parseVirtualNetwork(v, false)
+		return err
+	}},
+	{name: "VirtualAddrNetworkIPv6", def: "[FE80::]/10", apply: func(b *builder, v string) (err error) {
+		b.c.VirtualAddrNetworkIPv6, err = parseVirtualNetwork(v, true)
+		return err
+	}},
 	boolOpt("SafeSocks", "0", func(c *Config) *bool { return &c.SafeSocks }),
 	boolOpt("WarnUnsafeSocks", "1", func(c *Config) *bool { return &c.WarnUnsafeSocks }),
 	boolOpt("TestSocks", "0", func(c *Config) *bool { return &c.TestSocks }),

@@ -64,6 +64,9 @@ func TestDefaults(t *testing.T) {
 		ClientRejectInternalAddresses: true,
 		CookieAuthFile:                "/home/u/.tinytor/control_auth_cookie",
 		HardwareWatchdogTimeout:       30 * time.Second,
+		AutomapHostsSuffixes:          []string{".onion", ".exit"},
+		VirtualAddrNetworkIPv4:        netip.MustParsePrefix("127.192.0.0/10"),
+		VirtualAddrNetworkIPv6:        netip.MustParsePrefix("fe80::/10"),
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)

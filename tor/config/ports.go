@@ -128,8 +128,9 @@ const (
 // IsolateSOCKSAuth (session groups are always isolated).
 const DefaultIsolation = IsolateClientAddr | IsolateSOCKSAuth
 
-// SocksPort is one SocksPort line.
-type SocksPort struct {
+// ClientPort is one line of a client listener (SocksPort, DNSPort): its
+// address and C tor's port flags (port_parse_config).
+type ClientPort struct {
 	Listener
 	Isolation    Isolation
 	SessionGroup int // SessionGroup=N, or -1 when not given
@@ -147,24 +148,49 @@ type SocksPort struct {
 	RelaxDirModeCheck         bool // Unix socket only
 }
 
+// SocksPort is one SocksPort line.
+type SocksPort = ClientPort
+
+// DNSPort is one DNSPort line: UDP and TCP on one address. The isolation
+// flags and SessionGroup apply; the SOCKS-only flags are accepted and
+// have no effect, as in C tor.
+type DNSPort = ClientPort
+
 // parseSocksPort parses a SocksPort value following C tor's
 // port_parse_config. off is true for "SocksPort 0".
 func parseSocksPort(b *builder, v string) (p SocksPort, off bool, err error) {
+	return parseClientPort(b, "Socks", v)
+}
+
+// parseDNSPort parses a DNSPort value as C tor: like a SocksPort, but
+// with no Unix socket and DNSRequest required.
+func parseDNSPort(b *builder, v string) (p DNSPort, off bool, err error) {
+	p, off, err = parseClientPort(b, "DNS", v)
+	if err == nil && p.Unix != "" {
+		return p, false, errors.New("DNSPort does not support unix sockets")
+	}
+	return p, off, err
+}
+
+// parseClientPort parses the value of a client listener line of kind
+// "Socks" or "DNS" (C tor's portname) following C tor's
+// port_parse_config. off is true for "0".
+func parseClientPort(b *builder, kind, v string) (p ClientPort, off bool, err error) {
 	l, rest, off, err := parseListener(v)
 	if err != nil {
 		return p, false, err
 	}
-	p = SocksPort{Listener: l, Isolation: DefaultIsolation, SessionGroup: -1,
+	p = ClientPort{Listener: l, Isolation: DefaultIsolation, SessionGroup: -1,
 		IPv4Traffic: true, IPv6Traffic: true, DNSRequest: true, OnionTraffic: true}
 	unixOnly := false
 	for _, flag := range fields(rest) {
 		if g, ok := cutPrefixFold(flag, "SessionGroup="); ok {
 			n, err := strconv.ParseUint(g, 10, 31)
 			if err != nil {
-				return p, false, fmt.Errorf("invalid SocksPort option %q", flag)
+				return p, false, fmt.Errorf("invalid %sPort option %q", kind, flag)
 			}
 			if p.SessionGroup >= 0 {
-				return p, false, errors.New("multiple SessionGroup options on SocksPort")
+				return p, false, fmt.Errorf("multiple SessionGroup options on %sPort", kind)
 			}
 			p.SessionGroup = int(n)
 			continue
@@ -193,7 +219,7 @@ func parseSocksPort(b *builder, v string) (p SocksPort, off bool, err error) {
 			p.OnionTraffic = set
 		case "oniontrafficonly":
 			if no {
-				return p, false, errors.New("unsupported SocksPort option 'NoOnionTrafficOnly'; use DNSRequest, IPv4Traffic and/or IPv6Traffic instead")
+				return p, false, fmt.Errorf("unsupported %sPort option 'NoOnionTrafficOnly'; use DNSRequest, IPv4Traffic and/or IPv6Traffic instead", kind)
 			}
 			p.IPv4Traffic, p.IPv6Traffic, p.DNSRequest = false, false, false
 		case "extendederrors":
@@ -203,7 +229,7 @@ func parseSocksPort(b *builder, v string) (p SocksPort, off bool, err error) {
 		case "keepaliveisolatesocksauth":
 			p.KeepAliveIsolateSOCKSAuth = set
 		case "cacheipv4dns", "cacheipv6dns", "cachedns", "useipv4cache", "useipv6cache", "usednscache", "preferipv6automap":
-			b.warnf("SocksPort option %q is accepted but has no effect in tinytor", flag)
+			b.warnf("%sPort option %q is accepted but has no effect in tinytor", kind, flag)
 		default:
 			var iso Isolation
 			switch strings.TrimSuffix(strings.ToLower(name), "s") { // C tor drops plurals
@@ -218,7 +244,7 @@ func parseSocksPort(b *builder, v string) (p SocksPort, off bool, err error) {
 			case "isolateclientaddr":
 				iso = IsolateClientAddr
 			default:
-				b.warnf("Unrecognized SocksPort option '%s'", flag)
+				b.warnf("Unrecognized %sPort option '%s'", kind, flag)
 				continue
 			}
 			if set {
@@ -228,17 +254,21 @@ func parseSocksPort(b *builder, v string) (p SocksPort, off bool, err error) {
 			}
 		}
 	}
-	if !p.IPv4Traffic && !p.IPv6Traffic && !p.OnionTraffic {
-		return p, false, errors.New("SocksPort entry with all of IPv4 and IPv6 and .onion disabled; that won't work")
+	dns := kind == "DNS"
+	if dns && !p.DNSRequest {
+		return p, false, fmt.Errorf("%sPort entry with DNS disabled; that won't work", kind)
 	}
-	if p.DNSRequest && !p.IPv4Traffic && !p.IPv6Traffic {
-		return p, false, errors.New("SocksPort entry with DNSRequest enabled, but IPv4 and IPv6 disabled; DNS-based sites won't work")
+	if !dns && !p.IPv4Traffic && !p.IPv6Traffic && !p.OnionTraffic {
+		return p, false, fmt.Errorf("%sPort entry with all of IPv4 and IPv6 and .onion disabled; that won't work", kind)
+	}
+	if !dns && p.DNSRequest && !p.IPv4Traffic && !p.IPv6Traffic {
+		return p, false, fmt.Errorf("%sPort entry with DNSRequest enabled, but IPv4 and IPv6 disabled; DNS-based sites won't work", kind)
 	}
 	if unixOnly && p.Unix == "" {
-		return p, false, errors.New("SocksPort entry with GroupWritable, WorldWritable, or RelaxDirModeCheck, but it is not a unix socket")
+		return p, false, fmt.Errorf("%sPort entry with GroupWritable, WorldWritable, or RelaxDirModeCheck, but it is not a unix socket", kind)
 	}
 	if p.Isolation&IsolateSOCKSAuth == 0 && p.KeepAliveIsolateSOCKSAuth {
-		return p, false, errors.New("SocksPort entry with both NoIsolateSOCKSAuth and KeepAliveIsolateSOCKSAuth set")
+		return p, false, fmt.Errorf("%sPort entry with both NoIsolateSOCKSAuth and KeepAliveIsolateSOCKSAuth set", kind)
 	}
 	if p.Unix != "" {
 		p.Isolation &^= IsolateClientAddr // meaningless on a Unix socket

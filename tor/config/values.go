@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"tinytor/tor/addrmap"
 )
 
 // parseBool parses a C tor boolean: exactly "0" or "1".
@@ -229,3 +231,21 @@ func parseWeight(s string) (float64, error) {
 }
 
 var errEmpty = errors.New("empty value")
+
+// parseVirtualNetwork parses VirtualAddrNetworkIPv4/IPv6: "addr/bits",
+// IPv6 possibly in brackets, of the right family and no smaller than C
+// tor allows (parse_virtual_addr_network).
+func parseVirtualNetwork(v string, ipv6 bool) (netip.Prefix, error) {
+	a, bits, ok := strings.Cut(v, "/")
+	if !ok {
+		return netip.Prefix{}, fmt.Errorf("invalid network %q: want address/bits", v)
+	}
+	p, err := netip.ParsePrefix(strings.TrimSuffix(strings.TrimPrefix(a, "["), "]") + "/" + bits)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("invalid network %q: %w", v, err)
+	}
+	if err := addrmap.CheckNetwork(p, ipv6); err != nil {
+		return netip.Prefix{}, err
+	}
+	return p.Masked(), nil
+}
