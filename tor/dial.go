@@ -141,34 +141,53 @@ func retryableEnd(r cell.EndReason) bool {
 
 // Resolve asks an exit for host's addresses.
 func (c *Client) Resolve(ctx context.Context, host string, iso any) ([]netip.Addr, error) {
+	addrs, _, err := c.ResolveTTL(ctx, host, iso)
+	return addrs, err
+}
+
+// ResolveTTL asks an exit for host's addresses and returns them with the
+// least TTL (seconds) the exit gave them, for callers that cache answers
+// (the DNSPort). A name with no address is a permanent *circuit.ResolveError.
+func (c *Client) ResolveTTL(ctx context.Context, host string, iso any) ([]netip.Addr, uint32, error) {
 	answers, err := c.resolve(ctx, host, iso)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var addrs []netip.Addr
+	var ttl uint32
 	for _, a := range answers {
 		if a.Addr.IsValid() {
+			if len(addrs) == 0 || a.TTL < ttl {
+				ttl = a.TTL
+			}
 			addrs = append(addrs, a.Addr)
 		}
 	}
 	if len(addrs) == 0 {
-		return nil, &circuit.ResolveError{Host: host}
+		return nil, 0, &circuit.ResolveError{Host: host}
 	}
-	return addrs, nil
+	return addrs, ttl, nil
 }
 
 // ResolvePTR asks an exit for the name of addr.
 func (c *Client) ResolvePTR(ctx context.Context, addr netip.Addr, iso any) (string, error) {
+	name, _, err := c.ResolvePTRTTL(ctx, addr, iso)
+	return name, err
+}
+
+// ResolvePTRTTL asks an exit for the name of addr and returns it with the
+// exit's TTL in seconds.
+func (c *Client) ResolvePTRTTL(ctx context.Context, addr netip.Addr, iso any) (string, uint32, error) {
 	answers, err := c.resolve(ctx, reverseName(addr), iso)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	for _, a := range answers {
 		if a.Type == circuit.AnswerHostname {
-			return a.Host, nil
+			return a.Host, a.TTL, nil
 		}
 	}
-	return "", &circuit.ResolveError{Host: addr.String()}
+	return "", 0, &circuit.ResolveError{Host: addr.String()}
 }
 
 func (c *Client) resolve(ctx context.Context, host string, iso any) ([]circuit.Answer, error) {
