@@ -57,6 +57,11 @@ type Backend interface {
 	// OnionClientAuthView lists credentials, all of them for address "".
 	OnionClientAuthView(address string) ([]OnionClientCredential, error)
 	HSFetch(address string, servers []string) error
+	// MapAddress maps the address from to to (MAPADDRESS) and returns
+	// the address mapped: from itself, or the virtual address chosen when
+	// from is ".", "0.0.0.0" or "::". An *Error selects the reply line
+	// (512 for a bad address, 451 when no virtual address is left).
+	MapAddress(from, to string) (string, error)
 	// TakeOwnership makes the process exit when the owning connection
 	// closes: the server calls release at that moment.
 	TakeOwnership() (release func(), err error)
@@ -538,6 +543,7 @@ func init() {
 		"ONION_CLIENT_AUTH_REMOVE": (*conn).clientAuthRemove,
 		"ONION_CLIENT_AUTH_VIEW":   (*conn).clientAuthView,
 		"HSFETCH":                  (*conn).hsFetch,
+		"MAPADDRESS":               (*conn).mapAddress,
 		"TAKEOWNERSHIP":            (*conn).takeOwnership,
 		"USEFEATURE":               (*conn).useFeature,
 	}

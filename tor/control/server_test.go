@@ -115,6 +115,15 @@ func (b *fakeBackend) OnionClientAuthView(a string) ([]OnionClientCredential, er
 	return []OnionClientCredential{{Address: b.onion, ClientName: "bob", Permanent: true}}, nil
 }
 func (b *fakeBackend) HSFetch(string, []string) error { return nil }
+func (b *fakeBackend) MapAddress(from, to string) (string, error) {
+	switch {
+	case from == "0.0.0.0":
+		return "127.192.0.7", nil
+	case to == "bad:addr":
+		return "", Errorf(CodeSyntaxArgs, "syntax error: invalid address '%s'", to)
+	}
+	return from, nil
+}
 func (b *fakeBackend) TakeOwnership() (func(), error) { return func() {}, nil }
 
 var testCookie = []byte("0123456789abcdef0123456789abcdef")

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"tinytor/tor"
+	"tinytor/tor/addrmap"
 	"tinytor/tor/circmgr"
 	"tinytor/tor/config"
 	"tinytor/tor/control"
@@ -61,6 +62,9 @@ type Config struct {
 	Write control.WriteFunc
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// AddrMap is the client's address map, for MAPADDRESS and GETINFO
+	// address-mappings/*; nil refuses them.
+	AddrMap *addrmap.Map
 	// Onion answers the onion-service commands (ADD_ONION, DEL_ONION,
 	// ONION_CLIENT_AUTH_*, HSFETCH, GETINFO onions/*); nil refuses them.
 	Onion Onion
@@ -230,6 +234,9 @@ func (b *Backend) GetInfo(key string) (string, error) {
 	case "ns/all":
 		return b.networkStatusAll(), nil
 	}
+	if which, ok := strings.CutPrefix(key, "address-mappings/"); ok {
+		return b.addressMappings(which)
+	}
 	if fp, ok := strings.CutPrefix(key, "ns/id/"); ok {
 		ns, _, err := b.relay(fp)
 		return ns, err
@@ -246,6 +253,10 @@ func (b *Backend) GetInfo(key string) (string, error) {
 
 // infoNames are the GETINFO keys the backend answers (info/names).
 var infoNames = []string{
+	"address-mappings/all -- Current address mappings.",
+	"address-mappings/cache -- Current cached DNS replies.",
+	"address-mappings/config -- Current address mappings from configuration.",
+	"address-mappings/control -- Current address mappings from controller.",
 	"circuit-status -- List of current circuits originating here.",
 	"config-defaults-file -- Current location of the defaults file.",
 	"config-file -- Current location of the \"torrc\" file.",
