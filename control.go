@@ -7,7 +7,9 @@ import (
 	onionclient "tinytor/onion/client"
 	"tinytor/onion/ctl"
 	"tinytor/onion/service"
+	"tinytor/socks/dnsport"
 	"tinytor/tor"
+	"tinytor/tor/addrmap"
 	"tinytor/tor/clientmetrics"
 	"tinytor/tor/config"
 	"tinytor/tor/control"
@@ -27,9 +29,13 @@ func controlVersion() string { return "0.4.9.11-tinytor-" + version }
 // controllers get their events from the client's bus. apply makes a
 // SETCONF configuration live, reload acts as SIGHUP and shutdown as
 // SIGTERM. stop closes everything and waits for it.
-func startControl(ctx context.Context, cfg *config.Config, src config.Sources, client *tor.Client, onion *onionclient.Client, log *torlog.Logger,
+//
+// amap answers MAPADDRESS and GETINFO address-mappings/*; it and dns (the
+// DNSPort counters) are also on the MetricsPort.
+func startControl(ctx context.Context, cfg *config.Config, src config.Sources, client *tor.Client, onion *onionclient.Client,
+	amap *addrmap.Map, dns *dnsport.Counters, log *torlog.Logger,
 	apply func(*config.Config) error, reload, shutdown func()) (stop func(), err error) {
-	metricsAddrs, stopMetrics, err := clientmetrics.Serve(ctx, client, cfg, log)
+	metricsAddrs, stopMetrics, err := clientmetrics.Serve(ctx, client, cfg, log, frontEndMetrics(amap, dns))
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +65,7 @@ func startControl(ctx context.Context, cfg *config.Config, src config.Sources, c
 	onionCmds := ctl.New(ctl.Config{Client: client, Onion: onion, Events: client.Events(), Log: log,
 		Collides: func(id string) bool { return service.TorrcIDs(client.Config().HiddenServices)[id] }})
 	cleanups = append(cleanups, onionCmds.Close)
-	backend, err := ctlbackend.New(ctlbackend.Config{Client: client, Onion: onionCmds, Log: log, Version: controlVersion(),
+	backend, err := ctlbackend.New(ctlbackend.Config{Client: client, Onion: onionCmds, AddrMap: amap, Log: log, Version: controlVersion(),
 		Sources: src, Apply: apply, Reload: reload, Shutdown: shutdown, Listeners: ctlbackend.ListenerAddrs(client, lns, metricsAddrs)})
 	if err != nil {
 		stop()

@@ -52,7 +52,7 @@ func TestStartControl(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	reloads, shutdowns := make(chan struct{}, 1), make(chan struct{}, 1)
-	stop, err := startControl(ctx, cfg, src, client, nil, log,
+	stop, err := startControl(ctx, cfg, src, client, nil, nil, nil, log,
 		func(*config.Config) error { return nil },
 		func() { reloads <- struct{}{} },
 		func() { shutdowns <- struct{}{} })

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strings"
 
 	onionclient "tinytor/onion/client"
 	"tinytor/socks"
 	"tinytor/tor"
+	"tinytor/tor/addrmap"
 	"tinytor/tor/cell"
+	"tinytor/tor/circuit"
 	"tinytor/tor/config"
 	"tinytor/tor/torlog"
 )
@@ -54,41 +57,114 @@ func socksFlags(sp config.SocksPort) socks.Flags {
 }
 
 // socksDialer serves SOCKS requests with the Tor client, and .onion
-// hosts with the onion service client.
+// hosts with the onion service client. The address map rewrites
+// destinations first (MAPADDRESS, and virtual addresses back to the names
+// they were handed out for) and answers lookups of automapped names.
 type socksDialer struct {
 	c     *tor.Client
 	onion *onionclient.Client
+	amap  *addrmap.Map
+	log   *torlog.Logger
 }
 
 func (d socksDialer) DialStream(ctx context.Context, req *socks.Request, iso socks.IsolationKey) (net.Conn, error) {
-	if socks.IsOnion(req.Host) {
-		conn, err := d.onion.Dial(ctx, req.Host, req.Port, iso)
+	host, err := d.mapHost(req.Host)
+	if err != nil {
+		return nil, err
+	}
+	if socks.IsOnion(host) {
+		conn, err := d.onion.Dial(ctx, host, req.Port, iso)
 		if err != nil {
 			return nil, onionSocksError(err)
 		}
 		return conn, nil
 	}
-	conn, err := d.c.Dial(ctx, req.Host, req.Port, iso)
+	conn, err := d.c.Dial(ctx, host, req.Port, iso)
 	if err != nil {
 		return nil, socksError(err)
 	}
 	return conn, nil
 }
 
+// mapHost applies the address map to a destination, as C tor's
+// connection_ap_handshake_rewrite: a virtual address nothing maps is
+// refused (it would fail at an exit and may leak), and so is a .exit
+// name (C tor disables that notation).
+func (d socksDialer) mapHost(host string) (string, error) {
+	mapped, _ := d.amap.Rewrite(host)
+	if d.amap.InVirtualRange(mapped) {
+		d.log.Warnf("Missing mapping for virtual address '%s'. Refusing.", d.safe(mapped))
+		return "", socks.Errorf(socks.ReplyGeneralFailure, "no mapping for virtual address")
+	}
+	if h := strings.ToLower(strings.TrimSuffix(mapped, ".")); strings.HasSuffix(h, ".exit") {
+		d.log.Warnf("The  \".exit\" notation is disabled in Tor due to security risks.")
+		return "", socks.Errorf(socks.ReplyNotAllowed, ".exit addresses are refused")
+	}
+	return mapped, nil
+}
+
+// safe scrubs an address for the log unless SafeLogging is 0.
+func (d socksDialer) safe(s string) string {
+	if d.c != nil && d.c.Config().SafeLogging == config.SafeLoggingOff {
+		return s
+	}
+	return "[scrubbed]"
+}
+
+// Resolve answers a SOCKS RESOLVE: an automapped name gets its virtual
+// address (IPv4, as C tor gives SOCKS clients), other names are mapped
+// and asked of an exit; onion names are refused otherwise.
 func (d socksDialer) Resolve(ctx context.Context, host string, iso socks.IsolationKey) ([]netip.Addr, error) {
-	addrs, err := d.c.Resolve(ctx, host, iso)
+	addrs, _, err := d.resolve(ctx, host, false, iso)
 	if err != nil {
 		return nil, socksError(err)
 	}
 	return addrs, nil
 }
 
+// resolve is the lookup of the SOCKS and DNS ports: MAPADDRESS first,
+// then automapping (ipv6 asks for an IPv6 virtual address), then an exit.
+// ttl is 0 for answers that do not come from an exit.
+func (d socksDialer) resolve(ctx context.Context, host string, ipv6 bool, iso socks.IsolationKey) ([]netip.Addr, uint32, error) {
+	mapped, _ := d.amap.Rewrite(host)
+	if a, err := netip.ParseAddr(mapped); err == nil {
+		return []netip.Addr{a}, 0, nil
+	}
+	if d.amap.ShouldAutomap(mapped) {
+		a, err := d.amap.Virtual(mapped, ipv6, addrmap.FromAutomap)
+		if err != nil {
+			d.log.Warnf("Unable to automap address %s: %v", d.safe(mapped), err)
+			return nil, 0, err
+		}
+		d.log.Infof("Automapping %s to %s", d.safe(mapped), d.safe(a.String()))
+		return []netip.Addr{a}, 0, nil
+	}
+	if socks.IsOnion(mapped) {
+		d.log.Warnf("Resolve requests to hidden services not allowed. Failing.")
+		return nil, 0, &circuit.ResolveError{Host: mapped}
+	}
+	return d.c.ResolveTTL(ctx, mapped, iso)
+}
+
 func (d socksDialer) ResolvePTR(ctx context.Context, addr netip.Addr, iso socks.IsolationKey) (string, error) {
-	name, err := d.c.ResolvePTR(ctx, addr, iso)
+	name, _, err := d.resolvePTR(ctx, addr, iso)
 	if err != nil {
 		return "", socksError(err)
 	}
 	return name, nil
+}
+
+// resolvePTR answers a reverse lookup: a virtual address with the name
+// it stands for, an internal address with an error (C tor's
+// ClientDNSRejectInternalAddresses), others through an exit.
+func (d socksDialer) resolvePTR(ctx context.Context, addr netip.Addr, iso socks.IsolationKey) (string, uint32, error) {
+	if name, ok := d.amap.Name(addr); ok {
+		return name, 0, nil
+	}
+	if a := addr.Unmap(); a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsUnspecified() {
+		return "", 0, &circuit.ResolveError{Host: addr.String()}
+	}
+	return d.c.ResolvePTRTTL(ctx, addr, iso)
 }
 
 // onionSocksError chooses the SOCKS reply for a failed onion connection:

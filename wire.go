@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,7 +15,9 @@ import (
 	onionclient "tinytor/onion/client"
 	"tinytor/onion/service"
 	"tinytor/socks"
+	"tinytor/socks/dnsport"
 	"tinytor/tor"
+	"tinytor/tor/addrmap"
 	"tinytor/tor/config"
 	"tinytor/tor/event"
 	"tinytor/tor/guard"
@@ -78,6 +81,9 @@ type node struct {
 	client         *tor.Client
 	onion          *onionclient.Client
 	socks          *socks.Listeners
+	dns            *dnsport.Listeners
+	dnsCounters    *dnsport.Counters // DNS queries by outcome, across reloads
+	amap           *addrmap.Map      // lives as long as the process: mappings survive SIGHUP
 
 	mu        sync.Mutex // serialises configuration changes
 	closeLogs func()     // closes the log files of the configuration in force
@@ -113,9 +119,22 @@ func (n *node) run(cfg *config.Config, src config.Sources, reload func(*torlog.L
 	}
 	defer onion.Close()
 	n.client, n.onion = client, onion
-	n.socks = socks.NewListeners(socksDialer{client, onion}, log)
+	n.amap, err = addrmap.New(addrMapConfig(cfg), nil, nil)
+	if err != nil {
+		log.Errf("%v", err)
+		return exitConfig
+	}
+	dialer := socksDialer{c: client, onion: onion, amap: n.amap, log: log}
+	n.socks = socks.NewListeners(dialer, log)
 	defer n.socks.Close()
 	if err := n.socks.Apply(ctx, socksPorts(cfg, log)); err != nil {
+		log.Errf("%v", err)
+		return exitRuntime
+	}
+	n.dnsCounters = &dnsport.Counters{}
+	n.dns = dnsport.NewListeners(dnsResolver{dialer}, log)
+	defer n.dns.Close()
+	if err := n.dns.Apply(ctx, dnsPorts(cfg, log, n.dnsCounters)); err != nil {
 		log.Errf("%v", err)
 		return exitRuntime
 	}
@@ -130,7 +149,7 @@ func (n *node) run(cfg *config.Config, src config.Sources, reload func(*torlog.L
 		}
 	}
 	apply := func(nc *config.Config) error { return n.apply(ctx, nc) }
-	stopControl, err := startControl(ctx, cfg, src, client, onion, log, apply, sendHup, stop)
+	stopControl, err := startControl(ctx, cfg, src, client, onion, n.amap, n.dnsCounters, log, apply, sendHup, stop)
 	if err != nil {
 		log.Errf("%v", err)
 		return exitRuntime
@@ -190,7 +209,10 @@ func (n *node) apply(ctx context.Context, nc *config.Config) error {
 	n.log.SetSinks(nlog.Sinks()...)
 	n.client.Reconfigure(nc)
 	n.onion.SetAuthDir(nc.ClientOnionAuthDir)
-	return n.socks.Apply(ctx, socksPorts(nc, n.log))
+	if err := n.amap.SetConfig(addrMapConfig(nc)); err != nil {
+		return fmt.Errorf("Restoring previous address map settings: %w", err)
+	}
+	return errors.Join(n.socks.Apply(ctx, socksPorts(nc, n.log)), n.dns.Apply(ctx, dnsPorts(nc, n.log, n.dnsCounters)))
 }
 
 // close closes the log files.

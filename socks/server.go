@@ -444,9 +444,12 @@ func (s *Server) check(req *Request) (ReplyCode, string) {
 		return ReplyNotAllowed, fmt.Sprintf("Rejecting SOCKS request for non-onion address %s: this port only allows onion traffic.", s.safe(req.Host))
 	case f.NoOnionTraffic && onion:
 		return ReplyNotAllowed, fmt.Sprintf("Rejecting SOCKS request for onion address %s: this port does not allow onion traffic.", s.safe(req.Host))
-	case onion && req.Command != Connect:
+	case onion && req.Command == ResolvePTR:
 		return ReplyGeneralFailure, fmt.Sprintf("Rejecting SOCKS %v request for onion address %s: onion addresses can not be resolved.", req.Command, s.safe(req.Host))
 	}
+	// A RESOLVE of an onion address goes to the Dialer, which answers it
+	// with a virtual address under AutomapHostsOnResolve and refuses it
+	// otherwise, as C tor.
 	if req.Command == Connect && req.Port == 0 {
 		return ReplyGeneralFailure, fmt.Sprintf("Rejecting SOCKS%d CONNECT request for %s with port 0.", req.Version, s.safe(req.Host))
 	}

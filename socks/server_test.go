@@ -411,8 +411,8 @@ func TestServerResolve(t *testing.T) {
 	exchange(t, c, cat(5, 1, 0, 5, 0xF0, 0, 1, 192, 0, 2, 99, 0, 0), cat(methodOK, 5, 0, 0, 1, 192, 0, 2, 99, 0, 0))
 	c = ts.dial(t)
 	exchange(t, c, cat(5, 1, 0, 5, 0xF0, 0, 3, 8, "10.1.2.3", 0, 0), cat(methodOK, 5, 0, 0, 1, 10, 1, 2, 3, 0, 0))
-	c = ts.dial(t) // onion names are never resolved
-	exchange(t, c, cat(5, 1, 0, 5, 0xF0, 0, 3, 12, "abcdef.onion", 0, 0), append(methodOK, reply5(ReplyGeneralFailure)...))
+	c = ts.dial(t) // onion names go to the Dialer, which automaps or refuses them
+	exchange(t, c, cat(5, 1, 0, 5, 0xF0, 0, 3, 12, "abcdef.onion", 0, 0), append(methodOK, reply5(ReplyHostUnreachable)...))
 
 	f := DefaultFlags()
 	f.IPv6Traffic, f.PreferIPv6 = true, true

@@ -108,7 +108,14 @@ func Outcomes() []Outcome {
 // Counters count queries by outcome. One Counters may be shared by
 // several Servers (and outlive them across reloads); it is safe for
 // concurrent use.
-type Counters struct{ n [numOutcomes]atomic.Uint64 }
+type Counters struct {
+	n       [numOutcomes]atomic.Uint64
+	observe atomic.Pointer[func(Outcome)]
+}
+
+// OnAdd sets a function called with each counted outcome (a metrics
+// counter), replacing any set before; it must not block.
+func (c *Counters) OnAdd(f func(Outcome)) { c.observe.Store(&f) }
 
 // Get returns the count of o.
 func (c *Counters) Get(o Outcome) uint64 {
@@ -118,7 +125,12 @@ func (c *Counters) Get(o Outcome) uint64 {
 	return c.n[o].Load()
 }
 
-func (c *Counters) add(o Outcome) { c.n[o].Add(1) }
+func (c *Counters) add(o Outcome) {
+	c.n[o].Add(1)
+	if f := c.observe.Load(); f != nil {
+		(*f)(o)
+	}
+}
 
 // Defaults of the Config bounds.
 const (

@@ -15,8 +15,9 @@ import (
 // Serve serves c's metrics on the torrc's MetricsPorts (cfg), to the
 // clients MetricsPortPolicy admits, until ctx ends or stop is called, and
 // returns the ports' addresses. stop waits until the ports are closed.
-// With no MetricsPort it does nothing.
-func Serve(ctx context.Context, c *tor.Client, cfg *config.Config, log *torlog.Logger) (addrs []string, stop func(), err error) {
+// With no MetricsPort it does nothing. extra registers the metrics of
+// parts beside the client (the front ends).
+func Serve(ctx context.Context, c *tor.Client, cfg *config.Config, log *torlog.Logger, extra ...func(*metrics.Registry) error) (addrs []string, stop func(), err error) {
 	if len(cfg.MetricsPorts) == 0 {
 		return nil, func() {}, nil
 	}
@@ -24,6 +25,12 @@ func Serve(ctx context.Context, c *tor.Client, cfg *config.Config, log *torlog.L
 	unsubscribe, err := Register(reg, c)
 	if err != nil {
 		return nil, nil, err
+	}
+	for _, f := range extra {
+		if err := f(reg); err != nil {
+			unsubscribe()
+			return nil, nil, fmt.Errorf("clientmetrics: %w", err)
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
