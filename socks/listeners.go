@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 
 	"tinytor/tor/torlog"
@@ -29,6 +30,7 @@ type Port struct {
 // concurrently.
 type Listeners struct {
 	dialer Dialer
+	proto  Protocol // nil for SOCKS
 	log    *torlog.Logger
 
 	mu   sync.Mutex
@@ -51,6 +53,23 @@ func NewListeners(d Dialer, log *torlog.Logger) *Listeners {
 	return &Listeners{dialer: d, log: log, open: map[string]*listener{}}
 }
 
+// NewProtocolListeners returns an empty set of ports of another front end
+// than SOCKS (TransPorts, HTTPTunnelPorts): each port's Config.Protocol
+// is set to p.
+func NewProtocolListeners(p Protocol, d Dialer, log *torlog.Logger) *Listeners {
+	ls := NewListeners(d, log)
+	ls.proto = p
+	return ls
+}
+
+// option is the torrc option of the set's ports ("SocksPort").
+func (ls *Listeners) option() string {
+	if ls.proto != nil {
+		return ls.proto.Option()
+	}
+	return "SocksPort"
+}
+
 // Apply opens the ports that are not open yet, closes the open ones that
 // ports no longer lists, and reopens those whose address or Config
 // changed. The ports serve until ctx ends or Close. A port that fails to
@@ -61,10 +80,13 @@ func (ls *Listeners) Apply(ctx context.Context, ports []Port) error {
 	defer ls.mu.Unlock()
 	want := map[string]Port{}
 	for _, p := range ports {
+		if ls.proto != nil {
+			p.Config.Protocol = ls.proto
+		}
 		want[p.Config.ID] = p
 	}
 	return ApplyPorts(ls.open, want, func(p Port, l *listener) bool { return samePort(p, l.port) },
-		(*listener).close, func(p Port) (*listener, error) { return ls.listen(ctx, p) }, "Socks", ls.log)
+		(*listener).close, func(p Port) (*listener, error) { return ls.listen(ctx, p) }, strings.TrimSuffix(ls.option(), "Port"), ls.log)
 }
 
 // Close closes every port and waits until they have stopped serving.
@@ -90,8 +112,8 @@ func (ls *Listeners) listen(ctx context.Context, p Port) (*listener, error) {
 		return nil, err
 	}
 	if a, err := netip.ParseAddrPort(p.Address); err == nil && p.Network == "tcp" && !a.Addr().IsLoopback() && len(p.Config.Policy) == 0 {
-		ls.log.Warnf("SocksPort %s is not on loopback, but no SocksPolicy is set: only loopback clients are accepted. "+
-			"Add e.g. 'SocksPolicy accept 192.168.1.0/24, reject *' to the torrc to let your LAN in.", p.Config.ID)
+		ls.log.Warnf("%s %s is not on loopback, but no SocksPolicy is set: only loopback clients are accepted. "+
+			"Add e.g. 'SocksPolicy accept 192.168.1.0/24, reject *' to the torrc to let your LAN in.", ls.option(), p.Config.ID)
 	}
 	srv, err := New(p.Config, ls.dialer)
 	if err != nil {
@@ -102,7 +124,7 @@ func (ls *Listeners) listen(ctx context.Context, p Port) (*listener, error) {
 	go func() {
 		defer close(l.done)
 		if err := srv.Serve(ctx, ln); err != nil && ctx.Err() == nil && !errors.Is(err, ErrClosed) {
-			ls.log.Warnf("Socks listener on %s failed: %v", ln.Addr(), err)
+			ls.log.Warnf("%s listener on %s failed: %v", srv.listenerName(), ln.Addr(), err)
 		}
 	}()
 	return l, nil
@@ -121,5 +143,6 @@ func samePort(a, b Port) bool {
 	return a.Network == b.Network && a.Address == b.Address &&
 		ac.ID == bc.ID && ac.Listen == bc.Listen && ac.Flags == bc.Flags && slices.Equal(ac.Policy, bc.Policy) &&
 		ac.SafeSocks == bc.SafeSocks && ac.WarnUnsafeSocks == bc.WarnUnsafeSocks && ac.UnsafeLogging == bc.UnsafeLogging &&
-		ac.HandshakeTimeout == bc.HandshakeTimeout && ac.ConnectTimeout == bc.ConnectTimeout && ac.MaxConns == bc.MaxConns
+		ac.HandshakeTimeout == bc.HandshakeTimeout && ac.ConnectTimeout == bc.ConnectTimeout && ac.MaxConns == bc.MaxConns &&
+		ac.Protocol == bc.Protocol
 }

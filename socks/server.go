@@ -132,6 +132,9 @@ type Config struct {
 	// MaxConns caps concurrent client connections (default 512); clients
 	// above it are closed at once and counted in Stats.OverLimit.
 	MaxConns int
+	// Protocol, if set, replaces the SOCKS handshake with another front
+	// end's (TransPort, HTTPTunnelPort); nil serves SOCKS.
+	Protocol Protocol
 }
 
 // Stats are a Server's counters.
@@ -249,7 +252,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	closer := context.AfterFunc(ctx, func() { ln.Close() })
 	defer closer()
 
-	s.log.Noticef("Opened Socks listener connection (ready) on %v", ln.Addr())
+	s.log.Noticef("Opened %s listener connection (ready) on %v", s.listenerName(), ln.Addr())
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	var backoff time.Duration
@@ -269,7 +272,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			} else if backoff < time.Second {
 				backoff *= 2
 			}
-			s.log.Warnf("Error accepting SOCKS connection on %v: %v; retrying in %v.", ln.Addr(), err, backoff)
+			s.log.Warnf("Error accepting %s connection on %v: %v; retrying in %v.", s.listenerName(), ln.Addr(), err, backoff)
 			t := time.NewTimer(backoff)
 			select {
 			case <-ctx.Done():
@@ -284,7 +287,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		if s.active.Add(1) > int64(s.cfg.MaxConns) {
 			s.active.Add(-1)
 			s.overLimit.Add(1)
-			s.log.Infof("Too many open SOCKS connections (%d); closing new connection.", s.cfg.MaxConns)
+			s.log.Infof("Too many open %s connections (%d); closing new connection.", s.listenerName(), s.cfg.MaxConns)
 			c.Close()
 			continue
 		}
@@ -295,6 +298,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			s.handle(ctx, c)
 		}()
 	}
+}
+
+// listenerName names the listener kind in logs: "Socks", or the
+// Protocol's.
+func (s *Server) listenerName() string {
+	if s.cfg.Protocol != nil {
+		return s.cfg.Protocol.Listener()
+	}
+	return "Socks"
 }
 
 // Close stops every Serve call, ends all connections and waits until
@@ -325,6 +337,10 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		s.log.Noticef("Denying socks connection from untrusted address %v.", client.Addr())
 		return
 	}
+	if s.cfg.Protocol != nil {
+		s.handleProtocol(ctx, c, client)
+		return
+	}
 
 	c.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	br := bufio.NewReaderSize(c, 512)
@@ -335,11 +351,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		return
 	}
 	req.ClientAddr = client
-	req.Family = FamilyPrefs{
-		NoIPv4:     s.cfg.Flags.NoIPv4Traffic,
-		IPv6:       s.cfg.Flags.IPv6Traffic,
-		PreferIPv6: s.cfg.Flags.PreferIPv6,
-	}
+	req.Family = s.familyPrefs()
 	if code, msg := s.check(req); msg != "" {
 		s.badHandshake.Add(1)
 		s.log.Warnf("%s", msg)
@@ -398,6 +410,15 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	}
 }
 
+// familyPrefs are the port's address-family flags, for the Dialer.
+func (s *Server) familyPrefs() FamilyPrefs {
+	return FamilyPrefs{
+		NoIPv4:     s.cfg.Flags.NoIPv4Traffic,
+		IPv6:       s.cfg.Flags.IPv6Traffic,
+		PreferIPv6: s.cfg.Flags.PreferIPv6,
+	}
+}
+
 // handshakeFailed logs a failed handshake and sends what the client is owed.
 func (s *Server) handshakeFailed(c net.Conn, client netip.AddrPort, err error) {
 	var re *RequestError
@@ -429,7 +450,10 @@ func isTimeout(err error) bool {
 // reply code and a C tor style log message if it must be refused.
 func (s *Server) check(req *Request) (ReplyCode, string) {
 	f := s.cfg.Flags
-	ipGiven := req.AddrType != AddrDomain && req.Command != ResolvePTR
+	// SafeSocks is about SOCKS clients (C tor checks it in its SOCKS
+	// parser): the other front ends only ever see addresses or names
+	// their protocol carries.
+	ipGiven := req.AddrType != AddrDomain && req.Command != ResolvePTR && s.cfg.Protocol == nil
 	if ipGiven && (s.cfg.SafeSocks || s.cfg.WarnUnsafeSocks) {
 		s.warnUnsafe(req)
 		if s.cfg.SafeSocks {

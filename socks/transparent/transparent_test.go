@@ -1,0 +1,135 @@
+package transparent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"tinytor/socks"
+	"tinytor/tor/torlog"
+)
+
+// nopDialer fails every stream and counts the calls.
+type nopDialer struct {
+	mu    sync.Mutex
+	calls int
+}
+
+func (d *nopDialer) DialStream(ctx context.Context, req *socks.Request, iso socks.IsolationKey) (net.Conn, error) {
+	d.mu.Lock()
+	d.calls++
+	d.mu.Unlock()
+	return nil, errors.New("no streams in this test")
+}
+
+func (d *nopDialer) Resolve(context.Context, string, socks.IsolationKey) ([]netip.Addr, error) {
+	return nil, errors.New("no lookups in this test")
+}
+
+func (d *nopDialer) ResolvePTR(context.Context, netip.Addr, socks.IsolationKey) (string, error) {
+	return "", errors.New("no lookups in this test")
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestNotRedirectedIsClosed connects to a TransPort directly: no redirect
+// rule sent the connection, so its original destination is the port
+// itself (or, without connection tracking, unknown). Either way the
+// connection is closed with a log line and no stream is opened.
+func TestNotRedirectedIsClosed(t *testing.T) {
+	var logs lockedBuffer
+	d := &nopDialer{}
+	srv, err := socks.New(socks.Config{ID: "trans", Protocol: Protocol{},
+		Log: torlog.New(torlog.Sink{Min: torlog.Debug, Max: torlog.Err, W: &logs})}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(context.Background(), ln) }()
+	defer func() {
+		srv.Close()
+		<-done
+	}()
+
+	for range 2 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		b, err := io.ReadAll(c)
+		c.Close()
+		if err != nil && !strings.Contains(err.Error(), "reset") || len(b) != 0 {
+			t.Fatalf("read %q, %v; want the connection closed with nothing sent", b, err)
+		}
+	}
+	out := logs.String()
+	if !strings.Contains(out, "was not redirected by the packet filter; closing it") &&
+		!strings.Contains(out, "Fetching original destination failed. Closing.") {
+		t.Errorf("no log line for the direct connections:\n%s", out)
+	}
+	if !strings.Contains(out, "[notice] Opened Transparent pf/netfilter listener connection (ready) on 127.0.0.1:") {
+		t.Errorf("no listener notice:\n%s", out)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.calls != 0 {
+		t.Errorf("%d streams dialed for connections that were not redirected", d.calls)
+	}
+	if st := srv.Stats(); st.BadHandshake != 2 || st.Accepted != 2 {
+		t.Errorf("stats %+v, want 2 accepted and 2 refused", st)
+	}
+}
+
+func TestRequestFor(t *testing.T) {
+	for _, tc := range []struct {
+		dst  string
+		host string
+		typ  socks.AddrType
+	}{
+		{"192.0.2.7:443", "192.0.2.7", socks.AddrIPv4},
+		{"[::ffff:192.0.2.7]:80", "192.0.2.7", socks.AddrIPv4},
+		{"[2001:db8::5]:8080", "2001:db8::5", socks.AddrIPv6},
+	} {
+		req := RequestFor(netip.MustParseAddrPort(tc.dst))
+		if req.Host != tc.host || req.AddrType != tc.typ || req.Command != socks.Connect || req.Version != socks.ProtocolTrans ||
+			req.Port != netip.MustParseAddrPort(tc.dst).Port() {
+			t.Errorf("RequestFor(%s) = %+v", tc.dst, req)
+		}
+	}
+}
+
+func TestOriginalDstNeedsASocket(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if _, err := OriginalDst(a); err == nil {
+		t.Error("OriginalDst of a pipe succeeded")
+	}
+}
