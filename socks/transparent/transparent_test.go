@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"tinytor/socks"
+	"tinytor/socks/sockstest"
 	"tinytor/tor/torlog"
 )
 
@@ -61,24 +62,10 @@ func (l *lockedBuffer) String() string {
 func TestNotRedirectedIsClosed(t *testing.T) {
 	var logs lockedBuffer
 	d := &nopDialer{}
-	srv, err := socks.New(socks.Config{ID: "trans", Protocol: Protocol{},
+	srv, addr := sockstest.Serve(t, socks.Config{ID: "trans", Protocol: Protocol{},
 		Log: torlog.New(torlog.Sink{Min: torlog.Debug, Max: torlog.Err, W: &logs})}, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(context.Background(), ln) }()
-	defer func() {
-		srv.Close()
-		<-done
-	}()
-
 	for range 2 {
-		c, err := net.Dial("tcp", ln.Addr().String())
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
