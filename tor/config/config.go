@@ -35,6 +35,20 @@ type Config struct {
 	// binds 127.0.0.1. SocksPolicy decides who may use them. Default:
 	// none.
 	DNSPorts []DNSPort
+	// TransPort ([addr:]port|auto|0 [flags]), repeatable: transparent
+	// proxy ports for connections the packet filter redirects (nftables
+	// redirect, iptables REDIRECT). A bare port binds 127.0.0.1; the
+	// isolation flags and SessionGroup apply. SocksPolicy decides who may
+	// use them. Default: none.
+	TransPorts []TransPort
+	// TransProxyType (default): how TransPort learns a connection's
+	// original destination. Only "default" (netfilter's SO_ORIGINAL_DST
+	// on Linux) is implemented; TPROXY, ipfw and pf-divert are refused.
+	TransProxyType string
+	// HTTPTunnelPort ([addr:]port|auto|0 [flags]), repeatable: HTTP
+	// CONNECT tunnel ports, with SocksPort's flags. A bare port binds
+	// 127.0.0.1. SocksPolicy decides who may use them. Default: none.
+	HTTPTunnelPorts []HTTPTunnelPort
 	// AutomapHostsOnResolve (0|1): answer lookups of names with an
 	// AutomapHostsSuffixes suffix with a virtual address from
 	// VirtualAddrNetworkIPv4/IPv6 that connections map back to the name.

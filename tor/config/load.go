@@ -130,7 +130,7 @@ type builder struct {
 	where     map[string]Line   // option name -> last line that set it
 	hsLines   []Line            // the HiddenServiceDir line of each service
 	hsSeen    []map[string]bool // per service: single-valued options given so far
-	socksZero bool              // a "SocksPort 0" line was seen
+	zeroPorts map[string]bool   // client port options with a "0" line (SocksPort 0)
 }
 
 func (b *builder) warnf(format string, args ...any) {
@@ -159,7 +159,7 @@ func (b *builder) warn(msgs []string) {
 // "/Key" clears it. An empty value resets a single-valued option to its
 // default.
 func Build(env Env, layers ...[]Line) (*Config, error) {
-	b := &builder{c: &Config{}, env: env, where: map[string]Line{}}
+	b := &builder{c: &Config{}, env: env, where: map[string]Line{}, zeroPorts: map[string]bool{}}
 	merged := map[string][]Line{}
 	for _, layer := range layers {
 		touched := map[string]bool{}
@@ -264,16 +264,32 @@ func (b *builder) finish() error {
 		return errAt(b.where["TestingTorNetwork"], "TestingTorNetwork",
 			errors.New("TestingTorNetwork may only be configured in combination with a non-default set of DirAuthority"))
 	}
-	if b.socksZero && len(c.SocksPorts) > 0 {
-		return errAt(b.where["SocksPort"], "SocksPort",
-			errors.New("you specified a nonzero SocksPort along with 'SocksPort 0' in the same configuration; did you mean to disable SocksPort or not?"))
+	clientPorts := []struct {
+		name  string
+		ports []ClientPort
+	}{{"SocksPort", c.SocksPorts}, {"DNSPort", c.DNSPorts}, {"TransPort", c.TransPorts}, {"HTTPTunnelPort", c.HTTPTunnelPorts}}
+	for _, cp := range clientPorts {
+		if b.zeroPorts[cp.name] && len(cp.ports) > 0 {
+			return errAt(b.where[cp.name], cp.name, fmt.Errorf("you specified a nonzero %s along with '%s 0' in the same configuration; did you mean to disable %s or not?", cp.name, cp.name, cp.name))
+		}
 	}
 	// Listeners reachable from elsewhere, as C tor's
 	// warn_nonlocal_client_ports and warn_nonlocal_controller_ports.
-	for _, p := range c.SocksPorts {
-		if a := p.Addr.Addr(); p.Unix == "" && a.IsValid() && isPublic(a) {
-			b.l = b.where["SocksPort"]
-			b.warnf("You specified a public address '%s' for SocksPort. Other people on the Internet might find your computer and use it as an open proxy. Please don't allow this unless you have a good reason.", p.Addr)
+	for _, cp := range clientPorts {
+		for _, p := range cp.ports {
+			a := p.Addr.Addr()
+			if p.Unix != "" || !a.IsValid() {
+				continue
+			}
+			b.l = b.where[cp.name]
+			switch {
+			case isPublic(a):
+				b.warnf("You specified a public address '%s' for %s. Other people on the Internet might find your computer and use it as an open proxy. Please don't allow this unless you have a good reason.", p.Addr, cp.name)
+			case a.IsUnspecified() && (cp.name == "TransPort" || cp.name == "HTTPTunnelPort"):
+				// C tor counts 0.0.0.0 as internal; on a router it is the
+				// WAN side too.
+				b.warnf("You specified the address '%s' for %s: it listens on every interface, a public one (the WAN) included, and may serve the Internet as an open proxy. Bind it to the LAN address instead.", p.Addr, cp.name)
+			}
 		}
 	}
 	if len(c.SocksPolicy) > 0 && !c.SocksPolicy.CoversAll() {

@@ -80,6 +80,24 @@ func policyOpt(name string, field func(*Config) *policy.Policy) option {
 	}}
 }
 
+// clientPortOpt is a repeatable client listener (SocksPort, DNSPort,
+// TransPort, HTTPTunnelPort) with default def ("" for none). "Name 0"
+// opens none, and may not be mixed with other lines (see finish).
+func clientPortOpt(name, def string, parse func(*builder, string) (ClientPort, bool, error), field func(*Config) *[]ClientPort) option {
+	return option{name: name, list: true, def: def, apply: func(b *builder, v string) error {
+		p, off, err := parse(b, v)
+		if err != nil {
+			return err
+		}
+		if off {
+			b.zeroPorts[name] = true
+		} else {
+			*field(b.c) = append(*field(b.c), p)
+		}
+		return nil
+	}}
+}
+
 // testingDefault is a boolean default that C tor flips when
 // TestingTorNetwork is set.
 func testingDefault(normal, testing string) func(b *builder) (string, error) {
@@ -119,26 +137,21 @@ var options = []option{
 	}},
 	boolOpt("UseDefaultFallbackDirs", "1", func(c *Config) *bool { return &c.UseDefaultFallbackDirs }),
 
-	{name: "SocksPort", list: true, def: "9050", apply: func(b *builder, v string) error {
-		p, off, err := parseSocksPort(b, v)
-		if err != nil {
-			return err
-		}
-		if off {
-			b.socksZero = true
-		} else {
-			b.c.SocksPorts = append(b.c.SocksPorts, p)
-		}
-		return nil
-	}},
+	clientPortOpt("SocksPort", "9050", parseSocksPort, func(c *Config) *[]ClientPort { return &c.SocksPorts }),
 	policyOpt("SocksPolicy", func(c *Config) *policy.Policy { return &c.SocksPolicy }),
-	{name: "DNSPort", list: true, apply: func(b *builder, v string) error {
-		p, off, err := parseDNSPort(b, v)
-		if err == nil && !off {
-			b.c.DNSPorts = append(b.c.DNSPorts, p)
+	clientPortOpt("DNSPort", "", parseDNSPort, func(c *Config) *[]ClientPort { return &c.DNSPorts }),
+	clientPortOpt("TransPort", "", parseTransPort, func(c *Config) *[]ClientPort { return &c.TransPorts }),
+	{name: "TransProxyType", def: "default", apply: func(b *builder, v string) error {
+		switch strings.ToLower(v) {
+		case "default":
+			b.c.TransProxyType = "default"
+			return nil
+		case "tproxy", "ipfw", "pf-divert":
+			return fmt.Errorf("TransProxyType %s is not implemented in tinytor: use \"default\" (Linux netfilter: an nftables redirect or iptables REDIRECT rule)", v)
 		}
-		return err
+		return fmt.Errorf("unrecognized value %q: must be default, TPROXY, ipfw or pf-divert", v)
 	}},
+	clientPortOpt("HTTPTunnelPort", "", parseHTTPTunnelPort, func(c *Config) *[]ClientPort { return &c.HTTPTunnelPorts }),
 	boolOpt("AutomapHostsOnResolve", "0", func(c *Config) *bool { return &c.AutomapHostsOnResolve }),
 	{name: "AutomapHostsSuffixes", def: ".onion,.exit", apply: func(b *builder, v string) error {
 		b.c.AutomapHostsSuffixes = nil

@@ -23,6 +23,18 @@ func mustParse(t *testing.T, text string) *Config {
 	return c
 }
 
+// parseFails checks that each torrc text of cases fails to parse with an
+// error containing its string.
+func parseFails(t *testing.T, cases map[string]string) {
+	t.Helper()
+	for text, want := range cases {
+		_, err := Parse([]byte(text), "torrc", testEnv)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want %q", text, err, want)
+		}
+	}
+}
+
 func fp(b byte) [20]byte {
 	var f [20]byte
 	for i := range f {
@@ -65,6 +77,7 @@ func TestDefaults(t *testing.T) {
 		CookieAuthFile:                "/home/u/.tinytor/control_auth_cookie",
 		HardwareWatchdogTimeout:       30 * time.Second,
 		AutomapHostsSuffixes:          []string{".onion", ".exit"},
+		TransProxyType:                "default",
 		VirtualAddrNetworkIPv4:        netip.MustParsePrefix("127.192.0.0/10"),
 		VirtualAddrNetworkIPv6:        netip.MustParsePrefix("fe80::/10"),
 	}

@@ -162,19 +162,50 @@ func parseSocksPort(b *builder, v string) (p SocksPort, off bool, err error) {
 	return parseClientPort(b, "Socks", v)
 }
 
+// TransPort is one TransPort line. The isolation flags and SessionGroup
+// apply; the flags about host names (IPv4Traffic, OnionTraffic, ...) are
+// not TransPort's, as in C tor.
+type TransPort = ClientPort
+
+// HTTPTunnelPort is one HTTPTunnelPort line, with SocksPort's flags.
+type HTTPTunnelPort = ClientPort
+
 // parseDNSPort parses a DNSPort value as C tor: like a SocksPort, but
 // with no Unix socket and DNSRequest required.
 func parseDNSPort(b *builder, v string) (p DNSPort, off bool, err error) {
-	p, off, err = parseClientPort(b, "DNS", v)
+	return parseTCPClientPort(b, "DNS", v)
+}
+
+// parseTransPort parses a TransPort value as C tor: no Unix socket, and
+// no flags about host names.
+func parseTransPort(b *builder, v string) (p TransPort, off bool, err error) {
+	return parseTCPClientPort(b, "Trans", v)
+}
+
+// parseHTTPTunnelPort parses an HTTPTunnelPort value as C tor: a
+// SocksPort without Unix sockets.
+func parseHTTPTunnelPort(b *builder, v string) (p HTTPTunnelPort, off bool, err error) {
+	return parseTCPClientPort(b, "HTTPTunnel", v)
+}
+
+// parseTCPClientPort parses a client listener of a kind that C tor does
+// not open on Unix sockets (conn_listener_type_supports_af_unix).
+func parseTCPClientPort(b *builder, kind, v string) (p ClientPort, off bool, err error) {
+	p, off, err = parseClientPort(b, kind, v)
 	if err == nil && p.Unix != "" {
-		return p, false, errors.New("DNSPort does not support unix sockets")
+		return p, false, fmt.Errorf("%sPort does not support unix sockets", kind)
 	}
 	return p, off, err
 }
 
+// hostFlags are the flags C tor takes only on ports whose clients name
+// hosts (CL_PORT_TAKES_HOSTNAMES: not TransPort).
+var hostFlags = map[string]bool{"ipv4traffic": true, "ipv6traffic": true, "preferipv6": true,
+	"dnsrequest": true, "oniontraffic": true, "oniontrafficonly": true}
+
 // parseClientPort parses the value of a client listener line of kind
-// "Socks" or "DNS" (C tor's portname) following C tor's
-// port_parse_config. off is true for "0".
+// "Socks", "DNS", "Trans" or "HTTPTunnel" (C tor's portname) following C
+// tor's port_parse_config. off is true for "0".
 func parseClientPort(b *builder, kind, v string) (p ClientPort, off bool, err error) {
 	l, rest, off, err := parseListener(v)
 	if err != nil {
@@ -200,6 +231,10 @@ func parseClientPort(b *builder, kind, v string) (p ClientPort, off bool, err er
 			name = flag
 		}
 		set := !no
+		if kind == "Trans" && hostFlags[strings.ToLower(name)] {
+			b.warnf("Unrecognized %sPort option '%s'", kind, flag)
+			continue
+		}
 		switch strings.ToLower(name) {
 		case "groupwritable":
 			p.GroupWritable, unixOnly = set, true
