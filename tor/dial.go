@@ -54,6 +54,23 @@ func (c *Client) admitStream(host string, port uint16) error {
 	return nil
 }
 
+// sourceKey is the context key of WithSource.
+type sourceKey struct{}
+
+// WithSource returns a copy of ctx that names the application a stream or
+// lookup is for: its address and port, which Dial reports in the stream's
+// events (the control port's SOURCE_ADDR). Front ends set it from their
+// client's connection.
+func WithSource(ctx context.Context, app netip.AddrPort) context.Context {
+	return context.WithValue(ctx, sourceKey{}, app)
+}
+
+// sourceOf returns what WithSource put in ctx (zero if nothing).
+func sourceOf(ctx context.Context) netip.AddrPort {
+	a, _ := ctx.Value(sourceKey{}).(netip.AddrPort)
+	return a
+}
+
 // Dial opens a stream to host:port through Tor. Streams whose iso keys
 // are equal may share a circuit; others never do (iso must be
 // comparable). The stream is a net.Conn; closing it ends the stream.
@@ -66,7 +83,7 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 		return nil, err
 	}
 	c.circs.NotePort(port)
-	info := event.Stream{ID: c.bus.NewID(), Status: "NEW", Target: target}
+	info := event.Stream{ID: c.bus.NewID(), Status: "NEW", Target: target, Source: sourceOf(ctx)}
 	report := func() { ev := info; c.bus.Publish(&ev) }
 	report()
 	avoid := map[*circmgr.Exit]bool{}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -445,6 +446,10 @@ func TestTranslate(t *testing.T) {
 			[]control.Event{{Type: "STREAM", Body: "9 SUCCEEDED 5 example.com:80 PURPOSE=USER"}}},
 		{&event.Stream{ID: 10, Status: "NEW", Target: "example.com:443"},
 			[]control.Event{{Type: "STREAM", Body: "10 NEW 0 example.com:443 PURPOSE=USER"}}},
+		{&event.Stream{ID: 11, Status: "NEW", Target: "192.0.2.8:443", Source: netip.MustParseAddrPort("[::ffff:192.168.1.20]:51000")},
+			[]control.Event{{Type: "STREAM", Body: "11 NEW 0 192.0.2.8:443 SOURCE_ADDR=192.168.1.20:51000 PURPOSE=USER"}}},
+		{&event.Stream{ID: 11, Status: "SENTCONNECT", CircID: 5, Target: "192.0.2.8:443", Source: netip.MustParseAddrPort("192.168.1.20:51000")},
+			[]control.Event{{Type: "STREAM", Body: "11 SENTCONNECT 5 192.0.2.8:443 PURPOSE=USER"}}},
 		{&event.Channel{ID: 3, Relay: event.RelayRef{ID: id1, Nickname: "g"}, Status: "CONNECTED", NCircs: 2},
 			[]control.Event{{Type: "ORCONN", Body: "$AA00000000000000000000000000000000000001~g CONNECTED NCIRCS=2 ID=3"}}},
 		{&event.Channel{ID: 4, Addr: "127.0.0.1:5000", Status: "FAILED", Reason: "CONNECTREFUSED"},

@@ -129,13 +129,20 @@ func streamEvent(si event.Stream) control.StreamEvent {
 	if si.Status == "NEWRESOLVE" || si.Status == "SENTRESOLVE" {
 		purpose = "DNS_REQUEST"
 	}
+	// C tor gives SOURCE_ADDR (address:port, no brackets) with NEW and
+	// NEWRESOLVE only, and none for a client it has no address of.
+	var source string
+	if (si.Status == "NEW" || si.Status == "NEWRESOLVE") && si.Source.IsValid() {
+		source = si.Source.Addr().Unmap().String() + ":" + strconv.Itoa(int(si.Source.Port()))
+	}
 	return control.StreamEvent{
-		ID:      strconv.FormatUint(si.ID, 10),
-		Status:  si.Status,
-		CircID:  strconv.FormatUint(si.CircID, 10),
-		Target:  si.Target,
-		Reason:  si.Reason,
-		Purpose: purpose,
+		ID:         strconv.FormatUint(si.ID, 10),
+		Status:     si.Status,
+		CircID:     strconv.FormatUint(si.CircID, 10),
+		Target:     si.Target,
+		Reason:     si.Reason,
+		SourceAddr: source,
+		Purpose:    purpose,
 	}
 }
 

@@ -9,6 +9,7 @@ package event
 
 import (
 	"fmt"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -111,6 +112,9 @@ type Stream struct {
 	CircID uint64
 	Target string
 	Reason string
+	// Source is the address and port of the application the stream is
+	// for (SOURCE_ADDR), when the front end knows it (tor.WithSource).
+	Source netip.AddrPort
 }
 
 // Channel is a channel's state (an ORCONN event, a line of GETINFO
