@@ -33,8 +33,9 @@ type Listeners struct {
 	proto  Protocol // nil for SOCKS
 	log    *torlog.Logger
 
-	mu   sync.Mutex
-	open map[string]*listener // by Config.ID
+	mu      sync.Mutex
+	open    map[string]*listener // by Config.ID
+	retired Stats                // the counters of ports closed so far
 }
 
 // listener is one open Port.
@@ -86,7 +87,7 @@ func (ls *Listeners) Apply(ctx context.Context, ports []Port) error {
 		want[p.Config.ID] = p
 	}
 	return ApplyPorts(ls.open, want, func(p Port, l *listener) bool { return samePort(p, l.port) },
-		(*listener).close, func(p Port) (*listener, error) { return ls.listen(ctx, p) }, strings.TrimSuffix(ls.option(), "Port"), ls.log)
+		ls.closeListener, func(p Port) (*listener, error) { return ls.listen(ctx, p) }, strings.TrimSuffix(ls.option(), "Port"), ls.log)
 }
 
 // Close closes every port and waits until they have stopped serving.
@@ -94,9 +95,30 @@ func (ls *Listeners) Close() {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	for id, l := range ls.open {
-		l.close()
+		ls.closeListener(l)
 		delete(ls.open, id)
 	}
+}
+
+// Stats returns the counters of every port the set has served, open or
+// since closed (Active counts the open ports' connections), so that they
+// only grow across reloads.
+func (ls *Listeners) Stats() Stats {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	sum := ls.retired
+	for _, l := range ls.open {
+		sum = sum.add(l.srv.Stats())
+	}
+	return sum
+}
+
+// closeListener closes l and keeps its counters.
+func (ls *Listeners) closeListener(l *listener) {
+	l.close()
+	st := l.srv.Stats()
+	st.Active = 0
+	ls.retired = ls.retired.add(st)
 }
 
 // listen opens p and serves it on a goroutine of its own.

@@ -87,14 +87,27 @@ func TestProtocolListenersLogNames(t *testing.T) {
 	log := torlog.New(torlog.Sink{Min: torlog.Debug, Max: torlog.Err, W: &logs})
 	ls := NewProtocolListeners(lineProtocol{}, &fakeDialer{tg: startTargets(t)}, log)
 	defer ls.Close()
-	p := Port{Network: "tcp", Address: "127.0.0.1:0", Config: Config{ID: "127.0.0.1:0"}}
+	free := listen(t) // a free port for the set to open
+	addr := free.Addr().String()
+	free.Close()
+	p := Port{Network: "tcp", Address: addr, Config: Config{ID: addr}}
 	if err := ls.Apply(t.Context(), []Port{p}); err != nil {
 		t.Fatal(err)
 	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exchange(t, c, []byte("echo.test 80\n"), []byte("OK\n"))
+	c.Close()
 	if err := ls.Apply(t.Context(), nil); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Closing no-longer-configured Line listener on 127.0.0.1:0"} {
+	// The counters outlive the port.
+	if st := ls.Stats(); st.Accepted != 1 || st.Succeeded != 1 || st.Active != 0 {
+		t.Errorf("stats after the port closed: %+v", st)
+	}
+	for _, want := range []string{"Closing no-longer-configured Line listener on " + addr} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("logs lack %q:\n%s", want, logs.String())
 		}

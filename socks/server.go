@@ -150,6 +150,17 @@ type Stats struct {
 	BytesDown    uint64 // bytes relayed stream -> client
 }
 
+// add returns the sum of a and b.
+func (a Stats) add(b Stats) Stats {
+	return Stats{
+		Accepted: a.Accepted + b.Accepted, Active: a.Active + b.Active,
+		Denied: a.Denied + b.Denied, OverLimit: a.OverLimit + b.OverLimit,
+		BadHandshake: a.BadHandshake + b.BadHandshake,
+		Succeeded:    a.Succeeded + b.Succeeded, Failed: a.Failed + b.Failed,
+		BytesUp: a.BytesUp + b.BytesUp, BytesDown: a.BytesDown + b.BytesDown,
+	}
+}
+
 // Server is a SOCKS listener. Create it with New; it is safe for
 // concurrent use.
 type Server struct {
