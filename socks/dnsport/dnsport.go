@@ -93,7 +93,7 @@ func (o Outcome) String() string {
 	if o < numOutcomes {
 		return outcomeNames[o]
 	}
-	return fmt.Sprintf("outcome(%d)", uint8(o))
+	return "unknown"
 }
 
 // Outcomes lists every outcome, for metrics.
@@ -201,7 +201,7 @@ type Server struct {
 type cacheKey struct {
 	iso   socks.IsolationKey
 	name  string // lower case, no final dot
-	qtype dnsmessage.Type
+	qtype uint16 // dnsmessage.Type
 }
 
 type cacheEntry struct {
@@ -386,7 +386,7 @@ func (s *Server) lookup(ctx context.Context, q *dnsmessage.Question, client neti
 		return reply{rcode: dnsmessage.RCodeNameError}, NXDomain
 	}
 	iso := s.isoKey(name, client)
-	key := cacheKey{iso: iso, name: name, qtype: q.Type}
+	key := cacheKey{iso: iso, name: name, qtype: uint16(q.Type)}
 	now := s.cfg.Now()
 	if e, ok := s.cached(key, now); ok {
 		ttl := max(uint32(e.expires.Sub(now)/time.Second), MinAnswerTTL)
@@ -397,12 +397,11 @@ func (s *Server) lookup(ctx context.Context, q *dnsmessage.Question, client neti
 	var rep reply
 	var err error
 	if q.Type == dnsmessage.TypePTR {
-		a, ok := ParsePTRName(name)
-		if !ok {
-			s.log.Infof("Invalid or non-IP PTR name %s; answering NXDOMAIN.", s.safe(name))
-			return reply{rcode: dnsmessage.RCodeNameError}, NXDomain
+		if a, ok := ParsePTRName(name); !ok {
+			err = fmt.Errorf("%w: not an in-addr.arpa or ip6.arpa name of an address", ErrNotFound)
+		} else {
+			rep.ptr, rep.ttl, err = s.resolver.ResolvePTR(ctx, a, iso)
 		}
-		rep.ptr, rep.ttl, err = s.resolver.ResolvePTR(ctx, a, iso)
 		if err == nil && (rep.ptr == "" || len(rep.ptr) > 253) {
 			err = fmt.Errorf("reverse lookup gave an unusable name of %d bytes", len(rep.ptr))
 		}
@@ -423,12 +422,11 @@ func (s *Server) lookup(ctx context.Context, q *dnsmessage.Question, client neti
 			}
 		}
 	}
-	switch {
-	case errors.Is(err, ErrNotFound):
-		s.log.Infof("DNS lookup of %s: %v", s.safe(name), err)
-		return reply{rcode: dnsmessage.RCodeNameError}, NXDomain
-	case err != nil:
+	if err != nil {
 		s.log.Infof("DNS lookup of %s failed: %v", s.safe(name), err)
+		if errors.Is(err, ErrNotFound) {
+			return reply{rcode: dnsmessage.RCodeNameError}, NXDomain
+		}
 		return reply{rcode: dnsmessage.RCodeServerFailure}, ServFail
 	}
 	if rep.ttl > 0 {
@@ -538,12 +536,14 @@ func encode(q *query, rep reply, truncated bool) ([]byte, error) {
 func ParsePTRName(name string) (netip.Addr, bool) {
 	name = strings.ToLower(strings.TrimSuffix(name, "."))
 	if s, ok := strings.CutSuffix(name, ".in-addr.arpa"); ok {
-		parts := strings.Split(s, ".")
-		if len(parts) != 4 {
-			return netip.Addr{}, false
+		// Reverse the four labels, then parse the dotted quad.
+		rev := ""
+		for i := 0; i < 4; i++ {
+			label, rest, _ := strings.Cut(s, ".")
+			rev, s = label+"."+rev, rest
 		}
-		a, err := netip.ParseAddr(parts[3] + "." + parts[2] + "." + parts[1] + "." + parts[0])
-		return a, err == nil
+		a, err := netip.ParseAddr(strings.TrimSuffix(rev, "."))
+		return a, err == nil && s == "" && a.Is4()
 	}
 	if s, ok := strings.CutSuffix(name, ".ip6.arpa"); ok {
 		nibbles := strings.Split(s, ".")

@@ -84,11 +84,11 @@ func (ls *Listeners) Close() {
 // listen opens p's UDP socket and TCP listener on the same address (for
 // port 0, the TCP port follows the one the system gave the UDP socket).
 func (ls *Listeners) listen(ctx context.Context, p Port) (*listener, error) {
-	pc, err := net.ListenPacket("udp", p.Addr.String())
+	pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(p.Addr))
 	if err != nil {
 		return nil, err
 	}
-	tcpAddr := netip.AddrPortFrom(p.Addr.Addr(), addrOfPort(pc.LocalAddr()))
+	tcpAddr := netip.AddrPortFrom(p.Addr.Addr(), uint16(pc.LocalAddr().(*net.UDPAddr).Port))
 	ln, err := net.Listen("tcp", tcpAddr.String())
 	if err != nil {
 		pc.Close()
@@ -116,13 +116,6 @@ func (ls *Listeners) listen(ctx context.Context, p Port) (*listener, error) {
 		}
 	})
 	return l, nil
-}
-
-func addrOfPort(a net.Addr) uint16 {
-	if u, ok := a.(*net.UDPAddr); ok {
-		return uint16(u.Port)
-	}
-	return 0
 }
 
 func (l *listener) close() {

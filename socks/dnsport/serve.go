@@ -22,7 +22,7 @@ const maxUDPMessage = 4096
 // ServeUDP answers the queries that arrive on pc until ctx ends or Close,
 // then closes pc. Each query is answered on a goroutine of its own, so a
 // slow lookup does not hold the others up.
-func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
+func (s *Server) ServeUDP(ctx context.Context, pc *net.UDPConn) error {
 	ctx, cancel, err := s.join(ctx)
 	if err != nil {
 		pc.Close()
@@ -34,7 +34,7 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 	s.log.Noticef("Opened DNS listener connection (ready) on %v (UDP)", pc.LocalAddr())
 	for {
 		buf := make([]byte, maxUDPMessage)
-		n, from, err := pc.ReadFrom(buf)
+		n, from, err := pc.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -45,10 +45,9 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 			s.log.Infof("Error reading a DNS request on %v: %v", pc.LocalAddr(), err)
 			continue
 		}
-		client := addrOf(from)
 		s.wg.Go(func() {
-			if out := s.handle(ctx, buf[:n], client, true); out != nil {
-				pc.WriteTo(out, from)
+			if out := s.handle(ctx, buf[:n], from.Addr().Unmap(), true); out != nil {
+				pc.WriteToUDPAddrPort(out, from)
 			}
 		})
 	}
@@ -67,7 +66,6 @@ func (s *Server) ServeTCP(ctx context.Context, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	s.log.Noticef("Opened DNS listener connection (ready) on %v (TCP)", ln.Addr())
-	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -77,16 +75,12 @@ func (s *Server) ServeTCP(ctx context.Context, ln net.Listener) error {
 			if errors.Is(err, net.ErrClosed) {
 				return fmt.Errorf("dnsport: accepting on %v: %w", ln.Addr(), err)
 			}
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.Warnf("Error accepting DNS connection on %v: %v; retrying in %v.", ln.Addr(), err, backoff)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(backoff):
-			}
+			// Out of file descriptors and the like: wait a moment, as
+			// the condition usually passes.
+			s.log.Warnf("Error accepting DNS connection on %v: %v; retrying.", ln.Addr(), err)
+			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		backoff = 0
 		client := addrOf(c.RemoteAddr())
 		if !s.cfg.Policy.Allows(client, policy.AcceptUnmatched) {
 			s.counters.add(Refused)
@@ -194,14 +188,10 @@ func readTCPMessage(r io.Reader, maxLen int) ([]byte, error) {
 	return msg, nil
 }
 
-// addrOf returns the IP address of a UDP or TCP peer.
+// addrOf returns the IP address of a TCP peer.
 func addrOf(a net.Addr) netip.Addr {
-	switch a := a.(type) {
-	case *net.UDPAddr:
-		return a.AddrPort().Addr().Unmap()
-	case *net.TCPAddr:
-		return a.AddrPort().Addr().Unmap()
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.AddrPort().Addr().Unmap()
 	}
-	ap, _ := netip.ParseAddrPort(a.String())
-	return ap.Addr().Unmap()
+	return netip.Addr{}
 }
