@@ -14,6 +14,7 @@ import (
 	"tinytor/tor/config"
 	"tinytor/tor/control"
 	"tinytor/tor/ctlbackend"
+	"tinytor/tor/metrics"
 	"tinytor/tor/torlog"
 )
 
@@ -31,11 +32,12 @@ func controlVersion() string { return "0.4.9.11-tinytor-" + version }
 // SIGTERM. stop closes everything and waits for it.
 //
 // amap answers MAPADDRESS and GETINFO address-mappings/*; it and dns (the
-// DNSPort counters) are also on the MetricsPort.
+// DNSPort counters) are also on the MetricsPort, with what extraMetrics
+// registers (the gateway's front ends).
 func startControl(ctx context.Context, cfg *config.Config, src config.Sources, client *tor.Client, onion *onionclient.Client,
 	amap *addrmap.Map, dns *dnsport.Counters, log *torlog.Logger,
-	apply func(*config.Config) error, reload, shutdown func()) (stop func(), err error) {
-	metricsAddrs, stopMetrics, err := clientmetrics.Serve(ctx, client, cfg, log, frontEndMetrics(amap, dns))
+	apply func(*config.Config) error, reload, shutdown func(), extraMetrics ...func(*metrics.Registry) error) (stop func(), err error) {
+	metricsAddrs, stopMetrics, err := clientmetrics.Serve(ctx, client, cfg, log, append([]func(*metrics.Registry) error{frontEndMetrics(amap, dns)}, extraMetrics...)...)
 	if err != nil {
 		return nil, err
 	}

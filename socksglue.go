@@ -19,8 +19,15 @@ import (
 
 // socksPorts are the torrc's SocksPorts as package socks opens them.
 func socksPorts(cfg *config.Config, log *torlog.Logger) []socks.Port {
-	ports := make([]socks.Port, 0, len(cfg.SocksPorts))
-	for _, sp := range cfg.SocksPorts {
+	return clientPorts(cfg.SocksPorts, cfg, log)
+}
+
+// clientPorts are SocksPort, TransPort or HTTPTunnelPort lines as package
+// socks opens them (the latter two with a socks.Protocol set by their
+// Listeners).
+func clientPorts(lines []config.ClientPort, cfg *config.Config, log *torlog.Logger) []socks.Port {
+	ports := make([]socks.Port, 0, len(lines))
+	for _, sp := range lines {
 		p := socks.Port{Network: "tcp", Address: sp.Addr.String(), Config: socks.Config{
 			ID:              sp.Listener.String(),
 			Flags:           socksFlags(sp),
@@ -72,6 +79,7 @@ func (d socksDialer) DialStream(ctx context.Context, req *socks.Request, iso soc
 	if err != nil {
 		return nil, err
 	}
+	ctx = tor.WithSource(ctx, req.ClientAddr) // SOURCE_ADDR of the STREAM events
 	if socks.IsOnion(host) {
 		conn, err := d.onion.Dial(ctx, host, req.Port, iso)
 		if err != nil {

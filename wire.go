@@ -84,6 +84,7 @@ type node struct {
 	dns            *dnsport.Listeners
 	dnsCounters    *dnsport.Counters // DNS queries by outcome, across reloads
 	amap           *addrmap.Map      // lives as long as the process: mappings survive SIGHUP
+	gateway        *gateway          // TransPorts and HTTPTunnelPorts
 
 	mu        sync.Mutex // serialises configuration changes
 	closeLogs func()     // closes the log files of the configuration in force
@@ -138,6 +139,12 @@ func (n *node) run(cfg *config.Config, src config.Sources, reload func(*torlog.L
 		log.Errf("%v", err)
 		return exitRuntime
 	}
+	n.gateway = newGateway(dialer, log)
+	defer n.gateway.close()
+	if err := n.gateway.apply(ctx, cfg, log); err != nil {
+		log.Errf("%v", err)
+		return exitRuntime
+	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -149,7 +156,7 @@ func (n *node) run(cfg *config.Config, src config.Sources, reload func(*torlog.L
 		}
 	}
 	apply := func(nc *config.Config) error { return n.apply(ctx, nc) }
-	stopControl, err := startControl(ctx, cfg, src, client, onion, n.amap, n.dnsCounters, log, apply, sendHup, stop)
+	stopControl, err := startControl(ctx, cfg, src, client, onion, n.amap, n.dnsCounters, log, apply, sendHup, stop, n.gateway.metrics)
 	if err != nil {
 		log.Errf("%v", err)
 		return exitRuntime
@@ -212,7 +219,8 @@ func (n *node) apply(ctx context.Context, nc *config.Config) error {
 	if err := n.amap.SetConfig(addrMapConfig(nc)); err != nil {
 		return fmt.Errorf("Restoring previous address map settings: %w", err)
 	}
-	return errors.Join(n.socks.Apply(ctx, socksPorts(nc, n.log)), n.dns.Apply(ctx, dnsPorts(nc, n.log, n.dnsCounters)))
+	return errors.Join(n.socks.Apply(ctx, socksPorts(nc, n.log)), n.dns.Apply(ctx, dnsPorts(nc, n.log, n.dnsCounters)),
+		n.gateway.apply(ctx, nc, n.log))
 }
 
 // close closes the log files.

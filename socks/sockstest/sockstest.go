@@ -3,8 +3,10 @@
 package sockstest
 
 import (
+	"bytes"
 	"context"
 	"net"
+	"sync"
 	"testing"
 
 	"tinytor/socks"
@@ -31,4 +33,25 @@ func Serve(t testing.TB, cfg socks.Config, d socks.Dialer) (*socks.Server, strin
 		}
 	})
 	return srv, ln.Addr().String()
+}
+
+// Buffer is a bytes.Buffer safe for concurrent writes, for logs a server
+// writes from its goroutines.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String returns what was written.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

@@ -1,7 +1,6 @@
 package transparent
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -38,29 +37,12 @@ func (d *nopDialer) ResolvePTR(context.Context, netip.Addr, socks.IsolationKey) 
 	return "", errors.New("no lookups in this test")
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestNotRedirectedIsClosed connects to a TransPort directly: no redirect
 // rule sent the connection, so its original destination is the port
 // itself (or, without connection tracking, unknown). Either way the
 // connection is closed with a log line and no stream is opened.
 func TestNotRedirectedIsClosed(t *testing.T) {
-	var logs lockedBuffer
+	var logs sockstest.Buffer
 	d := &nopDialer{}
 	srv, addr := sockstest.Serve(t, socks.Config{ID: "trans", Protocol: Protocol{},
 		Log: torlog.New(torlog.Sink{Min: torlog.Debug, Max: torlog.Err, W: &logs})}, d)
