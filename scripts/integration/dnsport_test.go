@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -173,6 +174,20 @@ func TestTinytorDNSPort(t *testing.T) {
 		resp, err := Get(ctx, p.socks, "http://"+virt.String()+"/")
 		if err == nil && !bytes.Contains(resp.Body, []byte(n.Marker)) {
 			err = fmt.Errorf("no marker in %q", resp.Body)
+		}
+		return err
+	})
+	// The mapping survives a reload (the address map is not recreated).
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	p.waitFor("Received reload signal (hup)", time.Minute)
+	retryFor("lookup after SIGHUP", 30*time.Second, func() error {
+		m, err := dnsExchange("udp", dnsAddr, n.Onion+".", dnsmessage.TypeA)
+		if err != nil {
+			return err
+		}
+		a, err := firstA(m)
+		if err == nil && a != virt {
+			t.Fatalf("after SIGHUP the onion name maps to %v, before to %v", a, virt)
 		}
 		return err
 	})
