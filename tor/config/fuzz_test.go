@@ -25,6 +25,7 @@ func FuzzParse(f *testing.F) {
 		"Log info-err file /tmp/x\nControlPort auto\nMetricsPort 9035 prometheus\n",
 		"%include /nonexistent\n",
 		"DNSPort 5353 IsolateDestAddr\nAutomapHostsOnResolve 1\nAutomapHostsSuffixes .onion,.i2p\nVirtualAddrNetworkIPv6 [fc00::]/8\n",
+		"TransPort 192.168.1.1:9040 IsolateDestPort SessionGroup=2\nTransProxyType default\nHTTPTunnelPort [::1]:8118 NoIsolateSOCKSAuth\n",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
