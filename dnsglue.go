@@ -21,6 +21,18 @@ func addrMapConfig(cfg *config.Config) addrmap.Config {
 		IPv4: cfg.VirtualAddrNetworkIPv4, IPv6: cfg.VirtualAddrNetworkIPv6}
 }
 
+// applyMapAddress makes the torrc's MapAddress lines the address map's
+// configured mappings, logging those it refuses as C tor does.
+func applyMapAddress(m *addrmap.Map, cfg *config.Config, log *torlog.Logger) {
+	pairs := make([][2]string, 0, len(cfg.MapAddresses))
+	for _, p := range cfg.MapAddresses {
+		pairs = append(pairs, [2]string{p.From, p.To})
+	}
+	for _, err := range m.SetConfigured(pairs) {
+		log.Warnf("%v.", err)
+	}
+}
+
 // dnsPorts are the torrc's DNSPorts as package dnsport opens them; they
 // all count into counters.
 func dnsPorts(cfg *config.Config, log *torlog.Logger, counters *dnsport.Counters) []dnsport.Port {

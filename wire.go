@@ -125,6 +125,7 @@ func (n *node) run(cfg *config.Config, src config.Sources, reload func(*torlog.L
 		log.Errf("%v", err)
 		return exitConfig
 	}
+	applyMapAddress(n.amap, cfg, log)
 	dialer := socksDialer{c: client, onion: onion, amap: n.amap, log: log}
 	n.socks = socks.NewListeners(dialer, log)
 	defer n.socks.Close()
@@ -219,6 +220,7 @@ func (n *node) apply(ctx context.Context, nc *config.Config) error {
 	if err := n.amap.SetConfig(addrMapConfig(nc)); err != nil {
 		return fmt.Errorf("Restoring previous address map settings: %w", err)
 	}
+	applyMapAddress(n.amap, nc, n.log)
 	return errors.Join(n.socks.Apply(ctx, socksPorts(nc, n.log)), n.dns.Apply(ctx, dnsPorts(nc, n.log, n.dnsCounters)),
 		n.gateway.apply(ctx, nc, n.log))
 }

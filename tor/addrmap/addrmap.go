@@ -342,6 +342,27 @@ func (m *Map) Register(from, to string, src Source, expires time.Time) error {
 	return nil
 }
 
+// SetConfigured replaces the mappings from the torrc (MapAddress lines,
+// source FromConfig) with pairs, as C tor's config_register_addressmaps
+// at each (re)load. A pair Register refuses is left out; the errors say
+// which, for the caller to log.
+func (m *Map) SetConfigured(pairs [][2]string) []error {
+	m.mu.Lock()
+	for k, e := range m.entries {
+		if e.source == FromConfig {
+			m.remove(k)
+		}
+	}
+	m.mu.Unlock()
+	var errs []error
+	for _, p := range pairs {
+		if err := m.Register(p[0], p[1], FromConfig, time.Time{}); err != nil {
+			errs = append(errs, fmt.Errorf("MapAddress '%s %s' failed: %w. Ignoring", p[0], p[1], err))
+		}
+	}
+	return errs
+}
+
 // remove deletes the entry at key and its reverse record (C tor's
 // addressmap_ent_remove).
 func (m *Map) remove(key string) {

@@ -171,3 +171,24 @@ func TestRegisterRewrite(t *testing.T) {
 		}
 	}
 }
+
+func TestSetConfigured(t *testing.T) {
+	m, _ := New(Config{}, nil, nil)
+	m.Register("ctl.example", "x.example", FromController, time.Time{})
+	if errs := m.SetConfigured([][2]string{{"a.example", "b.example"}, {"*", "c"}}); len(errs) != 1 {
+		t.Fatalf("errors %v, want one", errs)
+	}
+	if got, _ := m.Rewrite("a.example"); got != "b.example" {
+		t.Fatalf("configured mapping: %q", got)
+	}
+	m.SetConfigured([][2]string{{"d.example", "e.example"}})
+	if got, ok := m.Rewrite("a.example"); ok {
+		t.Fatalf("a removed torrc mapping still applies: %q", got)
+	}
+	if got := m.Mappings(KindConfig); !slices.Equal(got, []string{"d.example e.example NEVER"}) {
+		t.Fatalf("config mappings %q", got)
+	}
+	if got, _ := m.Rewrite("ctl.example"); got != "x.example" {
+		t.Fatalf("a controller mapping was dropped: %q", got)
+	}
+}

@@ -61,6 +61,11 @@ type Config struct {
 	// VirtualAddrNetworkIPv6 (addr/bits, at most /104): where virtual
 	// addresses come from. Defaults 127.192.0.0/10 and [FE80::]/10.
 	VirtualAddrNetworkIPv4, VirtualAddrNetworkIPv6 netip.Prefix
+	// MapAddress (old new), repeatable: rewrite connections and lookups of
+	// old to new ("*.a.b" patterns too), as MAPADDRESS does. Lines with
+	// too few arguments or starting with '.' are ignored with a warning,
+	// as in C tor.
+	MapAddresses []AddressMapping
 	// SafeSocks (0|1): refuse SOCKS requests that carry a bare IP address
 	// (possible DNS leak). Default 0.
 	SafeSocks bool
@@ -190,6 +195,9 @@ type Config struct {
 	// log at notice level.
 	Notices []string
 }
+
+// AddressMapping is one MapAddress line.
+type AddressMapping struct{ From, To string }
 
 // Bounds of HardwareWatchdogTimeout. Drivers commonly accept 1 to 60 or
 // up to a few hundred seconds; the watchdog is checked every third of the

@@ -42,3 +42,14 @@ func TestDNSPortAndAutomap(t *testing.T) {
 		"SocksPort 9050 NoIPv4Traffic NoIPv6Traffic NoOnionTraffic\n": "SocksPort entry with all of IPv4",
 	})
 }
+
+func TestMapAddress(t *testing.T) {
+	c := mustParse(t, "MapAddress www.example.com 1.2.3.4\nMapAddress *.a.example *.b.example extra\nMapAddress lonely\nMapAddress .x y\n")
+	want := []AddressMapping{{"www.example.com", "1.2.3.4"}, {"*.a.example", "*.b.example"}}
+	if !slices.Equal(c.MapAddresses, want) {
+		t.Fatalf("MapAddresses %+v, want %+v", c.MapAddresses, want)
+	}
+	if len(c.Warnings) != 3 {
+		t.Fatalf("warnings %q, want 3", c.Warnings)
+	}
+}

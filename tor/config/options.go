@@ -162,6 +162,21 @@ var options = []option{
 		}
 		return nil
 	}},
+	{name: "MapAddress", list: true, apply: func(b *builder, v string) error {
+		f := fields(v)
+		switch {
+		case len(f) < 2:
+			b.warnf("MapAddress '%s' has too few arguments. Ignoring.", v)
+			return nil
+		case strings.HasPrefix(f[0], ".") || strings.HasPrefix(f[1], "."):
+			b.warnf("MapAddress '%s' is ambiguous - address starts with a'.'. Ignoring.", v)
+			return nil
+		case len(f) > 2:
+			b.warnf("Ignoring extra arguments to MapAddress.")
+		}
+		b.c.MapAddresses = append(b.c.MapAddresses, AddressMapping{From: f[0], To: f[1]})
+		return nil
+	}},
 	{name: "VirtualAddrNetworkIPv4", def: "127.192.0.0/10", apply: func(b *builder, v string) (err error) {
 		b.c.VirtualAddrNetworkIPv4, err = parseVirtualNetwork(v, false)
 		return err
