@@ -94,9 +94,13 @@ func (ls *Listeners) listen(ctx context.Context, p Port) (*listener, error) {
 		pc.Close()
 		return nil, err
 	}
-	if a := p.Addr.Addr(); !a.IsLoopback() && !a.IsPrivate() && !a.IsLinkLocalUnicast() {
+	switch a := p.Addr.Addr(); {
+	case !a.IsLoopback() && !a.IsPrivate() && !a.IsLinkLocalUnicast():
 		ls.log.Warnf("DNSPort %s is bound to a public or unspecified address: anyone who can reach it may use it as an open resolver. "+
 			"Bind it to a LAN address and set SocksPolicy to let only your LAN in.", p.Config.ID)
+	case !a.IsLoopback() && len(p.Config.Policy) == 0:
+		ls.log.Warnf("DNSPort %s is not on loopback, but no SocksPolicy is set: only loopback clients are answered. "+
+			"Add e.g. 'SocksPolicy accept 192.168.1.0/24, reject *' to the torrc to let your LAN in.", p.Config.ID)
 	}
 	srv, err := New(p.Config, ls.resolver)
 	if err != nil {
