@@ -56,12 +56,8 @@ func (s *Server) handleProtocol(ctx context.Context, c net.Conn, client netip.Ad
 		p.Reply(c, nil, err)
 		return
 	}
-	req.ClientAddr = client
-	req.Family = s.familyPrefs()
-	if code, msg := s.check(req); msg != "" {
-		s.badHandshake.Add(1)
-		s.log.Warnf("%s", msg)
-		p.Reply(c, req, Errorf(code, "%s", msg))
+	if err := s.admit(req, client); err != nil {
+		p.Reply(c, req, err)
 		return
 	}
 	c.SetDeadline(time.Time{})

@@ -361,12 +361,8 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		s.handshakeFailed(c, client, err)
 		return
 	}
-	req.ClientAddr = client
-	req.Family = s.familyPrefs()
-	if code, msg := s.check(req); msg != "" {
-		s.badHandshake.Add(1)
-		s.log.Warnf("%s", msg)
-		c.Write(appendReply(nil, req.Version, code, netip.Addr{}, ""))
+	if err := s.admit(req, client); err != nil {
+		c.Write(appendReply(nil, req.Version, ReplyFor(err, ReplyGeneralFailure, true), netip.Addr{}, ""))
 		return
 	}
 	c.SetDeadline(time.Time{})
@@ -421,13 +417,23 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	}
 }
 
-// familyPrefs are the port's address-family flags, for the Dialer.
-func (s *Server) familyPrefs() FamilyPrefs {
-	return FamilyPrefs{
+// admit completes req with what the server knows (the client's address,
+// the port's address-family flags) and applies the port's checks. A
+// refused request is counted and logged, and the error carries its reply
+// code.
+func (s *Server) admit(req *Request, client netip.AddrPort) error {
+	req.ClientAddr = client
+	req.Family = FamilyPrefs{
 		NoIPv4:     s.cfg.Flags.NoIPv4Traffic,
 		IPv6:       s.cfg.Flags.IPv6Traffic,
 		PreferIPv6: s.cfg.Flags.PreferIPv6,
 	}
+	if code, msg := s.check(req); msg != "" {
+		s.badHandshake.Add(1)
+		s.log.Warnf("%s", msg)
+		return Errorf(code, "%s", msg)
+	}
+	return nil
 }
 
 // handshakeFailed logs a failed handshake and sends what the client is owed.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"tinytor/socks"
+	"tinytor/socks/sockstest"
 )
 
 // startHTTP serves a fixed body on loopback with a tiny HTTP/1.0 server:
@@ -125,23 +126,8 @@ func (d *loopDialer) ResolvePTR(context.Context, netip.Addr, socks.IsolationKey)
 // startProxy runs tinytor's SOCKS server on loopback in front of d.
 func startProxy(t *testing.T, d socks.Dialer) string {
 	t.Helper()
-	srv, err := socks.New(socks.Config{Flags: socks.DefaultFlags()}, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(context.Background(), ln) }()
-	t.Cleanup(func() {
-		srv.Close()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return ln.Addr().String()
+	_, addr := sockstest.Serve(t, socks.Config{Flags: socks.DefaultFlags()}, d)
+	return addr
 }
 
 func TestRunEndToEnd(t *testing.T) {
