@@ -8,6 +8,7 @@ import (
 
 	"tinytor/socks"
 	"tinytor/socks/dnsport"
+	"tinytor/tor"
 	"tinytor/tor/addrmap"
 	"tinytor/tor/circuit"
 	"tinytor/tor/config"
@@ -54,13 +55,13 @@ func dnsPorts(cfg *config.Config, log *torlog.Logger, counters *dnsport.Counters
 // the address map, then an exit.
 type dnsResolver struct{ d socksDialer }
 
-func (r dnsResolver) Resolve(ctx context.Context, host string, ipv6 bool, iso socks.IsolationKey) ([]netip.Addr, uint32, error) {
-	addrs, ttl, err := r.d.resolve(ctx, host, ipv6, iso)
+func (r dnsResolver) Resolve(ctx context.Context, host string, ipv6 bool, client netip.AddrPort, iso socks.IsolationKey) ([]netip.Addr, uint32, error) {
+	addrs, ttl, err := r.d.resolve(tor.WithSource(ctx, client), host, ipv6, iso)
 	return addrs, ttl, dnsError(err)
 }
 
-func (r dnsResolver) ResolvePTR(ctx context.Context, addr netip.Addr, iso socks.IsolationKey) (string, uint32, error) {
-	name, ttl, err := r.d.resolvePTR(ctx, addr, iso)
+func (r dnsResolver) ResolvePTR(ctx context.Context, addr netip.Addr, client netip.AddrPort, iso socks.IsolationKey) (string, uint32, error) {
+	name, ttl, err := r.d.resolvePTR(tor.WithSource(ctx, client), addr, iso)
 	return name, ttl, dnsError(err)
 }
 

@@ -207,10 +207,46 @@ func (c *Client) ResolvePTRTTL(ctx context.Context, addr netip.Addr, iso any) (s
 	return "", 0, &circuit.ResolveError{Host: addr.String()}
 }
 
+// resolve sends a RESOLVE cell for host on a circuit of iso's and
+// reports the lookup as C tor does on the control port: STREAM
+// NEWRESOLVE (with SOURCE_ADDR from WithSource), SENTRESOLVE, SUCCEEDED or
+// FAILED, CLOSED, all with PURPOSE=DNS_REQUEST.
 func (c *Client) resolve(ctx context.Context, host string, iso any) ([]circuit.Answer, error) {
 	if !c.dirs.Current().Enough() {
 		return nil, ErrNotBootstrapped
 	}
+	info := event.Stream{ID: c.bus.NewID(), Status: "NEWRESOLVE", Target: net.JoinHostPort(host, "0"), Source: sourceOf(ctx), Resolve: true}
+	report := func(status, reason string) {
+		ev := info
+		ev.Status, ev.Reason = status, reason
+		c.bus.Publish(&ev)
+	}
+	report("NEWRESOLVE", "")
+	answers, err := c.resolveOn(ctx, host, iso, func(circID uint64) {
+		info.CircID = circID
+		report("SENTRESOLVE", "")
+	})
+	if err != nil {
+		reason := "MISC"
+		var re *circuit.ResolveError
+		switch {
+		case errors.As(err, &re):
+			reason = cell.EndResolveFailed.String()
+		case ctx.Err() != nil:
+			reason = "TIMEOUT"
+		}
+		report("FAILED", reason)
+		report("CLOSED", reason)
+		return nil, err
+	}
+	report("SUCCEEDED", "")
+	report("CLOSED", "DONE")
+	return answers, nil
+}
+
+// resolveOn takes or builds a circuit for iso and asks its exit; sent is
+// called with the circuit's ID when the RESOLVE cell goes out.
+func (c *Client) resolveOn(ctx context.Context, host string, iso any, sent func(circID uint64)) ([]circuit.Answer, error) {
 	e := c.circs.Take(80, isoKey(iso), nil)
 	if e == nil {
 		var err error
@@ -219,6 +255,7 @@ func (c *Client) resolve(ctx context.Context, host string, iso any) ([]circuit.A
 		}
 	}
 	defer c.circs.Release(e)
+	sent(e.ID)
 	return e.Circ.Resolve(ctx, host)
 }
 

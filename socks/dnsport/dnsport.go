@@ -39,12 +39,13 @@ import (
 // give NXDOMAIN, others SERVFAIL. Every method must return promptly once
 // ctx is done.
 type Resolver interface {
-	// Resolve looks host up; ipv6 says an AAAA record was asked for. ttl
-	// is the exit's TTL in seconds; 0 means the answer has none (it is
-	// then not cached, as C tor caches only answers from exits).
-	Resolve(ctx context.Context, host string, ipv6 bool, iso socks.IsolationKey) (addrs []netip.Addr, ttl uint32, err error)
-	// ResolvePTR looks up the name of addr.
-	ResolvePTR(ctx context.Context, addr netip.Addr, iso socks.IsolationKey) (name string, ttl uint32, err error)
+	// Resolve looks host up for client; ipv6 says an AAAA record was
+	// asked for. ttl is the exit's TTL in seconds; 0 means the answer has
+	// none (it is then not cached, as C tor caches only answers from
+	// exits).
+	Resolve(ctx context.Context, host string, ipv6 bool, client netip.AddrPort, iso socks.IsolationKey) (addrs []netip.Addr, ttl uint32, err error)
+	// ResolvePTR looks up the name of addr for client.
+	ResolvePTR(ctx context.Context, addr netip.Addr, client netip.AddrPort, iso socks.IsolationKey) (name string, ttl uint32, err error)
 }
 
 // ErrNotFound is the error a Resolver wraps when the name does not exist.
@@ -337,17 +338,17 @@ type reply struct {
 
 // handle answers one message from client; nil means drop it (malformed).
 // udp limits the answer to 512 bytes (truncated: TC set, no answers).
-func (s *Server) handle(ctx context.Context, msg []byte, client netip.Addr, udp bool) []byte {
+func (s *Server) handle(ctx context.Context, msg []byte, client netip.AddrPort, udp bool) []byte {
 	q, err := parse(msg)
 	if err != nil {
 		s.counters.add(Malformed)
-		s.log.Infof("Dropping malformed DNS request from %v: %v", client, err)
+		s.log.Infof("Dropping malformed DNS request from %v: %v", client.Addr(), err)
 		return nil
 	}
 	var rep reply
 	outcome := Answered
 	switch {
-	case !s.cfg.Policy.Allows(client, policy.AcceptUnmatched):
+	case !s.cfg.Policy.Allows(client.Addr(), policy.AcceptUnmatched):
 		s.log.Warnf("Rejecting DNS request from disallowed IP.")
 		rep.rcode, outcome = dnsmessage.RCodeRefused, Refused
 	case q.hdr.OpCode != 0:
@@ -378,14 +379,14 @@ func (s *Server) handle(ctx context.Context, msg []byte, client netip.Addr, udp 
 }
 
 // lookup answers the question q through the cache or the Resolver.
-func (s *Server) lookup(ctx context.Context, q *dnsmessage.Question, client netip.Addr) (reply, Outcome) {
+func (s *Server) lookup(ctx context.Context, q *dnsmessage.Question, client netip.AddrPort) (reply, Outcome) {
 	// As C tor, names go to the exit in lower case; the answer keeps the
 	// question's spelling (for clients using 0x20 randomisation).
 	name := strings.ToLower(strings.TrimSuffix(q.Name.String(), "."))
 	if name == "" {
 		return reply{rcode: dnsmessage.RCodeNameError}, NXDomain
 	}
-	iso := s.isoKey(name, client)
+	iso := s.isoKey(name, client.Addr())
 	key := cacheKey{iso: iso, name: name, qtype: uint16(q.Type)}
 	now := s.cfg.Now()
 	if e, ok := s.cached(key, now); ok {
@@ -400,7 +401,7 @@ func (s *Server) lookup(ctx context.Context, q *dnsmessage.Question, client neti
 		if a, ok := ParsePTRName(name); !ok {
 			err = fmt.Errorf("%w: not an in-addr.arpa or ip6.arpa name of an address", ErrNotFound)
 		} else {
-			rep.ptr, rep.ttl, err = s.resolver.ResolvePTR(ctx, a, iso)
+			rep.ptr, rep.ttl, err = s.resolver.ResolvePTR(ctx, a, client, iso)
 		}
 		if err == nil && (rep.ptr == "" || len(rep.ptr) > 253) {
 			err = fmt.Errorf("reverse lookup gave an unusable name of %d bytes", len(rep.ptr))
@@ -415,7 +416,7 @@ func (s *Server) lookup(ctx context.Context, q *dnsmessage.Question, client neti
 			return reply{ttl: MinAnswerTTL}, NoData
 		}
 		var addrs []netip.Addr
-		addrs, rep.ttl, err = s.resolver.Resolve(ctx, name, ipv6, iso)
+		addrs, rep.ttl, err = s.resolver.Resolve(ctx, name, ipv6, client, iso)
 		for _, a := range addrs {
 			if a = a.Unmap(); a.Is6() == ipv6 && len(rep.addrs) < 8 {
 				rep.addrs = append(rep.addrs, a)

@@ -41,7 +41,7 @@ func (f *fakeResolver) wait(ctx context.Context) error {
 	}
 }
 
-func (f *fakeResolver) Resolve(ctx context.Context, host string, ipv6 bool, iso socks.IsolationKey) ([]netip.Addr, uint32, error) {
+func (f *fakeResolver) Resolve(ctx context.Context, host string, ipv6 bool, client netip.AddrPort, iso socks.IsolationKey) ([]netip.Addr, uint32, error) {
 	f.calls.Add(1)
 	f.mu.Lock()
 	f.isos = append(f.isos, iso)
@@ -59,7 +59,7 @@ func (f *fakeResolver) Resolve(ctx context.Context, host string, ipv6 bool, iso 
 	return a, f.ttl, nil
 }
 
-func (f *fakeResolver) ResolvePTR(ctx context.Context, addr netip.Addr, iso socks.IsolationKey) (string, uint32, error) {
+func (f *fakeResolver) ResolvePTR(ctx context.Context, addr netip.Addr, client netip.AddrPort, iso socks.IsolationKey) (string, uint32, error) {
 	f.calls.Add(1)
 	if n, ok := f.ptrs[addr]; ok {
 		return n, f.ttl, nil
@@ -100,7 +100,7 @@ func decode(t testing.TB, b []byte) dnsmessage.Message {
 	return m
 }
 
-var loopback = netip.MustParseAddr("127.0.0.1")
+var loopback = netip.MustParseAddrPort("127.0.0.1:40000")
 
 func newServer(t *testing.T, cfg Config, r Resolver) *Server {
 	t.Helper()
@@ -166,7 +166,7 @@ func TestAnswers(t *testing.T) {
 			t.Errorf("%s %v: answer %q, want %q", c.name, c.typ, got, c.want)
 		}
 	}
-	if f.isos[0].ClientAddr != loopback || f.isos[0].Listener != "127.0.0.1:5353" {
+	if f.isos[0].ClientAddr != loopback.Addr() || f.isos[0].Listener != "127.0.0.1:5353" {
 		t.Errorf("isolation key %+v", f.isos[0])
 	}
 }
@@ -216,7 +216,7 @@ func TestMalformedAndPolicy(t *testing.T) {
 	if s.handle(ctx, resp, loopback, true) != nil {
 		t.Error("a response was answered")
 	}
-	m := decode(t, s.handle(ctx, mkQuery(t, 5, "example.com.", dnsmessage.TypeA), netip.MustParseAddr("192.168.1.5"), true))
+	m := decode(t, s.handle(ctx, mkQuery(t, 5, "example.com.", dnsmessage.TypeA), netip.MustParseAddrPort("192.168.1.5:53"), true))
 	if m.RCode != dnsmessage.RCodeRefused || f.calls.Load() != 0 {
 		t.Errorf("refused client: rcode %v, %d lookups", m.RCode, f.calls.Load())
 	}

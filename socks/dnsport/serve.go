@@ -46,7 +46,8 @@ func (s *Server) ServeUDP(ctx context.Context, pc *net.UDPConn) error {
 			continue
 		}
 		s.wg.Go(func() {
-			if out := s.handle(ctx, buf[:n], from.Addr().Unmap(), true); out != nil {
+			client := netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+			if out := s.handle(ctx, buf[:n], client, true); out != nil {
 				pc.WriteToUDPAddrPort(out, from)
 			}
 		})
@@ -82,7 +83,7 @@ func (s *Server) ServeTCP(ctx context.Context, ln net.Listener) error {
 			continue
 		}
 		client := addrOf(c.RemoteAddr())
-		if !s.cfg.Policy.Allows(client, policy.AcceptUnmatched) {
+		if !s.cfg.Policy.Allows(client.Addr(), policy.AcceptUnmatched) {
 			s.counters.add(Refused)
 			s.log.Warnf("Rejecting DNS connection from disallowed IP.")
 			c.Close()
@@ -123,7 +124,7 @@ func (s *Server) join(ctx context.Context) (context.Context, context.CancelFunc,
 // answers each on its own goroutine (answers may come back out of order,
 // as RFC 7766 allows). A message that is too long, cut short or
 // malformed closes the connection.
-func (s *Server) serveConn(ctx context.Context, c net.Conn, client netip.Addr) {
+func (s *Server) serveConn(ctx context.Context, c net.Conn, client netip.AddrPort) {
 	ctx, cancel := context.WithCancel(ctx)
 	var queries sync.WaitGroup
 	defer func() {
@@ -188,10 +189,11 @@ func readTCPMessage(r io.Reader, maxLen int) ([]byte, error) {
 	return msg, nil
 }
 
-// addrOf returns the IP address of a TCP peer.
-func addrOf(a net.Addr) netip.Addr {
+// addrOf returns the address and port of a TCP peer.
+func addrOf(a net.Addr) netip.AddrPort {
 	if t, ok := a.(*net.TCPAddr); ok {
-		return t.AddrPort().Addr().Unmap()
+		ap := t.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
-	return netip.Addr{}
+	return netip.AddrPort{}
 }

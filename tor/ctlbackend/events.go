@@ -126,7 +126,7 @@ func circEvent(ci event.Circuit) control.CircEvent {
 
 func streamEvent(si event.Stream) control.StreamEvent {
 	purpose := "USER"
-	if si.Status == "NEWRESOLVE" || si.Status == "SENTRESOLVE" {
+	if si.Resolve || si.Status == "NEWRESOLVE" || si.Status == "SENTRESOLVE" {
 		purpose = "DNS_REQUEST"
 	}
 	// C tor gives SOURCE_ADDR (address:port, no brackets) with NEW and

@@ -115,6 +115,9 @@ type Stream struct {
 	// Source is the address and port of the application the stream is
 	// for (SOURCE_ADDR), when the front end knows it (tor.WithSource).
 	Source netip.AddrPort
+	// Resolve marks a name lookup (RESOLVE cell) rather than a
+	// connection: the control port's PURPOSE=DNS_REQUEST.
+	Resolve bool
 }
 
 // Channel is a channel's state (an ORCONN event, a line of GETINFO
