@@ -175,6 +175,9 @@ func (ec *eventCounters) observe(ev event.Event) {
 			ec.buildTime.Observe(e.BuildTime.Seconds())
 		}
 	case *event.Stream:
+		if e.Resolve {
+			break // lookups are counted by the DNSPort (tinytor_dns_queries_total)
+		}
 		switch e.Status {
 		case "SUCCEEDED":
 			ec.succeeded.Inc()
