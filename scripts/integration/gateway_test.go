@@ -449,14 +449,47 @@ func (g *gatewayProc) rssKB(t *testing.T) int {
 	return 0
 }
 
-// gatewayOptions are the gateway parts of the torrc, as in the OpenWrt
-// default (scripts/openwrt/tinytor/files/torrc) with this LAN's address, by
-// the port they need.
-func (l *lanNet) gatewayOptions() map[string]string {
+// gatewayOptions are the gateway lines of the OpenWrt package's default
+// torrc (scripts/openwrt/tinytor/files/torrc) with this LAN's address in
+// place of 192.168.1.1, by the port they need: the test runs what the
+// package ships.
+func (l *lanNet) gatewayOptions(t *testing.T) map[string]string {
+	t.Helper()
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "scripts", "openwrt", "tinytor", "files", "torrc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"TransPort":              fmt.Sprintf("TransPort 192.168.1.1:%d", gwTransPort),
+		"DNSPort":                fmt.Sprintf("DNSPort 192.168.1.1:%d", gwDNSPort),
+		"HTTPTunnelPort":         fmt.Sprintf("HTTPTunnelPort 192.168.1.1:%d", gwTunnelPort),
+		"AutomapHostsOnResolve":  "AutomapHostsOnResolve 1",
+		"VirtualAddrNetworkIPv4": "VirtualAddrNetworkIPv4 " + gwVirtualNet,
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, _, _ := strings.Cut(line, " ")
+		if _, ok := want[k]; ok {
+			if got[k] != "" {
+				t.Fatalf("OpenWrt torrc: %s twice", k)
+			}
+			got[k] = strings.ReplaceAll(line, "192.168.1.1:", l.gw.String()+":") + "\n"
+			if line != want[k] {
+				t.Fatalf("OpenWrt torrc has %q, the test expects %q", line, want[k])
+			}
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("OpenWrt torrc lacks some of %v", want)
+	}
 	return map[string]string{
-		"DNSPort":        fmt.Sprintf("DNSPort %s:%d\nAutomapHostsOnResolve 1\nVirtualAddrNetworkIPv4 %s\n", l.gw, gwDNSPort, gwVirtualNet),
-		"TransPort":      fmt.Sprintf("TransPort %s:%d\n", l.gw, gwTransPort),
-		"HTTPTunnelPort": fmt.Sprintf("HTTPTunnelPort %s:%d\n", l.gw, gwTunnelPort),
+		"DNSPort":        got["DNSPort"] + got["AutomapHostsOnResolve"] + got["VirtualAddrNetworkIPv4"],
+		"TransPort":      got["TransPort"],
+		"HTTPTunnelPort": got["HTTPTunnelPort"],
 	}
 }
 
@@ -469,11 +502,12 @@ func (l *lanNet) gatewayPolicy() string {
 }
 
 // gatewayTorrc is the gateway part of the torrc with all ports.
-func (l *lanNet) gatewayTorrc() string {
+func (l *lanNet) gatewayTorrc(t *testing.T) string {
 	var b strings.Builder
 	b.WriteString(l.gatewayPolicy())
+	opts := l.gatewayOptions(t)
 	for _, p := range gatewayPorts {
-		b.WriteString(l.gatewayOptions()[p])
+		b.WriteString(opts[p])
 	}
 	return b.String()
 }
@@ -486,7 +520,7 @@ func startCTorGateway(t *testing.T, n *Network, l *lanNet) *gatewayProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	torrc := string(frag) + fmt.Sprintf("\nDataDirectory %s\nSocksPort 0\nOutboundBindAddress 127.0.0.1\nLog notice stdout\nSafeLogging 0\nShutdownWaitLength 0\nRunAsDaemon 0\n", dir) + l.gatewayTorrc()
+	torrc := string(frag) + fmt.Sprintf("\nDataDirectory %s\nSocksPort 0\nOutboundBindAddress 127.0.0.1\nLog notice stdout\nSafeLogging 0\nShutdownWaitLength 0\nRunAsDaemon 0\n", dir) + l.gatewayTorrc(t)
 	os.WriteFile(filepath.Join(dir, "torrc"), []byte(torrc), 0o600)
 	os.WriteFile(filepath.Join(dir, "defaults"), nil, 0o600)
 	cmd := exec.Command("tor", "--defaults-torrc", filepath.Join(dir, "defaults"), "-f", filepath.Join(dir, "torrc"))
@@ -547,8 +581,9 @@ func startTinytorGateway(t *testing.T, n *Network, l *lanNet) *gatewayProc {
 	}
 	has := map[string]bool{}
 	lines := strings.Split(strings.TrimSpace(l.gatewayPolicy()), "\n")
+	gwOpts := l.gatewayOptions(t)
 	for _, port := range gatewayPorts {
-		opts := l.gatewayPolicy() + l.gatewayOptions()[port]
+		opts := l.gatewayPolicy() + gwOpts[port]
 		check := filepath.Join(t.TempDir(), "torrc")
 		os.WriteFile(check, []byte(string(frag)+"\nDataDirectory "+t.TempDir()+"\n"+opts), 0o600)
 		if out, err := exec.Command(bin, "-f", check, "--verify-config").CombinedOutput(); err != nil {
@@ -556,7 +591,7 @@ func startTinytorGateway(t *testing.T, n *Network, l *lanNet) *gatewayProc {
 			continue
 		}
 		has[port] = true
-		lines = append(lines, strings.Split(strings.TrimSpace(l.gatewayOptions()[port]), "\n")...)
+		lines = append(lines, strings.Split(strings.TrimSpace(gwOpts[port]), "\n")...)
 	}
 	if len(has) == 0 {
 		t.Skip("tinytor refuses all of DNSPort, TransPort and HTTPTunnelPort: only C tor was tested")
