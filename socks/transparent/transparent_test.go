@@ -3,6 +3,7 @@ package transparent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -16,25 +17,34 @@ import (
 	"tinytor/tor/torlog"
 )
 
-// nopDialer fails every stream and counts the calls.
-type nopDialer struct {
-	mu    sync.Mutex
-	calls int
+// recordingDialer answers each stream with a connection that says where
+// it was asked to go, and records the isolation keys.
+type recordingDialer struct {
+	mu   sync.Mutex
+	isos []socks.IsolationKey
 }
 
-func (d *nopDialer) DialStream(ctx context.Context, req *socks.Request, iso socks.IsolationKey) (net.Conn, error) {
+func (d *recordingDialer) DialStream(ctx context.Context, req *socks.Request, iso socks.IsolationKey) (net.Conn, error) {
 	d.mu.Lock()
-	d.calls++
+	d.isos = append(d.isos, iso)
 	d.mu.Unlock()
-	return nil, errors.New("no streams in this test")
+	if req.Version != socks.ProtocolTrans || req.Command != socks.Connect {
+		return nil, errors.New("not a TransPort request")
+	}
+	a, b := net.Pipe()
+	go func() {
+		fmt.Fprintf(b, "stream to %s", net.JoinHostPort(req.Host, fmt.Sprint(req.Port)))
+		b.Close()
+	}()
+	return a, nil
 }
 
-func (d *nopDialer) Resolve(context.Context, string, socks.IsolationKey) ([]netip.Addr, error) {
-	return nil, errors.New("no lookups in this test")
+func (d *recordingDialer) Resolve(context.Context, string, socks.IsolationKey) ([]netip.Addr, error) {
+	return nil, errors.New("no lookups")
 }
 
-func (d *nopDialer) ResolvePTR(context.Context, netip.Addr, socks.IsolationKey) (string, error) {
-	return "", errors.New("no lookups in this test")
+func (d *recordingDialer) ResolvePTR(context.Context, netip.Addr, socks.IsolationKey) (string, error) {
+	return "", errors.New("no lookups")
 }
 
 // TestNotRedirectedIsClosed connects to a TransPort directly: no redirect
@@ -43,7 +53,7 @@ func (d *nopDialer) ResolvePTR(context.Context, netip.Addr, socks.IsolationKey) 
 // connection is closed with a log line and no stream is opened.
 func TestNotRedirectedIsClosed(t *testing.T) {
 	var logs sockstest.Buffer
-	d := &nopDialer{}
+	d := &recordingDialer{}
 	srv, addr := sockstest.Serve(t, socks.Config{ID: "trans", Protocol: Protocol{},
 		Log: torlog.New(torlog.Sink{Min: torlog.Debug, Max: torlog.Err, W: &logs})}, d)
 	for range 2 {
@@ -68,8 +78,8 @@ func TestNotRedirectedIsClosed(t *testing.T) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.calls != 0 {
-		t.Errorf("%d streams dialed for connections that were not redirected", d.calls)
+	if len(d.isos) != 0 {
+		t.Errorf("%d streams dialed for connections that were not redirected", len(d.isos))
 	}
 	if st := srv.Stats(); st.BadHandshake != 2 || st.Accepted != 2 {
 		t.Errorf("stats %+v, want 2 accepted and 2 refused", st)
