@@ -50,26 +50,32 @@ func (g *gateway) close() {
 //
 // and the same as tinytor_httptunnel_* for the HTTPTunnelPorts.
 func (g *gateway) metrics(reg *metrics.Registry) error {
+	series := []struct {
+		name, help string
+		counter    bool
+		get        func(socks.Stats) uint64
+	}{
+		{"connections_total", "connections accepted.", true, func(s socks.Stats) uint64 { return s.Accepted }},
+		{"connections_open", "connections open.", false, func(s socks.Stats) uint64 { return uint64(s.Active) }},
+		{"connections_refused_total", "connections closed before a stream was asked for (SocksPolicy, bad request, not redirected, too many).", true,
+			func(s socks.Stats) uint64 { return s.Denied + s.BadHandshake + s.OverLimit }},
+		{"streams_succeeded_total", "streams opened.", true, func(s socks.Stats) uint64 { return s.Succeeded }},
+		{"streams_failed_total", "streams that could not be opened.", true, func(s socks.Stats) uint64 { return s.Failed }},
+	}
 	var errs []error
-	for _, f := range []struct {
+	for _, port := range []struct {
 		prefix, what string
 		ls           *socks.Listeners
-	}{{"tinytor_transport_", "TransPort", g.trans}, {"tinytor_httptunnel_", "HTTPTunnelPort", g.http}} {
-		stat := func(v func(socks.Stats) uint64) func() float64 {
-			return func() float64 { return float64(v(f.ls.Stats())) }
+	}{{"tinytor_transport_", "TransPort ", g.trans}, {"tinytor_httptunnel_", "HTTPTunnelPort ", g.http}} {
+		for _, m := range series {
+			ls, get := port.ls, m.get
+			fn := func() float64 { return float64(get(ls.Stats())) }
+			register := reg.NewGaugeFunc
+			if m.counter {
+				register = reg.NewCounterFunc
+			}
+			errs = append(errs, register(port.prefix+m.name, port.what+m.help, fn))
 		}
-		errs = append(errs,
-			reg.NewCounterFunc(f.prefix+"connections_total", f.what+" connections accepted.",
-				stat(func(s socks.Stats) uint64 { return s.Accepted })),
-			reg.NewGaugeFunc(f.prefix+"connections_open", f.what+" connections open.",
-				func() float64 { return float64(f.ls.Stats().Active) }),
-			reg.NewCounterFunc(f.prefix+"connections_refused_total",
-				f.what+" connections closed before a stream was asked for (SocksPolicy, bad request, not redirected, too many connections).",
-				stat(func(s socks.Stats) uint64 { return s.Denied + s.BadHandshake + s.OverLimit })),
-			reg.NewCounterFunc(f.prefix+"streams_succeeded_total", f.what+" streams opened.",
-				stat(func(s socks.Stats) uint64 { return s.Succeeded })),
-			reg.NewCounterFunc(f.prefix+"streams_failed_total", f.what+" streams that could not be opened.",
-				stat(func(s socks.Stats) uint64 { return s.Failed })))
 	}
 	return errors.Join(errs...)
 }

@@ -176,31 +176,23 @@ func splitTarget(t string) (host string, port uint16, err error) {
 		return t, 0, fmt.Errorf("CONNECT target %q has no port", clip(t))
 	}
 	host, p := t[:i], t[i+1:]
-	if strings.HasPrefix(host, "[") {
-		if !strings.HasSuffix(host, "]") {
-			return host, 0, fmt.Errorf("unbalanced brackets in CONNECT target %q", clip(t))
-		}
-		host = host[1 : len(host)-1]
-		if a, err := netip.ParseAddr(host); err != nil || !a.Is6() || a.Zone() != "" {
-			return host, 0, fmt.Errorf("bad IPv6 address in CONNECT target %q", clip(t))
-		}
-	} else if strings.ContainsAny(host, "[]:") {
-		return host, 0, fmt.Errorf("bad host in CONNECT target %q", clip(t))
-	}
 	if len(host) > MaxHost {
 		return host, 0, fmt.Errorf("CONNECT host of %d bytes is longer than %d", len(host), MaxHost)
 	}
-	if host == "" {
-		return host, 0, fmt.Errorf("CONNECT target %q has no host", clip(t))
-	}
-	for i := 0; i < len(host); i++ {
-		if c := host[i]; c <= ' ' || c >= 0x7f || c == '/' || c == '@' {
-			return host, 0, fmt.Errorf("bad character %q in CONNECT host", c)
+	n, perr := strconv.ParseUint(p, 10, 16)
+	ok := perr == nil && n > 0 && p[0] != '+' && host != ""
+	if ok && host[0] == '[' {
+		a, aerr := netip.ParseAddr(strings.TrimSuffix(host[1:], "]"))
+		host = a.String()
+		ok = aerr == nil && a.Is6() && a.Zone() == "" && strings.HasSuffix(t[:i], "]")
+	} else {
+		for j := 0; ok && j < len(host); j++ {
+			c := host[j]
+			ok = c > ' ' && c < 0x7f && !strings.ContainsRune("/@[]:", rune(c))
 		}
 	}
-	n, err := strconv.ParseUint(p, 10, 16)
-	if err != nil || n == 0 || p[0] == '+' {
-		return host, 0, fmt.Errorf("bad port %q in CONNECT target", clip(p))
+	if !ok {
+		return host, 0, fmt.Errorf("bad CONNECT target %q: want host:port", clip(t))
 	}
 	return host, uint16(n), nil
 }
