@@ -3,10 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"io"
 	"net"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -19,18 +17,10 @@ import (
 )
 
 // refusingDialer refuses every stream as an exit policy would.
-type refusingDialer struct{}
+type refusingDialer struct{ sockstest.NoLookups }
 
 func (refusingDialer) DialStream(context.Context, *socks.Request, socks.IsolationKey) (net.Conn, error) {
 	return nil, socks.Errorf(socks.ReplyNotAllowed, "exit policy")
-}
-
-func (refusingDialer) Resolve(context.Context, string, socks.IsolationKey) ([]netip.Addr, error) {
-	return nil, errors.New("no lookups")
-}
-
-func (refusingDialer) ResolvePTR(context.Context, netip.Addr, socks.IsolationKey) (string, error) {
-	return "", errors.New("no lookups")
 }
 
 // freeAddr returns a loopback address:port nothing listens on.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +19,7 @@ import (
 // echoDialer opens streams to an echo server for "echo.test" and fails
 // the others with the SOCKS reply their name says ("refused.test", ...).
 type echoDialer struct {
+	sockstest.NoLookups
 	echo string
 	mu   sync.Mutex
 	isos []socks.IsolationKey
@@ -39,14 +39,6 @@ func (d *echoDialer) DialStream(ctx context.Context, req *socks.Request, iso soc
 	}
 	var nd net.Dialer
 	return nd.DialContext(ctx, "tcp", d.echo)
-}
-
-func (d *echoDialer) Resolve(context.Context, string, socks.IsolationKey) ([]netip.Addr, error) {
-	return nil, errors.New("no lookups here")
-}
-
-func (d *echoDialer) ResolvePTR(context.Context, netip.Addr, socks.IsolationKey) (string, error) {
-	return "", errors.New("no lookups here")
 }
 
 func startEcho(t *testing.T) string {

@@ -5,7 +5,9 @@ package sockstest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 
@@ -54,4 +56,18 @@ func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// NoLookups implements the lookup half of socks.Dialer by refusing every
+// lookup; embed it in a test Dialer that only opens streams.
+type NoLookups struct{}
+
+// Resolve fails.
+func (NoLookups) Resolve(context.Context, string, socks.IsolationKey) ([]netip.Addr, error) {
+	return nil, errors.New("sockstest: no lookups in this test")
+}
+
+// ResolvePTR fails.
+func (NoLookups) ResolvePTR(context.Context, netip.Addr, socks.IsolationKey) (string, error) {
+	return "", errors.New("sockstest: no lookups in this test")
 }

@@ -20,6 +20,7 @@ import (
 // recordingDialer answers each stream with a connection that says where
 // it was asked to go, and records the isolation keys.
 type recordingDialer struct {
+	sockstest.NoLookups
 	mu   sync.Mutex
 	isos []socks.IsolationKey
 }
@@ -37,14 +38,6 @@ func (d *recordingDialer) DialStream(ctx context.Context, req *socks.Request, is
 		b.Close()
 	}()
 	return a, nil
-}
-
-func (d *recordingDialer) Resolve(context.Context, string, socks.IsolationKey) ([]netip.Addr, error) {
-	return nil, errors.New("no lookups")
-}
-
-func (d *recordingDialer) ResolvePTR(context.Context, netip.Addr, socks.IsolationKey) (string, error) {
-	return "", errors.New("no lookups")
 }
 
 // TestNotRedirectedIsClosed connects to a TransPort directly: no redirect
