@@ -101,22 +101,36 @@ func redirectedHere(t *testing.T) {
 	go srv6.Serve(context.Background(), ln6)
 	defer srv6.Close()
 	port6 := netip.MustParseAddrPort(ln6.Addr().String()).Port()
+	// A dual-stack TransPort ([::]) gets IPv4 clients as IPv4-mapped
+	// addresses: their original destination is still SO_ORIGINAL_DST's.
+	dual, err := net.Listen("tcp", "[::]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvDual, err := socks.New(socks.Config{ID: "dual", Protocol: Protocol{}, Policy: lan, Log: log}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srvDual.Serve(context.Background(), dual)
+	defer srvDual.Close()
+	portDual := netip.MustParseAddrPort(dual.Addr().String()).Port()
 
 	rules := fmt.Sprintf(`table inet tinytor_test {
 	chain out {
 		type nat hook output priority -100;
+		ip daddr 192.0.2.200 tcp dport 80 redirect to :%d
 		ip daddr 192.0.2.0/24 tcp dport 80 redirect to :%d
 		ip6 daddr 2001:db8::/64 tcp dport 80 redirect to :%d
 	}
 }
-`, port, port6)
+`, portDual, port, port6)
 	nft := exec.Command("nft", "-f", "-")
 	nft.Stdin = strings.NewReader(rules)
 	if out, err := nft.CombinedOutput(); err != nil {
 		t.Fatalf("nft: %v: %s", err, out)
 	}
 
-	for _, dst := range []string{"192.0.2.77:80", "[2001:db8::77]:80"} {
+	for _, dst := range []string{"192.0.2.77:80", "[2001:db8::77]:80", "192.0.2.200:80"} {
 		c, err := net.DialTimeout("tcp", dst, 10*time.Second)
 		if err != nil {
 			t.Fatalf("dial %s: %v", dst, err)
@@ -144,7 +158,7 @@ func redirectedHere(t *testing.T) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if len(d.isos) != 2 || d.isos[0].DestAddr != "192.0.2.77" || d.isos[0].DestPort != 0 {
-		t.Errorf("isolation keys %+v, want two, the first with DestAddr 192.0.2.77", d.isos)
+	if len(d.isos) != 3 || d.isos[0].DestAddr != "192.0.2.77" || d.isos[0].DestPort != 0 {
+		t.Errorf("isolation keys %+v, want three, the first with DestAddr 192.0.2.77", d.isos)
 	}
 }
