@@ -161,21 +161,28 @@ func claimID(t *testing.T) int {
 	t.Helper()
 	base := filepath.Join(os.TempDir(), "tinytor-gateway-ids")
 	os.MkdirAll(base, 0o755)
-	used := mustSh(t, "ip", "-4", "-o", "addr") + mustSh(t, "ip", "-4", "route", "show", "table", "all")
+	hostNets := func() string {
+		return mustSh(t, "ip", "-4", "-o", "addr") + mustSh(t, "ip", "-4", "route", "show", "table", "all")
+	}
+	used := hostNets()
 	var b [1]byte
 	for attempt := 0; attempt < 200; attempt++ {
 		rand.Read(b[:])
 		id := int(b[0])
-		if strings.Contains(used, fmt.Sprintf("10.99.%d.", id)) {
-			continue
-		}
 		dir := filepath.Join(base, strconv.Itoa(id))
 		if pid, err := os.ReadFile(filepath.Join(dir, "pid")); err == nil {
 			p, _ := strconv.Atoi(strings.TrimSpace(string(pid)))
 			if p > 0 && syscall.Kill(p, 0) == nil {
 				continue
 			}
-			os.RemoveAll(dir) // stale
+			// Stale: its test process died without its cleanups (a
+			// -timeout panic, SIGKILL); remove what it left.
+			removeLANLeftovers(t, id)
+			os.RemoveAll(dir)
+			used = hostNets()
+		}
+		if strings.Contains(used, fmt.Sprintf("10.99.%d.", id)) {
+			continue
 		}
 		if os.Mkdir(dir, 0o755) != nil {
 			continue
@@ -186,6 +193,28 @@ func claimID(t *testing.T) int {
 	}
 	t.Fatal("no free 10.99.N.0/24 for the gateway test")
 	return 0
+}
+
+// removeLANLeftovers deletes what a dead test process with the same N
+// left behind: its namespaces, veth pairs (and their routes), nftables
+// tables and /etc/netns directory. The names contain N and belong to these
+// tests only.
+func removeLANLeftovers(t *testing.T, id int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, c := range [][]string{
+		{"ip", "netns", "delete", fmt.Sprintf("tinytor-lan-%d", id)},
+		{"ip", "netns", "delete", fmt.Sprintf("tinytor-sink-%d", id)},
+		{"ip", "link", "delete", fmt.Sprintf("ttgwl%d", id)},
+		{"ip", "link", "delete", fmt.Sprintf("ttgws%d", id)},
+		{"nft", "delete", "table", "inet", fmt.Sprintf("tinytor_gwtest_%d", id)},
+		{"nft", "delete", "table", "inet", fmt.Sprintf("tinytor_gateway_%d", id)},
+	} {
+		if _, err := sh(ctx, c...); err == nil {
+			t.Logf("removed a dead test's leftover: %s", strings.Join(c, " "))
+		}
+	}
+	os.RemoveAll(filepath.Join("/etc/netns", fmt.Sprintf("tinytor-lan-%d", id)))
 }
 
 // newLAN builds the namespaces, veth pairs and the test's own nftables
