@@ -223,7 +223,7 @@ func (b *Backend) GetInfo(key string) (string, error) {
 		d := b.dormant
 		b.nymMu.Unlock()
 		return boolString(d), nil
-	case "net/listeners/socks", "net/listeners/control", "net/listeners/metrics":
+	case "net/listeners/socks", "net/listeners/trans", "net/listeners/httptunnel", "net/listeners/control", "net/listeners/metrics":
 		var addrs []string
 		if b.cfg.Listeners != nil {
 			for _, a := range b.cfg.Listeners(strings.TrimPrefix(key, "net/listeners/")) {
@@ -268,8 +268,10 @@ var infoNames = []string{
 	"info/names -- List of GETINFO options, types, and documentation.",
 	"md/id/* -- Microdescriptors by ID",
 	"net/listeners/control -- Addresses of the control listeners.",
+	"net/listeners/httptunnel -- Addresses of the HTTP tunnel listeners.",
 	"net/listeners/metrics -- Addresses of the metrics listeners.",
 	"net/listeners/socks -- Addresses of the SOCKS listeners.",
+	"net/listeners/trans -- Addresses of the transparent proxy listeners.",
 	"ns/all -- Brief summary of router status (v3 directory format)",
 	"ns/id/* -- Brief summary of router status by ID (v3 directory format).",
 	"onions/current -- Onion services owned by the current control connection.",

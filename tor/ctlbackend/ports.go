@@ -64,9 +64,19 @@ func Auth(cfg *config.Config, log *torlog.Logger) (control.AuthConfig, error) {
 	return auth, nil
 }
 
+// portNames are the torrc names of client ports.
+func portNames(ports []config.ClientPort) []string {
+	var out []string
+	for _, p := range ports {
+		out = append(out, p.Listener.String())
+	}
+	return out
+}
+
 // ListenerAddrs is a Config.Listeners for GETINFO net/listeners/<kind>:
-// the client's SocksPorts as its configuration names them, the control
-// listeners ctl and the MetricsPort addresses metrics.
+// the client's SocksPorts, TransPorts and HTTPTunnelPorts as its
+// configuration names them, the control listeners ctl and the MetricsPort
+// addresses metrics.
 func ListenerAddrs(client *tor.Client, ctl []net.Listener, metrics []string) func(kind string) []string {
 	var ctlAddrs []string
 	for _, l := range ctl {
@@ -75,11 +85,11 @@ func ListenerAddrs(client *tor.Client, ctl []net.Listener, metrics []string) fun
 	return func(kind string) []string {
 		switch kind {
 		case "socks":
-			var out []string
-			for _, sp := range client.Config().SocksPorts {
-				out = append(out, sp.Listener.String())
-			}
-			return out
+			return portNames(client.Config().SocksPorts)
+		case "trans":
+			return portNames(client.Config().TransPorts)
+		case "httptunnel":
+			return portNames(client.Config().HTTPTunnelPorts)
 		case "control":
 			return ctlAddrs
 		case "metrics":

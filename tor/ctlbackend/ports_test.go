@@ -97,7 +97,7 @@ func TestAuth(t *testing.T) {
 
 func TestListenerAddrs(t *testing.T) {
 	dir := t.TempDir()
-	cfg, err := config.Parse([]byte("DataDirectory "+dir+"\nSocksPort 127.0.0.1:9150\nSocksPort unix:"+dir+"/socks\n"), "torrc", config.Env{Home: dir})
+	cfg, err := config.Parse([]byte("DataDirectory "+dir+"\nSocksPort 127.0.0.1:9150\nSocksPort unix:"+dir+"/socks\nTransPort 9040\nTransPort 192.168.1.1:9040\nHTTPTunnelPort 8118\n"), "torrc", config.Env{Home: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,10 +112,12 @@ func TestListenerAddrs(t *testing.T) {
 	defer l.Close()
 	addrs := ListenerAddrs(client, []net.Listener{l}, []string{"127.0.0.1:9035"})
 	for kind, want := range map[string]string{
-		"socks":   "127.0.0.1:9150 unix:" + dir + "/socks",
-		"control": l.Addr().String(),
-		"metrics": "127.0.0.1:9035",
-		"other":   "",
+		"socks":      "127.0.0.1:9150 unix:" + dir + "/socks",
+		"control":    l.Addr().String(),
+		"metrics":    "127.0.0.1:9035",
+		"trans":      "127.0.0.1:9040 192.168.1.1:9040",
+		"httptunnel": "127.0.0.1:8118",
+		"other":      "",
 	} {
 		if got := strings.Join(addrs(kind), " "); got != want {
 			t.Errorf("%s: %q, want %q", kind, got, want)
