@@ -3,7 +3,6 @@ package socks
 import (
 	"context"
 	"errors"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"tinytor/tor/netlisten"
 	"tinytor/tor/torlog"
 )
 
@@ -129,7 +129,7 @@ func (ls *Listeners) listen(ctx context.Context, p Port) (*listener, error) {
 		}
 		os.Remove(p.Address)
 	}
-	ln, err := net.Listen(p.Network, p.Address)
+	ln, err := netlisten.Listen(p.Network, p.Address)
 	if err != nil {
 		return nil, err
 	}

@@ -243,14 +243,22 @@ func (rc *rendCircuit) accept(st *circuit.Stream, req circuit.BeginRequest) {
 
 // serve connects a stream to its target and copies both ways.
 func (rc *rendCircuit) serve(st *circuit.Stream, t config.HiddenServicePort) {
-	network, address := "tcp", t.Target.String()
+	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
+	defer cancel()
+	var d net.Dialer // typed dials: no resolver in the binary (see tor/netlisten)
+	var conn net.Conn
+	var err error
+	address := t.Unix
 	if t.Unix != "" {
-		network, address = "unix", t.Unix
-	} else if !t.Target.IsValid() {
-		address = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), t.VirtualPort).String()
+		conn, err = d.DialUnix(ctx, "unix", nil, &net.UnixAddr{Name: t.Unix, Net: "unix"})
+	} else {
+		target := t.Target
+		if !target.IsValid() {
+			target = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), t.VirtualPort)
+		}
+		address = target.String()
+		conn, err = d.DialTCP(ctx, "tcp", netip.AddrPort{}, target)
 	}
-	d := net.Dialer{Timeout: connectTimeout}
-	conn, err := d.Dial(network, address)
 	if err != nil {
 		rc.s.log.Infof("Onion service %s: connecting port %d to %s: %v", rc.s.short(), t.VirtualPort, address, err)
 		st.Reject(cell.EndConnectRefused)

@@ -89,7 +89,7 @@ func (ls *Listeners) listen(ctx context.Context, p Port) (*listener, error) {
 		return nil, err
 	}
 	tcpAddr := netip.AddrPortFrom(p.Addr.Addr(), uint16(pc.LocalAddr().(*net.UDPAddr).Port))
-	ln, err := net.Listen("tcp", tcpAddr.String())
+	ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(tcpAddr))
 	if err != nil {
 		pc.Close()
 		return nil, err

@@ -149,7 +149,7 @@ func (m *Manager) dial(ctx context.Context, addr netip.AddrPort, id link.Identit
 		return nil, fmt.Errorf("connecting to relay %s at %s: %w", id, addr, err)
 	}
 	var d net.Dialer
-	raw, err := d.DialContext(ctx, "tcp", addr.String())
+	raw, err := d.DialTCP(ctx, "tcp", netip.AddrPort{}, addr) // no resolver: see tor/netlisten
 	if err != nil {
 		return fail(err)
 	}

@@ -41,7 +41,7 @@ func Serve(ctx context.Context, c *tor.Client, cfg *config.Config, log *torlog.L
 	}
 	srv := metrics.NewServer(reg, cfg.MetricsPortPolicy, log)
 	for _, mp := range cfg.MetricsPorts {
-		l, err := net.Listen("tcp", mp.Addr.String())
+		l, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(mp.Addr))
 		if err != nil {
 			stop()
 			return nil, nil, fmt.Errorf("Failed to open MetricsPort %s: %w", mp.Listener, err)

@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"io"
-	"log/syslog"
 	"os"
 
 	"tinytor/tor/torlog"
@@ -37,7 +36,7 @@ func OpenLogs(targets []LogTarget, stdout, stderr io.Writer) (log *torlog.Logger
 			closers = append(closers, f)
 			w = f
 		case LogSyslog:
-			sw, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_NOTICE, "tinytor")
+			sw, err := openSyslog()
 			if err != nil {
 				closeAll()
 				return nil, nil, fmt.Errorf("opening syslog: %w", err)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"tinytor/tor/netlisten"
 	"tinytor/tor/torlog"
 )
 
@@ -17,7 +18,7 @@ import (
 // 0666 for WorldWritable).
 func Listen(network, address string, mode os.FileMode) (net.Listener, error) {
 	if network != "unix" {
-		return net.Listen(network, address)
+		return netlisten.Listen(network, address)
 	}
 	if err := os.MkdirAll(filepath.Dir(address), 0o700); err != nil {
 		return nil, err
@@ -25,7 +26,7 @@ func Listen(network, address string, mode os.FileMode) (net.Listener, error) {
 	if err := os.Remove(address); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	l, err := net.Listen("unix", address)
+	l, err := netlisten.Listen("unix", address)
 	if err != nil {
 		return nil, err
 	}
