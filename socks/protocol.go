@@ -72,7 +72,7 @@ func (s *Server) handleProtocol(ctx context.Context, c net.Conn, client netip.Ad
 		return
 	}
 	defer stream.Close()
+	s.succeeded.Add(1) // before the reply, which a client may act on at once
 	p.Reply(c, req, nil)
-	s.succeeded.Add(1)
 	s.relay(ctx, c, br, stream)
 }
