@@ -3,6 +3,8 @@ package main
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -40,5 +42,39 @@ func TestBinaryAvoidsHeavyPackages(t *testing.T) {
 			}
 			t.Errorf("the tinytor binary links %s (imported by %v); keep it out (binary size)", f, importers)
 		}
+	}
+}
+
+// resolverCalls are calls that link Go's DNS resolver (about 190 KB of a
+// stripped mipsle binary) even for address literals: the binary's code
+// uses typed calls instead (tor/netlisten, net.Dialer.DialTCP, ...).
+var resolverCalls = regexp.MustCompile(`\bnet\.(Dial|DialTimeout|Listen|ListenPacket)\(|\.DialContext\(|\bnet\.ListenConfig\b|\bnet\.Resolve(TCP|UDP|IP)Addr\(`)
+
+func TestBinaryAvoidsResolver(t *testing.T) {
+	if testing.Short() && os.Getenv("GOARCH") != "" {
+		t.Skip("cross-arch run: go list is checked on the host")
+	}
+	out, err := exec.Command("go", "list", "-deps", "-f", `{{if not .Standard}}{{.Dir}}{{range .GoFiles}} {{.}}{{end}}{{end}}`, ".").Output()
+	if err != nil {
+		t.Skipf("go list not available here: %v", err)
+	}
+	checked := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		for _, name := range f[min(1, len(f)):] {
+			src, err := os.ReadFile(filepath.Join(f[0], name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checked++
+			for i, l := range strings.Split(string(src), "\n") {
+				if code, _, _ := strings.Cut(l, "//"); resolverCalls.MatchString(code) {
+					t.Errorf("%s:%d: %s links Go's name resolver; use a typed call (tor/netlisten, net.Dialer.DialTCP, net.ListenTCP)", filepath.Join(f[0], name), i+1, strings.TrimSpace(l))
+				}
+			}
+		}
+	}
+	if checked < 50 {
+		t.Fatalf("only %d files checked: go list returned too little", checked)
 	}
 }

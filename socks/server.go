@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"tinytor/tor/netlisten"
 	"tinytor/tor/policy"
 	"tinytor/tor/torlog"
 )
@@ -230,8 +231,7 @@ func (s *Server) Stats() Stats {
 // ListenAndServe listens on Config.Listen and serves until ctx is done or
 // Close is called.
 func (s *Server) ListenAndServe(ctx context.Context) error {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
+	ln, err := netlisten.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("socks: listening on %s: %w", s.cfg.Listen, err)
 	}

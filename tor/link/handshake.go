@@ -22,8 +22,11 @@ var ourVersions = []uint16{4, 5}
 // time of a relay (NETINFO_NOTICE_SKEW).
 const netinfoNoticeSkew = time.Hour
 
-// Dial opens a channel to the relay at addr ("host:port") that must prove
-// the identity want: TCP, TLS, then the link handshake (see [Client]).
+// Dial opens a channel to the relay at addr (an address literal and port,
+// "192.0.2.1:9001" or "[2001:db8::1]:9001": relays are never looked up by
+// name, and a typed dial keeps Go's resolver out of the binary) that must
+// prove the identity want: TCP, TLS, then the link handshake (see
+// [Client]).
 func Dial(ctx context.Context, addr string, want Identity, cfg Config) (*Channel, error) {
 	ctx, cancel := handshakeContext(ctx, cfg)
 	defer cancel()
@@ -31,7 +34,11 @@ func Dial(ctx context.Context, addr string, want Identity, cfg Config) (*Channel
 	if d == nil {
 		d = &net.Dialer{}
 	}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return nil, &HandshakeError{Addr: addr, Reason: "connecting", Err: err}
+	}
+	conn, err := d.DialTCP(ctx, "tcp", netip.AddrPort{}, ap)
 	if err != nil {
 		cfg.Log.Infof("Could not connect to relay %s at %s: %v", want, addr, err)
 		return nil, &HandshakeError{Addr: addr, Reason: "connecting", Err: err}
