@@ -12,6 +12,7 @@ package addrmap
 
 import (
 	"crypto/rand"
+	"encoding/base32"
 	"errors"
 	"fmt"
 	"io"
@@ -93,7 +94,7 @@ type entry struct {
 }
 
 // virtuals are the virtual addresses handed out for one name.
-type virtuals struct{ v4, v6 string }
+type virtuals struct{ v4, v6, host string }
 
 // Map is the address map. Its methods are safe for concurrent use.
 type Map struct {
@@ -163,7 +164,7 @@ func (m *Map) isVirtual(key string) bool {
 		return false
 	}
 	v := m.reverse[strings.ToLower(e.to)]
-	return v != nil && (v.v4 == key || v.v6 == key)
+	return v != nil && (v.v4 == key || v.v6 == key || v.host == key)
 }
 
 // ShouldAutomap reports whether a lookup of name gets a virtual address:
@@ -232,6 +233,41 @@ func (m *Map) virtual(name string, ipv6 bool, src Source) (string, error) {
 	m.reverse[key] = v
 	m.entries[a] = &entry{to: name, source: src}
 	return a, nil
+}
+
+// VirtualHost returns the ".virtual" host name standing for name (MAPADDRESS
+// with "." as the old address), choosing a random unused one the first
+// time, as C tor's addressmap_get_virtual_address for
+// RESOLVED_TYPE_HOSTNAME: 10 random bytes in base32, then ".virtual".
+func (m *Map) VirtualHost(name string, src Source) (string, error) {
+	if name == "" || !ValidDestination(name) {
+		return "", fmt.Errorf("invalid address %q", name)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	key := strings.ToLower(name)
+	v := m.reverse[key]
+	if v == nil {
+		v = &virtuals{}
+	}
+	if v.host != "" {
+		if e := m.entries[v.host]; e != nil && strings.EqualFold(e.to, name) {
+			return v.host, nil
+		}
+	}
+	var b [10]byte
+	for {
+		if _, err := io.ReadFull(m.rand, b[:]); err != nil {
+			return "", fmt.Errorf("drawing a virtual host name: %w", err)
+		}
+		h := strings.ToLower(base32.StdEncoding.EncodeToString(b[:])) + ".virtual"
+		if m.entries[h] == nil {
+			v.host = h
+			m.reverse[key] = v
+			m.entries[h] = &entry{to: name, source: src}
+			return h, nil
+		}
+	}
 }
 
 // freeVirtual draws unused addresses from a virtual network, skipping
@@ -379,7 +415,10 @@ func (m *Map) remove(key string) {
 		if v.v6 == key {
 			v.v6 = ""
 		}
-		if v.v4 == "" && v.v6 == "" {
+		if v.host == key {
+			v.host = ""
+		}
+		if v.v4 == "" && v.v6 == "" && v.host == "" {
 			delete(m.reverse, name)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -190,5 +191,22 @@ func TestSetConfigured(t *testing.T) {
 	}
 	if got, _ := m.Rewrite("ctl.example"); got != "x.example" {
 		t.Fatalf("a controller mapping was dropped: %q", got)
+	}
+}
+
+func TestVirtualHost(t *testing.T) {
+	m := newMap(t, Config{})
+	h, err := m.VirtualHost(onion, FromController)
+	if err != nil || len(h) != 16+len(".virtual") || !m.InVirtualRange(h) {
+		t.Fatalf("VirtualHost: %q, %v", h, err)
+	}
+	if h2, _ := m.VirtualHost(onion, FromController); h2 != h {
+		t.Fatalf("second VirtualHost %q, first %q", h2, h)
+	}
+	if got, ok := m.Rewrite(strings.ToUpper(h)); !ok || got != onion {
+		t.Fatalf("Rewrite(%q) = %q, %v", h, got, ok)
+	}
+	if m.Virtuals() != 0 {
+		t.Fatalf("Virtuals() = %d: host names are not virtual addresses", m.Virtuals())
 	}
 }

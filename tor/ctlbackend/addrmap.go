@@ -22,9 +22,9 @@ func (b *Backend) addressMappings(which string) (string, error) {
 }
 
 // MapAddress answers one MAPADDRESS mapping as C tor's
-// handle_control_mapaddress: "." is refused (tinytor hands out no
-// ".virtual" names), "0.0.0.0" and "::" get a virtual address for to,
-// anything else is mapped as given and never expires.
+// handle_control_mapaddress: "." gets a ".virtual" host name for to,
+// "0.0.0.0" and "::" a virtual address, anything else is mapped as given
+// and never expires.
 func (b *Backend) MapAddress(from, to string) (string, error) {
 	m := b.cfg.AddrMap
 	if m == nil {
@@ -36,7 +36,12 @@ func (b *Backend) MapAddress(from, to string) (string, error) {
 	}
 	switch from {
 	case ".":
-		return "", control.Errorf(control.CodeUnimplemented, "mapping to a .virtual host name is not supported by tinytor: skipping '%s=%s'", from, to)
+		h, err := m.VirtualHost(to, addrmap.FromController)
+		if err != nil {
+			b.log.Warnf("Unable to allocate address for '%s' in MapAddress msg", to)
+			return "", control.Errorf(control.CodeResourceExhausted, "resource exhausted: skipping '%s=%s'", from, to)
+		}
+		return h, nil
 	case "0.0.0.0", "::":
 		a, err := m.Virtual(to, from == "::", addrmap.FromController)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"tinytor/tor/addrmap"
 	"tinytor/tor/control"
@@ -27,12 +28,17 @@ func TestMapAddressAndMappings(t *testing.T) {
 	if got, err := b.MapAddress("a.example", "b.example"); err != nil || got != "a.example" {
 		t.Fatalf("MapAddress a.example: %q, %v", got, err)
 	}
-	for _, bad := range [][2]string{{"a", "b c"}, {"*", "x"}, {".", "x.onion"}, {"x", "*.y"}} {
+	for _, bad := range [][2]string{{"a", "b c"}, {"*", "x"}, {"x", "*.y"}} {
 		var ce *control.Error
 		if _, err := b.MapAddress(bad[0], bad[1]); !errors.As(err, &ce) {
 			t.Errorf("MapAddress(%q, %q): %v, want a control error", bad[0], bad[1], err)
 		}
 	}
+	h, err := b.MapAddress(".", "c.example")
+	if err != nil || !strings.HasSuffix(h, ".virtual") {
+		t.Fatalf("MapAddress .: %q, %v", h, err)
+	}
+	m.Register(h, h, addrmap.FromController, time.Time{}) // unmap it again
 	all, err := b.GetInfo("address-mappings/all")
 	if err != nil || all != v+" "+onion+" NEVER\na.example b.example NEVER" {
 		t.Errorf("address-mappings/all = %q, %v", all, err)
