@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"bufio"
+	"net"
 	"os/exec"
 	"strings"
 	"testing"
@@ -8,24 +10,48 @@ import (
 )
 
 // TestTinytorHTTPTunnel fetches the network's marker with curl through
-// tinytor's HTTPTunnelPort (curl -p: an HTTP CONNECT tunnel), and checks
-// C tor's answers to a method that is not CONNECT and to a stream the
-// exit refuses.
+// tinytor's HTTPTunnelPort (curl -p: an HTTP CONNECT tunnel), checks the
+// stream's NEW event names curl's address (SOURCE_ADDR) and C tor's
+// answers to a method that is not CONNECT and to a stream the exit
+// refuses.
 func TestTinytorHTTPTunnel(t *testing.T) {
 	n := RequireNetwork(t)
 	curl, err := exec.LookPath("curl")
 	if err != nil {
 		t.Skip("curl not installed")
 	}
-	tunnel := freePort(t)
-	p := startTinytor(t, n, tinytorBinary(t, ""), "", nil, "HTTPTunnelPort "+tunnel.String())
+	tunnel, ctlAddr := freePort(t), freePort(t)
+	p := startTinytor(t, n, tinytorBinary(t, ""), "", nil, "HTTPTunnelPort "+tunnel.String(),
+		"ControlPort "+ctlAddr.String(), "CookieAuthentication 0")
 	p.waitFor("Opened HTTP tunnel listener connection (ready) on "+tunnel.String(), 30*time.Second)
 	bootstrapped(t, p)
 	proxy := "http://" + tunnel.String()
+	conn, err := net.DialTimeout("tcp", ctlAddr.String(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(3 * time.Minute))
+	ctl := &refControl{conn: conn, r: bufio.NewReader(conn)}
+	ctl.command(t, "AUTHENTICATE")
+	if got := ctl.command(t, "GETINFO net/listeners/httptunnel"); len(got) != 1 || got[0] != `net/listeners/httptunnel="`+tunnel.String()+`"` {
+		t.Errorf("GETINFO net/listeners/httptunnel: %q", got)
+	}
+	ctl.command(t, "SETEVENTS STREAM")
 
 	out, err := exec.Command(curl, "-sS", "--fail", "--max-time", "120", "-p", "-x", proxy, n.URLMarker).Output()
 	if err != nil || !strings.Contains(string(out), n.Marker) {
 		t.Fatalf("curl -p -x %s %s: %v, %q", proxy, n.URLMarker, err, out)
+	}
+	for {
+		// 650 STREAM <id> NEW 0 <target> SOURCE_ADDR=127.0.0.1:<port> PURPOSE=USER
+		line := ctl.readLine(t)
+		if f := strings.Fields(line); len(f) >= 4 && f[1] == "STREAM" && f[3] == "NEW" {
+			if !strings.Contains(line, " SOURCE_ADDR=127.0.0.1:") || !strings.HasSuffix(line, " PURPOSE=USER") {
+				t.Errorf("STREAM NEW event of the tunnel's stream: %q", line)
+			}
+			break
+		}
 	}
 	// Proxy credentials isolate streams and are not refused.
 	out, err = exec.Command(curl, "-sS", "--fail", "--max-time", "120", "-p", "-x", proxy, "-U", "tab1:x", n.URLMarker).Output()
