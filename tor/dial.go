@@ -45,6 +45,16 @@ type StreamError struct {
 func (e *StreamError) Error() string { return fmt.Sprintf("stream failed: %v", e.Err) }
 func (e *StreamError) Unwrap() error { return e.Err }
 
+// EndReason names the exit's END reason ("CONNECTREFUSED"), or is "" when
+// the stream failed before an exit answered. Front ends that report END
+// reasons look for it (the HTTPTunnelPort's status lines).
+func (e *StreamError) EndReason() string {
+	if e.Reason == 0 {
+		return ""
+	}
+	return e.Reason.String()
+}
+
 // admitStream asks Config.AllowNewStream whether a stream to host:port may
 // be opened and returns the error for Dial if not.
 func (c *Client) admitStream(host string, port uint16) error {

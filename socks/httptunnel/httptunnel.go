@@ -81,13 +81,38 @@ func (Protocol) Reply(w io.Writer, req *socks.Request, err error) {
 	}
 }
 
-// Response is the status C tor sends for a stream that failed with err:
-// the SOCKS reply the Dialer chose for it (socks.ReplyFor) stands for the
-// END reason C tor maps to HTTP. Onion-service failures are answered as C
-// tor closes them: descriptor and client-authorization failures as a
-// failed resolve, an introduction timeout as a timeout, a malformed
-// address as a protocol violation.
+// endLines are C tor's status lines for the END reasons of an exit
+// (end_reason_to_http_connect_response_line).
+var endLines = map[string]string{
+	"MISC":           "HTTP/1.0 500 Internal Server Error\r\n\r\n",
+	"RESOLVEFAILED":  "HTTP/1.0 404 Not Found (resolve failed)\r\n\r\n",
+	"NOROUTE":        "HTTP/1.0 404 Not Found (no route)\r\n\r\n",
+	"CONNECTREFUSED": "HTTP/1.0 403 Forbidden (connection refused)\r\n\r\n",
+	"EXITPOLICY":     "HTTP/1.0 403 Forbidden (exit policy)\r\n\r\n",
+	"DESTROY":        "HTTP/1.0 502 Bad Gateway (destroy cell received)\r\n\r\n",
+	"DONE":           "HTTP/1.0 502 Bad Gateway (unexpected close)\r\n\r\n",
+	"TIMEOUT":        "HTTP/1.0 504 Gateway Timeout\r\n\r\n",
+	"HIBERNATING":    "HTTP/1.0 502 Bad Gateway (hibernating server)\r\n\r\n",
+	"INTERNAL":       "HTTP/1.0 502 Bad Gateway (internal error)\r\n\r\n",
+	"RESOURCELIMIT":  "HTTP/1.0 502 Bad Gateway (resource limit)\r\n\r\n",
+	"CONNRESET":      "HTTP/1.0 403 Forbidden (connection reset)\r\n\r\n",
+	"TORPROTOCOL":    "HTTP/1.0 502 Bad Gateway (tor protocol violation)\r\n\r\n",
+}
+
+// Response is the status C tor sends for a stream that failed with err.
+// An exit's END reason in err (an error with an EndReason method, as
+// tor.StreamError) picks C tor's line for it. Otherwise the SOCKS reply
+// the Dialer chose (socks.ReplyFor) stands for the reason C tor would
+// have closed the stream with: onion-service descriptor and
+// client-authorization failures as a failed resolve, an introduction
+// timeout as a timeout, a malformed address as a protocol violation.
 func Response(err error) string {
+	var end interface{ EndReason() string }
+	if errors.As(err, &end) {
+		if line, ok := endLines[end.EndReason()]; ok {
+			return line
+		}
+	}
 	switch socks.ReplyFor(err, socks.ReplyGeneralFailure, true) {
 	case socks.ReplySucceeded:
 		return respOK

@@ -144,3 +144,31 @@ func TestTunnelIsolation(t *testing.T) {
 		t.Errorf("key %+v: want the listener and no protocol isolation (not asked for)", k[0])
 	}
 }
+
+// endError is a stream failure with an exit's END reason, as
+// tor.StreamError.
+type endError string
+
+func (e endError) Error() string     { return "stream closed by the exit: " + string(e) }
+func (e endError) EndReason() string { return string(e) }
+
+func TestResponse(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("dial: %w", endError("DESTROY")), "HTTP/1.0 502 Bad Gateway (destroy cell received)"},
+		{&socks.Error{Reply: socks.ReplyGeneralFailure, Err: endError("RESOURCELIMIT")}, "HTTP/1.0 502 Bad Gateway (resource limit)"},
+		{endError("CONNRESET"), "HTTP/1.0 403 Forbidden (connection reset)"},
+		{endError(""), "HTTP/1.0 500 Internal Server Error"}, // no END: the SOCKS reply decides
+		{&socks.Error{Reply: socks.ReplyTTLExpired, Err: endError("")}, "HTTP/1.0 504 Gateway Timeout"},
+		{&socks.Error{Reply: socks.ReplyOnionBadAddress}, "HTTP/1.0 502 Bad Gateway (tor protocol violation)"},
+		{&socks.Error{Reply: socks.ReplyOnionIntroTimedOut}, "HTTP/1.0 504 Gateway Timeout"},
+		{&socks.Error{Reply: socks.ReplyOnionMissingClientAuth}, "HTTP/1.0 404 Not Found (resolve failed)"},
+		{context.DeadlineExceeded, "HTTP/1.0 504 Gateway Timeout"},
+	} {
+		if got, _, _ := strings.Cut(Response(tc.err), "\r\n"); got != tc.want {
+			t.Errorf("Response(%v) = %q, want %q", tc.err, got, tc.want)
+		}
+	}
+}
