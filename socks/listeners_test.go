@@ -66,12 +66,7 @@ func TestListenersFollowConfiguration(t *testing.T) {
 	defer cancel()
 
 	sock := filepath.Join(t.TempDir(), "sub", "socks.sock")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcpAddr := l.Addr().String()
-	l.Close()
+	tcpAddr := unusedPort(t)
 	unix := Port{Network: "unix", Address: sock, Config: Config{ID: "unix:" + sock, Flags: DefaultFlags()}}
 	tcp := Port{Network: "tcp", Address: tcpAddr, Config: Config{ID: tcpAddr, Flags: DefaultFlags()}}
 

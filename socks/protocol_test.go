@@ -87,9 +87,7 @@ func TestProtocolListenersLogNames(t *testing.T) {
 	log := torlog.New(torlog.Sink{Min: torlog.Debug, Max: torlog.Err, W: &logs})
 	ls := NewProtocolListeners(lineProtocol{}, &fakeDialer{tg: startTargets(t)}, log)
 	defer ls.Close()
-	free := listen(t) // a free port for the set to open
-	addr := free.Addr().String()
-	free.Close()
+	addr := unusedPort(t) // a free port for the set to open
 	p := Port{Network: "tcp", Address: addr, Config: Config{ID: addr}}
 	if err := ls.Apply(t.Context(), []Port{p}); err != nil {
 		t.Fatal(err)
