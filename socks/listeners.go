@@ -127,7 +127,10 @@ func (ls *Listeners) listen(ctx context.Context, p Port) (*listener, error) {
 		if err := os.MkdirAll(filepath.Dir(p.Address), 0o700); err != nil {
 			return nil, err
 		}
-		os.Remove(p.Address)
+		// Replace a stale socket, never a file of another kind.
+		if fi, err := os.Lstat(p.Address); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			os.Remove(p.Address)
+		}
 	}
 	ln, err := netlisten.Listen(p.Network, p.Address)
 	if err != nil {

@@ -386,3 +386,40 @@ func (r *byteReader) Read(p []byte) (int, error) {
 }
 
 func bytesReader(b []byte) io.Reader { return &byteReader{b} }
+
+// TestTCPHalfCloseGetsAnswer: a client that sends its query and closes
+// its side still gets the answer of a lookup that takes a while.
+func TestTCPHalfCloseGetsAnswer(t *testing.T) {
+	f := newFake()
+	f.block = make(chan struct{})
+	ls := NewListeners(f, nil)
+	defer ls.Close()
+	if err := ls.Apply(context.Background(), []Port{{Addr: netip.MustParseAddrPort("127.0.0.1:0"), Config: Config{ID: "test"}}}); err != nil {
+		t.Fatal(err)
+	}
+	var tcpAddr net.Addr
+	for _, l := range ls.open {
+		tcpAddr = l.tcp
+	}
+	c, err := net.Dial("tcp", tcpAddr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	q := mkQuery(t, 7, "example.com.", dnsmessage.TypeA)
+	c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(q))), q...))
+	c.(*net.TCPConn).CloseWrite()
+	close(f.block) // the lookup ends after the client's EOF may have been read
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var l [2]byte
+	if _, err := io.ReadFull(c, l[:]); err != nil {
+		t.Fatalf("no answer after half-close: %v", err)
+	}
+	b := make([]byte, binary.BigEndian.Uint16(l[:]))
+	if _, err := io.ReadFull(c, b); err != nil {
+		t.Fatal(err)
+	}
+	if m := decode(t, b); m.ID != 7 || len(m.Answers) != 1 {
+		t.Fatalf("answer %+v", m)
+	}
+}

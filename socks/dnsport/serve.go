@@ -120,18 +120,28 @@ func (s *Server) join(ctx context.Context) (context.Context, context.CancelFunc,
 	return ctx, func() { stop(); cancel(); s.wg.Done() }, nil
 }
 
+// maxConnQueries bounds the queries one TCP connection has in flight: a
+// client that pipelines and does not read stops being read from.
+const maxConnQueries = 32
+
 // serveConn reads length-prefixed messages from one TCP client and
 // answers each on its own goroutine (answers may come back out of order,
 // as RFC 7766 allows). A message that is too long, cut short or
-// malformed closes the connection.
+// malformed closes the connection at once; a client that closes its side
+// or goes idle still gets the answers to the queries it sent.
 func (s *Server) serveConn(ctx context.Context, c net.Conn, client netip.AddrPort) {
 	ctx, cancel := context.WithCancel(ctx)
 	var queries sync.WaitGroup
+	graceful := false
 	defer func() {
+		if graceful {
+			queries.Wait()
+		}
 		cancel()
 		c.Close()
 		queries.Wait()
 	}()
+	inflight := make(chan struct{}, maxConnQueries)
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	var wmu sync.Mutex
@@ -141,7 +151,8 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, client netip.AddrPor
 		msg, err := readTCPMessage(br, s.cfg.MaxTCPMessage)
 		if err != nil {
 			var ne net.Error
-			if !errors.Is(err, io.EOF) && !(errors.As(err, &ne) && ne.Timeout()) && ctx.Err() == nil {
+			graceful = errors.Is(err, io.EOF) || errors.As(err, &ne) && ne.Timeout()
+			if !graceful && ctx.Err() == nil {
 				s.counters.add(Malformed)
 				s.log.Infof("Closing DNS connection from %v: %v", client, err)
 			}
@@ -152,7 +163,13 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, client netip.AddrPor
 			s.log.Infof("Closing DNS connection from %v: %v", client, err)
 			return
 		}
+		select {
+		case inflight <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
 		queries.Go(func() {
+			defer func() { <-inflight }()
 			out := s.handle(ctx, msg, client, false)
 			if out == nil {
 				return
