@@ -235,14 +235,16 @@ func (s *Stream) release() {
 
 // reclaim ends the stream with ErrReclaimed and returns its unread cells
 // to the pool (see Circuit.Reclaim).
+//
+// The cells go back first: with the pool exhausted, the END needs one.
 func (s *Stream) reclaim() {
-	s.sendEnd()
 	s.forget()
-	s.ended(ErrReclaimed, ErrReclaimed)
 	s.mu.Lock()
 	freed := s.dropRecvLocked()
 	s.mu.Unlock()
 	s.c.consumed(s.hop, freed)
+	s.sendEnd()
+	s.ended(ErrReclaimed, ErrReclaimed)
 	s.release()
 }
 
@@ -482,8 +484,10 @@ func (s *Stream) Write(p []byte) (int, error) {
 	written := 0
 	for len(p) > 0 {
 		// Back-pressure on the SOCKS side: with the cell pool full, the
-		// writer waits here, without holding the circuit's mutex.
-		cl := c.pool.Get()
+		// writer waits in Get, without holding the circuit's mutex; and it
+		// holds no cell while it waits for a window, so that writers
+		// stuck on windows never use up the pool's reserve.
+		var cl *cell.Cell
 		c.mu.Lock()
 		for {
 			var err error
@@ -500,18 +504,25 @@ func (s *Stream) Write(p []byte) (int, error) {
 			}
 			if err != nil {
 				c.mu.Unlock()
-				c.pool.Put(cl)
+				c.pool.Put(cl) // Put(nil) does nothing
 				return written, err
 			}
 			if s.packageWindow > 0 && c.hops[s.hop].packageWindow > 0 {
-				break
+				if cl != nil {
+					break
+				}
+				c.mu.Unlock()
+				cl = c.pool.Get()
+				c.mu.Lock()
+				continue // the windows may have changed meanwhile
 			}
 			wake := c.wake
 			c.mu.Unlock()
+			c.pool.Put(cl)
+			cl = nil
 			select {
 			case <-wake:
 			case <-s.wdl.wait():
-				c.pool.Put(cl)
 				return written, os.ErrDeadlineExceeded
 			}
 			c.mu.Lock()
@@ -564,9 +575,10 @@ func (s *Stream) CloseWrite() error {
 	return err
 }
 
-// Close sends END if the stream is still open and releases it.
+// Close sends END if the stream is still open and releases it. Its
+// unread cells go back to the pool first: with the pool exhausted, the
+// END needs one.
 func (s *Stream) Close() error {
-	err := s.sendEnd()
 	s.forget()
 	s.mu.Lock()
 	freed := 0
@@ -578,6 +590,7 @@ func (s *Stream) Close() error {
 	}
 	s.mu.Unlock()
 	s.c.consumed(s.hop, freed)
+	err := s.sendEnd()
 	s.release()
 	s.rdl.stop()
 	s.wdl.stop()
