@@ -5,7 +5,9 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 # CROSS_GCFLAGS=all=-l trades inlining (speed) for about 10% less flash.
 CROSS_GCFLAGS ?=
-BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
+include scripts/coldpkgs.mk
+COLD_GCFLAGS := $(foreach p,$(COLD_PKGS),-gcflags=$(p)=-l)
+BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" $(COLD_GCFLAGS)
 FUZZTIME ?= 10s
 
 # name:GOOS/GOARCH:extra environment

@@ -215,11 +215,12 @@ func measureNet(ctx context.Context, o options, env map[string]string, src, work
 	}
 	tinyBin := o.tinytor
 	if tinyBin == "" {
-		tinyBin = filepath.Join(work, "tinytor")
-		logf("building tinytor from %s", src)
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", tinyBin, ".")
+		// make build: the flags of the shipped binary (stripped, cold
+		// packages without inlining), so CPU figures are the router's.
+		tinyBin = filepath.Join(src, "bin", "tinytor")
+		logf("building tinytor from %s (make build)", src)
+		cmd := exec.CommandContext(ctx, "make", "-s", "build")
 		cmd.Dir = src
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("building tinytor: %v\n%s", err, out)
 		}

@@ -47,6 +47,10 @@ TINYTOR_GOMOD = tinytor
 # pure-Go DNS resolver and user lookup), stripped for small flash.
 TINYTOR_GO_ENV = CGO_ENABLED=0
 TINYTOR_LDFLAGS = -s -w
+# Cold packages without inlining, as the tree's Makefile builds them (about
+# 330 KB less flash); the golang-package infrastructure appends its options.
+include $(BR2_EXTERNAL_TINYTOR_PATH)/../scripts/coldpkgs.mk
+TINYTOR_BUILD_OPTS = $(foreach p,$(COLD_PKGS),-gcflags=$(p)=-l)
 
 # Buildroot's Go support does not cover 32-bit MIPS (BR2_mips, BR2_mipsel:
 # ath79, ramips and most other router SoCs), although Go does. tinytor needs
