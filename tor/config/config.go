@@ -188,6 +188,22 @@ type Config struct {
 	// hour instead of every 10 minutes, as in C tor. Default 0.
 	AvoidDiskWrites bool
 
+	// UseBridges (0|1): make every first hop a bridge from the Bridge lines
+	// and contact nothing else directly (no authorities, fallbacks or
+	// relays). Default 0.
+	UseBridges bool
+	// Bridges are the Bridge lines.
+	Bridges []Bridge
+	// TransportPlugins are the ClientTransportPlugin lines.
+	TransportPlugins []TransportPlugin
+	// Socks4Proxy, Socks5Proxy, HTTPSProxy (IP[:PORT]): reach relays and
+	// bridges through this proxy. At most one.
+	Socks4Proxy, Socks5Proxy, HTTPSProxy netip.AddrPort
+	// Socks5ProxyUsername, Socks5ProxyPassword authenticate to Socks5Proxy.
+	Socks5ProxyUsername, Socks5ProxyPassword string
+	// HTTPSProxyAuthenticator (user:password): Basic auth to HTTPSProxy.
+	HTTPSProxyAuthenticator string
+
 	// Warnings are the non-fatal complaints met while loading, each naming
 	// its file and line, for the caller to log.
 	Warnings []string

@@ -26,6 +26,8 @@ func FuzzParse(f *testing.F) {
 		"%include /nonexistent\n",
 		"DNSPort 5353 IsolateDestAddr\nAutomapHostsOnResolve 1\nAutomapHostsSuffixes .onion,.i2p\nVirtualAddrNetworkIPv6 [fc00::]/8\n",
 		"TransPort 192.168.1.1:9040 IsolateDestPort SessionGroup=2\nTransProxyType default\nHTTPTunnelPort [::1]:8118 NoIsolateSOCKSAuth\n",
+		"UseBridges 1\nBridge obfs4 127.0.0.1:6000 4C17FB532E20B2A8AC199441ECD2B0177B39E4B1 cert=x iat-mode=0\nBridge [::1]:5 4C17 FB53\nClientTransportPlugin obfs4,meek exec /usr/bin/obfs4proxy\nClientTransportPlugin s socks5 127.0.0.1:1\n",
+		"Socks5Proxy [::1]\nSocks5ProxyUsername u\nSocks5ProxyPassword p\nHTTPSProxy 10.0.0.1:3128\nHTTPSProxyAuthenticator a:b\n",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))

@@ -323,6 +323,9 @@ func (b *builder) finish() error {
 		b.l = b.where["CircuitBuildTimeout"]
 		b.warnf("CircuitBuildTimeout is shorter (%d seconds) than the recommended minimum (10 seconds), and LearnCircuitBuildTimeout is disabled.  If tor isn't working, raise this value or enable LearnCircuitBuildTimeout.", int(c.CircuitBuildTimeout.Seconds()))
 	}
+	if err := b.checkBridges(); err != nil {
+		return err
+	}
 	return b.checkServices()
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"time"
@@ -329,6 +330,26 @@ var options = []option{
 		return nil
 	}},
 	boolOpt("AvoidDiskWrites", "0", func(c *Config) *bool { return &c.AvoidDiskWrites }),
+
+	boolOpt("UseBridges", "0", func(c *Config) *bool { return &c.UseBridges }),
+	{name: "Bridge", list: true, apply: func(b *builder, v string) error {
+		br, err := ParseBridge(v)
+		br.Where = b.l
+		b.c.Bridges = append(b.c.Bridges, br)
+		return err
+	}},
+	{name: "ClientTransportPlugin", list: true, apply: func(b *builder, v string) error {
+		p, err := ParseTransportPlugin(v)
+		p.Where = b.l
+		b.c.TransportPlugins = append(b.c.TransportPlugins, p)
+		return err
+	}},
+	proxyOpt("Socks4Proxy", 1080, func(c *Config) *netip.AddrPort { return &c.Socks4Proxy }),
+	proxyOpt("Socks5Proxy", 1080, func(c *Config) *netip.AddrPort { return &c.Socks5Proxy }),
+	stringOpt("Socks5ProxyUsername", func(c *Config) *string { return &c.Socks5ProxyUsername }),
+	stringOpt("Socks5ProxyPassword", func(c *Config) *string { return &c.Socks5ProxyPassword }),
+	proxyOpt("HTTPSProxy", 443, func(c *Config) *netip.AddrPort { return &c.HTTPSProxy }),
+	stringOpt("HTTPSProxyAuthenticator", func(c *Config) *string { return &c.HTTPSProxyAuthenticator }),
 }
 
 // relayOptions are C tor options that only make sense on a relay, bridge
