@@ -34,6 +34,9 @@ type Config struct {
 	Pool *cell.Pool
 	// Events receives ORCONN (*event.Channel) and event.Netinfo events.
 	Events *event.Bus
+	// Dial opens the connection a channel runs over (through a pluggable
+	// transport or an upstream proxy, say); nil dials TCP directly.
+	Dial func(ctx context.Context, addr netip.AddrPort, id link.Identity) (net.Conn, error)
 }
 
 // Manager opens, shares and closes channels.
@@ -42,9 +45,16 @@ type Manager struct {
 
 	mu      sync.Mutex
 	open    map[[20]byte]*link.Channel
-	pending map[[20]byte]*pendingDial
+	pending map[dialKey]*pendingDial
 
 	read, written atomic.Uint64
+}
+
+// dialKey names a dial in progress: by identity, or by address when the
+// identity is not known (a bridge without a fingerprint).
+type dialKey struct {
+	id   [20]byte
+	addr netip.AddrPort
 }
 
 type pendingDial struct {
@@ -61,15 +71,21 @@ func New(cfg Config) *Manager {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Manager{cfg: cfg, open: map[[20]byte]*link.Channel{}, pending: map[[20]byte]*pendingDial{}}
+	return &Manager{cfg: cfg, open: map[[20]byte]*link.Channel{}, pending: map[dialKey]*pendingDial{}}
 }
 
 // Get returns an open channel to the relay with identity id at addr,
 // dialing one if there is none. Concurrent callers for one relay share a
-// single dial.
+// single dial. An id whose RSA identity is all zeros (a bridge without a
+// fingerprint) accepts the identity the relay proves: read it from the
+// channel.
 func (m *Manager) Get(ctx context.Context, addr netip.AddrPort, id link.Identity, nickname string) (*link.Channel, error) {
+	key := dialKey{id: id.RSA}
+	if id.RSA == ([20]byte{}) {
+		key.addr = addr
+	}
 	m.mu.Lock()
-	if ch := m.open[id.RSA]; ch != nil {
+	if ch := m.open[id.RSA]; ch != nil && key.addr == (netip.AddrPort{}) {
 		select {
 		case <-ch.Done():
 			delete(m.open, id.RSA)
@@ -78,7 +94,7 @@ func (m *Manager) Get(ctx context.Context, addr netip.AddrPort, id link.Identity
 			return ch, nil
 		}
 	}
-	if p := m.pending[id.RSA]; p != nil {
+	if p := m.pending[key]; p != nil {
 		m.mu.Unlock()
 		select {
 		case <-p.done:
@@ -88,14 +104,14 @@ func (m *Manager) Get(ctx context.Context, addr netip.AddrPort, id link.Identity
 		}
 	}
 	p := &pendingDial{done: make(chan struct{})}
-	m.pending[id.RSA] = p
+	m.pending[key] = p
 	m.mu.Unlock()
 
 	p.ch, p.err = m.dial(ctx, addr, id, nickname)
 	m.mu.Lock()
-	delete(m.pending, id.RSA)
+	delete(m.pending, key)
 	if p.err == nil {
-		m.open[id.RSA] = p.ch
+		m.open[p.ch.Identity().RSA] = p.ch
 	}
 	m.mu.Unlock()
 	close(p.done)
@@ -148,8 +164,14 @@ func (m *Manager) dial(ctx context.Context, addr netip.AddrPort, id link.Identit
 		report()
 		return nil, fmt.Errorf("connecting to relay %s at %s: %w", id, addr, err)
 	}
-	var d net.Dialer
-	raw, err := d.DialTCP(ctx, "tcp", netip.AddrPort{}, addr) // no resolver: see tor/netlisten
+	var raw net.Conn
+	var err error
+	if m.cfg.Dial != nil {
+		raw, err = m.cfg.Dial(ctx, addr, id)
+	} else {
+		var d net.Dialer
+		raw, err = d.DialTCP(ctx, "tcp", netip.AddrPort{}, addr) // no resolver: see tor/netlisten
+	}
 	if err != nil {
 		return fail(err)
 	}

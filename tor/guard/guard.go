@@ -148,6 +148,19 @@ type Options struct {
 	// allows every guard. Change it later with SetFilter. It is called
 	// with the Manager's lock held: it must not call the Manager.
 	Filter func(n *path.Node) bool
+	// Selection is the guard selection kept: DefaultSelection ("" means
+	// it), or BridgeSelection (UseBridges: the universe is the bridges
+	// given with SetConsensus, guard-spec's bridge rules). Lines of the
+	// other selection in the state are kept unchanged.
+	Selection string
+}
+
+// sel is the selection name written and read in the state.
+func (m *Manager) sel() string {
+	if m.opts.Selection == "" {
+		return DefaultSelection
+	}
+	return m.opts.Selection
 }
 
 // Reachability is a guard's {is_reachable} tristate (guard-spec 4.1).
@@ -291,7 +304,7 @@ func (m *Manager) load() {
 		m.log.Warnf("Could not read guard state %q: %v. Starting with an empty guard sample.", m.name, err)
 		return
 	}
-	d, problems := parseState(data, m.now())
+	d, problems := parseState(data, m.now(), m.sel())
 	for _, p := range problems {
 		m.log.Warnf("Problem in guard state %q: %v", m.name, p)
 	}
@@ -792,7 +805,7 @@ func (m *Manager) saveErrLocked() error {
 	if m.opts.Trusted != nil && !m.opts.Trusted() {
 		return nil
 	}
-	if err := m.opts.Store.Write(m.name, encodeState(m.sampled, m.foreign)); err != nil {
+	if err := m.opts.Store.Write(m.name, encodeState(m.sampled, m.foreign, m.sel())); err != nil {
 		return fmt.Errorf("saving guard state %q: %w", m.name, err)
 	}
 	m.dirty = false
@@ -812,7 +825,7 @@ func (m *Manager) Save() error {
 func (m *Manager) Encode() []byte {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return encodeState(m.sampled, m.foreign)
+	return encodeState(m.sampled, m.foreign, m.sel())
 }
 
 // Info describes one sampled guard.

@@ -25,8 +25,10 @@ import (
 // verbatim. Empty lines and lines starting with "#" are ignored.
 
 const (
-	// selectionName is the "in=" value of the guards this package manages.
-	selectionName = "default"
+	// DefaultSelection and BridgeSelection are the "in=" values of the
+	// guard selections a Manager can keep (Options.Selection).
+	DefaultSelection = "default"
+	BridgeSelection  = "bridges"
 	// timeLayout is C tor's format_iso_time_nospace.
 	timeLayout = "2006-01-02T15:04:05"
 	// maxIndex bounds sampled_idx and confirmed_idx values read back.
@@ -69,10 +71,10 @@ func validNickname(s string) bool {
 }
 
 // encodeEntry returns e's Guard line (without a newline).
-func encodeEntry(e *entry) string {
+func encodeEntry(e *entry, sel string) string {
 	var b strings.Builder
 	b.WriteString("Guard in=")
-	b.WriteString(selectionName)
+	b.WriteString(sel)
 	b.WriteString(" rsa_id=")
 	b.WriteString(strings.ToUpper(hex.EncodeToString(e.id[:])))
 	if validNickname(e.nickname) {
@@ -109,12 +111,12 @@ func encodeEntry(e *entry) string {
 
 // encodeState returns the state file content for the sample (in sample
 // order) and the foreign lines.
-func encodeState(sampled []*entry, foreign []string) []byte {
+func encodeState(sampled []*entry, foreign []string, sel string) []byte {
 	var b bytes.Buffer
 	b.WriteString(stateHeader)
 	b.WriteByte('\n')
 	for _, e := range sampled {
-		b.WriteString(encodeEntry(e))
+		b.WriteString(encodeEntry(e, sel))
 		b.WriteByte('\n')
 	}
 	for _, l := range foreign {
@@ -151,7 +153,7 @@ type decoded struct {
 // parseState reads a guard state. It never fails as a whole: bad lines
 // are skipped and bad items corrected, each reported in problems. now is
 // used for required dates that are missing or malformed.
-func parseState(data []byte, now time.Time) (d decoded, problems []error) {
+func parseState(data []byte, now time.Time, sel string) (d decoded, problems []error) {
 	type parsed struct {
 		e        *entry
 		hasIdx   bool
@@ -175,7 +177,7 @@ func parseState(data []byte, now time.Time) (d decoded, problems []error) {
 			problems = append(problems, &LineError{Line: lineNo, Err: fmt.Errorf("keyword %q is not \"Guard\"", truncate(fields[0]))})
 			continue
 		}
-		e, hasIdx, foreign, probs := parseGuardLine(fields[1:], lineNo, now)
+		e, hasIdx, foreign, probs := parseGuardLine(fields[1:], lineNo, now, sel)
 		problems = append(problems, probs...)
 		if foreign {
 			d.foreign = append(d.foreign, strings.Join(fields, " "))
@@ -233,7 +235,7 @@ func truncate(s string) string {
 // parseGuardLine parses the K=V items of one Guard line. It returns
 // foreign=true for a line of another guard selection, and e=nil when the
 // line is unusable.
-func parseGuardLine(items []string, lineNo int, now time.Time) (e *entry, hasIdx, foreign bool, problems []error) {
+func parseGuardLine(items []string, lineNo int, now time.Time, sel string) (e *entry, hasIdx, foreign bool, problems []error) {
 	bad := func(item string, err error) {
 		problems = append(problems, &LineError{Line: lineNo, Item: truncate(item), Err: err})
 	}
@@ -326,7 +328,7 @@ func parseGuardLine(items []string, lineNo int, now time.Time) (e *entry, hasIdx
 		problems = append(problems, &LineError{Line: lineNo, Err: fmt.Errorf("no in= item; line skipped")})
 		return nil, false, false, problems
 	}
-	if in != selectionName {
+	if in != sel {
 		return nil, false, true, problems
 	}
 	if !haveID {

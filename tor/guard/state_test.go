@@ -19,7 +19,7 @@ const ctorLine = "Guard in=default rsa_id=3E53D3979DB07EFD736661C934A1DED14127B6
 	"pb_circ_attempts=10.000000 pb_circ_successes=9.000000 pb_successful_circuits_closed=8.000000"
 
 func TestParseCTorLine(t *testing.T) {
-	d, probs := parseState([]byte(ctorLine+"\n"), stateNow)
+	d, probs := parseState([]byte(ctorLine+"\n"), stateNow, DefaultSelection)
 	if len(probs) != 0 {
 		t.Fatalf("problems: %v", probs)
 	}
@@ -36,7 +36,7 @@ func TestParseCTorLine(t *testing.T) {
 		t.Fatalf("path-bias items not kept: %q", e.extra)
 	}
 	// Re-encoding gives C tor's line back (same item order).
-	if got := encodeEntry(e); got != ctorLine {
+	if got := encodeEntry(e, DefaultSelection); got != ctorLine {
 		t.Fatalf("re-encoded:\n%s\nwant\n%s", got, ctorLine)
 	}
 }
@@ -55,10 +55,10 @@ func TestParseGarbage(t *testing.T) {
 		"Guard in=default rsa_id=0102030405060708090A0B0C0D0E0F1011121318 nickname=way_too_long!! noequals listed=1 sampled_on=2026-11-01T00:00:00 confirmed_idx=5",
 		"Guard",
 	}, "\n")
-	d, probs := parseState([]byte(state), stateNow)
+	d, probs := parseState([]byte(state), stateNow, DefaultSelection)
 	if len(d.sampled) != 3 {
 		for _, e := range d.sampled {
-			t.Logf("%s", encodeEntry(e))
+			t.Logf("%s", encodeEntry(e, DefaultSelection))
 		}
 		t.Fatalf("%d guards kept, want 3", len(d.sampled))
 	}
@@ -94,7 +94,7 @@ func TestParseGarbage(t *testing.T) {
 		t.Errorf("problems reported for good lines: %v", probs)
 	}
 	// Foreign lines survive a round trip.
-	out := encodeState(d.sampled, d.foreign)
+	out := encodeState(d.sampled, d.foreign, DefaultSelection)
 	if !bytes.Contains(out, []byte("in=bridges rsa_id=0102030405060708090A0B0C0D0E0F1011121317 bridge_addr=1.2.3.4:443")) {
 		t.Fatalf("bridge line lost:\n%s", out)
 	}
@@ -125,14 +125,14 @@ func FuzzParseState(f *testing.F) {
 	f.Add([]byte("Guard in=bridges rsa_id=00 bridge_addr=[::1]:443\nGuard\n\n#x\n"))
 	f.Add([]byte("Guard in=default rsa_id=0102030405060708090A0B0C0D0E0F1011121314 confirmed_idx=-7 sampled_idx=99999999999999999999"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		d, _ := parseState(data, stateNow)
+		d, _ := parseState(data, stateNow, DefaultSelection)
 		// Whatever was kept encodes and parses back to the same thing.
-		enc := encodeState(d.sampled, d.foreign)
-		d2, probs := parseState(enc, stateNow)
+		enc := encodeState(d.sampled, d.foreign, DefaultSelection)
+		d2, probs := parseState(enc, stateNow, DefaultSelection)
 		if len(d2.sampled) != len(d.sampled) {
 			t.Fatalf("round trip kept %d of %d guards; problems %v\n%s", len(d2.sampled), len(d.sampled), probs, enc)
 		}
-		if enc2 := encodeState(d2.sampled, d2.foreign); !bytes.Equal(enc, enc2) {
+		if enc2 := encodeState(d2.sampled, d2.foreign, DefaultSelection); !bytes.Equal(enc, enc2) {
 			t.Fatalf("encoding not stable:\n%s\n%s", enc, enc2)
 		}
 	})

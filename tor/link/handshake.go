@@ -255,7 +255,9 @@ func (h *handshake) run(ctx context.Context, raw net.Conn) (*Channel, error) {
 }
 
 // checkCerts validates the CERTS cell and compares the proven identity
-// with the one we want.
+// with the one we want. A wanted RSA identity of all zeros accepts any
+// identity the relay proves (a bridge configured without a fingerprint):
+// the caller reads it from Channel.Identity.
 func (h *handshake) checkCerts(p []byte, tlsCert []byte) (Identity, error) {
 	m, err := ParseCerts(p)
 	if err != nil {
@@ -265,7 +267,7 @@ func (h *handshake) checkCerts(p []byte, tlsCert []byte) (Identity, error) {
 	if err != nil {
 		return Identity{}, h.fail("validating CERTS", err)
 	}
-	if id.RSA != h.want.RSA {
+	if h.want.RSA != ([20]byte{}) && id.RSA != h.want.RSA {
 		return id, h.fail(fmt.Sprintf("wanted RSA identity %s but the relay proved %s", Identity{RSA: h.want.RSA}, Identity{RSA: id.RSA}), ErrWrongIdentity)
 	}
 	if h.want.HasEd25519() && id.Ed25519 != h.want.Ed25519 {
