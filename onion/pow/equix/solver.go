@@ -24,11 +24,11 @@ const (
 const itemBits = 26
 
 func makeItem(bucket, left, right uint32) uint32 { return left<<17 | right<<8 | bucket }
-func itemBucket(item uint32) uint32            { return item % numCoarseBuckets }
-func itemLeft(item uint32) uint32              { return item >> 17 }
-func itemRight(item uint32) uint32             { return (item >> 8) & 511 }
-func invertBucket(b uint32) uint32             { return -b % numCoarseBuckets }
-func invertFine(b uint64) uint64               { return -b % numFineBuckets }
+func itemBucket(item uint32) uint32              { return item % numCoarseBuckets }
+func itemLeft(item uint32) uint32                { return item >> 17 }
+func itemRight(item uint32) uint32               { return (item >> 8) & 511 }
+func invertBucket(b uint32) uint32               { return -b % numCoarseBuckets }
+func invertFine(b uint64) uint64                 { return -b % numFineBuckets }
 
 // Solver finds Equi-X solutions. It holds the solver's scratch memory (about
 // 1.5 MB, allocated once by NewSolver and reused by every Solve) and a HashX
