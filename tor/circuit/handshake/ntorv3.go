@@ -102,13 +102,13 @@ func newNtorV3WithKey(id, b, x [32]byte, ver, msg []byte) (*NtorV3Client, []byte
 	// split into ENC_K1 (32) and MAC_K1 (32).
 	var k1 [64]byte
 	xof := sha3.NewSHAKE256()
-	writeEncap(xof, ntorV3TMsgKDF)
+	encapXOF(xof, ntorV3TMsgKDF)
 	xof.Write(c.bx[:])
 	xof.Write(c.id[:])
 	xof.Write(c.pubX[:])
 	xof.Write(c.b[:])
 	xof.Write([]byte(ntorV3ProtoID))
-	writeEncap(xof, c.ver)
+	encapXOF(xof, c.ver)
 	xof.Read(k1[:])
 	defer zero(k1[:])
 
@@ -122,8 +122,8 @@ func newNtorV3WithKey(id, b, x [32]byte, ver, msg []byte) (*NtorV3Client, []byte
 	}
 	// msg_mac = MAC_msgmac(MAC_K1, ID | B | X | encrypted_msg)
 	h := sha3.New256()
-	writeEncap(h, ntorV3TMsgMAC)
-	writeEncap(h, k1[32:64])
+	encapHash(h, ntorV3TMsgMAC)
+	encapHash(h, k1[32:64])
 	h.Write(skin[:96+len(msg)])
 	h.Sum(c.msgMAC[:0])
 	copy(skin[96+len(msg):], c.msgMAC[:])
@@ -178,14 +178,14 @@ func (c *NtorV3Client) FinishKeys(reply []byte, n int) (keys, serverMsg []byte, 
 	var keySeed, verify [32]byte
 	hs := sha3.New256()
 	hv := sha3.New256()
-	writeEncap(hs, ntorV3TKeySeed)
-	writeEncap(hv, ntorV3TVerify)
+	encapHash(hs, ntorV3TKeySeed)
+	encapHash(hv, ntorV3TVerify)
 	for _, p := range [...][]byte{yx, c.bx[:], c.id[:], c.b[:], c.pubX[:], y, []byte(ntorV3ProtoID)} {
 		hs.Write(p)
 		hv.Write(p)
 	}
-	writeEncap(hs, c.ver)
-	writeEncap(hv, c.ver)
+	encapHash(hs, c.ver)
+	encapHash(hv, c.ver)
 	hs.Sum(keySeed[:0])
 	hv.Sum(verify[:0])
 	zero(yx)
@@ -195,14 +195,14 @@ func (c *NtorV3Client) FinishKeys(reply []byte, n int) (keys, serverMsg []byte, 
 	// auth_input = verify | ID | B | Y | X | MAC | ENCAP(MSG) | PROTOID | "Server"
 	var want [32]byte
 	ha := sha3.New256()
-	writeEncap(ha, ntorV3TAuth)
+	encapHash(ha, ntorV3TAuth)
 	ha.Write(verify[:])
 	ha.Write(c.id[:])
 	ha.Write(c.b[:])
 	ha.Write(y)
 	ha.Write(c.pubX[:])
 	ha.Write(c.msgMAC[:])
-	writeEncap(ha, encMsg)
+	encapHash(ha, encMsg)
 	ha.Write([]byte(ntorV3ProtoID))
 	ha.Write([]byte("Server"))
 	ha.Sum(want[:0])
@@ -213,7 +213,7 @@ func (c *NtorV3Client) FinishKeys(reply []byte, n int) (keys, serverMsg []byte, 
 	// RAW_KEYSTREAM = KDF_final(ntor_key_seed) = ENC_KEY(32) | KEYSTREAM.
 	var encKey [32]byte
 	xof := sha3.NewSHAKE256()
-	writeEncap(xof, ntorV3TFinal)
+	encapXOF(xof, ntorV3TFinal)
 	xof.Write(keySeed[:])
 	xof.Read(encKey[:])
 	defer zero(encKey[:])
@@ -227,12 +227,21 @@ func (c *NtorV3Client) FinishKeys(reply []byte, n int) (keys, serverMsg []byte, 
 	return keys, serverMsg, nil
 }
 
-// writeEncap writes ENCAP(s) = htonll(len(s)) | s.
-func writeEncap(w io.Writer, s []byte) {
+// encapHash writes ENCAP(s) = htonll(len(s)) | s to a SHA3 hash; the
+// concrete type keeps the length off the heap.
+func encapHash(h *sha3.SHA3, s []byte) {
 	var l [8]byte
 	binary.BigEndian.PutUint64(l[:], uint64(len(s)))
-	w.Write(l[:])
-	w.Write(s)
+	h.Write(l[:])
+	h.Write(s)
+}
+
+// encapXOF writes ENCAP(s) to a SHAKE.
+func encapXOF(x *sha3.SHAKE, s []byte) {
+	var l [8]byte
+	binary.BigEndian.PutUint64(l[:], uint64(len(s)))
+	x.Write(l[:])
+	x.Write(s)
 }
 
 // aes256CTR sets dst to AES-256-CTR(key, src) with a zero IV: ENC and DEC

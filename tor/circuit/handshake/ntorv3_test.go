@@ -46,15 +46,15 @@ func (r ntorV3Relay) serve(skin []byte, ysec [32]byte, ver []byte, n int, respon
 	}
 	var k1 [64]byte
 	xof := sha3.NewSHAKE256()
-	writeEncap(xof, ntorV3TMsgKDF)
+	encapXOF(xof, ntorV3TMsgKDF)
 	for _, p := range [][]byte{xb, r.id[:], x, r.bpub[:], []byte(ntorV3ProtoID)} {
 		xof.Write(p)
 	}
-	writeEncap(xof, ver)
+	encapXOF(xof, ver)
 	xof.Read(k1[:])
 	h := sha3.New256()
-	writeEncap(h, ntorV3TMsgMAC)
-	writeEncap(h, k1[32:])
+	encapHash(h, ntorV3TMsgMAC)
+	encapHash(h, k1[32:])
 	h.Write(skin[:len(skin)-32])
 	if subtle.ConstantTimeCompare(h.Sum(nil), mac) != 1 {
 		return nil, nil, nil, errors.New("server: client MAC does not match")
@@ -71,18 +71,18 @@ func (r ntorV3Relay) serve(skin []byte, ysec [32]byte, ver []byte, n int, respon
 		return nil, nil, nil, fmt.Errorf("server: EXP(X,y): %w", err)
 	}
 	hs, hv := sha3.New256(), sha3.New256()
-	writeEncap(hs, ntorV3TKeySeed)
-	writeEncap(hv, ntorV3TVerify)
+	encapHash(hs, ntorV3TKeySeed)
+	encapHash(hv, ntorV3TVerify)
 	for _, p := range [][]byte{xy, xb, r.id[:], r.bpub[:], x, y, []byte(ntorV3ProtoID)} {
 		hs.Write(p)
 		hv.Write(p)
 	}
-	writeEncap(hs, ver)
-	writeEncap(hv, ver)
+	encapHash(hs, ver)
+	encapHash(hv, ver)
 	keySeed, verify := hs.Sum(nil), hv.Sum(nil)
 
 	fin := sha3.NewSHAKE256()
-	writeEncap(fin, ntorV3TFinal)
+	encapXOF(fin, ntorV3TFinal)
 	fin.Write(keySeed)
 	encKey := make([]byte, 32)
 	fin.Read(encKey)
@@ -93,11 +93,11 @@ func (r ntorV3Relay) serve(skin []byte, ysec [32]byte, ver []byte, n int, respon
 		return nil, nil, nil, err
 	}
 	ha := sha3.New256()
-	writeEncap(ha, ntorV3TAuth)
+	encapHash(ha, ntorV3TAuth)
 	for _, p := range [][]byte{verify, r.id[:], r.bpub[:], y, x, mac} {
 		ha.Write(p)
 	}
-	writeEncap(ha, encSM)
+	encapHash(ha, encSM)
 	ha.Write([]byte(ntorV3ProtoID + "Server"))
 	reply = append(append(append([]byte{}, y...), ha.Sum(nil)...), encSM...)
 	return cm, reply, keys, nil
