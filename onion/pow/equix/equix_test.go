@@ -1,6 +1,7 @@
 package equix
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"testing"
@@ -231,5 +232,19 @@ func BenchmarkVerify(b *testing.B) {
 		if err := v.Verify([]byte("a"), sol); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestSolveContextCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s := NewSolver()
+	if _, err := s.SolveContext(ctx, []byte("01234567890123456789"), nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v, want context.Canceled", err)
+	}
+	// The solver is still usable afterwards.
+	sols, err := s.Solve([]byte("01234567890123456789"), nil)
+	if err != nil || len(sols) != 5 {
+		t.Errorf("after cancel: %d solutions, %v", len(sols), err)
 	}
 }
