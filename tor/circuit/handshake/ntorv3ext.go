@@ -19,8 +19,9 @@ const (
 	// ExtSubprotoRequest (client to relay): enable these subprotocol
 	// capabilities on the circuit. The body is a list of (PROTOCOL_ID,
 	// CAPABILITY) byte pairs in ascending order without repeats. A C tor
-	// relay rejects the handshake if it lists any capability it does not
-	// accept this way (0.4.9 accepts only Relay's CGO capability).
+	// 0.4.9 relay answers DESTROY (reason PROTOCOL) if it lists anything
+	// but Relay=6 (CGO relay crypto), or Relay=6 without ExtCCRequest;
+	// with Relay=6 accepted it switches the hop to CGO.
 	ExtSubprotoRequest = 3
 )
 
@@ -179,7 +180,8 @@ type NtorV3Request struct {
 	CongestionControl bool
 	// Subprotocols, if any, are sent in an ExtSubprotoRequest. The relay
 	// must advertise Relay=5 and every listed capability, or it closes the
-	// circuit.
+	// circuit; a relay that accepts a capability uses it from then on, so
+	// list only what the client implements.
 	Subprotocols []Subproto
 }
 
