@@ -69,7 +69,9 @@ type NtorV3Client struct {
 // data NODEID | KEYID | CLIENT_PK | ENC(msg) | MAC of
 // NtorV3ClientOverhead+len(msg) bytes, to send with HTYPE NtorV3Type.
 //
-// msg is encrypted to b but is not forward-secret.
+// msg is encrypted to b but is not forward-secret. A C tor relay parses
+// it as an extension list and refuses the handshake if it is not one, so
+// even a client that asks for nothing sends the byte 00 (NtorV3Request{}).
 func NewNtorV3(rand io.Reader, id, b [32]byte, msg []byte) (*NtorV3Client, []byte, error) {
 	var x [32]byte
 	if _, err := io.ReadFull(rand, x[:]); err != nil {
