@@ -19,11 +19,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"tinytor/tor/bootstrap"
+	"tinytor/tor/bridge"
 	"tinytor/tor/cell"
 	"tinytor/tor/chanmgr"
 	"tinytor/tor/circmgr"
@@ -32,6 +35,8 @@ import (
 	"tinytor/tor/dirmgr"
 	"tinytor/tor/event"
 	"tinytor/tor/guard"
+	"tinytor/tor/link"
+	"tinytor/tor/pt"
 	"tinytor/tor/rng"
 	"tinytor/tor/torlog"
 )
@@ -109,6 +114,10 @@ type Client struct {
 	guards *guard.Manager
 	status *status
 	rand   *rng.Source
+	// bridges is set with UseBridges; out dials channels (transports,
+	// upstream proxy).
+	bridges *bridge.Manager
+	out     *outbound
 }
 
 // New checks cfg and returns a Client that has not started yet.
@@ -143,11 +152,23 @@ func New(cfg Config) (*Client, error) {
 	c.status = newStatus(c.bus)
 	c.boot = bootstrap.New(c.log, c.bus)
 	c.guards = guard.New(guardOptions(cfg, c.now, c.log))
-	c.chans = chanmgr.New(chanmgr.Config{Log: c.log, Now: c.now, Pool: c.pool, Events: c.bus})
+	c.chans = chanmgr.New(chanmgr.Config{Log: c.log, Now: c.now, Pool: c.pool, Events: c.bus,
+		Dial: func(ctx context.Context, addr netip.AddrPort, id link.Identity) (net.Conn, error) {
+			return c.out.dial(ctx, addr, id)
+		}})
+	useBridges := cfg.Torrc.UseBridges
+	if useBridges {
+		c.bridges = bridge.New(bridge.Config{Bridges: cfg.Torrc.Bridges, Channels: c.chans, Pool: c.pool, Log: c.log, Now: c.now, Cache: store})
+	}
+	c.out = &outbound{bridges: c.bridges, progress: c.boot} // direct until Run starts the transports
 	c.dirs = dirmgr.New(dirmgr.Config{
 		Torrc: c.conf, Log: c.log, Now: c.now, Cache: &dir.Cache{Store: store}, Channels: c.chans,
-		Pool: c.pool, Progress: c.boot, Events: c.bus, Rand: rnd, Guards: c.guards,
-		OnInstall: func(d *dirmgr.NetDir) { c.guards.SetConsensus(d.Paths) },
+		Pool: c.pool, Progress: c.boot, Events: c.bus, Rand: rnd, Guards: c.guards, BridgesOnly: useBridges,
+		OnInstall: func(d *dirmgr.NetDir) {
+			if !useBridges { // with bridges, the guards are the bridges
+				c.guards.SetConsensus(d.Paths)
+			}
+		},
 	})
 	c.circs = circmgr.New(circmgr.Config{
 		Torrc: c.conf, Log: c.log, Now: c.now, Pool: c.pool, Events: c.bus, Progress: c.boot,
@@ -263,6 +284,9 @@ func guardOptions(cfg Config, now func() time.Time, log *torlog.Logger) guard.Op
 		Filter:         circmgr.GuardFilter(t),
 		NumEntryGuards: t.NumEntryGuards,
 	}
+	if t.UseBridges {
+		opts.Selection = guard.BridgeSelection
+	}
 	if t.TestingTorNetwork {
 		// A young test network votes Stable and Fast late (testnet-notes):
 		// C tor's TestingTorNetwork relaxes its requirements the same way.
@@ -282,6 +306,12 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 	}()
 	c.log.Noticef("Bootstrapped 0%% (starting): Starting")
+	out, err := newOutbound(c.conf(), c)
+	if err != nil {
+		return err
+	}
+	defer out.close()
+	c.out = out
 	c.dirs.LoadCache()
 	if err := c.bootstrap(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -295,6 +325,13 @@ func (c *Client) Run(ctx context.Context) error {
 		defer wg.Done()
 		c.circs.Prebuild(ctx)
 	}()
+	if c.bridges != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.bridges.Maintain(ctx, c.guards.SetConsensus)
+		}()
+	}
 	c.dirs.Maintain(ctx)
 	wg.Wait()
 	return nil
@@ -302,6 +339,11 @@ func (c *Client) Run(ctx context.Context) error {
 
 // bootstrap gets enough directory information and builds a first circuit.
 func (c *Client) bootstrap(ctx context.Context) error {
+	if c.bridges != nil {
+		if err := c.bootstrapBridges(ctx); err != nil {
+			return err
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		d := c.dirs.Current()
 		var err error
@@ -341,3 +383,37 @@ func (c *Client) bootstrap(ctx context.Context) error {
 	c.boot.Reach(event.PhaseDone)
 	return nil
 }
+
+// bootstrapBridges gets a descriptor for at least one bridge (from the
+// cache, else from the bridges) and makes the bridges the guards.
+func (c *Client) bootstrapBridges(ctx context.Context) error {
+	if n := c.bridges.LoadCache(); n > 0 {
+		c.log.Infof("Loaded %d cached bridge descriptors.", n)
+	}
+	for attempt := 0; !c.bridges.Have(); attempt++ {
+		err := c.bridges.Fetch(ctx, false)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.boot.Problem(err.Error())
+		if !dirmgr.Sleep(ctx, dirmgr.RetryDelay(attempt)) {
+			return ctx.Err()
+		}
+	}
+	c.guards.SetConsensus(c.bridges.Dir())
+	return nil
+}
+
+// Bridges returns each bridge's state (nil without UseBridges).
+func (c *Client) Bridges() []bridge.Status {
+	if c.bridges == nil {
+		return nil
+	}
+	return c.bridges.Status()
+}
+
+// Transports returns each pluggable transport's state.
+func (c *Client) Transports() []pt.Status { return c.out.status() }

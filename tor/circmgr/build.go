@@ -147,7 +147,11 @@ func (m *Manager) buildHops(ctx context.Context, specs []hopSpec, purpose string
 	entry := specs[0].node
 	p := m.cfg.Progress
 	p.Reach(event.PhaseAPConn)
-	ch, err := m.cfg.Channels.Get(ctx, entry.ORAddrPort(), linkIdentity(entry), entry.Nickname)
+	addr := entry.ORAddrPort()
+	if entry.ORPort == 0 { // an IPv6 bridge
+		addr, _ = entry.IPv6AddrPort()
+	}
+	ch, err := m.cfg.Channels.Get(ctx, addr, linkIdentity(entry), entry.Nickname)
 	if err != nil {
 		return fail(err)
 	}

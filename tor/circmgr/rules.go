@@ -88,6 +88,8 @@ func GuardFilter(cfg *config.Config) func(*path.Node) bool {
 		if nodeMatches(cfg.ExcludeNodes, n) {
 			return false
 		}
-		return len(cfg.EntryNodes) == 0 || nodeMatches(cfg.EntryNodes, n)
+		// With bridges, EntryNodes does not apply (as in C tor); the
+		// bridges are the entries.
+		return cfg.UseBridges || len(cfg.EntryNodes) == 0 || nodeMatches(cfg.EntryNodes, n)
 	}
 }

@@ -22,6 +22,10 @@
 //	tinytor_guards_confirmed               gauge    sampled guards used successfully
 //	tinytor_guards_primary                 gauge    primary entry guards
 //	tinytor_guards_unreachable             gauge    sampled guards marked unreachable
+//	tinytor_bridges_configured             gauge    Bridge lines in use (UseBridges 1)
+//	tinytor_bridges_usable                 gauge    bridges with a verified descriptor
+//	tinytor_transports_running             gauge    pluggable transports whose method is usable
+//	tinytor_transport_restarts_total       counter  managed transports restarted after they died
 //	tinytor_dir_consensus_fetches_total    counter  consensus documents downloaded
 //	tinytor_dir_microdesc_fetches_total    counter  microdescriptors downloaded
 //	tinytor_dir_microdescs_rejected_total  counter  malformed microdescriptors skipped in downloads
@@ -47,6 +51,7 @@ import (
 	"tinytor/tor/event"
 	"tinytor/tor/guard"
 	"tinytor/tor/metrics"
+	"tinytor/tor/pt"
 )
 
 // BuildTimeBuckets are the upper bounds, in seconds, of
@@ -88,6 +93,14 @@ func Register(reg *metrics.Registry, c *tor.Client) (stop func(), err error) {
 			func() float64 { return countGuards(c, func(g guard.Info) bool { return g.Primary }) }},
 		{false, "tinytor_guards_unreachable", "Sampled guards currently marked unreachable.",
 			func() float64 { return countGuards(c, func(g guard.Info) bool { return g.Reachable == guard.No }) }},
+		{false, "tinytor_bridges_configured", "Bridge lines in use (UseBridges 1).",
+			func() float64 { return float64(len(c.Bridges())) }},
+		{false, "tinytor_bridges_usable", "Bridges with a verified descriptor.",
+			func() float64 { return countBridges(c) }},
+		{false, "tinytor_transports_running", "Pluggable transports whose method is usable.",
+			func() float64 { return countTransports(c, false) }},
+		{true, "tinytor_transport_restarts_total", "Managed pluggable transports restarted after they died.",
+			func() float64 { return countTransports(c, true) }},
 		{true, "tinytor_dir_consensus_fetches_total", "Consensus documents downloaded.",
 			func() float64 { return float64(c.Stats().ConsensusFetches) }},
 		{true, "tinytor_dir_microdesc_fetches_total", "Microdescriptors downloaded.",
@@ -227,6 +240,34 @@ func countChannels(c *tor.Client) float64 {
 	n := 0
 	for _, ch := range c.Channels() {
 		if ch.Status == "CONNECTED" {
+			n++
+		}
+	}
+	return float64(n)
+}
+
+func countBridges(c *tor.Client) float64 {
+	n := 0
+	for _, b := range c.Bridges() {
+		if b.HaveDescriptor {
+			n++
+		}
+	}
+	return float64(n)
+}
+
+// countTransports counts the running transports, or with restarts the
+// restarts of the managed programs (one program may provide several
+// transports).
+func countTransports(c *tor.Client, restarts bool) float64 {
+	n := 0
+	seen := map[string]bool{}
+	for _, t := range c.Transports() {
+		switch {
+		case restarts && t.Managed && !seen[t.Path]:
+			seen[t.Path] = true
+			n += t.Restarts
+		case !restarts && t.State == pt.Running:
 			n++
 		}
 	}

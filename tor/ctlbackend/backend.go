@@ -18,6 +18,7 @@ import (
 
 	"tinytor/tor"
 	"tinytor/tor/addrmap"
+	"tinytor/tor/bridge"
 	"tinytor/tor/circmgr"
 	"tinytor/tor/config"
 	"tinytor/tor/control"
@@ -196,6 +197,18 @@ func (b *Backend) GetInfo(key string) (string, error) {
 			lines = append(lines, event.RelayRef{ID: g.ID, Nickname: g.Nickname}.LongName()+" "+status)
 		}
 		return strings.Join(lines, "\n"), nil
+	case "downloads/bridge/bridges":
+		bs := c.Bridges()
+		if bs == nil {
+			return "", control.Errorf(551, "We're not using bridges")
+		}
+		var lines []string
+		for _, br := range bs {
+			if br.Identity != ([20]byte{}) {
+				lines = append(lines, fmt.Sprintf("%X", br.Identity))
+			}
+		}
+		return strings.Join(lines, "\n"), nil
 	case "traffic/read":
 		r, _ := c.Traffic()
 		return strconv.FormatUint(r, 10), nil
@@ -241,6 +254,9 @@ func (b *Backend) GetInfo(key string) (string, error) {
 		ns, _, err := b.relay(fp)
 		return ns, err
 	}
+	if fp, ok := strings.CutPrefix(key, "downloads/bridge/"); ok {
+		return bridgeDownload(c.Bridges(), fp)
+	}
 	if fp, ok := strings.CutPrefix(key, "md/id/"); ok {
 		_, md, err := b.relay(fp)
 		if err == nil && md == "" {
@@ -263,6 +279,8 @@ var infoNames = []string{
 	"config-text -- Return the string that would be written by a saveconf command.",
 	"config/names -- List of configuration options, types, and documentation.",
 	"dormant -- Is Tor dormant (not building circuits because it's idle)?",
+	"downloads/bridge/* -- Download statuses for bridge descriptors by identity digest.",
+	"downloads/bridge/bridges -- Return hex-encoded list of bridge identity digests.",
 	"entry-guards -- Which nodes are we using as entry guards?",
 	"events/names -- Events that the controller can ask for with SETEVENTS.",
 	"info/names -- List of GETINFO options, types, and documentation.",
@@ -442,4 +460,22 @@ func (b *Backend) TakeOwnership() (func(), error) {
 		b.log.Noticef("Owning controller connection has closed -- exiting now.")
 		b.cfg.Shutdown()
 	}, nil
+}
+
+// bridgeDownload formats the SerializedDownloadStatus of the bridge
+// descriptor for identity digest fp (control-spec GETINFO
+// downloads/bridge/<Digest>), with C tor's values for bridge descriptors:
+// any cache will do, the delay grows on each attempt, at random.
+func bridgeDownload(bs []bridge.Status, fp string) (string, error) {
+	if bs == nil {
+		return "", control.Errorf(551, "We're not using bridges")
+	}
+	for _, br := range bs {
+		if !strings.EqualFold(fmt.Sprintf("%X", br.Identity), fp) {
+			continue
+		}
+		return fmt.Sprintf("next-attempt-at %s\nn-download-failures %d\nn-download-attempts %d\nschedule DL_SCHED_BRIDGE\nwant-authority DL_WANT_ANY_DIRSERVER\nincrement-on DL_SCHED_INCREMENT_ATTEMPT\nbackoff DL_SCHED_RANDOM_EXPONENTIAL\nlast-backoff-position %d\nlast-delay-used 0",
+			br.NextAttempt.UTC().Format("2006-01-02 15:04:05"), br.Failures, br.Attempts, br.Attempts), nil
+	}
+	return "", control.Errorf(552, "Unknown bridge %s", fp)
 }

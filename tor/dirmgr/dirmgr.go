@@ -105,6 +105,10 @@ type Config struct {
 	// Guards, once the client is bootstrapped, gives the directory
 	// guards; nil fetches from any directory cache.
 	Guards *guard.Manager
+	// BridgesOnly (UseBridges) fetches from the guards alone, which are
+	// bridges, from the first fetch on: no directory cache, fallback or
+	// authority is ever contacted directly.
+	BridgesOnly bool
 	// OnInstall is called with each NetDir put in use, before Current
 	// returns it (the guard manager's view of the consensus).
 	OnInstall func(*NetDir)

@@ -12,7 +12,6 @@ import (
 	"tinytor/tor/dir"
 	"tinytor/tor/event"
 	"tinytor/tor/guard"
-	"tinytor/tor/link"
 	"tinytor/tor/path"
 )
 
@@ -31,6 +30,13 @@ const dirGuardTries = 3
 // not got a newer one yet: the refresh schedule tries again later).
 func (m *Manager) Update(ctx context.Context, needConsensus bool) error {
 	var lastErr error
+	if m.cfg.BridgesOnly {
+		_, err := m.updateFromGuards(ctx, needConsensus)
+		if err != nil {
+			return fmt.Errorf("fetching directory information through the bridges: %w", err)
+		}
+		return nil
+	}
 	if m.Current().Enough() && m.cfg.Guards != nil {
 		done, err := m.updateFromGuards(ctx, needConsensus)
 		if done || ctx.Err() != nil {
@@ -73,15 +79,17 @@ func sameConsensus(err error) bool {
 // true when one of them answered (err is then nil, or the "same
 // consensus" error); the guard manager learns which guards worked.
 func (m *Manager) updateFromGuards(ctx context.Context, needConsensus bool) (done bool, err error) {
-	isCache := func(n *path.Node) bool { return n.Flags.Has(dir.FlagV2Dir) && n.ORPort != 0 }
-	d := m.Current()
+	isCache := func(n *path.Node) bool { return n.Flags.Has(dir.FlagV2Dir) && (n.ORPort != 0 || n.IPv6Port != 0) }
+	kind := "directory guard "
+	if m.cfg.BridgesOnly {
+		kind = "bridge "
+	}
 	for range dirGuardTries {
 		n, h, perr := m.cfg.Guards.Pick(guard.ForDir, isCache)
 		if perr != nil {
 			return false, perr
 		}
-		src := source{name: "directory guard " + n.Nickname, nick: n.Nickname, addr: n.ORAddrPort(), id: link.Identity{RSA: n.Identity}}
-		src.withNtorKey(d.Paths)
+		src := guardSource(kind, n)
 		err = m.fetchFrom(ctx, src, needConsensus)
 		switch {
 		case err == nil || sameConsensus(err):

@@ -80,3 +80,23 @@ func (s *source) withNtorKey(p *path.Dir) {
 	}
 	s.hop = &h
 }
+
+// guardSource is the directory guard (or bridge) n as a source; its
+// microdescriptor, when the guard manager's view has one, gives the ntor
+// key for the one-hop circuit.
+func guardSource(kind string, n *path.Node) source {
+	addr := n.ORAddrPort()
+	if n.ORPort == 0 {
+		addr, _ = n.IPv6AddrPort()
+	}
+	src := source{name: kind + n.Nickname, nick: n.Nickname, addr: addr, id: link.Identity{RSA: n.Identity}}
+	if n.MD != nil && n.MD.HasNtorKey {
+		h := circuit.HopInfo{RSAID: n.Identity, NtorKey: n.MD.NtorOnionKey, Addrs: []netip.AddrPort{addr}}
+		if n.MD.HasEd25519 {
+			h.Ed25519ID = n.MD.Ed25519ID
+			src.id.Ed25519 = n.MD.Ed25519ID
+		}
+		src.hop = &h
+	}
+	return src
+}

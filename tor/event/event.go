@@ -142,6 +142,10 @@ type Phase struct {
 // The bootstrap phases in the order a client passes them.
 var (
 	PhaseStarting              = Phase{0, "starting", "Starting"}
+	PhaseConnPT                = Phase{1, "conn_pt", "Connecting to pluggable transport"}
+	PhaseConnDonePT            = Phase{2, "conn_done_pt", "Connected to pluggable transport"}
+	PhaseConnProxy             = Phase{3, "conn_proxy", "Connecting to proxy"}
+	PhaseConnDoneProxy         = Phase{4, "conn_done_proxy", "Connected to proxy"}
 	PhaseConn                  = Phase{5, "conn", "Connecting to a relay"}
 	PhaseConnDone              = Phase{10, "conn_done", "Connected to a relay"}
 	PhaseHandshake             = Phase{14, "handshake", "Handshaking with a relay"}
@@ -221,3 +225,16 @@ func (Consensus) isEvent() {}
 func (Netinfo) isEvent()   {}
 func (Log) isEvent()       {}
 func (*HSDesc) isEvent()   {}
+func (Transport) isEvent() {}
+
+// Transport is a LOG or STATUS line of a managed pluggable transport
+// (the control port's PT_LOG and PT_STATUS events).
+type Transport struct {
+	// Type is "LOG" or "STATUS".
+	Type string
+	// Program is the transport's program, as the ClientTransportPlugin
+	// line names it.
+	Program string
+	// Args are the line's key=value arguments, in order.
+	Args [][2]string
+}
