@@ -143,7 +143,6 @@ const (
 	sdAllowSingleHop
 	sdTunnelledDir
 	sdProto
-	sdBridgeDistribution
 )
 
 // sdKeywords names the once-only items and the shape C tor's token table
@@ -184,7 +183,6 @@ var sdKeywords = [...]struct {
 	{"allow-single-hop-exits", sdAllowSingleHop, 0, 0, 0, false},
 	{"tunnelled-dir-server", sdTunnelledDir, 0, 0, 0, false},
 	{"proto", sdProto, 0, -1, 0, true},
-	{"bridge-distribution-request", sdBridgeDistribution, 0, -1, 0, false},
 }
 
 // edSigPrefix is prepended to the Ed25519-signed portion before hashing
@@ -206,7 +204,7 @@ const edSigPrefix = "Tor router descriptor signature v1"
 //     and so are bridge-distribution-request, extra-info-digest, the
 //     exit policy lines' contents and "family-cert". Blank lines after
 //     the signature are allowed; anything else after it is an error, and
-//     so are annotations ("@...").
+//     so are annotations ("@...", which only C tor's cache files have).
 //   - the "fingerprint" line, if any, against the identity key
 //     (ErrFingerprintMismatch);
 //   - the RSA "router-signature" by the identity key: PKCS #1 v1.5
@@ -448,9 +446,6 @@ func curve25519ToEd25519(u [32]byte, signBit byte) [32]byte {
 // item checks one item's shape and records what it says.
 func (p *sdParser) item(it *netdoc.Item) error {
 	t, sd := p.t, p.sd
-	if len(it.Keyword) > 0 && it.Keyword[0] == '@' {
-		return t.Errorf(it, "annotations are not allowed in a descriptor from the network")
-	}
 	kw := string(it.Keyword)
 	switch kw {
 	case "accept", "reject":

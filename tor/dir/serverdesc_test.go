@@ -77,7 +77,7 @@ func TestParseServerDescriptorTestnet(t *testing.T) {
 			if got := fmt.Sprintf("%X", sd.Fingerprint); got != tc.rsaID {
 				t.Errorf("fingerprint %s, want %s", got, tc.rsaID)
 			}
-			if got := fmt.Sprintf("%X", RSAIdentityDigest(sd.IdentityKey)); got != tc.rsaID {
+			if got := fmt.Sprintf("%X", rsaDigestOf(sd.IdentityKey)); got != tc.rsaID {
 				t.Errorf("identity key digest %s, want %s", got, tc.rsaID)
 			}
 			if got := base64.RawStdEncoding.EncodeToString(sd.Ed25519ID[:]); got != tc.edID {
@@ -143,8 +143,8 @@ func TestParseServerDescriptorTestnet(t *testing.T) {
 	}
 }
 
-// RSAIdentityDigest is cert.RSAFingerprint, the independent way.
-func RSAIdentityDigest(k *rsa.PublicKey) [20]byte {
+// rsaDigestOf computes cert.RSAFingerprint independently.
+func rsaDigestOf(k *rsa.PublicKey) [20]byte {
 	return sha1.Sum(x509.MarshalPKCS1PublicKey(k))
 }
 
@@ -419,6 +419,7 @@ func (k *sdKeys) build(t testing.TB, o sdOpts) []byte {
 		fmt.Sprintf("ntor-onion-key-crosscert %d\n", bit) + pemObject("ED25519 CERT", ntorCC),
 		"family $0123456789ABCDEF0123456789ABCDEF01234567 Other1 fedcba9876543210fedcba9876543210fedcba98~Other2",
 		"bridge-distribution-request any",
+		"bridge-distribution-request none", // not in C tor's table: any number
 		"ntor-onion-key " + base64.StdEncoding.EncodeToString(k.ntorPublic[:]),
 		"or-address [2001:db8::1]:9002",
 		"reject *:*",
