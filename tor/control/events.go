@@ -25,11 +25,17 @@ var eventNames = []string{
 	"STATUS_CLIENT", "STATUS_SERVER", "GUARD", "STREAM_BW", "CLIENTS_SEEN",
 	"NEWCONSENSUS", "BUILDTIMEOUT_SET", "SIGNAL", "CONF_CHANGED", "CONN_BW",
 	"CELL_STATS", "CIRC_BW", "TRANSPORT_LAUNCHED", "HS_DESC", "HS_DESC_CONTENT",
-	"NETWORK_LIVENESS",
+	"NETWORK_LIVENESS", "PT_LOG", "PT_STATUS",
 }
 
-// EventNames returns the event names SETEVENTS accepts.
-func EventNames() []string { return append([]string(nil), eventNames...) }
+// listedEvents is how many of eventNames GETINFO events/names lists: C tor
+// 0.4.9 accepts PT_LOG and PT_STATUS in SETEVENTS but leaves them out of
+// that list.
+const listedEvents = 31
+
+// EventNames returns the event names GETINFO events/names lists (SETEVENTS
+// also accepts PT_LOG and PT_STATUS, as C tor).
+func EventNames() []string { return append([]string(nil), eventNames[:listedEvents]...) }
 
 func knownEvent(name string) bool {
 	for _, n := range eventNames {

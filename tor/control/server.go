@@ -580,7 +580,7 @@ func (c *conn) getInfo(cmd *Command) {
 		var err error
 		switch key {
 		case "events/names":
-			v = strings.Join(eventNames, " ")
+			v = strings.Join(eventNames[:listedEvents], " ")
 		case "onions/current":
 			// As C tor: the services this connection added and owns.
 			v = strings.Join(c.onions, "\n")

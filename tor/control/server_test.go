@@ -364,7 +364,7 @@ func TestCommands(t *testing.T) {
 	c.expect("GETINFO version config-text", "250-version=0.4.9.11-tinytor\r\n250+config-text=\r\nSocksPort 9050\r\n..hidden\r\n.\r\n250 OK\r\n")
 	c.expect("GETINFO version nosuch", "552 Unrecognized key \"nosuch\"\r\n")
 	c.expect("GETINFO", "250 OK\r\n")
-	c.expect("GETINFO events/names", "250-events/names="+strings.Join(eventNames, " ")+"\r\n250 OK\r\n")
+	c.expect("GETINFO events/names", "250-events/names="+strings.Join(EventNames(), " ")+"\r\n250 OK\r\n")
 	c.expect("FOO bar", "510 Unrecognized command \"FOO\"\r\n")
 	c.expect("GETCONF SocksPort ExitNodes", "250-SocksPort=9050\r\n250 ExitNodes\r\n")
 	c.expect("GETCONF NoSuch", "552 Unrecognized configuration key \"NoSuch\"\r\n")

@@ -3,6 +3,7 @@ package ctlbackend
 import (
 	"context"
 	"strconv"
+	"strings"
 	"time"
 
 	"tinytor/tor/control"
@@ -98,6 +99,19 @@ func Translate(ev event.Event) []control.Event {
 		}.Event()}
 	case event.Log:
 		return []control.Event{control.LogEvent(e.Severity, e.Message)}
+	case event.Transport:
+		// C tor: "650 PT_LOG PT=/usr/bin/obfs4proxy SEVERITY=debug
+		// MESSAGE=..." and "650 PT_STATUS PT=... TRANSPORT=obfs4 ...".
+		var b strings.Builder
+		b.WriteString("PT=" + e.Program)
+		for _, kv := range e.Args {
+			v := kv[1]
+			if v == "" || strings.ContainsAny(v, " \t\"\\=\r\n") {
+				v = control.QuoteString(v)
+			}
+			b.WriteString(" " + kv[0] + "=" + v)
+		}
+		return []control.Event{{Type: "PT_" + e.Type, Body: b.String()}}
 	case event.Bootstrap:
 		out := []control.Event{{Type: "STATUS_CLIENT", Body: bootstrapPhase(e)}}
 		if e.Phase.Percent >= 100 && e.Problem == "" {
