@@ -696,3 +696,69 @@ func (f *Family) addMember(a []byte) bool {
 	f.IDs = append(f.IDs, id)
 	return true
 }
+
+// ParseServerDescriptors parses a concatenation of server descriptors,
+// as in a /tor/server/d/ response or C tor's cached-descriptors files
+// (where annotation lines such as "@downloaded-at" and "@purpose bridge"
+// precede each descriptor: they are skipped). Each descriptor runs from
+// its "router" line to the next annotation or "router" line, and is
+// parsed and checked by ParseServerDescriptor. A descriptor that fails is
+// skipped and the others are kept, as C tor keeps them; the error then
+// joins (errors.Join) one *netdoc.Error per skipped descriptor, with
+// lines numbered in the whole document. Lines before the first
+// descriptor that are neither blank nor annotations make an error too.
+func ParseServerDescriptors(doc []byte) ([]*ServerDescriptor, error) {
+	var (
+		out       []*ServerDescriptor
+		errs      []error
+		start     = -1 // offset of the current descriptor's router line
+		startLine int
+		stray     = -1 // offset of a line outside any descriptor
+		strayLine int
+	)
+	finish := func(end int) {
+		if start < 0 {
+			return
+		}
+		sd, err := ParseServerDescriptor(doc[start:end])
+		if err != nil {
+			var ne *netdoc.Error
+			if errors.As(err, &ne) && ne.Line > 0 {
+				ne.Line += startLine - 1
+			}
+			errs = append(errs, err)
+		} else {
+			out = append(out, sd)
+		}
+		start = -1
+	}
+	line := 1
+	for pos := 0; pos < len(doc); line++ {
+		end := bytes.IndexByte(doc[pos:], '\n')
+		if end < 0 {
+			end = len(doc)
+		} else {
+			end += pos
+		}
+		l := doc[pos:end]
+		switch {
+		case len(l) > 0 && l[0] == '@':
+			finish(pos)
+		case bytes.HasPrefix(l, []byte("router ")) || bytes.HasPrefix(l, []byte("router\t")):
+			finish(pos)
+			start, startLine = pos, line
+		case start < 0 && len(l) > 0 && stray < 0:
+			stray, strayLine = pos, line
+		}
+		pos = end + 1
+	}
+	finish(len(doc))
+	if stray >= 0 {
+		errs = append(errs, &netdoc.Error{Doc: serverDescDoc, Line: strayLine,
+			Err: errors.New("line outside a descriptor (a descriptor starts with a router line)")})
+	}
+	if len(out) == 0 && len(errs) == 0 {
+		return nil, &netdoc.Error{Doc: serverDescDoc, Err: errors.New("no descriptor in document")}
+	}
+	return out, errors.Join(errs...)
+}

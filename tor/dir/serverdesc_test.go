@@ -706,7 +706,31 @@ func FuzzParseServerDescriptor(f *testing.F) {
 	}
 	f.Add([]byte("router a 1.2.3.4 1 0 0\nidentity-ed25519\n-----BEGIN ED25519 CERT-----\nAQQ=\n-----END ED25519 CERT-----\nrouter-sig-ed25519 x\nrouter-signature\n-----BEGIN SIGNATURE-----\nAA==\n-----END SIGNATURE-----\n"))
 	f.Add([]byte("router a 1.2.3.4 1 0 0\n"))
+	cached := mustRead(f, "serverdesc-bridge-client-cached-descriptors.new")
+	f.Add(cached)
+	sds, err := ParseServerDescriptors(cached)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, sd := range sds {
+		digests = append(digests, sd.Digest)
+	}
+	known := func(d [20]byte) bool {
+		for _, x := range digests {
+			if x == d {
+				return true
+			}
+		}
+		return false
+	}
 	f.Fuzz(func(t *testing.T, doc []byte) {
+		// A list: whatever it keeps is authentic too.
+		sds, _ := ParseServerDescriptors(doc)
+		for _, sd := range sds {
+			if !known(sd.Digest) {
+				t.Fatalf("list: accepted a descriptor with digest %X", sd.Digest)
+			}
+		}
 		sd, err := ParseServerDescriptor(doc)
 		if err != nil {
 			var ne *netdoc.Error
@@ -717,11 +741,7 @@ func FuzzParseServerDescriptor(f *testing.F) {
 		}
 		// Nobody can sign for the test relays: an accepted descriptor's
 		// signed portion is one of theirs.
-		found := false
-		for _, d := range digests {
-			found = found || d == sd.Digest
-		}
-		if !found {
+		if !known(sd.Digest) {
 			t.Fatalf("accepted a descriptor with digest %X", sd.Digest)
 		}
 		sd2, err := ParseServerDescriptor(sd.Raw)
@@ -731,4 +751,58 @@ func FuzzParseServerDescriptor(f *testing.F) {
 		_ = sd.Verify(time.Time{})
 		_ = sd.Verify(time.Unix(1<<40, 0))
 	})
+}
+
+func TestParseServerDescriptors(t *testing.T) {
+	// The cache of the C tor client that used bridge1: two descriptors,
+	// annotated, the later one being testdata/serverdesc-bridge1.
+	doc := mustRead(t, "serverdesc-bridge-client-cached-descriptors.new")
+	sds, err := ParseServerDescriptors(doc)
+	if err != nil || len(sds) != 2 {
+		t.Fatalf("%d descriptors, %v", len(sds), err)
+	}
+	if !bytes.Equal(sds[1].Raw, mustRead(t, "serverdesc-bridge1")) || sds[0].Nickname != "bridge1" ||
+		sds[0].Fingerprint != sds[1].Fingerprint || !sds[0].Published.Before(sds[1].Published) {
+		t.Errorf("bridge descriptors %s %s", sds[0].Published, sds[1].Published)
+	}
+
+	// An authority's cache: every relay of the network, some more than
+	// once.
+	doc = mustRead(t, "serverdesc-auth-cached-descriptors.new")
+	sds, err = ParseServerDescriptors(doc)
+	if err != nil || len(sds) != 26 {
+		t.Fatalf("%d descriptors, %v", len(sds), err)
+	}
+	names := map[string]bool{}
+	for _, sd := range sds {
+		names[sd.Nickname] = true
+	}
+	if len(names) != 9 || !names["auth1"] || !names["exit2"] || !names["relay6"] {
+		t.Errorf("nicknames %v", names)
+	}
+
+	// One bad descriptor is skipped and named by its line in the file.
+	third := bytes.Index(doc, []byte("\nrouter "+sds[2].Nickname+" "))
+	sigAt := third + bytes.Index(doc[third:], []byte("\nrouter-signature\n")) + 1
+	bad := bytes.Clone(doc)
+	plat := third + bytes.Index(doc[third:], []byte("\nplatform Tor ")) + len("\nplatform T")
+	bad[plat] = 'X'
+	sds, err = ParseServerDescriptors(bad)
+	if len(sds) != 25 {
+		t.Errorf("%d descriptors kept, want 25", len(sds))
+	}
+	wantDocError(t, err, bytes.Count(doc[:sigAt], []byte("\n"))+1, "router-signature", ErrBadSignature)
+
+	// Text outside a descriptor.
+	sds, err = ParseServerDescriptors(append([]byte("\nhello\n"), mustRead(t, "serverdesc-exit2")...))
+	if len(sds) != 1 {
+		t.Errorf("%d descriptors kept, want 1", len(sds))
+	}
+	wantDocError(t, err, 2, "", nil)
+
+	for _, doc := range []string{"", "\n\n", "@purpose bridge\n"} {
+		if sds, err := ParseServerDescriptors([]byte(doc)); err == nil || sds != nil {
+			t.Errorf("%q: %v %v", doc, sds, err)
+		}
+	}
 }
