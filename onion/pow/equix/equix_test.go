@@ -218,6 +218,7 @@ func BenchmarkSolve(b *testing.B) {
 	var ch [8]byte
 	b.ReportAllocs()
 	b.ResetTimer()
+	defer reportCPU(b, cpuTime())
 	for i := 0; i < b.N; i++ {
 		binary.LittleEndian.PutUint64(ch[:], uint64(i))
 		dst, _ = s.Solve(ch[:], dst)
@@ -228,6 +229,7 @@ func BenchmarkVerify(b *testing.B) {
 	var v Verifier
 	sol := Solution{0x2227, 0xa173, 0x365a, 0xb47d, 0x1bb2, 0xa077, 0x0d5e, 0xf25f}
 	b.ReportAllocs()
+	defer reportCPU(b, cpuTime())
 	for i := 0; i < b.N; i++ {
 		if err := v.Verify([]byte("a"), sol); err != nil {
 			b.Fatal(err)
