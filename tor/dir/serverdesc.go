@@ -200,7 +200,9 @@ const edSigPrefix = "Tor router descriptor signature v1"
 //     published, proto, ntor-onion-key, ntor-onion-key-crosscert,
 //     signing-key, router-sig-ed25519 and router-signature present; at
 //     least one accept/reject line and no accept6/reject6; onion-key and
-//     onion-key-crosscert both or neither. Unknown items are ignored,
+//     onion-key-crosscert both or neither; family members that are
+//     nicknames or hex digests; an ipv6-policy that parses; a non-zero
+//     ORPort. Unknown items are ignored,
 //     and so are bridge-distribution-request, extra-info-digest, the
 //     exit policy lines' contents and "family-cert". Blank lines after
 //     the signature are allowed; anything else after it is an error, and
@@ -222,8 +224,7 @@ const edSigPrefix = "Tor router descriptor signature v1"
 //   - the onion-key-crosscert, when there is a TAP onion key: the onion
 //     key's PKCS #1 v1.5 signature of the identity digest and the master
 //     key (ErrBadCrossCert). The spec lets signers append data to the 52
-//     bytes; no implementation does, and neither Arti nor this package
-//     accepts it.
+//     bytes; C tor does not, and this package accepts exactly the 52.
 //
 // Errors are *netdoc.Error naming the line and keyword, wrapping the
 // reasons above. The certificates' expiry is checked by Verify.
