@@ -152,7 +152,8 @@ func (w *peerWatch) stop() (own, child []netip.AddrPort) {
 // bridgeLine returns the network's Bridge line value for key, or skips.
 func bridgeLine(t *testing.T, n *Network, key string) (line string, addr netip.AddrPort) {
 	t.Helper()
-	line = n.Env[key]
+	// testnet.env values hold no white space: commas stand for spaces.
+	line = strings.ReplaceAll(n.Env[key], ",", " ")
 	if line == "" {
 		t.Fatalf("the test network has no %s: scripts/testnet must start with bridges", key)
 	}

@@ -81,7 +81,9 @@ func runWithNetwork(m *testing.M, launcher *Launcher, dir string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	start := time.Now()
-	n, err := launcher.Start(ctx, dir, strings.Fields(os.Getenv("TINYTOR_TESTNET_ARGS"))...)
+	// With bridges (a plain one and an obfs4 one) for the bridge tests.
+	args := append([]string{"--bridges"}, strings.Fields(os.Getenv("TINYTOR_TESTNET_ARGS"))...)
+	n, err := launcher.Start(ctx, dir, args...)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: starting the test network: %v (logs in %s)\n", err, dir)
 		return 1

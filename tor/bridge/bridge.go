@@ -10,6 +10,7 @@ package bridge
 
 import (
 	"bytes"
+	"encoding/base64"
 	"context"
 	"errors"
 	"fmt"
@@ -236,7 +237,8 @@ func (m *Manager) Fetch(ctx context.Context, force bool) error {
 				return
 			}
 			if e.desc == nil {
-				m.cfg.Log.Noticef("new bridge descriptor '%s' (fresh): %s~%s at %s", sd.Nickname, link.Identity{RSA: sd.Fingerprint, Ed25519: sd.Ed25519ID}, sd.Nickname, e.line.Addr)
+				m.cfg.Log.Noticef("new bridge descriptor '%s' (fresh): %s~%s [%s] at %s", sd.Nickname, link.Identity{RSA: sd.Fingerprint},
+					sd.Nickname, base64.RawStdEncoding.EncodeToString(sd.Ed25519ID[:]), e.line.Addr.Addr())
 			}
 			e.failures = 0
 			e.desc, e.text, e.fetched = sd, text, m.cfg.Now()
