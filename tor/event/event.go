@@ -238,3 +238,26 @@ type Transport struct {
 	// Args are the line's key=value arguments, in order.
 	Args [][2]string
 }
+
+// BuildTimeoutSet reports that the circuit build timeout was set (the
+// control port's BUILDTIMEOUT_SET event, control-spec 4.1.16): learned
+// from build times (COMPUTED) or put back to the initial value (RESET).
+type BuildTimeoutSet struct {
+	// Type is COMPUTED, RESET, SUSPENDED, DISCARD or RESUME.
+	Type string
+	// TotalTimes is how many build times the history holds.
+	TotalTimes int
+	// Timeout is the build timeout; Close the time after which a
+	// measurement circuit is abandoned.
+	Timeout, Close time.Duration
+	// Xm and Alpha are the Pareto curve's parameters.
+	Xm    time.Duration
+	Alpha float64
+	// Quantile is the curve's point the timeout is at (1 after a reset).
+	Quantile float64
+	// TimeoutRate and CloseRate are the shares of recent circuits that
+	// timed out and that were abandoned.
+	TimeoutRate, CloseRate float64
+}
+
+func (*BuildTimeoutSet) isEvent() {}
