@@ -218,3 +218,27 @@ func BenchmarkHashBatch(b *testing.B) {
 		h.Hash64Batch(uint64(i), out)
 	}
 }
+
+// Any seed either gives a function whose batch and scalar interpreters agree
+// or ErrSeed; nothing panics.
+func FuzzMake(f *testing.F) {
+	f.Add([]byte("This is a test\x00"), uint64(0))
+	f.Add([]byte("qfjsfv"), uint64(1))
+	f.Add([]byte{}, uint64(1<<63))
+	var h HashX
+	out := make([]uint64, 70)
+	f.Fuzz(func(t *testing.T, seed []byte, first uint64) {
+		if err := h.Make(seed); err != nil {
+			if !errors.Is(err, ErrSeed) {
+				t.Fatalf("Make: %v", err)
+			}
+			return
+		}
+		h.Hash64Batch(first, out)
+		for i, got := range out {
+			if want := h.Hash64(first + uint64(i)); got != want {
+				t.Fatalf("input %d: batch %#x scalar %#x", first+uint64(i), got, want)
+			}
+		}
+	})
+}
