@@ -104,6 +104,7 @@ func (c *Circuit) acceptBegin(f func(*Stream, BeginRequest), hopIdx int, sid uin
 		c:             c,
 		id:            sid,
 		hop:           hopIdx,
+		fc:            c.hops[hopIdx].cc != nil,
 		kind:          kindData,
 		remote:        Addr(":" + strconv.Itoa(int(req.Port))),
 		opened:        make(chan openResult, 1),

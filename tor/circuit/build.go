@@ -21,6 +21,50 @@ type HopInfo struct {
 	// Addrs are the relay's ORPort addresses (one IPv4 and/or one IPv6),
 	// used as EXTEND2 link specifiers.
 	Addrs []netip.AddrPort
+	// NtorV3 makes the handshake ntor v3 (proposal 332, CREATE2/EXTEND2
+	// type 3) with an empty extension list; it needs Ed25519ID.
+	NtorV3 bool
+	// CongestionControl makes the handshake ntor v3 with a congestion
+	// control request (proposal 324 10.3): for the hop that will carry
+	// streams (an exit) when it advertises FlowCtrl=2 and Relay=4 and the
+	// consensus cc_alg is not 0 (see CCParams.Enabled). If the relay
+	// accepts, the hop uses congestion control and its streams XON/XOFF
+	// flow control; if not, fixed windows. It needs Ed25519ID: without
+	// one the handshake is plain ntor and the windows fixed.
+	CongestionControl bool
+}
+
+// name is the relay's fingerprint in C tor's log style.
+func (h *HopInfo) name() string { return fmt.Sprintf("$%X", h.RSAID) }
+
+// hopHandshake starts the handshake h asks for: ntor v3 (with the
+// congestion control request if wanted) or ntor. It returns the pending
+// hop and the handshake type and data for CREATE2/EXTEND2.
+func (c *Circuit) hopHandshake(h *HopInfo) (*pendingHop, uint16, []byte, error) {
+	p := &pendingHop{name: h.name(), result: make(chan error, 1)}
+	if (h.NtorV3 || h.CongestionControl) && h.Ed25519ID != ([32]byte{}) {
+		req := handshake.NtorV3Request{CongestionControl: h.CongestionControl}
+		msg, err := req.Marshal()
+		if err != nil {
+			return nil, 0, nil, fmt.Errorf("circuit: %w", err)
+		}
+		hs, skin, err := handshake.NewNtorV3(c.cfg.Rand, h.Ed25519ID, h.NtorKey, msg)
+		if err != nil {
+			return nil, 0, nil, fmt.Errorf("circuit: %w", err)
+		}
+		p.v3 = &ntorV3Finisher{hs: hs, req: req}
+		p.hs = p.v3
+		return p, cell.HandshakeNtor3, skin, nil
+	}
+	if h.NtorV3 || h.CongestionControl {
+		c.log.Infof("Circuit %d: no Ed25519 identity for %s: ntor instead of ntor v3, fixed windows", c.id, p.name)
+	}
+	hs, skin, err := handshake.NewNtor(c.cfg.Rand, h.RSAID, h.NtorKey)
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("circuit: %w", err)
+	}
+	p.hs = hs
+	return p, cell.HandshakeNtor, skin[:], nil
 }
 
 // CreateFast builds a one-hop circuit to the relay at the other end of ch
@@ -46,32 +90,37 @@ func CreateFast(ctx context.Context, ch Channel, cfg Config) (*Circuit, error) {
 }
 
 // Create builds a one-hop circuit to the relay at the other end of ch with
-// a CREATE2 ntor handshake (tor-spec 5.1, 5.1.4).
+// a CREATE2 handshake (tor-spec 5.1, 5.1.4): ntor, or ntor v3 if h asks for
+// it.
 func Create(ctx context.Context, ch Channel, h HopInfo, cfg Config) (*Circuit, error) {
 	c, err := newCircuit(ch, cfg)
 	if err != nil {
 		return nil, err
 	}
-	hs, skin, err := handshake.NewNtor(c.cfg.Rand, h.RSAID, h.NtorKey)
+	p, htype, skin, err := c.hopHandshake(&h)
 	if err != nil {
-		return nil, fmt.Errorf("circuit: %w", err)
+		return nil, err
 	}
 	cl := c.pool.Get()
 	cl.Command = cell.Create2
-	if err := (&cell.Create2Msg{HandshakeType: cell.HandshakeNtor, HandshakeData: skin[:]}).MarshalTo(&cl.Payload); err != nil {
+	if err := (&cell.Create2Msg{HandshakeType: htype, HandshakeData: skin}).MarshalTo(&cl.Payload); err != nil {
 		c.pool.Put(cl)
 		return nil, fmt.Errorf("circuit: CREATE2: %w", err)
 	}
-	if err := c.create(ctx, hs, cl); err != nil {
+	if err := c.createPending(ctx, p, cl); err != nil {
 		return nil, fmt.Errorf("circuit: CREATE2 to %X: %w", h.RSAID, err)
 	}
-	c.log.Debugf("Circuit %d: CREATE2 (ntor) done", c.id)
+	c.log.Debugf("Circuit %d: CREATE2 (type %d) done", c.id, htype)
 	return c, nil
 }
 
 // create sends the CREATE* cell cl and waits for the first hop.
 func (c *Circuit) create(ctx context.Context, hs finisher, cl *cell.Cell) error {
-	p := &pendingHop{hs: hs, result: make(chan error, 1)}
+	return c.createPending(ctx, &pendingHop{hs: hs, result: make(chan error, 1)}, cl)
+}
+
+// createPending is create for a prepared pending hop.
+func (c *Circuit) createPending(ctx context.Context, p *pendingHop, cl *cell.Cell) error {
 	c.pending = p
 	if err := c.open(); err != nil {
 		c.pool.Put(cl)
@@ -93,17 +142,17 @@ func (c *Circuit) create(ctx context.Context, hs finisher, cl *cell.Cell) error 
 }
 
 // Extend adds a hop with an EXTEND2 cell (in a RELAY_EARLY cell) carrying
-// an ntor handshake, sent to the current last hop (tor-spec 5.1.2). If the
+// an ntor handshake (ntor v3 if h asks for it), sent to the current last hop (tor-spec 5.1.2). If the
 // EXTEND2 was sent and the extension then fails (or ctx ends), the circuit
 // is closed.
 func (c *Circuit) Extend(ctx context.Context, h HopInfo) error {
 	c.extending.Lock()
 	defer c.extending.Unlock()
-	hs, skin, err := handshake.NewNtor(c.cfg.Rand, h.RSAID, h.NtorKey)
+	p, htype, skin, err := c.hopHandshake(&h)
 	if err != nil {
-		return fmt.Errorf("circuit: %w", err)
+		return err
 	}
-	msg := cell.Extend2Msg{Create2Msg: cell.Create2Msg{HandshakeType: cell.HandshakeNtor, HandshakeData: skin[:]}}
+	msg := cell.Extend2Msg{Create2Msg: cell.Create2Msg{HandshakeType: htype, HandshakeData: skin}}
 	// Link specifier order recommended by tor-spec 5.1.2: IPv4, legacy
 	// identity, Ed25519 identity, IPv6.
 	var v6 []cell.LinkSpec
@@ -127,7 +176,6 @@ func (c *Circuit) Extend(ctx context.Context, h HopInfo) error {
 		return fmt.Errorf("circuit: %w", err)
 	}
 
-	p := &pendingHop{hs: hs, result: make(chan error, 1)}
 	c.mu.Lock()
 	switch {
 	case c.err != nil:

@@ -98,8 +98,14 @@ type Config struct {
 	// sendme_accept_min_version (default 0): SENDMEs of a lower version
 	// tear the circuit down. Version 1 SENDMEs are always checked.
 	SendmeAcceptMinVersion int
-	// QueueLen bounds the inbound cell queue; 0 means CircWindowStart+128.
+	// QueueLen bounds the inbound cell queue; 0 means CircWindowStart+128,
+	// or 2*CircWindowStart+128 with CC set (a hop with congestion control
+	// may have more than a fixed window of cells in flight).
 	QueueLen int
+	// CC holds the consensus parameters of congestion and flow control
+	// (see CCParamsFrom), used by hops whose HopInfo asks for congestion
+	// control; nil means C tor's defaults.
+	CC *CCParams
 	// Control receives recognized relay cells the circuit does not handle
 	// itself (onion service cells, for example), on the circuit's
 	// goroutine. data is only valid during the call. Nil drops them.
@@ -148,6 +154,9 @@ type hop struct {
 	// kh is the hop's KH (derivative key data or ntor nonce), which
 	// ESTABLISH_INTRO binds to; zero for hops added with AddHop.
 	kh [handshake.HashLen]byte
+	// cc is the hop's congestion control, nil if it uses fixed windows.
+	// Set before the hop is added; its fields are guarded by Circuit.mu.
+	cc *ccState
 }
 
 // finisher completes a handshake from the relay's reply.
@@ -158,7 +167,32 @@ type finisher interface {
 // pendingHop is a handshake waiting for CREATED*/EXTENDED2.
 type pendingHop struct {
 	hs     finisher
-	result chan error // buffered, 1
+	v3     *ntorV3Finisher // hs, when it is ntor v3 (extensions negotiated)
+	name   string          // the relay, for logs
+	result chan error      // buffered, 1
+}
+
+// ntorV3Finisher adapts an ntor v3 client handshake to finisher: it
+// parses the relay's extensions and keeps what they negotiated.
+type ntorV3Finisher struct {
+	hs    *handshake.NtorV3Client
+	req   handshake.NtorV3Request
+	reply handshake.NtorV3Reply
+}
+
+// Finish implements finisher.
+func (f *ntorV3Finisher) Finish(reply []byte) (*handshake.KeyMaterial, error) {
+	km, sm, err := f.hs.Finish(reply)
+	if err != nil {
+		return nil, err
+	}
+	r, err := handshake.ParseNtorV3Reply(sm, f.req)
+	if err != nil {
+		km.Zero()
+		return nil, err
+	}
+	f.reply = r
+	return km, nil
 }
 
 // Circuit is an origin circuit: ours, built hop by hop.
@@ -194,6 +228,12 @@ type Circuit struct {
 	// unreclaim removes the circuit from the pool's reclaimers, once it
 	// is dead and its readers are all closed. Guarded by mu.
 	unreclaim func()
+
+	// ccp are the congestion and flow control parameters (immutable).
+	ccp CCParams
+	// Flow control cells sent and received on the circuit's streams.
+	// Guarded by mu.
+	xoffSent, xonSent, xoffRecv, xonRecv uint64
 }
 
 func newCircuit(ch Channel, cfg Config) (*Circuit, error) {
@@ -202,6 +242,13 @@ func newCircuit(ch Channel, cfg Config) (*Circuit, error) {
 	}
 	if cfg.QueueLen <= 0 {
 		cfg.QueueLen = CircWindowStart + 128
+		if cfg.CC != nil {
+			cfg.QueueLen = 2*CircWindowStart + 128
+		}
+	}
+	ccp := DefaultCCParams()
+	if cfg.CC != nil {
+		ccp = cfg.CC.normalized()
 	}
 	var seed [32]byte
 	if _, err := io.ReadFull(cfg.Rand, seed[:]); err != nil {
@@ -221,6 +268,7 @@ func newCircuit(ch Channel, cfg Config) (*Circuit, error) {
 		nextSID: seedSID,
 		wake:    make(chan struct{}),
 		rng:     rand.NewChaCha8(seed),
+		ccp:     ccp,
 	}
 	return c, nil
 }
@@ -429,6 +477,20 @@ func (c *Circuit) finishHop(p *pendingHop, reply []byte) error {
 	l := relaycrypto.NewTor1(km)
 	h := &hop{layer: l, packageWindow: CircWindowStart, deliverWindow: CircWindowStart, kh: km.KH}
 	km.Zero()
+	if p.v3 != nil && p.v3.reply.CongestionControl {
+		// Proposal 324 10.5: a sendme_inc beyond a factor of two of the
+		// consensus value closes the circuit.
+		inc := p.v3.reply.SendmeInc
+		if !handshake.SendmeIncAcceptable(inc, c.ccp.SendmeInc) {
+			err := fmt.Errorf("%s offered congestion control with sendme_inc %d, consensus cc_sendme_inc is %d", p.name, inc, c.ccp.SendmeInc)
+			p.result <- err
+			return fmt.Errorf("%v: %w", err, ErrProtocol)
+		}
+		h.cc = newCCState(c.ccp, inc)
+		c.log.Infof("Circuit %d: congestion control negotiated with %s: sendme_inc %d", c.id, p.name, inc)
+	} else if p.v3 != nil && p.v3.req.CongestionControl {
+		c.log.Infof("Circuit %d: %s did not accept congestion control; using fixed windows", c.id, p.name)
+	}
 	c.mu.Lock()
 	c.hops = append(c.hops, h)
 	c.path.Add(l)
@@ -509,6 +571,16 @@ func (c *Circuit) handleRelay(cl *cell.Cell) error {
 		return nil
 	case cell.RelayDrop:
 		return nil
+	case relayXoff, relayXon:
+		// C tor ignores them on unknown streams.
+		if s := c.stream(sid, hopIdx); s != nil && sid != 0 {
+			if cmd == relayXoff {
+				s.handleXoff(body)
+			} else {
+				s.handleXon(body)
+			}
+		}
+		return nil
 	case cell.RelayBegin:
 		if acc := c.acceptor(); acc != nil && hopIdx == len(hops)-1 {
 			return c.acceptBegin(acc, hopIdx, sid, body)
@@ -529,6 +601,18 @@ func (c *Circuit) handleRelay(cl *cell.Cell) error {
 func (c *Circuit) received(hopIdx int, h *hop) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if cc := h.cc; cc != nil {
+		// With congestion control the relay's window is its cwnd, which
+		// we do not know: a SENDME for every sendmeInc cells, with the
+		// digest of the last (C tor's circuit_sendme_cell_is_next).
+		h.held++
+		cc.recvCount++
+		if cc.recvCount == cc.sendmeInc {
+			cc.recvCount = 0
+			h.layer.BackwardDigest(&cc.pend.tail().digest)
+		}
+		return c.grantLocked(hopIdx, h)
+	}
 	h.deliverWindow--
 	if h.deliverWindow < 0 {
 		return fmt.Errorf("hop %d overran the circuit window: %w", hopIdx+1, ErrProtocol)
@@ -572,6 +656,22 @@ func (c *Circuit) consumedLocked(hopIdx, n int) error {
 // cells it may send plus the cells held for readers within
 // CircWindowStart. c.mu must be held.
 func (c *Circuit) grantLocked(hopIdx int, h *hop) error {
+	if cc := h.cc; cc != nil {
+		// Withheld only while the hop holds more than the hold limit of
+		// unread cells: flow control (XOFF) normally acts first.
+		limit := c.ccp.holdLimit()
+		for cc.pend.size > 0 && h.held <= limit {
+			var msg [3 + sendmeDigestLen]byte
+			msg[0] = 1
+			msg[2] = sendmeDigestLen
+			d := cc.pend.pop()
+			copy(msg[3:], d.digest[:])
+			if err := c.sendLocked(hopIdx, cell.RelaySendme, 0, msg[:], false); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	for h.pendDigestsN > 0 && h.deliverWindow+CircWindowInc+h.held <= CircWindowStart {
 		var msg [3 + sendmeDigestLen]byte
 		msg[0] = 1 // version 1: authenticated
@@ -665,6 +765,18 @@ func (c *Circuit) handleCircSendme(hopIdx int, body []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	h := c.hops[hopIdx]
+	if cc := h.cc; cc != nil {
+		if cc.sent.size == 0 {
+			return fmt.Errorf("unexpected circuit SENDME from hop %d: %w", hopIdx+1, ErrProtocol)
+		}
+		m := cc.sent.pop()
+		if version == 1 && subtle.ConstantTimeCompare(m.digest[:], digest) != 1 {
+			return fmt.Errorf("circuit SENDME from hop %d carries the wrong digest: %w", hopIdx+1, ErrProtocol)
+		}
+		cc.onSendme(monoUsec(), m.at, c.activeLocked(hopIdx))
+		c.wakeLocked()
+		return nil
+	}
 	if h.sentDigestsN == 0 || h.packageWindow+CircWindowInc > CircWindowStart {
 		return fmt.Errorf("unexpected circuit SENDME from hop %d: %w", hopIdx+1, ErrProtocol)
 	}
@@ -677,6 +789,18 @@ func (c *Circuit) handleCircSendme(hopIdx int, body []byte) error {
 	h.packageWindow += CircWindowInc
 	c.wakeLocked()
 	return nil
+}
+
+// activeLocked reports whether streams on hop hopIdx may still have data
+// to send (C tor's circuit_has_active_streams: an open stream that has not
+// reached EOF). c.mu must be held.
+func (c *Circuit) activeLocked(hopIdx int) bool {
+	for _, s := range c.streams {
+		if s.hop == hopIdx && s.kind == kindData && !s.sentEnd && s.writeErr == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // wakeLocked wakes every writer waiting for a window. c.mu must be held.
@@ -731,8 +855,14 @@ func (c *Circuit) sendCellLocked(cl *cell.Cell, hopIdx int, cmd cell.RelayComman
 		c.pool.Put(cl)
 		return err
 	}
-	if cmd == cell.RelayData {
-		h := c.hops[hopIdx]
+	if h := c.hops[hopIdx]; cmd == cell.RelayData && h.cc != nil {
+		if h.cc.sendmeExpected() {
+			m := h.cc.sent.tail()
+			h.layer.ForwardDigest(&m.digest)
+			m.at = monoUsec()
+		}
+		h.cc.inflight++
+	} else if cmd == cell.RelayData {
 		if (h.packageWindow-1)%CircWindowInc == 0 {
 			// The hop answers this cell with a SENDME carrying the
 			// digest as it stands now (tor-spec 7.3).

@@ -81,16 +81,22 @@ type Stream struct {
 	// incoming is set for streams the other end opened (AcceptStreams):
 	// they end with reason DONE, as an exit's do.
 	incoming bool
+	// fc is set for streams on a hop with congestion control: XON/XOFF
+	// flow control instead of stream windows (see flow.go).
+	fc bool
 
 	// Guarded by c.mu.
 	packageWindow int
 	sentEnd       bool  // we sent END (Close or CloseWrite)
 	writeErr      error // set when the stream ended; writes fail with it
+	fs            flowSend
 
 	// Guarded by mu.
 	mu            sync.Mutex
 	recv          cellRing // received DATA cells, oldest first
 	off           int      // bytes of the oldest cell's data already read
+	qbytes        uint64   // unread bytes in recv
+	fr            flowRecv
 	deliverWindow int
 	isOpen        bool          // CONNECTED received
 	readErr       error         // returned once recv is drained
@@ -124,6 +130,7 @@ func (c *Circuit) newStreamLocked(kind streamKind, remote string) (*Stream, erro
 		c:             c,
 		id:            c.nextSID,
 		hop:           len(c.hops) - 1,
+		fc:            c.hops[len(c.hops)-1].cc != nil,
 		kind:          kind,
 		remote:        Addr(remote),
 		opened:        make(chan openResult, 1),
@@ -256,6 +263,7 @@ func (s *Stream) dropRecvLocked() int {
 		s.c.pool.Put(s.recv.pop())
 	}
 	s.off = 0
+	s.qbytes = 0
 	return n
 }
 
@@ -273,11 +281,13 @@ func (s *Stream) ID() uint16 { return s.id }
 // on the circuit goroutine.
 func (s *Stream) deliver(cl *cell.Cell, n int) error {
 	s.mu.Lock()
-	s.deliverWindow--
-	if s.deliverWindow < 0 {
-		s.mu.Unlock()
-		s.c.pool.Put(cl)
-		return fmt.Errorf("stream %d overran its window: %w", s.id, ErrProtocol)
+	if !s.fc {
+		s.deliverWindow--
+		if s.deliverWindow < 0 {
+			s.mu.Unlock()
+			s.c.pool.Put(cl)
+			return fmt.Errorf("stream %d overran its window: %w", s.id, ErrProtocol)
+		}
 	}
 	if s.closed || s.readErr != nil || n == 0 {
 		// Nobody will read it: consumed now.
@@ -285,14 +295,23 @@ func (s *Stream) deliver(cl *cell.Cell, n int) error {
 		s.c.pool.Put(cl)
 		return s.c.consumed(s.hop, 1)
 	}
-	if !s.recv.push(cl) {
+	limit := ringCap
+	if s.fc {
+		limit = fcRingMax
+	}
+	if !s.recv.push(cl, limit) {
 		s.mu.Unlock()
 		s.c.pool.Put(cl)
 		return fmt.Errorf("stream %d: receive queue full: %w", s.id, ErrProtocol)
 	}
+	s.qbytes += uint64(n)
 	s.notifyReaderLocked()
+	var a flowAction
+	if s.fc {
+		a = s.decideXoffLocked()
+	}
 	s.mu.Unlock()
-	return nil
+	return s.c.sendFlow(s, a)
 }
 
 // notifyReaderLocked tells a waiting reader that data is queued. It does
@@ -317,6 +336,10 @@ func (s *Stream) handleSendme() error {
 	c := s.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if s.fc {
+		// C tor: "Congestion control got stream sendme".
+		return fmt.Errorf("stream SENDME on stream %d, which uses flow control: %w", s.id, ErrProtocol)
+	}
 	if s.packageWindow+StreamWindowInc > StreamWindowStart {
 		return fmt.Errorf("unexpected SENDME on stream %d: %w", s.id, ErrProtocol)
 	}
@@ -444,6 +467,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 		k := copy(p[n:], data[s.off:])
 		n += k
 		s.off += k
+		s.qbytes -= uint64(k)
 		if s.off == len(data) {
 			s.recv.pop()
 			s.off = 0
@@ -457,12 +481,19 @@ func (s *Stream) Read(p []byte) (int, error) {
 	// Stream-level SENDME (tor-spec 7.4): when the window is at most 450
 	// and less than ten cells wait to be read.
 	sendmes := 0
-	for s.deliverWindow <= StreamWindowStart-StreamWindowInc && s.recv.len() < 10 && s.readErr == nil {
-		s.deliverWindow += StreamWindowInc
-		sendmes++
+	var a flowAction
+	if s.fc {
+		if s.readErr == nil {
+			a = s.decideXonLocked(n)
+		}
+	} else {
+		for s.deliverWindow <= StreamWindowStart-StreamWindowInc && s.recv.len() < 10 && s.readErr == nil {
+			s.deliverWindow += StreamWindowInc
+			sendmes++
+		}
 	}
 	s.mu.Unlock()
-	if popped > 0 || sendmes > 0 {
+	if popped > 0 || sendmes > 0 || a.xon || a.xoff {
 		// The consumed cells may release withheld circuit SENDMEs.
 		// Errors mean the circuit is gone; Read will see it next time.
 		c := s.c
@@ -470,6 +501,9 @@ func (s *Stream) Read(p []byte) (int, error) {
 		err := c.consumedLocked(s.hop, popped)
 		for ; sendmes > 0 && err == nil; sendmes-- {
 			err = c.sendLocked(s.hop, cell.RelaySendme, s.id, nil, false)
+		}
+		if err == nil && (a.xon || a.xoff) && !s.sentEnd && c.err == nil {
+			c.sendFlowLocked(s, a)
 		}
 		c.mu.Unlock()
 	}
@@ -507,30 +541,39 @@ func (s *Stream) Write(p []byte) (int, error) {
 				c.pool.Put(cl) // Put(nil) does nothing
 				return written, err
 			}
-			if s.packageWindow > 0 && c.hops[s.hop].packageWindow > 0 {
+			var wait int64
+			if s.canSendLocked() {
 				if cl != nil {
-					break
+					if !s.fc {
+						break
+					}
+					if wait = s.rateWaitLocked(min(len(p), cell.RelayDataLen)); wait == 0 {
+						break
+					}
+				} else {
+					c.mu.Unlock()
+					cl = c.pool.Get()
+					c.mu.Lock()
+					continue // the windows may have changed meanwhile
 				}
-				c.mu.Unlock()
-				cl = c.pool.Get()
-				c.mu.Lock()
-				continue // the windows may have changed meanwhile
 			}
 			wake := c.wake
 			c.mu.Unlock()
 			c.pool.Put(cl)
 			cl = nil
-			select {
-			case <-wake:
-			case <-s.wdl.wait():
-				return written, os.ErrDeadlineExceeded
+			if err := s.waitWrite(wake, wait); err != nil {
+				return written, err
 			}
 			c.mu.Lock()
 		}
 		chunk := c.hops[s.hop].pad.dataLen(len(p), c.rng)
 		err := c.sendCellLocked(cl, s.hop, cell.RelayData, s.id, p[:chunk], false)
 		if err == nil {
-			s.packageWindow--
+			if s.fc {
+				s.noteSentLocked(chunk)
+			} else {
+				s.packageWindow--
+			}
 		}
 		c.mu.Unlock()
 		if err != nil {
@@ -540,6 +583,42 @@ func (s *Stream) Write(p []byte) (int, error) {
 		p = p[chunk:]
 	}
 	return written, nil
+}
+
+// canSendLocked reports whether the windows let s send a DATA cell: the
+// stream's (or, with flow control, no XOFF pending) and its hop's package
+// or congestion window. c.mu must be held.
+func (s *Stream) canSendLocked() bool {
+	h := s.c.hops[s.hop]
+	if s.fc {
+		return !s.fs.xoffRecv && h.cc != nil && h.cc.canSend()
+	}
+	if h.cc != nil {
+		return s.packageWindow > 0 && h.cc.canSend()
+	}
+	return s.packageWindow > 0 && h.packageWindow > 0
+}
+
+// waitWrite waits for wake, the write deadline, or (with wait > 0) wait
+// microseconds of the advised rate.
+func (s *Stream) waitWrite(wake <-chan struct{}, wait int64) error {
+	if wait > 0 {
+		t := time.NewTimer(time.Duration(wait) * time.Microsecond)
+		defer t.Stop()
+		select {
+		case <-wake:
+		case <-t.C:
+		case <-s.wdl.wait():
+			return os.ErrDeadlineExceeded
+		}
+		return nil
+	}
+	select {
+	case <-wake:
+	case <-s.wdl.wait():
+		return os.ErrDeadlineExceeded
+	}
+	return nil
 }
 
 // sendEnd sends END once: reason MISC, as an origin should, or DONE on
@@ -629,14 +708,28 @@ type cellRing struct {
 
 const ringCap = StreamWindowStart + 16
 
+// fcRingMax bounds the receive queue of a stream with flow control: its
+// XOFF threshold plus what the exit's congestion window had in flight.
+// The cell pool bounds the memory of all streams together.
+const fcRingMax = 1 << 16
+
 func (r *cellRing) len() int { return r.size }
 
-func (r *cellRing) push(c *cell.Cell) bool {
+// push appends c, growing the ring up to limit cells; it reports false if
+// the ring is full.
+func (r *cellRing) push(c *cell.Cell, limit int) bool {
 	if r.buf == nil {
 		r.buf = make([]*cell.Cell, ringCap)
 	}
 	if r.size == len(r.buf) {
-		return false
+		if len(r.buf) >= limit {
+			return false
+		}
+		nb := make([]*cell.Cell, min(2*len(r.buf), limit))
+		for i := range r.size {
+			nb[i] = r.buf[(r.head+i)%len(r.buf)]
+		}
+		r.buf, r.head = nb, 0
 	}
 	r.buf[(r.head+r.size)%len(r.buf)] = c
 	r.size++
