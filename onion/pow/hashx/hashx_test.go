@@ -3,6 +3,9 @@ package hashx
 import (
 	"encoding/hex"
 	"errors"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 
 	"golang.org/x/crypto/blake2b"
@@ -241,4 +244,49 @@ func FuzzMake(f *testing.F) {
 			}
 		}
 	})
+}
+
+// tor-c-equix rng_large_compiler_output: a crafted 558-word random stream
+// (testdata/rng_large_program.txt, from C tor's src/ext/equix/src/lib.rs)
+// that makes an especially large program out of a seed that normally fails.
+func TestRNGLargeProgram(t *testing.T) {
+	data, err := os.ReadFile("testdata/rng_large_program.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seq []uint64
+	for _, f := range strings.Fields(string(data)) {
+		v, err := strconv.ParseUint(strings.TrimPrefix(f, "0x"), 16, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq = append(seq, v)
+	}
+	if len(seq) != 558 {
+		t.Fatalf("%d words", len(seq))
+	}
+	n := 0
+	h := &HashX{rngHook: func(uint64) uint64 {
+		if n >= len(seq) {
+			t.Fatalf("stream read past its %d words", len(seq))
+		}
+		v := seq[n]
+		n++
+		return v
+	}}
+	if err := h.Make([]byte("qfjsfv")); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(seq) {
+		t.Errorf("read %d words, want %d", n, len(seq))
+	}
+	for _, c := range []struct {
+		in   uint64
+		want string
+	}{{0, "7d7442b95fc9ea3d"}, {123, "1519ee923bf1e699"}, {12345, "726c4073ff1bb595"}} {
+		got := h.Hash(c.in)
+		if hex.EncodeToString(got[:8]) != c.want {
+			t.Errorf("input %d: got %x want %s", c.in, got[:8], c.want)
+		}
+	}
 }

@@ -34,7 +34,8 @@ const (
 	maxRetries                = 1
 	log2BranchProb            = 4
 	branchMask                = 0x80000000
-	// MaxProgramSize is the size of every accepted program.
+	// maxProgramSize bounds the generated program (accepted ones have
+	// exactly requirementSize instructions).
 	maxProgramSize = 512
 )
 
