@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"time"
 )
 
@@ -77,7 +78,8 @@ func handshake(ctx context.Context, proto string, proxy netip.AddrPort, target n
 	if err != nil {
 		return nil, fmt.Errorf("%s proxy %s: %w", proto, proxy, err)
 	}
-	if dl, ok := ctx.Deadline(); ok {
+	dl, hasDeadline := ctx.Deadline()
+	if hasDeadline {
 		_ = conn.SetDeadline(dl)
 	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
@@ -90,6 +92,10 @@ func handshake(ctx context.Context, proto string, proxy netip.AddrPort, target n
 		} else {
 			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 		}
+	} else if hasDeadline && errors.Is(err, os.ErrDeadlineExceeded) {
+		// The connection's deadline, which is ctx's, passed just
+		// before ctx noticed.
+		err = fmt.Errorf("%w (%v)", context.DeadlineExceeded, err)
 	}
 	if err != nil {
 		conn.Close()
