@@ -128,6 +128,11 @@ func (h hopSpec) ref() event.RelayRef {
 // the relay cells the circuit does not handle itself.
 func (m *Manager) buildHops(ctx context.Context, specs []hopSpec, purpose string, gh *guard.Handle,
 	control func(hop int, cmd cell.RelayCommand, streamID uint16, data []byte)) (*built, error) {
+	if m.cfg.CBT != nil && traceFrom(ctx) == nil { // learned timeouts: see cbt.go
+		return m.timed(ctx, len(specs), func(ctx context.Context) (*built, error) {
+			return m.buildHops(ctx, specs, purpose, gh, control)
+		})
+	}
 	ctx, cancel := context.WithTimeout(ctx, m.buildTimeout())
 	defer cancel()
 	bus := m.cfg.Events
@@ -165,6 +170,7 @@ func (m *Manager) buildHops(ctx context.Context, specs []hopSpec, purpose string
 		return fail(fmt.Errorf("CREATE2 to %s (%X): %w", entry.Nickname, entry.Identity, err))
 	}
 	guardFailed = false
+	traceFrom(ctx).firstHop()
 	info.Path = append(info.Path, specs[0].ref())
 	for _, h := range specs[1:] {
 		info.Status = "EXTENDED"
@@ -180,6 +186,7 @@ func (m *Manager) buildHops(ctx context.Context, specs []hopSpec, purpose string
 		}
 		info.Path = append(info.Path, h.ref())
 	}
+	traceFrom(ctx).completed()
 	gh.Succeeded()
 	if err := awaitGuardUsable(ctx, gh); err != nil {
 		circ.Close()

@@ -8,14 +8,17 @@
 package circmgr
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"tinytor/tor/cbt"
 	"tinytor/tor/cell"
 	"tinytor/tor/chanmgr"
 	"tinytor/tor/config"
+	"tinytor/tor/dir"
 	"tinytor/tor/dirmgr"
 	"tinytor/tor/event"
 	"tinytor/tor/guard"
@@ -51,6 +54,10 @@ type Config struct {
 	// AllowPrebuild, if set, is asked before a circuit is built ahead of
 	// need; false (memory pressure) builds nothing.
 	AllowPrebuild func() bool
+	// CBT, if set, learns the circuit build timeout (LearnCircuitBuildTimeout)
+	// and gives the timeouts; nil means the fixed CircuitBuildTimeout (60 s
+	// when unset).
+	CBT *cbt.Estimator
 }
 
 // Manager builds circuits and keeps the exit circuit pool.
@@ -66,6 +73,19 @@ type Manager struct {
 	ports   map[uint16]time.Time // predicted ports and when each was last used
 
 	built, failed atomic.Int64
+
+	// life ends with CloseAll: measurement circuits outlive their callers
+	// until then.
+	life     context.Context
+	stopLife context.CancelFunc
+	// cbtConsensus is the consensus whose parameters CBT has.
+	cbtConsensus atomic.Pointer[dir.Consensus]
+	// testing is set while a timeout test circuit is built; wg waits for
+	// it.
+	testing atomic.Bool
+	wg      sync.WaitGroup
+	// anyOpenHook replaces anyOpen in tests.
+	anyOpenHook func() bool
 }
 
 // New returns a Manager with an empty pool. Like C tor, it predicts the
@@ -78,6 +98,7 @@ func New(cfg Config) *Manager {
 		cfg.Now = time.Now
 	}
 	m := &Manager{cfg: cfg, down: map[[20]byte]time.Time{}, ports: map[uint16]time.Time{}}
+	m.life, m.stopLife = context.WithCancel(context.Background())
 	for _, p := range []uint16{80, 443} {
 		m.ports[p] = cfg.Now()
 	}
@@ -103,8 +124,14 @@ func (m *Manager) dirtiness() time.Duration {
 	return 10 * time.Minute
 }
 
-// buildTimeout is how long one circuit build may take.
+// buildTimeout is how long one circuit build may take before it is
+// abandoned: with CBT the close timeout (the caller may have given up
+// earlier, at the timeout; see cbt.go).
 func (m *Manager) buildTimeout() time.Duration {
+	if m.cfg.CBT != nil {
+		_, closeAfter := m.cfg.CBT.Timeouts()
+		return closeAfter
+	}
 	if t := m.cfg.Torrc().CircuitBuildTimeout; t > 0 {
 		return t
 	}

@@ -159,8 +159,10 @@ func (m *Manager) Retire(e *Exit) {
 	m.pool.mu.Unlock()
 }
 
-// CloseAll closes every pool circuit (on shutdown).
+// CloseAll closes every pool circuit and ends the measurement circuits
+// (on shutdown).
 func (m *Manager) CloseAll() {
+	m.stopLife()
 	p := &m.pool
 	p.mu.Lock()
 	circs := p.circs

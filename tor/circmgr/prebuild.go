@@ -40,12 +40,15 @@ func (m *Manager) predictedPorts() []uint16 {
 }
 
 // Prebuild keeps a clean circuit ready for every predicted port, so the
-// first request after idle does not wait for a build, and closes circuits
-// that are too dirty to take new streams, until ctx ends.
+// first request after idle does not wait for a build, closes circuits
+// that are too dirty to take new streams, and builds the test circuits
+// that learn the circuit build timeout, until ctx ends.
 func (m *Manager) Prebuild(ctx context.Context) {
 	t := time.NewTicker(prebuildInterval)
 	defer t.Stop()
+	defer m.wg.Wait()
 	for {
+		m.testCircuit(ctx)
 		ports := m.predictedPorts()
 		clean := m.pool.sweep(m.cfg.Now(), m.dirtiness(), ports)
 		for _, p := range ports {
