@@ -27,6 +27,7 @@ import (
 
 	"tinytor/tor/bootstrap"
 	"tinytor/tor/bridge"
+	"tinytor/tor/cbt"
 	"tinytor/tor/cell"
 	"tinytor/tor/chanmgr"
 	"tinytor/tor/circmgr"
@@ -60,8 +61,8 @@ type Config struct {
 	// Cache stores directory documents; nil means files in the torrc's
 	// CacheDirectory.
 	Cache dir.FileStore
-	// State persists the guards (board/state on a router); nil keeps them
-	// in memory only.
+	// State persists the guards and the circuit build times (board/state
+	// on a router; names "guards" and "cbt"); nil keeps them in memory only.
 	State guard.Persister
 	// MaxQueuedCells bounds the cells the client holds at once, received
 	// or to send: the capacity of its cell pool, which is never exceeded
@@ -118,6 +119,8 @@ type Client struct {
 	// upstream proxy).
 	bridges *bridge.Manager
 	out     *outbound
+	// cbt learns the circuit build timeout.
+	cbt *cbt.Estimator
 }
 
 // New checks cfg and returns a Client that has not started yet.
@@ -152,6 +155,11 @@ func New(cfg Config) (*Client, error) {
 	c.status = newStatus(c.bus)
 	c.boot = bootstrap.New(c.log, c.bus)
 	c.guards = guard.New(guardOptions(cfg, c.now, c.log))
+	c.cbt = cbt.New(cbt.Options{NoLearn: !cfg.Torrc.LearnCircuitBuildTimeout, Fixed: cfg.Torrc.CircuitBuildTimeout,
+		Now: c.now, Log: c.log, Events: c.bus, Store: cfg.State})
+	if err := c.cbt.Load(); err != nil {
+		c.log.Warnf("Circuit build times: %v", err)
+	}
 	c.chans = chanmgr.New(chanmgr.Config{Log: c.log, Now: c.now, Pool: c.pool, Events: c.bus,
 		Dial: func(ctx context.Context, addr netip.AddrPort, id link.Identity) (net.Conn, error) {
 			return c.out.dial(ctx, addr, id)
@@ -172,7 +180,7 @@ func New(cfg Config) (*Client, error) {
 	})
 	c.circs = circmgr.New(circmgr.Config{
 		Torrc: c.conf, Log: c.log, Now: c.now, Pool: c.pool, Events: c.bus, Progress: c.boot,
-		Channels: c.chans, Dir: c.dirs.Current, Guards: c.guards, Rand: rnd, AllowPrebuild: cfg.AllowNewStream,
+		Channels: c.chans, Dir: c.dirs.Current, Guards: c.guards, Rand: rnd, AllowPrebuild: cfg.AllowNewStream, CBT: c.cbt,
 	})
 	return c, nil
 }
@@ -228,6 +236,17 @@ func (c *Client) Traffic() (read, written uint64) { return c.chans.Traffic() }
 
 // CellPool returns the cell pool's counters.
 func (c *Client) CellPool() cell.PoolStats { return c.pool.Stats() }
+
+// CircuitBuildTimeout returns the circuit build timeout in force and
+// whether it was learned from build times (false: the initial 60 s, or
+// CircuitBuildTimeout when set or when LearnCircuitBuildTimeout is 0).
+func (c *Client) CircuitBuildTimeout() (timeout time.Duration, learned bool) {
+	return c.cbt.Timeout()
+}
+
+// CircuitBuildTimes returns the state of the circuit build time learner,
+// as the control port's BUILDTIMEOUT_SET event reports it.
+func (c *Client) CircuitBuildTimes() event.BuildTimeoutSet { return c.cbt.Status() }
 
 // Guards returns the sampled entry guards, as GETINFO entry-guards and
 // the metrics page show them.
@@ -303,6 +322,9 @@ func (c *Client) Run(ctx context.Context) error {
 	defer func() {
 		if err := c.guards.Save(); err != nil {
 			c.log.Warnf("Saving guard state: %v", err)
+		}
+		if err := c.cbt.Save(); err != nil {
+			c.log.Warnf("Saving circuit build times: %v", err)
 		}
 	}()
 	c.log.Noticef("Bootstrapped 0%% (starting): Starting")
