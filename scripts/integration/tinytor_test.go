@@ -48,7 +48,34 @@ func tinytorBinary(t *testing.T, goarch string) string {
 		binaries.paths = map[string]string{}
 	}
 	out := filepath.Join(binaries.dir, "tinytor-"+goarch)
-	cmd := exec.Command("go", "build", "-trimpath", "-o", out, ".")
+	// The flags of the Makefile's build (and cross) targets, as make
+	// computes them: the binary under test is the one shipped, whose
+	// cold packages are compiled without inlining (scripts/coldpkgs.mk),
+	// which shows in its size and in the memory its text takes.
+	rule := `tinytor-test-flags: ; @printf '%s\n' 'ldflags=$(LDFLAGS)' $(COLD_GCFLAGS) $(if $(CROSS_GCFLAGS),'cross=-gcflags=$(CROSS_GCFLAGS)')`
+	mk := exec.Command("make", "-s", "--no-print-directory", "--eval", rule, "tinytor-test-flags")
+	mk.Dir = root
+	mk.Stderr = os.Stderr
+	flags, err := mk.Output()
+	if err != nil {
+		t.Fatalf("the Makefile's build flags (make): %v\n%s", err, flags)
+	}
+	args := []string{"build", "-trimpath"}
+	for _, f := range strings.Split(strings.TrimSpace(string(flags)), "\n") {
+		switch {
+		case strings.HasPrefix(f, "ldflags="):
+			args = append(args, "-"+f)
+		case strings.HasPrefix(f, "-gcflags="):
+			args = append(args, f)
+		case strings.HasPrefix(f, "cross="):
+			if goarch != "" {
+				args = append(args, strings.TrimPrefix(f, "cross="))
+			}
+		default:
+			t.Fatalf("the Makefile's build flags: unexpected %q in\n%s", f, flags)
+		}
+	}
+	cmd := exec.Command("go", append(args, "-o", out, ".")...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if goarch != "" {
