@@ -64,9 +64,9 @@ func (b *Backend) emitEvent(e control.Event) {
 }
 
 // Translate turns an event of the bus into the control-port events C tor
-// sends for it: CIRC, STREAM, ORCONN, HS_DESC, NOTICE/WARN/ERR, and
-// STATUS_CLIENT BOOTSTRAP (plus CIRCUIT_ESTABLISHED when bootstrap
-// completes).
+// sends for it: CIRC, STREAM, ORCONN, HS_DESC, NOTICE/WARN/ERR,
+// BUILDTIMEOUT_SET, and STATUS_CLIENT BOOTSTRAP (plus CIRCUIT_ESTABLISHED
+// when bootstrap completes).
 func Translate(ev event.Event) []control.Event {
 	switch e := ev.(type) {
 	case *event.Circuit:
@@ -99,6 +99,8 @@ func Translate(ev event.Event) []control.Event {
 		}.Event()}
 	case event.Log:
 		return []control.Event{control.LogEvent(e.Severity, e.Message)}
+	case *event.BuildTimeoutSet:
+		return []control.Event{buildTimeoutEvent(*e)}
 	case event.Transport:
 		// C tor: "650 PT_LOG PT=/usr/bin/obfs4proxy SEVERITY=debug
 		// MESSAGE=..." and "650 PT_STATUS PT=... TRANSPORT=obfs4 ...".
@@ -120,6 +122,23 @@ func Translate(ev event.Event) []control.Event {
 		return out
 	}
 	return nil
+}
+
+// buildTimeoutEvent formats BUILDTIMEOUT_SET as C tor does
+// (cbt_control_event_buildtimeout_set): milliseconds truncated to
+// integers, the rest with six decimals.
+func buildTimeoutEvent(e event.BuildTimeoutSet) control.Event {
+	f := func(x float64) string { return strconv.FormatFloat(x, 'f', 6, 64) }
+	body := e.Type +
+		" TOTAL_TIMES=" + strconv.Itoa(e.TotalTimes) +
+		" TIMEOUT_MS=" + strconv.FormatInt(e.Timeout.Milliseconds(), 10) +
+		" XM=" + strconv.FormatInt(e.Xm.Milliseconds(), 10) +
+		" ALPHA=" + f(e.Alpha) +
+		" CUTOFF_QUANTILE=" + f(e.Quantile) +
+		" TIMEOUT_RATE=" + f(e.TimeoutRate) +
+		" CLOSE_MS=" + strconv.FormatInt(e.Close.Milliseconds(), 10) +
+		" CLOSE_RATE=" + f(e.CloseRate)
+	return control.Event{Type: "BUILDTIMEOUT_SET", Body: body}
 }
 
 func circEvent(ci event.Circuit) control.CircEvent {
