@@ -11,6 +11,7 @@
 //	tinytor_circuits_open                  gauge    circuits built and not closed
 //	tinytor_circuits_building              gauge    circuits being built
 //	tinytor_circuit_build_seconds          histogram time to build a circuit
+//	tinytor_circuit_build_timeout_seconds  gauge    circuit build timeout in force (learned, or 60 s / CircuitBuildTimeout)
 //	tinytor_streams_total{outcome}         counter  streams by outcome: succeeded, failed
 //	tinytor_stream_failures_total{reason}  counter  failed streams by END reason (MISC, TIMEOUT, ...)
 //	tinytor_streams_open                   gauge    streams open
@@ -77,6 +78,8 @@ func Register(reg *metrics.Registry, c *tor.Client) (stop func(), err error) {
 			func() float64 { return countCircuits(c, true) }},
 		{false, "tinytor_circuits_building", "Circuits being built.",
 			func() float64 { return countCircuits(c, false) }},
+		{false, "tinytor_circuit_build_timeout_seconds", "Circuit build timeout in force (learned from build times, or the initial or configured value).",
+			func() float64 { d, _ := c.CircuitBuildTimeout(); return d.Seconds() }},
 		{false, "tinytor_streams_open", "Streams open.",
 			func() float64 { return float64(len(c.Streams())) }},
 		{true, "tinytor_bytes_read_total", "Bytes read from relays, TLS included.",
