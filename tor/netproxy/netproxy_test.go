@@ -94,7 +94,7 @@ func TestSOCKS4(t *testing.T) {
 		c.Write([]byte{0, 90, 0, 0, 0, 0, 0, 0})
 		io.Copy(c, c)
 	})
-	c, err := SOCKS4(p, "abc=1;d\\;e").DialContext(ctx(t), target4)
+	c, err := SOCKS4(p, "abc=1;d\\;e").Dial(ctx(t), target4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestSOCKS4Refused(t *testing.T) {
 		readN(t, c, 9)
 		c.Write([]byte{0, 91, 0, 0, 0, 0, 0, 0})
 	})
-	_, err := SOCKS4(p, "").DialContext(ctx(t), target4)
+	_, err := SOCKS4(p, "").Dial(ctx(t), target4)
 	var re *ReplyError
 	if !errors.As(err, &re) || re.Code != 91 || re.Proto != "SOCKS4" {
 		t.Fatalf("err = %v, want SOCKS4 reply 91", err)
@@ -120,7 +120,7 @@ func TestSOCKS4Refused(t *testing.T) {
 
 func TestSOCKS4NoIPv6(t *testing.T) {
 	// The port is closed: the dialer must fail before connecting.
-	_, err := SOCKS4(netip.MustParseAddrPort("127.0.0.1:1"), "").DialContext(ctx(t), target6)
+	_, err := SOCKS4(netip.MustParseAddrPort("127.0.0.1:1"), "").Dial(ctx(t), target6)
 	if !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("err = %v, want ErrUnsupported", err)
 	}
@@ -135,7 +135,7 @@ func TestSOCKS5NoAuthIPv6(t *testing.T) {
 		c.Write([]byte{5, 0, 0, 1, 127, 0, 0, 1, 0, 80})
 		io.Copy(c, c)
 	})
-	c, err := SOCKS5(p, "", "").DialContext(ctx(t), target6)
+	c, err := SOCKS5(p, "", "").Dial(ctx(t), target6)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestSOCKS5LongAuth(t *testing.T) {
 		c.Write(append([]byte{5, 0, 0, 3, 4, 'h', 'o', 's', 't', 0, 80}, "early"...))
 		io.Copy(c, c)
 	})
-	c, err := SOCKS5(p, user, pass).DialContext(ctx(t), target4)
+	c, err := SOCKS5(p, user, pass).Dial(ctx(t), target4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func TestSOCKS5LongAuth(t *testing.T) {
 }
 
 func TestSOCKS5TooLong(t *testing.T) {
-	_, err := SOCKS5(netip.MustParseAddrPort("127.0.0.1:1"), strings.Repeat("u", 256), "p").DialContext(ctx(t), target4)
+	_, err := SOCKS5(netip.MustParseAddrPort("127.0.0.1:1"), strings.Repeat("u", 256), "p").Dial(ctx(t), target4)
 	if !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("err = %v, want ErrUnsupported", err)
 	}
@@ -202,7 +202,7 @@ func TestSOCKS5AuthFailed(t *testing.T) {
 		readN(t, c, 2+1+1+1)
 		c.Write([]byte{1, 1})
 	})
-	_, err := SOCKS5(p, "u", "p").DialContext(ctx(t), target4)
+	_, err := SOCKS5(p, "u", "p").Dial(ctx(t), target4)
 	if !errors.Is(err, ErrAuthFailed) {
 		t.Fatalf("err = %v, want ErrAuthFailed", err)
 	}
@@ -213,7 +213,7 @@ func TestSOCKS5NoAcceptableMethod(t *testing.T) {
 		readN(t, c, 3)
 		c.Write([]byte{5, 0xff})
 	})
-	_, err := SOCKS5(p, "", "").DialContext(ctx(t), target4)
+	_, err := SOCKS5(p, "", "").Dial(ctx(t), target4)
 	if !errors.Is(err, ErrAuthFailed) {
 		t.Fatalf("err = %v, want ErrAuthFailed", err)
 	}
@@ -226,7 +226,7 @@ func TestSOCKS5Refused(t *testing.T) {
 		readN(t, c, 10)
 		c.Write([]byte{5, 5, 0, 1, 0, 0, 0, 0, 0, 0})
 	})
-	_, err := SOCKS5(p, "", "").DialContext(ctx(t), target4)
+	_, err := SOCKS5(p, "", "").Dial(ctx(t), target4)
 	var re *ReplyError
 	if !errors.As(err, &re) || re.Code != 5 {
 		t.Fatalf("err = %v, want SOCKS5 reply 5", err)
@@ -246,7 +246,7 @@ func TestSOCKS5Truncated(t *testing.T) {
 		readN(t, c, 10)
 		c.Write([]byte{5, 0, 0, 1, 127})
 	})
-	_, err := SOCKS5(p, "", "").DialContext(ctx(t), target4)
+	_, err := SOCKS5(p, "", "").Dial(ctx(t), target4)
 	if !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("err = %v, want unexpected EOF", err)
 	}
@@ -259,7 +259,7 @@ func TestProxyDown(t *testing.T) {
 	}
 	p := netip.MustParseAddrPort(ln.Addr().String())
 	ln.Close()
-	_, err = SOCKS5(p, "", "").DialContext(ctx(t), target4)
+	_, err = SOCKS5(p, "", "").Dial(ctx(t), target4)
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("err = %v, want connection refused", err)
 	}
@@ -289,7 +289,7 @@ func TestCancel(t *testing.T) {
 				cancel()
 			}()
 			start := time.Now()
-			_, err := d(p).DialContext(c, target4)
+			_, err := d(p).Dial(c, target4)
 			if !errors.Is(err, context.Canceled) {
 				t.Fatalf("err = %v, want context.Canceled", err)
 			}
@@ -304,7 +304,7 @@ func TestDeadline(t *testing.T) {
 	p, _ := silentProxy(t)
 	c, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	_, err := SOCKS5(p, "u", "p").DialContext(c, target4)
+	_, err := SOCKS5(p, "u", "p").Dial(c, target4)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want deadline exceeded", err)
 	}
@@ -330,7 +330,7 @@ func TestHTTPConnect(t *testing.T) {
 		c.Write([]byte("HTTP/1.1 200 Connection established\r\nVia: fake\r\n\r\nEARLY"))
 		io.Copy(c, br)
 	})
-	c, err := HTTPConnect(p, "user", "pa:ss").DialContext(ctx(t), target6)
+	c, err := HTTPConnect(p, "user", "pa:ss").Dial(ctx(t), target6)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,7 +361,7 @@ func httpAnswer(t *testing.T, answer string) error {
 		}
 		c.Write([]byte(answer))
 	})
-	c, err := HTTPConnect(p, "", "").DialContext(ctx(t), target4)
+	c, err := HTTPConnect(p, "", "").Dial(ctx(t), target4)
 	if err == nil {
 		c.Close()
 	}

@@ -38,7 +38,7 @@ func (m Method) Dial(ctx context.Context, bridge netip.AddrPort, args []KV) (net
 	default:
 		return nil, fmt.Errorf("transport %s: unsupported SOCKS version %d", m.Transport, m.SOCKS)
 	}
-	c, err := d.DialContext(ctx, bridge)
+	c, err := d.Dial(ctx, bridge)
 	if err != nil {
 		return nil, fmt.Errorf("transport %s: %w", m.Transport, err)
 	}
