@@ -347,7 +347,7 @@ func (m *Managed) runOnce() (err error, permanent bool) {
 			}
 		default:
 		}
-		return fmt.Errorf("exited before CMETHODS DONE (%s)", exitStatus(c.waitErr)), false
+		return fmt.Errorf("exited while configuring (%s)", exitStatus(c.waitErr)), false
 	case <-timer.C:
 		m.stop(c)
 		return fmt.Errorf("no CMETHODS DONE within %v", m.cfg.StartTimeout), false

@@ -104,7 +104,7 @@ func TestSessionProtocol(t *testing.T) {
 			t.Errorf("%q: outcome %+v, want %q", c.lines, o, c.want)
 		}
 	}
-	if _, o := run(true, "VERSION 1", "PROXY DONE", "CMETHODS DONE"); o == nil || o.err != nil {
+	if _, o := run(true, "VERSION 1", "PROXY READY", "CMETHODS FOO", "PROXY DONE", "CMETHODS DONE"); o == nil || o.err != nil {
 		t.Errorf("proxy session: %+v", o)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -309,6 +310,9 @@ func TestLaunchDialClose(t *testing.T) {
 		t.Errorf("events %+v", events)
 	}
 
+	if st := f.m.Status()[0]; st.Restarts != 0 || st.PID != pid {
+		t.Errorf("child did not stay up with its stdin held open: %+v", st)
+	}
 	if err := f.m.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -521,5 +525,24 @@ func TestProxyURI(t *testing.T) {
 		if got, err := ProxyURI(c.kind, a, c.user, c.pass); err != nil || got != c.want {
 			t.Errorf("ProxyURI(%s) = %q, %v", c.kind, got, err)
 		}
+	}
+}
+
+func TestGoroutinesEnd(t *testing.T) {
+	before := runtime.NumGoroutine()
+	f := startFake(t, "ok", []string{"fake"}, nil)
+	if _, err := f.m.Method(tctx(t, 20*time.Second), "fake"); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(f.m.Status()[0].PID, syscall.SIGKILL)
+	waitState(t, f.m, "restart", func() bool { _, ok := f.m.methods["fake"]; return ok && f.m.restarts == 1 })
+	f.m.Close()
+	// Goroutine exits cannot be awaited: poll for a while.
+	for i := 0; i < 100 && runtime.NumGoroutine() > before; i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<16)
+		t.Errorf("%d goroutines before, %d after Close:\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
 }

@@ -81,8 +81,13 @@ func (s *session) line(l string) *outcome {
 		return fail("transport proxy could not understand its environment (ENV-ERROR %s)", clip(rest))
 	case "PROXY-ERROR":
 		return fail("transport proxy could not use the outgoing proxy (PROXY-ERROR %s)", clip(rest))
-	case "VERSION", "CMETHOD", "CMETHOD-ERROR", "CMETHODS", "PROXY":
+	case "VERSION", "CMETHOD", "CMETHOD-ERROR":
 		// handled below
+	case "CMETHODS", "PROXY":
+		if rest == "DONE" {
+			break
+		}
+		fallthrough
 	default:
 		s.log.Noticef("Unknown line received by managed proxy '%s' (%s).", s.label, clip(l))
 		return nil
