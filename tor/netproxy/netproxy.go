@@ -43,11 +43,13 @@ func (f DialFunc) DialContext(ctx context.Context, target netip.AddrPort) (net.C
 	return f(ctx, target)
 }
 
-// Direct dials targets directly, without a proxy.
-var Direct Dialer = DialFunc(func(ctx context.Context, target netip.AddrPort) (net.Conn, error) {
-	var d net.Dialer
-	return d.DialTCP(ctx, "tcp", netip.AddrPort{}, target) // no resolver: see tor/netlisten
-})
+// Direct returns a Dialer that connects without a proxy.
+func Direct() Dialer {
+	return DialFunc(func(ctx context.Context, target netip.AddrPort) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialTCP(ctx, "tcp", netip.AddrPort{}, target) // no resolver: see tor/netlisten
+	})
+}
 
 // ReplyError reports that the proxy answered but refused the connection.
 type ReplyError struct {

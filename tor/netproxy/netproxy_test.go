@@ -430,3 +430,13 @@ func FuzzHTTPReply(f *testing.F) {
 		}
 	})
 }
+
+func TestDirect(t *testing.T) {
+	p := fakeProxy(t, func(c net.Conn) { io.Copy(c, c) })
+	c, err := Direct().Dial(ctx(t), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echoThrough(t, c)
+}
