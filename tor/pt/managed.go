@@ -259,7 +259,7 @@ func (m *Managed) supervise() {
 	delay := m.cfg.MinBackoff
 	for {
 		started := time.Now()
-		err, permanent := m.runOnce()
+		permanent, err := m.runOnce()
 		if err == nil { // closing
 			return
 		}
@@ -299,10 +299,10 @@ type child struct {
 
 // runOnce launches the program and follows it until it dies (returning why)
 // or Close is called (returning nil after ending it).
-func (m *Managed) runOnce() (err error, permanent bool) {
+func (m *Managed) runOnce() (permanent bool, err error) {
 	c, err := m.launch()
 	if err != nil {
-		return err, false
+		return false, err
 	}
 	defer c.cleanup()
 	m.log.Infof("Managed proxy at '%s' has spawned with PID '%d'.", m.cfg.Path, c.cmd.Process.Pid)
@@ -316,9 +316,14 @@ func (m *Managed) runOnce() (err error, permanent bool) {
 		defer c.readers.Done()
 		sent := false
 		readLines(c.outR, m.log, m.cfg.Path, func(l string) {
-			if o := s.line(l); o != nil && !sent {
+			o := s.line(l)
+			switch {
+			case o == nil:
+			case !sent:
 				sent = true
 				configured <- o
+			case o.err != nil:
+				m.log.Warnf("Managed proxy '%s' after configuration: %v", m.cfg.Path, o.err)
 			}
 		})
 	}()
@@ -335,7 +340,7 @@ func (m *Managed) runOnce() (err error, permanent bool) {
 	case o := <-configured:
 		if o.err != nil {
 			m.stop(c)
-			return o.err, o.permanent
+			return o.permanent, o.err
 		}
 	case <-c.exited:
 		// Its last words may explain why (VERSION-ERROR...).
@@ -343,17 +348,17 @@ func (m *Managed) runOnce() (err error, permanent bool) {
 		select {
 		case o := <-configured:
 			if o.err != nil {
-				return o.err, o.permanent
+				return o.permanent, o.err
 			}
 		default:
 		}
-		return fmt.Errorf("exited while configuring (%s)", exitStatus(c.waitErr)), false
+		return false, fmt.Errorf("exited while configuring (%s)", exitStatus(c.waitErr))
 	case <-timer.C:
 		m.stop(c)
-		return fmt.Errorf("no CMETHODS DONE within %v", m.cfg.StartTimeout), false
+		return false, fmt.Errorf("no CMETHODS DONE within %v", m.cfg.StartTimeout)
 	case <-m.closing:
 		m.stop(c)
-		return nil, false
+		return false, nil
 	}
 	// s.methods and s.errs are no longer written: the reader only
 	// handles LOG and STATUS lines from now on.
@@ -365,10 +370,10 @@ func (m *Managed) runOnce() (err error, permanent bool) {
 	m.log.Noticef("Managed proxy '%s' configured: %s.", m.cfg.Path, strings.Join(names, ", "))
 	select {
 	case <-c.exited:
-		return fmt.Errorf("process terminated (%s)", exitStatus(c.waitErr)), false
+		return false, fmt.Errorf("process terminated (%s)", exitStatus(c.waitErr))
 	case <-m.closing:
 		m.stop(c)
-		return nil, false
+		return false, nil
 	}
 }
 
