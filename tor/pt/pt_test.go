@@ -546,3 +546,27 @@ func TestGoroutinesEnd(t *testing.T) {
 		t.Errorf("%d goroutines before, %d after Close:\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+func TestLaunchFailureRetries(t *testing.T) {
+	// Executable, but the kernel cannot run it: every launch fails.
+	prog := filepath.Join(t.TempDir(), "pt")
+	if err := os.WriteFile(prog, []byte("#!/nonexistent/interpreter\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	log := newLogBuf()
+	m, err := Start(Config{Transports: []string{"obfs4"}, Path: prog, StateDir: t.TempDir(),
+		Log: torlog.New(torlog.Sink{Min: torlog.Info, Max: torlog.Err, W: log}), MinBackoff: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	waitState(t, m, "two relaunches", func() bool { return m.restarts >= 2 })
+	_, err = m.Method(tctx(t, 50*time.Millisecond), "obfs4")
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "launch failed") {
+		t.Errorf("err = %v", err)
+	}
+	if st := m.Status()[0]; st.State != Launching || !strings.Contains(st.LastError, "launch failed") {
+		t.Errorf("status %+v", st)
+	}
+	log.wait(t, "launch failed", "restarting it in 10ms", "restarting it in 20ms")
+}
