@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -85,7 +84,7 @@ func Start(cfg Config) (*Managed, error) {
 			return nil, fmt.Errorf("pt: transport name %q is not a C identifier", n)
 		}
 	}
-	path, err := exec.LookPath(cfg.Path)
+	path, err := findProgram(cfg.Path)
 	if err != nil {
 		return nil, fmt.Errorf("pt: transport proxy for %s: %w", strings.Join(cfg.Transports, ","), err)
 	}
@@ -288,9 +287,10 @@ func (m *Managed) supervise() {
 
 // child is one run of the program.
 type child struct {
-	cmd     *exec.Cmd
+	proc    *os.Process
 	stdin   *os.File // our end, held open while the child should run
 	exited  chan struct{}
+	state   *os.ProcessState // once exited is closed
 	waitErr error
 	readers sync.WaitGroup
 	outR    *os.File
@@ -305,8 +305,8 @@ func (m *Managed) runOnce() (permanent bool, err error) {
 		return false, err
 	}
 	defer c.cleanup()
-	m.log.Infof("Managed proxy at '%s' has spawned with PID '%d'.", m.cfg.Path, c.cmd.Process.Pid)
-	m.update(func() { m.pid, m.errs, m.methods = c.cmd.Process.Pid, nil, nil })
+	m.log.Infof("Managed proxy at '%s' has spawned with PID '%d'.", m.cfg.Path, c.proc.Pid)
+	m.update(func() { m.pid, m.errs, m.methods = c.proc.Pid, nil, nil })
 	defer m.update(func() { m.pid, m.methods = 0, nil })
 
 	s := newSession(m.cfg.Path, m.log, m.names, m.cfg.Proxy != "", m.cfg.OnEvent)
@@ -352,7 +352,7 @@ func (m *Managed) runOnce() (permanent bool, err error) {
 			}
 		default:
 		}
-		return false, fmt.Errorf("exited while configuring (%s)", exitStatus(c.waitErr))
+		return false, fmt.Errorf("exited while configuring (%s)", c.exitStatus())
 	case <-timer.C:
 		m.stop(c)
 		return false, fmt.Errorf("no CMETHODS DONE within %v", m.cfg.StartTimeout)
@@ -370,7 +370,7 @@ func (m *Managed) runOnce() (permanent bool, err error) {
 	m.log.Noticef("Managed proxy '%s' configured: %s.", m.cfg.Path, strings.Join(names, ", "))
 	select {
 	case <-c.exited:
-		return false, fmt.Errorf("process terminated (%s)", exitStatus(c.waitErr))
+		return false, fmt.Errorf("process terminated (%s)", c.exitStatus())
 	case <-m.closing:
 		m.stop(c)
 		return false, nil
@@ -396,10 +396,10 @@ func (m *Managed) launch() (*child, error) {
 		outW.Close()
 		return nil, fmt.Errorf("stderr pipe: %w", err)
 	}
-	cmd := exec.Command(m.cfg.Path, m.cfg.Args...)
-	cmd.Env = m.env
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
-	err = cmd.Start()
+	// os.StartProcess rather than os/exec: the same fork and exec,
+	// without linking os/exec into the router binary.
+	proc, err := os.StartProcess(m.cfg.Path, append([]string{m.cfg.Path}, m.cfg.Args...),
+		&os.ProcAttr{Env: m.env, Files: []*os.File{inR, outW, errW}})
 	inR.Close()
 	outW.Close()
 	errW.Close()
@@ -409,9 +409,9 @@ func (m *Managed) launch() (*child, error) {
 		errR.Close()
 		return nil, fmt.Errorf("launch failed: %w", err)
 	}
-	c := &child{cmd: cmd, stdin: inW, outR: outR, errR: errR, exited: make(chan struct{})}
+	c := &child{proc: proc, stdin: inW, outR: outR, errR: errR, exited: make(chan struct{})}
 	go func() {
-		c.waitErr = cmd.Wait()
+		c.state, c.waitErr = proc.Wait()
 		close(c.exited)
 	}()
 	return c, nil
@@ -430,8 +430,8 @@ func (m *Managed) stop(c *child) {
 			return
 		case <-t.C:
 		}
-		m.log.Infof("Managed proxy '%s' (pid %d) is still running; sending %v.", m.cfg.Path, c.cmd.Process.Pid, sig)
-		_ = c.cmd.Process.Signal(sig)
+		m.log.Infof("Managed proxy '%s' (pid %d) is still running; sending %v.", m.cfg.Path, c.proc.Pid, sig)
+		_ = c.proc.Signal(sig)
 	}
 	<-c.exited
 }
@@ -461,14 +461,41 @@ func (c *child) cleanup() {
 	c.drain(time.Second)
 }
 
-// exitStatus describes how a child ended.
-func exitStatus(err error) string {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ProcessState.String()
+// exitStatus describes how the child ended ("exit status 1", "signal:
+// killed").
+func (c *child) exitStatus() string {
+	if c.waitErr != nil {
+		return c.waitErr.Error()
 	}
-	if err != nil {
-		return err.Error()
+	return c.state.String()
+}
+
+// findProgram returns the path of the executable file p, searching $PATH
+// when p has no slash, as a shell would.
+func findProgram(p string) (string, error) {
+	isExec := func(f string) error {
+		fi, err := os.Stat(f)
+		if err != nil {
+			return err
+		}
+		if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+			return fmt.Errorf("%s is not an executable file", f)
+		}
+		return nil
 	}
-	return "exit status 0"
+	if strings.Contains(p, "/") {
+		return p, isExec(p)
+	}
+	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+		if dir == "" {
+			continue
+		}
+		if f := filepath.Join(dir, p); isExec(f) == nil {
+			if !filepath.IsAbs(f) {
+				return "", fmt.Errorf("%s found in a relative $PATH entry; give an absolute path", p)
+			}
+			return f, nil
+		}
+	}
+	return "", fmt.Errorf("program %q not found in $PATH", p)
 }
