@@ -51,7 +51,7 @@ type Config struct {
 
 // Managed supervises a managed transport proxy: it launches the program,
 // follows its configuration protocol, restarts it with backoff when it
-// dies, and ends it on Close.
+// dies, and ends it on Close. Its methods are safe for concurrent use.
 type Managed struct {
 	cfg   Config
 	log   *torlog.Logger
