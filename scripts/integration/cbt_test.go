@@ -73,3 +73,66 @@ func TestTinytorLearnedTimeout(t *testing.T) {
 		t.Fatalf("state not grown by this run's builds (total %d, %v)", total, err)
 	}
 }
+
+// TestTinytorLearnsTimeout: from an empty history, 100 circuit builds
+// (one per SOCKS user) make tinytor compute a timeout; it is in the state
+// at exit and in use right after a restart. With TINYTOR_TESTNET_ARGS
+// "--latency-ms 25" it measures the timeout learned on a network with
+// latency.
+func TestTinytorLearnsTimeout(t *testing.T) {
+	n := RequireNetwork(t)
+	data := t.TempDir()
+	bin := tinytorBinary(t, "")
+	p := startTinytor(t, n, bin, data, nil)
+	bootstrapped(t, p)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	learned := func(lines []string) string {
+		for _, l := range lines {
+			if strings.Contains(l, "Based on 100 circuit times") {
+				return l
+			}
+		}
+		return ""
+	}
+	start := time.Now()
+	fetches := 0
+	for ; learned(p.log()) == "" && fetches < 300; fetches++ {
+		resp, err := getAs(ctx, p.socks, fmt.Sprintf("learn%d", fetches), n.URLMarker)
+		if err != nil || !strings.Contains(string(resp.Body), n.Marker) {
+			t.Fatalf("fetch %d: %v", fetches, err)
+		}
+	}
+	line := learned(p.log())
+	if line == "" {
+		t.Fatalf("no timeout learned after %d fetches", fetches)
+	}
+	t.Logf("learned after %d fetches in %.1f s: %s", fetches, time.Since(start).Seconds(), line)
+	// A few more with the learned timeout.
+	for k := range 10 {
+		resp, err := getAs(ctx, p.socks, fmt.Sprintf("after%d", k), n.URLMarker)
+		if err != nil || !strings.Contains(string(resp.Body), n.Marker) {
+			t.Fatalf("fetch %d after learning: %v", k, err)
+		}
+	}
+	measured := 0
+	for _, l := range p.log() {
+		if strings.Contains(l, "keeping it as a measurement circuit") {
+			measured++
+		}
+	}
+	t.Logf("measurement circuits: %d", measured)
+	p.stop()
+
+	p2 := startTinytor(t, n, bin, data, nil)
+	i := p2.waitFor("circuit times", time.Minute)
+	t.Logf("after restart: %s", p2.log()[i])
+	if !strings.Contains(p2.log()[i], "Based on 1") && !strings.Contains(p2.log()[i], "based on 1") {
+		t.Fatalf("restart did not use the history: %s", p2.log()[i])
+	}
+	bootstrapped(t, p2)
+	resp, err := getAs(ctx, p2.socks, "restarted", n.URLMarker)
+	if err != nil || !strings.Contains(string(resp.Body), n.Marker) {
+		t.Fatalf("fetch after restart: %v", err)
+	}
+}
