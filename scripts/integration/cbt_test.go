@@ -67,9 +67,12 @@ func TestTinytorLearnedTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("state after the run:\n%s", b)
-	lines := strings.Split(string(b), "\n")
-	total, err := strconv.Atoi(strings.TrimPrefix(lines[0], "TotalBuildTimes "))
-	if err != nil || total <= 100 || !strings.HasPrefix(lines[1], "CircuitBuildAbandonedCount ") || !strings.HasPrefix(lines[2], "CircuitBuildTimeBin ") {
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) < 3 {
+		t.Fatalf("state too short")
+	}
+	total, err := strconv.Atoi(strings.TrimPrefix(lines[len(lines)-1], "TotalBuildTimes "))
+	if err != nil || total <= 100 || !strings.HasPrefix(lines[len(lines)-2], "CircuitBuildAbandonedCount ") || !strings.HasPrefix(lines[0], "CircuitBuildTimeBin ") {
 		t.Fatalf("state not grown by this run's builds (total %d, %v)", total, err)
 	}
 }

@@ -21,10 +21,10 @@
 //
 // The history is persisted as C tor writes it in its state file:
 //
-//	TotalBuildTimes <n>
-//	CircuitBuildAbandonedCount <n>
 //	CircuitBuildTimeBin <bin midpoint in ms> <count>
 //	...
+//	CircuitBuildAbandonedCount <n>
+//	TotalBuildTimes <n>
 //
 // and shuffled when read back, so that old values still expire in a
 // random order.
@@ -749,9 +749,9 @@ func (e *Estimator) publish(ev *event.BuildTimeoutSet) {
 }
 
 // MarshalState returns the history as the lines C tor writes in its
-// state file: TotalBuildTimes, CircuitBuildAbandonedCount and one
-// CircuitBuildTimeBin line per non-empty bin
-// (circuit_build_times_update_state).
+// state file (circuit_build_times_update_state), in C tor 0.4.9's order:
+// one CircuitBuildTimeBin line per non-empty bin, then
+// CircuitBuildAbandonedCount and TotalBuildTimes.
 func (e *Estimator) MarshalState() []byte {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -765,13 +765,13 @@ func (e *Estimator) marshalLocked() []byte {
 			aband++
 		}
 	}
-	b := fmt.Appendf(nil, "TotalBuildTimes %d\nCircuitBuildAbandonedCount %d\n", e.total, aband)
+	var b []byte
 	for i, n := range e.histogramLocked() {
 		if n != 0 {
 			b = fmt.Appendf(b, "CircuitBuildTimeBin %d %d\n", binMS(i), n)
 		}
 	}
-	return b
+	return fmt.Appendf(b, "CircuitBuildAbandonedCount %d\nTotalBuildTimes %d\n", aband, e.total)
 }
 
 // stateIfLocked returns the state to write when save is set and a store

@@ -429,7 +429,7 @@ func TestStateRoundTrip(t *testing.T) {
 	}
 	text, _ := st.Read(DefaultStateName)
 	lines := strings.Split(strings.TrimSuffix(string(text), "\n"), "\n")
-	if lines[0] != "TotalBuildTimes 151" || lines[1] != "CircuitBuildAbandonedCount 1" || !strings.HasPrefix(lines[2], "CircuitBuildTimeBin ") {
+	if len(lines) < 3 || lines[len(lines)-1] != "TotalBuildTimes 151" || lines[len(lines)-2] != "CircuitBuildAbandonedCount 1" || !strings.HasPrefix(lines[0], "CircuitBuildTimeBin ") {
 		t.Fatalf("state:\n%s", text)
 	}
 	if !bytes.Equal(text, e.MarshalState()) {
@@ -477,7 +477,7 @@ LastWritten 2026-12-03 12:00:00
 	if e.total != 103 || e.closeRateLocked() != 3.0/103 {
 		t.Fatalf("total %d", e.total)
 	}
-	want := "TotalBuildTimes 103\nCircuitBuildAbandonedCount 3\nCircuitBuildTimeBin 15 40\nCircuitBuildTimeBin 25 50\nCircuitBuildTimeBin 105 10\n"
+	want := "CircuitBuildTimeBin 15 40\nCircuitBuildTimeBin 25 50\nCircuitBuildTimeBin 105 10\nCircuitBuildAbandonedCount 3\nTotalBuildTimes 103\n"
 	if got := string(e.MarshalState()); got != want {
 		t.Fatalf("state %q", got)
 	}
@@ -645,4 +645,51 @@ func FuzzLoadState(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestAgainstCTor: states read by C tor 0.4.9.11 (Debian's /usr/sbin/tor
+// started with DisableNetwork 1 and Log info on a DataDirectory holding
+// only this state file) and the timeout, close timeout, Xm, alpha and
+// timeout rate it logged ("Circuit timeout data: ...").
+func TestAgainstCTor(t *testing.T) {
+	for _, tc := range []struct {
+		state            string
+		timeout, closeMS float64
+		xm               int32
+		alpha, rate      float64
+	}{
+		{"TotalBuildTimes 160\nCircuitBuildAbandonedCount 4\nCircuitBuildTimeBin 155 10\nCircuitBuildTimeBin 185 22\n" +
+			"CircuitBuildTimeBin 205 30\nCircuitBuildTimeBin 235 25\nCircuitBuildTimeBin 265 18\nCircuitBuildTimeBin 305 12\n" +
+			"CircuitBuildTimeBin 355 9\nCircuitBuildTimeBin 425 8\nCircuitBuildTimeBin 515 6\nCircuitBuildTimeBin 705 5\n" +
+			"CircuitBuildTimeBin 995 4\nCircuitBuildTimeBin 1505 3\nCircuitBuildTimeBin 2995 2\nCircuitBuildTimeBin 7005 2\n",
+			399.290120, 60000, 270, 4.113408, 0.212500},
+		// The timeout is capped at the longest time seen.
+		{"TotalBuildTimes 100\nCircuitBuildTimeBin 205 95\nCircuitBuildTimeBin 215 5\n",
+			205.787215, 60000, 205, 419.920623, 0.05},
+		// Abandoned circuits and far modes.
+		{"TotalBuildTimes 130\nCircuitBuildAbandonedCount 30\nCircuitBuildTimeBin 45 30\nCircuitBuildTimeBin 55 40\n" +
+			"CircuitBuildTimeBin 65 10\nCircuitBuildTimeBin 125 10\nCircuitBuildTimeBin 5005 10\n",
+			790.700811, 60000, 555, 4.547057, 0.307692},
+	} {
+		e, _ := newTest(t, Options{})
+		if err := e.LoadState([]byte(tc.state)); err != nil {
+			t.Fatal(err)
+		}
+		if math.Abs(e.timeoutMS-tc.timeout) > 1e-6 || e.closeMS != tc.closeMS || e.xm != tc.xm ||
+			math.Abs(e.alpha-tc.alpha) > 1e-6 || math.Abs(e.timeoutRateLocked()-tc.rate) > 1e-6 {
+			t.Errorf("got %fms, %fms, Xm: %d, a: %f, r: %f; C tor %fms, %fms, Xm: %d, a: %f, r: %f",
+				e.timeoutMS, e.closeMS, e.xm, e.alpha, e.timeoutRateLocked(), tc.timeout, tc.closeMS, tc.xm, tc.alpha, tc.rate)
+		}
+	}
+	// All times in one bin: C tor's alpha comes out as a huge negative
+	// number (rounding), the quantile as INT32_MAX, capped to the longest
+	// time (5 ms) and raised to cbtmintimeout.
+	e, _ := newTest(t, Options{})
+	if err := e.LoadState([]byte("TotalBuildTimes 100\nCircuitBuildTimeBin 5 100\n")); err != nil {
+		t.Fatal(err)
+	}
+	if e.timeoutMS != 10 || e.closeMS != 60000 || e.xm != 5 {
+		t.Errorf("one bin: %fms, %fms, Xm %d, a %f", e.timeoutMS, e.closeMS, e.xm, e.alpha)
+	}
+	t.Logf("one bin: alpha %f (C tor: -1172812402961066.750000)", e.alpha)
 }

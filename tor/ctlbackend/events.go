@@ -2,6 +2,7 @@ package ctlbackend
 
 import (
 	"context"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -128,7 +129,17 @@ func Translate(ev event.Event) []control.Event {
 // (cbt_control_event_buildtimeout_set): milliseconds truncated to
 // integers, the rest with six decimals.
 func buildTimeoutEvent(e event.BuildTimeoutSet) control.Event {
-	f := func(x float64) string { return strconv.FormatFloat(x, 'f', 6, 64) }
+	f := func(x float64) string {
+		switch {
+		case math.IsInf(x, 1):
+			return "inf" // as C's printf
+		case math.IsInf(x, -1):
+			return "-inf"
+		case math.IsNaN(x):
+			return "nan"
+		}
+		return strconv.FormatFloat(x, 'f', 6, 64)
+	}
 	body := e.Type +
 		" TOTAL_TIMES=" + strconv.Itoa(e.TotalTimes) +
 		" TIMEOUT_MS=" + strconv.FormatInt(e.Timeout.Milliseconds(), 10) +
