@@ -56,7 +56,7 @@ func newOutbound(t *config.Config, c *Client) (*outbound, error) {
 	for _, p := range t.TransportPlugins {
 		var names []string
 		for _, n := range p.Names {
-			if n == "*" || needed[n] {
+			if needed[n] {
 				names = append(names, n)
 			}
 		}
@@ -136,7 +136,7 @@ func (o *outbound) dial(ctx context.Context, addr netip.AddrPort, _ link.Identit
 	}
 	if o.proxy != nil {
 		o.progress.Reach(event.PhaseConnProxy)
-		conn, err := o.proxy.DialContext(ctx, addr)
+		conn, err := o.proxy.Dial(ctx, addr)
 		if err != nil {
 			return nil, fmt.Errorf("through the %s: %w", o.proxyName, err)
 		}
@@ -152,7 +152,7 @@ func (o *outbound) dialTransport(ctx context.Context, b config.Bridge) (net.Conn
 	var prov pt.Provider
 	for _, p := range o.transports {
 		for _, n := range p.Names() {
-			if n == "*" || n == b.Transport {
+			if n == b.Transport {
 				prov = p
 			}
 		}

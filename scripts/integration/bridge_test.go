@@ -308,11 +308,14 @@ func TestTinytorBridgeObfs4(t *testing.T) {
 		dl <- err
 	}()
 	time.Sleep(500 * time.Millisecond) // let the download start: what is killed is a busy transport
+	from := len(p.log())
 	if err := syscall.Kill(kids[0], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("download during the transport's death: %v", <-dl)
-	p.waitFor("Managed proxy", time.Minute)
+	i := p.waitForAfter("restarting it in", from, time.Minute)
+	t.Logf("tinytor: %s", p.log()[i])
+	p.waitForAfter("configured: obfs4", i, time.Minute)
 	mustGetMarker(t, p, n, n.URLMarker)
 	if k := children(p.cmd.Process.Pid); len(k) != 1 || k[0] == kids[0] {
 		t.Errorf("children after the restart: %v (the killed one was %d)", k, kids[0])

@@ -135,7 +135,7 @@ type TransportPlugin struct {
 // Provides reports whether p provides the named transport.
 func (p TransportPlugin) Provides(name string) bool {
 	for _, n := range p.Names {
-		if n == "*" || strings.EqualFold(n, name) {
+		if n == name { // case-sensitive, as C tor's transport_get_by_name
 			return true
 		}
 	}
@@ -150,7 +150,7 @@ func ParseTransportPlugin(v string) (TransportPlugin, error) {
 		return p, errors.New("want name[,name...] exec PATH [ARGS...], or name socks4|socks5 IP:PORT")
 	}
 	for _, n := range strings.Split(items[0], ",") {
-		if n != "*" && !validTransportName(n) {
+		if !validTransportName(n) { // C tor's "*" is refused too: transports answer it with CMETHOD-ERROR
 			return p, fmt.Errorf("transport name %q is not valid: want letters, digits and underscores", n)
 		}
 		p.Names = append(p.Names, n)
@@ -162,7 +162,7 @@ func ParseTransportPlugin(v string) (TransportPlugin, error) {
 		if len(items) != 3 {
 			return p, fmt.Errorf("an external transport takes one IP:PORT, got %q", strings.Join(items[2:], " "))
 		}
-		if len(p.Names) != 1 || p.Names[0] == "*" {
+		if len(p.Names) != 1 {
 			return p, errors.New("an external transport (socks4/socks5) provides exactly one named transport")
 		}
 		ap, err := parseAddrPort(items[2])

@@ -58,7 +58,7 @@ func TestParseTransportPlugin(t *testing.T) {
 	if strings.Join(p.Names, ",") != "obfs4,meek_lite" || strings.Join(p.Exec, " ") != "/usr/bin/obfs4proxy -enableLogging" {
 		t.Errorf("got %+v", p)
 	}
-	if !p.Provides("OBFS4") || p.Provides("snowflake") {
+	if !p.Provides("obfs4") || p.Provides("OBFS4") || p.Provides("snowflake") {
 		t.Errorf("Provides wrong for %+v", p)
 	}
 	p, err = ParseTransportPlugin("obfs4 socks5 127.0.0.1:4000")

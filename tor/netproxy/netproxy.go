@@ -20,12 +20,6 @@ import (
 // Dialer opens a TCP connection to target.
 type Dialer interface {
 	Dial(ctx context.Context, target netip.AddrPort) (net.Conn, error)
-
-	// DialContext is Dial under its former name.
-	//
-	// Deprecated: call Dial; the binary's resolver check (size_test.go)
-	// flags every ".DialContext(" call, this one included.
-	DialContext(ctx context.Context, target netip.AddrPort) (net.Conn, error)
 }
 
 // DialFunc adapts a function to the Dialer interface.
@@ -33,13 +27,6 @@ type DialFunc func(ctx context.Context, target netip.AddrPort) (net.Conn, error)
 
 // Dial calls f.
 func (f DialFunc) Dial(ctx context.Context, target netip.AddrPort) (net.Conn, error) {
-	return f(ctx, target)
-}
-
-// DialContext calls f.
-//
-// Deprecated: call Dial.
-func (f DialFunc) DialContext(ctx context.Context, target netip.AddrPort) (net.Conn, error) {
 	return f(ctx, target)
 }
 
