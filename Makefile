@@ -6,7 +6,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 # CROSS_GCFLAGS=all=-l trades inlining (speed) for about 10% less flash.
 CROSS_GCFLAGS ?=
 include scripts/coldpkgs.mk
-COLD_GCFLAGS := $(foreach p,$(COLD_PKGS),-gcflags=$(p)=-l)
+COLD_GCFLAGS := $(foreach p,$(COLD_PKGS),-gcflags=$(p)=-l) $(foreach p,$(HOT_PKGS),-gcflags=$(p)=)
 BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" $(COLD_GCFLAGS)
 FUZZTIME ?= 10s
 

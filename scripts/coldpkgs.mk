@@ -4,7 +4,8 @@
 # bookkeeping, onion-service handshakes, the board layer, main) is compiled
 # without inlining: about 330 KB less flash on mipsle. The per-cell path
 # (tor/cell, link, circuit, relaycrypto, chanmgr, socks, tor/dir's parsers,
-# crypto, runtime) keeps it. A later -gcflags (the Makefile's CROSS_GCFLAGS) wins.
+# crypto, runtime) keeps it; so does HOT_PKGS. A later -gcflags (the
+# Makefile's CROSS_GCFLAGS) wins.
 COLD_PKGS := tinytor tinytor/board/... tinytor/onion/... \
 	tinytor/tor/config tinytor/tor/control tinytor/tor/ctlbackend \
 	tinytor/tor/dirmgr tinytor/tor/metrics tinytor/tor/clientmetrics \
@@ -12,5 +13,13 @@ COLD_PKGS := tinytor tinytor/board/... tinytor/onion/... \
 	tinytor/tor/guard tinytor/tor/path tinytor/tor/cert \
 	tinytor/tor/bootstrap tinytor/tor/torlog tinytor/tor/netlisten \
 	tinytor/tor/circmgr tinytor/socks/dnsport tinytor/socks/httptunnel \
-	tinytor/socks/transparent github.com/spf13/pflag \
-	crypto/x509 encoding/asn1 net/url fmt math/big
+	tinytor/socks/transparent tinytor/tor/pt tinytor/tor/netproxy \
+	tinytor/tor/bridge tinytor/tor/cbt github.com/spf13/pflag \
+	crypto/x509 encoding/asn1 net/url fmt math/big \
+	crypto/ecdsa crypto/rsa crypto/hpke crypto/internal/fips140/ecdsa \
+	crypto/internal/fips140/rsa crypto/internal/fips140/bigmod \
+	crypto/internal/fips140/nistec crypto/internal/fips140/nistec/fiat \
+	crypto/internal/fips140/mlkem
+# Hot code under a cold pattern keeps inlining (the later flag wins): the
+# onion-service proof-of-work solver.
+HOT_PKGS := tinytor/onion/pow/...

@@ -50,7 +50,7 @@ TINYTOR_LDFLAGS = -s -w
 # Cold packages without inlining, as the tree's Makefile builds them (about
 # 330 KB less flash); the golang-package infrastructure appends its options.
 include $(BR2_EXTERNAL_TINYTOR_PATH)/../scripts/coldpkgs.mk
-TINYTOR_BUILD_OPTS = $(foreach p,$(COLD_PKGS),-gcflags=$(p)=-l)
+TINYTOR_BUILD_OPTS = $(foreach p,$(COLD_PKGS),-gcflags=$(p)=-l) $(foreach p,$(HOT_PKGS),-gcflags=$(p)=)
 
 # Buildroot's Go support does not cover 32-bit MIPS (BR2_mips, BR2_mipsel:
 # ath79, ramips and most other router SoCs), although Go does. tinytor needs
