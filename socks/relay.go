@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 )
@@ -100,8 +101,10 @@ func copyBuf(dst io.Writer, src io.Reader, pool *sync.Pool) (int64, error) {
 // its request usually sends nothing more for the life of the connection:
 // the early data that br holds goes first, and then, on a TCP or Unix
 // socket, the socket is read only once the poller says it is readable.
-// Other connections, or a br that is not a *bufio.Reader over client,
-// are copied by copyBuf.
+// br must read client (a *bufio.Reader over it, or client itself); other
+// readers, and connections without a socket, are copied by copyBuf. The
+// semantics are those of copyBuf: the client's deadlines and Close end
+// the wait with their errors, a reset is an error and EOF a nil one.
 func copyUp(dst io.Writer, client net.Conn, br io.Reader) (int64, error) {
 	var rc syscall.RawConn
 	var err error
@@ -145,7 +148,7 @@ func copyUp(dst io.Writer, client net.Conn, br io.Reader) (int64, error) {
 			return written, err
 		}
 		if rr.err != nil {
-			return written, &net.OpError{Op: "read", Net: client.LocalAddr().Network(), Source: client.LocalAddr(), Addr: client.RemoteAddr(), Err: rr.err}
+			return written, &net.OpError{Op: "read", Net: client.LocalAddr().Network(), Source: client.LocalAddr(), Addr: client.RemoteAddr(), Err: os.NewSyscallError("read", rr.err)}
 		}
 		if rr.n == 0 {
 			return written, nil // end of data

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -145,7 +146,7 @@ func TestCopyUpReset(t *testing.T) {
 	client.(*net.TCPConn).SetLinger(0)
 	client.Close()
 	// A reset is an error, not a clean end of data.
-	if r := <-done; r.err == nil || r.n != 1 {
+	if r := <-done; !errors.Is(r.err, syscall.ECONNRESET) || r.n != 1 {
 		t.Fatalf("copyUp of a reset conn: %d, %v", r.n, r.err)
 	}
 }
