@@ -96,6 +96,9 @@ func newProvider(t *config.Config, p config.TransportPlugin, names []string, up 
 			}
 			c.bus.Publish(ev)
 		},
+		OnLaunch: func(m pt.Method) {
+			c.bus.Publish(event.Transport{Type: "LAUNCHED", Program: program, Name: m.Transport, Addr: m.Addr})
+		},
 	}
 	if up.Type != "" {
 		kind := up.Type

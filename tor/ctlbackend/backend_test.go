@@ -580,3 +580,22 @@ func TestServer(t *testing.T) {
 		}
 	}
 }
+
+func TestTranslateTransportEvents(t *testing.T) {
+	for _, tc := range []struct {
+		ev   event.Transport
+		want string
+	}{
+		{event.Transport{Type: "LAUNCHED", Program: "/usr/bin/obfs4proxy", Name: "obfs4", Addr: netip.MustParseAddrPort("127.0.0.1:38265")},
+			"TRANSPORT_LAUNCHED client obfs4 127.0.0.1 38265"},
+		{event.Transport{Type: "LOG", Program: "/usr/bin/obfs4proxy", Args: [][2]string{{"SEVERITY", "debug"}, {"MESSAGE", "Connected to bridge A"}}},
+			`PT_LOG PT=/usr/bin/obfs4proxy SEVERITY=debug MESSAGE="Connected to bridge A"`},
+		{event.Transport{Type: "STATUS", Program: "/usr/bin/obfs4proxy", Args: [][2]string{{"TRANSPORT", "obfs4"}, {"CONNECT", "Success"}}},
+			"PT_STATUS PT=/usr/bin/obfs4proxy TRANSPORT=obfs4 CONNECT=Success"},
+	} {
+		evs := Translate(tc.ev)
+		if len(evs) != 1 || evs[0].Type+" "+evs[0].Body != tc.want {
+			t.Errorf("Translate(%+v) = %+v, want %q", tc.ev, evs, tc.want)
+		}
+	}
+}

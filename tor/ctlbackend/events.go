@@ -2,6 +2,7 @@ package ctlbackend
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -103,6 +104,10 @@ func Translate(ev event.Event) []control.Event {
 	case *event.BuildTimeoutSet:
 		return []control.Event{buildTimeoutEvent(*e)}
 	case event.Transport:
+		if e.Type == "LAUNCHED" {
+			// 650 TRANSPORT_LAUNCHED client obfs4 127.0.0.1 38265
+			return []control.Event{{Type: "TRANSPORT_LAUNCHED", Body: fmt.Sprintf("client %s %s %d", e.Name, e.Addr.Addr(), e.Addr.Port())}}
+		}
 		// C tor: "650 PT_LOG PT=/usr/bin/obfs4proxy SEVERITY=debug
 		// MESSAGE=..." and "650 PT_STATUS PT=... TRANSPORT=obfs4 ...".
 		var b strings.Builder

@@ -228,10 +228,15 @@ func (*HSDesc) isEvent()   {}
 func (Transport) isEvent() {}
 
 // Transport is a LOG or STATUS line of a managed pluggable transport
-// (the control port's PT_LOG and PT_STATUS events).
+// (the control port's PT_LOG and PT_STATUS events), or the launch of one
+// of its transports (TRANSPORT_LAUNCHED).
 type Transport struct {
-	// Type is "LOG" or "STATUS".
+	// Type is "LOG", "STATUS" or "LAUNCHED".
 	Type string
+	// Name and Addr are the transport launched and its SOCKS listener
+	// (LAUNCHED only).
+	Name string
+	Addr netip.AddrPort
 	// Program is the transport's program, as the ClientTransportPlugin
 	// line names it.
 	Program string

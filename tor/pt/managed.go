@@ -34,6 +34,10 @@ type Config struct {
 	// OnEvent, if set, is called with each LOG and STATUS line (for
 	// PT_LOG and PT_STATUS control events). It must not block.
 	OnEvent func(Event)
+	// OnLaunch, if set, is called with each method of a run once the
+	// program has configured itself (the TRANSPORT_LAUNCHED control
+	// event). It must not block.
+	OnLaunch func(Method)
 	// Env is the environment the TOR_PT_* variables are added to;
 	// nil means this process's environment, as C tor passes its own.
 	Env []string
@@ -368,6 +372,11 @@ func (m *Managed) runOnce() (permanent bool, err error) {
 		names = append(names, fmt.Sprintf("%s at %s", n, meth.Addr))
 	}
 	m.log.Noticef("Managed proxy '%s' configured: %s.", m.cfg.Path, strings.Join(names, ", "))
+	if m.cfg.OnLaunch != nil {
+		for _, meth := range s.methods {
+			m.cfg.OnLaunch(meth)
+		}
+	}
 	select {
 	case <-c.exited:
 		return false, fmt.Errorf("process terminated (%s)", c.exitStatus())
