@@ -351,9 +351,8 @@ func restartBridge(t *testing.T, n *Network, key string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := testSuite.launcher.command(ctx, "restart", n.Dir, name)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("scripts/testnet restart %s: %v\n%s", name, err, out)
+	if err := testSuite.launcher.command(ctx, "restart", n.Dir, name).Run(); err != nil {
+		t.Fatalf("scripts/testnet restart %s: %v", name, err)
 	}
 }
 
