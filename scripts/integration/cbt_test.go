@@ -84,9 +84,16 @@ func TestTinytorLearnedTimeout(t *testing.T) {
 // latency.
 func TestTinytorLearnsTimeout(t *testing.T) {
 	n := RequireNetwork(t)
-	data := t.TempDir()
 	bin := tinytorBinary(t, "")
-	p := startTinytor(t, n, bin, data, nil)
+	c := startControlled(t, n)
+	p, data := c.tinytorProc, c.dir
+	ctl := dialControl(t, c.control)
+	if r := ctl.cmd(`AUTHENTICATE "` + controlPassword + `"`); r[0] != "250 OK" {
+		t.Fatalf("AUTHENTICATE: %q", r)
+	}
+	if r := ctl.cmd("SETEVENTS BUILDTIMEOUT_SET"); r[0] != "250 OK" {
+		t.Fatalf("SETEVENTS: %q", r)
+	}
 	bootstrapped(t, p)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -111,6 +118,23 @@ func TestTinytorLearnsTimeout(t *testing.T) {
 		t.Fatalf("no timeout learned after %d fetches", fetches)
 	}
 	t.Logf("learned after %d fetches in %.1f s: %s", fetches, time.Since(start).Seconds(), line)
+	// The control port saw it.
+	ctl.nc.SetDeadline(time.Now().Add(time.Minute))
+	for {
+		l, err := ctl.br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("no BUILDTIMEOUT_SET COMPUTED event: %v", err)
+		}
+		if strings.HasPrefix(l, "650 BUILDTIMEOUT_SET COMPUTED TOTAL_TIMES=100 ") {
+			t.Logf("event: %s", strings.TrimSpace(l))
+			break
+		}
+	}
+	gauge := metricValue(t, scrape(t, c.metrics), "tinytor_circuit_build_timeout_seconds")
+	t.Logf("tinytor_circuit_build_timeout_seconds %g", gauge)
+	if gauge <= 0 || gauge >= 60 {
+		t.Fatalf("tinytor_circuit_build_timeout_seconds %g", gauge)
+	}
 	// A few more with the learned timeout.
 	for k := range 10 {
 		resp, err := getAs(ctx, p.socks, fmt.Sprintf("after%d", k), n.URLMarker)
