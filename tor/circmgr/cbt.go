@@ -83,15 +83,16 @@ func (t *buildTrace) completed() {
 	t.est.Built(t.now().Sub(t.start), measuring)
 }
 
-// passTimeout marks the build as timed out unless its time was already
-// recorded; it reports whether it did.
-func (t *buildTrace) passTimeout() bool {
+// passTimeout marks the build as timed out, a measurement circuit unless
+// relaxed, unless its time was already recorded; it reports whether it
+// did.
+func (t *buildTrace) passTimeout(relaxed bool) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.recorded {
 		return false
 	}
-	t.measuring = true
+	t.measuring = !relaxed
 	return true
 }
 
@@ -183,19 +184,17 @@ func (m *Manager) timed(ctx context.Context, hops int, build func(context.Contex
 		return r.b, r.err
 	case <-timer:
 	}
-	if !tr.passTimeout() {
+	relaxed := !m.anyOpen()
+	if !tr.passTimeout(relaxed) {
 		// It completed as the timer fired.
 		r := <-res
 		return r.b, r.err
 	}
-	if !m.anyOpen() {
+	if relaxed {
 		// No circuit is open: relax the timeout for this circuit to the
 		// close timeout, and count it once.
 		m.cfg.Log.Infof("No circuits are opened. Relaxing timeout for a %d-hop circuit.", hops)
 		est.TimedOut(tr.oneHop.Load())
-		tr.mu.Lock()
-		tr.measuring = false
-		tr.mu.Unlock()
 		var r buildResult
 		select {
 		case r = <-res:
