@@ -202,7 +202,7 @@ func (m *Manager) timed(ctx context.Context, hops int, build func(context.Contex
 			cancel()
 			r = <-res
 		}
-		if r.err != nil && errors.Is(bctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+		if r.err != nil && errors.Is(bctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil && est.EnoughToCompute() {
 			m.abandoned(tr, read0, closeAfter)
 		}
 		return r.b, r.err
@@ -245,7 +245,7 @@ func (m *Manager) abandoned(tr *buildTrace, read0 uint64, closeAfter time.Durati
 	tr.est.Abandoned(tr.oneHop.Load(), tr.start)
 }
 
-// testCircuits builds, one at a time, the circuits C tor builds to learn
+// testCircuit builds, one at a time, the circuits C tor builds to learn
 // the timeout while fewer than cbtmincircs build times are known: one
 // every cbttestfreq (circuit_build_times_needs_circuits_now). Unlike C
 // tor, which keeps them as clean circuits (up to cbtmaxopencircs), they
