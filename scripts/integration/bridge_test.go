@@ -189,11 +189,40 @@ func mustGetMarker(t *testing.T, p *tinytorProc, n *Network, u string) {
 func TestTinytorBridgePlain(t *testing.T) {
 	n := RequireNetwork(t)
 	line, addr := bridgeLine(t, n, "TESTNET_BRIDGE_PLAIN")
-	p := startTinytor(t, n, tinytorBinary(t, ""), "", nil, "UseBridges 1", "Bridge "+line)
+	ctl, metricsAddr := freePort(t), freePort(t)
+	dataDir := t.TempDir()
+	p := startTinytor(t, n, tinytorBinary(t, ""), dataDir, nil, "UseBridges 1", "Bridge "+line,
+		"ControlPort "+ctl.String(), "MetricsPort "+metricsAddr.String())
 	w := watchPeers(p.cmd.Process.Pid)
 	p.waitFor("Bootstrapped 100%", 3*time.Minute)
 	mustGetMarker(t, p, n, n.URLMarker)
+
+	// The bridge on the control port and the metrics page.
+	c := dialControl(t, ctl)
+	c.cmd("AUTHENTICATE")
+	fp := strings.ToUpper(n.Env["TESTNET_BRIDGE_PLAIN_FINGERPRINT"])
+	if got := strings.Join(c.cmd("GETINFO downloads/bridge/bridges"), "\n"); !strings.Contains(got, "="+fp) {
+		t.Errorf("GETINFO downloads/bridge/bridges: %q, want %s", got, fp)
+	}
+	if got := strings.Join(c.cmd("GETINFO downloads/bridge/"+fp), "\n"); !strings.Contains(got, "n-download-failures 0") || !strings.Contains(got, "schedule DL_SCHED_BRIDGE") {
+		t.Errorf("GETINFO downloads/bridge/%s: %q", fp, got)
+	}
+	if got := strings.Join(c.cmd("GETINFO entry-guards"), "\n"); !strings.Contains(got, "$"+fp+"~bridgeplain up") {
+		t.Errorf("GETINFO entry-guards: %q, want the bridge, up", got)
+	}
+	page := scrape(t, metricsAddr)
+	if v := metricValue(t, page, "tinytor_bridges_usable"); v != 1 {
+		t.Errorf("tinytor_bridges_usable = %v, want 1", v)
+	}
 	own, child := w.stop()
+	p.stop()
+	state, err := os.ReadFile(filepath.Join(dataDir, "guards"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(state), "Guard in=bridges rsa_id="+fp) {
+		t.Errorf("the state file does not keep the bridge as a guard:\n%s", state)
+	}
 	t.Logf("outgoing connections seen: %v (children: %v)", own, child)
 	if len(own) == 0 {
 		t.Fatal("no outgoing connection seen")
