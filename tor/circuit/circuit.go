@@ -231,6 +231,9 @@ type Circuit struct {
 
 	// ccp are the congestion and flow control parameters (immutable).
 	ccp CCParams
+	// now is the clock of congestion control, in microseconds (monoUsec;
+	// tests replace it). Called with mu held.
+	now func() int64
 	// Flow control cells sent and received on the circuit's streams.
 	// Guarded by mu.
 	xoffSent, xonSent, xoffRecv, xonRecv uint64
@@ -269,6 +272,7 @@ func newCircuit(ch Channel, cfg Config) (*Circuit, error) {
 		wake:    make(chan struct{}),
 		rng:     rand.NewChaCha8(seed),
 		ccp:     ccp,
+		now:     monoUsec,
 	}
 	return c, nil
 }
@@ -482,9 +486,9 @@ func (c *Circuit) finishHop(p *pendingHop, reply []byte) error {
 		// consensus value closes the circuit.
 		inc := p.v3.reply.SendmeInc
 		if !handshake.SendmeIncAcceptable(inc, c.ccp.SendmeInc) {
-			err := fmt.Errorf("%s offered congestion control with sendme_inc %d, consensus cc_sendme_inc is %d", p.name, inc, c.ccp.SendmeInc)
+			err := fmt.Errorf("%s offered congestion control with sendme_inc %d, consensus cc_sendme_inc is %d: %w", p.name, inc, c.ccp.SendmeInc, ErrProtocol)
 			p.result <- err
-			return fmt.Errorf("%v: %w", err, ErrProtocol)
+			return err
 		}
 		h.cc = newCCState(c.ccp, inc)
 		c.log.Infof("Circuit %d: congestion control negotiated with %s: sendme_inc %d", c.id, p.name, inc)
@@ -773,7 +777,7 @@ func (c *Circuit) handleCircSendme(hopIdx int, body []byte) error {
 		if version == 1 && subtle.ConstantTimeCompare(m.digest[:], digest) != 1 {
 			return fmt.Errorf("circuit SENDME from hop %d carries the wrong digest: %w", hopIdx+1, ErrProtocol)
 		}
-		cc.onSendme(monoUsec(), m.at, c.activeLocked(hopIdx))
+		cc.onSendme(c.now(), m.at, c.activeLocked(hopIdx))
 		c.wakeLocked()
 		return nil
 	}
@@ -859,7 +863,7 @@ func (c *Circuit) sendCellLocked(cl *cell.Cell, hopIdx int, cmd cell.RelayComman
 		if h.cc.sendmeExpected() {
 			m := h.cc.sent.tail()
 			h.layer.ForwardDigest(&m.digest)
-			m.at = monoUsec()
+			m.at = c.now()
 		}
 		h.cc.inflight++
 	} else if cmd == cell.RelayData {

@@ -3,9 +3,13 @@ package circuit
 import (
 	"bytes"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/sha3"
+	"encoding/binary"
 	"fmt"
 	"strconv"
 	"strings"
@@ -27,6 +31,7 @@ import (
 // fakeRelayKeys is the identity and ntor key of one fake relay.
 type fakeRelayKeys struct {
 	id      [20]byte
+	ed      [32]byte // Ed25519 identity (only used as ntor v3's ID)
 	ntorSec [32]byte
 	ntorPub [32]byte
 }
@@ -35,6 +40,7 @@ func newFakeRelayKeys(t testing.TB, n byte) *fakeRelayKeys {
 	k := &fakeRelayKeys{}
 	k.id[0] = n
 	rand.Read(k.id[1:])
+	rand.Read(k.ed[:])
 	rand.Read(k.ntorSec[:])
 	pub, err := curve25519.X25519(k.ntorSec[:], curve25519.Basepoint)
 	if err != nil {
@@ -45,7 +51,7 @@ func newFakeRelayKeys(t testing.TB, n byte) *fakeRelayKeys {
 }
 
 func (k *fakeRelayKeys) hopInfo() HopInfo {
-	return HopInfo{RSAID: k.id, NtorKey: k.ntorPub}
+	return HopInfo{RSAID: k.id, Ed25519ID: k.ed, NtorKey: k.ntorPub}
 }
 
 // ntorServer answers an ntor onionskin (server side of tor-spec 5.1.4).
@@ -100,6 +106,9 @@ type fakeStream struct {
 	receivedCells  int
 	stopReading    bool // do not echo
 	sendmesFromCli int
+	xoff           bool // the client sent XOFF: do not send
+	xoffs, xons    int  // flow control cells from the client
+	xonRates       []uint32
 }
 
 type fakeHop struct {
@@ -109,6 +118,15 @@ type fakeHop struct {
 	deliverWindow int
 	sentDigests   [][20]byte
 	clientSendmes atomic.Int32
+	// Congestion control (negotiated with ntor v3): the hop sends while
+	// inflight < cwnd and answers every inc DATA cells with a SENDME.
+	cc           bool
+	inc          int
+	cwnd         int
+	inflight     int
+	recvCount    int
+	ccRequested  bool // the client's ntor v3 message asked for it
+	sendmesToCli atomic.Int32
 }
 
 // fakeNet is the channel plus the relays behind it.
@@ -136,6 +154,23 @@ type fakeNet struct {
 	truncateOnExtend bool
 	sendV0Sendme     bool
 	noStreamSendmes  bool
+	// ccSendmeInc, if not 0, is what the relays answer a congestion
+	// control request with; ccCwnd is their congestion window (default
+	// 1000 cells).
+	ccSendmeInc int
+	ccCwnd      int
+	// ccHoldAcks makes congestion-controlled hops keep the SENDMEs that
+	// answer the client's DATA in heldAcks (the test sends them later, on
+	// the relay goroutine) instead of sending them.
+	ccHoldAcks bool
+	heldAcks   []heldAck
+	// clock, if set, is the test's congestion control clock: held acks
+	// note its value when their cell arrived.
+	clock *atomic.Int64
+	// noEcho makes streams opened with BEGIN swallow the client's data.
+	noEcho bool
+	// xonRates are the rates of the client's XONs (relay goroutine).
+	xonRates []uint32
 
 	// discard makes the relays drop (and recycle into pool) every cell.
 	discard atomic.Bool
@@ -247,7 +282,14 @@ func (f *fakeNet) relayToClient(i int, cmd cell.RelayCommand, sid uint16, data [
 	}
 	h := f.hops[i]
 	h.layer.OriginateBackward(&c.Payload)
-	if cmd == cell.RelayData {
+	if cmd == cell.RelayData && h.cc {
+		if (h.inflight+1)%h.inc == 0 {
+			var d [20]byte
+			h.layer.BackwardDigest(&d)
+			h.sentDigests = append(h.sentDigests, d)
+		}
+		h.inflight++
+	} else if cmd == cell.RelayData {
 		if (h.packageWindow-1)%CircWindowInc == 0 {
 			var d [20]byte
 			h.layer.BackwardDigest(&d)
@@ -261,8 +303,143 @@ func (f *fakeNet) relayToClient(i int, cmd cell.RelayCommand, sid uint16, data [
 	f.toClient(c)
 }
 
-func (f *fakeNet) addHop(k *fakeRelayKeys, km *handshake.KeyMaterial) {
-	f.hops = append(f.hops, &fakeHop{keys: k, layer: relaycrypto.NewTor1(km), packageWindow: CircWindowStart, deliverWindow: CircWindowStart})
+func (f *fakeNet) addHop(k *fakeRelayKeys, km *handshake.KeyMaterial) *fakeHop {
+	h := &fakeHop{keys: k, layer: relaycrypto.NewTor1(km), packageWindow: CircWindowStart, deliverWindow: CircWindowStart}
+	f.hops = append(f.hops, h)
+	return h
+}
+
+// serveHandshake answers a CREATE2/EXTEND2 handshake to relay k, ntor or
+// ntor v3 (with congestion control if asked and ccSendmeInc is set), and
+// adds the hop.
+func (f *fakeNet) serveHandshake(htype uint16, data []byte, k *fakeRelayKeys) ([]byte, error) {
+	switch htype {
+	case cell.HandshakeNtor:
+		reply, km, err := ntorServer(data, k)
+		if err != nil {
+			return nil, err
+		}
+		f.addHop(k, km)
+		return reply, nil
+	case cell.HandshakeNtor3:
+		var h *fakeHop
+		reply, km, err := ntorV3Server(data, k, func(cm []byte) []byte {
+			exts, err := handshake.ParseExts(cm)
+			if err != nil {
+				f.violation("ntor v3 client message: %v", err)
+				return []byte{0}
+			}
+			if _, ok := handshake.FindExt(exts, handshake.ExtCCRequest); ok {
+				h = &fakeHop{ccRequested: true}
+				if f.ccSendmeInc != 0 {
+					return []byte{1, handshake.ExtCCResponse, 1, byte(f.ccSendmeInc)}
+				}
+			}
+			return []byte{0}
+		})
+		if err != nil {
+			return nil, err
+		}
+		nh := f.addHop(k, km)
+		if h != nil {
+			nh.ccRequested = true
+			if f.ccSendmeInc != 0 {
+				nh.cc, nh.inc, nh.cwnd = true, f.ccSendmeInc, f.ccCwnd
+				if nh.cwnd == 0 {
+					nh.cwnd = CircWindowStart
+				}
+			}
+		}
+		return reply, nil
+	}
+	return nil, fmt.Errorf("handshake type %d", htype)
+}
+
+// ntorV3Server is the relay side of ntor v3 (proposal 332) for relay k:
+// it checks the client's handshake, passes the decrypted client message
+// to respond and answers with the message respond returns.
+func ntorV3Server(skin []byte, k *fakeRelayKeys, respond func(cm []byte) []byte) ([]byte, *handshake.KeyMaterial, error) {
+	const proto = "ntor3-curve25519-sha3_256-1"
+	ver := []byte(handshake.NtorV3CircuitVerification)
+	encap := func(w interface{ Write([]byte) (int, error) }, b []byte) {
+		var l [8]byte
+		binary.BigEndian.PutUint64(l[:], uint64(len(b)))
+		w.Write(l[:])
+		w.Write(b)
+	}
+	if len(skin) < handshake.NtorV3ClientOverhead || !bytes.Equal(skin[:32], k.ed[:]) || !bytes.Equal(skin[32:64], k.ntorPub[:]) {
+		return nil, nil, fmt.Errorf("ntor v3 onionskin not for this relay")
+	}
+	x := skin[64:96]
+	encMsg := skin[96 : len(skin)-32]
+	mac := skin[len(skin)-32:]
+	xb, err := curve25519.X25519(k.ntorSec[:], x)
+	if err != nil {
+		return nil, nil, err
+	}
+	var k1 [64]byte
+	sh := sha3.NewSHAKE256()
+	encap(sh, []byte(proto+":kdf_phase1"))
+	for _, b := range [][]byte{xb, k.ed[:], x, k.ntorPub[:], []byte(proto)} {
+		sh.Write(b)
+	}
+	encap(sh, ver)
+	sh.Read(k1[:])
+	hm := sha3.New256()
+	encap(hm, []byte(proto+":msg_mac"))
+	encap(hm, k1[32:])
+	hm.Write(skin[:len(skin)-32])
+	if !hmac.Equal(hm.Sum(nil), mac) {
+		return nil, nil, fmt.Errorf("ntor v3 client MAC does not match")
+	}
+	cm := make([]byte, len(encMsg))
+	aesCTR(k1[:32], cm, encMsg)
+	sm := respond(cm)
+
+	var ysec [32]byte
+	rand.Read(ysec[:])
+	y, _ := curve25519.X25519(ysec[:], curve25519.Basepoint)
+	xy, err := curve25519.X25519(ysec[:], x)
+	if err != nil {
+		return nil, nil, err
+	}
+	hs, hv := sha3.New256(), sha3.New256()
+	encap(hs, []byte(proto+":key_seed"))
+	encap(hv, []byte(proto+":verify"))
+	for _, b := range [][]byte{xy, xb, k.ed[:], k.ntorPub[:], x, y, []byte(proto)} {
+		hs.Write(b)
+		hv.Write(b)
+	}
+	encap(hs, ver)
+	encap(hv, ver)
+	seed, verify := hs.Sum(nil), hv.Sum(nil)
+	fin := sha3.NewSHAKE256()
+	encap(fin, []byte(proto+":kdf_final"))
+	fin.Write(seed)
+	encKey := make([]byte, 32)
+	fin.Read(encKey)
+	keys := make([]byte, handshake.KeyMaterialLen)
+	fin.Read(keys)
+	encSM := make([]byte, len(sm))
+	aesCTR(encKey, encSM, sm)
+	ha := sha3.New256()
+	encap(ha, []byte(proto+":auth_final"))
+	for _, b := range [][]byte{verify, k.ed[:], k.ntorPub[:], y, x, mac} {
+		ha.Write(b)
+	}
+	encap(ha, encSM)
+	ha.Write([]byte(proto + "Server"))
+	reply := append(append(append([]byte{}, y...), ha.Sum(nil)...), encSM...)
+	km, err := handshake.KeyMaterialFromRFC5869(keys)
+	return reply, km, err
+}
+
+func aesCTR(key, dst, src []byte) {
+	blk, err := aes.NewCipher(key)
+	if err != nil {
+		panic(err)
+	}
+	cipher.NewCTR(blk, make([]byte, aes.BlockSize)).XORKeyStream(dst, src)
 }
 
 func (f *fakeNet) loop() {
@@ -311,17 +488,16 @@ func (f *fakeNet) handle(c *cell.Cell) {
 			return
 		}
 		m, err := cell.ParseCreate2(c.Payload[:])
-		if err != nil || m.HandshakeType != cell.HandshakeNtor {
+		if err != nil {
 			f.violation("bad CREATE2: %v", err)
 			return
 		}
-		reply, km, err := ntorServer(m.HandshakeData, f.first)
+		reply, err := f.serveHandshake(m.HandshakeType, m.HandshakeData, f.first)
 		if err != nil {
 			f.violation("CREATE2: %v", err)
 			f.destroy(cell.DestroyProtocol)
 			return
 		}
-		f.addHop(f.first, km)
 		r := f.pool.Get()
 		r.Command = cell.Created2
 		(&cell.Created2Msg{HandshakeData: reply}).MarshalTo(&r.Payload)
@@ -391,14 +567,13 @@ func (f *fakeNet) handleRelay(i int, c *cell.Cell) {
 			f.violation("EXTEND2 to unknown relay")
 			return
 		}
-		reply, km, err := ntorServer(m.HandshakeData, target)
+		reply, err := f.serveHandshake(m.HandshakeType, m.HandshakeData, target)
 		if err != nil {
 			f.violation("EXTEND2 handshake: %v", err)
 			return
 		}
 		msg := cell.Created2Msg{HandshakeData: reply}
 		f.relayToClient(i, cell.RelayExtended2, 0, msg.AppendTo(nil))
-		f.addHop(target, km)
 	case cell.RelayBegin, cell.RelayBeginDir:
 		port := uint16(0)
 		if cmd == cell.RelayBegin {
@@ -415,7 +590,7 @@ func (f *fakeNet) handleRelay(i int, c *cell.Cell) {
 			f.relayToClient(i, cell.RelayEnd, sid, []byte{byte(r)})
 			return
 		}
-		st := &fakeStream{hop: i, packageWindow: StreamWindowStart, deliverWindow: StreamWindowStart}
+		st := &fakeStream{hop: i, packageWindow: StreamWindowStart, deliverWindow: StreamWindowStart, stopReading: f.noEcho}
 		f.streams[sid] = st
 		if cmd == cell.RelayBegin {
 			f.relayToClient(i, cell.RelayConnected, sid, []byte{127, 0, 0, 1, 0, 0, 0, 60})
@@ -433,6 +608,10 @@ func (f *fakeNet) handleRelay(i int, c *cell.Cell) {
 	case cell.RelayData:
 		if f.onData != nil {
 			f.onData(body, c.Payload[cell.RelayHeaderLen+len(body):])
+		}
+		if h.cc {
+			f.ccDataFromClient(i, h, sid, body)
+			return
 		}
 		h.deliverWindow--
 		if h.deliverWindow < 0 {
@@ -471,6 +650,32 @@ func (f *fakeNet) handleRelay(i int, c *cell.Cell) {
 		if !st.stopReading {
 			st.out = append(st.out, body...)
 		}
+	case relayXoff, relayXon:
+		st := f.streams[sid]
+		if !h.cc {
+			f.violation("%s on stream %d without flow control", cmd, sid)
+			return
+		}
+		if cmd == relayXon && len(body) == 5 {
+			f.xonRates = append(f.xonRates, binary.BigEndian.Uint32(body[1:]))
+		}
+		if st == nil {
+			return // a stream the relay ended
+		}
+		if cmd == relayXoff {
+			if len(body) != 1 || body[0] != 0 {
+				f.violation("bad XOFF body %x", body)
+			}
+			st.xoffs++
+			st.xoff = true
+		} else {
+			if len(body) != 5 || body[0] != 0 {
+				f.violation("bad XON body %x", body)
+			}
+			st.xons++
+			st.xonRates = append(st.xonRates, binary.BigEndian.Uint32(body[1:]))
+			st.xoff = false
+		}
 	case cell.RelaySendme:
 		if sid == 0 {
 			if len(body) < 23 || body[0] != 1 {
@@ -485,8 +690,16 @@ func (f *fakeNet) handleRelay(i int, c *cell.Cell) {
 				f.violation("circuit SENDME digest mismatch")
 			}
 			h.sentDigests = h.sentDigests[1:]
-			h.packageWindow += CircWindowInc
+			if h.cc {
+				h.inflight -= h.inc
+			} else {
+				h.packageWindow += CircWindowInc
+			}
 			h.clientSendmes.Add(1)
+			return
+		}
+		if h.cc {
+			f.violation("stream SENDME on a congestion-controlled hop")
 			return
 		}
 		if st := f.streams[sid]; st != nil {
@@ -517,7 +730,13 @@ func (f *fakeNet) handleRelay(i int, c *cell.Cell) {
 func (f *fakeNet) pump() {
 	for sid, st := range f.streams {
 		h := f.hops[st.hop]
-		for len(st.out) > 0 && st.packageWindow > 0 && h.packageWindow > 0 {
+		can := func() bool {
+			if h.cc {
+				return !st.xoff && h.inflight < h.cwnd
+			}
+			return st.packageWindow > 0 && h.packageWindow > 0
+		}
+		for len(st.out) > 0 && can() {
 			n := min(len(st.out), cell.RelayDataLen)
 			f.relayToClient(st.hop, cell.RelayData, sid, st.out[:n])
 			st.out = st.out[n:]
@@ -529,4 +748,42 @@ func (f *fakeNet) pump() {
 			delete(f.streams, sid)
 		}
 	}
+}
+
+// ccDataFromClient handles a DATA cell from the client on hop i, which
+// uses congestion control: a SENDME for every inc cells, no stream window.
+func (f *fakeNet) ccDataFromClient(i int, h *fakeHop, sid uint16, body []byte) {
+	h.recvCount++
+	if h.recvCount%h.inc == 0 {
+		var d [20]byte
+		h.layer.ForwardDigest(&d)
+		ack := func() {
+			f.relayToClient(i, cell.RelaySendme, 0, append([]byte{1, 0, 20}, d[:]...))
+			h.sendmesToCli.Add(1)
+		}
+		if f.ccHoldAcks {
+			var at int64
+			if f.clock != nil {
+				at = f.clock.Load()
+			}
+			f.heldAcks = append(f.heldAcks, heldAck{at: at, send: ack})
+		} else {
+			ack()
+		}
+	}
+	st := f.streams[sid]
+	if st == nil {
+		return
+	}
+	st.received = append(st.received, body...)
+	st.receivedCells++
+	if !st.stopReading {
+		st.out = append(st.out, body...)
+	}
+}
+
+// heldAck is a SENDME the relay holds back (fakeNet.ccHoldAcks).
+type heldAck struct {
+	at   int64 // the test clock when the cell it answers arrived
+	send func()
 }
