@@ -19,10 +19,17 @@ import (
 func TestTinytorLearnedTimeout(t *testing.T) {
 	n := RequireNetwork(t)
 	data := t.TempDir()
-	// 100 builds of 10-100 ms, like loopback circuits.
+	// 100 builds of 400 ms to 1.5 s: slower than circuits on the test
+	// network even with --latency-ms 50, so that the streams below do not
+	// depend on the measurement circuits. (A history much faster than the
+	// network makes nearly every build time out before its first hop,
+	// which the network-change rule does not count; C tor then waits for
+	// measurement circuits to move the fit, as tinytor does, but its
+	// streams wait up to SocksTimeout for that while tinytor's Dial tries
+	// 6 builds.)
 	seed := "TotalBuildTimes 100\nCircuitBuildAbandonedCount 0\n" +
-		"CircuitBuildTimeBin 15 20\nCircuitBuildTimeBin 25 40\nCircuitBuildTimeBin 35 25\n" +
-		"CircuitBuildTimeBin 45 10\nCircuitBuildTimeBin 95 5\n"
+		"CircuitBuildTimeBin 405 20\nCircuitBuildTimeBin 505 40\nCircuitBuildTimeBin 605 25\n" +
+		"CircuitBuildTimeBin 705 10\nCircuitBuildTimeBin 1505 5\n"
 	st, err := state.Open(data, state.Options{})
 	if err != nil {
 		t.Fatal(err)
