@@ -334,6 +334,12 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	defer out.close()
 	c.out = out
+	switch {
+	case len(out.transports) > 0:
+		c.boot.ConnectVia(event.PhaseConnPT)
+	case out.proxy != nil:
+		c.boot.ConnectVia(event.PhaseConnProxy)
+	}
 	c.dirs.LoadCache()
 	if err := c.bootstrap(ctx); err != nil {
 		if ctx.Err() != nil {

@@ -19,6 +19,17 @@ type Reporter struct {
 
 	mu     sync.Mutex
 	status event.Bootstrap
+	via    event.Phase // replaces PhaseConn; see ConnectVia
+}
+
+// ConnectVia makes connections to relays go through a pluggable
+// transport (PhaseConnPT) or an upstream proxy (PhaseConnProxy): as in C
+// tor, that phase is reported instead of PhaseConn, and the dialer
+// reports the matching "done" phase.
+func (r *Reporter) ConnectVia(p event.Phase) {
+	r.mu.Lock()
+	r.via = p
+	r.mu.Unlock()
 }
 
 // New returns a Reporter at PhaseStarting that logs to log and publishes
@@ -33,6 +44,9 @@ func New(log *torlog.Logger, bus *event.Bus) *Reporter {
 // Reach records that phase p was reached and logs it as C tor does.
 func (r *Reporter) Reach(p event.Phase) {
 	r.mu.Lock()
+	if p == event.PhaseConn && r.via.Tag != "" {
+		p = r.via
+	}
 	if p.Percent <= r.status.Phase.Percent {
 		r.mu.Unlock()
 		return

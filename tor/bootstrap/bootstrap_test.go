@@ -46,3 +46,22 @@ func TestReporterLogsForwardOnly(t *testing.T) {
 		t.Errorf("subscribers saw %v, want 4 events", seen)
 	}
 }
+
+func TestConnectVia(t *testing.T) {
+	var bus event.Bus
+	var got []string
+	stop := bus.Subscribe(func(ev event.Event) {
+		if b, ok := ev.(event.Bootstrap); ok {
+			got = append(got, b.Phase.Tag)
+		}
+	})
+	defer stop()
+	r := New(nil, &bus)
+	r.ConnectVia(event.PhaseConnProxy)
+	r.Reach(event.PhaseConn)
+	r.Reach(event.PhaseConnDoneProxy)
+	r.Reach(event.PhaseConnDone)
+	if want := "conn_proxy conn_done_proxy conn_done"; strings.Join(got, " ") != want {
+		t.Errorf("phases %q, want %q", got, want)
+	}
+}
