@@ -287,7 +287,8 @@ func TestTinytorBridgeObfs4(t *testing.T) {
 	lines := []string{"UseBridges 1", "ClientTransportPlugin obfs4 exec " + pt, "Bridge " + line}
 	bin := tinytorBinary(t, "")
 	start := time.Now()
-	p := startTinytor(t, n, bin, dataDir, nil, lines...)
+	metricsAddr := freePort(t)
+	p := startTinytor(t, n, bin, dataDir, nil, append(lines, "MetricsPort "+metricsAddr.String())...)
 	w := watchPeers(p.cmd.Process.Pid)
 	cold := waitBootstrapped(t, p, start)
 	mustGetMarker(t, p, n, n.URLMarker)
@@ -348,6 +349,13 @@ func TestTinytorBridgeObfs4(t *testing.T) {
 	mustGetMarker(t, p, n, n.URLMarker)
 	if k := children(p.cmd.Process.Pid); len(k) != 1 || k[0] == kids[0] {
 		t.Errorf("children after the restart: %v (the killed one was %d)", k, kids[0])
+	}
+	page := scrape(t, metricsAddr)
+	if v := metricValue(t, page, "tinytor_transport_restarts_total"); v != 1 {
+		t.Errorf("tinytor_transport_restarts_total = %v, want 1", v)
+	}
+	if v := metricValue(t, page, "tinytor_transports_running"); v != 1 {
+		t.Errorf("tinytor_transports_running = %v, want 1", v)
 	}
 
 	// The bridge restarts.
