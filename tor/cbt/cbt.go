@@ -23,7 +23,7 @@
 //
 //	CircuitBuildTimeBin <bin midpoint in ms> <count>
 //	...
-//	CircuitBuildAbandonedCount <n>
+//	CircuitBuildAbandonedCount <n>   (left out when 0)
 //	TotalBuildTimes <n>
 //
 // and shuffled when read back, so that old values still expire in a
@@ -749,9 +749,9 @@ func (e *Estimator) publish(ev *event.BuildTimeoutSet) {
 }
 
 // MarshalState returns the history as the lines C tor writes in its
-// state file (circuit_build_times_update_state), in C tor 0.4.9's order:
-// one CircuitBuildTimeBin line per non-empty bin, then
-// CircuitBuildAbandonedCount and TotalBuildTimes.
+// state file (circuit_build_times_update_state), as C tor 0.4.9 writes
+// them: one CircuitBuildTimeBin line per non-empty bin, then
+// CircuitBuildAbandonedCount (left out when 0) and TotalBuildTimes.
 func (e *Estimator) MarshalState() []byte {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -771,7 +771,10 @@ func (e *Estimator) marshalLocked() []byte {
 			b = fmt.Appendf(b, "CircuitBuildTimeBin %d %d\n", binMS(i), n)
 		}
 	}
-	return fmt.Appendf(b, "CircuitBuildAbandonedCount %d\nTotalBuildTimes %d\n", aband, e.total)
+	if aband > 0 { // 0 is the default, which C tor leaves out
+		b = fmt.Appendf(b, "CircuitBuildAbandonedCount %d\n", aband)
+	}
+	return fmt.Appendf(b, "TotalBuildTimes %d\n", e.total)
 }
 
 // stateIfLocked returns the state to write when save is set and a store

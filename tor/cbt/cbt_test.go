@@ -693,3 +693,26 @@ func TestAgainstCTor(t *testing.T) {
 	}
 	t.Logf("one bin: alpha %f (C tor: -1172812402961066.750000)", e.alpha)
 }
+
+// TestWritesAsCTor: the history lines C tor 0.4.9.11 wrote in its state
+// file (other lines removed; the second after learning on the test
+// network with --latency-ms 25) come back byte for byte.
+func TestWritesAsCTor(t *testing.T) {
+	for _, ctor := range []string{
+		"CircuitBuildTimeBin 155 10\nCircuitBuildTimeBin 185 22\nCircuitBuildTimeBin 205 30\nCircuitBuildTimeBin 235 25\n" +
+			"CircuitBuildTimeBin 265 18\nCircuitBuildTimeBin 305 12\nCircuitBuildTimeBin 355 9\nCircuitBuildTimeBin 425 8\n" +
+			"CircuitBuildTimeBin 515 6\nCircuitBuildTimeBin 705 5\nCircuitBuildTimeBin 995 4\nCircuitBuildTimeBin 1505 3\n" +
+			"CircuitBuildTimeBin 2995 2\nCircuitBuildTimeBin 7005 2\nCircuitBuildAbandonedCount 4\nTotalBuildTimes 160\n",
+		"CircuitBuildTimeBin 305 2\nCircuitBuildTimeBin 315 91\nCircuitBuildTimeBin 325 34\nCircuitBuildTimeBin 335 24\n" +
+			"CircuitBuildTimeBin 345 11\nCircuitBuildTimeBin 355 8\nCircuitBuildTimeBin 365 3\nCircuitBuildTimeBin 375 1\n" +
+			"CircuitBuildTimeBin 385 3\nCircuitBuildTimeBin 405 1\nCircuitBuildTimeBin 435 2\nTotalBuildTimes 180\n",
+	} {
+		e, _ := newTest(t, Options{})
+		if err := e.LoadState([]byte(ctor)); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(e.MarshalState()); got != ctor {
+			t.Errorf("wrote\n%s\nC tor wrote\n%s", got, ctor)
+		}
+	}
+}
