@@ -12,6 +12,8 @@ import (
 	"tinytor/tor/cell"
 	"tinytor/tor/chanmgr"
 	"tinytor/tor/circuit"
+	"tinytor/tor/dir"
+	"tinytor/tor/dirmgr"
 	"tinytor/tor/event"
 	"tinytor/tor/guard"
 	"tinytor/tor/link"
@@ -70,6 +72,8 @@ func (m *Manager) buildExit(ctx context.Context, ports ...uint16) (*built, error
 	for i, n := range hops {
 		specs[i] = hopSpec{hop: HopInfo(n), node: n}
 	}
+	// Congestion control with the exit (proposal 324 10.1).
+	specs[len(specs)-1].hop.CongestionControl = wantCongestionControl(d, hops[len(hops)-1])
 	b, err := m.buildHops(ctx, specs, "GENERAL", h, nil)
 	if err != nil {
 		m.failed.Add(1)
@@ -165,6 +169,9 @@ func (m *Manager) buildHops(ctx context.Context, specs []hopSpec, purpose string
 	p.Reach(event.PhaseAPHandshakeDone)
 	p.Reach(event.PhaseCircuitCreate)
 	cfg := circuit.Config{Pool: m.cfg.Pool, Log: m.cfg.Log, SendmeAcceptMinVersion: m.cfg.Dir().SendmeAcceptMinVersion(), Control: control}
+	if specs[len(specs)-1].hop.CongestionControl {
+		cfg.CC = ccParams(m.cfg.Dir())
+	}
 	circ, err := circuit.Create(ctx, chanmgr.Circuits(ch), specs[0].hop, cfg)
 	if err != nil {
 		return fail(fmt.Errorf("CREATE2 to %s (%X): %w", entry.Nickname, entry.Identity, err))
@@ -202,6 +209,28 @@ func (m *Manager) buildHops(ctx context.Context, specs []hopSpec, purpose string
 		report()
 	}()
 	return &built{circ: circ, id: info.ID}, nil
+}
+
+// ccParams are the consensus parameters of congestion control.
+func ccParams(d *dirmgr.NetDir) *circuit.CCParams {
+	var p circuit.CCParams
+	if d == nil || d.Consensus == nil {
+		p = circuit.DefaultCCParams()
+	} else {
+		p = circuit.CCParamsFrom(d.Consensus.Param)
+	}
+	return &p
+}
+
+// wantCongestionControl reports whether a circuit ending at exit asks it
+// for congestion control, as C tor does: the consensus cc_alg is not 0
+// and the exit advertises FlowCtrl=2 and Relay=4 (ntor v3).
+func wantCongestionControl(d *dirmgr.NetDir, exit *path.Node) bool {
+	if exit == nil || exit.Relay == nil || !exit.MD.HasEd25519 {
+		return false
+	}
+	pr := exit.Relay.Protocols
+	return ccParams(d).Enabled() && pr.Supports(dir.ProtoFlowCtrl, 2) && pr.Supports(dir.ProtoRelay, 4)
 }
 
 // circReason maps a circuit error to a control-spec CIRC reason.

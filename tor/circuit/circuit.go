@@ -777,7 +777,12 @@ func (c *Circuit) handleCircSendme(hopIdx int, body []byte) error {
 		if version == 1 && subtle.ConstantTimeCompare(m.digest[:], digest) != 1 {
 			return fmt.Errorf("circuit SENDME from hop %d carries the wrong digest: %w", hopIdx+1, ErrProtocol)
 		}
+		ss := cc.inSlowStart
 		cc.onSendme(c.now(), m.at, c.activeLocked(hopIdx))
+		if ss && !cc.inSlowStart {
+			c.log.Infof("Circuit %d: congestion control (TOR_VEGAS) left slow start: cwnd %d cells, RTT min %d ms, ewma %d ms, BDP %d cells",
+				c.id, cc.cwnd, cc.minRTT/1000, cc.ewmaRTT/1000, cc.bdpCwnd)
+		}
 		c.wakeLocked()
 		return nil
 	}

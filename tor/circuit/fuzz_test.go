@@ -52,3 +52,19 @@ func FuzzParseSendme(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseFlowControl(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 100})
+	f.Add([]byte{0})
+	f.Add([]byte{1, 0, 0, 0, 0})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		kbps, err := parseXon(b)
+		if err == nil && (len(b) < 5 || b[0] != 0 || kbps != uint32(b[1])<<24|uint32(b[2])<<16|uint32(b[3])<<8|uint32(b[4])) {
+			t.Fatalf("XON %x parsed as rate %d", b, kbps)
+		}
+		if err := parseXoff(b); err == nil && (len(b) < 1 || b[0] != 0) {
+			t.Fatalf("XOFF %x accepted", b)
+		}
+	})
+}
