@@ -123,6 +123,11 @@ type Config struct {
 	// NewCircuitPeriod (interval): consider building a new circuit this
 	// often. Default 30 seconds.
 	NewCircuitPeriod time.Duration
+	// CircuitStreamTimeout (interval): how long a stream waits for the
+	// exit's (or onion service's) answer to its BEGIN before it is tried
+	// on another circuit. 0 (the default, as in C tor) means C tor's
+	// rule: 10 seconds for the first two tries, 15 seconds after.
+	CircuitStreamTimeout time.Duration
 	// ClientUseIPv4 (0|1): connect to relays over IPv4. Default 1.
 	ClientUseIPv4 bool
 	// ClientUseIPv6 (0|1): connect to relays over IPv6. Default 0.

@@ -229,6 +229,7 @@ var options = []option{
 	boolOpt("LearnCircuitBuildTimeout", "1", func(c *Config) *bool { return &c.LearnCircuitBuildTimeout }),
 	intervalOpt("MaxCircuitDirtiness", "10 minutes", func(c *Config) *time.Duration { return &c.MaxCircuitDirtiness }),
 	intervalOpt("NewCircuitPeriod", "30 seconds", func(c *Config) *time.Duration { return &c.NewCircuitPeriod }),
+	intervalOpt("CircuitStreamTimeout", "0", func(c *Config) *time.Duration { return &c.CircuitStreamTimeout }),
 	boolOpt("ClientUseIPv4", "1", func(c *Config) *bool { return &c.ClientUseIPv4 }),
 	boolOpt("ClientUseIPv6", "0", func(c *Config) *bool { return &c.ClientUseIPv6 }),
 	{name: "ClientRejectInternalAddresses", defFn: testingDefault("1", "0"), apply: func(b *builder, v string) error {
