@@ -99,7 +99,7 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 	avoid := map[*circmgr.Exit]bool{}
 	var lastErr error
 	var lastReason cell.EndReason
-	builds := 0
+	builds, timeouts := 0, 0
 	for attempt := 0; attempt < maxStreamAttempts; attempt++ {
 		e := c.circs.Take(port, isoKey(iso), avoid)
 		if e == nil {
@@ -121,7 +121,26 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 		}
 		info.Status, info.CircID = "SENTCONNECT", e.ID
 		report()
-		st, err := e.Circ.OpenStream(ctx, host, port, 0)
+		cutoff := c.streamTimeout(timeouts)
+		actx, cancel, timedOut := attemptContext(ctx, cutoff)
+		st, err := e.Circ.OpenStream(actx, host, port, 0)
+		cancel()
+		if timedOut(err) {
+			// The exit (or a relay before it) is silent: stop using the
+			// circuit for new streams and try another (C tor's
+			// connection_ap_expire_beginning).
+			c.circs.Retire(e)
+			c.circs.Release(e)
+			avoid[e] = true
+			timeouts++
+			lastErr = fmt.Errorf("no answer to BEGIN within %s: %w", cutoff, context.DeadlineExceeded)
+			c.log.Logf(streamTimeoutSeverity(cutoff), "We tried for %d seconds to connect to '%s' using exit %s. Retrying on a new circuit.",
+				int(cutoff.Seconds()), target, e.Last.Nickname)
+			info.Status, info.Reason = "DETACHED", "TIMEOUT"
+			report()
+			info.Reason = ""
+			continue
+		}
 		if err == nil {
 			info.Status = "SUCCEEDED"
 			report()
@@ -148,7 +167,7 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 	info.Status, info.Reason = "FAILED", "MISC"
 	if lastReason != 0 {
 		info.Reason = lastReason.String()
-	} else if ctx.Err() != nil {
+	} else if ctx.Err() != nil || errors.Is(lastErr, context.DeadlineExceeded) {
 		info.Reason = "TIMEOUT"
 	}
 	report()
@@ -257,16 +276,33 @@ func (c *Client) resolve(ctx context.Context, host string, iso any) ([]circuit.A
 // resolveOn takes or builds a circuit for iso and asks its exit; sent is
 // called with the circuit's ID when the RESOLVE cell goes out.
 func (c *Client) resolveOn(ctx context.Context, host string, iso any, sent func(circID uint64)) ([]circuit.Answer, error) {
-	e := c.circs.Take(80, isoKey(iso), nil)
-	if e == nil {
-		var err error
-		if e, err = c.circs.Build(ctx, isoKey(iso), 80); err != nil {
-			return nil, err
+	avoid := map[*circmgr.Exit]bool{}
+	var lastErr error
+	for retries := 0; retries < maxStreamAttempts; retries++ {
+		e := c.circs.Take(80, isoKey(iso), avoid)
+		if e == nil {
+			var err error
+			if e, err = c.circs.Build(ctx, isoKey(iso), 80); err != nil {
+				return nil, err
+			}
 		}
+		sent(e.ID)
+		cutoff := c.streamTimeout(retries)
+		actx, cancel, timedOut := attemptContext(ctx, cutoff)
+		answers, err := e.Circ.Resolve(actx, host)
+		cancel()
+		c.circs.Release(e)
+		if !timedOut(err) {
+			return answers, err
+		}
+		// A silent exit, as for BEGIN: retire the circuit, ask another.
+		c.circs.Retire(e)
+		avoid[e] = true
+		lastErr = fmt.Errorf("no answer to RESOLVE within %s: %w", cutoff, context.DeadlineExceeded)
+		c.log.Logf(streamTimeoutSeverity(cutoff), "We tried for %d seconds to resolve '%s' using exit %s. Retrying on a new circuit.",
+			int(cutoff.Seconds()), host, e.Last.Nickname)
 	}
-	defer c.circs.Release(e)
-	sent(e.ID)
-	return e.Circ.Resolve(ctx, host)
+	return nil, lastErr
 }
 
 // reverseName is the in-addr.arpa / ip6.arpa name of a.
