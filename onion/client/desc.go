@@ -80,9 +80,13 @@ func (c *Client) descriptor(ctx context.Context, a addr.Address) (*desc.Descript
 	now := c.cfg.Now()
 	c.mu.Lock()
 	if e := c.descs[bk]; e != nil {
-		if now.Before(e.expires) {
+		powExpired := e.d.Inner.PoW != nil && e.d.Inner.PoW.Expired(now)
+		if now.Before(e.expires) && !powExpired {
 			c.mu.Unlock()
 			return e.d, nil
+		}
+		if powExpired {
+			c.log.Infof("Descriptor PoW parameters have expired.")
 		}
 		delete(c.descs, bk)
 	}

@@ -280,6 +280,12 @@ func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descrip
 			if errors.As(err, &oe) && oe.Kind == RendFailed {
 				return nil, err
 			}
+			if !final {
+				// Unreachable (C tor's INTRO_POINT_FAILURE_UNREACHABLE):
+				// the next try solves a harder puzzle when the service
+				// asks for proof of work.
+				c.noteUnreachable(a.Key, ip.AuthKey)
+			}
 			if errors.As(err, &oe) && oe.Kind == IntroTimeout {
 				timedOut = true
 			}
@@ -302,6 +308,18 @@ func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descrip
 // than being unreachable).
 func (c *Client) introduce(ctx context.Context, a addr.Address, d *desc.Descriptor, ip *desc.IntroPoint, t circmgr.Target,
 	getRend func() (*rendPoint, error)) (joined *circuit.Circuit, final bool, err error) {
+	// Solve the service's puzzle, if it asks for one, while the
+	// introduction circuit is built (C tor solves once it is built).
+	var powExt chan powResult
+	if in, ok := c.powInput(a.Key, d, ip); ok {
+		pctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		powExt = make(chan powResult, 1)
+		go func() {
+			ext, err := c.solvePoW(pctx, a.Host()[:8], in)
+			powExt <- powResult{ext, err}
+		}()
+	}
 	ack := make(chan []byte, 1)
 	ic, err := c.cfg.Net.BuildCircuitTo(ctx, t, circmgr.Options{Purpose: "HS_CLIENT_INTRO", Control: func(_ int, cmd cell.RelayCommand, _ uint16, data []byte) {
 		if cmd == cell.RelayIntroduceAck {
@@ -323,7 +341,24 @@ func (c *Client) introduce(ctx context.Context, a addr.Address, d *desc.Descript
 	if err != nil {
 		return nil, true, errorf(IntroFailed, a.String(), "hs-ntor: %w", err)
 	}
+	var exts []hscell.Extension
+	if powExt != nil {
+		var res powResult
+		select {
+		case res = <-powExt:
+		case <-ic.Done():
+			return nil, false, errorf(IntroFailed, a.String(), "introduction circuit closed while solving the proof of work: %w", ic.Err())
+		}
+		if res.err != nil {
+			if err := ctx.Err(); err != nil {
+				return nil, true, err
+			}
+			return nil, true, errorf(IntroFailed, a.String(), "proof of work: %w", res.err)
+		}
+		exts = append(exts, res.ext)
+	}
 	body, err := hscell.BuildIntroduce1(hs, ip.AuthKey, &hscell.IntroducePlaintext{
+		Extensions:   exts,
 		Cookie:       rp.cookie,
 		OnionKeyType: hscell.OnionKeyTypeNtor,
 		OnionKey:     rp.node.MD.NtorOnionKey,

@@ -311,6 +311,9 @@ type Inner struct {
 	// FlowControl holds the flow-control line's arguments ("1-2", "31"),
 	// nil if absent.
 	FlowControl []string
+	// PoW is the "pow-params v1" line (proposal 327), nil if absent.
+	// Lines of other proof-of-work types are ignored.
+	PoW         *PoWParams
 	IntroPoints []IntroPoint
 	// Skipped says why introduction points were left out (as C tor does,
 	// an unusable introduction point does not invalidate the descriptor).
@@ -360,6 +363,10 @@ func ParseInner(plain []byte, signingKey ed25519.PublicKey, now time.Time) (*Inn
 			}
 			for _, a := range it.Args {
 				in.FlowControl = append(in.FlowControl, string(a))
+			}
+		case "pow-params":
+			if err := parsePoWParams(t, &it, &in.PoW); err != nil {
+				return nil, err
 			}
 		}
 	}
