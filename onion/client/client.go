@@ -27,6 +27,7 @@ import (
 	"tinytor/tor"
 	"tinytor/tor/circmgr"
 	"tinytor/tor/circuit"
+	"tinytor/tor/config"
 	"tinytor/tor/event"
 	"tinytor/tor/path"
 	"tinytor/tor/torlog"
@@ -63,6 +64,12 @@ type Config struct {
 	// the client also hears event.NewNym and purges its state (Purge).
 	// Nil publishes nothing.
 	Events *event.Bus
+	// StreamTimeout is CircuitStreamTimeout: how long a stream waits for
+	// the service's answer to its BEGIN before the rendezvous circuit is
+	// given up and the stream tried on a new one. 0 means the
+	// CircuitStreamTimeout of Net's configuration when Net has one
+	// (*tor.Client), else C tor's rule (10 s, 15 s from the third try).
+	StreamTimeout time.Duration
 	// PoWSolvers bounds the proof-of-work puzzles solved at once (each
 	// holds a 1.5 MB solver, kept for reuse); 0 means 1. Introductions
 	// waiting for a solver wait for their turn; other circuits never do.
@@ -77,6 +84,9 @@ const (
 	maxIntroCircuitRetries = 3
 	// maxRendAttempts bounds rendezvous circuits per connection.
 	maxRendAttempts = 3
+	// maxRendStreamAttempts bounds the rendezvous circuits one stream is
+	// tried on (after a circuit died or stayed silent).
+	maxRendStreamAttempts = 3
 	// hsdirTimeout bounds one descriptor fetch from one HSDir.
 	hsdirTimeout = 30 * time.Second
 	// introAckTimeout bounds the wait for INTRODUCE_ACK.
@@ -108,6 +118,18 @@ type Client struct {
 	intros  map[introKey]*introState    // introduction point failures
 	unsub   func()                      // from the event bus
 	solvers *solverPool                 // proof-of-work solvers
+
+	// connectRend joins a rendezvous circuit to a service (c.connect;
+	// tests replace it).
+	connectRend func(ctx context.Context, a addr.Address) (rendCirc, error)
+}
+
+// rendCirc is what streams need of a rendezvous circuit
+// (*circuit.Circuit).
+type rendCirc interface {
+	OpenStream(ctx context.Context, host string, port uint16, flags circuit.BeginFlags) (*circuit.Stream, error)
+	Err() error
+	Close() error
 }
 
 // New returns a Client.
@@ -146,6 +168,13 @@ func New(cfg Config) (*Client, error) {
 		intros:  map[introKey]*introState{},
 		unsub:   func() {},
 		solvers: newSolverPool(cfg.PoWSolvers),
+	}
+	c.connectRend = func(ctx context.Context, a addr.Address) (rendCirc, error) {
+		circ, err := c.connect(ctx, a)
+		if err != nil {
+			return nil, err
+		}
+		return circ, nil
 	}
 	if cfg.Events != nil {
 		c.unsub = cfg.Events.Subscribe(func(e event.Event) {
@@ -212,7 +241,7 @@ type rendKey struct {
 // service.
 type rendEntry struct {
 	ready chan struct{} // closed once circ or err is set
-	circ  *circuit.Circuit
+	circ  rendCirc
 	err   error
 
 	// Guarded by Client.mu.
@@ -252,13 +281,14 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 	}
 	key := rendKey{svc: a.Key, iso: iso}
 	var lastErr error
-	for attempt := 0; attempt < 2; attempt++ {
+	timeouts := 0
+	for attempt := 0; attempt < maxRendStreamAttempts; attempt++ {
 		e, owner, err := c.rendFor(key)
 		if err != nil {
 			return nil, err
 		}
 		if owner {
-			circ, err := c.connect(ctx, a)
+			circ, err := c.connectRend(ctx, a)
 			c.finish(key, e, circ, err)
 		}
 		select {
@@ -271,7 +301,21 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 			c.release(e)
 			return nil, e.err
 		}
-		s, err := e.circ.OpenStream(ctx, "", port, 0)
+		cutoff := c.streamTimeout(timeouts)
+		sctx, cancel := context.WithTimeout(ctx, cutoff)
+		s, err := e.circ.OpenStream(sctx, "", port, 0)
+		cancel()
+		if err != nil && ctx.Err() == nil && errors.Is(sctx.Err(), context.DeadlineExceeded) {
+			// The rendezvous circuit is silent: no stream of this
+			// isolation key may use it again; meet the service anew.
+			c.release(e)
+			c.drop(key, e)
+			timeouts++
+			lastErr = fmt.Errorf("no answer to BEGIN within %s", cutoff)
+			c.log.Noticef("Rend stream to %s got no answer within %d seconds. Retrying on a new rendezvous circuit.",
+				a.Host()[:8], int(cutoff.Seconds()))
+			continue
+		}
 		if err != nil {
 			var se *circuit.StreamEndError
 			if errors.As(err, &se) {
@@ -290,6 +334,21 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 		return &stream{Stream: s, release: func() { c.release(e) }}, nil
 	}
 	return nil, &Error{Kind: RendFailed, Addr: a.String(), Err: lastErr}
+}
+
+// streamTimeout is how long the attempt of a stream that already timed
+// out retries times waits for the service's answer (Config.StreamTimeout,
+// else the network's CircuitStreamTimeout, else C tor's rule).
+func (c *Client) streamTimeout(retries int) time.Duration {
+	conf := c.cfg.StreamTimeout
+	if conf <= 0 {
+		if n, ok := c.cfg.Net.(interface{ Config() *config.Config }); ok {
+			if cc := n.Config(); cc != nil {
+				conf = cc.CircuitStreamTimeout
+			}
+		}
+	}
+	return tor.StreamRetryTimeout(conf, retries)
 }
 
 // rendFor returns the live rendezvous entry for key with a stream slot
@@ -319,7 +378,7 @@ func (c *Client) rendFor(key rendKey) (e *rendEntry, owner bool, err error) {
 }
 
 // finish records the outcome of building e's circuit.
-func (c *Client) finish(key rendKey, e *rendEntry, circ *circuit.Circuit, err error) {
+func (c *Client) finish(key rendKey, e *rendEntry, circ rendCirc, err error) {
 	c.mu.Lock()
 	e.circ, e.err = circ, err
 	if err != nil {
