@@ -1,0 +1,291 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"tinytor/onion/addr"
+	"tinytor/onion/keys"
+)
+
+// TestOnionPoWClient (issue 14 item 2): a C tor onion service with
+// HiddenServicePoWDefensesEnabled and a queue rate of 1/s is flooded with
+// introductions (effort 0) by three C tor clients until its suggested
+// effort (MetricsPort tor_hs_pow_suggested_effort, recomputed every 300 s
+// by C tor, HS_UPDATE_PERIOD is not shortened on test networks) is above
+// zero and the descriptor is republished; then a fresh tinytor and a fresh
+// C tor client reach it during the flood. The service's info log must
+// show tinytor's introduction enqueued with a non-zero effort.
+//
+// It takes 6 to 12 minutes: skipped under -short. TINYTOR_POW_WAIT (a Go
+// duration, default 12m) bounds the wait for the suggested effort.
+func TestOnionPoWClient(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the suggested effort needs at least 5 minutes of flood")
+	}
+	n := RequireNetwork(t)
+	wait := 12 * time.Minute
+	if v := os.Getenv("TINYTOR_POW_WAIT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("TINYTOR_POW_WAIT: %v", err)
+		}
+		wait = d
+	}
+
+	// The service, with our own key so that the address is known.
+	hsDir := filepath.Join(t.TempDir(), "hs")
+	if err := os.MkdirAll(hsDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	id, err := keys.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := addr.FromKey(id.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, err := keys.HostnameFile(id.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{
+		"hs_ed25519_secret_key": id.SecretKeyFile(),
+		"hs_ed25519_public_key": keys.PublicKeyFile(id.Public()),
+		"hostname":              host,
+	} {
+		if err := os.WriteFile(filepath.Join(hsDir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	metrics := freePort(t)
+	svc := startCTor(t, n, false,
+		"HiddenServiceDir "+hsDir,
+		"HiddenServicePort 80 "+n.HTTPAddr.String(),
+		"HiddenServicePoWDefensesEnabled 1",
+		"HiddenServicePoWQueueRate 1",
+		"HiddenServicePoWQueueBurst 1",
+		"MetricsPort "+metrics.String(),
+		"MetricsPortPolicy accept 127.0.0.1")
+	svcStart := time.Now()
+	svc.waitLog(t, "Uploading hidden service descriptor: finished with status 200", 4*time.Minute)
+	onion := a.String()
+	t.Logf("service %s uploaded its descriptor after %.1f s", onion[:8], time.Since(svcStart).Seconds())
+
+	// The flood: three C tor clients, each with 12 workers opening
+	// streams under fresh SOCKS usernames (a new rendezvous circuit and
+	// introduction each), given up after 4 s.
+	floodCtx, stopFlood := context.WithCancel(context.Background())
+	var floodWG sync.WaitGroup
+	var attempts, reached atomic.Int64
+	defer func() { stopFlood(); floodWG.Wait() }()
+	for i := range 3 {
+		c := startCTor(t, n, true)
+		c.waitLog(t, "Bootstrapped 100%", 3*time.Minute)
+		for w := range 12 {
+			floodWG.Add(1)
+			go func() {
+				defer floodWG.Done()
+				for k := 0; floodCtx.Err() == nil; k++ {
+					ctx, cancel := context.WithTimeout(floodCtx, 4*time.Second)
+					conn, err := dialSOCKS5Auth(ctx, c.socks, fmt.Sprintf("flood-%d-%d-%d", i, w, k), "x", onion, 80)
+					cancel()
+					attempts.Add(1)
+					if err == nil {
+						reached.Add(1)
+						conn.Close()
+					}
+				}
+			}()
+		}
+	}
+	t.Logf("flood started %.1f s after the service", time.Since(svcStart).Seconds())
+
+	// Wait for a suggested effort above zero, then for the descriptor
+	// carrying it.
+	deadline := time.Now().Add(wait)
+	effort := 0
+	for effort == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("suggested effort still 0 after %s of flood (%d introductions tried, %d reached); service enqueued %d",
+				wait, attempts.Load(), reached.Load(), svc.out.count("Enqueued rendezvous request with effort"))
+		}
+		select {
+		case <-time.After(10 * time.Second):
+		case <-svc.done:
+			t.Fatal("the service's tor exited")
+		}
+		effort = suggestedEffort(t, metrics)
+		t.Logf("%.0f s: suggested effort %d, %d introductions tried (%d reached), %d enqueued",
+			time.Since(svcStart).Seconds(), effort, attempts.Load(), reached.Load(), svc.out.count("Enqueued rendezvous request with effort"))
+	}
+	from := svc.out.index("Suggested effort changed significantly")
+	if from < 0 {
+		t.Fatal("suggested effort above 0 but the service did not log that it updates its descriptors")
+	}
+	svc.out.waitFrom(t, from, "Uploading hidden service descriptor: finished with status 200", 3*time.Minute)
+	t.Logf("suggested effort %d published %.0f s after the service started", effort, time.Since(svcStart).Seconds())
+
+	// tinytor, fresh, during the flood.
+	before := svc.out.powEnqueued()
+	tt := startTinytor(t, n, tinytorBinary(t, ""), "", nil)
+	bootstrapped(t, tt)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	r, err := getOnion(ctx, t, tt.socks, "http://"+onion+"/")
+	if err != nil {
+		t.Fatalf("tinytor under the flood: %v", err)
+	}
+	tinytorTook := time.Since(t0)
+	if !strings.Contains(string(r.Body), n.Marker) {
+		t.Fatalf("marker missing from %q", r.Body)
+	}
+	i := tt.waitFor("Solved PoW with effort", 5*time.Second)
+	t.Logf("tinytor: %s; reached the service in %.2f s", tt.log()[i], tinytorTook.Seconds())
+	afterTinytor := svc.out.powEnqueued()
+	if afterTinytor <= before {
+		t.Fatalf("the service enqueued no introduction with effort > 0 for tinytor (%d before, %d after)", before, afterTinytor)
+	}
+
+	// A fresh C tor client, during the same flood.
+	ref := startCTor(t, n, true)
+	ref.waitLog(t, "Bootstrapped 100%", 3*time.Minute)
+	t0 = time.Now()
+	r, err = getOnion(ctx, t, ref.socks, "http://"+onion+"/")
+	if err != nil {
+		t.Fatalf("fresh C tor client under the flood: %v", err)
+	}
+	cTorTook := time.Since(t0)
+	afterCTor := svc.out.powEnqueued()
+	t.Logf("figures: suggested effort %d; tinytor %.2f s, fresh C tor %.2f s; PoW introductions enqueued by the service: %d before, %d after tinytor, %d after C tor; flood %d tries, %d reached",
+		effort, tinytorTook.Seconds(), cTorTook.Seconds(), before, afterTinytor, afterCTor, attempts.Load(), reached.Load())
+	if ref.out.contains("Proof of work solution") || ref.out.contains("Solving proof of work") {
+		t.Logf("C tor client solved a puzzle too")
+	}
+	// "Within the time a fresh C tor client needs", with slack for the
+	// randomness of the flood: tinytor solves the same puzzle.
+	if tinytorTook > 2*cTorTook+10*time.Second {
+		t.Errorf("tinytor took %.2f s, the fresh C tor client %.2f s", tinytorTook.Seconds(), cTorTook.Seconds())
+	}
+}
+
+// suggestedEffort reads tor_hs_pow_suggested_effort from a C tor
+// MetricsPort (0 when absent).
+func suggestedEffort(t *testing.T, metrics netip.AddrPort) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+metrics.String()+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Logf("MetricsPort: %v", err)
+		return 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 1<<20))
+	best := 0
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "tor_hs_pow_suggested_effort") {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err == nil && int(v) > best {
+			best = int(v)
+		}
+	}
+	return best
+}
+
+// count returns how many lines contain s.
+func (l *procLog) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := 0
+	for _, line := range l.lines {
+		if strings.Contains(line, s) {
+			k++
+		}
+	}
+	return k
+}
+
+// index returns the index of the first line containing s, or -1.
+func (l *procLog) index(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, line := range l.lines {
+		if strings.Contains(line, s) {
+			return i
+		}
+	}
+	return -1
+}
+
+// powEnqueued counts the introductions a C tor service enqueued with a
+// non-zero effort (its info log "Enqueued rendezvous request with
+// effort: N").
+func (l *procLog) powEnqueued() int {
+	const s = "Enqueued rendezvous request with effort: "
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := 0
+	for _, line := range l.lines {
+		i := strings.Index(line, s)
+		if i < 0 {
+			continue
+		}
+		rest := line[i+len(s):]
+		if j := strings.IndexByte(rest, '.'); j >= 0 {
+			rest = rest[:j]
+		}
+		if e, err := strconv.Atoi(rest); err == nil && e > 0 {
+			k++
+		}
+	}
+	return k
+}
+
+// waitFrom waits until a line at index from or later contains s.
+func (l *procLog) waitFrom(t *testing.T, from int, s string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	seen := from
+	for {
+		l.mu.Lock()
+		for ; seen < len(l.lines); seen++ {
+			if strings.Contains(l.lines[seen], s) {
+				l.mu.Unlock()
+				return
+			}
+		}
+		ch := l.changed
+		l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-l.eof:
+			t.Fatalf("C tor exited before logging %q", s)
+		case <-deadline.C:
+			t.Fatalf("C tor did not log %q within %s", s, timeout)
+		}
+	}
+}
