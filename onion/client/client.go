@@ -119,6 +119,9 @@ type Client struct {
 	unsub   func()                      // from the event bus
 	solvers *solverPool                 // proof-of-work solvers
 
+	// fails remembers failed HSDirs and introduction points.
+	fails *failMemory
+
 	// connectRend joins a rendezvous circuit to a service (c.connect;
 	// tests replace it).
 	connectRend func(ctx context.Context, a addr.Address) (rendCirc, error)
@@ -169,6 +172,7 @@ func New(cfg Config) (*Client, error) {
 		unsub:   func() {},
 		solvers: newSolverPool(cfg.PoWSolvers),
 	}
+	c.fails = newFailMemory(cfg.Now, cfg.Testing)
 	c.connectRend = func(ctx context.Context, a addr.Address) (rendCirc, error) {
 		circ, err := c.connect(ctx, a)
 		if err != nil {
@@ -210,6 +214,7 @@ func (c *Client) Purge() {
 	c.mu.Lock()
 	clear(c.descs)
 	clear(c.intros)
+	c.fails.purge()
 	rends := c.rends
 	c.rends = map[rendKey]*rendEntry{}
 	c.mu.Unlock()

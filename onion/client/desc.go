@@ -68,8 +68,9 @@ func (c *Client) plan(a addr.Address) (*hsdirPlan, error) {
 
 // descriptor returns the service's descriptor for the current period:
 // from the cache, or fetched from the responsible HSDirs in random order,
-// each tried once (as C tor, which does not ask an HSDir again for the
-// same descriptor within 15 minutes).
+// each tried once, leaving out those that failed to give it within the
+// last 15 minutes (5 seconds on a testing network), as C tor. A fetched
+// descriptor makes every HSDir askable again.
 func (c *Client) descriptor(ctx context.Context, a addr.Address) (*desc.Descriptor, error) {
 	pl, err := c.plan(a)
 	if err != nil {
@@ -101,7 +102,12 @@ func (c *Client) descriptor(ctx context.Context, a addr.Address) (*desc.Descript
 	if err != nil {
 		c.log.Warnf("Client authorization for %s: %v", a.Host()[:8], err)
 	}
-	order := append([]*path.Node(nil), pl.hsdirs...)
+	order := c.fails.askable(pl.blinded, pl.hsdirs)
+	if len(order) == 0 {
+		c.event(event.HSDesc{Action: "FAILED", Address: a.Host(), DescriptorID: id, Reason: "QUERY_RATE_LIMITED"})
+		return nil, errorf(DescNotFound, a.String(), "every responsible HSDir (%d) failed to give the descriptor within the last %s",
+			len(pl.hsdirs), c.fails.requery)
+	}
 	c.withRand(func(r *randT) { r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] }) })
 	var invalid error
 	var errs []error
@@ -117,6 +123,9 @@ func (c *Client) descriptor(ctx context.Context, a addr.Address) (*desc.Descript
 		doc, err := c.fetch(ctx, n, pl.blinded)
 		if err != nil {
 			failed(fetchReason(err))
+			if ctx.Err() == nil {
+				c.fails.noteHSDirFailed(pl.blinded, n.Identity)
+			}
 			c.log.Infof("Fetching the descriptor of %s from HSDir %s: %v", a.Host()[:8], n.Nickname, err)
 			errs = append(errs, fmt.Errorf("HSDir %s: %w", n.Nickname, err))
 			continue
@@ -131,6 +140,7 @@ func (c *Client) descriptor(ctx context.Context, a addr.Address) (*desc.Descript
 			return nil, &Error{Kind: BadClientAuth, Addr: a.String(), Err: err}
 		case err != nil:
 			failed("BAD_DESC")
+			c.fails.noteHSDirFailed(pl.blinded, n.Identity)
 			c.log.Infof("Descriptor of %s from HSDir %s is invalid: %v", a.Host()[:8], n.Nickname, err)
 			invalid = fmt.Errorf("from HSDir %s: %w", n.Nickname, err)
 			continue
@@ -138,6 +148,7 @@ func (c *Client) descriptor(ctx context.Context, a addr.Address) (*desc.Descript
 		c.log.Infof("Fetched the descriptor of %s (revision %d, %d introduction points) from HSDir %s.",
 			a.Host()[:8], d.Outer.RevisionCounter, len(d.Inner.IntroPoints), n.Nickname)
 		c.event(event.HSDesc{Action: "RECEIVED", Address: a.Host(), HSDir: ref, DescriptorID: id, ClientAuth: clientKey != nil})
+		c.fails.hsdirsSucceeded(pl.blinded)
 		d = c.store(bk, d, now)
 		c.mu.Lock()
 		if e := c.descs[bk]; e != nil {

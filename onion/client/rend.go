@@ -40,7 +40,7 @@ func (c *Client) connect(ctx context.Context, a addr.Address) (*circuit.Circuit,
 			return nil, err
 		}
 		fetched := time.Since(start)
-		circ, err := c.rendezvous(ctx, a, d, m)
+		circ, err := c.rendezvous(ctx, a, d, m, attempt > 0)
 		if err == nil {
 			c.log.Infof("Joined onion service %s at rendezvous point %s after %d ms (descriptor after %d ms).",
 				a.Host()[:8], m.rp.node.Nickname, time.Since(start).Milliseconds(), fetched.Milliseconds())
@@ -247,11 +247,26 @@ func (m *rendezvous) close(keep *circuit.Circuit) {
 // rendezvous meets the service: with the rendezvous point of m (built in
 // parallel with the introduction circuits), it sends INTRODUCE1 through
 // the introduction points in random order until one accepts, and waits
-// for the service's RENDEZVOUS2.
-func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descriptor, m *rendezvous) (*circuit.Circuit, error) {
-	ips := append([]desc.IntroPoint(nil), d.Inner.IntroPoints...)
-	if len(ips) == 0 {
+// for the service's RENDEZVOUS2. Introduction points that failed lately
+// are left out (C tor's intro_point_is_usable); when all did, it fails
+// so that the caller fetches the descriptor again, unless fresh (the
+// descriptor was just fetched again): then their failures are forgotten
+// and all are tried.
+func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descriptor, m *rendezvous, fresh bool) (*circuit.Circuit, error) {
+	all := d.Inner.IntroPoints
+	if len(all) == 0 {
 		return nil, errorf(IntroFailed, a.String(), "the descriptor lists no usable introduction point")
+	}
+	ips := c.fails.usableIntros(a.Key, all)
+	switch {
+	case len(ips) == 0 && !fresh:
+		return nil, errorf(IntroFailed, a.String(), "all %d introduction points failed lately", len(all))
+	case len(ips) == 0:
+		c.log.Infof("Every introduction point of %s in its new descriptor failed lately; trying them again.", a.Host()[:8])
+		c.fails.forgetIntros(a.Key)
+		ips = append(ips, all...)
+	case len(ips) < len(all):
+		c.log.Infof("Leaving out %d of the %d introduction points of %s, which failed lately.", len(all)-len(ips), len(all), a.Host()[:8])
 	}
 	c.withRand(func(r *randT) { r.Shuffle(len(ips), func(i, j int) { ips[i], ips[j] = ips[j], ips[i] }) })
 
@@ -286,6 +301,7 @@ func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descrip
 				// asks for proof of work.
 				c.noteUnreachable(a.Key, ip.AuthKey)
 			}
+			c.noteIntroFailure(a.Key, &ip, err, final)
 			if errors.As(err, &oe) && oe.Kind == IntroTimeout {
 				timedOut = true
 			}
