@@ -200,6 +200,8 @@ func FuzzParseMiddle(f *testing.F) {
 func FuzzParseInner(f *testing.F) {
 	f.Add(readFile(f, "hidden_service_v3_inner_layer"))
 	f.Add(readFile(f, "hidden_service_v3_intro_point"))
+	f.Add([]byte("create2-formats 2\npow-params v1 AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8= 42 2026-12-03T18:04:05\n"))
+	f.Add([]byte("create2-formats 2\npow-params v2\npow-params v1 AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8 -0 2026-12-03T18:04:05 x\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ParseInner(b, make(ed25519.PublicKey, 32), time.Unix(1500000000, 0))
 	})

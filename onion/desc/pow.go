@@ -2,6 +2,8 @@ package desc
 
 import (
 	"encoding/base64"
+	"errors"
+	"math"
 	"fmt"
 	"strconv"
 	"strings"
@@ -80,7 +82,7 @@ func decodeSeed(s string) ([32]byte, error) {
 	var seed [32]byte
 	raw := strings.TrimRight(s, "=")
 	if len(s)-len(raw) > 2 {
-		return seed, fmt.Errorf("too much padding")
+		return seed, errors.New("too much padding")
 	}
 	b, err := base64.RawStdEncoding.DecodeString(raw)
 	if err != nil {
@@ -93,15 +95,25 @@ func decodeSeed(s string) ([32]byte, error) {
 	return seed, nil
 }
 
-// parseDecimal32 parses an unsigned decimal number of at most 2^32-1
-// (tor_parse_ulong with base 10 and bounds 0, UINT32_MAX).
+// parseDecimal32 parses a decimal number of at most 2^32-1 as C tor's
+// tor_parse_ulong(s, 10, 0, UINT32_MAX) does through strtoul: an optional
+// sign, then digits only; "-0" is 0 and other negative numbers wrap
+// around, so they are out of range.
 func parseDecimal32(s string) (uint32, error) {
-	if s == "" || s[0] < '0' || s[0] > '9' {
-		return 0, fmt.Errorf("not a decimal number")
+	neg := false
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		neg = s[0] == '-'
+		s = s[1:]
 	}
-	n, err := strconv.ParseUint(s, 10, 32)
+	if s == "" || s[0] < '0' || s[0] > '9' {
+		return 0, errors.New("not a decimal number")
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
 		return 0, err
+	}
+	if neg && n != 0 || n > math.MaxUint32 {
+		return 0, errors.New("out of range")
 	}
 	return uint32(n), nil
 }
