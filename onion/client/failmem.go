@@ -215,6 +215,18 @@ func (m *failMemory) usableIntros(svc [32]byte, ips []desc.IntroPoint) []desc.In
 	return out
 }
 
+// introUsable reports whether the introduction point auth of svc may be
+// tried.
+func (m *failMemory) introUsable(svc [32]byte, auth ed25519.PublicKey) bool {
+	now := m.now()
+	k := ipKey{svc: svc}
+	copy(k.auth[:], auth)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.expireLocked(now)
+	return m.intros[k].usable()
+}
+
 // forgetIntros forgets the introduction point failures of svc.
 func (m *failMemory) forgetIntros(svc [32]byte) {
 	m.mu.Lock()

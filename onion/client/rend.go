@@ -307,7 +307,7 @@ func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descrip
 			}
 			c.log.Infof("Introduction to %s through %s failed: %v", a.Host()[:8], t.Nickname, err)
 			errs = append(errs, err)
-			if final {
+			if final || !c.fails.introUsable(a.Key, ip.AuthKey) {
 				break
 			}
 		}
