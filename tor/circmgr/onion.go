@@ -8,6 +8,7 @@ import (
 
 	"tinytor/tor/cell"
 	"tinytor/tor/circuit"
+	"tinytor/tor/config"
 	"tinytor/tor/guard"
 	"tinytor/tor/path"
 )
@@ -36,63 +37,147 @@ type Options struct {
 	// (INTRO_ESTABLISHED, RENDEZVOUS2, INTRODUCE2, ...), on the circuit's
 	// goroutine; data is valid only during the call.
 	Control func(hop int, cmd cell.RelayCommand, streamID uint16, data []byte)
+	// Layer2, if set, gives the circuit's second hop (vanguards-lite);
+	// nil means a bandwidth-weighted middle.
+	Layer2 Layer2
 }
 
-// BuildTo builds a circuit guard, middle, target. The guard comes from the
-// guard manager; the middle is unrelated to both. The circuit is not put
-// in the exit pool: the caller owns it and closes it.
+// Layer2 gives the second hop of onion-service circuits: the layer-2
+// guards of vanguards-lite (proposal 333; *vanguards.Manager).
+type Layer2 interface {
+	// Enabled reports whether layer-2 guards are used with d (the
+	// consensus parameter vanguards-lite-enabled).
+	Enabled(d *path.Dir) bool
+	// Pick returns a layer-2 guard listed in d for which usable returns
+	// true; usable must not call the Layer2.
+	Pick(d *path.Dir, usable func(*path.Node) bool) (*path.Node, error)
+}
+
+// ExcludedNode returns a filter that reports whether the configuration in
+// force excludes n (ExcludeNodes), for the layer-2 guards.
+func ExcludedNode(torrc func() *config.Config) func(*path.Node) bool {
+	return func(n *path.Node) bool { return nodeMatches(torrc().ExcludeNodes, n) }
+}
+
+// onionHops is the length of an onion-service circuit, target included,
+// as C tor's route_len_for_purpose gives it: 3 for the client's
+// rendezvous circuit, whose last hop the client chose itself
+// (C -> G -> L2 -> Rend), 4 for the others, whose last hop someone else
+// chose or may learn of; the extra middle also keeps that hop from seeing
+// the layer-2 guard (C -> G -> L2 -> M -> HSDir, Intro or Rend).
+func onionHops(purpose string) int {
+	if purpose == "HS_CLIENT_REND" {
+		return 3
+	}
+	return 4
+}
+
+// BuildTo builds a circuit to t for an onion service: guard, layer-2
+// guard, t for the client's rendezvous circuit (Purpose HS_CLIENT_REND),
+// guard, layer-2 guard, middle, t otherwise (see onionPath). The circuit
+// is not put in the exit pool: the caller owns it and closes it.
 func (m *Manager) BuildTo(ctx context.Context, t Target, opts Options) (*circuit.Circuit, error) {
 	d := m.cfg.Dir()
 	if !d.Enough() {
 		return nil, fmt.Errorf("building a circuit: %w", ErrNotBootstrapped)
 	}
-	last := &path.Node{Relay: nil}
-	if n := d.Paths.ByID(t.Hop.RSAID); n != nil {
-		last = n
-	}
-	distinct := m.cfg.Torrc().EnforceDistinctSubnets
-	notTarget := func(n *path.Node) bool {
-		if n.Identity == t.Hop.RSAID {
-			return false
-		}
-		return last.Relay == nil || !path.Related(n, last, distinct)
-	}
-	g, h, err := m.cfg.Guards.Pick(guard.ForCircuit, notTarget)
+	hops, h, err := m.onionPath(d.Paths, t, opts)
 	if err != nil {
-		return nil, fmt.Errorf("choosing a guard: %w", err)
-	}
-	avoid := []*path.Node{g}
-	if last.Relay != nil {
-		avoid = append(avoid, last)
-	}
-	var middle *path.Node
-	m.cfg.Rand.With(func(r *rand.Rand) {
-		cands := d.Paths.Candidates(path.Middle, m.pathOptions(), avoid)
-		var kept []*path.Node
-		for _, n := range cands {
-			if n.Identity != t.Hop.RSAID && !sameAddr(n, t.Hop.Addrs) {
-				kept = append(kept, n)
-			}
-		}
-		middle, err = path.Pick(r, d.Consensus, kept, path.Middle)
-	})
-	if err != nil {
-		h.Close()
-		return nil, fmt.Errorf("choosing a middle relay: %w", err)
+		return nil, err
 	}
 	purpose := opts.Purpose
 	if purpose == "" {
 		purpose = "GENERAL"
 	}
-	b, err := m.buildHops(ctx, []hopSpec{
-		{hop: HopInfo(g), node: g},
-		{hop: HopInfo(middle), node: middle},
-		{hop: t.Hop, nickname: t.Nickname},
-	}, purpose, h, opts.Control)
+	specs := make([]hopSpec, 0, len(hops)+1)
+	for _, n := range hops {
+		specs = append(specs, hopSpec{hop: HopInfo(n), node: n})
+	}
+	specs = append(specs, hopSpec{hop: t.Hop, nickname: t.Nickname})
+	b, err := m.buildHops(ctx, specs, purpose, h, opts.Control)
 	if err != nil {
 		return nil, err
 	}
 	return b.circ, nil
+}
+
+// onionPath chooses the hops before t, with C tor's rules for onion-service
+// circuits (circuitbuild.c, build_vanguard_middle_exclude_list and
+// guards_choose_guard):
+//
+//   - the guard comes from the guard manager; on a 4-hop circuit it may be
+//     t itself, so that a hostile t learns nothing of our guard from being
+//     avoided; on a 3-hop one it may not (relays refuse A-B-A);
+//   - the second hop is a layer-2 guard (opts.Layer2, chosen uniformly
+//     among those usable) other than the guard and t; without Layer2, or
+//     when the consensus disables vanguards-lite, a bandwidth-weighted
+//     middle with the same rule;
+//   - on a 4-hop circuit, a bandwidth-weighted middle other than the
+//     guard, the second hop and t.
+//
+// As in C tor no family or /16 rule applies between these hops ("to avoid
+// impossible-to-build circuit paths, or just situations where our earlier
+// guards prevent us from using most of our later ones"); ExcludeNodes and
+// relays found unreachable a moment ago are still left out.
+func (m *Manager) onionPath(d *path.Dir, t Target, opts Options) ([]*path.Node, *guard.Handle, error) {
+	isTarget := func(n *path.Node) bool { return n.Identity == t.Hop.RSAID || sameAddr(n, t.Hop.Addrs) }
+	nHops := onionHops(opts.Purpose)
+	var allowGuard func(*path.Node) bool
+	if nHops == 3 {
+		allowGuard = func(n *path.Node) bool { return !isTarget(n) }
+	}
+	g, h, err := m.cfg.Guards.Pick(guard.ForCircuit, allowGuard)
+	if err != nil {
+		return nil, nil, fmt.Errorf("choosing a guard: %w", err)
+	}
+	pathOpts := m.pathOptions()
+	hops := []*path.Node{g}
+	usable := func(n *path.Node) bool {
+		if isTarget(n) || pathOpts.Exclude(n) {
+			return false
+		}
+		for _, x := range hops {
+			if n.Identity == x.Identity {
+				return false
+			}
+		}
+		return true
+	}
+	var second *path.Node
+	if opts.Layer2 != nil && opts.Layer2.Enabled(d) {
+		second, err = opts.Layer2.Pick(d, usable)
+	} else {
+		second, err = m.pickMiddle(d, pathOpts, usable)
+	}
+	if err != nil {
+		h.Close()
+		return nil, nil, fmt.Errorf("choosing hop 2 of an onion-service circuit: %w", err)
+	}
+	hops = append(hops, second)
+	if nHops == 4 {
+		middle, err := m.pickMiddle(d, pathOpts, usable)
+		if err != nil {
+			h.Close()
+			return nil, nil, fmt.Errorf("choosing hop 3 of an onion-service circuit: %w", err)
+		}
+		hops = append(hops, middle)
+	}
+	return hops, h, nil
+}
+
+// pickMiddle chooses a bandwidth-weighted middle among the relays of d
+// that opts and usable allow.
+func (m *Manager) pickMiddle(d *path.Dir, opts *path.Options, usable func(*path.Node) bool) (*path.Node, error) {
+	var kept []*path.Node
+	for _, n := range d.Candidates(path.Middle, opts, nil) {
+		if usable(n) {
+			kept = append(kept, n)
+		}
+	}
+	var n *path.Node
+	var err error
+	m.cfg.Rand.With(func(r *rand.Rand) { n, err = path.Pick(r, d.Consensus, kept, path.Middle) })
+	return n, err
 }
 
 // sameAddr reports whether n listens on one of addrs (a relay that is
