@@ -40,6 +40,7 @@ import (
 	"tinytor/tor/pt"
 	"tinytor/tor/rng"
 	"tinytor/tor/torlog"
+	"tinytor/tor/vanguards"
 )
 
 // ErrNotBootstrapped is returned when a stream or circuit is asked for
@@ -62,7 +63,8 @@ type Config struct {
 	// CacheDirectory.
 	Cache dir.FileStore
 	// State persists the guards and the circuit build times (board/state
-	// on a router; names "guards" and "cbt"); nil keeps them in memory only.
+	// on a router; names "guards", "cbt" and "vanguards"); nil keeps them in
+	// memory only.
 	State guard.Persister
 	// MaxQueuedCells bounds the cells the client holds at once, received
 	// or to send: the capacity of its cell pool, which is never exceeded
@@ -113,6 +115,8 @@ type Client struct {
 	dirs   *dirmgr.Manager
 	circs  *circmgr.Manager
 	guards *guard.Manager
+	// l2 are the layer-2 guards of onion-service circuits.
+	l2     *vanguards.Manager
 	status *status
 	rand   *rng.Source
 	// bridges is set with UseBridges; out dials channels (transports,
@@ -155,6 +159,8 @@ func New(cfg Config) (*Client, error) {
 	c.status = newStatus(c.bus)
 	c.boot = bootstrap.New(c.log, c.bus)
 	c.guards = guard.New(guardOptions(cfg, c.now, c.log))
+	c.l2 = vanguards.New(vanguards.Options{Now: c.now, Log: c.log, Store: cfg.State,
+		Exclude: circmgr.ExcludedNode(c.conf), RelaxFlags: cfg.Torrc.TestingTorNetwork})
 	c.cbt = cbt.New(cbt.Options{NoLearn: !cfg.Torrc.LearnCircuitBuildTimeout, Fixed: cfg.Torrc.CircuitBuildTimeout,
 		Now: c.now, Log: c.log, Events: c.bus, Store: cfg.State})
 	if err := c.cbt.Load(); err != nil {
@@ -173,6 +179,7 @@ func New(cfg Config) (*Client, error) {
 		Torrc: c.conf, Log: c.log, Now: c.now, Cache: &dir.Cache{Store: store}, Channels: c.chans,
 		Pool: c.pool, Progress: c.boot, Events: c.bus, Rand: rnd, Guards: c.guards, BridgesOnly: useBridges,
 		OnInstall: func(d *dirmgr.NetDir) {
+			c.l2.SetConsensus(d.Paths)
 			if !useBridges { // with bridges, the guards are the bridges
 				c.guards.SetConsensus(d.Paths)
 			}
@@ -265,6 +272,7 @@ func (c *Client) MicrodescText(digest [32]byte) string { return c.dirs.Microdesc
 // too.
 func (c *Client) NewNym() {
 	c.circs.RetireAll()
+	c.l2.Purge() // as C tor's purge_vanguards_lite
 	c.bus.Publish(event.NewNym{})
 	c.log.Noticef("New identity requested: new streams will use new circuits.")
 }
