@@ -375,6 +375,7 @@ func (m *Manager) Purge() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if len(m.guards) > 0 {
+		m.log.Infof("Forgetting %d Layer2 guards (new identity)", len(m.guards))
 		m.dirty = true
 	}
 	clear(m.guards)
