@@ -130,7 +130,7 @@ func TestOnionPoWClient(t *testing.T) {
 		case <-svc.done:
 			t.Fatal("the service's tor exited")
 		}
-		effort = metricValue(t, metrics, "tor_hs_pow_suggested_effort")
+		effort = ctorMetric(t, metrics, "tor_hs_pow_suggested_effort")
 		t.Logf("%.0f s: suggested effort %d, %d introductions tried (%d reached), %d enqueued",
 			time.Since(svcStart).Seconds(), effort, attempts.Load(), reached.Load(), svc.out.count("Enqueued rendezvous request with effort"))
 	}
@@ -195,7 +195,7 @@ func TestOnionPoWClient(t *testing.T) {
 		c.stop()
 	}
 	// Queued requests expire after MAX_REND_TIMEOUT/2 = 15 s.
-	for q := metricValue(t, metrics, "tor_hs_rdv_pow_pqueue_count"); q > 0; q = metricValue(t, metrics, "tor_hs_rdv_pow_pqueue_count") {
+	for q := ctorMetric(t, metrics, "tor_hs_rdv_pow_pqueue_count"); q > 0; q = ctorMetric(t, metrics, "tor_hs_rdv_pow_pqueue_count") {
 		select {
 		case <-time.After(2 * time.Second):
 		case <-svc.done:
@@ -231,9 +231,9 @@ func grepLines(lines []string, s string) []string {
 	return out
 }
 
-// metricValue reads the largest value of a metric from a C tor
+// ctorMetric reads the largest value of a metric from a C tor
 // MetricsPort (0 when absent).
-func metricValue(t *testing.T, metrics netip.AddrPort, name string) int {
+func ctorMetric(t *testing.T, metrics netip.AddrPort, name string) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
