@@ -135,7 +135,7 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 			timeouts++
 			lastErr = fmt.Errorf("no answer to BEGIN within %s: %w", cutoff, context.DeadlineExceeded)
 			c.log.Logf(streamTimeoutSeverity(cutoff), "We tried for %d seconds to connect to '%s' using exit %s. Retrying on a new circuit.",
-				int(cutoff.Seconds()), target, e.Last.Nickname)
+				int(cutoff.Seconds()), c.safe(target), e.Last.Nickname)
 			info.Status, info.Reason = "DETACHED", "TIMEOUT"
 			report()
 			info.Reason = ""
@@ -300,7 +300,7 @@ func (c *Client) resolveOn(ctx context.Context, host string, iso any, sent func(
 		avoid[e] = true
 		lastErr = fmt.Errorf("no answer to RESOLVE within %s: %w", cutoff, context.DeadlineExceeded)
 		c.log.Logf(streamTimeoutSeverity(cutoff), "We tried for %d seconds to resolve '%s' using exit %s. Retrying on a new circuit.",
-			int(cutoff.Seconds()), host, e.Last.Nickname)
+			int(cutoff.Seconds()), c.safe(host), e.Last.Nickname)
 	}
 	return nil, lastErr
 }

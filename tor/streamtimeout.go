@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"tinytor/tor/config"
 	"tinytor/tor/torlog"
 )
 
@@ -51,4 +52,13 @@ func streamTimeoutSeverity(cutoff time.Duration) torlog.Severity {
 		return torlog.Info
 	}
 	return torlog.Notice
+}
+
+// safe returns s (a destination) for a log line, or "[scrubbed]" unless
+// SafeLogging is 0, as C tor's safe_str_client.
+func (c *Client) safe(s string) string {
+	if conf := c.conf(); conf != nil && conf.SafeLogging == config.SafeLoggingOff {
+		return s
+	}
+	return "[scrubbed]"
 }
