@@ -73,13 +73,15 @@ func watchCirc(t *testing.T, addr fmt.Stringer) *circWatch {
 	return w
 }
 
-// onionCirc is a BUILT onion-client circuit from a CIRC event.
+// onionCirc is a BUILT onion circuit from a CIRC event.
 type onionCirc struct {
 	id, purpose string
 	hops        []string // fingerprints, without "$" and "~nickname"
 }
 
-func builtOnionCircs(events []string) []onionCirc {
+// builtOnionCircs returns the BUILT circuits of events whose purpose
+// starts with prefix (HS_CLIENT_, HS_SERVICE_).
+func builtOnionCircs(events []string, prefix string) []onionCirc {
 	var out []onionCirc
 	for _, e := range events {
 		f := strings.Fields(e) // 650 CIRC id BUILT path KEY=V...
@@ -92,7 +94,7 @@ func builtOnionCircs(events []string) []onionCirc {
 				c.purpose = p
 			}
 		}
-		if !strings.HasPrefix(c.purpose, "HS_CLIENT_") {
+		if !strings.HasPrefix(c.purpose, prefix) {
 			continue
 		}
 		for _, h := range strings.Split(f[4], ",") {
@@ -191,7 +193,7 @@ func TestTinytorVanguards(t *testing.T) {
 		// BUILT events may trail the streams a little.
 		var circs []onionCirc
 		for deadline := time.Now().Add(10 * time.Second); ; {
-			circs = builtOnionCircs(w.since(start))
+			circs = builtOnionCircs(w.since(start), "HS_CLIENT_")
 			if len(circs) >= 8 || time.Now().After(deadline) {
 				break
 			}
@@ -252,7 +254,7 @@ func TestTinytorVanguards(t *testing.T) {
 	fetch("vanguards-restart")
 	var circs []onionCirc
 	for deadline := time.Now().Add(10 * time.Second); len(circs) < 2 && time.Now().Before(deadline); {
-		circs = builtOnionCircs(w.since(0))
+		circs = builtOnionCircs(w.since(0), "HS_CLIENT_")
 		time.Sleep(100 * time.Millisecond) // polling the collected events; nothing to wait on
 	}
 	if len(circs) < 2 {
@@ -266,4 +268,73 @@ func TestTinytorVanguards(t *testing.T) {
 	if set := layer2FromLog(p.log()); len(set) != 0 {
 		t.Errorf("after the restart new layer-2 guards were chosen: %v", set)
 	}
+}
+
+// TestTinytorVanguardsService: an onion service hosted by tinytor builds
+// its HSDir, introduction and rendezvous circuits (4 hops each) through
+// its layer-2 guards. The reference C tor client reaches it as four SOCKS
+// users, so the service meets four rendezvous points.
+func TestTinytorVanguardsService(t *testing.T) {
+	n := RequireNetwork(t)
+	bin := tinytorBinary(t, "")
+	hsDir := filepath.Join(t.TempDir(), "hs")
+	control := freePort(t)
+	p := startTinytor(t, n, bin, "", nil, "HiddenServiceDir "+hsDir, "HiddenServicePort 80 "+n.HTTPAddr.String(),
+		"HiddenServiceNumIntroductionPoints 2", "ControlPort "+control.String(),
+		"HashedControlPassword "+hashPassword(t, bin, controlPassword))
+	p.waitFor("Opened Control listener", time.Minute)
+	w := watchCirc(t, control)
+	waitServiceUploaded(t, p, 0, 4*time.Minute)
+	onion := readHostname(t, hsDir)
+	for i := range 4 {
+		var err error
+		var body []byte
+		for try := 0; try < 3; try++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			_, body, err = ttfb(ctx, n.ClientSOCKS, fmt.Sprintf("vanguards-service-%d", i), onion)
+			cancel()
+			if err == nil && bytes.Contains(body, []byte(n.Marker)) {
+				break
+			}
+			time.Sleep(2 * time.Second) // a descriptor may need a moment to be fetchable
+		}
+		if err != nil || !bytes.Contains(body, []byte(n.Marker)) {
+			t.Fatalf("C tor client to the tinytor-hosted service (user %d): %v (%d bytes)", i, err, len(body))
+		}
+	}
+	set := layer2FromLog(p.log())
+	if len(set) != 4 {
+		t.Fatalf("the log shows %d layer-2 guards, want 4: %v", len(set), set)
+	}
+	var circs []onionCirc
+	byPurpose := map[string]int{}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		circs = builtOnionCircs(w.since(0), "HS_SERVICE_")
+		clear(byPurpose)
+		for _, ci := range circs {
+			byPurpose[ci.purpose]++
+		}
+		if byPurpose["HS_SERVICE_REND"] >= 4 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // polling the collected events; nothing to wait on
+	}
+	if byPurpose["HS_SERVICE_REND"] < 4 || byPurpose["HS_SERVICE_INTRO"] < 2 || byPurpose["HS_SERVICE_HSDIR"] < 1 {
+		t.Fatalf("service circuits built: %v; want at least 4 rendezvous, 2 introduction and 1 HSDir", byPurpose)
+	}
+	seconds := map[string]int{}
+	for _, ci := range circs {
+		if len(ci.hops) != 4 {
+			t.Errorf("circuit %s (%s) has %d hops, want 4: %v", ci.id, ci.purpose, len(ci.hops), ci.hops)
+			continue
+		}
+		if !set[ci.hops[1]] {
+			t.Errorf("circuit %s (%s): second hop %s is not a layer-2 guard %v", ci.id, ci.purpose, ci.hops[1], slices.Sorted(maps.Keys(set)))
+		}
+		seconds[ci.hops[1]]++
+	}
+	if len(seconds) > 4 {
+		t.Errorf("second hops on %d relays, want at most 4: %v", len(seconds), seconds)
+	}
+	t.Logf("%d service circuits %v, second hops %v, layer-2 guards %v", len(circs), byPurpose, seconds, slices.Sorted(maps.Keys(set)))
 }
