@@ -123,11 +123,17 @@ func labelSet(names, values []string, le string) string {
 
 // escapeHelp escapes backslash and line feed (text format 0.0.4).
 func escapeHelp(s string) string {
+	if !strings.ContainsAny(s, "\\\n") {
+		return s // the common case: no allocation
+	}
 	return strings.NewReplacer(`\`, `\\`, "\n", `\n`).Replace(s)
 }
 
 // escapeLabel escapes backslash, double quote and line feed.
 func escapeLabel(s string) string {
+	if !strings.ContainsAny(s, "\\\"\n") {
+		return s // the common case: no allocation
+	}
 	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
 }
 
