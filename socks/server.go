@@ -372,7 +372,20 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	defer dcancel()
 	switch req.Command {
 	case Connect:
-		stream, err := s.dialer.DialStream(dctx, req, iso)
+		// The dial runs deep (circuit choice, building); on a goroutine
+		// of its own that ends, its stack is freed at once instead of
+		// staying with this connection for its whole life.
+		type dialed struct {
+			stream net.Conn
+			err    error
+		}
+		done := make(chan dialed, 1)
+		go func() {
+			st, err := s.dialer.DialStream(dctx, req, iso)
+			done <- dialed{st, err}
+		}()
+		d := <-done
+		stream, err := d.stream, d.err
 		dcancel()
 		if err != nil {
 			s.failed.Add(1)
