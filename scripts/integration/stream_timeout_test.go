@@ -1,0 +1,234 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// streamTimeoutFirst is C tor's stream timeout for a first attempt
+// (compute_retry_timeout with CircuitStreamTimeout 0).
+const streamTimeoutFirst = 10 * time.Second
+
+// streamRetryMargin is what a retry may take beyond the stream timeout:
+// building a new circuit (or a new rendezvous) on a network where one
+// relay is silent, so that a path through it is given up at the
+// circuit build timeout set below.
+const streamRetryMargin = 15 * time.Second
+
+// rendRetryMargin is what a new rendezvous may take beyond the stream
+// timeout: a rendezvous circuit and an introduction circuit, each of
+// which may first be given up (at the 5 s build timeout) because it went
+// through the stopped relay.
+const rendRetryMargin = 20 * time.Second
+
+// serviceGuards returns the nicknames of the guards a C tor's state file
+// lists as confirmed (none if the file is not written yet).
+func serviceGuards(t *testing.T, state string) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile(state)
+	if err != nil {
+		t.Logf("no guards of the onion service known: %v", err)
+		return nil
+	}
+	out := map[string]bool{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(l, "Guard ") || !strings.Contains(l, " confirmed_idx=") {
+			continue
+		}
+		for _, f := range strings.Fields(l) {
+			if nick, ok := strings.CutPrefix(f, "nickname="); ok {
+				out[nick] = true
+			}
+		}
+	}
+	return out
+}
+
+// TestTinytorStreamTimeout stops (SIGSTOP) relays, so it runs on a
+// network of its own. (a) The exit of a user's circuit is stopped: the
+// user's next stream gets no CONNECTED on that circuit, is retried on
+// another after C tor's 10 s, and succeeds. (b) The rendezvous point of a
+// user's rendezvous circuit to the network's onion service is stopped:
+// the user's next onion request gets no answer on that circuit, which
+// is dropped from the per-user cache, and succeeds on a new rendezvous.
+func TestTinytorStreamTimeout(t *testing.T) {
+	RequireNetwork(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	// 12 relays: a stopped one is less often on the paths that should
+	// carry the retry (the onion service's among them).
+	n, err := testSuite.launcher.Start(ctx, dir, "--relays", "12")
+	if err != nil {
+		t.Fatalf("starting a network: %v", err)
+	}
+	defer func() {
+		stopCtx, c := context.WithTimeout(context.Background(), time.Minute)
+		defer c()
+		testSuite.launcher.Stop(stopCtx, dir)
+	}()
+	// A fixed, short circuit build timeout: a new path through the
+	// stopped relay is given up quickly.
+	p := startTinytor(t, n, tinytorBinary(t, ""), "", nil, "LearnCircuitBuildTimeout 0", "CircuitBuildTimeout 5")
+	first := p.waitFor("Bootstrapped 100% (done): Done", 3*time.Minute)
+	guard := ""
+	for _, l := range p.log()[:first+1] {
+		if g := firstHop(l); g != "" {
+			guard = g
+		}
+	}
+	if guard == "" {
+		t.Fatal("no circuit line before 100%")
+	}
+
+	// stopped relays are continued at the end, so that the network stops.
+	var stopped []int
+	defer func() {
+		for _, pid := range stopped {
+			syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}()
+	stop := func(nick string) int {
+		pid := pidOf(t, n, nick)
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		stopped = append(stopped, pid)
+		return pid
+	}
+	cont := func(pid int) {
+		if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func(user, rawURL string, limit time.Duration) ([]byte, time.Duration, error) {
+		rctx, c := context.WithTimeout(ctx, limit)
+		defer c()
+		start := time.Now()
+		resp, err := getAs(rctx, p.socks, user, rawURL)
+		if err != nil {
+			return nil, time.Since(start), err
+		}
+		return resp.Body, time.Since(start), nil
+	}
+
+	t.Run("exit", func(t *testing.T) {
+		// A user whose exit is not the guard.
+		user, exit := "", ""
+		for i := 0; i < 10 && user == ""; i++ {
+			u := fmt.Sprintf("e%d", i)
+			body, _, err := get(u, n.URLEcho, time.Minute)
+			if err != nil {
+				t.Fatalf("echo as %s: %v", u, err)
+			}
+			if nick := exitNickname(t, n, strings.TrimSpace(string(body))); nick != guard {
+				user, exit = u, nick
+			}
+		}
+		if user == "" {
+			t.Fatalf("every circuit exited at the guard %s", guard)
+		}
+		pid := stop(exit)
+		defer cont(pid)
+		mark := len(p.log())
+		body, took, err := get(user, n.URLEcho, 2*time.Minute)
+		if err != nil {
+			t.Fatalf("request as %s after its exit %s was stopped: %v (after %s)", user, exit, err, took.Round(time.Millisecond))
+		}
+		now := exitNickname(t, n, strings.TrimSpace(string(body)))
+		t.Logf("guard %s; user %s's exit %s stopped; the request succeeded through %s after %s", guard, user, exit, now, took.Round(time.Millisecond))
+		if now == exit {
+			t.Fatalf("the request went through the stopped exit %s", exit)
+		}
+		if took < streamTimeoutFirst || took > streamTimeoutFirst+streamRetryMargin {
+			t.Errorf("the request took %s, want the stream timeout (%s) plus at most %s", took, streamTimeoutFirst, streamRetryMargin)
+		}
+		if !containsLine(p.log()[mark:], "We tried for 10 seconds to connect to") {
+			t.Error("tinytor did not log the stream timeout")
+		}
+	})
+
+	t.Run("rendezvous", func(t *testing.T) {
+		url := "http://" + n.Onion + ":80/"
+		// A user whose rendezvous point is on none of the paths a new
+		// rendezvous needs: not tinytor's guard or layer-2 guards
+		// (vanguards-lite), not a guard of the onion service.
+		avoid := map[string]bool{guard: true}
+		for _, l := range p.log() {
+			if i := strings.Index(l, "Adding Layer2 guard $"); i >= 0 {
+				hop := l[i+len("Adding Layer2 guard $"):]
+				avoid[strings.Fields(hop[strings.Index(hop, "~")+1:])[0]] = true
+			}
+		}
+		for nick := range serviceGuards(t, filepath.Join(n.Dir, "hs", "state")) {
+			avoid[nick] = true
+		}
+		t.Logf("rendezvous points to avoid: %v", avoid)
+		user, rp := "", ""
+		for i := 0; i < 20 && user == ""; i++ {
+			u := fmt.Sprintf("r%d", i)
+			mark := len(p.log())
+			body, took, err := get(u, url, 2*time.Minute)
+			if err != nil {
+				t.Fatalf("onion request as %s: %v", u, err)
+			}
+			if !bytes.Contains(body, []byte(n.Marker)) {
+				t.Fatalf("onion request as %s: no marker in %q", u, body)
+			}
+			for _, l := range p.log()[mark:] {
+				if i := strings.Index(l, " at rendezvous point "); i >= 0 {
+					nick := strings.Fields(l[i+len(" at rendezvous point "):])[0]
+					t.Logf("user %s joined the service at %s in %s", u, nick, took.Round(time.Millisecond))
+					if !avoid[nick] {
+						user, rp = u, nick
+					}
+				}
+			}
+		}
+		if user == "" {
+			t.Fatal("every rendezvous point was one to avoid")
+		}
+		// The rendezvous circuit is kept for the user: a second request
+		// uses it without a new rendezvous.
+		mark := len(p.log())
+		if _, _, err := get(user, url, time.Minute); err != nil {
+			t.Fatalf("second onion request as %s: %v", user, err)
+		}
+		if containsLine(p.log()[mark:], " at rendezvous point ") {
+			t.Fatalf("the second request of %s made a new rendezvous", user)
+		}
+
+		pid := stop(rp)
+		defer cont(pid)
+		mark = len(p.log())
+		body, took, err := get(user, url, 2*time.Minute)
+		if err != nil {
+			t.Fatalf("onion request as %s after its rendezvous point %s was stopped: %v (after %s)", user, rp, err, took.Round(time.Millisecond))
+		}
+		if !bytes.Contains(body, []byte(n.Marker)) {
+			t.Fatalf("no marker in %q", body)
+		}
+		after := p.log()[mark:]
+		t.Logf("user %s's rendezvous point %s stopped; the request succeeded after %s", user, rp, took.Round(time.Millisecond))
+		if !containsLine(after, "Retrying on a new rendezvous circuit") {
+			t.Error("tinytor did not log the rendezvous stream timeout")
+		}
+		if !containsLine(after, " at rendezvous point ") {
+			t.Error("no new rendezvous was made")
+		}
+		if took < streamTimeoutFirst || took > streamTimeoutFirst+rendRetryMargin {
+			t.Errorf("the request took %s, want the stream timeout (%s) plus at most %s", took, streamTimeoutFirst, rendRetryMargin)
+		}
+		// Later requests of the user use the new circuit at once.
+		if _, took, err := get(user, url, time.Minute); err != nil || took > 5*time.Second {
+			t.Errorf("request after the retry: %v after %s", err, took)
+		}
+	})
+}
