@@ -30,6 +30,12 @@ type fetchResult struct {
 // authenticating as user (Tor isolates streams by SOCKS username), and
 // hashes the body.
 func fetch(ctx context.Context, proxy, rawURL, user string) (*fetchResult, error) {
+	return fetchPrefix(ctx, proxy, rawURL, user, 0)
+}
+
+// fetchPrefix is fetch for the first limit bytes of the resource only
+// (an HTTP Range request, answered with 206), or all of it if limit is 0.
+func fetchPrefix(ctx context.Context, proxy, rawURL, user string, limit int64) (*fetchResult, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Scheme != "http" || u.Host == "" {
 		return nil, fmt.Errorf("fetch: want an http://host/ URL, got %q", rawURL)
@@ -56,7 +62,11 @@ func fetch(ctx context.Context, proxy, rawURL, user string) (*fetchResult, error
 	if err := socks5Connect(conn, br, host, uint16(port), user); err != nil {
 		return nil, fmt.Errorf("fetch %s via %s: %w", rawURL, proxy, err)
 	}
-	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n", path, u.Host); err != nil {
+	rangeHdr := ""
+	if limit > 0 {
+		rangeHdr = fmt.Sprintf("Range: bytes=0-%d\r\n", limit-1)
+	}
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: %s\r\n%sConnection: close\r\n\r\n", path, u.Host, rangeHdr); err != nil {
 		return nil, fmt.Errorf("fetch %s: sending the request: %w", rawURL, err)
 	}
 	if _, err := br.Peek(1); err != nil {
@@ -67,7 +77,11 @@ func fetch(ctx context.Context, proxy, rawURL, user string) (*fetchResult, error
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s: status line: %w", rawURL, err)
 	}
-	if f := strings.Fields(status); len(f) < 2 || f[1] != "200" {
+	want := "200"
+	if limit > 0 {
+		want = "206"
+	}
+	if f := strings.Fields(status); len(f) < 2 || f[1] != want {
 		return nil, fmt.Errorf("fetch %s: status %q", rawURL, strings.TrimSpace(status))
 	}
 	length := int64(-1)
@@ -94,6 +108,9 @@ func fetch(ctx context.Context, proxy, rawURL, user string) (*fetchResult, error
 	}
 	if length >= 0 && n != length {
 		return nil, fmt.Errorf("fetch %s: body has %d bytes, Content-Length says %d", rawURL, n, length)
+	}
+	if limit > 0 && n != limit {
+		return nil, fmt.Errorf("fetch %s: range body has %d bytes, want %d", rawURL, n, limit)
 	}
 	r.total = time.Since(r.start)
 	r.body = n

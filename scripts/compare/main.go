@@ -70,6 +70,14 @@ type options struct {
 	benchtime string
 	jsonOut   string
 	only      string
+	onion     bool
+	// Throughput (the latency test of issue 12).
+	tputRuns     int
+	sizeArg      string
+	size         int64
+	parallel     int
+	parallelMode string
+	latency      string // label for the report; default TESTNET_LATENCY_MS
 }
 
 func main() {
@@ -89,8 +97,48 @@ func main() {
 	flag.BoolVar(&o.bench, "bench", true, "also run the Go benchmarks (tor/cell, tor/circuit, relaycrypto, tor/dir)")
 	flag.StringVar(&o.benchtime, "benchtime", "1s", "go test -benchtime for the benchmarks")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
-	flag.StringVar(&o.only, "only", "", "run only this part: net or bench")
+	flag.StringVar(&o.only, "only", "", "run only this part: net, bench, or tput (throughput, TTFB on new circuits and CPU per GiB only: no bootstrap runs, 64 MiB downloads, onion or benchmarks, unless given explicitly)")
+	flag.BoolVar(&o.onion, "onion", true, "make the cold onion request at the end of the workload")
+	flag.IntVar(&o.tputRuns, "tput-runs", 0, "throughput runs per client: single downloads of -size, then as many runs of -parallel downloads (0: none; -only tput: 5)")
+	flag.StringVar(&o.sizeArg, "size", "16M", "throughput download size (K, M, G suffixes; at most 64M: the first bytes of /64M by an HTTP Range request)")
+	flag.IntVar(&o.parallel, "parallel", 4, "streams at once in a parallel throughput run (1: no parallel runs)")
+	flag.StringVar(&o.parallelMode, "parallel-mode", parallelOneCircuit, "parallel streams on one SOCKS username, so one circuit (circuit), or one username each, so a circuit each (isolation)")
+	flag.StringVar(&o.latency, "latency-ms", "", "the network's one-way ORPort delay, for the report's label (default: TESTNET_LATENCY_MS from -env)")
 	flag.Parse()
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.only == "tput" {
+		// The latency measurement alone: throughput, TTFB rounds (TTFB
+		// on new circuits) and CPU per GiB.
+		for name, p := range map[string]*int{"runs": &o.runs, "downloads": &o.downloads} {
+			if !set[name] {
+				*p = 0
+			}
+		}
+		if !set["tput-runs"] {
+			o.tputRuns = 5
+		}
+		if !set["burst"] {
+			// More new isolations than C tor keeps prebuilt circuits
+			// for, so both clients also wait for builds.
+			o.burst = 8
+		}
+		if !set["onion"] {
+			o.onion = false
+		}
+		if !set["bench"] {
+			o.bench = false
+		}
+	}
+	var err error
+	if o.size, err = parseSize(o.sizeArg); err != nil {
+		fmt.Fprintln(os.Stderr, "compare: -size:", err)
+		os.Exit(2)
+	}
+	if o.parallelMode != parallelOneCircuit && o.parallelMode != parallelIsolated {
+		fmt.Fprintf(os.Stderr, "compare: -parallel-mode %q: want %s or %s\n", o.parallelMode, parallelOneCircuit, parallelIsolated)
+		os.Exit(2)
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		os.Exit(1)
@@ -116,16 +164,29 @@ type results struct {
 	DLCPU               float64   // seconds
 	DLRates             []float64 // MiB/s per download
 	DLErr               string
-	PeakRSS             int64 // VmHWM after the workload
-	RSS                 int64 // VmRSS after the workload
-	RSSErr              string
+	// Throughput runs (-tput-runs): single downloads of -size on a new
+	// isolation each, rate from the first response byte to the last.
+	TputRates []float64 // MiB/s
+	TputTTFB  []float64 // seconds
+	TputCPU   float64   // seconds over all single downloads
+	TputBytes int64
+	TputErr   string
+	// Parallel runs: -parallel downloads at once, aggregate rate.
+	ParRates    []float64 // MiB/s
+	ParCircuits []int     // circuits the streams of each run used
+	ParCPU      float64
+	ParBytes    int64
+	ParErr      string
+	PeakRSS     int64 // VmHWM after the workload
+	RSS         int64 // VmRSS after the workload
+	RSSErr      string
 }
 
 func run(o options) error {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	if o.only != "" && o.only != "net" && o.only != "bench" {
-		return fmt.Errorf("-only %q: want net or bench", o.only)
+	if o.only != "" && o.only != "net" && o.only != "bench" && o.only != "tput" {
+		return fmt.Errorf("-only %q: want net, bench or tput", o.only)
 	}
 	src, err := filepath.Abs(o.src)
 	if err != nil {
@@ -154,12 +215,15 @@ func run(o options) error {
 				defer os.RemoveAll(work)
 			}
 		}
+		if o.latency == "" {
+			o.latency = env["TESTNET_LATENCY_MS"]
+		}
 		if all, err = measureNet(ctx, o, env, src, work); err != nil {
 			return err
 		}
 		printTable(os.Stdout, all[0], all[1], o)
 	}
-	if o.bench && o.only != "net" {
+	if o.bench && o.only != "net" && o.only != "tput" {
 		if benches, err = runBenches(ctx, src, o.benchtime); err != nil {
 			return err
 		}

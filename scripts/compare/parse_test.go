@@ -100,3 +100,17 @@ func FuzzParseProc(f *testing.F) {
 		parseBench("x", stat)
 	})
 }
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"16M": 16 << 20, "16MiB": 16 << 20, "512K": 512 << 10, "1G": 1 << 30, "1048576": 1 << 20, "64m": 64 << 20} {
+		got, err := parseSize(in)
+		if err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "M", "-1M", "0", "x16M", "16T", "99999999999G"} {
+		if n, err := parseSize(bad); err == nil {
+			t.Errorf("parseSize(%q) = %d, accepted", bad, n)
+		}
+	}
+}

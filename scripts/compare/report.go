@@ -17,6 +17,9 @@ import (
 // printTable writes the side-by-side table; the ratio is tinytor / C tor.
 func printTable(w io.Writer, t, c *results, o options) {
 	fmt.Fprintf(w, "%s: %s\n%s: %s\n", t.Name, t.Version, c.Name, c.Version)
+	if o.latency != "" {
+		fmt.Fprintf(w, "network: one-way ORPort delay %s ms (a 3-hop circuit's round trip %s)\n", o.latency, rttLabel(o.latency))
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "metric\t%s\t%s\tratio\t\n", t.Name, c.Name)
 	row := func(name string, tv, cv float64, unit string, format string, extra func(*results) string) {
@@ -42,10 +45,49 @@ func printTable(w io.Writer, t, c *results, o options) {
 		}
 		return fmt.Sprintf("("+f+"-"+f+")", slices.Min(v)*scale, slices.Max(v)*scale)
 	}
-	row(fmt.Sprintf("bootstrap to 100%%, median of %d (min-max)", len(t.Bootstrap)),
-		median(t.Bootstrap), median(c.Bootstrap), "s", "%.3f",
-		func(r *results) string { return rangeOf(r.Bootstrap, 1, "%.2f") })
-	row("VmHWM right after bootstrap, median", mib(int64(medianInt(t.BootHWM))), mib(int64(medianInt(c.BootHWM))), "MiB", "%.1f", nil)
+	if len(t.Bootstrap)+len(c.Bootstrap) > 0 {
+		row(fmt.Sprintf("bootstrap to 100%%, median of %d (min-max)", len(t.Bootstrap)),
+			median(t.Bootstrap), median(c.Bootstrap), "s", "%.3f",
+			func(r *results) string { return rangeOf(r.Bootstrap, 1, "%.2f") })
+		row("VmHWM right after bootstrap, median", mib(int64(medianInt(t.BootHWM))), mib(int64(medianInt(c.BootHWM))), "MiB", "%.1f", nil)
+	}
+	if o.tputRuns > 0 {
+		size := fmt.Sprintf("%.0f MiB", mib(o.size))
+		if o.size < 1<<20 {
+			size = fmt.Sprintf("%d B", o.size)
+		}
+		runs := func(get func(*results) []float64) func(*results) string {
+			return func(r *results) string {
+				v := get(r)
+				return fmt.Sprintf("n=%d %s", len(v), rangeOf(v, 1, "%.2f"))
+			}
+		}
+		row(fmt.Sprintf("throughput, one %s download, median", size), median(t.TputRates), median(c.TputRates), "MiB/s", "%.2f",
+			runs(func(r *results) []float64 { return r.TputRates }))
+		if o.parallel > 1 {
+			how := "on one circuit (one SOCKS username)"
+			if o.parallelMode == parallelIsolated {
+				how = "on separate circuits (a SOCKS username each)"
+			}
+			row(fmt.Sprintf("throughput, %d x %s at once %s, aggregate, median", o.parallel, size, how),
+				median(t.ParRates), median(c.ParRates), "MiB/s", "%.2f",
+				runs(func(r *results) []float64 { return r.ParRates }))
+		}
+		row(fmt.Sprintf("TTFB of the %s downloads (new isolation), median", size), ms(median(t.TputTTFB)), ms(median(c.TputTTFB)), "ms", "%.0f",
+			func(r *results) string {
+				return fmt.Sprintf("n=%d %s", len(r.TputTTFB), rangeOf(r.TputTTFB, 1000, "%.0f"))
+			})
+		cpuPer := func(cpu float64, bytes int64) float64 {
+			if bytes == 0 {
+				return math.NaN()
+			}
+			return cpu / (float64(bytes) / (1 << 30))
+		}
+		row(fmt.Sprintf("CPU (utime+stime) per GiB, %s downloads", size), cpuPer(t.TputCPU, t.TputBytes), cpuPer(c.TputCPU, c.TputBytes), "s", "%.2f", nil)
+		if o.parallel > 1 {
+			row(fmt.Sprintf("CPU (utime+stime) per GiB, %d parallel", o.parallel), cpuPer(t.ParCPU, t.ParBytes), cpuPer(c.ParCPU, c.ParBytes), "s", "%.2f", nil)
+		}
+	}
 	mem := func(r *results, v int64) float64 {
 		if r.RSSErr != "" {
 			return math.NaN()
@@ -60,14 +102,19 @@ func printTable(w io.Writer, t, c *results, o options) {
 		}
 		return r.DLCPU / (float64(r.DLBytes) / (1 << 30))
 	}
-	row(fmt.Sprintf("CPU (utime+stime) per GiB downloaded (%d x 64 MiB)", o.downloads), perGiB(t), perGiB(c), "s", "%.2f", nil)
-	row("download rate per 64 MiB, median", median(t.DLRates), median(c.DLRates), "MiB/s", "%.1f", nil)
+	if o.downloads > 0 {
+		row(fmt.Sprintf("CPU (utime+stime) per GiB downloaded (%d x 64 MiB)", o.downloads), perGiB(t), perGiB(c), "s", "%.2f", nil)
+		row("download rate per 64 MiB, median", median(t.DLRates), median(c.DLRates), "MiB/s", "%.1f", nil)
+	}
 	cnt := func(get func(*results) []float64) func(*results) string {
 		return func(r *results) string {
 			v := get(r)
 			return fmt.Sprintf("n=%d %s", len(v), rangeOf(v, 1000, "%.0f"))
 		}
 	}
+	newCirc := func(r *results) []float64 { return append(slices.Clone(r.TTFBPre), r.TTFBBuilt...) }
+	row("TTFB, new isolation (first stream on its circuit), median", ms(median(newCirc(t))), ms(median(newCirc(c))), "ms", "%.1f",
+		cnt(newCirc))
 	row("TTFB, new isolation, prebuilt circuit, median", ms(median(t.TTFBPre)), ms(median(c.TTFBPre)), "ms", "%.1f",
 		cnt(func(r *results) []float64 { return r.TTFBPre }))
 	row("TTFB, new isolation, circuit built for it, median", ms(median(t.TTFBBuilt)), ms(median(c.TTFBBuilt)), "ms", "%.1f",
@@ -80,7 +127,9 @@ func printTable(w io.Writer, t, c *results, o options) {
 		}
 		return ms(r.Onion)
 	}
-	row("onion, first request (cold) TTFB", onion(t), onion(c), "ms", "%.1f", nil)
+	if o.onion {
+		row("onion, first request (cold) TTFB", onion(t), onion(c), "ms", "%.1f", nil)
+	}
 	tw.Flush()
 	for _, r := range []*results{t, c} {
 		if r.OnionErr != "" {
@@ -88,6 +137,15 @@ func printTable(w io.Writer, t, c *results, o options) {
 		}
 		if r.RSSErr != "" {
 			fmt.Fprintf(w, "%s memory: %s\n", r.Name, r.RSSErr)
+		}
+		if r.TputErr != "" {
+			fmt.Fprintf(w, "%s throughput download failed: %s\n", r.Name, r.TputErr)
+		}
+		if r.ParErr != "" {
+			fmt.Fprintf(w, "%s parallel download failed: %s\n", r.Name, r.ParErr)
+		}
+		if len(r.ParCircuits) > 0 {
+			fmt.Fprintf(w, "%s parallel runs: circuits used per run %v\n", r.Name, r.ParCircuits)
 		}
 		if r.DLErr != "" {
 			fmt.Fprintf(w, "%s download failed: %s\n", r.Name, r.DLErr)
@@ -100,6 +158,17 @@ func printTable(w io.Writer, t, c *results, o options) {
 		}
 	}
 	fmt.Fprintln(w)
+}
+
+// rttLabel gives a 3-hop circuit's round trip for a one-way delay of ms
+// milliseconds on every ORPort connection (client-guard, guard-middle,
+// middle-exit: 6 crossings).
+func rttLabel(ms string) string {
+	n, err := strconv.Atoi(ms)
+	if err != nil {
+		return "unknown"
+	}
+	return fmt.Sprintf("%d ms", 6*n)
 }
 
 // benchLine is one result line of go test -bench.

@@ -14,6 +14,8 @@ type session struct {
 	w     *watcher
 	r     *results
 	owner map[string]string // circuit -> the SOCKS username whose stream used it first
+	// target is the HTTP server's address as STREAM events name it.
+	target string
 }
 
 // workload starts one instance of each client (with a control port) and
@@ -39,7 +41,7 @@ func workload(ctx context.Context, o options, env map[string]string, fragment []
 			c.stop()
 			return fmt.Errorf("%s: %w", im.name, err)
 		}
-		ss = append(ss, &session{c: c, w: w, r: res[i], owner: map[string]string{}})
+		ss = append(ss, &session{c: c, w: w, r: res[i], owner: map[string]string{}, target: env["TESTNET_HTTP_ADDR"]})
 		logf("%s: workload instance bootstrapped in %.3f s", im.name, c.bootstrap.Seconds())
 	}
 	nonce := time.Now().UnixNano()
@@ -53,6 +55,38 @@ func workload(ctx context.Context, o options, env map[string]string, fragment []
 		}
 		for _, s := range ss {
 			s.ttfbRound(ctx, o, env, nonce, round)
+		}
+	}
+
+	// Throughput: -tput-runs single downloads of -size bytes, each on a
+	// new isolation, then as many runs of -parallel downloads at once;
+	// the clients alternate, and which one goes first alternates too.
+	if o.tputRuns > 0 {
+		src, err := newTputSource(env, o.size)
+		if err != nil {
+			return err
+		}
+		order := func(k int) []*session {
+			if k%2 == 1 {
+				return []*session{ss[1], ss[0]}
+			}
+			return ss
+		}
+		for k := 0; k < o.tputRuns; k++ {
+			for _, s := range order(k) {
+				if s.r.TputErr == "" && ctx.Err() == nil {
+					s.tputSingle(ctx, src, nonce, k)
+				}
+			}
+		}
+		if o.parallel > 1 {
+			for k := 0; k < o.tputRuns; k++ {
+				for _, s := range order(k) {
+					if s.r.ParErr == "" && ctx.Err() == nil {
+						s.tputParallel(ctx, src, o.parallel, o.parallelMode, nonce, k)
+					}
+				}
+			}
 		}
 	}
 
@@ -78,6 +112,9 @@ func workload(ctx context.Context, o options, env map[string]string, fragment []
 
 	// (5) Onion, cold: neither client has contacted the service before.
 	for _, s := range ss {
+		if !o.onion {
+			break
+		}
 		s.onion(ctx, env, nonce)
 	}
 	return ctx.Err()
