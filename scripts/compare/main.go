@@ -30,7 +30,22 @@
 //     downloads (the fixed workload);
 //   - onion, last: the first request to the network's onion service (cold:
 //     descriptor fetch, introduction, rendezvous). A client that fails or
-//     dies here is reported, and the other measurements stand.
+//     dies here is reported, and the other measurements stand;
+//   - throughput (-tput-runs N, after the TTFB rounds; issue 12's latency
+//     measurement, all of it with -only tput): N downloads of the first
+//     -size bytes of the 64 MiB file (an HTTP Range request, sha256 of the
+//     prefix checked against the network's www/64M), each on a new SOCKS
+//     username, the clients alternating and the first of them alternating
+//     too; the rate counts from the first response byte to the last, the
+//     TTFB (new isolation: circuit and stream setup) is reported apart.
+//     Then N runs of -parallel such downloads at once, on one username
+//     (-parallel-mode circuit: one circuit, several streams) or one
+//     username each (isolation: a circuit each), with the aggregate rate
+//     from the first stream's first byte to the last stream's last byte.
+//     CPU (utime+stime) is read around each run and reported per GiB.
+//     -latency-ms labels the table (default: the network's
+//     TESTNET_LATENCY_MS); scripts/compare/latency-sweep starts a network
+//     per latency and runs this on each.
 //
 // Every process it starts listens on 127.0.0.1 and is stopped before it
 // exits (also on SIGINT/SIGTERM).
