@@ -205,7 +205,7 @@ func TestOnionPoWClient(t *testing.T) {
 	before = svc.out.powEnqueued()
 	solvedBefore := len(grepLines(tt.log(), "Solved PoW with effort"))
 	t0 = time.Now()
-	if _, err := getAs(ctx, tt.socks, "after-the-flood", "http://"+onion+"/"); err != nil {
+	if _, err := getAs(ctx, tt.socks, "after-the-flood", "http://"+onion+":80/"); err != nil {
 		t.Fatalf("tinytor after the flood: %v", err)
 	}
 	quiet := time.Since(t0)
