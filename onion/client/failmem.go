@@ -262,3 +262,25 @@ func (c *Client) noteIntroFailure(svc [32]byte, ip *desc.IntroPoint, err error, 
 	}
 	c.fails.noteIntro(svc, ip.AuthKey, f)
 }
+
+// introWaits returns how long an introduction waits for INTRODUCE_ACK and
+// then for RENDEZVOUS2. With the circuit build timeout of the network
+// (Net has CircuitBuildTimeout, as *tor.Client), they are C tor's
+// c_intro_cutoff (14/6 of it plus 1 s) and c_rend_ready_cutoff (3 times
+// it plus 1 s), after which the introduction point is marked timed out
+// and another is tried; never longer than introAckTimeout and
+// rendTimeout, which apply without a build timeout (C tor's would be
+// 141 s and 181 s at the 60 s it starts from).
+func (c *Client) introWaits() (ack, rend time.Duration) {
+	n, ok := c.cfg.Net.(interface {
+		CircuitBuildTimeout() (time.Duration, bool)
+	})
+	if !ok {
+		return introAckTimeout, rendTimeout
+	}
+	cbt, _ := n.CircuitBuildTimeout()
+	if cbt <= 0 {
+		return introAckTimeout, rendTimeout
+	}
+	return min(cbt*14/6+time.Second, introAckTimeout), min(3*cbt+time.Second, rendTimeout)
+}

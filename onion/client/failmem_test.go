@@ -296,3 +296,38 @@ func TestIntroductionSkipsFailedIntroPoints(t *testing.T) {
 		t.Fatalf("with a fresh descriptor, built %v, want all 3 introduction points", got)
 	}
 }
+
+// cbtNet is a Network with a circuit build timeout.
+type cbtNet struct {
+	countingNet
+	cbt time.Duration
+}
+
+func (n *cbtNet) CircuitBuildTimeout() (time.Duration, bool) { return n.cbt, true }
+
+func TestIntroWaits(t *testing.T) {
+	for _, tc := range []struct {
+		cbt       time.Duration
+		ack, rend time.Duration
+	}{
+		{1500 * time.Millisecond, 4500 * time.Millisecond, 5500 * time.Millisecond},
+		{5 * time.Second, 5*time.Second*14/6 + time.Second, 16 * time.Second},
+		{60 * time.Second, introAckTimeout, rendTimeout},
+		{0, introAckTimeout, rendTimeout},
+	} {
+		c, err := New(Config{Net: &cbtNet{cbt: tc.cbt}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ack, rend := c.introWaits()
+		if ack != tc.ack || rend != tc.rend {
+			t.Errorf("build timeout %s: waits %s and %s, want %s and %s", tc.cbt, ack, rend, tc.ack, tc.rend)
+		}
+		c.Close()
+	}
+	c, _ := New(Config{Net: noNetwork(t)})
+	defer c.Close()
+	if ack, rend := c.introWaits(); ack != introAckTimeout || rend != rendTimeout {
+		t.Errorf("without a build timeout: %s and %s", ack, rend)
+	}
+}

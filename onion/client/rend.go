@@ -389,7 +389,8 @@ func (c *Client) introduce(ctx context.Context, a addr.Address, d *desc.Descript
 	if err := ic.SendRelay(-1, cell.RelayIntroduce1, 0, body); err != nil {
 		return nil, false, errorf(IntroFailed, a.String(), "sending INTRODUCE1: %w", err)
 	}
-	timer := time.NewTimer(introAckTimeout)
+	ackWait, rendWait := c.introWaits()
+	timer := time.NewTimer(ackWait)
 	defer timer.Stop()
 	select {
 	case b := <-ack:
@@ -403,12 +404,12 @@ func (c *Client) introduce(ctx context.Context, a addr.Address, d *desc.Descript
 	case <-ic.Done():
 		return nil, false, errorf(IntroFailed, a.String(), "introduction circuit closed: %w", ic.Err())
 	case <-timer.C:
-		return nil, true, errorf(IntroTimeout, a.String(), "no INTRODUCE_ACK within %s", introAckTimeout)
+		return nil, true, errorf(IntroTimeout, a.String(), "no INTRODUCE_ACK within %s", ackWait)
 	case <-ctx.Done():
 		return nil, true, ctx.Err()
 	}
 	ic.Close()
-	timer.Reset(rendTimeout)
+	timer.Reset(rendWait)
 	select {
 	case err := <-rp.joined:
 		if err != nil {
@@ -418,7 +419,7 @@ func (c *Client) introduce(ctx context.Context, a addr.Address, d *desc.Descript
 	case <-rp.circ.Done():
 		return nil, true, errorf(RendFailed, a.String(), "rendezvous circuit closed: %w", rp.circ.Err())
 	case <-timer.C:
-		return nil, true, errorf(IntroTimeout, a.String(), "no RENDEZVOUS2 within %s of the introduction", rendTimeout)
+		return nil, true, errorf(IntroTimeout, a.String(), "no RENDEZVOUS2 within %s of the introduction", rendWait)
 	case <-ctx.Done():
 		return nil, true, ctx.Err()
 	}
