@@ -562,3 +562,28 @@ func TestReceiveAllocsCC(t *testing.T) {
 		t.Fatalf("%v allocations per received DATA cell with congestion control, want 0", a)
 	}
 }
+
+func TestSendAllocsCC(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	r := newReceiveRigCC(t)
+	// The rig's relay sends no SENDMEs: stay within cwnd_init (124),
+	// after a first SENDME mark has sized the ring.
+	for range 40 {
+		if _, err := r.s.Write(r.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a := testing.AllocsPerRun(60, func() {
+		if _, err := r.s.Write(r.data); err != nil {
+			t.Fatal(err)
+		}
+	}); a != 0 {
+		t.Fatalf("%v allocations per sent DATA cell with congestion control, want 0", a)
+	}
+	// 101 writes; one in every 50 to 99 cells is split for random padding.
+	if st := r.c.CongestionStats(); st.Inflight < 101 || st.Inflight > 104 {
+		t.Fatalf("%d cells in flight, want 101 to 104", st.Inflight)
+	}
+}

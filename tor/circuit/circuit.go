@@ -1,7 +1,9 @@
 // Package circuit builds and uses Tor circuits over a channel (tor-spec 5,
-// 6 and 7): CREATE_FAST and ntor (CREATE2/EXTEND2) handshakes, relay cell
-// crypto, circuit- and stream-level flow control with authenticated
-// SENDMEs, and streams (BEGIN, BEGIN_DIR, RESOLVE).
+// 6 and 7): CREATE_FAST, ntor and ntor v3 (CREATE2/EXTEND2) handshakes,
+// relay cell crypto, circuit- and stream-level flow control with
+// authenticated SENDMEs, congestion control (proposal 324, TOR_VEGAS) with
+// XON/XOFF stream flow control on hops that negotiate it, and streams
+// (BEGIN, BEGIN_DIR, RESOLVE).
 //
 // # Concurrency
 //
@@ -31,6 +33,16 @@
 // the cell pool's capacity bounds all circuits together (see tor/cell);
 // a circuit registers with the pool as a cell.Reclaimer so that readers
 // that stopped reading cannot hold the pool forever.
+//
+// A hop that negotiated congestion control in its ntor v3 handshake (the
+// exit, see HopInfo.CongestionControl and cc.go) has no fixed windows:
+// its SENDMEs go every sendme_inc cells, what it may send is its own
+// congestion window, and the streams use XON/XOFF (flow.go): a stream
+// whose unread data passes cc_xoff_client cells sends XOFF, and XON once
+// its reader has drained it. The memory bound then comes from XOFF, from
+// withholding the hop's circuit SENDMEs while it holds more than
+// max(1000, 2*cc_xoff_client) unread cells (which stops the exit within
+// its congestion window), and from the pool as above.
 //
 // Outbound cells are encrypted and handed to the channel under the
 // circuit's mutex, so that the order of encryption is the order on the
@@ -104,7 +116,8 @@ type Config struct {
 	QueueLen int
 	// CC holds the consensus parameters of congestion and flow control
 	// (see CCParamsFrom), used by hops whose HopInfo asks for congestion
-	// control; nil means C tor's defaults.
+	// control; nil means C tor's defaults. Set it on circuits that will
+	// ask for congestion control: it also sizes the inbound queue.
 	CC *CCParams
 	// Control receives recognized relay cells the circuit does not handle
 	// itself (onion service cells, for example), on the circuit's

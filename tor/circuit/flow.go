@@ -13,7 +13,8 @@ import (
 //
 //   - receiving: when a stream's unread data passes cc_xoff_client cells
 //     worth of bytes, the client sends XOFF; once its reader has drained
-//     the queue it sends XON with the advisory drain rate (kbps_ewma, in
+//     the queue (to within maxExpectedCellBurst cells) it sends XON with
+//     the advisory drain rate (kbps_ewma, in
 //     units of 1000 bytes/s), and an advisory XON whenever that rate
 //     changes by more than cc_xon_change_pct (C tor's
 //     flow_control_decide_xoff and flow_control_decide_xon, with the
@@ -75,6 +76,10 @@ type flowRecv struct {
 	prevDrained  uint64
 	ewmaRate     uint32 // kbps (1000 bytes/s) N-EWMA of the drain rate
 	lastSentRate uint32 // rate of the last XON
+	// starved is set when the reader found the queue empty and waited;
+	// sinceDouble counts the bytes read since the rate last doubled.
+	starved     bool
+	sinceDouble uint64
 }
 
 // flowSend is the sending half, guarded by Circuit.mu.
@@ -108,6 +113,7 @@ func (s *Stream) decideXoffLocked() flowAction {
 	if s.qbytes > c.xoffBytes() && !s.fr.xoffSent {
 		s.fr.xoffSent = true
 		s.fr.ewmaRate = 0 // the drain rate was wrong if it came to this
+		s.fr.starved, s.fr.sinceDouble = false, 0
 		a.xoff = true
 	}
 	if s.qbytes > maxExpectedCellBurst*cell.RelayDataLen {
@@ -123,7 +129,15 @@ func (s *Stream) decideXoffLocked() flowAction {
 func (s *Stream) decideXonLocked(n int) flowAction {
 	c := s.c
 	fr := &s.fr
+	// C tor's "outbuf" is what its socket did not take; ours is what the
+	// reader has not read yet, and a reader with a small buffer always
+	// leaves a few cells. A queue within one burst counts as drained, or
+	// the drain rate would be measured on the reader's buffer size and an
+	// XOFFed stream would wait for its very last byte to be read.
 	buffered := s.qbytes
+	if buffered <= maxExpectedCellBurst*cell.RelayDataLen {
+		buffered = 0
+	}
 	if fr.drained >= 1<<32-1-uint64(n) {
 		fr.drained /= 2
 		if fr.drainStart != 0 {
@@ -155,6 +169,16 @@ func (s *Stream) decideXonLocked(n int) flowAction {
 			fr.drained = 0
 			fr.drainStart = 0
 		}
+	}
+	// C tor doubles the advertised rate while its outbuf stays empty for
+	// cc_xon_rate cells; here, while the reader outpaces the exit (it
+	// found the queue empty and waited) for as many bytes. Without this a
+	// stream the exit limits to a rate measured while its reader was slow
+	// stays at it: short bursts at that rate still queue a few cells.
+	fr.sinceDouble += uint64(n)
+	if fr.starved && !fr.xoffSent && fr.lastSentRate != 0 && fr.sinceDouble >= c.xonRateBytes() {
+		fr.ewmaRate = uint32(min(2*uint64(max(fr.ewmaRate, fr.lastSentRate)), 1<<31-1))
+		fr.starved, fr.sinceDouble = false, 0
 	}
 	var a flowAction
 	if !fr.xoffSent {

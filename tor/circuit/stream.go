@@ -451,6 +451,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 			s.mu.Unlock()
 			return 0, nil
 		}
+		s.fr.starved = true // flow control: the reader outpaces the exit
 		s.mu.Unlock()
 		select {
 		case <-s.rnotify:
