@@ -587,3 +587,60 @@ func TestSendAllocsCC(t *testing.T) {
 		t.Fatalf("%d cells in flight, want 101 to 104", st.Inflight)
 	}
 }
+
+// TestCCXonRateRecovers: a stream read slowly gets XONs advertising its
+// drain rate; once its reader outpaces the exit, the advertised rate
+// doubles every cc_xon_rate cells read, so the exit does not keep it at
+// the slow rate.
+func TestCCXonRateRecovers(t *testing.T) {
+	f, rs := newCCNet(t, 1)
+	f.ccCwnd = 400 // below the XOFF threshold: only the slow reader XOFFs
+	const cells = 8000
+	f.downloadForPort[0] = cells * cell.RelayDataLen
+	ctx := testCtx(t)
+	c, err := Create(ctx, f, ccHop(rs[0]), Config{Pool: f.pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := c.OpenDirStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	total := 0
+	for start := time.Now(); time.Since(start) < 1500*time.Millisecond; {
+		n, err := s.Read(buf)
+		total += n
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond) // about 400 kB/s
+	}
+	var first uint32
+	f.runOnRelay(func() {
+		for _, r := range f.xonRates {
+			if r != 0 && first == 0 {
+				first = r
+			}
+		}
+	})
+	if first == 0 || first > 2000 {
+		t.Fatalf("slow phase: XON rate %d kB/s for a reader at about 400 kB/s (stats %+v)", first, c.CongestionStats())
+	}
+	rest, err := io.ReadAll(s)
+	if err != nil || total+len(rest) != cells*cell.RelayDataLen {
+		t.Fatalf("download: %d+%d bytes, %v", total, len(rest), err)
+	}
+	var rates []uint32
+	f.runOnRelay(func() { rates = append(rates, f.xonRates...) })
+	top := uint32(0)
+	for _, r := range rates {
+		top = max(top, r)
+	}
+	t.Logf("XON rates %v kB/s", rates)
+	if top < 8*first {
+		t.Fatalf("advertised rate went from %d to at most %d kB/s once the reader was fast", first, top)
+	}
+	noViolations(t, f)
+}
