@@ -204,8 +204,10 @@ func TestOnionPoWClient(t *testing.T) {
 	}
 	before = svc.out.powEnqueued()
 	solvedBefore := len(grepLines(tt.log(), "Solved PoW with effort"))
+	ctx3, cancel3 := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel3()
 	t0 = time.Now()
-	if _, err := getAs(ctx, tt.socks, "after-the-flood", "http://"+onion+":80/"); err != nil {
+	if _, err := getAs(ctx3, tt.socks, "after-the-flood", "http://"+onion+":80/"); err != nil {
 		t.Fatalf("tinytor after the flood: %v", err)
 	}
 	quiet := time.Since(t0)
