@@ -5,11 +5,15 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"tinytor/onion/addr"
+	"tinytor/onion/keys"
 )
 
 // streamTimeoutFirst is C tor's stream timeout for a first attempt
@@ -26,29 +30,84 @@ const streamRetryMargin = 15 * time.Second
 // timeout: a rendezvous circuit and an introduction circuit, each of
 // which may first be given up (at the 5 s build timeout) because it went
 // through the stopped relay.
-const rendRetryMargin = 20 * time.Second
+const rendRetryMargin = 15 * time.Second
 
-// serviceGuards returns the nicknames of the guards a C tor's state file
-// lists as confirmed (none if the file is not written yet).
-func serviceGuards(t *testing.T, state string) map[string]bool {
+// startPinnedOnionService starts a C tor onion service on the network,
+// serving the network's HTTP server on port 80, whose circuits go only
+// through the relays it is given for each position: guards (two: C tor
+// refuses one EntryNodes with a service), layer 2 and layer 3
+// (EntryNodes, HSLayer2Nodes, HSLayer3Nodes), so that a test can stop a
+// relay without touching the service's own circuits.
+func startPinnedOnionService(t *testing.T, n *Network, guards, layer2, layer3 string) *onionService {
 	t.Helper()
-	b, err := os.ReadFile(state)
+	dir := t.TempDir()
+	hsDir := filepath.Join(dir, "hs")
+	if err := os.MkdirAll(hsDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	id, err := keys.GenerateKey()
 	if err != nil {
-		t.Logf("no guards of the onion service known: %v", err)
-		return nil
+		t.Fatal(err)
 	}
-	out := map[string]bool{}
-	for _, l := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(l, "Guard ") || !strings.Contains(l, " confirmed_idx=") {
-			continue
-		}
-		for _, f := range strings.Fields(l) {
-			if nick, ok := strings.CutPrefix(f, "nickname="); ok {
-				out[nick] = true
-			}
+	a, err := addr.FromKey(id.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, err := keys.HostnameFile(id.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{
+		"hs_ed25519_secret_key": id.SecretKeyFile(),
+		"hs_ed25519_public_key": keys.PublicKeyFile(id.Public()),
+		"hostname":              host,
+	} {
+		if err := os.WriteFile(filepath.Join(hsDir, name), b, 0o600); err != nil {
+			t.Fatal(err)
 		}
 	}
-	return out
+	frag, err := os.ReadFile(n.TorrcFragment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	torrc := string(frag) + fmt.Sprintf(`
+DataDirectory %[1]s/data
+Log notice file %[1]s/notice.log
+SafeLogging 0
+ShutdownWaitLength 0
+OutboundBindAddress 127.0.0.1
+RunAsDaemon 0
+SocksPort 0
+HiddenServiceDir %[2]s
+HiddenServicePort 80 %[3]s
+Log [rend]info stdout
+EntryNodes %[4]s
+HSLayer2Nodes %[5]s
+HSLayer3Nodes %[6]s
+`, dir, hsDir, n.HTTPAddr, guards, layer2, layer3)
+	torrcPath := filepath.Join(dir, "torrc")
+	empty := filepath.Join(dir, "empty-defaults")
+	if err := os.WriteFile(torrcPath, []byte(torrc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &onionService{addr: a, dir: dir, done: make(chan struct{})}
+	s.cmd = exec.Command("tor", "--defaults-torrc", empty, "-f", torrcPath)
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if s.out, err = startLogged(s.cmd); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.cmd.Wait(); close(s.done) }()
+	t.Cleanup(func() {
+		s.stop()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "notice.log"))
+			t.Logf("onion service notice.log:\n%s", b)
+		}
+	})
+	return s
 }
 
 // TestTinytorStreamTimeout stops (SIGSTOP) relays, so it runs on a
@@ -58,6 +117,9 @@ func serviceGuards(t *testing.T, state string) map[string]bool {
 // user's rendezvous circuit to the network's onion service is stopped:
 // the user's next onion request gets no answer on that circuit, which
 // is dropped from the per-user cache, and succeeds on a new rendezvous.
+// The onion service is one of the test's whose circuits are pinned to
+// other relays (a service whose guard or vanguards went silent would
+// lose introductions whatever the client does).
 func TestTinytorStreamTimeout(t *testing.T) {
 	RequireNetwork(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -156,19 +218,29 @@ func TestTinytorStreamTimeout(t *testing.T) {
 	})
 
 	t.Run("rendezvous", func(t *testing.T) {
-		url := "http://" + n.Onion + ":80/"
+		// A service whose circuits avoid the relay to be stopped: pinned
+		// to four relays that are not tinytor's guard.
+		var pins []string
+		for _, r := range n.Relays {
+			if r.Nickname != guard && len(pins) < 4 {
+				pins = append(pins, r.Nickname)
+			}
+		}
+		svc := startPinnedOnionService(t, n, pins[0]+","+pins[1], pins[2], pins[3])
+		svc.waitUploaded(t, 3*time.Minute)
+		url := "http://" + svc.addr.String() + ":80/"
 		// A user whose rendezvous point is on none of the paths a new
 		// rendezvous needs: not tinytor's guard or layer-2 guards
-		// (vanguards-lite), not a guard of the onion service.
+		// (vanguards-lite), not on the service's circuits.
 		avoid := map[string]bool{guard: true}
+		for _, nick := range pins {
+			avoid[nick] = true
+		}
 		for _, l := range p.log() {
 			if i := strings.Index(l, "Adding Layer2 guard $"); i >= 0 {
 				hop := l[i+len("Adding Layer2 guard $"):]
 				avoid[strings.Fields(hop[strings.Index(hop, "~")+1:])[0]] = true
 			}
-		}
-		for nick := range serviceGuards(t, filepath.Join(n.Dir, "hs", "state")) {
-			avoid[nick] = true
 		}
 		t.Logf("rendezvous points to avoid: %v", avoid)
 		user, rp := "", ""
@@ -176,6 +248,10 @@ func TestTinytorStreamTimeout(t *testing.T) {
 			u := fmt.Sprintf("r%d", i)
 			mark := len(p.log())
 			body, took, err := get(u, url, 2*time.Minute)
+			if err != nil && i == 0 {
+				// The descriptor may take a moment to be fetchable.
+				body, took, err = get(u, url, 2*time.Minute)
+			}
 			if err != nil {
 				t.Fatalf("onion request as %s: %v", u, err)
 			}
