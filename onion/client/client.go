@@ -115,7 +115,6 @@ type Client struct {
 	descs   map[[32]byte]*cacheEntry // by blinded key
 	rends   map[rendKey]*rendEntry
 	creds   map[addr.Address]Credential // added by controllers
-	intros  map[introKey]*introState    // introduction point failures
 	unsub   func()                      // from the event bus
 	solvers *solverPool                 // proof-of-work solvers
 
@@ -168,7 +167,6 @@ func New(cfg Config) (*Client, error) {
 		descs:   map[[32]byte]*cacheEntry{},
 		rends:   map[rendKey]*rendEntry{},
 		creds:   map[addr.Address]Credential{},
-		intros:  map[introKey]*introState{},
 		unsub:   func() {},
 		solvers: newSolverPool(cfg.PoWSolvers),
 	}
@@ -213,7 +211,6 @@ func (c *Client) SetAuthDir(dir string) {
 func (c *Client) Purge() {
 	c.mu.Lock()
 	clear(c.descs)
-	clear(c.intros)
 	c.fails.purge()
 	rends := c.rends
 	c.rends = map[rendKey]*rendEntry{}

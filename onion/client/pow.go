@@ -26,9 +26,6 @@ const (
 	// powRetryMultiplier (CLIENT_POW_RETRY_MULTIPLIER).
 	powEffortDoubleUntil = 1000
 	powRetryMultiplier   = 1.5
-	// introStateMaxAge is how long a failure of an introduction point is
-	// remembered (HS_CACHE_CLIENT_INTRO_STATE_MAX_AGE).
-	introStateMaxAge = 2 * time.Minute
 	// defaultPoWSolvers bounds concurrent solves when Config.PoWSolvers
 	// is 0.
 	defaultPoWSolvers = 1
@@ -93,53 +90,20 @@ type powResult struct {
 	err error
 }
 
-// introKey names an introduction point of a service.
-type introKey struct {
-	svc  [32]byte
-	auth [32]byte
-}
-
-// introState counts the times an introduction point was unreachable (its
-// circuit failed to build, or closed before INTRODUCE_ACK) since
-// created (C tor's hs_cache_intro_state_t unreachable_count).
-type introState struct {
-	unreachable int
-	created     time.Time
-}
-
-// noteUnreachable records that the introduction point auth of svc was
-// unreachable, forgetting failures older than introStateMaxAge.
-func (c *Client) noteUnreachable(svc [32]byte, auth ed25519.PublicKey) {
-	now := c.cfg.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for k, s := range c.intros {
-		if now.Sub(s.created) > introStateMaxAge {
-			delete(c.intros, k)
-		}
-	}
-	k := introKey{svc: svc}
-	copy(k.auth[:], auth)
-	s := c.intros[k]
-	if s == nil {
-		s = &introState{created: now}
-		c.intros[k] = s
-	}
-	s.unreachable++
-}
-
 // unreachable returns how often the introduction point auth of svc was
-// unreachable lately.
+// found unreachable lately (C tor's unreachable_count, from the client's
+// memory of failures, which forgets them after introFailureMaxAge).
 func (c *Client) unreachable(svc [32]byte, auth ed25519.PublicKey) int {
-	k := introKey{svc: svc}
+	m := c.fails
+	k := ipKey{svc: svc}
 	copy(k.auth[:], auth)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s := c.intros[k]
-	if s == nil || c.cfg.Now().Sub(s.created) > introStateMaxAge {
-		return 0
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.expireLocked(m.now())
+	if s := m.intros[k]; s != nil {
+		return s.unreachable
 	}
-	return s.unreachable
+	return 0
 }
 
 // powInput returns the puzzle for an introduction through ip, or false

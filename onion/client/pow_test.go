@@ -150,8 +150,9 @@ func TestPoWIntroduce1(t *testing.T) {
 }
 
 // TestPoWPolicy: no puzzle without pow-params or at effort 0; failures
-// of an introduction point raise its effort only, and are forgotten
-// after two minutes and on Purge.
+// of an introduction point (unreachable ones, in the client's memory
+// of failures) raise its effort only, and are forgotten after two
+// minutes and on Purge.
 func TestPoWPolicy(t *testing.T) {
 	now := time.Unix(1800000000, 0)
 	var logBuf syncBuffer
@@ -166,8 +167,8 @@ func TestPoWPolicy(t *testing.T) {
 	if _, ok := c.powInput(a.Key, d, ip); ok {
 		t.Error("a puzzle at suggested effort 0")
 	}
-	c.noteUnreachable(a.Key, ip.AuthKey)
-	c.noteUnreachable(a.Key, ip.AuthKey)
+	c.fails.noteIntro(a.Key, ip.AuthKey, IntroFailedUnreachable)
+	c.fails.noteIntro(a.Key, ip.AuthKey, IntroFailedUnreachable)
 	if in, ok := c.powInput(a.Key, d, ip); !ok || in.Effort != 16 {
 		t.Errorf("after two failures: %+v %v, want effort 16", in, ok)
 	}
@@ -179,20 +180,22 @@ func TestPoWPolicy(t *testing.T) {
 	if _, ok := c.powInput(a.Key, d, &other); ok {
 		t.Error("another introduction point inherited the failures")
 	}
-	now = now.Add(introStateMaxAge + time.Second)
+	// Other failures do not raise the effort.
+	c.fails.noteIntro(a.Key, other.AuthKey, IntroFailedTimeout)
+	if _, ok := c.powInput(a.Key, d, &other); ok {
+		t.Error("a timed-out introduction point raised the effort")
+	}
+	now = now.Add(introFailureMaxAge + time.Second)
 	if _, ok := c.powInput(a.Key, d, ip); ok {
 		t.Error("failures older than 2 minutes still count")
 	}
-	c.noteUnreachable(a.Key, ip.AuthKey)
-	if len(c.intros) != 1 {
-		t.Errorf("%d intro states kept, want the stale one dropped", len(c.intros))
-	}
+	c.fails.noteIntro(a.Key, ip.AuthKey, IntroFailedUnreachable)
 	c.Purge()
 	if _, ok := c.powInput(a.Key, d, ip); ok {
 		t.Error("failures survive Purge")
 	}
 	d.Inner.PoW = nil
-	c.noteUnreachable(a.Key, ip.AuthKey)
+	c.fails.noteIntro(a.Key, ip.AuthKey, IntroFailedUnreachable)
 	if _, ok := c.powInput(a.Key, d, ip); ok {
 		t.Error("a puzzle without pow-params")
 	}

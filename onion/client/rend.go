@@ -295,12 +295,6 @@ func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descrip
 			if errors.As(err, &oe) && oe.Kind == RendFailed {
 				return nil, err
 			}
-			if !final {
-				// Unreachable (C tor's INTRO_POINT_FAILURE_UNREACHABLE):
-				// the next try solves a harder puzzle when the service
-				// asks for proof of work.
-				c.noteUnreachable(a.Key, ip.AuthKey)
-			}
 			c.noteIntroFailure(a.Key, &ip, err, final)
 			if errors.As(err, &oe) && oe.Kind == IntroTimeout {
 				timedOut = true
