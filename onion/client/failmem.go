@@ -3,6 +3,7 @@ package client
 import (
 	"crypto/ed25519"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -225,6 +226,26 @@ func (m *failMemory) introUsable(svc [32]byte, auth ed25519.PublicKey) bool {
 	defer m.mu.Unlock()
 	m.expireLocked(now)
 	return m.intros[k].usable()
+}
+
+// orderIntros sorts ips (stably) by how often each was unreachable
+// lately, fewest first, so that a new connection tries an introduction
+// point that has not failed before those that did (C tor picks at random
+// among the usable ones; issue 14 asks that failed ones not come first).
+func (m *failMemory) orderIntros(svc [32]byte, ips []desc.IntroPoint) {
+	k := ipKey{svc: svc}
+	m.mu.Lock()
+	count := make(map[[32]byte]int, len(ips))
+	for _, ip := range ips {
+		copy(k.auth[:], ip.AuthKey)
+		if s := m.intros[k]; s != nil {
+			count[k.auth] = s.unreachable
+		}
+	}
+	m.mu.Unlock()
+	slices.SortStableFunc(ips, func(a, b desc.IntroPoint) int {
+		return count[[32]byte(a.AuthKey)] - count[[32]byte(b.AuthKey)]
+	})
 }
 
 // forgetIntros forgets the introduction point failures of svc.

@@ -331,3 +331,55 @@ func TestIntroWaits(t *testing.T) {
 		t.Errorf("without a build timeout: %s and %s", ack, rend)
 	}
 }
+
+func TestOrderIntrosFailedLast(t *testing.T) {
+	clk := newClock()
+	m := newFailMemory(clk.Now, false)
+	var svc [32]byte
+	ips := []desc.IntroPoint{{AuthKey: authKey(1)}, {AuthKey: authKey(2)}, {AuthKey: authKey(3)}}
+	m.noteIntro(svc, authKey(1), IntroFailedUnreachable)
+	m.noteIntro(svc, authKey(1), IntroFailedUnreachable)
+	m.noteIntro(svc, authKey(2), IntroFailedUnreachable)
+	m.orderIntros(svc, ips)
+	if ips[0].AuthKey[0] != 3 || ips[1].AuthKey[0] != 2 || ips[2].AuthKey[0] != 1 {
+		t.Fatalf("order %d %d %d, want 3 2 1", ips[0].AuthKey[0], ips[1].AuthKey[0], ips[2].AuthKey[0])
+	}
+}
+
+func TestSecondConnectionTriesFreshIntroFirst(t *testing.T) {
+	// Two of three introduction points unreachable: after a first
+	// connection, a second one starts with the third.
+	clk := newClock()
+	netw := &countingNet{view: testView(t, 9), n: map[string]int{}}
+	c, err := New(Config{Net: netw, Testing: true, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a := newKey(t)
+	d := &desc.Descriptor{Inner: &desc.Inner{IntroPoints: introPoints(3)}}
+	// First connection: as if the first two were found unreachable once
+	// each and the third never tried.
+	c.fails.noteIntro(a.Key, d.Inner.IntroPoints[0].AuthKey, IntroFailedUnreachable)
+	c.fails.noteIntro(a.Key, d.Inner.IntroPoints[1].AuthKey, IntroFailedUnreachable)
+	for i := 0; i < 20; i++ {
+		var first string
+		build := func(_ context.Context, tg circmgr.Target, o circmgr.Options) (*circuit.Circuit, error) {
+			if first == "" {
+				first = tg.Nickname
+			}
+			return nil, errors.New("stop here (test)")
+		}
+		c.cfg.Net = netFunc{view: func() *path.Dir { return netw.view }, build: build}
+		ctx, cancel := context.WithCancel(context.Background())
+		c.rendezvous(ctx, a, d, &rendezvous{}, false)
+		cancel()
+		want, _ := introTarget(&d.Inner.IntroPoints[2])
+		if first != want.Nickname {
+			t.Fatalf("try %d: the first introduction circuit went to %s, want %s (never failed)", i, first, want.Nickname)
+		}
+		c.fails.purge()
+		c.fails.noteIntro(a.Key, d.Inner.IntroPoints[0].AuthKey, IntroFailedUnreachable)
+		c.fails.noteIntro(a.Key, d.Inner.IntroPoints[1].AuthKey, IntroFailedUnreachable)
+	}
+}

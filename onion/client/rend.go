@@ -269,6 +269,7 @@ func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descrip
 		c.log.Infof("Leaving out %d of the %d introduction points of %s, which failed lately.", len(all)-len(ips), len(all), a.Host()[:8])
 	}
 	c.withRand(func(r *randT) { r.Shuffle(len(ips), func(i, j int) { ips[i], ips[j] = ips[j], ips[i] }) })
+	c.fails.orderIntros(a.Key, ips)
 
 	var timedOut bool
 	var errs []error
