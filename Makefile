@@ -18,7 +18,7 @@ TARGETS := \
 	linux-mips:linux/mips:GOMIPS=softfloat \
 	linux-mipsle:linux/mipsle:GOMIPS=softfloat
 
-.PHONY: all build run cross deps test test-integration test-cross check fmt-check vet fuzz clean
+.PHONY: all build run cross deps test test-integration test-pow test-cross check fmt-check vet fuzz clean
 
 all: build
 
@@ -52,7 +52,12 @@ test:
 
 ## test-integration: tests against a private C tor network (scripts/testnet)
 test-integration: deps
-	TINYTOR_REQUIRE_TESTNET=1 $(GO) test -count=1 -timeout 40m ./...
+	TINYTOR_REQUIRE_TESTNET=1 $(GO) test -count=1 -timeout 60m ./...
+
+## test-pow: the onion-service proof-of-work test against a flooded C tor
+## service (6-12 minutes; not part of check)
+test-pow: deps
+	TINYTOR_REQUIRE_TESTNET=1 TINYTOR_POW_TEST=1 $(GO) test -count=1 -timeout 40m -run 'TestOnionPoWClient$$' -v ./scripts/integration/
 
 ## test-cross: unit tests under qemu-user for arm64 and big-endian mips
 test-cross: deps
