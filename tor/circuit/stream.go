@@ -478,6 +478,10 @@ func (s *Stream) Read(p []byte) (int, error) {
 	}
 	if s.recv.len() > 0 {
 		s.notifyReaderLocked() // for another reader
+	} else if len(s.recv.buf) > ringCap {
+		// A flow-controlled stream's queue grew past a stream window
+		// (what the exit had in flight at XOFF): give the memory back.
+		s.recv.buf, s.recv.head = nil, 0
 	}
 	// Stream-level SENDME (tor-spec 7.4): when the window is at most 450
 	// and less than ten cells wait to be read.
