@@ -112,15 +112,17 @@ func printTable(w io.Writer, t, c *results, o options) {
 			return fmt.Sprintf("n=%d %s", len(v), rangeOf(v, 1000, "%.0f"))
 		}
 	}
-	newCirc := func(r *results) []float64 { return append(slices.Clone(r.TTFBPre), r.TTFBBuilt...) }
-	row("TTFB, new isolation (first stream on its circuit), median", ms(median(newCirc(t))), ms(median(newCirc(c))), "ms", "%.1f",
-		cnt(newCirc))
-	row("TTFB, new isolation, prebuilt circuit, median", ms(median(t.TTFBPre)), ms(median(c.TTFBPre)), "ms", "%.1f",
-		cnt(func(r *results) []float64 { return r.TTFBPre }))
-	row("TTFB, new isolation, circuit built for it, median", ms(median(t.TTFBBuilt)), ms(median(c.TTFBBuilt)), "ms", "%.1f",
-		cnt(func(r *results) []float64 { return r.TTFBBuilt }))
-	row("TTFB, same isolation again (circuit reuse), median", ms(median(t.TTFBReuse)), ms(median(c.TTFBReuse)), "ms", "%.1f",
-		cnt(func(r *results) []float64 { return r.TTFBReuse }))
+	if o.rounds > 0 && o.burst > 0 {
+		newCirc := func(r *results) []float64 { return append(slices.Clone(r.TTFBPre), r.TTFBBuilt...) }
+		row("TTFB, new isolation (first stream on its circuit), median", ms(median(newCirc(t))), ms(median(newCirc(c))), "ms", "%.1f",
+			cnt(newCirc))
+		row("TTFB, new isolation, prebuilt circuit, median", ms(median(t.TTFBPre)), ms(median(c.TTFBPre)), "ms", "%.1f",
+			cnt(func(r *results) []float64 { return r.TTFBPre }))
+		row("TTFB, new isolation, circuit built for it, median", ms(median(t.TTFBBuilt)), ms(median(c.TTFBBuilt)), "ms", "%.1f",
+			cnt(func(r *results) []float64 { return r.TTFBBuilt }))
+		row("TTFB, same isolation again (circuit reuse), median", ms(median(t.TTFBReuse)), ms(median(c.TTFBReuse)), "ms", "%.1f",
+			cnt(func(r *results) []float64 { return r.TTFBReuse }))
+	}
 	onion := func(r *results) float64 {
 		if r.OnionErr != "" {
 			return math.NaN()
