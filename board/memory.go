@@ -3,6 +3,7 @@ package board
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime/debug"
 	"runtime/metrics"
 	"sync"
@@ -28,6 +29,11 @@ func (b *Board) planMemory() error {
 		b.caps = mem.Plan{MaxMemInQueues: max(b.cfg.MaxMemInQueues, mem.MinQueues)}.Caps()
 		b.budget = mem.NewBudget(b.caps, 0, nil)
 		return nil
+	}
+	if exe, err := os.Executable(); err == nil {
+		if st, err := os.Stat(exe); err == nil {
+			info.CodeSize = uint64(st.Size())
+		}
 	}
 	plan, err := mem.NewPlan(info, b.cfg.MaxMemInQueues)
 	if err != nil {
@@ -63,8 +69,8 @@ func (b *Board) applyPlan(p mem.Plan) {
 	if envLimit {
 		from = ", GOMEMLIMIT considered"
 	}
-	b.log.Noticef("Memory: %s usable; MaxMemInQueues %s%s; Go memory limit %s%s, GC %d%%.",
-		mib(p.Effective), mib(p.MaxMemInQueues), auto, mib(uint64(p.GoMemLimit)), from, p.GCPercent)
+	b.log.Noticef("Memory: %s usable; MaxMemInQueues %s%s; process budget %s: Go memory limit %s%s and %s for the program's code; GC %d%%.",
+		mib(p.Effective), mib(p.MaxMemInQueues), auto, mib(p.Budget), mib(uint64(p.GoMemLimit)), from, mib(p.Budget-min(p.Budget, uint64(p.GoMemLimit))), p.GCPercent)
 }
 
 // newMemInUse returns the Budget's measure of memory in use: what the Go

@@ -9,13 +9,17 @@
 // if set and below MemTotal):
 //
 //	MaxMemInQueues (auto) = clamp(Effective/8, 2 MiB, 256 MiB)
-//	GoMemLimit            = min(2*MaxMemInQueues + 16 MiB, Effective*3/4)
+//	Budget                = min(2*MaxMemInQueues + 16 MiB, Effective*3/4)
 //	                        and, under a cgroup limit, at most 90% of it
+//	GoMemLimit            = Budget - CodeSize (at most half the Budget)
 //	GCPercent             = 50 below 64 MiB, 75 below 256 MiB, else 100
 //
 // 16 MiB is the measured floor of the binary itself (code, runtime,
 // directory data); twice the queue allowance leaves the collector room.
-// A 32 MiB router gets 4 MiB of queues and a 24 MiB Go limit; a 128 MiB
+// The Budget is the whole process's resident memory (VmRSS): the program's
+// code and read-only data (CodeSize, the executable's size: its pages are
+// resident once run) are part of it, and the Go runtime gets the rest.
+// A 32 MiB router gets 4 MiB of queues and a 24 MiB budget; a 128 MiB
 // one gets 16 MiB and 48 MiB.
 package mem
 
@@ -41,6 +45,10 @@ type Info struct {
 	CgroupLimit uint64
 	// CgroupVersion is 1 or 2 when a memory cgroup was found, else 0.
 	CgroupVersion int
+	// CodeSize is the size of the program's executable, in bytes: its
+	// pages count in the process's memory but not in the Go runtime's.
+	// 0 if unknown.
+	CodeSize uint64
 }
 
 // ReadInfo reads /proc/meminfo, /proc/self/cgroup and the cgroup memory

@@ -27,7 +27,10 @@ type Plan struct {
 	Effective uint64
 	// MaxMemInQueues bounds memory for queued cells (auto or from torrc).
 	MaxMemInQueues uint64
-	// GoMemLimit is for debug.SetMemoryLimit.
+	// Budget is the memory the whole process may hold (VmRSS): the Go
+	// memory limit plus the program's code.
+	Budget uint64
+	// GoMemLimit is for debug.SetMemoryLimit: the Budget less the code.
 	GoMemLimit int64
 	// GCPercent is for debug.SetGCPercent.
 	GCPercent int
@@ -57,7 +60,8 @@ func NewPlan(info Info, maxMemInQueues uint64) (Plan, error) {
 	if info.CgroupLimit > 0 {
 		lim = min(lim, info.CgroupLimit/10*9)
 	}
-	p.GoMemLimit = int64(lim)
+	p.Budget = lim
+	p.GoMemLimit = int64(lim - min(info.CodeSize, lim/2))
 	switch {
 	case p.Effective < 64*MiB:
 		p.GCPercent = 50

@@ -23,8 +23,8 @@ import (
 // (ten circuit windows of 1000 cells against a capacity of 6990). The
 // cell pool must stay at or under its capacity (MetricsPort), the
 // process's peak resident memory (VmHWM: the Go heap and runtime, RssAnon,
-// and the pages of the binary, RssFile, which the Go memory limit does not
-// count) under the memory plan's Go memory limit, and once the clients
+// and the pages of the binary, RssFile) under the memory plan's process
+// budget (the Go memory limit plus the program's code), and once the clients
 // read at full speed every download must end with the right sha256.
 func TestCellPoolBackpressure(t *testing.T) {
 	n := RequireNetwork(t)
@@ -32,7 +32,7 @@ func TestCellPoolBackpressure(t *testing.T) {
 	p := startTinytor(t, n, tinytorBinary(t, ""), "", nil, "MaxMemInQueues 4 MB", "MetricsPort "+metricsAddr.String())
 	bootstrapped(t, p)
 	pid := p.cmd.Process.Pid
-	limit := goMemLimitKiB(t, p)
+	limit := budgetKiB(t, p)
 	const (
 		streams   = 50
 		users     = 10
@@ -107,7 +107,7 @@ slow:
 	waits = metricValue(t, m, "tinytor_cell_pool_waits_total")
 	reclaims := metricValue(t, m, "tinytor_cell_pool_reclaims_total")
 	hwm, anon, file := vmStatus(t, pid, "VmHWM"), vmStatus(t, pid, "RssAnon"), vmStatus(t, pid, "RssFile")
-	t.Logf("%d downloads of 64 MiB in %.1f s (%d failed; %.1f MiB/s in all once the clients read fast); pool capacity %.0f, peak %.0f, waits %.0f, reclaims %.0f; VmHWM %d KiB (%.1f MiB, %d KiB under the Go memory limit of %d KiB); now RssAnon %d KiB, RssFile (the binary) %d KiB",
+	t.Logf("%d downloads of 64 MiB in %.1f s (%d failed; %.1f MiB/s in all once the clients read fast); pool capacity %.0f, peak %.0f, waits %.0f, reclaims %.0f; VmHWM %d KiB (%.1f MiB, %d KiB under the process budget of %d KiB); now RssAnon %d KiB, RssFile (the binary) %d KiB",
 		streams, elapsed.Seconds(), failed, fastRate, capacity, peak, waits, reclaims, hwm, float64(hwm)/1024, limit-hwm, limit, anon, file)
 	if int(capacity) != int(wantCap) {
 		t.Errorf("pool capacity %v, want MaxMemInQueues/600 = %d", capacity, int(wantCap))
@@ -119,7 +119,7 @@ slow:
 		t.Errorf("%v streams reclaimed: slow readers are not stopped readers", reclaims)
 	}
 	if hwm >= limit {
-		t.Errorf("VmHWM %d KiB (RssAnon %d KiB, RssFile %d KiB now), want under the memory plan's Go memory limit of %d KiB", hwm, anon, file, limit)
+		t.Errorf("VmHWM %d KiB (RssAnon %d KiB, RssFile %d KiB now), want under the memory plan's process budget of %d KiB", hwm, anon, file, limit)
 	}
 }
 
@@ -182,11 +182,12 @@ slow:
 	return nil
 }
 
-// goMemLimitKiB reads the Go memory limit of the memory plan from
-// tinytor's log ("Memory: ...; Go memory limit 24.0 MiB, GC 50%.").
-func goMemLimitKiB(t *testing.T, p *tinytorProc) int {
+// budgetKiB reads the process budget of the memory plan from tinytor's
+// log ("Memory: ...; process budget 24.0 MiB: Go memory limit 15.8 MiB and
+// 8.2 MiB for the program's code; GC 100%.").
+func budgetKiB(t *testing.T, p *tinytorProc) int {
 	t.Helper()
-	re := regexp.MustCompile(`Go memory limit ([0-9.]+) MiB`)
+	re := regexp.MustCompile(`process budget ([0-9.]+) MiB`)
 	for _, l := range p.log() {
 		if m := re.FindStringSubmatch(l); m != nil {
 			mib, err := strconv.ParseFloat(m[1], 64)
