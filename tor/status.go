@@ -6,6 +6,7 @@ import (
 	"io"
 	"sort"
 	"sync"
+	"tinytor/tor/circuit"
 
 	"tinytor/tor/event"
 )
@@ -117,3 +118,8 @@ func (c *Client) CloseStream(id uint64) error {
 	}
 	return closer.Close()
 }
+
+// CongestionStats returns the congestion and flow control state of each
+// open exit circuit (congestion control is negotiated with exits that
+// offer it; the others keep fixed windows).
+func (c *Client) CongestionStats() []circuit.CongestionStats { return c.circs.CongestionStats() }

@@ -219,3 +219,19 @@ func (m *Manager) Close(id uint64, ifUnused bool) error {
 	p.mu.Unlock()
 	return found.Circ.Close()
 }
+
+// CongestionStats returns the congestion and flow control state of each
+// open exit circuit of the pool.
+func (m *Manager) CongestionStats() []circuit.CongestionStats {
+	p := &m.pool
+	p.mu.Lock()
+	circs := append([]*Exit(nil), p.circs...)
+	p.mu.Unlock()
+	out := make([]circuit.CongestionStats, 0, len(circs))
+	for _, e := range circs {
+		if e.alive() {
+			out = append(out, e.Circ.CongestionStats())
+		}
+	}
+	return out
+}

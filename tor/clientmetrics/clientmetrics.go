@@ -23,6 +23,13 @@
 //	tinytor_guards_confirmed               gauge    sampled guards used successfully
 //	tinytor_guards_primary                 gauge    primary entry guards
 //	tinytor_guards_unreachable             gauge    sampled guards marked unreachable
+//	tinytor_circuits_cc                    gauge    open exit circuits with congestion control (proposal 324)
+//	tinytor_circuits_fixed_window          gauge    open exit circuits with the fixed SENDME windows
+//	tinytor_cc_cwnd_cells                  gauge    mean congestion window of the circuits with congestion control
+//	tinytor_cc_rtt_seconds                 gauge    mean smoothed RTT of the circuits with congestion control
+//	tinytor_cc_rtt_min_seconds             gauge    lowest RTT seen on them
+//	tinytor_flow_xoff_sent                 gauge    XOFF cells sent on the open circuits (also _xon_sent,
+//	                                                _xoff_received, _xon_received)
 //	tinytor_bridges_configured             gauge    Bridge lines in use (UseBridges 1)
 //	tinytor_bridges_usable                 gauge    bridges with a verified descriptor
 //	tinytor_transports_running             gauge    pluggable transports whose method is usable
@@ -49,6 +56,7 @@ import (
 	"strings"
 
 	"tinytor/tor"
+	"tinytor/tor/circuit"
 	"tinytor/tor/event"
 	"tinytor/tor/guard"
 	"tinytor/tor/metrics"
@@ -96,6 +104,38 @@ func Register(reg *metrics.Registry, c *tor.Client) (stop func(), err error) {
 			func() float64 { return countGuards(c, func(g guard.Info) bool { return g.Primary }) }},
 		{false, "tinytor_guards_unreachable", "Sampled guards currently marked unreachable.",
 			func() float64 { return countGuards(c, func(g guard.Info) bool { return g.Reachable == guard.No }) }},
+		{false, "tinytor_circuits_cc", "Open exit circuits with congestion control (proposal 324).",
+			func() float64 { return ccStat(c, func(s circuit.CongestionStats) float64 { return 1 }, false) }},
+		{false, "tinytor_circuits_fixed_window", "Open exit circuits with the fixed SENDME windows.",
+			func() float64 {
+				return float64(len(c.CongestionStats())) - ccStat(c, func(circuit.CongestionStats) float64 { return 1 }, false)
+			}},
+		{false, "tinytor_cc_cwnd_cells", "Mean congestion window of the open circuits with congestion control, in cells.",
+			func() float64 {
+				return ccStat(c, func(s circuit.CongestionStats) float64 { return float64(s.Cwnd) }, true)
+			}},
+		{false, "tinytor_cc_rtt_seconds", "Mean smoothed RTT of the open circuits with congestion control.",
+			func() float64 {
+				return ccStat(c, func(s circuit.CongestionStats) float64 { return s.EWMARTT.Seconds() }, true)
+			}},
+		{false, "tinytor_cc_rtt_min_seconds", "Lowest RTT seen on the open circuits with congestion control.",
+			func() float64 { return ccMinRTT(c) }},
+		{false, "tinytor_flow_xoff_sent", "XOFF cells sent on the open circuits.",
+			func() float64 {
+				return ccStat(c, func(s circuit.CongestionStats) float64 { return float64(s.XoffSent) }, false)
+			}},
+		{false, "tinytor_flow_xon_sent", "XON cells sent on the open circuits.",
+			func() float64 {
+				return ccStat(c, func(s circuit.CongestionStats) float64 { return float64(s.XonSent) }, false)
+			}},
+		{false, "tinytor_flow_xoff_received", "XOFF cells received on the open circuits.",
+			func() float64 {
+				return ccStat(c, func(s circuit.CongestionStats) float64 { return float64(s.XoffReceived) }, false)
+			}},
+		{false, "tinytor_flow_xon_received", "XON cells received on the open circuits.",
+			func() float64 {
+				return ccStat(c, func(s circuit.CongestionStats) float64 { return float64(s.XonReceived) }, false)
+			}},
 		{false, "tinytor_bridges_configured", "Bridge lines in use (UseBridges 1).",
 			func() float64 { return float64(len(c.Bridges())) }},
 		{false, "tinytor_bridges_usable", "Bridges with a verified descriptor.",
@@ -275,4 +315,32 @@ func countTransports(c *tor.Client, restarts bool) float64 {
 		}
 	}
 	return float64(n)
+}
+
+// ccStat sums f over the open circuits with congestion control, or with
+// mean the average (0 with none).
+func ccStat(c *tor.Client, f func(circuit.CongestionStats) float64, mean bool) float64 {
+	sum, n := 0.0, 0
+	for _, s := range c.CongestionStats() {
+		if s.Enabled {
+			sum += f(s)
+			n++
+		}
+	}
+	if mean && n > 0 {
+		return sum / float64(n)
+	}
+	return sum
+}
+
+// ccMinRTT is the lowest RTT seen on the open circuits with congestion
+// control (0 with none).
+func ccMinRTT(c *tor.Client) float64 {
+	low := 0.0
+	for _, s := range c.CongestionStats() {
+		if v := s.MinRTT.Seconds(); s.Enabled && v > 0 && (low == 0 || v < low) {
+			low = v
+		}
+	}
+	return low
 }
