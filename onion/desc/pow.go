@@ -3,8 +3,8 @@ package desc
 import (
 	"encoding/base64"
 	"errors"
-	"math"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
