@@ -32,7 +32,11 @@
 //     when the cells received and not consumed plus its delivery window
 //     stay within the circuit window. So a stream whose reader is slow
 //     holds at most 500 cells and a circuit at most 1000 per hop, and the
-//     exit stops sending instead of filling the pool.
+//     exit stops sending instead of filling the pool. With congestion
+//     control (proposal 324) a stream's reader that falls behind sends
+//     XOFF past cc_xoff_client cells, and the circuit withholds its
+//     SENDMEs while more than max(1000, 2*cc_xoff_client) cells wait
+//     unread, so the exit stops the same way.
 //
 // Why this cannot deadlock: cells are held for long only by readers
 // (cells queued on streams); everything else comes back by itself.

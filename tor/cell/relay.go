@@ -59,8 +59,10 @@ const (
 	RelayIntroduceAck          RelayCommand = 40
 	RelayPaddingNegotiate      RelayCommand = 41
 	RelayPaddingNegotiated     RelayCommand = 42
-	RelayXon                   RelayCommand = 43
-	RelayXoff                  RelayCommand = 44
+	// C tor's or.h numbers (XOFF 43, XON 44), which live exits use; the
+	// tor-spec snapshot in shared/ lists them the other way round.
+	RelayXoff RelayCommand = 43
+	RelayXon  RelayCommand = 44
 )
 
 var relayCommandNames = map[RelayCommand]string{
