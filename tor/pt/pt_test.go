@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -118,9 +119,23 @@ type fake struct {
 	events []Event
 }
 
+// reexec reports whether this test binary can be run again as a process
+// of its own: not under qemu-user (make test-cross runs go test -exec
+// qemu-...-static), where the kernel cannot run the foreign binary.
+var reexec = sync.OnceValue(func() error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	return exec.Command(exe, "-test.run=^$").Run()
+})
+
 // startFake starts the test binary as a transport proxy in mode.
 func startFake(t *testing.T, mode string, names []string, tweak func(*Config)) *fake {
 	t.Helper()
+	if err := reexec(); errors.Is(err, syscall.ENOEXEC) {
+		t.Skipf("the fake transport is this test binary, which cannot run outside the emulator here: %v", err)
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
