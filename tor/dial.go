@@ -27,6 +27,13 @@ const maxStreamAttempts = 3
 // maxCircuitBuilds is how many circuit builds one stream may wait for.
 const maxCircuitBuilds = 6
 
+// maxTimedOutBuilds bounds, apart, the builds that only exceeded the
+// learned circuit build timeout: as in C tor, a stream waits while the
+// timeout adapts (when most recent builds time out, tor/cbt goes back to
+// the initial timeout), instead of failing after maxCircuitBuilds quick
+// timeouts on a loaded machine.
+const maxTimedOutBuilds = 30
+
 // ErrOverloaded is the error inside the *StreamError that Dial returns
 // when Config.AllowNewStream refuses a new stream (memory pressure). The
 // StreamError's Reason is cell.EndResourceLimit.
@@ -99,7 +106,7 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 	avoid := map[*circmgr.Exit]bool{}
 	var lastErr error
 	var lastReason cell.EndReason
-	builds, timeouts := 0, 0
+	builds, timeouts, slow := 0, 0, 0
 	for attempt := 0; attempt < maxStreamAttempts; attempt++ {
 		e := c.circs.Take(port, isoKey(iso), avoid)
 		if e == nil {
@@ -109,6 +116,11 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 				lastErr = err
 				if ctx.Err() != nil {
 					break
+				}
+				if errors.Is(err, circmgr.ErrBuildTimeout) && slow < maxTimedOutBuilds {
+					slow++
+					attempt--
+					continue
 				}
 				// A failed build is not the stream's fault: try new paths
 				// (which leave out relays found unreachable) a few more

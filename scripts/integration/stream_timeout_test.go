@@ -222,11 +222,13 @@ func TestTinytorStreamTimeout(t *testing.T) {
 		// to four relays that are not tinytor's guard.
 		var pins []string
 		for _, r := range n.Relays {
-			if r.Nickname != guard && len(pins) < 4 {
+			if r.Nickname != guard && len(pins) < 6 {
 				pins = append(pins, r.Nickname)
 			}
 		}
-		svc := startPinnedOnionService(t, n, pins[0]+","+pins[1], pins[2], pins[3])
+		// Two relays per layer: with one, C tor found no usable
+		// _HSLayer3Nodes node in one run and never uploaded.
+		svc := startPinnedOnionService(t, n, pins[0]+","+pins[1], pins[2]+","+pins[3], pins[4]+","+pins[5])
 		svc.waitUploaded(t, 3*time.Minute)
 		url := "http://" + svc.addr.String() + ":80/"
 		// A user whose rendezvous point is on none of the paths a new
