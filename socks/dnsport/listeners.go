@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"syscall"
 
 	"tinytor/socks"
 	"tinytor/tor/torlog"
@@ -84,14 +85,8 @@ func (ls *Listeners) Close() {
 // listen opens p's UDP socket and TCP listener on the same address (for
 // port 0, the TCP port follows the one the system gave the UDP socket).
 func (ls *Listeners) listen(ctx context.Context, p Port) (*listener, error) {
-	pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(p.Addr))
+	pc, ln, err := listenPair(p.Addr)
 	if err != nil {
-		return nil, err
-	}
-	tcpAddr := netip.AddrPortFrom(p.Addr.Addr(), uint16(pc.LocalAddr().(*net.UDPAddr).Port))
-	ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(tcpAddr))
-	if err != nil {
-		pc.Close()
 		return nil, err
 	}
 	switch a := p.Addr.Addr(); {
@@ -134,4 +129,27 @@ func samePort(a, b Port) bool {
 		ac.UnsafeLogging == bc.UnsafeLogging && ac.Counters == bc.Counters && ac.MaxOutstanding == bc.MaxOutstanding &&
 		ac.MaxTCPConns == bc.MaxTCPConns && ac.MaxTCPMessage == bc.MaxTCPMessage && ac.CacheEntries == bc.CacheEntries &&
 		ac.Timeout == bc.Timeout && ac.TCPIdle == bc.TCPIdle
+}
+
+// listenPair opens a UDP socket and a TCP listener on the same address.
+// For port 0 ("auto") the TCP listener takes the number the system gave
+// the UDP socket; another program's TCP socket may hold that number, so
+// a few other numbers are tried before giving up.
+func listenPair(addr netip.AddrPort) (*net.UDPConn, *net.TCPListener, error) {
+	const autoTries = 8
+	for try := 1; ; try++ {
+		pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
+		if err != nil {
+			return nil, nil, err
+		}
+		tcpAddr := netip.AddrPortFrom(addr.Addr(), uint16(pc.LocalAddr().(*net.UDPAddr).Port))
+		ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(tcpAddr))
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if addr.Port() != 0 || try == autoTries || !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, nil, err
+		}
+	}
 }
