@@ -6,7 +6,6 @@ package main
 
 import (
 	_ "filippo.io/edwards25519"
-	_ "github.com/spf13/pflag"
 	_ "golang.org/x/crypto/curve25519"
 	_ "golang.org/x/net/dns/dnsmessage"
 	_ "golang.org/x/sys/unix"

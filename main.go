@@ -16,7 +16,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/spf13/pflag"
 
 	"tinytor/tor/config"
 	"tinytor/tor/control"
@@ -123,54 +122,71 @@ func (cl *commandLine) sources() config.Sources {
 	return config.Sources{Torrc: cl.torrc, Defaults: cl.defaults, Args: cl.overrides, Env: config.CurrentEnv()}
 }
 
-// parseCommandLine separates tinytor's own flags, parsed with pflag, from
-// torrc overrides, which keep their order and go to config.ParseArgs.
+// ownFlag is one of tinytor's own command-line flags; everything else
+// on the command line is a torrc override.
+type ownFlag struct {
+	long, short string
+	value       func(cl *commandLine) *string // nil for a switch
+	on          func(cl *commandLine)         // a switch's effect
+}
+
+var ownFlags = [...]ownFlag{
+	{long: "torrc-file", short: "f", value: func(cl *commandLine) *string { return &cl.torrc }},
+	{long: "defaults-torrc", value: func(cl *commandLine) *string { return &cl.defaults }},
+	{long: "hash-password", value: func(cl *commandLine) *string { cl.hashPW = new(string); return cl.hashPW }},
+	{long: "verify-config", on: func(cl *commandLine) { cl.verify = true }},
+	{long: "version", on: func(cl *commandLine) { cl.version = true }},
+	{long: "help", short: "h", on: func(cl *commandLine) { cl.help = true }},
+}
+
+// lookupFlag finds the own flag arg names ("--name", "--name=v" or "-x").
+func lookupFlag(arg string) (f *ownFlag, value string, hasValue bool) {
+	name, value, hasValue := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+	long := strings.HasPrefix(arg, "--")
+	if !long && (!strings.HasPrefix(arg, "-") || len(name) != 1) {
+		return nil, "", false
+	}
+	for i := range ownFlags {
+		if long && ownFlags[i].long == name || !long && ownFlags[i].short != "" && ownFlags[i].short == name {
+			return &ownFlags[i], value, hasValue
+		}
+	}
+	return nil, "", false
+}
+
+// parseCommandLine separates tinytor's own flags from torrc overrides,
+// which keep their order and go to config.ParseArgs.
 func parseCommandLine(args []string) (*commandLine, error) {
 	cl := &commandLine{}
-	fs := pflag.NewFlagSet("tinytor", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.SortFlags = false
-	fs.StringVarP(&cl.torrc, "torrc-file", "f", "", "read the torrc from `FILE` (default "+config.DefaultTorrc+"; if that is absent, built-in defaults apply)")
-	fs.StringVar(&cl.defaults, "defaults-torrc", "", "read defaults from `FILE` before the torrc (default "+config.DefaultDefaultsTorrc+", if present)")
-	fs.BoolVar(&cl.verify, "verify-config", false, "check the configuration and exit")
-	fs.BoolVar(&cl.version, "version", false, "print the version and exit")
-	hashPW := fs.String("hash-password", "", "print a HashedControlPassword value for `PW` and exit")
-	fs.BoolVarP(&cl.help, "help", "h", false, "print this help and exit")
-
-	var own, overrides []string
+	var overrides []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
-		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		var f *pflag.Flag
-		switch {
-		case strings.HasPrefix(a, "--"):
-			f = fs.Lookup(name)
-		case strings.HasPrefix(a, "-") && len(name) == 1:
-			f = fs.ShorthandLookup(name)
-		}
-		if f != nil {
-			own = append(own, a)
-			if f.Value.Type() != "bool" && !hasValue && i+1 < len(args) {
-				own = append(own, args[i+1])
+		if f, v, hasValue := lookupFlag(a); f != nil {
+			switch {
+			case f.value == nil && hasValue:
+				return nil, fmt.Errorf("flag %s takes no value", a)
+			case f.value == nil:
+				f.on(cl)
+			case !hasValue && i+1 >= len(args):
+				return nil, fmt.Errorf("flag needs an argument: %s", a)
+			case !hasValue:
 				i++
+				v = args[i]
+				fallthrough
+			default:
+				*f.value(cl) = v
 			}
 			continue
 		}
+		if !strings.HasPrefix(a, "-") {
+			return nil, fmt.Errorf("unexpected argument %q", a)
+		}
 		// A torrc override: "--Option value", or "--/Option" alone.
 		overrides = append(overrides, a)
-		if strings.HasPrefix(a, "-") && !strings.HasPrefix(strings.TrimLeft(a, "-"), "/") && i+1 < len(args) {
+		if !strings.HasPrefix(strings.TrimLeft(a, "-"), "/") && i+1 < len(args) {
 			overrides = append(overrides, args[i+1])
 			i++
 		}
-	}
-	if err := fs.Parse(own); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	if fs.Changed("hash-password") {
-		cl.hashPW = hashPW
 	}
 	lines, err := config.ParseArgs(overrides)
 	if err != nil {

@@ -17,7 +17,6 @@ COLD_PKGS := tinytor tinytor/board/... tinytor/onion/... \
 	tinytor/socks/transparent tinytor/tor/pt tinytor/tor/netproxy \
 	tinytor/tor/bridge tinytor/tor/cbt tinytor/tor/vanguards \
 	tinytor/tor/circuit/handshake tinytor/tor/dir tinytor/tor/dir/netdoc \
-	github.com/spf13/pflag \
 	crypto/x509 encoding/asn1 net/url fmt math/big \
 	crypto/ecdsa crypto/rsa crypto/hpke crypto/internal/fips140/ecdsa \
 	crypto/internal/fips140/rsa crypto/internal/fips140/bigmod \
