@@ -16,7 +16,6 @@ import (
 	"os"
 	"strings"
 
-
 	"tinytor/tor/config"
 	"tinytor/tor/control"
 	"tinytor/tor/torlog"
