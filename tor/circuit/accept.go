@@ -88,7 +88,7 @@ func (c *Circuit) acceptBegin(f func(*Stream, BeginRequest), hopIdx int, sid uin
 	c.mu.Lock()
 	if c.streams[sid] != nil {
 		c.mu.Unlock()
-		return fmt.Errorf("BEGIN for stream %d, which is in use: %w", sid, ErrProtocol)
+		return protocolErr("BEGIN for stream %d, which is in use", int(sid))
 	}
 	if err != nil {
 		c.log.Infof("Circuit %d: refusing stream %d: %v", c.id, sid, err)

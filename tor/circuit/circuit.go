@@ -131,6 +131,12 @@ var ErrClosed = errors.New("circuit closed")
 // ErrProtocol is wrapped by errors that mean a relay broke the protocol.
 var ErrProtocol = errors.New("tor protocol violation")
 
+// protocolErr reports a protocol violation: format has one %d (a hop, a
+// stream, a count) and the error wraps ErrProtocol.
+func protocolErr(format string, n int) error {
+	return fmt.Errorf(format+": %w", n, ErrProtocol)
+}
+
 // DestroyedError means the circuit was torn down by the network: a
 // DESTROY cell from the first hop, or a RELAY_TRUNCATED from a hop.
 type DestroyedError struct {
@@ -342,7 +348,7 @@ func (c *Circuit) HandleCell(cl *cell.Cell) {
 		// Do the teardown elsewhere: HandleCell must not block on the
 		// channel's Send.
 		if c.overflowed.CompareAndSwap(false, true) {
-			go c.fail(fmt.Errorf("inbound queue of %d cells overflowed: %w", cap(c.inbound), ErrProtocol))
+			go c.fail(protocolErr("inbound queue of %d cells overflowed", cap(c.inbound)))
 		}
 	}
 }
@@ -569,7 +575,7 @@ func (c *Circuit) handleRelay(cl *cell.Cell) error {
 	case cell.RelayExtended2:
 		p := c.takePending()
 		if p == nil || hopIdx != len(hops)-1 {
-			return fmt.Errorf("unexpected EXTENDED2 from hop %d: %w", hopIdx+1, ErrProtocol)
+			return protocolErr("unexpected EXTENDED2 from hop %d", hopIdx+1)
 		}
 		m, err := cell.ParseCreated2(body)
 		if err != nil {
@@ -632,7 +638,7 @@ func (c *Circuit) received(hopIdx int, h *hop) error {
 	}
 	h.deliverWindow--
 	if h.deliverWindow < 0 {
-		return fmt.Errorf("hop %d overran the circuit window: %w", hopIdx+1, ErrProtocol)
+		return protocolErr("hop %d overran the circuit window", hopIdx+1)
 	}
 	h.held++
 	if h.deliverWindow%CircWindowInc == 0 {
@@ -784,11 +790,11 @@ func (c *Circuit) handleCircSendme(hopIdx int, body []byte) error {
 	h := c.hops[hopIdx]
 	if cc := h.cc; cc != nil {
 		if cc.sent.size == 0 {
-			return fmt.Errorf("unexpected circuit SENDME from hop %d: %w", hopIdx+1, ErrProtocol)
+			return protocolErr("unexpected circuit SENDME from hop %d", hopIdx+1)
 		}
 		m := cc.sent.pop()
 		if version == 1 && subtle.ConstantTimeCompare(m.digest[:], digest) != 1 {
-			return fmt.Errorf("circuit SENDME from hop %d carries the wrong digest: %w", hopIdx+1, ErrProtocol)
+			return protocolErr("circuit SENDME from hop %d carries the wrong digest", hopIdx+1)
 		}
 		ss := cc.inSlowStart
 		cc.onSendme(c.now(), m.at, c.activeLocked(hopIdx))
@@ -800,13 +806,13 @@ func (c *Circuit) handleCircSendme(hopIdx int, body []byte) error {
 		return nil
 	}
 	if h.sentDigestsN == 0 || h.packageWindow+CircWindowInc > CircWindowStart {
-		return fmt.Errorf("unexpected circuit SENDME from hop %d: %w", hopIdx+1, ErrProtocol)
+		return protocolErr("unexpected circuit SENDME from hop %d", hopIdx+1)
 	}
 	want := h.sentDigests[h.sentHead]
 	h.sentHead = (h.sentHead + 1) % len(h.sentDigests)
 	h.sentDigestsN--
 	if version == 1 && subtle.ConstantTimeCompare(want[:], digest) != 1 {
-		return fmt.Errorf("circuit SENDME from hop %d carries the wrong digest: %w", hopIdx+1, ErrProtocol)
+		return protocolErr("circuit SENDME from hop %d carries the wrong digest", hopIdx+1)
 	}
 	h.packageWindow += CircWindowInc
 	c.wakeLocked()

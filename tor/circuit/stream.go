@@ -286,7 +286,7 @@ func (s *Stream) deliver(cl *cell.Cell, n int) error {
 		if s.deliverWindow < 0 {
 			s.mu.Unlock()
 			s.c.pool.Put(cl)
-			return fmt.Errorf("stream %d overran its window: %w", s.id, ErrProtocol)
+			return protocolErr("stream %d overran its window", int(s.id))
 		}
 	}
 	if s.closed || s.readErr != nil || n == 0 {
@@ -302,7 +302,7 @@ func (s *Stream) deliver(cl *cell.Cell, n int) error {
 	if !s.recv.push(cl, limit) {
 		s.mu.Unlock()
 		s.c.pool.Put(cl)
-		return fmt.Errorf("stream %d: receive queue full: %w", s.id, ErrProtocol)
+		return protocolErr("stream %d: receive queue full", int(s.id))
 	}
 	s.qbytes += uint64(n)
 	s.notifyReaderLocked()
@@ -338,10 +338,10 @@ func (s *Stream) handleSendme() error {
 	defer c.mu.Unlock()
 	if s.fc {
 		// C tor: "Congestion control got stream sendme".
-		return fmt.Errorf("stream SENDME on stream %d, which uses flow control: %w", s.id, ErrProtocol)
+		return protocolErr("stream SENDME on stream %d, which uses flow control", int(s.id))
 	}
 	if s.packageWindow+StreamWindowInc > StreamWindowStart {
-		return fmt.Errorf("unexpected SENDME on stream %d: %w", s.id, ErrProtocol)
+		return protocolErr("unexpected SENDME on stream %d", int(s.id))
 	}
 	s.packageWindow += StreamWindowInc
 	c.wakeLocked()
@@ -354,7 +354,7 @@ func (s *Stream) handleControl(cmd cell.RelayCommand, body []byte) error {
 	switch cmd {
 	case cell.RelayConnected:
 		if s.kind != kindData {
-			return fmt.Errorf("CONNECTED on resolve stream %d: %w", s.id, ErrProtocol)
+			return protocolErr("CONNECTED on resolve stream %d", int(s.id))
 		}
 		conn, err := ParseConnected(body)
 		if err != nil {
@@ -363,7 +363,7 @@ func (s *Stream) handleControl(cmd cell.RelayCommand, body []byte) error {
 		s.mu.Lock()
 		if s.isOpen {
 			s.mu.Unlock()
-			return fmt.Errorf("second CONNECTED on stream %d: %w", s.id, ErrProtocol)
+			return protocolErr("second CONNECTED on stream %d", int(s.id))
 		}
 		s.isOpen = true
 		s.connected = conn
@@ -372,7 +372,7 @@ func (s *Stream) handleControl(cmd cell.RelayCommand, body []byte) error {
 		return nil
 	case cell.RelayResolved:
 		if s.kind != kindResolve {
-			return fmt.Errorf("RESOLVED on data stream %d: %w", s.id, ErrProtocol)
+			return protocolErr("RESOLVED on data stream %d", int(s.id))
 		}
 		answers, err := ParseResolved(body)
 		if err != nil {
