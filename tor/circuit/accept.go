@@ -124,6 +124,25 @@ func (c *Circuit) acceptBegin(f func(*Stream, BeginRequest), hopIdx int, sid uin
 	return nil
 }
 
+// refuseBeginDir answers a BEGIN_DIR on a circuit that accepts streams
+// (an onion service's rendezvous circuit) with END (NOTDIRECTORY), as C
+// tor does on any circuit that is not a relay's directory circuit.
+func (c *Circuit) refuseBeginDir(hopIdx int, sid uint16) error {
+	if sid == 0 {
+		return fmt.Errorf("BEGIN_DIR on stream 0: %w", ErrProtocol)
+	}
+	c.log.Infof("Circuit %d: refusing BEGIN_DIR on stream %d: this is not a directory circuit", c.id, sid)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.streams[sid] != nil {
+		return protocolErr("BEGIN_DIR for stream %d, which is in use", int(sid))
+	}
+	if c.err != nil {
+		return nil
+	}
+	return c.sendLocked(hopIdx, cell.RelayEnd, sid, []byte{byte(cell.EndNotDirectory)}, false)
+}
+
 // Accept answers an incoming stream's BEGIN with an empty CONNECTED, as
 // an onion service does (rend-spec-v3 4.2).
 func (s *Stream) Accept() error {

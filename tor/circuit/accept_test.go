@@ -111,6 +111,12 @@ func TestAcceptStreams(t *testing.T) {
 	if r := <-f.ends; r != cell.EndTorProtocol {
 		t.Fatalf("END reason %s for a malformed BEGIN, want TORPROTOCOL", r)
 	}
+	// A BEGIN_DIR on a circuit that accepts streams gets END (NOTDIRECTORY),
+	// as from C tor, instead of silence.
+	f.relayToClient2(t, c, 2, cell.RelayBeginDir, 8, nil)
+	if r := <-f.ends; r != cell.EndNotDirectory {
+		t.Fatalf("END reason %s for a BEGIN_DIR, want NOTDIRECTORY", r)
+	}
 	select {
 	case a := <-got:
 		t.Fatalf("callback called for %+v", a.req)

@@ -608,6 +608,10 @@ func (c *Circuit) handleRelay(cl *cell.Cell) error {
 		if acc := c.acceptor(); acc != nil && hopIdx == len(hops)-1 {
 			return c.acceptBegin(acc, hopIdx, sid, body)
 		}
+	case cell.RelayBeginDir:
+		if acc := c.acceptor(); acc != nil && hopIdx == len(hops)-1 {
+			return c.refuseBeginDir(hopIdx, sid)
+		}
 	}
 	if c.cfg.Control != nil {
 		c.cfg.Control(hopIdx, cmd, sid, body)
