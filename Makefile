@@ -5,9 +5,9 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 # CROSS_GCFLAGS=all=-l trades inlining (speed) for about 10% less flash.
 CROSS_GCFLAGS ?=
-include scripts/coldpkgs.mk
-COLD_GCFLAGS := $(foreach p,$(COLD_PKGS),-gcflags=$(p)=-l) $(foreach p,$(HOT_PKGS),-gcflags=$(p)=)
-BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" $(COLD_GCFLAGS)
+BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
+# FLASH_BUDGET is the most a stripped mipsle binary may weigh (8 MiB).
+FLASH_BUDGET := 8388608
 FUZZTIME ?= 10s
 
 # name:GOOS/GOARCH:extra environment

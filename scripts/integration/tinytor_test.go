@@ -49,10 +49,8 @@ func tinytorBinary(t *testing.T, goarch string) string {
 	}
 	out := filepath.Join(binaries.dir, "tinytor-"+goarch)
 	// The flags of the Makefile's build (and cross) targets, as make
-	// computes them: the binary under test is the one shipped, whose
-	// cold packages are compiled without inlining (scripts/coldpkgs.mk),
-	// which shows in its size and in the memory its text takes.
-	rule := `tinytor-test-flags: ; @printf '%s\n' 'ldflags=$(LDFLAGS)' $(COLD_GCFLAGS) $(if $(CROSS_GCFLAGS),'cross=-gcflags=$(CROSS_GCFLAGS)')`
+	// computes them: the binary under test is the one shipped.
+	rule := `tinytor-test-flags: ; @printf '%s\n' 'ldflags=$(LDFLAGS)' $(if $(CROSS_GCFLAGS),'cross=-gcflags=$(CROSS_GCFLAGS)')`
 	mk := exec.Command("make", "-s", "--no-print-directory", "--eval", rule, "tinytor-test-flags")
 	mk.Dir = root
 	mk.Stderr = os.Stderr

@@ -47,10 +47,6 @@ TINYTOR_GOMOD = tinytor
 # pure-Go DNS resolver and user lookup), stripped for small flash.
 TINYTOR_GO_ENV = CGO_ENABLED=0
 TINYTOR_LDFLAGS = -s -w
-# Cold packages without inlining, as the tree's Makefile builds them (about
-# 330 KB less flash); the golang-package infrastructure appends its options.
-include $(BR2_EXTERNAL_TINYTOR_PATH)/../scripts/coldpkgs.mk
-TINYTOR_BUILD_OPTS = $(foreach p,$(COLD_PKGS),-gcflags=$(p)=-l) $(foreach p,$(HOT_PKGS),-gcflags=$(p)=)
 
 # Buildroot's Go support does not cover 32-bit MIPS (BR2_mips, BR2_mipsel:
 # ath79, ramips and most other router SoCs), although Go does. tinytor needs
@@ -64,7 +60,7 @@ define TINYTOR_BUILD_CMDS
 	cd $(@D) && $(HOST_GO_COMMON_ENV) \
 		GOOS=linux GOARCH=$(TINYTOR_GOARCH) GOMIPS=$(TINYTOR_GOMIPS) \
 		GOCACHE="$(HOST_GO_TARGET_CACHE)" CGO_ENABLED=0 \
-		$(GO_BIN) build -v $(TINYTOR_BUILD_OPTS) \
+		$(GO_BIN) build -v -trimpath -ldflags "$(TINYTOR_LDFLAGS)" \
 		-o $(@D)/bin/tinytor $(TINYTOR_GOMOD)/.
 endef
 endif
