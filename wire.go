@@ -85,6 +85,7 @@ type node struct {
 	dnsCounters    *dnsport.Counters // DNS queries by outcome, across reloads
 	amap           *addrmap.Map      // lives as long as the process: mappings survive SIGHUP
 	gateway        *gateway          // TransPorts and HTTPTunnelPorts
+	services       *service.Set      // the torrc's onion services
 
 	mu        sync.Mutex // serialises configuration changes
 	closeLogs func()     // closes the log files of the configuration in force
@@ -157,6 +158,8 @@ func (n *node) run(cfg *config.Config, src config.Sources, reload func(*torlog.L
 		}
 	}
 	apply := func(nc *config.Config) error { return n.apply(ctx, nc) }
+	n.services = service.NewSet(ctx, client, service.Options{Testing: cfg.TestingTorNetwork, Log: log, Events: bus, Rand: client.Rand()})
+	defer n.services.Stop()
 	stopControl, err := startControl(ctx, cfg, src, client, onion, n.amap, n.dnsCounters, log, apply, sendHup, stop, n.gateway.metrics)
 	if err != nil {
 		log.Errf("%v", err)
@@ -167,12 +170,13 @@ func (n *node) run(cfg *config.Config, src config.Sources, reload func(*torlog.L
 		log.Errf("%v", err)
 		return exitRuntime
 	}
-	stopOnion, err := service.StartAll(ctx, client, cfg.HiddenServices, service.Options{Testing: cfg.TestingTorNetwork, Log: log, Events: bus, Rand: client.Rand()})
+	n.mu.Lock()
+	err = n.services.Apply(cfg.HiddenServices)
+	n.mu.Unlock()
 	if err != nil {
 		log.Errf("%v", err)
 		return exitRuntime
 	}
-	defer stopOnion()
 	return n.serve(ctx, stop, hup, reload)
 }
 
@@ -222,7 +226,7 @@ func (n *node) apply(ctx context.Context, nc *config.Config) error {
 	}
 	applyMapAddress(n.amap, nc, n.log)
 	return errors.Join(n.socks.Apply(ctx, socksPorts(nc, n.log)), n.dns.Apply(ctx, dnsPorts(nc, n.log, n.dnsCounters)),
-		n.gateway.apply(ctx, nc, n.log))
+		n.gateway.apply(ctx, nc, n.log), n.services.Apply(nc.HiddenServices))
 }
 
 // close closes the log files.

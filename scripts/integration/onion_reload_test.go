@@ -1,0 +1,93 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestOnionServiceReload (issue 14 item 7): HiddenServiceDir sections
+// added to or removed from the torrc take effect on SIGHUP without
+// touching the other services: a service added by a reload is published
+// and reached by the reference C tor client while the first keeps
+// running (its intro points and descriptor untouched: it is not
+// restarted); a service removed by a reload stops, and the other is still
+// reached.
+func TestOnionServiceReload(t *testing.T) {
+	n := RequireNetwork(t)
+	bin := tinytorBinary(t, "")
+	dirA, dirB := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")
+	svcA := []string{"HiddenServiceDir " + dirA, "HiddenServicePort 80 " + n.HTTPAddr.String(), "HiddenServiceNumIntroductionPoints 2"}
+	svcB := []string{"HiddenServiceDir " + dirB, "HiddenServicePort 80 " + n.HTTPAddr.String(), "HiddenServiceNumIntroductionPoints 2"}
+	p := startTinytor(t, n, bin, "", nil, svcA...)
+	waitServiceUploaded(t, p, 0, 4*time.Minute)
+	onionA := readHostname(t, dirA)
+	base, err := os.ReadFile(p.torrc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withoutA := strings.Replace(string(base), strings.Join(svcA, "\n")+"\n", "", 1)
+	if withoutA == string(base) {
+		t.Fatalf("the torrc does not hold the service section as written:\n%s", base)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	reach := func(what, onion string) {
+		t.Helper()
+		t0 := time.Now()
+		r, err := getOnion(ctx, t, n.ClientSOCKS, "http://"+onion+"/")
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if !strings.Contains(string(r.Body), n.Marker) {
+			t.Fatalf("%s: marker missing from %q", what, r.Body)
+		}
+		t.Logf("%s: reached in %.1f s", what, time.Since(t0).Seconds())
+	}
+	reload := func(torrc string) int {
+		t.Helper()
+		if err := os.WriteFile(p.torrc, []byte(torrc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		mark := len(p.log())
+		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		p.waitForAfter("Received reload signal (hup)", mark, time.Minute)
+		return mark
+	}
+	startsOf := func(onion string) int {
+		return len(grepLines(p.log(), "Onion service "+onion[:10]+"... starting"))
+	}
+	if startsOf(onionA) != 1 {
+		t.Fatalf("service A started %d times before any reload", startsOf(onionA))
+	}
+	reach("service A", onionA)
+
+	// Reload with B added.
+	mark := reload(string(base) + strings.Join(svcB, "\n") + "\n")
+	waitUploadRounds(t, p, mark, 2, 4*time.Minute)
+	onionB := readHostname(t, dirB)
+	reach("service B, added by SIGHUP", onionB)
+	reach("service A, after the reload", onionA)
+	if got := startsOf(onionA); got != 1 {
+		t.Errorf("service A started %d times: the reload that added B restarted it", got)
+	}
+
+	// Reload with A removed.
+	mark = reload(withoutA + strings.Join(svcB, "\n") + "\n")
+	p.waitForAfter("Onion service "+onionA+" in "+dirA+" is no longer configured; stopping it.", mark, time.Minute)
+	reach("service B, after A was removed", onionB)
+	if got := startsOf(onionB); got != 1 {
+		t.Errorf("service B started %d times: the reload that removed A restarted it", got)
+	}
+	for _, l := range p.log() {
+		if strings.Contains(l, "[warn]") && strings.Contains(l, "Onion service") {
+			t.Errorf("tinytor warned: %s", l)
+		}
+	}
+}
