@@ -216,16 +216,27 @@ type HSDesc struct {
 	Service bool
 }
 
-func (*Circuit) isEvent()  {}
-func (*Stream) isEvent()   {}
-func (*Channel) isEvent()  {}
-func (Bootstrap) isEvent() {}
-func (NewNym) isEvent()    {}
-func (Consensus) isEvent() {}
-func (Netinfo) isEvent()   {}
-func (Log) isEvent()       {}
-func (*HSDesc) isEvent()   {}
-func (Transport) isEvent() {}
+// HSDescContent is the text of a descriptor a client's fetch got from an
+// HSDir (control-spec's HS_DESC_CONTENT): Content is empty when the HSDir
+// answered without one (404).
+type HSDescContent struct {
+	Address      string // service ID, without ".onion"
+	DescriptorID string // the blinded key in base64 without padding
+	HSDir        RelayRef
+	Content      string
+}
+
+func (*Circuit) isEvent()       {}
+func (*Stream) isEvent()        {}
+func (*Channel) isEvent()       {}
+func (Bootstrap) isEvent()      {}
+func (NewNym) isEvent()         {}
+func (Consensus) isEvent()      {}
+func (Netinfo) isEvent()        {}
+func (Log) isEvent()            {}
+func (*HSDesc) isEvent()        {}
+func (*HSDescContent) isEvent() {}
+func (Transport) isEvent()      {}
 
 // Transport is a LOG or STATUS line of a managed pluggable transport
 // (the control port's PT_LOG and PT_STATUS events), or the launch of one
