@@ -2,7 +2,8 @@ package config
 
 import (
 	"errors"
-	"fmt"
+	"strconv"
+	"strings"
 )
 
 // Error is a configuration error with the place it was found.
@@ -22,20 +23,25 @@ var ErrRelayOption = errors.New("tinytor is a Tor client only and does not suppo
 // Error returns "FILE:LINE: Option: problem", or C tor's
 // "FILE:LINE: Unknown option 'Foo'".
 func (e *Error) Error() string {
-	where := ""
+	s := where(e.File, e.Line)
 	switch {
-	case e.File != "" && e.Line > 0:
-		where = fmt.Sprintf("%s:%d: ", e.File, e.Line)
-	case e.File != "":
-		where = e.File + ": "
+	case errors.Is(e.Err, ErrUnknownOption):
+		return s + "Unknown option '" + e.Option + "'"
+	case e.Option != "":
+		s += e.Option + ": "
 	}
-	if errors.Is(e.Err, ErrUnknownOption) {
-		return fmt.Sprintf("%sUnknown option '%s'", where, e.Option)
+	return s + e.Err.Error()
+}
+
+// where returns "FILE:LINE: ", "FILE: " or "".
+func where(file string, line int) string {
+	switch {
+	case file == "":
+		return ""
+	case line > 0:
+		return file + ":" + strconv.Itoa(line) + ": "
 	}
-	if e.Option == "" {
-		return where + e.Err.Error()
-	}
-	return fmt.Sprintf("%s%s: %v", where, e.Option, e.Err)
+	return file + ": "
 }
 
 // Unwrap returns the underlying error.
@@ -45,3 +51,32 @@ func (e *Error) Unwrap() error { return e.Err }
 func errAt(l Line, option string, err error) *Error {
 	return &Error{File: l.File, Line: l.Line, Option: option, Err: err}
 }
+
+// valueError is a bad value: msg says what is wrong with it, with %q
+// where the value goes (quoted as by strconv.Quote), and err, if set, why.
+type valueError struct {
+	msg, value string
+	err        error
+}
+
+// badValue returns the error msg (with one %q) says about value.
+func badValue(msg, value string) error {
+	return &valueError{msg: msg, value: value}
+}
+
+// wrapErr returns err with the context msg (which may have a %q for
+// value) before it.
+func wrapErr(msg, value string, err error) error {
+	return &valueError{msg: msg, value: value, err: err}
+}
+
+func (e *valueError) Error() string {
+	s := strings.Replace(e.msg, "%q", strconv.Quote(e.value), 1)
+	if e.err != nil {
+		s += ": " + e.err.Error()
+	}
+	return s
+}
+
+// Unwrap returns the cause.
+func (e *valueError) Unwrap() error { return e.err }

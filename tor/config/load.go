@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"reflect"
+	"strconv"
 	"path/filepath"
 	"strings"
 	"time"
@@ -126,6 +128,7 @@ func ParseArgs(args []string) ([]Line, error) {
 type builder struct {
 	c         *Config
 	env       Env
+	opt       *option           // the option being applied
 	l         Line              // the line being applied
 	where     map[string]Line   // option name -> last line that set it
 	hsLines   []Line            // the HiddenServiceDir line of each service
@@ -133,37 +136,32 @@ type builder struct {
 	zeroPorts map[string]bool   // client port options with a "0" line (SocksPort 0)
 }
 
-func (b *builder) warnf(format string, args ...any) {
-	b.warn([]string{fmt.Sprintf(format, args...)})
-}
-
-func (b *builder) warn(msgs []string) {
+// warn records warnings about the line being applied.
+func (b *builder) warn(msgs ...string) {
+	loc := where(b.l.File, b.l.Line)
+	if loc != "" {
+		loc += b.l.Key + ": "
+	}
 	for _, m := range msgs {
-		loc := b.l.File
-		if b.l.Line > 0 {
-			loc = fmt.Sprintf("%s:%d", b.l.File, b.l.Line)
-		}
-		if loc != "" {
-			m = fmt.Sprintf("%s: %s: %s", loc, b.l.Key, m)
-		}
-		b.c.Warnings = append(b.c.Warnings, m)
+		b.c.Warnings = append(b.c.Warnings, loc+m)
 	}
 }
 
-// Build merges layers of lines (lowest precedence first: defaults file,
-// torrc, command line) and builds the Config.
+// merge combines layers of lines (lowest precedence first: defaults file,
+// torrc, command line) into the lines in force for each option slot; a
+// slot absent from the result is at its default.
 //
-// Within a layer, lines of a list option accumulate and the last line of
-// a single-valued option wins. The first plain line of a list option in a
-// layer replaces what lower layers set; "+Key" appends to it instead and
-// "/Key" clears it. An empty value resets a single-valued option to its
-// default.
-func Build(env Env, layers ...[]Line) (*Config, error) {
-	b := &builder{c: &Config{}, env: env, where: map[string]Line{}, zeroPorts: map[string]bool{}}
+// Within a layer, lines of a list option accumulate. The first plain line
+// of a list option in a layer replaces what lower layers set; "+Key"
+// appends to it instead and "/Key" clears it. Every line of a
+// single-valued option is kept, in order, and the last one wins. An empty
+// value resets a single-valued option to its default. If b is not nil, it
+// receives the warnings about lines skipped or overridden.
+func merge(layers [][]Line, b *builder) (map[string][]Line, error) {
 	merged := map[string][]Line{}
 	for _, layer := range layers {
-		touched := map[string]bool{}
-		seen := map[string]bool{}
+		touched := map[string]bool{} // list slots set in this layer
+		seen := map[string]bool{}    // single-valued slots set in this layer
 		for _, l := range layer {
 			if l.Key == "%include" {
 				return nil, errAt(l, l.Key, errors.New("%include is only allowed in configuration files"))
@@ -173,63 +171,66 @@ func Build(env Env, layers ...[]Line) (*Config, error) {
 				return nil, errAt(l, canonicalName(l.Key), err)
 			}
 			slot := opt.slot()
-			b.l = l
+			var warning string
 			switch {
 			case l.Command == Clear:
-				merged[slot] = nil
+				delete(merged, slot)
 				touched[slot] = true
 			case l.Value == "" && opt.list:
-				b.warnf("Linelist option '%s' has no value. Skipping.", opt.name)
+				warning = "Linelist option '" + opt.name + "' has no value. Skipping."
 			case l.Value == "":
-				merged[slot] = nil // back to the default
+				delete(merged, slot) // back to the default
 			case opt.list:
 				if !touched[slot] && l.Command != Append {
-					merged[slot] = nil
+					delete(merged, slot)
 				}
 				touched[slot] = true
 				merged[slot] = append(merged[slot], l)
 			default:
 				if seen[slot] {
-					b.warnf("Option '%s' used more than once; all but the last value will be ignored.", opt.name)
+					warning = "Option '" + opt.name + "' used more than once; all but the last value will be ignored."
 				}
 				seen[slot] = true
 				merged[slot] = append(merged[slot], l)
 			}
+			if warning != "" && b != nil {
+				b.l = l
+				b.warn(warning)
+			}
 		}
+	}
+	return merged, nil
+}
+
+// Build merges layers of lines (lowest precedence first: defaults file,
+// torrc, command line) as merge describes and builds the Config.
+func Build(env Env, layers ...[]Line) (*Config, error) {
+	b := &builder{c: &Config{}, env: env, where: map[string]Line{}, zeroPorts: map[string]bool{}}
+	merged, err := merge(layers, b)
+	if err != nil {
+		return nil, err
 	}
 	for i := range options {
 		opt := &options[i]
-		if opt.group != "" {
-			if !firstOfGroup(i) {
-				continue
-			}
-			for _, l := range merged[opt.slot()] {
-				o, _ := lookup(l.Key)
-				if err := b.apply(o, l); err != nil {
-					return nil, err
-				}
-			}
+		if opt.group != "" && !firstOfGroup(i) {
 			continue
 		}
 		lines := merged[opt.slot()]
-		if len(lines) == 0 {
-			def := opt.def
-			if opt.defFn != nil {
-				d, err := opt.defFn(b)
-				if err != nil {
-					return nil, &Error{Option: opt.name, Err: err}
-				}
-				def = d
+		if len(lines) == 0 && opt.group == "" {
+			def, err := opt.defaultValue(b)
+			if err != nil {
+				return nil, err
 			}
 			if def != "" {
-				if err := b.apply(opt, Line{Key: opt.name, Value: def, File: "built-in default"}); err != nil {
-					return nil, err
-				}
+				lines = []Line{{Key: opt.name, Value: def, File: "built-in default"}}
 			}
-			continue
 		}
 		for _, l := range lines {
-			if err := b.apply(opt, l); err != nil {
+			o := opt
+			if opt.group != "" {
+				o, _ = lookup(l.Key)
+			}
+			if err := b.apply(o, l); err != nil {
 				return nil, err
 			}
 		}
@@ -240,88 +241,125 @@ func Build(env Env, layers ...[]Line) (*Config, error) {
 	return b.c, nil
 }
 
+// defaultValue is the option's default in the configuration b builds.
+func (o *option) defaultValue(b *builder) (string, error) {
+	if o.defFn == nil {
+		return o.def, nil
+	}
+	def, err := o.defFn(b)
+	if err != nil {
+		return "", &Error{Option: o.name, Err: err}
+	}
+	return def, nil
+}
+
 func firstOfGroup(i int) bool {
 	return i == 0 || options[i-1].group != options[i].group
 }
 
+// apply parses line l of option opt and stores its value.
 func (b *builder) apply(opt *option, l Line) error {
-	b.l = l
+	b.opt, b.l = opt, l
 	b.where[opt.name] = l
-	if err := opt.apply(b, l.Value); err != nil {
+	dst := reflect.ValueOf(b.c).Elem()
+	var err error
+	if opt.group == hsGroup && opt.field != "" {
+		var hs *HiddenService
+		if hs, err = b.service(opt); err == nil {
+			dst = reflect.ValueOf(hs).Elem()
+		}
+	}
+	var x any
+	if err == nil {
+		x, err = opt.parse(b, l.Value)
+	}
+	if err != nil {
 		var ce *Error
 		if errors.As(err, &ce) {
 			return err
 		}
 		return errAt(l, opt.name, err)
 	}
+	if x != nil {
+		store(dst, opt, x)
+	}
 	return nil
+}
+
+// errAt returns err about the option name, at the last line that set it.
+func (b *builder) errAt(name string, err error) error {
+	return errAt(b.where[name], name, err)
+}
+
+// warnAt records a warning about the option name, at the last line that
+// set it.
+func (b *builder) warnAt(name, msg string) {
+	b.l = b.where[name]
+	b.warn(msg)
 }
 
 // finish checks rules that involve several options.
 func (b *builder) finish() error {
 	c := b.c
 	if c.TestingTorNetwork && len(c.DirAuthorities) == 0 {
-		return errAt(b.where["TestingTorNetwork"], "TestingTorNetwork",
+		return b.errAt("TestingTorNetwork",
 			errors.New("TestingTorNetwork may only be configured in combination with a non-default set of DirAuthority"))
 	}
-	clientPorts := []struct {
+	clientPorts := [...]struct {
 		name  string
 		ports []ClientPort
 	}{{"SocksPort", c.SocksPorts}, {"DNSPort", c.DNSPorts}, {"TransPort", c.TransPorts}, {"HTTPTunnelPort", c.HTTPTunnelPorts}}
 	for _, cp := range clientPorts {
-		if b.zeroPorts[cp.name] && len(cp.ports) > 0 {
-			return errAt(b.where[cp.name], cp.name, fmt.Errorf("you specified a nonzero %s along with '%s 0' in the same configuration; did you mean to disable %s or not?", cp.name, cp.name, cp.name))
+		n := cp.name
+		if b.zeroPorts[n] && len(cp.ports) > 0 {
+			return b.errAt(n, errors.New("you specified a nonzero "+n+" along with '"+n+
+				" 0' in the same configuration; did you mean to disable "+n+" or not?"))
 		}
-	}
-	// Listeners reachable from elsewhere, as C tor's
-	// warn_nonlocal_client_ports and warn_nonlocal_controller_ports.
-	for _, cp := range clientPorts {
+		// Listeners reachable from elsewhere, as C tor's
+		// warn_nonlocal_client_ports and warn_nonlocal_controller_ports.
 		for _, p := range cp.ports {
 			a := p.Addr.Addr()
-			if p.Unix != "" || !a.IsValid() {
-				continue
-			}
-			b.l = b.where[cp.name]
 			switch {
+			case p.Unix != "" || !a.IsValid():
 			case isPublic(a):
-				b.warnf("You specified a public address '%s' for %s. Other people on the Internet might find your computer and use it as an open proxy. Please don't allow this unless you have a good reason.", p.Addr, cp.name)
-			case a.IsUnspecified() && (cp.name == "TransPort" || cp.name == "HTTPTunnelPort"):
+				b.warnAt(n, "You specified a public address '"+p.Addr.String()+"' for "+n+
+					". Other people on the Internet might find your computer and use it as an open proxy. Please don't allow this unless you have a good reason.")
+			case a.IsUnspecified() && (n == "TransPort" || n == "HTTPTunnelPort"):
 				// C tor counts 0.0.0.0 as internal; on a router it is the
 				// WAN side too.
-				b.warnf("You specified the address '%s' for %s: it listens on every interface, a public one (the WAN) included, and may serve the Internet as an open proxy. Bind it to the LAN address instead.", p.Addr, cp.name)
+				b.warnAt(n, "You specified the address '"+p.Addr.String()+"' for "+n+
+					": it listens on every interface, a public one (the WAN) included, and may serve the Internet as an open proxy. Bind it to the LAN address instead.")
 			}
 		}
 	}
 	if len(c.SocksPolicy) > 0 && !c.SocksPolicy.CoversAll() {
-		b.l = b.where["SocksPolicy"]
-		b.warnf("SocksPolicy has no rule for every address (such as 'reject *'), so a client no rule matches is accepted, as in C tor.")
+		b.warnAt("SocksPolicy", "SocksPolicy has no rule for every address (such as 'reject *'), so a client no rule matches is accepted, as in C tor.")
 	}
 	for _, p := range c.ControlPorts {
 		if a := p.Addr.Addr(); p.Unix != "" || !a.IsValid() || a.IsLoopback() {
 			continue
 		}
-		b.l = b.where["ControlPort"]
 		if !c.CookieAuthentication && len(c.HashedControlPasswords) == 0 {
-			return errAt(b.l, "ControlPort", fmt.Errorf("ControlPort %s accepts connections from a non-local address without authentication; set CookieAuthentication or HashedControlPassword, or listen on 127.0.0.1", p.Listener))
+			return b.errAt("ControlPort", errors.New("ControlPort "+p.Listener.String()+
+				" accepts connections from a non-local address without authentication; set CookieAuthentication or HashedControlPassword, or listen on 127.0.0.1"))
 		}
-		b.warnf("You have a ControlPort set to accept connections from a non-local address (%s). The control protocol isn't encrypted; prefer 127.0.0.1 with ssh or stunnel for remote access.", p.Listener)
+		b.warnAt("ControlPort", "You have a ControlPort set to accept connections from a non-local address ("+p.Listener.String()+
+			"). The control protocol isn't encrypted; prefer 127.0.0.1 with ssh or stunnel for remote access.")
 	}
 
 	// Clamps and warnings as in C tor's options_validate.
 	const minDirty, maxDirty = 10 * time.Second, 30 * 24 * time.Hour
-	switch l := b.where["MaxCircuitDirtiness"]; {
+	switch {
 	case c.MaxCircuitDirtiness < minDirty:
-		b.l = l
-		b.warnf("MaxCircuitDirtiness option is too short; raising to %d seconds.", int(minDirty.Seconds()))
+		b.warnAt("MaxCircuitDirtiness", "MaxCircuitDirtiness option is too short; raising to 10 seconds.")
 		c.MaxCircuitDirtiness = minDirty
 	case c.MaxCircuitDirtiness > maxDirty:
-		b.l = l
-		b.warnf("MaxCircuitDirtiness option is too high; setting to %d days.", int(maxDirty.Hours()/24))
+		b.warnAt("MaxCircuitDirtiness", "MaxCircuitDirtiness option is too high; setting to 30 days.")
 		c.MaxCircuitDirtiness = maxDirty
 	}
-	if !c.LearnCircuitBuildTimeout && c.CircuitBuildTimeout > 0 && c.CircuitBuildTimeout < 10*time.Second {
-		b.l = b.where["CircuitBuildTimeout"]
-		b.warnf("CircuitBuildTimeout is shorter (%d seconds) than the recommended minimum (10 seconds), and LearnCircuitBuildTimeout is disabled.  If tor isn't working, raise this value or enable LearnCircuitBuildTimeout.", int(c.CircuitBuildTimeout.Seconds()))
+	if t := c.CircuitBuildTimeout; !c.LearnCircuitBuildTimeout && t > 0 && t < 10*time.Second {
+		b.warnAt("CircuitBuildTimeout", "CircuitBuildTimeout is shorter ("+strconv.Itoa(int(t.Seconds()))+
+			" seconds) than the recommended minimum (10 seconds), and LearnCircuitBuildTimeout is disabled.  If tor isn't working, raise this value or enable LearnCircuitBuildTimeout.")
 	}
 	if err := b.checkBridges(); err != nil {
 		return err

@@ -421,3 +421,30 @@ func TestErrorKinds(t *testing.T) {
 		t.Errorf("relay option error = %#v", ce)
 	}
 }
+
+// TestOptionFields: every row of the option table names a field its
+// values can be stored in (store panics on a missing one).
+func TestOptionFields(t *testing.T) {
+	for i := range options {
+		opt := &options[i]
+		if opt.name == "HiddenServiceDir" {
+			continue // starts a service, stores nothing
+		}
+		dst := reflect.ValueOf(&Config{}).Elem()
+		if opt.group == hsGroup {
+			dst = reflect.ValueOf(&HiddenService{}).Elem()
+		}
+		name := opt.field
+		if name == "" {
+			name = opt.name
+		}
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("option %s: %v", opt.name, r)
+				}
+			}()
+			fieldByName(dst, name)
+		}()
+	}
+}
