@@ -6,9 +6,9 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
-	"path/filepath"
 	"strings"
 	"time"
 )
