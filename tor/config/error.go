@@ -61,16 +61,16 @@ type valueError struct {
 
 // badValue returns the error msg (with one %q) says about value.
 func badValue(msg, value string) error {
-	return &valueError{msg: msg, value: value}
+	return valueError{msg: msg, value: value}
 }
 
 // wrapErr returns err with the context msg (which may have a %q for
 // value) before it.
 func wrapErr(msg, value string, err error) error {
-	return &valueError{msg: msg, value: value, err: err}
+	return valueError{msg: msg, value: value, err: err}
 }
 
-func (e *valueError) Error() string {
+func (e valueError) Error() string {
 	s := strings.Replace(e.msg, "%q", strconv.Quote(e.value), 1)
 	if e.err != nil {
 		s += ": " + e.err.Error()
@@ -79,4 +79,4 @@ func (e *valueError) Error() string {
 }
 
 // Unwrap returns the cause.
-func (e *valueError) Unwrap() error { return e.err }
+func (e valueError) Unwrap() error { return e.err }

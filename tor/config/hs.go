@@ -2,7 +2,6 @@ package config
 
 import (
 	"errors"
-	"fmt"
 	"net/netip"
 	"strings"
 )
@@ -36,11 +35,11 @@ func parseHiddenServicePort(v string) (HiddenServicePort, error) {
 		virt, t = v[:i], strings.TrimSpace(v[i:])
 	}
 	if virt == "" || (len(fields(t)) > 1 && !strings.HasPrefix(t, `unix:"`)) {
-		return p, fmt.Errorf("bad HiddenServicePort %q: want VIRTPORT [TARGET]", v)
+		return p, badValue("bad HiddenServicePort %q: want VIRTPORT [TARGET]", v)
 	}
 	vp, err := parsePort(virt)
 	if err != nil {
-		return p, fmt.Errorf("bad virtual port in HiddenServicePort: %w", err)
+		return p, wrapErr("bad virtual port in HiddenServicePort", "", err)
 	}
 	p.VirtualPort = vp
 	if t == "" {
@@ -51,7 +50,7 @@ func parseHiddenServicePort(v string) (HiddenServicePort, error) {
 		if strings.HasPrefix(path, `"`) {
 			u, n, err := unquote(path)
 			if err != nil || n != len(path) {
-				return p, fmt.Errorf("bad unix socket path in HiddenServicePort %q", v)
+				return p, badValue("bad unix socket path in HiddenServicePort %q", v)
 			}
 			path = u
 		}
@@ -64,14 +63,14 @@ func parseHiddenServicePort(v string) (HiddenServicePort, error) {
 	if !strings.ContainsAny(t, ":[") {
 		port, err := parsePort(t)
 		if err != nil {
-			return p, fmt.Errorf("bad target port in HiddenServicePort: %w", err)
+			return p, wrapErr("bad target port in HiddenServicePort", "", err)
 		}
 		p.Target = netip.AddrPortFrom(localhost, port)
 		return p, nil
 	}
 	ap, err := parseAddrPort(t)
 	if err != nil {
-		return p, fmt.Errorf("bad target in HiddenServicePort: %w", err)
+		return p, wrapErr("bad target in HiddenServicePort", "", err)
 	}
 	p.Target = ap
 	return p, nil

@@ -100,7 +100,7 @@ func Lex(data []byte, file string) ([]Line, error) {
 			}
 			if j < len(s) && s[j] != '#' && s[j] != '\n' {
 				return nil, &Error{File: file, Line: keyLine, Option: key,
-					Err: fmt.Errorf("%w: excess data after quoted string", ErrSyntax)}
+					Err: syntaxErr(errors.New("excess data after quoted string"))}
 			}
 			advance(lineEnd(s, j))
 		} else {
@@ -159,7 +159,13 @@ func isSpace(c byte) bool {
 func unquote(s string) (string, int, error) {
 	v, n, err := cstring.Unquote(s)
 	if err != nil {
-		return "", 0, fmt.Errorf("%w: %w", ErrSyntax, err)
+		return "", 0, syntaxErr(err)
 	}
 	return v, n, nil
+}
+
+// syntaxErr returns err as a syntax error: "syntax error: err", wrapping
+// both.
+func syntaxErr(err error) error {
+	return fmt.Errorf("%w: %w", ErrSyntax, err)
 }

@@ -2,7 +2,6 @@ package config
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -54,7 +53,7 @@ func Load(s Sources) (*Config, error) {
 		return nil, err
 	}
 	if missing {
-		c.Notices = append(c.Notices, fmt.Sprintf("Configuration file %q not present, using reasonable defaults.", DefaultTorrc))
+		c.Notices = append(c.Notices, "Configuration file "+strconv.Quote(DefaultTorrc)+" not present, using reasonable defaults.")
 	}
 	return c, nil
 }
@@ -81,7 +80,7 @@ func readLayer(path, def string) (lines []Line, missing bool, err error) {
 	if errors.As(err, &pe) {
 		err = pe.Err
 	}
-	return nil, false, &Error{File: path, Err: fmt.Errorf("unable to open configuration file: %w", err)}
+	return nil, false, &Error{File: path, Err: wrapErr("unable to open configuration file", "", err)}
 }
 
 // Parse builds a Config from one torrc text (no %include, no other
@@ -103,7 +102,7 @@ func ParseArgs(args []string) ([]Line, error) {
 		a := args[i]
 		key := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
 		if key == a || key == "" {
-			return nil, &Error{File: CommandLine, Err: fmt.Errorf("unexpected argument %q: options are written --Option value", a)}
+			return nil, &Error{File: CommandLine, Err: badValue("unexpected argument %q: options are written --Option value", a)}
 		}
 		l := Line{Key: key, File: CommandLine}
 		switch {
@@ -115,7 +114,7 @@ func ParseArgs(args []string) ([]Line, error) {
 			continue
 		}
 		if i+1 >= len(args) {
-			return nil, &Error{File: CommandLine, Option: l.Key, Err: fmt.Errorf("command-line option '%s' with no value", a)}
+			return nil, &Error{File: CommandLine, Option: l.Key, Err: errors.New("command-line option '" + a + "' with no value")}
 		}
 		i++
 		l.Value = args[i]
@@ -286,16 +285,23 @@ func (b *builder) apply(opt *option, l Line) error {
 	return nil
 }
 
-// errAt returns err about the option name, at the last line that set it.
-func (b *builder) errAt(name string, err error) error {
-	return errAt(b.where[name], name, err)
-}
+// errAt returns the error msg about the option name, at the last line
+// that set it.
+func (b *builder) errAt(name, msg string) error { return b.report(name, msg, true) }
 
-// warnAt records a warning about the option name, at the last line that
-// set it.
-func (b *builder) warnAt(name, msg string) {
-	b.l = b.where[name]
+// warnAt records the warning msg about the option name, at the last line
+// that set it.
+func (b *builder) warnAt(name, msg string) { b.report(name, msg, false) }
+
+// report is errAt if fatal, else warnAt.
+func (b *builder) report(name, msg string, fatal bool) error {
+	l := b.where[name]
+	if fatal {
+		return errAt(l, name, errors.New(msg))
+	}
+	b.l = l
 	b.warn(msg)
+	return nil
 }
 
 // finish checks rules that involve several options.
@@ -303,7 +309,7 @@ func (b *builder) finish() error {
 	c := b.c
 	if c.TestingTorNetwork && len(c.DirAuthorities) == 0 {
 		return b.errAt("TestingTorNetwork",
-			errors.New("TestingTorNetwork may only be configured in combination with a non-default set of DirAuthority"))
+			"TestingTorNetwork may only be configured in combination with a non-default set of DirAuthority")
 	}
 	clientPorts := [...]struct {
 		name  string
@@ -312,8 +318,8 @@ func (b *builder) finish() error {
 	for _, cp := range clientPorts {
 		n := cp.name
 		if b.zeroPorts[n] && len(cp.ports) > 0 {
-			return b.errAt(n, errors.New("you specified a nonzero "+n+" along with '"+n+
-				" 0' in the same configuration; did you mean to disable "+n+" or not?"))
+			return b.errAt(n, "you specified a nonzero "+n+" along with '"+n+
+				" 0' in the same configuration; did you mean to disable "+n+" or not?")
 		}
 		// Listeners reachable from elsewhere, as C tor's
 		// warn_nonlocal_client_ports and warn_nonlocal_controller_ports.
@@ -340,8 +346,8 @@ func (b *builder) finish() error {
 			continue
 		}
 		if !c.CookieAuthentication && len(c.HashedControlPasswords) == 0 {
-			return b.errAt("ControlPort", errors.New("ControlPort "+p.Listener.String()+
-				" accepts connections from a non-local address without authentication; set CookieAuthentication or HashedControlPassword, or listen on 127.0.0.1"))
+			return b.errAt("ControlPort", "ControlPort "+p.Listener.String()+
+				" accepts connections from a non-local address without authentication; set CookieAuthentication or HashedControlPassword, or listen on 127.0.0.1")
 		}
 		b.warnAt("ControlPort", "You have a ControlPort set to accept connections from a non-local address ("+p.Listener.String()+
 			"). The control protocol isn't encrypted; prefer 127.0.0.1 with ssh or stunnel for remote access.")

@@ -2,7 +2,7 @@ package config
 
 import (
 	"errors"
-	"fmt"
+	"strconv"
 	"strings"
 
 	"tinytor/tor/torlog"
@@ -45,7 +45,7 @@ func parseLog(v string) (LogTarget, error) {
 			return t, err
 		}
 		if t.Max < t.Min {
-			return t, fmt.Errorf("severity range %q is reversed (write it least severe first, e.g. info-notice)", sev)
+			return t, badValue("severity range %q is reversed (write it least severe first, e.g. info-notice)", sev)
 		}
 	}
 	dest, path, _ := strings.Cut(rest, " ")
@@ -64,10 +64,10 @@ func parseLog(v string) (LogTarget, error) {
 		t.Dest, t.Path = LogFile, path
 		return t, nil
 	default:
-		return t, fmt.Errorf("unknown log destination %q (want stdout, stderr, syslog or file PATH)", dest)
+		return t, badValue("unknown log destination %q (want stdout, stderr, syslog or file PATH)", dest)
 	}
 	if path != "" {
-		return t, fmt.Errorf("excess data %q after log destination %q", path, dest)
+		return t, badValue("excess data %q after log destination "+strconv.Quote(dest), path)
 	}
 	return t, nil
 }

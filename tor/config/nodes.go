@@ -1,7 +1,6 @@
 package config
 
 import (
-	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -69,19 +68,19 @@ func parseNodeList(v string) (NodeList, error) {
 func parseNodeSpec(ent string) (NodeSpec, error) {
 	switch {
 	case strings.HasPrefix(ent, "{"):
-		return NodeSpec{}, fmt.Errorf("country code %q is not supported: tinytor has no GeoIP database; list fingerprints or address ranges instead", ent)
+		return NodeSpec{}, badValue("country code %q is not supported: tinytor has no GeoIP database; list fingerprints or address ranges instead", ent)
 	case strings.HasPrefix(ent, "$") || len(ent) == 40 && isHex(ent):
 		h := strings.TrimPrefix(ent, "$")
 		var name string
 		if i := strings.IndexAny(h, "~="); i >= 0 {
 			h, name = h[:i], h[i+1:]
 			if !isNickname(name) {
-				return NodeSpec{}, fmt.Errorf("bad nickname in %q", ent)
+				return NodeSpec{}, badValue("bad nickname in %q", ent)
 			}
 		}
 		fp, err := parseFingerprint(h)
 		if err != nil {
-			return NodeSpec{}, fmt.Errorf("bad node %q: %w", ent, err)
+			return NodeSpec{}, wrapErr("bad node %q", ent, err)
 		}
 		return NodeSpec{Kind: NodeFingerprint, Fingerprint: fp, Nickname: name}, nil
 	case isNickname(ent) && !isAllDigits(ent):
@@ -90,13 +89,13 @@ func parseNodeSpec(ent string) (NodeSpec, error) {
 	a, mask, hasMask := strings.Cut(ent, "/")
 	ip, err := parseAddr(a)
 	if err != nil || strings.EqualFold(a, "localhost") {
-		return NodeSpec{}, fmt.Errorf("bad node %q: not a fingerprint, nickname or address range", ent)
+		return NodeSpec{}, badValue("bad node %q: not a fingerprint, nickname or address range", ent)
 	}
 	bits := ip.BitLen()
 	if hasMask {
 		n, err := strconv.Atoi(mask)
 		if err != nil || n < 0 || n > ip.BitLen() {
-			return NodeSpec{}, fmt.Errorf("bad node %q: bad mask %q", ent, mask)
+			return NodeSpec{}, badValue("bad node %q: bad mask "+strconv.Quote(mask), ent)
 		}
 		bits = n
 	}

@@ -2,7 +2,6 @@ package config
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 
 	"tinytor/tor/cstring"
@@ -56,7 +55,7 @@ func Options() []OptionInfo {
 func Option(key string) (OptionInfo, error) {
 	o, err := lookup(key)
 	if err != nil {
-		return OptionInfo{}, fmt.Errorf("option %q: %w", key, err)
+		return OptionInfo{}, wrapErr("option %q", key, err)
 	}
 	return OptionInfo{Name: o.name, List: o.list}, nil
 }
@@ -67,7 +66,7 @@ func Option(key string) (OptionInfo, error) {
 func Values(env Env, key string, layers ...[]Line) (name string, values []string, err error) {
 	opt, err := lookup(key)
 	if err != nil {
-		return "", nil, fmt.Errorf("option %q: %w", key, err)
+		return "", nil, wrapErr("option %q", key, err)
 	}
 	merged, err := merge(layers, nil)
 	if err != nil {
