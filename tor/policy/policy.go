@@ -309,7 +309,7 @@ func parseEntry(ent string) ([]Rule, error) {
 // errOnly6 is the error about an accept6 or reject6 entry (verb) with an
 // IPv4 address (what).
 func errOnly6(verb, what string) error {
-	return errorf(verb+" with "+what+": "+verb+" takes IPv6 addresses only (use "+strings.TrimSuffix(verb, "6")+")")
+	return errorf(verb + " with " + what + ": " + verb + " takes IPv6 addresses only (use " + strings.TrimSuffix(verb, "6") + ")")
 }
 
 // errorf returns the error text msg with each %q replaced by the next of
