@@ -236,16 +236,16 @@ func (b *builder) checkBridges() error {
 		return errAt(b.where["Socks5Proxy"], "", errors.New("you have configured more than one proxy type (Socks4Proxy|Socks5Proxy|HTTPSProxy)"))
 	}
 	if (c.Socks5ProxyUsername == "") != (c.Socks5ProxyPassword == "") {
-		return b.errAt("Socks5ProxyUsername", "Socks5ProxyUsername and Socks5ProxyPassword must be set together")
+		return b.errorAt("Socks5ProxyUsername", "Socks5ProxyUsername and Socks5ProxyPassword must be set together")
 	}
 	if len(c.Socks5ProxyUsername) > 255 || len(c.Socks5ProxyPassword) > 255 {
-		return b.errAt("Socks5ProxyUsername", "the SOCKS5 username and password are at most 255 bytes each")
+		return b.errorAt("Socks5ProxyUsername", "the SOCKS5 username and password are at most 255 bytes each")
 	}
 	if c.HTTPSProxyAuthenticator != "" && !strings.Contains(c.HTTPSProxyAuthenticator, ":") {
-		return b.errAt("HTTPSProxyAuthenticator", "want user:password")
+		return b.errorAt("HTTPSProxyAuthenticator", "want user:password")
 	}
 	if c.UseBridges && len(c.Bridges) == 0 {
-		return b.errAt("UseBridges", "if you set UseBridges, you must specify at least one bridge")
+		return b.errorAt("UseBridges", "if you set UseBridges, you must specify at least one bridge")
 	}
 	if !c.UseBridges && len(c.Bridges) > 0 {
 		b.l = c.Bridges[0].Where

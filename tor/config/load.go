@@ -261,17 +261,14 @@ func (b *builder) apply(opt *option, l Line) error {
 	b.opt, b.l = opt, l
 	b.where[opt.name] = l
 	dst := reflect.ValueOf(b.c).Elem()
-	var err error
 	if opt.group == hsGroup && opt.field != "" {
-		var hs *HiddenService
-		if hs, err = b.service(opt); err == nil {
-			dst = reflect.ValueOf(hs).Elem()
+		hs, err := b.service(opt)
+		if err != nil {
+			return errAt(l, opt.name, err)
 		}
+		dst = reflect.ValueOf(hs).Elem()
 	}
-	var x any
-	if err == nil {
-		x, err = opt.parse(b, l.Value)
-	}
+	x, err := opt.parse(b, l.Value)
 	if err != nil {
 		var ce *Error
 		if errors.As(err, &ce) {
@@ -285,15 +282,15 @@ func (b *builder) apply(opt *option, l Line) error {
 	return nil
 }
 
-// errAt returns the error msg about the option name, at the last line
+// errorAt returns the error msg about the option name, at the last line
 // that set it.
-func (b *builder) errAt(name, msg string) error { return b.report(name, msg, true) }
+func (b *builder) errorAt(name, msg string) error { return b.report(name, msg, true) }
 
 // warnAt records the warning msg about the option name, at the last line
 // that set it.
 func (b *builder) warnAt(name, msg string) { b.report(name, msg, false) }
 
-// report is errAt if fatal, else warnAt.
+// report is errorAt if fatal, else warnAt.
 func (b *builder) report(name, msg string, fatal bool) error {
 	l := b.where[name]
 	if fatal {
@@ -308,7 +305,7 @@ func (b *builder) report(name, msg string, fatal bool) error {
 func (b *builder) finish() error {
 	c := b.c
 	if c.TestingTorNetwork && len(c.DirAuthorities) == 0 {
-		return b.errAt("TestingTorNetwork",
+		return b.errorAt("TestingTorNetwork",
 			"TestingTorNetwork may only be configured in combination with a non-default set of DirAuthority")
 	}
 	clientPorts := [...]struct {
@@ -318,7 +315,7 @@ func (b *builder) finish() error {
 	for _, cp := range clientPorts {
 		n := cp.name
 		if b.zeroPorts[n] && len(cp.ports) > 0 {
-			return b.errAt(n, "you specified a nonzero "+n+" along with '"+n+
+			return b.errorAt(n, "you specified a nonzero "+n+" along with '"+n+
 				" 0' in the same configuration; did you mean to disable "+n+" or not?")
 		}
 		// Listeners reachable from elsewhere, as C tor's
@@ -346,7 +343,7 @@ func (b *builder) finish() error {
 			continue
 		}
 		if !c.CookieAuthentication && len(c.HashedControlPasswords) == 0 {
-			return b.errAt("ControlPort", "ControlPort "+p.Listener.String()+
+			return b.errorAt("ControlPort", "ControlPort "+p.Listener.String()+
 				" accepts connections from a non-local address without authentication; set CookieAuthentication or HashedControlPassword, or listen on 127.0.0.1")
 		}
 		b.warnAt("ControlPort", "You have a ControlPort set to accept connections from a non-local address ("+p.Listener.String()+

@@ -26,9 +26,10 @@ type option struct {
 	// option; defFn, if set, computes it from the options before it.
 	def   string
 	defFn func(b *builder) (string, error)
-	// parse checks one value and returns what to store in the field (a
-	// list option appends it; a result of the field's own slice type is
-	// appended element by element). nil stores nothing.
+	// parse checks one value and returns what to store in the field: a
+	// list option's value is appended to its slice field (element by
+	// element if it is of the field's own type), any other is set. nil
+	// stores nothing.
 	parse func(b *builder, v string) (any, error)
 }
 
