@@ -79,8 +79,7 @@ func validTransportName(s string) bool {
 // parse_bridge_line: an optional transport name, IP:ORPort, an optional
 // fingerprint (40 hex digits, which may be split by spaces), and, for a
 // transport, k=v arguments.
-func ParseBridge(v string) (Bridge, error) {
-	var b Bridge
+func ParseBridge(v string) (b Bridge, err error) {
 	items := fields(v)
 	if len(items) == 0 {
 		return b, errors.New("empty Bridge line: want [transport] IP:ORPort [fingerprint] [k=v ...]")
@@ -157,8 +156,7 @@ func (p TransportPlugin) Provides(name string) bool {
 }
 
 // ParseTransportPlugin parses a ClientTransportPlugin value.
-func ParseTransportPlugin(v string) (TransportPlugin, error) {
-	var p TransportPlugin
+func ParseTransportPlugin(v string) (p TransportPlugin, err error) {
 	items := fields(v)
 	if len(items) < 3 {
 		return p, errors.New("want name[,name...] exec PATH [ARGS...], or name socks4|socks5 IP:PORT")

@@ -27,8 +27,7 @@ type HiddenServicePort struct {
 	Unix        string         // Unix socket target, instead of Target
 }
 
-func parseHiddenServicePort(v string) (HiddenServicePort, error) {
-	var p HiddenServicePort
+func parseHiddenServicePort(v string) (p HiddenServicePort, err error) {
 	v = strings.TrimSpace(v)
 	virt, t := v, ""
 	if i := strings.IndexAny(v, " \t"); i >= 0 {

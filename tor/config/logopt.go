@@ -27,15 +27,13 @@ type LogTarget struct {
 	Path     string // for LogFile
 }
 
-func parseLog(v string) (LogTarget, error) {
-	var t LogTarget
+func parseLog(v string) (t LogTarget, err error) {
 	sev, rest, _ := strings.Cut(strings.TrimSpace(v), " ")
 	rest = strings.TrimSpace(rest)
 	if strings.HasPrefix(sev, "[") {
 		return t, errors.New("log domains ([domain,...]severity) are not supported by tinytor")
 	}
 	lo, hi, isRange := strings.Cut(sev, "-")
-	var err error
 	if t.Min, err = torlog.ParseSeverity(lo); err != nil {
 		return t, err
 	}

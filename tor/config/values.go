@@ -214,9 +214,9 @@ func parseIPv6AddrPort(s string) (netip.AddrPort, error) {
 }
 
 // fields splits on runs of spaces and tabs.
-func fields(s string) []string {
-	return strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == '\t' || r == '\n' || r == '\r' })
-}
+func fields(s string) []string { return strings.FieldsFunc(s, isFieldSpace) }
+
+func isFieldSpace(r rune) bool { return r == ' ' || r == '\t' || r == '\n' || r == '\r' }
 
 // parseWeight parses a weight= value (a non-negative number).
 func parseWeight(s string) (float64, error) {
