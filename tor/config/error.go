@@ -47,8 +47,13 @@ func where(file string, line int) string {
 // Unwrap returns the underlying error.
 func (e *Error) Unwrap() error { return e.Err }
 
-// errAt wraps err with the location of l.
-func errAt(l Line, option string, err error) *Error {
+// errAt wraps err with the location of l, unless err is an *Error
+// already (as one from an included file), which tells its own.
+func errAt(l Line, option string, err error) error {
+	var ce *Error
+	if errors.As(err, &ce) {
+		return err
+	}
 	return &Error{File: l.File, Line: l.Line, Option: option, Err: err}
 }
 

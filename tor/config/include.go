@@ -51,10 +51,6 @@ func expandIncludes(lines []Line, depth int) ([]Line, error) {
 		for _, f := range files {
 			sub, err := readFile(f, depth+1)
 			if err != nil {
-				var ce *Error
-				if errors.As(err, &ce) {
-					return nil, err
-				}
 				return nil, errAt(l, "%include", err)
 			}
 			out = append(out, sub...)

@@ -270,10 +270,6 @@ func (b *builder) apply(opt *option, l Line) error {
 	}
 	x, err := opt.parse(b, l.Value)
 	if err != nil {
-		var ce *Error
-		if errors.As(err, &ce) {
-			return err
-		}
 		return errAt(l, opt.name, err)
 	}
 	if x != nil {
