@@ -129,15 +129,23 @@ func Lex(data []byte, file string) ([]Line, error) {
 			value = strings.TrimRight(b.String(), " \t\r\n\v\f")
 			advance(j)
 		}
-		l := Line{Key: key, Value: value, File: file, Line: keyLine}
-		switch {
-		case strings.HasPrefix(key, "+"):
-			l.Key, l.Command = key[1:], Append
-		case strings.HasPrefix(key, "/"):
-			l.Key, l.Command, l.Value = key[1:], Clear, ""
+		l := Line{Value: value, File: file, Line: keyLine}
+		if l.Key, l.Command = cutCommand(key); l.Command == Clear {
+			l.Value = ""
 		}
 		out = append(out, l)
 	}
+}
+
+// cutCommand splits the "+" or "/" prefix off a key, as the line's Command.
+func cutCommand(key string) (string, Command) {
+	switch {
+	case strings.HasPrefix(key, "+"):
+		return key[1:], Append
+	case strings.HasPrefix(key, "/"):
+		return key[1:], Clear
+	}
+	return key, Set
 }
 
 // lineEnd returns the index of the newline ending the line containing i, or

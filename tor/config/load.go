@@ -104,12 +104,8 @@ func ParseArgs(args []string) ([]Line, error) {
 		if key == a || key == "" {
 			return nil, &Error{File: CommandLine, Err: badValue("unexpected argument %q: options are written --Option value", a)}
 		}
-		l := Line{Key: key, File: CommandLine}
-		switch {
-		case strings.HasPrefix(key, "+"):
-			l.Key, l.Command = key[1:], Append
-		case strings.HasPrefix(key, "/"):
-			l.Key, l.Command = key[1:], Clear
+		l := Line{File: CommandLine}
+		if l.Key, l.Command = cutCommand(key); l.Command == Clear {
 			out = append(out, l)
 			continue
 		}

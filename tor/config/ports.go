@@ -154,6 +154,10 @@ var portFlags = []string{"GroupWritable", "WorldWritable", "RelaxDirModeCheck",
 
 const nUnixFlags, nHostFlags = 3, 5
 
+// noEffectFlags are C tor's client port flags about its DNS cache, which
+// tinytor accepts and ignores.
+var noEffectFlags = []string{"CacheIPv4DNS", "CacheIPv6DNS", "CacheDNS", "UseIPv4Cache", "UseIPv6Cache", "UseDNSCache", "PreferIPv6Automap"}
+
 // isolationFlags are the IsolateX flags of client ports.
 var isolationFlags = []struct {
 	name string
@@ -225,8 +229,7 @@ flags:
 			p.IPv4Traffic, p.IPv6Traffic, p.DNSRequest = false, false, false
 			continue
 		}
-		switch strings.ToLower(f) {
-		case "cacheipv4dns", "cacheipv6dns", "cachedns", "useipv4cache", "useipv6cache", "usednscache", "preferipv6automap":
+		if indexFold(noEffectFlags, f) >= 0 {
 			b.warn(name + " option " + strconv.Quote(flag) + " is accepted but has no effect in tinytor")
 			continue
 		}
