@@ -146,8 +146,8 @@ type HTTPTunnelPort = ClientPort
 // portFlags are the boolean flags of port lines ("Flag" or "NoFlag", in
 // any case), named as the ClientPort field each sets. The first
 // nUnixFlags are for Unix sockets only, and the only ones a ControlPort
-// takes; the nHostFlags after them concern host names, which TransPort
-// does not take (C tor's CL_PORT_TAKES_HOSTNAMES), as OnionTrafficOnly.
+// takes. The nHostFlags after them, and OnionTrafficOnly, concern host
+// names, which a TransPort does not see (C tor's CL_PORT_TAKES_HOSTNAMES).
 var portFlags = []string{"GroupWritable", "WorldWritable", "RelaxDirModeCheck",
 	"IPv4Traffic", "IPv6Traffic", "PreferIPv6", "DNSRequest", "OnionTraffic",
 	"ExtendedErrors", "PreferSOCKSNoAuth", "KeepAliveIsolateSOCKSAuth"}
