@@ -53,37 +53,28 @@ func ParseDirAuthority(v string) (a DirAuthority, warnings []string, err error) 
 			a.Bridge = true
 		case "no-v2":
 		case "orport":
-			p, err := parsePort(val)
-			if err != nil {
-				return a, warnings, badValue("invalid orport %q", val)
+			if a.ORPort, err = parsePort(val); err != nil {
+				err = badValue("invalid orport %q", val)
 			}
-			a.ORPort = p
 		case "weight":
-			w, err := parseWeight(val)
-			if err != nil {
-				return a, warnings, err
-			}
-			a.Weight = w
+			a.Weight, err = parseWeight(val)
 		case "v3ident":
-			id, err := parseFingerprint(val)
-			if err != nil {
-				return a, warnings, badValue("bad v3 identity digest %q", val)
+			if a.V3Ident, err = parseFingerprint(val); err != nil {
+				err = badValue("bad v3 identity digest %q", val)
 			}
-			a.V3Ident = id
 		case "ipv6":
 			if a.IPv6.IsValid() {
 				warnings = append(warnings, "Redundant ipv6 addr/port on DirAuthority line")
-				continue
+			} else if a.IPv6, err = parseIPv6AddrPort(val); err != nil {
+				err = badValue("bad ipv6 addr/port %q", val)
 			}
-			ap, err := parseIPv6AddrPort(val)
-			if err != nil {
-				return a, warnings, badValue("bad ipv6 addr/port %q", val)
-			}
-			a.IPv6 = ap
 		case "upload", "download", "vote":
-			return a, warnings, badValue("DirAuthority flag %q is for directory authorities themselves and is not supported by tinytor", flag)
+			err = badValue("DirAuthority flag %q is for directory authorities themselves and is not supported by tinytor", flag)
 		default:
 			warnings = append(warnings, "Unrecognized flag '"+flag+"' on DirAuthority line")
+		}
+		if err != nil {
+			return a, warnings, err
 		}
 	}
 	if len(items) < 2 {
