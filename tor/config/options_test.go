@@ -350,6 +350,7 @@ func TestOptionErrors(t *testing.T) {
 		{"FallbackDir 1.2.3.4:80 id=" + hexA, "torrc:1: FallbackDir: missing orport on FallbackDir line"},
 		{"FallbackDir 1.2.3.4:80 orport=1", "torrc:1: FallbackDir: missing identity (id=) on FallbackDir line"},
 		{"FallbackDir 1.2.3.4:80 orport=1 id=12", `torrc:1: FallbackDir: bad FallbackDir option "id=12"`},
+		{"FallbackDir 1.2.3.4:80 orport=1 id=" + hexA + "00", `torrc:1: FallbackDir: bad FallbackDir option "id=` + hexA + `00"`},
 		{"FallbackDir 1.2.3.4:80 5.6.7.8 orport=1 id=" + hexA, "torrc:1: FallbackDir: couldn't parse FallbackDir line: want exactly one address[:dirport]"},
 		{"FallbackDir host:80 orport=1 id=" + hexA, `torrc:1: FallbackDir: couldn't parse address:port "host:80" on FallbackDir line`},
 		{"TestingTorNetwork 1", "torrc:1: TestingTorNetwork: TestingTorNetwork may only be configured in combination with a non-default set of DirAuthority"},

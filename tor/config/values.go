@@ -121,7 +121,10 @@ func parseMemory(v string) (uint64, error) {
 // parseFingerprint decodes a 40-digit hex RSA identity digest.
 func parseFingerprint(s string) ([20]byte, error) {
 	var fp [20]byte
-	if _, err := hex.Decode(fp[:], []byte(s)); err != nil || len(s) != 40 {
+	if len(s) != 40 {
+		return fp, badValue("fingerprint %q is not 40 hex digits", s)
+	}
+	if _, err := hex.Decode(fp[:], []byte(s)); err != nil {
 		return fp, badValue("fingerprint %q is not 40 hex digits", s)
 	}
 	return fp, nil
