@@ -57,31 +57,33 @@ func errAt(l Line, option string, err error) error {
 	return &Error{File: l.File, Line: l.Line, Option: option, Err: err}
 }
 
-// valueError is a bad value: msg says what is wrong with it, with %q
-// where the value goes (quoted as by strconv.Quote), and err, if set, why.
-type valueError struct {
+// badValue returns the error msg says about value: msg with its %q
+// replaced by value, quoted as by strconv.Quote. (A plain call at each
+// site instead of fmt.Errorf's argument list.)
+func badValue(msg, value string) error {
+	before, after, _ := strings.Cut(msg, "%q")
+	return errors.New(before + strconv.Quote(value) + after)
+}
+
+// wrapErr returns err with the context msg before it: msg, with a %q
+// replaced by value as in badValue, then ": " and err.
+func wrapErr(msg, value string, err error) error {
+	return &wrapError{msg: msg, value: value, err: err}
+}
+
+// wrapError is the error of wrapErr, formatted when asked.
+type wrapError struct {
 	msg, value string
 	err        error
 }
 
-// badValue returns the error msg (with one %q) says about value.
-func badValue(msg, value string) error {
-	return valueError{msg: msg, value: value}
-}
-
-// wrapErr returns err with the context msg (which may have a %q for
-// value) before it.
-func wrapErr(msg, value string, err error) error {
-	return valueError{msg: msg, value: value, err: err}
-}
-
-func (e valueError) Error() string {
-	s := strings.Replace(e.msg, "%q", strconv.Quote(e.value), 1)
-	if e.err != nil {
-		s += ": " + e.err.Error()
+func (e *wrapError) Error() string {
+	msg := e.msg
+	if before, after, ok := strings.Cut(msg, "%q"); ok {
+		msg = before + strconv.Quote(e.value) + after
 	}
-	return s
+	return msg + ": " + e.err.Error()
 }
 
 // Unwrap returns the cause.
-func (e valueError) Unwrap() error { return e.err }
+func (e *wrapError) Unwrap() error { return e.err }
