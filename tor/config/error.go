@@ -58,32 +58,31 @@ func errAt(l Line, option string, err error) error {
 }
 
 // badValue returns the error msg says about value: msg with its %q
-// replaced by value, quoted as by strconv.Quote. (A plain call at each
-// site instead of fmt.Errorf's argument list.)
-func badValue(msg, value string) error {
-	before, after, _ := strings.Cut(msg, "%q")
-	return errors.New(before + strconv.Quote(value) + after)
-}
+// replaced by value, quoted as by strconv.Quote.
+func badValue(msg, value string) error { return wrapErr(msg, value, nil) }
 
-// wrapErr returns err with the context msg before it: msg, with a %q
-// replaced by value as in badValue, then ": " and err.
+// wrapErr is badValue with a cause: err follows msg after a colon, and
+// errors.Is and errors.As find it. msg may lack the %q (value is then
+// unused). Each site is one plain call, not fmt.Errorf's argument list.
 func wrapErr(msg, value string, err error) error {
-	return &wrapError{msg: msg, value: value, err: err}
-}
-
-// wrapError is the error of wrapErr, formatted when asked.
-type wrapError struct {
-	msg, value string
-	err        error
-}
-
-func (e *wrapError) Error() string {
-	msg := e.msg
 	if before, after, ok := strings.Cut(msg, "%q"); ok {
-		msg = before + strconv.Quote(e.value) + after
+		msg = before + strconv.Quote(value) + after
 	}
-	return msg + ": " + e.err.Error()
+	return &valueError{msg: msg, err: err}
+}
+
+// valueError is the error of badValue and wrapErr.
+type valueError struct {
+	msg string
+	err error // the cause, or nil
+}
+
+func (e *valueError) Error() string {
+	if e.err == nil {
+		return e.msg
+	}
+	return e.msg + ": " + e.err.Error()
 }
 
 // Unwrap returns the cause.
-func (e *wrapError) Unwrap() error { return e.err }
+func (e *valueError) Unwrap() error { return e.err }
