@@ -244,6 +244,8 @@ func TestOptions(t *testing.T) {
 		{"HardwareWatchdog /dev/watchdog1/\nHardwareWatchdogTimeout 3", func(c *Config) any { return []any{c.HardwareWatchdog, c.HardwareWatchdogTimeout} },
 			[]any{"/dev/watchdog1", 3 * time.Second}},
 		{"HardwareWatchdog /dev/watchdog\nHardwareWatchdog 0", func(c *Config) any { return c.HardwareWatchdog }, ""},
+		{"CircuitStreamTimeout 20\nSocks4Proxy 10.0.0.1", func(c *Config) any { return []any{c.CircuitStreamTimeout, c.Proxy()} },
+			[]any{20 * time.Second, UpstreamProxy{Type: "socks4", Addr: netip.MustParseAddrPort("10.0.0.1:1080")}}},
 	}
 	for _, tc := range tests {
 		c := mustParse(t, tc.in)
