@@ -52,8 +52,6 @@ const (
 var privateNets = prefixes("0.0.0.0/8", "169.254.0.0/16", "127.0.0.0/8", "192.168.0.0/16", "10.0.0.0/8", "172.16.0.0/12",
 	"::/8", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8", "::/127")
 
-// loopbackNets are the loopback ranges of both families.
-var loopbackNets = prefixes("127.0.0.0/8", "::1/128")
 
 func prefixes(s ...string) []netip.Prefix {
 	out := make([]netip.Prefix, len(s))
@@ -67,11 +65,11 @@ func prefixes(s ...string) []netip.Prefix {
 // is configured at all: loopback clients only ("accept 127.0.0.0/8,
 // accept [::1], reject *").
 func Loopback() Policy {
-	return Policy{
-		{Accept: true, Prefix: loopbackNets[0], PortMin: 1, PortMax: 65535},
-		{Accept: true, Prefix: loopbackNets[1], PortMin: 1, PortMax: 65535},
-		{PortMin: 1, PortMax: 65535},
-	}
+	all := Rule{PortMin: 1, PortMax: 65535}
+	p := Policy{all, all, all}
+	p[0].Accept, p[0].Prefix = true, netip.MustParsePrefix("127.0.0.0/8")
+	p[1].Accept, p[1].Prefix = true, netip.MustParsePrefix("::1/128")
+	return p
 }
 
 // Contains reports whether addr is in the rule's address range. An
