@@ -52,6 +52,7 @@ const (
 var privateNets = prefixes("0.0.0.0/8", "169.254.0.0/16", "127.0.0.0/8", "192.168.0.0/16", "10.0.0.0/8", "172.16.0.0/12",
 	"::/8", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8", "::/127")
 
+// prefixes parses the CIDR prefixes s, which must be valid.
 func prefixes(s ...string) []netip.Prefix {
 	out := make([]netip.Prefix, len(s))
 	for i, p := range s {
