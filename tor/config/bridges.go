@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -30,21 +31,33 @@ type KV struct{ Key, Value string }
 
 // String formats b as a Bridge line value.
 func (b Bridge) String() string {
-	var s strings.Builder
+	var s []byte
 	if b.Transport != "" {
-		s.WriteString(b.Transport)
-		s.WriteByte(' ')
+		s = append(s, b.Transport...)
+		s = append(s, ' ')
 	}
-	s.WriteString(b.Addr.String())
+	s = b.Addr.AppendTo(s)
 	if b.HasFingerprint {
-		s.WriteByte(' ')
-		s.WriteString(strings.ToUpper(hex.EncodeToString(b.Fingerprint[:])))
+		s = append(s, ' ')
+		s = appendHexUpper(s, b.Fingerprint[:])
 	}
 	for _, a := range b.Args {
-		s.WriteByte(' ')
-		s.WriteString(a.Key + "=" + a.Value)
+		s = append(s, ' ')
+		s = append(s, a.Key...)
+		s = append(s, '=')
+		s = append(s, a.Value...)
 	}
-	return s.String()
+	return string(s)
+}
+
+// appendHexUpper appends data in upper-case hex, as C tor prints
+// fingerprints.
+func appendHexUpper(s, data []byte) []byte {
+	const digits = "0123456789ABCDEF"
+	for _, c := range data {
+		s = append(s, digits[c>>4], digits[c&15])
+	}
+	return s
 }
 
 // validTransportName reports whether s is a pluggable-transport name
@@ -66,55 +79,55 @@ func validTransportName(s string) bool {
 // parse_bridge_line: an optional transport name, IP:ORPort, an optional
 // fingerprint (40 hex digits, which may be split by spaces), and, for a
 // transport, k=v arguments.
-func ParseBridge(v string) (Bridge, error) {
-	var b Bridge
+func ParseBridge(v string) (b Bridge, err error) {
 	items := fields(v)
 	if len(items) == 0 {
 		return b, errors.New("empty Bridge line: want [transport] IP:ORPort [fingerprint] [k=v ...]")
 	}
 	if first := items[0]; !strings.Contains(first, ":") && strings.Trim(first, "0123456789.") != "" {
 		if !validTransportName(first) {
-			return b, fmt.Errorf("transport name %q is not valid: want letters, digits and underscores", first)
+			return b, errTransportName(first)
 		}
 		b.Transport, items = first, items[1:]
 		if len(items) == 0 {
-			return b, fmt.Errorf("transport %s has no IP:ORPort", b.Transport)
+			return b, errors.New("transport " + b.Transport + " has no IP:ORPort")
 		}
 	}
-	ap, err := parseAddrPort(items[0])
+	ap, err := parseAddrPort(items[0]) // the port is not 0
 	if err != nil {
-		return b, fmt.Errorf("bridge address: %w", err)
-	}
-	if ap.Port() == 0 {
-		return b, fmt.Errorf("bridge address %s has port 0", items[0])
+		return b, wrapErr("bridge address", "", err)
 	}
 	b.Addr, items = ap, items[1:]
-	var fp strings.Builder
+	var fp string
 	for len(items) > 0 && !strings.Contains(items[0], "=") {
-		fp.WriteString(items[0])
+		fp += items[0]
 		items = items[1:]
 	}
-	if fp.Len() > 0 {
-		s := strings.TrimPrefix(fp.String(), "$")
+	if fp != "" {
+		s := strings.TrimPrefix(fp, "$")
 		if len(s) != 40 {
-			return b, fmt.Errorf("fingerprint %q has %d hex digits, want 40", fp.String(), len(s))
+			return b, errors.New("fingerprint " + strconv.Quote(fp) + " has " + strconv.Itoa(len(s)) + " hex digits, want 40")
 		}
 		if _, err := hex.Decode(b.Fingerprint[:], []byte(s)); err != nil {
-			return b, fmt.Errorf("fingerprint %q is not hex", fp.String())
+			return b, badValue("fingerprint %q is not hex", fp)
 		}
 		b.HasFingerprint = true
 	}
 	for _, it := range items {
 		k, val, _ := strings.Cut(it, "=")
 		if k == "" {
-			return b, fmt.Errorf("argument %q has no key", it)
+			return b, badValue("argument %q has no key", it)
 		}
 		b.Args = append(b.Args, KV{k, val})
 	}
 	if len(b.Args) > 0 && b.Transport == "" {
-		return b, fmt.Errorf("arguments %q given for a bridge without a transport", strings.Join(items, " "))
+		return b, badValue("arguments %q given for a bridge without a transport", strings.Join(items, " "))
 	}
 	return b, nil
+}
+
+func errTransportName(name string) error {
+	return badValue("transport name %q is not valid: want letters, digits and underscores", name)
 }
 
 // TransportPlugin is one ClientTransportPlugin line: either
@@ -143,15 +156,14 @@ func (p TransportPlugin) Provides(name string) bool {
 }
 
 // ParseTransportPlugin parses a ClientTransportPlugin value.
-func ParseTransportPlugin(v string) (TransportPlugin, error) {
-	var p TransportPlugin
+func ParseTransportPlugin(v string) (p TransportPlugin, err error) {
 	items := fields(v)
 	if len(items) < 3 {
 		return p, errors.New("want name[,name...] exec PATH [ARGS...], or name socks4|socks5 IP:PORT")
 	}
 	for _, n := range strings.Split(items[0], ",") {
 		if !validTransportName(n) { // C tor's "*" is refused too: transports answer it with CMETHOD-ERROR
-			return p, fmt.Errorf("transport name %q is not valid: want letters, digits and underscores", n)
+			return p, errTransportName(n)
 		}
 		p.Names = append(p.Names, n)
 	}
@@ -160,18 +172,18 @@ func ParseTransportPlugin(v string) (TransportPlugin, error) {
 		p.Exec = items[2:]
 	case "socks4", "socks5":
 		if len(items) != 3 {
-			return p, fmt.Errorf("an external transport takes one IP:PORT, got %q", strings.Join(items[2:], " "))
+			return p, badValue("an external transport takes one IP:PORT, got %q", strings.Join(items[2:], " "))
 		}
 		if len(p.Names) != 1 {
 			return p, errors.New("an external transport (socks4/socks5) provides exactly one named transport")
 		}
 		ap, err := parseAddrPort(items[2])
 		if err != nil {
-			return p, fmt.Errorf("transport proxy address: %w", err)
+			return p, wrapErr("transport proxy address", "", err)
 		}
 		p.Proxy, p.ProxyType = ap, strings.ToLower(items[1])
 	default:
-		return p, fmt.Errorf("unknown transport method %q: want exec, socks4 or socks5", items[1])
+		return p, badValue("unknown transport method %q: want exec, socks4 or socks5", items[1])
 	}
 	return p, nil
 }
@@ -187,24 +199,24 @@ type UpstreamProxy struct {
 	User, Password string
 }
 
-// proxyOpt parses Socks4Proxy, Socks5Proxy or HTTPSProxy: "IP[:PORT]",
-// defaulting the port as C tor does (1080 for SOCKS, 443 for HTTPS).
-func proxyOpt(name string, defPort uint16, field func(*Config) *netip.AddrPort) option {
-	return option{name: name, apply: func(b *builder, v string) error {
-		s := v
-		if h, p, err := splitHostPort(v); err == nil && p == "" {
-			s = fmt.Sprintf("%s:%d", h, defPort)
-			if strings.Contains(h, ":") {
-				s = fmt.Sprintf("[%s]:%d", strings.Trim(h, "[]"), defPort)
-			}
+// proxyValue is Socks4Proxy, Socks5Proxy or HTTPSProxy: "IP[:PORT]",
+// the port defaulting as C tor does (1080 for SOCKS, 443 for HTTPS).
+func proxyValue(b *builder, v string) (any, error) {
+	s := v
+	if h, p, err := splitHostPort(v); err == nil && p == "" {
+		if strings.Contains(h, ":") {
+			h = "[" + strings.Trim(h, "[]") + "]"
 		}
-		ap, err := parseAddrPort(s)
-		if err != nil {
-			return fmt.Errorf("%w (tinytor resolves no names: give the proxy's IP address)", err)
+		s = h + ":1080"
+		if b.opt.name == "HTTPSProxy" {
+			s = h + ":443"
 		}
-		*field(b.c) = ap
-		return nil
-	}}
+	}
+	ap, err := parseAddrPort(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w (tinytor resolves no names: give the proxy's IP address)", err)
+	}
+	return ap, nil
 }
 
 // checkBridges validates UseBridges, Bridge, ClientTransportPlugin and the
@@ -222,35 +234,33 @@ func (b *builder) checkBridges() error {
 		return errAt(b.where["Socks5Proxy"], "", errors.New("you have configured more than one proxy type (Socks4Proxy|Socks5Proxy|HTTPSProxy)"))
 	}
 	if (c.Socks5ProxyUsername == "") != (c.Socks5ProxyPassword == "") {
-		return errAt(b.where["Socks5ProxyUsername"], "Socks5ProxyUsername", errors.New("Socks5ProxyUsername and Socks5ProxyPassword must be set together"))
+		return b.errorAt("Socks5ProxyUsername", "Socks5ProxyUsername and Socks5ProxyPassword must be set together")
 	}
 	if len(c.Socks5ProxyUsername) > 255 || len(c.Socks5ProxyPassword) > 255 {
-		return errAt(b.where["Socks5ProxyUsername"], "Socks5ProxyUsername", errors.New("the SOCKS5 username and password are at most 255 bytes each"))
+		return b.errorAt("Socks5ProxyUsername", "the SOCKS5 username and password are at most 255 bytes each")
 	}
 	if c.HTTPSProxyAuthenticator != "" && !strings.Contains(c.HTTPSProxyAuthenticator, ":") {
-		return errAt(b.where["HTTPSProxyAuthenticator"], "HTTPSProxyAuthenticator", errors.New("want user:password"))
+		return b.errorAt("HTTPSProxyAuthenticator", "want user:password")
 	}
 	if c.UseBridges && len(c.Bridges) == 0 {
-		return errAt(b.where["UseBridges"], "UseBridges", errors.New("if you set UseBridges, you must specify at least one bridge"))
+		return b.errorAt("UseBridges", "if you set UseBridges, you must specify at least one bridge")
 	}
 	if !c.UseBridges && len(c.Bridges) > 0 {
 		b.l = c.Bridges[0].Where
-		b.warnf("Bridge lines are set but UseBridges is 0: the bridges are not used.")
+		b.warn("Bridge lines are set but UseBridges is 0: the bridges are not used.")
 	}
+bridges:
 	for _, br := range c.Bridges {
 		if br.Transport == "" {
 			continue
 		}
-		found := false
 		for _, p := range c.TransportPlugins {
 			if p.Provides(br.Transport) {
-				found = true
-				break
+				continue bridges
 			}
 		}
-		if !found {
-			return errAt(br.Where, "Bridge", fmt.Errorf("the bridge %s uses the transport %q, but no ClientTransportPlugin line provides it", br.Addr, br.Transport))
-		}
+		return errAt(br.Where, "Bridge", errors.New("the bridge "+br.Addr.String()+" uses the transport "+strconv.Quote(br.Transport)+
+			", but no ClientTransportPlugin line provides it"))
 	}
 	return nil
 }

@@ -2,8 +2,8 @@ package config
 
 import (
 	"errors"
-	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -53,37 +53,28 @@ func ParseDirAuthority(v string) (a DirAuthority, warnings []string, err error) 
 			a.Bridge = true
 		case "no-v2":
 		case "orport":
-			p, err := parsePort(val)
-			if err != nil {
-				return a, warnings, fmt.Errorf("invalid orport %q", val)
+			if a.ORPort, err = parsePort(val); err != nil {
+				err = badValue("invalid orport %q", val)
 			}
-			a.ORPort = p
 		case "weight":
-			w, err := parseWeight(val)
-			if err != nil {
-				return a, warnings, err
-			}
-			a.Weight = w
+			a.Weight, err = parseWeight(val)
 		case "v3ident":
-			id, err := parseFingerprint(val)
-			if err != nil {
-				return a, warnings, fmt.Errorf("bad v3 identity digest %q", val)
+			if a.V3Ident, err = parseFingerprint(val); err != nil {
+				err = badValue("bad v3 identity digest %q", val)
 			}
-			a.V3Ident = id
 		case "ipv6":
 			if a.IPv6.IsValid() {
 				warnings = append(warnings, "Redundant ipv6 addr/port on DirAuthority line")
-				continue
+			} else if a.IPv6, err = parseIPv6AddrPort(val); err != nil {
+				err = badValue("bad ipv6 addr/port %q", val)
 			}
-			ap, err := parseIPv6AddrPort(val)
-			if err != nil {
-				return a, warnings, fmt.Errorf("bad ipv6 addr/port %q", val)
-			}
-			a.IPv6 = ap
 		case "upload", "download", "vote":
-			return a, warnings, fmt.Errorf("DirAuthority flag %q is for directory authorities themselves and is not supported by tinytor", flag)
+			err = badValue("DirAuthority flag %q is for directory authorities themselves and is not supported by tinytor", flag)
 		default:
-			warnings = append(warnings, fmt.Sprintf("Unrecognized flag '%s' on DirAuthority line", flag))
+			warnings = append(warnings, "Unrecognized flag '"+flag+"' on DirAuthority line")
+		}
+		if err != nil {
+			return a, warnings, err
 		}
 	}
 	if len(items) < 2 {
@@ -91,23 +82,23 @@ func ParseDirAuthority(v string) (a DirAuthority, warnings []string, err error) 
 	}
 	host, port, err := splitHostPort(items[0])
 	if err != nil {
-		return a, warnings, fmt.Errorf("error parsing DirAuthority address %q", items[0])
+		return a, warnings, badValue("error parsing DirAuthority address %q", items[0])
 	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil || !ip.Is4() {
-		return a, warnings, fmt.Errorf("error parsing DirAuthority address %q (invalid IPv4 address)", host)
+		return a, warnings, badValue("error parsing DirAuthority address %q (invalid IPv4 address)", host)
 	}
 	if port == "" {
-		return a, warnings, fmt.Errorf("missing port in DirAuthority address %q", items[0])
+		return a, warnings, badValue("missing port in DirAuthority address %q", items[0])
 	}
 	dp, err := parsePort(port)
 	if err != nil {
-		return a, warnings, fmt.Errorf("error parsing DirAuthority address %q: %w", items[0], err)
+		return a, warnings, wrapErr("error parsing DirAuthority address %q", items[0], err)
 	}
 	a.Addr = netip.AddrPortFrom(ip, dp)
 	fp := strings.Join(items[1:], "")
 	if len(fp) != 40 {
-		return a, warnings, fmt.Errorf("key digest %q for DirAuthority is wrong length %d", fp, len(fp))
+		return a, warnings, badValue("key digest %q for DirAuthority is wrong length "+strconv.Itoa(len(fp)), fp)
 	}
 	if a.Fingerprint, err = parseFingerprint(fp); err != nil {
 		return a, warnings, errors.New("unable to decode DirAuthority key digest")
@@ -143,13 +134,9 @@ func ParseFallbackDir(v string) (f FallbackDir, warnings []string, err error) {
 		}
 		switch {
 		case key == "orport":
-			if f.ORPort, err = parsePort(val); err != nil {
-				return f, warnings, fmt.Errorf("bad FallbackDir option %q", item)
-			}
+			f.ORPort, err = parsePort(val)
 		case key == "id":
-			if f.ID, err = parseFingerprint(val); err != nil {
-				return f, warnings, fmt.Errorf("bad FallbackDir option %q", item)
-			}
+			f.ID, err = parseFingerprint(val)
 			haveID = true
 		case strings.EqualFold(key, "ipv6"):
 			if f.IPv6.IsValid() {
@@ -157,14 +144,17 @@ func ParseFallbackDir(v string) (f FallbackDir, warnings []string, err error) {
 				continue
 			}
 			if f.IPv6, err = parseIPv6AddrPort(val); err != nil {
-				return f, warnings, fmt.Errorf("bad ipv6 addr/port %q on FallbackDir line", val)
+				return f, warnings, badValue("bad ipv6 addr/port %q on FallbackDir line", val)
 			}
 		case key == "weight":
 			if f.Weight, err = parseWeight(val); err != nil {
 				return f, warnings, err
 			}
 		default:
-			warnings = append(warnings, fmt.Sprintf("Ignoring unknown FallbackDir item %q", item))
+			warnings = append(warnings, "Ignoring unknown FallbackDir item "+strconv.Quote(item))
+		}
+		if err != nil {
+			return f, warnings, badValue("bad FallbackDir option %q", item)
 		}
 	}
 	if len(positional) != 1 {
@@ -184,7 +174,7 @@ func ParseFallbackDir(v string) (f FallbackDir, warnings []string, err error) {
 		f.DirPort, err = parsePort(port)
 	}
 	if err != nil || strings.EqualFold(host, "localhost") {
-		return f, warnings, fmt.Errorf("couldn't parse address:port %q on FallbackDir line", positional[0])
+		return f, warnings, badValue("couldn't parse address:port %q on FallbackDir line", positional[0])
 	}
 	return f, warnings, nil
 }

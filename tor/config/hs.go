@@ -2,7 +2,6 @@ package config
 
 import (
 	"errors"
-	"fmt"
 	"net/netip"
 	"strings"
 )
@@ -28,19 +27,18 @@ type HiddenServicePort struct {
 	Unix        string         // Unix socket target, instead of Target
 }
 
-func parseHiddenServicePort(v string) (HiddenServicePort, error) {
-	var p HiddenServicePort
+func parseHiddenServicePort(v string) (p HiddenServicePort, err error) {
 	v = strings.TrimSpace(v)
 	virt, t := v, ""
 	if i := strings.IndexAny(v, " \t"); i >= 0 {
 		virt, t = v[:i], strings.TrimSpace(v[i:])
 	}
 	if virt == "" || (len(fields(t)) > 1 && !strings.HasPrefix(t, `unix:"`)) {
-		return p, fmt.Errorf("bad HiddenServicePort %q: want VIRTPORT [TARGET]", v)
+		return p, badValue("bad HiddenServicePort %q: want VIRTPORT [TARGET]", v)
 	}
 	vp, err := parsePort(virt)
 	if err != nil {
-		return p, fmt.Errorf("bad virtual port in HiddenServicePort: %w", err)
+		return p, wrapErr("bad virtual port in HiddenServicePort", "", err)
 	}
 	p.VirtualPort = vp
 	if t == "" {
@@ -51,7 +49,7 @@ func parseHiddenServicePort(v string) (HiddenServicePort, error) {
 		if strings.HasPrefix(path, `"`) {
 			u, n, err := unquote(path)
 			if err != nil || n != len(path) {
-				return p, fmt.Errorf("bad unix socket path in HiddenServicePort %q", v)
+				return p, badValue("bad unix socket path in HiddenServicePort %q", v)
 			}
 			path = u
 		}
@@ -64,47 +62,42 @@ func parseHiddenServicePort(v string) (HiddenServicePort, error) {
 	if !strings.ContainsAny(t, ":[") {
 		port, err := parsePort(t)
 		if err != nil {
-			return p, fmt.Errorf("bad target port in HiddenServicePort: %w", err)
+			return p, wrapErr("bad target port in HiddenServicePort", "", err)
 		}
 		p.Target = netip.AddrPortFrom(localhost, port)
 		return p, nil
 	}
 	ap, err := parseAddrPort(t)
 	if err != nil {
-		return p, fmt.Errorf("bad target in HiddenServicePort: %w", err)
+		return p, wrapErr("bad target in HiddenServicePort", "", err)
 	}
 	p.Target = ap
 	return p, nil
 }
 
-// lastService returns the service the HiddenService* line key belongs to.
-func (b *builder) lastService(key string) (*HiddenService, error) {
-	if len(b.c.HiddenServices) == 0 {
-		return nil, fmt.Errorf("%s with no preceding HiddenServiceDir directive", key)
+// service returns the service a line of the HiddenService* option opt
+// belongs to: the last one. Only HiddenServicePort may be repeated in a
+// service.
+func (b *builder) service(opt *option) (*HiddenService, error) {
+	n := len(b.c.HiddenServices)
+	if n == 0 {
+		return nil, errors.New(opt.name + " with no preceding HiddenServiceDir directive")
 	}
-	hs := &b.c.HiddenServices[len(b.c.HiddenServices)-1]
+	hs := &b.c.HiddenServices[n-1]
+	if opt.name != "HiddenServicePort" {
+		if b.hsSeen[n-1][opt.name] {
+			return nil, errors.New(opt.name + " given more than once for HiddenServiceDir " + hs.Dir)
+		}
+		b.hsSeen[n-1][opt.name] = true
+	}
 	return hs, nil
 }
 
-// hsSingle returns the current service after checking that key is not
-// repeated within it.
-func (b *builder) hsSingle(key string) (*HiddenService, error) {
-	hs, err := b.lastService(key)
-	if err != nil {
-		return nil, err
-	}
-	seen := b.hsSeen[len(b.hsSeen)-1]
-	if seen[key] {
-		return nil, fmt.Errorf("%s given more than once for HiddenServiceDir %s", key, hs.Dir)
-	}
-	seen[key] = true
-	return hs, nil
-}
-
-func (b *builder) hsDir(v string) error {
+// hsDirValue starts a service.
+func hsDirValue(b *builder, v string) (any, error) {
 	for _, hs := range b.c.HiddenServices {
 		if hs.Dir == v {
-			return fmt.Errorf("another hidden service is already configured for directory %s", v)
+			return nil, errors.New("another hidden service is already configured for directory " + v)
 		}
 	}
 	b.c.HiddenServices = append(b.c.HiddenServices, HiddenService{
@@ -112,73 +105,24 @@ func (b *builder) hsDir(v string) error {
 	})
 	b.hsLines = append(b.hsLines, b.l)
 	b.hsSeen = append(b.hsSeen, map[string]bool{})
-	return nil
+	return nil, nil
 }
 
-func (b *builder) hsPort(v string) error {
-	hs, err := b.lastService("HiddenServicePort")
-	if err != nil {
-		return err
-	}
+func hsPortValue(_ *builder, v string) (any, error) {
 	p, err := parseHiddenServicePort(v)
-	if err != nil {
-		return err
-	}
-	hs.Ports = append(hs.Ports, p)
-	return nil
+	return p, err
 }
 
-func (b *builder) hsVersion(v string) error {
-	hs, err := b.hsSingle("HiddenServiceVersion")
-	if err != nil {
-		return err
-	}
+func hsVersionValue(_ *builder, v string) (any, error) {
 	if v != "3" {
-		return fmt.Errorf("HiddenServiceVersion %q is not supported: only version 3 onion services exist", v)
+		return nil, badValue("HiddenServiceVersion %q is not supported: only version 3 onion services exist", v)
 	}
-	hs.Version = 3
-	return nil
+	return 3, nil
 }
 
-func (b *builder) hsNumIntro(v string) error {
-	hs, err := b.hsSingle("HiddenServiceNumIntroductionPoints")
-	if err != nil {
-		return err
-	}
+func introPointsValue(_ *builder, v string) (any, error) {
 	n, err := parseUint(v, 0, 20)
-	if err != nil {
-		return err
-	}
-	hs.NumIntroductionPoints = int(n)
-	return nil
-}
-
-func (b *builder) hsMaxStreams(v string) error {
-	hs, err := b.hsSingle("HiddenServiceMaxStreams")
-	if err != nil {
-		return err
-	}
-	n, err := parseUint(v, 0, 65535)
-	if err != nil {
-		return err
-	}
-	hs.MaxStreams = int(n)
-	return nil
-}
-
-func hsBool(key string, field func(*HiddenService) *bool) func(*builder, string) error {
-	return func(b *builder, v string) error {
-		hs, err := b.hsSingle(key)
-		if err != nil {
-			return err
-		}
-		x, err := parseBool(v)
-		if err != nil {
-			return err
-		}
-		*field(hs) = x
-		return nil
-	}
+	return int(n), err
 }
 
 // checkServices validates the services once all lines are read.
@@ -186,7 +130,7 @@ func (b *builder) checkServices() error {
 	for i := range b.c.HiddenServices {
 		hs := &b.c.HiddenServices[i]
 		if len(hs.Ports) == 0 {
-			return errAt(b.hsLines[i], "HiddenServiceDir", fmt.Errorf("hidden service (%s) with no ports configured", hs.Dir))
+			return errAt(b.hsLines[i], "HiddenServiceDir", errors.New("hidden service ("+hs.Dir+") with no ports configured"))
 		}
 	}
 	return nil

@@ -2,10 +2,10 @@ package config
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -22,7 +22,7 @@ func ReadFile(path string) ([]Line, error) {
 func readFile(path string, depth int) ([]Line, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading configuration file: %w", err)
+		return nil, wrapErr("reading configuration file", "", err)
 	}
 	lines, err := Lex(data, path)
 	if err != nil {
@@ -42,7 +42,7 @@ func expandIncludes(lines []Line, depth int) ([]Line, error) {
 			continue
 		}
 		if depth+1 > MaxIncludeDepth {
-			return nil, errAt(l, "%include", fmt.Errorf("more than %d nested %%includes", MaxIncludeDepth))
+			return nil, errAt(l, "%include", errors.New("more than "+strconv.Itoa(MaxIncludeDepth)+" nested %includes"))
 		}
 		files, err := includeFiles(l.Value)
 		if err != nil {
@@ -51,10 +51,6 @@ func expandIncludes(lines []Line, depth int) ([]Line, error) {
 		for _, f := range files {
 			sub, err := readFile(f, depth+1)
 			if err != nil {
-				var ce *Error
-				if errors.As(err, &ce) {
-					return nil, err
-				}
 				return nil, errAt(l, "%include", err)
 			}
 			out = append(out, sub...)
@@ -76,7 +72,7 @@ func includeFiles(pattern string) ([]string, error) {
 	if strings.ContainsAny(pattern, "*?[") {
 		m, err := filepath.Glob(pattern)
 		if err != nil {
-			return nil, fmt.Errorf("bad pattern %q: %w", pattern, err)
+			return nil, wrapErr("bad pattern %q", pattern, err)
 		}
 		sort.Strings(m)
 		paths = m
@@ -85,7 +81,7 @@ func includeFiles(pattern string) ([]string, error) {
 	for _, p := range paths {
 		st, err := os.Stat(p)
 		if err != nil {
-			return nil, fmt.Errorf("error reading included configuration file or directory %q: %w", p, err)
+			return nil, wrapErr("error reading included configuration file or directory %q", p, err)
 		}
 		if !st.IsDir() {
 			files = append(files, p)
@@ -93,7 +89,7 @@ func includeFiles(pattern string) ([]string, error) {
 		}
 		entries, err := os.ReadDir(p)
 		if err != nil {
-			return nil, fmt.Errorf("error reading included configuration directory %q: %w", p, err)
+			return nil, wrapErr("error reading included configuration directory %q", p, err)
 		}
 		// os.ReadDir sorts by name already.
 		for _, e := range entries {

@@ -100,7 +100,7 @@ func Lex(data []byte, file string) ([]Line, error) {
 			}
 			if j < len(s) && s[j] != '#' && s[j] != '\n' {
 				return nil, &Error{File: file, Line: keyLine, Option: key,
-					Err: fmt.Errorf("%w: excess data after quoted string", ErrSyntax)}
+					Err: syntaxErr(errors.New("excess data after quoted string"))}
 			}
 			advance(lineEnd(s, j))
 		} else {
@@ -129,15 +129,23 @@ func Lex(data []byte, file string) ([]Line, error) {
 			value = strings.TrimRight(b.String(), " \t\r\n\v\f")
 			advance(j)
 		}
-		l := Line{Key: key, Value: value, File: file, Line: keyLine}
-		switch {
-		case strings.HasPrefix(key, "+"):
-			l.Key, l.Command = key[1:], Append
-		case strings.HasPrefix(key, "/"):
-			l.Key, l.Command, l.Value = key[1:], Clear, ""
+		l := Line{Value: value, File: file, Line: keyLine}
+		if l.Key, l.Command = cutCommand(key); l.Command == Clear {
+			l.Value = ""
 		}
 		out = append(out, l)
 	}
+}
+
+// cutCommand splits the "+" or "/" prefix off a key, as the line's Command.
+func cutCommand(key string) (string, Command) {
+	switch {
+	case strings.HasPrefix(key, "+"):
+		return key[1:], Append
+	case strings.HasPrefix(key, "/"):
+		return key[1:], Clear
+	}
+	return key, Set
 }
 
 // lineEnd returns the index of the newline ending the line containing i, or
@@ -159,7 +167,13 @@ func isSpace(c byte) bool {
 func unquote(s string) (string, int, error) {
 	v, n, err := cstring.Unquote(s)
 	if err != nil {
-		return "", 0, fmt.Errorf("%w: %w", ErrSyntax, err)
+		return "", 0, syntaxErr(err)
 	}
 	return v, n, nil
+}
+
+// syntaxErr returns err as a syntax error: "syntax error: err", wrapping
+// both.
+func syntaxErr(err error) error {
+	return fmt.Errorf("%w: %w", ErrSyntax, err)
 }

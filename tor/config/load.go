@@ -2,11 +2,12 @@ package config
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -52,7 +53,7 @@ func Load(s Sources) (*Config, error) {
 		return nil, err
 	}
 	if missing {
-		c.Notices = append(c.Notices, fmt.Sprintf("Configuration file %q not present, using reasonable defaults.", DefaultTorrc))
+		c.Notices = append(c.Notices, "Configuration file "+strconv.Quote(DefaultTorrc)+" not present, using reasonable defaults.")
 	}
 	return c, nil
 }
@@ -79,7 +80,7 @@ func readLayer(path, def string) (lines []Line, missing bool, err error) {
 	if errors.As(err, &pe) {
 		err = pe.Err
 	}
-	return nil, false, &Error{File: path, Err: fmt.Errorf("unable to open configuration file: %w", err)}
+	return nil, false, &Error{File: path, Err: wrapErr("unable to open configuration file", "", err)}
 }
 
 // Parse builds a Config from one torrc text (no %include, no other
@@ -101,19 +102,15 @@ func ParseArgs(args []string) ([]Line, error) {
 		a := args[i]
 		key := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
 		if key == a || key == "" {
-			return nil, &Error{File: CommandLine, Err: fmt.Errorf("unexpected argument %q: options are written --Option value", a)}
+			return nil, &Error{File: CommandLine, Err: badValue("unexpected argument %q: options are written --Option value", a)}
 		}
-		l := Line{Key: key, File: CommandLine}
-		switch {
-		case strings.HasPrefix(key, "+"):
-			l.Key, l.Command = key[1:], Append
-		case strings.HasPrefix(key, "/"):
-			l.Key, l.Command = key[1:], Clear
+		l := Line{File: CommandLine}
+		if l.Key, l.Command = cutCommand(key); l.Command == Clear {
 			out = append(out, l)
 			continue
 		}
 		if i+1 >= len(args) {
-			return nil, &Error{File: CommandLine, Option: l.Key, Err: fmt.Errorf("command-line option '%s' with no value", a)}
+			return nil, &Error{File: CommandLine, Option: l.Key, Err: errors.New("command-line option '" + a + "' with no value")}
 		}
 		i++
 		l.Value = args[i]
@@ -126,6 +123,7 @@ func ParseArgs(args []string) ([]Line, error) {
 type builder struct {
 	c         *Config
 	env       Env
+	opt       *option           // the option being applied
 	l         Line              // the line being applied
 	where     map[string]Line   // option name -> last line that set it
 	hsLines   []Line            // the HiddenServiceDir line of each service
@@ -133,37 +131,32 @@ type builder struct {
 	zeroPorts map[string]bool   // client port options with a "0" line (SocksPort 0)
 }
 
-func (b *builder) warnf(format string, args ...any) {
-	b.warn([]string{fmt.Sprintf(format, args...)})
-}
-
-func (b *builder) warn(msgs []string) {
+// warn records warnings about the line being applied.
+func (b *builder) warn(msgs ...string) {
+	loc := where(b.l.File, b.l.Line)
+	if loc != "" {
+		loc += b.l.Key + ": "
+	}
 	for _, m := range msgs {
-		loc := b.l.File
-		if b.l.Line > 0 {
-			loc = fmt.Sprintf("%s:%d", b.l.File, b.l.Line)
-		}
-		if loc != "" {
-			m = fmt.Sprintf("%s: %s: %s", loc, b.l.Key, m)
-		}
-		b.c.Warnings = append(b.c.Warnings, m)
+		b.c.Warnings = append(b.c.Warnings, loc+m)
 	}
 }
 
-// Build merges layers of lines (lowest precedence first: defaults file,
-// torrc, command line) and builds the Config.
+// merge combines layers of lines (lowest precedence first: defaults file,
+// torrc, command line) into the lines in force for each option slot; a
+// slot absent from the result is at its default.
 //
-// Within a layer, lines of a list option accumulate and the last line of
-// a single-valued option wins. The first plain line of a list option in a
-// layer replaces what lower layers set; "+Key" appends to it instead and
-// "/Key" clears it. An empty value resets a single-valued option to its
-// default.
-func Build(env Env, layers ...[]Line) (*Config, error) {
-	b := &builder{c: &Config{}, env: env, where: map[string]Line{}, zeroPorts: map[string]bool{}}
+// Within a layer, lines of a list option accumulate. The first plain line
+// of a list option in a layer replaces what lower layers set; "+Key"
+// appends to it instead and "/Key" clears it. Every line of a
+// single-valued option is kept, in order, and the last one wins. An empty
+// value resets a single-valued option to its default. If b is not nil, it
+// receives the warnings about lines skipped or overridden.
+func merge(layers [][]Line, b *builder) (map[string][]Line, error) {
 	merged := map[string][]Line{}
 	for _, layer := range layers {
-		touched := map[string]bool{}
-		seen := map[string]bool{}
+		touched := map[string]bool{} // list slots set in this layer
+		seen := map[string]bool{}    // single-valued slots set in this layer
 		for _, l := range layer {
 			if l.Key == "%include" {
 				return nil, errAt(l, l.Key, errors.New("%include is only allowed in configuration files"))
@@ -173,63 +166,66 @@ func Build(env Env, layers ...[]Line) (*Config, error) {
 				return nil, errAt(l, canonicalName(l.Key), err)
 			}
 			slot := opt.slot()
-			b.l = l
+			var warning string
 			switch {
 			case l.Command == Clear:
-				merged[slot] = nil
+				delete(merged, slot)
 				touched[slot] = true
 			case l.Value == "" && opt.list:
-				b.warnf("Linelist option '%s' has no value. Skipping.", opt.name)
+				warning = "Linelist option '" + opt.name + "' has no value. Skipping."
 			case l.Value == "":
-				merged[slot] = nil // back to the default
+				delete(merged, slot) // back to the default
 			case opt.list:
 				if !touched[slot] && l.Command != Append {
-					merged[slot] = nil
+					delete(merged, slot)
 				}
 				touched[slot] = true
 				merged[slot] = append(merged[slot], l)
 			default:
 				if seen[slot] {
-					b.warnf("Option '%s' used more than once; all but the last value will be ignored.", opt.name)
+					warning = "Option '" + opt.name + "' used more than once; all but the last value will be ignored."
 				}
 				seen[slot] = true
 				merged[slot] = append(merged[slot], l)
 			}
+			if warning != "" && b != nil {
+				b.l = l
+				b.warn(warning)
+			}
 		}
+	}
+	return merged, nil
+}
+
+// Build merges layers of lines (lowest precedence first: defaults file,
+// torrc, command line) as merge describes and builds the Config.
+func Build(env Env, layers ...[]Line) (*Config, error) {
+	b := &builder{c: &Config{}, env: env, where: map[string]Line{}, zeroPorts: map[string]bool{}}
+	merged, err := merge(layers, b)
+	if err != nil {
+		return nil, err
 	}
 	for i := range options {
 		opt := &options[i]
-		if opt.group != "" {
-			if !firstOfGroup(i) {
-				continue
-			}
-			for _, l := range merged[opt.slot()] {
-				o, _ := lookup(l.Key)
-				if err := b.apply(o, l); err != nil {
-					return nil, err
-				}
-			}
+		if opt.group != "" && !firstOfGroup(i) {
 			continue
 		}
 		lines := merged[opt.slot()]
-		if len(lines) == 0 {
-			def := opt.def
-			if opt.defFn != nil {
-				d, err := opt.defFn(b)
-				if err != nil {
-					return nil, &Error{Option: opt.name, Err: err}
-				}
-				def = d
+		if len(lines) == 0 && opt.group == "" {
+			def, err := opt.defaultValue(b)
+			if err != nil {
+				return nil, err
 			}
 			if def != "" {
-				if err := b.apply(opt, Line{Key: opt.name, Value: def, File: "built-in default"}); err != nil {
-					return nil, err
-				}
+				lines = []Line{{Key: opt.name, Value: def, File: "built-in default"}}
 			}
-			continue
 		}
 		for _, l := range lines {
-			if err := b.apply(opt, l); err != nil {
+			o := opt
+			if opt.group != "" {
+				o, _ = lookup(l.Key)
+			}
+			if err := b.apply(o, l); err != nil {
 				return nil, err
 			}
 		}
@@ -240,20 +236,60 @@ func Build(env Env, layers ...[]Line) (*Config, error) {
 	return b.c, nil
 }
 
+// defaultValue is the option's default in the configuration b builds.
+func (o *option) defaultValue(b *builder) (string, error) {
+	if o.defFn == nil {
+		return o.def, nil
+	}
+	def, err := o.defFn(b)
+	if err != nil {
+		return "", &Error{Option: o.name, Err: err}
+	}
+	return def, nil
+}
+
 func firstOfGroup(i int) bool {
 	return i == 0 || options[i-1].group != options[i].group
 }
 
+// apply parses line l of option opt and stores its value.
 func (b *builder) apply(opt *option, l Line) error {
-	b.l = l
+	b.opt, b.l = opt, l
 	b.where[opt.name] = l
-	if err := opt.apply(b, l.Value); err != nil {
-		var ce *Error
-		if errors.As(err, &ce) {
-			return err
+	dst := reflect.ValueOf(b.c).Elem()
+	if opt.group == hsGroup && opt.field != "" {
+		hs, err := b.service(opt)
+		if err != nil {
+			return errAt(l, opt.name, err)
 		}
+		dst = reflect.ValueOf(hs).Elem()
+	}
+	x, err := opt.parse(b, l.Value)
+	if err != nil {
 		return errAt(l, opt.name, err)
 	}
+	if x != nil {
+		store(dst, opt, x)
+	}
+	return nil
+}
+
+// errorAt returns the error msg about the option name, at the last line
+// that set it.
+func (b *builder) errorAt(name, msg string) error { return b.report(name, msg, true) }
+
+// warnAt records the warning msg about the option name, at the last line
+// that set it.
+func (b *builder) warnAt(name, msg string) { b.report(name, msg, false) }
+
+// report is errorAt if fatal, else warnAt.
+func (b *builder) report(name, msg string, fatal bool) error {
+	l := b.where[name]
+	if fatal {
+		return errAt(l, name, errors.New(msg))
+	}
+	b.l = l
+	b.warn(msg)
 	return nil
 }
 
@@ -261,67 +297,64 @@ func (b *builder) apply(opt *option, l Line) error {
 func (b *builder) finish() error {
 	c := b.c
 	if c.TestingTorNetwork && len(c.DirAuthorities) == 0 {
-		return errAt(b.where["TestingTorNetwork"], "TestingTorNetwork",
-			errors.New("TestingTorNetwork may only be configured in combination with a non-default set of DirAuthority"))
+		return b.errorAt("TestingTorNetwork",
+			"TestingTorNetwork may only be configured in combination with a non-default set of DirAuthority")
 	}
-	clientPorts := []struct {
+	clientPorts := [...]struct {
 		name  string
 		ports []ClientPort
 	}{{"SocksPort", c.SocksPorts}, {"DNSPort", c.DNSPorts}, {"TransPort", c.TransPorts}, {"HTTPTunnelPort", c.HTTPTunnelPorts}}
 	for _, cp := range clientPorts {
-		if b.zeroPorts[cp.name] && len(cp.ports) > 0 {
-			return errAt(b.where[cp.name], cp.name, fmt.Errorf("you specified a nonzero %s along with '%s 0' in the same configuration; did you mean to disable %s or not?", cp.name, cp.name, cp.name))
+		n := cp.name
+		if b.zeroPorts[n] && len(cp.ports) > 0 {
+			return b.errorAt(n, "you specified a nonzero "+n+" along with '"+n+
+				" 0' in the same configuration; did you mean to disable "+n+" or not?")
 		}
-	}
-	// Listeners reachable from elsewhere, as C tor's
-	// warn_nonlocal_client_ports and warn_nonlocal_controller_ports.
-	for _, cp := range clientPorts {
+		// Listeners reachable from elsewhere, as C tor's
+		// warn_nonlocal_client_ports and warn_nonlocal_controller_ports.
 		for _, p := range cp.ports {
 			a := p.Addr.Addr()
-			if p.Unix != "" || !a.IsValid() {
-				continue
-			}
-			b.l = b.where[cp.name]
 			switch {
+			case p.Unix != "" || !a.IsValid():
 			case isPublic(a):
-				b.warnf("You specified a public address '%s' for %s. Other people on the Internet might find your computer and use it as an open proxy. Please don't allow this unless you have a good reason.", p.Addr, cp.name)
-			case a.IsUnspecified() && (cp.name == "TransPort" || cp.name == "HTTPTunnelPort"):
+				b.warnAt(n, "You specified a public address '"+p.Addr.String()+"' for "+n+
+					". Other people on the Internet might find your computer and use it as an open proxy. Please don't allow this unless you have a good reason.")
+			case a.IsUnspecified() && (n == "TransPort" || n == "HTTPTunnelPort"):
 				// C tor counts 0.0.0.0 as internal; on a router it is the
 				// WAN side too.
-				b.warnf("You specified the address '%s' for %s: it listens on every interface, a public one (the WAN) included, and may serve the Internet as an open proxy. Bind it to the LAN address instead.", p.Addr, cp.name)
+				b.warnAt(n, "You specified the address '"+p.Addr.String()+"' for "+n+
+					": it listens on every interface, a public one (the WAN) included, and may serve the Internet as an open proxy. Bind it to the LAN address instead.")
 			}
 		}
 	}
 	if len(c.SocksPolicy) > 0 && !c.SocksPolicy.CoversAll() {
-		b.l = b.where["SocksPolicy"]
-		b.warnf("SocksPolicy has no rule for every address (such as 'reject *'), so a client no rule matches is accepted, as in C tor.")
+		b.warnAt("SocksPolicy", "SocksPolicy has no rule for every address (such as 'reject *'), so a client no rule matches is accepted, as in C tor.")
 	}
 	for _, p := range c.ControlPorts {
 		if a := p.Addr.Addr(); p.Unix != "" || !a.IsValid() || a.IsLoopback() {
 			continue
 		}
-		b.l = b.where["ControlPort"]
 		if !c.CookieAuthentication && len(c.HashedControlPasswords) == 0 {
-			return errAt(b.l, "ControlPort", fmt.Errorf("ControlPort %s accepts connections from a non-local address without authentication; set CookieAuthentication or HashedControlPassword, or listen on 127.0.0.1", p.Listener))
+			return b.errorAt("ControlPort", "ControlPort "+p.Listener.String()+
+				" accepts connections from a non-local address without authentication; set CookieAuthentication or HashedControlPassword, or listen on 127.0.0.1")
 		}
-		b.warnf("You have a ControlPort set to accept connections from a non-local address (%s). The control protocol isn't encrypted; prefer 127.0.0.1 with ssh or stunnel for remote access.", p.Listener)
+		b.warnAt("ControlPort", "You have a ControlPort set to accept connections from a non-local address ("+p.Listener.String()+
+			"). The control protocol isn't encrypted; prefer 127.0.0.1 with ssh or stunnel for remote access.")
 	}
 
 	// Clamps and warnings as in C tor's options_validate.
 	const minDirty, maxDirty = 10 * time.Second, 30 * 24 * time.Hour
-	switch l := b.where["MaxCircuitDirtiness"]; {
+	switch {
 	case c.MaxCircuitDirtiness < minDirty:
-		b.l = l
-		b.warnf("MaxCircuitDirtiness option is too short; raising to %d seconds.", int(minDirty.Seconds()))
+		b.warnAt("MaxCircuitDirtiness", "MaxCircuitDirtiness option is too short; raising to 10 seconds.")
 		c.MaxCircuitDirtiness = minDirty
 	case c.MaxCircuitDirtiness > maxDirty:
-		b.l = l
-		b.warnf("MaxCircuitDirtiness option is too high; setting to %d days.", int(maxDirty.Hours()/24))
+		b.warnAt("MaxCircuitDirtiness", "MaxCircuitDirtiness option is too high; setting to 30 days.")
 		c.MaxCircuitDirtiness = maxDirty
 	}
-	if !c.LearnCircuitBuildTimeout && c.CircuitBuildTimeout > 0 && c.CircuitBuildTimeout < 10*time.Second {
-		b.l = b.where["CircuitBuildTimeout"]
-		b.warnf("CircuitBuildTimeout is shorter (%d seconds) than the recommended minimum (10 seconds), and LearnCircuitBuildTimeout is disabled.  If tor isn't working, raise this value or enable LearnCircuitBuildTimeout.", int(c.CircuitBuildTimeout.Seconds()))
+	if t := c.CircuitBuildTimeout; !c.LearnCircuitBuildTimeout && t > 0 && t < 10*time.Second {
+		b.warnAt("CircuitBuildTimeout", "CircuitBuildTimeout is shorter ("+strconv.Itoa(int(t.Seconds()))+
+			" seconds) than the recommended minimum (10 seconds), and LearnCircuitBuildTimeout is disabled.  If tor isn't working, raise this value or enable LearnCircuitBuildTimeout.")
 	}
 	if err := b.checkBridges(); err != nil {
 		return err

@@ -1,9 +1,10 @@
 package config
 
 import (
-	"fmt"
+	"errors"
 	"io"
 	"os"
+	"strconv"
 
 	"tinytor/tor/torlog"
 )
@@ -31,7 +32,7 @@ func OpenLogs(targets []LogTarget, stdout, stderr io.Writer) (log *torlog.Logger
 			f, err := os.OpenFile(t.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 			if err != nil {
 				closeAll()
-				return nil, nil, fmt.Errorf("opening log file: %w", err)
+				return nil, nil, wrapErr("opening log file", "", err)
 			}
 			closers = append(closers, f)
 			w = f
@@ -39,13 +40,13 @@ func OpenLogs(targets []LogTarget, stdout, stderr io.Writer) (log *torlog.Logger
 			sw, err := openSyslog()
 			if err != nil {
 				closeAll()
-				return nil, nil, fmt.Errorf("opening syslog: %w", err)
+				return nil, nil, wrapErr("opening syslog", "", err)
 			}
 			closers = append(closers, sw)
 			w = sw
 		default:
 			closeAll()
-			return nil, nil, fmt.Errorf("unsupported log destination %v", t.Dest)
+			return nil, nil, errors.New("unsupported log destination " + strconv.Itoa(int(t.Dest)))
 		}
 		sinks = append(sinks, torlog.Sink{Min: t.Min, Max: t.Max, W: w})
 	}

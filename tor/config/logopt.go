@@ -2,7 +2,7 @@ package config
 
 import (
 	"errors"
-	"fmt"
+	"strconv"
 	"strings"
 
 	"tinytor/tor/torlog"
@@ -27,15 +27,13 @@ type LogTarget struct {
 	Path     string // for LogFile
 }
 
-func parseLog(v string) (LogTarget, error) {
-	var t LogTarget
+func parseLog(v string) (t LogTarget, err error) {
 	sev, rest, _ := strings.Cut(strings.TrimSpace(v), " ")
 	rest = strings.TrimSpace(rest)
 	if strings.HasPrefix(sev, "[") {
 		return t, errors.New("log domains ([domain,...]severity) are not supported by tinytor")
 	}
 	lo, hi, isRange := strings.Cut(sev, "-")
-	var err error
 	if t.Min, err = torlog.ParseSeverity(lo); err != nil {
 		return t, err
 	}
@@ -45,7 +43,7 @@ func parseLog(v string) (LogTarget, error) {
 			return t, err
 		}
 		if t.Max < t.Min {
-			return t, fmt.Errorf("severity range %q is reversed (write it least severe first, e.g. info-notice)", sev)
+			return t, badValue("severity range %q is reversed (write it least severe first, e.g. info-notice)", sev)
 		}
 	}
 	dest, path, _ := strings.Cut(rest, " ")
@@ -64,10 +62,10 @@ func parseLog(v string) (LogTarget, error) {
 		t.Dest, t.Path = LogFile, path
 		return t, nil
 	default:
-		return t, fmt.Errorf("unknown log destination %q (want stdout, stderr, syslog or file PATH)", dest)
+		return t, badValue("unknown log destination %q (want stdout, stderr, syslog or file PATH)", dest)
 	}
 	if path != "" {
-		return t, fmt.Errorf("excess data %q after log destination %q", path, dest)
+		return t, badValue("excess data %q after log destination "+strconv.Quote(dest), path)
 	}
 	return t, nil
 }

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -66,42 +65,41 @@ func parseNodeList(v string) (NodeList, error) {
 	return out, nil
 }
 
-func parseNodeSpec(ent string) (NodeSpec, error) {
+func parseNodeSpec(ent string) (n NodeSpec, err error) {
 	switch {
 	case strings.HasPrefix(ent, "{"):
-		return NodeSpec{}, fmt.Errorf("country code %q is not supported: tinytor has no GeoIP database; list fingerprints or address ranges instead", ent)
+		return n, badValue("country code %q is not supported: tinytor has no GeoIP database; list fingerprints or address ranges instead", ent)
 	case strings.HasPrefix(ent, "$") || len(ent) == 40 && isHex(ent):
 		h := strings.TrimPrefix(ent, "$")
-		var name string
 		if i := strings.IndexAny(h, "~="); i >= 0 {
-			h, name = h[:i], h[i+1:]
-			if !isNickname(name) {
-				return NodeSpec{}, fmt.Errorf("bad nickname in %q", ent)
+			h, n.Nickname = h[:i], h[i+1:]
+			if !isNickname(n.Nickname) {
+				return n, badValue("bad nickname in %q", ent)
 			}
 		}
-		fp, err := parseFingerprint(h)
-		if err != nil {
-			return NodeSpec{}, fmt.Errorf("bad node %q: %w", ent, err)
+		n.Kind = NodeFingerprint
+		if n.Fingerprint, err = parseFingerprint(h); err != nil {
+			return n, wrapErr("bad node %q", ent, err)
 		}
-		return NodeSpec{Kind: NodeFingerprint, Fingerprint: fp, Nickname: name}, nil
+		return n, nil
 	case isNickname(ent) && !isAllDigits(ent):
-		return NodeSpec{Kind: NodeNickname, Nickname: ent}, nil
+		n.Kind, n.Nickname = NodeNickname, ent
+		return n, nil
 	}
 	a, mask, hasMask := strings.Cut(ent, "/")
 	ip, err := parseAddr(a)
 	if err != nil || strings.EqualFold(a, "localhost") {
-		return NodeSpec{}, fmt.Errorf("bad node %q: not a fingerprint, nickname or address range", ent)
+		return n, badValue("bad node %q: not a fingerprint, nickname or address range", ent)
 	}
 	bits := ip.BitLen()
 	if hasMask {
-		n, err := strconv.Atoi(mask)
-		if err != nil || n < 0 || n > ip.BitLen() {
-			return NodeSpec{}, fmt.Errorf("bad node %q: bad mask %q", ent, mask)
+		if bits, err = strconv.Atoi(mask); err != nil || bits < 0 || bits > ip.BitLen() {
+			return n, badValue("bad node %q: bad mask "+strconv.Quote(mask), ent)
 		}
-		bits = n
 	}
-	p, _ := ip.Prefix(bits)
-	return NodeSpec{Kind: NodeAddress, Prefix: p}, nil
+	n.Kind = NodeAddress
+	n.Prefix, _ = ip.Prefix(bits)
+	return n, nil
 }
 
 func isHex(s string) bool {

@@ -3,26 +3,34 @@ package config
 import (
 	"encoding/hex"
 	"errors"
-	"fmt"
-	"net/netip"
 	"path/filepath"
+	"reflect"
+	"strconv"
 	"strings"
-	"time"
 
 	"tinytor/tor/policy"
 )
 
 // option is one row of the table of known options. To support a new
-// option, add a Config field and a row.
+// option, add a Config field and a row; most rows need no code beyond a
+// parse function of the value's kind (boolValue, intervalValue, ...).
 type option struct {
 	name  string // canonical name
 	list  bool   // lines accumulate (else the last one wins)
 	group string // options that merge as one ordered list (HiddenService*)
-	// def is the default, applied through apply when no line sets the
+	// field is the Config field the parsed values go to (for the
+	// HiddenService* options: the HiddenService field); "" means the
+	// field named as the option.
+	field string
+	// def is the default, applied through parse when no line sets the
 	// option; defFn, if set, computes it from the options before it.
 	def   string
 	defFn func(b *builder) (string, error)
-	apply func(b *builder, v string) error
+	// parse checks one value and returns what to store in the field: a
+	// list option's value is appended to its slice field (element by
+	// element if it is of the field's own type), any other is set. nil
+	// stores nothing.
+	parse func(b *builder, v string) (any, error)
 }
 
 // slot is the key under which an option's lines are merged.
@@ -33,324 +41,359 @@ func (o *option) slot() string {
 	return strings.ToLower(o.name)
 }
 
-func boolOpt(name, def string, field func(*Config) *bool) option {
-	return option{name: name, def: def, apply: func(b *builder, v string) error {
-		x, err := parseBool(v)
-		*field(b.c) = x
-		return err
-	}}
-}
-
-func intervalOpt(name, def string, field func(*Config) *time.Duration) option {
-	return option{name: name, def: def, apply: func(b *builder, v string) error {
-		d, err := parseInterval(v)
-		*field(b.c) = d
-		return err
-	}}
-}
-
-func stringOpt(name string, field func(*Config) *string) option {
-	return option{name: name, apply: func(b *builder, v string) error {
-		*field(b.c) = v
-		return nil
-	}}
-}
-
-func nodesOpt(name string, field func(*Config) *NodeList) option {
-	return option{name: name, apply: func(b *builder, v string) error {
-		n, err := parseNodeList(v)
-		*field(b.c) = n
-		return err
-	}}
-}
-
-// policyOpt is a repeatable address policy (SocksPolicy,
-// MetricsPortPolicy). As C tor, ports are kept but do not count: a warning
-// says they are ignored.
-func policyOpt(name string, field func(*Config) *policy.Policy) option {
-	return option{name: name, list: true, apply: func(b *builder, v string) error {
-		p, err := policy.Parse(v)
-		if err != nil {
-			return err
-		}
-		if p.HasPorts() {
-			b.warnf("Ignoring ports in %s option.", name)
-		}
-		*field(b.c) = append(*field(b.c), p...)
-		return nil
-	}}
-}
-
-// clientPortOpt is a repeatable client listener (SocksPort, DNSPort,
-// TransPort, HTTPTunnelPort) with default def ("" for none). "Name 0"
-// opens none, and may not be mixed with other lines (see finish).
-func clientPortOpt(name, def string, parse func(*builder, string) (ClientPort, bool, error), field func(*Config) *[]ClientPort) option {
-	return option{name: name, list: true, def: def, apply: func(b *builder, v string) error {
-		p, off, err := parse(b, v)
-		if err != nil {
-			return err
-		}
-		if off {
-			b.zeroPorts[name] = true
-		} else {
-			*field(b.c) = append(*field(b.c), p)
-		}
-		return nil
-	}}
-}
-
-// testingDefault is a boolean default that C tor flips when
-// TestingTorNetwork is set.
-func testingDefault(normal, testing string) func(b *builder) (string, error) {
-	return func(b *builder) (string, error) {
-		if b.c.TestingTorNetwork {
-			return testing, nil
-		}
-		return normal, nil
-	}
-}
+// hsGroup is the group of the HiddenService* options: C tor reads them as
+// one list in which each HiddenServiceDir starts a service.
+const hsGroup = "hiddenserviceoptions"
 
 // options is the table of known options, in the order they are applied
 // (an option's computed default may read the options above it).
 var options = []option{
-	{name: "DataDirectory", defFn: defaultDataDirectory, apply: func(b *builder, v string) error {
-		b.c.DataDirectory = v
-		return nil
-	}},
-	{name: "CacheDirectory", defFn: func(b *builder) (string, error) { return b.c.DataDirectory, nil },
-		apply: func(b *builder, v string) error { b.c.CacheDirectory = v; return nil }},
-	{name: "TestingTorNetwork", def: "0", apply: func(b *builder, v string) error {
-		x, err := parseBool(v)
-		b.c.TestingTorNetwork = x
-		return err
-	}},
-	{name: "DirAuthority", list: true, apply: func(b *builder, v string) error {
-		a, warns, err := ParseDirAuthority(v)
-		b.warn(warns)
-		b.c.DirAuthorities = append(b.c.DirAuthorities, a)
-		return err
-	}},
-	{name: "FallbackDir", list: true, apply: func(b *builder, v string) error {
-		f, warns, err := ParseFallbackDir(v)
-		b.warn(warns)
-		b.c.FallbackDirs = append(b.c.FallbackDirs, f)
-		return err
-	}},
-	boolOpt("UseDefaultFallbackDirs", "1", func(c *Config) *bool { return &c.UseDefaultFallbackDirs }),
+	{name: "DataDirectory", defFn: defaultDataDirectory, parse: stringValue},
+	{name: "CacheDirectory", defFn: dataDirectory, parse: stringValue},
+	{name: "TestingTorNetwork", def: "0", parse: boolValue},
+	{name: "DirAuthority", list: true, field: "DirAuthorities", parse: dirAuthorityValue},
+	{name: "FallbackDir", list: true, field: "FallbackDirs", parse: fallbackDirValue},
+	{name: "UseDefaultFallbackDirs", def: "1", parse: boolValue},
 
-	clientPortOpt("SocksPort", "9050", parseSocksPort, func(c *Config) *[]ClientPort { return &c.SocksPorts }),
-	policyOpt("SocksPolicy", func(c *Config) *policy.Policy { return &c.SocksPolicy }),
-	clientPortOpt("DNSPort", "", parseDNSPort, func(c *Config) *[]ClientPort { return &c.DNSPorts }),
-	clientPortOpt("TransPort", "", parseTransPort, func(c *Config) *[]ClientPort { return &c.TransPorts }),
-	{name: "TransProxyType", def: "default", apply: func(b *builder, v string) error {
-		switch strings.ToLower(v) {
-		case "default":
-			b.c.TransProxyType = "default"
-			return nil
-		case "tproxy", "ipfw", "pf-divert":
-			return fmt.Errorf("TransProxyType %s is not implemented in tinytor: use \"default\" (Linux netfilter: an nftables redirect or iptables REDIRECT rule)", v)
-		}
-		return fmt.Errorf("unrecognized value %q: must be default, TPROXY, ipfw or pf-divert", v)
-	}},
-	clientPortOpt("HTTPTunnelPort", "", parseHTTPTunnelPort, func(c *Config) *[]ClientPort { return &c.HTTPTunnelPorts }),
-	boolOpt("AutomapHostsOnResolve", "0", func(c *Config) *bool { return &c.AutomapHostsOnResolve }),
-	{name: "AutomapHostsSuffixes", def: ".onion,.exit", apply: func(b *builder, v string) error {
-		b.c.AutomapHostsSuffixes = nil
-		for _, f := range strings.Split(v, ",") {
-			if f = strings.TrimSpace(f); f != "" {
-				b.c.AutomapHostsSuffixes = append(b.c.AutomapHostsSuffixes, f)
-			}
-		}
-		return nil
-	}},
-	{name: "MapAddress", list: true, apply: func(b *builder, v string) error {
-		f := fields(v)
-		switch {
-		case len(f) < 2:
-			b.warnf("MapAddress '%s' has too few arguments. Ignoring.", v)
-			return nil
-		case strings.HasPrefix(f[0], ".") || strings.HasPrefix(f[1], "."):
-			b.warnf("MapAddress '%s' is ambiguous - address starts with a'.'. Ignoring.", v)
-			return nil
-		case len(f) > 2:
-			b.warnf("Ignoring extra arguments to MapAddress.")
-		}
-		b.c.MapAddresses = append(b.c.MapAddresses, AddressMapping{From: f[0], To: f[1]})
-		return nil
-	}},
-	{name: "VirtualAddrNetworkIPv4", def: "127.192.0.0/10", apply: func(b *builder, v string) (err error) {
-		b.c.VirtualAddrNetworkIPv4, err = parseVirtualNetwork(v, false)
-		return err
-	}},
-	{name: "VirtualAddrNetworkIPv6", def: "[FE80::]/10", apply: func(b *builder, v string) (err error) {
-		b.c.VirtualAddrNetworkIPv6, err = parseVirtualNetwork(v, true)
-		return err
-	}},
-	boolOpt("SafeSocks", "0", func(c *Config) *bool { return &c.SafeSocks }),
-	boolOpt("WarnUnsafeSocks", "1", func(c *Config) *bool { return &c.WarnUnsafeSocks }),
-	boolOpt("TestSocks", "0", func(c *Config) *bool { return &c.TestSocks }),
+	{name: "SocksPort", list: true, field: "SocksPorts", def: "9050", parse: clientPortValue},
+	{name: "SocksPolicy", list: true, parse: policyValue},
+	{name: "DNSPort", list: true, field: "DNSPorts", parse: clientPortValue},
+	{name: "TransPort", list: true, field: "TransPorts", parse: clientPortValue},
+	{name: "TransProxyType", def: "default", parse: transProxyTypeValue},
+	{name: "HTTPTunnelPort", list: true, field: "HTTPTunnelPorts", parse: clientPortValue},
+	{name: "AutomapHostsOnResolve", def: "0", parse: boolValue},
+	{name: "AutomapHostsSuffixes", def: ".onion,.exit", parse: suffixesValue},
+	{name: "MapAddress", list: true, field: "MapAddresses", parse: mapAddressValue},
+	{name: "VirtualAddrNetworkIPv4", def: "127.192.0.0/10", parse: virtualNetworkValue},
+	{name: "VirtualAddrNetworkIPv6", def: "[FE80::]/10", parse: virtualNetworkValue},
+	{name: "SafeSocks", def: "0", parse: boolValue},
+	{name: "WarnUnsafeSocks", def: "1", parse: boolValue},
+	{name: "TestSocks", def: "0", parse: boolValue},
 
-	{name: "Log", list: true, def: "notice stdout", apply: func(b *builder, v string) error {
-		t, err := parseLog(v)
-		b.c.Logs = append(b.c.Logs, t)
-		return err
-	}},
-	{name: "SafeLogging", def: "1", apply: func(b *builder, v string) error {
-		switch strings.ToLower(v) {
-		case "0":
-			b.c.SafeLogging = SafeLoggingOff
-		case "1":
-			b.c.SafeLogging = SafeLoggingOn
-		case "relay":
-			b.c.SafeLogging = SafeLoggingRelay
-		default:
-			return fmt.Errorf("invalid value %q: must be 0, 1 or relay", v)
-		}
-		return nil
-	}},
+	{name: "Log", list: true, field: "Logs", def: "notice stdout", parse: logValue},
+	{name: "SafeLogging", def: "1", parse: safeLoggingValue},
 
-	{name: "EnforceDistinctSubnets", defFn: testingDefault("1", "0"), apply: func(b *builder, v string) error {
-		x, err := parseBool(v)
-		b.c.EnforceDistinctSubnets = x
-		return err
-	}},
-	nodesOpt("EntryNodes", func(c *Config) *NodeList { return &c.EntryNodes }),
-	nodesOpt("ExitNodes", func(c *Config) *NodeList { return &c.ExitNodes }),
-	nodesOpt("ExcludeNodes", func(c *Config) *NodeList { return &c.ExcludeNodes }),
-	nodesOpt("ExcludeExitNodes", func(c *Config) *NodeList { return &c.ExcludeExitNodes }),
-	boolOpt("StrictNodes", "0", func(c *Config) *bool { return &c.StrictNodes }),
-	{name: "NumEntryGuards", def: "0", apply: func(b *builder, v string) error {
-		n, err := parseUint(v, 0, 65535)
-		b.c.NumEntryGuards = int(n)
-		return err
-	}},
-	boolOpt("UseEntryGuards", "1", func(c *Config) *bool { return &c.UseEntryGuards }),
-	intervalOpt("CircuitBuildTimeout", "0", func(c *Config) *time.Duration { return &c.CircuitBuildTimeout }),
-	boolOpt("LearnCircuitBuildTimeout", "1", func(c *Config) *bool { return &c.LearnCircuitBuildTimeout }),
-	intervalOpt("MaxCircuitDirtiness", "10 minutes", func(c *Config) *time.Duration { return &c.MaxCircuitDirtiness }),
-	intervalOpt("NewCircuitPeriod", "30 seconds", func(c *Config) *time.Duration { return &c.NewCircuitPeriod }),
-	intervalOpt("CircuitStreamTimeout", "0", func(c *Config) *time.Duration { return &c.CircuitStreamTimeout }),
-	boolOpt("ClientUseIPv4", "1", func(c *Config) *bool { return &c.ClientUseIPv4 }),
-	boolOpt("ClientUseIPv6", "0", func(c *Config) *bool { return &c.ClientUseIPv6 }),
-	{name: "ClientRejectInternalAddresses", defFn: testingDefault("1", "0"), apply: func(b *builder, v string) error {
-		x, err := parseBool(v)
-		b.c.ClientRejectInternalAddresses = x
-		return err
-	}},
-	{name: "ExtendAllowPrivateAddresses", defFn: testingDefault("0", "1"), apply: func(b *builder, v string) error {
-		x, err := parseBool(v)
-		b.c.ExtendAllowPrivateAddresses = x
-		return err
-	}},
-	{name: "MaxMemInQueues", def: "0", apply: func(b *builder, v string) error {
-		n, err := parseMemory(v)
-		b.c.MaxMemInQueues = n
-		return err
-	}},
+	{name: "EnforceDistinctSubnets", defFn: unlessTesting, parse: boolValue},
+	{name: "EntryNodes", parse: nodesValue},
+	{name: "ExitNodes", parse: nodesValue},
+	{name: "ExcludeNodes", parse: nodesValue},
+	{name: "ExcludeExitNodes", parse: nodesValue},
+	{name: "StrictNodes", def: "0", parse: boolValue},
+	{name: "NumEntryGuards", def: "0", parse: countValue},
+	{name: "UseEntryGuards", def: "1", parse: boolValue},
+	{name: "CircuitBuildTimeout", def: "0", parse: intervalValue},
+	{name: "LearnCircuitBuildTimeout", def: "1", parse: boolValue},
+	{name: "MaxCircuitDirtiness", def: "10 minutes", parse: intervalValue},
+	{name: "NewCircuitPeriod", def: "30 seconds", parse: intervalValue},
+	{name: "CircuitStreamTimeout", def: "0", parse: intervalValue},
+	{name: "ClientUseIPv4", def: "1", parse: boolValue},
+	{name: "ClientUseIPv6", def: "0", parse: boolValue},
+	{name: "ClientRejectInternalAddresses", defFn: unlessTesting, parse: boolValue},
+	{name: "ExtendAllowPrivateAddresses", defFn: ifTesting, parse: boolValue},
+	{name: "MaxMemInQueues", def: "0", parse: memoryValue},
 
-	stringOpt("ClientOnionAuthDir", func(c *Config) *string { return &c.ClientOnionAuthDir }),
-	{name: "HiddenServiceDir", list: true, group: "hiddenserviceoptions", apply: (*builder).hsDir},
-	{name: "HiddenServicePort", list: true, group: "hiddenserviceoptions", apply: (*builder).hsPort},
-	{name: "HiddenServiceVersion", list: true, group: "hiddenserviceoptions", apply: (*builder).hsVersion},
-	{name: "HiddenServiceNumIntroductionPoints", list: true, group: "hiddenserviceoptions", apply: (*builder).hsNumIntro},
-	{name: "HiddenServiceMaxStreams", list: true, group: "hiddenserviceoptions", apply: (*builder).hsMaxStreams},
-	{name: "HiddenServiceMaxStreamsCloseCircuit", list: true, group: "hiddenserviceoptions",
-		apply: hsBool("HiddenServiceMaxStreamsCloseCircuit", func(hs *HiddenService) *bool { return &hs.MaxStreamsCloseCircuit })},
-	{name: "HiddenServiceDirGroupReadable", list: true, group: "hiddenserviceoptions",
-		apply: hsBool("HiddenServiceDirGroupReadable", func(hs *HiddenService) *bool { return &hs.DirGroupReadable })},
+	{name: "ClientOnionAuthDir", parse: stringValue},
+	{name: "HiddenServiceDir", list: true, group: hsGroup, parse: hsDirValue},
+	{name: "HiddenServicePort", list: true, group: hsGroup, field: "Ports", parse: hsPortValue},
+	{name: "HiddenServiceVersion", list: true, group: hsGroup, field: "Version", parse: hsVersionValue},
+	{name: "HiddenServiceNumIntroductionPoints", list: true, group: hsGroup, field: "NumIntroductionPoints", parse: introPointsValue},
+	{name: "HiddenServiceMaxStreams", list: true, group: hsGroup, field: "MaxStreams", parse: countValue},
+	{name: "HiddenServiceMaxStreamsCloseCircuit", list: true, group: hsGroup, field: "MaxStreamsCloseCircuit", parse: boolValue},
+	{name: "HiddenServiceDirGroupReadable", list: true, group: hsGroup, field: "DirGroupReadable", parse: boolValue},
 
-	{name: "ControlPort", list: true, apply: func(b *builder, v string) error {
-		p, off, err := parseControlPort(b, v)
-		if err == nil && !off {
-			b.c.ControlPorts = append(b.c.ControlPorts, p)
-		}
-		return err
-	}},
-	{name: "ControlSocket", list: true, apply: func(b *builder, v string) error {
-		if v != "0" {
-			b.c.ControlSockets = append(b.c.ControlSockets, v)
-		}
-		return nil
-	}},
-	boolOpt("CookieAuthentication", "0", func(c *Config) *bool { return &c.CookieAuthentication }),
-	{name: "CookieAuthFile", defFn: func(b *builder) (string, error) {
-		return filepath.Join(b.c.DataDirectory, "control_auth_cookie"), nil
-	}, apply: func(b *builder, v string) error { b.c.CookieAuthFile = v; return nil }},
-	boolOpt("CookieAuthFileGroupReadable", "0", func(c *Config) *bool { return &c.CookieAuthFileGroupReadable }),
-	{name: "HashedControlPassword", list: true, apply: func(b *builder, v string) error {
-		h, ok := strings.CutPrefix(v, "16:")
-		if raw, err := hex.DecodeString(h); !ok || err != nil || len(raw) != 29 {
-			return fmt.Errorf("bad HashedControlPassword %q: want \"16:\" and 58 hex digits, as printed by tor --hash-password", v)
-		}
-		b.c.HashedControlPasswords = append(b.c.HashedControlPasswords, v)
-		return nil
-	}},
-	{name: "MetricsPort", list: true, apply: func(b *builder, v string) error {
-		p, off, err := parseMetricsPort(v)
-		if err == nil && !off {
-			b.c.MetricsPorts = append(b.c.MetricsPorts, p)
-		}
-		return err
-	}},
-	policyOpt("MetricsPortPolicy", func(c *Config) *policy.Policy { return &c.MetricsPortPolicy }),
+	{name: "ControlPort", list: true, field: "ControlPorts", parse: controlPortValue},
+	{name: "ControlSocket", list: true, field: "ControlSockets", parse: controlSocketValue},
+	{name: "CookieAuthentication", def: "0", parse: boolValue},
+	{name: "CookieAuthFile", defFn: defaultCookieAuthFile, parse: stringValue},
+	{name: "CookieAuthFileGroupReadable", def: "0", parse: boolValue},
+	{name: "HashedControlPassword", list: true, field: "HashedControlPasswords", parse: hashedPasswordValue},
+	{name: "MetricsPort", list: true, field: "MetricsPorts", parse: metricsPortValue},
+	{name: "MetricsPortPolicy", list: true, parse: policyValue},
 
-	stringOpt("User", func(c *Config) *string { return &c.User }),
-	stringOpt("PidFile", func(c *Config) *string { return &c.PidFile }),
-	{name: "RunAsDaemon", def: "0", apply: func(b *builder, v string) error {
-		x, err := parseBool(v)
-		if err == nil && x {
-			return errors.New("RunAsDaemon 1 is not supported: tinytor runs in the foreground; let the init system (procd, systemd, runit, ...) run it in the background")
-		}
-		return err
-	}},
+	{name: "User", parse: stringValue},
+	{name: "PidFile", parse: stringValue},
+	{name: "RunAsDaemon", def: "0", parse: runAsDaemonValue},
 
 	// Board options (board/watchdog, board/state): see README.md.
-	{name: "HardwareWatchdog", def: "0", apply: func(b *builder, v string) error {
-		switch {
-		case v == "0":
-			b.c.HardwareWatchdog = ""
-		case v == "1":
-			b.c.HardwareWatchdog = "/dev/watchdog"
-		case filepath.IsAbs(v):
-			b.c.HardwareWatchdog = filepath.Clean(v)
-		default:
-			return fmt.Errorf("invalid value %q: must be 0, 1 or the absolute path of a watchdog device such as /dev/watchdog", v)
-		}
-		return nil
-	}},
-	{name: "HardwareWatchdogTimeout", def: "30 seconds", apply: func(b *builder, v string) error {
-		d, err := parseInterval(v)
-		if err != nil {
-			return err
-		}
-		if d < MinHardwareWatchdogTimeout || d > MaxHardwareWatchdogTimeout {
-			return fmt.Errorf("interval %q is out of bounds: must be between %d seconds and %d minutes",
-				v, int(MinHardwareWatchdogTimeout.Seconds()), int(MaxHardwareWatchdogTimeout.Minutes()))
-		}
-		b.c.HardwareWatchdogTimeout = d
-		return nil
-	}},
-	boolOpt("AvoidDiskWrites", "0", func(c *Config) *bool { return &c.AvoidDiskWrites }),
+	{name: "HardwareWatchdog", def: "0", parse: watchdogValue},
+	{name: "HardwareWatchdogTimeout", def: "30 seconds", parse: watchdogTimeoutValue},
+	{name: "AvoidDiskWrites", def: "0", parse: boolValue},
 
-	boolOpt("UseBridges", "0", func(c *Config) *bool { return &c.UseBridges }),
-	{name: "Bridge", list: true, apply: func(b *builder, v string) error {
-		br, err := ParseBridge(v)
-		br.Where = b.l
-		b.c.Bridges = append(b.c.Bridges, br)
-		return err
-	}},
-	{name: "ClientTransportPlugin", list: true, apply: func(b *builder, v string) error {
-		p, err := ParseTransportPlugin(v)
-		p.Where = b.l
-		b.c.TransportPlugins = append(b.c.TransportPlugins, p)
-		return err
-	}},
-	proxyOpt("Socks4Proxy", 1080, func(c *Config) *netip.AddrPort { return &c.Socks4Proxy }),
-	proxyOpt("Socks5Proxy", 1080, func(c *Config) *netip.AddrPort { return &c.Socks5Proxy }),
-	stringOpt("Socks5ProxyUsername", func(c *Config) *string { return &c.Socks5ProxyUsername }),
-	stringOpt("Socks5ProxyPassword", func(c *Config) *string { return &c.Socks5ProxyPassword }),
-	proxyOpt("HTTPSProxy", 443, func(c *Config) *netip.AddrPort { return &c.HTTPSProxy }),
-	stringOpt("HTTPSProxyAuthenticator", func(c *Config) *string { return &c.HTTPSProxyAuthenticator }),
+	{name: "UseBridges", def: "0", parse: boolValue},
+	{name: "Bridge", list: true, field: "Bridges", parse: bridgeValue},
+	{name: "ClientTransportPlugin", list: true, field: "TransportPlugins", parse: transportPluginValue},
+	{name: "Socks4Proxy", parse: proxyValue},
+	{name: "Socks5Proxy", parse: proxyValue},
+	{name: "Socks5ProxyUsername", parse: stringValue},
+	{name: "Socks5ProxyPassword", parse: stringValue},
+	{name: "HTTPSProxy", parse: proxyValue},
+	{name: "HTTPSProxyAuthenticator", parse: stringValue},
+}
+
+// The parse functions of the table, one per kind of value. The option
+// being read is b.opt, its line b.l.
+
+func stringValue(_ *builder, v string) (any, error) { return v, nil }
+
+func boolValue(_ *builder, v string) (any, error) {
+	x, err := parseBool(v)
+	return x, err
+}
+
+func intervalValue(_ *builder, v string) (any, error) {
+	d, err := parseInterval(v)
+	return d, err
+}
+
+func memoryValue(_ *builder, v string) (any, error) {
+	n, err := parseMemory(v)
+	return n, err
+}
+
+// countValue is a number of things (guards, streams), 0..65535.
+func countValue(_ *builder, v string) (any, error) {
+	n, err := parseUint(v, 0, 65535)
+	return int(n), err
+}
+
+func nodesValue(_ *builder, v string) (any, error) {
+	n, err := parseNodeList(v)
+	return n, err
+}
+
+// policyValue is a line of an address policy (SocksPolicy,
+// MetricsPortPolicy). As C tor, ports are kept but do not count: a
+// warning says they are ignored.
+func policyValue(b *builder, v string) (any, error) {
+	p, err := policy.Parse(v)
+	if err != nil {
+		return nil, err
+	}
+	if p.HasPorts() {
+		b.warn("Ignoring ports in " + b.opt.name + " option.")
+	}
+	return p, nil
+}
+
+// clientPortValue is a client listener (SocksPort, DNSPort, TransPort,
+// HTTPTunnelPort). "Name 0" opens none, and may not be mixed with other
+// lines (see finish).
+func clientPortValue(b *builder, v string) (any, error) {
+	p, off, err := parseClientPort(b, strings.TrimSuffix(b.opt.name, "Port"), v)
+	if err != nil {
+		return nil, err
+	}
+	if off {
+		b.zeroPorts[b.opt.name] = true
+		return nil, nil
+	}
+	return p, nil
+}
+
+func controlPortValue(b *builder, v string) (any, error) {
+	p, off, err := parseControlPort(b, v)
+	if err != nil || off {
+		return nil, err
+	}
+	return p, nil
+}
+
+func metricsPortValue(_ *builder, v string) (any, error) {
+	p, off, err := parseMetricsPort(v)
+	if err != nil || off {
+		return nil, err
+	}
+	return p, nil
+}
+
+func controlSocketValue(_ *builder, v string) (any, error) {
+	if v == "0" {
+		return nil, nil
+	}
+	return v, nil
+}
+
+func dirAuthorityValue(b *builder, v string) (any, error) {
+	a, warns, err := ParseDirAuthority(v)
+	b.warn(warns...)
+	return a, err
+}
+
+func fallbackDirValue(b *builder, v string) (any, error) {
+	f, warns, err := ParseFallbackDir(v)
+	b.warn(warns...)
+	return f, err
+}
+
+func bridgeValue(b *builder, v string) (any, error) {
+	br, err := ParseBridge(v)
+	br.Where = b.l
+	return br, err
+}
+
+func transportPluginValue(b *builder, v string) (any, error) {
+	p, err := ParseTransportPlugin(v)
+	p.Where = b.l
+	return p, err
+}
+
+func logValue(_ *builder, v string) (any, error) {
+	t, err := parseLog(v)
+	return t, err
+}
+
+func virtualNetworkValue(b *builder, v string) (any, error) {
+	p, err := parseVirtualNetwork(v, strings.HasSuffix(b.opt.name, "6"))
+	return p, err
+}
+
+func transProxyTypeValue(_ *builder, v string) (any, error) {
+	switch strings.ToLower(v) {
+	case "default":
+		return "default", nil
+	case "tproxy", "ipfw", "pf-divert":
+		return nil, errors.New("TransProxyType " + v + ` is not implemented in tinytor: use "default" (Linux netfilter: an nftables redirect or iptables REDIRECT rule)`)
+	}
+	return nil, badValue("unrecognized value %q: must be default, TPROXY, ipfw or pf-divert", v)
+}
+
+func suffixesValue(_ *builder, v string) (any, error) {
+	var out []string
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
+// mapAddressValue is a MapAddress line; C tor ignores bad ones with a
+// warning.
+func mapAddressValue(b *builder, v string) (any, error) {
+	f := fields(v)
+	switch {
+	case len(f) < 2:
+		b.warn("MapAddress '" + v + "' has too few arguments. Ignoring.")
+		return nil, nil
+	case strings.HasPrefix(f[0], ".") || strings.HasPrefix(f[1], "."):
+		b.warn("MapAddress '" + v + "' is ambiguous - address starts with a'.'. Ignoring.")
+		return nil, nil
+	case len(f) > 2:
+		b.warn("Ignoring extra arguments to MapAddress.")
+	}
+	return AddressMapping{From: f[0], To: f[1]}, nil
+}
+
+func safeLoggingValue(_ *builder, v string) (any, error) {
+	switch strings.ToLower(v) {
+	case "0":
+		return SafeLoggingOff, nil
+	case "1":
+		return SafeLoggingOn, nil
+	case "relay":
+		return SafeLoggingRelay, nil
+	}
+	return nil, badValue("invalid value %q: must be 0, 1 or relay", v)
+}
+
+func hashedPasswordValue(_ *builder, v string) (any, error) {
+	h, ok := strings.CutPrefix(v, "16:")
+	if raw, err := hex.DecodeString(h); !ok || err != nil || len(raw) != 29 {
+		return nil, badValue(`bad HashedControlPassword %q: want "16:" and 58 hex digits, as printed by tor --hash-password`, v)
+	}
+	return v, nil
+}
+
+func runAsDaemonValue(_ *builder, v string) (any, error) {
+	x, err := parseBool(v)
+	if err == nil && x {
+		return nil, errors.New("RunAsDaemon 1 is not supported: tinytor runs in the foreground; let the init system (procd, systemd, runit, ...) run it in the background")
+	}
+	return x, err
+}
+
+func watchdogValue(_ *builder, v string) (any, error) {
+	switch {
+	case v == "0":
+		return "", nil
+	case v == "1":
+		return "/dev/watchdog", nil
+	case filepath.IsAbs(v):
+		return filepath.Clean(v), nil
+	}
+	return nil, badValue("invalid value %q: must be 0, 1 or the absolute path of a watchdog device such as /dev/watchdog", v)
+}
+
+func watchdogTimeoutValue(_ *builder, v string) (any, error) {
+	d, err := parseInterval(v)
+	if err != nil {
+		return nil, err
+	}
+	if d < MinHardwareWatchdogTimeout || d > MaxHardwareWatchdogTimeout {
+		return nil, badValue("interval %q is out of bounds: must be between "+
+			strconv.Itoa(int(MinHardwareWatchdogTimeout.Seconds()))+" seconds and "+
+			strconv.Itoa(int(MaxHardwareWatchdogTimeout.Minutes()))+" minutes", v)
+	}
+	return d, nil
+}
+
+// dataDirectory is the default of CacheDirectory.
+func dataDirectory(b *builder) (string, error) { return b.c.DataDirectory, nil }
+
+// defaultCookieAuthFile is DataDirectory/control_auth_cookie.
+func defaultCookieAuthFile(b *builder) (string, error) {
+	return filepath.Join(b.c.DataDirectory, "control_auth_cookie"), nil
+}
+
+// unlessTesting and ifTesting are boolean defaults that C tor flips when
+// TestingTorNetwork is set.
+func unlessTesting(b *builder) (string, error) {
+	if b.c.TestingTorNetwork {
+		return "0", nil
+	}
+	return "1", nil
+}
+
+func ifTesting(b *builder) (string, error) {
+	if b.c.TestingTorNetwork {
+		return "1", nil
+	}
+	return "0", nil
+}
+
+// store puts x, the parsed value of option opt, into its field of dst
+// (the Config, or the HiddenService of a HiddenService* line).
+func store(dst reflect.Value, opt *option, x any) {
+	name := opt.field
+	if name == "" {
+		name = opt.name
+	}
+	f := fieldByName(dst, name)
+	v := reflect.ValueOf(x)
+	switch {
+	case !opt.list || f.Kind() != reflect.Slice:
+		f.Set(v)
+	case v.Type() == f.Type():
+		for i := range v.Len() {
+			f.Set(reflect.Append(f, v.Index(i)))
+		}
+	default:
+		f.Set(reflect.Append(f, v))
+	}
+}
+
+// fieldByName returns the field of the struct v named name. (reflect's
+// own FieldByName also searches embedded structs, which is not needed
+// here.) A name that is not a field is a bug of the table: TestOptionFields
+// checks every row.
+func fieldByName(v reflect.Value, name string) reflect.Value {
+	t := v.Type()
+	for i := range t.NumField() {
+		if t.Field(i).Name == name {
+			return v.Field(i)
+		}
+	}
+	panic("config: no field " + name + " in " + t.Name())
 }
 
 // relayOptions are C tor options that only make sense on a relay, bridge

@@ -244,6 +244,8 @@ func TestOptions(t *testing.T) {
 		{"HardwareWatchdog /dev/watchdog1/\nHardwareWatchdogTimeout 3", func(c *Config) any { return []any{c.HardwareWatchdog, c.HardwareWatchdogTimeout} },
 			[]any{"/dev/watchdog1", 3 * time.Second}},
 		{"HardwareWatchdog /dev/watchdog\nHardwareWatchdog 0", func(c *Config) any { return c.HardwareWatchdog }, ""},
+		{"CircuitStreamTimeout 20\nSocks4Proxy 10.0.0.1", func(c *Config) any { return []any{c.CircuitStreamTimeout, c.Proxy()} },
+			[]any{20 * time.Second, UpstreamProxy{Type: "socks4", Addr: netip.MustParseAddrPort("10.0.0.1:1080")}}},
 	}
 	for _, tc := range tests {
 		c := mustParse(t, tc.in)
@@ -350,6 +352,7 @@ func TestOptionErrors(t *testing.T) {
 		{"FallbackDir 1.2.3.4:80 id=" + hexA, "torrc:1: FallbackDir: missing orport on FallbackDir line"},
 		{"FallbackDir 1.2.3.4:80 orport=1", "torrc:1: FallbackDir: missing identity (id=) on FallbackDir line"},
 		{"FallbackDir 1.2.3.4:80 orport=1 id=12", `torrc:1: FallbackDir: bad FallbackDir option "id=12"`},
+		{"FallbackDir 1.2.3.4:80 orport=1 id=" + hexA + "00", `torrc:1: FallbackDir: bad FallbackDir option "id=` + hexA + `00"`},
 		{"FallbackDir 1.2.3.4:80 5.6.7.8 orport=1 id=" + hexA, "torrc:1: FallbackDir: couldn't parse FallbackDir line: want exactly one address[:dirport]"},
 		{"FallbackDir host:80 orport=1 id=" + hexA, `torrc:1: FallbackDir: couldn't parse address:port "host:80" on FallbackDir line`},
 		{"TestingTorNetwork 1", "torrc:1: TestingTorNetwork: TestingTorNetwork may only be configured in combination with a non-default set of DirAuthority"},
@@ -419,5 +422,32 @@ func TestErrorKinds(t *testing.T) {
 	var ce *Error
 	if !errors.As(err, &ce) || ce.Option != "ORPort" || ce.Line != 1 {
 		t.Errorf("relay option error = %#v", ce)
+	}
+}
+
+// TestOptionFields: every row of the option table names a field its
+// values can be stored in (store panics on a missing one).
+func TestOptionFields(t *testing.T) {
+	for i := range options {
+		opt := &options[i]
+		if opt.name == "HiddenServiceDir" {
+			continue // starts a service, stores nothing
+		}
+		dst := reflect.ValueOf(&Config{}).Elem()
+		if opt.group == hsGroup {
+			dst = reflect.ValueOf(&HiddenService{}).Elem()
+		}
+		name := opt.field
+		if name == "" {
+			name = opt.name
+		}
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("option %s: %v", opt.name, r)
+				}
+			}()
+			fieldByName(dst, name)
+		}()
 	}
 }

@@ -2,8 +2,8 @@ package config
 
 import (
 	"errors"
-	"fmt"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"strings"
 )
@@ -35,34 +35,25 @@ var localhost = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 // flags). off is true for "0", which disables the listener.
 func parseListener(v string) (l Listener, rest string, off bool, err error) {
 	v = strings.TrimLeft(v, " \t")
-	var word string
-	if strings.HasPrefix(v, "unix:") {
-		p := v[len("unix:"):]
+	if p, ok := strings.CutPrefix(v, "unix:"); ok {
 		if strings.HasPrefix(p, `"`) {
 			path, n, err := unquote(p)
 			if err != nil {
-				return l, "", false, fmt.Errorf("bad unix socket path: %w", err)
+				return l, "", false, wrapErr("bad unix socket path", "", err)
 			}
 			l.Unix, rest = path, p[n:]
 			if rest != "" && rest[0] != ' ' && rest[0] != '\t' {
-				return l, "", false, fmt.Errorf("excess data after unix socket path %q", l.Unix)
+				return l, "", false, badValue("excess data after unix socket path %q", l.Unix)
 			}
 		} else {
-			i := strings.IndexAny(p, " \t")
-			if i < 0 {
-				i = len(p)
-			}
-			l.Unix, rest = p[:i], p[i:]
+			l.Unix, rest = cutWord(p)
 		}
 		if l.Unix == "" {
 			return l, "", false, errors.New("empty unix socket path")
 		}
 		return l, rest, false, nil
 	}
-	word, rest = v, ""
-	if i := strings.IndexAny(v, " \t"); i >= 0 {
-		word, rest = v[:i], v[i:]
-	}
+	word, rest := cutWord(v)
 	if word == "" {
 		return l, "", false, errors.New("no address")
 	}
@@ -72,36 +63,24 @@ func parseListener(v string) (l Listener, rest string, off bool, err error) {
 	if isAllDigits(word) {
 		n, err := strconv.ParseUint(word, 10, 16)
 		if err != nil {
-			return l, "", false, fmt.Errorf("invalid port %q: must be between 1 and 65535", word)
+			return l, "", false, errBadPort(word)
 		}
-		if n == 0 {
-			return l, rest, true, nil
-		}
-		return Listener{Addr: netip.AddrPortFrom(localhost, uint16(n))}, rest, false, nil
+		return Listener{Addr: netip.AddrPortFrom(localhost, uint16(n))}, rest, n == 0, nil
 	}
 	if h, ok := cutSuffixFold(word, ":auto"); ok {
 		a, err := parseAddr(h)
-		if err != nil {
-			return l, "", false, err
-		}
-		return Listener{Addr: netip.AddrPortFrom(a, 0), Auto: true}, rest, false, nil
+		return Listener{Addr: netip.AddrPortFrom(a, 0), Auto: true}, rest, false, err
 	}
-	h, p, err := splitHostPort(word)
-	if err != nil {
-		return l, "", false, err
+	l.Addr, err = parseAddrPort(word)
+	return l, rest, false, err
+}
+
+// cutWord splits s at its first space or tab.
+func cutWord(s string) (word, rest string) {
+	if i := strings.IndexAny(s, " \t"); i >= 0 {
+		return s[:i], s[i:]
 	}
-	a, err := parseAddr(h)
-	if err != nil {
-		return l, "", false, err
-	}
-	if p == "" {
-		return l, "", false, fmt.Errorf("address %q has no port", word)
-	}
-	port, err := parsePort(p)
-	if err != nil {
-		return l, "", false, err
-	}
-	return Listener{Addr: netip.AddrPortFrom(a, port)}, rest, false, nil
+	return s, ""
 }
 
 func cutSuffixFold(s, suffix string) (string, bool) {
@@ -156,12 +135,6 @@ type SocksPort = ClientPort
 // have no effect, as in C tor.
 type DNSPort = ClientPort
 
-// parseSocksPort parses a SocksPort value following C tor's
-// port_parse_config. off is true for "SocksPort 0".
-func parseSocksPort(b *builder, v string) (p SocksPort, off bool, err error) {
-	return parseClientPort(b, "Socks", v)
-}
-
 // TransPort is one TransPort line. The isolation flags and SessionGroup
 // apply; the flags about host names (IPv4Traffic, OnionTraffic, ...) are
 // not TransPort's, as in C tor.
@@ -170,140 +143,124 @@ type TransPort = ClientPort
 // HTTPTunnelPort is one HTTPTunnelPort line, with SocksPort's flags.
 type HTTPTunnelPort = ClientPort
 
-// parseDNSPort parses a DNSPort value as C tor: like a SocksPort, but
-// with no Unix socket and DNSRequest required.
-func parseDNSPort(b *builder, v string) (p DNSPort, off bool, err error) {
-	return parseTCPClientPort(b, "DNS", v)
+// portFlags are the boolean flags of port lines ("Flag" or "NoFlag", in
+// any case), named as the ClientPort field each sets. The first
+// nUnixFlags are for Unix sockets only, and the only ones a ControlPort
+// takes. The nHostFlags after them, and OnionTrafficOnly, concern host
+// names, which a TransPort does not see (C tor's CL_PORT_TAKES_HOSTNAMES).
+var portFlags = []string{"GroupWritable", "WorldWritable", "RelaxDirModeCheck",
+	"IPv4Traffic", "IPv6Traffic", "PreferIPv6", "DNSRequest", "OnionTraffic",
+	"ExtendedErrors", "PreferSOCKSNoAuth", "KeepAliveIsolateSOCKSAuth"}
+
+const nUnixFlags, nHostFlags = 3, 5
+
+// noEffectFlags are C tor's client port flags about its DNS cache, which
+// tinytor accepts and ignores.
+var noEffectFlags = []string{"CacheIPv4DNS", "CacheIPv6DNS", "CacheDNS", "UseIPv4Cache", "UseIPv6Cache", "UseDNSCache", "PreferIPv6Automap"}
+
+// isolationFlags are the IsolateX flags of client ports.
+var isolationFlags = []struct {
+	name string
+	iso  Isolation
+}{
+	{"IsolateDestPort", IsolateDestPort}, {"IsolateDestAddr", IsolateDestAddr}, {"IsolateSOCKSAuth", IsolateSOCKSAuth},
+	{"IsolateClientProtocol", IsolateClientProtocol}, {"IsolateClientAddr", IsolateClientAddr},
 }
 
-// parseTransPort parses a TransPort value as C tor: no Unix socket, and
-// no flags about host names.
-func parseTransPort(b *builder, v string) (p TransPort, off bool, err error) {
-	return parseTCPClientPort(b, "Trans", v)
-}
-
-// parseHTTPTunnelPort parses an HTTPTunnelPort value as C tor: a
-// SocksPort without Unix sockets.
-func parseHTTPTunnelPort(b *builder, v string) (p HTTPTunnelPort, off bool, err error) {
-	return parseTCPClientPort(b, "HTTPTunnel", v)
-}
-
-// parseTCPClientPort parses a client listener of a kind that C tor does
-// not open on Unix sockets (conn_listener_type_supports_af_unix).
-func parseTCPClientPort(b *builder, kind, v string) (p ClientPort, off bool, err error) {
-	p, off, err = parseClientPort(b, kind, v)
-	if err == nil && p.Unix != "" {
-		return p, false, fmt.Errorf("%sPort does not support unix sockets", kind)
+// indexFold returns the index of name in list, ignoring case, or -1.
+func indexFold(list []string, name string) int {
+	for i, s := range list {
+		if strings.EqualFold(s, name) {
+			return i
+		}
 	}
-	return p, off, err
+	return -1
 }
 
-// hostFlags are the flags C tor takes only on ports whose clients name
-// hosts (CL_PORT_TAKES_HOSTNAMES: not TransPort).
-var hostFlags = map[string]bool{"ipv4traffic": true, "ipv6traffic": true, "preferipv6": true,
-	"dnsrequest": true, "oniontraffic": true, "oniontrafficonly": true}
+// setFlag sets the boolean field name of the struct *p points to.
+func setFlag(p any, name string, on bool) {
+	fieldByName(reflect.ValueOf(p).Elem(), name).SetBool(on)
+}
 
 // parseClientPort parses the value of a client listener line of kind
 // "Socks", "DNS", "Trans" or "HTTPTunnel" (C tor's portname) following C
-// tor's port_parse_config. off is true for "0".
+// tor's port_parse_config. off is true for "0". C tor opens only
+// SocksPorts on Unix sockets (conn_listener_type_supports_af_unix).
 func parseClientPort(b *builder, kind, v string) (p ClientPort, off bool, err error) {
 	l, rest, off, err := parseListener(v)
 	if err != nil {
 		return p, false, err
 	}
+	name := kind + "Port"
+	if kind != "Socks" && l.Unix != "" {
+		return p, false, errors.New(name + " does not support unix sockets")
+	}
 	p = ClientPort{Listener: l, Isolation: DefaultIsolation, SessionGroup: -1,
 		IPv4Traffic: true, IPv6Traffic: true, DNSRequest: true, OnionTraffic: true}
 	unixOnly := false
+flags:
 	for _, flag := range fields(rest) {
 		if g, ok := cutPrefixFold(flag, "SessionGroup="); ok {
 			n, err := strconv.ParseUint(g, 10, 31)
 			if err != nil {
-				return p, false, fmt.Errorf("invalid %sPort option %q", kind, flag)
+				return p, false, badValue("invalid "+name+" option %q", flag)
 			}
 			if p.SessionGroup >= 0 {
-				return p, false, fmt.Errorf("multiple SessionGroup options on %sPort", kind)
+				return p, false, errors.New("multiple SessionGroup options on " + name)
 			}
 			p.SessionGroup = int(n)
 			continue
 		}
-		name, no := cutPrefixFold(flag, "No")
+		f, no := cutPrefixFold(flag, "No")
 		if !no {
-			name = flag
+			f = flag
 		}
-		set := !no
-		if kind == "Trans" && hostFlags[strings.ToLower(name)] {
-			b.warnf("Unrecognized %sPort option '%s'", kind, flag)
+		i := indexFold(portFlags, f)
+		onionOnly := strings.EqualFold(f, "OnionTrafficOnly")
+		switch {
+		case kind == "Trans" && (i >= nUnixFlags && i < nUnixFlags+nHostFlags || onionOnly):
+		case i >= 0:
+			setFlag(&p, portFlags[i], !no)
+			unixOnly = unixOnly || i < nUnixFlags
+			continue
+		case onionOnly && no:
+			return p, false, errors.New("unsupported " + name + " option 'NoOnionTrafficOnly'; use DNSRequest, IPv4Traffic and/or IPv6Traffic instead")
+		case onionOnly:
+			p.IPv4Traffic, p.IPv6Traffic, p.DNSRequest = false, false, false
 			continue
 		}
-		switch strings.ToLower(name) {
-		case "groupwritable":
-			p.GroupWritable, unixOnly = set, true
-		case "worldwritable":
-			p.WorldWritable, unixOnly = set, true
-		case "relaxdirmodecheck":
-			p.RelaxDirModeCheck, unixOnly = set, true
-		case "ipv4traffic":
-			p.IPv4Traffic = set
-		case "ipv6traffic":
-			p.IPv6Traffic = set
-		case "preferipv6":
-			p.PreferIPv6 = set
-		case "dnsrequest":
-			p.DNSRequest = set
-		case "oniontraffic":
-			p.OnionTraffic = set
-		case "oniontrafficonly":
-			if no {
-				return p, false, fmt.Errorf("unsupported %sPort option 'NoOnionTrafficOnly'; use DNSRequest, IPv4Traffic and/or IPv6Traffic instead", kind)
-			}
-			p.IPv4Traffic, p.IPv6Traffic, p.DNSRequest = false, false, false
-		case "extendederrors":
-			p.ExtendedErrors = set
-		case "prefersocksnoauth":
-			p.PreferSOCKSNoAuth = set
-		case "keepaliveisolatesocksauth":
-			p.KeepAliveIsolateSOCKSAuth = set
-		case "cacheipv4dns", "cacheipv6dns", "cachedns", "useipv4cache", "useipv6cache", "usednscache", "preferipv6automap":
-			b.warnf("%sPort option %q is accepted but has no effect in tinytor", kind, flag)
-		default:
-			var iso Isolation
-			switch strings.TrimSuffix(strings.ToLower(name), "s") { // C tor drops plurals
-			case "isolatedestport":
-				iso = IsolateDestPort
-			case "isolatedestaddr":
-				iso = IsolateDestAddr
-			case "isolatesocksauth":
-				iso = IsolateSOCKSAuth
-			case "isolateclientprotocol":
-				iso = IsolateClientProtocol
-			case "isolateclientaddr":
-				iso = IsolateClientAddr
-			default:
-				b.warnf("Unrecognized %sPort option '%s'", kind, flag)
-				continue
-			}
-			if set {
-				p.Isolation |= iso
-			} else {
-				p.Isolation &^= iso
+		if indexFold(noEffectFlags, f) >= 0 {
+			b.warn(name + " option " + strconv.Quote(flag) + " is accepted but has no effect in tinytor")
+			continue
+		}
+		for _, iso := range isolationFlags {
+			if strings.EqualFold(iso.name, strings.TrimSuffix(strings.ToLower(f), "s")) { // C tor drops plurals
+				if no {
+					p.Isolation &^= iso.iso
+				} else {
+					p.Isolation |= iso.iso
+				}
+				continue flags
 			}
 		}
+		b.warn("Unrecognized " + name + " option '" + flag + "'")
 	}
 	dns := kind == "DNS"
-	if dns && !p.DNSRequest {
-		return p, false, fmt.Errorf("%sPort entry with DNS disabled; that won't work", kind)
+	var msg string
+	switch {
+	case dns && !p.DNSRequest:
+		msg = "entry with DNS disabled; that won't work"
+	case !dns && !p.IPv4Traffic && !p.IPv6Traffic && !p.OnionTraffic:
+		msg = "entry with all of IPv4 and IPv6 and .onion disabled; that won't work"
+	case !dns && p.DNSRequest && !p.IPv4Traffic && !p.IPv6Traffic:
+		msg = "entry with DNSRequest enabled, but IPv4 and IPv6 disabled; DNS-based sites won't work"
+	case unixOnly && p.Unix == "":
+		msg = "entry with GroupWritable, WorldWritable, or RelaxDirModeCheck, but it is not a unix socket"
+	case p.Isolation&IsolateSOCKSAuth == 0 && p.KeepAliveIsolateSOCKSAuth:
+		msg = "entry with both NoIsolateSOCKSAuth and KeepAliveIsolateSOCKSAuth set"
 	}
-	if !dns && !p.IPv4Traffic && !p.IPv6Traffic && !p.OnionTraffic {
-		return p, false, fmt.Errorf("%sPort entry with all of IPv4 and IPv6 and .onion disabled; that won't work", kind)
-	}
-	if !dns && p.DNSRequest && !p.IPv4Traffic && !p.IPv6Traffic {
-		return p, false, fmt.Errorf("%sPort entry with DNSRequest enabled, but IPv4 and IPv6 disabled; DNS-based sites won't work", kind)
-	}
-	if unixOnly && p.Unix == "" {
-		return p, false, fmt.Errorf("%sPort entry with GroupWritable, WorldWritable, or RelaxDirModeCheck, but it is not a unix socket", kind)
-	}
-	if p.Isolation&IsolateSOCKSAuth == 0 && p.KeepAliveIsolateSOCKSAuth {
-		return p, false, fmt.Errorf("%sPort entry with both NoIsolateSOCKSAuth and KeepAliveIsolateSOCKSAuth set", kind)
+	if msg != "" {
+		return p, false, errors.New(name + " " + msg)
 	}
 	if p.Unix != "" {
 		p.Isolation &^= IsolateClientAddr // meaningless on a Unix socket
@@ -337,20 +294,16 @@ func parseControlPort(b *builder, v string) (p ControlPort, off bool, err error)
 	p.Listener = l
 	unixOnly := false
 	for _, flag := range fields(rest) {
-		name, no := cutPrefixFold(flag, "No")
+		f, no := cutPrefixFold(flag, "No")
 		if !no {
-			name = flag
+			f = flag
 		}
-		switch strings.ToLower(name) {
-		case "groupwritable":
-			p.GroupWritable, unixOnly = !no, true
-		case "worldwritable":
-			p.WorldWritable, unixOnly = !no, true
-		case "relaxdirmodecheck":
-			p.RelaxDirModeCheck, unixOnly = !no, true
-		default:
-			b.warnf("Unrecognized ControlPort option '%s'", flag)
+		if i := indexFold(portFlags[:nUnixFlags], f); i >= 0 {
+			setFlag(&p, portFlags[i], !no)
+			unixOnly = true
+			continue
 		}
+		b.warn("Unrecognized ControlPort option '" + flag + "'")
 	}
 	if unixOnly && p.Unix == "" {
 		return p, false, errors.New("ControlPort entry with GroupWritable, WorldWritable, or RelaxDirModeCheck, but it is not a unix socket")
@@ -377,10 +330,10 @@ func parseMetricsPort(v string) (p MetricsPort, off bool, err error) {
 	case 0:
 	case 1:
 		if !strings.EqualFold(f[0], "prometheus") {
-			return p, false, fmt.Errorf("unknown MetricsPort format %q (only \"prometheus\" is supported)", f[0])
+			return p, false, badValue(`unknown MetricsPort format %q (only "prometheus" is supported)`, f[0])
 		}
 	default:
-		return p, false, fmt.Errorf("too many arguments %q", rest)
+		return p, false, badValue("too many arguments %q", rest)
 	}
 	return p, off, nil
 }

@@ -2,7 +2,6 @@ package config
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 
 	"tinytor/tor/cstring"
@@ -56,42 +55,9 @@ func Options() []OptionInfo {
 func Option(key string) (OptionInfo, error) {
 	o, err := lookup(key)
 	if err != nil {
-		return OptionInfo{}, fmt.Errorf("option %q: %w", key, err)
+		return OptionInfo{}, wrapErr("option %q", key, err)
 	}
 	return OptionInfo{Name: o.name, List: o.list}, nil
-}
-
-// merge combines layers as Build does and returns the effective lines of
-// each option slot; a slot absent from the map is at its default.
-func merge(layers [][]Line) (map[string][]Line, error) {
-	merged := map[string][]Line{}
-	for _, layer := range layers {
-		touched := map[string]bool{}
-		for _, l := range layer {
-			opt, err := lookup(l.Key)
-			if err != nil {
-				return nil, errAt(l, canonicalName(l.Key), err)
-			}
-			slot := opt.slot()
-			switch {
-			case l.Command == Clear:
-				delete(merged, slot)
-				touched[slot] = true
-			case l.Value == "" && opt.list:
-			case l.Value == "":
-				delete(merged, slot)
-			case opt.list:
-				if !touched[slot] && l.Command != Append {
-					delete(merged, slot)
-				}
-				touched[slot] = true
-				merged[slot] = append(merged[slot], l)
-			default:
-				merged[slot] = []Line{l}
-			}
-		}
-	}
-	return merged, nil
 }
 
 // Values returns the canonical name of option key and its current values
@@ -100,29 +66,29 @@ func merge(layers [][]Line) (map[string][]Line, error) {
 func Values(env Env, key string, layers ...[]Line) (name string, values []string, err error) {
 	opt, err := lookup(key)
 	if err != nil {
-		return "", nil, fmt.Errorf("option %q: %w", key, err)
+		return "", nil, wrapErr("option %q", key, err)
 	}
-	merged, err := merge(layers)
+	merged, err := merge(layers, nil)
 	if err != nil {
 		return "", nil, err
 	}
 	if lines, ok := merged[opt.slot()]; ok {
-		for _, l := range lines {
+		for _, l := range inForce(opt, lines) {
 			if opt.group == "" || strings.EqualFold(l.Key, opt.name) {
 				values = append(values, l.Value)
 			}
 		}
 		return opt.name, values, nil
 	}
-	def := opt.def
+	b := &builder{c: &Config{}, env: env}
 	if opt.defFn != nil {
-		c, err := Build(env, layers...)
-		if err != nil {
+		if b.c, err = Build(env, layers...); err != nil {
 			return "", nil, err
 		}
-		if def, err = opt.defFn(&builder{c: c, env: env, where: map[string]Line{}}); err != nil {
-			return "", nil, &Error{Option: opt.name, Err: err}
-		}
+	}
+	def, err := opt.defaultValue(b)
+	if err != nil {
+		return "", nil, err
 	}
 	if def != "" {
 		values = []string{def}
@@ -130,11 +96,20 @@ func Values(env Env, key string, layers ...[]Line) (name string, values []string
 	return opt.name, values, nil
 }
 
+// inForce returns the lines of opt merge kept that are in force: all of
+// a list option's, the last of a single-valued option's.
+func inForce(opt *option, lines []Line) []Line {
+	if opt.list || len(lines) == 0 {
+		return lines
+	}
+	return lines[len(lines)-1:]
+}
+
 // Dump returns the lines in force after merging layers, option by option
 // in table order, as a torrc would list them: what SAVECONF writes when
 // given the torrc and control-port layers.
 func Dump(layers ...[]Line) ([]Line, error) {
-	merged, err := merge(layers)
+	merged, err := merge(layers, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +119,7 @@ func Dump(layers ...[]Line) ([]Line, error) {
 		if opt.group != "" && !firstOfGroup(i) {
 			continue
 		}
-		for _, l := range merged[opt.slot()] {
+		for _, l := range inForce(opt, merged[opt.slot()]) {
 			name := opt.name
 			if opt.group != "" {
 				o, _ := lookup(l.Key)

@@ -25,6 +25,9 @@ func TestValuesAndDump(t *testing.T) {
 		{"ControlPort", [][]Line{nil, torrc, ctl}, "ControlPort", nil},
 		{"CookieAuthFile", [][]Line{nil, torrc}, "CookieAuthFile", []string{"/home/u/.tinytor/control_auth_cookie"}},
 		{"SafeSocks", [][]Line{nil, torrc}, "SafeSocks", []string{"0"}},
+		// Only the last line of a single-valued option is in force.
+		{"User", [][]Line{{{Key: "User", Value: "a"}}, {{Key: "User", Value: "b"}, {Key: "user", Value: "c"}}}, "User", []string{"c"}},
+		{"User", [][]Line{{{Key: "User", Value: "a"}}, {{Key: "User", Value: ""}}}, "User", nil},
 	}
 	for _, c := range cases {
 		name, vals, err := Values(env, c.key, c.layers...)
@@ -58,6 +61,10 @@ func TestValuesAndDump(t *testing.T) {
 	}
 	if _, err := Build(env, back); err != nil {
 		t.Errorf("saved torrc does not build: %v", err)
+	}
+	if lines, err := Dump([]Line{{Key: "User", Value: "a"}}, []Line{{Key: "user", Value: "b"}, {Key: "User", Value: "c"}}); err != nil ||
+		!slices.Equal(lines, []Line{{Key: "User", Value: "c"}}) {
+		t.Errorf("Dump of a repeated single-valued option = %v, %v", lines, err)
 	}
 }
 

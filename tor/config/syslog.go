@@ -2,9 +2,9 @@ package config
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -47,12 +47,13 @@ func (w *syslogWriter) connect() error {
 			errs = append(errs, err)
 		}
 	}
-	return fmt.Errorf("no local syslog daemon: %w", errors.Join(errs...))
+	return wrapErr("no local syslog daemon", "", errors.Join(errs...))
 }
 
 // Write sends p as one message, reconnecting once if the daemon went away.
 func (w *syslogWriter) Write(p []byte) (int, error) {
-	msg := fmt.Sprintf("<%d>%s tinytor[%d]: %s\n", syslogPriority, time.Now().Format(time.Stamp), os.Getpid(), strings.TrimRight(string(p), "\n"))
+	msg := "<" + strconv.Itoa(syslogPriority) + ">" + time.Now().Format(time.Stamp) + " tinytor[" + strconv.Itoa(os.Getpid()) + "]: " +
+		strings.TrimRight(string(p), "\n") + "\n"
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.conn != nil {

@@ -2,8 +2,6 @@ package config
 
 import (
 	"encoding/hex"
-	"errors"
-	"fmt"
 	"math"
 	"net/netip"
 	"strconv"
@@ -21,14 +19,15 @@ func parseBool(v string) (bool, error) {
 	case "1":
 		return true, nil
 	}
-	return false, fmt.Errorf("invalid boolean %q: must be 0 or 1", v)
+	return false, badValue("invalid boolean %q: must be 0 or 1", v)
 }
 
 // parseUint parses a decimal integer in [lo, hi].
 func parseUint(v string, lo, hi uint64) (uint64, error) {
 	n, err := strconv.ParseUint(v, 10, 64)
 	if err != nil || n < lo || n > hi {
-		return 0, fmt.Errorf("invalid number %q: must be an integer between %d and %d", v, lo, hi)
+		return 0, badValue("invalid number %q: must be an integer between "+
+			strconv.FormatUint(lo, 10)+" and "+strconv.FormatUint(hi, 10), v)
 	}
 	return n, nil
 }
@@ -73,7 +72,7 @@ func parseUnits(v string, units []unit) (uint64, error) {
 	}
 	num, rest := v[:i], strings.TrimLeft(v[i:], " \t")
 	if num == "" {
-		return 0, fmt.Errorf("unable to parse %q as a number", v)
+		return 0, badValue("unable to parse %q as a number", v)
 	}
 	for _, u := range units {
 		if !strings.EqualFold(u.name, rest) {
@@ -81,31 +80,31 @@ func parseUnits(v string, units []unit) (uint64, error) {
 		}
 		if n, err := strconv.ParseUint(num, 10, 64); err == nil {
 			if u.mult != 0 && n > math.MaxInt64/u.mult {
-				return 0, fmt.Errorf("overflow while parsing %q", v)
+				return 0, badValue("overflow while parsing %q", v)
 			}
 			return n * u.mult, nil
 		}
 		f, err := strconv.ParseFloat(num, 64)
 		if err != nil {
-			return 0, fmt.Errorf("unable to parse %q as a number", v)
+			return 0, badValue("unable to parse %q as a number", v)
 		}
 		f *= float64(u.mult)
 		if f >= math.MaxInt64 {
-			return 0, fmt.Errorf("overflow while parsing %q", v)
+			return 0, badValue("overflow while parsing %q", v)
 		}
 		return uint64(f), nil
 	}
-	return 0, fmt.Errorf("unknown unit in %q", v)
+	return 0, badValue("unknown unit in %q", v)
 }
 
 // parseInterval parses a C tor time interval ("30", "10 minutes", "2 hours").
 func parseInterval(v string) (time.Duration, error) {
 	n, err := parseUnits(v, timeUnits)
 	if err != nil {
-		return 0, fmt.Errorf("interval %q is malformed: %w", v, err)
+		return 0, wrapErr("interval %q is malformed", v, err)
 	}
 	if n > math.MaxInt32 {
-		return 0, fmt.Errorf("interval %q is out of bounds", v)
+		return 0, badValue("interval %q is out of bounds", v)
 	}
 	return time.Duration(n) * time.Second, nil
 }
@@ -114,7 +113,7 @@ func parseInterval(v string) (time.Duration, error) {
 func parseMemory(v string) (uint64, error) {
 	n, err := parseUnits(v, memoryUnits)
 	if err != nil {
-		return 0, fmt.Errorf("memory size %q is malformed: %w", v, err)
+		return 0, wrapErr("memory size %q is malformed", v, err)
 	}
 	return n, nil
 }
@@ -123,10 +122,10 @@ func parseMemory(v string) (uint64, error) {
 func parseFingerprint(s string) ([20]byte, error) {
 	var fp [20]byte
 	if len(s) != 40 {
-		return fp, fmt.Errorf("fingerprint %q is not 40 hex digits", s)
+		return fp, badValue("fingerprint %q is not 40 hex digits", s)
 	}
 	if _, err := hex.Decode(fp[:], []byte(s)); err != nil {
-		return fp, fmt.Errorf("fingerprint %q is not 40 hex digits", s)
+		return fp, badValue("fingerprint %q is not 40 hex digits", s)
 	}
 	return fp, nil
 }
@@ -135,9 +134,13 @@ func parseFingerprint(s string) ([20]byte, error) {
 func parsePort(s string) (uint16, error) {
 	n, err := strconv.ParseUint(s, 10, 16)
 	if err != nil || n == 0 {
-		return 0, fmt.Errorf("invalid port %q: must be between 1 and 65535", s)
+		return 0, errBadPort(s)
 	}
 	return uint16(n), nil
+}
+
+func errBadPort(s string) error {
+	return badValue("invalid port %q: must be between 1 and 65535", s)
 }
 
 // parseAddr parses an IP literal; IPv6 may be in brackets. "localhost" is
@@ -152,7 +155,7 @@ func parseAddr(s string) (netip.Addr, error) {
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil || a.Zone() != "" {
-		return netip.Addr{}, fmt.Errorf("invalid address %q: must be an IPv4 or IPv6 literal", s)
+		return netip.Addr{}, badValue("invalid address %q: must be an IPv4 or IPv6 literal", s)
 	}
 	return a.Unmap(), nil
 }
@@ -163,14 +166,14 @@ func splitHostPort(s string) (host, port string, err error) {
 	if strings.HasPrefix(s, "[") {
 		end := strings.IndexByte(s, ']')
 		if end < 0 {
-			return "", "", fmt.Errorf("invalid address %q: missing ']'", s)
+			return "", "", badValue("invalid address %q: missing ']'", s)
 		}
 		host, rest := s[:end+1], s[end+1:]
 		if rest == "" {
 			return host, "", nil
 		}
 		if rest[0] != ':' {
-			return "", "", fmt.Errorf("invalid address %q", s)
+			return "", "", badValue("invalid address %q", s)
 		}
 		return host, rest[1:], nil
 	}
@@ -179,7 +182,7 @@ func splitHostPort(s string) (host, port string, err error) {
 	}
 	host, port, _ = strings.Cut(s, ":")
 	if strings.Contains(s, ":") && port == "" {
-		return "", "", fmt.Errorf("invalid address %q: empty port", s)
+		return "", "", badValue("invalid address %q: empty port", s)
 	}
 	return host, port, nil
 }
@@ -190,18 +193,15 @@ func parseAddrPort(s string) (netip.AddrPort, error) {
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
-	if p == "" {
-		return netip.AddrPort{}, fmt.Errorf("address %q has no port", s)
-	}
 	a, err := parseAddr(h)
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
-	port, err := parsePort(p)
-	if err != nil {
-		return netip.AddrPort{}, err
+	if p == "" {
+		return netip.AddrPort{}, badValue("address %q has no port", s)
 	}
-	return netip.AddrPortFrom(a, port), nil
+	port, err := parsePort(p)
+	return netip.AddrPortFrom(a, port), err
 }
 
 // parseIPv6AddrPort parses the "[v6]:port" of an ipv6= flag.
@@ -211,26 +211,24 @@ func parseIPv6AddrPort(s string) (netip.AddrPort, error) {
 		return ap, err
 	}
 	if !ap.Addr().Is6() {
-		return netip.AddrPort{}, fmt.Errorf("%q is not an IPv6 address and port", s)
+		return netip.AddrPort{}, badValue("%q is not an IPv6 address and port", s)
 	}
 	return ap, nil
 }
 
 // fields splits on runs of spaces and tabs.
-func fields(s string) []string {
-	return strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == '\t' || r == '\n' || r == '\r' })
-}
+func fields(s string) []string { return strings.FieldsFunc(s, isFieldSpace) }
+
+func isFieldSpace(r rune) bool { return r == ' ' || r == '\t' || r == '\n' || r == '\r' }
 
 // parseWeight parses a weight= value (a non-negative number).
 func parseWeight(s string) (float64, error) {
 	w, err := strconv.ParseFloat(s, 64)
 	if err != nil || w < 0 || math.IsNaN(w) || math.IsInf(w, 0) {
-		return 0, fmt.Errorf("invalid weight %q", s)
+		return 0, badValue("invalid weight %q", s)
 	}
 	return w, nil
 }
-
-var errEmpty = errors.New("empty value")
 
 // parseVirtualNetwork parses VirtualAddrNetworkIPv4/IPv6: "addr/bits",
 // IPv6 possibly in brackets, of the right family and no smaller than C
@@ -238,11 +236,11 @@ var errEmpty = errors.New("empty value")
 func parseVirtualNetwork(v string, ipv6 bool) (netip.Prefix, error) {
 	a, bits, ok := strings.Cut(v, "/")
 	if !ok {
-		return netip.Prefix{}, fmt.Errorf("invalid network %q: want address/bits", v)
+		return netip.Prefix{}, badValue("invalid network %q: want address/bits", v)
 	}
 	p, err := netip.ParsePrefix(strings.TrimSuffix(strings.TrimPrefix(a, "["), "]") + "/" + bits)
 	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("invalid network %q: %w", v, err)
+		return netip.Prefix{}, wrapErr("invalid network %q", v, err)
 	}
 	if err := addrmap.CheckNetwork(p, ipv6); err != nil {
 		return netip.Prefix{}, err

@@ -10,7 +10,6 @@ package policy
 
 import (
 	"errors"
-	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -50,33 +49,27 @@ const (
 // in C tor's order. C tor's exit policies also reject the relay's own
 // addresses (ExitPolicyRejectPrivate); that is not part of the keyword and
 // has no meaning for a client, so it is left out.
-var privateNets = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),
-	netip.MustParsePrefix("169.254.0.0/16"),
-	netip.MustParsePrefix("127.0.0.0/8"),
-	netip.MustParsePrefix("192.168.0.0/16"),
-	netip.MustParsePrefix("10.0.0.0/8"),
-	netip.MustParsePrefix("172.16.0.0/12"),
-	netip.MustParsePrefix("::/8"),
-	netip.MustParsePrefix("fc00::/7"),
-	netip.MustParsePrefix("fe80::/10"),
-	netip.MustParsePrefix("fec0::/10"),
-	netip.MustParsePrefix("ff00::/8"),
-	netip.MustParsePrefix("::/127"),
-}
+var privateNets = prefixes("0.0.0.0/8", "169.254.0.0/16", "127.0.0.0/8", "192.168.0.0/16", "10.0.0.0/8", "172.16.0.0/12",
+	"::/8", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8", "::/127")
 
-// Private returns the ranges the "private" keyword expands to.
-func Private() []netip.Prefix { return append([]netip.Prefix(nil), privateNets...) }
+// prefixes parses the CIDR prefixes s, which must be valid.
+func prefixes(s ...string) []netip.Prefix {
+	out := make([]netip.Prefix, len(s))
+	for i, p := range s {
+		out[i] = netip.MustParsePrefix(p)
+	}
+	return out
+}
 
 // Loopback returns the policy tinytor applies to a listener when no policy
 // is configured at all: loopback clients only ("accept 127.0.0.0/8,
 // accept [::1], reject *").
 func Loopback() Policy {
-	return Policy{
-		{Accept: true, Prefix: netip.MustParsePrefix("127.0.0.0/8"), PortMin: 1, PortMax: 65535},
-		{Accept: true, Prefix: netip.MustParsePrefix("::1/128"), PortMin: 1, PortMax: 65535},
-		{PortMin: 1, PortMax: 65535},
-	}
+	all := Rule{PortMin: 1, PortMax: 65535}
+	p := Policy{all, all, all}
+	p[0].Accept, p[0].Prefix = true, netip.MustParsePrefix("127.0.0.0/8")
+	p[1].Accept, p[1].Prefix = true, netip.MustParsePrefix("::1/128")
+	return p
 }
 
 // Contains reports whether addr is in the rule's address range. An
@@ -85,24 +78,8 @@ func (r Rule) Contains(addr netip.Addr) bool {
 	return !r.Prefix.IsValid() || r.Prefix.Contains(addr.Unmap())
 }
 
-// Matches reports whether the rule applies to addr and port.
-func (r Rule) Matches(addr netip.Addr, port uint16) bool {
-	return port >= r.PortMin && port <= r.PortMax && r.Contains(addr)
-}
-
 // AllPorts reports whether the rule covers every port (1-65535).
 func (r Rule) AllPorts() bool { return r.PortMin <= 1 && r.PortMax == 65535 }
-
-// Match returns the first rule that applies to addr and port, and false
-// if none does.
-func (p Policy) Match(addr netip.Addr, port uint16) (Rule, bool) {
-	for _, r := range p {
-		if r.Matches(addr, port) {
-			return r, true
-		}
-	}
-	return Rule{}, false
-}
 
 // Allows reports whether a client at addr may connect: the first rule
 // whose address range holds addr decides, and unmatched when none does.
@@ -150,47 +127,50 @@ func (p Policy) HasPorts() bool {
 
 // String formats the rule in torrc syntax: "accept 10.0.0.0/8:1-1023",
 // "reject *", "accept [fd00::]/8", "reject 192.168.1.66".
-func (r Rule) String() string {
-	var sb strings.Builder
+func (r Rule) String() string { return string(r.appendTo(nil)) }
+
+func (r Rule) appendTo(b []byte) []byte {
 	if r.Accept {
-		sb.WriteString("accept ")
+		b = append(b, "accept "...)
 	} else {
-		sb.WriteString("reject ")
+		b = append(b, "reject "...)
 	}
 	a, bits := r.Prefix.Addr(), r.Prefix.Bits()
 	switch {
 	case !r.Prefix.IsValid():
-		sb.WriteString("*")
+		b = append(b, '*')
 	case bits == 0 && a.Is4():
-		sb.WriteString("*4")
+		b = append(b, "*4"...)
 	case bits == 0:
-		sb.WriteString("*6")
+		b = append(b, "*6"...)
 	case a.Is4():
-		sb.WriteString(a.String())
+		b = a.AppendTo(b)
 	default:
-		sb.WriteString("[" + a.String() + "]")
+		b = append(a.AppendTo(append(b, '[')), ']')
 	}
-	if r.Prefix.IsValid() && bits > 0 && bits < a.BitLen() {
-		sb.WriteString("/" + strconv.Itoa(bits))
+	if bits > 0 && bits < a.BitLen() {
+		b = strconv.AppendInt(append(b, '/'), int64(bits), 10)
 	}
-	switch {
-	case r.AllPorts():
-	case r.PortMin == r.PortMax:
-		sb.WriteString(":" + strconv.Itoa(int(r.PortMin)))
-	default:
-		sb.WriteString(":" + strconv.Itoa(int(r.PortMin)) + "-" + strconv.Itoa(int(r.PortMax)))
+	if !r.AllPorts() {
+		b = strconv.AppendUint(append(b, ':'), uint64(r.PortMin), 10)
+		if r.PortMax != r.PortMin {
+			b = strconv.AppendUint(append(b, '-'), uint64(r.PortMax), 10)
+		}
 	}
-	return sb.String()
+	return b
 }
 
 // String formats the policy as one comma-separated torrc value; Parse
 // reads it back to the same rules.
 func (p Policy) String() string {
-	parts := make([]string, len(p))
+	var b []byte
 	for i, r := range p {
-		parts[i] = r.String()
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = r.appendTo(b)
 	}
-	return strings.Join(parts, ", ")
+	return string(b)
 }
 
 // Error is a malformed policy entry: where it is, what it says and why it
@@ -207,9 +187,9 @@ type Error struct {
 func (e *Error) Error() string {
 	where := ""
 	if e.Line > 0 {
-		where = fmt.Sprintf("line %d, ", e.Line)
+		where = "line " + strconv.Itoa(e.Line) + ", "
 	}
-	return fmt.Sprintf("%sentry %d %q: %v", where, e.Entry, e.Text, e.Err)
+	return where + "entry " + strconv.Itoa(e.Entry) + " " + strconv.Quote(e.Text) + ": " + e.Err.Error()
 }
 
 // Unwrap returns the reason.
@@ -261,25 +241,21 @@ func parseEntry(ent string) ([]Rule, error) {
 	f := strings.Fields(ent)
 	switch len(f) {
 	case 1:
-		return nil, fmt.Errorf("no address: %s", syntax)
+		return nil, errors.New("no address: " + syntax)
 	case 2:
 	default:
-		return nil, fmt.Errorf("unexpected %q after the address: %s", strings.Join(f[2:], " "), syntax)
+		return nil, errorf("unexpected %q after the address: "+syntax, strings.Join(f[2:], " "))
 	}
-	var r Rule
-	only6 := false
-	switch strings.ToLower(f[0]) {
-	case "accept":
-		r.Accept = true
-	case "reject":
-	case "accept6":
-		r.Accept, only6 = true, true
-	case "reject6":
-		only6 = true
-	default:
-		return nil, fmt.Errorf("unknown action %q (want accept, reject, accept6 or reject6)", f[0])
-	}
+	r := Rule{}
 	verb := strings.ToLower(f[0])
+	switch verb {
+	case "accept", "accept6":
+		r.Accept = true
+	case "reject", "reject6":
+	default:
+		return nil, errorf("unknown action %q (want accept, reject, accept6 or reject6)", f[0])
+	}
+	only6 := strings.HasSuffix(verb, "6")
 	addr, mask, ports, hasMask, err := split(f[1])
 	if err != nil {
 		return nil, err
@@ -287,50 +263,64 @@ func parseEntry(ent string) ([]Rule, error) {
 	if r.PortMin, r.PortMax, err = parsePorts(ports); err != nil {
 		return nil, err
 	}
-	switch addr {
-	case "*", "*4", "*6", "private":
-		if hasMask {
-			return nil, fmt.Errorf("a mask on %q, which is not an address", addr)
-		}
+	special := addr == "*" || addr == "*4" || addr == "*6" || addr == "private"
+	if special && hasMask {
+		return nil, errorf("a mask on %q, which is not an address", addr)
 	}
-	switch addr {
-	case "*":
-		if only6 {
-			r.Prefix = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
-		}
-		return []Rule{r}, nil
-	case "*4":
-		if only6 {
-			return nil, fmt.Errorf("%s with \"*4\": %s takes IPv6 addresses only (use %s)", verb, verb, strings.TrimSuffix(verb, "6"))
-		}
-		r.Prefix = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
-		return []Rule{r}, nil
-	case "*6":
-		r.Prefix = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
-		return []Rule{r}, nil
-	case "private":
+	var a netip.Addr // none: every address of both families
+	bits := 0
+	switch {
+	case addr == "private":
 		rules := make([]Rule, len(privateNets))
 		for i, pfx := range privateNets {
 			rules[i] = r
 			rules[i].Prefix = pfx
 		}
 		return rules, nil
-	}
-	a, err := parseAddr(addr)
-	if err != nil {
-		return nil, err
-	}
-	if only6 && a.Is4() {
-		return nil, fmt.Errorf("%s with the IPv4 address %s: %s takes IPv6 addresses only (use %s)", verb, a, verb, strings.TrimSuffix(verb, "6"))
-	}
-	bits := a.BitLen()
-	if hasMask {
-		if bits, err = parseMask(mask, a); err != nil {
+	case addr == "*4" && only6:
+		return nil, errOnly6(verb, `"*4"`)
+	case addr == "*4":
+		a = netip.IPv4Unspecified()
+	case addr == "*6" || addr == "*" && only6:
+		a = netip.IPv6Unspecified()
+	case special: // "*"
+	default:
+		if a, err = parseAddr(addr); err != nil {
 			return nil, err
 		}
+		if only6 && a.Is4() {
+			return nil, errOnly6(verb, "the IPv4 address "+a.String())
+		}
+		bits = a.BitLen()
+		if hasMask {
+			if bits, err = parseMask(mask, a); err != nil {
+				return nil, err
+			}
+		}
 	}
-	r.Prefix = netip.PrefixFrom(a, bits).Masked()
+	if a.IsValid() {
+		r.Prefix = netip.PrefixFrom(a, bits).Masked()
+	}
 	return []Rule{r}, nil
+}
+
+// errOnly6 is the error about an accept6 or reject6 entry (verb) with an
+// IPv4 address (what).
+func errOnly6(verb, what string) error {
+	return errorf(verb + " with " + what + ": " + verb + " takes IPv6 addresses only (use " + strings.TrimSuffix(verb, "6") + ")")
+}
+
+// errorf returns the error text msg with each %q replaced by the next of
+// values, quoted as by strconv.Quote (fmt.Errorf's %q without its code at
+// every call).
+func errorf(msg string, values ...string) error {
+	var b []byte
+	for _, v := range values {
+		before, after, _ := strings.Cut(msg, "%q")
+		b = strconv.AppendQuote(append(b, before...), v)
+		msg = after
+	}
+	return errors.New(string(append(b, msg...)))
 }
 
 // split cuts ADDR[/MASK][:PORTS] the way C tor's tor_addr_parse_mask_ports
@@ -342,15 +332,15 @@ func split(s string) (addr, mask, ports string, hasMask bool, err error) {
 	if strings.HasPrefix(s, "[") {
 		end := strings.IndexByte(s, ']')
 		if end < 0 {
-			return "", "", "", false, fmt.Errorf("no ']' after the IPv6 address in %q", s)
+			return "", "", "", false, errorf("no ']' after the IPv6 address in %q", s)
 		}
 		addr, rest = s[1:end], s[end+1:]
 		if rest != "" && rest[0] != '/' && rest[0] != ':' {
-			return "", "", "", false, fmt.Errorf("unexpected %q after ']' (want /MASK or :PORTS)", rest)
+			return "", "", "", false, errorf("unexpected %q after ']' (want /MASK or :PORTS)", rest)
 		}
 	} else {
 		if a, err := netip.ParseAddr(s); err == nil && a.Is6() {
-			return "", "", "", false, fmt.Errorf("IPv6 address in %q must be written in brackets", s)
+			return "", "", "", false, errorf("IPv6 address in %q must be written in brackets", s)
 		}
 		cut := strings.IndexByte(s, '/') // "2001:db8::/32": colons before a mask are the address's
 		if cut < 0 {
@@ -362,7 +352,7 @@ func split(s string) (addr, mask, ports string, hasMask bool, err error) {
 		addr, rest = s[:cut], s[cut:]
 	}
 	if addr == "" {
-		return "", "", "", false, fmt.Errorf("no address in %q", s)
+		return "", "", "", false, errorf("no address in %q", s)
 	}
 	if m, ok := strings.CutPrefix(rest, "/"); ok {
 		mask, ports, _ = strings.Cut(m, ":")
@@ -376,11 +366,11 @@ func parseAddr(s string) (netip.Addr, error) {
 	a, err := netip.ParseAddr(s)
 	switch {
 	case err != nil:
-		return netip.Addr{}, fmt.Errorf("malformed address %q (want *, *4, *6, private, an IPv4 address or a bracketed IPv6 address)", s)
+		return a, errorf("malformed address %q (want *, *4, *6, private, an IPv4 address or a bracketed IPv6 address)", s)
 	case a.Zone() != "":
-		return netip.Addr{}, fmt.Errorf("address %q has a zone, which a policy cannot match", s)
+		return a, errorf("address %q has a zone, which a policy cannot match", s)
 	case a.Is4In6():
-		return netip.Addr{}, fmt.Errorf("IPv4-mapped address %q: write it as the IPv4 address %s", s, a.Unmap())
+		return a, errorf("IPv4-mapped address %q: write it as the IPv4 address "+a.Unmap().String(), s)
 	}
 	return a, nil
 }
@@ -391,16 +381,16 @@ func parseMask(mask string, a netip.Addr) (int, error) {
 	if mask != "" && strings.Trim(mask, "0123456789") == "" {
 		n, err := strconv.Atoi(mask)
 		if err != nil || n > a.BitLen() {
-			return 0, fmt.Errorf("mask /%s is longer than the %d bits of the address %s", mask, a.BitLen(), a)
+			return 0, errorf("mask /" + mask + " is longer than the " + strconv.Itoa(a.BitLen()) + " bits of the address " + a.String())
 		}
 		return n, nil
 	}
 	m, err := netip.ParseAddr(mask)
 	if err != nil || !m.Is4() {
-		return 0, fmt.Errorf("malformed mask %q (want a bit count or, for IPv4, a netmask like 255.255.0.0)", mask)
+		return 0, errorf("malformed mask %q (want a bit count or, for IPv4, a netmask like 255.255.0.0)", mask)
 	}
 	if !a.Is4() {
-		return 0, fmt.Errorf("netmask %s on the IPv6 address %s (IPv6 masks are bit counts)", mask, a)
+		return 0, errorf("netmask " + mask + " on the IPv6 address " + a.String() + " (IPv6 masks are bit counts)")
 	}
 	b := m.As4()
 	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
@@ -409,7 +399,7 @@ func parseMask(mask string, a netip.Addr) (int, error) {
 		n++
 	}
 	if n < 32 && v<<n != 0 {
-		return 0, fmt.Errorf("netmask %s is not contiguous", mask)
+		return 0, errorf("netmask " + mask + " is not contiguous")
 	}
 	return n, nil
 }
@@ -430,10 +420,10 @@ func parsePorts(s string) (lo, hi uint16, err error) {
 			return 0, 0, err
 		}
 		if hi == 0 {
-			return 0, 0, fmt.Errorf("port range %q ends at 0", s)
+			return 0, 0, errorf("port range %q ends at 0", s)
 		}
 		if lo > hi {
-			return 0, 0, fmt.Errorf("port range %q is reversed", s)
+			return 0, 0, errorf("port range %q is reversed", s)
 		}
 	} else if lo == 0 {
 		return 0, 0, errors.New("port 0 is not a port")
@@ -443,11 +433,11 @@ func parsePorts(s string) (lo, hi uint16, err error) {
 
 func parsePort(s, all string) (uint16, error) {
 	if s == "" || strings.Trim(s, "0123456789") != "" {
-		return 0, fmt.Errorf("malformed port %q in %q (want *, a port or a range N-M)", s, all)
+		return 0, errorf("malformed port %q in %q (want *, a port or a range N-M)", s, all)
 	}
 	n, err := strconv.ParseUint(s, 10, 16)
 	if err != nil {
-		return 0, fmt.Errorf("port %s in %q is above 65535", s, all)
+		return 0, errorf("port "+s+" in %q is above 65535", all)
 	}
 	return uint16(n), nil
 }
