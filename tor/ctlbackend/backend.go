@@ -9,8 +9,6 @@ package ctlbackend
 import (
 	"errors"
 	"fmt"
-	"os"
-	"os/user"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,8 +20,6 @@ import (
 	"tinytor/tor/circmgr"
 	"tinytor/tor/config"
 	"tinytor/tor/control"
-	"tinytor/tor/event"
-	"tinytor/tor/guard"
 	"tinytor/tor/torlog"
 )
 
@@ -126,186 +122,6 @@ func (b *Backend) Close() {
 		b.nymPending.Stop()
 		b.nymPending = nil
 	}
-}
-
-// GetInfo implements control.Backend.
-func (b *Backend) GetInfo(key string) (string, error) {
-	c := b.cfg.Client
-	switch key {
-	case "version":
-		return b.cfg.Version, nil
-	case "config-file":
-		return b.cfg.Sources.TorrcPath(), nil
-	case "config-defaults-file":
-		if b.cfg.Sources.Defaults != "" {
-			return b.cfg.Sources.Defaults, nil
-		}
-		return config.DefaultDefaultsTorrc, nil
-	case "config-text":
-		return b.configText()
-	case "config/names":
-		var sb strings.Builder
-		for i, o := range config.Options() {
-			if i > 0 {
-				sb.WriteByte('\n')
-			}
-			typ := "String"
-			if o.List {
-				typ = "LineList"
-			}
-			sb.WriteString(o.Name + " " + typ)
-		}
-		return sb.String(), nil
-	case "info/names":
-		return strings.Join(infoNames, "\n"), nil
-	case "status/bootstrap-phase":
-		return bootstrapPhase(c.Status()), nil
-	case "status/circuit-established":
-		return boolString(c.Status().Phase.Percent >= 100), nil
-	case "status/enough-dir-info":
-		return boolString(c.Status().Phase.Percent >= event.PhaseEnoughDirInfo.Percent), nil
-	case "circuit-status":
-		var lines []string
-		for _, ci := range c.Circuits() {
-			lines = append(lines, circEvent(ci).Event().Body)
-		}
-		return strings.Join(lines, "\n"), nil
-	case "stream-status":
-		var lines []string
-		for _, si := range c.Streams() {
-			lines = append(lines, fmt.Sprintf("%d %s %d %s", si.ID, si.Status, si.CircID, si.Target))
-		}
-		return strings.Join(lines, "\n"), nil
-	case "orconn-status":
-		var lines []string
-		for _, ch := range c.Channels() {
-			lines = append(lines, channelTarget(ch)+" "+ch.Status)
-		}
-		return strings.Join(lines, "\n"), nil
-	case "entry-guards":
-		var lines []string
-		for _, g := range c.Guards() {
-			status := "up"
-			switch {
-			case g.Reachable == guard.No:
-				status = "down " + g.FailingSince.UTC().Format("2006-01-02 15:04:05")
-			case g.ConfirmedIdx < 0:
-				status = "never-connected"
-			case !g.Listed:
-				status = "unlisted"
-			}
-			lines = append(lines, event.RelayRef{ID: g.ID, Nickname: g.Nickname}.LongName()+" "+status)
-		}
-		return strings.Join(lines, "\n"), nil
-	case "downloads/bridge/bridges":
-		bs := c.Bridges()
-		if bs == nil {
-			return "", control.Errorf(551, "We're not using bridges")
-		}
-		var lines []string
-		for _, br := range bs {
-			if br.Identity != ([20]byte{}) {
-				lines = append(lines, fmt.Sprintf("%X", br.Identity))
-			}
-		}
-		return strings.Join(lines, "\n"), nil
-	case "traffic/read":
-		r, _ := c.Traffic()
-		return strconv.FormatUint(r, 10), nil
-	case "traffic/written":
-		_, w := c.Traffic()
-		return strconv.FormatUint(w, 10), nil
-	case "onions/current":
-		return b.onionIDs(false), nil
-	case "onions/detached":
-		return b.onionIDs(true), nil
-	case "process/pid":
-		return strconv.Itoa(os.Getpid()), nil
-	case "process/uid":
-		return strconv.Itoa(os.Getuid()), nil
-	case "process/user":
-		u, err := user.Current()
-		if err != nil {
-			return "", nil
-		}
-		return u.Username, nil
-	case "uptime":
-		return strconv.FormatInt(int64(b.cfg.Now().Sub(b.start)/time.Second), 10), nil
-	case "dormant":
-		b.nymMu.Lock()
-		d := b.dormant
-		b.nymMu.Unlock()
-		return boolString(d), nil
-	case "net/listeners/socks", "net/listeners/trans", "net/listeners/httptunnel", "net/listeners/control", "net/listeners/metrics":
-		var addrs []string
-		if b.cfg.Listeners != nil {
-			for _, a := range b.cfg.Listeners(strings.TrimPrefix(key, "net/listeners/")) {
-				addrs = append(addrs, control.QuoteString(a))
-			}
-		}
-		return strings.Join(addrs, " "), nil
-	case "ns/all":
-		return b.networkStatusAll(), nil
-	}
-	if which, ok := strings.CutPrefix(key, "address-mappings/"); ok {
-		return b.addressMappings(which)
-	}
-	if fp, ok := strings.CutPrefix(key, "ns/id/"); ok {
-		ns, _, err := b.relay(fp)
-		return ns, err
-	}
-	if fp, ok := strings.CutPrefix(key, "downloads/bridge/"); ok {
-		return bridgeDownload(c.Bridges(), fp)
-	}
-	if fp, ok := strings.CutPrefix(key, "md/id/"); ok {
-		_, md, err := b.relay(fp)
-		if err == nil && md == "" {
-			return "", control.Errorf(551, "Microdescriptor for %s is not in the cache", fp)
-		}
-		return md, err
-	}
-	return "", control.ErrNotFound
-}
-
-// infoNames are the GETINFO keys the backend answers (info/names).
-var infoNames = []string{
-	"address-mappings/all -- Current address mappings.",
-	"address-mappings/cache -- Current cached DNS replies.",
-	"address-mappings/config -- Current address mappings from configuration.",
-	"address-mappings/control -- Current address mappings from controller.",
-	"circuit-status -- List of current circuits originating here.",
-	"config-defaults-file -- Current location of the defaults file.",
-	"config-file -- Current location of the \"torrc\" file.",
-	"config-text -- Return the string that would be written by a saveconf command.",
-	"config/names -- List of configuration options, types, and documentation.",
-	"dormant -- Is Tor dormant (not building circuits because it's idle)?",
-	"downloads/bridge/* -- Download statuses for bridge descriptors by identity digest.",
-	"downloads/bridge/bridges -- Return hex-encoded list of bridge identity digests.",
-	"entry-guards -- Which nodes are we using as entry guards?",
-	"events/names -- Events that the controller can ask for with SETEVENTS.",
-	"info/names -- List of GETINFO options, types, and documentation.",
-	"md/id/* -- Microdescriptors by ID",
-	"net/listeners/control -- Addresses of the control listeners.",
-	"net/listeners/httptunnel -- Addresses of the HTTP tunnel listeners.",
-	"net/listeners/metrics -- Addresses of the metrics listeners.",
-	"net/listeners/socks -- Addresses of the SOCKS listeners.",
-	"net/listeners/trans -- Addresses of the transparent proxy listeners.",
-	"ns/all -- Brief summary of router status (v3 directory format)",
-	"ns/id/* -- Brief summary of router status by ID (v3 directory format).",
-	"onions/current -- Onion services owned by the current control connection.",
-	"onions/detached -- Onion services detached from the control connection.",
-	"orconn-status -- A list of current OR connections.",
-	"process/pid -- Process id belonging to the main tor process.",
-	"process/uid -- User id running the tor process.",
-	"process/user -- Username under which the tor process is running.",
-	"status/bootstrap-phase -- The last bootstrap phase status event that Tor sent.",
-	"status/circuit-established -- Whether we think client functionality is working.",
-	"status/enough-dir-info -- Whether we have enough up-to-date directory information to build circuits.",
-	"stream-status -- List of current streams.",
-	"traffic/read -- Bytes read since the process was started.",
-	"traffic/written -- Bytes written since the process was started.",
-	"uptime -- Uptime of the Tor daemon in seconds.",
-	"version -- The current version of Tor.",
 }
 
 func boolString(v bool) string {

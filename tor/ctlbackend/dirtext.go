@@ -45,16 +45,16 @@ func (b *Backend) relayStatus(id [20]byte) (nsText, mdText string, ok bool) {
 
 // networkStatusAll returns GETINFO ns/all: every relay of the consensus in
 // use, formatted as relayStatus formats one ("" without a consensus).
-func (b *Backend) networkStatusAll() string {
+func networkStatusAll(b *Backend, _ string) (string, error) {
 	d := b.cfg.Client.Directory()
 	if d == nil || d.Consensus == nil {
-		return ""
+		return "", nil
 	}
 	var sb strings.Builder
 	for i := range d.Consensus.Relays {
 		sb.WriteString(formatStatus(d, &d.Consensus.Relays[i]))
 	}
-	return sb.String()
+	return sb.String(), nil
 }
 
 // formatStatus formats r as a router status entry.
