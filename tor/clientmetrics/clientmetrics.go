@@ -224,46 +224,47 @@ func (m scraped) value(c *tor.Client) float64 {
 // are read at scrape time; the others are counted from the client's
 // events until stop is called.
 func Register(reg *metrics.Registry, c *tor.Client) (stop func(), err error) {
-	for m, info := range scrapedInfo {
-		fn := func() float64 { return scraped(m).value(c) }
-		if info.counter {
-			err = reg.NewCounterFunc(info.name, info.help, fn)
-		} else {
-			err = reg.NewGaugeFunc(info.name, info.help, fn)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("clientmetrics: %w", err)
-		}
-	}
-	buildTime, err := reg.NewHistogram("tinytor_circuit_build_seconds", "Time to build a circuit.", BuildTimeBuckets)
+	ec, err := register(reg, c)
 	if err != nil {
 		return nil, fmt.Errorf("clientmetrics: %w", err)
+	}
+	return c.Events().Subscribe(ec.observe), nil
+}
+
+// register adds the metrics and returns the counters fed by events.
+func register(reg *metrics.Registry, c *tor.Client) (*eventCounters, error) {
+	for m, info := range scrapedInfo {
+		fn := func() float64 { return scraped(m).value(c) }
+		newFunc := reg.NewGaugeFunc
+		if info.counter {
+			newFunc = reg.NewCounterFunc
+		}
+		if err := newFunc(info.name, info.help, fn); err != nil {
+			return nil, err
+		}
+	}
+	ec := &eventCounters{}
+	var err error
+	if ec.buildTime, err = reg.NewHistogram("tinytor_circuit_build_seconds", "Time to build a circuit.", BuildTimeBuckets); err != nil {
+		return nil, err
 	}
 	streams, err := reg.NewCounterVec("tinytor_streams_total", "Streams by outcome.", "outcome")
 	if err != nil {
-		return nil, fmt.Errorf("clientmetrics: %w", err)
+		return nil, err
 	}
-	streamFailures, err := reg.NewCounterVec("tinytor_stream_failures_total", "Failed streams by END reason.", "reason")
-	if err != nil {
-		return nil, fmt.Errorf("clientmetrics: %w", err)
+	if ec.streamFailures, err = reg.NewCounterVec("tinytor_stream_failures_total", "Failed streams by END reason.", "reason"); err != nil {
+		return nil, err
 	}
-	chanFailures, err := reg.NewCounter("tinytor_channel_failures_total", "Channel attempts that failed.")
-	if err != nil {
-		return nil, fmt.Errorf("clientmetrics: %w", err)
+	if ec.chanFailures, err = reg.NewCounter("tinytor_channel_failures_total", "Channel attempts that failed."); err != nil {
+		return nil, err
 	}
-	succeeded, err := streams.With("succeeded")
-	if err != nil {
-		return nil, fmt.Errorf("clientmetrics: %w", err)
+	if ec.succeeded, err = streams.With("succeeded"); err != nil {
+		return nil, err
 	}
-	failed, err := streams.With("failed")
-	if err != nil {
-		return nil, fmt.Errorf("clientmetrics: %w", err)
+	if ec.failed, err = streams.With("failed"); err != nil {
+		return nil, err
 	}
-	if err := metrics.RegisterGoRuntime(reg); err != nil {
-		return nil, fmt.Errorf("clientmetrics: %w", err)
-	}
-	ec := &eventCounters{buildTime: buildTime, succeeded: succeeded, failed: failed, streamFailures: streamFailures, chanFailures: chanFailures}
-	return c.Events().Subscribe(ec.observe), nil
+	return ec, metrics.RegisterGoRuntime(reg)
 }
 
 // eventCounters are the metrics counted from client events.
