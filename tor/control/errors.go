@@ -42,6 +42,17 @@ func Errorf(code int, format string, args ...any) *Error {
 	return &Error{Code: code, Msg: fmt.Sprintf(format, args...)}
 }
 
+// quotedError returns an *Error whose text is msg, a space and v as a
+// QuotedString.
+func quotedError(code int, msg, v string) *Error {
+	return &Error{code, msg + " " + QuoteString(v)}
+}
+
+// argsError is the 512 reply to bad arguments of command keyword.
+func argsError(keyword, why string) *Error {
+	return &Error{CodeSyntaxArgs, "Bad arguments to " + keyword + ": " + why}
+}
+
 // ErrNotFound is returned (possibly wrapped) by a Backend when a key,
 // circuit, stream or onion service does not exist. The server turns it into
 // the command's C tor 552 reply (`552 Unrecognized key "x"`, ...).
