@@ -46,15 +46,20 @@ func knownEvent(name string) bool {
 	return false
 }
 
-// kv appends " KEY=value" when value is not empty.
-func kv(b *strings.Builder, key, value string) {
+// kv returns s with " KEY=value" appended when value is not empty.
+func kv(s, key, value string) string {
 	if value == "" {
-		return
+		return s
 	}
-	b.WriteByte(' ')
-	b.WriteString(key)
-	b.WriteByte('=')
-	b.WriteString(value)
+	return s + " " + key + "=" + value
+}
+
+// reasons appends REASON and, with it, REMOTE_REASON.
+func reasons(s, reason, remote string) string {
+	if reason == "" {
+		return s
+	}
+	return kv(kv(s, "REASON", reason), "REMOTE_REASON", remote)
 }
 
 // isoTimeFrac formats t as control-spec ISOTime2Frac with microseconds, as
@@ -79,26 +84,18 @@ type CircEvent struct {
 
 // Event formats c.
 func (c CircEvent) Event() Event {
-	var b strings.Builder
-	b.WriteString(c.ID)
-	b.WriteByte(' ')
-	b.WriteString(c.Status)
+	s := c.ID + " " + c.Status
 	if len(c.Path) > 0 {
-		b.WriteByte(' ')
-		b.WriteString(strings.Join(c.Path, ","))
+		s += " " + strings.Join(c.Path, ",")
 	}
-	kv(&b, "BUILD_FLAGS", strings.Join(c.BuildFlags, ","))
-	kv(&b, "PURPOSE", c.Purpose)
-	kv(&b, "HS_STATE", c.HSState)
-	kv(&b, "REND_QUERY", c.RendQuery)
+	s = kv(s, "BUILD_FLAGS", strings.Join(c.BuildFlags, ","))
+	s = kv(s, "PURPOSE", c.Purpose)
+	s = kv(s, "HS_STATE", c.HSState)
+	s = kv(s, "REND_QUERY", c.RendQuery)
 	if !c.TimeCreated.IsZero() {
-		kv(&b, "TIME_CREATED", isoTimeFrac(c.TimeCreated))
+		s = kv(s, "TIME_CREATED", isoTimeFrac(c.TimeCreated))
 	}
-	kv(&b, "REASON", c.Reason)
-	if c.Reason != "" {
-		kv(&b, "REMOTE_REASON", c.RemoteReason)
-	}
-	return Event{Type: "CIRC", Body: b.String()}
+	return Event{Type: "CIRC", Body: reasons(s, c.Reason, c.RemoteReason)}
 }
 
 // StreamEvent is a STREAM event (control-spec 4.1.2).
@@ -116,20 +113,14 @@ type StreamEvent struct {
 
 // Event formats s.
 func (s StreamEvent) Event() Event {
-	var b strings.Builder
 	circ := s.CircID
 	if circ == "" {
 		circ = "0"
 	}
-	b.WriteString(s.ID + " " + s.Status + " " + circ + " " + s.Target)
-	kv(&b, "REASON", s.Reason)
-	if s.Reason != "" {
-		kv(&b, "REMOTE_REASON", s.RemoteReason)
-	}
-	kv(&b, "SOURCE", s.Source)
-	kv(&b, "SOURCE_ADDR", s.SourceAddr)
-	kv(&b, "PURPOSE", s.Purpose)
-	return Event{Type: "STREAM", Body: b.String()}
+	b := reasons(s.ID+" "+s.Status+" "+circ+" "+s.Target, s.Reason, s.RemoteReason)
+	b = kv(b, "SOURCE", s.Source)
+	b = kv(b, "SOURCE_ADDR", s.SourceAddr)
+	return Event{Type: "STREAM", Body: kv(b, "PURPOSE", s.Purpose)}
 }
 
 // ORConnEvent is an ORCONN event (control-spec 4.1.3).
@@ -143,14 +134,11 @@ type ORConnEvent struct {
 
 // Event formats o.
 func (o ORConnEvent) Event() Event {
-	var b strings.Builder
-	b.WriteString(o.Target + " " + o.Status)
-	kv(&b, "REASON", o.Reason)
+	s := kv(o.Target+" "+o.Status, "REASON", o.Reason)
 	if o.NCircs > 0 {
-		kv(&b, "NCIRCS", strconv.Itoa(o.NCircs))
+		s = kv(s, "NCIRCS", strconv.Itoa(o.NCircs))
 	}
-	kv(&b, "ID", o.ID)
-	return Event{Type: "ORCONN", Body: b.String()}
+	return Event{Type: "ORCONN", Body: kv(s, "ID", o.ID)}
 }
 
 // BWEvent returns a BW event: bytes read and written in the last second.
@@ -172,16 +160,15 @@ type StatusEvent struct {
 
 // Event formats s; a value that is not 1*(ALNUM / "_") is quoted.
 func (s StatusEvent) Event() Event {
-	var b strings.Builder
-	b.WriteString(s.Severity + " " + s.Action)
+	b := s.Severity + " " + s.Action
 	for _, a := range s.Args {
 		v := a.Value
 		if !isStatusWord(v) {
 			v = QuoteString(v)
 		}
-		b.WriteString(" " + a.Key + "=" + v)
+		b += " " + a.Key + "=" + v
 	}
-	return Event{Type: s.Type, Body: b.String()}
+	return Event{Type: s.Type, Body: b}
 }
 
 func isStatusWord(s string) bool {
@@ -210,20 +197,18 @@ type HSDescEvent struct {
 
 // Event formats h.
 func (h HSDescEvent) Event() Event {
-	var b strings.Builder
-	orUnknown := func(s string) string {
-		if s == "" {
-			return "UNKNOWN"
+	s := h.Action
+	for _, f := range [...]string{h.Address, h.AuthType, h.HSDir} {
+		if f == "" {
+			f = "UNKNOWN"
 		}
-		return s
+		s += " " + f
 	}
-	b.WriteString(h.Action + " " + orUnknown(h.Address) + " " + orUnknown(h.AuthType) + " " + orUnknown(h.HSDir))
 	if h.DescriptorID != "" {
-		b.WriteString(" " + h.DescriptorID)
+		s += " " + h.DescriptorID
 	}
-	kv(&b, "REASON", h.Reason)
-	kv(&b, "HSDIR_INDEX", h.HSDirIndex)
-	return Event{Type: "HS_DESC", Body: b.String()}
+	s = kv(s, "REASON", h.Reason)
+	return Event{Type: "HS_DESC", Body: kv(s, "HSDIR_INDEX", h.HSDirIndex)}
 }
 
 // LogEvent returns the DEBUG/INFO/NOTICE/WARN/ERR event for a log message.
