@@ -42,10 +42,10 @@ func Errorf(code int, format string, args ...any) *Error {
 	return &Error{Code: code, Msg: fmt.Sprintf(format, args...)}
 }
 
-// quotedError returns an *Error whose text is msg, a space and v as a
-// QuotedString.
-func quotedError(code int, msg, v string) *Error {
-	return &Error{code, msg + " " + QuoteString(v)}
+// ErrorWith returns an *Error whose text is msg, a space and value as a
+// QuotedString, the way C tor's replies name a refused argument.
+func ErrorWith(code int, msg, value string) *Error {
+	return &Error{code, msg + " " + QuoteString(value)}
 }
 
 // argsError is the 512 reply to bad arguments of command keyword.

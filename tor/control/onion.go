@@ -76,7 +76,7 @@ func ParseAddOnion(args string) (*AddOnionRequest, error) {
 	req := &AddOnionRequest{}
 	for _, a := range as[1:] {
 		if !a.HasKey {
-			return nil, quotedError(CodeSyntaxArgs, "Unexpected argument", a.Value)
+			return nil, ErrorWith(CodeSyntaxArgs, "Unexpected argument", a.Value)
 		}
 		switch strings.ToLower(a.Key) {
 		case "port":
@@ -99,13 +99,13 @@ func ParseAddOnion(args string) (*AddOnionRequest, error) {
 				case "maxstreamsclosecircuit":
 					req.MaxStreamsCloseCircuit = true
 				default:
-					return nil, quotedError(CodeSyntaxArgs, "Invalid 'Flags' argument:", f)
+					return nil, ErrorWith(CodeSyntaxArgs, "Invalid 'Flags' argument:", f)
 				}
 			}
 		case "maxstreams":
 			n, err := strconv.Atoi(a.Value)
 			if err != nil || n < 0 || n > 65535 {
-				return nil, quotedError(CodeSyntaxArgs, "Invalid MaxStreams", a.Value)
+				return nil, ErrorWith(CodeSyntaxArgs, "Invalid MaxStreams", a.Value)
 			}
 			req.MaxStreams = n
 		case "clientauthv3":
@@ -117,7 +117,7 @@ func ParseAddOnion(args string) (*AddOnionRequest, error) {
 		case "clientauth":
 			return nil, errClientAuthV2
 		default:
-			return nil, quotedError(CodeUnrecognizedArg, "Unrecognized argument", a.Key)
+			return nil, ErrorWith(CodeUnrecognizedArg, "Unrecognized argument", a.Key)
 		}
 	}
 	if len(req.Ports) == 0 {
@@ -272,12 +272,12 @@ func ParseOnionClientAuthAdd(args string) (*OnionClientCredential, error) {
 	}
 	addr := strings.TrimSuffix(as[0].Value, ".onion")
 	if !ValidOnionV3(addr) {
-		return nil, quotedError(CodeSyntaxArgs, "Invalid v3 address", as[0].Value)
+		return nil, ErrorWith(CodeSyntaxArgs, "Invalid v3 address", as[0].Value)
 	}
 	cred := &OnionClientCredential{Address: strings.ToLower(addr)}
 	typ, blob, ok := strings.Cut(as[1].Value, ":")
 	if !ok || !strings.EqualFold(typ, "x25519") {
-		return nil, quotedError(CodeUnrecognizedEntity, "Unrecognized key type", typ)
+		return nil, ErrorWith(CodeUnrecognizedEntity, "Unrecognized key type", typ)
 	}
 	k, err := decodeBase64(blob)
 	if err != nil || len(k) != 32 {
@@ -288,18 +288,18 @@ func ParseOnionClientAuthAdd(args string) (*OnionClientCredential, error) {
 		switch {
 		case a.HasKey && strings.EqualFold(a.Key, "ClientName"):
 			if !validNickname(a.Value) {
-				return nil, quotedError(CodeSyntaxArgs, "Invalid nickname", a.Value)
+				return nil, ErrorWith(CodeSyntaxArgs, "Invalid nickname", a.Value)
 			}
 			cred.ClientName = a.Value
 		case a.HasKey && strings.EqualFold(a.Key, "Flags"):
 			for f := range strings.SplitSeq(a.Value, ",") {
 				if !strings.EqualFold(f, "Permanent") {
-					return nil, quotedError(CodeSyntaxArgs, "Invalid 'Flags' argument:", f)
+					return nil, ErrorWith(CodeSyntaxArgs, "Invalid 'Flags' argument:", f)
 				}
 				cred.Permanent = true
 			}
 		default:
-			return nil, quotedError(CodeSyntaxArgs, "Unrecognized argument", a.Key+a.Value)
+			return nil, ErrorWith(CodeSyntaxArgs, "Unrecognized argument", a.Key+a.Value)
 		}
 	}
 	return cred, nil

@@ -367,7 +367,7 @@ func (c *conn) handle(cmd *Command) bool {
 		if run := command(cmd.Keyword); run != nil {
 			e = run(c, cmd)
 		} else {
-			e = quotedError(CodeUnrecognizedCommand, "Unrecognized command", cmd.Keyword)
+			e = ErrorWith(CodeUnrecognizedCommand, "Unrecognized command", cmd.Keyword)
 		}
 	}
 	c.replyUnless(e)
@@ -411,7 +411,7 @@ func (c *conn) protocolInfo(cmd *Command) *Error {
 	}
 	for _, a := range as {
 		if _, err := strconv.Atoi(a.Value); err != nil || a.HasKey {
-			return quotedError(CodeUnrecognizedArg, "No such version", a.Value)
+			return ErrorWith(CodeUnrecognizedArg, "No such version", a.Value)
 		}
 	}
 	version, err := c.s.cfg.Backend.GetInfo("version")
@@ -595,7 +595,7 @@ func (c *conn) getInfo(cmd *Command) *Error {
 	for _, a := range as {
 		key := a.Value
 		if a.HasKey || a.Quoted {
-			return quotedError(CodeUnrecognizedEntity, "Unrecognized key", keyValue(a))
+			return ErrorWith(CodeUnrecognizedEntity, "Unrecognized key", keyValue(a))
 		}
 		var v string
 		var err error
@@ -643,7 +643,7 @@ func (c *conn) getConf(cmd *Command) *Error {
 	keys := make([]string, 0, len(as))
 	for _, a := range as {
 		if a.HasKey || a.Quoted {
-			return quotedError(CodeUnrecognizedEntity, "Unrecognized configuration key", keyValue(a))
+			return ErrorWith(CodeUnrecognizedEntity, "Unrecognized configuration key", keyValue(a))
 		}
 		keys = append(keys, a.Value)
 	}
@@ -749,7 +749,7 @@ func (c *conn) signal(cmd *Command) *Error {
 	}
 	name := signalName(as[0].Value)
 	if name == "" || as[0].HasKey || len(as) > 1 {
-		return quotedError(CodeUnrecognizedEntity, "Unrecognized signal code", as[0].Value)
+		return ErrorWith(CodeUnrecognizedEntity, "Unrecognized signal code", as[0].Value)
 	}
 	if name == "SHUTDOWN" || name == "HALT" {
 		// Reply first: acting on it ends the process.
@@ -778,7 +778,7 @@ func (c *conn) setEventsCmd(cmd *Command) *Error {
 		}
 		i := eventIndex(name)
 		if i < 0 {
-			return quotedError(CodeUnrecognizedEntity, "Unrecognized event", a.Value)
+			return ErrorWith(CodeUnrecognizedEntity, "Unrecognized event", a.Value)
 		}
 		mask |= 1 << uint(i)
 	}
@@ -811,7 +811,7 @@ func (c *conn) closeStream(cmd *Command) *Error {
 	}
 	reason, err := strconv.Atoi(as[1].Value)
 	if err != nil || reason < 0 || reason > 255 {
-		return quotedError(CodeUnrecognizedEntity, "Unrecognized reason", as[1].Value)
+		return ErrorWith(CodeUnrecognizedEntity, "Unrecognized reason", as[1].Value)
 	}
 	return c.okOr(c.s.cfg.Backend.CloseStream(as[0].Value, reason), "Unknown stream "+QuoteString(as[0].Value))
 }
@@ -895,7 +895,7 @@ func (c *conn) clientAuthAdd(cmd *Command) *Error {
 func onionArg(a Arg, code int, msg string) (string, *Error) {
 	addr := strings.ToLower(strings.TrimSuffix(a.Value, ".onion"))
 	if a.HasKey || !ValidOnionV3(addr) {
-		return "", quotedError(code, msg, a.Value)
+		return "", ErrorWith(code, msg, a.Value)
 	}
 	return addr, nil
 }
@@ -911,7 +911,7 @@ func (c *conn) clientAuthRemove(cmd *Command) *Error {
 	}
 	existed, err := c.s.cfg.Backend.OnionClientAuthRemove(addr)
 	if err == nil && !existed {
-		return quotedError(CodeUnnecessary, "No credentials for", addr)
+		return ErrorWith(CodeUnnecessary, "No credentials for", addr)
 	}
 	return c.okOr(err, "Unable to remove client authorization")
 }
@@ -925,7 +925,7 @@ func (c *conn) clientAuthView(cmd *Command) *Error {
 	if len(as) > 0 {
 		addr, e = onionArg(as[0], CodeSyntaxArgs, "Invalid v3 address")
 		if e == nil && len(as) > 1 {
-			e = quotedError(CodeSyntaxArgs, "Invalid v3 address", as[0].Value)
+			e = ErrorWith(CodeSyntaxArgs, "Invalid v3 address", as[0].Value)
 		}
 		if e != nil {
 			return e
@@ -961,7 +961,7 @@ func (c *conn) hsFetch(cmd *Command) *Error {
 	var servers []string
 	for _, a := range as[1:] {
 		if !a.HasKey || !strings.EqualFold(a.Key, "SERVER") {
-			return quotedError(CodeUnrecognizedArg, "Invalid argument", keyValue(a))
+			return ErrorWith(CodeUnrecognizedArg, "Invalid argument", keyValue(a))
 		}
 		servers = append(servers, a.Value)
 	}
@@ -976,7 +976,7 @@ func (c *conn) useFeature(cmd *Command) *Error {
 	}
 	for _, a := range as {
 		if f := strings.ToUpper(a.Value); a.HasKey || a.Quoted || f != "VERBOSE_NAMES" && f != "EXTENDED_EVENTS" {
-			return quotedError(CodeUnrecognizedEntity, "Unrecognized feature", a.Value)
+			return ErrorWith(CodeUnrecognizedEntity, "Unrecognized feature", a.Value)
 		}
 	}
 	c.ok()

@@ -7,6 +7,7 @@
 package ctlbackend
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -135,12 +136,11 @@ func boolString(v bool) string {
 // accepts it ("$HEX", "HEX", or with "~nickname").
 func (b *Backend) relay(fp string) (ns, md string, err error) {
 	id, ok := parseFingerprint(fp)
-	if !ok {
-		return "", "", control.Errorf(552, "Unrecognized key %s", control.QuoteString(fp))
+	if ok {
+		ns, md, ok = b.relayStatus(id)
 	}
-	ns, md, ok = b.relayStatus(id)
 	if !ok {
-		return "", "", control.Errorf(552, "Unrecognized key %s", control.QuoteString(fp))
+		return "", "", control.ErrorWith(control.CodeUnrecognizedEntity, "Unrecognized key", fp)
 	}
 	return ns, md, nil
 }
@@ -163,17 +163,23 @@ func parseFingerprint(s string) (id [20]byte, ok bool) {
 	return id, true
 }
 
+// Replies for features the process was started without.
+var (
+	errNoReload   = &control.Error{Code: control.CodeInternal, Msg: "reloading is not available"}
+	errNoShutdown = &control.Error{Code: control.CodeInternal, Msg: "shutting down is not available"}
+)
+
 // Signal implements control.Backend.
 func (b *Backend) Signal(name string) error {
 	switch name {
 	case "RELOAD":
 		if b.cfg.Reload == nil {
-			return control.Errorf(551, "reloading is not available")
+			return errNoReload
 		}
 		b.cfg.Reload()
 	case "SHUTDOWN", "HALT":
 		if b.cfg.Shutdown == nil {
-			return control.Errorf(551, "shutting down is not available")
+			return errNoShutdown
 		}
 		b.log.Noticef("Controller requested %s. Exiting.", strings.ToLower(name))
 		b.cfg.Shutdown()
@@ -192,7 +198,7 @@ func (b *Backend) Signal(name string) error {
 	case "DUMP":
 		b.heartbeat()
 	default:
-		return control.Errorf(552, "Unrecognized signal code %s: not supported by tinytor", control.QuoteString(name))
+		return &control.Error{Code: control.CodeUnrecognizedEntity, Msg: "Unrecognized signal code " + control.QuoteString(name) + ": not supported by tinytor"}
 	}
 	b.emitEvent(control.Event{Type: "SIGNAL", Body: name})
 	return nil
@@ -238,39 +244,35 @@ func (b *Backend) heartbeat() {
 // CloseCircuit implements control.Backend.
 func (b *Backend) CloseCircuit(id string, ifUnused bool) error {
 	n, err := strconv.ParseUint(id, 10, 64)
-	if err != nil {
-		return control.Errorf(552, "Unknown circuit %s", control.QuoteString(id))
+	if err == nil {
+		err = b.cfg.Client.CloseCircuit(n, ifUnused)
+		if errors.Is(err, circmgr.ErrCircuitInUse) {
+			return nil // C tor leaves a used circuit alone and says OK
+		}
+		if !errors.Is(err, circmgr.ErrUnknownCircuit) {
+			return err
+		}
 	}
-	switch err := b.cfg.Client.CloseCircuit(n, ifUnused); {
-	case errors.Is(err, circmgr.ErrUnknownCircuit):
-		return control.Errorf(552, "Unknown circuit %s", control.QuoteString(id))
-	case errors.Is(err, circmgr.ErrCircuitInUse):
-		return nil // C tor leaves a used circuit alone and says OK
-	default:
-		return err
-	}
+	return control.ErrorWith(control.CodeUnrecognizedEntity, "Unknown circuit", id)
 }
 
 // CloseStream implements control.Backend.
 func (b *Backend) CloseStream(id string, reason int) error {
 	n, err := strconv.ParseUint(id, 10, 64)
-	if err != nil {
-		return control.Errorf(552, "Unknown stream %s", control.QuoteString(id))
-	}
-	if err := b.cfg.Client.CloseStream(n); err != nil {
-		if errors.Is(err, tor.ErrUnknownStream) {
-			return control.Errorf(552, "Unknown stream %s", control.QuoteString(id))
+	if err == nil {
+		err = b.cfg.Client.CloseStream(n)
+		if !errors.Is(err, tor.ErrUnknownStream) {
+			return err // nil, or a 551 reply
 		}
-		return control.Errorf(551, "%v", err)
 	}
-	return nil
+	return control.ErrorWith(control.CodeUnrecognizedEntity, "Unknown stream", id)
 }
 
 // TakeOwnership implements control.Backend: the process exits when the
 // owning connection closes.
 func (b *Backend) TakeOwnership() (func(), error) {
 	if b.cfg.Shutdown == nil {
-		return nil, control.Errorf(551, "shutting down is not available")
+		return nil, errNoShutdown
 	}
 	return func() {
 		b.log.Noticef("Owning controller connection has closed -- exiting now.")
@@ -284,14 +286,18 @@ func (b *Backend) TakeOwnership() (func(), error) {
 // any cache will do, the delay grows on each attempt, at random.
 func bridgeDownload(bs []bridge.Status, fp string) (string, error) {
 	if bs == nil {
-		return "", control.Errorf(551, "We're not using bridges")
+		return "", errNoBridges
 	}
 	for _, br := range bs {
-		if !strings.EqualFold(fmt.Sprintf("%X", br.Identity), fp) {
+		if !strings.EqualFold(hex.EncodeToString(br.Identity[:]), fp) {
 			continue
 		}
-		return fmt.Sprintf("next-attempt-at %s\nn-download-failures %d\nn-download-attempts %d\nschedule DL_SCHED_BRIDGE\nwant-authority DL_WANT_ANY_DIRSERVER\nincrement-on DL_SCHED_INCREMENT_ATTEMPT\nbackoff DL_SCHED_RANDOM_EXPONENTIAL\nlast-backoff-position %d\nlast-delay-used 0",
-			br.NextAttempt.UTC().Format("2006-01-02 15:04:05"), br.Failures, br.Attempts, br.Attempts), nil
+		attempts := strconv.Itoa(br.Attempts)
+		return "next-attempt-at " + br.NextAttempt.UTC().Format(time.DateTime) +
+			"\nn-download-failures " + strconv.Itoa(br.Failures) +
+			"\nn-download-attempts " + attempts +
+			"\nschedule DL_SCHED_BRIDGE\nwant-authority DL_WANT_ANY_DIRSERVER\nincrement-on DL_SCHED_INCREMENT_ATTEMPT\nbackoff DL_SCHED_RANDOM_EXPONENTIAL" +
+			"\nlast-backoff-position " + attempts + "\nlast-delay-used 0", nil
 	}
-	return "", control.Errorf(552, "Unknown bridge %s", fp)
+	return "", &control.Error{Code: control.CodeUnrecognizedEntity, Msg: "Unknown bridge " + fp}
 }

@@ -2,7 +2,6 @@ package ctlbackend
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -106,7 +105,7 @@ func Translate(ev event.Event) []control.Event {
 	case event.Transport:
 		if e.Type == "LAUNCHED" {
 			// 650 TRANSPORT_LAUNCHED client obfs4 127.0.0.1 38265
-			return []control.Event{{Type: "TRANSPORT_LAUNCHED", Body: fmt.Sprintf("client %s %s %d", e.Name, e.Addr.Addr(), e.Addr.Port())}}
+			return []control.Event{{Type: "TRANSPORT_LAUNCHED", Body: "client " + e.Name + " " + e.Addr.Addr().String() + " " + strconv.Itoa(int(e.Addr.Port()))}}
 		}
 		// C tor: "650 PT_LOG PT=/usr/bin/obfs4proxy SEVERITY=debug
 		// MESSAGE=..." and "650 PT_STATUS PT=... TRANSPORT=obfs4 ...".
