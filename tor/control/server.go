@@ -311,7 +311,12 @@ func (c *conn) reply(f func(w *ReplyWriter)) {
 
 func (c *conn) replyErr(e *Error) { c.reply(func(w *ReplyWriter) { w.Error(e) }) }
 
-func (c *conn) ok() { c.reply(func(w *ReplyWriter) { w.End(CodeOK, "OK") }) }
+func (c *conn) ok() { c.reply(writeOK) }
+
+func writeOK(w *ReplyWriter) { w.End(CodeOK, "OK") }
+
+// writeQuit is the reply to QUIT.
+func writeQuit(w *ReplyWriter) { w.End(CodeOK, "closing connection") }
 
 // cleanup removes the connection's non-detached onion services and ends
 // ownership.
@@ -354,7 +359,7 @@ func (c *conn) handle(cmd *Command) bool {
 	var e *Error
 	switch cmd.Keyword {
 	case "QUIT":
-		c.reply(func(w *ReplyWriter) { w.End(CodeOK, "closing connection") })
+		c.reply(writeQuit)
 		return false
 	case "PROTOCOLINFO":
 		e = c.protocolInfo(cmd)
@@ -390,7 +395,7 @@ func (c *conn) handlePreAuth(cmd *Command) bool {
 	switch {
 	case c.safeCookie != nil && cmd.Keyword != "AUTHENTICATE":
 	case cmd.Keyword == "QUIT":
-		c.reply(func(w *ReplyWriter) { w.End(CodeOK, "closing connection") })
+		c.reply(writeQuit)
 		return false
 	case cmd.Keyword == "PROTOCOLINFO" && !c.sawProtoInfo:
 		c.sawProtoInfo = true
