@@ -197,14 +197,14 @@ func (c *Commands) DelOnion(id string) error {
 // The control server tracks which connection owns a service; the backend
 // sees all of them, so onions/current lists every non-detached service.
 func (c *Commands) OnionIDs(detached bool) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	var ids []string
+	c.mu.Lock()
 	for id, e := range c.svcs {
 		if e.detached == detached {
 			ids = append(ids, id)
 		}
 	}
+	c.mu.Unlock()
 	sort.Strings(ids)
 	return strings.Join(ids, "\n")
 }

@@ -135,7 +135,6 @@ func (s *Server) Emit(e Event) {
 		return
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for c := range s.conns {
 		if !c.subscribed(i) {
 			continue
@@ -147,6 +146,7 @@ func (s *Server) Emit(e Event) {
 			c.cancel()
 		}
 	}
+	s.mu.Unlock()
 }
 
 // LogHook turns log messages into NOTICE/WARN/ERR events; register it with
@@ -302,11 +302,11 @@ func writeEvent(w *ReplyWriter, e Event) {
 // reply writes one whole reply atomically with respect to events.
 func (c *conn) reply(f func(w *ReplyWriter)) {
 	c.wmu.Lock()
-	defer c.wmu.Unlock()
 	f(c.w)
 	if err := c.w.Flush(); err != nil {
 		c.cancel()
 	}
+	c.wmu.Unlock()
 }
 
 func (c *conn) replyErr(e *Error) { c.reply(func(w *ReplyWriter) { w.Error(e) }) }

@@ -117,12 +117,12 @@ func New(cfg Config) (*Backend, error) {
 // Close cancels a deferred NEWNYM.
 func (b *Backend) Close() {
 	b.nymMu.Lock()
-	defer b.nymMu.Unlock()
 	b.closed = true
 	if b.nymPending != nil {
 		b.nymPending.Stop()
 		b.nymPending = nil
 	}
+	b.nymMu.Unlock()
 }
 
 func boolString(v bool) string {
@@ -219,13 +219,12 @@ func (b *Backend) newNym() {
 	if b.nymPending == nil && !b.closed {
 		b.nymPending = time.AfterFunc(delay, func() {
 			b.nymMu.Lock()
-			defer b.nymMu.Unlock()
-			if b.closed {
-				return
+			if !b.closed {
+				b.nymPending = nil
+				b.lastNym = b.cfg.Now()
+				b.cfg.Client.NewNym()
 			}
-			b.nymPending = nil
-			b.lastNym = b.cfg.Now()
-			b.cfg.Client.NewNym()
+			b.nymMu.Unlock()
 		})
 	}
 	secs := int((delay + time.Second - 1) / time.Second)

@@ -222,8 +222,9 @@ func uptimeInfo(b *Backend, _ string) (string, error) {
 
 func dormantInfo(b *Backend, _ string) (string, error) {
 	b.nymMu.Lock()
-	defer b.nymMu.Unlock()
-	return boolString(b.dormant), nil
+	d := b.dormant
+	b.nymMu.Unlock()
+	return boolString(d), nil
 }
 
 func listenersInfo(b *Backend, key string) (string, error) {

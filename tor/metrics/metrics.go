@@ -361,9 +361,9 @@ func (v *CounterVec) Delete(values ...string) bool { return v.f.delete(values) }
 func (f *family) delete(values []string) bool {
 	key := strings.Join(values, "\xff")
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	_, ok := f.children[key]
 	delete(f.children, key)
+	f.mu.Unlock()
 	return ok
 }
 
