@@ -68,14 +68,7 @@ var infoKeys = []infoKey{
 // GetInfo implements control.Backend.
 func (b *Backend) GetInfo(key string) (string, error) {
 	if key == "info/names" {
-		var sb strings.Builder
-		for i, k := range infoKeys {
-			if i > 0 {
-				sb.WriteByte('\n')
-			}
-			sb.WriteString(k.key + " -- " + k.doc)
-		}
-		return sb.String(), nil
+		return lines(len(infoKeys), func(i int) string { return infoKeys[i].key + " -- " + infoKeys[i].doc }), nil
 	}
 	var get func(*Backend, string) (string, error)
 	for _, k := range infoKeys {
@@ -93,6 +86,18 @@ func (b *Backend) GetInfo(key string) (string, error) {
 	return get(b, key)
 }
 
+// lines joins n lines made by line, one a line.
+func lines(n int, line func(i int) string) string {
+	var sb strings.Builder
+	for i := range n {
+		if i > 0 {
+			sb.WriteByte('\n')
+		}
+		sb.WriteString(line(i))
+	}
+	return sb.String()
+}
+
 func versionInfo(b *Backend, _ string) (string, error) { return b.cfg.Version, nil }
 
 func configFile(b *Backend, _ string) (string, error) { return b.cfg.Sources.TorrcPath(), nil }
@@ -107,15 +112,13 @@ func configDefaultsFile(b *Backend, _ string) (string, error) {
 func configTextInfo(b *Backend, _ string) (string, error) { return b.configText() }
 
 func configNames(*Backend, string) (string, error) {
-	var out []string
-	for _, o := range config.Options() {
-		typ := " String"
-		if o.List {
-			typ = " LineList"
+	opts := config.Options()
+	return lines(len(opts), func(i int) string {
+		if opts[i].List {
+			return opts[i].Name + " LineList"
 		}
-		out = append(out, o.Name+typ)
-	}
-	return strings.Join(out, "\n"), nil
+		return opts[i].Name + " String"
+	}), nil
 }
 
 // bootstrapInfo answers the status/* keys from the bootstrap status.
@@ -131,32 +134,27 @@ func bootstrapInfo(b *Backend, key string) (string, error) {
 }
 
 func circuitStatus(b *Backend, _ string) (string, error) {
-	var out []string
-	for _, ci := range b.cfg.Client.Circuits() {
-		out = append(out, circEvent(&ci).Event().Body)
-	}
-	return strings.Join(out, "\n"), nil
+	cs := b.cfg.Client.Circuits()
+	return lines(len(cs), func(i int) string { return circEvent(&cs[i]).Event().Body }), nil
 }
 
 func streamStatus(b *Backend, _ string) (string, error) {
-	var out []string
-	for _, si := range b.cfg.Client.Streams() {
-		out = append(out, strconv.FormatUint(si.ID, 10)+" "+si.Status+" "+strconv.FormatUint(si.CircID, 10)+" "+si.Target)
-	}
-	return strings.Join(out, "\n"), nil
+	ss := b.cfg.Client.Streams()
+	return lines(len(ss), func(i int) string {
+		s := &ss[i]
+		return strconv.FormatUint(s.ID, 10) + " " + s.Status + " " + strconv.FormatUint(s.CircID, 10) + " " + s.Target
+	}), nil
 }
 
 func orconnStatus(b *Backend, _ string) (string, error) {
-	var out []string
-	for _, ch := range b.cfg.Client.Channels() {
-		out = append(out, channelTarget(&ch)+" "+ch.Status)
-	}
-	return strings.Join(out, "\n"), nil
+	chs := b.cfg.Client.Channels()
+	return lines(len(chs), func(i int) string { return channelTarget(&chs[i]) + " " + chs[i].Status }), nil
 }
 
 func entryGuards(b *Backend, _ string) (string, error) {
-	var out []string
-	for _, g := range b.cfg.Client.Guards() {
+	gs := b.cfg.Client.Guards()
+	return lines(len(gs), func(i int) string {
+		g := &gs[i]
 		status := "up"
 		switch {
 		case g.Reachable == guard.No:
@@ -166,9 +164,8 @@ func entryGuards(b *Backend, _ string) (string, error) {
 		case !g.Listed:
 			status = "unlisted"
 		}
-		out = append(out, event.RelayRef{ID: g.ID, Nickname: g.Nickname}.LongName()+" "+status)
-	}
-	return strings.Join(out, "\n"), nil
+		return event.RelayRef{ID: g.ID, Nickname: g.Nickname}.LongName() + " " + status
+	}), nil
 }
 
 // errNoBridges answers the bridge download keys when no bridges are used.
