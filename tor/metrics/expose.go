@@ -168,8 +168,12 @@ func formatFloat(v float64) string {
 // scrape time through runtime/metrics: goroutines, memory mapped from the
 // OS, live heap objects, heap goal and GC cycles.
 func RegisterGoRuntime(r *Registry) error {
-	sample := func(name string) func() float64 {
-		return func() float64 {
+	for _, g := range goRuntimeMetrics {
+		name := g.sample
+		fn := func() float64 {
+			if name == "" {
+				return float64(runtime.NumGoroutine())
+			}
 			s := []metrics.Sample{{Name: name}}
 			metrics.Read(s)
 			switch s[0].Value.Kind() {
@@ -180,20 +184,22 @@ func RegisterGoRuntime(r *Registry) error {
 			}
 			return math.NaN()
 		}
-	}
-	gauges := []struct{ name, help, sample string }{
-		{"go_memory_total_bytes", "All memory mapped by the Go runtime into the process.", "/memory/classes/total:bytes"},
-		{"go_memory_heap_objects_bytes", "Memory occupied by live and not-yet-swept heap objects.", "/memory/classes/heap/objects:bytes"},
-		{"go_gc_heap_goal_bytes", "Heap size target for the end of the GC cycle.", "/gc/heap/goal:bytes"},
-	}
-	for _, g := range gauges {
-		if err := r.NewGaugeFunc(g.name, g.help, sample(g.sample)); err != nil {
+		if err := r.registerFunc(g.kind, g.name, g.help, fn); err != nil {
 			return err
 		}
 	}
-	if err := r.NewGaugeFunc("go_goroutines", "Number of goroutines that currently exist.",
-		func() float64 { return float64(runtime.NumGoroutine()) }); err != nil {
-		return err
-	}
-	return r.NewCounterFunc("go_gc_cycles_total", "Completed GC cycles.", sample("/gc/cycles/total:gc-cycles"))
+	return nil
+}
+
+// goRuntimeMetrics are the metrics of RegisterGoRuntime and the
+// runtime/metrics samples they read ("" for the goroutine count).
+var goRuntimeMetrics = []struct {
+	kind               Kind
+	name, help, sample string
+}{
+	{KindGauge, "go_memory_total_bytes", "All memory mapped by the Go runtime into the process.", "/memory/classes/total:bytes"},
+	{KindGauge, "go_memory_heap_objects_bytes", "Memory occupied by live and not-yet-swept heap objects.", "/memory/classes/heap/objects:bytes"},
+	{KindGauge, "go_gc_heap_goal_bytes", "Heap size target for the end of the GC cycle.", "/gc/heap/goal:bytes"},
+	{KindGauge, "go_goroutines", "Number of goroutines that currently exist.", ""},
+	{KindCounter, "go_gc_cycles_total", "Completed GC cycles.", "/gc/cycles/total:gc-cycles"},
 }
