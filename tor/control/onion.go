@@ -86,7 +86,7 @@ func ParseAddOnion(args string) (*AddOnionRequest, error) {
 			}
 			req.Ports = append(req.Ports, p)
 		case "flags":
-			for f := range strings.SplitSeq(a.Value, ",") {
+			for _, f := range strings.Split(a.Value, ",") {
 				switch strings.ToLower(f) {
 				case "discardpk":
 					req.DiscardPK = true
@@ -292,7 +292,7 @@ func ParseOnionClientAuthAdd(args string) (*OnionClientCredential, error) {
 			}
 			cred.ClientName = a.Value
 		case a.HasKey && strings.EqualFold(a.Key, "Flags"):
-			for f := range strings.SplitSeq(a.Value, ",") {
+			for _, f := range strings.Split(a.Value, ",") {
 				if !strings.EqualFold(f, "Permanent") {
 					return nil, ErrorWith(CodeSyntaxArgs, "Invalid 'Flags' argument:", f)
 				}
