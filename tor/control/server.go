@@ -470,10 +470,8 @@ func (c *conn) authChallenge(cmd *Command) *Error {
 	}
 	sh, ch := SafeCookieHashes(c.s.cfg.Auth.Cookie, nonce, serverNonce)
 	c.safeCookie = ch
-	c.reply(func(w *ReplyWriter) {
-		w.End(CodeOK, "AUTHCHALLENGE SERVERHASH="+strings.ToUpper(hex.EncodeToString(sh))+
-			" SERVERNONCE="+strings.ToUpper(hex.EncodeToString(serverNonce)))
-	})
+	h := strings.ToUpper(hex.EncodeToString(append(sh, serverNonce...))) // both 32 bytes
+	c.reply(func(w *ReplyWriter) { w.End(CodeOK, "AUTHCHALLENGE SERVERHASH="+h[:64]+" SERVERNONCE="+h[64:]) })
 	return nil
 }
 
