@@ -3,6 +3,7 @@ package control
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Reply status codes used by the control protocol (control-spec section 4).
@@ -45,7 +46,15 @@ func Errorf(code int, format string, args ...any) *Error {
 // ErrorWith returns an *Error whose text is msg, a space and value as a
 // QuotedString, the way C tor's replies name a refused argument.
 func ErrorWith(code int, msg, value string) *Error {
-	return &Error{code, msg + " " + QuoteString(value)}
+	// A Builder rather than a concatenation: the body is then too big to
+	// be inlined into its many callers, which keeps them small.
+	q := QuoteString(value)
+	var b strings.Builder
+	b.Grow(len(msg) + 1 + len(q))
+	b.WriteString(msg)
+	b.WriteByte(' ')
+	b.WriteString(q)
+	return &Error{code, b.String()}
 }
 
 // argsError is the 512 reply to bad arguments of command keyword.
