@@ -46,20 +46,23 @@ func knownEvent(name string) bool {
 	return false
 }
 
-// kv returns s with " KEY=value" appended when value is not empty.
-func kv(s, key, value string) string {
-	if value == "" {
-		return s
+// kvs returns s with " KEY=value" appended for each pair of keys and
+// values whose value is not empty.
+func kvs(s string, pairs ...string) string {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i+1] != "" {
+			s += " " + pairs[i] + "=" + pairs[i+1]
+		}
 	}
-	return s + " " + key + "=" + value
+	return s
 }
 
-// reasons appends REASON and, with it, REMOTE_REASON.
-func reasons(s, reason, remote string) string {
+// remoteReason is REMOTE_REASON's value: only given with a REASON.
+func remoteReason(reason, remote string) string {
 	if reason == "" {
-		return s
+		return ""
 	}
-	return kv(kv(s, "REASON", reason), "REMOTE_REASON", remote)
+	return remote
 }
 
 // isoTimeFrac formats t as control-spec ISOTime2Frac with microseconds, as
@@ -88,14 +91,13 @@ func (c CircEvent) Event() Event {
 	if len(c.Path) > 0 {
 		s += " " + strings.Join(c.Path, ",")
 	}
-	s = kv(s, "BUILD_FLAGS", strings.Join(c.BuildFlags, ","))
-	s = kv(s, "PURPOSE", c.Purpose)
-	s = kv(s, "HS_STATE", c.HSState)
-	s = kv(s, "REND_QUERY", c.RendQuery)
+	created := ""
 	if !c.TimeCreated.IsZero() {
-		s = kv(s, "TIME_CREATED", isoTimeFrac(c.TimeCreated))
+		created = isoTimeFrac(c.TimeCreated)
 	}
-	return Event{Type: "CIRC", Body: reasons(s, c.Reason, c.RemoteReason)}
+	return Event{Type: "CIRC", Body: kvs(s, "BUILD_FLAGS", strings.Join(c.BuildFlags, ","), "PURPOSE", c.Purpose,
+		"HS_STATE", c.HSState, "REND_QUERY", c.RendQuery, "TIME_CREATED", created,
+		"REASON", c.Reason, "REMOTE_REASON", remoteReason(c.Reason, c.RemoteReason))}
 }
 
 // StreamEvent is a STREAM event (control-spec 4.1.2).
@@ -117,10 +119,9 @@ func (s StreamEvent) Event() Event {
 	if circ == "" {
 		circ = "0"
 	}
-	b := reasons(s.ID+" "+s.Status+" "+circ+" "+s.Target, s.Reason, s.RemoteReason)
-	b = kv(b, "SOURCE", s.Source)
-	b = kv(b, "SOURCE_ADDR", s.SourceAddr)
-	return Event{Type: "STREAM", Body: kv(b, "PURPOSE", s.Purpose)}
+	return Event{Type: "STREAM", Body: kvs(s.ID+" "+s.Status+" "+circ+" "+s.Target,
+		"REASON", s.Reason, "REMOTE_REASON", remoteReason(s.Reason, s.RemoteReason),
+		"SOURCE", s.Source, "SOURCE_ADDR", s.SourceAddr, "PURPOSE", s.Purpose)}
 }
 
 // ORConnEvent is an ORCONN event (control-spec 4.1.3).
@@ -134,11 +135,11 @@ type ORConnEvent struct {
 
 // Event formats o.
 func (o ORConnEvent) Event() Event {
-	s := kv(o.Target+" "+o.Status, "REASON", o.Reason)
+	ncircs := ""
 	if o.NCircs > 0 {
-		s = kv(s, "NCIRCS", strconv.Itoa(o.NCircs))
+		ncircs = strconv.Itoa(o.NCircs)
 	}
-	return Event{Type: "ORCONN", Body: kv(s, "ID", o.ID)}
+	return Event{Type: "ORCONN", Body: kvs(o.Target+" "+o.Status, "REASON", o.Reason, "NCIRCS", ncircs, "ID", o.ID)}
 }
 
 // BWEvent returns a BW event: bytes read and written in the last second.
@@ -207,8 +208,7 @@ func (h HSDescEvent) Event() Event {
 	if h.DescriptorID != "" {
 		s += " " + h.DescriptorID
 	}
-	s = kv(s, "REASON", h.Reason)
-	return Event{Type: "HS_DESC", Body: kv(s, "HSDIR_INDEX", h.HSDirIndex)}
+	return Event{Type: "HS_DESC", Body: kvs(s, "REASON", h.Reason, "HSDIR_INDEX", h.HSDirIndex)}
 }
 
 // LogEvent returns the DEBUG/INFO/NOTICE/WARN/ERR event for a log message.
