@@ -54,6 +54,7 @@ package clientmetrics
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"tinytor/tor"
 	"tinytor/tor/event"
@@ -409,11 +410,11 @@ func ccStat(c *tor.Client, m scraped) float64 {
 // minRTT is the lowest RTT seen on the open circuits with congestion
 // control (0 with none).
 func minRTT(c *tor.Client) float64 {
-	low := 0.0
+	var low time.Duration
 	for _, s := range c.CongestionStats() {
-		if v := s.MinRTT.Seconds(); s.Enabled && v > 0 && (low == 0 || v < low) {
-			low = v
+		if s.Enabled && s.MinRTT > 0 && (low == 0 || s.MinRTT < low) {
+			low = s.MinRTT
 		}
 	}
-	return low
+	return low.Seconds()
 }
