@@ -102,6 +102,10 @@ func validName(s string, label bool) bool {
 	return !label || !strings.HasPrefix(s, "__")
 }
 
+// seriesSuffixes name the series of a family: the name itself, and for
+// histograms the name with these suffixes too.
+var seriesSuffixes = [...]string{"", "_bucket", "_sum", "_count"}
+
 func (r *Registry) register(f *family) error {
 	if msg := f.check(); msg != "" {
 		return &Error{Metric: f.name, Msg: msg}
@@ -109,17 +113,17 @@ func (r *Registry) register(f *family) error {
 	f.children = map[string]*child{}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	names := []string{f.name}
+	suffixes := seriesSuffixes[:1]
 	if f.kind == KindHistogram {
-		names = append(names, f.name+"_bucket", f.name+"_sum", f.name+"_count")
+		suffixes = seriesSuffixes[:]
 	}
-	for _, n := range names {
-		if r.taken[n] {
-			return &Error{f.name, "series " + n, ErrDuplicate}
+	for _, sfx := range suffixes {
+		if r.taken[f.name+sfx] {
+			return &Error{f.name, "series " + f.name + sfx, ErrDuplicate}
 		}
 	}
-	for _, n := range names {
-		r.taken[n] = true
+	for _, sfx := range suffixes {
+		r.taken[f.name+sfx] = true
 	}
 	r.fams[f.name] = f
 	return nil
