@@ -593,9 +593,8 @@ func (c *conn) getInfo(cmd *Command) *Error {
 	if e != nil {
 		return e
 	}
-	type kv struct{ k, v string }
-	var out []kv
-	for _, a := range as {
+	vals := make([]string, len(as))
+	for i, a := range as {
 		key := a.Value
 		if a.HasKey || a.Quoted {
 			return ErrorWith(CodeUnrecognizedEntity, "Unrecognized key", keyValue(a))
@@ -623,14 +622,14 @@ func (c *conn) getInfo(cmd *Command) *Error {
 		if err != nil {
 			return asError(err, "Unrecognized key "+QuoteString(key))
 		}
-		out = append(out, kv{key, v})
+		vals[i] = v
 	}
 	c.reply(func(w *ReplyWriter) {
-		for _, p := range out {
-			if strings.ContainsAny(p.v, "\r\n") {
-				w.Data(CodeOK, p.k+"=", p.v)
+		for i, v := range vals {
+			if k := as[i].Value + "="; strings.ContainsAny(v, "\r\n") {
+				w.Data(CodeOK, k, v)
 			} else {
-				w.Mid(CodeOK, p.k+"="+p.v)
+				w.Mid(CodeOK, k+v)
 			}
 		}
 		w.End(CodeOK, "OK")
