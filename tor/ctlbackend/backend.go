@@ -188,15 +188,13 @@ func (b *Backend) Signal(name string) error {
 	case "CLEARDNSCACHE":
 		// tinytor resolves every name at the exit and keeps no cache.
 		b.log.Infof("CLEARDNSCACHE: tinytor keeps no DNS cache; nothing to clear.")
-	case "HEARTBEAT":
+	case "HEARTBEAT", "DUMP":
 		b.heartbeat()
 	case "DORMANT", "ACTIVE":
 		b.nymMu.Lock()
 		b.dormant = name == "DORMANT"
 		b.nymMu.Unlock()
 		b.log.Noticef("Controller sent %s; tinytor has no dormant mode yet and keeps running normally.", name)
-	case "DUMP":
-		b.heartbeat()
 	default:
 		return &control.Error{Code: control.CodeUnrecognizedEntity, Msg: "Unrecognized signal code " + control.QuoteString(name) + ": not supported by tinytor"}
 	}

@@ -57,8 +57,7 @@ func (r *Registry) WriteTo(w io.Writer) (int64, error) {
 }
 
 func (f *family) write(w *countingWriter) {
-	w.str("# HELP " + f.name + " " + escapeHelp(f.help) + "\n")
-	w.str("# TYPE " + f.name + " " + f.kind.String() + "\n")
+	w.str("# HELP " + f.name + " " + escapeHelp(f.help) + "\n# TYPE " + f.name + " " + f.kind.String() + "\n")
 	if f.fn != nil {
 		w.str(f.name + " " + formatFloat(f.fn()) + "\n")
 		return
