@@ -97,11 +97,11 @@ func (c *Commands) AddOnion(req *control.AddOnionRequest) (*control.AddOnionResu
 		key, err = keys.FromExpanded(req.PrivateKey)
 	}
 	if err != nil {
-		return nil, internalError("Failed to generate or decode the onion service key: ", err)
+		return nil, control.WrapError(control.CodeInternal, "Failed to generate or decode the onion service key: ", err)
 	}
 	a, err := addr.FromKey(key.Public())
 	if err != nil {
-		return nil, internalError("Invalid onion service key: ", err)
+		return nil, control.WrapError(control.CodeInternal, "Invalid onion service key: ", err)
 	}
 	hc := config.HiddenService{
 		Version:                3,
@@ -134,7 +134,7 @@ func (c *Commands) AddOnion(req *control.AddOnionRequest) (*control.AddOnionResu
 		Rand:       c.cfg.Client.Rand(),
 	})
 	if err != nil {
-		return nil, internalError("Failed to add onion service: ", err)
+		return nil, control.WrapError(control.CodeInternal, "Failed to add onion service: ", err)
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
 	e := &ephemeral{svc: svc, detached: req.Detach, cancel: cancel, done: make(chan struct{})}
@@ -222,11 +222,6 @@ var (
 	errX25519Key    = &control.Error{Code: control.CodeUnrecognizedEntity, Msg: "Failed to decode x25519 private key"}
 	errServerArg    = &control.Error{Code: control.CodeInternal, Msg: "HSFETCH with SERVER= is not supported by tinytor: it asks the responsible HSDirs"}
 )
-
-// internalError is the 551 reply msg followed by err's text.
-func internalError(msg string, err error) error {
-	return &control.Error{Code: control.CodeInternal, Msg: msg + err.Error()}
-}
 
 // badAddress is the 512 reply to an address that is not a v3 onion
 // address.

@@ -57,6 +57,12 @@ func ErrorWith(code int, msg, value string) *Error {
 	return &Error{code, b.String()}
 }
 
+// WrapError returns an *Error whose text is msg followed by err's text,
+// kept on one line.
+func WrapError(code int, msg string, err error) *Error {
+	return &Error{code, oneLine(msg + err.Error())}
+}
+
 // argsError is the 512 reply to bad arguments of command keyword.
 func argsError(keyword, why string) *Error {
 	return &Error{CodeSyntaxArgs, "Bad arguments to " + keyword + ": " + why}

@@ -33,7 +33,7 @@ func ParseMapAddress(args string) ([]MapAddressEntry, error) {
 func (c *conn) mapAddress(cmd *Command) *Error {
 	entries, err := ParseMapAddress(cmd.Args)
 	if err != nil {
-		return &Error{CodeSyntaxArgs, "syntax error: " + err.Error()}
+		return WrapError(CodeSyntaxArgs, "syntax error: ", err)
 	}
 	lines := make([]*Error, 0, len(entries))
 	for _, e := range entries {

@@ -50,7 +50,7 @@ func (b *Backend) MapAddress(from, to string) (string, error) {
 	default:
 		if err := m.Register(from, to, addrmap.FromController, time.Time{}); err != nil {
 			b.log.Warnf("Skipping invalid argument %s in MapAddress msg: %v", mapping, err)
-			return "", &control.Error{Code: control.CodeSyntaxArgs, Msg: "syntax error: invalid address mapping  " + mapping + ": " + err.Error()}
+			return "", control.WrapError(control.CodeSyntaxArgs, "syntax error: invalid address mapping  "+mapping+": ", err)
 		}
 	}
 	if err != nil {

@@ -119,7 +119,7 @@ func (b *Backend) setConf(entries []control.ConfEntry) error {
 	newLayers := append(slices.Clone(layers[:len(layers)-1]), ctl)
 	nc, err := config.Build(b.cfg.Sources.Env, newLayers...)
 	if err != nil {
-		return &control.Error{Code: control.CodeUnrecognizedArg, Msg: "Unacceptable option value: " + err.Error()}
+		return control.WrapError(control.CodeUnrecognizedArg, "Unacceptable option value: ", err)
 	}
 	for _, name := range fixedOptions {
 		if !touched[name] {
@@ -135,7 +135,7 @@ func (b *Backend) setConf(entries []control.ConfEntry) error {
 		b.log.Warnf("%s", w)
 	}
 	if err := b.cfg.Apply(nc); err != nil {
-		return &control.Error{Code: control.CodeInvalidConfig, Msg: "Unable to set option: " + err.Error()}
+		return control.WrapError(control.CodeInvalidConfig, "Unable to set option: ", err)
 	}
 	b.ctl, b.built = ctl, nc
 	return nil
