@@ -87,7 +87,7 @@ type ephemeral struct {
 // service whose key lives in memory only.
 func (c *Commands) AddOnion(req *control.AddOnionRequest) (*control.AddOnionResult, error) {
 	if req.NonAnonymous {
-		return nil, control.Errorf(551, "Non-anonymous onion services are not supported by tinytor")
+		return nil, errNonAnonymous
 	}
 	var key *keys.SigningKey
 	var err error
@@ -97,11 +97,11 @@ func (c *Commands) AddOnion(req *control.AddOnionRequest) (*control.AddOnionResu
 		key, err = keys.FromExpanded(req.PrivateKey)
 	}
 	if err != nil {
-		return nil, control.Errorf(551, "Failed to generate or decode the onion service key: %v", err)
+		return nil, control.WrapError(control.CodeInternal, "Failed to generate or decode the onion service key: ", err)
 	}
 	a, err := addr.FromKey(key.Public())
 	if err != nil {
-		return nil, control.Errorf(551, "Invalid onion service key: %v", err)
+		return nil, control.WrapError(control.CodeInternal, "Invalid onion service key: ", err)
 	}
 	hc := config.HiddenService{
 		Version:                3,
@@ -109,9 +109,9 @@ func (c *Commands) AddOnion(req *control.AddOnionRequest) (*control.AddOnionResu
 		MaxStreamsCloseCircuit: req.MaxStreamsCloseCircuit,
 	}
 	for _, p := range req.Ports {
-		hp, err := onionPort(p)
-		if err != nil {
-			return nil, err
+		hp, ok := onionPort(p)
+		if !ok {
+			return nil, control.ErrorWith(control.CodeSyntaxArgs, "Invalid VIRTPORT/TARGET:", strconv.Itoa(int(p.Virt))+","+p.Target)
 		}
 		hc.Ports = append(hc.Ports, hp)
 	}
@@ -119,13 +119,10 @@ func (c *Commands) AddOnion(req *control.AddOnionRequest) (*control.AddOnionResu
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ctx.Err() != nil {
-		return nil, control.Errorf(551, "the onion commands are closed")
+		return nil, errClosed
 	}
-	if _, ok := c.svcs[id]; ok {
-		return nil, control.Errorf(550, "Onion address collision")
-	}
-	if c.cfg.Collides != nil && c.cfg.Collides(id) {
-		return nil, control.Errorf(550, "Onion address collision")
+	if c.svcs[id] != nil || c.cfg.Collides != nil && c.cfg.Collides(id) {
+		return nil, errCollision
 	}
 	svc, err := service.New(c.cfg.Client, service.Options{
 		Config:     hc,
@@ -137,7 +134,7 @@ func (c *Commands) AddOnion(req *control.AddOnionRequest) (*control.AddOnionResu
 		Rand:       c.cfg.Client.Rand(),
 	})
 	if err != nil {
-		return nil, control.Errorf(551, "Failed to add onion service: %v", err)
+		return nil, control.WrapError(control.CodeInternal, "Failed to add onion service: ", err)
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
 	e := &ephemeral{svc: svc, detached: req.Detach, cancel: cancel, done: make(chan struct{})}
@@ -160,36 +157,23 @@ func (c *Commands) AddOnion(req *control.AddOnionRequest) (*control.AddOnionResu
 
 // onionPort converts an ADD_ONION Port= target as C tor reads it: none
 // (127.0.0.1 at the virtual port), a port, an address:port or
-// unix:path.
-func onionPort(p control.OnionPort) (config.HiddenServicePort, error) {
-	hp := config.HiddenServicePort{VirtualPort: p.Virt}
+// unix:path. ok is false for a bad one.
+func onionPort(p control.OnionPort) (hp config.HiddenServicePort, ok bool) {
+	hp = config.HiddenServicePort{VirtualPort: p.Virt}
 	t := p.Target
-	bad := control.Errorf(512, "Invalid VIRTPORT/TARGET: %s", control.QuoteString(strconv.Itoa(int(p.Virt))+","+t))
-	switch {
-	case p.Virt == 0:
-		return hp, bad
-	case t == "":
-		hp.Target = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), p.Virt)
-	case strings.HasPrefix(t, "unix:"):
-		hp.Unix = strings.TrimPrefix(t, "unix:")
-		if hp.Unix == "" {
-			return hp, bad
-		}
-	default:
-		if n, err := strconv.ParseUint(t, 10, 16); err == nil {
-			if n == 0 {
-				return hp, bad
-			}
-			hp.Target = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(n))
-			break
-		}
-		ap, err := netip.ParseAddrPort(t)
-		if err != nil || ap.Port() == 0 {
-			return hp, bad
-		}
-		hp.Target = ap
+	if t == "" {
+		t = strconv.Itoa(int(p.Virt))
 	}
-	return hp, nil
+	if path, unix := strings.CutPrefix(t, "unix:"); unix {
+		hp.Unix = path
+		return hp, p.Virt != 0 && path != ""
+	}
+	if n, err := strconv.ParseUint(t, 10, 16); err == nil {
+		hp.Target = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(n))
+	} else if hp.Target, err = netip.ParseAddrPort(t); err != nil {
+		return hp, false
+	}
+	return hp, p.Virt != 0 && hp.Target.Port() != 0
 }
 
 // DelOnion answers DEL_ONION: it stops an ephemeral service and
@@ -200,7 +184,7 @@ func (c *Commands) DelOnion(id string) error {
 	delete(c.svcs, id)
 	c.mu.Unlock()
 	if !ok {
-		return control.Errorf(552, "Unknown Onion Service id")
+		return errUnknownID
 	}
 	e.cancel()
 	<-e.done
@@ -213,21 +197,37 @@ func (c *Commands) DelOnion(id string) error {
 // The control server tracks which connection owns a service; the backend
 // sees all of them, so onions/current lists every non-detached service.
 func (c *Commands) OnionIDs(detached bool) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	var ids []string
+	c.mu.Lock()
 	for id, e := range c.svcs {
 		if e.detached == detached {
 			ids = append(ids, id)
 		}
 	}
+	c.mu.Unlock()
 	sort.Strings(ids)
 	return strings.Join(ids, "\n")
 }
 
 // errNoOnionClient answers client-side onion commands without an onion
 // client.
-var errNoOnionClient = control.Errorf(551, "the onion service client is not running")
+var errNoOnionClient = &control.Error{Code: control.CodeInternal, Msg: "the onion service client is not running"}
+
+// Fixed replies.
+var (
+	errNonAnonymous = &control.Error{Code: control.CodeInternal, Msg: "Non-anonymous onion services are not supported by tinytor"}
+	errClosed       = &control.Error{Code: control.CodeInternal, Msg: "the onion commands are closed"}
+	errCollision    = &control.Error{Code: control.CodeUnspecified, Msg: "Onion address collision"}
+	errUnknownID    = &control.Error{Code: control.CodeUnrecognizedEntity, Msg: "Unknown Onion Service id"}
+	errX25519Key    = &control.Error{Code: control.CodeUnrecognizedEntity, Msg: "Failed to decode x25519 private key"}
+	errServerArg    = &control.Error{Code: control.CodeInternal, Msg: "HSFETCH with SERVER= is not supported by tinytor: it asks the responsible HSDirs"}
+)
+
+// badAddress is the 512 reply to an address that is not a v3 onion
+// address.
+func badAddress(address string) error {
+	return control.ErrorWith(control.CodeSyntaxArgs, "Invalid v3 address", address)
+}
 
 // OnionClientAuthAdd answers ONION_CLIENT_AUTH_ADD.
 func (c *Commands) OnionClientAuthAdd(cred *control.OnionClientCredential) (control.ClientAuthAddResult, error) {
@@ -236,18 +236,18 @@ func (c *Commands) OnionClientAuthAdd(cred *control.OnionClientCredential) (cont
 	}
 	a, err := addr.Parse(cred.Address)
 	if err != nil {
-		return 0, control.Errorf(512, "Invalid v3 address %s", control.QuoteString(cred.Address))
+		return 0, badAddress(cred.Address)
 	}
 	k, err := ecdh.X25519().NewPrivateKey(cred.PrivateKey[:])
 	if err != nil {
-		return 0, control.Errorf(552, "Failed to decode x25519 private key")
+		return 0, errX25519Key
 	}
 	replaced, err := c.cfg.Onion.AddCredential(onionclient.Credential{Address: a, Key: k, ClientName: cred.ClientName, Permanent: cred.Permanent})
 	if err != nil {
 		if errors.Is(err, onionclient.ErrNoAuthDir) {
-			return 0, control.Errorf(553, "Unable to store creds for %s: ClientOnionAuthDir is not set", control.QuoteString(cred.Address))
+			return 0, &control.Error{Code: control.CodeInvalidConfig, Msg: "Unable to store creds for " + control.QuoteString(cred.Address) + ": ClientOnionAuthDir is not set"}
 		}
-		return 0, control.Errorf(551, "%v", err)
+		return 0, err
 	}
 	if replaced {
 		return control.ClientAuthReplaced, nil
@@ -262,13 +262,9 @@ func (c *Commands) OnionClientAuthRemove(address string) (bool, error) {
 	}
 	a, err := addr.Parse(address)
 	if err != nil {
-		return false, control.Errorf(512, "Invalid v3 address %s", control.QuoteString(address))
+		return false, badAddress(address)
 	}
-	existed, err := c.cfg.Onion.RemoveCredential(a)
-	if err != nil {
-		return existed, control.Errorf(551, "%v", err)
-	}
-	return existed, nil
+	return c.cfg.Onion.RemoveCredential(a)
 }
 
 // OnionClientAuthView answers ONION_CLIENT_AUTH_VIEW.
@@ -280,7 +276,7 @@ func (c *Commands) OnionClientAuthView(address string) ([]control.OnionClientCre
 	if address != "" {
 		a, err := addr.Parse(address)
 		if err != nil {
-			return nil, control.Errorf(512, "Invalid v3 address %s", control.QuoteString(address))
+			return nil, badAddress(address)
 		}
 		which = &a
 	}
@@ -303,15 +299,15 @@ func (c *Commands) HSFetch(address string, servers []string) error {
 		return errNoOnionClient
 	}
 	if len(servers) > 0 {
-		return control.Errorf(551, "HSFETCH with SERVER= is not supported by tinytor: it asks the responsible HSDirs")
+		return errServerArg
 	}
 	if _, err := addr.Parse(address); err != nil {
-		return control.Errorf(513, "Invalid argument %s", control.QuoteString(address))
+		return control.ErrorWith(control.CodeUnrecognizedArg, "Invalid argument", address)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ctx.Err() != nil {
-		return control.Errorf(551, "the onion commands are closed")
+		return errClosed
 	}
 	c.wg.Add(1)
 	go func() {

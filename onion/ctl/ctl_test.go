@@ -12,8 +12,8 @@ func FuzzOnionPort(f *testing.F) {
 	}
 	f.Add(uint16(0), "")
 	f.Fuzz(func(t *testing.T, virt uint16, target string) {
-		hp, err := onionPort(control.OnionPort{Virt: virt, Target: target})
-		if err != nil {
+		hp, ok := onionPort(control.OnionPort{Virt: virt, Target: target})
+		if !ok {
 			return
 		}
 		if hp.VirtualPort != virt || (hp.Unix == "") == !hp.Target.IsValid() || (hp.Unix == "" && hp.Target.Port() == 0) {

@@ -54,9 +54,9 @@ package clientmetrics
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"tinytor/tor"
-	"tinytor/tor/circuit"
 	"tinytor/tor/event"
 	"tinytor/tor/guard"
 	"tinytor/tor/metrics"
@@ -67,153 +67,205 @@ import (
 // tinytor_circuit_build_seconds.
 var BuildTimeBuckets = []float64{0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60}
 
+// scraped is a metric whose value the client keeps; it is read at scrape
+// time (see value).
+type scraped int
+
+const (
+	bootstrapPercent scraped = iota
+	circuitsBuilt
+	circuitsFailed
+	circuitsOpen
+	circuitsBuilding
+	circuitBuildTimeout
+	streamsOpen
+	bytesRead
+	bytesWritten
+	channelsOpen
+	guardsSampled
+	guardsConfirmed
+	guardsPrimary
+	guardsUnreachable
+	circuitsCC
+	circuitsFixedWindow
+	ccCwnd
+	ccRTT
+	ccMinRTT
+	xoffSent
+	xonSent
+	xoffReceived
+	xonReceived
+	bridgesConfigured
+	bridgesUsable
+	transportsRunning
+	transportRestarts
+	consensusFetches
+	microdescFetches
+	microdescsRejected
+	certFetches
+	consensusBytes
+	microdescBytes
+	consensusDiffs
+	diffFallbacks
+	certBytes
+	poolCapacity
+	poolInUse
+	poolPeak
+	poolWaiting
+	poolWaits
+	poolReclaims
+	numScraped
+)
+
+// scrapedInfo describes the scraped metrics: counter (else gauge), name
+// and help text.
+var scrapedInfo = [numScraped]struct {
+	counter    bool
+	name, help string
+}{
+	bootstrapPercent:    {false, "tinytor_bootstrap_percent", "Bootstrap progress in percent."},
+	circuitsBuilt:       {true, "tinytor_circuits_built_total", "Circuits completed."},
+	circuitsFailed:      {true, "tinytor_circuits_failed_total", "Circuit builds that failed."},
+	circuitsOpen:        {false, "tinytor_circuits_open", "Circuits built and not yet closed."},
+	circuitsBuilding:    {false, "tinytor_circuits_building", "Circuits being built."},
+	circuitBuildTimeout: {false, "tinytor_circuit_build_timeout_seconds", "Circuit build timeout in force (learned from build times, or the initial or configured value)."},
+	streamsOpen:         {false, "tinytor_streams_open", "Streams open."},
+	bytesRead:           {true, "tinytor_bytes_read_total", "Bytes read from relays, TLS included."},
+	bytesWritten:        {true, "tinytor_bytes_written_total", "Bytes written to relays, TLS included."},
+	channelsOpen:        {false, "tinytor_channels_open", "Channels (TLS connections to relays) open."},
+	guardsSampled:       {false, "tinytor_guards_sampled", "Entry guards in the guard sample."},
+	guardsConfirmed:     {false, "tinytor_guards_confirmed", "Sampled guards that have been used successfully."},
+	guardsPrimary:       {false, "tinytor_guards_primary", "Primary entry guards."},
+	guardsUnreachable:   {false, "tinytor_guards_unreachable", "Sampled guards currently marked unreachable."},
+	circuitsCC:          {false, "tinytor_circuits_cc", "Open exit circuits with congestion control (proposal 324)."},
+	circuitsFixedWindow: {false, "tinytor_circuits_fixed_window", "Open exit circuits with the fixed SENDME windows."},
+	ccCwnd:              {false, "tinytor_cc_cwnd_cells", "Mean congestion window of the open circuits with congestion control, in cells."},
+	ccRTT:               {false, "tinytor_cc_rtt_seconds", "Mean smoothed RTT of the open circuits with congestion control."},
+	ccMinRTT:            {false, "tinytor_cc_rtt_min_seconds", "Lowest RTT seen on the open circuits with congestion control."},
+	xoffSent:            {false, "tinytor_flow_xoff_sent", "XOFF cells sent on the open circuits."},
+	xonSent:             {false, "tinytor_flow_xon_sent", "XON cells sent on the open circuits."},
+	xoffReceived:        {false, "tinytor_flow_xoff_received", "XOFF cells received on the open circuits."},
+	xonReceived:         {false, "tinytor_flow_xon_received", "XON cells received on the open circuits."},
+	bridgesConfigured:   {false, "tinytor_bridges_configured", "Bridge lines in use (UseBridges 1)."},
+	bridgesUsable:       {false, "tinytor_bridges_usable", "Bridges with a verified descriptor."},
+	transportsRunning:   {false, "tinytor_transports_running", "Pluggable transports whose method is usable."},
+	transportRestarts:   {true, "tinytor_transport_restarts_total", "Managed pluggable transports restarted after they died."},
+	consensusFetches:    {true, "tinytor_dir_consensus_fetches_total", "Consensus documents downloaded."},
+	microdescFetches:    {true, "tinytor_dir_microdesc_fetches_total", "Microdescriptors downloaded."},
+	microdescsRejected:  {true, "tinytor_dir_microdescs_rejected_total", "Malformed microdescriptors skipped in downloads (each logged at warn)."},
+	certFetches:         {true, "tinytor_dir_cert_fetches_total", "Authority certificates downloaded."},
+	consensusBytes:      {true, "tinytor_dir_consensus_bytes_total", "Bytes fetched for consensus documents (and diffs), HTTP headers and compression included."},
+	microdescBytes:      {true, "tinytor_dir_microdesc_bytes_total", "Bytes fetched for microdescriptors, HTTP headers and compression included."},
+	consensusDiffs:      {true, "tinytor_dir_consensus_diffs_total", "Consensus diffs applied instead of downloading the full consensus."},
+	diffFallbacks:       {true, "tinytor_dir_diff_fallbacks_total", "Consensus diffs that could not be used; the full consensus was fetched instead."},
+	certBytes:           {true, "tinytor_dir_cert_bytes_total", "Bytes fetched for authority certificates, HTTP headers and compression included."},
+	poolCapacity:        {false, "tinytor_cell_pool_capacity", "Cells the cell pool may ever hold (the queued-cells cap)."},
+	poolInUse:           {false, "tinytor_cell_pool_cells_in_use", "Cells taken from the cell pool and not yet returned."},
+	poolPeak:            {false, "tinytor_cell_pool_cells_peak", "Highest number of cells in use so far."},
+	poolWaiting:         {false, "tinytor_cell_pool_waiting", "Reads and writes waiting for a free cell now."},
+	poolWaits:           {true, "tinytor_cell_pool_waits_total", "Reads and writes that had to wait for a free cell (back-pressure)."},
+	poolReclaims:        {true, "tinytor_cell_pool_reclaims_total", "Streams closed because their readers held a full cell pool."},
+}
+
+// value reads m from c.
+func (m scraped) value(c *tor.Client) float64 {
+	switch m {
+	case bootstrapPercent:
+		return float64(c.Status().Phase.Percent)
+	case circuitsOpen, circuitsBuilding:
+		return countCircuits(c, m == circuitsOpen)
+	case circuitBuildTimeout:
+		d, _ := c.CircuitBuildTimeout()
+		return d.Seconds()
+	case streamsOpen:
+		return float64(len(c.Streams()))
+	case bytesRead, bytesWritten:
+		r, w := c.Traffic()
+		if m == bytesWritten {
+			r = w
+		}
+		return float64(r)
+	case channelsOpen:
+		return countChannels(c)
+	case guardsSampled, guardsConfirmed, guardsPrimary, guardsUnreachable:
+		return countGuards(c, m)
+	case circuitsFixedWindow:
+		return float64(len(c.CongestionStats())) - ccStat(c, circuitsCC)
+	case ccMinRTT:
+		return minRTT(c)
+	case circuitsCC, ccCwnd, ccRTT, xoffSent, xonSent, xoffReceived, xonReceived:
+		return ccStat(c, m)
+	case bridgesConfigured:
+		return float64(len(c.Bridges()))
+	case bridgesUsable:
+		return countBridges(c)
+	case transportsRunning, transportRestarts:
+		return countTransports(c, m == transportRestarts)
+	case poolCapacity, poolInUse, poolPeak, poolWaiting, poolWaits, poolReclaims:
+		p := c.CellPool()
+		return float64([...]int64{int64(p.Capacity), int64(p.InUse), int64(p.Peak), int64(p.Waiting), int64(p.Waits), int64(p.Reclaims)}[m-poolCapacity])
+	}
+	s := c.Stats()
+	return float64([...]int64{
+		circuitsBuilt:      s.CircuitsBuilt,
+		circuitsFailed:     s.CircuitsFailed,
+		consensusFetches:   s.ConsensusFetches,
+		microdescFetches:   s.MicrodescFetches,
+		microdescsRejected: s.MicrodescsRejected,
+		certFetches:        s.CertFetches,
+		consensusBytes:     s.ConsensusBytes,
+		microdescBytes:     s.MicrodescBytes,
+		consensusDiffs:     s.ConsensusDiffs,
+		diffFallbacks:      s.ConsensusDiffFallbacks,
+		certBytes:          s.CertBytes,
+	}[m])
+}
+
 // Register adds the client's metrics to reg. Values kept by the client
 // are read at scrape time; the others are counted from the client's
 // events until stop is called.
 func Register(reg *metrics.Registry, c *tor.Client) (stop func(), err error) {
-	funcs := []struct {
-		counter    bool
-		name, help string
-		fn         func() float64
-	}{
-		{false, "tinytor_bootstrap_percent", "Bootstrap progress in percent.",
-			func() float64 { return float64(c.Status().Phase.Percent) }},
-		{true, "tinytor_circuits_built_total", "Circuits completed.",
-			func() float64 { return float64(c.Stats().CircuitsBuilt) }},
-		{true, "tinytor_circuits_failed_total", "Circuit builds that failed.",
-			func() float64 { return float64(c.Stats().CircuitsFailed) }},
-		{false, "tinytor_circuits_open", "Circuits built and not yet closed.",
-			func() float64 { return countCircuits(c, true) }},
-		{false, "tinytor_circuits_building", "Circuits being built.",
-			func() float64 { return countCircuits(c, false) }},
-		{false, "tinytor_circuit_build_timeout_seconds", "Circuit build timeout in force (learned from build times, or the initial or configured value).",
-			func() float64 { d, _ := c.CircuitBuildTimeout(); return d.Seconds() }},
-		{false, "tinytor_streams_open", "Streams open.",
-			func() float64 { return float64(len(c.Streams())) }},
-		{true, "tinytor_bytes_read_total", "Bytes read from relays, TLS included.",
-			func() float64 { r, _ := c.Traffic(); return float64(r) }},
-		{true, "tinytor_bytes_written_total", "Bytes written to relays, TLS included.",
-			func() float64 { _, w := c.Traffic(); return float64(w) }},
-		{false, "tinytor_channels_open", "Channels (TLS connections to relays) open.",
-			func() float64 { return countChannels(c) }},
-		{false, "tinytor_guards_sampled", "Entry guards in the guard sample.",
-			func() float64 { return countGuards(c, func(g guard.Info) bool { return true }) }},
-		{false, "tinytor_guards_confirmed", "Sampled guards that have been used successfully.",
-			func() float64 { return countGuards(c, func(g guard.Info) bool { return g.ConfirmedIdx >= 0 }) }},
-		{false, "tinytor_guards_primary", "Primary entry guards.",
-			func() float64 { return countGuards(c, func(g guard.Info) bool { return g.Primary }) }},
-		{false, "tinytor_guards_unreachable", "Sampled guards currently marked unreachable.",
-			func() float64 { return countGuards(c, func(g guard.Info) bool { return g.Reachable == guard.No }) }},
-		{false, "tinytor_circuits_cc", "Open exit circuits with congestion control (proposal 324).",
-			func() float64 { return ccStat(c, func(s circuit.CongestionStats) float64 { return 1 }, false) }},
-		{false, "tinytor_circuits_fixed_window", "Open exit circuits with the fixed SENDME windows.",
-			func() float64 {
-				return float64(len(c.CongestionStats())) - ccStat(c, func(circuit.CongestionStats) float64 { return 1 }, false)
-			}},
-		{false, "tinytor_cc_cwnd_cells", "Mean congestion window of the open circuits with congestion control, in cells.",
-			func() float64 {
-				return ccStat(c, func(s circuit.CongestionStats) float64 { return float64(s.Cwnd) }, true)
-			}},
-		{false, "tinytor_cc_rtt_seconds", "Mean smoothed RTT of the open circuits with congestion control.",
-			func() float64 {
-				return ccStat(c, func(s circuit.CongestionStats) float64 { return s.EWMARTT.Seconds() }, true)
-			}},
-		{false, "tinytor_cc_rtt_min_seconds", "Lowest RTT seen on the open circuits with congestion control.",
-			func() float64 { return ccMinRTT(c) }},
-		{false, "tinytor_flow_xoff_sent", "XOFF cells sent on the open circuits.",
-			func() float64 {
-				return ccStat(c, func(s circuit.CongestionStats) float64 { return float64(s.XoffSent) }, false)
-			}},
-		{false, "tinytor_flow_xon_sent", "XON cells sent on the open circuits.",
-			func() float64 {
-				return ccStat(c, func(s circuit.CongestionStats) float64 { return float64(s.XonSent) }, false)
-			}},
-		{false, "tinytor_flow_xoff_received", "XOFF cells received on the open circuits.",
-			func() float64 {
-				return ccStat(c, func(s circuit.CongestionStats) float64 { return float64(s.XoffReceived) }, false)
-			}},
-		{false, "tinytor_flow_xon_received", "XON cells received on the open circuits.",
-			func() float64 {
-				return ccStat(c, func(s circuit.CongestionStats) float64 { return float64(s.XonReceived) }, false)
-			}},
-		{false, "tinytor_bridges_configured", "Bridge lines in use (UseBridges 1).",
-			func() float64 { return float64(len(c.Bridges())) }},
-		{false, "tinytor_bridges_usable", "Bridges with a verified descriptor.",
-			func() float64 { return countBridges(c) }},
-		{false, "tinytor_transports_running", "Pluggable transports whose method is usable.",
-			func() float64 { return countTransports(c, false) }},
-		{true, "tinytor_transport_restarts_total", "Managed pluggable transports restarted after they died.",
-			func() float64 { return countTransports(c, true) }},
-		{true, "tinytor_dir_consensus_fetches_total", "Consensus documents downloaded.",
-			func() float64 { return float64(c.Stats().ConsensusFetches) }},
-		{true, "tinytor_dir_microdesc_fetches_total", "Microdescriptors downloaded.",
-			func() float64 { return float64(c.Stats().MicrodescFetches) }},
-		{true, "tinytor_dir_microdescs_rejected_total", "Malformed microdescriptors skipped in downloads (each logged at warn).",
-			func() float64 { return float64(c.Stats().MicrodescsRejected) }},
-		{true, "tinytor_dir_cert_fetches_total", "Authority certificates downloaded.",
-			func() float64 { return float64(c.Stats().CertFetches) }},
-		{true, "tinytor_dir_consensus_bytes_total", "Bytes fetched for consensus documents (and diffs), HTTP headers and compression included.",
-			func() float64 { return float64(c.Stats().ConsensusBytes) }},
-		{true, "tinytor_dir_microdesc_bytes_total", "Bytes fetched for microdescriptors, HTTP headers and compression included.",
-			func() float64 { return float64(c.Stats().MicrodescBytes) }},
-		{true, "tinytor_dir_consensus_diffs_total", "Consensus diffs applied instead of downloading the full consensus.",
-			func() float64 { return float64(c.Stats().ConsensusDiffs) }},
-		{true, "tinytor_dir_diff_fallbacks_total", "Consensus diffs that could not be used; the full consensus was fetched instead.",
-			func() float64 { return float64(c.Stats().ConsensusDiffFallbacks) }},
-		{true, "tinytor_dir_cert_bytes_total", "Bytes fetched for authority certificates, HTTP headers and compression included.",
-			func() float64 { return float64(c.Stats().CertBytes) }},
-		{false, "tinytor_cell_pool_capacity", "Cells the cell pool may ever hold (the queued-cells cap).",
-			func() float64 { return float64(c.CellPool().Capacity) }},
-		{false, "tinytor_cell_pool_cells_in_use", "Cells taken from the cell pool and not yet returned.",
-			func() float64 { return float64(c.CellPool().InUse) }},
-		{false, "tinytor_cell_pool_cells_peak", "Highest number of cells in use so far.",
-			func() float64 { return float64(c.CellPool().Peak) }},
-		{false, "tinytor_cell_pool_waiting", "Reads and writes waiting for a free cell now.",
-			func() float64 { return float64(c.CellPool().Waiting) }},
-		{true, "tinytor_cell_pool_waits_total", "Reads and writes that had to wait for a free cell (back-pressure).",
-			func() float64 { return float64(c.CellPool().Waits) }},
-		{true, "tinytor_cell_pool_reclaims_total", "Streams closed because their readers held a full cell pool.",
-			func() float64 { return float64(c.CellPool().Reclaims) }},
-	}
-	for _, f := range funcs {
-		if f.counter {
-			err = reg.NewCounterFunc(f.name, f.help, f.fn)
-		} else {
-			err = reg.NewGaugeFunc(f.name, f.help, f.fn)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("clientmetrics: %w", err)
-		}
-	}
-	buildTime, err := reg.NewHistogram("tinytor_circuit_build_seconds", "Time to build a circuit.", BuildTimeBuckets)
+	ec, err := register(reg, c)
 	if err != nil {
 		return nil, fmt.Errorf("clientmetrics: %w", err)
+	}
+	return c.Events().Subscribe(ec.observe), nil
+}
+
+// register adds the metrics and returns the counters fed by events.
+func register(reg *metrics.Registry, c *tor.Client) (*eventCounters, error) {
+	for m, info := range scrapedInfo {
+		fn := func() float64 { return scraped(m).value(c) }
+		newFunc := reg.NewGaugeFunc
+		if info.counter {
+			newFunc = reg.NewCounterFunc
+		}
+		if err := newFunc(info.name, info.help, fn); err != nil {
+			return nil, err
+		}
+	}
+	ec := &eventCounters{}
+	var err error
+	if ec.buildTime, err = reg.NewHistogram("tinytor_circuit_build_seconds", "Time to build a circuit.", BuildTimeBuckets); err != nil {
+		return nil, err
 	}
 	streams, err := reg.NewCounterVec("tinytor_streams_total", "Streams by outcome.", "outcome")
 	if err != nil {
-		return nil, fmt.Errorf("clientmetrics: %w", err)
+		return nil, err
 	}
-	streamFailures, err := reg.NewCounterVec("tinytor_stream_failures_total", "Failed streams by END reason.", "reason")
-	if err != nil {
-		return nil, fmt.Errorf("clientmetrics: %w", err)
+	if ec.streamFailures, err = reg.NewCounterVec("tinytor_stream_failures_total", "Failed streams by END reason.", "reason"); err != nil {
+		return nil, err
 	}
-	chanFailures, err := reg.NewCounter("tinytor_channel_failures_total", "Channel attempts that failed.")
-	if err != nil {
-		return nil, fmt.Errorf("clientmetrics: %w", err)
+	if ec.chanFailures, err = reg.NewCounter("tinytor_channel_failures_total", "Channel attempts that failed."); err != nil {
+		return nil, err
 	}
-	succeeded, err := streams.With("succeeded")
-	if err != nil {
-		return nil, fmt.Errorf("clientmetrics: %w", err)
+	if ec.succeeded, err = streams.With("succeeded"); err != nil {
+		return nil, err
 	}
-	failed, err := streams.With("failed")
-	if err != nil {
-		return nil, fmt.Errorf("clientmetrics: %w", err)
+	if ec.failed, err = streams.With("failed"); err != nil {
+		return nil, err
 	}
-	if err := metrics.RegisterGoRuntime(reg); err != nil {
-		return nil, fmt.Errorf("clientmetrics: %w", err)
-	}
-	ec := &eventCounters{buildTime: buildTime, succeeded: succeeded, failed: failed, streamFailures: streamFailures, chanFailures: chanFailures}
-	return c.Events().Subscribe(ec.observe), nil
+	return ec, metrics.RegisterGoRuntime(reg)
 }
 
 // eventCounters are the metrics counted from client events.
@@ -269,10 +321,15 @@ func countCircuits(c *tor.Client, built bool) float64 {
 	return float64(n)
 }
 
-func countGuards(c *tor.Client, match func(guard.Info) bool) float64 {
+// countGuards counts the guards of the sample that m counts.
+func countGuards(c *tor.Client, m scraped) float64 {
 	n := 0
 	for _, g := range c.Guards() {
-		if match(g) {
+		switch {
+		case m == guardsSampled,
+			m == guardsConfirmed && g.ConfirmedIdx >= 0,
+			m == guardsPrimary && g.Primary,
+			m == guardsUnreachable && g.Reachable == guard.No:
 			n++
 		}
 	}
@@ -317,30 +374,47 @@ func countTransports(c *tor.Client, restarts bool) float64 {
 	return float64(n)
 }
 
-// ccStat sums f over the open circuits with congestion control, or with
-// mean the average (0 with none).
-func ccStat(c *tor.Client, f func(circuit.CongestionStats) float64, mean bool) float64 {
+// ccStat sums the value m counts over the open circuits with congestion
+// control (1 each for circuitsCC), or, for the mean window and RTT, their
+// average (0 with none).
+func ccStat(c *tor.Client, m scraped) float64 {
 	sum, n := 0.0, 0
 	for _, s := range c.CongestionStats() {
-		if s.Enabled {
-			sum += f(s)
-			n++
+		if !s.Enabled {
+			continue
+		}
+		n++
+		switch m {
+		case circuitsCC:
+			sum++
+		case ccCwnd:
+			sum += float64(s.Cwnd)
+		case ccRTT:
+			sum += s.EWMARTT.Seconds()
+		case xoffSent:
+			sum += float64(s.XoffSent)
+		case xonSent:
+			sum += float64(s.XonSent)
+		case xoffReceived:
+			sum += float64(s.XoffReceived)
+		case xonReceived:
+			sum += float64(s.XonReceived)
 		}
 	}
-	if mean && n > 0 {
+	if (m == ccCwnd || m == ccRTT) && n > 0 {
 		return sum / float64(n)
 	}
 	return sum
 }
 
-// ccMinRTT is the lowest RTT seen on the open circuits with congestion
+// minRTT is the lowest RTT seen on the open circuits with congestion
 // control (0 with none).
-func ccMinRTT(c *tor.Client) float64 {
-	low := 0.0
+func minRTT(c *tor.Client) float64 {
+	var low time.Duration
 	for _, s := range c.CongestionStats() {
-		if v := s.MinRTT.Seconds(); s.Enabled && v > 0 && (low == 0 || v < low) {
-			low = v
+		if s.Enabled && s.MinRTT > 0 && (low == 0 || s.MinRTT < low) {
+			low = s.MinRTT
 		}
 	}
-	return low
+	return low.Seconds()
 }

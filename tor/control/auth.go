@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -62,7 +63,7 @@ func HashPassword(password string, salt []byte) (string, error) {
 		}
 	}
 	if len(salt) != 8 {
-		return "", fmt.Errorf("hash password: salt is %d bytes, want 8", len(salt))
+		return "", errors.New("hash password: salt is " + strconv.Itoa(len(salt)) + " bytes, want 8")
 	}
 	spec := append(append([]byte{}, salt...), s2kIndicator)
 	sum := s2k(salt, []byte(password), s2kIndicator)
@@ -74,24 +75,22 @@ func HashPassword(password string, salt []byte) (string, error) {
 func decodeHashedPassword(h string) ([]byte, error) {
 	var raw []byte
 	var err error
+	why := "neither 16:hex nor base64"
 	if rest, ok := strings.CutPrefix(h, "16:"); ok {
 		raw, err = hex.DecodeString(rest)
 		if err != nil {
-			return nil, fmt.Errorf("hashed password %q: bad hex: %w", h, err)
+			why = "bad hex: " + err.Error()
 		}
-	} else {
-		raw, err = base64.StdEncoding.DecodeString(h)
-		if err != nil {
-			raw, err = base64.RawStdEncoding.DecodeString(h)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("hashed password %q: neither 16:hex nor base64", h)
-		}
+	} else if raw, err = base64.StdEncoding.DecodeString(h); err != nil {
+		raw, err = base64.RawStdEncoding.DecodeString(h)
 	}
-	if len(raw) != 8+1+sha1.Size {
-		return nil, fmt.Errorf("hashed password %q: decodes to %d bytes, want 29", h, len(raw))
+	if err == nil {
+		if len(raw) == 8+1+sha1.Size {
+			return raw, nil
+		}
+		why = "decodes to " + strconv.Itoa(len(raw)) + " bytes, want 29"
 	}
-	return raw, nil
+	return nil, errors.New("hashed password " + strconv.Quote(h) + ": " + why)
 }
 
 // ValidateHashedPassword reports whether h is a well-formed
@@ -124,27 +123,21 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
+	err = f.Chmod(perm)
+	if err == nil {
+		_, err = f.Write(data)
 	}
-	if err := f.Chmod(perm); err != nil {
-		return fail(err)
+	if err == nil {
+		err = f.Sync()
 	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
+	if err == nil {
+		err = os.Rename(f.Name(), path)
 	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err != nil {
+		os.Remove(f.Name())
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
@@ -200,7 +193,7 @@ type AuthConfig struct {
 // validate checks the configuration and decodes the passwords.
 func (a *AuthConfig) validate() error {
 	if a.Cookie != nil && len(a.Cookie) != CookieLen {
-		return fmt.Errorf("control auth: cookie is %d bytes, want %d", len(a.Cookie), CookieLen)
+		return errors.New("control auth: cookie is " + strconv.Itoa(len(a.Cookie)) + " bytes, want 32")
 	}
 	if a.Cookie != nil && a.CookieFile == "" {
 		return errors.New("control auth: cookie authentication needs the cookie file path")

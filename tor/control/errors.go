@@ -3,6 +3,7 @@ package control
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Reply status codes used by the control protocol (control-spec section 4).
@@ -40,6 +41,31 @@ func (e *Error) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Msg) }
 // Errorf returns an *Error with the given code and formatted text.
 func Errorf(code int, format string, args ...any) *Error {
 	return &Error{Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+// ErrorWith returns an *Error whose text is msg, a space and value as a
+// QuotedString, the way C tor's replies name a refused argument.
+func ErrorWith(code int, msg, value string) *Error {
+	// A Builder rather than a concatenation: the body is then too big to
+	// be inlined into its many callers, which keeps them small.
+	q := QuoteString(value)
+	var b strings.Builder
+	b.Grow(len(msg) + 1 + len(q))
+	b.WriteString(msg)
+	b.WriteByte(' ')
+	b.WriteString(q)
+	return &Error{code, b.String()}
+}
+
+// WrapError returns an *Error whose text is msg followed by err's text,
+// kept on one line.
+func WrapError(code int, msg string, err error) *Error {
+	return &Error{code, oneLine(msg + err.Error())}
+}
+
+// argsError is the 512 reply to bad arguments of command keyword.
+func argsError(keyword, why string) *Error {
+	return &Error{CodeSyntaxArgs, "Bad arguments to " + keyword + ": " + why}
 }
 
 // ErrNotFound is returned (possibly wrapped) by a Backend when a key,

@@ -46,15 +46,23 @@ func knownEvent(name string) bool {
 	return false
 }
 
-// kv appends " KEY=value" when value is not empty.
-func kv(b *strings.Builder, key, value string) {
-	if value == "" {
-		return
+// kvs returns s with " KEY=value" appended for each pair of keys and
+// values whose value is not empty.
+func kvs(s string, pairs ...string) string {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i+1] != "" {
+			s += " " + pairs[i] + "=" + pairs[i+1]
+		}
 	}
-	b.WriteByte(' ')
-	b.WriteString(key)
-	b.WriteByte('=')
-	b.WriteString(value)
+	return s
+}
+
+// remoteReason is REMOTE_REASON's value: only given with a REASON.
+func remoteReason(reason, remote string) string {
+	if reason == "" {
+		return ""
+	}
+	return remote
 }
 
 // isoTimeFrac formats t as control-spec ISOTime2Frac with microseconds, as
@@ -79,26 +87,17 @@ type CircEvent struct {
 
 // Event formats c.
 func (c CircEvent) Event() Event {
-	var b strings.Builder
-	b.WriteString(c.ID)
-	b.WriteByte(' ')
-	b.WriteString(c.Status)
+	s := c.ID + " " + c.Status
 	if len(c.Path) > 0 {
-		b.WriteByte(' ')
-		b.WriteString(strings.Join(c.Path, ","))
+		s += " " + strings.Join(c.Path, ",")
 	}
-	kv(&b, "BUILD_FLAGS", strings.Join(c.BuildFlags, ","))
-	kv(&b, "PURPOSE", c.Purpose)
-	kv(&b, "HS_STATE", c.HSState)
-	kv(&b, "REND_QUERY", c.RendQuery)
+	created := ""
 	if !c.TimeCreated.IsZero() {
-		kv(&b, "TIME_CREATED", isoTimeFrac(c.TimeCreated))
+		created = isoTimeFrac(c.TimeCreated)
 	}
-	kv(&b, "REASON", c.Reason)
-	if c.Reason != "" {
-		kv(&b, "REMOTE_REASON", c.RemoteReason)
-	}
-	return Event{Type: "CIRC", Body: b.String()}
+	return Event{Type: "CIRC", Body: kvs(s, "BUILD_FLAGS", strings.Join(c.BuildFlags, ","), "PURPOSE", c.Purpose,
+		"HS_STATE", c.HSState, "REND_QUERY", c.RendQuery, "TIME_CREATED", created,
+		"REASON", c.Reason, "REMOTE_REASON", remoteReason(c.Reason, c.RemoteReason))}
 }
 
 // StreamEvent is a STREAM event (control-spec 4.1.2).
@@ -116,20 +115,13 @@ type StreamEvent struct {
 
 // Event formats s.
 func (s StreamEvent) Event() Event {
-	var b strings.Builder
 	circ := s.CircID
 	if circ == "" {
 		circ = "0"
 	}
-	b.WriteString(s.ID + " " + s.Status + " " + circ + " " + s.Target)
-	kv(&b, "REASON", s.Reason)
-	if s.Reason != "" {
-		kv(&b, "REMOTE_REASON", s.RemoteReason)
-	}
-	kv(&b, "SOURCE", s.Source)
-	kv(&b, "SOURCE_ADDR", s.SourceAddr)
-	kv(&b, "PURPOSE", s.Purpose)
-	return Event{Type: "STREAM", Body: b.String()}
+	return Event{Type: "STREAM", Body: kvs(s.ID+" "+s.Status+" "+circ+" "+s.Target,
+		"REASON", s.Reason, "REMOTE_REASON", remoteReason(s.Reason, s.RemoteReason),
+		"SOURCE", s.Source, "SOURCE_ADDR", s.SourceAddr, "PURPOSE", s.Purpose)}
 }
 
 // ORConnEvent is an ORCONN event (control-spec 4.1.3).
@@ -143,14 +135,11 @@ type ORConnEvent struct {
 
 // Event formats o.
 func (o ORConnEvent) Event() Event {
-	var b strings.Builder
-	b.WriteString(o.Target + " " + o.Status)
-	kv(&b, "REASON", o.Reason)
+	ncircs := ""
 	if o.NCircs > 0 {
-		kv(&b, "NCIRCS", strconv.Itoa(o.NCircs))
+		ncircs = strconv.Itoa(o.NCircs)
 	}
-	kv(&b, "ID", o.ID)
-	return Event{Type: "ORCONN", Body: b.String()}
+	return Event{Type: "ORCONN", Body: kvs(o.Target+" "+o.Status, "REASON", o.Reason, "NCIRCS", ncircs, "ID", o.ID)}
 }
 
 // BWEvent returns a BW event: bytes read and written in the last second.
@@ -172,16 +161,15 @@ type StatusEvent struct {
 
 // Event formats s; a value that is not 1*(ALNUM / "_") is quoted.
 func (s StatusEvent) Event() Event {
-	var b strings.Builder
-	b.WriteString(s.Severity + " " + s.Action)
+	b := s.Severity + " " + s.Action
 	for _, a := range s.Args {
 		v := a.Value
 		if !isStatusWord(v) {
 			v = QuoteString(v)
 		}
-		b.WriteString(" " + a.Key + "=" + v)
+		b += " " + a.Key + "=" + v
 	}
-	return Event{Type: s.Type, Body: b.String()}
+	return Event{Type: s.Type, Body: b}
 }
 
 func isStatusWord(s string) bool {
@@ -210,20 +198,17 @@ type HSDescEvent struct {
 
 // Event formats h.
 func (h HSDescEvent) Event() Event {
-	var b strings.Builder
-	orUnknown := func(s string) string {
-		if s == "" {
-			return "UNKNOWN"
+	s := h.Action
+	for _, f := range [...]string{h.Address, h.AuthType, h.HSDir} {
+		if f == "" {
+			f = "UNKNOWN"
 		}
-		return s
+		s += " " + f
 	}
-	b.WriteString(h.Action + " " + orUnknown(h.Address) + " " + orUnknown(h.AuthType) + " " + orUnknown(h.HSDir))
 	if h.DescriptorID != "" {
-		b.WriteString(" " + h.DescriptorID)
+		s += " " + h.DescriptorID
 	}
-	kv(&b, "REASON", h.Reason)
-	kv(&b, "HSDIR_INDEX", h.HSDirIndex)
-	return Event{Type: "HS_DESC", Body: b.String()}
+	return Event{Type: "HS_DESC", Body: kvs(s, "REASON", h.Reason, "HSDIR_INDEX", h.HSDirIndex)}
 }
 
 // LogEvent returns the DEBUG/INFO/NOTICE/WARN/ERR event for a log message.

@@ -1,9 +1,6 @@
 package control
 
-import (
-	"errors"
-	"fmt"
-)
+import "errors"
 
 // MapAddressEntry is one "Old=New" argument of MAPADDRESS (control-spec
 // 3.8): map the address Old to New. Old may be "." , "0.0.0.0" or "::"
@@ -23,7 +20,7 @@ func ParseMapAddress(args string) ([]MapAddressEntry, error) {
 	out := make([]MapAddressEntry, 0, len(as))
 	for _, a := range as {
 		if !a.HasKey {
-			return nil, fmt.Errorf("Too many arguments to MAPADDRESS")
+			return nil, errors.New("Too many arguments to MAPADDRESS")
 		}
 		out = append(out, MapAddressEntry{From: a.Key, To: a.Value})
 	}
@@ -33,11 +30,10 @@ func ParseMapAddress(args string) ([]MapAddressEntry, error) {
 // mapAddress answers MAPADDRESS: one reply line per mapping, "250-Old=New"
 // (New being the virtual address chosen for ".", "0.0.0.0" or "::") or
 // the error the Backend gave for it, as C tor's handle_control_mapaddress.
-func (c *conn) mapAddress(cmd *Command) {
+func (c *conn) mapAddress(cmd *Command) *Error {
 	entries, err := ParseMapAddress(cmd.Args)
 	if err != nil {
-		c.replyErr(Errorf(CodeSyntaxArgs, "syntax error: %v", err))
-		return
+		return WrapError(CodeSyntaxArgs, "syntax error: ", err)
 	}
 	lines := make([]*Error, 0, len(entries))
 	for _, e := range entries {
@@ -57,4 +53,5 @@ func (c *conn) mapAddress(cmd *Command) {
 			}
 		}
 	})
+	return nil
 }

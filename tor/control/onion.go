@@ -4,7 +4,7 @@ import (
 	"crypto/sha3"
 	"encoding/base32"
 	"encoding/base64"
-	"fmt"
+	"errors"
 	"strconv"
 	"strings"
 
@@ -45,34 +45,48 @@ type AddOnionResult struct {
 	PrivateKey []byte
 }
 
+// ADD_ONION and ONION_CLIENT_AUTH_ADD replies with fixed texts.
+var (
+	errAddOnionArgs   = &Error{CodeSyntaxArgs, "Bad arguments to ADD_ONION: Need at least 1 argument(s)"}
+	errKeyBlob        = &Error{CodeSyntaxArgs, "Invalid key type/blob"}
+	errOnionPort      = &Error{CodeSyntaxArgs, "Invalid VIRTPORT/TARGET"}
+	errClientAuthKey  = &Error{CodeSyntaxArgs, "Cannot decode v3 client auth key"}
+	errClientAuthV2   = &Error{CodeUnrecognizedArg, "ClientAuth is for v2 onion services, which are not supported; use ClientAuthV3"}
+	errMissingPort    = &Error{CodeSyntaxArgs, "Missing 'Port' argument"}
+	errED25519Key     = &Error{CodeSyntaxArgs, "Failed to decode ED25519-V3 key"}
+	errKeyType        = &Error{CodeUnrecognizedArg, "Invalid key type"}
+	errClientAuthArgs = &Error{CodeSyntaxArgs, "Incomplete ONION_CLIENT_AUTH_ADD command"}
+	errX25519Key      = &Error{CodeSyntaxArgs, "Failed to decode x25519 private key"}
+)
+
 // ParseAddOnion parses the argument text of ADD_ONION with C tor's error
 // replies.
 func ParseAddOnion(args string) (*AddOnionRequest, error) {
 	as, err := ParsePositionalArgs(args, 1)
 	if err != nil {
-		return nil, Errorf(CodeSyntaxArgs, "Bad arguments to ADD_ONION: %v", err)
+		return nil, argsError("ADD_ONION", err.Error())
 	}
 	if len(as) == 0 {
-		return nil, Errorf(CodeSyntaxArgs, "Bad arguments to ADD_ONION: Need at least 1 argument(s)")
+		return nil, errAddOnionArgs
 	}
 	key := as[0]
 	if key.HasKey || key.Quoted {
-		return nil, Errorf(CodeSyntaxArgs, "Invalid key type/blob")
+		return nil, errKeyBlob
 	}
 	req := &AddOnionRequest{}
 	for _, a := range as[1:] {
 		if !a.HasKey {
-			return nil, Errorf(CodeSyntaxArgs, "Unexpected argument %s", QuoteString(a.Value))
+			return nil, ErrorWith(CodeSyntaxArgs, "Unexpected argument", a.Value)
 		}
 		switch strings.ToLower(a.Key) {
 		case "port":
-			p, err := parseOnionPort(a.Value)
-			if err != nil {
-				return nil, Errorf(CodeSyntaxArgs, "Invalid VIRTPORT/TARGET")
+			p, ok := parseOnionPort(a.Value)
+			if !ok {
+				return nil, errOnionPort
 			}
 			req.Ports = append(req.Ports, p)
 		case "flags":
-			for f := range strings.SplitSeq(a.Value, ",") {
+			for _, f := range strings.Split(a.Value, ",") {
 				switch strings.ToLower(f) {
 				case "discardpk":
 					req.DiscardPK = true
@@ -85,33 +99,33 @@ func ParseAddOnion(args string) (*AddOnionRequest, error) {
 				case "maxstreamsclosecircuit":
 					req.MaxStreamsCloseCircuit = true
 				default:
-					return nil, Errorf(CodeSyntaxArgs, "Invalid 'Flags' argument: %s", QuoteString(f))
+					return nil, ErrorWith(CodeSyntaxArgs, "Invalid 'Flags' argument:", f)
 				}
 			}
 		case "maxstreams":
 			n, err := strconv.Atoi(a.Value)
 			if err != nil || n < 0 || n > 65535 {
-				return nil, Errorf(CodeSyntaxArgs, "Invalid MaxStreams %s", QuoteString(a.Value))
+				return nil, ErrorWith(CodeSyntaxArgs, "Invalid MaxStreams", a.Value)
 			}
 			req.MaxStreams = n
 		case "clientauthv3":
 			k, err := decodeBase32Key(a.Value)
 			if err != nil {
-				return nil, Errorf(CodeSyntaxArgs, "Cannot decode v3 client auth key")
+				return nil, errClientAuthKey
 			}
 			req.ClientAuthV3 = append(req.ClientAuthV3, k)
 		case "clientauth":
-			return nil, Errorf(CodeUnrecognizedArg, "ClientAuth is for v2 onion services, which are not supported; use ClientAuthV3")
+			return nil, errClientAuthV2
 		default:
-			return nil, Errorf(CodeUnrecognizedArg, "Unrecognized argument %s", QuoteString(a.Key))
+			return nil, ErrorWith(CodeUnrecognizedArg, "Unrecognized argument", a.Key)
 		}
 	}
 	if len(req.Ports) == 0 {
-		return nil, Errorf(CodeSyntaxArgs, "Missing 'Port' argument")
+		return nil, errMissingPort
 	}
 	typ, blob, ok := strings.Cut(key.Value, ":")
 	if !ok {
-		return nil, Errorf(CodeSyntaxArgs, "Invalid key type/blob")
+		return nil, errKeyBlob
 	}
 	switch {
 	case typ == "NEW" && (blob == "BEST" || blob == "ED25519-V3"):
@@ -119,11 +133,11 @@ func ParseAddOnion(args string) (*AddOnionRequest, error) {
 	case typ == "ED25519-V3":
 		k, err := decodeBase64(blob)
 		if err != nil || len(k) != 64 {
-			return nil, Errorf(CodeSyntaxArgs, "Failed to decode ED25519-V3 key")
+			return nil, errED25519Key
 		}
 		req.PrivateKey = k
 	default:
-		return nil, Errorf(CodeUnrecognizedArg, "Invalid key type")
+		return nil, errKeyType
 	}
 	if req.DiscardPK && !req.NewKey {
 		req.DiscardPK = false // nothing to discard: only generated keys are returned
@@ -131,36 +145,29 @@ func ParseAddOnion(args string) (*AddOnionRequest, error) {
 	return req, nil
 }
 
-func parseOnionPort(s string) (OnionPort, error) {
-	virt, target, _ := strings.Cut(s, ",")
+// parseOnionPort parses VIRTPORT[,TARGET] of ADD_ONION's Port argument.
+func parseOnionPort(s string) (OnionPort, bool) {
+	virt, target, comma := strings.Cut(s, ",")
 	n, err := strconv.Atoi(virt)
 	if err != nil || n < 1 || n > 65535 {
-		return OnionPort{}, fmt.Errorf("bad virtual port %q", virt)
+		return OnionPort{}, false
 	}
 	p := OnionPort{Virt: uint16(n), Target: target}
-	if target == "" {
-		if strings.Contains(s, ",") {
-			return OnionPort{}, fmt.Errorf("empty target in %q", s)
-		}
-		return p, nil
-	}
-	if strings.HasPrefix(target, "unix:") {
-		if len(target) == len("unix:") {
-			return OnionPort{}, fmt.Errorf("empty unix path in %q", s)
-		}
-		return p, nil
+	switch path, unix := strings.CutPrefix(target, "unix:"); {
+	case target == "":
+		return p, !comma
+	case unix:
+		return p, path != ""
 	}
 	port := target
 	if i := strings.LastIndexByte(target, ':'); i >= 0 {
 		if i == 0 {
-			return OnionPort{}, fmt.Errorf("empty address in %q", s)
+			return OnionPort{}, false
 		}
 		port = target[i+1:]
 	}
-	if t, err := strconv.Atoi(port); err != nil || t < 1 || t > 65535 {
-		return OnionPort{}, fmt.Errorf("bad target port in %q", s)
-	}
-	return p, nil
+	t, err := strconv.Atoi(port)
+	return p, err == nil && t >= 1 && t <= 65535
 }
 
 func decodeBase64(s string) ([]byte, error) {
@@ -169,6 +176,9 @@ func decodeBase64(s string) ([]byte, error) {
 	}
 	return base64.RawStdEncoding.DecodeString(s)
 }
+
+// errKeyLength is a client auth key that does not decode to 32 bytes.
+var errKeyLength = errors.New("key is not 32 bytes")
 
 var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
 
@@ -179,7 +189,7 @@ func decodeBase32Key(s string) ([32]byte, error) {
 		return k, err
 	}
 	if len(b) != 32 {
-		return k, fmt.Errorf("key is %d bytes, want 32", len(b))
+		return k, errKeyLength
 	}
 	copy(k[:], b)
 	return k, nil
@@ -255,41 +265,41 @@ const (
 func ParseOnionClientAuthAdd(args string) (*OnionClientCredential, error) {
 	as, err := ParsePositionalArgs(args, 2)
 	if err != nil {
-		return nil, Errorf(CodeSyntaxArgs, "Bad arguments to ONION_CLIENT_AUTH_ADD: %v", err)
+		return nil, argsError("ONION_CLIENT_AUTH_ADD", err.Error())
 	}
 	if len(as) < 2 || as[0].HasKey || as[1].HasKey {
-		return nil, Errorf(CodeSyntaxArgs, "Incomplete ONION_CLIENT_AUTH_ADD command")
+		return nil, errClientAuthArgs
 	}
 	addr := strings.TrimSuffix(as[0].Value, ".onion")
 	if !ValidOnionV3(addr) {
-		return nil, Errorf(CodeSyntaxArgs, "Invalid v3 address %s", QuoteString(as[0].Value))
+		return nil, ErrorWith(CodeSyntaxArgs, "Invalid v3 address", as[0].Value)
 	}
 	cred := &OnionClientCredential{Address: strings.ToLower(addr)}
 	typ, blob, ok := strings.Cut(as[1].Value, ":")
 	if !ok || !strings.EqualFold(typ, "x25519") {
-		return nil, Errorf(CodeUnrecognizedEntity, "Unrecognized key type %s", QuoteString(typ))
+		return nil, ErrorWith(CodeUnrecognizedEntity, "Unrecognized key type", typ)
 	}
 	k, err := decodeBase64(blob)
 	if err != nil || len(k) != 32 {
-		return nil, Errorf(CodeSyntaxArgs, "Failed to decode x25519 private key")
+		return nil, errX25519Key
 	}
 	copy(cred.PrivateKey[:], k)
 	for _, a := range as[2:] {
 		switch {
 		case a.HasKey && strings.EqualFold(a.Key, "ClientName"):
 			if !validNickname(a.Value) {
-				return nil, Errorf(CodeSyntaxArgs, "Invalid nickname %s", QuoteString(a.Value))
+				return nil, ErrorWith(CodeSyntaxArgs, "Invalid nickname", a.Value)
 			}
 			cred.ClientName = a.Value
 		case a.HasKey && strings.EqualFold(a.Key, "Flags"):
-			for f := range strings.SplitSeq(a.Value, ",") {
+			for _, f := range strings.Split(a.Value, ",") {
 				if !strings.EqualFold(f, "Permanent") {
-					return nil, Errorf(CodeSyntaxArgs, "Invalid 'Flags' argument: %s", QuoteString(f))
+					return nil, ErrorWith(CodeSyntaxArgs, "Invalid 'Flags' argument:", f)
 				}
 				cred.Permanent = true
 			}
 		default:
-			return nil, Errorf(CodeSyntaxArgs, "Unrecognized argument %s", QuoteString(a.Key+a.Value))
+			return nil, ErrorWith(CodeSyntaxArgs, "Unrecognized argument", a.Key+a.Value)
 		}
 	}
 	return cred, nil

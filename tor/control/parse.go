@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"tinytor/tor/cstring"
@@ -194,7 +195,7 @@ func parseArgs(s string, npos int) ([]Arg, error) {
 			if j < len(s) && s[j] == '=' {
 				a.Key, a.HasKey = s[i:j], true
 				if j == i {
-					return nil, fmt.Errorf("empty key before '=' at byte %d", i)
+					return nil, argError("empty key before '='", i)
 				}
 				i = j + 1
 			}
@@ -207,13 +208,13 @@ func parseArgs(s string, npos int) ([]Arg, error) {
 			a.Value, a.Quoted = v, true
 			i += n
 			if i < len(s) && s[i] != ' ' && s[i] != '\t' {
-				return nil, fmt.Errorf("no space after quoted string at byte %d", i)
+				return nil, argError("no space after quoted string", i)
 			}
 		} else {
 			j := i
 			for j < len(s) && s[j] != ' ' && s[j] != '\t' {
 				if s[j] == '"' && len(out) >= npos {
-					return nil, fmt.Errorf("unexpected quote inside word at byte %d", j)
+					return nil, argError("unexpected quote inside word", j)
 				}
 				j++
 			}
@@ -222,6 +223,11 @@ func parseArgs(s string, npos int) ([]Arg, error) {
 		}
 		out = append(out, a)
 	}
+}
+
+// argError reports a syntax error in arguments at byte pos.
+func argError(msg string, pos int) error {
+	return errors.New(msg + " at byte " + strconv.Itoa(pos))
 }
 
 // unquote decodes the QuotedString at the start of s and returns its value

@@ -50,15 +50,15 @@ func (r *ReplyWriter) Data(code int, head, body string) {
 		return
 	}
 	body = strings.TrimSuffix(body, "\n")
-	if body != "" {
-		for l := range strings.SplitSeq(body, "\n") {
-			l = strings.TrimSuffix(l, "\r")
-			if strings.HasPrefix(l, ".") {
-				r.w.WriteByte('.')
-			}
-			r.w.WriteString(l)
-			r.w.WriteString("\r\n")
+	for more := body != ""; more; {
+		var l string
+		l, body, more = strings.Cut(body, "\n")
+		l = strings.TrimSuffix(l, "\r")
+		if strings.HasPrefix(l, ".") {
+			r.w.WriteByte('.')
 		}
+		r.w.WriteString(l)
+		r.w.WriteString("\r\n")
 	}
 	_, r.err = r.w.WriteString(".\r\n")
 }

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -134,7 +135,6 @@ func (s *Server) Emit(e Event) {
 		return
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for c := range s.conns {
 		if !c.subscribed(i) {
 			continue
@@ -146,6 +146,7 @@ func (s *Server) Emit(e Event) {
 			c.cancel()
 		}
 	}
+	s.mu.Unlock()
 }
 
 // LogHook turns log messages into NOTICE/WARN/ERR events; register it with
@@ -301,16 +302,21 @@ func writeEvent(w *ReplyWriter, e Event) {
 // reply writes one whole reply atomically with respect to events.
 func (c *conn) reply(f func(w *ReplyWriter)) {
 	c.wmu.Lock()
-	defer c.wmu.Unlock()
 	f(c.w)
 	if err := c.w.Flush(); err != nil {
 		c.cancel()
 	}
+	c.wmu.Unlock()
 }
 
 func (c *conn) replyErr(e *Error) { c.reply(func(w *ReplyWriter) { w.Error(e) }) }
 
-func (c *conn) ok() { c.reply(func(w *ReplyWriter) { w.End(CodeOK, "OK") }) }
+func (c *conn) ok() { c.reply(writeOK) }
+
+func writeOK(w *ReplyWriter) { w.End(CodeOK, "OK") }
+
+// writeQuit is the reply to QUIT.
+func writeQuit(w *ReplyWriter) { w.End(CodeOK, "closing connection") }
 
 // cleanup removes the connection's non-detached onion services and ends
 // ownership.
@@ -326,79 +332,96 @@ func (c *conn) cleanup() {
 	}
 }
 
+// Replies with fixed texts.
+var (
+	errAuthRequired      = &Error{CodeAuthRequired, "Authentication required."}
+	errChallengeAfter    = &Error{CodeSyntaxProtocol, "AUTHCHALLENGE is only valid before authentication."}
+	errChallengeMethod   = &Error{CodeUnrecognizedArg, "AUTHCHALLENGE only supports SAFECOOKIE authentication"}
+	errCookieDisabled    = &Error{CodeBadAuth, "Cookie authentication is disabled"}
+	errChallengeArgCount = &Error{CodeSyntaxArgs, "Wrong number of arguments for AUTHCHALLENGE"}
+	errChallengeKeyword  = &Error{CodeSyntaxArgs, "AUTHCHALLENGE does not accept keyword arguments."}
+	errClientNonce       = &Error{CodeUnrecognizedArg, "Invalid base16 client nonce"}
+	errNoNonce           = &Error{CodeInternal, "Unable to make a nonce"}
+	errAuthArgCount      = &Error{CodeSyntaxArgs, "Too many arguments to AUTHENTICATE."}
+	errAuthKeyword       = &Error{CodeSyntaxArgs, "AUTHENTICATE does not accept keyword arguments."}
+	errAuthHex           = &Error{CodeInternal, "Invalid hexadecimal encoding.  Maybe you tried a plain text password?  If so, the standard requires that you put it in double quotes."}
+	errMalformedOnionID  = &Error{CodeSyntaxArgs, "Malformed Onion Service id"}
+	errUnknownOnionID    = &Error{CodeUnrecognizedEntity, "Unknown Onion Service id"}
+	errClientReplaced    = &Error{CodeUnnecessary, "Client for onion existed and replaced"}
+	errClientDecrypted   = &Error{252, "Registered client and decrypted desc"}
+)
+
 // handle runs one command and reports whether to keep the connection.
 func (c *conn) handle(cmd *Command) bool {
 	if !c.authed {
 		return c.handlePreAuth(cmd)
 	}
+	var e *Error
 	switch cmd.Keyword {
 	case "QUIT":
-		c.reply(func(w *ReplyWriter) { w.End(CodeOK, "closing connection") })
+		c.reply(writeQuit)
 		return false
 	case "PROTOCOLINFO":
-		c.protocolInfo(cmd)
-		return true
+		e = c.protocolInfo(cmd)
 	case "AUTHENTICATE":
 		// C tor re-runs authentication and closes on failure.
-		return c.authenticate(cmd)
+		return c.replyUnless(c.authenticate(cmd))
 	case "AUTHCHALLENGE":
-		c.replyErr(Errorf(CodeSyntaxProtocol, "AUTHCHALLENGE is only valid before authentication."))
-		return true
+		e = errChallengeAfter
+	default:
+		if run := command(cmd.Keyword); run != nil {
+			e = run(c, cmd)
+		} else {
+			e = ErrorWith(CodeUnrecognizedCommand, "Unrecognized command", cmd.Keyword)
+		}
 	}
-	h, ok := commands[cmd.Keyword]
-	if !ok {
-		c.replyErr(Errorf(CodeUnrecognizedCommand, "Unrecognized command %s", QuoteString(cmd.Keyword)))
-		return true
-	}
-	h(c, cmd)
+	c.replyUnless(e)
 	return true
+}
+
+// replyUnless sends e if it is not nil, and reports whether it was nil.
+func (c *conn) replyUnless(e *Error) bool {
+	if e != nil {
+		c.replyErr(e)
+	}
+	return e == nil
 }
 
 // handlePreAuth allows PROTOCOLINFO (once), AUTHCHALLENGE (once, and then
 // only AUTHENTICATE), AUTHENTICATE and QUIT; anything else gets 514 and the
-// connection is closed, as in C tor.
+// connection is closed, as in C tor. A failed command closes it too.
 func (c *conn) handlePreAuth(cmd *Command) bool {
-	if c.safeCookie != nil && cmd.Keyword != "AUTHENTICATE" {
-		c.replyErr(Errorf(CodeAuthRequired, "Authentication required."))
+	e := errAuthRequired
+	switch {
+	case c.safeCookie != nil && cmd.Keyword != "AUTHENTICATE":
+	case cmd.Keyword == "QUIT":
+		c.reply(writeQuit)
 		return false
+	case cmd.Keyword == "PROTOCOLINFO" && !c.sawProtoInfo:
+		c.sawProtoInfo = true
+		e = c.protocolInfo(cmd)
+	case cmd.Keyword == "AUTHCHALLENGE" && !c.sawChallenge:
+		c.sawChallenge = true
+		e = c.authChallenge(cmd)
+	case cmd.Keyword == "AUTHENTICATE":
+		e = c.authenticate(cmd)
 	}
-	switch cmd.Keyword {
-	case "QUIT":
-		c.reply(func(w *ReplyWriter) { w.End(CodeOK, "closing connection") })
-		return false
-	case "PROTOCOLINFO":
-		if !c.sawProtoInfo {
-			c.sawProtoInfo = true
-			return c.protocolInfo(cmd)
-		}
-	case "AUTHCHALLENGE":
-		if !c.sawChallenge {
-			c.sawChallenge = true
-			return c.authChallenge(cmd)
-		}
-	case "AUTHENTICATE":
-		return c.authenticate(cmd)
-	}
-	c.replyErr(Errorf(CodeAuthRequired, "Authentication required."))
-	return false
+	return c.replyUnless(e)
 }
 
-func (c *conn) protocolInfo(cmd *Command) bool {
-	as, err := ParseArgs(cmd.Args)
-	if err != nil {
-		c.replyErr(Errorf(CodeSyntaxArgs, "Bad arguments to PROTOCOLINFO: %v", err))
-		return false
+func (c *conn) protocolInfo(cmd *Command) *Error {
+	as, e := c.args(cmd, 0)
+	if e != nil {
+		return e
 	}
 	for _, a := range as {
 		if _, err := strconv.Atoi(a.Value); err != nil || a.HasKey {
-			c.replyErr(Errorf(CodeUnrecognizedArg, "No such version %s", QuoteString(a.Value)))
-			return false
+			return ErrorWith(CodeUnrecognizedArg, "No such version", a.Value)
 		}
 	}
 	version, err := c.s.cfg.Backend.GetInfo("version")
 	if err != nil {
-		c.replyErr(asError(err, "Unable to read version"))
-		return false
+		return asError(err, "Unable to read version")
 	}
 	auth := &c.s.cfg.Auth
 	c.reply(func(w *ReplyWriter) {
@@ -411,109 +434,86 @@ func (c *conn) protocolInfo(cmd *Command) bool {
 		w.Mid(CodeOK, "VERSION Tor="+QuoteString(version))
 		w.End(CodeOK, "OK")
 	})
-	return true
+	return nil
 }
 
 // secretArg decodes the single AUTHENTICATE/AUTHCHALLENGE argument: a
 // QuotedString or hex.
-func secretArg(as []Arg) (secret []byte, quoted bool, err error) {
-	a := as[0]
+func secretArg(a Arg) (secret []byte, err error) {
 	if a.Quoted {
-		return []byte(a.Value), true, nil
+		return []byte(a.Value), nil
 	}
-	b, err := hex.DecodeString(a.Value)
-	return b, false, err
+	return hex.DecodeString(a.Value)
 }
 
-func (c *conn) authChallenge(cmd *Command) bool {
-	as, err := ParseArgs(cmd.Args)
+func (c *conn) authChallenge(cmd *Command) *Error {
+	as, e := c.args(cmd, 1)
+	switch {
+	case e != nil:
+		return e
+	case as[0].HasKey || !strings.EqualFold(as[0].Value, "SAFECOOKIE"):
+		return errChallengeMethod
+	case c.s.cfg.Auth.Cookie == nil:
+		return errCookieDisabled
+	case len(as) != 2:
+		return errChallengeArgCount
+	case as[1].HasKey:
+		return errChallengeKeyword
+	}
+	nonce, err := secretArg(as[1])
 	if err != nil {
-		c.replyErr(Errorf(CodeSyntaxArgs, "Bad arguments to AUTHCHALLENGE: %v", err))
-		return false
-	}
-	if len(as) == 0 {
-		c.replyErr(Errorf(CodeSyntaxArgs, "Bad arguments to AUTHCHALLENGE: Need at least 1 argument(s)"))
-		return false
-	}
-	if as[0].HasKey || !strings.EqualFold(as[0].Value, "SAFECOOKIE") {
-		c.replyErr(Errorf(CodeUnrecognizedArg, "AUTHCHALLENGE only supports SAFECOOKIE authentication"))
-		return false
-	}
-	cookie := c.s.cfg.Auth.Cookie
-	if cookie == nil {
-		c.replyErr(Errorf(CodeBadAuth, "Cookie authentication is disabled"))
-		return false
-	}
-	if len(as) != 2 {
-		c.replyErr(Errorf(CodeSyntaxArgs, "Wrong number of arguments for AUTHCHALLENGE"))
-		return false
-	}
-	if as[1].HasKey {
-		c.replyErr(Errorf(CodeSyntaxArgs, "AUTHCHALLENGE does not accept keyword arguments."))
-		return false
-	}
-	nonce, _, err := secretArg(as[1:])
-	if err != nil {
-		c.replyErr(Errorf(CodeUnrecognizedArg, "Invalid base16 client nonce"))
-		return false
+		return errClientNonce
 	}
 	serverNonce := make([]byte, 32)
 	if _, err := rand.Read(serverNonce); err != nil {
-		c.replyErr(Errorf(CodeInternal, "Unable to make a nonce"))
-		return false
+		return errNoNonce
 	}
-	sh, ch := SafeCookieHashes(cookie, nonce, serverNonce)
+	sh, ch := SafeCookieHashes(c.s.cfg.Auth.Cookie, nonce, serverNonce)
 	c.safeCookie = ch
-	c.reply(func(w *ReplyWriter) {
-		w.End(CodeOK, "AUTHCHALLENGE SERVERHASH="+strings.ToUpper(hex.EncodeToString(sh))+
-			" SERVERNONCE="+strings.ToUpper(hex.EncodeToString(serverNonce)))
-	})
-	return true
+	h := strings.ToUpper(hex.EncodeToString(append(sh, serverNonce...))) // both 32 bytes
+	c.reply(func(w *ReplyWriter) { w.End(CodeOK, "AUTHCHALLENGE SERVERHASH="+h[:64]+" SERVERNONCE="+h[64:]) })
+	return nil
 }
 
-func (c *conn) authenticate(cmd *Command) bool {
-	as, err := ParseArgs(cmd.Args)
-	if err != nil {
-		c.replyErr(Errorf(CodeSyntaxArgs, "Bad arguments to AUTHENTICATE: %v", err))
-		return false
+func (c *conn) authenticate(cmd *Command) *Error {
+	as, e := c.args(cmd, 0)
+	if e != nil {
+		return e
 	}
 	var secret []byte
 	quoted := false
 	switch {
 	case len(as) == 0:
 	case len(as) > 1:
-		c.replyErr(Errorf(CodeSyntaxArgs, "Too many arguments to AUTHENTICATE."))
-		return false
+		return errAuthArgCount
 	case as[0].HasKey:
-		c.replyErr(Errorf(CodeSyntaxArgs, "AUTHENTICATE does not accept keyword arguments."))
-		return false
+		return errAuthKeyword
 	default:
-		secret, quoted, err = secretArg(as)
-		if err != nil {
-			c.replyErr(Errorf(CodeInternal, "Invalid hexadecimal encoding.  Maybe you tried a plain text password?  If so, the standard requires that you put it in double quotes."))
-			return false
+		var err error
+		if secret, err = secretArg(as[0]); err != nil {
+			return errAuthHex
 		}
+		quoted = as[0].Quoted
 	}
-	fail := func(why string) bool {
-		c.s.log.Warnf("Bad password or authentication cookie on controller from %s.", c.nc.RemoteAddr())
-		c.replyErr(Errorf(CodeBadAuth, "Authentication failed: %s", why))
-		return false
-	}
+	why := ""
 	if expect := c.safeCookie; expect != nil {
 		c.safeCookie = nil
 		if len(secret) != len(expect) {
-			return fail("Wrong length for safe cookie response.")
+			why = "Wrong length for safe cookie response."
+		} else if !hmacEqual(secret, expect) {
+			why = "Safe cookie response did not match expected value."
 		}
-		if !hmacEqual(secret, expect) {
-			return fail("Safe cookie response did not match expected value.")
-		}
-	} else if ok, why := c.s.cfg.Auth.check(secret, quoted); !ok {
-		return fail(why)
+	} else if ok, w := c.s.cfg.Auth.check(secret, quoted); !ok {
+		why = w
+	}
+	if why != "" {
+		c.s.log.Warnf("Bad password or authentication cookie on controller from %s.", c.nc.RemoteAddr())
+		return &Error{CodeBadAuth, "Authentication failed: " + why}
 	}
 	c.authed = true
 	c.s.log.Infof("Authenticated control connection from %s", c.nc.RemoteAddr())
 	c.ok()
-	return true
+	return nil
 }
 
 func hmacEqual(a, b []byte) bool {
@@ -524,57 +524,80 @@ func hmacEqual(a, b []byte) bool {
 	return v == 0 && len(a) == len(b)
 }
 
-var commands map[string]func(*conn, *Command)
-
-func init() {
-	commands = map[string]func(*conn, *Command){
-		"GETINFO":                  (*conn).getInfo,
-		"GETCONF":                  (*conn).getConf,
-		"SETCONF":                  func(c *conn, cmd *Command) { c.setConf(cmd, false) },
-		"RESETCONF":                func(c *conn, cmd *Command) { c.setConf(cmd, true) },
-		"SAVECONF":                 (*conn).saveConf,
-		"SIGNAL":                   (*conn).signal,
-		"SETEVENTS":                (*conn).setEventsCmd,
-		"CLOSECIRCUIT":             (*conn).closeCircuit,
-		"CLOSESTREAM":              (*conn).closeStream,
-		"ADD_ONION":                (*conn).addOnion,
-		"DEL_ONION":                (*conn).delOnion,
-		"ONION_CLIENT_AUTH_ADD":    (*conn).clientAuthAdd,
-		"ONION_CLIENT_AUTH_REMOVE": (*conn).clientAuthRemove,
-		"ONION_CLIENT_AUTH_VIEW":   (*conn).clientAuthView,
-		"HSFETCH":                  (*conn).hsFetch,
-		"MAPADDRESS":               (*conn).mapAddress,
-		"TAKEOWNERSHIP":            (*conn).takeOwnership,
-		"USEFEATURE":               (*conn).useFeature,
-	}
+// commands are the commands of an authenticated connection, besides
+// QUIT, PROTOCOLINFO, AUTHENTICATE and AUTHCHALLENGE. A handler returns
+// the error reply to send, or nil once it has replied.
+var commands = [...]struct {
+	keyword string
+	run     func(*conn, *Command) *Error
+}{
+	{"GETINFO", (*conn).getInfo},
+	{"GETCONF", (*conn).getConf},
+	{"SETCONF", (*conn).setConf},
+	{"RESETCONF", (*conn).setConf},
+	{"SAVECONF", (*conn).saveConf},
+	{"SIGNAL", (*conn).signal},
+	{"SETEVENTS", (*conn).setEventsCmd},
+	{"CLOSECIRCUIT", (*conn).closeCircuit},
+	{"CLOSESTREAM", (*conn).closeStream},
+	{"ADD_ONION", (*conn).addOnion},
+	{"DEL_ONION", (*conn).delOnion},
+	{"ONION_CLIENT_AUTH_ADD", (*conn).clientAuthAdd},
+	{"ONION_CLIENT_AUTH_REMOVE", (*conn).clientAuthRemove},
+	{"ONION_CLIENT_AUTH_VIEW", (*conn).clientAuthView},
+	{"HSFETCH", (*conn).hsFetch},
+	{"MAPADDRESS", (*conn).mapAddress},
+	{"TAKEOWNERSHIP", (*conn).takeOwnership},
+	{"USEFEATURE", (*conn).useFeature},
 }
 
-// args parses cmd's arguments, replying 512 on a syntax error.
-func (c *conn) args(cmd *Command, min int) ([]Arg, bool) {
+// command returns the handler of keyword, or nil.
+func command(keyword string) func(*conn, *Command) *Error {
+	for _, h := range commands {
+		if h.keyword == keyword {
+			return h.run
+		}
+	}
+	return nil
+}
+
+// args parses cmd's arguments, or returns the 512 reply for a syntax
+// error or fewer than min arguments.
+func (c *conn) args(cmd *Command, min int) ([]Arg, *Error) {
 	as, err := ParseArgs(cmd.Args)
 	if err != nil {
-		c.replyErr(Errorf(CodeSyntaxArgs, "Bad arguments to %s: %v", cmd.Keyword, err))
-		return nil, false
+		return nil, argsError(cmd.Keyword, err.Error())
 	}
 	if len(as) < min {
-		c.replyErr(Errorf(CodeSyntaxArgs, "Bad arguments to %s: Need at least %d argument(s)", cmd.Keyword, min))
-		return nil, false
+		return nil, argsError(cmd.Keyword, "Need at least "+strconv.Itoa(min)+" argument(s)")
 	}
-	return as, true
+	return as, nil
 }
 
-func (c *conn) getInfo(cmd *Command) {
-	as, ok := c.args(cmd, 0)
-	if !ok {
-		return
+// keyValue is how C tor names an argument it refuses: Key=Value, or
+// =Value when positional.
+func keyValue(a Arg) string { return a.Key + "=" + a.Value }
+
+// okOr replies OK when err is nil, or returns the reply for err, with
+// notFound the text for ErrNotFound.
+func (c *conn) okOr(err error, notFound string) *Error {
+	if err != nil {
+		return asError(err, notFound)
 	}
-	type kv struct{ k, v string }
-	var out []kv
-	for _, a := range as {
+	c.ok()
+	return nil
+}
+
+func (c *conn) getInfo(cmd *Command) *Error {
+	as, e := c.args(cmd, 0)
+	if e != nil {
+		return e
+	}
+	vals := make([]string, len(as))
+	for i, a := range as {
 		key := a.Value
 		if a.HasKey || a.Quoted {
-			c.replyErr(Errorf(CodeUnrecognizedEntity, "Unrecognized key %s", QuoteString(a.Key+"="+a.Value)))
-			return
+			return ErrorWith(CodeUnrecognizedEntity, "Unrecognized key", keyValue(a))
 		}
 		var v string
 		var err error
@@ -597,48 +620,45 @@ func (c *conn) getInfo(cmd *Command) {
 			v, err = c.s.cfg.Backend.GetInfo(key)
 		}
 		if err != nil {
-			c.replyErr(asError(err, "Unrecognized key "+QuoteString(key)))
-			return
+			return asError(err, "Unrecognized key "+QuoteString(key))
 		}
-		out = append(out, kv{key, v})
+		vals[i] = v
 	}
 	c.reply(func(w *ReplyWriter) {
-		for _, p := range out {
-			if strings.ContainsAny(p.v, "\r\n") {
-				w.Data(CodeOK, p.k+"=", p.v)
+		for i, v := range vals {
+			if k := as[i].Value + "="; strings.ContainsAny(v, "\r\n") {
+				w.Data(CodeOK, k, v)
 			} else {
-				w.Mid(CodeOK, p.k+"="+p.v)
+				w.Mid(CodeOK, k+v)
 			}
 		}
 		w.End(CodeOK, "OK")
 	})
+	return nil
 }
 
-func (c *conn) getConf(cmd *Command) {
-	as, ok := c.args(cmd, 0)
-	if !ok {
-		return
+func (c *conn) getConf(cmd *Command) *Error {
+	as, e := c.args(cmd, 0)
+	if e != nil {
+		return e
 	}
 	keys := make([]string, 0, len(as))
 	for _, a := range as {
 		if a.HasKey || a.Quoted {
-			c.replyErr(Errorf(CodeUnrecognizedEntity, "Unrecognized configuration key %s", QuoteString(a.Key+"="+a.Value)))
-			return
+			return ErrorWith(CodeUnrecognizedEntity, "Unrecognized configuration key", keyValue(a))
 		}
 		keys = append(keys, a.Value)
 	}
-	if len(keys) == 0 {
-		c.ok()
-		return
-	}
-	entries, err := c.s.cfg.Backend.GetConf(keys)
-	if err != nil {
-		c.replyErr(asError(err, "Unrecognized configuration key"))
-		return
+	var entries []ConfEntry
+	if len(keys) > 0 {
+		var err error
+		if entries, err = c.s.cfg.Backend.GetConf(keys); err != nil {
+			return asError(err, "Unrecognized configuration key")
+		}
 	}
 	if len(entries) == 0 {
 		c.ok()
-		return
+		return nil
 	}
 	c.reply(func(w *ReplyWriter) {
 		for i, e := range entries {
@@ -653,18 +673,19 @@ func (c *conn) getConf(cmd *Command) {
 			}
 		}
 	})
+	return nil
 }
 
-func (c *conn) setConf(cmd *Command, reset bool) {
-	as, ok := c.args(cmd, 0)
-	if !ok {
-		return
+// setConf answers SETCONF and RESETCONF.
+func (c *conn) setConf(cmd *Command) *Error {
+	as, e := c.args(cmd, 0)
+	if e != nil {
+		return e
 	}
 	entries := make([]ConfEntry, 0, len(as))
 	for _, a := range as {
 		if !a.HasKey && a.Quoted {
-			c.replyErr(Errorf(CodeSyntaxArgs, "Bad arguments to %s: quoted string without a key", cmd.Keyword))
-			return
+			return argsError(cmd.Keyword, "quoted string without a key")
 		}
 		if a.HasKey {
 			entries = append(entries, ConfEntry{Key: a.Key, Value: a.Value, HasValue: true})
@@ -672,27 +693,21 @@ func (c *conn) setConf(cmd *Command, reset bool) {
 			entries = append(entries, ConfEntry{Key: a.Value})
 		}
 	}
-	if len(entries) == 0 {
-		c.ok()
-		return
-	}
 	var err error
-	if reset {
+	switch {
+	case len(entries) == 0:
+	case cmd.Keyword == "RESETCONF":
 		err = c.s.cfg.Backend.ResetConf(entries)
-	} else {
+	default:
 		err = c.s.cfg.Backend.SetConf(entries)
 	}
-	if err != nil {
-		c.replyErr(asError(err, "Unrecognized option"))
-		return
-	}
-	c.ok()
+	return c.okOr(err, "Unrecognized option")
 }
 
-func (c *conn) saveConf(cmd *Command) {
-	as, ok := c.args(cmd, 0)
-	if !ok {
-		return
+func (c *conn) saveConf(cmd *Command) *Error {
+	as, e := c.args(cmd, 0)
+	if e != nil {
+		return e
 	}
 	force := false
 	for _, a := range as {
@@ -700,33 +715,43 @@ func (c *conn) saveConf(cmd *Command) {
 			force = true
 		}
 	}
-	if err := c.s.cfg.Backend.SaveConf(force); err != nil {
-		c.replyErr(asError(err, "Unable to write configuration to disk."))
-		return
-	}
-	c.ok()
+	return c.okOr(c.s.cfg.Backend.SaveConf(force), "Unable to write configuration to disk.")
 }
 
-// signalNames maps accepted SIGNAL names to the canonical ones.
-var signalNames = map[string]string{
-	"RELOAD": "RELOAD", "HUP": "RELOAD",
-	"SHUTDOWN": "SHUTDOWN", "INT": "SHUTDOWN",
-	"DUMP": "DUMP", "USR1": "DUMP",
-	"DEBUG": "DEBUG", "USR2": "DEBUG",
-	"HALT": "HALT", "TERM": "HALT",
-	"NEWNYM": "NEWNYM", "CLEARDNSCACHE": "CLEARDNSCACHE",
-	"HEARTBEAT": "HEARTBEAT", "DORMANT": "DORMANT", "ACTIVE": "ACTIVE",
+// signalNames are the accepted SIGNAL names: pairs of the canonical name
+// and its Unix signal alias ("" for none).
+var signalNames = [...]string{
+	"RELOAD", "HUP",
+	"SHUTDOWN", "INT",
+	"DUMP", "USR1",
+	"DEBUG", "USR2",
+	"HALT", "TERM",
+	"NEWNYM", "",
+	"CLEARDNSCACHE", "",
+	"HEARTBEAT", "",
+	"DORMANT", "",
+	"ACTIVE", "",
 }
 
-func (c *conn) signal(cmd *Command) {
-	as, ok := c.args(cmd, 1)
-	if !ok {
-		return
+// signalName returns the canonical name of a SIGNAL argument, or "".
+func signalName(s string) string {
+	s = strings.ToUpper(s)
+	for i, n := range signalNames {
+		if n == s && n != "" {
+			return signalNames[i&^1]
+		}
 	}
-	name, known := signalNames[strings.ToUpper(as[0].Value)]
-	if !known || as[0].HasKey || len(as) > 1 {
-		c.replyErr(Errorf(CodeUnrecognizedEntity, "Unrecognized signal code %s", QuoteString(as[0].Value)))
-		return
+	return ""
+}
+
+func (c *conn) signal(cmd *Command) *Error {
+	as, e := c.args(cmd, 1)
+	if e != nil {
+		return e
+	}
+	name := signalName(as[0].Value)
+	if name == "" || as[0].HasKey || len(as) > 1 {
+		return ErrorWith(CodeUnrecognizedEntity, "Unrecognized signal code", as[0].Value)
 	}
 	if name == "SHUTDOWN" || name == "HALT" {
 		// Reply first: acting on it ends the process.
@@ -734,19 +759,15 @@ func (c *conn) signal(cmd *Command) {
 		if err := c.s.cfg.Backend.Signal(name); err != nil {
 			c.s.log.Warnf("Controller signal %s failed: %v", name, err)
 		}
-		return
+		return nil
 	}
-	if err := c.s.cfg.Backend.Signal(name); err != nil {
-		c.replyErr(asError(err, "Unrecognized signal code "+QuoteString(name)))
-		return
-	}
-	c.ok()
+	return c.okOr(c.s.cfg.Backend.Signal(name), "Unrecognized signal code "+QuoteString(name))
 }
 
-func (c *conn) setEventsCmd(cmd *Command) {
-	as, ok := c.args(cmd, 0)
-	if !ok {
-		return
+func (c *conn) setEventsCmd(cmd *Command) *Error {
+	as, e := c.args(cmd, 0)
+	if e != nil {
+		return e
 	}
 	var mask uint64
 	for _, a := range as {
@@ -759,25 +780,22 @@ func (c *conn) setEventsCmd(cmd *Command) {
 		}
 		i := eventIndex(name)
 		if i < 0 {
-			c.replyErr(Errorf(CodeUnrecognizedEntity, "Unrecognized event %s", QuoteString(a.Value)))
-			return
+			return ErrorWith(CodeUnrecognizedEntity, "Unrecognized event", a.Value)
 		}
 		mask |= 1 << uint(i)
 	}
 	// Under the write lock, so no newly subscribed event precedes the OK.
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.setEvents(mask)
-	c.w.End(CodeOK, "OK")
-	if err := c.w.Flush(); err != nil {
-		c.cancel()
-	}
+	c.reply(func(w *ReplyWriter) {
+		c.setEvents(mask)
+		w.End(CodeOK, "OK")
+	})
+	return nil
 }
 
-func (c *conn) closeCircuit(cmd *Command) {
-	as, ok := c.args(cmd, 1)
-	if !ok {
-		return
+func (c *conn) closeCircuit(cmd *Command) *Error {
+	as, e := c.args(cmd, 1)
+	if e != nil {
+		return e
 	}
 	ifUnused := false
 	for _, a := range as[1:] {
@@ -785,40 +803,29 @@ func (c *conn) closeCircuit(cmd *Command) {
 			ifUnused = true
 		}
 	}
-	if err := c.s.cfg.Backend.CloseCircuit(as[0].Value, ifUnused); err != nil {
-		c.replyErr(asError(err, "Unknown circuit "+QuoteString(as[0].Value)))
-		return
-	}
-	c.ok()
+	return c.okOr(c.s.cfg.Backend.CloseCircuit(as[0].Value, ifUnused), "Unknown circuit "+QuoteString(as[0].Value))
 }
 
-func (c *conn) closeStream(cmd *Command) {
-	as, ok := c.args(cmd, 2)
-	if !ok {
-		return
+func (c *conn) closeStream(cmd *Command) *Error {
+	as, e := c.args(cmd, 2)
+	if e != nil {
+		return e
 	}
 	reason, err := strconv.Atoi(as[1].Value)
 	if err != nil || reason < 0 || reason > 255 {
-		c.replyErr(Errorf(CodeUnrecognizedEntity, "Unrecognized reason %s", QuoteString(as[1].Value)))
-		return
+		return ErrorWith(CodeUnrecognizedEntity, "Unrecognized reason", as[1].Value)
 	}
-	if err := c.s.cfg.Backend.CloseStream(as[0].Value, reason); err != nil {
-		c.replyErr(asError(err, "Unknown stream "+QuoteString(as[0].Value)))
-		return
-	}
-	c.ok()
+	return c.okOr(c.s.cfg.Backend.CloseStream(as[0].Value, reason), "Unknown stream "+QuoteString(as[0].Value))
 }
 
-func (c *conn) addOnion(cmd *Command) {
+func (c *conn) addOnion(cmd *Command) *Error {
 	req, err := ParseAddOnion(cmd.Args)
 	if err != nil {
-		c.replyErr(asError(err, ""))
-		return
+		return asError(err, "")
 	}
 	res, err := c.s.cfg.Backend.AddOnion(req)
 	if err != nil {
-		c.replyErr(asError(err, "Unable to add onion service"))
-		return
+		return asError(err, "Unable to add onion service")
 	}
 	if req.Detach {
 		c.s.mu.Lock()
@@ -830,109 +837,105 @@ func (c *conn) addOnion(cmd *Command) {
 	c.reply(func(w *ReplyWriter) {
 		w.Mid(CodeOK, "ServiceID="+res.ServiceID)
 		if req.NewKey && !req.DiscardPK && res.PrivateKey != nil {
-			w.Mid(CodeOK, "PrivateKey=ED25519-V3:"+b64(res.PrivateKey))
+			w.Mid(CodeOK, "PrivateKey=ED25519-V3:"+base64.StdEncoding.EncodeToString(res.PrivateKey))
 		}
 		w.End(CodeOK, "OK")
 	})
+	return nil
 }
 
-func (c *conn) delOnion(cmd *Command) {
-	as, ok := c.args(cmd, 1)
-	if !ok {
-		return
+func (c *conn) delOnion(cmd *Command) *Error {
+	as, e := c.args(cmd, 1)
+	if e != nil {
+		return e
 	}
 	id := as[0].Value
 	if len(as) != 1 || as[0].HasKey || !ValidOnionV3(id) {
-		c.replyErr(Errorf(CodeSyntaxArgs, "Malformed Onion Service id"))
-		return
+		return errMalformedOnionID
 	}
-	own := -1
-	for i, o := range c.onions {
-		if o == id {
-			own = i
-		}
-	}
+	own := slices.Index(c.onions, id)
 	c.s.mu.Lock()
 	detached := c.s.detach[id]
 	c.s.mu.Unlock()
 	if own < 0 && !detached {
-		c.replyErr(Errorf(CodeUnrecognizedEntity, "Unknown Onion Service id"))
-		return
+		return errUnknownOnionID
 	}
 	if err := c.s.cfg.Backend.DelOnion(id); err != nil {
-		c.replyErr(asError(err, "Unknown Onion Service id"))
-		return
+		return asError(err, "Unknown Onion Service id")
 	}
 	if own >= 0 {
-		c.onions = append(c.onions[:own], c.onions[own+1:]...)
+		c.onions = slices.Delete(c.onions, own, own+1)
 	} else {
 		c.s.mu.Lock()
 		delete(c.s.detach, id)
 		c.s.mu.Unlock()
 	}
 	c.ok()
+	return nil
 }
 
-func (c *conn) clientAuthAdd(cmd *Command) {
+func (c *conn) clientAuthAdd(cmd *Command) *Error {
 	cred, err := ParseOnionClientAuthAdd(cmd.Args)
 	if err != nil {
-		c.replyErr(asError(err, ""))
-		return
+		return asError(err, "")
 	}
 	res, err := c.s.cfg.Backend.OnionClientAuthAdd(cred)
-	if err != nil {
-		c.replyErr(asError(err, "Unable to add client authorization"))
-		return
-	}
-	switch res {
-	case ClientAuthReplaced:
-		c.replyErr(Errorf(CodeUnnecessary, "Client for onion existed and replaced"))
-	case ClientAuthDecrypted:
-		c.replyErr(Errorf(252, "Registered client and decrypted desc"))
-	default:
-		c.ok()
-	}
-}
-
-func (c *conn) clientAuthRemove(cmd *Command) {
-	as, ok := c.args(cmd, 1)
-	if !ok {
-		return
-	}
-	addr := strings.ToLower(strings.TrimSuffix(as[0].Value, ".onion"))
-	if as[0].HasKey || !ValidOnionV3(addr) {
-		c.replyErr(Errorf(CodeSyntaxArgs, "Invalid v3 address %s", QuoteString(as[0].Value)))
-		return
-	}
-	existed, err := c.s.cfg.Backend.OnionClientAuthRemove(addr)
-	if err != nil {
-		c.replyErr(asError(err, "Unable to remove client authorization"))
-		return
-	}
-	if !existed {
-		c.replyErr(Errorf(CodeUnnecessary, "No credentials for %s", QuoteString(addr)))
-		return
+	switch {
+	case err != nil:
+		return asError(err, "Unable to add client authorization")
+	case res == ClientAuthReplaced:
+		return errClientReplaced
+	case res == ClientAuthDecrypted:
+		return errClientDecrypted
 	}
 	c.ok()
+	return nil
 }
 
-func (c *conn) clientAuthView(cmd *Command) {
-	as, ok := c.args(cmd, 0)
-	if !ok {
-		return
+// onionArg returns the v3 address of a (lower case, without ".onion"), or
+// the reply for a bad one: code and msg, then a.
+func onionArg(a Arg, code int, msg string) (string, *Error) {
+	addr := strings.ToLower(strings.TrimSuffix(a.Value, ".onion"))
+	if a.HasKey || !ValidOnionV3(addr) {
+		return "", ErrorWith(code, msg, a.Value)
+	}
+	return addr, nil
+}
+
+func (c *conn) clientAuthRemove(cmd *Command) *Error {
+	as, e := c.args(cmd, 1)
+	if e != nil {
+		return e
+	}
+	addr, e := onionArg(as[0], CodeSyntaxArgs, "Invalid v3 address")
+	if e != nil {
+		return e
+	}
+	existed, err := c.s.cfg.Backend.OnionClientAuthRemove(addr)
+	if err == nil && !existed {
+		return ErrorWith(CodeUnnecessary, "No credentials for", addr)
+	}
+	return c.okOr(err, "Unable to remove client authorization")
+}
+
+func (c *conn) clientAuthView(cmd *Command) *Error {
+	as, e := c.args(cmd, 0)
+	if e != nil {
+		return e
 	}
 	addr := ""
 	if len(as) > 0 {
-		addr = strings.ToLower(strings.TrimSuffix(as[0].Value, ".onion"))
-		if as[0].HasKey || !ValidOnionV3(addr) || len(as) > 1 {
-			c.replyErr(Errorf(CodeSyntaxArgs, "Invalid v3 address %s", QuoteString(as[0].Value)))
-			return
+		addr, e = onionArg(as[0], CodeSyntaxArgs, "Invalid v3 address")
+		if e == nil && len(as) > 1 {
+			e = ErrorWith(CodeSyntaxArgs, "Invalid v3 address", as[0].Value)
+		}
+		if e != nil {
+			return e
 		}
 	}
 	creds, err := c.s.cfg.Backend.OnionClientAuthView(addr)
 	if err != nil {
-		c.replyErr(asError(err, "Unable to list client authorization"))
-		return
+		return asError(err, "Unable to list client authorization")
 	}
 	c.reply(func(w *ReplyWriter) {
 		head := "ONION_CLIENT_AUTH_VIEW"
@@ -945,61 +948,51 @@ func (c *conn) clientAuthView(cmd *Command) {
 		}
 		w.End(CodeOK, "OK")
 	})
+	return nil
 }
 
-func (c *conn) hsFetch(cmd *Command) {
-	as, ok := c.args(cmd, 1)
-	if !ok {
-		return
+func (c *conn) hsFetch(cmd *Command) *Error {
+	as, e := c.args(cmd, 1)
+	if e != nil {
+		return e
 	}
-	addr := strings.ToLower(strings.TrimSuffix(as[0].Value, ".onion"))
-	if as[0].HasKey || !ValidOnionV3(addr) {
-		c.replyErr(Errorf(CodeUnrecognizedArg, "Invalid argument %s", QuoteString(as[0].Value)))
-		return
+	addr, e := onionArg(as[0], CodeUnrecognizedArg, "Invalid argument")
+	if e != nil {
+		return e
 	}
 	var servers []string
 	for _, a := range as[1:] {
 		if !a.HasKey || !strings.EqualFold(a.Key, "SERVER") {
-			c.replyErr(Errorf(CodeUnrecognizedArg, "Invalid argument %s", QuoteString(a.Key+"="+a.Value)))
-			return
+			return ErrorWith(CodeUnrecognizedArg, "Invalid argument", keyValue(a))
 		}
 		servers = append(servers, a.Value)
 	}
-	if err := c.s.cfg.Backend.HSFetch(addr, servers); err != nil {
-		c.replyErr(asError(err, "Unable to fetch descriptor"))
-		return
-	}
-	c.ok()
+	return c.okOr(c.s.cfg.Backend.HSFetch(addr, servers), "Unable to fetch descriptor")
 }
 
 // useFeature accepts the features that are always on since Tor 0.2.2.1.
-func (c *conn) useFeature(cmd *Command) {
-	as, ok := c.args(cmd, 0)
-	if !ok {
-		return
+func (c *conn) useFeature(cmd *Command) *Error {
+	as, e := c.args(cmd, 0)
+	if e != nil {
+		return e
 	}
 	for _, a := range as {
-		switch f := strings.ToUpper(a.Value); {
-		case a.HasKey || a.Quoted || f != "VERBOSE_NAMES" && f != "EXTENDED_EVENTS":
-			c.replyErr(Errorf(CodeUnrecognizedEntity, "Unrecognized feature %s", QuoteString(a.Value)))
-			return
+		if f := strings.ToUpper(a.Value); a.HasKey || a.Quoted || f != "VERBOSE_NAMES" && f != "EXTENDED_EVENTS" {
+			return ErrorWith(CodeUnrecognizedEntity, "Unrecognized feature", a.Value)
 		}
 	}
 	c.ok()
+	return nil
 }
 
-func (c *conn) takeOwnership(cmd *Command) {
-	if c.releaseOwner != nil {
-		c.ok()
-		return
+func (c *conn) takeOwnership(*Command) *Error {
+	if c.releaseOwner == nil {
+		release, err := c.s.cfg.Backend.TakeOwnership()
+		if err != nil {
+			return asError(err, "Unable to take ownership")
+		}
+		c.releaseOwner = release
 	}
-	release, err := c.s.cfg.Backend.TakeOwnership()
-	if err != nil {
-		c.replyErr(asError(err, "Unable to take ownership"))
-		return
-	}
-	c.releaseOwner = release
 	c.ok()
+	return nil
 }
-
-func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

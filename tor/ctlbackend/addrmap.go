@@ -1,6 +1,7 @@
 package ctlbackend
 
 import (
+	"net/netip"
 	"strings"
 	"time"
 
@@ -21,6 +22,9 @@ func (b *Backend) addressMappings(which string) (string, error) {
 	return strings.Join(b.cfg.AddrMap.Mappings(k), "\n"), nil
 }
 
+// errNoAddrMap answers MAPADDRESS without Config.AddrMap.
+var errNoAddrMap = &control.Error{Code: control.CodeUnimplemented, Msg: "MAPADDRESS is not available"}
+
 // MapAddress answers one MAPADDRESS mapping as C tor's
 // handle_control_mapaddress: "." gets a ".virtual" host name for to,
 // "0.0.0.0" and "::" a virtual address, anything else is mapped as given
@@ -28,31 +32,30 @@ func (b *Backend) addressMappings(which string) (string, error) {
 func (b *Backend) MapAddress(from, to string) (string, error) {
 	m := b.cfg.AddrMap
 	if m == nil {
-		return "", control.Errorf(control.CodeUnimplemented, "MAPADDRESS is not available")
+		return "", errNoAddrMap
 	}
 	if !addrmap.ValidDestination(strings.TrimPrefix(to, "*.")) {
 		b.log.Warnf("Skipping invalid argument '%s' in MapAddress msg", to)
-		return "", control.Errorf(control.CodeSyntaxArgs, "syntax error: invalid address '%s'", to)
+		return "", &control.Error{Code: control.CodeSyntaxArgs, Msg: "syntax error: invalid address '" + to + "'"}
 	}
+	mapping := "'" + from + "=" + to + "'"
+	var err error
 	switch from {
 	case ".":
-		h, err := m.VirtualHost(to, addrmap.FromController)
-		if err != nil {
-			b.log.Warnf("Unable to allocate address for '%s' in MapAddress msg", to)
-			return "", control.Errorf(control.CodeResourceExhausted, "resource exhausted: skipping '%s=%s'", from, to)
-		}
-		return h, nil
+		from, err = m.VirtualHost(to, addrmap.FromController)
 	case "0.0.0.0", "::":
-		a, err := m.Virtual(to, from == "::", addrmap.FromController)
-		if err != nil {
-			b.log.Warnf("Unable to allocate address for '%s' in MapAddress msg", to)
-			return "", control.Errorf(control.CodeResourceExhausted, "resource exhausted: skipping '%s=%s'", from, to)
+		var a netip.Addr
+		a, err = m.Virtual(to, from == "::", addrmap.FromController)
+		from = a.String()
+	default:
+		if err := m.Register(from, to, addrmap.FromController, time.Time{}); err != nil {
+			b.log.Warnf("Skipping invalid argument %s in MapAddress msg: %v", mapping, err)
+			return "", control.WrapError(control.CodeSyntaxArgs, "syntax error: invalid address mapping  "+mapping+": ", err)
 		}
-		return a.String(), nil
 	}
-	if err := m.Register(from, to, addrmap.FromController, time.Time{}); err != nil {
-		b.log.Warnf("Skipping invalid argument '%s=%s' in MapAddress msg: %v", from, to, err)
-		return "", control.Errorf(control.CodeSyntaxArgs, "syntax error: invalid address mapping  '%s=%s': %v", from, to, err)
+	if err != nil {
+		b.log.Warnf("Unable to allocate address for '%s' in MapAddress msg", to)
+		return "", &control.Error{Code: control.CodeResourceExhausted, Msg: "resource exhausted: skipping " + mapping}
 	}
 	return from, nil
 }

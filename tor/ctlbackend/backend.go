@@ -7,10 +7,9 @@
 package ctlbackend
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"os/user"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,8 +21,6 @@ import (
 	"tinytor/tor/circmgr"
 	"tinytor/tor/config"
 	"tinytor/tor/control"
-	"tinytor/tor/event"
-	"tinytor/tor/guard"
 	"tinytor/tor/torlog"
 )
 
@@ -120,192 +117,12 @@ func New(cfg Config) (*Backend, error) {
 // Close cancels a deferred NEWNYM.
 func (b *Backend) Close() {
 	b.nymMu.Lock()
-	defer b.nymMu.Unlock()
 	b.closed = true
 	if b.nymPending != nil {
 		b.nymPending.Stop()
 		b.nymPending = nil
 	}
-}
-
-// GetInfo implements control.Backend.
-func (b *Backend) GetInfo(key string) (string, error) {
-	c := b.cfg.Client
-	switch key {
-	case "version":
-		return b.cfg.Version, nil
-	case "config-file":
-		return b.cfg.Sources.TorrcPath(), nil
-	case "config-defaults-file":
-		if b.cfg.Sources.Defaults != "" {
-			return b.cfg.Sources.Defaults, nil
-		}
-		return config.DefaultDefaultsTorrc, nil
-	case "config-text":
-		return b.configText()
-	case "config/names":
-		var sb strings.Builder
-		for i, o := range config.Options() {
-			if i > 0 {
-				sb.WriteByte('\n')
-			}
-			typ := "String"
-			if o.List {
-				typ = "LineList"
-			}
-			sb.WriteString(o.Name + " " + typ)
-		}
-		return sb.String(), nil
-	case "info/names":
-		return strings.Join(infoNames, "\n"), nil
-	case "status/bootstrap-phase":
-		return bootstrapPhase(c.Status()), nil
-	case "status/circuit-established":
-		return boolString(c.Status().Phase.Percent >= 100), nil
-	case "status/enough-dir-info":
-		return boolString(c.Status().Phase.Percent >= event.PhaseEnoughDirInfo.Percent), nil
-	case "circuit-status":
-		var lines []string
-		for _, ci := range c.Circuits() {
-			lines = append(lines, circEvent(ci).Event().Body)
-		}
-		return strings.Join(lines, "\n"), nil
-	case "stream-status":
-		var lines []string
-		for _, si := range c.Streams() {
-			lines = append(lines, fmt.Sprintf("%d %s %d %s", si.ID, si.Status, si.CircID, si.Target))
-		}
-		return strings.Join(lines, "\n"), nil
-	case "orconn-status":
-		var lines []string
-		for _, ch := range c.Channels() {
-			lines = append(lines, channelTarget(ch)+" "+ch.Status)
-		}
-		return strings.Join(lines, "\n"), nil
-	case "entry-guards":
-		var lines []string
-		for _, g := range c.Guards() {
-			status := "up"
-			switch {
-			case g.Reachable == guard.No:
-				status = "down " + g.FailingSince.UTC().Format("2006-01-02 15:04:05")
-			case g.ConfirmedIdx < 0:
-				status = "never-connected"
-			case !g.Listed:
-				status = "unlisted"
-			}
-			lines = append(lines, event.RelayRef{ID: g.ID, Nickname: g.Nickname}.LongName()+" "+status)
-		}
-		return strings.Join(lines, "\n"), nil
-	case "downloads/bridge/bridges":
-		bs := c.Bridges()
-		if bs == nil {
-			return "", control.Errorf(551, "We're not using bridges")
-		}
-		var lines []string
-		for _, br := range bs {
-			if br.Identity != ([20]byte{}) {
-				lines = append(lines, fmt.Sprintf("%X", br.Identity))
-			}
-		}
-		return strings.Join(lines, "\n"), nil
-	case "traffic/read":
-		r, _ := c.Traffic()
-		return strconv.FormatUint(r, 10), nil
-	case "traffic/written":
-		_, w := c.Traffic()
-		return strconv.FormatUint(w, 10), nil
-	case "onions/current":
-		return b.onionIDs(false), nil
-	case "onions/detached":
-		return b.onionIDs(true), nil
-	case "process/pid":
-		return strconv.Itoa(os.Getpid()), nil
-	case "process/uid":
-		return strconv.Itoa(os.Getuid()), nil
-	case "process/user":
-		u, err := user.Current()
-		if err != nil {
-			return "", nil
-		}
-		return u.Username, nil
-	case "uptime":
-		return strconv.FormatInt(int64(b.cfg.Now().Sub(b.start)/time.Second), 10), nil
-	case "dormant":
-		b.nymMu.Lock()
-		d := b.dormant
-		b.nymMu.Unlock()
-		return boolString(d), nil
-	case "net/listeners/socks", "net/listeners/trans", "net/listeners/httptunnel", "net/listeners/control", "net/listeners/metrics":
-		var addrs []string
-		if b.cfg.Listeners != nil {
-			for _, a := range b.cfg.Listeners(strings.TrimPrefix(key, "net/listeners/")) {
-				addrs = append(addrs, control.QuoteString(a))
-			}
-		}
-		return strings.Join(addrs, " "), nil
-	case "ns/all":
-		return b.networkStatusAll(), nil
-	}
-	if which, ok := strings.CutPrefix(key, "address-mappings/"); ok {
-		return b.addressMappings(which)
-	}
-	if fp, ok := strings.CutPrefix(key, "ns/id/"); ok {
-		ns, _, err := b.relay(fp)
-		return ns, err
-	}
-	if fp, ok := strings.CutPrefix(key, "downloads/bridge/"); ok {
-		return bridgeDownload(c.Bridges(), fp)
-	}
-	if fp, ok := strings.CutPrefix(key, "md/id/"); ok {
-		_, md, err := b.relay(fp)
-		if err == nil && md == "" {
-			return "", control.Errorf(551, "Microdescriptor for %s is not in the cache", fp)
-		}
-		return md, err
-	}
-	return "", control.ErrNotFound
-}
-
-// infoNames are the GETINFO keys the backend answers (info/names).
-var infoNames = []string{
-	"address-mappings/all -- Current address mappings.",
-	"address-mappings/cache -- Current cached DNS replies.",
-	"address-mappings/config -- Current address mappings from configuration.",
-	"address-mappings/control -- Current address mappings from controller.",
-	"circuit-status -- List of current circuits originating here.",
-	"config-defaults-file -- Current location of the defaults file.",
-	"config-file -- Current location of the \"torrc\" file.",
-	"config-text -- Return the string that would be written by a saveconf command.",
-	"config/names -- List of configuration options, types, and documentation.",
-	"dormant -- Is Tor dormant (not building circuits because it's idle)?",
-	"downloads/bridge/* -- Download statuses for bridge descriptors by identity digest.",
-	"downloads/bridge/bridges -- Return hex-encoded list of bridge identity digests.",
-	"entry-guards -- Which nodes are we using as entry guards?",
-	"events/names -- Events that the controller can ask for with SETEVENTS.",
-	"info/names -- List of GETINFO options, types, and documentation.",
-	"md/id/* -- Microdescriptors by ID",
-	"net/listeners/control -- Addresses of the control listeners.",
-	"net/listeners/httptunnel -- Addresses of the HTTP tunnel listeners.",
-	"net/listeners/metrics -- Addresses of the metrics listeners.",
-	"net/listeners/socks -- Addresses of the SOCKS listeners.",
-	"net/listeners/trans -- Addresses of the transparent proxy listeners.",
-	"ns/all -- Brief summary of router status (v3 directory format)",
-	"ns/id/* -- Brief summary of router status by ID (v3 directory format).",
-	"onions/current -- Onion services owned by the current control connection.",
-	"onions/detached -- Onion services detached from the control connection.",
-	"orconn-status -- A list of current OR connections.",
-	"process/pid -- Process id belonging to the main tor process.",
-	"process/uid -- User id running the tor process.",
-	"process/user -- Username under which the tor process is running.",
-	"status/bootstrap-phase -- The last bootstrap phase status event that Tor sent.",
-	"status/circuit-established -- Whether we think client functionality is working.",
-	"status/enough-dir-info -- Whether we have enough up-to-date directory information to build circuits.",
-	"stream-status -- List of current streams.",
-	"traffic/read -- Bytes read since the process was started.",
-	"traffic/written -- Bytes written since the process was started.",
-	"uptime -- Uptime of the Tor daemon in seconds.",
-	"version -- The current version of Tor.",
+	b.nymMu.Unlock()
 }
 
 func boolString(v bool) string {
@@ -319,12 +136,11 @@ func boolString(v bool) string {
 // accepts it ("$HEX", "HEX", or with "~nickname").
 func (b *Backend) relay(fp string) (ns, md string, err error) {
 	id, ok := parseFingerprint(fp)
-	if !ok {
-		return "", "", control.Errorf(552, "Unrecognized key %s", control.QuoteString(fp))
+	if ok {
+		ns, md, ok = b.relayStatus(id)
 	}
-	ns, md, ok = b.relayStatus(id)
 	if !ok {
-		return "", "", control.Errorf(552, "Unrecognized key %s", control.QuoteString(fp))
+		return "", "", control.ErrorWith(control.CodeUnrecognizedEntity, "Unrecognized key", fp)
 	}
 	return ns, md, nil
 }
@@ -347,17 +163,23 @@ func parseFingerprint(s string) (id [20]byte, ok bool) {
 	return id, true
 }
 
+// Replies for features the process was started without.
+var (
+	errNoReload   = &control.Error{Code: control.CodeInternal, Msg: "reloading is not available"}
+	errNoShutdown = &control.Error{Code: control.CodeInternal, Msg: "shutting down is not available"}
+)
+
 // Signal implements control.Backend.
 func (b *Backend) Signal(name string) error {
 	switch name {
 	case "RELOAD":
 		if b.cfg.Reload == nil {
-			return control.Errorf(551, "reloading is not available")
+			return errNoReload
 		}
 		b.cfg.Reload()
 	case "SHUTDOWN", "HALT":
 		if b.cfg.Shutdown == nil {
-			return control.Errorf(551, "shutting down is not available")
+			return errNoShutdown
 		}
 		b.log.Noticef("Controller requested %s. Exiting.", strings.ToLower(name))
 		b.cfg.Shutdown()
@@ -366,17 +188,15 @@ func (b *Backend) Signal(name string) error {
 	case "CLEARDNSCACHE":
 		// tinytor resolves every name at the exit and keeps no cache.
 		b.log.Infof("CLEARDNSCACHE: tinytor keeps no DNS cache; nothing to clear.")
-	case "HEARTBEAT":
+	case "HEARTBEAT", "DUMP":
 		b.heartbeat()
 	case "DORMANT", "ACTIVE":
 		b.nymMu.Lock()
 		b.dormant = name == "DORMANT"
 		b.nymMu.Unlock()
 		b.log.Noticef("Controller sent %s; tinytor has no dormant mode yet and keeps running normally.", name)
-	case "DUMP":
-		b.heartbeat()
 	default:
-		return control.Errorf(552, "Unrecognized signal code %s: not supported by tinytor", control.QuoteString(name))
+		return &control.Error{Code: control.CodeUnrecognizedEntity, Msg: "Unrecognized signal code " + control.QuoteString(name) + ": not supported by tinytor"}
 	}
 	b.emitEvent(control.Event{Type: "SIGNAL", Body: name})
 	return nil
@@ -397,13 +217,12 @@ func (b *Backend) newNym() {
 	if b.nymPending == nil && !b.closed {
 		b.nymPending = time.AfterFunc(delay, func() {
 			b.nymMu.Lock()
-			defer b.nymMu.Unlock()
-			if b.closed {
-				return
+			if !b.closed {
+				b.nymPending = nil
+				b.lastNym = b.cfg.Now()
+				b.cfg.Client.NewNym()
 			}
-			b.nymPending = nil
-			b.lastNym = b.cfg.Now()
-			b.cfg.Client.NewNym()
+			b.nymMu.Unlock()
 		})
 	}
 	secs := int((delay + time.Second - 1) / time.Second)
@@ -422,39 +241,35 @@ func (b *Backend) heartbeat() {
 // CloseCircuit implements control.Backend.
 func (b *Backend) CloseCircuit(id string, ifUnused bool) error {
 	n, err := strconv.ParseUint(id, 10, 64)
-	if err != nil {
-		return control.Errorf(552, "Unknown circuit %s", control.QuoteString(id))
+	if err == nil {
+		err = b.cfg.Client.CloseCircuit(n, ifUnused)
+		if errors.Is(err, circmgr.ErrCircuitInUse) {
+			return nil // C tor leaves a used circuit alone and says OK
+		}
+		if !errors.Is(err, circmgr.ErrUnknownCircuit) {
+			return err
+		}
 	}
-	switch err := b.cfg.Client.CloseCircuit(n, ifUnused); {
-	case errors.Is(err, circmgr.ErrUnknownCircuit):
-		return control.Errorf(552, "Unknown circuit %s", control.QuoteString(id))
-	case errors.Is(err, circmgr.ErrCircuitInUse):
-		return nil // C tor leaves a used circuit alone and says OK
-	default:
-		return err
-	}
+	return control.ErrorWith(control.CodeUnrecognizedEntity, "Unknown circuit", id)
 }
 
 // CloseStream implements control.Backend.
 func (b *Backend) CloseStream(id string, reason int) error {
 	n, err := strconv.ParseUint(id, 10, 64)
-	if err != nil {
-		return control.Errorf(552, "Unknown stream %s", control.QuoteString(id))
-	}
-	if err := b.cfg.Client.CloseStream(n); err != nil {
-		if errors.Is(err, tor.ErrUnknownStream) {
-			return control.Errorf(552, "Unknown stream %s", control.QuoteString(id))
+	if err == nil {
+		err = b.cfg.Client.CloseStream(n)
+		if !errors.Is(err, tor.ErrUnknownStream) {
+			return err // nil, or a 551 reply
 		}
-		return control.Errorf(551, "%v", err)
 	}
-	return nil
+	return control.ErrorWith(control.CodeUnrecognizedEntity, "Unknown stream", id)
 }
 
 // TakeOwnership implements control.Backend: the process exits when the
 // owning connection closes.
 func (b *Backend) TakeOwnership() (func(), error) {
 	if b.cfg.Shutdown == nil {
-		return nil, control.Errorf(551, "shutting down is not available")
+		return nil, errNoShutdown
 	}
 	return func() {
 		b.log.Noticef("Owning controller connection has closed -- exiting now.")
@@ -468,14 +283,18 @@ func (b *Backend) TakeOwnership() (func(), error) {
 // any cache will do, the delay grows on each attempt, at random.
 func bridgeDownload(bs []bridge.Status, fp string) (string, error) {
 	if bs == nil {
-		return "", control.Errorf(551, "We're not using bridges")
+		return "", errNoBridges
 	}
 	for _, br := range bs {
-		if !strings.EqualFold(fmt.Sprintf("%X", br.Identity), fp) {
+		if !strings.EqualFold(hex.EncodeToString(br.Identity[:]), fp) {
 			continue
 		}
-		return fmt.Sprintf("next-attempt-at %s\nn-download-failures %d\nn-download-attempts %d\nschedule DL_SCHED_BRIDGE\nwant-authority DL_WANT_ANY_DIRSERVER\nincrement-on DL_SCHED_INCREMENT_ATTEMPT\nbackoff DL_SCHED_RANDOM_EXPONENTIAL\nlast-backoff-position %d\nlast-delay-used 0",
-			br.NextAttempt.UTC().Format("2006-01-02 15:04:05"), br.Failures, br.Attempts, br.Attempts), nil
+		attempts := strconv.Itoa(br.Attempts)
+		return "next-attempt-at " + br.NextAttempt.UTC().Format(time.DateTime) +
+			"\nn-download-failures " + strconv.Itoa(br.Failures) +
+			"\nn-download-attempts " + attempts +
+			"\nschedule DL_SCHED_BRIDGE\nwant-authority DL_WANT_ANY_DIRSERVER\nincrement-on DL_SCHED_INCREMENT_ATTEMPT\nbackoff DL_SCHED_RANDOM_EXPONENTIAL" +
+			"\nlast-backoff-position " + attempts + "\nlast-delay-used 0", nil
 	}
-	return "", control.Errorf(552, "Unknown bridge %s", fp)
+	return "", &control.Error{Code: control.CodeUnrecognizedEntity, Msg: "Unknown bridge " + fp}
 }

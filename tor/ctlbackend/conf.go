@@ -27,6 +27,12 @@ var fixedOptions = []string{
 	"HiddenServiceMaxStreamsCloseCircuit", "HiddenServiceDirGroupReadable",
 }
 
+// Fixed replies of the configuration commands.
+var (
+	errNoApply   = &control.Error{Code: control.CodeInvalidConfig, Msg: "Transition not allowed: this control port cannot change the configuration"}
+	errWriteConf = &control.Error{Code: control.CodeInternal, Msg: "Unable to write configuration to disk."}
+)
+
 // state returns the layers describing the configuration in force,
 // rereading the files if the client's configuration was replaced by a
 // reload since. The caller holds confMu.
@@ -47,16 +53,16 @@ func (b *Backend) GetConf(keys []string) ([]control.ConfEntry, error) {
 	defer b.confMu.Unlock()
 	layers, err := b.state()
 	if err != nil {
-		return nil, control.Errorf(551, "%v", err)
+		return nil, err
 	}
 	var out []control.ConfEntry
 	for _, k := range keys {
 		name, vals, err := config.Values(b.cfg.Sources.Env, k, layers...)
 		if config.IsUnknownOption(err) {
-			return nil, control.Errorf(552, "Unrecognized configuration key %s", control.QuoteString(k))
+			return nil, control.ErrorWith(control.CodeUnrecognizedEntity, "Unrecognized configuration key", k)
 		}
 		if err != nil {
-			return nil, control.Errorf(551, "%v", err)
+			return nil, err
 		}
 		if len(vals) == 0 {
 			out = append(out, control.ConfEntry{Key: name})
@@ -82,11 +88,11 @@ func (b *Backend) setConf(entries []control.ConfEntry) error {
 	b.confMu.Lock()
 	defer b.confMu.Unlock()
 	if b.cfg.Apply == nil {
-		return control.Errorf(553, "Transition not allowed: this control port cannot change the configuration")
+		return errNoApply
 	}
 	layers, err := b.state()
 	if err != nil {
-		return control.Errorf(551, "%v", err)
+		return err
 	}
 	// Lines for the options named, in order; a later mention of an option
 	// in the same command adds values (SETCONF A=1 A=2 sets two lines).
@@ -99,7 +105,7 @@ func (b *Backend) setConf(entries []control.ConfEntry) error {
 			if errors.Is(err, config.ErrRelayOption) {
 				reason = "tinytor is a Tor client only and does not support relay option"
 			}
-			return control.Errorf(552, "Unrecognized option: %s '%s'.  Failing.", reason, e.Key)
+			return &control.Error{Code: control.CodeUnrecognizedEntity, Msg: "Unrecognized option: " + reason + " '" + e.Key + "'.  Failing."}
 		}
 		if !touched[o.Name] {
 			touched[o.Name] = true
@@ -113,7 +119,7 @@ func (b *Backend) setConf(entries []control.ConfEntry) error {
 	newLayers := append(slices.Clone(layers[:len(layers)-1]), ctl)
 	nc, err := config.Build(b.cfg.Sources.Env, newLayers...)
 	if err != nil {
-		return control.Errorf(513, "Unacceptable option value: %v", err)
+		return control.WrapError(control.CodeUnrecognizedArg, "Unacceptable option value: ", err)
 	}
 	for _, name := range fixedOptions {
 		if !touched[name] {
@@ -122,14 +128,14 @@ func (b *Backend) setConf(entries []control.ConfEntry) error {
 		_, before, err1 := config.Values(b.cfg.Sources.Env, name, layers...)
 		_, after, err2 := config.Values(b.cfg.Sources.Env, name, newLayers...)
 		if err1 != nil || err2 != nil || !slices.Equal(before, after) {
-			return control.Errorf(553, "Transition not allowed: While tinytor is running, changing %s is not allowed.", name)
+			return &control.Error{Code: control.CodeInvalidConfig, Msg: "Transition not allowed: While tinytor is running, changing " + name + " is not allowed."}
 		}
 	}
 	for _, w := range nc.Warnings {
 		b.log.Warnf("%s", w)
 	}
 	if err := b.cfg.Apply(nc); err != nil {
-		return control.Errorf(553, "Unable to set option: %v", err)
+		return control.WrapError(control.CodeInvalidConfig, "Unable to set option: ", err)
 	}
 	b.ctl, b.built = ctl, nc
 	return nil
@@ -153,11 +159,11 @@ func (b *Backend) configText() (string, error) {
 	defer b.confMu.Unlock()
 	layers, err := b.state()
 	if err != nil {
-		return "", control.Errorf(551, "%v", err)
+		return "", err
 	}
 	t, err := b.savedText(layers)
 	if err != nil {
-		return "", control.Errorf(551, "%v", err)
+		return "", err
 	}
 	return strings.TrimSuffix(t, "\n"), nil
 }
@@ -170,19 +176,19 @@ func (b *Backend) SaveConf(force bool) error {
 	defer b.confMu.Unlock()
 	layers, err := b.state()
 	if err != nil {
-		return control.Errorf(551, "%v", err)
+		return err
 	}
 	path := b.cfg.Sources.TorrcPath()
 	if !force {
 		for _, l := range layers[1] {
 			if l.File != path {
-				return control.Errorf(551, "Unable to write configuration to disk: %s uses %%include (SAVECONF FORCE overwrites it)", path)
+				return &control.Error{Code: control.CodeInternal, Msg: "Unable to write configuration to disk: " + path + " uses %include (SAVECONF FORCE overwrites it)"}
 			}
 		}
 	}
 	text, err := b.savedText(layers)
 	if err != nil {
-		return control.Errorf(551, "%v", err)
+		return err
 	}
 	perm := os.FileMode(0o600)
 	if fi, err := os.Stat(path); err == nil {
@@ -191,7 +197,7 @@ func (b *Backend) SaveConf(force bool) error {
 	data := "# This file was generated by tinytor; if you edit it, comments will not be preserved\n" + text
 	if err := b.cfg.Write(path, []byte(data), perm); err != nil {
 		b.log.Warnf("Unable to write configuration to %s: %v", path, err)
-		return control.Errorf(551, "Unable to write configuration to disk.")
+		return errWriteConf
 	}
 	b.log.Noticef("Configuration saved to %s", path)
 	// The torrc now holds the control port's changes.

@@ -2,8 +2,10 @@ package ctlbackend
 
 import (
 	"encoding/base64"
-	"fmt"
+	"net/netip"
+	"strconv"
 	"strings"
+	"time"
 
 	"tinytor/tor/dir"
 	"tinytor/tor/dirmgr"
@@ -15,13 +17,11 @@ import (
 // bootstrapPhase formats s as GETINFO status/bootstrap-phase and the
 // STATUS_CLIENT BOOTSTRAP event do.
 func bootstrapPhase(s event.Bootstrap) string {
-	sev := "NOTICE"
-	extra := ""
+	line := " BOOTSTRAP PROGRESS=" + strconv.Itoa(s.Phase.Percent) + " TAG=" + s.Phase.Tag + " SUMMARY=" + strconv.Quote(s.Phase.Summary)
 	if s.Problem != "" {
-		sev = "WARN"
-		extra = fmt.Sprintf(" WARNING=%q", s.Problem)
+		return "WARN" + line + " WARNING=" + strconv.Quote(s.Problem)
 	}
-	return fmt.Sprintf("%s BOOTSTRAP PROGRESS=%d TAG=%s SUMMARY=%q%s", sev, s.Phase.Percent, s.Phase.Tag, s.Phase.Summary, extra)
+	return "NOTICE" + line
 }
 
 // relayStatus returns what GETINFO ns/id/<fp> and md/id/<fp> report for
@@ -45,36 +45,37 @@ func (b *Backend) relayStatus(id [20]byte) (nsText, mdText string, ok bool) {
 
 // networkStatusAll returns GETINFO ns/all: every relay of the consensus in
 // use, formatted as relayStatus formats one ("" without a consensus).
-func (b *Backend) networkStatusAll() string {
+func networkStatusAll(b *Backend, _ string) (string, error) {
 	d := b.cfg.Client.Directory()
 	if d == nil || d.Consensus == nil {
-		return ""
+		return "", nil
 	}
 	var sb strings.Builder
 	for i := range d.Consensus.Relays {
 		sb.WriteString(formatStatus(d, &d.Consensus.Relays[i]))
 	}
-	return sb.String()
+	return sb.String(), nil
 }
+
+// zeroDigest is the descriptor digest of a status entry from a microdesc
+// consensus: 20 zero bytes in unpadded base64.
+const zeroDigest = "AAAAAAAAAAAAAAAAAAAAAAAAAAA"
 
 // formatStatus formats r as a router status entry.
 func formatStatus(d *dirmgr.NetDir, r *dir.Relay) string {
-	b64 := base64.RawStdEncoding
-	var sb strings.Builder
-	fmt.Fprintf(&sb, "r %s %s %s %s %d.%d.%d.%d %d %d\n", r.Nickname, b64.EncodeToString(r.Identity[:]),
-		b64.EncodeToString(make([]byte, 20)), d.Consensus.ValidAfter.UTC().Format("2006-01-02 15:04:05"),
-		r.Addr[0], r.Addr[1], r.Addr[2], r.Addr[3], r.ORPort, r.DirPort)
+	s := "r " + r.Nickname + " " + base64.RawStdEncoding.EncodeToString(r.Identity[:]) +
+		" " + zeroDigest + " " + d.Consensus.ValidAfter.UTC().Format(time.DateTime) + " " +
+		netip.AddrFrom4(r.Addr).String() + " " + strconv.Itoa(int(r.ORPort)) + " " + strconv.Itoa(int(r.DirPort)) + "\n"
 	if ap, ok := r.IPv6AddrPort(); ok {
-		fmt.Fprintf(&sb, "a %s\n", ap)
+		s += "a " + ap.String() + "\n"
 	}
-	fmt.Fprintf(&sb, "s %s\n", r.Flags)
+	s += "s " + r.Flags.String() + "\nw Bandwidth=" + strconv.FormatUint(uint64(r.Bandwidth), 10)
 	if r.Unmeasured {
-		fmt.Fprintf(&sb, "w Bandwidth=%d Unmeasured=1\n", r.Bandwidth)
-	} else {
-		fmt.Fprintf(&sb, "w Bandwidth=%d\n", r.Bandwidth)
+		s += " Unmeasured=1"
 	}
+	s += "\n"
 	if md := d.Microdescs[r.Microdesc]; md != nil && md.Policy != nil {
-		fmt.Fprintf(&sb, "p %s\n", md.Policy)
+		s += "p " + md.Policy.String() + "\n"
 	}
-	return sb.String()
+	return s
 }

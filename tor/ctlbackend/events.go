@@ -2,7 +2,6 @@ package ctlbackend
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -70,19 +69,32 @@ func (b *Backend) emitEvent(e control.Event) {
 // BUILDTIMEOUT_SET, and STATUS_CLIENT BOOTSTRAP (plus CIRCUIT_ESTABLISHED
 // when bootstrap completes).
 func Translate(ev event.Event) []control.Event {
+	e, ok := translate(ev)
+	if !ok {
+		return nil
+	}
+	out := []control.Event{e}
+	if b, ok := ev.(event.Bootstrap); ok && b.Phase.Percent >= 100 && b.Problem == "" {
+		out = append(out, control.StatusEvent{Type: "STATUS_CLIENT", Severity: "NOTICE", Action: "CIRCUIT_ESTABLISHED"}.Event())
+	}
+	return out
+}
+
+// translate returns the first control-port event for ev, if any.
+func translate(ev event.Event) (control.Event, bool) {
 	switch e := ev.(type) {
 	case *event.Circuit:
-		return []control.Event{circEvent(*e).Event()}
+		return circEvent(e).Event(), true
 	case *event.Stream:
-		return []control.Event{streamEvent(*e).Event()}
+		return streamEvent(e).Event(), true
 	case *event.Channel:
-		return []control.Event{control.ORConnEvent{
-			Target: channelTarget(*e),
+		return control.ORConnEvent{
+			Target: channelTarget(e),
 			Status: e.Status,
 			Reason: e.Reason,
 			NCircs: e.NCircs,
 			ID:     strconv.FormatUint(e.ID, 10),
-		}.Event()}
+		}.Event(), true
 	case *event.HSDesc:
 		auth := "NO_AUTH"
 		switch {
@@ -91,49 +103,44 @@ func Translate(ev event.Event) []control.Event {
 		case e.ClientAuth:
 			auth = "CLIENT_AUTH"
 		}
-		return []control.Event{control.HSDescEvent{
+		return control.HSDescEvent{
 			Action:       e.Action,
 			Address:      e.Address,
 			AuthType:     auth,
 			HSDir:        longNameOrEmpty(e.HSDir),
 			DescriptorID: e.DescriptorID,
 			Reason:       e.Reason,
-		}.Event()}
+		}.Event(), true
 	case event.Log:
-		return []control.Event{control.LogEvent(e.Severity, e.Message)}
+		return control.LogEvent(e.Severity, e.Message), true
 	case *event.BuildTimeoutSet:
-		return []control.Event{buildTimeoutEvent(*e)}
+		return buildTimeoutEvent(e), true
 	case event.Transport:
 		if e.Type == "LAUNCHED" {
 			// 650 TRANSPORT_LAUNCHED client obfs4 127.0.0.1 38265
-			return []control.Event{{Type: "TRANSPORT_LAUNCHED", Body: fmt.Sprintf("client %s %s %d", e.Name, e.Addr.Addr(), e.Addr.Port())}}
+			return control.Event{Type: "TRANSPORT_LAUNCHED", Body: "client " + e.Name + " " + e.Addr.Addr().String() + " " + strconv.Itoa(int(e.Addr.Port()))}, true
 		}
 		// C tor: "650 PT_LOG PT=/usr/bin/obfs4proxy SEVERITY=debug
 		// MESSAGE=..." and "650 PT_STATUS PT=... TRANSPORT=obfs4 ...".
-		var b strings.Builder
-		b.WriteString("PT=" + e.Program)
+		body := "PT=" + e.Program
 		for _, kv := range e.Args {
 			v := kv[1]
 			if v == "" || strings.ContainsAny(v, " \t\"\\=\r\n") {
 				v = control.QuoteString(v)
 			}
-			b.WriteString(" " + kv[0] + "=" + v)
+			body += " " + kv[0] + "=" + v
 		}
-		return []control.Event{{Type: "PT_" + e.Type, Body: b.String()}}
+		return control.Event{Type: "PT_" + e.Type, Body: body}, true
 	case event.Bootstrap:
-		out := []control.Event{{Type: "STATUS_CLIENT", Body: bootstrapPhase(e)}}
-		if e.Phase.Percent >= 100 && e.Problem == "" {
-			out = append(out, control.StatusEvent{Type: "STATUS_CLIENT", Severity: "NOTICE", Action: "CIRCUIT_ESTABLISHED"}.Event())
-		}
-		return out
+		return control.Event{Type: "STATUS_CLIENT", Body: bootstrapPhase(e)}, true
 	}
-	return nil
+	return control.Event{}, false
 }
 
 // buildTimeoutEvent formats BUILDTIMEOUT_SET as C tor does
 // (cbt_control_event_buildtimeout_set): milliseconds truncated to
 // integers, the rest with six decimals.
-func buildTimeoutEvent(e event.BuildTimeoutSet) control.Event {
+func buildTimeoutEvent(e *event.BuildTimeoutSet) control.Event {
 	f := func(x float64) string {
 		switch {
 		case math.IsInf(x, 1):
@@ -157,7 +164,7 @@ func buildTimeoutEvent(e event.BuildTimeoutSet) control.Event {
 	return control.Event{Type: "BUILDTIMEOUT_SET", Body: body}
 }
 
-func circEvent(ci event.Circuit) control.CircEvent {
+func circEvent(ci *event.Circuit) control.CircEvent {
 	path := make([]string, len(ci.Path))
 	for i, r := range ci.Path {
 		path[i] = r.LongName()
@@ -173,7 +180,7 @@ func circEvent(ci event.Circuit) control.CircEvent {
 	}
 }
 
-func streamEvent(si event.Stream) control.StreamEvent {
+func streamEvent(si *event.Stream) control.StreamEvent {
 	purpose := "USER"
 	if si.Resolve || si.Status == "NEWRESOLVE" || si.Status == "SENTRESOLVE" {
 		purpose = "DNS_REQUEST"
@@ -197,7 +204,7 @@ func streamEvent(si event.Stream) control.StreamEvent {
 
 // channelTarget is the ORCONN target: the relay's LongName when known,
 // else its address.
-func channelTarget(ch event.Channel) string {
+func channelTarget(ch *event.Channel) string {
 	if ch.Relay.ID != ([20]byte{}) {
 		return ch.Relay.LongName()
 	}

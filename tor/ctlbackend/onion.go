@@ -21,7 +21,7 @@ type Onion interface {
 }
 
 // errNoOnion answers onion commands without Config.Onion.
-var errNoOnion = control.Errorf(551, "the onion service client is not running")
+var errNoOnion = &control.Error{Code: control.CodeInternal, Msg: "the onion service client is not running"}
 
 // AddOnion implements control.Backend.
 func (b *Backend) AddOnion(req *control.AddOnionRequest) (*control.AddOnionResult, error) {

@@ -83,18 +83,19 @@ func ListenerAddrs(client *tor.Client, ctl []net.Listener, metrics []string) fun
 		ctlAddrs = append(ctlAddrs, control.ListenerAddr(l))
 	}
 	return func(kind string) []string {
-		switch kind {
+		var ports []config.ClientPort
+		switch cfg := client.Config(); kind {
 		case "socks":
-			return portNames(client.Config().SocksPorts)
+			ports = cfg.SocksPorts
 		case "trans":
-			return portNames(client.Config().TransPorts)
+			ports = cfg.TransPorts
 		case "httptunnel":
-			return portNames(client.Config().HTTPTunnelPorts)
+			ports = cfg.HTTPTunnelPorts
 		case "control":
 			return ctlAddrs
 		case "metrics":
 			return metrics
 		}
-		return nil
+		return portNames(ports)
 	}
 }

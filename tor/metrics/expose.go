@@ -8,7 +8,6 @@ import (
 	"runtime/metrics"
 	"sort"
 	"strconv"
-	"strings"
 )
 
 // ContentType is the media type of the exposition format WriteTo writes.
@@ -28,6 +27,12 @@ func (c *countingWriter) str(s string) {
 	n, err := c.w.WriteString(s)
 	c.n += int64(n)
 	c.err = err
+}
+
+// sample writes one line of f: the series of c, the name suffix
+// ("_bucket", "_sum", "_count" for histograms), le for buckets, and value.
+func (w *countingWriter) sample(f *family, c *child, suffix, le, value string) {
+	w.str(f.name + suffix + labelSet(f.labels, c.values, le) + " " + value + "\n")
 }
 
 // WriteTo writes every family in the Prometheus text format 0.0.4, sorted
@@ -52,8 +57,7 @@ func (r *Registry) WriteTo(w io.Writer) (int64, error) {
 }
 
 func (f *family) write(w *countingWriter) {
-	w.str("# HELP " + f.name + " " + escapeHelp(f.help) + "\n")
-	w.str("# TYPE " + f.name + " " + f.kind.String() + "\n")
+	w.str("# HELP " + f.name + " " + escapeHelp(f.help) + "\n# TYPE " + f.name + " " + f.kind.String() + "\n")
 	if f.fn != nil {
 		w.str(f.name + " " + formatFloat(f.fn()) + "\n")
 		return
@@ -76,9 +80,9 @@ func (f *family) write(w *countingWriter) {
 	for _, c := range kids {
 		switch f.kind {
 		case KindCounter:
-			w.str(f.name + labelSet(f.labels, c.values, "") + " " + strconv.FormatUint(c.bits.Load(), 10) + "\n")
+			w.sample(f, c, "", "", strconv.FormatUint(c.bits.Load(), 10))
 		case KindGauge:
-			w.str(f.name + labelSet(f.labels, c.values, "") + " " + formatFloat(math.Float64frombits(c.bits.Load())) + "\n")
+			w.sample(f, c, "", "", formatFloat(math.Float64frombits(c.bits.Load())))
 		case KindHistogram:
 			h := c.hist
 			// _count is the +Inf bucket, so the two always agree even
@@ -90,51 +94,61 @@ func (f *family) write(w *countingWriter) {
 				if i < len(h.upper) {
 					le = formatFloat(h.upper[i])
 				}
-				w.str(f.name + "_bucket" + labelSet(f.labels, c.values, le) + " " + strconv.FormatUint(cum, 10) + "\n")
+				w.sample(f, c, "_bucket", le, strconv.FormatUint(cum, 10))
 			}
-			w.str(f.name + "_sum" + labelSet(f.labels, c.values, "") + " " + formatFloat(math.Float64frombits(h.sum.Load())) + "\n")
-			w.str(f.name + "_count" + labelSet(f.labels, c.values, "") + " " + strconv.FormatUint(cum, 10) + "\n")
+			w.sample(f, c, "_sum", "", formatFloat(math.Float64frombits(h.sum.Load())))
+			w.sample(f, c, "_count", "", strconv.FormatUint(cum, 10))
 		}
 	}
 }
 
 // labelSet renders {a="x",b="y"} (with le last when given), or "".
 func labelSet(names, values []string, le string) string {
-	if len(names) == 0 && le == "" {
+	if le != "" {
+		names = append(names[:len(names):len(names)], "le")
+		values = append(values[:len(values):len(values)], le)
+	}
+	if len(names) == 0 {
 		return ""
 	}
-	var b strings.Builder
-	b.WriteByte('{')
+	s := "{"
 	for i, n := range names {
 		if i > 0 {
-			b.WriteByte(',')
+			s += ","
 		}
-		b.WriteString(n + `="` + escapeLabel(values[i]) + `"`)
+		s += n + `="` + escapeLabel(values[i]) + `"`
 	}
-	if le != "" {
-		if len(names) > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(`le="` + le + `"`)
-	}
-	b.WriteByte('}')
-	return b.String()
+	return s + "}"
 }
 
 // escapeHelp escapes backslash and line feed (text format 0.0.4).
-func escapeHelp(s string) string {
-	if !strings.ContainsAny(s, "\\\n") {
-		return s // the common case: no allocation
-	}
-	return strings.NewReplacer(`\`, `\\`, "\n", `\n`).Replace(s)
-}
+func escapeHelp(s string) string { return escape(s, false) }
 
 // escapeLabel escapes backslash, double quote and line feed.
-func escapeLabel(s string) string {
-	if !strings.ContainsAny(s, "\\\"\n") {
+func escapeLabel(s string) string { return escape(s, true) }
+
+func escape(s string, quote bool) string {
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' && c != '\n' && (c != '"' || !quote) {
+			if b != nil {
+				b = append(b, c)
+			}
+			continue
+		}
+		if b == nil {
+			b = append(make([]byte, 0, len(s)+8), s[:i]...)
+		}
+		if c == '\n' {
+			c = 'n'
+		}
+		b = append(b, '\\', c)
+	}
+	if b == nil {
 		return s // the common case: no allocation
 	}
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
+	return string(b)
 }
 
 func formatFloat(v float64) string {
@@ -153,8 +167,12 @@ func formatFloat(v float64) string {
 // scrape time through runtime/metrics: goroutines, memory mapped from the
 // OS, live heap objects, heap goal and GC cycles.
 func RegisterGoRuntime(r *Registry) error {
-	sample := func(name string) func() float64 {
-		return func() float64 {
+	for _, g := range goRuntimeMetrics {
+		name := g.sample
+		fn := func() float64 {
+			if name == "" {
+				return float64(runtime.NumGoroutine())
+			}
 			s := []metrics.Sample{{Name: name}}
 			metrics.Read(s)
 			switch s[0].Value.Kind() {
@@ -165,20 +183,22 @@ func RegisterGoRuntime(r *Registry) error {
 			}
 			return math.NaN()
 		}
-	}
-	gauges := []struct{ name, help, sample string }{
-		{"go_memory_total_bytes", "All memory mapped by the Go runtime into the process.", "/memory/classes/total:bytes"},
-		{"go_memory_heap_objects_bytes", "Memory occupied by live and not-yet-swept heap objects.", "/memory/classes/heap/objects:bytes"},
-		{"go_gc_heap_goal_bytes", "Heap size target for the end of the GC cycle.", "/gc/heap/goal:bytes"},
-	}
-	for _, g := range gauges {
-		if err := r.NewGaugeFunc(g.name, g.help, sample(g.sample)); err != nil {
+		if err := r.registerFunc(g.kind, g.name, g.help, fn); err != nil {
 			return err
 		}
 	}
-	if err := r.NewGaugeFunc("go_goroutines", "Number of goroutines that currently exist.",
-		func() float64 { return float64(runtime.NumGoroutine()) }); err != nil {
-		return err
-	}
-	return r.NewCounterFunc("go_gc_cycles_total", "Completed GC cycles.", sample("/gc/cycles/total:gc-cycles"))
+	return nil
+}
+
+// goRuntimeMetrics are the metrics of RegisterGoRuntime and the
+// runtime/metrics samples they read ("" for the goroutine count).
+var goRuntimeMetrics = []struct {
+	kind               Kind
+	name, help, sample string
+}{
+	{KindGauge, "go_memory_total_bytes", "All memory mapped by the Go runtime into the process.", "/memory/classes/total:bytes"},
+	{KindGauge, "go_memory_heap_objects_bytes", "Memory occupied by live and not-yet-swept heap objects.", "/memory/classes/heap/objects:bytes"},
+	{KindGauge, "go_gc_heap_goal_bytes", "Heap size target for the end of the GC cycle.", "/gc/heap/goal:bytes"},
+	{KindGauge, "go_goroutines", "Number of goroutines that currently exist.", ""},
+	{KindCounter, "go_gc_cycles_total", "Completed GC cycles.", "/gc/cycles/total:gc-cycles"},
 }

@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,7 +33,16 @@ type RequestError struct {
 	Reason string
 }
 
-func (e *RequestError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.Status, e.Reason) }
+func (e *RequestError) Error() string { return "HTTP " + strconv.Itoa(e.Status) + ": " + e.Reason }
+
+// requestError returns a RequestError whose reason is msg followed by the
+// offending text t, quoted and cut after 40 bytes.
+func requestError(status int, msg, t string) *RequestError {
+	if len(t) > 40 {
+		t = t[:40] + "..."
+	}
+	return &RequestError{status, msg + " " + strconv.Quote(t)}
+}
 
 // Request is the part of an HTTP request the metrics server looks at.
 type Request struct {
@@ -44,49 +53,41 @@ type Request struct {
 // line and header lines, up to and including the empty line. Header lines
 // are checked for syntax and otherwise ignored.
 func ParseRequest(head []byte) (*Request, error) {
-	line, rest, ok := bytes.Cut(head, []byte("\n"))
+	line, rest, ok := strings.Cut(string(head), "\n")
 	if !ok {
 		return nil, &RequestError{400, "request line not terminated"}
 	}
-	line = bytes.TrimSuffix(line, []byte("\r"))
-	parts := bytes.Split(line, []byte(" "))
-	if len(parts) != 3 || len(parts[0]) == 0 || len(parts[1]) == 0 {
-		return nil, &RequestError{400, fmt.Sprintf("malformed request line %q", truncate(line))}
+	line = strings.TrimSuffix(line, "\r")
+	parts := strings.Split(line, " ")
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
+		return nil, requestError(400, "malformed request line", line)
 	}
-	for _, c := range parts[0] {
+	for _, c := range []byte(parts[0]) {
 		if c < 'A' || c > 'Z' {
-			return nil, &RequestError{400, fmt.Sprintf("malformed method %q", truncate(parts[0]))}
+			return nil, requestError(400, "malformed method", parts[0])
 		}
 	}
-	r := &Request{Method: string(parts[0]), Target: string(parts[1]), Proto: string(parts[2])}
-	if r.Proto != "HTTP/1.0" && r.Proto != "HTTP/1.1" {
-		return nil, &RequestError{505, fmt.Sprintf("unsupported protocol %q", truncate(parts[2]))}
+	if parts[2] != "HTTP/1.0" && parts[2] != "HTTP/1.1" {
+		return nil, requestError(505, "unsupported protocol", parts[2])
 	}
 	for n := 2; ; n++ {
-		l, more, ok := bytes.Cut(rest, []byte("\n"))
+		l, more, ok := strings.Cut(rest, "\n")
 		if !ok {
 			return nil, &RequestError{400, "headers not terminated by an empty line"}
 		}
 		rest = more
-		l = bytes.TrimSuffix(l, []byte("\r"))
-		if len(l) == 0 {
-			if len(rest) != 0 {
+		l = strings.TrimSuffix(l, "\r")
+		if l == "" {
+			if rest != "" {
 				return nil, &RequestError{400, "data after the request head"}
 			}
-			return r, nil
+			return &Request{Method: parts[0], Target: parts[1], Proto: parts[2]}, nil
 		}
-		name, _, ok := bytes.Cut(l, []byte(":"))
-		if !ok || len(name) == 0 || bytes.ContainsAny(name, " \t") {
-			return nil, &RequestError{400, fmt.Sprintf("malformed header on line %d", n)}
+		name, _, ok := strings.Cut(l, ":")
+		if !ok || name == "" || strings.ContainsAny(name, " \t") {
+			return nil, &RequestError{400, "malformed header on line " + strconv.Itoa(n)}
 		}
 	}
-}
-
-func truncate(b []byte) string {
-	if len(b) > 40 {
-		return string(b[:40]) + "..."
-	}
-	return string(b)
 }
 
 // readHead reads up to the empty line ending the request head.
@@ -183,9 +184,26 @@ func (s *Server) allowed(a net.Addr) bool {
 	return s.policy.Allows(ap.Addr(), policy.RejectUnmatched)
 }
 
-var statusText = map[int]string{
-	200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-	431: "Request Header Fields Too Large", 500: "Internal Server Error", 505: "HTTP Version Not Supported",
+// statusText is the reason phrase of the statuses the server sends ("" for
+// others).
+func statusText(status int) string {
+	switch status {
+	case 200:
+		return "OK"
+	case 400:
+		return "Bad Request"
+	case 404:
+		return "Not Found"
+	case 405:
+		return "Method Not Allowed"
+	case 431:
+		return "Request Header Fields Too Large"
+	case 500:
+		return "Internal Server Error"
+	case 505:
+		return "HTTP Version Not Supported"
+	}
+	return ""
 }
 
 func (s *Server) handle(c net.Conn) {
@@ -195,45 +213,41 @@ func (s *Server) handle(c net.Conn) {
 	if err == nil {
 		req, err = ParseRequest(head)
 	}
-	if err != nil {
-		var re *RequestError
-		if errors.As(err, &re) {
-			s.log.Infof("Bad metrics port request from %s: %v", c.RemoteAddr(), err)
-			writeResponse(c, re.Status, "text/plain", []byte(re.Reason+"\n"))
-		}
-		return
-	}
-	path := req.Target
-	if i := bytes.IndexByte([]byte(path), '?'); i >= 0 {
-		path = path[:i]
-	}
+	status, ctype, body := 200, "text/plain", ""
+	var re *RequestError
 	switch {
-	case path != "/metrics":
-		writeResponse(c, 404, "text/plain", []byte("not found\n"))
+	case errors.As(err, &re):
+		s.log.Infof("Bad metrics port request from %s: %v", c.RemoteAddr(), err)
+		status, body = re.Status, re.Reason
+	case err != nil:
+		return
+	case req.Target != "/metrics" && !strings.HasPrefix(req.Target, "/metrics?"):
+		status, body = 404, "not found"
 	case req.Method != "GET":
-		writeResponse(c, 405, "text/plain", []byte("only GET is supported\n"))
+		status, body = 405, "only GET is supported"
 	default:
-		var body bytes.Buffer
-		if _, err := s.reg.WriteTo(&body); err != nil {
+		var b strings.Builder
+		if _, err := s.reg.WriteTo(&b); err != nil {
 			s.log.Warnf("Rendering metrics: %v", err)
-			writeResponse(c, 500, "text/plain", []byte("internal error\n"))
-			return
+			status, body = 500, "internal error"
+			break
 		}
-		writeResponse(c, 200, ContentType, body.Bytes())
+		ctype, body = ContentType, b.String()
 	}
+	if ctype != ContentType {
+		body += "\n"
+	}
+	writeResponse(c, status, ctype, body)
 }
 
-func writeResponse(w io.Writer, status int, ctype string, body []byte) error {
-	var b bytes.Buffer
-	b.WriteString("HTTP/1.0 " + strconv.Itoa(status) + " " + statusText[status] + "\r\n")
-	b.WriteString("Content-Type: " + ctype + "\r\n")
-	b.WriteString("Content-Length: " + strconv.Itoa(len(body)) + "\r\n")
-	b.WriteString("Connection: close\r\n")
+func writeResponse(w io.Writer, status int, ctype string, body string) error {
+	allow := ""
 	if status == 405 {
-		b.WriteString("Allow: GET\r\n")
+		allow = "Allow: GET\r\n"
 	}
-	b.WriteString("\r\n")
-	b.Write(body)
-	_, err := w.Write(b.Bytes())
+	_, err := io.WriteString(w, "HTTP/1.0 "+strconv.Itoa(status)+" "+statusText(status)+"\r\n"+
+		"Content-Type: "+ctype+"\r\n"+
+		"Content-Length: "+strconv.Itoa(len(body))+"\r\n"+
+		"Connection: close\r\n"+allow+"\r\n"+body)
 	return err
 }

@@ -134,7 +134,7 @@ func FuzzParseRequest(f *testing.F) {
 		r, err := ParseRequest(b)
 		if err != nil {
 			var re *RequestError
-			if !errors.As(err, &re) || statusText[re.Status] == "" {
+			if !errors.As(err, &re) || statusText(re.Status) == "" {
 				t.Fatalf("error %v is not a RequestError with a known status", err)
 			}
 			return

@@ -6,10 +6,10 @@ package metrics
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,15 +26,10 @@ const (
 )
 
 func (k Kind) String() string {
-	switch k {
-	case KindCounter:
-		return "counter"
-	case KindGauge:
-		return "gauge"
-	case KindHistogram:
-		return "histogram"
+	if k < 0 || k > KindHistogram {
+		return "untyped"
 	}
-	return "untyped"
+	return [...]string{"counter", "gauge", "histogram"}[k]
 }
 
 // Registry holds metric families. It is safe for concurrent use.
@@ -71,6 +66,25 @@ type child struct {
 // ErrDuplicate is returned when a metric name is registered twice.
 var ErrDuplicate = errors.New("metric already registered")
 
+// Error reports a metric that cannot be registered, or label values that
+// do not fit it: "metric <Metric>: <Msg>[: <Err>]".
+type Error struct {
+	Metric string
+	Msg    string
+	Err    error // ErrDuplicate or nil
+}
+
+func (e *Error) Error() string {
+	s := "metric " + e.Metric + ": " + e.Msg
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Unwrap returns e.Err.
+func (e *Error) Unwrap() error { return e.Err }
+
 func validName(s string, label bool) bool {
 	if s == "" {
 		return false
@@ -88,62 +102,85 @@ func validName(s string, label bool) bool {
 	return !label || !strings.HasPrefix(s, "__")
 }
 
+// seriesSuffixes name the series of a family: the name itself, and for
+// histograms the name with these suffixes too.
+var seriesSuffixes = [...]string{"", "_bucket", "_sum", "_count"}
+
 func (r *Registry) register(f *family) error {
-	if !validName(f.name, false) {
-		return fmt.Errorf("metric name %q: must match [a-zA-Z_:][a-zA-Z0-9_:]*", f.name)
-	}
-	if strings.TrimSpace(f.help) == "" {
-		return fmt.Errorf("metric %s: help text is required", f.name)
-	}
-	seen := map[string]bool{}
-	for _, l := range f.labels {
-		if !validName(l, true) {
-			return fmt.Errorf("metric %s: label name %q: must match [a-zA-Z_][a-zA-Z0-9_]* and not start with __", f.name, l)
-		}
-		if f.kind == KindHistogram && l == "le" {
-			return fmt.Errorf("metric %s: label name \"le\" is reserved for histograms", f.name)
-		}
-		if seen[l] {
-			return fmt.Errorf("metric %s: label %q given twice", f.name, l)
-		}
-		seen[l] = true
-	}
-	if f.kind == KindHistogram {
-		if len(f.buckets) == 0 {
-			return fmt.Errorf("metric %s: histogram needs at least one bucket", f.name)
-		}
-		for i, b := range f.buckets {
-			if math.IsNaN(b) || (i > 0 && b <= f.buckets[i-1]) {
-				return fmt.Errorf("metric %s: buckets must be increasing, got %v", f.name, f.buckets)
-			}
-		}
-		if math.IsInf(f.buckets[len(f.buckets)-1], +1) {
-			f.buckets = f.buckets[:len(f.buckets)-1] // +Inf is implicit
-		}
+	if msg := f.check(); msg != "" {
+		return &Error{Metric: f.name, Msg: msg}
 	}
 	f.children = map[string]*child{}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	names := []string{f.name}
+	suffixes := seriesSuffixes[:1]
 	if f.kind == KindHistogram {
-		names = append(names, f.name+"_bucket", f.name+"_sum", f.name+"_count")
+		suffixes = seriesSuffixes[:]
 	}
-	for _, n := range names {
-		if r.taken[n] {
-			return fmt.Errorf("metric %s: series %s: %w", f.name, n, ErrDuplicate)
+	for _, sfx := range suffixes {
+		if r.taken[f.name+sfx] {
+			return &Error{f.name, "series " + f.name + sfx, ErrDuplicate}
 		}
 	}
-	for _, n := range names {
-		r.taken[n] = true
+	for _, sfx := range suffixes {
+		r.taken[f.name+sfx] = true
 	}
 	r.fams[f.name] = f
 	return nil
 }
 
+// check validates the names, help text and buckets of f, and drops an
+// explicit +Inf bucket. It returns what is wrong, or "".
+func (f *family) check() string {
+	if !validName(f.name, false) {
+		return "name must match [a-zA-Z_:][a-zA-Z0-9_:]*"
+	}
+	if strings.TrimSpace(f.help) == "" {
+		return "help text is required"
+	}
+	for i, l := range f.labels {
+		switch {
+		case !validName(l, true):
+			return `label name "` + l + `": must match [a-zA-Z_][a-zA-Z0-9_]* and not start with __`
+		case f.kind == KindHistogram && l == "le":
+			return `label name "le" is reserved for histograms`
+		case slices.Contains(f.labels[:i], l):
+			return `label "` + l + `" given twice`
+		}
+	}
+	if f.kind != KindHistogram {
+		return ""
+	}
+	if len(f.buckets) == 0 {
+		return "histogram needs at least one bucket"
+	}
+	for i, b := range f.buckets {
+		if math.IsNaN(b) || (i > 0 && b <= f.buckets[i-1]) {
+			return "buckets must be increasing, got " + formatFloats(f.buckets)
+		}
+	}
+	if math.IsInf(f.buckets[len(f.buckets)-1], +1) {
+		f.buckets = f.buckets[:len(f.buckets)-1] // +Inf is implicit
+	}
+	return ""
+}
+
+// formatFloats formats s as %v does: "[0.1 1 +Inf]".
+func formatFloats(s []float64) string {
+	b := []byte{'['}
+	for i, v := range s {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = strconv.AppendFloat(b, v, 'g', -1, 64)
+	}
+	return string(append(b, ']'))
+}
+
 // with returns the child for the label values, creating it.
 func (f *family) with(values []string) (*child, error) {
 	if len(values) != len(f.labels) {
-		return nil, fmt.Errorf("metric %s: got %d label values for labels %v", f.name, len(values), f.labels)
+		return nil, &Error{Metric: f.name, Msg: "got " + strconv.Itoa(len(values)) + " label values for labels [" + strings.Join(f.labels, " ") + "]"}
 	}
 	key := strings.Join(values, "\xff")
 	f.mu.RLock()
@@ -328,25 +365,26 @@ func (v *CounterVec) Delete(values ...string) bool { return v.f.delete(values) }
 func (f *family) delete(values []string) bool {
 	key := strings.Join(values, "\xff")
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	_, ok := f.children[key]
 	delete(f.children, key)
+	f.mu.Unlock()
 	return ok
 }
 
 // NewGaugeFunc registers a gauge whose value fn returns at scrape time. fn
 // must be safe to call concurrently and must not block.
 func (r *Registry) NewGaugeFunc(name, help string, fn func() float64) error {
-	if fn == nil {
-		return fmt.Errorf("metric %s: nil function", name)
-	}
-	return r.register(&family{name: name, help: help, kind: KindGauge, fn: fn})
+	return r.registerFunc(KindGauge, name, help, fn)
 }
 
 // NewCounterFunc registers a counter whose value fn returns at scrape time.
 func (r *Registry) NewCounterFunc(name, help string, fn func() float64) error {
+	return r.registerFunc(KindCounter, name, help, fn)
+}
+
+func (r *Registry) registerFunc(kind Kind, name, help string, fn func() float64) error {
 	if fn == nil {
-		return fmt.Errorf("metric %s: nil function", name)
+		return &Error{Metric: name, Msg: "nil function"}
 	}
-	return r.register(&family{name: name, help: help, kind: KindCounter, fn: fn})
+	return r.register(&family{name: name, help: help, kind: kind, fn: fn})
 }
