@@ -146,5 +146,5 @@ func (c *Client) solvePoW(ctx context.Context, host string, in pow.Input) (hscel
 		return hscell.Extension{}, err
 	}
 	c.log.Infof("Solved PoW with effort %d in %d ms for %s.", in.Effort, took.Milliseconds(), host)
-	return hscell.Extension{Type: pow.ExtensionType, Data: sol.AppendExtension(nil)}, nil
+	return hscell.Extension{Type: pow.ExtensionType, Body: sol.AppendExtension(nil)}, nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"tinytor/onion/hsntor"
 	"tinytor/tor/cell"
+	"tinytor/tor/circuit/handshake"
 )
 
 // Sizes (rend-spec-v3 3, 4).
@@ -56,11 +57,9 @@ func malformed(what, format string, a ...any) error {
 	return fmt.Errorf("%s: %w: %s", what, ErrMalformed, fmt.Sprintf(format, a...))
 }
 
-// Extension is one EXT_FIELD entry.
-type Extension struct {
-	Type uint8
-	Data []byte
-}
+// Extension is one EXT_FIELD entry of a cell's extension list, which is
+// encoded as the extensions of an ntor v3 message are.
+type Extension = handshake.Ext
 
 // reader is a bounds-checked cursor over a body.
 type reader struct {
@@ -115,43 +114,16 @@ func (r *reader) rest() []byte {
 }
 
 func (r *reader) extensions() []Extension {
-	n := int(r.u8("N_EXTENSIONS"))
-	var exts []Extension
-	for i := 0; i < n && r.err == nil; i++ {
-		typ := r.u8("EXT_FIELD_TYPE")
-		l := int(r.u8("EXT_FIELD_LEN"))
-		d := r.bytes(l, fmt.Sprintf("extension %d (type %d)", i, typ))
-		if r.err == nil {
-			exts = append(exts, Extension{Type: typ, Data: d})
-		}
+	if r.err != nil {
+		return nil
 	}
+	exts, rest, err := handshake.CutExts(r.b[r.off:])
+	if err != nil {
+		r.fail("extension list: %v", err)
+		return nil
+	}
+	r.off = len(r.b) - len(rest)
 	return exts
-}
-
-func appendExtensions(b []byte, exts []Extension) ([]byte, error) {
-	if len(exts) > 255 {
-		return nil, fmt.Errorf("%d extensions, at most 255", len(exts))
-	}
-	b = append(b, byte(len(exts)))
-	for _, e := range exts {
-		if len(e.Data) > 255 {
-			return nil, fmt.Errorf("extension type %d has %d bytes, at most 255", e.Type, len(e.Data))
-		}
-		b = append(b, e.Type, byte(len(e.Data)))
-		b = append(b, e.Data...)
-	}
-	return b, nil
-}
-
-// FindExtension returns the data of the first extension of type typ
-// (later ones are ignored, rend-spec-v3 3.1.1).
-func FindExtension(exts []Extension, typ uint8) ([]byte, bool) {
-	for _, e := range exts {
-		if e.Type == typ {
-			return e.Data, true
-		}
-	}
-	return nil, false
 }
 
 // Link specifier sizes for basic validity checks (tor-spec 5.1.2).
@@ -232,7 +204,7 @@ func DoSExtension(params []DoSParam) Extension {
 		d = append(d, p.Type)
 		d = binary.BigEndian.AppendUint64(d, p.Value)
 	}
-	return Extension{Type: ExtDoSParams, Data: d}
+	return Extension{Type: ExtDoSParams, Body: d}
 }
 
 // BuildEstablishIntro encodes and authenticates an ESTABLISH_INTRO body:
@@ -245,7 +217,7 @@ func BuildEstablishIntro(authKey ed25519.PrivateKey, exts []Extension, kh []byte
 	b := []byte{AuthKeyTypeEd25519}
 	b = binary.BigEndian.AppendUint16(b, uint16(len(pub)))
 	b = append(b, pub...)
-	b, err := appendExtensions(b, exts)
+	b, err := handshake.AppendExts(b, exts)
 	if err != nil {
 		return nil, fmt.Errorf("build ESTABLISH_INTRO: %w", err)
 	}
@@ -311,5 +283,5 @@ func ParseIntroEstablished(b []byte) ([]Extension, error) {
 
 // BuildIntroEstablished encodes an INTRO_ESTABLISHED body.
 func BuildIntroEstablished(exts []Extension) ([]byte, error) {
-	return appendExtensions(nil, exts)
+	return handshake.AppendExts(nil, exts)
 }

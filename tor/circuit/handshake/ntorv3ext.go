@@ -60,18 +60,19 @@ type Ext struct {
 	Body []byte
 }
 
-// AppendExts appends the encoding of an ntor v3 message made of exts:
+// AppendExts appends the encoding of an extension list, the ntor v3
+// message made of exts (or the extensions of an onion service cell):
 // N_EXTENSIONS(1) then, for each, EXT_FIELD_TYPE(1) EXT_FIELD_LEN(1)
 // EXT_FIELD. The order of exts is kept (the spec asks senders for
 // ascending types).
 func AppendExts(b []byte, exts []Ext) ([]byte, error) {
 	if len(exts) > 255 {
-		return nil, fmt.Errorf("ntor v3 message: %d extensions, at most 255", len(exts))
+		return nil, fmt.Errorf("%d extensions, at most 255", len(exts))
 	}
 	b = append(b, byte(len(exts)))
 	for _, e := range exts {
 		if len(e.Body) > 255 {
-			return nil, fmt.Errorf("ntor v3 extension of type %d: body of %d bytes, at most 255", e.Type, len(e.Body))
+			return nil, fmt.Errorf("extension of type %d: body of %d bytes, at most 255", e.Type, len(e.Body))
 		}
 		b = append(b, e.Type, byte(len(e.Body)))
 		b = append(b, e.Body...)
@@ -84,31 +85,43 @@ func AppendExts(b []byte, exts []Ext) ([]byte, error) {
 // counts). A message that is empty, truncated, or has bytes after the
 // last extension is malformed. Bodies alias b.
 func ParseExts(b []byte) ([]Ext, error) {
+	exts, rest, err := CutExts(b)
+	if err == nil && len(rest) != 0 {
+		err = fmt.Errorf("%d bytes after the %d extensions", len(rest), len(exts))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ntor v3 message: %w: %w", err, ErrMalformedExt)
+	}
+	return exts, nil
+}
+
+// CutExts decodes the extension list at the start of b, N_EXTENSIONS(1)
+// then, for each, EXT_FIELD_TYPE(1) EXT_FIELD_LEN(1) EXT_FIELD, as ntor
+// v3 messages and onion service cells carry it. It returns the extensions
+// in order and with repeats, and the bytes after the list; bodies alias b.
+// Its errors say where the list is truncated (offsets count from b).
+func CutExts(b []byte) (exts []Ext, rest []byte, err error) {
 	if len(b) == 0 {
-		return nil, fmt.Errorf("ntor v3 message: empty, N_EXTENSIONS missing: %w", ErrMalformedExt)
+		return nil, nil, errors.New("empty, N_EXTENSIONS missing")
 	}
 	n := int(b[0])
 	off := 1
-	var exts []Ext
 	if n > 0 {
 		exts = make([]Ext, 0, n)
 	}
-	for i := 0; i < n; i++ {
+	for i := 1; i <= n; i++ {
 		if len(b)-off < 2 {
-			return nil, fmt.Errorf("ntor v3 message: extension %d of %d at byte %d: header needs 2 bytes, %d left: %w", i+1, n, off, len(b)-off, ErrMalformedExt)
+			return nil, nil, fmt.Errorf("extension %d of %d at byte %d: header needs 2 bytes, %d left", i, n, off, len(b)-off)
 		}
 		typ, l := b[off], int(b[off+1])
 		off += 2
 		if len(b)-off < l {
-			return nil, fmt.Errorf("ntor v3 message: extension %d of %d (type %d) at byte %d: body of %d bytes, %d left: %w", i+1, n, typ, off-2, l, len(b)-off, ErrMalformedExt)
+			return nil, nil, fmt.Errorf("extension %d of %d (type %d) at byte %d: body of %d bytes, %d left", i, n, typ, off-2, l, len(b)-off)
 		}
 		exts = append(exts, Ext{Type: typ, Body: b[off : off+l : off+l]})
 		off += l
 	}
-	if off != len(b) {
-		return nil, fmt.Errorf("ntor v3 message: %d bytes after the %d extensions: %w", len(b)-off, n, ErrMalformedExt)
-	}
-	return exts, nil
+	return exts, b[off:], nil
 }
 
 // FindExt returns the body of the first extension of type typ; later
