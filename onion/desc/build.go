@@ -79,11 +79,19 @@ type Params struct {
 // authorization is off) are padded with fake ones to a multiple of 16 and
 // shuffled, and the descriptor signing key is certified by the blinded key.
 func Build(p Params) ([]byte, error) {
+	doc, err := build(p)
+	if err != nil {
+		return nil, fmt.Errorf("build descriptor: %w", err)
+	}
+	return doc, nil
+}
+
+func build(p Params) ([]byte, error) {
 	if p.Blinded == nil || p.SigningKey == nil || len(p.Identity) != ed25519.PublicKeySize || p.Rand == nil {
-		return nil, errors.New("build descriptor: missing keys or randomness")
+		return nil, errors.New("missing keys or randomness")
 	}
 	if p.Now.IsZero() {
-		return nil, errors.New("build descriptor: Now unset (certificate expirations derive from it)")
+		return nil, errors.New("Now unset (certificate expirations derive from it)")
 	}
 	if p.Lifetime == 0 {
 		p.Lifetime = DefaultLifetime
@@ -92,7 +100,7 @@ func Build(p Params) ([]byte, error) {
 		p.CertLifetime = DefaultCertLifetime
 	}
 	if p.Lifetime > MaxLifetime || p.Lifetime < time.Minute {
-		return nil, fmt.Errorf("build descriptor: lifetime %v out of range", p.Lifetime)
+		return nil, fmt.Errorf("lifetime %v out of range", p.Lifetime)
 	}
 	blinded := p.Blinded.Public()
 	subcred := keys.Subcredential(p.Identity, blinded)
@@ -101,29 +109,29 @@ func Build(p Params) ([]byte, error) {
 
 	inner, err := innerPlaintext(p, signPub, expire)
 	if err != nil {
-		return nil, fmt.Errorf("build descriptor: %w", err)
+		return nil, err
 	}
 
 	// Client authorization.
 	eph, err := ecdh.X25519().GenerateKey(p.Rand)
 	if err != nil {
-		return nil, fmt.Errorf("build descriptor: ephemeral key: %w", err)
+		return nil, fmt.Errorf("ephemeral key: %w", err)
 	}
 	secret := append([]byte(nil), blinded...)
 	var clients []AuthClient
 	if len(p.AuthorizedClients) > 0 {
 		var cookie [CookieLen]byte
 		if _, err := io.ReadFull(p.Rand, cookie[:]); err != nil {
-			return nil, fmt.Errorf("build descriptor: cookie: %w", err)
+			return nil, fmt.Errorf("cookie: %w", err)
 		}
 		for i, pk := range p.AuthorizedClients {
 			id, ck, err := clientKeys(subcred, eph, pk[:])
 			if err != nil {
-				return nil, fmt.Errorf("build descriptor: authorized client %d: %w", i, err)
+				return nil, fmt.Errorf("authorized client %d: %w", i, err)
 			}
 			c := AuthClient{ID: id}
 			if _, err := io.ReadFull(p.Rand, c.IV[:]); err != nil {
-				return nil, fmt.Errorf("build descriptor: %w", err)
+				return nil, err
 			}
 			ctr(ck, c.IV[:], c.EncryptedCookie[:], cookie[:])
 			clients = append(clients, c)
@@ -131,58 +139,57 @@ func Build(p Params) ([]byte, error) {
 		secret = append(secret, cookie[:]...)
 	}
 	for len(clients) == 0 || len(clients)%AuthClientMultiple != 0 {
+		// A fake entry: random ID, IV and encrypted cookie.
 		var c AuthClient
-		var b [ClientIDLen + 16 + CookieLen]byte
-		if _, err := io.ReadFull(p.Rand, b[:]); err != nil {
-			return nil, fmt.Errorf("build descriptor: %w", err)
+		for _, f := range [...][]byte{c.ID[:], c.IV[:], c.EncryptedCookie[:]} {
+			if _, err := io.ReadFull(p.Rand, f); err != nil {
+				return nil, err
+			}
 		}
-		copy(c.ID[:], b[:])
-		copy(c.IV[:], b[ClientIDLen:])
-		copy(c.EncryptedCookie[:], b[ClientIDLen+16:])
 		clients = append(clients, c)
 	}
 	if err := shuffle(p.Rand, clients); err != nil {
-		return nil, fmt.Errorf("build descriptor: %w", err)
+		return nil, err
 	}
 
 	layer2, err := EncryptLayer(p.Rand, inner, secret, subcred, p.RevisionCounter, EncryptedConst, false)
 	if err != nil {
-		return nil, fmt.Errorf("build descriptor: %w", err)
+		return nil, err
 	}
 	var mid strings.Builder
 	mid.WriteString("desc-auth-type x25519\n")
 	mid.WriteString("desc-auth-ephemeral-key " + base64.StdEncoding.EncodeToString(eph.PublicKey().Bytes()) + "\n")
 	nopad := base64.RawStdEncoding
 	for _, c := range clients {
-		fmt.Fprintf(&mid, "auth-client %s %s %s\n", nopad.EncodeToString(c.ID[:]), nopad.EncodeToString(c.IV[:]), nopad.EncodeToString(c.EncryptedCookie[:]))
+		mid.WriteString("auth-client " + nopad.EncodeToString(c.ID[:]) + " " + nopad.EncodeToString(c.IV[:]) + " " + nopad.EncodeToString(c.EncryptedCookie[:]) + "\n")
 	}
 	mid.WriteString("encrypted\n")
 	writeObject(&mid, "MESSAGE", layer2)
 	// C tor writes no final newline after the first layer.
 	layer1, err := EncryptLayer(p.Rand, []byte(strings.TrimSuffix(mid.String(), "\n")), blinded, subcred, p.RevisionCounter, SuperencryptedConst, true)
 	if err != nil {
-		return nil, fmt.Errorf("build descriptor: %w", err)
+		return nil, err
 	}
 
-	var ck [32]byte
-	copy(ck[:], signPub)
-	signCert := p.Blinded.Cert(cert.Ed25519Template{Type: cert.TypeHSDescSigning, Expiration: expire,
-		KeyType: cert.KeyEd25519, CertifiedKey: ck, IncludeSigner: true})
+	signCert := p.Blinded.Cert(certTemplate(cert.TypeHSDescSigning, expire, [32]byte(signPub)))
 
 	var doc strings.Builder
-	doc.WriteString("hs-descriptor 3\n")
-	fmt.Fprintf(&doc, "descriptor-lifetime %d\n", int(p.Lifetime/time.Minute))
-	doc.WriteString("descriptor-signing-key-cert\n")
+	doc.WriteString("hs-descriptor 3\ndescriptor-lifetime " + strconv.Itoa(int(p.Lifetime/time.Minute)) + "\ndescriptor-signing-key-cert\n")
 	writeObject(&doc, "ED25519 CERT", signCert)
-	doc.WriteString("revision-counter " + strconv.FormatUint(p.RevisionCounter, 10) + "\n")
-	doc.WriteString("superencrypted\n")
+	doc.WriteString("revision-counter " + strconv.FormatUint(p.RevisionCounter, 10) + "\nsuperencrypted\n")
 	writeObject(&doc, "MESSAGE", layer1)
 	sig := ed25519.Sign(p.SigningKey, append([]byte(SigPrefix), doc.String()...))
 	doc.WriteString("signature " + nopad.EncodeToString(sig) + "\n")
 	if doc.Len() >= MaxLen {
-		return nil, fmt.Errorf("build descriptor: %d bytes, HSDirs accept less than %d", doc.Len(), MaxLen)
+		return nil, fmt.Errorf("%d bytes, HSDirs accept less than %d", doc.Len(), MaxLen)
 	}
 	return []byte(doc.String()), nil
+}
+
+// certTemplate is a certificate of an ed25519 key that names its signer,
+// as descriptors carry them.
+func certTemplate(typ cert.Type, expire time.Time, key [32]byte) cert.Ed25519Template {
+	return cert.Ed25519Template{Type: typ, Expiration: expire, KeyType: cert.KeyEd25519, CertifiedKey: key, IncludeSigner: true}
 }
 
 func innerPlaintext(p Params, signPub ed25519.PublicKey, expire time.Time) ([]byte, error) {
@@ -213,18 +220,12 @@ func innerPlaintext(p Params, signPub ed25519.PublicKey, expire time.Time) ([]by
 		if err != nil {
 			return nil, fmt.Errorf("introduction point %d: %w", i, err)
 		}
-		var ak [32]byte
-		copy(ak[:], ip.AuthKey)
-		authCert := signer.Cert(cert.Ed25519Template{Type: cert.TypeHSIntroAuth, Expiration: expire,
-			KeyType: cert.KeyEd25519, CertifiedKey: ak, IncludeSigner: true})
-		encCert := signer.Cert(cert.Ed25519Template{Type: cert.TypeHSIntroEncrypted, Expiration: expire,
-			KeyType: cert.KeyEd25519, CertifiedKey: edEnc, IncludeSigner: true})
-		b.WriteString("introduction-point " + base64.StdEncoding.EncodeToString(ls) + "\n")
-		b.WriteString("onion-key ntor " + base64.StdEncoding.EncodeToString(ip.OnionKey[:]) + "\n")
-		b.WriteString("auth-key\n")
+		authCert := signer.Cert(certTemplate(cert.TypeHSIntroAuth, expire, [32]byte(ip.AuthKey)))
+		encCert := signer.Cert(certTemplate(cert.TypeHSIntroEncrypted, expire, edEnc))
+		b64 := base64.StdEncoding.EncodeToString
+		b.WriteString("introduction-point " + b64(ls) + "\nonion-key ntor " + b64(ip.OnionKey[:]) + "\nauth-key\n")
 		writeObject(&b, "ED25519 CERT", authCert)
-		b.WriteString("enc-key ntor " + base64.StdEncoding.EncodeToString(ip.EncKey[:]) + "\n")
-		b.WriteString("enc-key-cert\n")
+		b.WriteString("enc-key ntor " + b64(ip.EncKey[:]) + "\nenc-key-cert\n")
 		writeObject(&b, "ED25519 CERT", encCert)
 	}
 	return []byte(b.String()), nil

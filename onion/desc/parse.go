@@ -43,99 +43,131 @@ func invalid(where string, err error) error {
 	return fmt.Errorf("%w: %s: %w", ErrInvalid, where, err)
 }
 
+// Reasons of item errors, wrapped with their line by the tokenizer.
+var (
+	errTwice     = errors.New("appears twice")
+	errOneArg    = errors.New("want 1 argument")
+	errNotNtor   = errors.New("key type is not ntor")
+	errWrongSign = errors.New("certificate not signed by the descriptor signing key")
+)
+
+// missingError reports a required item absent from a document.
+type missingError string
+
+func (e missingError) Error() string { return "missing " + string(e) }
+
+// itemIndex returns the index of the keyword kw in items, or -1.
+func itemIndex(items []string, kw []byte) int {
+	for i, s := range items {
+		if s == string(kw) {
+			return i
+		}
+	}
+	return -1
+}
+
+// firstMissing returns the error for the first of items whose bit is not
+// set in seen, or nil.
+func firstMissing(items []string, seen uint) error {
+	for i, kw := range items {
+		if seen&(1<<i) == 0 {
+			return missingError(kw)
+		}
+	}
+	return nil
+}
+
+// outerItems are the items of the outer document; each must appear
+// exactly once.
+var outerItems = []string{"hs-descriptor", "descriptor-lifetime", "descriptor-signing-key-cert", "revision-counter", "superencrypted", "signature"}
+
+// outerOneArg has the bits of the outer items that take exactly one
+// argument.
+const outerOneArg = 1<<0 | 1<<1 | 1<<3 | 1<<5
+
 // ParseOuter parses the outer document and verifies it as C tor does: the
 // version is 3, the lifetime at most 12 hours, the signing key certificate
 // has type 8, carries its signer (the blinded key), is correctly signed and
 // not expired at now, and the document's signature by the signing key is
 // valid. Unknown items are ignored.
 func ParseOuter(doc []byte, now time.Time) (*Outer, error) {
+	o, err := parseOuter(doc, now)
+	if err != nil {
+		return nil, invalid("outer document", err)
+	}
+	return o, nil
+}
+
+func parseOuter(doc []byte, now time.Time) (*Outer, error) {
 	if len(doc) > MaxLen {
-		return nil, invalid("outer document", fmt.Errorf("%d bytes, at most %d", len(doc), MaxLen))
+		return nil, fmt.Errorf("%d bytes, at most %d", len(doc), MaxLen)
 	}
 	t := netdoc.NewTokenizer("onion service descriptor", withNewline(doc))
 	o := &Outer{}
-	seen := map[string]bool{}
+	var seen uint
 	var sig []byte
 	sigStart := -1
-	first := true
 	for {
 		it, err := t.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return nil, invalid("outer document", err)
+			return nil, err
 		}
-		kw := string(it.Keyword)
-		if first {
-			if kw != "hs-descriptor" || len(it.Args) != 1 || string(it.Args[0]) != "3" {
-				return nil, invalid("outer document", t.Errorf(&it, "does not start with \"hs-descriptor 3\""))
-			}
-			first = false
-			seen[kw] = true
+		k := itemIndex(outerItems, it.Keyword)
+		switch {
+		case seen == 0 && (k != 0 || len(it.Args) != 1 || string(it.Args[0]) != "3"):
+			return nil, t.Errorf(&it, "does not start with \"hs-descriptor 3\"")
+		case sigStart >= 0:
+			return nil, t.Errorf(&it, "item after signature")
+		case k < 0:
 			continue
+		case seen&(1<<k) != 0:
+			return nil, t.Wrap(&it, errTwice)
+		case outerOneArg&(1<<k) != 0 && len(it.Args) != 1:
+			return nil, t.Wrap(&it, errOneArg)
 		}
-		if sigStart >= 0 {
-			return nil, invalid("outer document", t.Errorf(&it, "item after signature"))
-		}
-		switch kw {
-		case "hs-descriptor", "descriptor-lifetime", "descriptor-signing-key-cert", "revision-counter", "superencrypted", "signature":
-			if seen[kw] {
-				return nil, invalid("outer document", t.Errorf(&it, "appears twice"))
-			}
-			seen[kw] = true
-		}
-		switch kw {
-		case "descriptor-lifetime":
-			if len(it.Args) != 1 {
-				return nil, invalid("outer document", t.Errorf(&it, "want 1 argument"))
-			}
+		seen |= 1 << k
+		switch k {
+		case 1: // descriptor-lifetime
 			m, err := strconv.ParseUint(string(it.Args[0]), 10, 32)
 			if err != nil {
-				return nil, invalid("outer document", t.Wrap(&it, err))
+				return nil, t.Wrap(&it, err)
 			}
 			o.Lifetime = time.Duration(m) * time.Minute
 			if o.Lifetime > MaxLifetime {
-				return nil, invalid("outer document", t.Errorf(&it, "lifetime %d minutes is over %v", m, MaxLifetime))
+				return nil, t.Errorf(&it, "lifetime %d minutes is over %v", m, MaxLifetime)
 			}
-		case "descriptor-signing-key-cert":
+		case 2: // descriptor-signing-key-cert
 			c, err := objectCert(t, &it, cert.TypeHSDescSigning, now)
 			if err != nil {
-				return nil, invalid("descriptor-signing-key-cert", err)
+				return nil, err
 			}
 			o.SigningKeyCert = c
 			o.SigningKey = c.CertifiedEd25519()
 			o.BlindedKey = c.SignedWithKey
-		case "revision-counter":
-			if len(it.Args) != 1 {
-				return nil, invalid("outer document", t.Errorf(&it, "want 1 argument"))
+		case 3: // revision-counter
+			if o.RevisionCounter, err = strconv.ParseUint(string(it.Args[0]), 10, 64); err != nil {
+				return nil, t.Wrap(&it, err)
 			}
-			o.RevisionCounter, err = strconv.ParseUint(string(it.Args[0]), 10, 64)
-			if err != nil {
-				return nil, invalid("outer document", t.Wrap(&it, err))
-			}
-		case "superencrypted":
+		case 4: // superencrypted
 			if o.Superencrypted, err = messageObject(t, &it); err != nil {
-				return nil, invalid("outer document", err)
+				return nil, err
 			}
-		case "signature":
-			if len(it.Args) != 1 {
-				return nil, invalid("outer document", t.Errorf(&it, "want 1 argument"))
-			}
+		case 5: // signature
 			sig = make([]byte, ed25519.SignatureSize)
 			if err := netdoc.DecodeBase64NoPad(sig, it.Args[0]); err != nil {
-				return nil, invalid("outer document", t.Wrap(&it, err))
+				return nil, t.Wrap(&it, err)
 			}
 			sigStart = it.Start
 		}
 	}
-	for _, kw := range []string{"hs-descriptor", "descriptor-lifetime", "descriptor-signing-key-cert", "revision-counter", "superencrypted", "signature"} {
-		if !seen[kw] {
-			return nil, invalid("outer document", fmt.Errorf("missing %q", kw))
-		}
+	if err := firstMissing(outerItems, seen); err != nil {
+		return nil, err
 	}
 	if !ed25519.Verify(o.SigningKey, append([]byte(SigPrefix), doc[:sigStart]...), sig) {
-		return nil, invalid("outer document", errors.New("bad signature by the descriptor signing key"))
+		return nil, errors.New("bad signature by the descriptor signing key")
 	}
 	return o, nil
 }
@@ -200,12 +232,19 @@ type Middle struct {
 	Encrypted []byte
 }
 
+// middleItems are the items of the first layer; all must appear, all but
+// auth-client (bit 2) at most once.
+var middleItems = []string{"desc-auth-type", "desc-auth-ephemeral-key", "auth-client", "encrypted"}
+
+// authClientFields name the arguments of an auth-client line.
+var authClientFields = [...]string{"client-id", "iv", "encrypted-cookie"}
+
 // ParseMiddle parses the first layer's plaintext. desc-auth-type must be
 // x25519.
 func ParseMiddle(plain []byte) (*Middle, error) {
 	t := netdoc.NewTokenizer("descriptor first layer", withNewline(plain))
 	m := &Middle{}
-	var haveType, haveKey, haveEnc bool
+	var seen uint
 	for {
 		it, err := t.Next()
 		if err == io.EOF {
@@ -214,60 +253,45 @@ func ParseMiddle(plain []byte) (*Middle, error) {
 		if err != nil {
 			return nil, err
 		}
-		switch string(it.Keyword) {
-		case "desc-auth-type":
-			if haveType {
-				return nil, t.Errorf(&it, "appears twice")
-			}
-			haveType = true
+		k := itemIndex(middleItems, it.Keyword)
+		if k < 0 {
+			continue
+		}
+		if k != 2 && seen&(1<<k) != 0 {
+			return nil, t.Wrap(&it, errTwice)
+		}
+		seen |= 1 << k
+		switch k {
+		case 0: // desc-auth-type
 			if len(it.Args) < 1 || string(it.Args[0]) != "x25519" {
 				return nil, t.Errorf(&it, "auth type is not x25519")
 			}
-		case "desc-auth-ephemeral-key":
-			if haveKey {
-				return nil, t.Errorf(&it, "appears twice")
-			}
-			haveKey = true
+		case 1: // desc-auth-ephemeral-key
 			if len(it.Args) < 1 {
 				return nil, t.Errorf(&it, "missing key")
 			}
 			if err := netdoc.DecodeBase64NoPad(m.EphemeralKey[:], it.Args[0]); err != nil {
 				return nil, t.Wrap(&it, err)
 			}
-		case "auth-client":
+		case 2: // auth-client
 			if len(it.Args) < 3 {
 				return nil, t.Errorf(&it, "want 3 arguments")
 			}
 			var c AuthClient
-			if err := netdoc.DecodeBase64NoPad(c.ID[:], it.Args[0]); err != nil {
-				return nil, t.Wrap(&it, fmt.Errorf("client-id: %w", err))
-			}
-			if err := netdoc.DecodeBase64NoPad(c.IV[:], it.Args[1]); err != nil {
-				return nil, t.Wrap(&it, fmt.Errorf("iv: %w", err))
-			}
-			if err := netdoc.DecodeBase64NoPad(c.EncryptedCookie[:], it.Args[2]); err != nil {
-				return nil, t.Wrap(&it, fmt.Errorf("encrypted-cookie: %w", err))
+			for i, dst := range [...][]byte{c.ID[:], c.IV[:], c.EncryptedCookie[:]} {
+				if err := netdoc.DecodeBase64NoPad(dst, it.Args[i]); err != nil {
+					return nil, t.Wrap(&it, fmt.Errorf("%s: %w", authClientFields[i], err))
+				}
 			}
 			m.Clients = append(m.Clients, c)
-		case "encrypted":
-			if haveEnc {
-				return nil, t.Errorf(&it, "appears twice")
-			}
-			haveEnc = true
+		case 3: // encrypted
 			if m.Encrypted, err = messageObject(t, &it); err != nil {
 				return nil, err
 			}
 		}
 	}
-	switch {
-	case !haveType:
-		return nil, errors.New("missing desc-auth-type")
-	case !haveKey:
-		return nil, errors.New("missing desc-auth-ephemeral-key")
-	case len(m.Clients) == 0:
-		return nil, errors.New("no auth-client line")
-	case !haveEnc:
-		return nil, errors.New("missing encrypted")
+	if err := firstMissing(middleItems, seen); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -410,10 +434,15 @@ func splitIntroPoints(plain []byte) [][]byte {
 	return append(out, plain[start:])
 }
 
+// introItems are the items of an introduction point section; all must
+// appear (onion-key: one of type ntor), all but onion-key (bit 1) at
+// most once.
+var introItems = []string{"introduction-point", "onion-key", "auth-key", "enc-key", "enc-key-cert"}
+
 func parseIntroPoint(s []byte, signingKey ed25519.PublicKey, now time.Time) (*IntroPoint, error) {
 	t := netdoc.NewTokenizer("introduction point", withNewline(s))
 	ip := &IntroPoint{}
-	var haveLS, haveOnion, haveEnc bool
+	var seen uint
 	for {
 		it, err := t.Next()
 		if err == io.EOF {
@@ -422,14 +451,17 @@ func parseIntroPoint(s []byte, signingKey ed25519.PublicKey, now time.Time) (*In
 		if err != nil {
 			return nil, err
 		}
-		switch string(it.Keyword) {
-		case "introduction-point":
-			if haveLS {
-				return nil, t.Errorf(&it, "appears twice")
-			}
-			haveLS = true
+		k := itemIndex(introItems, it.Keyword)
+		if k < 0 {
+			continue
+		}
+		if k != 1 && seen&(1<<k) != 0 {
+			return nil, t.Wrap(&it, errTwice)
+		}
+		switch k {
+		case 0: // introduction-point
 			if len(it.Args) != 1 {
-				return nil, t.Errorf(&it, "want 1 argument")
+				return nil, t.Wrap(&it, errOneArg)
 			}
 			raw := make([]byte, len(it.Args[0]))
 			n, err := decodeBase64Any(raw, it.Args[0])
@@ -444,62 +476,46 @@ func parseIntroPoint(s []byte, signingKey ed25519.PublicKey, now time.Time) (*In
 				return nil, t.Errorf(&it, "%d bytes after the link specifiers", len(rest))
 			}
 			ip.LinkSpecs = specs
-		case "onion-key":
-			if len(it.Args) >= 2 && string(it.Args[0]) == "ntor" {
-				if err := netdoc.DecodeBase64NoPad(ip.OnionKey[:], it.Args[1]); err != nil {
-					return nil, t.Wrap(&it, err)
-				}
-				haveOnion = true
+		case 1: // onion-key
+			if len(it.Args) < 2 || string(it.Args[0]) != "ntor" {
+				continue // C tor skips keys of other types
 			}
-		case "auth-key":
-			if ip.AuthKeyCert != nil {
-				return nil, t.Errorf(&it, "appears twice")
+			if err := netdoc.DecodeBase64NoPad(ip.OnionKey[:], it.Args[1]); err != nil {
+				return nil, t.Wrap(&it, err)
 			}
-			c, err := objectCert(t, &it, cert.TypeHSIntroAuth, now)
+		case 2, 4: // auth-key, enc-key-cert
+			typ := cert.TypeHSIntroAuth
+			if k == 4 {
+				typ = cert.TypeHSIntroEncrypted
+			}
+			c, err := objectCert(t, &it, typ, now)
 			if err != nil {
 				return nil, err
 			}
 			if !c.SignedWithKey.Equal(signingKey) {
-				return nil, t.Errorf(&it, "auth-key certificate not signed by the descriptor signing key")
+				return nil, t.Wrap(&it, errWrongSign)
 			}
-			ip.AuthKeyCert = c
-			ip.AuthKey = c.CertifiedEd25519()
-		case "enc-key":
-			if haveEnc {
-				return nil, t.Errorf(&it, "appears twice")
+			if k == 4 {
+				ip.EncKeyCert = c
+			} else {
+				ip.AuthKeyCert = c
+				ip.AuthKey = c.CertifiedEd25519()
 			}
-			haveEnc = true
+		case 3: // enc-key
 			if len(it.Args) < 2 || string(it.Args[0]) != "ntor" {
-				return nil, t.Errorf(&it, "encryption key type is not ntor")
+				return nil, t.Wrap(&it, errNotNtor)
 			}
 			if err := netdoc.DecodeBase64NoPad(ip.EncKey[:], it.Args[1]); err != nil {
 				return nil, t.Wrap(&it, err)
 			}
-		case "enc-key-cert":
-			if ip.EncKeyCert != nil {
-				return nil, t.Errorf(&it, "appears twice")
-			}
-			c, err := objectCert(t, &it, cert.TypeHSIntroEncrypted, now)
-			if err != nil {
-				return nil, err
-			}
-			if !c.SignedWithKey.Equal(signingKey) {
-				return nil, t.Errorf(&it, "enc-key-cert not signed by the descriptor signing key")
-			}
-			ip.EncKeyCert = c
 		}
+		seen |= 1 << k
 	}
-	switch {
-	case !haveLS:
-		return nil, errors.New("missing introduction-point")
-	case !haveOnion:
+	if seen&(1<<1) == 0 {
 		return nil, errors.New("no ntor onion-key")
-	case ip.AuthKeyCert == nil:
-		return nil, errors.New("missing auth-key")
-	case !haveEnc:
-		return nil, errors.New("missing enc-key")
-	case ip.EncKeyCert == nil:
-		return nil, errors.New("missing enc-key-cert")
+	}
+	if err := firstMissing(introItems, seen); err != nil {
+		return nil, err
 	}
 	return ip, nil
 }
