@@ -282,6 +282,7 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 		return nil, &Error{Kind: BadAddress, Addr: host, Err: err}
 	}
 	key := rendKey{svc: a.Key, iso: iso}
+	name := a.String()
 	var lastErr error
 	timeouts := 0
 	for attempt := 0; attempt < maxRendStreamAttempts; attempt++ {
@@ -315,14 +316,14 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 			timeouts++
 			lastErr = fmt.Errorf("no answer to BEGIN within %s", cutoff)
 			c.log.Noticef("Rend stream to %s got no answer within %d seconds. Retrying on a new rendezvous circuit.",
-				a.Host()[:8], int(cutoff.Seconds()))
+				name[:8], int(cutoff.Seconds()))
 			continue
 		}
 		if err != nil {
 			var se *circuit.StreamEndError
 			if errors.As(err, &se) {
 				c.release(e)
-				return nil, &tor.StreamError{Target: a.String() + ":" + strconv.Itoa(int(port)), Reason: se.Reason, Err: err}
+				return nil, &tor.StreamError{Target: name + ":" + strconv.Itoa(int(port)), Reason: se.Reason, Err: err}
 			}
 			c.release(e)
 			if e.circ.Err() != nil && ctx.Err() == nil {
@@ -335,7 +336,7 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 		}
 		return &stream{Stream: s, release: func() { c.release(e) }}, nil
 	}
-	return nil, &Error{Kind: RendFailed, Addr: a.String(), Err: lastErr}
+	return nil, &Error{Kind: RendFailed, Addr: name, Err: lastErr}
 }
 
 // streamTimeout is how long the attempt of a stream that already timed

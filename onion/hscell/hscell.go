@@ -16,6 +16,7 @@ import (
 
 	"tinytor/onion/hsntor"
 	"tinytor/tor/cell"
+	"tinytor/tor/circuit"
 	"tinytor/tor/circuit/handshake"
 )
 
@@ -176,6 +177,45 @@ func (r *reader) linkSpecs() []cell.LinkSpec {
 		}
 	}
 	return specs
+}
+
+// HopFromLinkSpecs returns the circuit hop that link specifiers locate
+// (an introduction or rendezvous point), with the relay's ntor onion key.
+// It needs the legacy (RSA) identity and an address; every address must
+// be valid and have a port; an ed25519 identity is used when present.
+func HopFromLinkSpecs(specs []cell.LinkSpec, ntorKey [32]byte) (circuit.HopInfo, error) {
+	h := circuit.HopInfo{NtorKey: ntorKey}
+	haveID := false
+	for i, ls := range specs {
+		switch ls.Type {
+		case cell.LinkSpecIPv4, cell.LinkSpecIPv6:
+			ap, err := ls.AddrPort()
+			if err != nil {
+				return h, fmt.Errorf("link specifier %d: %w", i, err)
+			}
+			if !ap.Addr().IsValid() || ap.Port() == 0 {
+				return h, fmt.Errorf("link specifier %d: bad address %v", i, ap)
+			}
+			h.Addrs = append(h.Addrs, ap)
+		case cell.LinkSpecLegacyID, cell.LinkSpecEd25519:
+			if want := linkSpecLen[ls.Type]; len(ls.Data) != want {
+				return h, fmt.Errorf("link specifier %d: identity of type %v has %d bytes, want %d", i, ls.Type, len(ls.Data), want)
+			}
+			if ls.Type == cell.LinkSpecEd25519 {
+				h.Ed25519ID = [32]byte(ls.Data)
+			} else {
+				h.RSAID = [20]byte(ls.Data)
+				haveID = true
+			}
+		}
+	}
+	if !haveID {
+		return h, errors.New("no legacy identity link specifier")
+	}
+	if len(h.Addrs) == 0 {
+		return h, errors.New("no address link specifier")
+	}
+	return h, nil
 }
 
 // EstablishIntro is an ESTABLISH_INTRO body (rend-spec-v3 3.1.1).

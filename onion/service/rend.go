@@ -104,7 +104,7 @@ func (s *Service) introduce(ctx context.Context, ip *introPoint, body []byte) er
 	if err != nil {
 		return err
 	}
-	hop, err := hopFromLinkSpecs(pt.LinkSpecs, pt.OnionKey)
+	hop, err := hscell.HopFromLinkSpecs(pt.LinkSpecs, pt.OnionKey)
 	if err != nil {
 		return fmt.Errorf("rendezvous point: %w", err)
 	}
@@ -153,46 +153,6 @@ func (s *Service) introduce(ctx context.Context, ip *introPoint, body []byte) er
 		}
 	}()
 	return nil
-}
-
-// hopFromLinkSpecs turns the rendezvous point's link specifiers into a
-// hop. It needs an RSA identity and at least one address.
-func hopFromLinkSpecs(specs []cell.LinkSpec, ntor [32]byte) (circuit.HopInfo, error) {
-	h := circuit.HopInfo{NtorKey: ntor}
-	haveID := false
-	for _, ls := range specs {
-		switch ls.Type {
-		case cell.LinkSpecIPv4, cell.LinkSpecIPv6:
-			ap, err := ls.AddrPort()
-			if err != nil {
-				return h, err
-			}
-			h.Addrs = append(h.Addrs, ap)
-		case cell.LinkSpecLegacyID:
-			if len(ls.Data) != 20 {
-				return h, fmt.Errorf("legacy identity of %d bytes", len(ls.Data))
-			}
-			h.RSAID = [20]byte(ls.Data)
-			haveID = true
-		case cell.LinkSpecEd25519:
-			if len(ls.Data) != 32 {
-				return h, fmt.Errorf("ed25519 identity of %d bytes", len(ls.Data))
-			}
-			h.Ed25519ID = [32]byte(ls.Data)
-		}
-	}
-	if !haveID {
-		return h, errors.New("no RSA identity link specifier")
-	}
-	if len(h.Addrs) == 0 {
-		return h, errors.New("no address link specifier")
-	}
-	for _, a := range h.Addrs {
-		if !a.Addr().IsValid() || a.Port() == 0 {
-			return h, fmt.Errorf("bad address %v", a)
-		}
-	}
-	return h, nil
 }
 
 // rendCircuit is a rendezvous circuit that carries client streams.
