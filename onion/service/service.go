@@ -207,48 +207,49 @@ func (s *Service) loadKeys() error {
 		return fmt.Errorf("onion service directory %s: %w", dir, err)
 	}
 	s.store = st
+	if err := s.loadKeysFrom(st); err != nil {
+		st.Close()
+		return fmt.Errorf("onion service %s: %w", dir, err)
+	}
+	return nil
+}
+
+// loadKeysFrom reads the identity key from st, or generates and writes
+// it, and writes the public key and hostname files where they differ.
+func (s *Service) loadKeysFrom(st *state.Store) error {
 	b, err := st.ReadRaw(SecretKeyFile)
 	switch {
 	case err == nil:
 		if s.id, err = keys.ParseSecretKeyFile(b); err != nil {
-			st.Close()
-			return fmt.Errorf("onion service %s: %s: %w", dir, SecretKeyFile, err)
+			return fmt.Errorf("%s: %w", SecretKeyFile, err)
 		}
 	case errors.Is(err, fs.ErrNotExist):
 		if s.id, err = keys.GenerateKey(); err != nil {
-			st.Close()
-			return fmt.Errorf("onion service %s: generating a key: %w", dir, err)
+			return fmt.Errorf("generating a key: %w", err)
 		}
-		if err := st.WriteNow(SecretKeyFile, s.id.SecretKeyFile(), state.Raw, state.Secret); err != nil {
-			st.Close()
-			return fmt.Errorf("onion service %s: writing %s: %w", dir, SecretKeyFile, err)
+		if err := writeKeyFile(st, SecretKeyFile, s.id.SecretKeyFile(), state.Secret); err != nil {
+			return err
 		}
-		s.log.Noticef("Generated a new v3 onion service key in %s", dir)
+		s.log.Noticef("Generated a new v3 onion service key in %s", s.opts.Config.Dir)
 	default:
-		st.Close()
-		return fmt.Errorf("onion service %s: reading %s: %w", dir, SecretKeyFile, err)
+		return fmt.Errorf("reading %s: %w", SecretKeyFile, err)
 	}
 	if s.address, err = addr.FromKey(s.id.Public()); err != nil {
-		st.Close()
-		return fmt.Errorf("onion service %s: %w", dir, err)
+		return err
 	}
-	pub := keys.PublicKeyFile(s.id.Public())
-	if old, err := st.ReadRaw(PublicKeyFile); err != nil || string(old) != string(pub) {
-		if err := st.WriteNow(PublicKeyFile, pub, state.Raw); err != nil {
-			st.Close()
-			return fmt.Errorf("onion service %s: writing %s: %w", dir, PublicKeyFile, err)
-		}
+	if err := writeKeyFile(st, PublicKeyFile, keys.PublicKeyFile(s.id.Public())); err != nil {
+		return err
 	}
-	host, err := keys.HostnameFile(s.id.Public())
-	if err != nil {
-		st.Close()
-		return fmt.Errorf("onion service %s: %w", dir, err)
+	return writeKeyFile(st, HostnameFile, []byte(s.address.String()+"\n"))
+}
+
+// writeKeyFile writes the raw file name of st unless it holds b already.
+func writeKeyFile(st *state.Store, name string, b []byte, flags ...state.Flag) error {
+	if old, err := st.ReadRaw(name); err == nil && string(old) == string(b) {
+		return nil
 	}
-	if old, err := st.ReadRaw(HostnameFile); err != nil || string(old) != string(host) {
-		if err := st.WriteNow(HostnameFile, host, state.Raw); err != nil {
-			st.Close()
-			return fmt.Errorf("onion service %s: writing %s: %w", dir, HostnameFile, err)
-		}
+	if err := st.WriteNow(name, b, append(flags, state.Raw)...); err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
 	}
 	return nil
 }
