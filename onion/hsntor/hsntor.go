@@ -79,20 +79,25 @@ type IntroKeys struct {
 
 // introKeys derives ENC_KEY and MAC_KEY from EXP(B,x) (= EXP(X,b)).
 func introKeys(dh []byte, authKey ed25519.PublicKey, X, B []byte, subcred [32]byte) IntroKeys {
-	in := make([]byte, 0, 32*4+len(ProtoID)+len(tHSEnc)+len(mHSExpand)+32)
-	in = append(in, dh...)
-	in = append(in, authKey...)
-	in = append(in, X...)
-	in = append(in, B...)
-	in = append(in, ProtoID...)
-	in = append(in, tHSEnc...)
-	in = append(in, mHSExpand...)
-	in = append(in, subcred[:]...)
+	in := concat(dh, authKey, X, B, []byte(ProtoID+tHSEnc+mHSExpand), subcred[:])
 	out := sha3.SumSHAKE256(in, keyLen+macLen)
 	var k IntroKeys
 	copy(k.Enc[:], out[:keyLen])
 	copy(k.MAC[:], out[keyLen:])
 	return k
+}
+
+// concat returns the concatenation of parts.
+func concat(parts ...[]byte) []byte {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	b := make([]byte, 0, n)
+	for _, p := range parts {
+		b = append(b, p...)
+	}
+	return b
 }
 
 // xorCTR applies AES-256-CTR with a zero IV.
@@ -130,25 +135,10 @@ func ExpandKeys(seed [32]byte) Keys {
 // rendKeys computes NTOR_KEY_SEED and AUTH_INPUT_MAC from EXP(X,y)
 // (= EXP(Y,x)) and EXP(X,b) (= EXP(B,x)).
 func rendKeys(xy, xb []byte, authKey ed25519.PublicKey, B, X, Y []byte) (seed, auth [32]byte) {
-	in := make([]byte, 0, 32*6+len(ProtoID))
-	in = append(in, xy...)
-	in = append(in, xb...)
-	in = append(in, authKey...)
-	in = append(in, B...)
-	in = append(in, X...)
-	in = append(in, Y...)
-	in = append(in, ProtoID...)
+	in := concat(xy, xb, authKey, B, X, Y, []byte(ProtoID))
 	seed = MAC(in, []byte(tHSEnc))
 	verify := MAC(in, []byte(tHSVerify))
-	ai := make([]byte, 0, 32*5+len(ProtoID)+len(serverStr))
-	ai = append(ai, verify[:]...)
-	ai = append(ai, authKey...)
-	ai = append(ai, B...)
-	ai = append(ai, Y...)
-	ai = append(ai, X...)
-	ai = append(ai, ProtoID...)
-	ai = append(ai, serverStr...)
-	auth = MAC(ai, []byte(tHSMAC))
+	auth = MAC(concat(verify[:], authKey, B, Y, X, []byte(ProtoID+serverStr)), []byte(tHSMAC))
 	return seed, auth
 }
 
