@@ -3,7 +3,7 @@ package client
 import (
 	"crypto/ed25519"
 	"errors"
-	"slices"
+	"sort"
 	"sync"
 	"time"
 
@@ -243,8 +243,10 @@ func (m *failMemory) orderIntros(svc [32]byte, ips []desc.IntroPoint) {
 		}
 	}
 	m.mu.Unlock()
-	slices.SortStableFunc(ips, func(a, b desc.IntroPoint) int {
-		return count[[32]byte(a.AuthKey)] - count[[32]byte(b.AuthKey)]
+	// sort.SliceStable rather than a generic sort: no copy of the sort
+	// code for the IntroPoint type.
+	sort.SliceStable(ips, func(i, j int) bool {
+		return count[[32]byte(ips[i].AuthKey)] < count[[32]byte(ips[j].AuthKey)]
 	})
 }
 

@@ -4,7 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"slices"
+	"sort"
 )
 
 // Extension field types of the ntor v3 client and server messages
@@ -151,14 +151,18 @@ func cmpSubproto(a, b Subproto) int {
 // AppendSubprotoRequest appends the body of an ExtSubprotoRequest
 // extension listing reqs, sorted and without repeats as relays require.
 func AppendSubprotoRequest(b []byte, reqs []Subproto) ([]byte, error) {
-	s := slices.Clone(reqs)
-	slices.SortFunc(s, cmpSubproto)
-	s = slices.Compact(s)
-	if 2*len(s) > 255 {
-		return nil, fmt.Errorf("subprotocol request: %d capabilities, at most 127", len(s))
+	s := append([]Subproto(nil), reqs...)
+	// sort.Slice rather than a generic sort: no copy of the sort code
+	// for this element type.
+	sort.Slice(s, func(i, j int) bool { return cmpSubproto(s[i], s[j]) < 0 })
+	start := len(b)
+	for i, r := range s {
+		if i == 0 || r != s[i-1] {
+			b = append(b, r.Protocol, r.Capability)
+		}
 	}
-	for _, r := range s {
-		b = append(b, r.Protocol, r.Capability)
+	if n := len(b) - start; n > 255 {
+		return nil, fmt.Errorf("subprotocol request: %d capabilities, at most 127", n/2)
 	}
 	return b, nil
 }
