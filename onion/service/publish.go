@@ -83,7 +83,7 @@ func (s *Service) maybePublish(ctx context.Context) {
 	}
 	p, srvs, err := s.timeParams(view)
 	if err != nil {
-		s.log.Warnf("Onion service %s: %v", s.short(), err)
+		s.log.Warnf("Onion service %s: %v", s.short, err)
 		return
 	}
 	first, second := ring.Store(p, view.Consensus.ValidAfter, srvs)
@@ -119,7 +119,7 @@ func (s *Service) maybePublish(ctx context.Context) {
 		}
 		rev, err := bk.RevisionCounter(now.Sub(start))
 		if err != nil {
-			s.log.Warnf("Onion service %s: revision counter: %v", s.short(), err)
+			s.log.Warnf("Onion service %s: revision counter: %v", s.short, err)
 			continue
 		}
 		if last, ok := ps.lastRev[bk.PublicBytes()]; ok && rev <= last {
@@ -133,7 +133,7 @@ func (s *Service) maybePublish(ctx context.Context) {
 		}
 		doc, err := s.buildDescriptor(bk, rev, now, established)
 		if err != nil {
-			s.log.Warnf("Onion service %s: building the descriptor: %v", s.short(), err)
+			s.log.Warnf("Onion service %s: building the descriptor: %v", s.short, err)
 			continue
 		}
 		ps.lastRev[bk.PublicBytes()] = rev
@@ -151,7 +151,7 @@ func (s *Service) maybePublish(ctx context.Context) {
 			}()
 		}
 		s.log.Infof("Onion service %s: uploading descriptor for period %d (revision %d, %d introduction points) to %d HSDirs.",
-			s.short(), u.Period, rev, len(established), len(todo))
+			s.short, u.Period, rev, len(established), len(todo))
 	}
 }
 
@@ -221,7 +221,7 @@ func (s *Service) upload(ctx context.Context, n *path.Node, doc []byte, period u
 		ev.Action, ev.Reason = "FAILED", "UPLOAD_REJECTED"
 		s.event(ev)
 		if ctx.Err() == nil {
-			s.log.Infof("Onion service %s: uploading the descriptor for period %d to %s failed: %v", s.short(), period, n.Nickname, err)
+			s.log.Infof("Onion service %s: uploading the descriptor for period %d to %s failed: %v", s.short, period, n.Nickname, err)
 			// Retry after a pause (the next tick would hammer the HSDir).
 			select {
 			case <-ctx.Done():
@@ -238,7 +238,7 @@ func (s *Service) upload(ctx context.Context, n *path.Node, doc []byte, period u
 		}
 		return
 	}
-	s.log.Infof("Onion service %s: descriptor for period %d uploaded to %s.", s.short(), period, n.Nickname)
+	s.log.Infof("Onion service %s: descriptor for period %d uploaded to %s.", s.short, period, n.Nickname)
 	ev.Action = "UPLOADED"
 	s.event(ev)
 	s.mu.Lock()

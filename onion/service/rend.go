@@ -72,11 +72,11 @@ func (s *Service) handleIntroduce2(ctx context.Context, ip *introPoint, body []b
 	case s.rendSlots <- struct{}{}:
 		defer func() { <-s.rendSlots }()
 	default:
-		s.log.Infof("Onion service %s: %d introductions pending; dropping an INTRODUCE2.", s.short(), maxRendPending)
+		s.log.Infof("Onion service %s: %d introductions pending; dropping an INTRODUCE2.", s.short, maxRendPending)
 		return
 	}
 	if err := s.introduce(ctx, ip, body); err != nil && ctx.Err() == nil {
-		s.log.Infof("Onion service %s: INTRODUCE2 via %s: %v", s.short(), ip.node.Nickname, err)
+		s.log.Infof("Onion service %s: INTRODUCE2 via %s: %v", s.short, ip.node.Nickname, err)
 	}
 }
 
@@ -140,7 +140,7 @@ func (s *Service) introduce(ctx context.Context, ip *introPoint, body []byte) er
 		circ.Close()
 		return fmt.Errorf("sending RENDEZVOUS1: %w", err)
 	}
-	s.log.Infof("Onion service %s: rendezvous circuit %d open.", s.short(), circ.ID())
+	s.log.Infof("Onion service %s: rendezvous circuit %d open.", s.short, circ.ID())
 	// The circuit lives until the client or the network closes it, or
 	// the service stops.
 	s.wg.Add(1)
@@ -175,7 +175,7 @@ func (rc *rendCircuit) accept(st *circuit.Stream, req circuit.BeginRequest) {
 	if target == nil {
 		// As C tor: END DONE and close the circuit, so that scanning
 		// ports costs a circuit per port.
-		s.log.Infof("Onion service %s: refusing a stream to unknown port %d.", s.short(), req.Port)
+		s.log.Infof("Onion service %s: refusing a stream to unknown port %d.", s.short, req.Port)
 		go func() {
 			st.Reject(cell.EndDone)
 			rc.circ.Close()
@@ -183,7 +183,7 @@ func (rc *rendCircuit) accept(st *circuit.Stream, req circuit.BeginRequest) {
 		return
 	}
 	if max := s.opts.Config.MaxStreams; max > 0 && int(rc.streams.Load()) >= max {
-		s.log.Infof("Onion service %s: HiddenServiceMaxStreams (%d) reached on circuit %d.", s.short(), max, rc.circ.ID())
+		s.log.Infof("Onion service %s: HiddenServiceMaxStreams (%d) reached on circuit %d.", s.short, max, rc.circ.ID())
 		go func() {
 			st.Reject(cell.EndResourceLimit)
 			if s.opts.Config.MaxStreamsCloseCircuit {
@@ -220,7 +220,7 @@ func (rc *rendCircuit) serve(st *circuit.Stream, t config.HiddenServicePort) {
 		conn, err = d.DialTCP(ctx, "tcp", netip.AddrPort{}, target)
 	}
 	if err != nil {
-		rc.s.log.Infof("Onion service %s: connecting port %d to %s: %v", rc.s.short(), t.VirtualPort, address, err)
+		rc.s.log.Infof("Onion service %s: connecting port %d to %s: %v", rc.s.short, t.VirtualPort, address, err)
 		st.Reject(cell.EndConnectRefused)
 		return
 	}

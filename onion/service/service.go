@@ -92,6 +92,9 @@ type Service struct {
 
 	id      *keys.SigningKey
 	address addr.Address
+	// short is the address prefix used in logs (C tor logs the full
+	// address only at debug level).
+	short   string
 	clients [][32]byte // authorized client x25519 keys; none: no client auth
 
 	// wg counts the service's goroutines; Run waits for them.
@@ -151,7 +154,7 @@ func New(n Network, opts Options) (*Service, error) {
 		if err != nil {
 			return nil, fmt.Errorf("onion service %s: %w", name, err)
 		}
-		s.id, s.address = opts.Key, a
+		s.id, s.address, s.short = opts.Key, a, a.Host()[:10]+"..."
 		seen := map[[32]byte]bool{}
 		for _, k := range opts.ClientKeys {
 			if !seen[k] {
@@ -237,6 +240,7 @@ func (s *Service) loadKeysFrom(st *state.Store) error {
 	if s.address, err = addr.FromKey(s.id.Public()); err != nil {
 		return err
 	}
+	s.short = s.address.Host()[:10] + "..."
 	if err := writeKeyFile(st, PublicKeyFile, keys.PublicKeyFile(s.id.Public())); err != nil {
 		return err
 	}
@@ -300,7 +304,7 @@ func (s *Service) Run(ctx context.Context) error {
 	defer s.wg.Wait()
 	defer s.closeIntros()
 	s.log.Noticef("Onion service %s starting (%d introduction points, %d authorized clients).",
-		s.short(), s.opts.Config.NumIntroductionPoints, len(s.clients))
+		s.short, s.opts.Config.NumIntroductionPoints, len(s.clients))
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
