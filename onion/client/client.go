@@ -192,16 +192,16 @@ func New(cfg Config) (*Client, error) {
 // keys).
 func (c *Client) withRand(f func(r *randT)) {
 	c.rngMu.Lock()
-	defer c.rngMu.Unlock()
 	f(c.rng)
+	c.rngMu.Unlock()
 }
 
 // SetAuthDir changes the ClientOnionAuthDir (after a reload of the
 // torrc); later connections read their keys there.
 func (c *Client) SetAuthDir(dir string) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.authDir = dir
+	c.mu.Unlock()
 }
 
 // Purge forgets every cached descriptor and retires every rendezvous

@@ -57,10 +57,10 @@ func (c *Client) AddCredential(cr Credential) (replaced bool, err error) {
 		}
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	_, replaced = c.creds[cr.Address]
 	c.creds[cr.Address] = cr
 	c.dropDescsLocked(cr.Address)
+	c.mu.Unlock()
 	return replaced, nil
 }
 

@@ -193,10 +193,10 @@ func (c *Client) forget(d *desc.Descriptor) {
 	var bk [32]byte
 	copy(bk[:], d.Outer.BlindedKey)
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if e := c.descs[bk]; e != nil && e.d == d {
 		delete(c.descs, bk)
 	}
+	c.mu.Unlock()
 }
 
 // fetch downloads a descriptor from one HSDir: GET /tor/hs/3/<blinded>

@@ -134,11 +134,11 @@ func (m *failMemory) expireLocked(now time.Time) {
 func (m *failMemory) noteHSDirFailed(blinded ed25519.PublicKey, hsdir [20]byte) {
 	now := m.now()
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.expireLocked(now)
 	k := hsdirKey{hsdir: hsdir}
 	copy(k.blinded[:], blinded)
 	m.hsdirs[k] = now
+	m.mu.Unlock()
 }
 
 // hsdirsSucceeded forgets the HSDir failures for blinded: the descriptor
@@ -147,12 +147,12 @@ func (m *failMemory) hsdirsSucceeded(blinded ed25519.PublicKey) {
 	var bk [32]byte
 	copy(bk[:], blinded)
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	for k := range m.hsdirs {
 		if k.blinded == bk {
 			delete(m.hsdirs, k)
 		}
 	}
+	m.mu.Unlock()
 }
 
 // askable returns the HSDirs of hsdirs that did not fail to give the
@@ -162,7 +162,6 @@ func (m *failMemory) askable(blinded ed25519.PublicKey, hsdirs []*path.Node) []*
 	k := hsdirKey{}
 	copy(k.blinded[:], blinded)
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.expireLocked(now)
 	var out []*path.Node
 	for _, n := range hsdirs {
@@ -171,6 +170,7 @@ func (m *failMemory) askable(blinded ed25519.PublicKey, hsdirs []*path.Node) []*
 			out = append(out, n)
 		}
 	}
+	m.mu.Unlock()
 	return out
 }
 
@@ -181,7 +181,6 @@ func (m *failMemory) noteIntro(svc [32]byte, auth ed25519.PublicKey, f IntroFail
 	k := ipKey{svc: svc}
 	copy(k.auth[:], auth)
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.expireLocked(now)
 	s := m.intros[k]
 	if s == nil {
@@ -196,6 +195,7 @@ func (m *failMemory) noteIntro(svc [32]byte, auth ed25519.PublicKey, f IntroFail
 	case IntroFailedUnreachable:
 		s.unreachable++
 	}
+	m.mu.Unlock()
 }
 
 // usableIntros returns the introduction points of ips that may be tried
@@ -204,7 +204,6 @@ func (m *failMemory) usableIntros(svc [32]byte, ips []desc.IntroPoint) []desc.In
 	now := m.now()
 	k := ipKey{svc: svc}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.expireLocked(now)
 	var out []desc.IntroPoint
 	for _, ip := range ips {
@@ -213,6 +212,7 @@ func (m *failMemory) usableIntros(svc [32]byte, ips []desc.IntroPoint) []desc.In
 			out = append(out, ip)
 		}
 	}
+	m.mu.Unlock()
 	return out
 }
 
@@ -223,9 +223,10 @@ func (m *failMemory) introUsable(svc [32]byte, auth ed25519.PublicKey) bool {
 	k := ipKey{svc: svc}
 	copy(k.auth[:], auth)
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.expireLocked(now)
-	return m.intros[k].usable()
+	ok := m.intros[k].usable()
+	m.mu.Unlock()
+	return ok
 }
 
 // orderIntros sorts ips (stably) by how often each was unreachable
@@ -253,20 +254,20 @@ func (m *failMemory) orderIntros(svc [32]byte, ips []desc.IntroPoint) {
 // forgetIntros forgets the introduction point failures of svc.
 func (m *failMemory) forgetIntros(svc [32]byte) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	for k := range m.intros {
 		if k.svc == svc {
 			delete(m.intros, k)
 		}
 	}
+	m.mu.Unlock()
 }
 
 // purge forgets everything (NEWNYM).
 func (m *failMemory) purge() {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	clear(m.hsdirs)
 	clear(m.intros)
+	m.mu.Unlock()
 }
 
 // noteIntroFailure records the failed introduction through ip: err from

@@ -98,12 +98,13 @@ func (c *Client) unreachable(svc [32]byte, auth ed25519.PublicKey) int {
 	k := ipKey{svc: svc}
 	copy(k.auth[:], auth)
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.expireLocked(m.now())
+	n := 0
 	if s := m.intros[k]; s != nil {
-		return s.unreachable
+		n = s.unreachable
 	}
-	return 0
+	m.mu.Unlock()
+	return n
 }
 
 // powInput returns the puzzle for an introduction through ip, or false

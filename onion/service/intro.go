@@ -53,8 +53,9 @@ type introPoint struct {
 
 func (ip *introPoint) isEstablished() bool {
 	ip.mu.Lock()
-	defer ip.mu.Unlock()
-	return ip.established && !ip.dead
+	ok := ip.established && !ip.dead
+	ip.mu.Unlock()
+	return ok
 }
 
 // descriptorEntry describes the point for the descriptor.
@@ -321,7 +322,6 @@ func (s *Service) introControl(ctx context.Context, ip *introPoint, hop int, cmd
 // closeIntros closes every introduction circuit.
 func (s *Service) closeIntros() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, ip := range s.intros {
 		ip.mu.Lock()
 		if ip.circ != nil {
@@ -331,4 +331,5 @@ func (s *Service) closeIntros() {
 		ip.mu.Unlock()
 	}
 	s.intros = nil
+	s.mu.Unlock()
 }
