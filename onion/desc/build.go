@@ -156,34 +156,31 @@ func build(p Params) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var mid strings.Builder
-	mid.WriteString("desc-auth-type x25519\n")
-	mid.WriteString("desc-auth-ephemeral-key " + base64.StdEncoding.EncodeToString(eph.PublicKey().Bytes()) + "\n")
+	mid := []byte("desc-auth-type x25519\ndesc-auth-ephemeral-key " + base64.StdEncoding.EncodeToString(eph.PublicKey().Bytes()) + "\n")
 	nopad := base64.RawStdEncoding
 	for _, c := range clients {
-		mid.WriteString("auth-client " + nopad.EncodeToString(c.ID[:]) + " " + nopad.EncodeToString(c.IV[:]) + " " + nopad.EncodeToString(c.EncryptedCookie[:]) + "\n")
+		mid = append(mid, "auth-client "+nopad.EncodeToString(c.ID[:])+" "+nopad.EncodeToString(c.IV[:])+" "+nopad.EncodeToString(c.EncryptedCookie[:])+"\n"...)
 	}
-	mid.WriteString("encrypted\n")
-	writeObject(&mid, "MESSAGE", layer2)
+	mid = writeObject(append(mid, "encrypted\n"...), "MESSAGE", layer2)
 	// C tor writes no final newline after the first layer.
-	layer1, err := EncryptLayer(p.Rand, []byte(strings.TrimSuffix(mid.String(), "\n")), blinded, subcred, p.RevisionCounter, SuperencryptedConst, true)
+	layer1, err := EncryptLayer(p.Rand, mid[:len(mid)-1], blinded, subcred, p.RevisionCounter, SuperencryptedConst, true)
 	if err != nil {
 		return nil, err
 	}
 
 	signCert := p.Blinded.Cert(certTemplate(cert.TypeHSDescSigning, expire, [32]byte(signPub)))
 
-	var doc strings.Builder
-	doc.WriteString("hs-descriptor 3\ndescriptor-lifetime " + strconv.Itoa(int(p.Lifetime/time.Minute)) + "\ndescriptor-signing-key-cert\n")
-	writeObject(&doc, "ED25519 CERT", signCert)
-	doc.WriteString("revision-counter " + strconv.FormatUint(p.RevisionCounter, 10) + "\nsuperencrypted\n")
-	writeObject(&doc, "MESSAGE", layer1)
-	sig := ed25519.Sign(p.SigningKey, append([]byte(SigPrefix), doc.String()...))
-	doc.WriteString("signature " + nopad.EncodeToString(sig) + "\n")
-	if doc.Len() >= MaxLen {
-		return nil, fmt.Errorf("%d bytes, HSDirs accept less than %d", doc.Len(), MaxLen)
+	// The signature covers SigPrefix and the document up to it.
+	doc := []byte(SigPrefix + "hs-descriptor 3\ndescriptor-lifetime " + strconv.Itoa(int(p.Lifetime/time.Minute)) + "\ndescriptor-signing-key-cert\n")
+	doc = writeObject(doc, "ED25519 CERT", signCert)
+	doc = append(doc, "revision-counter "+strconv.FormatUint(p.RevisionCounter, 10)+"\nsuperencrypted\n"...)
+	doc = writeObject(doc, "MESSAGE", layer1)
+	sig := ed25519.Sign(p.SigningKey, doc)
+	doc = append(doc[len(SigPrefix):], "signature "+nopad.EncodeToString(sig)+"\n"...)
+	if len(doc) >= MaxLen {
+		return nil, fmt.Errorf("%d bytes, HSDirs accept less than %d", len(doc), MaxLen)
 	}
-	return []byte(doc.String()), nil
+	return doc, nil
 }
 
 // certTemplate is a certificate of an ed25519 key that names its signer,
@@ -193,16 +190,15 @@ func certTemplate(typ cert.Type, expire time.Time, key [32]byte) cert.Ed25519Tem
 }
 
 func innerPlaintext(p Params, signPub ed25519.PublicKey, expire time.Time) ([]byte, error) {
-	var b strings.Builder
-	b.WriteString("create2-formats 2\n")
+	b := []byte("create2-formats 2\n")
 	if len(p.IntroAuthRequired) > 0 {
-		b.WriteString("intro-auth-required " + strings.Join(p.IntroAuthRequired, " ") + "\n")
+		b = append(b, "intro-auth-required "+strings.Join(p.IntroAuthRequired, " ")+"\n"...)
 	}
 	if p.SingleOnion {
-		b.WriteString("single-onion-service\n")
+		b = append(b, "single-onion-service\n"...)
 	}
 	if len(p.FlowControl) > 0 {
-		b.WriteString("flow-control " + strings.Join(p.FlowControl, " ") + "\n")
+		b = append(b, "flow-control "+strings.Join(p.FlowControl, " ")+"\n"...)
 	}
 	signer, err := keys.FromPrivateKey(p.SigningKey)
 	if err != nil {
@@ -223,26 +219,27 @@ func innerPlaintext(p Params, signPub ed25519.PublicKey, expire time.Time) ([]by
 		authCert := signer.Cert(certTemplate(cert.TypeHSIntroAuth, expire, [32]byte(ip.AuthKey)))
 		encCert := signer.Cert(certTemplate(cert.TypeHSIntroEncrypted, expire, edEnc))
 		b64 := base64.StdEncoding.EncodeToString
-		b.WriteString("introduction-point " + b64(ls) + "\nonion-key ntor " + b64(ip.OnionKey[:]) + "\nauth-key\n")
-		writeObject(&b, "ED25519 CERT", authCert)
-		b.WriteString("enc-key ntor " + b64(ip.EncKey[:]) + "\nenc-key-cert\n")
-		writeObject(&b, "ED25519 CERT", encCert)
+		b = append(b, "introduction-point "+b64(ls)+"\nonion-key ntor "+b64(ip.OnionKey[:])+"\nauth-key\n"...)
+		b = writeObject(b, "ED25519 CERT", authCert)
+		b = append(b, "enc-key ntor "+b64(ip.EncKey[:])+"\nenc-key-cert\n"...)
+		b = writeObject(b, "ED25519 CERT", encCert)
 	}
-	return []byte(b.String()), nil
+	return b, nil
 }
 
-// writeObject writes a PEM-like object with 64-column base64, as C tor.
-func writeObject(b *strings.Builder, typ string, data []byte) {
-	b.WriteString("-----BEGIN " + typ + "-----\n")
+// writeObject appends a PEM-like object with 64-column base64 to b, as C
+// tor writes them.
+func writeObject(b []byte, typ string, data []byte) []byte {
+	b = append(b, "-----BEGIN "+typ+"-----\n"...)
 	s := base64.StdEncoding.EncodeToString(data)
 	for len(s) > 64 {
-		b.WriteString(s[:64] + "\n")
+		b = append(append(b, s[:64]...), '\n')
 		s = s[64:]
 	}
 	if s != "" {
-		b.WriteString(s + "\n")
+		b = append(append(b, s...), '\n')
 	}
-	b.WriteString("-----END " + typ + "-----\n")
+	return append(b, "-----END "+typ+"-----\n"...)
 }
 
 // shuffle permutes clients uniformly (Fisher-Yates) with randomness from r.
