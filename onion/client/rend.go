@@ -373,12 +373,13 @@ func (c *Client) introduce(ctx context.Context, a addr.Address, d *desc.Descript
 		}
 		exts = append(exts, res.ext)
 	}
+	rpHop := circmgr.HopInfo(rp.node)
 	body, err := hscell.BuildIntroduce1(hs, ip.AuthKey, &hscell.IntroducePlaintext{
 		Extensions:   exts,
 		Cookie:       rp.cookie,
 		OnionKeyType: hscell.OnionKeyTypeNtor,
 		OnionKey:     rp.node.MD.NtorOnionKey,
-		LinkSpecs:    nodeLinkSpecs(rp.node),
+		LinkSpecs:    hscell.HopLinkSpecs(&rpHop),
 	})
 	if err != nil {
 		return nil, true, errorf(IntroFailed, name, "building INTRODUCE1: %w", err)
@@ -423,19 +424,6 @@ func (c *Client) introduce(ctx context.Context, a addr.Address, d *desc.Descript
 	case <-ctx.Done():
 		return nil, true, ctx.Err()
 	}
-}
-
-// nodeLinkSpecs are the link specifiers of a relay of the consensus, for
-// the service to extend to it.
-func nodeLinkSpecs(n *path.Node) []cell.LinkSpec {
-	ls := []cell.LinkSpec{cell.LinkSpecAddr(n.ORAddrPort()), cell.LinkSpecRSAID(n.Identity)}
-	if n.MD.HasEd25519 {
-		ls = append(ls, cell.LinkSpecEdID(n.MD.Ed25519ID))
-	}
-	if ap, ok := n.IPv6AddrPort(); ok {
-		ls = append(ls, cell.LinkSpecAddr(ap))
-	}
-	return ls
 }
 
 // introTarget turns an introduction point's link specifiers and onion key

@@ -179,6 +179,24 @@ func (r *reader) linkSpecs() []cell.LinkSpec {
 	return specs
 }
 
+// HopLinkSpecs returns the link specifiers that locate the relay h, in
+// C tor's order: its first address, legacy identity, ed25519 identity
+// (when known), then its other addresses.
+func HopLinkSpecs(h *circuit.HopInfo) []cell.LinkSpec {
+	ls := make([]cell.LinkSpec, 0, len(h.Addrs)+2)
+	if len(h.Addrs) > 0 {
+		ls = append(ls, cell.LinkSpecAddr(h.Addrs[0]))
+	}
+	ls = append(ls, cell.LinkSpecRSAID(h.RSAID))
+	if h.Ed25519ID != [32]byte{} {
+		ls = append(ls, cell.LinkSpecEdID(h.Ed25519ID))
+	}
+	for _, a := range h.Addrs[min(1, len(h.Addrs)):] {
+		ls = append(ls, cell.LinkSpecAddr(a))
+	}
+	return ls
+}
+
 // HopFromLinkSpecs returns the circuit hop that link specifiers locate
 // (an introduction or rendezvous point), with the relay's ntor onion key.
 // It needs the legacy (RSA) identity and an address; every address must

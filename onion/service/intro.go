@@ -60,17 +60,8 @@ func (ip *introPoint) isEstablished() bool {
 
 // descriptorEntry describes the point for the descriptor.
 func (ip *introPoint) descriptorEntry() desc.NewIntroPoint {
-	var specs []cell.LinkSpec
-	for _, a := range ip.hop.Addrs {
-		specs = append(specs, cell.LinkSpecAddr(a))
-	}
-	specs = append(specs, cell.LinkSpecRSAID(ip.hop.RSAID))
-	var zero [32]byte
-	if ip.hop.Ed25519ID != zero {
-		specs = append(specs, cell.LinkSpecEdID(ip.hop.Ed25519ID))
-	}
 	return desc.NewIntroPoint{
-		LinkSpecs: specs,
+		LinkSpecs: hscell.HopLinkSpecs(&ip.hop),
 		OnionKey:  ip.hop.NtorKey,
 		AuthKey:   ip.authKey.Public().(ed25519.PublicKey),
 		EncKey:    ecdhPublic(ip.encKey),

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha3"
 	"errors"
@@ -84,7 +85,7 @@ func (s *Service) handleIntroduce2(ctx context.Context, ip *introPoint, body []b
 // introduction point with these keys and checks it against the point's
 // replay cache (ErrReplay).
 func openIntroduction(ip *introPoint, body []byte, subcreds [][32]byte, now time.Time) (*hsntor.Service, *hsntor.Introduction, *hscell.IntroducePlaintext, error) {
-	svc := &hsntor.Service{AuthKey: ip.descriptorEntry().AuthKey, EncKey: ip.encKey}
+	svc := &hsntor.Service{AuthKey: ip.authKey.Public().(ed25519.PublicKey), EncKey: ip.encKey}
 	in, intro, pt, err := hscell.OpenIntroduce2(body, svc, subcreds)
 	if err != nil {
 		return nil, nil, nil, err
