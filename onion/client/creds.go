@@ -87,7 +87,8 @@ func (c *Client) RemoveCredential(a addr.Address) (bool, error) {
 		return existed, fmt.Errorf("onion client: reading ClientOnionAuthDir: %w", err)
 	}
 	var errs []error
-	for _, f := range files {
+	for i := range files {
+		f := &files[i]
 		if f.err != nil || f.addr != a {
 			continue
 		}
@@ -121,7 +122,8 @@ func (c *Client) Credentials(a *addr.Address) []Credential {
 	c.mu.Unlock()
 	if d != "" {
 		files, _ := readAuthDir(d)
-		for _, f := range files {
+		for i := range files {
+			f := &files[i]
 			if f.err != nil || have[f.addr] || (a != nil && *a != f.addr) {
 				continue
 			}

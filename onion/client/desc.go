@@ -259,7 +259,8 @@ func findAuthKey(dirPath string, a addr.Address) (*ecdh.PrivateKey, error) {
 		return nil, fmt.Errorf("reading ClientOnionAuthDir: %w", err)
 	}
 	var errs []error
-	for _, f := range files {
+	for i := range files {
+		f := &files[i]
 		if f.err != nil {
 			errs = append(errs, f.err)
 		} else if f.addr == a {

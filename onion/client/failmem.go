@@ -206,10 +206,10 @@ func (m *failMemory) usableIntros(svc [32]byte, ips []desc.IntroPoint) []desc.In
 	m.mu.Lock()
 	m.expireLocked(now)
 	var out []desc.IntroPoint
-	for _, ip := range ips {
-		copy(k.auth[:], ip.AuthKey)
+	for i := range ips {
+		copy(k.auth[:], ips[i].AuthKey)
 		if m.intros[k].usable() {
-			out = append(out, ip)
+			out = append(out, ips[i])
 		}
 	}
 	m.mu.Unlock()
@@ -237,8 +237,8 @@ func (m *failMemory) orderIntros(svc [32]byte, ips []desc.IntroPoint) {
 	k := ipKey{svc: svc}
 	m.mu.Lock()
 	count := make(map[[32]byte]int, len(ips))
-	for _, ip := range ips {
-		copy(k.auth[:], ip.AuthKey)
+	for i := range ips {
+		copy(k.auth[:], ips[i].AuthKey)
 		if s := m.intros[k]; s != nil {
 			count[k.auth] = s.unreachable
 		}

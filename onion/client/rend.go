@@ -277,14 +277,15 @@ func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descrip
 
 	var timedOut bool
 	var errs []error
-	for _, ip := range ips {
-		t, err := introTarget(&ip)
+	for i := range ips {
+		ip := &ips[i]
+		t, err := introTarget(ip)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		for try := 0; try < maxIntroCircuitRetries; try++ {
-			circ, final, err := c.introduce(ctx, a, d, &ip, t, m.get)
+			circ, final, err := c.introduce(ctx, a, d, ip, t, m.get)
 			if circ != nil {
 				return circ, nil
 			}
@@ -300,7 +301,7 @@ func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descrip
 			if errors.As(err, &oe) && oe.Kind == RendFailed {
 				return nil, err
 			}
-			c.noteIntroFailure(a.Key, &ip, err, final)
+			c.noteIntroFailure(a.Key, ip, err, final)
 			if errors.As(err, &oe) && oe.Kind == IntroTimeout {
 				timedOut = true
 			}

@@ -158,7 +158,8 @@ func build(p Params) ([]byte, error) {
 	}
 	mid := []byte("desc-auth-type x25519\ndesc-auth-ephemeral-key " + base64.StdEncoding.EncodeToString(eph.PublicKey().Bytes()) + "\n")
 	nopad := base64.RawStdEncoding
-	for _, c := range clients {
+	for i := range clients {
+		c := &clients[i]
 		mid = append(mid, "auth-client "+nopad.EncodeToString(c.ID[:])+" "+nopad.EncodeToString(c.IV[:])+" "+nopad.EncodeToString(c.EncryptedCookie[:])+"\n"...)
 	}
 	mid = writeObject(append(mid, "encrypted\n"...), "MESSAGE", layer2)
@@ -204,7 +205,8 @@ func innerPlaintext(p Params, signPub ed25519.PublicKey, expire time.Time) ([]by
 	if err != nil {
 		return nil, err
 	}
-	for i, ip := range p.IntroPoints {
+	for i := range p.IntroPoints {
+		ip := &p.IntroPoints[i]
 		ls, err := hscell.AppendLinkSpecs(nil, ip.LinkSpecs)
 		if err != nil {
 			return nil, fmt.Errorf("introduction point %d: %w", i, err)
