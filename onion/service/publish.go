@@ -86,12 +86,13 @@ func (s *Service) maybePublish(ctx context.Context) {
 		s.log.Warnf("Onion service %s: %v", s.short, err)
 		return
 	}
-	first, second := ring.Store(p, view.Consensus.ValidAfter, srvs)
-	full := !ps.hasValue || ps.version != s.version || ps.uses != [2]ring.Use{first, second} || !now.Before(ps.next)
+	var uses [2]ring.Use
+	uses[0], uses[1] = ring.Store(p, view.Consensus.ValidAfter, srvs)
+	full := !ps.hasValue || ps.version != s.version || ps.uses != uses || !now.Before(ps.next)
 	if full {
 		ps.done = map[uploadKey]bool{}
 		ps.version = s.version
-		ps.uses = [2]ring.Use{first, second}
+		ps.uses = uses
 		ps.next = now.Add(republishMin + time.Duration(s.rng.Int64N(int64(republishMax-republishMin))))
 		ps.hasValue = true
 		if ps.lastRev == nil {
@@ -101,9 +102,10 @@ func (s *Service) maybePublish(ctx context.Context) {
 	nodes := hsdir.Ring(view)
 	params := ring.ParamsFrom(view.Consensus.Param)
 	runStart := p.SRVRunStart(view.Consensus.ValidAfter)
-	for i, u := range []ring.Use{first, second} {
+	for i := range uses {
+		u := &uses[i]
 		bk := s.id.Blind(u.Period, p.LengthMinutes)
-		resp := ring.Responsible(nodes, bk.Public(), u, p.LengthMinutes, params.Replicas, params.SpreadStore)
+		resp := ring.Responsible(nodes, bk.Public(), *u, p.LengthMinutes, params.Replicas, params.SpreadStore)
 		var todo []ring.Node
 		for _, n := range resp {
 			if !ps.done[uploadKey{u.Period, n.RSAID}] {
