@@ -171,7 +171,7 @@ func (r *reader) linkSpecs() []cell.LinkSpec {
 			r.fail("link specifier %d of type %v has length %d, want %d", i, typ, l, want)
 			return nil
 		}
-		d := r.bytes(l, fmt.Sprintf("link specifier %d", i))
+		d := r.bytes(l, "LSPEC")
 		if r.err == nil {
 			specs = append(specs, cell.LinkSpec{Type: typ, Data: d})
 		}

@@ -238,22 +238,28 @@ type NtorV3Reply struct {
 // or a sendme_inc of 0. Bytes after sendme_inc in the response body are
 // ignored, as C tor does.
 func ParseNtorV3Reply(sm []byte, req NtorV3Request) (NtorV3Reply, error) {
-	exts, err := ParseExts(sm)
+	r, err := parseNtorV3Reply(sm, req)
 	if err != nil {
 		return NtorV3Reply{}, fmt.Errorf("ntor v3 server message: %w", err)
 	}
+	return r, nil
+}
+
+func parseNtorV3Reply(sm []byte, req NtorV3Request) (NtorV3Reply, error) {
+	exts, err := ParseExts(sm)
+	if err != nil {
+		return NtorV3Reply{}, err
+	}
 	body, ok := FindExt(exts, ExtCCResponse)
-	if !ok {
+	switch {
+	case !ok:
 		return NtorV3Reply{}, nil
-	}
-	if !req.CongestionControl {
-		return NtorV3Reply{}, fmt.Errorf("ntor v3 server message: %w", ErrUnsolicitedCC)
-	}
-	if len(body) < 1 {
-		return NtorV3Reply{}, fmt.Errorf("ntor v3 server message: congestion control response without sendme_inc: %w", ErrMalformedExt)
-	}
-	if body[0] == 0 {
-		return NtorV3Reply{}, fmt.Errorf("ntor v3 server message: congestion control response with sendme_inc 0: %w", ErrMalformedExt)
+	case !req.CongestionControl:
+		return NtorV3Reply{}, ErrUnsolicitedCC
+	case len(body) < 1:
+		return NtorV3Reply{}, fmt.Errorf("congestion control response without sendme_inc: %w", ErrMalformedExt)
+	case body[0] == 0:
+		return NtorV3Reply{}, fmt.Errorf("congestion control response with sendme_inc 0: %w", ErrMalformedExt)
 	}
 	return NtorV3Reply{CongestionControl: true, SendmeInc: body[0]}, nil
 }
