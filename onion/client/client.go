@@ -316,7 +316,7 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 			timeouts++
 			lastErr = fmt.Errorf("no answer to BEGIN within %s", cutoff)
 			c.log.Noticef("Rend stream to %s got no answer within %d seconds. Retrying on a new rendezvous circuit.",
-				name[:8], int(cutoff.Seconds()))
+				name[:8], int(cutoff/time.Second))
 			continue
 		}
 		if err != nil {

@@ -23,9 +23,8 @@ const (
 	minRetryPoWEffort = 8
 	// powEffortDoubleUntil: below it the effort doubles on each failure
 	// (CLIENT_POW_EFFORT_DOUBLE_UNTIL), above it it grows by
-	// powRetryMultiplier (CLIENT_POW_RETRY_MULTIPLIER).
+	// half (CLIENT_POW_RETRY_MULTIPLIER is 1.5).
 	powEffortDoubleUntil = 1000
-	powRetryMultiplier   = 1.5
 	// defaultPoWSolvers bounds concurrent solves when Config.PoWSolvers
 	// is 0.
 	defaultPoWSolvers = 1
@@ -45,7 +44,9 @@ func PoWEffort(suggested uint32, unreachable int) uint32 {
 		if e < powEffortDoubleUntil {
 			e <<= 1
 		} else {
-			e = uint64(float32(powRetryMultiplier) * float32(e))
+			// C tor multiplies by CLIENT_POW_RETRY_MULTIPLIER (1.5) in
+			// floating point and truncates: exactly e*3/2 at these sizes.
+			e = e * 3 / 2
 		}
 		e = min(max(e, minRetryPoWEffort), MaxPoWEffort)
 	}
