@@ -127,9 +127,20 @@ func (r *reader) extensions() []Extension {
 	return exts
 }
 
-// Link specifier sizes for basic validity checks (tor-spec 5.1.2).
-var linkSpecLen = map[cell.LinkSpecType]int{
-	cell.LinkSpecIPv4: 6, cell.LinkSpecIPv6: 18, cell.LinkSpecLegacyID: 20, cell.LinkSpecEd25519: 32,
+// linkSpecLen returns the size of a link specifier of a known type
+// (tor-spec 5.1.2), or 0 for a type whose size is not fixed here.
+func linkSpecLen(t cell.LinkSpecType) int {
+	switch t {
+	case cell.LinkSpecIPv4:
+		return 6
+	case cell.LinkSpecIPv6:
+		return 18
+	case cell.LinkSpecLegacyID:
+		return 20
+	case cell.LinkSpecEd25519:
+		return 32
+	}
+	return 0
 }
 
 // AppendLinkSpecs appends a link specifier block (NSPEC, then each
@@ -167,7 +178,7 @@ func (r *reader) linkSpecs() []cell.LinkSpec {
 	for i := 0; i < n && r.err == nil; i++ {
 		typ := cell.LinkSpecType(r.u8("LSTYPE"))
 		l := int(r.u8("LSLEN"))
-		if want, ok := linkSpecLen[typ]; ok && l != want && r.err == nil {
+		if want := linkSpecLen(typ); want != 0 && l != want && r.err == nil {
 			r.fail("link specifier %d of type %v has length %d, want %d", i, typ, l, want)
 			return nil
 		}
@@ -216,7 +227,7 @@ func HopFromLinkSpecs(specs []cell.LinkSpec, ntorKey [32]byte) (circuit.HopInfo,
 			}
 			h.Addrs = append(h.Addrs, ap)
 		case cell.LinkSpecLegacyID, cell.LinkSpecEd25519:
-			if want := linkSpecLen[ls.Type]; len(ls.Data) != want {
+			if want := linkSpecLen(ls.Type); len(ls.Data) != want {
 				return h, fmt.Errorf("link specifier %d: identity of type %v has %d bytes, want %d", i, ls.Type, len(ls.Data), want)
 			}
 			if ls.Type == cell.LinkSpecEd25519 {
