@@ -118,50 +118,44 @@ func parseOuter(doc []byte, now time.Time) (*Outer, error) {
 		k := itemIndex(outerItems, it.Keyword)
 		switch {
 		case seen == 0 && (k != 0 || len(it.Args) != 1 || string(it.Args[0]) != "3"):
-			return nil, t.Errorf(&it, "does not start with \"hs-descriptor 3\"")
+			err = errors.New("does not start with \"hs-descriptor 3\"")
 		case sigStart >= 0:
-			return nil, t.Errorf(&it, "item after signature")
+			err = errors.New("item after signature")
 		case k < 0:
 			continue
 		case seen&(1<<k) != 0:
-			return nil, t.Wrap(&it, errTwice)
+			err = errTwice
 		case outerOneArg&(1<<k) != 0 && len(it.Args) != 1:
-			return nil, t.Wrap(&it, errOneArg)
+			err = errOneArg
 		}
-		seen |= 1 << k
-		switch k {
-		case 1: // descriptor-lifetime
-			m, err := strconv.ParseUint(string(it.Args[0]), 10, 32)
-			if err != nil {
-				return nil, t.Wrap(&it, err)
+		switch {
+		case err != nil:
+		case k == 1: // descriptor-lifetime
+			var m uint64
+			if m, err = strconv.ParseUint(string(it.Args[0]), 10, 32); err == nil {
+				o.Lifetime = time.Duration(m) * time.Minute
+				if o.Lifetime > MaxLifetime {
+					err = fmt.Errorf("lifetime %d minutes is over %v", m, MaxLifetime)
+				}
 			}
-			o.Lifetime = time.Duration(m) * time.Minute
-			if o.Lifetime > MaxLifetime {
-				return nil, t.Errorf(&it, "lifetime %d minutes is over %v", m, MaxLifetime)
+		case k == 2: // descriptor-signing-key-cert
+			if o.SigningKeyCert, err = objectCert(&it, cert.TypeHSDescSigning, now); err == nil {
+				o.SigningKey = o.SigningKeyCert.CertifiedEd25519()
+				o.BlindedKey = o.SigningKeyCert.SignedWithKey
 			}
-		case 2: // descriptor-signing-key-cert
-			c, err := objectCert(t, &it, cert.TypeHSDescSigning, now)
-			if err != nil {
-				return nil, err
-			}
-			o.SigningKeyCert = c
-			o.SigningKey = c.CertifiedEd25519()
-			o.BlindedKey = c.SignedWithKey
-		case 3: // revision-counter
-			if o.RevisionCounter, err = strconv.ParseUint(string(it.Args[0]), 10, 64); err != nil {
-				return nil, t.Wrap(&it, err)
-			}
-		case 4: // superencrypted
-			if o.Superencrypted, err = messageObject(t, &it); err != nil {
-				return nil, err
-			}
-		case 5: // signature
+		case k == 3: // revision-counter
+			o.RevisionCounter, err = strconv.ParseUint(string(it.Args[0]), 10, 64)
+		case k == 4: // superencrypted
+			o.Superencrypted, err = messageObject(&it)
+		case k == 5: // signature
 			sig = make([]byte, ed25519.SignatureSize)
-			if err := netdoc.DecodeBase64NoPad(sig, it.Args[0]); err != nil {
-				return nil, t.Wrap(&it, err)
-			}
+			err = netdoc.DecodeBase64NoPad(sig, it.Args[0])
 			sigStart = it.Start
 		}
+		if err != nil {
+			return nil, t.Wrap(&it, err)
+		}
+		seen |= 1 << k
 	}
 	if err := firstMissing(outerItems, seen); err != nil {
 		return nil, err
@@ -172,45 +166,45 @@ func parseOuter(doc []byte, now time.Time) (*Outer, error) {
 	return o, nil
 }
 
-// objectCert decodes and checks an ED25519 CERT object: the type, the
-// signed-with-key extension, the signature and the expiry.
-func objectCert(t *netdoc.Tokenizer, it *netdoc.Item, typ cert.Type, now time.Time) (*cert.Ed25519, error) {
+// objectCert decodes and checks the ED25519 CERT object of it: the type,
+// the signed-with-key extension, the signature and the expiry.
+func objectCert(it *netdoc.Item, typ cert.Type, now time.Time) (*cert.Ed25519, error) {
 	if !it.HasObject() || string(it.ObjectType) != "ED25519 CERT" {
-		return nil, t.Errorf(it, "needs an ED25519 CERT object")
+		return nil, errors.New("needs an ED25519 CERT object")
 	}
 	b, err := it.Object()
 	if err != nil {
-		return nil, t.Wrap(it, err)
+		return nil, err
 	}
 	c, err := cert.ParseEd25519(b)
+	switch {
+	case err != nil:
+	case c.Type != typ:
+		err = fmt.Errorf("certificate type %v, want %v", c.Type, typ)
+	case c.SignedWithKey == nil:
+		err = errors.New("certificate lacks the signed-with-ed25519-key extension")
+	case c.KeyType != cert.KeyEd25519:
+		err = fmt.Errorf("certified key type %d, want ed25519", c.KeyType)
+	default:
+		err = c.Check(nil, now)
+	}
 	if err != nil {
-		return nil, t.Wrap(it, err)
-	}
-	if c.Type != typ {
-		return nil, t.Errorf(it, "certificate type %v, want %v", c.Type, typ)
-	}
-	if c.SignedWithKey == nil {
-		return nil, t.Errorf(it, "certificate lacks the signed-with-ed25519-key extension")
-	}
-	if c.KeyType != cert.KeyEd25519 {
-		return nil, t.Errorf(it, "certified key type %d, want ed25519", c.KeyType)
-	}
-	if err := c.Check(nil, now); err != nil {
-		return nil, t.Wrap(it, err)
+		return nil, err
 	}
 	return c, nil
 }
 
-func messageObject(t *netdoc.Tokenizer, it *netdoc.Item) ([]byte, error) {
+// messageObject returns the encrypted blob in the MESSAGE object of it.
+func messageObject(it *netdoc.Item) ([]byte, error) {
 	if !it.HasObject() || string(it.ObjectType) != "MESSAGE" {
-		return nil, t.Errorf(it, "needs a MESSAGE object")
+		return nil, errors.New("needs a MESSAGE object")
 	}
 	b, err := it.Object()
 	if err != nil {
-		return nil, t.Wrap(it, err)
+		return nil, err
 	}
 	if len(b) <= SaltLen+macLen {
-		return nil, t.Errorf(it, "encrypted blob of %d bytes is too short", len(b))
+		return nil, fmt.Errorf("encrypted blob of %d bytes is too short", len(b))
 	}
 	return b, nil
 }
@@ -257,38 +251,39 @@ func ParseMiddle(plain []byte) (*Middle, error) {
 		if k < 0 {
 			continue
 		}
-		if k != 2 && seen&(1<<k) != 0 {
-			return nil, t.Wrap(&it, errTwice)
-		}
-		seen |= 1 << k
-		switch k {
-		case 0: // desc-auth-type
+		switch {
+		case k != 2 && seen&(1<<k) != 0:
+			err = errTwice
+		case k == 0: // desc-auth-type
 			if len(it.Args) < 1 || string(it.Args[0]) != "x25519" {
-				return nil, t.Errorf(&it, "auth type is not x25519")
+				err = errors.New("auth type is not x25519")
 			}
-		case 1: // desc-auth-ephemeral-key
+		case k == 1: // desc-auth-ephemeral-key
 			if len(it.Args) < 1 {
-				return nil, t.Errorf(&it, "missing key")
+				err = errors.New("missing key")
+			} else {
+				err = netdoc.DecodeBase64NoPad(m.EphemeralKey[:], it.Args[0])
 			}
-			if err := netdoc.DecodeBase64NoPad(m.EphemeralKey[:], it.Args[0]); err != nil {
-				return nil, t.Wrap(&it, err)
-			}
-		case 2: // auth-client
+		case k == 2: // auth-client
 			if len(it.Args) < 3 {
-				return nil, t.Errorf(&it, "want 3 arguments")
+				err = errors.New("want 3 arguments")
+				break
 			}
 			var c AuthClient
 			for i, dst := range [...][]byte{c.ID[:], c.IV[:], c.EncryptedCookie[:]} {
-				if err := netdoc.DecodeBase64NoPad(dst, it.Args[i]); err != nil {
-					return nil, t.Wrap(&it, fmt.Errorf("%s: %w", authClientFields[i], err))
+				if err = netdoc.DecodeBase64NoPad(dst, it.Args[i]); err != nil {
+					err = fmt.Errorf("%s: %w", authClientFields[i], err)
+					break
 				}
 			}
 			m.Clients = append(m.Clients, c)
-		case 3: // encrypted
-			if m.Encrypted, err = messageObject(t, &it); err != nil {
-				return nil, err
-			}
+		case k == 3: // encrypted
+			m.Encrypted, err = messageObject(&it)
 		}
+		if err != nil {
+			return nil, t.Wrap(&it, err)
+		}
+		seen |= 1 << k
 	}
 	if err := firstMissing(middleItems, seen); err != nil {
 		return nil, err
@@ -452,62 +447,42 @@ func parseIntroPoint(s []byte, signingKey ed25519.PublicKey, now time.Time) (*In
 			return nil, err
 		}
 		k := itemIndex(introItems, it.Keyword)
-		if k < 0 {
-			continue
+		if k < 0 || k == 1 && (len(it.Args) < 2 || string(it.Args[0]) != "ntor") {
+			continue // C tor skips onion keys of other types
 		}
-		if k != 1 && seen&(1<<k) != 0 {
-			return nil, t.Wrap(&it, errTwice)
-		}
-		switch k {
-		case 0: // introduction-point
-			if len(it.Args) != 1 {
-				return nil, t.Wrap(&it, errOneArg)
-			}
-			raw := make([]byte, len(it.Args[0]))
-			n, err := decodeBase64Any(raw, it.Args[0])
-			if err != nil {
-				return nil, t.Wrap(&it, err)
-			}
-			specs, rest, err := hscell.ParseLinkSpecs(raw[:n])
-			if err != nil {
-				return nil, t.Wrap(&it, err)
-			}
-			if len(rest) != 0 {
-				return nil, t.Errorf(&it, "%d bytes after the link specifiers", len(rest))
-			}
-			ip.LinkSpecs = specs
-		case 1: // onion-key
-			if len(it.Args) < 2 || string(it.Args[0]) != "ntor" {
-				continue // C tor skips keys of other types
-			}
-			if err := netdoc.DecodeBase64NoPad(ip.OnionKey[:], it.Args[1]); err != nil {
-				return nil, t.Wrap(&it, err)
-			}
-		case 2, 4: // auth-key, enc-key-cert
+		switch {
+		case k != 1 && seen&(1<<k) != 0:
+			err = errTwice
+		case k == 0: // introduction-point
+			ip.LinkSpecs, err = parseLinkSpecsArg(it.Args)
+		case k == 1: // onion-key
+			err = netdoc.DecodeBase64NoPad(ip.OnionKey[:], it.Args[1])
+		case k == 2 || k == 4: // auth-key, enc-key-cert
 			typ := cert.TypeHSIntroAuth
 			if k == 4 {
 				typ = cert.TypeHSIntroEncrypted
 			}
-			c, err := objectCert(t, &it, typ, now)
-			if err != nil {
-				return nil, err
-			}
-			if !c.SignedWithKey.Equal(signingKey) {
-				return nil, t.Wrap(&it, errWrongSign)
-			}
-			if k == 4 {
+			var c *cert.Ed25519
+			c, err = objectCert(&it, typ, now)
+			switch {
+			case err != nil:
+			case !c.SignedWithKey.Equal(signingKey):
+				err = errWrongSign
+			case k == 4:
 				ip.EncKeyCert = c
-			} else {
+			default:
 				ip.AuthKeyCert = c
 				ip.AuthKey = c.CertifiedEd25519()
 			}
-		case 3: // enc-key
+		case k == 3: // enc-key
 			if len(it.Args) < 2 || string(it.Args[0]) != "ntor" {
-				return nil, t.Wrap(&it, errNotNtor)
+				err = errNotNtor
+			} else {
+				err = netdoc.DecodeBase64NoPad(ip.EncKey[:], it.Args[1])
 			}
-			if err := netdoc.DecodeBase64NoPad(ip.EncKey[:], it.Args[1]); err != nil {
-				return nil, t.Wrap(&it, err)
-			}
+		}
+		if err != nil {
+			return nil, t.Wrap(&it, err)
 		}
 		seen |= 1 << k
 	}
@@ -518,6 +493,27 @@ func parseIntroPoint(s []byte, signingKey ed25519.PublicKey, now time.Time) (*In
 		return nil, err
 	}
 	return ip, nil
+}
+
+// parseLinkSpecsArg decodes the argument of an introduction-point item:
+// a link specifier block in base64.
+func parseLinkSpecsArg(args [][]byte) ([]cell.LinkSpec, error) {
+	if len(args) != 1 {
+		return nil, errOneArg
+	}
+	raw := make([]byte, len(args[0]))
+	n, err := decodeBase64Any(raw, args[0])
+	if err != nil {
+		return nil, err
+	}
+	specs, rest, err := hscell.ParseLinkSpecs(raw[:n])
+	if err != nil {
+		return nil, err
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("%d bytes after the link specifiers", len(rest))
+	}
+	return specs, nil
 }
 
 // decodeBase64Any decodes base64 with or without padding into dst and
