@@ -334,7 +334,7 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 			}
 			return nil, fmt.Errorf("onion service: opening a stream: %w", err)
 		}
-		return &stream{Stream: s, release: func() { c.release(e) }}, nil
+		return &stream{st: s, release: func() { c.release(e) }}, nil
 	}
 	return nil, &Error{Kind: RendFailed, Addr: name, Err: lastErr}
 }
@@ -426,16 +426,27 @@ func (c *Client) release(e *rendEntry) {
 }
 
 // stream is a stream on a rendezvous circuit; closing it releases its
-// slot on the circuit.
+// slot on the circuit. Its methods forward to the circuit stream (a named
+// field rather than an embedded one, so that no value-receiver copies of
+// the stream's methods are made).
 type stream struct {
-	*circuit.Stream
+	st      *circuit.Stream
 	once    sync.Once
 	release func()
 }
 
+func (s *stream) Read(p []byte) (int, error)         { return s.st.Read(p) }
+func (s *stream) Write(p []byte) (int, error)        { return s.st.Write(p) }
+func (s *stream) CloseWrite() error                  { return s.st.CloseWrite() }
+func (s *stream) LocalAddr() net.Addr                { return s.st.LocalAddr() }
+func (s *stream) RemoteAddr() net.Addr               { return s.st.RemoteAddr() }
+func (s *stream) SetDeadline(t time.Time) error      { return s.st.SetDeadline(t) }
+func (s *stream) SetReadDeadline(t time.Time) error  { return s.st.SetReadDeadline(t) }
+func (s *stream) SetWriteDeadline(t time.Time) error { return s.st.SetWriteDeadline(t) }
+
 // Close closes the stream.
 func (s *stream) Close() error {
-	err := s.Stream.Close()
+	err := s.st.Close()
 	s.once.Do(s.release)
 	return err
 }
