@@ -2,11 +2,9 @@ package client
 
 import (
 	"context"
-	"crypto/sha3"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"strings"
 	"sync"
@@ -20,7 +18,6 @@ import (
 	"tinytor/tor/cell"
 	"tinytor/tor/circmgr"
 	"tinytor/tor/circuit"
-	"tinytor/tor/circuit/relaycrypto"
 	"tinytor/tor/dir"
 	"tinytor/tor/path"
 )
@@ -110,7 +107,7 @@ func join(circ *circuit.Circuit, hs *hsntor.Client, body []byte) error {
 	if err != nil {
 		return err
 	}
-	l, err := relaycrypto.NewLayer(func() hash.Hash { return sha3.New256() }, k.Df[:], k.Db[:], k.Kf[:], k.Kb[:])
+	l, err := k.Layer(false)
 	if err != nil {
 		return err
 	}

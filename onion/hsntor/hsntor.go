@@ -2,7 +2,8 @@
 // (rend-spec-v3 3.3.2 [NTOR-WITH-EXTRA-DATA] and 4.2): the keys that encrypt
 // and authenticate the ENCRYPTED part of INTRODUCE1/2, the RENDEZVOUS1
 // handshake reply, its verification by the client, and the expansion of
-// NTOR_KEY_SEED into the keys of the virtual hop (4.2.1).
+// NTOR_KEY_SEED into the keys and relay crypto layer of the virtual hop
+// (4.2.1).
 //
 // The package is pure computation: callers encode and parse the cells
 // (package onion/hscell) and pass the bytes in.
@@ -18,7 +19,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
+
+	"tinytor/tor/circuit/relaycrypto"
 )
 
 // Protocol strings (rend-spec-v3 3.3.2).
@@ -131,6 +135,19 @@ func ExpandKeys(seed [32]byte) Keys {
 	copy(k.Kb[:], out[96:128])
 	return k
 }
+
+// Layer returns the relay crypto layer of the virtual hop with these keys
+// (SHA3-256 digests, AES-256-CTR): the client's, or with service the
+// service's, whose directions are swapped.
+func (k *Keys) Layer(service bool) (*relaycrypto.Layer, error) {
+	df, db, kf, kb := k.Df[:], k.Db[:], k.Kf[:], k.Kb[:]
+	if service {
+		df, db, kf, kb = db, df, kb, kf
+	}
+	return relaycrypto.NewLayer(newSHA3, df, db, kf, kb)
+}
+
+func newSHA3() hash.Hash { return sha3.New256() }
 
 // rendKeys computes NTOR_KEY_SEED and AUTH_INPUT_MAC from EXP(X,y)
 // (= EXP(Y,x)) and EXP(X,b) (= EXP(B,x)).

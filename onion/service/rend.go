@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha3"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"net"
 	"net/netip"
@@ -20,7 +18,6 @@ import (
 	"tinytor/tor/cell"
 	"tinytor/tor/circmgr"
 	"tinytor/tor/circuit"
-	"tinytor/tor/circuit/relaycrypto"
 	"tinytor/tor/config"
 )
 
@@ -125,7 +122,7 @@ func (s *Service) introduce(ctx context.Context, ip *introPoint, body []byte) er
 			return fmt.Errorf("rendezvous circuit: %w", err)
 		}
 	}
-	layer, err := relaycrypto.NewLayer(func() hash.Hash { return sha3.New256() }, hk.Db[:], hk.Df[:], hk.Kb[:], hk.Kf[:])
+	layer, err := hk.Layer(true)
 	if err != nil {
 		circ.Close()
 		return err
