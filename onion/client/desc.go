@@ -18,7 +18,6 @@ import (
 	"tinytor/onion/keys"
 	"tinytor/onion/ring"
 	"tinytor/tor"
-	"tinytor/tor/circmgr"
 	"tinytor/tor/dir"
 	"tinytor/tor/event"
 	"tinytor/tor/path"
@@ -204,23 +203,7 @@ func (c *Client) forget(d *desc.Descriptor) {
 func (c *Client) fetch(ctx context.Context, n *path.Node, blinded ed25519.PublicKey) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, hsdirTimeout)
 	defer cancel()
-	circ, err := c.cfg.Net.BuildCircuitTo(ctx, circmgr.TargetNode(n), circmgr.Options{Purpose: "HS_CLIENT_HSDIR"})
-	if err != nil {
-		return nil, fmt.Errorf("building a circuit: %w", err)
-	}
-	defer circ.Close()
-	s, err := circ.OpenDirStream(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("opening a directory stream: %w", err)
-	}
-	defer s.Close()
-	stop := context.AfterFunc(ctx, func() { s.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	body, err := dir.Get(s, "/tor/hs/3/"+base64.StdEncoding.EncodeToString(blinded), desc.MaxLen)
-	if err != nil {
-		return nil, err
-	}
-	return body, nil
+	return hsdir.Request(ctx, c.cfg.Net, n, "HS_CLIENT_HSDIR", "/tor/hs/3/"+base64.StdEncoding.EncodeToString(blinded), nil, desc.MaxLen)
 }
 
 // fetchReason names a failed fetch for HS_DESC FAILED: NOT_FOUND when the

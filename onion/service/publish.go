@@ -13,8 +13,6 @@ import (
 	"tinytor/onion/hsdir"
 	"tinytor/onion/keys"
 	"tinytor/onion/ring"
-	"tinytor/tor/circmgr"
-	"tinytor/tor/dir"
 	"tinytor/tor/event"
 	"tinytor/tor/path"
 )
@@ -202,23 +200,7 @@ func (s *Service) upload(ctx context.Context, n *path.Node, doc []byte, period u
 	s.event(ev)
 	uctx, cancel := context.WithTimeout(ctx, uploadTimeout)
 	defer cancel()
-	err := func() error {
-		circ, err := s.net.BuildCircuitTo(uctx, circmgr.TargetNode(n), circmgr.Options{Purpose: "HS_SERVICE_HSDIR"})
-		if err != nil {
-			return fmt.Errorf("building the circuit: %w", err)
-		}
-		defer circ.Close()
-		st, err := circ.OpenDirStream(uctx)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		if dl, ok := uctx.Deadline(); ok {
-			st.SetDeadline(dl)
-		}
-		_, err = dir.Post(st, "/tor/hs/3/publish", doc, maxUploadReply)
-		return err
-	}()
+	_, err := hsdir.Request(uctx, s.net, n, "HS_SERVICE_HSDIR", "/tor/hs/3/publish", doc, maxUploadReply)
 	if err != nil {
 		ev.Action, ev.Reason = "FAILED", "UPLOAD_REJECTED"
 		s.event(ev)
