@@ -558,10 +558,10 @@ func Decode(doc []byte, identity, blinded ed25519.PublicKey, clientKey *ecdh.Pri
 	}
 	d := &Descriptor{Outer: o, Subcredential: keys.Subcredential(identity, o.BlindedKey)}
 	plain, err := DecryptLayer(o.Superencrypted, o.BlindedKey, d.Subcredential, o.RevisionCounter, SuperencryptedConst)
-	if err != nil {
-		return nil, invalid("first layer", err)
+	if err == nil {
+		d.Middle, err = ParseMiddle(plain)
 	}
-	if d.Middle, err = ParseMiddle(plain); err != nil {
+	if err != nil {
 		return nil, invalid("first layer", err)
 	}
 	// As C tor does: with a client key, use the cookie of the matching
@@ -574,16 +574,17 @@ func Decode(doc []byte, identity, blinded ed25519.PublicKey, clientKey *ecdh.Pri
 		}
 	}
 	plain, err = DecryptLayer(d.Middle.Encrypted, secret, d.Subcredential, o.RevisionCounter, EncryptedConst)
-	if err != nil {
-		if errors.Is(err, errMAC) {
-			if clientKey != nil {
-				return nil, fmt.Errorf("%w: second layer: %w", ErrBadClientAuth, err)
-			}
-			return nil, fmt.Errorf("%w: second layer: %w", ErrNeedClientAuth, err)
+	switch {
+	case errors.Is(err, errMAC):
+		auth := ErrNeedClientAuth
+		if clientKey != nil {
+			auth = ErrBadClientAuth
 		}
-		return nil, invalid("second layer", err)
+		return nil, fmt.Errorf("%w: second layer: %w", auth, err)
+	case err == nil:
+		d.Inner, err = ParseInner(plain, o.SigningKey, now)
 	}
-	if d.Inner, err = ParseInner(plain, o.SigningKey, now); err != nil {
+	if err != nil {
 		return nil, invalid("second layer", err)
 	}
 	return d, nil
