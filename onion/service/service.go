@@ -17,7 +17,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -271,21 +270,18 @@ func readAuthorizedClients(dir string) ([][32]byte, error) {
 	}
 	var out [][32]byte
 	seen := map[[32]byte]bool{}
-	names := make([]string, 0, len(ents))
-	for _, e := range ents {
-		if !e.IsDir() && strings.HasSuffix(e.Name(), ".auth") {
-			names = append(names, e.Name())
+	for _, e := range ents { // os.ReadDir sorts by name
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".auth") {
+			continue
 		}
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		b, err := os.ReadFile(filepath.Join(dir, n))
+		p := filepath.Join(dir, e.Name())
+		b, err := os.ReadFile(p)
 		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", filepath.Join(dir, n), err)
+			return nil, fmt.Errorf("reading %s: %w", p, err)
 		}
 		pk, err := keys.ParseAuthorizedClient(b)
 		if err != nil {
-			return nil, fmt.Errorf("authorized client file %s: %w", filepath.Join(dir, n), err)
+			return nil, fmt.Errorf("authorized client file %s: %w", p, err)
 		}
 		k := [32]byte(pk.Bytes())
 		if !seen[k] {
