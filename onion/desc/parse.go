@@ -77,13 +77,22 @@ func firstMissing(items []string, seen uint) error {
 	return nil
 }
 
-// outerItems are the items of the outer document; each must appear
-// exactly once.
+// outerItems are the items of the outer document, indexed by the outer*
+// constants; each must appear exactly once.
 var outerItems = []string{"hs-descriptor", "descriptor-lifetime", "descriptor-signing-key-cert", "revision-counter", "superencrypted", "signature"}
 
-// outerOneArg has the bits of the outer items that take exactly one
-// argument.
-const outerOneArg = 1<<0 | 1<<1 | 1<<3 | 1<<5
+const (
+	outerVersion = iota
+	outerLifetime
+	outerSigningKeyCert
+	outerRevision
+	outerSuperencrypted
+	outerSignature
+
+	// outerOneArg has the bits of the items that take exactly one
+	// argument.
+	outerOneArg = 1<<outerVersion | 1<<outerLifetime | 1<<outerRevision | 1<<outerSignature
+)
 
 // ParseOuter parses the outer document and verifies it as C tor does: the
 // version is 3, the lifetime at most 12 hours, the signing key certificate
@@ -117,7 +126,7 @@ func parseOuter(doc []byte, now time.Time) (*Outer, error) {
 		}
 		k := itemIndex(outerItems, it.Keyword)
 		switch {
-		case seen == 0 && (k != 0 || len(it.Args) != 1 || string(it.Args[0]) != "3"):
+		case seen == 0 && (k != outerVersion || len(it.Args) != 1 || string(it.Args[0]) != "3"):
 			err = errors.New("does not start with \"hs-descriptor 3\"")
 		case sigStart >= 0:
 			err = errors.New("item after signature")
@@ -130,7 +139,7 @@ func parseOuter(doc []byte, now time.Time) (*Outer, error) {
 		}
 		switch {
 		case err != nil:
-		case k == 1: // descriptor-lifetime
+		case k == outerLifetime:
 			var m uint64
 			if m, err = strconv.ParseUint(string(it.Args[0]), 10, 32); err == nil {
 				o.Lifetime = time.Duration(m) * time.Minute
@@ -138,16 +147,16 @@ func parseOuter(doc []byte, now time.Time) (*Outer, error) {
 					err = fmt.Errorf("lifetime %d minutes is over %v", m, MaxLifetime)
 				}
 			}
-		case k == 2: // descriptor-signing-key-cert
+		case k == outerSigningKeyCert:
 			if o.SigningKeyCert, err = objectCert(&it, cert.TypeHSDescSigning, now); err == nil {
 				o.SigningKey = o.SigningKeyCert.CertifiedEd25519()
 				o.BlindedKey = o.SigningKeyCert.SignedWithKey
 			}
-		case k == 3: // revision-counter
+		case k == outerRevision:
 			o.RevisionCounter, err = strconv.ParseUint(string(it.Args[0]), 10, 64)
-		case k == 4: // superencrypted
+		case k == outerSuperencrypted:
 			o.Superencrypted, err = messageObject(&it)
-		case k == 5: // signature
+		case k == outerSignature:
 			sig = make([]byte, ed25519.SignatureSize)
 			err = netdoc.DecodeBase64NoPad(sig, it.Args[0])
 			sigStart = it.Start
@@ -226,9 +235,16 @@ type Middle struct {
 	Encrypted []byte
 }
 
-// middleItems are the items of the first layer; all must appear, all but
-// auth-client (bit 2) at most once.
+// middleItems are the items of the first layer, indexed by the middle*
+// constants; all must appear, all but auth-client at most once.
 var middleItems = []string{"desc-auth-type", "desc-auth-ephemeral-key", "auth-client", "encrypted"}
+
+const (
+	middleAuthType = iota
+	middleEphemeralKey
+	middleAuthClient
+	middleEncrypted
+)
 
 // authClientFields name the arguments of an auth-client line.
 var authClientFields = [...]string{"client-id", "iv", "encrypted-cookie"}
@@ -252,19 +268,19 @@ func ParseMiddle(plain []byte) (*Middle, error) {
 			continue
 		}
 		switch {
-		case k != 2 && seen&(1<<k) != 0:
+		case k != middleAuthClient && seen&(1<<k) != 0:
 			err = errTwice
-		case k == 0: // desc-auth-type
+		case k == middleAuthType:
 			if len(it.Args) < 1 || string(it.Args[0]) != "x25519" {
 				err = errors.New("auth type is not x25519")
 			}
-		case k == 1: // desc-auth-ephemeral-key
+		case k == middleEphemeralKey:
 			if len(it.Args) < 1 {
 				err = errors.New("missing key")
 			} else {
 				err = netdoc.DecodeBase64NoPad(m.EphemeralKey[:], it.Args[0])
 			}
-		case k == 2: // auth-client
+		case k == middleAuthClient:
 			if len(it.Args) < 3 {
 				err = errors.New("want 3 arguments")
 				break
@@ -277,7 +293,7 @@ func ParseMiddle(plain []byte) (*Middle, error) {
 				}
 			}
 			m.Clients = append(m.Clients, c)
-		case k == 3: // encrypted
+		case k == middleEncrypted:
 			m.Encrypted, err = messageObject(&it)
 		}
 		if err != nil {
@@ -429,10 +445,18 @@ func splitIntroPoints(plain []byte) [][]byte {
 	return append(out, plain[start:])
 }
 
-// introItems are the items of an introduction point section; all must
-// appear (onion-key: one of type ntor), all but onion-key (bit 1) at
-// most once.
+// introItems are the items of an introduction point section, indexed by
+// the intro* constants; all must appear (onion-key: one of type ntor), all
+// but onion-key at most once.
 var introItems = []string{"introduction-point", "onion-key", "auth-key", "enc-key", "enc-key-cert"}
+
+const (
+	introLinkSpecs = iota
+	introOnionKey
+	introAuthKey
+	introEncKey
+	introEncKeyCert
+)
 
 func parseIntroPoint(s []byte, signingKey ed25519.PublicKey, now time.Time) (*IntroPoint, error) {
 	t := netdoc.NewTokenizer("introduction point", withNewline(s))
@@ -447,19 +471,19 @@ func parseIntroPoint(s []byte, signingKey ed25519.PublicKey, now time.Time) (*In
 			return nil, err
 		}
 		k := itemIndex(introItems, it.Keyword)
-		if k < 0 || k == 1 && (len(it.Args) < 2 || string(it.Args[0]) != "ntor") {
+		if k < 0 || k == introOnionKey && (len(it.Args) < 2 || string(it.Args[0]) != "ntor") {
 			continue // C tor skips onion keys of other types
 		}
 		switch {
-		case k != 1 && seen&(1<<k) != 0:
+		case k != introOnionKey && seen&(1<<k) != 0:
 			err = errTwice
-		case k == 0: // introduction-point
+		case k == introLinkSpecs:
 			ip.LinkSpecs, err = parseLinkSpecsArg(it.Args)
-		case k == 1: // onion-key
+		case k == introOnionKey:
 			err = netdoc.DecodeBase64NoPad(ip.OnionKey[:], it.Args[1])
-		case k == 2 || k == 4: // auth-key, enc-key-cert
+		case k == introAuthKey || k == introEncKeyCert:
 			typ := cert.TypeHSIntroAuth
-			if k == 4 {
+			if k == introEncKeyCert {
 				typ = cert.TypeHSIntroEncrypted
 			}
 			var c *cert.Ed25519
@@ -468,13 +492,13 @@ func parseIntroPoint(s []byte, signingKey ed25519.PublicKey, now time.Time) (*In
 			case err != nil:
 			case !c.SignedWithKey.Equal(signingKey):
 				err = errWrongSign
-			case k == 4:
+			case k == introEncKeyCert:
 				ip.EncKeyCert = c
 			default:
 				ip.AuthKeyCert = c
 				ip.AuthKey = c.CertifiedEd25519()
 			}
-		case k == 3: // enc-key
+		case k == introEncKey:
 			if len(it.Args) < 2 || string(it.Args[0]) != "ntor" {
 				err = errNotNtor
 			} else {
@@ -486,7 +510,7 @@ func parseIntroPoint(s []byte, signingKey ed25519.PublicKey, now time.Time) (*In
 		}
 		seen |= 1 << k
 	}
-	if seen&(1<<1) == 0 {
+	if seen&(1<<introOnionKey) == 0 {
 		return nil, errors.New("no ntor onion-key")
 	}
 	if err := firstMissing(introItems, seen); err != nil {
