@@ -106,7 +106,14 @@ func IsOnion(host string) bool {
 // checksum, and that the key is a point of prime order without torsion
 // component (rend-spec-v3 2.2.7).
 func Parse(s string) (Address, error) {
-	var a Address
+	a, err := parse(s)
+	if err != nil {
+		return Address{}, fmt.Errorf("parse onion address: %w", err)
+	}
+	return a, nil
+}
+
+func parse(s string) (a Address, err error) {
 	host := strings.TrimSuffix(s, ".")
 	if IsOnion(host) {
 		host = host[:len(host)-len(Suffix)]
@@ -115,24 +122,21 @@ func Parse(s string) (Address, error) {
 		host = host[i+1:]
 	}
 	if len(host) != EncodedLen {
-		return a, fmt.Errorf("parse onion address: %w: %d characters, want %d", ErrLength, len(host), EncodedLen)
+		return a, fmt.Errorf("%w: %d characters, want %d", ErrLength, len(host), EncodedLen)
 	}
 	raw, err := enc.DecodeString(strings.ToUpper(host))
-	if err != nil {
-		return a, fmt.Errorf("parse onion address: %w: %v", ErrBase32, err)
-	}
-	if len(raw) != rawLen {
-		return a, fmt.Errorf("parse onion address: %w: decodes to %d bytes", ErrLength, len(raw))
-	}
-	if raw[34] != Version {
-		return a, fmt.Errorf("parse onion address: %w: version %d, want %d", ErrVersion, raw[34], Version)
-	}
-	c := checksum(raw[:32])
-	if raw[32] != c[0] || raw[33] != c[1] {
-		return a, fmt.Errorf("parse onion address: %w", ErrChecksum)
+	switch {
+	case err != nil:
+		return a, fmt.Errorf("%w: %v", ErrBase32, err)
+	case len(raw) != rawLen:
+		return a, fmt.Errorf("%w: decodes to %d bytes", ErrLength, len(raw))
+	case raw[34] != Version:
+		return a, fmt.Errorf("%w: version %d, want %d", ErrVersion, raw[34], Version)
+	case [2]byte(raw[32:34]) != checksum(raw[:32]):
+		return a, ErrChecksum
 	}
 	if err := CheckKey(raw[:32]); err != nil {
-		return a, fmt.Errorf("parse onion address: %w", err)
+		return a, err
 	}
 	copy(a.Key[:], raw[:32])
 	return a, nil

@@ -192,16 +192,16 @@ func New(cfg Config) (*Client, error) {
 // keys).
 func (c *Client) withRand(f func(r *randT)) {
 	c.rngMu.Lock()
-	defer c.rngMu.Unlock()
 	f(c.rng)
+	c.rngMu.Unlock()
 }
 
 // SetAuthDir changes the ClientOnionAuthDir (after a reload of the
 // torrc); later connections read their keys there.
 func (c *Client) SetAuthDir(dir string) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.authDir = dir
+	c.mu.Unlock()
 }
 
 // Purge forgets every cached descriptor and retires every rendezvous
@@ -282,6 +282,7 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 		return nil, &Error{Kind: BadAddress, Addr: host, Err: err}
 	}
 	key := rendKey{svc: a.Key, iso: iso}
+	name := a.String()
 	var lastErr error
 	timeouts := 0
 	for attempt := 0; attempt < maxRendStreamAttempts; attempt++ {
@@ -315,14 +316,14 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 			timeouts++
 			lastErr = fmt.Errorf("no answer to BEGIN within %s", cutoff)
 			c.log.Noticef("Rend stream to %s got no answer within %d seconds. Retrying on a new rendezvous circuit.",
-				a.Host()[:8], int(cutoff.Seconds()))
+				name[:8], int(cutoff/time.Second))
 			continue
 		}
 		if err != nil {
 			var se *circuit.StreamEndError
 			if errors.As(err, &se) {
 				c.release(e)
-				return nil, &tor.StreamError{Target: a.String() + ":" + strconv.Itoa(int(port)), Reason: se.Reason, Err: err}
+				return nil, &tor.StreamError{Target: name + ":" + strconv.Itoa(int(port)), Reason: se.Reason, Err: err}
 			}
 			c.release(e)
 			if e.circ.Err() != nil && ctx.Err() == nil {
@@ -333,9 +334,9 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 			}
 			return nil, fmt.Errorf("onion service: opening a stream: %w", err)
 		}
-		return &stream{Stream: s, release: func() { c.release(e) }}, nil
+		return &stream{st: s, release: func() { c.release(e) }}, nil
 	}
-	return nil, &Error{Kind: RendFailed, Addr: a.String(), Err: lastErr}
+	return nil, &Error{Kind: RendFailed, Addr: name, Err: lastErr}
 }
 
 // streamTimeout is how long the attempt of a stream that already timed
@@ -425,16 +426,27 @@ func (c *Client) release(e *rendEntry) {
 }
 
 // stream is a stream on a rendezvous circuit; closing it releases its
-// slot on the circuit.
+// slot on the circuit. Its methods forward to the circuit stream (a named
+// field rather than an embedded one, so that no value-receiver copies of
+// the stream's methods are made).
 type stream struct {
-	*circuit.Stream
+	st      *circuit.Stream
 	once    sync.Once
 	release func()
 }
 
+func (s *stream) Read(p []byte) (int, error)         { return s.st.Read(p) }
+func (s *stream) Write(p []byte) (int, error)        { return s.st.Write(p) }
+func (s *stream) CloseWrite() error                  { return s.st.CloseWrite() }
+func (s *stream) LocalAddr() net.Addr                { return s.st.LocalAddr() }
+func (s *stream) RemoteAddr() net.Addr               { return s.st.RemoteAddr() }
+func (s *stream) SetDeadline(t time.Time) error      { return s.st.SetDeadline(t) }
+func (s *stream) SetReadDeadline(t time.Time) error  { return s.st.SetReadDeadline(t) }
+func (s *stream) SetWriteDeadline(t time.Time) error { return s.st.SetWriteDeadline(t) }
+
 // Close closes the stream.
 func (s *stream) Close() error {
-	err := s.Stream.Close()
+	err := s.st.Close()
 	s.once.Do(s.release)
 	return err
 }

@@ -161,18 +161,18 @@ func TestCacheRevisionCounter(t *testing.T) {
 	var bk [32]byte
 	now := time.Unix(1_700_000_000, 0)
 	d5 := mk(5)
-	if got := c.store(bk, d5, now); got != d5 {
+	if got := c.store(bk, addr.Address{}, d5, now); got != d5 {
 		t.Fatal("first store")
 	}
-	if got := c.store(bk, mk(4), now.Add(time.Minute)); got != d5 {
+	if got := c.store(bk, addr.Address{}, mk(4), now.Add(time.Minute)); got != d5 {
 		t.Fatal("an older revision replaced a newer one")
 	}
 	d6 := mk(6)
-	if got := c.store(bk, d6, now.Add(time.Minute)); got != d6 {
+	if got := c.store(bk, addr.Address{}, d6, now.Add(time.Minute)); got != d6 {
 		t.Fatal("a newer revision was refused")
 	}
 	d1 := mk(1)
-	if got := c.store(bk, d1, now.Add(2*time.Hour)); got != d1 {
+	if got := c.store(bk, addr.Address{}, d1, now.Add(2*time.Hour)); got != d1 {
 		t.Fatal("an expired entry blocked a new descriptor")
 	}
 	c.forget(d6) // not the cached one: no effect
@@ -388,7 +388,7 @@ func TestPurge(t *testing.T) {
 		t.Fatal(err)
 	}
 	var bk [32]byte
-	c.store(bk, &desc.Descriptor{Outer: &desc.Outer{Lifetime: time.Hour}}, time.Now())
+	c.store(bk, addr.Address{}, &desc.Descriptor{Outer: &desc.Outer{Lifetime: time.Hour}}, time.Now())
 	// An entry still being built: retired, so it is closed as soon as
 	// it is ready and never reused.
 	e, owner, err := c.rendFor(rendKey{iso: "a"})

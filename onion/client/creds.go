@@ -14,7 +14,6 @@ import (
 
 	"tinytor/onion/addr"
 	"tinytor/onion/keys"
-	"tinytor/tor/event"
 )
 
 // Credential is a client authorization key for one service, added by a
@@ -58,10 +57,10 @@ func (c *Client) AddCredential(cr Credential) (replaced bool, err error) {
 		}
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	_, replaced = c.creds[cr.Address]
 	c.creds[cr.Address] = cr
 	c.dropDescsLocked(cr.Address)
+	c.mu.Unlock()
 	return replaced, nil
 }
 
@@ -80,7 +79,7 @@ func (c *Client) RemoveCredential(a addr.Address) (bool, error) {
 	if d == "" || (existed && !cr.Permanent) {
 		return existed, nil
 	}
-	ents, err := os.ReadDir(d)
+	files, err := readAuthDir(d)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return existed, nil
@@ -88,21 +87,14 @@ func (c *Client) RemoveCredential(a addr.Address) (bool, error) {
 		return existed, fmt.Errorf("onion client: reading ClientOnionAuthDir: %w", err)
 	}
 	var errs []error
-	for _, e := range ents {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".auth_private") {
-			continue
-		}
-		p := filepath.Join(d, e.Name())
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		if fa, _, err := keys.ParseClientAuthPrivate(b); err != nil || fa != a {
+	for i := range files {
+		f := &files[i]
+		if f.err != nil || f.addr != a {
 			continue
 		}
 		existed = true
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("removing %s: %w", p, err))
+		if err := os.Remove(f.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("removing %s: %w", f.path, err))
 		}
 	}
 	if len(errs) > 0 {
@@ -129,21 +121,14 @@ func (c *Client) Credentials(a *addr.Address) []Credential {
 	}
 	c.mu.Unlock()
 	if d != "" {
-		ents, _ := os.ReadDir(d)
-		for _, e := range ents {
-			if e.IsDir() || !strings.HasSuffix(e.Name(), ".auth_private") {
+		files, _ := readAuthDir(d)
+		for i := range files {
+			f := &files[i]
+			if f.err != nil || have[f.addr] || (a != nil && *a != f.addr) {
 				continue
 			}
-			b, err := os.ReadFile(filepath.Join(d, e.Name()))
-			if err != nil {
-				continue
-			}
-			fa, k, err := keys.ParseClientAuthPrivate(b)
-			if err != nil || have[fa] || (a != nil && *a != fa) {
-				continue
-			}
-			have[fa] = true
-			out = append(out, Credential{Address: fa, Key: k, Permanent: true})
+			have[f.addr] = true
+			out = append(out, Credential{Address: f.addr, Key: f.key, Permanent: true})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Address.Host() < out[j].Address.Host() })
@@ -183,10 +168,6 @@ func writeFileAtomic(path string, b []byte) error {
 	}
 	return os.Rename(tmp, path)
 }
-
-// event publishes a descriptor fetch event (HS_DESC REQUESTED, RECEIVED,
-// FAILED) on Config.Events.
-func (c *Client) event(e event.HSDesc) { c.cfg.Events.Publish(&e) }
 
 // descID formats a blinded key as HS_DESC's descriptor ID.
 func descID(blinded []byte) string {

@@ -37,8 +37,7 @@ func TestCredentials(t *testing.T) {
 	// A cached descriptor of a is dropped when a key for a is added.
 	var bk [32]byte
 	bk[0] = 7
-	c.store(bk, &desc.Descriptor{Outer: &desc.Outer{Lifetime: time.Hour}}, time.Now())
-	c.descs[bk].addr = a
+	c.store(bk, a, &desc.Descriptor{Outer: &desc.Outer{Lifetime: time.Hour}}, time.Now())
 
 	if replaced, err := c.AddCredential(Credential{Address: a, Key: memKey, ClientName: "x"}); err != nil || replaced {
 		t.Fatalf("add: %v %v", replaced, err)

@@ -18,7 +18,6 @@ import (
 	"tinytor/onion/keys"
 	"tinytor/onion/ring"
 	"tinytor/tor"
-	"tinytor/tor/circmgr"
 	"tinytor/tor/dir"
 	"tinytor/tor/event"
 	"tinytor/tor/path"
@@ -66,6 +65,23 @@ func (c *Client) plan(a addr.Address) (*hsdirPlan, error) {
 	return pl, nil
 }
 
+// descEvents publishes the HS_DESC events of one descriptor fetch.
+type descEvents struct {
+	c          *Client
+	host, id   string
+	clientAuth bool
+}
+
+// publish publishes an HS_DESC event of action about the HSDir n (nil for
+// none) with reason (FAILED only).
+func (e *descEvents) publish(action string, n *path.Node, reason string) {
+	ev := &event.HSDesc{Action: action, Address: e.host, DescriptorID: e.id, Reason: reason, ClientAuth: e.clientAuth}
+	if n != nil {
+		ev.HSDir = event.RelayRef{ID: n.Identity, Nickname: n.Nickname}
+	}
+	e.c.cfg.Events.Publish(ev)
+}
+
 // descriptor returns the service's descriptor for the current period:
 // from the cache, or fetched from the responsible HSDirs in random order,
 // each tried once, leaving out those that failed to give it within the
@@ -76,8 +92,7 @@ func (c *Client) descriptor(ctx context.Context, a addr.Address) (*desc.Descript
 	if err != nil {
 		return nil, err
 	}
-	var bk [32]byte
-	copy(bk[:], pl.blinded)
+	bk := [32]byte(pl.blinded)
 	now := c.cfg.Now()
 	c.mu.Lock()
 	if e := c.descs[bk]; e != nil {
@@ -93,21 +108,24 @@ func (c *Client) descriptor(ctx context.Context, a addr.Address) (*desc.Descript
 	}
 	c.mu.Unlock()
 
-	id := descID(pl.blinded)
+	name := a.String()
+	host := name[:len(name)-len(addr.Suffix)]
+	ev := &descEvents{c: c, host: host, id: descID(pl.blinded)}
 	if len(pl.hsdirs) == 0 {
-		c.event(event.HSDesc{Action: "FAILED", Address: a.Host(), DescriptorID: id, Reason: "QUERY_NO_HSDIR"})
-		return nil, errorf(DescNotFound, a.String(), "no HSDir in the consensus")
+		ev.publish("FAILED", nil, "QUERY_NO_HSDIR")
+		return nil, errorf(DescNotFound, name, "no HSDir in the consensus")
 	}
 	clientKey, err := c.authKey(a)
 	if err != nil {
-		c.log.Warnf("Client authorization for %s: %v", a.Host()[:8], err)
+		c.log.Warnf("Client authorization for %s: %v", host[:8], err)
 	}
 	order := c.fails.askable(pl.blinded, pl.hsdirs)
 	if len(order) == 0 {
-		c.event(event.HSDesc{Action: "FAILED", Address: a.Host(), DescriptorID: id, Reason: "QUERY_RATE_LIMITED"})
-		return nil, errorf(DescNotFound, a.String(), "every responsible HSDir (%d) failed to give the descriptor within the last %s",
+		ev.publish("FAILED", nil, "QUERY_RATE_LIMITED")
+		return nil, errorf(DescNotFound, name, "every responsible HSDir (%d) failed to give the descriptor within the last %s",
 			len(pl.hsdirs), c.fails.requery)
 	}
+	ev.clientAuth = clientKey != nil
 	c.withRand(func(r *randT) { r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] }) })
 	var invalid error
 	var errs []error
@@ -115,64 +133,56 @@ func (c *Client) descriptor(ctx context.Context, a addr.Address) (*desc.Descript
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("onion service: fetching the descriptor: %w", err)
 		}
-		ref := event.RelayRef{ID: n.Identity, Nickname: n.Nickname}
-		failed := func(reason string) {
-			c.event(event.HSDesc{Action: "FAILED", Address: a.Host(), HSDir: ref, DescriptorID: id, Reason: reason, ClientAuth: clientKey != nil})
-		}
-		c.event(event.HSDesc{Action: "REQUESTED", Address: a.Host(), HSDir: ref, DescriptorID: id, ClientAuth: clientKey != nil})
+		ev.publish("REQUESTED", n, "")
 		doc, err := c.fetch(ctx, n, pl.blinded)
 		if err != nil {
-			failed(fetchReason(err))
+			ev.publish("FAILED", n, fetchReason(err))
 			if ctx.Err() == nil {
 				c.fails.noteHSDirFailed(pl.blinded, n.Identity)
 			}
-			c.log.Infof("Fetching the descriptor of %s from HSDir %s: %v", a.Host()[:8], n.Nickname, err)
+			c.log.Infof("Fetching the descriptor of %s from HSDir %s: %v", host[:8], n.Nickname, err)
 			errs = append(errs, fmt.Errorf("HSDir %s: %w", n.Nickname, err))
 			continue
 		}
 		d, err := desc.Decode(doc, a.PublicKey(), pl.blinded, clientKey, c.cfg.Now())
-		switch {
-		case errors.Is(err, desc.ErrNeedClientAuth):
-			failed("BAD_DESC")
-			return nil, &Error{Kind: MissingClientAuth, Addr: a.String(), Err: err}
-		case errors.Is(err, desc.ErrBadClientAuth):
-			failed("BAD_DESC")
-			return nil, &Error{Kind: BadClientAuth, Addr: a.String(), Err: err}
-		case err != nil:
-			failed("BAD_DESC")
-			c.fails.noteHSDirFailed(pl.blinded, n.Identity)
-			c.log.Infof("Descriptor of %s from HSDir %s is invalid: %v", a.Host()[:8], n.Nickname, err)
-			invalid = fmt.Errorf("from HSDir %s: %w", n.Nickname, err)
-			continue
+		if err != nil {
+			ev.publish("FAILED", n, "BAD_DESC")
+			kind := MissingClientAuth
+			switch {
+			case errors.Is(err, desc.ErrBadClientAuth):
+				kind = BadClientAuth
+			case !errors.Is(err, desc.ErrNeedClientAuth):
+				c.fails.noteHSDirFailed(pl.blinded, n.Identity)
+				c.log.Infof("Descriptor of %s from HSDir %s is invalid: %v", host[:8], n.Nickname, err)
+				invalid = fmt.Errorf("from HSDir %s: %w", n.Nickname, err)
+				continue
+			}
+			return nil, &Error{Kind: kind, Addr: name, Err: err}
 		}
 		c.log.Infof("Fetched the descriptor of %s (revision %d, %d introduction points) from HSDir %s.",
-			a.Host()[:8], d.Outer.RevisionCounter, len(d.Inner.IntroPoints), n.Nickname)
-		c.event(event.HSDesc{Action: "RECEIVED", Address: a.Host(), HSDir: ref, DescriptorID: id, ClientAuth: clientKey != nil})
+			host[:8], d.Outer.RevisionCounter, len(d.Inner.IntroPoints), n.Nickname)
+		ev.publish("RECEIVED", n, "")
 		c.fails.hsdirsSucceeded(pl.blinded)
-		d = c.store(bk, d, now)
-		c.mu.Lock()
-		if e := c.descs[bk]; e != nil {
-			e.addr = a
-		}
-		c.mu.Unlock()
-		return d, nil
+		return c.store(bk, a, d, now), nil
 	}
 	if invalid != nil {
-		return nil, &Error{Kind: DescInvalid, Addr: a.String(), Err: invalid}
+		return nil, &Error{Kind: DescInvalid, Addr: name, Err: invalid}
 	}
-	return nil, &Error{Kind: DescNotFound, Addr: a.String(), Err: fmt.Errorf("tried %d HSDirs: %w", len(order), errors.Join(errs...))}
+	return nil, &Error{Kind: DescNotFound, Addr: name, Err: fmt.Errorf("tried %d HSDirs: %w", len(order), errors.Join(errs...))}
 }
 
-// store caches d unless the cache holds a live descriptor with a higher
-// revision counter (rend-spec-v3 2.4: a client keeps the newest), and
-// returns the descriptor to use.
-func (c *Client) store(bk [32]byte, d *desc.Descriptor, now time.Time) *desc.Descriptor {
+// store caches d, the descriptor of a, unless the cache holds a live
+// descriptor with a higher revision counter (rend-spec-v3 2.4: a client
+// keeps the newest), and returns the descriptor to use.
+func (c *Client) store(bk [32]byte, a addr.Address, d *desc.Descriptor, now time.Time) *desc.Descriptor {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old := c.descs[bk]; old != nil && now.Before(old.expires) && old.d.Outer.RevisionCounter > d.Outer.RevisionCounter {
+	old := c.descs[bk]
+	if old != nil && now.Before(old.expires) && old.d.Outer.RevisionCounter > d.Outer.RevisionCounter {
+		old.addr = a
 		return old.d
 	}
-	c.descs[bk] = &cacheEntry{d: d, expires: now.Add(d.Outer.Lifetime)}
+	c.descs[bk] = &cacheEntry{d: d, expires: now.Add(d.Outer.Lifetime), addr: a}
 	return d
 }
 
@@ -182,10 +192,10 @@ func (c *Client) forget(d *desc.Descriptor) {
 	var bk [32]byte
 	copy(bk[:], d.Outer.BlindedKey)
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if e := c.descs[bk]; e != nil && e.d == d {
 		delete(c.descs, bk)
 	}
+	c.mu.Unlock()
 }
 
 // fetch downloads a descriptor from one HSDir: GET /tor/hs/3/<blinded>
@@ -193,23 +203,7 @@ func (c *Client) forget(d *desc.Descriptor) {
 func (c *Client) fetch(ctx context.Context, n *path.Node, blinded ed25519.PublicKey) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, hsdirTimeout)
 	defer cancel()
-	circ, err := c.cfg.Net.BuildCircuitTo(ctx, circmgr.TargetNode(n), circmgr.Options{Purpose: "HS_CLIENT_HSDIR"})
-	if err != nil {
-		return nil, fmt.Errorf("building a circuit: %w", err)
-	}
-	defer circ.Close()
-	s, err := circ.OpenDirStream(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("opening a directory stream: %w", err)
-	}
-	defer s.Close()
-	stop := context.AfterFunc(ctx, func() { s.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	body, err := dir.Get(s, "/tor/hs/3/"+base64.StdEncoding.EncodeToString(blinded), desc.MaxLen)
-	if err != nil {
-		return nil, err
-	}
-	return body, nil
+	return hsdir.Request(ctx, c.cfg.Net, n, "HS_CLIENT_HSDIR", "/tor/hs/3/"+base64.StdEncoding.EncodeToString(blinded), nil, desc.MaxLen)
 }
 
 // fetchReason names a failed fetch for HS_DESC FAILED: NOT_FOUND when the
@@ -243,29 +237,49 @@ func (c *Client) authKey(a addr.Address) (*ecdh.PrivateKey, error) {
 // for a. Unreadable or malformed files are reported after the search,
 // unless a key was found.
 func findAuthKey(dirPath string, a addr.Address) (*ecdh.PrivateKey, error) {
-	ents, err := os.ReadDir(dirPath)
+	files, err := readAuthDir(dirPath)
 	if err != nil {
 		return nil, fmt.Errorf("reading ClientOnionAuthDir: %w", err)
 	}
 	var errs []error
+	for i := range files {
+		f := &files[i]
+		if f.err != nil {
+			errs = append(errs, f.err)
+		} else if f.addr == a {
+			return f.key, nil
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+// authFile is a *.auth_private file of ClientOnionAuthDir.
+type authFile struct {
+	path string
+	addr addr.Address
+	key  *ecdh.PrivateKey
+	err  error // why the file could not be read or parsed
+}
+
+// readAuthDir reads and parses the *.auth_private files of dir ("<addr>:
+// descriptor:x25519:<base32 key>", as C tor reads them).
+func readAuthDir(dir string) ([]authFile, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []authFile
 	for _, e := range ents {
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".auth_private") {
 			continue
 		}
-		p := filepath.Join(dirPath, e.Name())
-		b, err := os.ReadFile(p)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("reading %s: %w", p, err))
-			continue
+		f := authFile{path: filepath.Join(dir, e.Name())}
+		if b, err := os.ReadFile(f.path); err != nil {
+			f.err = fmt.Errorf("reading %s: %w", f.path, err)
+		} else if f.addr, f.key, err = keys.ParseClientAuthPrivate(b); err != nil {
+			f.err = fmt.Errorf("%s: %w", f.path, err)
 		}
-		fa, k, err := keys.ParseClientAuthPrivate(b)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", p, err))
-			continue
-		}
-		if fa == a {
-			return k, nil
-		}
+		out = append(out, f)
 	}
-	return nil, errors.Join(errs...)
+	return out, nil
 }

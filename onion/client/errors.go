@@ -2,6 +2,7 @@ package client
 
 import (
 	"fmt"
+	"strconv"
 )
 
 // Kind says why a connection to an onion service failed, in the terms
@@ -48,7 +49,7 @@ func (k Kind) String() string {
 	if int(k) < len(kindNames) && kindNames[k] != "" {
 		return kindNames[k]
 	}
-	return fmt.Sprintf("onion error kind %d", uint8(k))
+	return "onion error kind " + strconv.Itoa(int(k))
 }
 
 // Error is a failure to reach an onion service.
@@ -62,10 +63,11 @@ type Error struct {
 // Error formats the failure and its cause. It leaves the address out,
 // as SafeLogging would scrub it from logs.
 func (e *Error) Error() string {
-	if e.Err == nil {
-		return fmt.Sprintf("onion service: %s", e.Kind)
+	s := "onion service: " + e.Kind.String()
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
 	}
-	return fmt.Sprintf("onion service: %s: %v", e.Kind, e.Err)
+	return s
 }
 
 // Unwrap returns the cause.

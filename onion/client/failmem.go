@@ -3,7 +3,7 @@ package client
 import (
 	"crypto/ed25519"
 	"errors"
-	"slices"
+	"sort"
 	"sync"
 	"time"
 
@@ -134,11 +134,11 @@ func (m *failMemory) expireLocked(now time.Time) {
 func (m *failMemory) noteHSDirFailed(blinded ed25519.PublicKey, hsdir [20]byte) {
 	now := m.now()
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.expireLocked(now)
 	k := hsdirKey{hsdir: hsdir}
 	copy(k.blinded[:], blinded)
 	m.hsdirs[k] = now
+	m.mu.Unlock()
 }
 
 // hsdirsSucceeded forgets the HSDir failures for blinded: the descriptor
@@ -147,12 +147,12 @@ func (m *failMemory) hsdirsSucceeded(blinded ed25519.PublicKey) {
 	var bk [32]byte
 	copy(bk[:], blinded)
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	for k := range m.hsdirs {
 		if k.blinded == bk {
 			delete(m.hsdirs, k)
 		}
 	}
+	m.mu.Unlock()
 }
 
 // askable returns the HSDirs of hsdirs that did not fail to give the
@@ -162,7 +162,6 @@ func (m *failMemory) askable(blinded ed25519.PublicKey, hsdirs []*path.Node) []*
 	k := hsdirKey{}
 	copy(k.blinded[:], blinded)
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.expireLocked(now)
 	var out []*path.Node
 	for _, n := range hsdirs {
@@ -171,6 +170,7 @@ func (m *failMemory) askable(blinded ed25519.PublicKey, hsdirs []*path.Node) []*
 			out = append(out, n)
 		}
 	}
+	m.mu.Unlock()
 	return out
 }
 
@@ -181,7 +181,6 @@ func (m *failMemory) noteIntro(svc [32]byte, auth ed25519.PublicKey, f IntroFail
 	k := ipKey{svc: svc}
 	copy(k.auth[:], auth)
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.expireLocked(now)
 	s := m.intros[k]
 	if s == nil {
@@ -196,6 +195,7 @@ func (m *failMemory) noteIntro(svc [32]byte, auth ed25519.PublicKey, f IntroFail
 	case IntroFailedUnreachable:
 		s.unreachable++
 	}
+	m.mu.Unlock()
 }
 
 // usableIntros returns the introduction points of ips that may be tried
@@ -204,15 +204,15 @@ func (m *failMemory) usableIntros(svc [32]byte, ips []desc.IntroPoint) []desc.In
 	now := m.now()
 	k := ipKey{svc: svc}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.expireLocked(now)
 	var out []desc.IntroPoint
-	for _, ip := range ips {
-		copy(k.auth[:], ip.AuthKey)
+	for i := range ips {
+		copy(k.auth[:], ips[i].AuthKey)
 		if m.intros[k].usable() {
-			out = append(out, ip)
+			out = append(out, ips[i])
 		}
 	}
+	m.mu.Unlock()
 	return out
 }
 
@@ -223,9 +223,10 @@ func (m *failMemory) introUsable(svc [32]byte, auth ed25519.PublicKey) bool {
 	k := ipKey{svc: svc}
 	copy(k.auth[:], auth)
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.expireLocked(now)
-	return m.intros[k].usable()
+	ok := m.intros[k].usable()
+	m.mu.Unlock()
+	return ok
 }
 
 // orderIntros sorts ips (stably) by how often each was unreachable
@@ -236,35 +237,37 @@ func (m *failMemory) orderIntros(svc [32]byte, ips []desc.IntroPoint) {
 	k := ipKey{svc: svc}
 	m.mu.Lock()
 	count := make(map[[32]byte]int, len(ips))
-	for _, ip := range ips {
-		copy(k.auth[:], ip.AuthKey)
+	for i := range ips {
+		copy(k.auth[:], ips[i].AuthKey)
 		if s := m.intros[k]; s != nil {
 			count[k.auth] = s.unreachable
 		}
 	}
 	m.mu.Unlock()
-	slices.SortStableFunc(ips, func(a, b desc.IntroPoint) int {
-		return count[[32]byte(a.AuthKey)] - count[[32]byte(b.AuthKey)]
+	// sort.SliceStable rather than a generic sort: no copy of the sort
+	// code for the IntroPoint type.
+	sort.SliceStable(ips, func(i, j int) bool {
+		return count[[32]byte(ips[i].AuthKey)] < count[[32]byte(ips[j].AuthKey)]
 	})
 }
 
 // forgetIntros forgets the introduction point failures of svc.
 func (m *failMemory) forgetIntros(svc [32]byte) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	for k := range m.intros {
 		if k.svc == svc {
 			delete(m.intros, k)
 		}
 	}
+	m.mu.Unlock()
 }
 
 // purge forgets everything (NEWNYM).
 func (m *failMemory) purge() {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	clear(m.hsdirs)
 	clear(m.intros)
+	m.mu.Unlock()
 }
 
 // noteIntroFailure records the failed introduction through ip: err from

@@ -23,9 +23,8 @@ const (
 	minRetryPoWEffort = 8
 	// powEffortDoubleUntil: below it the effort doubles on each failure
 	// (CLIENT_POW_EFFORT_DOUBLE_UNTIL), above it it grows by
-	// powRetryMultiplier (CLIENT_POW_RETRY_MULTIPLIER).
+	// half (CLIENT_POW_RETRY_MULTIPLIER is 1.5).
 	powEffortDoubleUntil = 1000
-	powRetryMultiplier   = 1.5
 	// defaultPoWSolvers bounds concurrent solves when Config.PoWSolvers
 	// is 0.
 	defaultPoWSolvers = 1
@@ -45,7 +44,9 @@ func PoWEffort(suggested uint32, unreachable int) uint32 {
 		if e < powEffortDoubleUntil {
 			e <<= 1
 		} else {
-			e = uint64(float32(powRetryMultiplier) * float32(e))
+			// C tor multiplies by CLIENT_POW_RETRY_MULTIPLIER (1.5) in
+			// floating point and truncates: exactly e*3/2 at these sizes.
+			e = e * 3 / 2
 		}
 		e = min(max(e, minRetryPoWEffort), MaxPoWEffort)
 	}
@@ -98,12 +99,13 @@ func (c *Client) unreachable(svc [32]byte, auth ed25519.PublicKey) int {
 	k := ipKey{svc: svc}
 	copy(k.auth[:], auth)
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.expireLocked(m.now())
+	n := 0
 	if s := m.intros[k]; s != nil {
-		return s.unreachable
+		n = s.unreachable
 	}
-	return 0
+	m.mu.Unlock()
+	return n
 }
 
 // powInput returns the puzzle for an introduction through ip, or false
@@ -146,5 +148,5 @@ func (c *Client) solvePoW(ctx context.Context, host string, in pow.Input) (hscel
 		return hscell.Extension{}, err
 	}
 	c.log.Infof("Solved PoW with effort %d in %d ms for %s.", in.Effort, took.Milliseconds(), host)
-	return hscell.Extension{Type: pow.ExtensionType, Data: sol.AppendExtension(nil)}, nil
+	return hscell.Extension{Type: pow.ExtensionType, Body: sol.AppendExtension(nil)}, nil
 }

@@ -97,8 +97,8 @@ func TestPoWIntroduce1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pow.ExtensionType != 2 || ext.Type != 2 || len(ext.Data) != pow.ExtensionLen {
-		t.Fatalf("extension type %d, %d bytes", ext.Type, len(ext.Data))
+	if pow.ExtensionType != 2 || ext.Type != 2 || len(ext.Body) != pow.ExtensionLen {
+		t.Fatalf("extension type %d, %d bytes", ext.Type, len(ext.Body))
 	}
 	if !strings.Contains(logBuf.String(), "Solved PoW with effort 3 in ") {
 		t.Errorf("log: %q", logBuf.String())
@@ -119,7 +119,7 @@ func TestPoWIntroduce1(t *testing.T) {
 	}
 	// The PoW extension is encrypted: the bytes of the solution are not
 	// in the cell.
-	if bytes.Contains(body, ext.Data[1+pow.NonceLen+4+pow.SeedHeadLen:]) {
+	if bytes.Contains(body, ext.Body[1+pow.NonceLen+4+pow.SeedHeadLen:]) {
 		t.Error("the solution is visible in the INTRODUCE1 body")
 	}
 	outer, _, got, err := hscell.OpenIntroduce2(body, svc, [][32]byte{d.Subcredential})
@@ -132,7 +132,7 @@ func TestPoWIntroduce1(t *testing.T) {
 	if len(got.Extensions) != 1 || got.Extensions[0].Type != pow.ExtensionType {
 		t.Fatalf("encrypted extensions %+v", got.Extensions)
 	}
-	sol, err := pow.ParseExtension(got.Extensions[0].Data)
+	sol, err := pow.ParseExtension(got.Extensions[0].Body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,8 +144,8 @@ func TestPoWIntroduce1(t *testing.T) {
 	}
 	// The extension is C tor's encoding: version 1, nonce, effort
 	// big-endian, seed head, solution.
-	if ext.Data[0] != 1 || !bytes.Equal(ext.Data[1+pow.NonceLen:1+pow.NonceLen+4], []byte{0, 0, 0, 3}) {
-		t.Errorf("extension %x", ext.Data)
+	if ext.Body[0] != 1 || !bytes.Equal(ext.Body[1+pow.NonceLen:1+pow.NonceLen+4], []byte{0, 0, 0, 3}) {
+		t.Errorf("extension %x", ext.Body)
 	}
 }
 

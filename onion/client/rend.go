@@ -2,11 +2,11 @@ package client
 
 import (
 	"context"
-	"crypto/sha3"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,7 +18,6 @@ import (
 	"tinytor/tor/cell"
 	"tinytor/tor/circmgr"
 	"tinytor/tor/circuit"
-	"tinytor/tor/circuit/relaycrypto"
 	"tinytor/tor/dir"
 	"tinytor/tor/path"
 )
@@ -29,6 +28,7 @@ import (
 // introduction point fails, the descriptor is dropped and fetched again
 // once, as C tor does.
 func (c *Client) connect(ctx context.Context, a addr.Address) (*circuit.Circuit, error) {
+	name := a.String()
 	start := time.Now()
 	m := c.newRendezvous(ctx, a)
 	var joined *circuit.Circuit
@@ -43,7 +43,7 @@ func (c *Client) connect(ctx context.Context, a addr.Address) (*circuit.Circuit,
 		circ, err := c.rendezvous(ctx, a, d, m, attempt > 0)
 		if err == nil {
 			c.log.Infof("Joined onion service %s at rendezvous point %s after %d ms (descriptor after %d ms).",
-				a.Host()[:8], m.rp.node.Nickname, time.Since(start).Milliseconds(), fetched.Milliseconds())
+				name[:8], m.rp.node.Nickname, time.Since(start).Milliseconds(), fetched.Milliseconds())
 			joined = circ
 			return circ, nil
 		}
@@ -52,7 +52,7 @@ func (c *Client) connect(ctx context.Context, a addr.Address) (*circuit.Circuit,
 		if ctx.Err() != nil || !errors.As(err, &oe) || (oe.Kind != IntroFailed && oe.Kind != IntroTimeout) {
 			return nil, err
 		}
-		c.log.Infof("Every introduction point of %s failed; fetching its descriptor again.", a.Host()[:8])
+		c.log.Infof("Every introduction point of %s failed; fetching its descriptor again.", name[:8])
 		c.forget(d)
 	}
 	return nil, lastErr
@@ -107,7 +107,7 @@ func join(circ *circuit.Circuit, hs *hsntor.Client, body []byte) error {
 	if err != nil {
 		return err
 	}
-	l, err := relaycrypto.NewLayer(func() hash.Hash { return sha3.New256() }, k.Df[:], k.Db[:], k.Kf[:], k.Kb[:])
+	l, err := k.Layer(false)
 	if err != nil {
 		return err
 	}
@@ -253,34 +253,36 @@ func (m *rendezvous) close(keep *circuit.Circuit) {
 // descriptor was just fetched again): then their failures are forgotten
 // and all are tried.
 func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descriptor, m *rendezvous, fresh bool) (*circuit.Circuit, error) {
+	name := a.String()
 	all := d.Inner.IntroPoints
 	if len(all) == 0 {
-		return nil, errorf(IntroFailed, a.String(), "the descriptor lists no usable introduction point")
+		return nil, errorf(IntroFailed, name, "the descriptor lists no usable introduction point")
 	}
 	ips := c.fails.usableIntros(a.Key, all)
 	switch {
 	case len(ips) == 0 && !fresh:
-		return nil, errorf(IntroFailed, a.String(), "all %d introduction points failed lately", len(all))
+		return nil, errorf(IntroFailed, name, "all %d introduction points failed lately", len(all))
 	case len(ips) == 0:
-		c.log.Infof("Every introduction point of %s in its new descriptor failed lately; trying them again.", a.Host()[:8])
+		c.log.Infof("Every introduction point of %s in its new descriptor failed lately; trying them again.", name[:8])
 		c.fails.forgetIntros(a.Key)
 		ips = append(ips, all...)
 	case len(ips) < len(all):
-		c.log.Infof("Leaving out %d of the %d introduction points of %s, which failed lately.", len(all)-len(ips), len(all), a.Host()[:8])
+		c.log.Infof("Leaving out %d of the %d introduction points of %s, which failed lately.", len(all)-len(ips), len(all), name[:8])
 	}
 	c.withRand(func(r *randT) { r.Shuffle(len(ips), func(i, j int) { ips[i], ips[j] = ips[j], ips[i] }) })
 	c.fails.orderIntros(a.Key, ips)
 
 	var timedOut bool
 	var errs []error
-	for _, ip := range ips {
-		t, err := introTarget(&ip)
+	for i := range ips {
+		ip := &ips[i]
+		t, err := introTarget(ip)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		for try := 0; try < maxIntroCircuitRetries; try++ {
-			circ, final, err := c.introduce(ctx, a, d, &ip, t, m.get)
+			circ, final, err := c.introduce(ctx, a, d, ip, t, m.get)
 			if circ != nil {
 				return circ, nil
 			}
@@ -288,7 +290,7 @@ func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descrip
 				if errors.Is(err, context.DeadlineExceeded) {
 					// Out of time during the introduction, as C tor
 					// answers when its SocksTimeout ends there.
-					return nil, &Error{Kind: IntroTimeout, Addr: a.String(), Err: err}
+					return nil, &Error{Kind: IntroTimeout, Addr: name, Err: err}
 				}
 				return nil, fmt.Errorf("onion service: %w", err)
 			}
@@ -296,11 +298,11 @@ func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descrip
 			if errors.As(err, &oe) && oe.Kind == RendFailed {
 				return nil, err
 			}
-			c.noteIntroFailure(a.Key, &ip, err, final)
+			c.noteIntroFailure(a.Key, ip, err, final)
 			if errors.As(err, &oe) && oe.Kind == IntroTimeout {
 				timedOut = true
 			}
-			c.log.Infof("Introduction to %s through %s failed: %v", a.Host()[:8], t.Nickname, err)
+			c.log.Infof("Introduction to %s through %s failed: %v", name[:8], t.Nickname, err)
 			errs = append(errs, err)
 			if final || !c.fails.introUsable(a.Key, ip.AuthKey) {
 				break
@@ -311,7 +313,7 @@ func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descrip
 	if timedOut {
 		kind = IntroTimeout
 	}
-	return nil, &Error{Kind: kind, Addr: a.String(), Err: fmt.Errorf("all %d introduction points failed: %w", len(ips), errors.Join(errs...))}
+	return nil, &Error{Kind: kind, Addr: name, Err: fmt.Errorf("all %d introduction points failed: %w", len(ips), errors.Join(errs...))}
 }
 
 // introduce makes one introduction attempt through ip. final reports
@@ -319,6 +321,7 @@ func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descrip
 // than being unreachable).
 func (c *Client) introduce(ctx context.Context, a addr.Address, d *desc.Descriptor, ip *desc.IntroPoint, t circmgr.Target,
 	getRend func() (*rendPoint, error)) (joined *circuit.Circuit, final bool, err error) {
+	name := a.String()
 	// Solve the service's puzzle, if it asks for one, while the
 	// introduction circuit is built (C tor solves once it is built).
 	var powExt chan powResult
@@ -327,7 +330,7 @@ func (c *Client) introduce(ctx context.Context, a addr.Address, d *desc.Descript
 		defer cancel()
 		powExt = make(chan powResult, 1)
 		go func() {
-			ext, err := c.solvePoW(pctx, a.Host()[:8], in)
+			ext, err := c.solvePoW(pctx, name[:8], in)
 			powExt <- powResult{ext, err}
 		}()
 	}
@@ -341,7 +344,7 @@ func (c *Client) introduce(ctx context.Context, a addr.Address, d *desc.Descript
 		}
 	}})
 	if err != nil {
-		return nil, false, errorf(IntroFailed, a.String(), "building a circuit to the introduction point: %w", err)
+		return nil, false, errorf(IntroFailed, name, "building a circuit to the introduction point: %w", err)
 	}
 	defer ic.Close()
 	rp, err := getRend()
@@ -350,7 +353,7 @@ func (c *Client) introduce(ctx context.Context, a addr.Address, d *desc.Descript
 	}
 	hs, err := hsntor.NewClient(c.cfg.Rand, ip.AuthKey, ip.EncKey, d.Subcredential)
 	if err != nil {
-		return nil, true, errorf(IntroFailed, a.String(), "hs-ntor: %w", err)
+		return nil, true, errorf(IntroFailed, name, "hs-ntor: %w", err)
 	}
 	var exts []hscell.Extension
 	if powExt != nil {
@@ -358,31 +361,32 @@ func (c *Client) introduce(ctx context.Context, a addr.Address, d *desc.Descript
 		select {
 		case res = <-powExt:
 		case <-ic.Done():
-			return nil, false, errorf(IntroFailed, a.String(), "introduction circuit closed while solving the proof of work: %w", ic.Err())
+			return nil, false, errorf(IntroFailed, name, "introduction circuit closed while solving the proof of work: %w", ic.Err())
 		}
 		if res.err != nil {
 			if err := ctx.Err(); err != nil {
 				return nil, true, err
 			}
-			return nil, true, errorf(IntroFailed, a.String(), "proof of work: %w", res.err)
+			return nil, true, errorf(IntroFailed, name, "proof of work: %w", res.err)
 		}
 		exts = append(exts, res.ext)
 	}
+	rpHop := circmgr.HopInfo(rp.node)
 	body, err := hscell.BuildIntroduce1(hs, ip.AuthKey, &hscell.IntroducePlaintext{
 		Extensions:   exts,
 		Cookie:       rp.cookie,
 		OnionKeyType: hscell.OnionKeyTypeNtor,
 		OnionKey:     rp.node.MD.NtorOnionKey,
-		LinkSpecs:    nodeLinkSpecs(rp.node),
+		LinkSpecs:    hscell.HopLinkSpecs(&rpHop),
 	})
 	if err != nil {
-		return nil, true, errorf(IntroFailed, a.String(), "building INTRODUCE1: %w", err)
+		return nil, true, errorf(IntroFailed, name, "building INTRODUCE1: %w", err)
 	}
 	rp.mu.Lock()
 	rp.hs = hs
 	rp.mu.Unlock()
 	if err := ic.SendRelay(-1, cell.RelayIntroduce1, 0, body); err != nil {
-		return nil, false, errorf(IntroFailed, a.String(), "sending INTRODUCE1: %w", err)
+		return nil, false, errorf(IntroFailed, name, "sending INTRODUCE1: %w", err)
 	}
 	ackWait, rendWait := c.introWaits()
 	timer := time.NewTimer(ackWait)
@@ -391,15 +395,15 @@ func (c *Client) introduce(ctx context.Context, a addr.Address, d *desc.Descript
 	case b := <-ack:
 		status, _, err := hscell.ParseIntroduceAck(b)
 		if err != nil {
-			return nil, true, errorf(IntroFailed, a.String(), "INTRODUCE_ACK: %w", err)
+			return nil, true, errorf(IntroFailed, name, "INTRODUCE_ACK: %w", err)
 		}
 		if status != hscell.AckSuccess {
-			return nil, true, errorf(IntroFailed, a.String(), "INTRODUCE_ACK status %d", status)
+			return nil, true, errorf(IntroFailed, name, "INTRODUCE_ACK status %d", status)
 		}
 	case <-ic.Done():
-		return nil, false, errorf(IntroFailed, a.String(), "introduction circuit closed: %w", ic.Err())
+		return nil, false, errorf(IntroFailed, name, "introduction circuit closed: %w", ic.Err())
 	case <-timer.C:
-		return nil, true, errorf(IntroTimeout, a.String(), "no INTRODUCE_ACK within %s", ackWait)
+		return nil, true, errorf(IntroTimeout, name, "no INTRODUCE_ACK within %s", ackWait)
 	case <-ctx.Done():
 		return nil, true, ctx.Err()
 	}
@@ -408,29 +412,16 @@ func (c *Client) introduce(ctx context.Context, a addr.Address, d *desc.Descript
 	select {
 	case err := <-rp.joined:
 		if err != nil {
-			return nil, true, errorf(RendFailed, a.String(), "RENDEZVOUS2: %w", err)
+			return nil, true, errorf(RendFailed, name, "RENDEZVOUS2: %w", err)
 		}
 		return rp.circ, true, nil
 	case <-rp.circ.Done():
-		return nil, true, errorf(RendFailed, a.String(), "rendezvous circuit closed: %w", rp.circ.Err())
+		return nil, true, errorf(RendFailed, name, "rendezvous circuit closed: %w", rp.circ.Err())
 	case <-timer.C:
-		return nil, true, errorf(IntroTimeout, a.String(), "no RENDEZVOUS2 within %s of the introduction", rendWait)
+		return nil, true, errorf(IntroTimeout, name, "no RENDEZVOUS2 within %s of the introduction", rendWait)
 	case <-ctx.Done():
 		return nil, true, ctx.Err()
 	}
-}
-
-// nodeLinkSpecs are the link specifiers of a relay of the consensus, for
-// the service to extend to it.
-func nodeLinkSpecs(n *path.Node) []cell.LinkSpec {
-	ls := []cell.LinkSpec{cell.LinkSpecAddr(n.ORAddrPort()), cell.LinkSpecRSAID(n.Identity)}
-	if n.MD.HasEd25519 {
-		ls = append(ls, cell.LinkSpecEdID(n.MD.Ed25519ID))
-	}
-	if ap, ok := n.IPv6AddrPort(); ok {
-		ls = append(ls, cell.LinkSpecAddr(ap))
-	}
-	return ls
 }
 
 // introTarget turns an introduction point's link specifiers and onion key
@@ -441,36 +432,9 @@ func introTarget(ip *desc.IntroPoint) (circmgr.Target, error) {
 }
 
 func targetFromLinkSpecs(specs []cell.LinkSpec, onionKey [32]byte) (circmgr.Target, error) {
-	var t circmgr.Target
-	t.Hop.NtorKey = onionKey
-	var haveRSA bool
-	for i, s := range specs {
-		switch s.Type {
-		case cell.LinkSpecIPv4, cell.LinkSpecIPv6:
-			ap, err := s.AddrPort()
-			if err != nil {
-				return t, fmt.Errorf("introduction point link specifier %d: %w", i, err)
-			}
-			t.Hop.Addrs = append(t.Hop.Addrs, ap)
-		case cell.LinkSpecLegacyID:
-			if len(s.Data) != 20 {
-				return t, fmt.Errorf("introduction point link specifier %d: legacy identity of %d bytes, want 20", i, len(s.Data))
-			}
-			copy(t.Hop.RSAID[:], s.Data)
-			haveRSA = true
-		case cell.LinkSpecEd25519:
-			if len(s.Data) != 32 {
-				return t, fmt.Errorf("introduction point link specifier %d: ed25519 identity of %d bytes, want 32", i, len(s.Data))
-			}
-			copy(t.Hop.Ed25519ID[:], s.Data)
-		}
+	h, err := hscell.HopFromLinkSpecs(specs, onionKey)
+	if err != nil {
+		return circmgr.Target{}, fmt.Errorf("introduction point: %w", err)
 	}
-	if !haveRSA {
-		return t, errors.New("introduction point has no legacy identity link specifier")
-	}
-	if len(t.Hop.Addrs) == 0 {
-		return t, errors.New("introduction point has no address link specifier")
-	}
-	t.Nickname = fmt.Sprintf("$%X", t.Hop.RSAID[:4])
-	return t, nil
+	return circmgr.Target{Hop: h, Nickname: "$" + strings.ToUpper(hex.EncodeToString(h.RSAID[:4]))}, nil
 }

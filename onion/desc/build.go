@@ -79,11 +79,19 @@ type Params struct {
 // authorization is off) are padded with fake ones to a multiple of 16 and
 // shuffled, and the descriptor signing key is certified by the blinded key.
 func Build(p Params) ([]byte, error) {
+	doc, err := build(p)
+	if err != nil {
+		return nil, fmt.Errorf("build descriptor: %w", err)
+	}
+	return doc, nil
+}
+
+func build(p Params) ([]byte, error) {
 	if p.Blinded == nil || p.SigningKey == nil || len(p.Identity) != ed25519.PublicKeySize || p.Rand == nil {
-		return nil, errors.New("build descriptor: missing keys or randomness")
+		return nil, errors.New("missing keys or randomness")
 	}
 	if p.Now.IsZero() {
-		return nil, errors.New("build descriptor: Now unset (certificate expirations derive from it)")
+		return nil, errors.New("Now unset (certificate expirations derive from it)")
 	}
 	if p.Lifetime == 0 {
 		p.Lifetime = DefaultLifetime
@@ -92,7 +100,7 @@ func Build(p Params) ([]byte, error) {
 		p.CertLifetime = DefaultCertLifetime
 	}
 	if p.Lifetime > MaxLifetime || p.Lifetime < time.Minute {
-		return nil, fmt.Errorf("build descriptor: lifetime %v out of range", p.Lifetime)
+		return nil, fmt.Errorf("lifetime %v out of range", p.Lifetime)
 	}
 	blinded := p.Blinded.Public()
 	subcred := keys.Subcredential(p.Identity, blinded)
@@ -101,29 +109,29 @@ func Build(p Params) ([]byte, error) {
 
 	inner, err := innerPlaintext(p, signPub, expire)
 	if err != nil {
-		return nil, fmt.Errorf("build descriptor: %w", err)
+		return nil, err
 	}
 
 	// Client authorization.
 	eph, err := ecdh.X25519().GenerateKey(p.Rand)
 	if err != nil {
-		return nil, fmt.Errorf("build descriptor: ephemeral key: %w", err)
+		return nil, fmt.Errorf("ephemeral key: %w", err)
 	}
 	secret := append([]byte(nil), blinded...)
 	var clients []AuthClient
 	if len(p.AuthorizedClients) > 0 {
 		var cookie [CookieLen]byte
 		if _, err := io.ReadFull(p.Rand, cookie[:]); err != nil {
-			return nil, fmt.Errorf("build descriptor: cookie: %w", err)
+			return nil, fmt.Errorf("cookie: %w", err)
 		}
 		for i, pk := range p.AuthorizedClients {
 			id, ck, err := clientKeys(subcred, eph, pk[:])
 			if err != nil {
-				return nil, fmt.Errorf("build descriptor: authorized client %d: %w", i, err)
+				return nil, fmt.Errorf("authorized client %d: %w", i, err)
 			}
 			c := AuthClient{ID: id}
 			if _, err := io.ReadFull(p.Rand, c.IV[:]); err != nil {
-				return nil, fmt.Errorf("build descriptor: %w", err)
+				return nil, err
 			}
 			ctr(ck, c.IV[:], c.EncryptedCookie[:], cookie[:])
 			clients = append(clients, c)
@@ -131,77 +139,74 @@ func Build(p Params) ([]byte, error) {
 		secret = append(secret, cookie[:]...)
 	}
 	for len(clients) == 0 || len(clients)%AuthClientMultiple != 0 {
+		// A fake entry: random ID, IV and encrypted cookie.
 		var c AuthClient
-		var b [ClientIDLen + 16 + CookieLen]byte
-		if _, err := io.ReadFull(p.Rand, b[:]); err != nil {
-			return nil, fmt.Errorf("build descriptor: %w", err)
+		for _, f := range [...][]byte{c.ID[:], c.IV[:], c.EncryptedCookie[:]} {
+			if _, err := io.ReadFull(p.Rand, f); err != nil {
+				return nil, err
+			}
 		}
-		copy(c.ID[:], b[:])
-		copy(c.IV[:], b[ClientIDLen:])
-		copy(c.EncryptedCookie[:], b[ClientIDLen+16:])
 		clients = append(clients, c)
 	}
 	if err := shuffle(p.Rand, clients); err != nil {
-		return nil, fmt.Errorf("build descriptor: %w", err)
+		return nil, err
 	}
 
 	layer2, err := EncryptLayer(p.Rand, inner, secret, subcred, p.RevisionCounter, EncryptedConst, false)
 	if err != nil {
-		return nil, fmt.Errorf("build descriptor: %w", err)
+		return nil, err
 	}
-	var mid strings.Builder
-	mid.WriteString("desc-auth-type x25519\n")
-	mid.WriteString("desc-auth-ephemeral-key " + base64.StdEncoding.EncodeToString(eph.PublicKey().Bytes()) + "\n")
+	mid := []byte("desc-auth-type x25519\ndesc-auth-ephemeral-key " + base64.StdEncoding.EncodeToString(eph.PublicKey().Bytes()) + "\n")
 	nopad := base64.RawStdEncoding
-	for _, c := range clients {
-		fmt.Fprintf(&mid, "auth-client %s %s %s\n", nopad.EncodeToString(c.ID[:]), nopad.EncodeToString(c.IV[:]), nopad.EncodeToString(c.EncryptedCookie[:]))
+	for i := range clients {
+		c := &clients[i]
+		mid = append(mid, "auth-client "+nopad.EncodeToString(c.ID[:])+" "+nopad.EncodeToString(c.IV[:])+" "+nopad.EncodeToString(c.EncryptedCookie[:])+"\n"...)
 	}
-	mid.WriteString("encrypted\n")
-	writeObject(&mid, "MESSAGE", layer2)
+	mid = writeObject(append(mid, "encrypted\n"...), "MESSAGE", layer2)
 	// C tor writes no final newline after the first layer.
-	layer1, err := EncryptLayer(p.Rand, []byte(strings.TrimSuffix(mid.String(), "\n")), blinded, subcred, p.RevisionCounter, SuperencryptedConst, true)
+	layer1, err := EncryptLayer(p.Rand, mid[:len(mid)-1], blinded, subcred, p.RevisionCounter, SuperencryptedConst, true)
 	if err != nil {
-		return nil, fmt.Errorf("build descriptor: %w", err)
+		return nil, err
 	}
 
-	var ck [32]byte
-	copy(ck[:], signPub)
-	signCert := p.Blinded.Cert(cert.Ed25519Template{Type: cert.TypeHSDescSigning, Expiration: expire,
-		KeyType: cert.KeyEd25519, CertifiedKey: ck, IncludeSigner: true})
+	signCert := p.Blinded.Cert(certTemplate(cert.TypeHSDescSigning, expire, [32]byte(signPub)))
 
-	var doc strings.Builder
-	doc.WriteString("hs-descriptor 3\n")
-	fmt.Fprintf(&doc, "descriptor-lifetime %d\n", int(p.Lifetime/time.Minute))
-	doc.WriteString("descriptor-signing-key-cert\n")
-	writeObject(&doc, "ED25519 CERT", signCert)
-	doc.WriteString("revision-counter " + strconv.FormatUint(p.RevisionCounter, 10) + "\n")
-	doc.WriteString("superencrypted\n")
-	writeObject(&doc, "MESSAGE", layer1)
-	sig := ed25519.Sign(p.SigningKey, append([]byte(SigPrefix), doc.String()...))
-	doc.WriteString("signature " + nopad.EncodeToString(sig) + "\n")
-	if doc.Len() >= MaxLen {
-		return nil, fmt.Errorf("build descriptor: %d bytes, HSDirs accept less than %d", doc.Len(), MaxLen)
+	// The signature covers SigPrefix and the document up to it.
+	doc := []byte(SigPrefix + "hs-descriptor 3\ndescriptor-lifetime " + strconv.Itoa(int(p.Lifetime/time.Minute)) + "\ndescriptor-signing-key-cert\n")
+	doc = writeObject(doc, "ED25519 CERT", signCert)
+	doc = append(doc, "revision-counter "+strconv.FormatUint(p.RevisionCounter, 10)+"\nsuperencrypted\n"...)
+	doc = writeObject(doc, "MESSAGE", layer1)
+	sig := ed25519.Sign(p.SigningKey, doc)
+	doc = append(doc[len(SigPrefix):], "signature "+nopad.EncodeToString(sig)+"\n"...)
+	if len(doc) >= MaxLen {
+		return nil, fmt.Errorf("%d bytes, HSDirs accept less than %d", len(doc), MaxLen)
 	}
-	return []byte(doc.String()), nil
+	return doc, nil
+}
+
+// certTemplate is a certificate of an ed25519 key that names its signer,
+// as descriptors carry them.
+func certTemplate(typ cert.Type, expire time.Time, key [32]byte) cert.Ed25519Template {
+	return cert.Ed25519Template{Type: typ, Expiration: expire, KeyType: cert.KeyEd25519, CertifiedKey: key, IncludeSigner: true}
 }
 
 func innerPlaintext(p Params, signPub ed25519.PublicKey, expire time.Time) ([]byte, error) {
-	var b strings.Builder
-	b.WriteString("create2-formats 2\n")
+	b := []byte("create2-formats 2\n")
 	if len(p.IntroAuthRequired) > 0 {
-		b.WriteString("intro-auth-required " + strings.Join(p.IntroAuthRequired, " ") + "\n")
+		b = append(b, "intro-auth-required "+strings.Join(p.IntroAuthRequired, " ")+"\n"...)
 	}
 	if p.SingleOnion {
-		b.WriteString("single-onion-service\n")
+		b = append(b, "single-onion-service\n"...)
 	}
 	if len(p.FlowControl) > 0 {
-		b.WriteString("flow-control " + strings.Join(p.FlowControl, " ") + "\n")
+		b = append(b, "flow-control "+strings.Join(p.FlowControl, " ")+"\n"...)
 	}
 	signer, err := keys.FromPrivateKey(p.SigningKey)
 	if err != nil {
 		return nil, err
 	}
-	for i, ip := range p.IntroPoints {
+	for i := range p.IntroPoints {
+		ip := &p.IntroPoints[i]
 		ls, err := hscell.AppendLinkSpecs(nil, ip.LinkSpecs)
 		if err != nil {
 			return nil, fmt.Errorf("introduction point %d: %w", i, err)
@@ -213,35 +218,30 @@ func innerPlaintext(p Params, signPub ed25519.PublicKey, expire time.Time) ([]by
 		if err != nil {
 			return nil, fmt.Errorf("introduction point %d: %w", i, err)
 		}
-		var ak [32]byte
-		copy(ak[:], ip.AuthKey)
-		authCert := signer.Cert(cert.Ed25519Template{Type: cert.TypeHSIntroAuth, Expiration: expire,
-			KeyType: cert.KeyEd25519, CertifiedKey: ak, IncludeSigner: true})
-		encCert := signer.Cert(cert.Ed25519Template{Type: cert.TypeHSIntroEncrypted, Expiration: expire,
-			KeyType: cert.KeyEd25519, CertifiedKey: edEnc, IncludeSigner: true})
-		b.WriteString("introduction-point " + base64.StdEncoding.EncodeToString(ls) + "\n")
-		b.WriteString("onion-key ntor " + base64.StdEncoding.EncodeToString(ip.OnionKey[:]) + "\n")
-		b.WriteString("auth-key\n")
-		writeObject(&b, "ED25519 CERT", authCert)
-		b.WriteString("enc-key ntor " + base64.StdEncoding.EncodeToString(ip.EncKey[:]) + "\n")
-		b.WriteString("enc-key-cert\n")
-		writeObject(&b, "ED25519 CERT", encCert)
+		authCert := signer.Cert(certTemplate(cert.TypeHSIntroAuth, expire, [32]byte(ip.AuthKey)))
+		encCert := signer.Cert(certTemplate(cert.TypeHSIntroEncrypted, expire, edEnc))
+		b64 := base64.StdEncoding.EncodeToString
+		b = append(b, "introduction-point "+b64(ls)+"\nonion-key ntor "+b64(ip.OnionKey[:])+"\nauth-key\n"...)
+		b = writeObject(b, "ED25519 CERT", authCert)
+		b = append(b, "enc-key ntor "+b64(ip.EncKey[:])+"\nenc-key-cert\n"...)
+		b = writeObject(b, "ED25519 CERT", encCert)
 	}
-	return []byte(b.String()), nil
+	return b, nil
 }
 
-// writeObject writes a PEM-like object with 64-column base64, as C tor.
-func writeObject(b *strings.Builder, typ string, data []byte) {
-	b.WriteString("-----BEGIN " + typ + "-----\n")
+// writeObject appends a PEM-like object with 64-column base64 to b, as C
+// tor writes them.
+func writeObject(b []byte, typ string, data []byte) []byte {
+	b = append(b, "-----BEGIN "+typ+"-----\n"...)
 	s := base64.StdEncoding.EncodeToString(data)
 	for len(s) > 64 {
-		b.WriteString(s[:64] + "\n")
+		b = append(append(b, s[:64]...), '\n')
 		s = s[64:]
 	}
 	if s != "" {
-		b.WriteString(s + "\n")
+		b = append(append(b, s...), '\n')
 	}
-	b.WriteString("-----END " + typ + "-----\n")
+	return append(b, "-----END "+typ+"-----\n"...)
 }
 
 // shuffle permutes clients uniformly (Fisher-Yates) with randomness from r.

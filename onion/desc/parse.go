@@ -43,142 +43,177 @@ func invalid(where string, err error) error {
 	return fmt.Errorf("%w: %s: %w", ErrInvalid, where, err)
 }
 
+// Reasons of item errors, wrapped with their line by the tokenizer.
+var (
+	errTwice     = errors.New("appears twice")
+	errOneArg    = errors.New("want 1 argument")
+	errNotNtor   = errors.New("key type is not ntor")
+	errWrongSign = errors.New("certificate not signed by the descriptor signing key")
+)
+
+// missingError reports a required item absent from a document.
+type missingError string
+
+func (e missingError) Error() string { return "missing " + string(e) }
+
+// itemIndex returns the index of the keyword kw in items, or -1.
+func itemIndex(items []string, kw []byte) int {
+	for i, s := range items {
+		if s == string(kw) {
+			return i
+		}
+	}
+	return -1
+}
+
+// firstMissing returns the error for the first of items whose bit is not
+// set in seen, or nil.
+func firstMissing(items []string, seen uint) error {
+	for i, kw := range items {
+		if seen&(1<<i) == 0 {
+			return missingError(kw)
+		}
+	}
+	return nil
+}
+
+// outerItems are the items of the outer document, indexed by the outer*
+// constants; each must appear exactly once.
+var outerItems = []string{"hs-descriptor", "descriptor-lifetime", "descriptor-signing-key-cert", "revision-counter", "superencrypted", "signature"}
+
+const (
+	outerVersion = iota
+	outerLifetime
+	outerSigningKeyCert
+	outerRevision
+	outerSuperencrypted
+	outerSignature
+
+	// outerOneArg has the bits of the items that take exactly one
+	// argument.
+	outerOneArg = 1<<outerVersion | 1<<outerLifetime | 1<<outerRevision | 1<<outerSignature
+)
+
 // ParseOuter parses the outer document and verifies it as C tor does: the
 // version is 3, the lifetime at most 12 hours, the signing key certificate
 // has type 8, carries its signer (the blinded key), is correctly signed and
 // not expired at now, and the document's signature by the signing key is
 // valid. Unknown items are ignored.
 func ParseOuter(doc []byte, now time.Time) (*Outer, error) {
+	o, err := parseOuter(doc, now)
+	if err != nil {
+		return nil, invalid("outer document", err)
+	}
+	return o, nil
+}
+
+func parseOuter(doc []byte, now time.Time) (*Outer, error) {
 	if len(doc) > MaxLen {
-		return nil, invalid("outer document", fmt.Errorf("%d bytes, at most %d", len(doc), MaxLen))
+		return nil, fmt.Errorf("%d bytes, at most %d", len(doc), MaxLen)
 	}
 	t := netdoc.NewTokenizer("onion service descriptor", withNewline(doc))
 	o := &Outer{}
-	seen := map[string]bool{}
+	var seen uint
 	var sig []byte
 	sigStart := -1
-	first := true
 	for {
 		it, err := t.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return nil, invalid("outer document", err)
+			return nil, err
 		}
-		kw := string(it.Keyword)
-		if first {
-			if kw != "hs-descriptor" || len(it.Args) != 1 || string(it.Args[0]) != "3" {
-				return nil, invalid("outer document", t.Errorf(&it, "does not start with \"hs-descriptor 3\""))
-			}
-			first = false
-			seen[kw] = true
+		k := itemIndex(outerItems, it.Keyword)
+		switch {
+		case seen == 0 && (k != outerVersion || len(it.Args) != 1 || string(it.Args[0]) != "3"):
+			err = errors.New("does not start with \"hs-descriptor 3\"")
+		case sigStart >= 0:
+			err = errors.New("item after signature")
+		case k < 0:
 			continue
+		case seen&(1<<k) != 0:
+			err = errTwice
+		case outerOneArg&(1<<k) != 0 && len(it.Args) != 1:
+			err = errOneArg
 		}
-		if sigStart >= 0 {
-			return nil, invalid("outer document", t.Errorf(&it, "item after signature"))
-		}
-		switch kw {
-		case "hs-descriptor", "descriptor-lifetime", "descriptor-signing-key-cert", "revision-counter", "superencrypted", "signature":
-			if seen[kw] {
-				return nil, invalid("outer document", t.Errorf(&it, "appears twice"))
+		switch {
+		case err != nil:
+		case k == outerLifetime:
+			var m uint64
+			if m, err = strconv.ParseUint(string(it.Args[0]), 10, 32); err == nil {
+				o.Lifetime = time.Duration(m) * time.Minute
+				if o.Lifetime > MaxLifetime {
+					err = fmt.Errorf("lifetime %d minutes is over %v", m, MaxLifetime)
+				}
 			}
-			seen[kw] = true
-		}
-		switch kw {
-		case "descriptor-lifetime":
-			if len(it.Args) != 1 {
-				return nil, invalid("outer document", t.Errorf(&it, "want 1 argument"))
+		case k == outerSigningKeyCert:
+			if o.SigningKeyCert, err = objectCert(&it, cert.TypeHSDescSigning, now); err == nil {
+				o.SigningKey = o.SigningKeyCert.CertifiedEd25519()
+				o.BlindedKey = o.SigningKeyCert.SignedWithKey
 			}
-			m, err := strconv.ParseUint(string(it.Args[0]), 10, 32)
-			if err != nil {
-				return nil, invalid("outer document", t.Wrap(&it, err))
-			}
-			o.Lifetime = time.Duration(m) * time.Minute
-			if o.Lifetime > MaxLifetime {
-				return nil, invalid("outer document", t.Errorf(&it, "lifetime %d minutes is over %v", m, MaxLifetime))
-			}
-		case "descriptor-signing-key-cert":
-			c, err := objectCert(t, &it, cert.TypeHSDescSigning, now)
-			if err != nil {
-				return nil, invalid("descriptor-signing-key-cert", err)
-			}
-			o.SigningKeyCert = c
-			o.SigningKey = c.CertifiedEd25519()
-			o.BlindedKey = c.SignedWithKey
-		case "revision-counter":
-			if len(it.Args) != 1 {
-				return nil, invalid("outer document", t.Errorf(&it, "want 1 argument"))
-			}
+		case k == outerRevision:
 			o.RevisionCounter, err = strconv.ParseUint(string(it.Args[0]), 10, 64)
-			if err != nil {
-				return nil, invalid("outer document", t.Wrap(&it, err))
-			}
-		case "superencrypted":
-			if o.Superencrypted, err = messageObject(t, &it); err != nil {
-				return nil, invalid("outer document", err)
-			}
-		case "signature":
-			if len(it.Args) != 1 {
-				return nil, invalid("outer document", t.Errorf(&it, "want 1 argument"))
-			}
+		case k == outerSuperencrypted:
+			o.Superencrypted, err = messageObject(&it)
+		case k == outerSignature:
 			sig = make([]byte, ed25519.SignatureSize)
-			if err := netdoc.DecodeBase64NoPad(sig, it.Args[0]); err != nil {
-				return nil, invalid("outer document", t.Wrap(&it, err))
-			}
+			err = netdoc.DecodeBase64NoPad(sig, it.Args[0])
 			sigStart = it.Start
 		}
-	}
-	for _, kw := range []string{"hs-descriptor", "descriptor-lifetime", "descriptor-signing-key-cert", "revision-counter", "superencrypted", "signature"} {
-		if !seen[kw] {
-			return nil, invalid("outer document", fmt.Errorf("missing %q", kw))
+		if err != nil {
+			return nil, t.Wrap(&it, err)
 		}
+		seen |= 1 << k
+	}
+	if err := firstMissing(outerItems, seen); err != nil {
+		return nil, err
 	}
 	if !ed25519.Verify(o.SigningKey, append([]byte(SigPrefix), doc[:sigStart]...), sig) {
-		return nil, invalid("outer document", errors.New("bad signature by the descriptor signing key"))
+		return nil, errors.New("bad signature by the descriptor signing key")
 	}
 	return o, nil
 }
 
-// objectCert decodes and checks an ED25519 CERT object: the type, the
-// signed-with-key extension, the signature and the expiry.
-func objectCert(t *netdoc.Tokenizer, it *netdoc.Item, typ cert.Type, now time.Time) (*cert.Ed25519, error) {
+// objectCert decodes and checks the ED25519 CERT object of it: the type,
+// the signed-with-key extension, the signature and the expiry.
+func objectCert(it *netdoc.Item, typ cert.Type, now time.Time) (*cert.Ed25519, error) {
 	if !it.HasObject() || string(it.ObjectType) != "ED25519 CERT" {
-		return nil, t.Errorf(it, "needs an ED25519 CERT object")
+		return nil, errors.New("needs an ED25519 CERT object")
 	}
 	b, err := it.Object()
 	if err != nil {
-		return nil, t.Wrap(it, err)
+		return nil, err
 	}
 	c, err := cert.ParseEd25519(b)
+	switch {
+	case err != nil:
+	case c.Type != typ:
+		err = fmt.Errorf("certificate type %v, want %v", c.Type, typ)
+	case c.SignedWithKey == nil:
+		err = errors.New("certificate lacks the signed-with-ed25519-key extension")
+	case c.KeyType != cert.KeyEd25519:
+		err = fmt.Errorf("certified key type %d, want ed25519", c.KeyType)
+	default:
+		err = c.Check(nil, now)
+	}
 	if err != nil {
-		return nil, t.Wrap(it, err)
-	}
-	if c.Type != typ {
-		return nil, t.Errorf(it, "certificate type %v, want %v", c.Type, typ)
-	}
-	if c.SignedWithKey == nil {
-		return nil, t.Errorf(it, "certificate lacks the signed-with-ed25519-key extension")
-	}
-	if c.KeyType != cert.KeyEd25519 {
-		return nil, t.Errorf(it, "certified key type %d, want ed25519", c.KeyType)
-	}
-	if err := c.Check(nil, now); err != nil {
-		return nil, t.Wrap(it, err)
+		return nil, err
 	}
 	return c, nil
 }
 
-func messageObject(t *netdoc.Tokenizer, it *netdoc.Item) ([]byte, error) {
+// messageObject returns the encrypted blob in the MESSAGE object of it.
+func messageObject(it *netdoc.Item) ([]byte, error) {
 	if !it.HasObject() || string(it.ObjectType) != "MESSAGE" {
-		return nil, t.Errorf(it, "needs a MESSAGE object")
+		return nil, errors.New("needs a MESSAGE object")
 	}
 	b, err := it.Object()
 	if err != nil {
-		return nil, t.Wrap(it, err)
+		return nil, err
 	}
 	if len(b) <= SaltLen+macLen {
-		return nil, t.Errorf(it, "encrypted blob of %d bytes is too short", len(b))
+		return nil, fmt.Errorf("encrypted blob of %d bytes is too short", len(b))
 	}
 	return b, nil
 }
@@ -200,12 +235,26 @@ type Middle struct {
 	Encrypted []byte
 }
 
+// middleItems are the items of the first layer, indexed by the middle*
+// constants; all must appear, all but auth-client at most once.
+var middleItems = []string{"desc-auth-type", "desc-auth-ephemeral-key", "auth-client", "encrypted"}
+
+const (
+	middleAuthType = iota
+	middleEphemeralKey
+	middleAuthClient
+	middleEncrypted
+)
+
+// authClientFields name the arguments of an auth-client line.
+var authClientFields = [...]string{"client-id", "iv", "encrypted-cookie"}
+
 // ParseMiddle parses the first layer's plaintext. desc-auth-type must be
 // x25519.
 func ParseMiddle(plain []byte) (*Middle, error) {
 	t := netdoc.NewTokenizer("descriptor first layer", withNewline(plain))
 	m := &Middle{}
-	var haveType, haveKey, haveEnc bool
+	var seen uint
 	for {
 		it, err := t.Next()
 		if err == io.EOF {
@@ -214,60 +263,46 @@ func ParseMiddle(plain []byte) (*Middle, error) {
 		if err != nil {
 			return nil, err
 		}
-		switch string(it.Keyword) {
-		case "desc-auth-type":
-			if haveType {
-				return nil, t.Errorf(&it, "appears twice")
-			}
-			haveType = true
+		k := itemIndex(middleItems, it.Keyword)
+		if k < 0 {
+			continue
+		}
+		switch {
+		case k != middleAuthClient && seen&(1<<k) != 0:
+			err = errTwice
+		case k == middleAuthType:
 			if len(it.Args) < 1 || string(it.Args[0]) != "x25519" {
-				return nil, t.Errorf(&it, "auth type is not x25519")
+				err = errors.New("auth type is not x25519")
 			}
-		case "desc-auth-ephemeral-key":
-			if haveKey {
-				return nil, t.Errorf(&it, "appears twice")
-			}
-			haveKey = true
+		case k == middleEphemeralKey:
 			if len(it.Args) < 1 {
-				return nil, t.Errorf(&it, "missing key")
+				err = errors.New("missing key")
+			} else {
+				err = netdoc.DecodeBase64NoPad(m.EphemeralKey[:], it.Args[0])
 			}
-			if err := netdoc.DecodeBase64NoPad(m.EphemeralKey[:], it.Args[0]); err != nil {
-				return nil, t.Wrap(&it, err)
-			}
-		case "auth-client":
+		case k == middleAuthClient:
 			if len(it.Args) < 3 {
-				return nil, t.Errorf(&it, "want 3 arguments")
+				err = errors.New("want 3 arguments")
+				break
 			}
 			var c AuthClient
-			if err := netdoc.DecodeBase64NoPad(c.ID[:], it.Args[0]); err != nil {
-				return nil, t.Wrap(&it, fmt.Errorf("client-id: %w", err))
-			}
-			if err := netdoc.DecodeBase64NoPad(c.IV[:], it.Args[1]); err != nil {
-				return nil, t.Wrap(&it, fmt.Errorf("iv: %w", err))
-			}
-			if err := netdoc.DecodeBase64NoPad(c.EncryptedCookie[:], it.Args[2]); err != nil {
-				return nil, t.Wrap(&it, fmt.Errorf("encrypted-cookie: %w", err))
+			for i, dst := range [...][]byte{c.ID[:], c.IV[:], c.EncryptedCookie[:]} {
+				if err = netdoc.DecodeBase64NoPad(dst, it.Args[i]); err != nil {
+					err = fmt.Errorf("%s: %w", authClientFields[i], err)
+					break
+				}
 			}
 			m.Clients = append(m.Clients, c)
-		case "encrypted":
-			if haveEnc {
-				return nil, t.Errorf(&it, "appears twice")
-			}
-			haveEnc = true
-			if m.Encrypted, err = messageObject(t, &it); err != nil {
-				return nil, err
-			}
+		case k == middleEncrypted:
+			m.Encrypted, err = messageObject(&it)
 		}
+		if err != nil {
+			return nil, t.Wrap(&it, err)
+		}
+		seen |= 1 << k
 	}
-	switch {
-	case !haveType:
-		return nil, errors.New("missing desc-auth-type")
-	case !haveKey:
-		return nil, errors.New("missing desc-auth-ephemeral-key")
-	case len(m.Clients) == 0:
-		return nil, errors.New("no auth-client line")
-	case !haveEnc:
-		return nil, errors.New("missing encrypted")
+	if err := firstMissing(middleItems, seen); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -410,10 +445,23 @@ func splitIntroPoints(plain []byte) [][]byte {
 	return append(out, plain[start:])
 }
 
+// introItems are the items of an introduction point section, indexed by
+// the intro* constants; all must appear (onion-key: one of type ntor), all
+// but onion-key at most once.
+var introItems = []string{"introduction-point", "onion-key", "auth-key", "enc-key", "enc-key-cert"}
+
+const (
+	introLinkSpecs = iota
+	introOnionKey
+	introAuthKey
+	introEncKey
+	introEncKeyCert
+)
+
 func parseIntroPoint(s []byte, signingKey ed25519.PublicKey, now time.Time) (*IntroPoint, error) {
 	t := netdoc.NewTokenizer("introduction point", withNewline(s))
 	ip := &IntroPoint{}
-	var haveLS, haveOnion, haveEnc bool
+	var seen uint
 	for {
 		it, err := t.Next()
 		if err == io.EOF {
@@ -422,86 +470,74 @@ func parseIntroPoint(s []byte, signingKey ed25519.PublicKey, now time.Time) (*In
 		if err != nil {
 			return nil, err
 		}
-		switch string(it.Keyword) {
-		case "introduction-point":
-			if haveLS {
-				return nil, t.Errorf(&it, "appears twice")
-			}
-			haveLS = true
-			if len(it.Args) != 1 {
-				return nil, t.Errorf(&it, "want 1 argument")
-			}
-			raw := make([]byte, len(it.Args[0]))
-			n, err := decodeBase64Any(raw, it.Args[0])
-			if err != nil {
-				return nil, t.Wrap(&it, err)
-			}
-			specs, rest, err := hscell.ParseLinkSpecs(raw[:n])
-			if err != nil {
-				return nil, t.Wrap(&it, err)
-			}
-			if len(rest) != 0 {
-				return nil, t.Errorf(&it, "%d bytes after the link specifiers", len(rest))
-			}
-			ip.LinkSpecs = specs
-		case "onion-key":
-			if len(it.Args) >= 2 && string(it.Args[0]) == "ntor" {
-				if err := netdoc.DecodeBase64NoPad(ip.OnionKey[:], it.Args[1]); err != nil {
-					return nil, t.Wrap(&it, err)
-				}
-				haveOnion = true
-			}
-		case "auth-key":
-			if ip.AuthKeyCert != nil {
-				return nil, t.Errorf(&it, "appears twice")
-			}
-			c, err := objectCert(t, &it, cert.TypeHSIntroAuth, now)
-			if err != nil {
-				return nil, err
-			}
-			if !c.SignedWithKey.Equal(signingKey) {
-				return nil, t.Errorf(&it, "auth-key certificate not signed by the descriptor signing key")
-			}
-			ip.AuthKeyCert = c
-			ip.AuthKey = c.CertifiedEd25519()
-		case "enc-key":
-			if haveEnc {
-				return nil, t.Errorf(&it, "appears twice")
-			}
-			haveEnc = true
-			if len(it.Args) < 2 || string(it.Args[0]) != "ntor" {
-				return nil, t.Errorf(&it, "encryption key type is not ntor")
-			}
-			if err := netdoc.DecodeBase64NoPad(ip.EncKey[:], it.Args[1]); err != nil {
-				return nil, t.Wrap(&it, err)
-			}
-		case "enc-key-cert":
-			if ip.EncKeyCert != nil {
-				return nil, t.Errorf(&it, "appears twice")
-			}
-			c, err := objectCert(t, &it, cert.TypeHSIntroEncrypted, now)
-			if err != nil {
-				return nil, err
-			}
-			if !c.SignedWithKey.Equal(signingKey) {
-				return nil, t.Errorf(&it, "enc-key-cert not signed by the descriptor signing key")
-			}
-			ip.EncKeyCert = c
+		k := itemIndex(introItems, it.Keyword)
+		if k < 0 || k == introOnionKey && (len(it.Args) < 2 || string(it.Args[0]) != "ntor") {
+			continue // C tor skips onion keys of other types
 		}
+		switch {
+		case k != introOnionKey && seen&(1<<k) != 0:
+			err = errTwice
+		case k == introLinkSpecs:
+			ip.LinkSpecs, err = parseLinkSpecsArg(it.Args)
+		case k == introOnionKey:
+			err = netdoc.DecodeBase64NoPad(ip.OnionKey[:], it.Args[1])
+		case k == introAuthKey || k == introEncKeyCert:
+			typ := cert.TypeHSIntroAuth
+			if k == introEncKeyCert {
+				typ = cert.TypeHSIntroEncrypted
+			}
+			var c *cert.Ed25519
+			c, err = objectCert(&it, typ, now)
+			switch {
+			case err != nil:
+			case !c.SignedWithKey.Equal(signingKey):
+				err = errWrongSign
+			case k == introEncKeyCert:
+				ip.EncKeyCert = c
+			default:
+				ip.AuthKeyCert = c
+				ip.AuthKey = c.CertifiedEd25519()
+			}
+		case k == introEncKey:
+			if len(it.Args) < 2 || string(it.Args[0]) != "ntor" {
+				err = errNotNtor
+			} else {
+				err = netdoc.DecodeBase64NoPad(ip.EncKey[:], it.Args[1])
+			}
+		}
+		if err != nil {
+			return nil, t.Wrap(&it, err)
+		}
+		seen |= 1 << k
 	}
-	switch {
-	case !haveLS:
-		return nil, errors.New("missing introduction-point")
-	case !haveOnion:
+	if seen&(1<<introOnionKey) == 0 {
 		return nil, errors.New("no ntor onion-key")
-	case ip.AuthKeyCert == nil:
-		return nil, errors.New("missing auth-key")
-	case !haveEnc:
-		return nil, errors.New("missing enc-key")
-	case ip.EncKeyCert == nil:
-		return nil, errors.New("missing enc-key-cert")
+	}
+	if err := firstMissing(introItems, seen); err != nil {
+		return nil, err
 	}
 	return ip, nil
+}
+
+// parseLinkSpecsArg decodes the argument of an introduction-point item:
+// a link specifier block in base64.
+func parseLinkSpecsArg(args [][]byte) ([]cell.LinkSpec, error) {
+	if len(args) != 1 {
+		return nil, errOneArg
+	}
+	raw := make([]byte, len(args[0]))
+	n, err := decodeBase64Any(raw, args[0])
+	if err != nil {
+		return nil, err
+	}
+	specs, rest, err := hscell.ParseLinkSpecs(raw[:n])
+	if err != nil {
+		return nil, err
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("%d bytes after the link specifiers", len(rest))
+	}
+	return specs, nil
 }
 
 // decodeBase64Any decodes base64 with or without padding into dst and
@@ -546,10 +582,10 @@ func Decode(doc []byte, identity, blinded ed25519.PublicKey, clientKey *ecdh.Pri
 	}
 	d := &Descriptor{Outer: o, Subcredential: keys.Subcredential(identity, o.BlindedKey)}
 	plain, err := DecryptLayer(o.Superencrypted, o.BlindedKey, d.Subcredential, o.RevisionCounter, SuperencryptedConst)
-	if err != nil {
-		return nil, invalid("first layer", err)
+	if err == nil {
+		d.Middle, err = ParseMiddle(plain)
 	}
-	if d.Middle, err = ParseMiddle(plain); err != nil {
+	if err != nil {
 		return nil, invalid("first layer", err)
 	}
 	// As C tor does: with a client key, use the cookie of the matching
@@ -562,16 +598,17 @@ func Decode(doc []byte, identity, blinded ed25519.PublicKey, clientKey *ecdh.Pri
 		}
 	}
 	plain, err = DecryptLayer(d.Middle.Encrypted, secret, d.Subcredential, o.RevisionCounter, EncryptedConst)
-	if err != nil {
-		if errors.Is(err, errMAC) {
-			if clientKey != nil {
-				return nil, fmt.Errorf("%w: second layer: %w", ErrBadClientAuth, err)
-			}
-			return nil, fmt.Errorf("%w: second layer: %w", ErrNeedClientAuth, err)
+	switch {
+	case errors.Is(err, errMAC):
+		auth := ErrNeedClientAuth
+		if clientKey != nil {
+			auth = ErrBadClientAuth
 		}
-		return nil, invalid("second layer", err)
+		return nil, fmt.Errorf("%w: second layer: %w", auth, err)
+	case err == nil:
+		d.Inner, err = ParseInner(plain, o.SigningKey, now)
 	}
-	if d.Inner, err = ParseInner(plain, o.SigningKey, now); err != nil {
+	if err != nil {
 		return nil, invalid("second layer", err)
 	}
 	return d, nil

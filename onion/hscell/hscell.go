@@ -16,6 +16,8 @@ import (
 
 	"tinytor/onion/hsntor"
 	"tinytor/tor/cell"
+	"tinytor/tor/circuit"
+	"tinytor/tor/circuit/handshake"
 )
 
 // Sizes (rend-spec-v3 3, 4).
@@ -56,11 +58,9 @@ func malformed(what, format string, a ...any) error {
 	return fmt.Errorf("%s: %w: %s", what, ErrMalformed, fmt.Sprintf(format, a...))
 }
 
-// Extension is one EXT_FIELD entry.
-type Extension struct {
-	Type uint8
-	Data []byte
-}
+// Extension is one EXT_FIELD entry of a cell's extension list, which is
+// encoded as the extensions of an ntor v3 message are.
+type Extension = handshake.Ext
 
 // reader is a bounds-checked cursor over a body.
 type reader struct {
@@ -115,48 +115,32 @@ func (r *reader) rest() []byte {
 }
 
 func (r *reader) extensions() []Extension {
-	n := int(r.u8("N_EXTENSIONS"))
-	var exts []Extension
-	for i := 0; i < n && r.err == nil; i++ {
-		typ := r.u8("EXT_FIELD_TYPE")
-		l := int(r.u8("EXT_FIELD_LEN"))
-		d := r.bytes(l, fmt.Sprintf("extension %d (type %d)", i, typ))
-		if r.err == nil {
-			exts = append(exts, Extension{Type: typ, Data: d})
-		}
+	if r.err != nil {
+		return nil
 	}
+	exts, rest, err := handshake.CutExts(r.b[r.off:])
+	if err != nil {
+		r.fail("extension list: %v", err)
+		return nil
+	}
+	r.off = len(r.b) - len(rest)
 	return exts
 }
 
-func appendExtensions(b []byte, exts []Extension) ([]byte, error) {
-	if len(exts) > 255 {
-		return nil, fmt.Errorf("%d extensions, at most 255", len(exts))
+// linkSpecLen returns the size of a link specifier of a known type
+// (tor-spec 5.1.2), or 0 for a type whose size is not fixed here.
+func linkSpecLen(t cell.LinkSpecType) int {
+	switch t {
+	case cell.LinkSpecIPv4:
+		return 6
+	case cell.LinkSpecIPv6:
+		return 18
+	case cell.LinkSpecLegacyID:
+		return 20
+	case cell.LinkSpecEd25519:
+		return 32
 	}
-	b = append(b, byte(len(exts)))
-	for _, e := range exts {
-		if len(e.Data) > 255 {
-			return nil, fmt.Errorf("extension type %d has %d bytes, at most 255", e.Type, len(e.Data))
-		}
-		b = append(b, e.Type, byte(len(e.Data)))
-		b = append(b, e.Data...)
-	}
-	return b, nil
-}
-
-// FindExtension returns the data of the first extension of type typ
-// (later ones are ignored, rend-spec-v3 3.1.1).
-func FindExtension(exts []Extension, typ uint8) ([]byte, bool) {
-	for _, e := range exts {
-		if e.Type == typ {
-			return e.Data, true
-		}
-	}
-	return nil, false
-}
-
-// Link specifier sizes for basic validity checks (tor-spec 5.1.2).
-var linkSpecLen = map[cell.LinkSpecType]int{
-	cell.LinkSpecIPv4: 6, cell.LinkSpecIPv6: 18, cell.LinkSpecLegacyID: 20, cell.LinkSpecEd25519: 32,
+	return 0
 }
 
 // AppendLinkSpecs appends a link specifier block (NSPEC, then each
@@ -194,16 +178,73 @@ func (r *reader) linkSpecs() []cell.LinkSpec {
 	for i := 0; i < n && r.err == nil; i++ {
 		typ := cell.LinkSpecType(r.u8("LSTYPE"))
 		l := int(r.u8("LSLEN"))
-		if want, ok := linkSpecLen[typ]; ok && l != want && r.err == nil {
+		if want := linkSpecLen(typ); want != 0 && l != want && r.err == nil {
 			r.fail("link specifier %d of type %v has length %d, want %d", i, typ, l, want)
 			return nil
 		}
-		d := r.bytes(l, fmt.Sprintf("link specifier %d", i))
+		d := r.bytes(l, "LSPEC")
 		if r.err == nil {
 			specs = append(specs, cell.LinkSpec{Type: typ, Data: d})
 		}
 	}
 	return specs
+}
+
+// HopLinkSpecs returns the link specifiers that locate the relay h, in
+// C tor's order: its first address, legacy identity, ed25519 identity
+// (when known), then its other addresses.
+func HopLinkSpecs(h *circuit.HopInfo) []cell.LinkSpec {
+	ls := make([]cell.LinkSpec, 0, len(h.Addrs)+2)
+	if len(h.Addrs) > 0 {
+		ls = append(ls, cell.LinkSpecAddr(h.Addrs[0]))
+	}
+	ls = append(ls, cell.LinkSpecRSAID(h.RSAID))
+	if h.Ed25519ID != [32]byte{} {
+		ls = append(ls, cell.LinkSpecEdID(h.Ed25519ID))
+	}
+	for _, a := range h.Addrs[min(1, len(h.Addrs)):] {
+		ls = append(ls, cell.LinkSpecAddr(a))
+	}
+	return ls
+}
+
+// HopFromLinkSpecs returns the circuit hop that link specifiers locate
+// (an introduction or rendezvous point), with the relay's ntor onion key.
+// It needs the legacy (RSA) identity and an address; every address must
+// be valid and have a port; an ed25519 identity is used when present.
+func HopFromLinkSpecs(specs []cell.LinkSpec, ntorKey [32]byte) (circuit.HopInfo, error) {
+	h := circuit.HopInfo{NtorKey: ntorKey}
+	haveID := false
+	for i, ls := range specs {
+		switch ls.Type {
+		case cell.LinkSpecIPv4, cell.LinkSpecIPv6:
+			ap, err := ls.AddrPort()
+			if err != nil {
+				return h, fmt.Errorf("link specifier %d: %w", i, err)
+			}
+			if !ap.Addr().IsValid() || ap.Port() == 0 {
+				return h, fmt.Errorf("link specifier %d: bad address %v", i, ap)
+			}
+			h.Addrs = append(h.Addrs, ap)
+		case cell.LinkSpecLegacyID, cell.LinkSpecEd25519:
+			if want := linkSpecLen(ls.Type); len(ls.Data) != want {
+				return h, fmt.Errorf("link specifier %d: identity of type %v has %d bytes, want %d", i, ls.Type, len(ls.Data), want)
+			}
+			if ls.Type == cell.LinkSpecEd25519 {
+				h.Ed25519ID = [32]byte(ls.Data)
+			} else {
+				h.RSAID = [20]byte(ls.Data)
+				haveID = true
+			}
+		}
+	}
+	if !haveID {
+		return h, errors.New("no legacy identity link specifier")
+	}
+	if len(h.Addrs) == 0 {
+		return h, errors.New("no address link specifier")
+	}
+	return h, nil
 }
 
 // EstablishIntro is an ESTABLISH_INTRO body (rend-spec-v3 3.1.1).
@@ -232,7 +273,7 @@ func DoSExtension(params []DoSParam) Extension {
 		d = append(d, p.Type)
 		d = binary.BigEndian.AppendUint64(d, p.Value)
 	}
-	return Extension{Type: ExtDoSParams, Data: d}
+	return Extension{Type: ExtDoSParams, Body: d}
 }
 
 // BuildEstablishIntro encodes and authenticates an ESTABLISH_INTRO body:
@@ -245,7 +286,7 @@ func BuildEstablishIntro(authKey ed25519.PrivateKey, exts []Extension, kh []byte
 	b := []byte{AuthKeyTypeEd25519}
 	b = binary.BigEndian.AppendUint16(b, uint16(len(pub)))
 	b = append(b, pub...)
-	b, err := appendExtensions(b, exts)
+	b, err := handshake.AppendExts(b, exts)
 	if err != nil {
 		return nil, fmt.Errorf("build ESTABLISH_INTRO: %w", err)
 	}
@@ -311,5 +352,5 @@ func ParseIntroEstablished(b []byte) ([]Extension, error) {
 
 // BuildIntroEstablished encodes an INTRO_ESTABLISHED body.
 func BuildIntroEstablished(exts []Extension) ([]byte, error) {
-	return appendExtensions(nil, exts)
+	return handshake.AppendExts(nil, exts)
 }

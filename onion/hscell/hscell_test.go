@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"tinytor/tor/cell"
+	"tinytor/tor/circuit/handshake"
 )
 
 func unhex(t testing.TB, s string) []byte {
@@ -58,7 +59,7 @@ func TestSpecIntroduce(t *testing.T) {
 	if hex.EncodeToString(p.Cookie[:]) != "6bd364c12638dd5c3be23d76aca05b04e6ce932c" {
 		t.Errorf("cookie %x", p.Cookie)
 	}
-	if len(p.Extensions) != 1 || p.Extensions[0].Type != ExtCCRequest || len(p.Extensions[0].Data) != 0 {
+	if len(p.Extensions) != 1 || p.Extensions[0].Type != ExtCCRequest || len(p.Extensions[0].Body) != 0 {
 		t.Errorf("extensions %+v", p.Extensions)
 	}
 	if len(p.LinkSpecs) != 3 {
@@ -102,7 +103,7 @@ func TestEstablishIntro(t *testing.T) {
 	if !e.AuthKey.Equal(priv.Public()) {
 		t.Error("auth key")
 	}
-	d, ok := FindExtension(e.Extensions, ExtDoSParams)
+	d, ok := handshake.FindExt(e.Extensions, ExtDoSParams)
 	if !ok || len(d) != 1+2*9 || d[0] != 2 {
 		t.Errorf("DoS extension %x", d)
 	}
@@ -147,7 +148,7 @@ func TestSmallCells(t *testing.T) {
 	if exts, err := ParseIntroEstablished(nil); err != nil || exts != nil {
 		t.Error("empty INTRO_ESTABLISHED")
 	}
-	ie, _ := BuildIntroEstablished([]Extension{{Type: 5, Data: []byte{1}}})
+	ie, _ := BuildIntroEstablished([]Extension{{Type: 5, Body: []byte{1}}})
 	if exts, err := ParseIntroEstablished(ie); err != nil || len(exts) != 1 || exts[0].Type != 5 {
 		t.Error("INTRO_ESTABLISHED")
 	}

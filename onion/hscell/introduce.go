@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"tinytor/tor/cell"
+	"tinytor/tor/circuit/handshake"
 )
 
 // Introduce is an INTRODUCE1 or INTRODUCE2 body (rend-spec-v3 3.2.1): a
@@ -31,7 +32,7 @@ func IntroduceHeader(authKey ed25519.PublicKey, exts []Extension) ([]byte, error
 	b = append(b, AuthKeyTypeEd25519)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(authKey)))
 	b = append(b, authKey...)
-	b, err := appendExtensions(b, exts)
+	b, err := handshake.AppendExts(b, exts)
 	if err != nil {
 		return nil, fmt.Errorf("build INTRODUCE1: %w", err)
 	}
@@ -89,7 +90,7 @@ type IntroducePlaintext struct {
 func (p *IntroducePlaintext) Encode(headerLen int) ([]byte, error) {
 	b := make([]byte, 0, Introduce1MinLen)
 	b = append(b, p.Cookie[:]...)
-	b, err := appendExtensions(b, p.Extensions)
+	b, err := handshake.AppendExts(b, p.Extensions)
 	if err != nil {
 		return nil, fmt.Errorf("build INTRODUCE1 plaintext: %w", err)
 	}
@@ -157,7 +158,7 @@ func ParseIntroduceAck(b []byte) (uint16, []Extension, error) {
 
 // BuildIntroduceAck encodes an INTRODUCE_ACK body.
 func BuildIntroduceAck(status uint16, exts []Extension) ([]byte, error) {
-	return appendExtensions(binary.BigEndian.AppendUint16(nil, status), exts)
+	return handshake.AppendExts(binary.BigEndian.AppendUint16(nil, status), exts)
 }
 
 // BuildEstablishRendezvous encodes an ESTABLISH_RENDEZVOUS body.

@@ -56,8 +56,9 @@ func (c *ReplayCache) Seen(encrypted []byte, now time.Time) bool {
 // Len returns the number of remembered cells.
 func (c *ReplayCache) Len() int {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.seen)
+	n := len(c.seen)
+	c.mu.Unlock()
+	return n
 }
 
 func (c *ReplayCache) expire(now time.Time) {

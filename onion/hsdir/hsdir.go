@@ -5,10 +5,14 @@
 package hsdir
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	"tinytor/onion/keys"
 	"tinytor/onion/ring"
+	"tinytor/tor/circmgr"
+	"tinytor/tor/circuit"
 	"tinytor/tor/dir"
 	"tinytor/tor/path"
 )
@@ -56,4 +60,32 @@ func Ring(view *path.Dir) []ring.Node {
 		}
 	}
 	return out
+}
+
+// Network builds circuits (*tor.Client does).
+type Network interface {
+	BuildCircuitTo(ctx context.Context, t circmgr.Target, opts circmgr.Options) (*circuit.Circuit, error)
+}
+
+// Request sends one HTTP request to the HSDir n over a BEGIN_DIR stream
+// at the end of a circuit built for purpose: a GET of urlPath, or with a
+// body a POST of it. It returns the answer's body (at most maxBody bytes)
+// and closes the stream and the circuit; ctx ending interrupts it.
+func Request(ctx context.Context, net Network, n *path.Node, purpose, urlPath string, body []byte, maxBody int64) ([]byte, error) {
+	circ, err := net.BuildCircuitTo(ctx, circmgr.TargetNode(n), circmgr.Options{Purpose: purpose})
+	if err != nil {
+		return nil, fmt.Errorf("building a circuit: %w", err)
+	}
+	defer circ.Close()
+	s, err := circ.OpenDirStream(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("opening a directory stream: %w", err)
+	}
+	defer s.Close()
+	stop := context.AfterFunc(ctx, func() { s.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if body != nil {
+		return dir.Post(s, urlPath, body, maxBody)
+	}
+	return dir.Get(s, urlPath, maxBody)
 }

@@ -2,7 +2,8 @@
 // (rend-spec-v3 3.3.2 [NTOR-WITH-EXTRA-DATA] and 4.2): the keys that encrypt
 // and authenticate the ENCRYPTED part of INTRODUCE1/2, the RENDEZVOUS1
 // handshake reply, its verification by the client, and the expansion of
-// NTOR_KEY_SEED into the keys of the virtual hop (4.2.1).
+// NTOR_KEY_SEED into the keys and relay crypto layer of the virtual hop
+// (4.2.1).
 //
 // The package is pure computation: callers encode and parse the cells
 // (package onion/hscell) and pass the bytes in.
@@ -18,7 +19,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
+
+	"tinytor/tor/circuit/relaycrypto"
 )
 
 // Protocol strings (rend-spec-v3 3.3.2).
@@ -79,20 +83,25 @@ type IntroKeys struct {
 
 // introKeys derives ENC_KEY and MAC_KEY from EXP(B,x) (= EXP(X,b)).
 func introKeys(dh []byte, authKey ed25519.PublicKey, X, B []byte, subcred [32]byte) IntroKeys {
-	in := make([]byte, 0, 32*4+len(ProtoID)+len(tHSEnc)+len(mHSExpand)+32)
-	in = append(in, dh...)
-	in = append(in, authKey...)
-	in = append(in, X...)
-	in = append(in, B...)
-	in = append(in, ProtoID...)
-	in = append(in, tHSEnc...)
-	in = append(in, mHSExpand...)
-	in = append(in, subcred[:]...)
+	in := concat(dh, authKey, X, B, []byte(ProtoID+tHSEnc+mHSExpand), subcred[:])
 	out := sha3.SumSHAKE256(in, keyLen+macLen)
 	var k IntroKeys
 	copy(k.Enc[:], out[:keyLen])
 	copy(k.MAC[:], out[keyLen:])
 	return k
+}
+
+// concat returns the concatenation of parts.
+func concat(parts ...[]byte) []byte {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	b := make([]byte, 0, n)
+	for _, p := range parts {
+		b = append(b, p...)
+	}
+	return b
 }
 
 // xorCTR applies AES-256-CTR with a zero IV.
@@ -127,28 +136,26 @@ func ExpandKeys(seed [32]byte) Keys {
 	return k
 }
 
+// Layer returns the relay crypto layer of the virtual hop with these keys
+// (SHA3-256 digests, AES-256-CTR): the client's, or with service the
+// service's, whose directions are swapped.
+func (k *Keys) Layer(service bool) (*relaycrypto.Layer, error) {
+	df, db, kf, kb := k.Df[:], k.Db[:], k.Kf[:], k.Kb[:]
+	if service {
+		df, db, kf, kb = db, df, kb, kf
+	}
+	return relaycrypto.NewLayer(newSHA3, df, db, kf, kb)
+}
+
+func newSHA3() hash.Hash { return sha3.New256() }
+
 // rendKeys computes NTOR_KEY_SEED and AUTH_INPUT_MAC from EXP(X,y)
 // (= EXP(Y,x)) and EXP(X,b) (= EXP(B,x)).
 func rendKeys(xy, xb []byte, authKey ed25519.PublicKey, B, X, Y []byte) (seed, auth [32]byte) {
-	in := make([]byte, 0, 32*6+len(ProtoID))
-	in = append(in, xy...)
-	in = append(in, xb...)
-	in = append(in, authKey...)
-	in = append(in, B...)
-	in = append(in, X...)
-	in = append(in, Y...)
-	in = append(in, ProtoID...)
+	in := concat(xy, xb, authKey, B, X, Y, []byte(ProtoID))
 	seed = MAC(in, []byte(tHSEnc))
 	verify := MAC(in, []byte(tHSVerify))
-	ai := make([]byte, 0, 32*5+len(ProtoID)+len(serverStr))
-	ai = append(ai, verify[:]...)
-	ai = append(ai, authKey...)
-	ai = append(ai, B...)
-	ai = append(ai, Y...)
-	ai = append(ai, X...)
-	ai = append(ai, ProtoID...)
-	ai = append(ai, serverStr...)
-	auth = MAC(ai, []byte(tHSMAC))
+	auth = MAC(concat(verify[:], authKey, B, Y, X, []byte(ProtoID+serverStr)), []byte(tHSMAC))
 	return seed, auth
 }
 

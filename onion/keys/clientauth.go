@@ -16,38 +16,33 @@ import (
 
 var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
 
-func decodeX25519(field, what string) ([]byte, error) {
-	if len(field) != 52 {
-		return nil, fmt.Errorf("%w: %s is %d base32 characters, want 52", ErrKey, what, len(field))
-	}
-	b, err := b32.DecodeString(strings.ToUpper(field))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrKey, what, err)
-	}
-	return b, nil
-}
-
-func splitAuth(s string, n int, what string) ([]string, error) {
+// parseAuthLine splits a client authorization file of n colon-separated
+// fields ("descriptor:x25519:<base32 key>", after an address in a
+// ".auth_private" file) and decodes its key. what names the file for
+// errors.
+func parseAuthLine(s string, n int, what string) (fields []string, key []byte, err error) {
 	f := strings.Split(strings.TrimSpace(s), ":")
 	if len(f) != n {
-		return nil, fmt.Errorf("%w: %s has %d fields, want %d", ErrKey, what, len(f), n)
+		return nil, nil, fmt.Errorf("%w: %s has %d fields, want %d", ErrKey, what, len(f), n)
 	}
 	for i := range f {
 		f[i] = strings.TrimSpace(f[i])
 	}
 	if f[n-3] != "descriptor" || f[n-2] != "x25519" {
-		return nil, fmt.Errorf("%w: %s: unsupported auth type %q:%q", ErrKey, what, f[n-3], f[n-2])
+		return nil, nil, fmt.Errorf("%w: %s: unsupported auth type %q:%q", ErrKey, what, f[n-3], f[n-2])
 	}
-	return f, nil
+	if len(f[n-1]) != 52 {
+		return nil, nil, fmt.Errorf("%w: %s: key is %d base32 characters, want 52", ErrKey, what, len(f[n-1]))
+	}
+	if key, err = b32.DecodeString(strings.ToUpper(f[n-1])); err != nil {
+		return nil, nil, fmt.Errorf("%w: %s: key: %v", ErrKey, what, err)
+	}
+	return f, key, nil
 }
 
 // ParseAuthorizedClient parses a service's ".auth" file.
 func ParseAuthorizedClient(b []byte) (*ecdh.PublicKey, error) {
-	f, err := splitAuth(string(b), 3, "client authorization file")
-	if err != nil {
-		return nil, err
-	}
-	raw, err := decodeX25519(f[2], "public key")
+	_, raw, err := parseAuthLine(string(b), 3, "client authorization file")
 	if err != nil {
 		return nil, err
 	}
@@ -66,17 +61,13 @@ func AuthorizedClientFile(pub *ecdh.PublicKey) []byte {
 // ParseClientAuthPrivate parses a client's ".auth_private" file: the
 // service address and the client's x25519 key for it.
 func ParseClientAuthPrivate(b []byte) (addr.Address, *ecdh.PrivateKey, error) {
-	f, err := splitAuth(string(b), 4, "client authorization private file")
+	f, raw, err := parseAuthLine(string(b), 4, "client authorization private file")
 	if err != nil {
 		return addr.Address{}, nil, err
 	}
 	a, err := addr.Parse(f[0])
 	if err != nil {
 		return addr.Address{}, nil, fmt.Errorf("client authorization private file: %w", err)
-	}
-	raw, err := decodeX25519(f[3], "private key")
-	if err != nil {
-		return addr.Address{}, nil, err
 	}
 	allZero := true
 	for _, c := range raw {

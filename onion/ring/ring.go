@@ -13,6 +13,7 @@ import (
 	"crypto/sha3"
 	"encoding/binary"
 	"slices"
+	"sort"
 	"time"
 
 	"tinytor/onion/keys"
@@ -150,25 +151,27 @@ func Responsible(nodes []Node, blinded ed25519.PublicKey, u Use, periodMinutes u
 		idx  [32]byte
 		node Node
 	}
-	ring := make([]entry, 0, len(nodes))
+	// Pointers, so that the sort shares the instantiation for pointer
+	// slices used elsewhere.
+	ring := make([]*entry, 0, len(nodes))
 	seenID := make(map[[32]byte]bool, len(nodes))
 	for _, n := range nodes {
 		if seenID[n.Ed25519ID] {
 			continue
 		}
 		seenID[n.Ed25519ID] = true
-		ring = append(ring, entry{HSDirIndex(n.Ed25519ID, u.SRV, u.Period, periodMinutes), n})
+		ring = append(ring, &entry{HSDirIndex(n.Ed25519ID, u.SRV, u.Period, periodMinutes), n})
 	}
 	if len(ring) == 0 {
 		return nil
 	}
-	slices.SortFunc(ring, func(a, b entry) int { return bytes.Compare(a.idx[:], b.idx[:]) })
+	slices.SortFunc(ring, func(a, b *entry) int { return bytes.Compare(a.idx[:], b.idx[:]) })
 	var out []Node
 	chosen := make(map[[32]byte]bool)
 	for replica := 1; replica <= replicas; replica++ {
 		hs := HSIndex(uint64(replica), blinded, u.Period, periodMinutes)
 		// First node whose index is >= hs_index, wrapping to the start.
-		start, _ := slices.BinarySearchFunc(ring, hs, func(e entry, t [32]byte) int { return bytes.Compare(e.idx[:], t[:]) })
+		start := sort.Search(len(ring), func(i int) bool { return bytes.Compare(ring[i].idx[:], hs[:]) >= 0 })
 		if start == len(ring) {
 			start = 0
 		}

@@ -53,23 +53,15 @@ type introPoint struct {
 
 func (ip *introPoint) isEstablished() bool {
 	ip.mu.Lock()
-	defer ip.mu.Unlock()
-	return ip.established && !ip.dead
+	ok := ip.established && !ip.dead
+	ip.mu.Unlock()
+	return ok
 }
 
 // descriptorEntry describes the point for the descriptor.
 func (ip *introPoint) descriptorEntry() desc.NewIntroPoint {
-	var specs []cell.LinkSpec
-	for _, a := range ip.hop.Addrs {
-		specs = append(specs, cell.LinkSpecAddr(a))
-	}
-	specs = append(specs, cell.LinkSpecRSAID(ip.hop.RSAID))
-	var zero [32]byte
-	if ip.hop.Ed25519ID != zero {
-		specs = append(specs, cell.LinkSpecEdID(ip.hop.Ed25519ID))
-	}
 	return desc.NewIntroPoint{
-		LinkSpecs: specs,
+		LinkSpecs: hscell.HopLinkSpecs(&ip.hop),
 		OnionKey:  ip.hop.NtorKey,
 		AuthKey:   ip.authKey.Public().(ed25519.PublicKey),
 		EncKey:    ecdhPublic(ip.encKey),
@@ -102,7 +94,7 @@ func (s *Service) maintainIntros(ctx context.Context) {
 			if !dead {
 				why = "it served its share"
 			}
-			s.log.Infof("Onion service %s: introduction point %s is retired (%s); replacing it.", s.short(), ip.node.Nickname, why)
+			s.log.Infof("Onion service %s: introduction point %s is retired (%s); replacing it.", s.short, ip.node.Nickname, why)
 			continue
 		}
 		kept = append(kept, ip)
@@ -126,7 +118,7 @@ func (s *Service) maintainIntros(ctx context.Context) {
 			if !s.noRelayWarned {
 				s.noRelayWarned = true
 				s.log.Warnf("Onion service %s: no relay left to use as an introduction point (%d wanted, %d in use).",
-					s.short(), s.opts.Config.NumIntroductionPoints, len(used))
+					s.short, s.opts.Config.NumIntroductionPoints, len(used))
 			}
 			return
 		}
@@ -134,7 +126,7 @@ func (s *Service) maintainIntros(ctx context.Context) {
 		used = append(used, n)
 		ip, err := newIntroPoint(n, now, s.rng)
 		if err != nil {
-			s.log.Warnf("Onion service %s: %v", s.short(), err)
+			s.log.Warnf("Onion service %s: %v", s.short, err)
 			return
 		}
 		s.mu.Lock()
@@ -218,7 +210,7 @@ func (s *Service) establish(ctx context.Context, ip *introPoint) {
 		return
 	}
 	if ctx.Err() == nil {
-		s.log.Infof("Onion service %s: introduction point %s failed: %v", s.short(), ip.node.Nickname, err)
+		s.log.Infof("Onion service %s: introduction point %s failed: %v", s.short, ip.node.Nickname, err)
 		// Counted as pending during the pause, so no replacement is
 		// built at once.
 		select {
@@ -280,7 +272,7 @@ func (s *Service) establishOnce(ctx context.Context, ip *introPoint) error {
 	s.mu.Lock()
 	s.version++
 	s.mu.Unlock()
-	s.log.Infof("Onion service %s: introduction point %s established.", s.short(), ip.node.Nickname)
+	s.log.Infof("Onion service %s: introduction point %s established.", s.short, ip.node.Nickname)
 	s.signal()
 	// Watch the circuit: when it dies the point is replaced.
 	select {
@@ -300,7 +292,7 @@ func (s *Service) introControl(ctx context.Context, ip *introPoint, hop int, cmd
 	switch cmd {
 	case cell.RelayIntroEstablished:
 		if _, err := hscell.ParseIntroEstablished(data); err != nil {
-			s.log.Infof("Onion service %s: bad INTRO_ESTABLISHED: %v", s.short(), err)
+			s.log.Infof("Onion service %s: bad INTRO_ESTABLISHED: %v", s.short, err)
 		}
 		ip.estabOnce.Do(func() { close(ip.estab) })
 	case cell.RelayIntroduce2:
@@ -314,14 +306,13 @@ func (s *Service) introControl(ctx context.Context, ip *introPoint, hop int, cmd
 			s.handleIntroduce2(ctx, ip, body)
 		}()
 	default:
-		s.log.Debugf("Onion service %s: ignoring %s on an introduction circuit.", s.short(), cmd)
+		s.log.Debugf("Onion service %s: ignoring %s on an introduction circuit.", s.short, cmd)
 	}
 }
 
 // closeIntros closes every introduction circuit.
 func (s *Service) closeIntros() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, ip := range s.intros {
 		ip.mu.Lock()
 		if ip.circ != nil {
@@ -331,8 +322,5 @@ func (s *Service) closeIntros() {
 		ip.mu.Unlock()
 	}
 	s.intros = nil
+	s.mu.Unlock()
 }
-
-// short is the address prefix used in logs (C tor logs the full address
-// only at debug level).
-func (s *Service) short() string { return s.address.Host()[:10] + "..." }

@@ -13,8 +13,6 @@ import (
 	"tinytor/onion/hsdir"
 	"tinytor/onion/keys"
 	"tinytor/onion/ring"
-	"tinytor/tor/circmgr"
-	"tinytor/tor/dir"
 	"tinytor/tor/event"
 	"tinytor/tor/path"
 )
@@ -83,15 +81,16 @@ func (s *Service) maybePublish(ctx context.Context) {
 	}
 	p, srvs, err := s.timeParams(view)
 	if err != nil {
-		s.log.Warnf("Onion service %s: %v", s.short(), err)
+		s.log.Warnf("Onion service %s: %v", s.short, err)
 		return
 	}
-	first, second := ring.Store(p, view.Consensus.ValidAfter, srvs)
-	full := !ps.hasValue || ps.version != s.version || ps.uses != [2]ring.Use{first, second} || !now.Before(ps.next)
+	var uses [2]ring.Use
+	uses[0], uses[1] = ring.Store(p, view.Consensus.ValidAfter, srvs)
+	full := !ps.hasValue || ps.version != s.version || ps.uses != uses || !now.Before(ps.next)
 	if full {
 		ps.done = map[uploadKey]bool{}
 		ps.version = s.version
-		ps.uses = [2]ring.Use{first, second}
+		ps.uses = uses
 		ps.next = now.Add(republishMin + time.Duration(s.rng.Int64N(int64(republishMax-republishMin))))
 		ps.hasValue = true
 		if ps.lastRev == nil {
@@ -101,9 +100,10 @@ func (s *Service) maybePublish(ctx context.Context) {
 	nodes := hsdir.Ring(view)
 	params := ring.ParamsFrom(view.Consensus.Param)
 	runStart := p.SRVRunStart(view.Consensus.ValidAfter)
-	for i, u := range []ring.Use{first, second} {
+	for i := range uses {
+		u := &uses[i]
 		bk := s.id.Blind(u.Period, p.LengthMinutes)
-		resp := ring.Responsible(nodes, bk.Public(), u, p.LengthMinutes, params.Replicas, params.SpreadStore)
+		resp := ring.Responsible(nodes, bk.Public(), *u, p.LengthMinutes, params.Replicas, params.SpreadStore)
 		var todo []ring.Node
 		for _, n := range resp {
 			if !ps.done[uploadKey{u.Period, n.RSAID}] {
@@ -119,7 +119,7 @@ func (s *Service) maybePublish(ctx context.Context) {
 		}
 		rev, err := bk.RevisionCounter(now.Sub(start))
 		if err != nil {
-			s.log.Warnf("Onion service %s: revision counter: %v", s.short(), err)
+			s.log.Warnf("Onion service %s: revision counter: %v", s.short, err)
 			continue
 		}
 		if last, ok := ps.lastRev[bk.PublicBytes()]; ok && rev <= last {
@@ -133,7 +133,7 @@ func (s *Service) maybePublish(ctx context.Context) {
 		}
 		doc, err := s.buildDescriptor(bk, rev, now, established)
 		if err != nil {
-			s.log.Warnf("Onion service %s: building the descriptor: %v", s.short(), err)
+			s.log.Warnf("Onion service %s: building the descriptor: %v", s.short, err)
 			continue
 		}
 		ps.lastRev[bk.PublicBytes()] = rev
@@ -151,7 +151,7 @@ func (s *Service) maybePublish(ctx context.Context) {
 			}()
 		}
 		s.log.Infof("Onion service %s: uploading descriptor for period %d (revision %d, %d introduction points) to %d HSDirs.",
-			s.short(), u.Period, rev, len(established), len(todo))
+			s.short, u.Period, rev, len(established), len(todo))
 	}
 }
 
@@ -200,28 +200,12 @@ func (s *Service) upload(ctx context.Context, n *path.Node, doc []byte, period u
 	s.event(ev)
 	uctx, cancel := context.WithTimeout(ctx, uploadTimeout)
 	defer cancel()
-	err := func() error {
-		circ, err := s.net.BuildCircuitTo(uctx, circmgr.TargetNode(n), circmgr.Options{Purpose: "HS_SERVICE_HSDIR"})
-		if err != nil {
-			return fmt.Errorf("building the circuit: %w", err)
-		}
-		defer circ.Close()
-		st, err := circ.OpenDirStream(uctx)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		if dl, ok := uctx.Deadline(); ok {
-			st.SetDeadline(dl)
-		}
-		_, err = dir.Post(st, "/tor/hs/3/publish", doc, maxUploadReply)
-		return err
-	}()
+	_, err := hsdir.Request(uctx, s.net, n, "HS_SERVICE_HSDIR", "/tor/hs/3/publish", doc, maxUploadReply)
 	if err != nil {
 		ev.Action, ev.Reason = "FAILED", "UPLOAD_REJECTED"
 		s.event(ev)
 		if ctx.Err() == nil {
-			s.log.Infof("Onion service %s: uploading the descriptor for period %d to %s failed: %v", s.short(), period, n.Nickname, err)
+			s.log.Infof("Onion service %s: uploading the descriptor for period %d to %s failed: %v", s.short, period, n.Nickname, err)
 			// Retry after a pause (the next tick would hammer the HSDir).
 			select {
 			case <-ctx.Done():
@@ -238,7 +222,7 @@ func (s *Service) upload(ctx context.Context, n *path.Node, doc []byte, period u
 		}
 		return
 	}
-	s.log.Infof("Onion service %s: descriptor for period %d uploaded to %s.", s.short(), period, n.Nickname)
+	s.log.Infof("Onion service %s: descriptor for period %d uploaded to %s.", s.short, period, n.Nickname)
 	ev.Action = "UPLOADED"
 	s.event(ev)
 	s.mu.Lock()

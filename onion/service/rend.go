@@ -2,11 +2,10 @@ package service
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha3"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"net"
 	"net/netip"
@@ -19,7 +18,6 @@ import (
 	"tinytor/tor/cell"
 	"tinytor/tor/circmgr"
 	"tinytor/tor/circuit"
-	"tinytor/tor/circuit/relaycrypto"
 	"tinytor/tor/config"
 )
 
@@ -72,11 +70,11 @@ func (s *Service) handleIntroduce2(ctx context.Context, ip *introPoint, body []b
 	case s.rendSlots <- struct{}{}:
 		defer func() { <-s.rendSlots }()
 	default:
-		s.log.Infof("Onion service %s: %d introductions pending; dropping an INTRODUCE2.", s.short(), maxRendPending)
+		s.log.Infof("Onion service %s: %d introductions pending; dropping an INTRODUCE2.", s.short, maxRendPending)
 		return
 	}
 	if err := s.introduce(ctx, ip, body); err != nil && ctx.Err() == nil {
-		s.log.Infof("Onion service %s: INTRODUCE2 via %s: %v", s.short(), ip.node.Nickname, err)
+		s.log.Infof("Onion service %s: INTRODUCE2 via %s: %v", s.short, ip.node.Nickname, err)
 	}
 }
 
@@ -84,7 +82,7 @@ func (s *Service) handleIntroduce2(ctx context.Context, ip *introPoint, body []b
 // introduction point with these keys and checks it against the point's
 // replay cache (ErrReplay).
 func openIntroduction(ip *introPoint, body []byte, subcreds [][32]byte, now time.Time) (*hsntor.Service, *hsntor.Introduction, *hscell.IntroducePlaintext, error) {
-	svc := &hsntor.Service{AuthKey: ip.descriptorEntry().AuthKey, EncKey: ip.encKey}
+	svc := &hsntor.Service{AuthKey: ip.authKey.Public().(ed25519.PublicKey), EncKey: ip.encKey}
 	in, intro, pt, err := hscell.OpenIntroduce2(body, svc, subcreds)
 	if err != nil {
 		return nil, nil, nil, err
@@ -104,7 +102,7 @@ func (s *Service) introduce(ctx context.Context, ip *introPoint, body []byte) er
 	if err != nil {
 		return err
 	}
-	hop, err := hopFromLinkSpecs(pt.LinkSpecs, pt.OnionKey)
+	hop, err := hscell.HopFromLinkSpecs(pt.LinkSpecs, pt.OnionKey)
 	if err != nil {
 		return fmt.Errorf("rendezvous point: %w", err)
 	}
@@ -124,7 +122,7 @@ func (s *Service) introduce(ctx context.Context, ip *introPoint, body []byte) er
 			return fmt.Errorf("rendezvous circuit: %w", err)
 		}
 	}
-	layer, err := relaycrypto.NewLayer(func() hash.Hash { return sha3.New256() }, hk.Db[:], hk.Df[:], hk.Kb[:], hk.Kf[:])
+	layer, err := hk.Layer(true)
 	if err != nil {
 		circ.Close()
 		return err
@@ -140,7 +138,7 @@ func (s *Service) introduce(ctx context.Context, ip *introPoint, body []byte) er
 		circ.Close()
 		return fmt.Errorf("sending RENDEZVOUS1: %w", err)
 	}
-	s.log.Infof("Onion service %s: rendezvous circuit %d open.", s.short(), circ.ID())
+	s.log.Infof("Onion service %s: rendezvous circuit %d open.", s.short, circ.ID())
 	// The circuit lives until the client or the network closes it, or
 	// the service stops.
 	s.wg.Add(1)
@@ -153,46 +151,6 @@ func (s *Service) introduce(ctx context.Context, ip *introPoint, body []byte) er
 		}
 	}()
 	return nil
-}
-
-// hopFromLinkSpecs turns the rendezvous point's link specifiers into a
-// hop. It needs an RSA identity and at least one address.
-func hopFromLinkSpecs(specs []cell.LinkSpec, ntor [32]byte) (circuit.HopInfo, error) {
-	h := circuit.HopInfo{NtorKey: ntor}
-	haveID := false
-	for _, ls := range specs {
-		switch ls.Type {
-		case cell.LinkSpecIPv4, cell.LinkSpecIPv6:
-			ap, err := ls.AddrPort()
-			if err != nil {
-				return h, err
-			}
-			h.Addrs = append(h.Addrs, ap)
-		case cell.LinkSpecLegacyID:
-			if len(ls.Data) != 20 {
-				return h, fmt.Errorf("legacy identity of %d bytes", len(ls.Data))
-			}
-			h.RSAID = [20]byte(ls.Data)
-			haveID = true
-		case cell.LinkSpecEd25519:
-			if len(ls.Data) != 32 {
-				return h, fmt.Errorf("ed25519 identity of %d bytes", len(ls.Data))
-			}
-			h.Ed25519ID = [32]byte(ls.Data)
-		}
-	}
-	if !haveID {
-		return h, errors.New("no RSA identity link specifier")
-	}
-	if len(h.Addrs) == 0 {
-		return h, errors.New("no address link specifier")
-	}
-	for _, a := range h.Addrs {
-		if !a.Addr().IsValid() || a.Port() == 0 {
-			return h, fmt.Errorf("bad address %v", a)
-		}
-	}
-	return h, nil
 }
 
 // rendCircuit is a rendezvous circuit that carries client streams.
@@ -215,7 +173,7 @@ func (rc *rendCircuit) accept(st *circuit.Stream, req circuit.BeginRequest) {
 	if target == nil {
 		// As C tor: END DONE and close the circuit, so that scanning
 		// ports costs a circuit per port.
-		s.log.Infof("Onion service %s: refusing a stream to unknown port %d.", s.short(), req.Port)
+		s.log.Infof("Onion service %s: refusing a stream to unknown port %d.", s.short, req.Port)
 		go func() {
 			st.Reject(cell.EndDone)
 			rc.circ.Close()
@@ -223,7 +181,7 @@ func (rc *rendCircuit) accept(st *circuit.Stream, req circuit.BeginRequest) {
 		return
 	}
 	if max := s.opts.Config.MaxStreams; max > 0 && int(rc.streams.Load()) >= max {
-		s.log.Infof("Onion service %s: HiddenServiceMaxStreams (%d) reached on circuit %d.", s.short(), max, rc.circ.ID())
+		s.log.Infof("Onion service %s: HiddenServiceMaxStreams (%d) reached on circuit %d.", s.short, max, rc.circ.ID())
 		go func() {
 			st.Reject(cell.EndResourceLimit)
 			if s.opts.Config.MaxStreamsCloseCircuit {
@@ -260,7 +218,7 @@ func (rc *rendCircuit) serve(st *circuit.Stream, t config.HiddenServicePort) {
 		conn, err = d.DialTCP(ctx, "tcp", netip.AddrPort{}, target)
 	}
 	if err != nil {
-		rc.s.log.Infof("Onion service %s: connecting port %d to %s: %v", rc.s.short(), t.VirtualPort, address, err)
+		rc.s.log.Infof("Onion service %s: connecting port %d to %s: %v", rc.s.short, t.VirtualPort, address, err)
 		st.Reject(cell.EndConnectRefused)
 		return
 	}

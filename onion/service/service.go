@@ -17,7 +17,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -92,6 +91,9 @@ type Service struct {
 
 	id      *keys.SigningKey
 	address addr.Address
+	// short is the address prefix used in logs (C tor logs the full
+	// address only at debug level).
+	short   string
 	clients [][32]byte // authorized client x25519 keys; none: no client auth
 
 	// wg counts the service's goroutines; Run waits for them.
@@ -151,7 +153,7 @@ func New(n Network, opts Options) (*Service, error) {
 		if err != nil {
 			return nil, fmt.Errorf("onion service %s: %w", name, err)
 		}
-		s.id, s.address = opts.Key, a
+		s.id, s.address, s.short = opts.Key, a, a.Host()[:10]+"..."
 		seen := map[[32]byte]bool{}
 		for _, k := range opts.ClientKeys {
 			if !seen[k] {
@@ -207,48 +209,50 @@ func (s *Service) loadKeys() error {
 		return fmt.Errorf("onion service directory %s: %w", dir, err)
 	}
 	s.store = st
+	if err := s.loadKeysFrom(st); err != nil {
+		st.Close()
+		return fmt.Errorf("onion service %s: %w", dir, err)
+	}
+	return nil
+}
+
+// loadKeysFrom reads the identity key from st, or generates and writes
+// it, and writes the public key and hostname files where they differ.
+func (s *Service) loadKeysFrom(st *state.Store) error {
 	b, err := st.ReadRaw(SecretKeyFile)
 	switch {
 	case err == nil:
 		if s.id, err = keys.ParseSecretKeyFile(b); err != nil {
-			st.Close()
-			return fmt.Errorf("onion service %s: %s: %w", dir, SecretKeyFile, err)
+			return fmt.Errorf("%s: %w", SecretKeyFile, err)
 		}
 	case errors.Is(err, fs.ErrNotExist):
 		if s.id, err = keys.GenerateKey(); err != nil {
-			st.Close()
-			return fmt.Errorf("onion service %s: generating a key: %w", dir, err)
+			return fmt.Errorf("generating a key: %w", err)
 		}
-		if err := st.WriteNow(SecretKeyFile, s.id.SecretKeyFile(), state.Raw, state.Secret); err != nil {
-			st.Close()
-			return fmt.Errorf("onion service %s: writing %s: %w", dir, SecretKeyFile, err)
+		if err := writeKeyFile(st, SecretKeyFile, s.id.SecretKeyFile(), state.Secret); err != nil {
+			return err
 		}
-		s.log.Noticef("Generated a new v3 onion service key in %s", dir)
+		s.log.Noticef("Generated a new v3 onion service key in %s", s.opts.Config.Dir)
 	default:
-		st.Close()
-		return fmt.Errorf("onion service %s: reading %s: %w", dir, SecretKeyFile, err)
+		return fmt.Errorf("reading %s: %w", SecretKeyFile, err)
 	}
 	if s.address, err = addr.FromKey(s.id.Public()); err != nil {
-		st.Close()
-		return fmt.Errorf("onion service %s: %w", dir, err)
+		return err
 	}
-	pub := keys.PublicKeyFile(s.id.Public())
-	if old, err := st.ReadRaw(PublicKeyFile); err != nil || string(old) != string(pub) {
-		if err := st.WriteNow(PublicKeyFile, pub, state.Raw); err != nil {
-			st.Close()
-			return fmt.Errorf("onion service %s: writing %s: %w", dir, PublicKeyFile, err)
-		}
+	s.short = s.address.Host()[:10] + "..."
+	if err := writeKeyFile(st, PublicKeyFile, keys.PublicKeyFile(s.id.Public())); err != nil {
+		return err
 	}
-	host, err := keys.HostnameFile(s.id.Public())
-	if err != nil {
-		st.Close()
-		return fmt.Errorf("onion service %s: %w", dir, err)
+	return writeKeyFile(st, HostnameFile, []byte(s.address.String()+"\n"))
+}
+
+// writeKeyFile writes the raw file name of st unless it holds b already.
+func writeKeyFile(st *state.Store, name string, b []byte, flags ...state.Flag) error {
+	if old, err := st.ReadRaw(name); err == nil && string(old) == string(b) {
+		return nil
 	}
-	if old, err := st.ReadRaw(HostnameFile); err != nil || string(old) != string(host) {
-		if err := st.WriteNow(HostnameFile, host, state.Raw); err != nil {
-			st.Close()
-			return fmt.Errorf("onion service %s: writing %s: %w", dir, HostnameFile, err)
-		}
+	if err := st.WriteNow(name, b, append(flags, state.Raw)...); err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
 	}
 	return nil
 }
@@ -266,21 +270,18 @@ func readAuthorizedClients(dir string) ([][32]byte, error) {
 	}
 	var out [][32]byte
 	seen := map[[32]byte]bool{}
-	names := make([]string, 0, len(ents))
-	for _, e := range ents {
-		if !e.IsDir() && strings.HasSuffix(e.Name(), ".auth") {
-			names = append(names, e.Name())
+	for _, e := range ents { // os.ReadDir sorts by name
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".auth") {
+			continue
 		}
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		b, err := os.ReadFile(filepath.Join(dir, n))
+		p := filepath.Join(dir, e.Name())
+		b, err := os.ReadFile(p)
 		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", filepath.Join(dir, n), err)
+			return nil, fmt.Errorf("reading %s: %w", p, err)
 		}
 		pk, err := keys.ParseAuthorizedClient(b)
 		if err != nil {
-			return nil, fmt.Errorf("authorized client file %s: %w", filepath.Join(dir, n), err)
+			return nil, fmt.Errorf("authorized client file %s: %w", p, err)
 		}
 		k := [32]byte(pk.Bytes())
 		if !seen[k] {
@@ -299,7 +300,7 @@ func (s *Service) Run(ctx context.Context) error {
 	defer s.wg.Wait()
 	defer s.closeIntros()
 	s.log.Noticef("Onion service %s starting (%d introduction points, %d authorized clients).",
-		s.short(), s.opts.Config.NumIntroductionPoints, len(s.clients))
+		s.short, s.opts.Config.NumIntroductionPoints, len(s.clients))
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {

@@ -123,17 +123,17 @@ func TestHopFromLinkSpecs(t *testing.T) {
 	rsa := [20]byte{1, 2, 3}
 	ed := [32]byte{4, 5}
 	specs := []cell.LinkSpec{cell.LinkSpecAddr(netip.MustParseAddrPort("127.0.0.1:5000")), cell.LinkSpecRSAID(rsa), cell.LinkSpecEdID(ed)}
-	h, err := hopFromLinkSpecs(specs, [32]byte{9})
+	h, err := hscell.HopFromLinkSpecs(specs, [32]byte{9})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if h.RSAID != rsa || h.Ed25519ID != ed || h.NtorKey != [32]byte{9} || len(h.Addrs) != 1 || h.Addrs[0].Port() != 5000 {
 		t.Fatalf("hop %+v", h)
 	}
-	if _, err := hopFromLinkSpecs(specs[1:], [32]byte{}); err == nil {
+	if _, err := hscell.HopFromLinkSpecs(specs[1:], [32]byte{}); err == nil {
 		t.Error("accepted link specifiers without an address")
 	}
-	if _, err := hopFromLinkSpecs(specs[:1], [32]byte{}); err == nil {
+	if _, err := hscell.HopFromLinkSpecs(specs[:1], [32]byte{}); err == nil {
 		t.Error("accepted link specifiers without an RSA identity")
 	}
 }

@@ -4,7 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"slices"
+	"sort"
 )
 
 // Extension field types of the ntor v3 client and server messages
@@ -60,18 +60,19 @@ type Ext struct {
 	Body []byte
 }
 
-// AppendExts appends the encoding of an ntor v3 message made of exts:
+// AppendExts appends the encoding of an extension list, the ntor v3
+// message made of exts (or the extensions of an onion service cell):
 // N_EXTENSIONS(1) then, for each, EXT_FIELD_TYPE(1) EXT_FIELD_LEN(1)
 // EXT_FIELD. The order of exts is kept (the spec asks senders for
 // ascending types).
 func AppendExts(b []byte, exts []Ext) ([]byte, error) {
 	if len(exts) > 255 {
-		return nil, fmt.Errorf("ntor v3 message: %d extensions, at most 255", len(exts))
+		return nil, fmt.Errorf("%d extensions, at most 255", len(exts))
 	}
 	b = append(b, byte(len(exts)))
 	for _, e := range exts {
 		if len(e.Body) > 255 {
-			return nil, fmt.Errorf("ntor v3 extension of type %d: body of %d bytes, at most 255", e.Type, len(e.Body))
+			return nil, fmt.Errorf("extension of type %d: body of %d bytes, at most 255", e.Type, len(e.Body))
 		}
 		b = append(b, e.Type, byte(len(e.Body)))
 		b = append(b, e.Body...)
@@ -84,31 +85,43 @@ func AppendExts(b []byte, exts []Ext) ([]byte, error) {
 // counts). A message that is empty, truncated, or has bytes after the
 // last extension is malformed. Bodies alias b.
 func ParseExts(b []byte) ([]Ext, error) {
+	exts, rest, err := CutExts(b)
+	if err == nil && len(rest) != 0 {
+		err = fmt.Errorf("%d bytes after the %d extensions", len(rest), len(exts))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ntor v3 message: %w: %w", err, ErrMalformedExt)
+	}
+	return exts, nil
+}
+
+// CutExts decodes the extension list at the start of b, N_EXTENSIONS(1)
+// then, for each, EXT_FIELD_TYPE(1) EXT_FIELD_LEN(1) EXT_FIELD, as ntor
+// v3 messages and onion service cells carry it. It returns the extensions
+// in order and with repeats, and the bytes after the list; bodies alias b.
+// Its errors say where the list is truncated (offsets count from b).
+func CutExts(b []byte) (exts []Ext, rest []byte, err error) {
 	if len(b) == 0 {
-		return nil, fmt.Errorf("ntor v3 message: empty, N_EXTENSIONS missing: %w", ErrMalformedExt)
+		return nil, nil, errors.New("empty, N_EXTENSIONS missing")
 	}
 	n := int(b[0])
 	off := 1
-	var exts []Ext
 	if n > 0 {
 		exts = make([]Ext, 0, n)
 	}
-	for i := 0; i < n; i++ {
+	for i := 1; i <= n; i++ {
 		if len(b)-off < 2 {
-			return nil, fmt.Errorf("ntor v3 message: extension %d of %d at byte %d: header needs 2 bytes, %d left: %w", i+1, n, off, len(b)-off, ErrMalformedExt)
+			return nil, nil, fmt.Errorf("extension %d of %d at byte %d: header needs 2 bytes, %d left", i, n, off, len(b)-off)
 		}
 		typ, l := b[off], int(b[off+1])
 		off += 2
 		if len(b)-off < l {
-			return nil, fmt.Errorf("ntor v3 message: extension %d of %d (type %d) at byte %d: body of %d bytes, %d left: %w", i+1, n, typ, off-2, l, len(b)-off, ErrMalformedExt)
+			return nil, nil, fmt.Errorf("extension %d of %d (type %d) at byte %d: body of %d bytes, %d left", i, n, typ, off-2, l, len(b)-off)
 		}
 		exts = append(exts, Ext{Type: typ, Body: b[off : off+l : off+l]})
 		off += l
 	}
-	if off != len(b) {
-		return nil, fmt.Errorf("ntor v3 message: %d bytes after the %d extensions: %w", len(b)-off, n, ErrMalformedExt)
-	}
-	return exts, nil
+	return exts, b[off:], nil
 }
 
 // FindExt returns the body of the first extension of type typ; later
@@ -138,14 +151,18 @@ func cmpSubproto(a, b Subproto) int {
 // AppendSubprotoRequest appends the body of an ExtSubprotoRequest
 // extension listing reqs, sorted and without repeats as relays require.
 func AppendSubprotoRequest(b []byte, reqs []Subproto) ([]byte, error) {
-	s := slices.Clone(reqs)
-	slices.SortFunc(s, cmpSubproto)
-	s = slices.Compact(s)
-	if 2*len(s) > 255 {
-		return nil, fmt.Errorf("subprotocol request: %d capabilities, at most 127", len(s))
+	s := append([]Subproto(nil), reqs...)
+	// sort.Slice rather than a generic sort: no copy of the sort code
+	// for this element type.
+	sort.Slice(s, func(i, j int) bool { return cmpSubproto(s[i], s[j]) < 0 })
+	start := len(b)
+	for i, r := range s {
+		if i == 0 || r != s[i-1] {
+			b = append(b, r.Protocol, r.Capability)
+		}
 	}
-	for _, r := range s {
-		b = append(b, r.Protocol, r.Capability)
+	if n := len(b) - start; n > 255 {
+		return nil, fmt.Errorf("subprotocol request: %d capabilities, at most 127", n/2)
 	}
 	return b, nil
 }
@@ -221,22 +238,28 @@ type NtorV3Reply struct {
 // or a sendme_inc of 0. Bytes after sendme_inc in the response body are
 // ignored, as C tor does.
 func ParseNtorV3Reply(sm []byte, req NtorV3Request) (NtorV3Reply, error) {
-	exts, err := ParseExts(sm)
+	r, err := parseNtorV3Reply(sm, req)
 	if err != nil {
 		return NtorV3Reply{}, fmt.Errorf("ntor v3 server message: %w", err)
 	}
+	return r, nil
+}
+
+func parseNtorV3Reply(sm []byte, req NtorV3Request) (NtorV3Reply, error) {
+	exts, err := ParseExts(sm)
+	if err != nil {
+		return NtorV3Reply{}, err
+	}
 	body, ok := FindExt(exts, ExtCCResponse)
-	if !ok {
+	switch {
+	case !ok:
 		return NtorV3Reply{}, nil
-	}
-	if !req.CongestionControl {
-		return NtorV3Reply{}, fmt.Errorf("ntor v3 server message: %w", ErrUnsolicitedCC)
-	}
-	if len(body) < 1 {
-		return NtorV3Reply{}, fmt.Errorf("ntor v3 server message: congestion control response without sendme_inc: %w", ErrMalformedExt)
-	}
-	if body[0] == 0 {
-		return NtorV3Reply{}, fmt.Errorf("ntor v3 server message: congestion control response with sendme_inc 0: %w", ErrMalformedExt)
+	case !req.CongestionControl:
+		return NtorV3Reply{}, ErrUnsolicitedCC
+	case len(body) < 1:
+		return NtorV3Reply{}, fmt.Errorf("congestion control response without sendme_inc: %w", ErrMalformedExt)
+	case body[0] == 0:
+		return NtorV3Reply{}, fmt.Errorf("congestion control response with sendme_inc 0: %w", ErrMalformedExt)
 	}
 	return NtorV3Reply{CongestionControl: true, SendmeInc: body[0]}, nil
 }
