@@ -158,7 +158,7 @@ func (e *CorruptError) Error() string {
 	if e.MovedTo != "" {
 		where = "moved to " + e.MovedTo
 	}
-	return fmt.Sprintf("state file %q corrupt (%v); %s", e.Name, e.Reason, where)
+	return "state file " + strconv.Quote(e.Name) + " corrupt (" + e.Reason.Error() + "); " + where
 }
 
 // Is makes errors.Is(err, ErrCorrupt) true.
@@ -261,20 +261,24 @@ const tmpInfix = ".tmp-"
 
 // checkName accepts names of plain files in the state directory.
 func checkName(name string) error {
-	if name == "" || len(name) > 128 {
-		return fmt.Errorf("state: bad name %q: want 1 to 128 characters", name)
+	var why string
+	switch {
+	case name == "" || len(name) > 128:
+		why = "want 1 to 128 characters"
+	case name[0] == '.':
+		why = "must not start with '.'"
 	}
-	if name[0] == '.' {
-		return fmt.Errorf("state: bad name %q: must not start with '.'", name)
-	}
-	for i := 0; i < len(name); i++ {
+	for i := 0; i < len(name) && why == ""; i++ {
 		c := name[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return fmt.Errorf("state: bad name %q: character %q at %d (allowed: letters, digits, '_', '-', '.')", name, c, i)
+			why = "character " + strconv.QuoteRune(rune(c)) + " at " + strconv.Itoa(i) + " (allowed: letters, digits, '_', '-', '.')"
 		}
 	}
-	if strings.Contains(name, ".corrupt-") || strings.Contains(name, tmpInfix) {
-		return fmt.Errorf("state: bad name %q: reserved suffix", name)
+	if why == "" && (strings.Contains(name, ".corrupt-") || strings.Contains(name, tmpInfix)) {
+		why = "reserved suffix"
+	}
+	if why != "" {
+		return fmt.Errorf("state: bad name %q: %s", name, why)
 	}
 	return nil
 }
@@ -602,36 +606,35 @@ func (s *Store) runDue() time.Time {
 		if !e.dirty {
 			continue
 		}
+		var t time.Time
 		switch {
 		case e.flags&TimeDependent != 0 && !trusted:
-			later(now.Add(s.opts.ClockPoll))
+			t = now.Add(s.opts.ClockPoll)
 		case s.due(e, now):
 			names = append(names, n)
+			continue
 		default:
-			t := e.retryAt
+			t = e.retryAt
 			if e.written {
 				t = later2(t, e.lastWrite.Add(s.opts.MinInterval))
 			}
-			later(t)
 		}
+		later(t)
 	}
 	s.mu.Unlock()
 	for _, n := range names {
-		if err := s.writeOne(n, false); err != nil {
-			s.mu.Lock()
-			if e := s.entries[n]; e != nil {
+		err := s.writeOne(n, false)
+		s.mu.Lock()
+		if e := s.entries[n]; e != nil && (err != nil || e.dirty) {
+			t := e.lastWrite.Add(s.opts.MinInterval)
+			if err != nil {
 				// Retry at the backoff time, or, if the clock
 				// stopped being trusted meanwhile, at the next poll.
-				later(later2(e.retryAt, now.Add(s.opts.ClockPoll)))
+				t = later2(e.retryAt, now.Add(s.opts.ClockPoll))
 			}
-			s.mu.Unlock()
-		} else {
-			s.mu.Lock()
-			if e := s.entries[n]; e != nil && e.dirty {
-				later(e.lastWrite.Add(s.opts.MinInterval))
-			}
-			s.mu.Unlock()
+			later(t)
 		}
+		s.mu.Unlock()
 	}
 	return next
 }
