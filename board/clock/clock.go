@@ -35,8 +35,8 @@
 package clock
 
 import (
-	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -289,6 +289,12 @@ func signed(d time.Duration) string {
 	return "+" + interval(d)
 }
 
+// intervalUnits are the units of interval, largest first.
+var intervalUnits = [...]struct {
+	secs int64
+	name string
+}{{365 * 86400, "year"}, {86400, "day"}, {3600, "hour"}, {60, "minute"}}
+
 // interval formats a duration as C tor's format_time_interval does:
 // "3 years, 12 days, 4 hours, 5 minutes" (seconds only under a minute).
 func interval(d time.Duration) string {
@@ -296,25 +302,12 @@ func interval(d time.Duration) string {
 	if secs < 60 {
 		return plural(secs, "second")
 	}
-	const day = 86400
-	years := secs / (365 * day)
-	secs -= years * 365 * day
-	days := secs / day
-	secs -= days * day
-	hours := secs / 3600
-	mins := (secs % 3600) / 60
 	var parts []string
-	if years > 0 {
-		parts = append(parts, plural(years, "year"))
-	}
-	if days > 0 {
-		parts = append(parts, plural(days, "day"))
-	}
-	if hours > 0 {
-		parts = append(parts, plural(hours, "hour"))
-	}
-	if mins > 0 {
-		parts = append(parts, plural(mins, "minute"))
+	for _, u := range intervalUnits {
+		if n := secs / u.secs; n > 0 {
+			parts = append(parts, plural(n, u.name))
+			secs -= n * u.secs
+		}
 	}
 	return strings.Join(parts, ", ")
 }
@@ -323,5 +316,5 @@ func plural(n int64, unit string) string {
 	if n == 1 {
 		return "1 " + unit
 	}
-	return fmt.Sprintf("%d %ss", n, unit)
+	return strconv.FormatInt(n, 10) + " " + unit + "s"
 }
