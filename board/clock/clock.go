@@ -196,14 +196,18 @@ func (c *Clock) ObserveConsensus(validAfter, freshUntil time.Time) {
 	if c.opts.Synced() {
 		using = "The kernel says our clock is synchronised: keeping it."
 	}
+	var skew time.Duration
+	var dir, when string
 	switch {
 	case c.lo > 0 && c.lo >= WarnSkew:
-		c.opts.Log.Warnf("Our clock is %s behind the time published in the consensus network status document (%s UTC). Tor needs an accurate clock to work correctly. Please check your time and date settings! %s",
-			interval(c.lo), validAfter.UTC().Format(time.DateTime), using)
+		skew, dir, when = c.lo, "behind", validAfter.UTC().Format(time.DateTime)
 	case c.hi < 0 && -c.hi >= WarnSkew:
-		c.opts.Log.Warnf("Our clock is %s ahead of the time published in the consensus network status document (fresh until %s UTC). Tor needs an accurate clock to work correctly. Please check your time and date settings! %s",
-			interval(-c.hi), freshUntil.UTC().Format(time.DateTime), using)
+		skew, dir, when = -c.hi, "ahead of", "fresh until "+freshUntil.UTC().Format(time.DateTime)
+	default:
+		return
 	}
+	c.opts.Log.Warnf("Our clock is %s %s the time published in the consensus network status document (%s UTC). Tor needs an accurate clock to work correctly. Please check your time and date settings! %s",
+		interval(skew), dir, when, using)
 }
 
 // ObserveNetinfo records the timestamp of a NETINFO cell just received
