@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -320,28 +319,6 @@ func TestDropPrivilegesChecks(t *testing.T) {
 		if err := dropPrivileges(cfg, torlog.Discard()); err == nil || !strings.Contains(err.Error(), "must be started as root") {
 			t.Errorf("switching users as non-root: %v", err)
 		}
-	}
-}
-
-func TestMemInUse(t *testing.T) {
-	use := newMemInUse()
-	u := use()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	if u == 0 || u > ms.Sys {
-		t.Fatalf("memory in use %d; runtime Sys %d", u, ms.Sys)
-	}
-	// Garbage does not count once collected.
-	garbage := make([][]byte, 0, 64)
-	for range 64 {
-		garbage = append(garbage, make([]byte, 64<<10))
-	}
-	withGarbage := use()
-	garbage = nil
-	_ = garbage
-	debug.FreeOSMemory()
-	if after := use(); after >= withGarbage {
-		t.Errorf("in use: %d with 4 MiB of garbage, %d after collecting it", withGarbage, after)
 	}
 }
 

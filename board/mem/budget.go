@@ -68,8 +68,8 @@ type Budget struct {
 
 // NewBudget returns a Budget with the given caps. memLimit is the heap
 // limit Pressure compares usage() with (GoMemLimit; 0 to ignore the heap);
-// usage reports bytes in use (nil: the Go runtime's mapped, unreleased
-// memory from runtime/metrics).
+// usage reports bytes in use (nil: the Go runtime's memory in use from
+// runtime/metrics, less its free heap and collectable garbage).
 func NewBudget(caps Caps, memLimit uint64, usage func() uint64) *Budget {
 	b := &Budget{limit: memLimit, usage: usage}
 	b.caps[Circuits] = caps.Circuits
@@ -138,21 +138,37 @@ func (b *Budget) Pressure() Pressure {
 // below High).
 func (b *Budget) AllowNewStream() bool { return b.Pressure() < PressureHigh }
 
-// newRuntimeUsage returns a function reading the Go runtime's memory in
-// use: all mapped memory minus what was returned to the OS.
+// newRuntimeUsage returns the default measure of memory in use: what the
+// Go runtime has mapped and not released, less the free heap it keeps for
+// reuse and the garbage that the next collection frees. Mapped memory
+// alone stays near the Go memory limit after a burst (the runtime returns
+// it to the kernel only as it approaches the limit), which would refuse
+// streams long after the load has gone.
 func newRuntimeUsage() func() uint64 {
 	var mu sync.Mutex
 	samples := []metrics.Sample{
 		{Name: "/memory/classes/total:bytes"},
 		{Name: "/memory/classes/heap/released:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/gc/heap/live:bytes"},
 	}
 	return func() uint64 {
 		mu.Lock()
 		defer mu.Unlock()
 		metrics.Read(samples)
-		if samples[0].Value.Kind() != metrics.KindUint64 || samples[1].Value.Kind() != metrics.KindUint64 {
-			return 0
+		var v [5]uint64
+		for i, s := range samples {
+			if s.Value.Kind() != metrics.KindUint64 {
+				return 0
+			}
+			v[i] = s.Value.Uint64()
 		}
-		return samples[0].Value.Uint64() - samples[1].Value.Uint64()
+		total, released, free, objects, live := v[0], v[1], v[2], v[3], v[4]
+		used := total - released - free
+		if objects > live && live > 0 {
+			used -= objects - live
+		}
+		return used
 	}
 }
