@@ -59,44 +59,50 @@ func ReadInfo(root string) (Info, error) {
 		root = "/"
 	}
 	var info Info
-	b, err := os.ReadFile(filepath.Join(root, "proc/meminfo"))
+	name := filepath.Join(root, "proc/meminfo")
+	b, err := os.ReadFile(name)
 	if err != nil {
 		return info, fmt.Errorf("mem: %w", err)
 	}
-	info.MemTotal, info.MemAvailable, err = ParseMeminfo(b)
-	if err != nil {
-		return info, fmt.Errorf("mem: %s: %w", filepath.Join(root, "proc/meminfo"), err)
+	if info.MemTotal, info.MemAvailable, err = ParseMeminfo(b); err != nil {
+		return info, fileError(name, err)
 	}
-	cg, err := os.ReadFile(filepath.Join(root, "proc/self/cgroup"))
+	name = filepath.Join(root, "proc/self/cgroup")
+	cg, err := os.ReadFile(name)
 	if err != nil {
 		// No cgroup information (old kernel, chroot): no limit.
 		return info, nil
 	}
 	v2path, v1path, err := ParseProcCgroup(cg)
 	if err != nil {
-		return info, fmt.Errorf("mem: %s: %w", filepath.Join(root, "proc/self/cgroup"), err)
+		return info, fileError(name, err)
 	}
-	if v1path != "" {
-		lim, ok, err := tightest(filepath.Join(root, "sys/fs/cgroup/memory"), v1path, "memory.limit_in_bytes")
+	// The v1 memory controller's limit, else the v2 one.
+	for _, c := range [...]struct {
+		version           int
+		path, mount, file string
+	}{
+		{1, v1path, "sys/fs/cgroup/memory", "memory.limit_in_bytes"},
+		{2, v2path, "sys/fs/cgroup", "memory.max"},
+	} {
+		if c.path == "" {
+			continue
+		}
+		lim, ok, err := tightest(filepath.Join(root, c.mount), c.path, c.file)
 		if err != nil {
 			return info, err
 		}
 		if ok {
-			info.CgroupVersion = 1
-			info.CgroupLimit = lim
-		}
-	}
-	if info.CgroupVersion == 0 && v2path != "" {
-		lim, ok, err := tightest(filepath.Join(root, "sys/fs/cgroup"), v2path, "memory.max")
-		if err != nil {
-			return info, err
-		}
-		if ok {
-			info.CgroupVersion = 2
-			info.CgroupLimit = lim
+			info.CgroupVersion, info.CgroupLimit = c.version, lim
+			break
 		}
 	}
 	return info, nil
+}
+
+// fileError wraps err, which is about the content of file name.
+func fileError(name string, err error) error {
+	return fmt.Errorf("mem: %s: %w", name, err)
 }
 
 // unlimitedV1 is the smallest value cgroup v1 uses for "no limit" on any
@@ -115,7 +121,7 @@ func tightest(mount, cgpath, file string) (limit uint64, ok bool, err error) {
 		if rerr == nil {
 			v, unlimited, perr := ParseLimit(b)
 			if perr != nil {
-				return 0, false, fmt.Errorf("mem: %s: %w", name, perr)
+				return 0, false, fileError(name, perr)
 			}
 			ok = true
 			if !unlimited && (limit == 0 || v < limit) {
