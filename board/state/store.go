@@ -313,7 +313,7 @@ func (s *Store) queue(name string, data []byte, flags Flag) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return fmt.Errorf("state: writing %q: %w", name, ErrClosed)
+		return writeError(name, ErrClosed)
 	}
 	e := s.entries[name]
 	if e == nil {
@@ -346,16 +346,8 @@ func (s *Store) WriteNow(name string, data []byte, flags ...Flag) error {
 // except TimeDependent data while the clock is untrusted (that stays
 // queued and is not an error). It returns the write errors joined.
 func (s *Store) Flush() error {
-	s.mu.Lock()
-	var names []string
-	for n, e := range s.entries {
-		if e.dirty {
-			names = append(names, n)
-		}
-	}
-	s.mu.Unlock()
 	var errs []error
-	for _, n := range names {
+	for _, n := range s.dirtyNames() {
 		if err := s.writeOne(n, true); err != nil && !errors.Is(err, ErrClockUntrusted) {
 			errs = append(errs, err)
 		}
@@ -379,18 +371,28 @@ func (s *Store) Close() error {
 	}
 	<-s.done
 	err := s.Flush()
-	s.mu.Lock()
-	var held []string
-	for n, e := range s.entries {
-		if e.dirty {
-			held = append(held, n)
-		}
-	}
-	s.mu.Unlock()
-	if len(held) > 0 {
+	if held := s.dirtyNames(); len(held) > 0 {
 		err = errors.Join(err, fmt.Errorf("state: closing with %d unwritten file(s): %s", len(held), strings.Join(held, ", ")))
 	}
 	return err
+}
+
+// dirtyNames returns the names whose data is queued.
+func (s *Store) dirtyNames() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var names []string
+	for n, e := range s.entries {
+		if e.dirty {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+// writeError is the error of a failed write of name.
+func writeError(name string, err error) error {
+	return fmt.Errorf("state: writing %q: %w", name, err)
 }
 
 // Stats returns a snapshot of the counters.
@@ -503,7 +505,7 @@ func (s *Store) writeOne(name string, force bool) error {
 	now := s.opts.Now()
 	if e.flags&TimeDependent != 0 && !s.trusted() {
 		s.mu.Unlock()
-		return fmt.Errorf("state: writing %q: %w", name, ErrClockUntrusted)
+		return writeError(name, ErrClockUntrusted)
 	}
 	if !force && !s.due(e, now) {
 		s.mu.Unlock()
@@ -525,7 +527,7 @@ func (s *Store) writeOne(name string, force bool) error {
 			s.degraded = true
 			s.opts.Log.Warnf("Could not write state to %s: %v. Keeping it in memory and retrying later; check free space and that the filesystem is writable.", s.dir, err)
 		}
-		return fmt.Errorf("state: writing %q: %w", name, err)
+		return writeError(name, err)
 	}
 	s.stats.Writes++
 	if s.degraded {
