@@ -50,11 +50,11 @@ func (n *Notifier) Send(assignments ...string) error {
 	}
 	c, err := net.DialUnix("unixgram", nil, n.addr)
 	if err != nil {
-		return fmt.Errorf("watchdog: connecting to NOTIFY_SOCKET %s: %w", n.addr.Name, err)
+		return opError("connecting to NOTIFY_SOCKET", n.addr.Name, err)
 	}
 	defer c.Close()
 	if _, err := c.Write([]byte(strings.Join(assignments, "\n"))); err != nil {
-		return fmt.Errorf("watchdog: sending to NOTIFY_SOCKET %s: %w", n.addr.Name, err)
+		return opError("sending to NOTIFY_SOCKET", n.addr.Name, err)
 	}
 	return nil
 }
