@@ -396,3 +396,19 @@ func TestBoardStartAndClose(t *testing.T) {
 		t.Errorf("no flash statistics at exit: %s", logs.String())
 	}
 }
+
+func TestRoughInterval(t *testing.T) {
+	const day = 24 * time.Hour
+	for d, want := range map[time.Duration]string{
+		3*365*day + 12*day + 5*time.Hour: "3 years, 12 days",
+		2*365*day + 3*time.Hour:          "2 years",
+		5*day + 13*time.Hour:             "6 days, 0 hours",
+		5*time.Hour + 3*time.Minute:      "5h3m0s",
+		365 * day:                        "1 years",
+		day:                              "1 days, 0 hours",
+	} {
+		if got := roughInterval(d); got != want {
+			t.Errorf("roughInterval(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
