@@ -167,11 +167,12 @@ type LineError struct {
 	Err  error
 }
 
-// Error describes the problem with its line number.
+// Error describes the problem with its line number (and the item, cut
+// short if long).
 func (e *LineError) Error() string {
 	s := "guard state line " + strconv.Itoa(e.Line)
 	if e.Item != "" {
-		s += ", item " + strconv.Quote(e.Item)
+		s += ", item " + strconv.Quote(truncate(e.Item))
 	}
 	return s + ": " + e.Err.Error()
 }
@@ -184,7 +185,7 @@ type problemList []error
 
 // add records a LineError for line and item ("" for the whole line).
 func (p *problemList) add(line int, item string, err error) {
-	*p = append(*p, &LineError{Line: line, Item: truncate(item), Err: err})
+	*p = append(*p, &LineError{Line: line, Item: item, Err: err})
 }
 
 // decoded is what parseState read.
@@ -214,26 +215,27 @@ func parseState(data []byte, now time.Time, sel string) (d decoded, problems pro
 			problems.add(lineNo, "", errTooManyLines)
 			break
 		}
+		var err error
 		fields := strings.Fields(line)
 		if fields[0] != "Guard" {
-			problems.add(lineNo, "", errors.New("keyword "+strconv.Quote(truncate(fields[0]))+` is not "Guard"`))
-			continue
+			err = errors.New("keyword " + strconv.Quote(truncate(fields[0])) + ` is not "Guard"`)
+		} else {
+			e, hasIdx, foreign, probs := parseGuardLine(fields[1:], lineNo, now, sel)
+			problems = append(problems, probs...)
+			switch {
+			case foreign:
+				d.foreign = append(d.foreign, strings.Join(fields, " "))
+			case e == nil:
+			case seen[e.id]:
+				err = errors.New("guard " + idHex(&e.id) + " listed twice; later line ignored")
+			default:
+				seen[e.id] = true
+				all = append(all, parsed{e: e, hasIdx: hasIdx, fileLine: lineNo})
+			}
 		}
-		e, hasIdx, foreign, probs := parseGuardLine(fields[1:], lineNo, now, sel)
-		problems = append(problems, probs...)
-		if foreign {
-			d.foreign = append(d.foreign, strings.Join(fields, " "))
-			continue
+		if err != nil {
+			problems.add(lineNo, "", err)
 		}
-		if e == nil {
-			continue
-		}
-		if seen[e.id] {
-			problems.add(lineNo, "", errors.New("guard "+idHex(&e.id)+" listed twice; later line ignored"))
-			continue
-		}
-		seen[e.id] = true
-		all = append(all, parsed{e: e, hasIdx: hasIdx, fileLine: lineNo})
 	}
 	// Sample order: by sampled_idx; lines without one come after, in file
 	// order.
