@@ -45,7 +45,7 @@ func (e *formatError) Error() string {
 	if e.off < 0 {
 		return e.msg
 	}
-	return "trailer line at offset " + strconv.Itoa(e.off) + ": " + e.msg
+	return "trailer at offset " + strconv.Itoa(e.off) + ": " + e.msg
 }
 
 // decode checks the trailer of a checksummed file and returns its payload
@@ -71,7 +71,7 @@ func decode(file []byte) ([]byte, error) {
 	n, err := strconv.ParseUint(string(lenField), 10, 63)
 	switch {
 	case !ok:
-		bad.msg = "is not a " + strconv.Quote(trailerMagic) + " trailer"
+		bad.msg = "last line is not a " + strconv.Quote(trailerMagic) + " trailer"
 	case !hasSum:
 		bad.msg = "no sha256 field"
 	case err != nil || (len(lenField) > 1 && lenField[0] == '0'):
