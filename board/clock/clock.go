@@ -35,7 +35,7 @@
 package clock
 
 import (
-	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -252,8 +252,10 @@ func (c *Clock) update() {
 	}
 	var est time.Duration
 	if len(c.skews) >= c.opts.MinNetinfo {
-		s := slices.Clone(c.skews)
-		slices.Sort(s)
+		// sort.Slice, not slices.Sort: it shares the code other packages
+		// link, where slices.Sort would add a copy for time.Duration.
+		s := append([]time.Duration(nil), c.skews...)
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 		if len(s)%2 == 1 {
 			est = s[len(s)/2]
 		} else {
