@@ -146,18 +146,22 @@ func (b *Budget) AllowNewStream() bool { return b.Pressure() < PressureHigh }
 // streams long after the load has gone.
 func newRuntimeUsage() func() uint64 {
 	var mu sync.Mutex
-	samples := []metrics.Sample{
-		{Name: "/memory/classes/total:bytes"},
-		{Name: "/memory/classes/heap/released:bytes"},
-		{Name: "/memory/classes/heap/free:bytes"},
-		{Name: "/memory/classes/heap/objects:bytes"},
-		{Name: "/gc/heap/live:bytes"},
+	names := [...]string{
+		"/memory/classes/total:bytes",
+		"/memory/classes/heap/released:bytes",
+		"/memory/classes/heap/free:bytes",
+		"/memory/classes/heap/objects:bytes",
+		"/gc/heap/live:bytes",
+	}
+	samples := make([]metrics.Sample, len(names))
+	for i, n := range names {
+		samples[i].Name = n
 	}
 	return func() uint64 {
 		mu.Lock()
 		defer mu.Unlock()
 		metrics.Read(samples)
-		var v [5]uint64
+		var v [len(names)]uint64
 		for i, s := range samples {
 			if s.Value.Kind() != metrics.KindUint64 {
 				return 0
