@@ -29,7 +29,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -114,9 +113,11 @@ const unlimitedV1 = 1 << 62
 // cgroup namespace may hide ancestors: then the path's files are looked up
 // directly under mount as well.
 func tightest(mount, cgpath, file string) (limit uint64, ok bool, err error) {
-	p := path.Clean("/" + cgpath)
+	// filepath, not path: on Linux they treat the cgroup's slash path
+	// alike, and filepath is linked already.
+	p := filepath.Clean("/" + cgpath)
 	for {
-		name := filepath.Join(mount, filepath.FromSlash(p), file)
+		name := filepath.Join(mount, p, file)
 		b, rerr := os.ReadFile(name)
 		if rerr == nil {
 			v, unlimited, perr := ParseLimit(b)
@@ -133,7 +134,7 @@ func tightest(mount, cgpath, file string) (limit uint64, ok bool, err error) {
 		if p == "/" {
 			break
 		}
-		p = path.Dir(p)
+		p = filepath.Dir(p)
 	}
 	return limit, ok, nil
 }
