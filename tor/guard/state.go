@@ -238,8 +238,9 @@ func parseState(data []byte, now time.Time, sel string) (d decoded, problems pro
 		}
 	}
 	// Sample order: by sampled_idx; lines without one come after, in file
-	// order.
-	sort.SliceStable(all, func(a, b int) bool {
+	// order. (The orders here are total: sort.Slice, which other packages
+	// link too, gives the same result as a stable sort.)
+	sort.Slice(all, func(a, b int) bool {
 		pa, pb := all[a], all[b]
 		if pa.hasIdx != pb.hasIdx {
 			return pa.hasIdx
@@ -261,7 +262,13 @@ func parseState(data []byte, now time.Time, sel string) (d decoded, problems pro
 			confirmed = append(confirmed, e)
 		}
 	}
-	sort.SliceStable(confirmed, func(a, b int) bool { return confirmed[a].confirmedIdx < confirmed[b].confirmedIdx })
+	sort.Slice(confirmed, func(a, b int) bool {
+		ca, cb := confirmed[a], confirmed[b]
+		if ca.confirmedIdx != cb.confirmedIdx {
+			return ca.confirmedIdx < cb.confirmedIdx
+		}
+		return ca.sampledIdx < cb.sampledIdx
+	})
 	for i, e := range confirmed {
 		e.confirmedIdx = i
 	}
