@@ -1,8 +1,8 @@
 package mem
 
 import (
-	"fmt"
 	"runtime/metrics"
+	"strconv"
 	"sync"
 	"sync/atomic"
 )
@@ -18,16 +18,14 @@ const (
 	numResources
 )
 
+// resourceNames are the names of the resources, for logs.
+var resourceNames = [...]string{Circuits: "circuits", Streams: "streams", QueuedCells: "queued cells"}
+
 func (r Resource) String() string {
-	switch r {
-	case Circuits:
-		return "circuits"
-	case Streams:
-		return "streams"
-	case QueuedCells:
-		return "queued cells"
+	if uint(r) < uint(len(resourceNames)) {
+		return resourceNames[r]
 	}
-	return fmt.Sprintf("resource(%d)", int(r))
+	return "resource(" + strconv.Itoa(int(r)) + ")"
 }
 
 // Pressure is how close to its limits the process is.
@@ -42,18 +40,14 @@ const (
 	PressureCritical                 // at or over a cap: shed load
 )
 
+// pressureNames are the names of the pressure levels, for logs.
+var pressureNames = [...]string{PressureNone: "none", PressureModerate: "moderate", PressureHigh: "high", PressureCritical: "critical"}
+
 func (p Pressure) String() string {
-	switch p {
-	case PressureNone:
-		return "none"
-	case PressureModerate:
-		return "moderate"
-	case PressureHigh:
-		return "high"
-	case PressureCritical:
-		return "critical"
+	if uint(p) < uint(len(pressureNames)) {
+		return pressureNames[p]
 	}
-	return fmt.Sprintf("pressure(%d)", int(p))
+	return "pressure(" + strconv.Itoa(int(p)) + ")"
 }
 
 // Budget counts circuits, streams and queued cells against Caps and the Go
