@@ -127,5 +127,11 @@ func opError(op, name string, err error) error {
 	return fmt.Errorf("watchdog: %s %s: %w", op, name, err)
 }
 
+// valueError says what is wrong with value, the named setting: "watchdog:
+// <name> <quoted value><why>".
+func valueError(name, value, why string) error {
+	return fmt.Errorf("watchdog: %s %q%s", name, value, why)
+}
+
 // String names the device for logs.
 func (d *Device) String() string { return d.path }
