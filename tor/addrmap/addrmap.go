@@ -18,6 +18,7 @@ import (
 	"io"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -72,15 +73,18 @@ func CheckNetwork(p netip.Prefix, ipv6 bool) error {
 	if ipv6 {
 		name, maxBits = "VirtualAddrNetworkIPv6", MaxIPv6PrefixBits
 	}
+	var msg string
 	switch {
 	case !p.IsValid():
-		return fmt.Errorf("%s: no network", name)
+		msg = name + ": no network"
 	case p.Addr().Is6() != ipv6 || p.Addr().Is4In6():
-		return fmt.Errorf("incorrect address type for %s", name)
+		msg = "incorrect address type for " + name
 	case p.Bits() > maxBits:
-		return fmt.Errorf("%s expects a /%d network or larger", name, maxBits)
+		msg = name + " expects a /" + strconv.Itoa(maxBits) + " network or larger"
+	default:
+		return nil
 	}
-	return nil
+	return errors.New(msg)
 }
 
 // entry is one mapping: from its key (a lower-case name or an address) to
