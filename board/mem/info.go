@@ -24,8 +24,6 @@
 package mem
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -142,22 +140,19 @@ func tightest(mount, cgpath, file string) (limit uint64, ok bool, err error) {
 // ParseMeminfo returns MemTotal and MemAvailable in bytes from the text of
 // /proc/meminfo. MemTotal is required.
 func ParseMeminfo(b []byte) (total, available uint64, err error) {
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	line := 0
 	haveTotal := false
-	for sc.Scan() {
-		line++
-		key, rest, ok := strings.Cut(sc.Text(), ":")
+	for i, ln := range strings.Split(string(b), "\n") {
+		key, rest, ok := strings.Cut(ln, ":")
 		if !ok || (key != "MemTotal" && key != "MemAvailable") {
 			continue
 		}
 		f := strings.Fields(rest)
 		if len(f) != 2 || f[1] != "kB" {
-			return 0, 0, fmt.Errorf("line %d: %s: want \"<number> kB\", got %q", line, key, strings.TrimSpace(rest))
+			return 0, 0, lineError(i, key+`: want "<number> kB", got `, strings.TrimSpace(rest), "")
 		}
 		v, err := strconv.ParseUint(f[0], 10, 64)
 		if err != nil || v > 1<<53 {
-			return 0, 0, fmt.Errorf("line %d: %s: bad number %q", line, key, f[0])
+			return 0, 0, lineError(i, key+": bad number ", f[0], "")
 		}
 		if key == "MemTotal" {
 			total, haveTotal = v*1024, true
@@ -165,13 +160,16 @@ func ParseMeminfo(b []byte) (total, available uint64, err error) {
 			available = v * 1024
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return 0, 0, err
-	}
 	if !haveTotal || total == 0 {
 		return 0, 0, errors.New("no MemTotal line")
 	}
 	return total, available, nil
+}
+
+// lineError says what is wrong with value on the line of index i:
+// "line <i+1>: <before><quoted value><after>".
+func lineError(i int, before, value, after string) error {
+	return fmt.Errorf("line %d: %s%q%s", i+1, before, value, after)
 }
 
 // ParseProcCgroup returns the cgroup v2 path (the "0::" line) and the
@@ -184,10 +182,10 @@ func ParseProcCgroup(b []byte) (v2, v1 string, err error) {
 		}
 		parts := strings.SplitN(ln, ":", 3)
 		if len(parts) != 3 {
-			return "", "", fmt.Errorf("line %d: %q: want id:controllers:path", i+1, ln)
+			return "", "", lineError(i, "", ln, ": want id:controllers:path")
 		}
 		if !strings.HasPrefix(parts[2], "/") {
-			return "", "", fmt.Errorf("line %d: cgroup path %q is not absolute", i+1, parts[2])
+			return "", "", lineError(i, "cgroup path ", parts[2], " is not absolute")
 		}
 		if parts[0] == "0" && parts[1] == "" {
 			v2 = parts[2]
