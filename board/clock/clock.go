@@ -129,7 +129,8 @@ func New(opts Options) *Clock {
 // system clock since the last call from the learned skews. Call with mu.
 func (c *Clock) local() time.Time {
 	wall, mono := c.opts.Now(), c.opts.Mono()
-	step := wall.Round(0).Sub(c.lastWall.Round(0)) - (mono - c.lastMono)
+	// Truncate(0) drops the monotonic readings: the wall clocks are compared.
+	step := wall.Truncate(0).Sub(c.lastWall.Truncate(0)) - (mono - c.lastMono)
 	c.lastWall, c.lastMono = wall, mono
 	if step > time.Second || step < -time.Second {
 		// The local clock moved by step without time passing: what we
