@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -323,28 +322,6 @@ func TestDropPrivilegesChecks(t *testing.T) {
 	}
 }
 
-func TestMemInUse(t *testing.T) {
-	use := newMemInUse()
-	u := use()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	if u == 0 || u > ms.Sys {
-		t.Fatalf("memory in use %d; runtime Sys %d", u, ms.Sys)
-	}
-	// Garbage does not count once collected.
-	garbage := make([][]byte, 0, 64)
-	for range 64 {
-		garbage = append(garbage, make([]byte, 64<<10))
-	}
-	withGarbage := use()
-	garbage = nil
-	_ = garbage
-	debug.FreeOSMemory()
-	if after := use(); after >= withGarbage {
-		t.Errorf("in use: %d with 4 MiB of garbage, %d after collecting it", withGarbage, after)
-	}
-}
-
 // fakeClient is a Client whose bootstrap is done.
 type fakeClient struct{ pings, sheds atomic.Int64 }
 
@@ -417,5 +394,21 @@ func TestBoardStartAndClose(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "State writes at exit: ") {
 		t.Errorf("no flash statistics at exit: %s", logs.String())
+	}
+}
+
+func TestRoughInterval(t *testing.T) {
+	const day = 24 * time.Hour
+	for d, want := range map[time.Duration]string{
+		3*365*day + 12*day + 5*time.Hour: "3 years, 12 days",
+		2*365*day + 3*time.Hour:          "2 years",
+		5*day + 13*time.Hour:             "6 days, 0 hours",
+		5*time.Hour + 3*time.Minute:      "5h3m0s",
+		365 * day:                        "1 years",
+		day:                              "1 days, 0 hours",
+	} {
+		if got := roughInterval(d); got != want {
+			t.Errorf("roughInterval(%v) = %q, want %q", d, got, want)
+		}
 	}
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
-	"runtime/metrics"
-	"sync"
 	"time"
 
 	"tinytor/board/mem"
@@ -41,7 +39,7 @@ func (b *Board) planMemory() error {
 	}
 	b.applyPlan(plan)
 	b.caps = b.plan.Caps()
-	b.budget = mem.NewBudget(b.caps, uint64(b.plan.GoMemLimit), newMemInUse())
+	b.budget = mem.NewBudget(b.caps, uint64(b.plan.GoMemLimit), nil)
 	return nil
 }
 
@@ -71,41 +69,6 @@ func (b *Board) applyPlan(p mem.Plan) {
 	}
 	b.log.Noticef("Memory: %s usable; MaxMemInQueues %s%s; process budget %s: Go memory limit %s%s and %s for the program's code; GC %d%%.",
 		mib(p.Effective), mib(p.MaxMemInQueues), auto, mib(p.Budget), mib(uint64(p.GoMemLimit)), from, mib(p.Budget-min(p.Budget, uint64(p.GoMemLimit))), p.GCPercent)
-}
-
-// newMemInUse returns the Budget's measure of memory in use: what the Go
-// runtime has mapped and not released, less the free heap it keeps for
-// reuse and the garbage that the next collection frees. Mapped memory
-// alone stays near the Go memory limit after a burst (the runtime returns
-// it to the kernel only as it approaches the limit), which would refuse
-// streams long after the load has gone.
-func newMemInUse() func() uint64 {
-	var mu sync.Mutex
-	samples := []metrics.Sample{
-		{Name: "/memory/classes/total:bytes"},
-		{Name: "/memory/classes/heap/released:bytes"},
-		{Name: "/memory/classes/heap/free:bytes"},
-		{Name: "/memory/classes/heap/objects:bytes"},
-		{Name: "/gc/heap/live:bytes"},
-	}
-	return func() uint64 {
-		mu.Lock()
-		defer mu.Unlock()
-		metrics.Read(samples)
-		var v [5]uint64
-		for i, s := range samples {
-			if s.Value.Kind() != metrics.KindUint64 {
-				return 0
-			}
-			v[i] = s.Value.Uint64()
-		}
-		total, released, free, objects, live := v[0], v[1], v[2], v[3], v[4]
-		used := total - released - free
-		if objects > live && live > 0 {
-			used -= objects - live
-		}
-		return used
-	}
 }
 
 // watchPressure logs changes of memory pressure and, at High or above,

@@ -2,7 +2,6 @@ package board
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"os/user"
@@ -17,6 +16,26 @@ import (
 	"tinytor/tor/torlog"
 )
 
+// userError is a failure to switch to the torrc's User: "User <name>:
+// <what>: <err>" (what or err may be empty).
+type userError struct {
+	user, what string
+	err        error
+}
+
+func (e *userError) Error() string {
+	s := "User " + e.user
+	if e.what != "" {
+		s += ": " + e.what
+	}
+	if e.err != nil {
+		s += ": " + e.err.Error()
+	}
+	return s
+}
+
+func (e *userError) Unwrap() error { return e.err }
+
 // dropPrivileges switches to the torrc's User, if any: supplementary
 // groups, group and user, for every thread of the process (Go 1.16+).
 // The data directories become the user's first, so that state can still
@@ -25,21 +44,31 @@ func dropPrivileges(cfg *config.Config, log *torlog.Logger) error {
 	if cfg.User == "" {
 		return nil
 	}
+	if what, err := switchUser(cfg, log); what != "" || err != nil {
+		return &userError{cfg.User, what, err}
+	}
+	return nil
+}
+
+// switchUser does the work of dropPrivileges. On failure it returns the
+// step that failed and its error (either may be empty).
+func switchUser(cfg *config.Config, log *torlog.Logger) (what string, err error) {
 	u, err := user.Lookup(cfg.User)
 	if err != nil {
-		return fmt.Errorf("User %s: %w", cfg.User, err)
+		return "", err
 	}
 	uid, err1 := strconv.Atoi(u.Uid)
 	gid, err2 := strconv.Atoi(u.Gid)
 	if err := errors.Join(err1, err2); err != nil {
-		return fmt.Errorf("User %s: bad uid/gid: %w", cfg.User, err)
+		return "bad uid/gid", err
 	}
 	if os.Geteuid() == uid && os.Getuid() == uid {
 		log.Infof("Already running as User %s.", cfg.User)
-		return nil
+		return "", nil
 	}
 	if os.Geteuid() != 0 {
-		return fmt.Errorf("User %s: cannot switch users: tinytor must be started as root for that (running as uid %d); remove the User line or start it as root", cfg.User, os.Geteuid())
+		return "cannot switch users: tinytor must be started as root for that (running as uid " +
+			strconv.Itoa(os.Geteuid()) + "); remove the User line or start it as root", nil
 	}
 	groups := []int{gid}
 	if ids, err := u.GroupIds(); err == nil {
@@ -51,25 +80,25 @@ func dropPrivileges(cfg *config.Config, log *torlog.Logger) error {
 	}
 	for _, d := range []string{cfg.DataDirectory, cfg.CacheDirectory} {
 		if err := chownTree(d, uid, gid); err != nil {
-			return fmt.Errorf("User %s: giving %s to the user: %w", cfg.User, d, err)
+			return "giving " + d + " to the user", err
 		}
 	}
 	// syscall.Setgroups, not unix.Setgroups: the latter changes only the
 	// calling thread.
 	if err := syscall.Setgroups(groups); err != nil {
-		return fmt.Errorf("User %s: setgroups: %w", cfg.User, err)
+		return "setgroups", err
 	}
 	if err := unix.Setgid(gid); err != nil {
-		return fmt.Errorf("User %s: setgid(%d): %w", cfg.User, gid, err)
+		return "setgid(" + strconv.Itoa(gid) + ")", err
 	}
 	if err := unix.Setuid(uid); err != nil {
-		return fmt.Errorf("User %s: setuid(%d): %w", cfg.User, uid, err)
+		return "setuid(" + strconv.Itoa(uid) + ")", err
 	}
 	if uid != 0 && unix.Setuid(0) == nil {
-		return fmt.Errorf("User %s: could regain root after dropping privileges", cfg.User)
+		return "could regain root after dropping privileges", nil
 	}
 	log.Noticef("Switched to User %s (uid %d, gid %d) after opening the listeners.", cfg.User, uid, gid)
-	return nil
+	return "", nil
 }
 
 // chownTree gives dir and everything in it to uid:gid, without following

@@ -102,15 +102,19 @@ func roughInterval(d time.Duration) string {
 		d = d.Round(day)
 	}
 	years, days := d/(365*day), (d%(365*day))/day
-	switch {
-	case years > 0 && days > 0:
-		return fmt.Sprintf("%d years, %d days", years, days)
-	case years > 0:
-		return fmt.Sprintf("%d years", years)
-	case days > 0:
-		return fmt.Sprintf("%d days, %d hours", days, (d%day)/time.Hour)
+	if years == 0 && days == 0 {
+		return d.Round(time.Minute).String()
 	}
-	return d.Round(time.Minute).String()
+	// The two largest units; a zero second one is left out after years.
+	n, unit, n2, unit2 := years, " years", days, " days"
+	if years == 0 {
+		n, unit, n2, unit2 = days, " days", (d%day)/time.Hour, " hours"
+	}
+	s := strconv.FormatInt(int64(n), 10) + unit
+	if n2 > 0 || years == 0 {
+		s += ", " + strconv.FormatInt(int64(n2), 10) + unit2
+	}
+	return s
 }
 
 // minNetinfo is how many NETINFO cells make the clock estimate count: the

@@ -35,8 +35,8 @@
 package clock
 
 import (
-	"fmt"
-	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -129,7 +129,8 @@ func New(opts Options) *Clock {
 // system clock since the last call from the learned skews. Call with mu.
 func (c *Clock) local() time.Time {
 	wall, mono := c.opts.Now(), c.opts.Mono()
-	step := wall.Round(0).Sub(c.lastWall.Round(0)) - (mono - c.lastMono)
+	// Truncate(0) drops the monotonic readings: the wall clocks are compared.
+	step := wall.Truncate(0).Sub(c.lastWall.Truncate(0)) - (mono - c.lastMono)
 	c.lastWall, c.lastMono = wall, mono
 	if step > time.Second || step < -time.Second {
 		// The local clock moved by step without time passing: what we
@@ -196,14 +197,18 @@ func (c *Clock) ObserveConsensus(validAfter, freshUntil time.Time) {
 	if c.opts.Synced() {
 		using = "The kernel says our clock is synchronised: keeping it."
 	}
+	var skew time.Duration
+	var dir, when string
 	switch {
 	case c.lo > 0 && c.lo >= WarnSkew:
-		c.opts.Log.Warnf("Our clock is %s behind the time published in the consensus network status document (%s UTC). Tor needs an accurate clock to work correctly. Please check your time and date settings! %s",
-			interval(c.lo), validAfter.UTC().Format(time.DateTime), using)
+		skew, dir, when = c.lo, "behind", validAfter.UTC().Format(time.DateTime)
 	case c.hi < 0 && -c.hi >= WarnSkew:
-		c.opts.Log.Warnf("Our clock is %s ahead of the time published in the consensus network status document (fresh until %s UTC). Tor needs an accurate clock to work correctly. Please check your time and date settings! %s",
-			interval(-c.hi), freshUntil.UTC().Format(time.DateTime), using)
+		skew, dir, when = -c.hi, "ahead of", "fresh until "+freshUntil.UTC().Format(time.DateTime)
+	default:
+		return
 	}
+	c.opts.Log.Warnf("Our clock is %s %s the time published in the consensus network status document (%s UTC). Tor needs an accurate clock to work correctly. Please check your time and date settings! %s",
+		interval(skew), dir, when, using)
 }
 
 // ObserveNetinfo records the timestamp of a NETINFO cell just received
@@ -248,8 +253,10 @@ func (c *Clock) update() {
 	}
 	var est time.Duration
 	if len(c.skews) >= c.opts.MinNetinfo {
-		s := slices.Clone(c.skews)
-		slices.Sort(s)
+		// sort.Slice, not slices.Sort: it shares the code other packages
+		// link, where slices.Sort would add a copy for time.Duration.
+		s := append([]time.Duration(nil), c.skews...)
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 		if len(s)%2 == 1 {
 			est = s[len(s)/2]
 		} else {
@@ -289,6 +296,12 @@ func signed(d time.Duration) string {
 	return "+" + interval(d)
 }
 
+// intervalUnits are the units of interval, largest first.
+var intervalUnits = [...]struct {
+	secs int64
+	name string
+}{{365 * 86400, "year"}, {86400, "day"}, {3600, "hour"}, {60, "minute"}}
+
 // interval formats a duration as C tor's format_time_interval does:
 // "3 years, 12 days, 4 hours, 5 minutes" (seconds only under a minute).
 func interval(d time.Duration) string {
@@ -296,25 +309,12 @@ func interval(d time.Duration) string {
 	if secs < 60 {
 		return plural(secs, "second")
 	}
-	const day = 86400
-	years := secs / (365 * day)
-	secs -= years * 365 * day
-	days := secs / day
-	secs -= days * day
-	hours := secs / 3600
-	mins := (secs % 3600) / 60
 	var parts []string
-	if years > 0 {
-		parts = append(parts, plural(years, "year"))
-	}
-	if days > 0 {
-		parts = append(parts, plural(days, "day"))
-	}
-	if hours > 0 {
-		parts = append(parts, plural(hours, "hour"))
-	}
-	if mins > 0 {
-		parts = append(parts, plural(mins, "minute"))
+	for _, u := range intervalUnits {
+		if n := secs / u.secs; n > 0 {
+			parts = append(parts, plural(n, u.name))
+			secs -= n * u.secs
+		}
 	}
 	return strings.Join(parts, ", ")
 }
@@ -323,5 +323,5 @@ func plural(n int64, unit string) string {
 	if n == 1 {
 		return "1 " + unit
 	}
-	return fmt.Sprintf("%d %ss", n, unit)
+	return strconv.FormatInt(n, 10) + " " + unit + "s"
 }

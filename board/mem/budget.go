@@ -1,8 +1,8 @@
 package mem
 
 import (
-	"fmt"
 	"runtime/metrics"
+	"strconv"
 	"sync"
 	"sync/atomic"
 )
@@ -18,16 +18,14 @@ const (
 	numResources
 )
 
+// resourceNames are the names of the resources, for logs.
+var resourceNames = [...]string{Circuits: "circuits", Streams: "streams", QueuedCells: "queued cells"}
+
 func (r Resource) String() string {
-	switch r {
-	case Circuits:
-		return "circuits"
-	case Streams:
-		return "streams"
-	case QueuedCells:
-		return "queued cells"
+	if uint(r) < uint(len(resourceNames)) {
+		return resourceNames[r]
 	}
-	return fmt.Sprintf("resource(%d)", int(r))
+	return "resource(" + strconv.Itoa(int(r)) + ")"
 }
 
 // Pressure is how close to its limits the process is.
@@ -42,18 +40,14 @@ const (
 	PressureCritical                 // at or over a cap: shed load
 )
 
+// pressureNames are the names of the pressure levels, for logs.
+var pressureNames = [...]string{PressureNone: "none", PressureModerate: "moderate", PressureHigh: "high", PressureCritical: "critical"}
+
 func (p Pressure) String() string {
-	switch p {
-	case PressureNone:
-		return "none"
-	case PressureModerate:
-		return "moderate"
-	case PressureHigh:
-		return "high"
-	case PressureCritical:
-		return "critical"
+	if uint(p) < uint(len(pressureNames)) {
+		return pressureNames[p]
 	}
-	return fmt.Sprintf("pressure(%d)", int(p))
+	return "pressure(" + strconv.Itoa(int(p)) + ")"
 }
 
 // Budget counts circuits, streams and queued cells against Caps and the Go
@@ -68,8 +62,8 @@ type Budget struct {
 
 // NewBudget returns a Budget with the given caps. memLimit is the heap
 // limit Pressure compares usage() with (GoMemLimit; 0 to ignore the heap);
-// usage reports bytes in use (nil: the Go runtime's mapped, unreleased
-// memory from runtime/metrics).
+// usage reports bytes in use (nil: the Go runtime's memory in use from
+// runtime/metrics, less its free heap and collectable garbage).
 func NewBudget(caps Caps, memLimit uint64, usage func() uint64) *Budget {
 	b := &Budget{limit: memLimit, usage: usage}
 	b.caps[Circuits] = caps.Circuits
@@ -138,21 +132,41 @@ func (b *Budget) Pressure() Pressure {
 // below High).
 func (b *Budget) AllowNewStream() bool { return b.Pressure() < PressureHigh }
 
-// newRuntimeUsage returns a function reading the Go runtime's memory in
-// use: all mapped memory minus what was returned to the OS.
+// newRuntimeUsage returns the default measure of memory in use: what the
+// Go runtime has mapped and not released, less the free heap it keeps for
+// reuse and the garbage that the next collection frees. Mapped memory
+// alone stays near the Go memory limit after a burst (the runtime returns
+// it to the kernel only as it approaches the limit), which would refuse
+// streams long after the load has gone.
 func newRuntimeUsage() func() uint64 {
 	var mu sync.Mutex
-	samples := []metrics.Sample{
-		{Name: "/memory/classes/total:bytes"},
-		{Name: "/memory/classes/heap/released:bytes"},
+	names := [...]string{
+		"/memory/classes/total:bytes",
+		"/memory/classes/heap/released:bytes",
+		"/memory/classes/heap/free:bytes",
+		"/memory/classes/heap/objects:bytes",
+		"/gc/heap/live:bytes",
+	}
+	samples := make([]metrics.Sample, len(names))
+	for i, n := range names {
+		samples[i].Name = n
 	}
 	return func() uint64 {
 		mu.Lock()
 		defer mu.Unlock()
 		metrics.Read(samples)
-		if samples[0].Value.Kind() != metrics.KindUint64 || samples[1].Value.Kind() != metrics.KindUint64 {
-			return 0
+		var v [len(names)]uint64
+		for i, s := range samples {
+			if s.Value.Kind() != metrics.KindUint64 {
+				return 0
+			}
+			v[i] = s.Value.Uint64()
 		}
-		return samples[0].Value.Uint64() - samples[1].Value.Uint64()
+		total, released, free, objects, live := v[0], v[1], v[2], v[3], v[4]
+		used := total - released - free
+		if objects > live && live > 0 {
+			used -= objects - live
+		}
+		return used
 	}
 }

@@ -24,12 +24,9 @@
 package mem
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -59,44 +56,50 @@ func ReadInfo(root string) (Info, error) {
 		root = "/"
 	}
 	var info Info
-	b, err := os.ReadFile(filepath.Join(root, "proc/meminfo"))
+	name := filepath.Join(root, "proc/meminfo")
+	b, err := os.ReadFile(name)
 	if err != nil {
 		return info, fmt.Errorf("mem: %w", err)
 	}
-	info.MemTotal, info.MemAvailable, err = ParseMeminfo(b)
-	if err != nil {
-		return info, fmt.Errorf("mem: %s: %w", filepath.Join(root, "proc/meminfo"), err)
+	if info.MemTotal, info.MemAvailable, err = ParseMeminfo(b); err != nil {
+		return info, fileError(name, err)
 	}
-	cg, err := os.ReadFile(filepath.Join(root, "proc/self/cgroup"))
+	name = filepath.Join(root, "proc/self/cgroup")
+	cg, err := os.ReadFile(name)
 	if err != nil {
 		// No cgroup information (old kernel, chroot): no limit.
 		return info, nil
 	}
 	v2path, v1path, err := ParseProcCgroup(cg)
 	if err != nil {
-		return info, fmt.Errorf("mem: %s: %w", filepath.Join(root, "proc/self/cgroup"), err)
+		return info, fileError(name, err)
 	}
-	if v1path != "" {
-		lim, ok, err := tightest(filepath.Join(root, "sys/fs/cgroup/memory"), v1path, "memory.limit_in_bytes")
+	// The v1 memory controller's limit, else the v2 one.
+	for _, c := range [...]struct {
+		version           int
+		path, mount, file string
+	}{
+		{1, v1path, "sys/fs/cgroup/memory", "memory.limit_in_bytes"},
+		{2, v2path, "sys/fs/cgroup", "memory.max"},
+	} {
+		if c.path == "" {
+			continue
+		}
+		lim, ok, err := tightest(filepath.Join(root, c.mount), c.path, c.file)
 		if err != nil {
 			return info, err
 		}
 		if ok {
-			info.CgroupVersion = 1
-			info.CgroupLimit = lim
-		}
-	}
-	if info.CgroupVersion == 0 && v2path != "" {
-		lim, ok, err := tightest(filepath.Join(root, "sys/fs/cgroup"), v2path, "memory.max")
-		if err != nil {
-			return info, err
-		}
-		if ok {
-			info.CgroupVersion = 2
-			info.CgroupLimit = lim
+			info.CgroupVersion, info.CgroupLimit = c.version, lim
+			break
 		}
 	}
 	return info, nil
+}
+
+// fileError wraps err, which is about the content of file name.
+func fileError(name string, err error) error {
+	return fmt.Errorf("mem: %s: %w", name, err)
 }
 
 // unlimitedV1 is the smallest value cgroup v1 uses for "no limit" on any
@@ -108,14 +111,16 @@ const unlimitedV1 = 1 << 62
 // cgroup namespace may hide ancestors: then the path's files are looked up
 // directly under mount as well.
 func tightest(mount, cgpath, file string) (limit uint64, ok bool, err error) {
-	p := path.Clean("/" + cgpath)
+	// filepath, not path: on Linux they treat the cgroup's slash path
+	// alike, and filepath is linked already.
+	p := filepath.Clean("/" + cgpath)
 	for {
-		name := filepath.Join(mount, filepath.FromSlash(p), file)
+		name := filepath.Join(mount, p, file)
 		b, rerr := os.ReadFile(name)
 		if rerr == nil {
 			v, unlimited, perr := ParseLimit(b)
 			if perr != nil {
-				return 0, false, fmt.Errorf("mem: %s: %w", name, perr)
+				return 0, false, fileError(name, perr)
 			}
 			ok = true
 			if !unlimited && (limit == 0 || v < limit) {
@@ -127,7 +132,7 @@ func tightest(mount, cgpath, file string) (limit uint64, ok bool, err error) {
 		if p == "/" {
 			break
 		}
-		p = path.Dir(p)
+		p = filepath.Dir(p)
 	}
 	return limit, ok, nil
 }
@@ -135,22 +140,19 @@ func tightest(mount, cgpath, file string) (limit uint64, ok bool, err error) {
 // ParseMeminfo returns MemTotal and MemAvailable in bytes from the text of
 // /proc/meminfo. MemTotal is required.
 func ParseMeminfo(b []byte) (total, available uint64, err error) {
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	line := 0
 	haveTotal := false
-	for sc.Scan() {
-		line++
-		key, rest, ok := strings.Cut(sc.Text(), ":")
+	for i, ln := range strings.Split(string(b), "\n") {
+		key, rest, ok := strings.Cut(ln, ":")
 		if !ok || (key != "MemTotal" && key != "MemAvailable") {
 			continue
 		}
 		f := strings.Fields(rest)
 		if len(f) != 2 || f[1] != "kB" {
-			return 0, 0, fmt.Errorf("line %d: %s: want \"<number> kB\", got %q", line, key, strings.TrimSpace(rest))
+			return 0, 0, lineError(i, key+`: want "<number> kB", got `, strings.TrimSpace(rest), "")
 		}
 		v, err := strconv.ParseUint(f[0], 10, 64)
 		if err != nil || v > 1<<53 {
-			return 0, 0, fmt.Errorf("line %d: %s: bad number %q", line, key, f[0])
+			return 0, 0, lineError(i, key+": bad number ", f[0], "")
 		}
 		if key == "MemTotal" {
 			total, haveTotal = v*1024, true
@@ -158,13 +160,16 @@ func ParseMeminfo(b []byte) (total, available uint64, err error) {
 			available = v * 1024
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return 0, 0, err
-	}
 	if !haveTotal || total == 0 {
 		return 0, 0, errors.New("no MemTotal line")
 	}
 	return total, available, nil
+}
+
+// lineError says what is wrong with value on the line of index i:
+// "line <i+1>: <before><quoted value><after>".
+func lineError(i int, before, value, after string) error {
+	return fmt.Errorf("line %d: %s%q%s", i+1, before, value, after)
 }
 
 // ParseProcCgroup returns the cgroup v2 path (the "0::" line) and the
@@ -177,10 +182,10 @@ func ParseProcCgroup(b []byte) (v2, v1 string, err error) {
 		}
 		parts := strings.SplitN(ln, ":", 3)
 		if len(parts) != 3 {
-			return "", "", fmt.Errorf("line %d: %q: want id:controllers:path", i+1, ln)
+			return "", "", lineError(i, "", ln, ": want id:controllers:path")
 		}
 		if !strings.HasPrefix(parts[2], "/") {
-			return "", "", fmt.Errorf("line %d: cgroup path %q is not absolute", i+1, parts[2])
+			return "", "", lineError(i, "cgroup path ", parts[2], " is not absolute")
 		}
 		if parts[0] == "0" && parts[1] == "" {
 			v2 = parts[2]

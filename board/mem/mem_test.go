@@ -3,6 +3,8 @@ package mem
 import (
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -230,8 +232,24 @@ func TestBudgetConcurrentAcquire(t *testing.T) {
 }
 
 func TestRuntimeUsage(t *testing.T) {
-	if u := newRuntimeUsage()(); u < 1*MiB {
-		t.Fatalf("runtime usage %d bytes, implausibly small", u)
+	use := newRuntimeUsage()
+	u := use()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	if u == 0 || u > ms.Sys {
+		t.Fatalf("memory in use %d; runtime Sys %d", u, ms.Sys)
+	}
+	// Garbage does not count once collected.
+	garbage := make([][]byte, 0, 64)
+	for range 64 {
+		garbage = append(garbage, make([]byte, 64<<10))
+	}
+	withGarbage := use()
+	garbage = nil
+	_ = garbage
+	debug.FreeOSMemory()
+	if after := use(); after >= withGarbage {
+		t.Errorf("in use: %d with 4 MiB of garbage, %d after collecting it", withGarbage, after)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"strconv"
 )
 
@@ -36,51 +35,64 @@ func encode(payload []byte) []byte {
 	return out
 }
 
+// formatError says what is wrong with a checksummed file.
+type formatError struct {
+	off int    // offset of the trailer line, or -1 if the file has none
+	msg string // what is wrong
+}
+
+func (e *formatError) Error() string {
+	if e.off < 0 {
+		return e.msg
+	}
+	return "trailer at offset " + strconv.Itoa(e.off) + ": " + e.msg
+}
+
 // decode checks the trailer of a checksummed file and returns its payload
 // (aliasing file). The error says what is wrong and where.
 func decode(file []byte) ([]byte, error) {
+	size := strconv.Itoa(len(file))
 	if len(file) == 0 {
-		return nil, fmt.Errorf("empty file (no checksum trailer)")
+		return nil, &formatError{-1, "empty file (no checksum trailer)"}
 	}
 	if file[len(file)-1] != '\n' {
-		return nil, fmt.Errorf("file of %d bytes does not end with a newline: trailer missing or cut short", len(file))
+		return nil, &formatError{-1, "file of " + size + " bytes does not end with a newline: trailer missing or cut short"}
 	}
 	body := file[:len(file)-1]
 	nl := bytes.LastIndexByte(body, '\n')
 	if nl < 0 {
-		return nil, fmt.Errorf("no checksum trailer line in %d bytes", len(file))
+		return nil, &formatError{-1, "no checksum trailer line in " + size + " bytes"}
 	}
 	line := body[nl+1:]
 	payload := body[:nl]
+	bad := &formatError{off: nl + 1}
 	rest, ok := bytes.CutPrefix(line, []byte(trailerMagic))
-	if !ok {
-		return nil, fmt.Errorf("last line at offset %d is not a %q trailer", nl+1, trailerMagic)
-	}
-	lenField, sumField, ok := bytes.Cut(rest, []byte(" sha256="))
-	if !ok {
-		return nil, fmt.Errorf("trailer at offset %d has no sha256 field", nl+1)
-	}
+	lenField, sumField, hasSum := bytes.Cut(rest, []byte(" sha256="))
 	n, err := strconv.ParseUint(string(lenField), 10, 63)
-	if err != nil || (len(lenField) > 1 && lenField[0] == '0') {
-		return nil, fmt.Errorf("trailer at offset %d: bad length %q", nl+1, lenField)
-	}
-	if n != uint64(len(payload)) {
-		return nil, fmt.Errorf("trailer says %d payload bytes, file has %d", n, len(payload))
-	}
-	if len(sumField) != 2*sha256.Size {
-		return nil, fmt.Errorf("trailer at offset %d: sha256 field is %d characters, want %d", nl+1, len(sumField), 2*sha256.Size)
+	switch {
+	case !ok:
+		bad.msg = "last line is not a " + strconv.Quote(trailerMagic) + " trailer"
+	case !hasSum:
+		bad.msg = "no sha256 field"
+	case err != nil || (len(lenField) > 1 && lenField[0] == '0'):
+		bad.msg = "bad length " + strconv.Quote(string(lenField))
+	case n != uint64(len(payload)):
+		bad.off, bad.msg = -1, "trailer says "+string(lenField)+" payload bytes, file has "+strconv.Itoa(len(payload))
+	case len(sumField) != 2*sha256.Size:
+		bad.msg = "sha256 field is " + strconv.Itoa(len(sumField)) + " characters, want 64"
 	}
 	for i, c := range sumField {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return nil, fmt.Errorf("trailer at offset %d: bad sha256 hex: character %q at %d (want lowercase hex)", nl+1, c, i)
+		if bad.msg == "" && !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			bad.msg = "bad sha256 hex: character " + strconv.QuoteRune(rune(c)) + " at " + strconv.Itoa(i) + " (want lowercase hex)"
 		}
 	}
-	var want [sha256.Size]byte
-	if _, err := hex.Decode(want[:], sumField); err != nil {
-		return nil, fmt.Errorf("trailer at offset %d: bad sha256 hex: %v", nl+1, err)
+	if bad.msg != "" {
+		return nil, bad
 	}
+	var want [sha256.Size]byte
+	hex.Decode(want[:], sumField) // valid: checked above
 	if sha256.Sum256(payload) != want {
-		return nil, fmt.Errorf("SHA-256 of the %d payload bytes does not match the trailer", len(payload))
+		return nil, &formatError{-1, "SHA-256 of the " + strconv.Itoa(len(payload)) + " payload bytes does not match the trailer"}
 	}
 	return payload, nil
 }

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -54,7 +55,7 @@ func (OSFS) CreateTemp(dir, prefix string, perm fs.FileMode) (File, error) {
 		}
 		name := filepath.Join(dir, prefix+hexString(buf[:]))
 		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-		if os.IsExist(err) {
+		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
 		if err != nil {

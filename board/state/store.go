@@ -158,7 +158,7 @@ func (e *CorruptError) Error() string {
 	if e.MovedTo != "" {
 		where = "moved to " + e.MovedTo
 	}
-	return fmt.Sprintf("state file %q corrupt (%v); %s", e.Name, e.Reason, where)
+	return "state file " + strconv.Quote(e.Name) + " corrupt (" + e.Reason.Error() + "); " + where
 }
 
 // Is makes errors.Is(err, ErrCorrupt) true.
@@ -261,20 +261,24 @@ const tmpInfix = ".tmp-"
 
 // checkName accepts names of plain files in the state directory.
 func checkName(name string) error {
-	if name == "" || len(name) > 128 {
-		return fmt.Errorf("state: bad name %q: want 1 to 128 characters", name)
+	var why string
+	switch {
+	case name == "" || len(name) > 128:
+		why = "want 1 to 128 characters"
+	case name[0] == '.':
+		why = "must not start with '.'"
 	}
-	if name[0] == '.' {
-		return fmt.Errorf("state: bad name %q: must not start with '.'", name)
-	}
-	for i := 0; i < len(name); i++ {
+	for i := 0; i < len(name) && why == ""; i++ {
 		c := name[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return fmt.Errorf("state: bad name %q: character %q at %d (allowed: letters, digits, '_', '-', '.')", name, c, i)
+			why = "character " + strconv.QuoteRune(rune(c)) + " at " + strconv.Itoa(i) + " (allowed: letters, digits, '_', '-', '.')"
 		}
 	}
-	if strings.Contains(name, ".corrupt-") || strings.Contains(name, tmpInfix) {
-		return fmt.Errorf("state: bad name %q: reserved suffix", name)
+	if why == "" && (strings.Contains(name, ".corrupt-") || strings.Contains(name, tmpInfix)) {
+		why = "reserved suffix"
+	}
+	if why != "" {
+		return fmt.Errorf("state: bad name %q: %s", name, why)
 	}
 	return nil
 }
@@ -309,7 +313,7 @@ func (s *Store) queue(name string, data []byte, flags Flag) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return fmt.Errorf("state: writing %q: %w", name, ErrClosed)
+		return writeError(name, ErrClosed)
 	}
 	e := s.entries[name]
 	if e == nil {
@@ -342,16 +346,8 @@ func (s *Store) WriteNow(name string, data []byte, flags ...Flag) error {
 // except TimeDependent data while the clock is untrusted (that stays
 // queued and is not an error). It returns the write errors joined.
 func (s *Store) Flush() error {
-	s.mu.Lock()
-	var names []string
-	for n, e := range s.entries {
-		if e.dirty {
-			names = append(names, n)
-		}
-	}
-	s.mu.Unlock()
 	var errs []error
-	for _, n := range names {
+	for _, n := range s.dirtyNames() {
 		if err := s.writeOne(n, true); err != nil && !errors.Is(err, ErrClockUntrusted) {
 			errs = append(errs, err)
 		}
@@ -375,18 +371,28 @@ func (s *Store) Close() error {
 	}
 	<-s.done
 	err := s.Flush()
-	s.mu.Lock()
-	var held []string
-	for n, e := range s.entries {
-		if e.dirty {
-			held = append(held, n)
-		}
-	}
-	s.mu.Unlock()
-	if len(held) > 0 {
+	if held := s.dirtyNames(); len(held) > 0 {
 		err = errors.Join(err, fmt.Errorf("state: closing with %d unwritten file(s): %s", len(held), strings.Join(held, ", ")))
 	}
 	return err
+}
+
+// dirtyNames returns the names whose data is queued.
+func (s *Store) dirtyNames() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var names []string
+	for n, e := range s.entries {
+		if e.dirty {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+// writeError is the error of a failed write of name.
+func writeError(name string, err error) error {
+	return fmt.Errorf("state: writing %q: %w", name, err)
 }
 
 // Stats returns a snapshot of the counters.
@@ -499,7 +505,7 @@ func (s *Store) writeOne(name string, force bool) error {
 	now := s.opts.Now()
 	if e.flags&TimeDependent != 0 && !s.trusted() {
 		s.mu.Unlock()
-		return fmt.Errorf("state: writing %q: %w", name, ErrClockUntrusted)
+		return writeError(name, ErrClockUntrusted)
 	}
 	if !force && !s.due(e, now) {
 		s.mu.Unlock()
@@ -521,7 +527,7 @@ func (s *Store) writeOne(name string, force bool) error {
 			s.degraded = true
 			s.opts.Log.Warnf("Could not write state to %s: %v. Keeping it in memory and retrying later; check free space and that the filesystem is writable.", s.dir, err)
 		}
-		return fmt.Errorf("state: writing %q: %w", name, err)
+		return writeError(name, err)
 	}
 	s.stats.Writes++
 	if s.degraded {
@@ -602,36 +608,35 @@ func (s *Store) runDue() time.Time {
 		if !e.dirty {
 			continue
 		}
+		var t time.Time
 		switch {
 		case e.flags&TimeDependent != 0 && !trusted:
-			later(now.Add(s.opts.ClockPoll))
+			t = now.Add(s.opts.ClockPoll)
 		case s.due(e, now):
 			names = append(names, n)
+			continue
 		default:
-			t := e.retryAt
+			t = e.retryAt
 			if e.written {
 				t = later2(t, e.lastWrite.Add(s.opts.MinInterval))
 			}
-			later(t)
 		}
+		later(t)
 	}
 	s.mu.Unlock()
 	for _, n := range names {
-		if err := s.writeOne(n, false); err != nil {
-			s.mu.Lock()
-			if e := s.entries[n]; e != nil {
+		err := s.writeOne(n, false)
+		s.mu.Lock()
+		if e := s.entries[n]; e != nil && (err != nil || e.dirty) {
+			t := e.lastWrite.Add(s.opts.MinInterval)
+			if err != nil {
 				// Retry at the backoff time, or, if the clock
 				// stopped being trusted meanwhile, at the next poll.
-				later(later2(e.retryAt, now.Add(s.opts.ClockPoll)))
+				t = later2(e.retryAt, now.Add(s.opts.ClockPoll))
 			}
-			s.mu.Unlock()
-		} else {
-			s.mu.Lock()
-			if e := s.entries[n]; e != nil && e.dirty {
-				later(e.lastWrite.Add(s.opts.MinInterval))
-			}
-			s.mu.Unlock()
+			later(t)
 		}
+		s.mu.Unlock()
 	}
 	return next
 }

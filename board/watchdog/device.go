@@ -50,7 +50,7 @@ func OpenDevice(path string, timeout time.Duration) (*Device, error) {
 	}
 	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, fmt.Errorf("watchdog: opening %s: %w", path, err)
+		return nil, opError("opening", path, err)
 	}
 	d := &Device{fd: fd, path: path, ioctl: true, timeout: timeout}
 	if timeout > 0 {
@@ -77,7 +77,7 @@ func OpenDevice(path string, timeout time.Duration) (*Device, error) {
 		}
 	default:
 		unix.Close(fd)
-		return nil, fmt.Errorf("watchdog: setting timeout on %s: %w", path, err)
+		return nil, opError("setting timeout on", path, err)
 	}
 	if d.ioctl {
 		if secs, err := unix.IoctlGetInt(fd, unix.WDIOC_GETTIMEOUT); err == nil && secs > 0 {
@@ -104,7 +104,7 @@ func (d *Device) Kick() error {
 		_, err = unix.Write(d.fd, []byte{'k'})
 	}
 	if err != nil {
-		return fmt.Errorf("watchdog: kicking %s: %w", d.path, err)
+		return opError("kicking", d.path, err)
 	}
 	return nil
 }
@@ -114,12 +114,23 @@ func (d *Device) Close() error {
 	_, werr := unix.Write(d.fd, []byte{'V'})
 	cerr := unix.Close(d.fd)
 	if werr != nil {
-		return fmt.Errorf("watchdog: magic close of %s: %w", d.path, werr)
+		return opError("magic close of", d.path, werr)
 	}
 	if cerr != nil {
-		return fmt.Errorf("watchdog: closing %s: %w", d.path, cerr)
+		return opError("closing", d.path, cerr)
 	}
 	return nil
+}
+
+// opError wraps the error of operation op on the file or socket name.
+func opError(op, name string, err error) error {
+	return fmt.Errorf("watchdog: %s %s: %w", op, name, err)
+}
+
+// valueError says what is wrong with value, the named setting: "watchdog:
+// <name> <quoted value><why>".
+func valueError(name, value, why string) error {
+	return fmt.Errorf("watchdog: %s %q%s", name, value, why)
 }
 
 // String names the device for logs.

@@ -1,7 +1,6 @@
 package watchdog
 
 import (
-	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -33,7 +32,7 @@ func NewHeartbeat(now func() time.Time) *Heartbeat {
 // It counts as having just beaten. Registering again changes the deadline.
 func (h *Heartbeat) Register(name string, deadline time.Duration) error {
 	if deadline <= 0 {
-		return fmt.Errorf("watchdog: component %q: deadline %v must be positive", name, deadline)
+		return valueError("component", name, ": deadline "+deadline.String()+" must be positive")
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()

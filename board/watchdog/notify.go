@@ -2,7 +2,6 @@ package watchdog
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -24,10 +23,10 @@ func NewNotifier(path string) (*Notifier, error) {
 		return nil, nil
 	}
 	if path[0] != '/' && path[0] != '@' {
-		return nil, fmt.Errorf("watchdog: NOTIFY_SOCKET %q is neither an absolute path nor an abstract '@' name", path)
+		return nil, valueError("NOTIFY_SOCKET", path, " is neither an absolute path nor an abstract '@' name")
 	}
 	if len(path) < 2 {
-		return nil, fmt.Errorf("watchdog: NOTIFY_SOCKET %q is too short", path)
+		return nil, valueError("NOTIFY_SOCKET", path, " is too short")
 	}
 	return &Notifier{addr: &net.UnixAddr{Name: path, Net: "unixgram"}}, nil
 }
@@ -45,16 +44,16 @@ func (n *Notifier) Send(assignments ...string) error {
 	}
 	for _, a := range assignments {
 		if !strings.Contains(a, "=") || strings.Contains(a, "\n") {
-			return fmt.Errorf("watchdog: bad sd_notify assignment %q", a)
+			return valueError("bad sd_notify assignment", a, "")
 		}
 	}
 	c, err := net.DialUnix("unixgram", nil, n.addr)
 	if err != nil {
-		return fmt.Errorf("watchdog: connecting to NOTIFY_SOCKET %s: %w", n.addr.Name, err)
+		return opError("connecting to NOTIFY_SOCKET", n.addr.Name, err)
 	}
 	defer c.Close()
 	if _, err := c.Write([]byte(strings.Join(assignments, "\n"))); err != nil {
-		return fmt.Errorf("watchdog: sending to NOTIFY_SOCKET %s: %w", n.addr.Name, err)
+		return opError("sending to NOTIFY_SOCKET", n.addr.Name, err)
 	}
 	return nil
 }
@@ -90,7 +89,7 @@ func WatchdogInterval(getenv func(string) string, pid int) (time.Duration, error
 	if p := getenv("WATCHDOG_PID"); p != "" {
 		v, err := strconv.Atoi(p)
 		if err != nil || v <= 0 {
-			return 0, fmt.Errorf("watchdog: bad WATCHDOG_PID %q", p)
+			return 0, valueError("bad WATCHDOG_PID", p, "")
 		}
 		if v != pid {
 			return 0, ErrNoWatchdog
@@ -98,10 +97,10 @@ func WatchdogInterval(getenv func(string) string, pid int) (time.Duration, error
 	}
 	v, err := strconv.ParseUint(us, 10, 63)
 	if err != nil || v == 0 {
-		return 0, fmt.Errorf("watchdog: bad WATCHDOG_USEC %q: want a positive number of microseconds", us)
+		return 0, valueError("bad WATCHDOG_USEC", us, ": want a positive number of microseconds")
 	}
 	if v > uint64(1<<63-1)/1000 {
-		return 0, fmt.Errorf("watchdog: WATCHDOG_USEC %q out of range", us)
+		return 0, valueError("WATCHDOG_USEC", us, " out of range")
 	}
 	return time.Duration(v) * time.Microsecond, nil
 }

@@ -18,6 +18,7 @@ import (
 	"io"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -72,15 +73,18 @@ func CheckNetwork(p netip.Prefix, ipv6 bool) error {
 	if ipv6 {
 		name, maxBits = "VirtualAddrNetworkIPv6", MaxIPv6PrefixBits
 	}
+	var msg string
 	switch {
 	case !p.IsValid():
-		return fmt.Errorf("%s: no network", name)
+		msg = name + ": no network"
 	case p.Addr().Is6() != ipv6 || p.Addr().Is4In6():
-		return fmt.Errorf("incorrect address type for %s", name)
+		msg = "incorrect address type for " + name
 	case p.Bits() > maxBits:
-		return fmt.Errorf("%s expects a /%d network or larger", name, maxBits)
+		msg = name + " expects a /" + strconv.Itoa(maxBits) + " network or larger"
+	default:
+		return nil
 	}
-	return nil
+	return errors.New(msg)
 }
 
 // entry is one mapping: from its key (a lower-case name or an address) to
@@ -192,47 +196,39 @@ func (c *Config) shouldAutomap(name string) bool {
 // ErrExhausted is returned when no free virtual address was found.
 var ErrExhausted = errors.New("ran out of virtual addresses")
 
+// Kinds of virtual address, indexes into a virtuals record.
+const (
+	virtualIPv4 = iota
+	virtualIPv6
+	virtualHost
+)
+
+// slot returns the field of v holding the address of kind.
+func (v *virtuals) slot(kind int) *string {
+	switch kind {
+	case virtualIPv4:
+		return &v.v4
+	case virtualIPv6:
+		return &v.v6
+	}
+	return &v.host
+}
+
 // Virtual returns the virtual address of name in the IPv4 or IPv6
 // network, choosing a free one at random the first time (C tor's
 // addressmap_register_virtual_address). The same name always gets the
 // same address while the mapping lives. src is FromAutomap for a lookup
 // under AutomapHostsOnResolve, FromController for MAPADDRESS.
 func (m *Map) Virtual(name string, ipv6 bool, src Source) (netip.Addr, error) {
-	if name == "" || !ValidDestination(name) {
-		return netip.Addr{}, fmt.Errorf("invalid address %q", name)
+	kind := virtualIPv4
+	if ipv6 {
+		kind = virtualIPv6
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s, err := m.virtual(name, ipv6, src)
+	s, err := m.virtual(name, kind, src)
 	if err != nil {
 		return netip.Addr{}, err
 	}
 	return netip.ParseAddr(s)
-}
-
-func (m *Map) virtual(name string, ipv6 bool, src Source) (string, error) {
-	key := strings.ToLower(name)
-	v := m.reverse[key]
-	if v == nil {
-		v = &virtuals{}
-	}
-	slot := &v.v4
-	if ipv6 {
-		slot = &v.v6
-	}
-	if *slot != "" {
-		if e := m.entries[*slot]; e != nil && strings.EqualFold(e.to, name) {
-			return *slot, nil
-		}
-	}
-	a, err := m.freeVirtual(ipv6)
-	if err != nil {
-		return "", err
-	}
-	*slot = a
-	m.reverse[key] = v
-	m.entries[a] = &entry{to: name, source: src}
-	return a, nil
 }
 
 // VirtualHost returns the ".virtual" host name standing for name (MAPADDRESS
@@ -240,6 +236,12 @@ func (m *Map) virtual(name string, ipv6 bool, src Source) (string, error) {
 // time, as C tor's addressmap_get_virtual_address for
 // RESOLVED_TYPE_HOSTNAME: 10 random bytes in base32, then ".virtual".
 func (m *Map) VirtualHost(name string, src Source) (string, error) {
+	return m.virtual(name, virtualHost, src)
+}
+
+// virtual returns the virtual address of kind for name, drawing a free one
+// the first time.
+func (m *Map) virtual(name string, kind int, src Source) (string, error) {
 	if name == "" || !ValidDestination(name) {
 		return "", fmt.Errorf("invalid address %q", name)
 	}
@@ -250,44 +252,52 @@ func (m *Map) VirtualHost(name string, src Source) (string, error) {
 	if v == nil {
 		v = &virtuals{}
 	}
-	if v.host != "" {
-		if e := m.entries[v.host]; e != nil && strings.EqualFold(e.to, name) {
-			return v.host, nil
+	slot := v.slot(kind)
+	if *slot != "" {
+		if e := m.entries[*slot]; e != nil && strings.EqualFold(e.to, name) {
+			return *slot, nil
 		}
 	}
-	var b [10]byte
-	for {
-		if _, err := io.ReadFull(m.rand, b[:]); err != nil {
-			return "", fmt.Errorf("drawing a virtual host name: %w", err)
-		}
-		h := strings.ToLower(base32.StdEncoding.EncodeToString(b[:])) + ".virtual"
-		if m.entries[h] == nil {
-			v.host = h
-			m.reverse[key] = v
-			m.entries[h] = &entry{to: name, source: src}
-			return h, nil
-		}
+	a, err := m.freeVirtual(kind)
+	if err != nil {
+		return "", err
 	}
+	*slot = a
+	m.reverse[key] = v
+	m.entries[a] = &entry{to: name, source: src}
+	return a, nil
 }
 
-// freeVirtual draws unused addresses from a virtual network, skipping
-// IPv4 addresses ending in .0 or .255 as C tor does.
-func (m *Map) freeVirtual(ipv6 bool) (string, error) {
+// freeVirtual draws an unused virtual address of kind: from a virtual
+// network, skipping IPv4 addresses ending in .0 or .255 as C tor does, or
+// a host name.
+func (m *Map) freeVirtual(kind int) (string, error) {
 	p := m.cfg.IPv4
-	if ipv6 {
+	if kind == virtualIPv6 {
 		p = m.cfg.IPv6
 	}
-	for range maxAttempts {
-		a, err := randomIn(p, m.rand)
-		if err != nil {
-			return "", fmt.Errorf("drawing a virtual address: %w", err)
-		}
-		if a.Is4() {
-			if last := a.As4()[3]; last == 0 || last == 0xff {
-				continue
+	// Host names (80 random bits) are drawn until one is free.
+	for i := 0; kind == virtualHost || i < maxAttempts; i++ {
+		var s string
+		if kind == virtualHost {
+			var b [10]byte
+			if _, err := io.ReadFull(m.rand, b[:]); err != nil {
+				return "", fmt.Errorf("drawing a virtual host name: %w", err)
 			}
+			s = strings.ToLower(base32.StdEncoding.EncodeToString(b[:])) + ".virtual"
+		} else {
+			a, err := randomIn(p, m.rand)
+			if err != nil {
+				return "", fmt.Errorf("drawing a virtual address: %w", err)
+			}
+			if a.Is4() {
+				if last := a.As4()[3]; last == 0 || last == 0xff {
+					continue
+				}
+			}
+			s = a.String()
 		}
-		if s := a.String(); m.entries[s] == nil {
+		if m.entries[s] == nil {
 			return s, nil
 		}
 	}

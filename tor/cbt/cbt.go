@@ -445,7 +445,9 @@ func (e *Estimator) quantileLocked(q float64) float64 {
 func paretoQuantile(xm, alpha, q float64) float64 {
 	ret := float64(math.MaxInt32)
 	if alpha > 0 {
-		if p := math.Pow(1-q, 1/alpha); p > 0 {
+		// (1-q)^(1/alpha), as exp(log(1-q)/alpha): math.Pow, used
+		// nowhere else, would add 3 KB of code for this.
+		if p := math.Exp(math.Log(1-q) / alpha); p > 0 {
 			ret = xm / p
 		}
 	}
@@ -489,15 +491,19 @@ func (e *Estimator) setTimeoutLocked() *event.BuildTimeoutSet {
 	ev := e.eventLocked("COMPUTED")
 	rate := e.timeoutRateLocked()
 	now := math.Round(e.timeoutMS / 1000)
+	timeout := int64(math.Round(e.timeoutMS))
+	var wait string
 	switch {
 	case prev > now:
-		e.opts.Log.Infof("Based on %d circuit times, it looks like we don't need to wait so long for circuits to finish. We will now assume a circuit is too slow to use after waiting %d milliseconds.", e.total, int64(math.Round(e.timeoutMS)))
+		wait = "don't need to wait so long"
 	case prev < now:
-		e.opts.Log.Infof("Based on %d circuit times, it looks like we need to wait longer for circuits to finish. We will now assume a circuit is too slow to use after waiting %d milliseconds.", e.total, int64(math.Round(e.timeoutMS)))
+		wait = "need to wait longer"
 	default:
 		e.opts.Log.Infof("Set circuit build timeout to %dms (%fms, %fms, Xm: %d, a: %f, r: %f) based on %d circuit times",
-			int64(math.Round(e.timeoutMS)), e.timeoutMS, e.closeMS, e.xm, e.alpha, rate, e.total)
+			timeout, e.timeoutMS, e.closeMS, e.xm, e.alpha, rate, e.total)
+		return ev
 	}
+	e.opts.Log.Infof("Based on %d circuit times, it looks like we %s for circuits to finish. We will now assume a circuit is too slow to use after waiting %d milliseconds.", e.total, wait, timeout)
 	return ev
 }
 

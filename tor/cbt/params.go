@@ -67,35 +67,63 @@ type ParamFunc func(name string, def, min, max int32) int32
 // DefaultParams returns the parameters used without a consensus.
 func DefaultParams() Params { return ParamsFrom(nil) }
 
+// Indexes into paramSpecs.
+const (
+	pDisabled = iota
+	pNumModes
+	pRecentCount
+	pMaxTimeouts
+	pMinCircs
+	pQuantile
+	pCloseQuantile
+	pTestFreq
+	pMinTimeout
+	pInitialTimeout
+	pMaxOpenCircs
+	numParams
+)
+
+// paramSpecs are the consensus parameters of Params with C tor's defaults
+// and bounds.
+var paramSpecs = [numParams]struct {
+	name          string
+	def, min, max int32
+}{
+	pDisabled:       {"cbtdisabled", 0, 0, 1},
+	pNumModes:       {"cbtnummodes", 10, 1, 20},
+	pRecentCount:    {"cbtrecentcount", 20, 3, 1000},
+	pMaxTimeouts:    {"cbtmaxtimeouts", 18, 3, 10000},
+	pMinCircs:       {"cbtmincircs", 100, 1, 10000},
+	pQuantile:       {"cbtquantile", 80, 10, 99},
+	pCloseQuantile:  {"cbtclosequantile", 99, 10, 99},
+	pTestFreq:       {"cbttestfreq", 10, 1, 1<<31 - 1},
+	pMinTimeout:     {"cbtmintimeout", binWidthMS, binWidthMS, 1<<31 - 1},
+	pInitialTimeout: {"cbtinitialtimeout", 60000, binWidthMS, 1<<31 - 1},
+	pMaxOpenCircs:   {"cbtmaxopencircs", 10, 0, 14},
+}
+
 // ParamsFrom reads the parameters through param (nil gives the defaults),
 // with C tor's defaults, bounds and cross-checks (cbtclosequantile at least
 // cbtquantile, cbtinitialtimeout at least cbtmintimeout).
 func ParamsFrom(param ParamFunc) Params {
-	get := func(name string, def, min, max int32) int32 {
-		if param == nil {
-			return def
+	var v [numParams]int32
+	for i, s := range paramSpecs {
+		v[i] = s.def
+		if param != nil {
+			v[i] = param(s.name, s.def, s.min, s.max)
 		}
-		return param(name, def, min, max)
 	}
-	const maxInt32 = 1<<31 - 1
-	p := Params{
-		Disabled:     get("cbtdisabled", 0, 0, 1) != 0,
-		NumModes:     int(get("cbtnummodes", 10, 1, 20)),
-		RecentCount:  int(get("cbtrecentcount", 20, 3, 1000)),
-		MaxTimeouts:  int(get("cbtmaxtimeouts", 18, 3, 10000)),
-		MinCircs:     int(get("cbtmincircs", 100, 1, 10000)),
-		Quantile:     int(get("cbtquantile", 80, 10, 99)),
-		TestFreq:     time.Duration(get("cbttestfreq", 10, 1, maxInt32)) * time.Second,
-		MinTimeoutMS: get("cbtmintimeout", binWidthMS, binWidthMS, maxInt32),
-		MaxOpenCircs: int(get("cbtmaxopencircs", 10, 0, 14)),
+	return Params{
+		Disabled:         v[pDisabled] != 0,
+		NumModes:         int(v[pNumModes]),
+		RecentCount:      int(v[pRecentCount]),
+		MaxTimeouts:      int(v[pMaxTimeouts]),
+		MinCircs:         int(v[pMinCircs]),
+		Quantile:         int(v[pQuantile]),
+		CloseQuantile:    int(max(v[pCloseQuantile], v[pQuantile])),
+		TestFreq:         time.Duration(v[pTestFreq]) * time.Second,
+		MinTimeoutMS:     v[pMinTimeout],
+		InitialTimeoutMS: max(v[pInitialTimeout], v[pMinTimeout]),
+		MaxOpenCircs:     int(v[pMaxOpenCircs]),
 	}
-	p.CloseQuantile = int(get("cbtclosequantile", 99, 10, 99))
-	if p.CloseQuantile < p.Quantile {
-		p.CloseQuantile = p.Quantile
-	}
-	p.InitialTimeoutMS = get("cbtinitialtimeout", 60000, binWidthMS, maxInt32)
-	if p.InitialTimeoutMS < p.MinTimeoutMS {
-		p.InitialTimeoutMS = p.MinTimeoutMS
-	}
-	return p
 }

@@ -1,7 +1,6 @@
 package cbt
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"strconv"
@@ -30,40 +29,46 @@ type storedState struct {
 	bins             []storedBin
 }
 
+// badState returns an ErrBadState error saying what is wrong.
+func badState(what string) error {
+	return fmt.Errorf("%w: %s", ErrBadState, what)
+}
+
 // parseState reads the state lines. Unknown lines are skipped.
 func parseState(data []byte) (storedState, error) {
 	var st storedState
-	for line := range bytes.Lines(data) {
-		key, value, _ := strings.Cut(strings.TrimSpace(string(line)), " ")
+	for _, line := range strings.Split(string(data), "\n") {
+		key, value, _ := strings.Cut(strings.TrimSpace(line), " ")
 		value = strings.TrimSpace(value)
+		var count *int
 		switch {
 		case strings.EqualFold(key, "TotalBuildTimes"):
-			n, err := strconv.ParseUint(value, 10, 31)
-			if err != nil || n > maxStoredTimes {
-				return st, fmt.Errorf("%w: TotalBuildTimes %q", ErrBadState, value)
-			}
-			st.total = int(n)
+			key, count = "TotalBuildTimes", &st.total
 		case strings.EqualFold(key, "CircuitBuildAbandonedCount"):
-			n, err := strconv.ParseUint(value, 10, 31)
-			if err != nil || n > maxStoredTimes {
-				return st, fmt.Errorf("%w: CircuitBuildAbandonedCount %q", ErrBadState, value)
-			}
-			st.abandoned = int(n)
+			key, count = "CircuitBuildAbandonedCount", &st.abandoned
 		case strings.EqualFold(key, "CircuitBuildTimeBin"), strings.EqualFold(key, "BuildtimeHistogram"):
 			f := strings.Fields(value)
 			if len(f) < 2 {
-				return st, fmt.Errorf("%w: too few arguments to CircuitBuildTimeBin", ErrBadState)
+				return st, badState("too few arguments to CircuitBuildTimeBin")
 			}
 			ms, err := strconv.ParseUint(f[0], 10, 31)
 			if err != nil {
-				return st, fmt.Errorf("%w: unparsable bin number %q", ErrBadState, f[0])
+				return st, badState("unparsable bin number " + strconv.Quote(f[0]))
 			}
 			count, err := strconv.ParseUint(f[1], 10, 32)
 			if err != nil {
-				return st, fmt.Errorf("%w: unparsable bin count %q", ErrBadState, f[1])
+				return st, badState("unparsable bin count " + strconv.Quote(f[1]))
 			}
 			st.bins = append(st.bins, storedBin{ms: int32(ms), count: uint32(count)})
+			continue
+		default:
+			continue
 		}
+		n, err := strconv.ParseUint(value, 10, 31)
+		if err != nil || n > maxStoredTimes {
+			return st, badState(key + " " + strconv.Quote(value))
+		}
+		*count = int(n)
 	}
 	return st, nil
 }
@@ -109,16 +114,17 @@ func (e *Estimator) fillLocked(st storedState) error {
 	loaded := make([]int32, 0, st.total)
 	for _, b := range st.bins {
 		if uint64(len(loaded))+uint64(b.count)+uint64(st.abandoned) > uint64(st.total) {
-			return fmt.Errorf("%w: too many build times in state file (%d or more, TotalBuildTimes %d)",
-				ErrBadState, uint64(len(loaded))+uint64(b.count)+uint64(st.abandoned), st.total)
+			return badState("too many build times in state file (" +
+				strconv.FormatUint(uint64(len(loaded))+uint64(b.count)+uint64(st.abandoned), 10) +
+				" or more, TotalBuildTimes " + strconv.Itoa(st.total) + ")")
 		}
 		for range b.count {
 			loaded = append(loaded, b.ms)
 		}
 	}
 	if len(loaded)+st.abandoned != st.total {
-		return fmt.Errorf("%w: build times count mismatch: read %d times, but file says %d",
-			ErrBadState, len(loaded)+st.abandoned, st.total)
+		return badState("build times count mismatch: read " + strconv.Itoa(len(loaded)+st.abandoned) +
+			" times, but file says " + strconv.Itoa(st.total))
 	}
 	for range st.abandoned {
 		loaded = append(loaded, abandoned)
@@ -137,7 +143,7 @@ func (e *Estimator) fillLocked(st storedState) error {
 	}
 	e.opts.Log.Infof("Loaded %d/%d values from %d lines in circuit time histogram", n, e.total, len(st.bins))
 	if want := min(len(loaded), NCircuitsToObserve); n != want || e.total != want {
-		return fmt.Errorf("%w: shuffled build times mismatch: read %d times, but file says %d", ErrBadState, n, st.total)
+		return badState("shuffled build times mismatch: read " + strconv.Itoa(n) + " times, but file says " + strconv.Itoa(st.total))
 	}
 	return nil
 }

@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
@@ -173,17 +174,15 @@ const (
 	No
 )
 
+// reachabilityNames are the names of the reachability states.
+var reachabilityNames = [...]string{Maybe: "maybe", Yes: "yes", No: "no"}
+
 // String returns the state as guard-spec names it.
 func (r Reachability) String() string {
-	switch r {
-	case Maybe:
-		return "maybe"
-	case Yes:
-		return "yes"
-	case No:
-		return "no"
+	if uint(r) < uint(len(reachabilityNames)) {
+		return reachabilityNames[r]
 	}
-	return fmt.Sprintf("reachability(%d)", int(r))
+	return "reachability(" + strconv.Itoa(int(r)) + ")"
 }
 
 // entry is one sampled guard.

@@ -2,6 +2,7 @@ package guard
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"tinytor/tor/dir"
@@ -47,25 +48,23 @@ const (
 	Closed
 )
 
+// stateNames are the names of the circuit states.
+var stateNames = [...]string{
+	UsableOnCompletion:    "usable_on_completion",
+	UsableIfNoBetterGuard: "usable_if_no_better_guard",
+	WaitingForBetterGuard: "waiting_for_better_guard",
+	Complete:              "complete",
+	Failed:                "failed",
+	Expired:               "expired",
+	Closed:                "closed",
+}
+
 // String returns the state as guard-spec names it.
 func (s State) String() string {
-	switch s {
-	case UsableOnCompletion:
-		return "usable_on_completion"
-	case UsableIfNoBetterGuard:
-		return "usable_if_no_better_guard"
-	case WaitingForBetterGuard:
-		return "waiting_for_better_guard"
-	case Complete:
-		return "complete"
-	case Failed:
-		return "failed"
-	case Expired:
-		return "expired"
-	case Closed:
-		return "closed"
+	if uint(s) < uint(len(stateNames)) {
+		return stateNames[s]
 	}
-	return fmt.Sprintf("state(%d)", int(s))
+	return "state(" + strconv.Itoa(int(s)) + ")"
 }
 
 // terminal reports whether no further transition happens.

@@ -3,6 +3,7 @@ package guard
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -50,9 +51,14 @@ func formatTime(t time.Time) string {
 func parseTime(s string) (time.Time, error) {
 	t, err := time.Parse(timeLayout, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("date %q is not YYYY-MM-DDTHH:MM:SS", s)
+		return time.Time{}, errors.New("date " + strconv.Quote(s) + " is not YYYY-MM-DDTHH:MM:SS")
 	}
 	return t, nil
+}
+
+// idHex returns id in upper-case hex, as C tor writes it.
+func idHex(id *[20]byte) string {
+	return strings.ToUpper(hex.EncodeToString(id[:]))
 }
 
 // validNickname reports whether s is a legal relay nickname (1 to 19
@@ -70,60 +76,88 @@ func validNickname(s string) bool {
 	return true
 }
 
+// The K=V items of a Guard line this package reads, as indexes into
+// guardKeys (in the order C tor writes them).
+const (
+	keyIn = iota
+	keyRSAID
+	keyNickname
+	keySampledOn
+	keySampledIdx
+	keySampledBy
+	keyUnlistedSince
+	keyListed
+	keyConfirmedOn
+	keyConfirmedIdx
+	numKeys
+)
+
+// guardKeys are the keys of the known items.
+var guardKeys = [numKeys]string{"in", "rsa_id", "nickname", "sampled_on", "sampled_idx", "sampled_by",
+	"unlisted_since", "listed", "confirmed_on", "confirmed_idx"}
+
+// keyIndex returns the index of k in guardKeys, or -1 for an unknown key.
+func keyIndex(k string) int {
+	for i, g := range guardKeys {
+		if g == k {
+			return i
+		}
+	}
+	return -1
+}
+
 // encodeEntry returns e's Guard line (without a newline).
 func encodeEntry(e *entry, sel string) string {
-	var b strings.Builder
-	b.WriteString("Guard in=")
-	b.WriteString(sel)
-	b.WriteString(" rsa_id=")
-	b.WriteString(strings.ToUpper(hex.EncodeToString(e.id[:])))
+	// The values of the known items; empty ones are not written.
+	var v [numKeys]string
+	v[keyIn] = sel
+	v[keyRSAID] = idHex(&e.id)
 	if validNickname(e.nickname) {
-		b.WriteString(" nickname=")
-		b.WriteString(e.nickname)
+		v[keyNickname] = e.nickname
 	}
-	b.WriteString(" sampled_on=")
-	b.WriteString(formatTime(e.sampledOn))
-	fmt.Fprintf(&b, " sampled_idx=%d", e.sampledIdx)
-	if e.sampledBy != "" {
-		b.WriteString(" sampled_by=")
-		b.WriteString(e.sampledBy)
-	}
-	if !e.listed && !e.unlistedSince.IsZero() {
-		b.WriteString(" unlisted_since=")
-		b.WriteString(formatTime(e.unlistedSince))
-	}
-	if e.listed {
-		b.WriteString(" listed=1")
-	} else {
-		b.WriteString(" listed=0")
+	v[keySampledOn] = formatTime(e.sampledOn)
+	v[keySampledIdx] = strconv.Itoa(e.sampledIdx)
+	v[keySampledBy] = e.sampledBy
+	v[keyListed] = "1"
+	if !e.listed {
+		v[keyListed] = "0"
+		if !e.unlistedSince.IsZero() {
+			v[keyUnlistedSince] = formatTime(e.unlistedSince)
+		}
 	}
 	if e.confirmedIdx >= 0 {
-		b.WriteString(" confirmed_on=")
-		b.WriteString(formatTime(e.confirmedOn))
-		fmt.Fprintf(&b, " confirmed_idx=%d", e.confirmedIdx)
+		v[keyConfirmedOn] = formatTime(e.confirmedOn)
+		v[keyConfirmedIdx] = strconv.Itoa(e.confirmedIdx)
+	}
+	b := append(make([]byte, 0, 256), "Guard"...)
+	for k, val := range v {
+		if val != "" {
+			b = append(b, ' ')
+			b = append(b, guardKeys[k]...)
+			b = append(b, '=')
+			b = append(b, val...)
+		}
 	}
 	for _, kv := range e.extra {
-		b.WriteByte(' ')
-		b.WriteString(kv)
+		b = append(b, ' ')
+		b = append(b, kv...)
 	}
-	return b.String()
+	return string(b)
 }
 
 // encodeState returns the state file content for the sample (in sample
 // order) and the foreign lines.
 func encodeState(sampled []*entry, foreign []string, sel string) []byte {
-	var b bytes.Buffer
-	b.WriteString(stateHeader)
-	b.WriteByte('\n')
+	b := append([]byte(stateHeader), '\n')
 	for _, e := range sampled {
-		b.WriteString(encodeEntry(e, sel))
-		b.WriteByte('\n')
+		b = append(b, encodeEntry(e, sel)...)
+		b = append(b, '\n')
 	}
 	for _, l := range foreign {
-		b.WriteString(l)
-		b.WriteByte('\n')
+		b = append(b, l...)
+		b = append(b, '\n')
 	}
-	return b.Bytes()
+	return b
 }
 
 // LineError says why one line of a guard state was skipped or corrected.
@@ -133,16 +167,26 @@ type LineError struct {
 	Err  error
 }
 
-// Error describes the problem with its line number.
+// Error describes the problem with its line number (and the item, cut
+// short if long).
 func (e *LineError) Error() string {
-	if e.Item == "" {
-		return fmt.Sprintf("guard state line %d: %v", e.Line, e.Err)
+	s := "guard state line " + strconv.Itoa(e.Line)
+	if e.Item != "" {
+		s += ", item " + strconv.Quote(truncate(e.Item))
 	}
-	return fmt.Sprintf("guard state line %d, item %q: %v", e.Line, e.Item, e.Err)
+	return s + ": " + e.Err.Error()
 }
 
 // Unwrap returns the underlying error.
 func (e *LineError) Unwrap() error { return e.Err }
+
+// problemList collects the problems found in a state.
+type problemList []error
+
+// add records a LineError for line and item ("" for the whole line).
+func (p *problemList) add(line int, item string, err error) {
+	*p = append(*p, &LineError{Line: line, Item: item, Err: err})
+}
 
 // decoded is what parseState read.
 type decoded struct {
@@ -153,7 +197,7 @@ type decoded struct {
 // parseState reads a guard state. It never fails as a whole: bad lines
 // are skipped and bad items corrected, each reported in problems. now is
 // used for required dates that are missing or malformed.
-func parseState(data []byte, now time.Time, sel string) (d decoded, problems []error) {
+func parseState(data []byte, now time.Time, sel string) (d decoded, problems problemList) {
 	type parsed struct {
 		e        *entry
 		hasIdx   bool
@@ -161,41 +205,42 @@ func parseState(data []byte, now time.Time, sel string) (d decoded, problems []e
 	}
 	var all []parsed
 	seen := map[[20]byte]bool{}
-	lines := bytes.Split(data, []byte("\n"))
-	for i, raw := range lines {
+	for i, raw := range bytes.Split(data, []byte("\n")) {
 		lineNo := i + 1
 		line := strings.TrimSpace(string(bytes.TrimSuffix(raw, []byte("\r"))))
 		if line == "" || line[0] == '#' {
 			continue
 		}
 		if len(all)+len(d.foreign) >= maxStateLines {
-			problems = append(problems, &LineError{Line: lineNo, Err: fmt.Errorf("more than %d guard lines; rest ignored", maxStateLines)})
+			problems.add(lineNo, "", errTooManyLines)
 			break
 		}
+		var err error
 		fields := strings.Fields(line)
 		if fields[0] != "Guard" {
-			problems = append(problems, &LineError{Line: lineNo, Err: fmt.Errorf("keyword %q is not \"Guard\"", truncate(fields[0]))})
-			continue
+			err = errors.New("keyword " + strconv.Quote(truncate(fields[0])) + ` is not "Guard"`)
+		} else {
+			e, hasIdx, foreign, probs := parseGuardLine(fields[1:], lineNo, now, sel)
+			problems = append(problems, probs...)
+			switch {
+			case foreign:
+				d.foreign = append(d.foreign, strings.Join(fields, " "))
+			case e == nil:
+			case seen[e.id]:
+				err = errors.New("guard " + idHex(&e.id) + " listed twice; later line ignored")
+			default:
+				seen[e.id] = true
+				all = append(all, parsed{e: e, hasIdx: hasIdx, fileLine: lineNo})
+			}
 		}
-		e, hasIdx, foreign, probs := parseGuardLine(fields[1:], lineNo, now, sel)
-		problems = append(problems, probs...)
-		if foreign {
-			d.foreign = append(d.foreign, strings.Join(fields, " "))
-			continue
+		if err != nil {
+			problems.add(lineNo, "", err)
 		}
-		if e == nil {
-			continue
-		}
-		if seen[e.id] {
-			problems = append(problems, &LineError{Line: lineNo, Err: fmt.Errorf("guard %X listed twice; later line ignored", e.id)})
-			continue
-		}
-		seen[e.id] = true
-		all = append(all, parsed{e: e, hasIdx: hasIdx, fileLine: lineNo})
 	}
 	// Sample order: by sampled_idx; lines without one come after, in file
-	// order.
-	sort.SliceStable(all, func(a, b int) bool {
+	// order. (The orders here are total: sort.Slice, which other packages
+	// link too, gives the same result as a stable sort.)
+	sort.Slice(all, func(a, b int) bool {
 		pa, pb := all[a], all[b]
 		if pa.hasIdx != pb.hasIdx {
 			return pa.hasIdx
@@ -217,7 +262,13 @@ func parseState(data []byte, now time.Time, sel string) (d decoded, problems []e
 			confirmed = append(confirmed, e)
 		}
 	}
-	sort.SliceStable(confirmed, func(a, b int) bool { return confirmed[a].confirmedIdx < confirmed[b].confirmedIdx })
+	sort.Slice(confirmed, func(a, b int) bool {
+		ca, cb := confirmed[a], confirmed[b]
+		if ca.confirmedIdx != cb.confirmedIdx {
+			return ca.confirmedIdx < cb.confirmedIdx
+		}
+		return ca.sampledIdx < cb.sampledIdx
+	})
 	for i, e := range confirmed {
 		e.confirmedIdx = i
 	}
@@ -232,127 +283,139 @@ func truncate(s string) string {
 	return s
 }
 
+// stateError is a constant error about a guard state line.
+type stateError string
+
+func (e stateError) Error() string { return string(e) }
+
+// Errors of the items and lines of a guard state.
+const (
+	errNotKV         stateError = "not a K=V item"
+	errNickname      stateError = "nickname is not 1-19 letters and digits; dropped"
+	errSampledIdx    stateError = "sampled_idx is not an integer in [0, 1073741824]"
+	errConfirmIdx    stateError = "confirmed_idx is not an integer up to 1073741824"
+	errNoIn          stateError = "no in= item; line skipped"
+	errNoRSAID       stateError = "no valid rsa_id; line skipped"
+	errNoSampledOn   stateError = "no valid sampled_on; using the current time"
+	errNoListed      stateError = "no listed item; assuming unlisted"
+	errNoConfirmedOn stateError = "confirmed_idx without a valid confirmed_on; using the current time"
+	errTooManyLines  stateError = "more than 10000 guard lines; rest ignored"
+)
+
+// setItem stores the value v of the known item k (a guardKeys index) in
+// e, or says why v is not valid.
+func (e *entry) setItem(k int, v string) error {
+	var err error
+	switch k {
+	case keyRSAID:
+		if len(v) != 40 {
+			return errors.New("rsa_id has " + strconv.Itoa(len(v)) + " characters, want 40 hex digits")
+		}
+		if _, err = hex.Decode(e.id[:], []byte(v)); err != nil {
+			return fmt.Errorf("rsa_id is not hex: %w", err)
+		}
+	case keyNickname:
+		if !validNickname(v) {
+			return errNickname
+		}
+		e.nickname = v
+	case keySampledOn:
+		e.sampledOn, err = parseTime(v)
+	case keyUnlistedSince:
+		e.unlistedSince, err = parseTime(v)
+	case keyConfirmedOn:
+		e.confirmedOn, err = parseTime(v)
+	case keySampledIdx:
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > maxIndex {
+			return errSampledIdx
+		}
+		e.sampledIdx = n
+	case keyConfirmedIdx:
+		n, err := strconv.Atoi(v)
+		if err != nil || n > maxIndex {
+			return errConfirmIdx
+		}
+		e.confirmedIdx = max(n, -1)
+	case keySampledBy:
+		e.sampledBy = v
+	case keyListed:
+		// As C tor: anything but "0" means listed.
+		e.listed = v != "0"
+	}
+	return err
+}
+
 // parseGuardLine parses the K=V items of one Guard line. It returns
 // foreign=true for a line of another guard selection, and e=nil when the
 // line is unusable.
-func parseGuardLine(items []string, lineNo int, now time.Time, sel string) (e *entry, hasIdx, foreign bool, problems []error) {
-	bad := func(item string, err error) {
-		problems = append(problems, &LineError{Line: lineNo, Item: truncate(item), Err: err})
-	}
+func parseGuardLine(items []string, lineNo int, now time.Time, sel string) (e *entry, hasIdx, foreign bool, problems problemList) {
 	e = &entry{confirmedIdx: -1, reachable: Maybe}
 	var in string
-	var haveID, haveSampledOn, haveListed, haveConfirmedOn bool
-	known := map[string]bool{}
+	var given, valid [numKeys]bool
 	for _, item := range items {
 		k, v, ok := strings.Cut(item, "=")
-		if !ok || k == "" {
-			bad(item, fmt.Errorf("not a K=V item"))
-			continue
-		}
-		switch k {
-		case "in", "rsa_id", "nickname", "sampled_on", "sampled_idx", "sampled_by",
-			"unlisted_since", "listed", "confirmed_on", "confirmed_idx":
-			if known[k] {
-				bad(item, fmt.Errorf("%s given twice; first kept", k))
-				continue
-			}
-			known[k] = true
-		default:
+		i := keyIndex(k)
+		var err error
+		switch {
+		case !ok || k == "":
+			err = errNotKV
+		case i < 0:
 			e.extra = append(e.extra, item)
-			continue
-		}
-		switch k {
-		case "in":
-			in = v
-		case "rsa_id":
-			if len(v) != 40 {
-				bad(item, fmt.Errorf("rsa_id has %d characters, want 40 hex digits", len(v)))
-				continue
-			}
-			if _, err := hex.Decode(e.id[:], []byte(v)); err != nil {
-				bad(item, fmt.Errorf("rsa_id is not hex: %w", err))
-				continue
-			}
-			haveID = true
-		case "nickname":
-			if !validNickname(v) {
-				bad(item, fmt.Errorf("nickname is not 1-19 letters and digits; dropped"))
-				continue
-			}
-			e.nickname = v
-		case "sampled_on":
-			t, err := parseTime(v)
-			if err != nil {
-				bad(item, err)
-				continue
-			}
-			e.sampledOn, haveSampledOn = t, true
-		case "sampled_idx":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 || n > maxIndex {
-				bad(item, fmt.Errorf("sampled_idx is not an integer in [0, %d]", maxIndex))
-				continue
-			}
-			e.sampledIdx, hasIdx = n, true
-		case "sampled_by":
-			e.sampledBy = v
-		case "unlisted_since":
-			t, err := parseTime(v)
-			if err != nil {
-				bad(item, err)
-				continue
-			}
-			e.unlistedSince = t
-		case "listed":
-			// As C tor: anything but "0" means listed.
-			e.listed, haveListed = v != "0", true
-		case "confirmed_on":
-			t, err := parseTime(v)
-			if err != nil {
-				bad(item, err)
-				continue
-			}
-			e.confirmedOn, haveConfirmedOn = t, true
-		case "confirmed_idx":
-			n, err := strconv.Atoi(v)
-			if err != nil || n > maxIndex {
-				bad(item, fmt.Errorf("confirmed_idx is not an integer up to %d", maxIndex))
-				continue
-			}
-			if n >= 0 {
-				e.confirmedIdx = n
+		case given[i]:
+			err = errors.New(k + " given twice; first kept")
+		default:
+			given[i] = true
+			if i == keyIn {
+				in = v
+			} else if err = e.setItem(i, v); err == nil {
+				valid[i] = true
 			}
 		}
+		if err != nil {
+			problems.add(lineNo, item, err)
+		}
 	}
-	if in == "" {
-		problems = append(problems, &LineError{Line: lineNo, Err: fmt.Errorf("no in= item; line skipped")})
-		return nil, false, false, problems
-	}
-	if in != sel {
+	var fixes []error
+	switch {
+	case in == "":
+		fixes, e = append(fixes, errNoIn), nil
+	case in != sel:
 		return nil, false, true, problems
+	case !valid[keyRSAID]:
+		fixes, e = append(fixes, errNoRSAID), nil
+	default:
+		fixes = e.complete(&valid, now.Truncate(time.Second))
 	}
-	if !haveID {
-		problems = append(problems, &LineError{Line: lineNo, Err: fmt.Errorf("no valid rsa_id; line skipped")})
+	for _, f := range fixes {
+		problems.add(lineNo, "", f)
+	}
+	if e == nil {
 		return nil, false, false, problems
 	}
-	if !haveSampledOn {
-		problems = append(problems, &LineError{Line: lineNo, Err: fmt.Errorf("no valid sampled_on; using the current time")})
-		e.sampledOn = now.Truncate(time.Second)
+	return e, valid[keySampledIdx], false, problems
+}
+
+// complete fills in the required items of e missing or invalid in its
+// Guard line (valid says which were read) and returns what it corrected.
+func (e *entry) complete(valid *[numKeys]bool, now time.Time) (fixes []error) {
+	if !valid[keySampledOn] {
+		fixes = append(fixes, errNoSampledOn)
+		e.sampledOn = now
 	}
-	if !haveListed {
-		problems = append(problems, &LineError{Line: lineNo, Err: fmt.Errorf("no listed item; assuming unlisted")})
+	if !valid[keyListed] {
+		fixes = append(fixes, errNoListed)
 	}
 	if e.listed {
 		e.unlistedSince = time.Time{}
 	} else if e.unlistedSince.IsZero() {
-		e.unlistedSince = now.Truncate(time.Second)
-	}
-	if e.confirmedIdx >= 0 && !haveConfirmedOn {
-		problems = append(problems, &LineError{Line: lineNo, Err: fmt.Errorf("confirmed_idx without a valid confirmed_on; using the current time")})
-		e.confirmedOn = now.Truncate(time.Second)
+		e.unlistedSince = now
 	}
 	if e.confirmedIdx < 0 {
 		e.confirmedOn = time.Time{}
+	} else if !valid[keyConfirmedOn] {
+		fixes = append(fixes, errNoConfirmedOn)
+		e.confirmedOn = now
 	}
-	return e, hasIdx, false, problems
+	return fixes
 }

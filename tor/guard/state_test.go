@@ -3,6 +3,7 @@ package guard
 import (
 	"bytes"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -136,4 +137,16 @@ func FuzzParseState(f *testing.F) {
 			t.Fatalf("encoding not stable:\n%s\n%s", enc, enc2)
 		}
 	})
+}
+
+// The constant messages quote the limits they enforce.
+func TestStateErrorLimits(t *testing.T) {
+	for _, c := range []struct {
+		err   stateError
+		limit int
+	}{{errSampledIdx, maxIndex}, {errConfirmIdx, maxIndex}, {errTooManyLines, maxStateLines}} {
+		if !strings.Contains(string(c.err), strconv.Itoa(c.limit)) {
+			t.Errorf("%q does not say %d", c.err, c.limit)
+		}
+	}
 }

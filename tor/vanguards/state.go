@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -29,14 +30,12 @@ const (
 
 // encodeState returns the state content for guards, in order.
 func encodeState(guards []l2) []byte {
-	var b bytes.Buffer
-	b.WriteString(stateHeader)
-	b.WriteByte('\n')
+	b := append([]byte(stateHeader), '\n')
 	for _, g := range guards {
-		fmt.Fprintf(&b, "%s rsa_id=%s expires=%s\n", keyword,
-			strings.ToUpper(hex.EncodeToString(g.id[:])), g.expires.UTC().Format(timeLayout))
+		b = append(b, keyword+" rsa_id="+strings.ToUpper(hex.EncodeToString(g.id[:]))+
+			" expires="+g.expires.UTC().Format(timeLayout)+"\n"...)
 	}
-	return b.Bytes()
+	return b
 }
 
 // LineError says why one line of the state was skipped.
@@ -45,10 +44,17 @@ type LineError struct {
 	Err  error
 }
 
-func (e *LineError) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e.Err) }
+func (e *LineError) Error() string { return "line " + strconv.Itoa(e.Line) + ": " + e.Err.Error() }
 
 // Unwrap returns the cause.
 func (e *LineError) Unwrap() error { return e.Err }
+
+// Errors of whole lines.
+var (
+	errMissing   = errors.New("rsa_id or expires missing")
+	errTooMany   = fmt.Errorf("more than %d layer-2 guards", maxStateGuards)
+	errDuplicate = errors.New("duplicate layer-2 guard")
+)
 
 // parseState reads a state: the guards in order (duplicates and lines past
 // maxStateGuards dropped) and a LineError for each line skipped.
@@ -61,10 +67,10 @@ func parseState(data []byte) (guards []l2, problems []error) {
 		}
 		g, err := parseLine(line)
 		if err == nil && seen[g.id] {
-			err = fmt.Errorf("duplicate layer-2 guard %X", g.id)
+			err = fmt.Errorf("%w %X", errDuplicate, g.id)
 		}
 		if err == nil && len(guards) >= maxStateGuards {
-			err = fmt.Errorf("more than %d layer-2 guards", maxStateGuards)
+			err = errTooMany
 		}
 		if err != nil {
 			problems = append(problems, &LineError{Line: i + 1, Err: err})
@@ -80,34 +86,40 @@ func parseState(data []byte) (guards []l2, problems []error) {
 func parseLine(line string) (l2, error) {
 	var g l2
 	fields := strings.Fields(line)
+	what, value, why := "unknown keyword", fields[0], ""
 	if fields[0] != keyword {
-		return g, fmt.Errorf("unknown keyword %q", truncate(fields[0]))
+		why = "in place of " + keyword
 	}
 	var haveID, haveExp bool
 	for _, kv := range fields[1:] {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			return g, fmt.Errorf("item %q is not K=V", truncate(kv))
+		if why != "" {
+			break
 		}
-		switch k {
-		case "rsa_id":
+		k, v, ok := strings.Cut(kv, "=")
+		what, value = k, v
+		switch {
+		case !ok:
+			what, value, why = "item", kv, "is not K=V"
+		case k == "rsa_id":
 			b, err := hex.DecodeString(v)
 			if err != nil || len(b) != len(g.id) {
-				return g, fmt.Errorf("rsa_id %q is not 40 hex digits", truncate(v))
+				why = "is not 40 hex digits"
 			}
 			copy(g.id[:], b)
 			haveID = true
-		case "expires":
-			t, err := time.Parse(timeLayout, v)
-			if err != nil {
-				return g, fmt.Errorf("expires %q is not YYYY-MM-DDTHH:MM:SS", truncate(v))
+		case k == "expires":
+			var err error
+			if g.expires, err = time.Parse(timeLayout, v); err != nil {
+				why = "is not YYYY-MM-DDTHH:MM:SS"
 			}
-			g.expires = t
 			haveExp = true
 		}
 	}
+	if why != "" {
+		return g, errors.New(what + " " + strconv.Quote(truncate(value)) + " " + why)
+	}
 	if !haveID || !haveExp {
-		return g, errors.New("rsa_id or expires missing")
+		return g, errMissing
 	}
 	return g, nil
 }

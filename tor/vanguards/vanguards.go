@@ -299,6 +299,7 @@ func (m *Manager) maintainLocked() {
 // already in the set; relays of one family may both be chosen.
 func (m *Manager) addLocked(now time.Time, need int) {
 	m.log.Infof("Adding %d guards to Layer2 routerset", need)
+	want := len(m.guards) + need
 	have := make(map[[20]byte]bool, len(m.guards)+need)
 	for _, g := range m.guards {
 		have[g.id] = true
@@ -313,7 +314,7 @@ func (m *Manager) addLocked(now time.Time, need int) {
 	for range need {
 		n, err := path.Pick(m.rng, m.dir.Consensus, cands, path.Middle)
 		if err != nil {
-			m.log.Infof("Found only %d of %d layer-2 guards: %v", len(m.guards), m.number(), err)
+			m.log.Infof("Found only %d of %d layer-2 guards: %v", len(m.guards), want, err)
 			return
 		}
 		g := l2{id: n.Identity, expires: now.Add(m.lifetime()).Truncate(time.Second)}
