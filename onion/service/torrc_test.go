@@ -9,14 +9,14 @@ import (
 	"tinytor/tor/config"
 )
 
-func TestStartAllAndTorrcIDs(t *testing.T) {
+func TestSetAndTorrcIDs(t *testing.T) {
 	dirs := []string{filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")}
 	cfgs := []config.HiddenService{testConfig(dirs[0]), testConfig(dirs[1])}
-	stop, err := StartAll(context.Background(), noNet{}, cfgs, Options{})
-	if err != nil {
+	set := NewSet(context.Background(), noNet{}, Options{})
+	if err := set.Apply(cfgs); err != nil {
 		t.Fatal(err)
 	}
-	stop()
+	set.Stop()
 	ids := TorrcIDs(append(cfgs, testConfig(filepath.Join(t.TempDir(), "never-started"))))
 	if len(ids) != 2 {
 		t.Fatalf("ids %v: want the two started services", ids)
@@ -37,13 +37,17 @@ func TestStartAllAndTorrcIDs(t *testing.T) {
 	// One bad section: nothing runs, the error names it.
 	bad := testConfig(filepath.Join(t.TempDir(), "c"))
 	bad.Ports = nil
-	if _, err := StartAll(context.Background(), noNet{}, []config.HiddenService{cfgs[0], bad}, Options{}); err == nil || !strings.HasPrefix(err.Error(), "Onion service: ") {
+	set = NewSet(context.Background(), noNet{}, Options{})
+	if err := set.Apply([]config.HiddenService{cfgs[0], bad}); err == nil || !strings.HasPrefix(err.Error(), "Onion service: ") {
 		t.Errorf("a section without ports: %v", err)
+	}
+	if n := len(set.Services()); n != 0 {
+		t.Errorf("%d services running after a failed Apply", n)
 	}
 	// The good one was closed again: its directory can be opened.
 	s, err := New(noNet{}, Options{Config: cfgs[0]})
 	if err != nil {
-		t.Fatalf("after a failed StartAll: %v", err)
+		t.Fatalf("after a failed Apply: %v", err)
 	}
 	s.Close()
 }
