@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -16,6 +17,12 @@ type HiddenService struct {
 	MaxStreams             int                 // HiddenServiceMaxStreams: per rendezvous circuit, 0 = unlimited
 	MaxStreamsCloseCircuit bool                // HiddenServiceMaxStreamsCloseCircuit: close the circuit when MaxStreams is hit
 	DirGroupReadable       bool                // HiddenServiceDirGroupReadable: make Dir group-readable
+	// Proof-of-work defenses (proposal 327): HiddenServicePoWDefensesEnabled
+	// (default 0), HiddenServicePoWQueueRate (introductions answered per
+	// second, default 250) and HiddenServicePoWQueueBurst (default 2500).
+	PoWDefensesEnabled bool
+	PoWQueueRate       int
+	PoWQueueBurst      int
 }
 
 // HiddenServicePort maps a virtual port of the onion service to a local
@@ -101,7 +108,7 @@ func hsDirValue(b *builder, v string) (any, error) {
 		}
 	}
 	b.c.HiddenServices = append(b.c.HiddenServices, HiddenService{
-		Dir: v, Version: 3, NumIntroductionPoints: 3,
+		Dir: v, Version: 3, NumIntroductionPoints: 3, PoWQueueRate: 250, PoWQueueBurst: 2500,
 	})
 	b.hsLines = append(b.hsLines, b.l)
 	b.hsSeen = append(b.hsSeen, map[string]bool{})
@@ -120,6 +127,12 @@ func hsVersionValue(_ *builder, v string) (any, error) {
 	return 3, nil
 }
 
+// posIntValue is C tor's POSINT: 0 to INT_MAX.
+func posIntValue(_ *builder, v string) (any, error) {
+	n, err := parseUint(v, 0, 1<<31-1)
+	return int(n), err
+}
+
 func introPointsValue(_ *builder, v string) (any, error) {
 	n, err := parseUint(v, 0, 20)
 	return int(n), err
@@ -131,6 +144,10 @@ func (b *builder) checkServices() error {
 		hs := &b.c.HiddenServices[i]
 		if len(hs.Ports) == 0 {
 			return errAt(b.hsLines[i], "HiddenServiceDir", errors.New("hidden service ("+hs.Dir+") with no ports configured"))
+		}
+		if hs.PoWDefensesEnabled && hs.PoWQueueBurst < hs.PoWQueueRate {
+			return errAt(b.hsLines[i], "HiddenServiceDir", errors.New("hidden service ("+hs.Dir+") PoW queue burst ("+
+				strconv.Itoa(hs.PoWQueueBurst)+") can not be smaller than the rate value ("+strconv.Itoa(hs.PoWQueueRate)+")"))
 		}
 	}
 	return nil

@@ -100,6 +100,9 @@ var options = []option{
 	{name: "HiddenServiceMaxStreams", list: true, group: hsGroup, field: "MaxStreams", parse: countValue},
 	{name: "HiddenServiceMaxStreamsCloseCircuit", list: true, group: hsGroup, field: "MaxStreamsCloseCircuit", parse: boolValue},
 	{name: "HiddenServiceDirGroupReadable", list: true, group: hsGroup, field: "DirGroupReadable", parse: boolValue},
+	{name: "HiddenServicePoWDefensesEnabled", list: true, group: hsGroup, field: "PoWDefensesEnabled", parse: boolValue},
+	{name: "HiddenServicePoWQueueRate", list: true, group: hsGroup, field: "PoWQueueRate", parse: posIntValue},
+	{name: "HiddenServicePoWQueueBurst", list: true, group: hsGroup, field: "PoWQueueBurst", parse: posIntValue},
 
 	{name: "ControlPort", list: true, field: "ControlPorts", parse: controlPortValue},
 	{name: "ControlSocket", list: true, field: "ControlSockets", parse: controlSocketValue},

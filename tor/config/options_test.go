@@ -274,6 +274,9 @@ HiddenServiceNumIntroductionPoints 5
 HiddenServiceMaxStreams 10
 HiddenServiceMaxStreamsCloseCircuit 1
 HiddenServiceDirGroupReadable 1
+HiddenServicePoWDefensesEnabled 1
+HiddenServicePoWQueueRate 10
+HiddenServicePoWQueueBurst 100
 HiddenServiceDir /hs/b
 HiddenServicePort 80 [::1]:8080
 `)
@@ -284,9 +287,10 @@ HiddenServicePort 80 [::1]:8080
 			{VirtualPort: 22, Target: netip.MustParseAddrPort("192.168.1.5:22")},
 			{VirtualPort: 8080, Unix: "/run/web.sock"},
 			{VirtualPort: 8081, Unix: "/run/a b"},
-		}, Version: 3, NumIntroductionPoints: 5, MaxStreams: 10, MaxStreamsCloseCircuit: true, DirGroupReadable: true},
+		}, Version: 3, NumIntroductionPoints: 5, MaxStreams: 10, MaxStreamsCloseCircuit: true, DirGroupReadable: true,
+			PoWDefensesEnabled: true, PoWQueueRate: 10, PoWQueueBurst: 100},
 		{Dir: "/hs/b", Ports: []HiddenServicePort{{VirtualPort: 80, Target: netip.MustParseAddrPort("[::1]:8080")}},
-			Version: 3, NumIntroductionPoints: 3},
+			Version: 3, NumIntroductionPoints: 3, PoWQueueRate: 250, PoWQueueBurst: 2500},
 	}
 	if !reflect.DeepEqual(c.HiddenServices, want) {
 		t.Errorf("got  %+v\nwant %+v", c.HiddenServices, want)
@@ -376,6 +380,8 @@ func TestOptionErrors(t *testing.T) {
 
 		{"HiddenServicePort 80", "torrc:1: HiddenServicePort: HiddenServicePort with no preceding HiddenServiceDir directive"},
 		{"HiddenServiceDir /a", "torrc:1: HiddenServiceDir: hidden service (/a) with no ports configured"},
+		{"HiddenServiceDir /a\nHiddenServicePort 80\nHiddenServicePoWDefensesEnabled 1\nHiddenServicePoWQueueRate 10\nHiddenServicePoWQueueBurst 5", "torrc:1: HiddenServiceDir: hidden service (/a) PoW queue burst (5) can not be smaller than the rate value (10)"},
+		{"HiddenServiceDir /a\nHiddenServicePort 80\nHiddenServicePoWQueueRate -1", "torrc:3: HiddenServicePoWQueueRate: invalid number \"-1\": must be an integer between 0 and 2147483647"},
 		{"HiddenServiceDir /a\nHiddenServicePort 80\nHiddenServiceDir /a", "torrc:3: HiddenServiceDir: another hidden service is already configured for directory /a"},
 		{"HiddenServiceDir /a\nHiddenServiceVersion 2", `torrc:2: HiddenServiceVersion: HiddenServiceVersion "2" is not supported: only version 3 onion services exist`},
 		{"HiddenServiceDir /a\nHiddenServiceVersion 3\nHiddenServiceVersion 3", "torrc:3: HiddenServiceVersion: HiddenServiceVersion given more than once for HiddenServiceDir /a"},
