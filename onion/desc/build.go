@@ -64,6 +64,9 @@ type Params struct {
 	// FlowControl, if set, is the flow-control line's arguments, as C tor
 	// 0.4.8 writes them: {"1-2", "31"}.
 	FlowControl []string
+	// PoW, if set, is the pow-params line of a service with proof-of-work
+	// defenses (proposal 327).
+	PoW *PoWParams
 	// AuthorizedClients are the x25519 public keys of the clients allowed
 	// to decrypt the second layer; none disables client authorization.
 	AuthorizedClients [][32]byte
@@ -200,6 +203,9 @@ func innerPlaintext(p Params, signPub ed25519.PublicKey, expire time.Time) ([]by
 	}
 	if len(p.FlowControl) > 0 {
 		b = append(b, "flow-control "+strings.Join(p.FlowControl, " ")+"\n"...)
+	}
+	if p.PoW != nil {
+		b = p.PoW.append(b)
 	}
 	signer, err := keys.FromPrivateKey(p.SigningKey)
 	if err != nil {

@@ -108,6 +108,9 @@ func TestBuildRoundTrip(t *testing.T) {
 	if strings.Join(d.Inner.FlowControl, " ") != "1-2 31" {
 		t.Errorf("flow control %v", d.Inner.FlowControl)
 	}
+	if d.Inner.PoW != nil {
+		t.Errorf("pow-params %+v in a descriptor built without", d.Inner.PoW)
+	}
 	// First layer padded to 10000 bytes; the second not padded.
 	if n := len(d.Outer.Superencrypted) - SaltLen - macLen; n != 10000 {
 		t.Errorf("first layer ciphertext %d bytes", n)
@@ -205,4 +208,30 @@ func FuzzParseInner(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ParseInner(b, make(ed25519.PublicKey, 32), time.Unix(1500000000, 0))
 	})
+}
+
+// TestBuildPoWParams: the pow-params line a service writes is the one the
+// client's parser reads (and the text C tor writes).
+func TestBuildPoWParams(t *testing.T) {
+	f := newFixture(t, nil)
+	want := PoWParams{SuggestedEffort: 42, Expires: time.Date(2026, 12, 3, 20, 0, 0, 0, time.UTC)}
+	for i := range want.Seed {
+		want.Seed[i] = byte(i)
+	}
+	f.params.PoW = &want
+	line := string(want.append(nil))
+	if line != "pow-params v1 AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8 42 2026-12-03T20:00:00\n" {
+		t.Errorf("line %q", line)
+	}
+	doc, err := Build(f.params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Decode(doc, f.id.Public(), f.blinded.Public(), nil, f.params.Now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Inner.PoW == nil || *d.Inner.PoW != want {
+		t.Fatalf("pow-params read back as %+v, want %+v", d.Inner.PoW, want)
+	}
 }

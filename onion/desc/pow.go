@@ -36,6 +36,18 @@ func (p *PoWParams) Expired(now time.Time) bool {
 	return p.Expires.Before(now.Truncate(time.Second))
 }
 
+// append writes p as C tor does: "pow-params v1 <seed, base64 without
+// padding> <effort> <expiration, YYYY-MM-DDTHH:MM:SS UTC>".
+func (p *PoWParams) append(b []byte) []byte {
+	b = append(b, "pow-params "+PoWTypeV1+" "...)
+	b = base64.RawStdEncoding.AppendEncode(b, p.Seed[:])
+	b = append(b, ' ')
+	b = strconv.AppendUint(b, uint64(p.SuggestedEffort), 10)
+	b = append(b, ' ')
+	b = p.Expires.UTC().AppendFormat(b, "2006-01-02T15:04:05")
+	return append(b, '\n')
+}
+
 // parsePoWParams reads one "pow-params" line into *v1, as C tor 0.4.9's
 // decode_pow_params: the line may appear any number of times, lines of
 // types other than "v1" are ignored, and a second v1 line, a v1 line with
