@@ -57,7 +57,7 @@ test-integration: deps
 ## test-pow: the onion-service proof-of-work test against a flooded C tor
 ## service (6-12 minutes; not part of check)
 test-pow: deps
-	TINYTOR_REQUIRE_TESTNET=1 TINYTOR_POW_TEST=1 $(GO) test -count=1 -timeout 40m -run 'TestOnionPoWClient$$' -v ./scripts/integration/
+	TINYTOR_REQUIRE_TESTNET=1 TINYTOR_POW_TEST=1 $(GO) test -count=1 -timeout 60m -run 'TestOnionPoW(Client|Service)$$' -v ./scripts/integration/
 
 ## test-cross: unit tests under qemu-user for arm64 and big-endian mips
 test-cross: deps

@@ -8,11 +8,13 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"tinytor/board"
 	"tinytor/board/state"
 	onionclient "tinytor/onion/client"
+	"tinytor/onion/pow"
 	"tinytor/onion/service"
 	"tinytor/socks"
 	"tinytor/socks/dnsport"
@@ -21,6 +23,7 @@ import (
 	"tinytor/tor/config"
 	"tinytor/tor/event"
 	"tinytor/tor/guard"
+	"tinytor/tor/metrics"
 	"tinytor/tor/torlog"
 )
 
@@ -86,6 +89,7 @@ type node struct {
 	amap           *addrmap.Map      // lives as long as the process: mappings survive SIGHUP
 	gateway        *gateway          // TransPorts and HTTPTunnelPorts
 	services       *service.Set      // the torrc's onion services
+	powGauges      atomic.Pointer[powGauges]
 
 	mu        sync.Mutex // serialises configuration changes
 	closeLogs func()     // closes the log files of the configuration in force
@@ -158,9 +162,10 @@ func (n *node) run(cfg *config.Config, src config.Sources, reload func(*torlog.L
 		}
 	}
 	apply := func(nc *config.Config) error { return n.apply(ctx, nc) }
-	n.services = service.NewSet(ctx, client, service.Options{Testing: cfg.TestingTorNetwork, Log: log, Events: bus, Rand: client.Rand()})
+	n.services = service.NewSet(ctx, client, service.Options{Testing: cfg.TestingTorNetwork, Log: log, Events: bus, Rand: client.Rand(),
+		PoWStats: n.powStats})
 	defer n.services.Stop()
-	stopControl, err := startControl(ctx, cfg, src, client, onion, n.amap, n.dnsCounters, log, apply, sendHup, stop, n.gateway.metrics)
+	stopControl, err := startControl(ctx, cfg, src, client, onion, n.amap, n.dnsCounters, log, apply, sendHup, stop, n.gateway.metrics, n.powMetrics)
 	if err != nil {
 		log.Errf("%v", err)
 		return exitRuntime
@@ -234,4 +239,38 @@ func (n *node) close() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.closeLogs()
+}
+
+// powGauges are the MetricsPort's proof-of-work series of the onion
+// services, with C tor's names.
+type powGauges struct {
+	effort, queued *metrics.GaugeVec
+}
+
+// powMetrics registers them.
+func (n *node) powMetrics(reg *metrics.Registry) error {
+	effort, err := reg.NewGaugeVec("tor_hs_pow_suggested_effort", "Suggested effort of an onion service's proof-of-work defenses", "onion")
+	if err != nil {
+		return err
+	}
+	queued, err := reg.NewGaugeVec("tor_hs_rdv_pow_pqueue_count", "Introductions waiting in an onion service's proof-of-work queue", "onion")
+	if err != nil {
+		return err
+	}
+	n.powGauges.Store(&powGauges{effort, queued})
+	return nil
+}
+
+// powStats feeds a service's counters to the gauges, once they exist.
+func (n *node) powStats(onion string, st pow.Stats) {
+	g := n.powGauges.Load()
+	if g == nil {
+		return
+	}
+	if e, err := g.effort.With(onion); err == nil {
+		e.Set(float64(st.SuggestedEffort))
+	}
+	if q, err := g.queued.With(onion); err == nil {
+		q.Set(float64(st.Queued))
+	}
 }

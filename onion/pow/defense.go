@@ -174,14 +174,16 @@ func (d *Defense) newSeedLocked(now time.Time) error {
 	return nil
 }
 
-// Verify checks a solution from an INTRODUCE2 for the service whose
-// blinded key is id (hs_pow_verify): the seed is picked by its head
-// among the current and previous seeds, a (nonce, seed) pair is accepted
-// once, then the effort and Equi-X checks of Verifier.Verify.
-func (d *Defense) Verify(id *[IDLen]byte, sol *Solution) error {
+// Verify checks a solution from an INTRODUCE2 (hs_pow_verify): the seed
+// is picked by its head among the current and previous seeds, a (nonce,
+// seed) pair is accepted once, then the effort and Equi-X checks of
+// Verifier.Verify against the service's blinded key — each of ids in
+// turn, for a service whose introduction points serve the descriptors of
+// several time periods.
+func (d *Defense) Verify(sol *Solution, ids ...[IDLen]byte) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	err := d.verifyLocked(id, sol)
+	err := d.verifyLocked(sol, ids)
 	if err != nil {
 		d.stats.Rejected++
 		return err
@@ -190,7 +192,7 @@ func (d *Defense) Verify(id *[IDLen]byte, sol *Solution) error {
 	return nil
 }
 
-func (d *Defense) verifyLocked(id *[IDLen]byte, sol *Solution) error {
+func (d *Defense) verifyLocked(sol *Solution, ids [][IDLen]byte) error {
 	var seed *[SeedLen]byte
 	switch sol.SeedHead {
 	case [SeedHeadLen]byte(d.cur[:SeedHeadLen]):
@@ -204,7 +206,13 @@ func (d *Defense) verifyLocked(id *[IDLen]byte, sol *Solution) error {
 	if _, ok := d.replay[key]; ok {
 		return ErrReplay
 	}
-	if err := d.verifier.Verify(id, seed, sol); err != nil {
+	err := errors.New("pow: no blinded key to verify against")
+	for i := range ids {
+		if err = d.verifier.Verify(&ids[i], seed, sol); err == nil {
+			break
+		}
+	}
+	if err != nil {
 		return err
 	}
 	d.replay[key] = struct{}{}

@@ -54,25 +54,25 @@ func TestDefenseVerify(t *testing.T) {
 		t.Errorf("seed expires %v, want %v", p.Expires, want)
 	}
 	in, _, sol := slowVectors[4].parse(t) // effort 10
-	if err := d.Verify(&in.BlindedID, &sol); err != nil {
+	if err := d.Verify(&sol, in.BlindedID); err != nil {
 		t.Fatalf("valid solution: %v", err)
 	}
-	if err := d.Verify(&in.BlindedID, &sol); !errors.Is(err, ErrReplay) {
+	if err := d.Verify(&sol, in.BlindedID); !errors.Is(err, ErrReplay) {
 		t.Fatalf("replayed solution: %v, want ErrReplay", err)
 	}
 	// Same nonce, another solution: still the same (nonce, seed) pair.
 	_, _, other := slowVectors[8].parse(t)
-	if err := d.Verify(&in.BlindedID, &other); !errors.Is(err, ErrReplay) {
+	if err := d.Verify(&other, in.BlindedID); !errors.Is(err, ErrReplay) {
 		t.Fatalf("same nonce again: %v, want ErrReplay", err)
 	}
 	bad := sol
 	bad.Nonce[0] ^= 0x40
-	if err := d.Verify(&in.BlindedID, &bad); err == nil || errors.Is(err, ErrReplay) {
+	if err := d.Verify(&bad, in.BlindedID); err == nil || errors.Is(err, ErrReplay) {
 		t.Fatalf("corrupted solution: %v", err)
 	}
 	bad = sol
 	bad.SeedHead[0] ^= 1
-	if err := d.Verify(&in.BlindedID, &bad); !errors.Is(err, ErrUnknownSeed) {
+	if err := d.Verify(&bad, in.BlindedID); !errors.Is(err, ErrUnknownSeed) {
 		t.Fatalf("other seed: %v, want ErrUnknownSeed", err)
 	}
 
@@ -85,10 +85,16 @@ func TestDefenseVerify(t *testing.T) {
 		t.Fatalf("after rotation: seed %x changed %v", p.Seed, changed)
 	}
 	_, _, sol9 := slowVectors[9].parse(t) // effort 1000, another nonce
-	if err := d.Verify(&in.BlindedID, &sol9); err != nil {
+	wrongID := in.BlindedID
+	wrongID[0] ^= 1
+	if err := d.Verify(&sol9, wrongID); err == nil {
+		t.Fatal("solution verified against another blinded key")
+	}
+	// The right key second in the list (a descriptor of another period).
+	if err := d.Verify(&sol9, wrongID, in.BlindedID); err != nil {
 		t.Fatalf("solution for the previous seed: %v", err)
 	}
-	if err := d.Verify(&in.BlindedID, &sol); !errors.Is(err, ErrReplay) {
+	if err := d.Verify(&sol, in.BlindedID); !errors.Is(err, ErrReplay) {
 		t.Fatalf("replay under the previous seed: %v", err)
 	}
 	// Rotated again: seed aa..aa is gone, and so are its replay entries.
@@ -96,14 +102,14 @@ func TestDefenseVerify(t *testing.T) {
 	if err := d.Housekeeping(); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Verify(&in.BlindedID, &sol); !errors.Is(err, ErrUnknownSeed) {
+	if err := d.Verify(&sol, in.BlindedID); !errors.Is(err, ErrUnknownSeed) {
 		t.Fatalf("solution for a forgotten seed: %v", err)
 	}
 	if n := len(d.replay); n != 0 {
 		t.Errorf("%d replay entries left for a forgotten seed", n)
 	}
-	if s := d.Stats(); s.Verified != 2 || s.Rejected != 6 {
-		t.Errorf("stats %+v, want 2 verified, 6 rejected", s)
+	if s := d.Stats(); s.Verified != 2 || s.Rejected != 7 {
+		t.Errorf("stats %+v, want 2 verified, 7 rejected", s)
 	}
 }
 
@@ -306,7 +312,7 @@ func TestDefenseReplayCacheBound(t *testing.T) {
 	}
 	d.mu.Unlock()
 	in, _, sol := slowVectors[4].parse(t)
-	if err := d.Verify(&in.BlindedID, &sol); err != nil {
+	if err := d.Verify(&sol, in.BlindedID); err != nil {
 		t.Fatal(err)
 	}
 	d.mu.Lock()

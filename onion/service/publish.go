@@ -37,7 +37,8 @@ type publishState struct {
 	uses      [2]ring.Use
 	done      map[uploadKey]bool // HSDirs that have the current descriptors
 	lastRev   map[[32]byte]uint64
-	periods   []uint64 // periods descriptors were published for, newest last
+	periods   []uint64        // periods descriptors were published for, newest last
+	pow       *desc.PoWParams // the pow-params of the last upload
 	hasValue  bool
 	announced bool // the first successful upload was logged
 }
@@ -86,8 +87,9 @@ func (s *Service) maybePublish(ctx context.Context) {
 	}
 	var uses [2]ring.Use
 	uses[0], uses[1] = ring.Store(p, view.Consensus.ValidAfter, srvs)
-	full := !ps.hasValue || ps.version != s.version || ps.uses != uses || !now.Before(ps.next)
+	full := !ps.hasValue || ps.version != s.version || ps.uses != uses || !now.Before(ps.next) || ps.pow != s.powParams
 	if full {
+		ps.pow = s.powParams
 		ps.done = map[uploadKey]bool{}
 		ps.version = s.version
 		ps.uses = uses
@@ -186,6 +188,7 @@ func (s *Service) buildDescriptor(bk *keys.SigningKey, rev uint64, now time.Time
 		RevisionCounter:   rev,
 		Now:               now,
 		IntroPoints:       entries,
+		PoW:               s.powParams,
 		AuthorizedClients: s.clients,
 		Rand:              rand.Reader,
 	})

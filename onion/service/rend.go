@@ -34,16 +34,17 @@ const (
 // ErrReplay is returned for an INTRODUCE2 cell seen before.
 var ErrReplay = errors.New("INTRODUCE2 replayed")
 
-// subcredentials returns the subcredentials of the periods descriptors
-// were published for, newest first.
-func (s *Service) subcredentials() ([][32]byte, error) {
+// periods returns the time-period parameters and the periods descriptors
+// were published for, newest last (the current ones before the first
+// publication).
+func (s *Service) periods() (keys.Periods, []uint64, error) {
 	view := s.net.NetworkView()
 	if view == nil {
-		return nil, errors.New("no network view")
+		return keys.Periods{}, nil, errors.New("no network view")
 	}
 	p, _, err := s.timeParams(view)
 	if err != nil {
-		return nil, err
+		return keys.Periods{}, nil, err
 	}
 	s.mu.Lock()
 	periods := append([]uint64(nil), s.pub.periods...)
@@ -51,6 +52,16 @@ func (s *Service) subcredentials() ([][32]byte, error) {
 	if len(periods) == 0 {
 		tp := p.Num(view.Consensus.ValidAfter)
 		periods = []uint64{tp - 1, tp, tp + 1}
+	}
+	return p, periods, nil
+}
+
+// subcredentials returns the subcredentials of the periods descriptors
+// were published for, newest first.
+func (s *Service) subcredentials() ([][32]byte, error) {
+	p, periods, err := s.periods()
+	if err != nil {
+		return nil, err
 	}
 	out := make([][32]byte, 0, len(periods))
 	for i := len(periods) - 1; i >= 0; i-- {
@@ -73,7 +84,11 @@ func (s *Service) handleIntroduce2(ctx context.Context, ip *introPoint, body []b
 		s.log.Infof("Onion service %s: %d introductions pending; dropping an INTRODUCE2.", s.short, maxRendPending)
 		return
 	}
-	if err := s.introduce(ctx, ip, body); err != nil && ctx.Err() == nil {
+	introduce := s.introduce
+	if s.pow != nil {
+		introduce = s.queueIntroduction
+	}
+	if err := introduce(ctx, ip, body); err != nil && ctx.Err() == nil {
 		s.log.Infof("Onion service %s: INTRODUCE2 via %s: %v", s.short, ip.node.Nickname, err)
 	}
 }
@@ -93,15 +108,34 @@ func openIntroduction(ip *introPoint, body []byte, subcreds [][32]byte, now time
 	return svc, intro, pt, nil
 }
 
-func (s *Service) introduce(ctx context.Context, ip *introPoint, body []byte) error {
+// open decrypts and checks an INTRODUCE2 received on ip.
+func (s *Service) open(ip *introPoint, body []byte) (*hsntor.Service, *hsntor.Introduction, *hscell.IntroducePlaintext, error) {
 	subcreds, err := s.subcredentials()
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
-	svc, intro, pt, err := openIntroduction(ip, body, subcreds, s.now())
+	return openIntroduction(ip, body, subcreds, s.now())
+}
+
+// introduce answers an INTRODUCE2 at once (no proof-of-work defenses).
+func (s *Service) introduce(ctx context.Context, ip *introPoint, body []byte) error {
+	svc, intro, pt, err := s.open(ip, body)
 	if err != nil {
 		return err
 	}
+	return s.rendezvous(ctx, svc, intro, pt)
+}
+
+// rendezvous builds the circuit to the client's rendezvous point and
+// sends RENDEZVOUS1 on it.
+func (s *Service) rendezvous(ctx context.Context, svc *hsntor.Service, intro *hsntor.Introduction, pt *hscell.IntroducePlaintext) error {
+	s.rendBuilding.Add(1)
+	building := true
+	defer func() {
+		if building {
+			s.rendBuilding.Add(-1)
+		}
+	}()
 	hop, err := hscell.HopFromLinkSpecs(pt.LinkSpecs, pt.OnionKey)
 	if err != nil {
 		return fmt.Errorf("rendezvous point: %w", err)
@@ -122,6 +156,8 @@ func (s *Service) introduce(ctx context.Context, ip *introPoint, body []byte) er
 			return fmt.Errorf("rendezvous circuit: %w", err)
 		}
 	}
+	s.rendBuilding.Add(-1)
+	building = false
 	layer, err := hk.Layer(true)
 	if err != nil {
 		circ.Close()

@@ -19,11 +19,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"tinytor/board/state"
 	"tinytor/onion/addr"
+	"tinytor/onion/desc"
 	"tinytor/onion/keys"
+	"tinytor/onion/pow"
 	"tinytor/tor/circmgr"
 	"tinytor/tor/circuit"
 	"tinytor/tor/config"
@@ -73,6 +76,10 @@ type Options struct {
 	// Events, when set, receives the service's descriptor upload events
 	// (*event.HSDesc with Service set: UPLOAD, UPLOADED, FAILED).
 	Events *event.Bus
+	// PoWStats, when set, receives a service's proof-of-work counters
+	// every second (for the MetricsPort); onion is the address without
+	// ".onion".
+	PoWStats func(onion string, st pow.Stats)
 	// Rand picks the introduction points, their lifetimes and the
 	// descriptor republish times: the Tor client's generator, so that the
 	// process has one; nil gives the service its own, seeded from
@@ -100,6 +107,12 @@ type Service struct {
 	wg sync.WaitGroup
 	// rendSlots bounds concurrent rendezvous builds.
 	rendSlots chan struct{}
+	// rendBuilding counts the rendezvous circuits being built.
+	rendBuilding atomic.Int32
+	// pow is the proof-of-work defense (HiddenServicePoWDefensesEnabled),
+	// nil without; powWake tells its dequeuer of a queued introduction.
+	pow     *pow.Defense
+	powWake chan struct{}
 	// noRelayWarned: the lack of intro point relays was logged (only Run's
 	// goroutine touches it).
 	noRelayWarned bool
@@ -110,6 +123,9 @@ type Service struct {
 	// changed is signalled when an intro point is established or dies.
 	changed chan struct{}
 	pub     publishState
+	// powParams are the pow-params for the next descriptors (nil without
+	// defenses).
+	powParams *desc.PoWParams
 }
 
 // New opens (creating it if needed) the service's HiddenServiceDir, loads
@@ -172,6 +188,12 @@ func New(n Network, opts Options) (*Service, error) {
 		return nil, fmt.Errorf("onion service %s: %w", hc.Dir, err)
 	}
 	s.clients = clients
+	if hc.PoWDefensesEnabled {
+		if err := s.startPoW(); err != nil {
+			s.store.Close()
+			return nil, fmt.Errorf("onion service %s: %w", hc.Dir, err)
+		}
+	}
 	return s, nil
 }
 
@@ -301,10 +323,20 @@ func (s *Service) Run(ctx context.Context) error {
 	defer s.closeIntros()
 	s.log.Noticef("Onion service %s starting (%d introduction points, %d authorized clients).",
 		s.short, s.opts.Config.NumIntroductionPoints, len(s.clients))
+	if s.pow != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.runPoWQueue(ctx)
+		}()
+	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		s.maintainIntros(ctx)
+		if s.pow != nil {
+			s.powTick()
+		}
 		s.maybePublish(ctx)
 		select {
 		case <-ctx.Done():

@@ -88,35 +88,9 @@ func TestOnionPoWClient(t *testing.T) {
 	onion := a.String()
 	t.Logf("service %s uploaded its descriptor after %.1f s", onion[:8], time.Since(svcStart).Seconds())
 
-	// The flood: three C tor clients, each with 12 workers opening
-	// streams under fresh SOCKS usernames (a new rendezvous circuit and
-	// introduction each), given up after 4 s.
-	floodCtx, stopFlood := context.WithCancel(context.Background())
-	var floodWG sync.WaitGroup
-	var attempts, reached atomic.Int64
-	defer func() { stopFlood(); floodWG.Wait() }()
-	var flooders []*cTor
-	for i := range 3 {
-		c := startCTor(t, n, true)
-		flooders = append(flooders, c)
-		c.waitLog(t, "Bootstrapped 100%", 3*time.Minute)
-		for w := range 12 {
-			floodWG.Add(1)
-			go func() {
-				defer floodWG.Done()
-				for k := 0; floodCtx.Err() == nil; k++ {
-					ctx, cancel := context.WithTimeout(floodCtx, 4*time.Second)
-					conn, err := dialSOCKS5Auth(ctx, c.socks, fmt.Sprintf("flood-%d-%d-%d", i, w, k), "x", onion, 80)
-					cancel()
-					attempts.Add(1)
-					if err == nil {
-						reached.Add(1)
-						conn.Close()
-					}
-				}
-			}()
-		}
-	}
+	fl := startFlood(t, n, onion)
+	defer fl.stop()
+	attempts, reached := &fl.attempts, &fl.reached
 	t.Logf("flood started %.1f s after the service", time.Since(svcStart).Seconds())
 
 	// Wait for a suggested effort above zero, then for the descriptor
@@ -192,11 +166,7 @@ func TestOnionPoWClient(t *testing.T) {
 	// Attribution: the flood and its clients stop, the queue drains; then
 	// every introduction with effort > 0 the service enqueues is
 	// tinytor's.
-	stopFlood()
-	floodWG.Wait()
-	for _, c := range flooders {
-		c.stop()
-	}
+	fl.stop()
 	// Queued requests expire after MAX_REND_TIMEOUT/2 = 15 s.
 	for q := ctorMetric(t, metrics, "tor_hs_rdv_pow_pqueue_count"); q > 0; q = ctorMetric(t, metrics, "tor_hs_rdv_pow_pqueue_count") {
 		select {
@@ -223,6 +193,56 @@ func TestOnionPoWClient(t *testing.T) {
 	}
 	t.Logf("figures: suggested effort %d after %.0f s of flood (%d SOCKS attempts, %d reached); tinytor %.2f s, fresh C tor %.2f s (err %v); quiet tinytor %.2f s",
 		effort, time.Since(svcStart).Seconds(), attempts.Load(), reached.Load(), tinytorTook.Seconds(), cTorTook.Seconds(), err, quiet.Seconds())
+}
+
+// flood is three C tor clients, each with 12 workers opening streams to
+// an onion service under fresh SOCKS usernames (a new rendezvous circuit
+// and introduction each), each given up after 4 s.
+type flood struct {
+	cancel            context.CancelFunc
+	wg                sync.WaitGroup
+	clients           []*cTor
+	attempts, reached atomic.Int64
+	once              sync.Once
+}
+
+func startFlood(t *testing.T, n *Network, onion string) *flood {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &flood{cancel: cancel}
+	for i := range 3 {
+		c := startCTor(t, n, true)
+		f.clients = append(f.clients, c)
+		c.waitLog(t, "Bootstrapped 100%", 3*time.Minute)
+		for w := range 12 {
+			f.wg.Add(1)
+			go func() {
+				defer f.wg.Done()
+				for k := 0; ctx.Err() == nil; k++ {
+					dctx, dcancel := context.WithTimeout(ctx, 4*time.Second)
+					conn, err := dialSOCKS5Auth(dctx, c.socks, fmt.Sprintf("flood-%d-%d-%d", i, w, k), "x", onion, 80)
+					dcancel()
+					f.attempts.Add(1)
+					if err == nil {
+						f.reached.Add(1)
+						conn.Close()
+					}
+				}
+			}()
+		}
+	}
+	return f
+}
+
+// stop ends the flood's workers and its clients.
+func (f *flood) stop() {
+	f.once.Do(func() {
+		f.cancel()
+		f.wg.Wait()
+		for _, c := range f.clients {
+			c.stop()
+		}
+	})
 }
 
 // grepLines returns the lines containing s.
@@ -341,4 +361,92 @@ func (l *procLog) waitFrom(t *testing.T, from int, s string, timeout time.Durati
 			t.Fatalf("C tor did not log %q within %s", s, timeout)
 		}
 	}
+}
+
+// TestOnionPoWService (issue 14 item 3): a tinytor service with
+// HiddenServicePoWDefensesEnabled and a queue rate of 1/s, flooded by three
+// C tor clients like the C tor service of TestOnionPoWClient: its
+// suggested effort rises (its MetricsPort's tor_hs_pow_suggested_effort,
+// recomputed every 300 s as in C tor), it republishes its descriptors,
+// and a fresh C tor client, which solves the puzzle at the effort it
+// reads from the new descriptor, reaches it during the flood. Like
+// TestOnionPoWClient it runs only with TINYTOR_POW_TEST=1 (make test-pow).
+func TestOnionPoWService(t *testing.T) {
+	if testing.Short() || os.Getenv("TINYTOR_POW_TEST") != "1" {
+		t.Skip("the suggested effort needs at least 5 minutes of flood: run with TINYTOR_POW_TEST=1 (make test-pow)")
+	}
+	n := RequireNetwork(t)
+	hsDir := filepath.Join(t.TempDir(), "hs")
+	metrics := freePort(t)
+	start := time.Now()
+	p := startTinytor(t, n, tinytorBinary(t, ""), "", nil,
+		"HiddenServiceDir "+hsDir, "HiddenServicePort 80 "+n.HTTPAddr.String(),
+		"HiddenServicePoWDefensesEnabled 1", "HiddenServicePoWQueueRate 1", "HiddenServicePoWQueueBurst 1",
+		"MetricsPort "+metrics.String())
+	waitServiceUploaded(t, p, 0, 4*time.Minute)
+	onion := readHostname(t, hsDir)
+	t.Logf("service %s uploaded its descriptors after %.1f s", onion[:8], time.Since(start).Seconds())
+
+	fl := startFlood(t, n, onion)
+	defer fl.stop()
+	deadline := time.Now().Add(12 * time.Minute)
+	effort := 0
+	for effort == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("suggested effort still 0 after 12 minutes of flood (%d introductions tried, %d reached, %d enqueued)",
+				fl.attempts.Load(), fl.reached.Load(), len(grepLines(p.log(), "Enqueued rendezvous request with effort")))
+		}
+		select {
+		case <-time.After(10 * time.Second):
+		case <-p.exited:
+			t.Fatal("tinytor exited")
+		}
+		effort = ctorMetric(t, metrics, "tor_hs_pow_suggested_effort")
+		t.Logf("%.0f s: suggested effort %d, %d introductions tried (%d reached), %d enqueued, %d verified PoW",
+			time.Since(start).Seconds(), effort, fl.attempts.Load(), fl.reached.Load(),
+			len(grepLines(p.log(), "Enqueued rendezvous request with effort")), len(grepLines(p.log(), "PoW INTRODUCE2 request successfully verified")))
+	}
+	from := -1
+	for i, l := range p.log() {
+		if strings.Contains(l, "Suggested effort changed significantly") {
+			from = i
+			break
+		}
+	}
+	if from < 0 {
+		t.Fatal("suggested effort above 0 but tinytor did not log that it updates its descriptors")
+	}
+	waitUploadRounds(t, p, from, 2, 3*time.Minute)
+	t.Logf("suggested effort %d published %.0f s after the service started", effort, time.Since(start).Seconds())
+
+	// A fresh C tor client during the flood: it reads the effort from the
+	// new descriptor and solves at it.
+	verifiedBefore := len(grepLines(p.log(), "PoW INTRODUCE2 request successfully verified"))
+	ref := startCTor(t, n, true)
+	ref.waitLog(t, "Bootstrapped 100%", 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	r, err := getOnion(ctx, t, ref.socks, "http://"+onion+"/")
+	if err != nil {
+		t.Fatalf("fresh C tor client during the flood: %v", err)
+	}
+	if !strings.Contains(string(r.Body), n.Marker) {
+		t.Fatalf("marker missing from %q", r.Body)
+	}
+	took := time.Since(t0)
+	solving := grepLines(ref.out.snapshot(), "Solving proof of work (effort ")
+	if len(solving) == 0 {
+		t.Fatal("the fresh C tor client reached the service without solving a puzzle")
+	}
+	want := fmt.Sprintf("Solving proof of work (effort %d)", effort)
+	if !strings.Contains(solving[0], want) {
+		t.Errorf("the C tor client's first solve: %q, want %q (the published effort)", solving[0], want)
+	}
+	verified := len(grepLines(p.log(), "PoW INTRODUCE2 request successfully verified")) - verifiedBefore
+	if verified < 1 {
+		t.Error("tinytor verified no PoW introduction while the C tor client got in")
+	}
+	t.Logf("figures: suggested effort %d after %.0f s of flood (%d SOCKS attempts, %d reached); fresh C tor client in %.2f s (%q); tinytor verified %d PoW introductions meanwhile",
+		effort, time.Since(start).Seconds(), fl.attempts.Load(), fl.reached.Load(), took.Seconds(), solving[0], verified)
 }

@@ -91,3 +91,40 @@ func TestOnionServiceReload(t *testing.T) {
 		}
 	}
 }
+
+// TestOnionServicePoWQuiet: a tinytor service with proof-of-work defenses
+// and no flood publishes descriptors with pow-params that the reference C
+// tor client accepts (suggested effort 0: it sends no solution), answers
+// its introductions through the priority queue, and shows the effort on
+// its MetricsPort.
+func TestOnionServicePoWQuiet(t *testing.T) {
+	n := RequireNetwork(t)
+	hsDir := filepath.Join(t.TempDir(), "hs")
+	metricsAddr := freePort(t)
+	p := startTinytor(t, n, tinytorBinary(t, ""), "", nil,
+		"HiddenServiceDir "+hsDir, "HiddenServicePort 80 "+n.HTTPAddr.String(), "HiddenServiceNumIntroductionPoints 2",
+		"HiddenServicePoWDefensesEnabled 1", "MetricsPort "+metricsAddr.String())
+	waitServiceUploaded(t, p, 0, 4*time.Minute)
+	onion := readHostname(t, hsDir)
+	p.waitFor("proof-of-work defenses enabled (queue rate 250, burst 2500)", time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	r, err := getOnion(ctx, t, n.ClientSOCKS, "http://"+onion+"/")
+	if err != nil {
+		t.Fatalf("C tor client to a tinytor service with PoW defenses: %v", err)
+	}
+	if !strings.Contains(string(r.Body), n.Marker) {
+		t.Fatalf("marker missing from %q", r.Body)
+	}
+	if len(grepLines(p.log(), "Enqueued rendezvous request with effort: 0.")) == 0 {
+		t.Error("the introduction did not go through the proof-of-work queue")
+	}
+	text := scrape(t, metricsAddr)
+	series := `tor_hs_pow_suggested_effort{onion="` + strings.TrimSuffix(onion, ".onion") + `"}`
+	if v := metricValue(t, text, series); v != 0 {
+		t.Errorf("%s = %v, want 0", series, v)
+	}
+	if !strings.Contains(text, series) {
+		t.Errorf("MetricsPort lacks %s", series)
+	}
+}

@@ -93,3 +93,10 @@ func (l *procLog) contains(s string) bool {
 	}
 	return false
 }
+
+// snapshot returns a copy of the lines so far.
+func (l *procLog) snapshot() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.lines...)
+}
