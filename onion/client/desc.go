@@ -82,6 +82,13 @@ func (e *descEvents) publish(action string, n *path.Node, reason string) {
 	e.c.cfg.Events.Publish(ev)
 }
 
+// content publishes the HS_DESC_CONTENT event of a fetch answered by n:
+// the descriptor's text, or nothing for a 404 (as C tor).
+func (e *descEvents) content(n *path.Node, doc []byte) {
+	e.c.cfg.Events.Publish(&event.HSDescContent{Address: e.host, DescriptorID: e.id,
+		HSDir: event.RelayRef{ID: n.Identity, Nickname: n.Nickname}, Content: string(doc)})
+}
+
 // descriptor returns the service's descriptor for the current period:
 // from the cache, or fetched from the responsible HSDirs in random order,
 // each tried once, leaving out those that failed to give it within the
@@ -136,7 +143,11 @@ func (c *Client) descriptor(ctx context.Context, a addr.Address) (*desc.Descript
 		ev.publish("REQUESTED", n, "")
 		doc, err := c.fetch(ctx, n, pl.blinded)
 		if err != nil {
-			ev.publish("FAILED", n, fetchReason(err))
+			reason := fetchReason(err)
+			ev.publish("FAILED", n, reason)
+			if reason == "NOT_FOUND" {
+				ev.content(n, nil)
+			}
 			if ctx.Err() == nil {
 				c.fails.noteHSDirFailed(pl.blinded, n.Identity)
 			}
@@ -144,6 +155,7 @@ func (c *Client) descriptor(ctx context.Context, a addr.Address) (*desc.Descript
 			errs = append(errs, fmt.Errorf("HSDir %s: %w", n.Nickname, err))
 			continue
 		}
+		ev.content(n, doc)
 		d, err := desc.Decode(doc, a.PublicKey(), pl.blinded, clientKey, c.cfg.Now())
 		if err != nil {
 			ev.publish("FAILED", n, "BAD_DESC")

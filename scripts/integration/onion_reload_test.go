@@ -128,3 +128,54 @@ func TestOnionServicePoWQuiet(t *testing.T) {
 		t.Errorf("MetricsPort lacks %s", series)
 	}
 }
+
+// TestControlHSDescContent (issue 14 item 7): HSFETCH on tinytor's control
+// port with HS_DESC_CONTENT subscribed gives the fetched descriptor as a
+// multi-line event, as C tor writes it:
+// "650+HS_DESC_CONTENT <address> <descriptor id> <HSDir>", the
+// descriptor, ".", "650 OK".
+func TestControlHSDescContent(t *testing.T) {
+	n := RequireNetwork(t)
+	c := startControlled(t, n)
+	ctl := dialControl(t, c.control)
+	if r := ctl.cmd(`AUTHENTICATE "` + controlPassword + `"`); r[0] != "250 OK" {
+		t.Fatalf("AUTHENTICATE: %q", r)
+	}
+	if r := ctl.cmd("SETEVENTS HS_DESC_CONTENT"); r[0] != "250 OK" {
+		t.Fatalf("SETEVENTS: %q", r)
+	}
+	bootstrapped(t, c.tinytorProc)
+	sid := strings.TrimSuffix(n.Onion, ".onion")
+	if r := ctl.cmd("HSFETCH " + sid); r[0] != "250 OK" {
+		t.Fatalf("HSFETCH: %q", r)
+	}
+	ctl.nc.SetDeadline(time.Now().Add(2 * time.Minute))
+	var head string
+	var body []string
+	for {
+		l, err := ctl.br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("waiting for HS_DESC_CONTENT: %v", err)
+		}
+		l = strings.TrimRight(l, "\r\n")
+		switch {
+		case head == "" && strings.HasPrefix(l, "650+HS_DESC_CONTENT "+sid+" "):
+			head = l
+		case head != "" && l == ".":
+			if end, err := ctl.br.ReadString('\n'); err != nil || end != "650 OK\r\n" {
+				t.Fatalf("after the descriptor: %q, %v", end, err)
+			}
+			f := strings.Fields(head)
+			if len(f) != 4 || !strings.HasPrefix(f[3], "$") || !strings.Contains(f[3], "~") {
+				t.Errorf("event head %q: want 650+HS_DESC_CONTENT <address> <id> <$fingerprint~nickname>", head)
+			}
+			if len(body) < 10 || body[0] != "hs-descriptor 3" || !strings.HasPrefix(body[len(body)-1], "signature ") {
+				t.Fatalf("descriptor of %d lines: %q ... %q", len(body), body[0], body[len(body)-1])
+			}
+			t.Logf("%s: a descriptor of %d lines", head, len(body))
+			return
+		case head != "":
+			body = append(body, l)
+		}
+	}
+}

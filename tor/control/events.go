@@ -14,6 +14,11 @@ import (
 type Event struct {
 	Type string
 	Body string
+	// Data, with Block, is the data of an event sent as
+	// "650+Type Body", the dot-stuffed lines of Data, ".", "650 OK"
+	// (HS_DESC_CONTENT); Data may be empty.
+	Data  string
+	Block bool
 }
 
 // EventNames are the event names SETEVENTS accepts, in C tor's order (the
@@ -209,6 +214,24 @@ func (h HSDescEvent) Event() Event {
 		s += " " + h.DescriptorID
 	}
 	return Event{Type: "HS_DESC", Body: kvs(s, "REASON", h.Reason, "HSDIR_INDEX", h.HSDirIndex)}
+}
+
+// HSDescContentEvent is an HS_DESC_CONTENT event (control-spec 4.1.26):
+// a descriptor a client fetched, empty when the HSDir had none.
+type HSDescContentEvent struct {
+	Address      string // onion address without ".onion"
+	DescriptorID string
+	HSDir        string // LongName or UNKNOWN
+	Content      string
+}
+
+// Event formats h.
+func (h HSDescContentEvent) Event() Event {
+	hsdir := h.HSDir
+	if hsdir == "" {
+		hsdir = "UNKNOWN"
+	}
+	return Event{Type: "HS_DESC_CONTENT", Body: h.Address + " " + h.DescriptorID + " " + hsdir, Data: h.Content, Block: true}
 }
 
 // LogEvent returns the DEBUG/INFO/NOTICE/WARN/ERR event for a log message.

@@ -287,6 +287,11 @@ func (c *conn) writeEvents() {
 }
 
 func writeEvent(w *ReplyWriter, e Event) {
+	if e.Block {
+		w.Data(CodeAsync, e.Type+" "+e.Body, e.Data)
+		w.End(CodeAsync, "OK")
+		return
+	}
 	if strings.ContainsAny(e.Body, "\r\n") {
 		w.Data(CodeAsync, e.Type, e.Body)
 		w.End(CodeAsync, "OK")

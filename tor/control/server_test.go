@@ -444,7 +444,7 @@ func TestEvents(t *testing.T) {
 	if s.Wants("CIRC") {
 		t.Fatal("Wants(CIRC) before any subscription")
 	}
-	c.expect("SETEVENTS EXTENDED circ STATUS_CLIENT notice", "250 OK\r\n")
+	c.expect("SETEVENTS EXTENDED circ STATUS_CLIENT notice HS_DESC_CONTENT", "250 OK\r\n")
 	if !s.Wants("CIRC") || s.Wants("STREAM") {
 		t.Fatal("Wants does not follow SETEVENTS")
 	}
@@ -454,10 +454,14 @@ func TestEvents(t *testing.T) {
 	s.Emit(StatusEvent{Type: "STATUS_CLIENT", Severity: "NOTICE", Action: "BOOTSTRAP",
 		Args: []StatusArg{{"PROGRESS", "100"}, {"TAG", "done"}, {"SUMMARY", "Done"}}}.Event())
 	s.Emit(Event{Type: "NOTICE", Body: "two\nlines"})
+	s.Emit(HSDescContentEvent{Address: "abc", DescriptorID: "XYZ", HSDir: "$AA~a", Content: "hs-descriptor 3\n.dot\n"}.Event())
+	s.Emit(HSDescContentEvent{Address: "abc", DescriptorID: "XYZ", HSDir: "$AA~a"}.Event()) // a 404
 	want := []string{
 		"650 CIRC 7 BUILT $AA~a,$BB~b PURPOSE=GENERAL TIME_CREATED=2026-11-27T03:04:05.510000\r\n",
 		"650 STATUS_CLIENT NOTICE BOOTSTRAP PROGRESS=100 TAG=done SUMMARY=Done\r\n",
 		"650+NOTICE\r\ntwo\r\nlines\r\n.\r\n650 OK\r\n",
+		"650+HS_DESC_CONTENT abc XYZ $AA~a\r\nhs-descriptor 3\r\n..dot\r\n.\r\n650 OK\r\n",
+		"650+HS_DESC_CONTENT abc XYZ $AA~a\r\n.\r\n650 OK\r\n",
 	}
 	for _, w := range want {
 		if got := c.reply(); got != w {

@@ -462,6 +462,8 @@ func TestTranslate(t *testing.T) {
 			[]control.Event{{Type: "HS_DESC", Body: "FAILED abc NO_AUTH $AA00000000000000000000000000000000000001 XYZ REASON=NOT_FOUND"}}},
 		{&event.HSDesc{Action: "UPLOAD", Address: "abc", HSDir: event.RelayRef{ID: id1}, DescriptorID: "XYZ", Service: true},
 			[]control.Event{{Type: "HS_DESC", Body: "UPLOAD abc UNKNOWN $AA00000000000000000000000000000000000001 XYZ"}}},
+		{&event.HSDescContent{Address: "abc", HSDir: event.RelayRef{ID: id1}, DescriptorID: "XYZ", Content: "hs-descriptor 3\n"},
+			[]control.Event{{Type: "HS_DESC_CONTENT", Body: "abc XYZ $AA00000000000000000000000000000000000001", Data: "hs-descriptor 3\n", Block: true}}},
 		{event.Bootstrap{Phase: event.PhaseLoadingStatus},
 			[]control.Event{{Type: "STATUS_CLIENT", Body: `NOTICE BOOTSTRAP PROGRESS=30 TAG=loading_status SUMMARY="Loading networkstatus consensus"`}}},
 		{event.Bootstrap{Phase: event.PhaseDone},
@@ -471,7 +473,7 @@ func TestTranslate(t *testing.T) {
 	for _, c := range cases {
 		got := Translate(c.ev)
 		if fmt.Sprint(got) != fmt.Sprint(c.want) {
-			t.Errorf("Translate(%+v)\n got %q\nwant %q", c.ev, got, c.want)
+			t.Errorf("Translate(%+v)\n got %+v\nwant %+v", c.ev, got, c.want)
 		}
 	}
 }

@@ -111,6 +111,13 @@ func translate(ev event.Event) (control.Event, bool) {
 			DescriptorID: e.DescriptorID,
 			Reason:       e.Reason,
 		}.Event(), true
+	case *event.HSDescContent:
+		return control.HSDescContentEvent{
+			Address:      e.Address,
+			DescriptorID: e.DescriptorID,
+			HSDir:        longNameOrEmpty(e.HSDir),
+			Content:      e.Content,
+		}.Event(), true
 	case event.Log:
 		return control.LogEvent(e.Severity, e.Message), true
 	case *event.BuildTimeoutSet:
