@@ -20,6 +20,7 @@ import (
 	"tinytor/tor/circuit"
 	"tinytor/tor/dir"
 	"tinytor/tor/path"
+	"tinytor/tor/torlog"
 )
 
 // connect returns a rendezvous circuit joined to the service a, whose
@@ -258,6 +259,15 @@ func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descrip
 	if len(all) == 0 {
 		return nil, errorf(IntroFailed, name, "the descriptor lists no usable introduction point")
 	}
+	if c.log.Enabled(torlog.Info) {
+		names := make([]string, 0, len(all))
+		for i := range all {
+			if t, err := introTarget(&all[i]); err == nil {
+				names = append(names, t.Nickname)
+			}
+		}
+		c.log.Infof("Introduction points of %s: %s.", name[:8], strings.Join(names, " "))
+	}
 	ips := c.fails.usableIntros(a.Key, all)
 	switch {
 	case len(ips) == 0 && !fresh:
@@ -282,6 +292,7 @@ func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descrip
 			continue
 		}
 		for try := 0; try < maxIntroCircuitRetries; try++ {
+			c.log.Infof("Introducing to %s through %s.", name[:8], t.Nickname)
 			circ, final, err := c.introduce(ctx, a, d, ip, t, m.get)
 			if circ != nil {
 				return circ, nil
