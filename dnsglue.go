@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
 
 	"tinytor/socks"
@@ -12,6 +11,7 @@ import (
 	"tinytor/tor/addrmap"
 	"tinytor/tor/circuit"
 	"tinytor/tor/config"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/metrics"
 	"tinytor/tor/torlog"
 )
@@ -70,7 +70,7 @@ func (r dnsResolver) ResolvePTR(ctx context.Context, addr netip.Addr, client net
 func dnsError(err error) error {
 	var re *circuit.ResolveError
 	if errors.As(err, &re) && !re.Transient {
-		return fmt.Errorf("%w: %w", dnsport.ErrNotFound, err)
+		return errfmt.Errorf("%w: %w", dnsport.ErrNotFound, err)
 	}
 	return err
 }

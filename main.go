@@ -18,6 +18,7 @@ import (
 
 	"tinytor/tor/config"
 	"tinytor/tor/control"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/torlog"
 )
 
@@ -163,11 +164,11 @@ func parseCommandLine(args []string) (*commandLine, error) {
 		if f, v, hasValue := lookupFlag(a); f != nil {
 			switch {
 			case f.value == nil && hasValue:
-				return nil, fmt.Errorf("flag %s takes no value", a)
+				return nil, errfmt.Errorf("flag %s takes no value", a)
 			case f.value == nil:
 				f.on(cl)
 			case !hasValue && i+1 >= len(args):
-				return nil, fmt.Errorf("flag needs an argument: %s", a)
+				return nil, errfmt.Errorf("flag needs an argument: %s", a)
 			case !hasValue:
 				i++
 				v = args[i]
@@ -178,7 +179,7 @@ func parseCommandLine(args []string) (*commandLine, error) {
 			continue
 		}
 		if !strings.HasPrefix(a, "-") {
-			return nil, fmt.Errorf("unexpected argument %q", a)
+			return nil, errfmt.Errorf("unexpected argument %q", a)
 		}
 		// A torrc override: "--Option value", or "--/Option" alone.
 		overrides = append(overrides, a)

@@ -21,6 +21,7 @@ import (
 	"tinytor/tor"
 	"tinytor/tor/addrmap"
 	"tinytor/tor/config"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/event"
 	"tinytor/tor/guard"
 	"tinytor/tor/metrics"
@@ -219,7 +220,7 @@ func (n *node) apply(ctx context.Context, nc *config.Config) error {
 	defer n.mu.Unlock()
 	nlog, ncloseLogs, err := config.OpenLogs(nc.Logs, n.stdout, n.stderr)
 	if err != nil {
-		return fmt.Errorf("Restoring previous configuration: %w", err)
+		return errfmt.Errorf("Restoring previous configuration: %w", err)
 	}
 	n.closeLogs()
 	n.closeLogs = ncloseLogs
@@ -227,7 +228,7 @@ func (n *node) apply(ctx context.Context, nc *config.Config) error {
 	n.client.Reconfigure(nc)
 	n.onion.SetAuthDir(nc.ClientOnionAuthDir)
 	if err := n.amap.SetConfig(addrMapConfig(nc)); err != nil {
-		return fmt.Errorf("Restoring previous address map settings: %w", err)
+		return errfmt.Errorf("Restoring previous address map settings: %w", err)
 	}
 	applyMapAddress(n.amap, nc, n.log)
 	return errors.Join(n.socks.Apply(ctx, socksPorts(nc, n.log)), n.dns.Apply(ctx, dnsPorts(nc, n.log, n.dnsCounters)),

@@ -2,7 +2,6 @@ package board
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 	"tinytor/board/state"
 	"tinytor/board/watchdog"
 	"tinytor/tor/config"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/event"
 	"tinytor/tor/torlog"
 )
@@ -77,7 +77,7 @@ func New(cfg *config.Config, log *torlog.Logger, getenv func(string) string) (*B
 	b.clock = c
 	n, err := watchdog.NotifierFromEnv(getenv)
 	if err != nil {
-		return nil, fmt.Errorf("NOTIFY_SOCKET: %w", err)
+		return nil, errfmt.Errorf("NOTIFY_SOCKET: %w", err)
 	}
 	b.notify = n
 	return b, nil

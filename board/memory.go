@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"tinytor/board/mem"
+	"tinytor/tor/errfmt"
 )
 
 // Memory pressure handling.
@@ -35,7 +36,7 @@ func (b *Board) planMemory() error {
 	}
 	plan, err := mem.NewPlan(info, b.cfg.MaxMemInQueues)
 	if err != nil {
-		return fmt.Errorf("MaxMemInQueues: %w", err)
+		return errfmt.Errorf("MaxMemInQueues: %w", err)
 	}
 	b.applyPlan(plan)
 	b.caps = b.plan.Caps()

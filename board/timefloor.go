@@ -1,13 +1,13 @@
 package board
 
 import (
-	"fmt"
 	"os"
 	"strconv"
 	"time"
 
 	"tinytor/board/clock"
 	"tinytor/tor/config"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/torlog"
 )
 
@@ -33,7 +33,7 @@ func newClock(cfg *config.Config, log *torlog.Logger, getenv func(string) string
 		} else {
 			off, err := time.ParseDuration(v)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", clockOffsetEnv, err)
+				return nil, errfmt.Errorf("%s: %w", clockOffsetEnv, err)
 			}
 			log.Warnf("Testing: the wall clock is shifted by %s (%s).", off, clockOffsetEnv)
 			o.Now = func() time.Time { return time.Now().Add(off) }

@@ -3,11 +3,11 @@ package board
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"time"
 
 	"tinytor/board/watchdog"
+	"tinytor/tor/errfmt"
 )
 
 // Components registered with the watchdog's heartbeat.
@@ -25,7 +25,7 @@ func (b *Board) startWatchdogs(ctx context.Context, probes map[string]func()) er
 	if path := b.cfg.HardwareWatchdog; path != "" {
 		dev, err := watchdog.OpenDevice(path, b.cfg.HardwareWatchdogTimeout)
 		if err != nil {
-			return fmt.Errorf("HardwareWatchdog: %w", err)
+			return errfmt.Errorf("HardwareWatchdog: %w", err)
 		}
 		b.device = dev
 		kickers = append(kickers, dev)

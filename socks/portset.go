@@ -2,8 +2,8 @@ package socks
 
 import (
 	"errors"
-	"fmt"
 
+	"tinytor/tor/errfmt"
 	"tinytor/tor/torlog"
 )
 
@@ -32,7 +32,7 @@ func ApplyPorts[P, L any](open map[string]L, want map[string]P, same func(P, L) 
 		}
 		l, err := openP(p)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("Failed to open %sPort %s: %w", kind, id, err))
+			errs = append(errs, errfmt.Errorf("Failed to open %sPort %s: %w", kind, id, err))
 			continue
 		}
 		open[id] = l

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+
+	"tinytor/tor/errfmt"
 )
 
 // ReplyCode is a SOCKS5 reply code (the REP field of RFC 1928 section 6,
@@ -89,7 +91,7 @@ type Error struct {
 
 // Errorf returns an *Error with reply code c and a formatted cause.
 func Errorf(c ReplyCode, format string, args ...any) *Error {
-	return &Error{Reply: c, Err: fmt.Errorf(format, args...)}
+	return &Error{Reply: c, Err: errfmt.Errorf(format, args...)}
 }
 
 // Error describes the failure and its reply code.

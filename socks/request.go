@@ -15,6 +15,8 @@ import (
 	"io"
 	"net/netip"
 	"strings"
+
+	"tinytor/tor/errfmt"
 )
 
 // Command is a SOCKS command.
@@ -157,7 +159,7 @@ func (r *reader) full(n int, what string) ([]byte, error) {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return nil, fmt.Errorf("reading %s at byte %d: %w", what, r.n, err)
+		return nil, errfmt.Errorf("reading %s at byte %d: %w", what, r.n, err)
 	}
 	r.n += n
 	return b, nil
@@ -184,7 +186,7 @@ func (r *reader) cstring(what string) (string, error) {
 			return sb.String(), nil
 		}
 		if sb.Len() == maxField {
-			return "", fmt.Errorf("%s starting at byte %d is longer than %d bytes", what, start, maxField)
+			return "", errfmt.Errorf("%s starting at byte %d is longer than %d bytes", what, start, maxField)
 		}
 		sb.WriteByte(c)
 	}
@@ -216,7 +218,7 @@ func ReadRequest(r io.Reader, w io.Writer, opts ReadOptions) (*Request, error) {
 	case 'G', 'H', 'P', 'C': // GET, HEAD, POST/PUT, CONNECT
 		return nil, &RequestError{Err: ErrHTTPRequest}
 	}
-	return nil, &RequestError{Err: fmt.Errorf("version byte 0x%02x is neither 4 nor 5", v)}
+	return nil, &RequestError{Err: errfmt.Errorf("version byte 0x%02x is neither 4 nor 5", v)}
 }
 
 // readSOCKS4 reads a SOCKS4 or SOCKS4a request after its version byte:
@@ -236,7 +238,7 @@ func readSOCKS4(rd *reader) (*Request, error) {
 	}
 	req := &Request{Version: 4, Command: cmd, Port: port, Username: user, Auth: user != ""}
 	if cmd != Connect && cmd != Resolve {
-		return nil, fmt.Errorf("%v is not supported (only CONNECT and RESOLVE)", cmd)
+		return nil, errfmt.Errorf("%v is not supported (only CONNECT and RESOLVE)", cmd)
 	}
 	if ip.IsUnspecified() {
 		return nil, errors.New("destination IP is 0.0.0.0")
@@ -294,10 +296,10 @@ func readSOCKS5(rd *reader, w io.Writer, opts ReadOptions) (*Request, error) {
 		method = methodNoAuth
 	}
 	if _, err := w.Write([]byte{5, method}); err != nil {
-		return fail(false, 0, fmt.Errorf("writing method selection: %w", err))
+		return fail(false, 0, errfmt.Errorf("writing method selection: %w", err))
 	}
 	if method == methodNoAcceptable {
-		return fail(false, 0, fmt.Errorf("client offered neither \"no auth\" nor username/password among %d methods", n))
+		return fail(false, 0, errfmt.Errorf("client offered neither \"no auth\" nor username/password among %d methods", n))
 	}
 
 	req := &Request{Version: 5}
@@ -309,7 +311,7 @@ func readSOCKS5(rd *reader, w io.Writer, opts ReadOptions) (*Request, error) {
 	// was chosen (some clients send it anyway), and accept empty fields.
 	if first == 1 || method == methodUserPass {
 		if first != 1 {
-			return fail(true, ReplyGeneralFailure, fmt.Errorf("username/password message has version %d, want 1", first))
+			return fail(true, ReplyGeneralFailure, errfmt.Errorf("username/password message has version %d, want 1", first))
 		}
 		if req.Username, err = readLenString(rd, "username"); err != nil {
 			return fail(true, ReplyGeneralFailure, err)
@@ -319,7 +321,7 @@ func readSOCKS5(rd *reader, w io.Writer, opts ReadOptions) (*Request, error) {
 		}
 		req.Auth = true
 		if _, err := w.Write([]byte{1, 0}); err != nil {
-			return fail(false, 0, fmt.Errorf("writing authentication reply: %w", err))
+			return fail(false, 0, errfmt.Errorf("writing authentication reply: %w", err))
 		}
 		if first, err = rd.byte("request version"); err != nil {
 			return fail(false, 0, err)
@@ -327,7 +329,7 @@ func readSOCKS5(rd *reader, w io.Writer, opts ReadOptions) (*Request, error) {
 	}
 	// Request: VER CMD RSV ATYP DST.ADDR DST.PORT.
 	if first != 5 {
-		return fail(true, ReplyGeneralFailure, fmt.Errorf("request has version %d, want 5", first))
+		return fail(true, ReplyGeneralFailure, errfmt.Errorf("request has version %d, want 5", first))
 	}
 	hdr, err := rd.full(3, "request header")
 	if err != nil {
@@ -355,7 +357,7 @@ func readSOCKS5(rd *reader, w io.Writer, opts ReadOptions) (*Request, error) {
 		}
 		req.Host, req.AddrType = host, AddrDomain
 	default:
-		return fail(true, ReplyAddrTypeUnsupported, fmt.Errorf("address type 0x%02x is not supported", atyp))
+		return fail(true, ReplyAddrTypeUnsupported, errfmt.Errorf("address type 0x%02x is not supported", atyp))
 	}
 	p, err := rd.full(2, "port")
 	if err != nil {
@@ -367,10 +369,10 @@ func readSOCKS5(rd *reader, w io.Writer, opts ReadOptions) (*Request, error) {
 	case Connect, Resolve:
 	case ResolvePTR:
 		if _, err := parseIP(req.Host); err != nil {
-			return fail(true, ReplyAddrTypeUnsupported, fmt.Errorf("RESOLVE_PTR needs an IP address, got %q", req.Host))
+			return fail(true, ReplyAddrTypeUnsupported, errfmt.Errorf("RESOLVE_PTR needs an IP address, got %q", req.Host))
 		}
 	default:
-		return fail(true, ReplyCommandUnsupported, fmt.Errorf("%v is not supported", cmd))
+		return fail(true, ReplyCommandUnsupported, errfmt.Errorf("%v is not supported", cmd))
 	}
 	if req.AddrType == AddrDomain {
 		if req.Host, err = checkHost(req.Host); err != nil {
@@ -400,7 +402,7 @@ func parseIP(s string) (netip.Addr, error) {
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil || a.Zone() != "" {
-		return netip.Addr{}, fmt.Errorf("%q is not an IP address", s)
+		return netip.Addr{}, errfmt.Errorf("%q is not an IP address", s)
 	}
 	return a, nil
 }
@@ -418,7 +420,7 @@ func checkHost(h string) (string, error) {
 	}
 	name := strings.TrimSuffix(h, ".")
 	if name == "" {
-		return "", fmt.Errorf("malformed hostname %q", h)
+		return "", errfmt.Errorf("malformed hostname %q", h)
 	}
 	label := 0
 	for i := 0; i < len(name); i++ {
@@ -426,17 +428,17 @@ func checkHost(h string) (string, error) {
 		switch {
 		case c == '.':
 			if label == 0 {
-				return "", fmt.Errorf("malformed hostname %q: empty label at byte %d", h, i)
+				return "", errfmt.Errorf("malformed hostname %q: empty label at byte %d", h, i)
 			}
 			label = 0
 			continue
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
 		default:
-			return "", fmt.Errorf("malformed hostname %q: byte 0x%02x at %d is not allowed", h, c, i)
+			return "", errfmt.Errorf("malformed hostname %q: byte 0x%02x at %d is not allowed", h, c, i)
 		}
 		label++
 		if label > 63 {
-			return "", fmt.Errorf("malformed hostname %q: label longer than 63 bytes", h)
+			return "", errfmt.Errorf("malformed hostname %q: label longer than 63 bytes", h)
 		}
 	}
 	return h, nil

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"tinytor/tor/errfmt"
 	"tinytor/tor/netlisten"
 	"tinytor/tor/policy"
 	"tinytor/tor/torlog"
@@ -233,7 +234,7 @@ func (s *Server) Stats() Stats {
 func (s *Server) ListenAndServe(ctx context.Context) error {
 	ln, err := netlisten.Listen("tcp", s.cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("socks: listening on %s: %w", s.cfg.Listen, err)
+		return errfmt.Errorf("socks: listening on %s: %w", s.cfg.Listen, err)
 	}
 	return s.Serve(ctx, ln)
 }
@@ -274,7 +275,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 				return nil
 			}
 			if errors.Is(err, net.ErrClosed) {
-				return fmt.Errorf("socks: accepting on %v: %w", ln.Addr(), err)
+				return errfmt.Errorf("socks: accepting on %v: %w", ln.Addr(), err)
 			}
 			// Out of file descriptors and the like: back off and retry,
 			// as the condition usually passes.
@@ -416,7 +417,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		name, err := s.dialer.ResolvePTR(dctx, ip, iso)
 		dcancel()
 		if err == nil && (name == "" || len(name) > maxField) {
-			err = fmt.Errorf("reverse lookup of %v gave an unusable name of %d bytes", ip, len(name))
+			err = errfmt.Errorf("reverse lookup of %v gave an unusable name of %d bytes", ip, len(name))
 		}
 		if err != nil {
 			s.failed.Add(1)

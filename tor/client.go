@@ -18,7 +18,6 @@ package tor
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -34,6 +33,7 @@ import (
 	"tinytor/tor/config"
 	"tinytor/tor/dir"
 	"tinytor/tor/dirmgr"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/event"
 	"tinytor/tor/guard"
 	"tinytor/tor/link"
@@ -153,7 +153,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	rnd, err := rng.New()
 	if err != nil {
-		return nil, fmt.Errorf("tor: %w", err)
+		return nil, errfmt.Errorf("tor: %w", err)
 	}
 	c.rand = rnd
 	c.status = newStatus(c.bus)

@@ -12,6 +12,7 @@ import (
 	"tinytor/tor/cell"
 	"tinytor/tor/circmgr"
 	"tinytor/tor/circuit"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/event"
 )
 
@@ -145,7 +146,7 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 			c.circs.Release(e)
 			avoid[e] = true
 			timeouts++
-			lastErr = fmt.Errorf("no answer to BEGIN within %s: %w", cutoff, context.DeadlineExceeded)
+			lastErr = errfmt.Errorf("no answer to BEGIN within %s: %w", cutoff, context.DeadlineExceeded)
 			c.log.Logf(streamTimeoutSeverity(cutoff), "We tried for %d seconds to connect to '%s' using exit %s. Retrying on a new circuit.",
 				int(cutoff.Seconds()), c.safe(target), e.Last.Nickname)
 			info.Status, info.Reason = "DETACHED", "TIMEOUT"
@@ -310,7 +311,7 @@ func (c *Client) resolveOn(ctx context.Context, host string, iso any, sent func(
 		// A silent exit, as for BEGIN: retire the circuit, ask another.
 		c.circs.Retire(e)
 		avoid[e] = true
-		lastErr = fmt.Errorf("no answer to RESOLVE within %s: %w", cutoff, context.DeadlineExceeded)
+		lastErr = errfmt.Errorf("no answer to RESOLVE within %s: %w", cutoff, context.DeadlineExceeded)
 		c.log.Logf(streamTimeoutSeverity(cutoff), "We tried for %d seconds to resolve '%s' using exit %s. Retrying on a new circuit.",
 			int(cutoff.Seconds()), c.safe(host), e.Last.Nickname)
 	}

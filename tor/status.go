@@ -2,11 +2,11 @@ package tor
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"sort"
 	"sync"
 	"tinytor/tor/circuit"
+	"tinytor/tor/errfmt"
 
 	"tinytor/tor/event"
 )
@@ -114,7 +114,7 @@ func (c *Client) CloseStream(id uint64) error {
 	closer := s.closers[id]
 	s.mu.Unlock()
 	if !ok || closer == nil {
-		return fmt.Errorf("stream %d: %w", id, ErrUnknownStream)
+		return errfmt.Errorf("stream %d: %w", id, ErrUnknownStream)
 	}
 	return closer.Close()
 }

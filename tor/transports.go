@@ -9,6 +9,7 @@ import (
 
 	"tinytor/tor/bridge"
 	"tinytor/tor/config"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/event"
 	"tinytor/tor/link"
 	"tinytor/tor/netproxy"
@@ -66,7 +67,7 @@ func newOutbound(t *config.Config, c *Client) (*outbound, error) {
 		prov, err := newProvider(t, p, names, up, c)
 		if err != nil {
 			o.close()
-			return nil, fmt.Errorf("ClientTransportPlugin %s (%s:%d): %w", p.Names, p.Where.File, p.Where.Line, err)
+			return nil, errfmt.Errorf("ClientTransportPlugin %s (%s:%d): %w", p.Names, p.Where.File, p.Where.Line, err)
 		}
 		o.transports = append(o.transports, prov)
 	}
@@ -141,7 +142,7 @@ func (o *outbound) dial(ctx context.Context, addr netip.AddrPort, _ link.Identit
 		o.progress.Reach(event.PhaseConnProxy)
 		conn, err := o.proxy.Dial(ctx, addr)
 		if err != nil {
-			return nil, fmt.Errorf("through the %s: %w", o.proxyName, err)
+			return nil, errfmt.Errorf("through the %s: %w", o.proxyName, err)
 		}
 		o.progress.Reach(event.PhaseConnDoneProxy)
 		return conn, nil
@@ -161,12 +162,12 @@ func (o *outbound) dialTransport(ctx context.Context, b config.Bridge) (net.Conn
 		}
 	}
 	if prov == nil {
-		return nil, fmt.Errorf("no transport plugin provides %s", b.Transport)
+		return nil, errfmt.Errorf("no transport plugin provides %s", b.Transport)
 	}
 	o.progress.Reach(event.PhaseConnPT)
 	m, err := prov.Method(ctx, b.Transport)
 	if err != nil {
-		return nil, fmt.Errorf("transport %s: %w", b.Transport, err)
+		return nil, errfmt.Errorf("transport %s: %w", b.Transport, err)
 	}
 	args := make([]pt.KV, len(b.Args))
 	for i, a := range b.Args {

@@ -25,11 +25,12 @@ package mem
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"tinytor/tor/errfmt"
 )
 
 // Info is what the system says about memory.
@@ -59,7 +60,7 @@ func ReadInfo(root string) (Info, error) {
 	name := filepath.Join(root, "proc/meminfo")
 	b, err := os.ReadFile(name)
 	if err != nil {
-		return info, fmt.Errorf("mem: %w", err)
+		return info, errfmt.Errorf("mem: %w", err)
 	}
 	if info.MemTotal, info.MemAvailable, err = ParseMeminfo(b); err != nil {
 		return info, fileError(name, err)
@@ -99,7 +100,7 @@ func ReadInfo(root string) (Info, error) {
 
 // fileError wraps err, which is about the content of file name.
 func fileError(name string, err error) error {
-	return fmt.Errorf("mem: %s: %w", name, err)
+	return errfmt.Errorf("mem: %s: %w", name, err)
 }
 
 // unlimitedV1 is the smallest value cgroup v1 uses for "no limit" on any
@@ -127,7 +128,7 @@ func tightest(mount, cgpath, file string) (limit uint64, ok bool, err error) {
 				limit = v
 			}
 		} else if !errors.Is(rerr, os.ErrNotExist) {
-			return 0, false, fmt.Errorf("mem: %w", rerr)
+			return 0, false, errfmt.Errorf("mem: %w", rerr)
 		}
 		if p == "/" {
 			break
@@ -169,7 +170,7 @@ func ParseMeminfo(b []byte) (total, available uint64, err error) {
 // lineError says what is wrong with value on the line of index i:
 // "line <i+1>: <before><quoted value><after>".
 func lineError(i int, before, value, after string) error {
-	return fmt.Errorf("line %d: %s%q%s", i+1, before, value, after)
+	return errfmt.Errorf("line %d: %s%q%s", i+1, before, value, after)
 }
 
 // ParseProcCgroup returns the cgroup v2 path (the "0::" line) and the
@@ -209,7 +210,7 @@ func ParseLimit(b []byte) (limit uint64, unlimited bool, err error) {
 	}
 	v, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		return 0, false, fmt.Errorf("bad memory limit %q: want bytes or \"max\"", s)
+		return 0, false, errfmt.Errorf("bad memory limit %q: want bytes or \"max\"", s)
 	}
 	if v >= unlimitedV1 {
 		return 0, true, nil

@@ -2,8 +2,9 @@ package mem
 
 import (
 	"errors"
-	"fmt"
 	"runtime/debug"
+
+	"tinytor/tor/errfmt"
 )
 
 // Byte sizes.
@@ -50,9 +51,9 @@ func NewPlan(info Info, maxMemInQueues uint64) (Plan, error) {
 	case maxMemInQueues == 0:
 		p.MaxMemInQueues = min(max(p.Effective/8, MinQueues), MaxAutoQueues)
 	case maxMemInQueues < MinExplicit:
-		return Plan{}, fmt.Errorf("mem: MaxMemInQueues %d bytes is below the minimum of %d", maxMemInQueues, uint64(MinExplicit))
+		return Plan{}, errfmt.Errorf("mem: MaxMemInQueues %d bytes is below the minimum of %d", maxMemInQueues, uint64(MinExplicit))
 	case maxMemInQueues > p.Effective:
-		return Plan{}, fmt.Errorf("mem: MaxMemInQueues %d bytes exceeds the %d bytes of memory available", maxMemInQueues, p.Effective)
+		return Plan{}, errfmt.Errorf("mem: MaxMemInQueues %d bytes exceeds the %d bytes of memory available", maxMemInQueues, p.Effective)
 	default:
 		p.MaxMemInQueues = maxMemInQueues
 	}

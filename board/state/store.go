@@ -45,7 +45,6 @@ package state
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"path/filepath"
 	"strconv"
@@ -54,6 +53,7 @@ import (
 	"syscall"
 	"time"
 
+	"tinytor/tor/errfmt"
 	"tinytor/tor/torlog"
 )
 
@@ -227,11 +227,11 @@ func open(dir string, opts Options, background bool) (*Store, error) {
 		opts.Now = time.Now
 	}
 	if err := opts.FS.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("state: creating directory %s: %w", dir, err)
+		return nil, errfmt.Errorf("state: creating directory %s: %w", dir, err)
 	}
 	names, err := opts.FS.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("state: listing %s: %w", dir, err)
+		return nil, errfmt.Errorf("state: listing %s: %w", dir, err)
 	}
 	for _, n := range names {
 		if strings.HasPrefix(n, ".") && strings.Contains(n, tmpInfix) {
@@ -278,7 +278,7 @@ func checkName(name string) error {
 		why = "reserved suffix"
 	}
 	if why != "" {
-		return fmt.Errorf("state: bad name %q: %s", name, why)
+		return errfmt.Errorf("state: bad name %q: %s", name, why)
 	}
 	return nil
 }
@@ -372,7 +372,7 @@ func (s *Store) Close() error {
 	<-s.done
 	err := s.Flush()
 	if held := s.dirtyNames(); len(held) > 0 {
-		err = errors.Join(err, fmt.Errorf("state: closing with %d unwritten file(s): %s", len(held), strings.Join(held, ", ")))
+		err = errors.Join(err, errfmt.Errorf("state: closing with %d unwritten file(s): %s", len(held), strings.Join(held, ", ")))
 	}
 	return err
 }
@@ -392,7 +392,7 @@ func (s *Store) dirtyNames() []string {
 
 // writeError is the error of a failed write of name.
 func writeError(name string, err error) error {
-	return fmt.Errorf("state: writing %q: %w", name, err)
+	return errfmt.Errorf("state: writing %q: %w", name, err)
 }
 
 // Stats returns a snapshot of the counters.
@@ -452,7 +452,7 @@ func (s *Store) read(name string, raw bool) ([]byte, error) {
 	path := filepath.Join(s.dir, name)
 	b, err := s.opts.FS.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("state: reading %s: %w", path, err)
+		return nil, errfmt.Errorf("state: reading %s: %w", path, err)
 	}
 	if raw {
 		return b, nil
@@ -566,7 +566,7 @@ func (s *Store) replace(name string, data []byte, flags Flag) (int, error) {
 	}
 	f, err := s.opts.FS.CreateTemp(s.dir, "."+name+tmpInfix, mode)
 	if err != nil {
-		return 0, fmt.Errorf("creating temporary file: %w", err)
+		return 0, errfmt.Errorf("creating temporary file: %w", err)
 	}
 	tmp := f.Name()
 	n, err := f.Write(content)
@@ -581,12 +581,12 @@ func (s *Store) replace(name string, data []byte, flags Flag) (int, error) {
 	}
 	if err != nil {
 		_ = s.opts.FS.Remove(tmp)
-		return n, fmt.Errorf("writing %s: %w", tmp, err)
+		return n, errfmt.Errorf("writing %s: %w", tmp, err)
 	}
 	if err := s.opts.FS.SyncDir(s.dir); err != nil {
 		// The rename happened; durability of the directory entry is
 		// uncertain, so report it and let the retry rewrite it.
-		return n, fmt.Errorf("syncing directory %s: %w", s.dir, err)
+		return n, errfmt.Errorf("syncing directory %s: %w", s.dir, err)
 	}
 	return n, nil
 }

@@ -11,10 +11,11 @@ package watchdog
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"tinytor/tor/errfmt"
 )
 
 // DefaultDevicePath is the Linux watchdog device.
@@ -124,13 +125,13 @@ func (d *Device) Close() error {
 
 // opError wraps the error of operation op on the file or socket name.
 func opError(op, name string, err error) error {
-	return fmt.Errorf("watchdog: %s %s: %w", op, name, err)
+	return errfmt.Errorf("watchdog: %s %s: %w", op, name, err)
 }
 
 // valueError says what is wrong with value, the named setting: "watchdog:
 // <name> <quoted value><why>".
 func valueError(name, value, why string) error {
-	return fmt.Errorf("watchdog: %s %q%s", name, value, why)
+	return errfmt.Errorf("watchdog: %s %q%s", name, value, why)
 }
 
 // String names the device for logs.

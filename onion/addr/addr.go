@@ -8,10 +8,11 @@ import (
 	"crypto/sha3"
 	"encoding/base32"
 	"errors"
-	"fmt"
 	"strings"
 
 	"filippo.io/edwards25519"
+
+	"tinytor/tor/errfmt"
 )
 
 // Version is the only onion address version this package knows.
@@ -85,7 +86,7 @@ func (a Address) Host() string {
 func FromKey(k ed25519.PublicKey) (Address, error) {
 	var a Address
 	if len(k) != 32 {
-		return a, fmt.Errorf("onion address from key: %w: key is %d bytes, want 32", ErrLength, len(k))
+		return a, errfmt.Errorf("onion address from key: %w: key is %d bytes, want 32", ErrLength, len(k))
 	}
 	copy(a.Key[:], k)
 	return a, nil
@@ -108,7 +109,7 @@ func IsOnion(host string) bool {
 func Parse(s string) (Address, error) {
 	a, err := parse(s)
 	if err != nil {
-		return Address{}, fmt.Errorf("parse onion address: %w", err)
+		return Address{}, errfmt.Errorf("parse onion address: %w", err)
 	}
 	return a, nil
 }
@@ -122,16 +123,16 @@ func parse(s string) (a Address, err error) {
 		host = host[i+1:]
 	}
 	if len(host) != EncodedLen {
-		return a, fmt.Errorf("%w: %d characters, want %d", ErrLength, len(host), EncodedLen)
+		return a, errfmt.Errorf("%w: %d characters, want %d", ErrLength, len(host), EncodedLen)
 	}
 	raw, err := enc.DecodeString(strings.ToUpper(host))
 	switch {
 	case err != nil:
-		return a, fmt.Errorf("%w: %v", ErrBase32, err)
+		return a, errfmt.Errorf("%w: %v", ErrBase32, err)
 	case len(raw) != rawLen:
-		return a, fmt.Errorf("%w: decodes to %d bytes", ErrLength, len(raw))
+		return a, errfmt.Errorf("%w: decodes to %d bytes", ErrLength, len(raw))
 	case raw[34] != Version:
-		return a, fmt.Errorf("%w: version %d, want %d", ErrVersion, raw[34], Version)
+		return a, errfmt.Errorf("%w: version %d, want %d", ErrVersion, raw[34], Version)
 	case [2]byte(raw[32:34]) != checksum(raw[:32]):
 		return a, ErrChecksum
 	}
@@ -147,7 +148,7 @@ func parse(s string) (a Address, err error) {
 func CheckKey(k []byte) error {
 	p, err := new(edwards25519.Point).SetBytes(k)
 	if err != nil {
-		return fmt.Errorf("%w: not a point: %v", ErrKey, err)
+		return errfmt.Errorf("%w: not a point: %v", ErrKey, err)
 	}
 	// l*A == identity  <=>  A is in the prime-order subgroup. l*A is
 	// computed as (l-1)*A + A because a Scalar cannot hold l itself.
@@ -155,10 +156,10 @@ func CheckKey(k []byte) error {
 	q := new(edwards25519.Point).ScalarMult(lMinus1, p)
 	q.Add(q, p)
 	if q.Equal(edwards25519.NewIdentityPoint()) != 1 {
-		return fmt.Errorf("%w: has a torsion component", ErrKey)
+		return errfmt.Errorf("%w: has a torsion component", ErrKey)
 	}
 	if p.Equal(edwards25519.NewIdentityPoint()) == 1 {
-		return fmt.Errorf("%w: identity point", ErrKey)
+		return errfmt.Errorf("%w: identity point", ErrKey)
 	}
 	return nil
 }

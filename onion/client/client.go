@@ -15,7 +15,6 @@ import (
 	"context"
 	crand "crypto/rand"
 	"errors"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -28,6 +27,7 @@ import (
 	"tinytor/tor/circmgr"
 	"tinytor/tor/circuit"
 	"tinytor/tor/config"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/event"
 	"tinytor/tor/path"
 	"tinytor/tor/torlog"
@@ -157,7 +157,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	var seed [32]byte
 	if _, err := io.ReadFull(cfg.Rand, seed[:]); err != nil {
-		return nil, fmt.Errorf("onion client: seeding: %w", err)
+		return nil, errfmt.Errorf("onion client: seeding: %w", err)
 	}
 	c := &Client{
 		authDir: cfg.AuthDir,
@@ -298,7 +298,7 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 		case <-e.ready:
 		case <-ctx.Done():
 			c.release(e)
-			return nil, fmt.Errorf("onion service: %w", ctx.Err())
+			return nil, errfmt.Errorf("onion service: %w", ctx.Err())
 		}
 		if e.err != nil {
 			c.release(e)
@@ -314,7 +314,7 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 			c.release(e)
 			c.drop(key, e)
 			timeouts++
-			lastErr = fmt.Errorf("no answer to BEGIN within %s", cutoff)
+			lastErr = errfmt.Errorf("no answer to BEGIN within %s", cutoff)
 			c.log.Noticef("Rend stream to %s got no answer within %d seconds. Retrying on a new rendezvous circuit.",
 				name[:8], int(cutoff/time.Second))
 			continue
@@ -332,7 +332,7 @@ func (c *Client) Dial(ctx context.Context, host string, port uint16, iso any) (n
 				lastErr = err
 				continue
 			}
-			return nil, fmt.Errorf("onion service: opening a stream: %w", err)
+			return nil, errfmt.Errorf("onion service: opening a stream: %w", err)
 		}
 		return &stream{st: s, release: func() { c.release(e) }}, nil
 	}

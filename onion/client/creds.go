@@ -5,7 +5,6 @@ import (
 	"crypto/ecdh"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 
 	"tinytor/onion/addr"
 	"tinytor/onion/keys"
+	"tinytor/tor/errfmt"
 )
 
 // Credential is a client authorization key for one service, added by a
@@ -50,10 +50,10 @@ func (c *Client) AddCredential(cr Credential) (replaced bool, err error) {
 	c.mu.Unlock()
 	if cr.Permanent {
 		if d == "" {
-			return false, fmt.Errorf("onion client: storing the credential for %s: %w", cr.Address.Host()[:8], ErrNoAuthDir)
+			return false, errfmt.Errorf("onion client: storing the credential for %s: %w", cr.Address.Host()[:8], ErrNoAuthDir)
 		}
 		if err := writeFileAtomic(filepath.Join(d, credFile(cr.Address)), keys.ClientAuthPrivateFile(cr.Address, cr.Key)); err != nil {
-			return false, fmt.Errorf("onion client: storing the credential: %w", err)
+			return false, errfmt.Errorf("onion client: storing the credential: %w", err)
 		}
 	}
 	c.mu.Lock()
@@ -84,7 +84,7 @@ func (c *Client) RemoveCredential(a addr.Address) (bool, error) {
 		if errors.Is(err, fs.ErrNotExist) {
 			return existed, nil
 		}
-		return existed, fmt.Errorf("onion client: reading ClientOnionAuthDir: %w", err)
+		return existed, errfmt.Errorf("onion client: reading ClientOnionAuthDir: %w", err)
 	}
 	var errs []error
 	for i := range files {
@@ -94,11 +94,11 @@ func (c *Client) RemoveCredential(a addr.Address) (bool, error) {
 		}
 		existed = true
 		if err := os.Remove(f.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("removing %s: %w", f.path, err))
+			errs = append(errs, errfmt.Errorf("removing %s: %w", f.path, err))
 		}
 	}
 	if len(errs) > 0 {
-		return existed, fmt.Errorf("onion client: %w", errors.Join(errs...))
+		return existed, errfmt.Errorf("onion client: %w", errors.Join(errs...))
 	}
 	return existed, nil
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"tinytor/onion/ring"
 	"tinytor/tor"
 	"tinytor/tor/dir"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/event"
 	"tinytor/tor/path"
 )
@@ -43,12 +43,12 @@ type hsdirPlan struct {
 func (c *Client) plan(a addr.Address) (*hsdirPlan, error) {
 	view := c.cfg.Net.NetworkView()
 	if view == nil {
-		return nil, fmt.Errorf("onion service: %w", tor.ErrNotBootstrapped)
+		return nil, errfmt.Errorf("onion service: %w", tor.ErrNotBootstrapped)
 	}
 	cons := view.Consensus
 	p, srvs, err := hsdir.TimeParams(cons, c.cfg.Testing)
 	if err != nil {
-		return nil, fmt.Errorf("onion service: %w", err)
+		return nil, errfmt.Errorf("onion service: %w", err)
 	}
 	u := ring.Fetch(p, cons.ValidAfter, srvs)
 	blinded, err := keys.BlindPublic(a.PublicKey(), u.Period, p.LengthMinutes)
@@ -138,7 +138,7 @@ func (c *Client) descriptor(ctx context.Context, a addr.Address) (*desc.Descript
 	var errs []error
 	for _, n := range order {
 		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("onion service: fetching the descriptor: %w", err)
+			return nil, errfmt.Errorf("onion service: fetching the descriptor: %w", err)
 		}
 		ev.publish("REQUESTED", n, "")
 		doc, err := c.fetch(ctx, n, pl.blinded)
@@ -152,7 +152,7 @@ func (c *Client) descriptor(ctx context.Context, a addr.Address) (*desc.Descript
 				c.fails.noteHSDirFailed(pl.blinded, n.Identity)
 			}
 			c.log.Infof("Fetching the descriptor of %s from HSDir %s: %v", host[:8], n.Nickname, err)
-			errs = append(errs, fmt.Errorf("HSDir %s: %w", n.Nickname, err))
+			errs = append(errs, errfmt.Errorf("HSDir %s: %w", n.Nickname, err))
 			continue
 		}
 		ev.content(n, doc)
@@ -166,7 +166,7 @@ func (c *Client) descriptor(ctx context.Context, a addr.Address) (*desc.Descript
 			case !errors.Is(err, desc.ErrNeedClientAuth):
 				c.fails.noteHSDirFailed(pl.blinded, n.Identity)
 				c.log.Infof("Descriptor of %s from HSDir %s is invalid: %v", host[:8], n.Nickname, err)
-				invalid = fmt.Errorf("from HSDir %s: %w", n.Nickname, err)
+				invalid = errfmt.Errorf("from HSDir %s: %w", n.Nickname, err)
 				continue
 			}
 			return nil, &Error{Kind: kind, Addr: name, Err: err}
@@ -180,7 +180,7 @@ func (c *Client) descriptor(ctx context.Context, a addr.Address) (*desc.Descript
 	if invalid != nil {
 		return nil, &Error{Kind: DescInvalid, Addr: name, Err: invalid}
 	}
-	return nil, &Error{Kind: DescNotFound, Addr: name, Err: fmt.Errorf("tried %d HSDirs: %w", len(order), errors.Join(errs...))}
+	return nil, &Error{Kind: DescNotFound, Addr: name, Err: errfmt.Errorf("tried %d HSDirs: %w", len(order), errors.Join(errs...))}
 }
 
 // store caches d, the descriptor of a, unless the cache holds a live
@@ -251,7 +251,7 @@ func (c *Client) authKey(a addr.Address) (*ecdh.PrivateKey, error) {
 func findAuthKey(dirPath string, a addr.Address) (*ecdh.PrivateKey, error) {
 	files, err := readAuthDir(dirPath)
 	if err != nil {
-		return nil, fmt.Errorf("reading ClientOnionAuthDir: %w", err)
+		return nil, errfmt.Errorf("reading ClientOnionAuthDir: %w", err)
 	}
 	var errs []error
 	for i := range files {
@@ -287,9 +287,9 @@ func readAuthDir(dir string) ([]authFile, error) {
 		}
 		f := authFile{path: filepath.Join(dir, e.Name())}
 		if b, err := os.ReadFile(f.path); err != nil {
-			f.err = fmt.Errorf("reading %s: %w", f.path, err)
+			f.err = errfmt.Errorf("reading %s: %w", f.path, err)
 		} else if f.addr, f.key, err = keys.ParseClientAuthPrivate(b); err != nil {
-			f.err = fmt.Errorf("%s: %w", f.path, err)
+			f.err = errfmt.Errorf("%s: %w", f.path, err)
 		}
 		out = append(out, f)
 	}

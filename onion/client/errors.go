@@ -1,8 +1,9 @@
 package client
 
 import (
-	"fmt"
 	"strconv"
+
+	"tinytor/tor/errfmt"
 )
 
 // Kind says why a connection to an onion service failed, in the terms
@@ -74,5 +75,5 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.Err }
 
 func errorf(k Kind, addr string, format string, args ...any) *Error {
-	return &Error{Kind: k, Addr: addr, Err: fmt.Errorf(format, args...)}
+	return &Error{Kind: k, Addr: addr, Err: errfmt.Errorf(format, args...)}
 }

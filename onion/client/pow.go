@@ -3,13 +3,13 @@ package client
 import (
 	"context"
 	"crypto/ed25519"
-	"fmt"
 	"io"
 	"time"
 
 	"tinytor/onion/desc"
 	"tinytor/onion/hscell"
 	"tinytor/onion/pow"
+	"tinytor/tor/errfmt"
 )
 
 // Client proof-of-work policy, as C tor's hs_client.c (proposal 327).
@@ -74,7 +74,7 @@ func (p *solverPool) solve(ctx context.Context, in pow.Input, start [pow.NonceLe
 	select {
 	case s = <-p.slots:
 	case <-ctx.Done():
-		return pow.Solution{}, 0, fmt.Errorf("waiting for a proof-of-work solver: %w", ctx.Err())
+		return pow.Solution{}, 0, errfmt.Errorf("waiting for a proof-of-work solver: %w", ctx.Err())
 	}
 	if s == nil {
 		s = pow.NewSolver()
@@ -141,7 +141,7 @@ func (c *Client) powInput(svc [32]byte, d *desc.Descriptor, ip *desc.IntroPoint)
 func (c *Client) solvePoW(ctx context.Context, host string, in pow.Input) (hscell.Extension, error) {
 	var nonce [pow.NonceLen]byte
 	if _, err := io.ReadFull(c.cfg.Rand, nonce[:]); err != nil {
-		return hscell.Extension{}, fmt.Errorf("proof-of-work nonce: %w", err)
+		return hscell.Extension{}, errfmt.Errorf("proof-of-work nonce: %w", err)
 	}
 	sol, took, err := c.solvers.solve(ctx, in, nonce)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"tinytor/tor/circmgr"
 	"tinytor/tor/circuit"
 	"tinytor/tor/dir"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/path"
 	"tinytor/tor/torlog"
 )
@@ -86,7 +86,7 @@ func (r *rendPoint) control(hop int, cmd cell.RelayCommand, _ uint16, data []byt
 		r.mu.Unlock()
 		var err error
 		if hs == nil || circ == nil || hop != circ.Len()-1 {
-			err = fmt.Errorf("unexpected RENDEZVOUS2 from hop %d", hop+1)
+			err = errfmt.Errorf("unexpected RENDEZVOUS2 from hop %d", hop+1)
 		} else {
 			err = join(circ, hs, data)
 		}
@@ -133,28 +133,28 @@ func (c *Client) buildRend(ctx context.Context) (*rendPoint, error) {
 	var err error
 	c.withRand(func(r *randT) { node, err = path.Pick(r, view.Consensus, kept, path.Middle) })
 	if err != nil {
-		return nil, fmt.Errorf("choosing a rendezvous point: %w", err)
+		return nil, errfmt.Errorf("choosing a rendezvous point: %w", err)
 	}
 	r := &rendPoint{node: node, established: make(chan struct{}), joined: make(chan error, 1)}
 	if _, err := io.ReadFull(c.cfg.Rand, r.cookie[:]); err != nil {
-		return nil, fmt.Errorf("rendezvous cookie: %w", err)
+		return nil, errfmt.Errorf("rendezvous cookie: %w", err)
 	}
 	circ, err := c.cfg.Net.BuildCircuitTo(ctx, circmgr.TargetNode(node), circmgr.Options{Purpose: "HS_CLIENT_REND", Control: r.control})
 	if err != nil {
-		return nil, fmt.Errorf("building a circuit to rendezvous point %s: %w", node.Nickname, err)
+		return nil, errfmt.Errorf("building a circuit to rendezvous point %s: %w", node.Nickname, err)
 	}
 	r.mu.Lock()
 	r.circ = circ
 	r.mu.Unlock()
 	if err := circ.SendRelay(-1, cell.RelayEstablishRendezvous, 0, hscell.BuildEstablishRendezvous(r.cookie)); err != nil {
 		circ.Close()
-		return nil, fmt.Errorf("sending ESTABLISH_RENDEZVOUS to %s: %w", node.Nickname, err)
+		return nil, errfmt.Errorf("sending ESTABLISH_RENDEZVOUS to %s: %w", node.Nickname, err)
 	}
 	select {
 	case <-r.established:
 		return r, nil
 	case <-circ.Done():
-		return nil, fmt.Errorf("rendezvous circuit to %s: %w", node.Nickname, circ.Err())
+		return nil, errfmt.Errorf("rendezvous circuit to %s: %w", node.Nickname, circ.Err())
 	case <-ctx.Done():
 		circ.Close()
 		return nil, ctx.Err()
@@ -303,7 +303,7 @@ func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descrip
 					// answers when its SocksTimeout ends there.
 					return nil, &Error{Kind: IntroTimeout, Addr: name, Err: err}
 				}
-				return nil, fmt.Errorf("onion service: %w", err)
+				return nil, errfmt.Errorf("onion service: %w", err)
 			}
 			var oe *Error
 			if errors.As(err, &oe) && oe.Kind == RendFailed {
@@ -324,7 +324,7 @@ func (c *Client) rendezvous(ctx context.Context, a addr.Address, d *desc.Descrip
 	if timedOut {
 		kind = IntroTimeout
 	}
-	return nil, &Error{Kind: kind, Addr: name, Err: fmt.Errorf("all %d introduction points failed: %w", len(ips), errors.Join(errs...))}
+	return nil, &Error{Kind: kind, Addr: name, Err: errfmt.Errorf("all %d introduction points failed: %w", len(ips), errors.Join(errs...))}
 }
 
 // introduce makes one introduction attempt through ip. final reports
@@ -445,7 +445,7 @@ func introTarget(ip *desc.IntroPoint) (circmgr.Target, error) {
 func targetFromLinkSpecs(specs []cell.LinkSpec, onionKey [32]byte) (circmgr.Target, error) {
 	h, err := hscell.HopFromLinkSpecs(specs, onionKey)
 	if err != nil {
-		return circmgr.Target{}, fmt.Errorf("introduction point: %w", err)
+		return circmgr.Target{}, errfmt.Errorf("introduction point: %w", err)
 	}
 	return circmgr.Target{Hop: h, Nickname: "$" + strings.ToUpper(hex.EncodeToString(h.RSAID[:4]))}, nil
 }

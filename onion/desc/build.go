@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"tinytor/onion/keys"
 	"tinytor/tor/cell"
 	"tinytor/tor/cert"
+	"tinytor/tor/errfmt"
 )
 
 // Defaults a service uses (C tor hs_descriptor.h).
@@ -84,7 +84,7 @@ type Params struct {
 func Build(p Params) ([]byte, error) {
 	doc, err := build(p)
 	if err != nil {
-		return nil, fmt.Errorf("build descriptor: %w", err)
+		return nil, errfmt.Errorf("build descriptor: %w", err)
 	}
 	return doc, nil
 }
@@ -103,7 +103,7 @@ func build(p Params) ([]byte, error) {
 		p.CertLifetime = DefaultCertLifetime
 	}
 	if p.Lifetime > MaxLifetime || p.Lifetime < time.Minute {
-		return nil, fmt.Errorf("lifetime %v out of range", p.Lifetime)
+		return nil, errfmt.Errorf("lifetime %v out of range", p.Lifetime)
 	}
 	blinded := p.Blinded.Public()
 	subcred := keys.Subcredential(p.Identity, blinded)
@@ -118,19 +118,19 @@ func build(p Params) ([]byte, error) {
 	// Client authorization.
 	eph, err := ecdh.X25519().GenerateKey(p.Rand)
 	if err != nil {
-		return nil, fmt.Errorf("ephemeral key: %w", err)
+		return nil, errfmt.Errorf("ephemeral key: %w", err)
 	}
 	secret := append([]byte(nil), blinded...)
 	var clients []AuthClient
 	if len(p.AuthorizedClients) > 0 {
 		var cookie [CookieLen]byte
 		if _, err := io.ReadFull(p.Rand, cookie[:]); err != nil {
-			return nil, fmt.Errorf("cookie: %w", err)
+			return nil, errfmt.Errorf("cookie: %w", err)
 		}
 		for i, pk := range p.AuthorizedClients {
 			id, ck, err := clientKeys(subcred, eph, pk[:])
 			if err != nil {
-				return nil, fmt.Errorf("authorized client %d: %w", i, err)
+				return nil, errfmt.Errorf("authorized client %d: %w", i, err)
 			}
 			c := AuthClient{ID: id}
 			if _, err := io.ReadFull(p.Rand, c.IV[:]); err != nil {
@@ -182,7 +182,7 @@ func build(p Params) ([]byte, error) {
 	sig := ed25519.Sign(p.SigningKey, doc)
 	doc = append(doc[len(SigPrefix):], "signature "+nopad.EncodeToString(sig)+"\n"...)
 	if len(doc) >= MaxLen {
-		return nil, fmt.Errorf("%d bytes, HSDirs accept less than %d", len(doc), MaxLen)
+		return nil, errfmt.Errorf("%d bytes, HSDirs accept less than %d", len(doc), MaxLen)
 	}
 	return doc, nil
 }
@@ -215,14 +215,14 @@ func innerPlaintext(p Params, signPub ed25519.PublicKey, expire time.Time) ([]by
 		ip := &p.IntroPoints[i]
 		ls, err := hscell.AppendLinkSpecs(nil, ip.LinkSpecs)
 		if err != nil {
-			return nil, fmt.Errorf("introduction point %d: %w", i, err)
+			return nil, errfmt.Errorf("introduction point %d: %w", i, err)
 		}
 		if len(ip.AuthKey) != ed25519.PublicKeySize {
-			return nil, fmt.Errorf("introduction point %d: auth key is %d bytes", i, len(ip.AuthKey))
+			return nil, errfmt.Errorf("introduction point %d: auth key is %d bytes", i, len(ip.AuthKey))
 		}
 		edEnc, err := Curve25519ToEd25519(ip.EncKey)
 		if err != nil {
-			return nil, fmt.Errorf("introduction point %d: %w", i, err)
+			return nil, errfmt.Errorf("introduction point %d: %w", i, err)
 		}
 		authCert := signer.Cert(certTemplate(cert.TypeHSIntroAuth, expire, [32]byte(ip.AuthKey)))
 		encCert := signer.Cert(certTemplate(cert.TypeHSIntroEncrypted, expire, edEnc))

@@ -18,8 +18,9 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
+
+	"tinytor/tor/errfmt"
 )
 
 // Errors that callers map to answers.
@@ -96,7 +97,7 @@ func ctr(key, iv, dst, src []byte) {
 // plaintext ends at its first NUL byte; an empty plaintext is an error.
 func DecryptLayer(blob, secretData []byte, subcred [32]byte, rev uint64, constant string) ([]byte, error) {
 	if len(blob) <= SaltLen+macLen {
-		return nil, fmt.Errorf("encrypted blob of %d bytes is too short", len(blob))
+		return nil, errfmt.Errorf("encrypted blob of %d bytes is too short", len(blob))
 	}
 	salt := blob[:SaltLen]
 	enc := blob[SaltLen : len(blob)-macLen]
@@ -136,7 +137,7 @@ func EncryptLayer(rand io.Reader, plaintext, secretData []byte, subcred [32]byte
 	// rend-spec: SALT = 16 bytes from H(random).
 	var r [32]byte
 	if _, err := io.ReadFull(rand, r[:]); err != nil {
-		return nil, fmt.Errorf("descriptor salt: %w", err)
+		return nil, errfmt.Errorf("descriptor salt: %w", err)
 	}
 	h := sha3.Sum256(r[:])
 	copy(out, h[:SaltLen])

@@ -5,7 +5,6 @@ import (
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"errors"
-	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"tinytor/tor/cell"
 	"tinytor/tor/cert"
 	"tinytor/tor/dir/netdoc"
+	"tinytor/tor/errfmt"
 )
 
 // SigPrefix is prefixed to the signed part of the outer document.
@@ -40,7 +40,7 @@ type Outer struct {
 }
 
 func invalid(where string, err error) error {
-	return fmt.Errorf("%w: %s: %w", ErrInvalid, where, err)
+	return errfmt.Errorf("%w: %s: %w", ErrInvalid, where, err)
 }
 
 // Reasons of item errors, wrapped with their line by the tokenizer.
@@ -109,7 +109,7 @@ func ParseOuter(doc []byte, now time.Time) (*Outer, error) {
 
 func parseOuter(doc []byte, now time.Time) (*Outer, error) {
 	if len(doc) > MaxLen {
-		return nil, fmt.Errorf("%d bytes, at most %d", len(doc), MaxLen)
+		return nil, errfmt.Errorf("%d bytes, at most %d", len(doc), MaxLen)
 	}
 	t := netdoc.NewTokenizer("onion service descriptor", withNewline(doc))
 	o := &Outer{}
@@ -144,7 +144,7 @@ func parseOuter(doc []byte, now time.Time) (*Outer, error) {
 			if m, err = strconv.ParseUint(string(it.Args[0]), 10, 32); err == nil {
 				o.Lifetime = time.Duration(m) * time.Minute
 				if o.Lifetime > MaxLifetime {
-					err = fmt.Errorf("lifetime %d minutes is over %v", m, MaxLifetime)
+					err = errfmt.Errorf("lifetime %d minutes is over %v", m, MaxLifetime)
 				}
 			}
 		case k == outerSigningKeyCert:
@@ -189,11 +189,11 @@ func objectCert(it *netdoc.Item, typ cert.Type, now time.Time) (*cert.Ed25519, e
 	switch {
 	case err != nil:
 	case c.Type != typ:
-		err = fmt.Errorf("certificate type %v, want %v", c.Type, typ)
+		err = errfmt.Errorf("certificate type %v, want %v", c.Type, typ)
 	case c.SignedWithKey == nil:
 		err = errors.New("certificate lacks the signed-with-ed25519-key extension")
 	case c.KeyType != cert.KeyEd25519:
-		err = fmt.Errorf("certified key type %d, want ed25519", c.KeyType)
+		err = errfmt.Errorf("certified key type %d, want ed25519", c.KeyType)
 	default:
 		err = c.Check(nil, now)
 	}
@@ -213,7 +213,7 @@ func messageObject(it *netdoc.Item) ([]byte, error) {
 		return nil, err
 	}
 	if len(b) <= SaltLen+macLen {
-		return nil, fmt.Errorf("encrypted blob of %d bytes is too short", len(b))
+		return nil, errfmt.Errorf("encrypted blob of %d bytes is too short", len(b))
 	}
 	return b, nil
 }
@@ -288,7 +288,7 @@ func ParseMiddle(plain []byte) (*Middle, error) {
 			var c AuthClient
 			for i, dst := range [...][]byte{c.ID[:], c.IV[:], c.EncryptedCookie[:]} {
 				if err = netdoc.DecodeBase64NoPad(dst, it.Args[i]); err != nil {
-					err = fmt.Errorf("%s: %w", authClientFields[i], err)
+					err = errfmt.Errorf("%s: %w", authClientFields[i], err)
 					break
 				}
 			}
@@ -418,7 +418,7 @@ func ParseInner(plain []byte, signingKey ed25519.PublicKey, now time.Time) (*Inn
 	for i, s := range sections[1:] {
 		ip, err := parseIntroPoint(s, signingKey, now)
 		if err != nil {
-			in.Skipped = append(in.Skipped, fmt.Errorf("introduction point %d: %w", i+1, err))
+			in.Skipped = append(in.Skipped, errfmt.Errorf("introduction point %d: %w", i+1, err))
 			continue
 		}
 		in.IntroPoints = append(in.IntroPoints, *ip)
@@ -535,7 +535,7 @@ func parseLinkSpecsArg(args [][]byte) ([]cell.LinkSpec, error) {
 		return nil, err
 	}
 	if len(rest) != 0 {
-		return nil, fmt.Errorf("%d bytes after the link specifiers", len(rest))
+		return nil, errfmt.Errorf("%d bytes after the link specifiers", len(rest))
 	}
 	return specs, nil
 }
@@ -604,7 +604,7 @@ func Decode(doc []byte, identity, blinded ed25519.PublicKey, clientKey *ecdh.Pri
 		if clientKey != nil {
 			auth = ErrBadClientAuth
 		}
-		return nil, fmt.Errorf("%w: second layer: %w", auth, err)
+		return nil, errfmt.Errorf("%w: second layer: %w", auth, err)
 	case err == nil:
 		d.Inner, err = ParseInner(plain, o.SigningKey, now)
 	}

@@ -3,13 +3,13 @@ package desc
 import (
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"math"
 	"strconv"
 	"strings"
 	"time"
 
 	"tinytor/tor/dir/netdoc"
+	"tinytor/tor/errfmt"
 )
 
 // PoWTypeV1 is the only proof-of-work type of the "pow-params" line
@@ -101,7 +101,7 @@ func decodeSeed(s string) ([32]byte, error) {
 		return seed, err
 	}
 	if len(b) != len(seed) {
-		return seed, fmt.Errorf("%d bytes, want %d", len(b), len(seed))
+		return seed, errfmt.Errorf("%d bytes, want %d", len(b), len(seed))
 	}
 	copy(seed[:], b)
 	return seed, nil

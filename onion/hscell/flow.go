@@ -2,9 +2,9 @@ package hscell
 
 import (
 	"crypto/ed25519"
-	"fmt"
 
 	"tinytor/onion/hsntor"
+	"tinytor/tor/errfmt"
 )
 
 // BuildIntroduce1 makes a complete INTRODUCE1 body for the introduction
@@ -33,11 +33,11 @@ func OpenIntroduce2(body []byte, s *hsntor.Service, subcreds [][32]byte) (*Intro
 		return nil, nil, nil, err
 	}
 	if !in.AuthKey.Equal(s.AuthKey) {
-		return nil, nil, nil, fmt.Errorf("INTRODUCE2: %w: auth key is not this introduction point's", ErrMalformed)
+		return nil, nil, nil, errfmt.Errorf("INTRODUCE2: %w: auth key is not this introduction point's", ErrMalformed)
 	}
 	intro, err := s.Decrypt(in.Header, in.Encrypted, subcreds)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("INTRODUCE2: %w", err)
+		return nil, nil, nil, errfmt.Errorf("INTRODUCE2: %w", err)
 	}
 	p, err := ParseIntroducePlaintext(intro.Plaintext)
 	if err != nil {

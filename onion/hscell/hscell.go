@@ -18,6 +18,7 @@ import (
 	"tinytor/tor/cell"
 	"tinytor/tor/circuit"
 	"tinytor/tor/circuit/handshake"
+	"tinytor/tor/errfmt"
 )
 
 // Sizes (rend-spec-v3 3, 4).
@@ -55,7 +56,7 @@ var ErrMalformed = errors.New("malformed onion service cell")
 var ErrSignature = errors.New("ESTABLISH_INTRO authentication failed")
 
 func malformed(what, format string, a ...any) error {
-	return fmt.Errorf("%s: %w: %s", what, ErrMalformed, fmt.Sprintf(format, a...))
+	return errfmt.Errorf("%s: %w: %s", what, ErrMalformed, fmt.Sprintf(format, a...))
 }
 
 // Extension is one EXT_FIELD entry of a cell's extension list, which is
@@ -147,12 +148,12 @@ func linkSpecLen(t cell.LinkSpecType) int {
 // LSTYPE | LSLEN | LSPEC; rend-spec-v3 0.4).
 func AppendLinkSpecs(b []byte, specs []cell.LinkSpec) ([]byte, error) {
 	if len(specs) > 255 {
-		return nil, fmt.Errorf("%d link specifiers, at most 255", len(specs))
+		return nil, errfmt.Errorf("%d link specifiers, at most 255", len(specs))
 	}
 	b = append(b, byte(len(specs)))
 	for _, s := range specs {
 		if len(s.Data) > 255 {
-			return nil, fmt.Errorf("link specifier type %d has %d bytes", s.Type, len(s.Data))
+			return nil, errfmt.Errorf("link specifier type %d has %d bytes", s.Type, len(s.Data))
 		}
 		b = append(b, byte(s.Type), byte(len(s.Data)))
 		b = append(b, s.Data...)
@@ -220,15 +221,15 @@ func HopFromLinkSpecs(specs []cell.LinkSpec, ntorKey [32]byte) (circuit.HopInfo,
 		case cell.LinkSpecIPv4, cell.LinkSpecIPv6:
 			ap, err := ls.AddrPort()
 			if err != nil {
-				return h, fmt.Errorf("link specifier %d: %w", i, err)
+				return h, errfmt.Errorf("link specifier %d: %w", i, err)
 			}
 			if !ap.Addr().IsValid() || ap.Port() == 0 {
-				return h, fmt.Errorf("link specifier %d: bad address %v", i, ap)
+				return h, errfmt.Errorf("link specifier %d: bad address %v", i, ap)
 			}
 			h.Addrs = append(h.Addrs, ap)
 		case cell.LinkSpecLegacyID, cell.LinkSpecEd25519:
 			if want := linkSpecLen(ls.Type); len(ls.Data) != want {
-				return h, fmt.Errorf("link specifier %d: identity of type %v has %d bytes, want %d", i, ls.Type, len(ls.Data), want)
+				return h, errfmt.Errorf("link specifier %d: identity of type %v has %d bytes, want %d", i, ls.Type, len(ls.Data), want)
 			}
 			if ls.Type == cell.LinkSpecEd25519 {
 				h.Ed25519ID = [32]byte(ls.Data)
@@ -288,7 +289,7 @@ func BuildEstablishIntro(authKey ed25519.PrivateKey, exts []Extension, kh []byte
 	b = append(b, pub...)
 	b, err := handshake.AppendExts(b, exts)
 	if err != nil {
-		return nil, fmt.Errorf("build ESTABLISH_INTRO: %w", err)
+		return nil, errfmt.Errorf("build ESTABLISH_INTRO: %w", err)
 	}
 	m := hsntor.MAC(kh, b)
 	b = append(b, m[:]...)
@@ -296,7 +297,7 @@ func BuildEstablishIntro(authKey ed25519.PrivateKey, exts []Extension, kh []byte
 	b = binary.BigEndian.AppendUint16(b, uint16(len(sig)))
 	b = append(b, sig...)
 	if len(b) > MaxBodyLen {
-		return nil, fmt.Errorf("build ESTABLISH_INTRO: %d bytes, at most %d", len(b), MaxBodyLen)
+		return nil, errfmt.Errorf("build ESTABLISH_INTRO: %d bytes, at most %d", len(b), MaxBodyLen)
 	}
 	return b, nil
 }
@@ -330,11 +331,11 @@ func ParseEstablishIntro(b []byte) (*EstablishIntro, error) {
 // by AuthKey.
 func (e *EstablishIntro) Verify(kh []byte) error {
 	if m := hsntor.MAC(kh, e.macced); m != e.HandshakeAuth {
-		return fmt.Errorf("%w: HANDSHAKE_AUTH mismatch", ErrSignature)
+		return errfmt.Errorf("%w: HANDSHAKE_AUTH mismatch", ErrSignature)
 	}
 	if len(e.Signature) != ed25519.SignatureSize ||
 		!ed25519.Verify(e.AuthKey, append([]byte(establishIntroSigPrefix), e.signed...), e.Signature) {
-		return fmt.Errorf("%w: bad signature", ErrSignature)
+		return errfmt.Errorf("%w: bad signature", ErrSignature)
 	}
 	return nil
 }

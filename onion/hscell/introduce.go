@@ -3,10 +3,10 @@ package hscell
 import (
 	"crypto/ed25519"
 	"encoding/binary"
-	"fmt"
 
 	"tinytor/tor/cell"
 	"tinytor/tor/circuit/handshake"
+	"tinytor/tor/errfmt"
 )
 
 // Introduce is an INTRODUCE1 or INTRODUCE2 body (rend-spec-v3 3.2.1): a
@@ -26,7 +26,7 @@ type Introduce struct {
 // extensions.
 func IntroduceHeader(authKey ed25519.PublicKey, exts []Extension) ([]byte, error) {
 	if len(authKey) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("build INTRODUCE1: auth key is %d bytes", len(authKey))
+		return nil, errfmt.Errorf("build INTRODUCE1: auth key is %d bytes", len(authKey))
 	}
 	b := make([]byte, LegacyKeyIDLen, LegacyKeyIDLen+3+32+1)
 	b = append(b, AuthKeyTypeEd25519)
@@ -34,7 +34,7 @@ func IntroduceHeader(authKey ed25519.PublicKey, exts []Extension) ([]byte, error
 	b = append(b, authKey...)
 	b, err := handshake.AppendExts(b, exts)
 	if err != nil {
-		return nil, fmt.Errorf("build INTRODUCE1: %w", err)
+		return nil, errfmt.Errorf("build INTRODUCE1: %w", err)
 	}
 	return b, nil
 }
@@ -92,19 +92,19 @@ func (p *IntroducePlaintext) Encode(headerLen int) ([]byte, error) {
 	b = append(b, p.Cookie[:]...)
 	b, err := handshake.AppendExts(b, p.Extensions)
 	if err != nil {
-		return nil, fmt.Errorf("build INTRODUCE1 plaintext: %w", err)
+		return nil, errfmt.Errorf("build INTRODUCE1 plaintext: %w", err)
 	}
 	b = append(b, OnionKeyTypeNtor)
 	b = binary.BigEndian.AppendUint16(b, 32)
 	b = append(b, p.OnionKey[:]...)
 	if b, err = AppendLinkSpecs(b, p.LinkSpecs); err != nil {
-		return nil, fmt.Errorf("build INTRODUCE1 plaintext: %w", err)
+		return nil, errfmt.Errorf("build INTRODUCE1 plaintext: %w", err)
 	}
 	if n := headerLen + len(b); n < Introduce1MinLen {
 		b = append(b, make([]byte, Introduce1MinLen-n)...)
 	}
 	if headerLen+len(b)+64 > MaxBodyLen {
-		return nil, fmt.Errorf("build INTRODUCE1: body would be %d bytes, at most %d", headerLen+len(b)+64, MaxBodyLen)
+		return nil, errfmt.Errorf("build INTRODUCE1: body would be %d bytes, at most %d", headerLen+len(b)+64, MaxBodyLen)
 	}
 	return b, nil
 }

@@ -6,7 +6,6 @@ package hsdir
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"tinytor/onion/keys"
@@ -14,6 +13,7 @@ import (
 	"tinytor/tor/circmgr"
 	"tinytor/tor/circuit"
 	"tinytor/tor/dir"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/path"
 )
 
@@ -26,7 +26,7 @@ func TimeParams(cons *dir.Consensus, testing bool) (keys.Periods, ring.SRVs, err
 	interval := cons.Param("hsdir_interval", keys.DefaultPeriodMinutes, keys.MinPeriodMinutes, keys.MaxPeriodMinutes)
 	p, err := keys.PeriodsFor(cons.FreshUntil.Sub(cons.ValidAfter), testing, int(interval))
 	if err != nil {
-		return keys.Periods{}, ring.SRVs{}, fmt.Errorf("time periods of the consensus valid after %s: %w", cons.ValidAfter.UTC().Format("2006-01-02 15:04:05"), err)
+		return keys.Periods{}, ring.SRVs{}, errfmt.Errorf("time periods of the consensus valid after %s: %w", cons.ValidAfter.UTC().Format("2006-01-02 15:04:05"), err)
 	}
 	var srvs ring.SRVs
 	if cons.SharedRandCurrent != nil {
@@ -74,12 +74,12 @@ type Network interface {
 func Request(ctx context.Context, net Network, n *path.Node, purpose, urlPath string, body []byte, maxBody int64) ([]byte, error) {
 	circ, err := net.BuildCircuitTo(ctx, circmgr.TargetNode(n), circmgr.Options{Purpose: purpose})
 	if err != nil {
-		return nil, fmt.Errorf("building a circuit: %w", err)
+		return nil, errfmt.Errorf("building a circuit: %w", err)
 	}
 	defer circ.Close()
 	s, err := circ.OpenDirStream(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("opening a directory stream: %w", err)
+		return nil, errfmt.Errorf("opening a directory stream: %w", err)
 	}
 	defer s.Close()
 	stop := context.AfterFunc(ctx, func() { s.SetDeadline(time.Unix(1, 0)) })

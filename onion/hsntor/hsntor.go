@@ -18,11 +18,11 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"hash"
 	"io"
 
 	"tinytor/tor/circuit/relaycrypto"
+	"tinytor/tor/errfmt"
 )
 
 // Protocol strings (rend-spec-v3 3.3.2).
@@ -162,12 +162,12 @@ func rendKeys(xy, xb []byte, authKey ed25519.PublicKey, B, X, Y []byte) (seed, a
 func dh(priv *ecdh.PrivateKey, pub []byte) ([]byte, error) {
 	p, err := ecdh.X25519().NewPublicKey(pub)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrKey, err)
+		return nil, errfmt.Errorf("%w: %v", ErrKey, err)
 	}
 	s, err := priv.ECDH(p)
 	if err != nil {
 		// crypto/ecdh refuses an all-zero shared secret.
-		return nil, fmt.Errorf("%w: %v", ErrKey, err)
+		return nil, errfmt.Errorf("%w: %v", ErrKey, err)
 	}
 	return s, nil
 }
@@ -189,7 +189,7 @@ type Client struct {
 func NewClient(rand io.Reader, authKey ed25519.PublicKey, encKey [32]byte, subcred [32]byte) (*Client, error) {
 	x, err := ecdh.X25519().GenerateKey(rand)
 	if err != nil {
-		return nil, fmt.Errorf("hs-ntor: generate client key: %w", err)
+		return nil, errfmt.Errorf("hs-ntor: generate client key: %w", err)
 	}
 	return NewClientWithKey(x, authKey, encKey, subcred)
 }
@@ -198,7 +198,7 @@ func NewClient(rand io.Reader, authKey ed25519.PublicKey, encKey [32]byte, subcr
 // known-answer vectors).
 func NewClientWithKey(x *ecdh.PrivateKey, authKey ed25519.PublicKey, encKey [32]byte, subcred [32]byte) (*Client, error) {
 	if len(authKey) != authKeyLen {
-		return nil, fmt.Errorf("%w: auth key is %d bytes", ErrMalformed, len(authKey))
+		return nil, errfmt.Errorf("%w: auth key is %d bytes", ErrMalformed, len(authKey))
 	}
 	c := &Client{x: x, authKey: authKey, B: encKey[:], subcred: subcred}
 	var err error
@@ -236,12 +236,12 @@ func (c *Client) Encrypt(header, plaintext []byte) []byte {
 // returns the virtual hop's keys and NTOR_KEY_SEED.
 func (c *Client) Complete(handshakeInfo []byte) (Keys, [32]byte, error) {
 	if len(handshakeInfo) < HandshakeInfoLen {
-		return Keys{}, [32]byte{}, fmt.Errorf("%w: HANDSHAKE_INFO is %d bytes, want %d", ErrMalformed, len(handshakeInfo), HandshakeInfoLen)
+		return Keys{}, [32]byte{}, errfmt.Errorf("%w: HANDSHAKE_INFO is %d bytes, want %d", ErrMalformed, len(handshakeInfo), HandshakeInfoLen)
 	}
 	Y := handshakeInfo[:pubLen]
 	xy, err := dh(c.x, Y)
 	if err != nil {
-		return Keys{}, [32]byte{}, fmt.Errorf("RENDEZVOUS2 server key: %w", err)
+		return Keys{}, [32]byte{}, errfmt.Errorf("RENDEZVOUS2 server key: %w", err)
 	}
 	seed, auth := rendKeys(xy, c.xb, c.authKey, c.B, c.x.PublicKey().Bytes(), Y)
 	if subtle.ConstantTimeCompare(auth[:], handshakeInfo[pubLen:HandshakeInfoLen]) != 1 {
@@ -274,17 +274,17 @@ type Introduction struct {
 // it. header is the cell body before ENCRYPTED.
 func (s *Service) Decrypt(header, encrypted []byte, subcreds [][32]byte) (*Introduction, error) {
 	if len(s.AuthKey) != authKeyLen || s.EncKey == nil {
-		return nil, fmt.Errorf("%w: service keys unset", ErrMalformed)
+		return nil, errfmt.Errorf("%w: service keys unset", ErrMalformed)
 	}
 	if len(encrypted) < MinEncryptedLen {
-		return nil, fmt.Errorf("%w: ENCRYPTED is %d bytes, want at least %d", ErrMalformed, len(encrypted), MinEncryptedLen)
+		return nil, errfmt.Errorf("%w: ENCRYPTED is %d bytes, want at least %d", ErrMalformed, len(encrypted), MinEncryptedLen)
 	}
 	X := encrypted[:pubLen]
 	body := encrypted[:len(encrypted)-macLen]
 	gotMAC := encrypted[len(encrypted)-macLen:]
 	xb, err := dh(s.EncKey, X)
 	if err != nil {
-		return nil, fmt.Errorf("INTRODUCE2 client key: %w", err)
+		return nil, errfmt.Errorf("INTRODUCE2 client key: %w", err)
 	}
 	B := s.EncKey.PublicKey().Bytes()
 	for i, sc := range subcreds {
@@ -308,7 +308,7 @@ func (s *Service) Decrypt(header, encrypted []byte, subcreds [][32]byte) (*Intro
 func (s *Service) Respond(rand io.Reader, in *Introduction) ([]byte, Keys, [32]byte, error) {
 	y, err := ecdh.X25519().GenerateKey(rand)
 	if err != nil {
-		return nil, Keys{}, [32]byte{}, fmt.Errorf("hs-ntor: generate service key: %w", err)
+		return nil, Keys{}, [32]byte{}, errfmt.Errorf("hs-ntor: generate service key: %w", err)
 	}
 	return s.RespondWithKey(y, in)
 }

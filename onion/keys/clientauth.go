@@ -3,10 +3,10 @@ package keys
 import (
 	"crypto/ecdh"
 	"encoding/base32"
-	"fmt"
 	"strings"
 
 	"tinytor/onion/addr"
+	"tinytor/tor/errfmt"
 )
 
 // Client authorization key files (rend-spec-v3 appendix G.1): a service's
@@ -23,19 +23,19 @@ var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
 func parseAuthLine(s string, n int, what string) (fields []string, key []byte, err error) {
 	f := strings.Split(strings.TrimSpace(s), ":")
 	if len(f) != n {
-		return nil, nil, fmt.Errorf("%w: %s has %d fields, want %d", ErrKey, what, len(f), n)
+		return nil, nil, errfmt.Errorf("%w: %s has %d fields, want %d", ErrKey, what, len(f), n)
 	}
 	for i := range f {
 		f[i] = strings.TrimSpace(f[i])
 	}
 	if f[n-3] != "descriptor" || f[n-2] != "x25519" {
-		return nil, nil, fmt.Errorf("%w: %s: unsupported auth type %q:%q", ErrKey, what, f[n-3], f[n-2])
+		return nil, nil, errfmt.Errorf("%w: %s: unsupported auth type %q:%q", ErrKey, what, f[n-3], f[n-2])
 	}
 	if len(f[n-1]) != 52 {
-		return nil, nil, fmt.Errorf("%w: %s: key is %d base32 characters, want 52", ErrKey, what, len(f[n-1]))
+		return nil, nil, errfmt.Errorf("%w: %s: key is %d base32 characters, want 52", ErrKey, what, len(f[n-1]))
 	}
 	if key, err = b32.DecodeString(strings.ToUpper(f[n-1])); err != nil {
-		return nil, nil, fmt.Errorf("%w: %s: key: %v", ErrKey, what, err)
+		return nil, nil, errfmt.Errorf("%w: %s: key: %v", ErrKey, what, err)
 	}
 	return f, key, nil
 }
@@ -48,7 +48,7 @@ func ParseAuthorizedClient(b []byte) (*ecdh.PublicKey, error) {
 	}
 	k, err := ecdh.X25519().NewPublicKey(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrKey, err)
+		return nil, errfmt.Errorf("%w: %v", ErrKey, err)
 	}
 	return k, nil
 }
@@ -67,18 +67,18 @@ func ParseClientAuthPrivate(b []byte) (addr.Address, *ecdh.PrivateKey, error) {
 	}
 	a, err := addr.Parse(f[0])
 	if err != nil {
-		return addr.Address{}, nil, fmt.Errorf("client authorization private file: %w", err)
+		return addr.Address{}, nil, errfmt.Errorf("client authorization private file: %w", err)
 	}
 	allZero := true
 	for _, c := range raw {
 		allZero = allZero && c == 0
 	}
 	if allZero {
-		return addr.Address{}, nil, fmt.Errorf("%w: private key is all zeros", ErrKey)
+		return addr.Address{}, nil, errfmt.Errorf("%w: private key is all zeros", ErrKey)
 	}
 	k, err := ecdh.X25519().NewPrivateKey(raw)
 	if err != nil {
-		return addr.Address{}, nil, fmt.Errorf("%w: %v", ErrKey, err)
+		return addr.Address{}, nil, errfmt.Errorf("%w: %v", ErrKey, err)
 	}
 	return a, k, nil
 }

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/binary"
-	"fmt"
 	"strings"
 
 	"tinytor/onion/addr"
 	"tinytor/tor/cert"
+	"tinytor/tor/errfmt"
 )
 
 // C tor's key file headers (32 bytes: tag, then NUL padding).
@@ -32,14 +32,14 @@ func (k *SigningKey) SecretKeyFile() []byte {
 // ParseSecretKeyFile decodes C tor's hs_ed25519_secret_key file.
 func ParseSecretKeyFile(b []byte) (*SigningKey, error) {
 	if len(b) != fileHeaderLen+ExpandedLen {
-		return nil, fmt.Errorf("parse hs_ed25519_secret_key: %w: %d bytes, want %d", ErrKey, len(b), fileHeaderLen+ExpandedLen)
+		return nil, errfmt.Errorf("parse hs_ed25519_secret_key: %w: %d bytes, want %d", ErrKey, len(b), fileHeaderLen+ExpandedLen)
 	}
 	if !bytes.Equal(b[:fileHeaderLen], fileHeader(secretKeyTag)) {
-		return nil, fmt.Errorf("parse hs_ed25519_secret_key: %w: header is not %q", ErrKey, secretKeyTag)
+		return nil, errfmt.Errorf("parse hs_ed25519_secret_key: %w: header is not %q", ErrKey, secretKeyTag)
 	}
 	k, err := FromExpanded(b[fileHeaderLen:])
 	if err != nil {
-		return nil, fmt.Errorf("parse hs_ed25519_secret_key: %w", err)
+		return nil, errfmt.Errorf("parse hs_ed25519_secret_key: %w", err)
 	}
 	return k, nil
 }
@@ -52,10 +52,10 @@ func PublicKeyFile(pub ed25519.PublicKey) []byte {
 // ParsePublicKeyFile decodes C tor's hs_ed25519_public_key file.
 func ParsePublicKeyFile(b []byte) (ed25519.PublicKey, error) {
 	if len(b) != fileHeaderLen+32 {
-		return nil, fmt.Errorf("parse hs_ed25519_public_key: %w: %d bytes, want %d", ErrKey, len(b), fileHeaderLen+32)
+		return nil, errfmt.Errorf("parse hs_ed25519_public_key: %w: %d bytes, want %d", ErrKey, len(b), fileHeaderLen+32)
 	}
 	if !bytes.Equal(b[:fileHeaderLen], fileHeader(publicKeyTag)) {
-		return nil, fmt.Errorf("parse hs_ed25519_public_key: %w: header is not %q", ErrKey, publicKeyTag)
+		return nil, errfmt.Errorf("parse hs_ed25519_public_key: %w: header is not %q", ErrKey, publicKeyTag)
 	}
 	return ed25519.PublicKey(bytes.Clone(b[fileHeaderLen:])), nil
 }

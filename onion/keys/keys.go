@@ -11,9 +11,10 @@ import (
 	"crypto/sha512"
 	"encoding/binary"
 	"errors"
-	"fmt"
 
 	"filippo.io/edwards25519"
+
+	"tinytor/tor/errfmt"
 )
 
 // ExpandedLen is the size of an expanded ed25519 secret key: the clamped
@@ -44,7 +45,7 @@ type SigningKey struct {
 func GenerateKey() (*SigningKey, error) {
 	var seed [32]byte
 	if _, err := rand.Read(seed[:]); err != nil {
-		return nil, fmt.Errorf("generate onion service key: %w", err)
+		return nil, errfmt.Errorf("generate onion service key: %w", err)
 	}
 	return FromSeed(seed[:])
 }
@@ -53,7 +54,7 @@ func GenerateKey() (*SigningKey, error) {
 // SigningKey.
 func FromSeed(seed []byte) (*SigningKey, error) {
 	if len(seed) != ed25519.SeedSize {
-		return nil, fmt.Errorf("%w: seed is %d bytes, want %d", ErrKey, len(seed), ed25519.SeedSize)
+		return nil, errfmt.Errorf("%w: seed is %d bytes, want %d", ErrKey, len(seed), ed25519.SeedSize)
 	}
 	h := sha512.Sum512(seed)
 	h[0] &= 248
@@ -65,7 +66,7 @@ func FromSeed(seed []byte) (*SigningKey, error) {
 // FromPrivateKey converts a crypto/ed25519 private key.
 func FromPrivateKey(k ed25519.PrivateKey) (*SigningKey, error) {
 	if len(k) != ed25519.PrivateKeySize {
-		return nil, fmt.Errorf("%w: private key is %d bytes", ErrKey, len(k))
+		return nil, errfmt.Errorf("%w: private key is %d bytes", ErrKey, len(k))
 	}
 	return FromSeed(k.Seed())
 }
@@ -74,7 +75,7 @@ func FromPrivateKey(k ed25519.PrivateKey) (*SigningKey, error) {
 // (scalar | prefix) and derives its public key.
 func FromExpanded(b []byte) (*SigningKey, error) {
 	if len(b) != ExpandedLen {
-		return nil, fmt.Errorf("%w: expanded secret key is %d bytes, want %d", ErrKey, len(b), ExpandedLen)
+		return nil, errfmt.Errorf("%w: expanded secret key is %d bytes, want %d", ErrKey, len(b), ExpandedLen)
 	}
 	k := new(SigningKey)
 	copy(k.secret[:], b)
@@ -95,7 +96,7 @@ func (k *SigningKey) scalar() (*edwards25519.Scalar, error) {
 	copy(wide[:], k.secret[:32])
 	s, err := edwards25519.NewScalar().SetUniformBytes(wide[:])
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrKey, err)
+		return nil, errfmt.Errorf("%w: %v", ErrKey, err)
 	}
 	return s, nil
 }
@@ -170,11 +171,11 @@ func blindingScalar(pub ed25519.PublicKey, period, periodMinutes uint64) *edward
 // (rend-spec-v3 A.2). It fails if pub is not a valid point.
 func BlindPublic(pub ed25519.PublicKey, period, periodMinutes uint64) (ed25519.PublicKey, error) {
 	if len(pub) != 32 {
-		return nil, fmt.Errorf("blind public key: %w: %d bytes", ErrKey, len(pub))
+		return nil, errfmt.Errorf("blind public key: %w: %d bytes", ErrKey, len(pub))
 	}
 	A, err := new(edwards25519.Point).SetBytes(pub)
 	if err != nil {
-		return nil, fmt.Errorf("blind public key: %w: %v", ErrKey, err)
+		return nil, errfmt.Errorf("blind public key: %w: %v", ErrKey, err)
 	}
 	h := blindingScalar(pub, period, periodMinutes)
 	return ed25519.PublicKey(new(edwards25519.Point).ScalarMult(h, A).Bytes()), nil

@@ -2,8 +2,9 @@ package keys
 
 import (
 	"errors"
-	"fmt"
 	"time"
+
+	"tinytor/tor/errfmt"
 )
 
 // Defaults and bounds of the time period length (rend-spec-v3 2.2.1,
@@ -53,7 +54,7 @@ func LivePeriods() Periods {
 // is always 12 voting intervals.
 func PeriodsFor(votingInterval time.Duration, testing bool, hsdirInterval int) (Periods, error) {
 	if votingInterval < time.Second {
-		return Periods{}, fmt.Errorf("%w: voting interval %v", ErrPeriods, votingInterval)
+		return Periods{}, errfmt.Errorf("%w: voting interval %v", ErrPeriods, votingInterval)
 	}
 	p := Periods{
 		Offset:         srRoundsPerPhase * votingInterval,
@@ -63,7 +64,7 @@ func PeriodsFor(votingInterval time.Duration, testing bool, hsdirInterval int) (
 		run := srRoundsPerPhase * srPhases * votingInterval
 		p.LengthMinutes = uint64(run / time.Minute)
 		if p.LengthMinutes == 0 {
-			return Periods{}, fmt.Errorf("%w: SRV run of %v is shorter than a minute", ErrPeriods, run)
+			return Periods{}, errfmt.Errorf("%w: SRV run of %v is shorter than a minute", ErrPeriods, run)
 		}
 		return p, nil
 	}

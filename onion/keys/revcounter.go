@@ -5,8 +5,9 @@ import (
 	"crypto/cipher"
 	"crypto/sha3"
 	"encoding/binary"
-	"fmt"
 	"time"
+
+	"tinytor/tor/errfmt"
 )
 
 // OPEMax is the largest input of the order-preserving encryption C tor
@@ -19,7 +20,7 @@ const OPEMax = 1 << 18
 // strictly with n. n must be in [1, OPEMax].
 func ope(key [32]byte, n int) (uint64, error) {
 	if n < 1 || n > OPEMax {
-		return 0, fmt.Errorf("order-preserving encryption input %d out of [1, %d]", n, OPEMax)
+		return 0, errfmt.Errorf("order-preserving encryption input %d out of [1, %d]", n, OPEMax)
 	}
 	b, err := aes.NewCipher(key[:])
 	if err != nil {
@@ -55,7 +56,7 @@ func ope(key [32]byte, n int) (uint64, error) {
 // clamped as C tor does.
 func (k *SigningKey) RevisionCounter(elapsed time.Duration) (uint64, error) {
 	if elapsed < 0 {
-		return 0, fmt.Errorf("revision counter: negative elapsed time %v", elapsed)
+		return 0, errfmt.Errorf("revision counter: negative elapsed time %v", elapsed)
 	}
 	n := int64(elapsed/time.Second) + 1
 	if n > OPEMax {

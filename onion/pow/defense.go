@@ -5,10 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"sync"
 	"time"
+
+	"tinytor/tor/errfmt"
 )
 
 // Service-side constants of C tor (hs_pow.h, hs_service.h, hs_common.h,
@@ -132,7 +133,7 @@ func NewDefense(cfg DefenseConfig) (*Defense, error) {
 	// Both seeds are random, so that the previous one is not predictable
 	// and its replay entries are told apart (initialize_pow_defenses).
 	if _, err := io.ReadFull(d.rand, d.prev[:]); err != nil {
-		return nil, fmt.Errorf("pow: seed: %w", err)
+		return nil, errfmt.Errorf("pow: seed: %w", err)
 	}
 	if err := d.newSeedLocked(now); err != nil {
 		return nil, err
@@ -159,7 +160,7 @@ func (d *Defense) rotateLocked(now time.Time) error {
 func (d *Defense) newSeedLocked(now time.Time) error {
 	for {
 		if _, err := io.ReadFull(d.rand, d.cur[:]); err != nil {
-			return fmt.Errorf("pow: seed: %w", err)
+			return errfmt.Errorf("pow: seed: %w", err)
 		}
 		if [SeedHeadLen]byte(d.cur[:SeedHeadLen]) != [SeedHeadLen]byte(d.prev[:SeedHeadLen]) {
 			break
@@ -167,7 +168,7 @@ func (d *Defense) newSeedLocked(now time.Time) error {
 	}
 	var r [8]byte
 	if _, err := io.ReadFull(d.rand, r[:]); err != nil {
-		return fmt.Errorf("pow: seed lifetime: %w", err)
+		return errfmt.Errorf("pow: seed lifetime: %w", err)
 	}
 	span := uint64(seedRotateMax - seedRotateMin)
 	d.expires = now.Add(seedRotateMin + time.Duration(binary.LittleEndian.Uint64(r[:])%span)).Truncate(time.Second)

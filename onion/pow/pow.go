@@ -20,6 +20,7 @@ import (
 	"golang.org/x/crypto/blake2b"
 
 	"tinytor/onion/pow/equix"
+	"tinytor/tor/errfmt"
 )
 
 // Sizes of the v1 scheme (hs_pow.h).
@@ -133,7 +134,7 @@ func (s *Solver) Solve(ctx context.Context, in Input, start [NonceLen]byte) (Sol
 	challenge := Challenge(&in.BlindedID, &in.Seed, &nonce, in.Effort)
 	for {
 		if err := ctx.Err(); err != nil {
-			return Solution{}, fmt.Errorf("pow: solve at effort %d: %w", in.Effort, err)
+			return Solution{}, errfmt.Errorf("pow: solve at effort %d: %w", in.Effort, err)
 		}
 		var err error
 		s.sols, err = s.eq.SolveContext(ctx, challenge[:], s.sols)
@@ -141,7 +142,7 @@ func (s *Solver) Solve(ctx context.Context, in Input, start [NonceLen]byte) (Sol
 		case errors.Is(err, equix.ErrChallenge):
 			// HashX rejected this challenge: same as no solutions.
 		case err != nil:
-			return Solution{}, fmt.Errorf("pow: solve at effort %d: %w", in.Effort, err)
+			return Solution{}, errfmt.Errorf("pow: solve at effort %d: %w", in.Effort, err)
 		}
 		for _, sol := range s.sols {
 			b := sol.Bytes()
@@ -160,7 +161,7 @@ func (s *Solver) Solve(ctx context.Context, in Input, start [NonceLen]byte) (Sol
 func Solve(ctx context.Context, in Input) (Solution, error) {
 	var nonce [NonceLen]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
-		return Solution{}, fmt.Errorf("pow: nonce: %w", err)
+		return Solution{}, errfmt.Errorf("pow: nonce: %w", err)
 	}
 	return NewSolver().Solve(ctx, in, nonce)
 }
@@ -191,7 +192,7 @@ func (v *Verifier) Verify(id *[IDLen]byte, seed *[SeedLen]byte, sol *Solution) e
 		return ErrEffort
 	}
 	if err := v.eq.Verify(challenge[:], equix.SolutionFromBytes(sol.Equix)); err != nil {
-		return fmt.Errorf("pow: %w", err)
+		return errfmt.Errorf("pow: %w", err)
 	}
 	return nil
 }
@@ -212,13 +213,13 @@ func (s *Solution) AppendExtension(b []byte) []byte {
 func ParseExtension(b []byte) (Solution, error) {
 	var s Solution
 	if len(b) < 1 {
-		return s, fmt.Errorf("%w: empty", ErrExtension)
+		return s, errfmt.Errorf("%w: empty", ErrExtension)
 	}
 	if b[0] != Version1 {
-		return s, fmt.Errorf("%w: version %d", ErrExtension, b[0])
+		return s, errfmt.Errorf("%w: version %d", ErrExtension, b[0])
 	}
 	if len(b) < ExtensionLen {
-		return s, fmt.Errorf("%w: %d bytes, want %d", ErrExtension, len(b), ExtensionLen)
+		return s, errfmt.Errorf("%w: %d bytes, want %d", ErrExtension, len(b), ExtensionLen)
 	}
 	b = b[1:]
 	copy(s.Nonce[:], b)

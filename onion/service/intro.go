@@ -5,7 +5,6 @@ import (
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
-	"fmt"
 	"sync"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"tinytor/tor/circmgr"
 	"tinytor/tor/circuit"
 	"tinytor/tor/dir"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/path"
 	"tinytor/tor/rng"
 )
@@ -143,11 +143,11 @@ func (s *Service) maintainIntros(ctx context.Context) {
 func newIntroPoint(n *path.Node, now time.Time, r *rng.Source) (*introPoint, error) {
 	_, auth, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("introduction point auth key: %w", err)
+		return nil, errfmt.Errorf("introduction point auth key: %w", err)
 	}
 	enc, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("introduction point encryption key: %w", err)
+		return nil, errfmt.Errorf("introduction point encryption key: %w", err)
 	}
 	life := introMinLifetime + time.Duration(r.Int64N(int64(introMaxLifetime-introMinLifetime)))
 	return &introPoint{
@@ -234,7 +234,7 @@ func (s *Service) establishOnce(ctx context.Context, ip *introPoint) error {
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("building the circuit: %w", err)
+		return errfmt.Errorf("building the circuit: %w", err)
 	}
 	ip.mu.Lock()
 	ip.circ = circ
@@ -251,17 +251,17 @@ func (s *Service) establishOnce(ctx context.Context, ip *introPoint) error {
 	}
 	if err := circ.SendRelay(-1, cell.RelayEstablishIntro, 0, body); err != nil {
 		circ.Close()
-		return fmt.Errorf("sending ESTABLISH_INTRO: %w", err)
+		return errfmt.Errorf("sending ESTABLISH_INTRO: %w", err)
 	}
 	t := time.NewTimer(introEstablishWait)
 	defer t.Stop()
 	select {
 	case <-ip.estab:
 	case <-circ.Done():
-		return fmt.Errorf("circuit closed before INTRO_ESTABLISHED: %w", circ.Err())
+		return errfmt.Errorf("circuit closed before INTRO_ESTABLISHED: %w", circ.Err())
 	case <-t.C:
 		circ.Close()
-		return fmt.Errorf("no INTRO_ESTABLISHED within %v", introEstablishWait)
+		return errfmt.Errorf("no INTRO_ESTABLISHED within %v", introEstablishWait)
 	case <-ctx.Done():
 		circ.Close()
 		return ctx.Err()

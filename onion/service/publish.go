@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
-	"fmt"
 	"strings"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"tinytor/onion/hsdir"
 	"tinytor/onion/keys"
 	"tinytor/onion/ring"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/event"
 	"tinytor/tor/path"
 )
@@ -175,7 +175,7 @@ func (s *Service) notePeriod(period uint64) {
 func (s *Service) buildDescriptor(bk *keys.SigningKey, rev uint64, now time.Time, ips []*introPoint) ([]byte, error) {
 	_, signing, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("descriptor signing key: %w", err)
+		return nil, errfmt.Errorf("descriptor signing key: %w", err)
 	}
 	entries := make([]desc.NewIntroPoint, 0, len(ips))
 	for _, ip := range ips {

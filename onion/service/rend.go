@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -19,6 +18,7 @@ import (
 	"tinytor/tor/circmgr"
 	"tinytor/tor/circuit"
 	"tinytor/tor/config"
+	"tinytor/tor/errfmt"
 )
 
 const (
@@ -138,11 +138,11 @@ func (s *Service) rendezvous(ctx context.Context, svc *hsntor.Service, intro *hs
 	}()
 	hop, err := hscell.HopFromLinkSpecs(pt.LinkSpecs, pt.OnionKey)
 	if err != nil {
-		return fmt.Errorf("rendezvous point: %w", err)
+		return errfmt.Errorf("rendezvous point: %w", err)
 	}
 	info, hk, _, err := svc.Respond(rand.Reader, intro)
 	if err != nil {
-		return fmt.Errorf("hs-ntor: %w", err)
+		return errfmt.Errorf("hs-ntor: %w", err)
 	}
 	var circ *circuit.Circuit
 	for try := 1; ; try++ {
@@ -153,7 +153,7 @@ func (s *Service) rendezvous(ctx context.Context, svc *hsntor.Service, intro *hs
 			break
 		}
 		if try == rendBuildTries || ctx.Err() != nil {
-			return fmt.Errorf("rendezvous circuit: %w", err)
+			return errfmt.Errorf("rendezvous circuit: %w", err)
 		}
 	}
 	s.rendBuilding.Add(-1)
@@ -172,7 +172,7 @@ func (s *Service) rendezvous(ctx context.Context, svc *hsntor.Service, intro *hs
 	}
 	if err := circ.SendRelay(rp, cell.RelayRendezvous1, 0, hscell.BuildRendezvous1(pt.Cookie, info)); err != nil {
 		circ.Close()
-		return fmt.Errorf("sending RENDEZVOUS1: %w", err)
+		return errfmt.Errorf("sending RENDEZVOUS1: %w", err)
 	}
 	s.log.Infof("Onion service %s: rendezvous circuit %d open.", s.short, circ.ID())
 	// The circuit lives until the client or the network closes it, or

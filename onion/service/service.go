@@ -13,7 +13,6 @@ import (
 	"context"
 	"crypto/ecdh"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -30,6 +29,7 @@ import (
 	"tinytor/tor/circmgr"
 	"tinytor/tor/circuit"
 	"tinytor/tor/config"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/event"
 	"tinytor/tor/path"
 	"tinytor/tor/rng"
@@ -142,7 +142,7 @@ func New(n Network, opts Options) (*Service, error) {
 	if opts.Rand == nil {
 		r, err := rng.New()
 		if err != nil {
-			return nil, fmt.Errorf("onion service: %w", err)
+			return nil, errfmt.Errorf("onion service: %w", err)
 		}
 		opts.Rand = r
 	}
@@ -151,14 +151,14 @@ func New(n Network, opts Options) (*Service, error) {
 	if opts.Key != nil {
 		name = "(ephemeral)"
 		if hc.Dir != "" {
-			return nil, fmt.Errorf("onion service %s: an in-memory key and a HiddenServiceDir exclude each other", hc.Dir)
+			return nil, errfmt.Errorf("onion service %s: an in-memory key and a HiddenServiceDir exclude each other", hc.Dir)
 		}
 	}
 	if hc.Version != 0 && hc.Version != 3 {
-		return nil, fmt.Errorf("onion service %s: HiddenServiceVersion %d is not supported (only 3)", name, hc.Version)
+		return nil, errfmt.Errorf("onion service %s: HiddenServiceVersion %d is not supported (only 3)", name, hc.Version)
 	}
 	if len(hc.Ports) == 0 {
-		return nil, fmt.Errorf("onion service %s: no HiddenServicePort", name)
+		return nil, errfmt.Errorf("onion service %s: no HiddenServicePort", name)
 	}
 	if hc.NumIntroductionPoints <= 0 {
 		hc.NumIntroductionPoints = DefaultIntroPoints
@@ -167,7 +167,7 @@ func New(n Network, opts Options) (*Service, error) {
 	if opts.Key != nil {
 		a, err := addr.FromKey(opts.Key.Public())
 		if err != nil {
-			return nil, fmt.Errorf("onion service %s: %w", name, err)
+			return nil, errfmt.Errorf("onion service %s: %w", name, err)
 		}
 		s.id, s.address, s.short = opts.Key, a, a.Host()[:10]+"..."
 		seen := map[[32]byte]bool{}
@@ -185,13 +185,13 @@ func New(n Network, opts Options) (*Service, error) {
 	clients, err := readAuthorizedClients(filepath.Join(hc.Dir, AuthorizedClientsDir))
 	if err != nil {
 		s.store.Close()
-		return nil, fmt.Errorf("onion service %s: %w", hc.Dir, err)
+		return nil, errfmt.Errorf("onion service %s: %w", hc.Dir, err)
 	}
 	s.clients = clients
 	if hc.PoWDefensesEnabled {
 		if err := s.startPoW(); err != nil {
 			s.store.Close()
-			return nil, fmt.Errorf("onion service %s: %w", hc.Dir, err)
+			return nil, errfmt.Errorf("onion service %s: %w", hc.Dir, err)
 		}
 	}
 	return s, nil
@@ -220,7 +220,7 @@ func (s *Service) loadKeys() error {
 	}
 	st, err := state.Open(dir, state.Options{Log: s.log, FileMode: mode})
 	if err != nil {
-		return fmt.Errorf("onion service directory %s: %w", dir, err)
+		return errfmt.Errorf("onion service directory %s: %w", dir, err)
 	}
 	dirMode := fs.FileMode(0o700)
 	if s.opts.Config.DirGroupReadable {
@@ -228,12 +228,12 @@ func (s *Service) loadKeys() error {
 	}
 	if err := os.Chmod(dir, dirMode); err != nil {
 		st.Close()
-		return fmt.Errorf("onion service directory %s: %w", dir, err)
+		return errfmt.Errorf("onion service directory %s: %w", dir, err)
 	}
 	s.store = st
 	if err := s.loadKeysFrom(st); err != nil {
 		st.Close()
-		return fmt.Errorf("onion service %s: %w", dir, err)
+		return errfmt.Errorf("onion service %s: %w", dir, err)
 	}
 	return nil
 }
@@ -245,18 +245,18 @@ func (s *Service) loadKeysFrom(st *state.Store) error {
 	switch {
 	case err == nil:
 		if s.id, err = keys.ParseSecretKeyFile(b); err != nil {
-			return fmt.Errorf("%s: %w", SecretKeyFile, err)
+			return errfmt.Errorf("%s: %w", SecretKeyFile, err)
 		}
 	case errors.Is(err, fs.ErrNotExist):
 		if s.id, err = keys.GenerateKey(); err != nil {
-			return fmt.Errorf("generating a key: %w", err)
+			return errfmt.Errorf("generating a key: %w", err)
 		}
 		if err := writeKeyFile(st, SecretKeyFile, s.id.SecretKeyFile(), state.Secret); err != nil {
 			return err
 		}
 		s.log.Noticef("Generated a new v3 onion service key in %s", s.opts.Config.Dir)
 	default:
-		return fmt.Errorf("reading %s: %w", SecretKeyFile, err)
+		return errfmt.Errorf("reading %s: %w", SecretKeyFile, err)
 	}
 	if s.address, err = addr.FromKey(s.id.Public()); err != nil {
 		return err
@@ -274,7 +274,7 @@ func writeKeyFile(st *state.Store, name string, b []byte, flags ...state.Flag) e
 		return nil
 	}
 	if err := st.WriteNow(name, b, append(flags, state.Raw)...); err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
+		return errfmt.Errorf("writing %s: %w", name, err)
 	}
 	return nil
 }
@@ -288,7 +288,7 @@ func readAuthorizedClients(dir string) ([][32]byte, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", dir, err)
+		return nil, errfmt.Errorf("reading %s: %w", dir, err)
 	}
 	var out [][32]byte
 	seen := map[[32]byte]bool{}
@@ -299,11 +299,11 @@ func readAuthorizedClients(dir string) ([][32]byte, error) {
 		p := filepath.Join(dir, e.Name())
 		b, err := os.ReadFile(p)
 		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", p, err)
+			return nil, errfmt.Errorf("reading %s: %w", p, err)
 		}
 		pk, err := keys.ParseAuthorizedClient(b)
 		if err != nil {
-			return nil, fmt.Errorf("authorized client file %s: %w", p, err)
+			return nil, errfmt.Errorf("authorized client file %s: %w", p, err)
 		}
 		k := [32]byte(pk.Bytes())
 		if !seen[k] {

@@ -3,12 +3,12 @@ package service
 import (
 	"context"
 	"errors"
-	"fmt"
 	"reflect"
 	"slices"
 	"sync"
 
 	"tinytor/tor/config"
+	"tinytor/tor/errfmt"
 )
 
 // Set runs the onion services of a torrc (its HiddenServiceDir sections)
@@ -97,7 +97,7 @@ func (s *Set) open(hc config.HiddenService) (*Service, error) {
 	o.Config = hc
 	svc, err := New(s.net, o)
 	if err != nil {
-		return nil, fmt.Errorf("Onion service: %w", err)
+		return nil, errfmt.Errorf("Onion service: %w", err)
 	}
 	s.opts.Log.Noticef("Onion service %s configured in %s.", svc.Address(), hc.Dir)
 	return svc, nil

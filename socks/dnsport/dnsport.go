@@ -21,7 +21,6 @@ package dnsport
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
 	"strings"
 	"sync"
@@ -31,6 +30,7 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 
 	"tinytor/socks"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/policy"
 	"tinytor/tor/torlog"
 )
@@ -303,14 +303,14 @@ func parse(msg []byte) (*query, error) {
 	var p dnsmessage.Parser
 	h, err := p.Start(msg)
 	if err != nil {
-		return nil, fmt.Errorf("bad DNS header: %w", err)
+		return nil, errfmt.Errorf("bad DNS header: %w", err)
 	}
 	if h.Response {
 		return nil, errors.New("a DNS response, not a query")
 	}
 	qs, err := p.AllQuestions()
 	if err != nil {
-		return nil, fmt.Errorf("bad DNS question: %w", err)
+		return nil, errfmt.Errorf("bad DNS question: %w", err)
 	}
 	r := &query{hdr: h, questions: qs}
 	for i := range qs {
@@ -399,12 +399,12 @@ func (s *Server) lookup(ctx context.Context, q *dnsmessage.Question, client neti
 	var err error
 	if q.Type == dnsmessage.TypePTR {
 		if a, ok := ParsePTRName(name); !ok {
-			err = fmt.Errorf("%w: not an in-addr.arpa or ip6.arpa name of an address", ErrNotFound)
+			err = errfmt.Errorf("%w: not an in-addr.arpa or ip6.arpa name of an address", ErrNotFound)
 		} else {
 			rep.ptr, rep.ttl, err = s.resolver.ResolvePTR(ctx, a, client, iso)
 		}
 		if err == nil && (rep.ptr == "" || len(rep.ptr) > 253) {
-			err = fmt.Errorf("reverse lookup gave an unusable name of %d bytes", len(rep.ptr))
+			err = errfmt.Errorf("reverse lookup gave an unusable name of %d bytes", len(rep.ptr))
 		}
 	} else {
 		ipv6 := q.Type == dnsmessage.TypeAAAA
@@ -522,7 +522,7 @@ func encode(q *query, rep reply, truncated bool) ([]byte, error) {
 		if rep.ptr != "" {
 			n, err := dnsmessage.NewName(strings.TrimSuffix(rep.ptr, ".") + ".")
 			if err != nil {
-				return nil, fmt.Errorf("PTR answer: %w", err)
+				return nil, errfmt.Errorf("PTR answer: %w", err)
 			}
 			if err := b.PTRResource(rh, dnsmessage.PTRResource{PTR: n}); err != nil {
 				return nil, err

@@ -5,13 +5,13 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"sync"
 	"time"
 
+	"tinytor/tor/errfmt"
 	"tinytor/tor/policy"
 )
 
@@ -40,7 +40,7 @@ func (s *Server) ServeUDP(ctx context.Context, pc *net.UDPConn) error {
 				return nil
 			}
 			if errors.Is(err, net.ErrClosed) {
-				return fmt.Errorf("dnsport: reading on %v: %w", pc.LocalAddr(), err)
+				return errfmt.Errorf("dnsport: reading on %v: %w", pc.LocalAddr(), err)
 			}
 			s.log.Infof("Error reading a DNS request on %v: %v", pc.LocalAddr(), err)
 			continue
@@ -74,7 +74,7 @@ func (s *Server) ServeTCP(ctx context.Context, ln net.Listener) error {
 				return nil
 			}
 			if errors.Is(err, net.ErrClosed) {
-				return fmt.Errorf("dnsport: accepting on %v: %w", ln.Addr(), err)
+				return errfmt.Errorf("dnsport: accepting on %v: %w", ln.Addr(), err)
 			}
 			// Out of file descriptors and the like: wait a moment, as
 			// the condition usually passes.
@@ -197,11 +197,11 @@ func readTCPMessage(r io.Reader, maxLen int) ([]byte, error) {
 	}
 	n := int(binary.BigEndian.Uint16(l[:]))
 	if n == 0 || n > maxLen {
-		return nil, fmt.Errorf("message of %d bytes (allowed: 1 to %d)", n, maxLen)
+		return nil, errfmt.Errorf("message of %d bytes (allowed: 1 to %d)", n, maxLen)
 	}
 	msg := make([]byte, n)
 	if _, err := io.ReadFull(r, msg); err != nil {
-		return nil, fmt.Errorf("message of %d bytes cut short: %w", n, err)
+		return nil, errfmt.Errorf("message of %d bytes cut short: %w", n, err)
 	}
 	return msg, nil
 }

@@ -4,11 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"tinytor/tor/errfmt"
 )
 
 // Bounds of a request, as C tor's fetch_from_buf_http and socks_request_t.
@@ -72,7 +73,7 @@ func (e *RequestError) Status() string {
 }
 
 func refuse(resp, format string, args ...any) error {
-	return &RequestError{Response: resp, Err: fmt.Errorf(format, args...)}
+	return &RequestError{Response: resp, Err: errfmt.Errorf(format, args...)}
 }
 
 // ReadRequest reads one request (request line and headers, ending with an
@@ -173,11 +174,11 @@ func splitRequestLine(l string) (method, target, version string, ok bool) {
 func splitTarget(t string) (host string, port uint16, err error) {
 	i := strings.LastIndexByte(t, ':')
 	if i < 0 {
-		return t, 0, fmt.Errorf("CONNECT target %q has no port", clip(t))
+		return t, 0, errfmt.Errorf("CONNECT target %q has no port", clip(t))
 	}
 	host, p := t[:i], t[i+1:]
 	if len(host) > MaxHost {
-		return host, 0, fmt.Errorf("CONNECT host of %d bytes is longer than %d", len(host), MaxHost)
+		return host, 0, errfmt.Errorf("CONNECT host of %d bytes is longer than %d", len(host), MaxHost)
 	}
 	n, perr := strconv.ParseUint(p, 10, 16)
 	ok := perr == nil && n > 0 && p[0] != '+' && host != ""
@@ -192,7 +193,7 @@ func splitTarget(t string) (host string, port uint16, err error) {
 		}
 	}
 	if !ok {
-		return host, 0, fmt.Errorf("bad CONNECT target %q: want host:port", clip(t))
+		return host, 0, errfmt.Errorf("bad CONNECT target %q: want host:port", clip(t))
 	}
 	return host, uint16(n), nil
 }

@@ -2,12 +2,13 @@ package transparent
 
 import (
 	"encoding/binary"
-	"fmt"
 	"net"
 	"net/netip"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"tinytor/tor/errfmt"
 )
 
 // ip6tSoOriginalDst is IP6T_SO_ORIGINAL_DST of
@@ -23,7 +24,7 @@ const ip6tSoOriginalDst = 80
 func OriginalDst(c net.Conn) (netip.AddrPort, error) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return netip.AddrPort{}, fmt.Errorf("no socket to ask for the original destination (%T)", c)
+		return netip.AddrPort{}, errfmt.Errorf("no socket to ask for the original destination (%T)", c)
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
@@ -59,7 +60,7 @@ func OriginalDst(c net.Conn) (netip.AddrPort, error) {
 		if !v4 {
 			opt = "IP6T_SO_ORIGINAL_DST"
 		}
-		return netip.AddrPort{}, fmt.Errorf("getsockopt %s: %w", opt, err)
+		return netip.AddrPort{}, errfmt.Errorf("getsockopt %s: %w", opt, err)
 	}
 	return dst, nil
 }

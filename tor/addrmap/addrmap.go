@@ -14,7 +14,6 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"errors"
-	"fmt"
 	"io"
 	"net/netip"
 	"sort"
@@ -22,6 +21,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"tinytor/tor/errfmt"
 )
 
 // Default virtual networks, as in C tor.
@@ -243,7 +244,7 @@ func (m *Map) VirtualHost(name string, src Source) (string, error) {
 // the first time.
 func (m *Map) virtual(name string, kind int, src Source) (string, error) {
 	if name == "" || !ValidDestination(name) {
-		return "", fmt.Errorf("invalid address %q", name)
+		return "", errfmt.Errorf("invalid address %q", name)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -282,13 +283,13 @@ func (m *Map) freeVirtual(kind int) (string, error) {
 		if kind == virtualHost {
 			var b [10]byte
 			if _, err := io.ReadFull(m.rand, b[:]); err != nil {
-				return "", fmt.Errorf("drawing a virtual host name: %w", err)
+				return "", errfmt.Errorf("drawing a virtual host name: %w", err)
 			}
 			s = strings.ToLower(base32.StdEncoding.EncodeToString(b[:])) + ".virtual"
 		} else {
 			a, err := randomIn(p, m.rand)
 			if err != nil {
-				return "", fmt.Errorf("drawing a virtual address: %w", err)
+				return "", errfmt.Errorf("drawing a virtual address: %w", err)
 			}
 			if a.Is4() {
 				if last := a.As4()[3]; last == 0 || last == 0xff {
@@ -403,7 +404,7 @@ func (m *Map) SetConfigured(pairs [][2]string) []error {
 	var errs []error
 	for _, p := range pairs {
 		if err := m.Register(p[0], p[1], FromConfig, time.Time{}); err != nil {
-			errs = append(errs, fmt.Errorf("MapAddress '%s %s' failed: %w. Ignoring", p[0], p[1], err))
+			errs = append(errs, errfmt.Errorf("MapAddress '%s %s' failed: %w. Ignoring", p[0], p[1], err))
 		}
 	}
 	return errs

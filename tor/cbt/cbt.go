@@ -39,6 +39,7 @@ import (
 	"sync"
 	"time"
 
+	"tinytor/tor/errfmt"
 	"tinytor/tor/event"
 	"tinytor/tor/torlog"
 )
@@ -814,7 +815,7 @@ func (e *Estimator) Save() error {
 	data := e.stateIfLocked(true)
 	e.mu.Unlock()
 	if err := e.opts.Store.Write(e.opts.StateName, data); err != nil {
-		return fmt.Errorf("writing circuit build times: %w", err)
+		return errfmt.Errorf("writing circuit build times: %w", err)
 	}
 	return nil
 }
@@ -830,7 +831,7 @@ func (e *Estimator) Load() error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("reading circuit build times: %w", err)
+		return errfmt.Errorf("reading circuit build times: %w", err)
 	}
 	return e.LoadState(data)
 }

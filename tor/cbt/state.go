@@ -2,10 +2,10 @@ package cbt
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 
+	"tinytor/tor/errfmt"
 	"tinytor/tor/event"
 )
 
@@ -31,7 +31,7 @@ type storedState struct {
 
 // badState returns an ErrBadState error saying what is wrong.
 func badState(what string) error {
-	return fmt.Errorf("%w: %s", ErrBadState, what)
+	return errfmt.Errorf("%w: %s", ErrBadState, what)
 }
 
 // parseState reads the state lines. Unknown lines are skipped.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+
+	"tinytor/tor/errfmt"
 )
 
 // Handshake types for CREATE2 and EXTEND2 (tor-spec 5.1).
@@ -22,7 +24,7 @@ const FastKeyLen = 20
 var ErrTruncated = errors.New("truncated")
 
 func truncated(what string, need, have int) error {
-	return fmt.Errorf("%s: need %d bytes, have %d: %w", what, need, have, ErrTruncated)
+	return errfmt.Errorf("%s: need %d bytes, have %d: %w", what, need, have, ErrTruncated)
 }
 
 // Create2 is the payload of a CREATE2 cell (tor-spec 5.1), and the
@@ -38,7 +40,7 @@ type Create2Msg struct {
 // zeroed.
 func (c *Create2Msg) MarshalTo(p *[PayloadLen]byte) error {
 	if len(c.HandshakeData) > PayloadLen-4 {
-		return fmt.Errorf("CREATE2 handshake data of %d bytes exceeds %d", len(c.HandshakeData), PayloadLen-4)
+		return errfmt.Errorf("CREATE2 handshake data of %d bytes exceeds %d", len(c.HandshakeData), PayloadLen-4)
 	}
 	*p = [PayloadLen]byte{}
 	binary.BigEndian.PutUint16(p[0:2], c.HandshakeType)
@@ -70,7 +72,7 @@ type Created2Msg struct {
 // MarshalTo encodes c into p; the rest of p is zeroed.
 func (c *Created2Msg) MarshalTo(p *[PayloadLen]byte) error {
 	if len(c.HandshakeData) > PayloadLen-2 {
-		return fmt.Errorf("CREATED2 handshake data of %d bytes exceeds %d", len(c.HandshakeData), PayloadLen-2)
+		return errfmt.Errorf("CREATED2 handshake data of %d bytes exceeds %d", len(c.HandshakeData), PayloadLen-2)
 	}
 	*p = [PayloadLen]byte{}
 	binary.BigEndian.PutUint16(p[0:2], uint16(len(c.HandshakeData)))
@@ -168,7 +170,7 @@ func EncodeVersions(vs ...uint16) []byte {
 // an error.
 func ParseVersions(p []byte) ([]uint16, error) {
 	if len(p)%2 != 0 {
-		return nil, fmt.Errorf("VERSIONS payload has odd length %d", len(p))
+		return nil, errfmt.Errorf("VERSIONS payload has odd length %d", len(p))
 	}
 	vs := make([]uint16, len(p)/2)
 	for i := range vs {
@@ -203,7 +205,7 @@ func (n *NetinfoMsg) MarshalTo(p *[PayloadLen]byte) error {
 	b = binary.BigEndian.AppendUint32(b, n.Time)
 	b = appendNetinfoAddr(b, n.OtherAddr)
 	if len(n.MyAddrs) > 255 {
-		return fmt.Errorf("NETINFO with %d addresses: at most 255 fit", len(n.MyAddrs))
+		return errfmt.Errorf("NETINFO with %d addresses: at most 255 fit", len(n.MyAddrs))
 	}
 	b = append(b, byte(len(n.MyAddrs)))
 	for _, a := range n.MyAddrs {
@@ -213,7 +215,7 @@ func (n *NetinfoMsg) MarshalTo(p *[PayloadLen]byte) error {
 		b = appendNetinfoAddr(b, a)
 	}
 	if len(b) > PayloadLen {
-		return fmt.Errorf("NETINFO of %d bytes exceeds %d", len(b), PayloadLen)
+		return errfmt.Errorf("NETINFO of %d bytes exceeds %d", len(b), PayloadLen)
 	}
 	copy(p[:], b) // no-op unless append reallocated
 	return nil
@@ -270,12 +272,12 @@ func ParseNetinfo(p []byte) (NetinfoMsg, error) {
 
 func parseNetinfoAddr(p []byte, off int, what string) (netip.Addr, int, error) {
 	if len(p)-off < 2 {
-		return netip.Addr{}, 0, fmt.Errorf("%s at offset %d: %w", what, off, truncated("type and length", 2, len(p)-off))
+		return netip.Addr{}, 0, errfmt.Errorf("%s at offset %d: %w", what, off, truncated("type and length", 2, len(p)-off))
 	}
 	typ, n := p[off], int(p[off+1])
 	off += 2
 	if len(p)-off < n {
-		return netip.Addr{}, 0, fmt.Errorf("%s at offset %d: %w", what, off-2, truncated("value", n, len(p)-off))
+		return netip.Addr{}, 0, errfmt.Errorf("%s at offset %d: %w", what, off-2, truncated("value", n, len(p)-off))
 	}
 	v := p[off : off+n]
 	off += n
@@ -366,7 +368,7 @@ func (s LinkSpec) AddrPort() (netip.AddrPort, error) {
 	case s.Type == LinkSpecIPv6 && len(s.Data) == 18:
 		return netip.AddrPortFrom(netip.AddrFrom16([16]byte(s.Data[:16])), binary.BigEndian.Uint16(s.Data[16:])), nil
 	}
-	return netip.AddrPort{}, fmt.Errorf("link specifier %s of %d bytes is not an address", s.Type, len(s.Data))
+	return netip.AddrPort{}, errfmt.Errorf("link specifier %s of %d bytes is not an address", s.Type, len(s.Data))
 }
 
 // Extend2 is the relay data of an EXTEND2 cell (tor-spec 5.1.2).
@@ -381,12 +383,12 @@ type Extend2Msg struct {
 func (e *Extend2Msg) AppendTo(b []byte) ([]byte, error) {
 	start := len(b)
 	if len(e.Specs) > 255 {
-		return b, fmt.Errorf("EXTEND2 with %d link specifiers: at most 255 fit", len(e.Specs))
+		return b, errfmt.Errorf("EXTEND2 with %d link specifiers: at most 255 fit", len(e.Specs))
 	}
 	b = append(b, byte(len(e.Specs)))
 	for i, s := range e.Specs {
 		if want := linkSpecLen(s.Type); (want >= 0 && len(s.Data) != want) || len(s.Data) > 255 {
-			return b[:start], fmt.Errorf("EXTEND2 link specifier %d (%s) has bad length %d", i, s.Type, len(s.Data))
+			return b[:start], errfmt.Errorf("EXTEND2 link specifier %d (%s) has bad length %d", i, s.Type, len(s.Data))
 		}
 		b = append(b, byte(s.Type), byte(len(s.Data)))
 		b = append(b, s.Data...)
@@ -395,7 +397,7 @@ func (e *Extend2Msg) AppendTo(b []byte) ([]byte, error) {
 	b = binary.BigEndian.AppendUint16(b, uint16(len(e.HandshakeData)))
 	b = append(b, e.HandshakeData...)
 	if len(b)-start > RelayDataLen {
-		return b[:start], fmt.Errorf("EXTEND2 of %d bytes exceeds the relay data limit of %d", len(b)-start, RelayDataLen)
+		return b[:start], errfmt.Errorf("EXTEND2 of %d bytes exceeds the relay data limit of %d", len(b)-start, RelayDataLen)
 	}
 	return b, nil
 }
@@ -413,24 +415,24 @@ func ParseExtend2(p []byte) (Extend2Msg, error) {
 	var seenRSA, seenEd bool
 	for i := range n {
 		if len(p)-off < 2 {
-			return e, fmt.Errorf("EXTEND2 link specifier %d at offset %d: %w", i, off, truncated("type and length", 2, len(p)-off))
+			return e, errfmt.Errorf("EXTEND2 link specifier %d at offset %d: %w", i, off, truncated("type and length", 2, len(p)-off))
 		}
 		t, l := LinkSpecType(p[off]), int(p[off+1])
 		if len(p)-off-2 < l {
-			return e, fmt.Errorf("EXTEND2 link specifier %d (%s) at offset %d: %w", i, t, off, truncated("value", l, len(p)-off-2))
+			return e, errfmt.Errorf("EXTEND2 link specifier %d (%s) at offset %d: %w", i, t, off, truncated("value", l, len(p)-off-2))
 		}
 		if want := linkSpecLen(t); want >= 0 && l != want {
-			return e, fmt.Errorf("EXTEND2 link specifier %d (%s) at offset %d: length %d, want %d", i, t, off, l, want)
+			return e, errfmt.Errorf("EXTEND2 link specifier %d (%s) at offset %d: length %d, want %d", i, t, off, l, want)
 		}
 		switch t {
 		case LinkSpecLegacyID:
 			if seenRSA {
-				return e, fmt.Errorf("EXTEND2 link specifier %d: second legacy identity", i)
+				return e, errfmt.Errorf("EXTEND2 link specifier %d: second legacy identity", i)
 			}
 			seenRSA = true
 		case LinkSpecEd25519:
 			if seenEd {
-				return e, fmt.Errorf("EXTEND2 link specifier %d: second Ed25519 identity", i)
+				return e, errfmt.Errorf("EXTEND2 link specifier %d: second Ed25519 identity", i)
 			}
 			seenEd = true
 		}
@@ -439,7 +441,7 @@ func ParseExtend2(p []byte) (Extend2Msg, error) {
 	}
 	c, err := ParseCreate2(p[off:])
 	if err != nil {
-		return e, fmt.Errorf("EXTEND2 handshake at offset %d: %w", off, err)
+		return e, errfmt.Errorf("EXTEND2 handshake at offset %d: %w", off, err)
 	}
 	e.Create2Msg = c
 	return e, nil

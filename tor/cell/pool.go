@@ -2,10 +2,11 @@ package cell
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"tinytor/tor/errfmt"
 )
 
 // Pool defaults.
@@ -266,7 +267,7 @@ func (p *Pool) wait(ctx context.Context, inbound bool) (*Cell, error) {
 				signal(avail)
 			}
 			p.mu.Unlock()
-			return nil, fmt.Errorf("waiting for a free cell (%d of %d in use): %w", p.Stats().InUse, p.capacity, ctx.Err())
+			return nil, errfmt.Errorf("waiting for a free cell (%d of %d in use): %w", p.Stats().InUse, p.capacity, ctx.Err())
 		case <-stall:
 			p.reclaim()
 			stall = time.After(p.stall)

@@ -3,6 +3,8 @@ package cell
 import (
 	"encoding/binary"
 	"fmt"
+
+	"tinytor/tor/errfmt"
 )
 
 // Layout of a relay cell's payload (tor-spec 6.1):
@@ -172,7 +174,7 @@ func RelayLength(p *[PayloadLen]byte) uint16 {
 func RelayBody(p *[PayloadLen]byte) ([]byte, error) {
 	n := RelayLength(p)
 	if int(n) > RelayDataLen {
-		return nil, fmt.Errorf("relay cell length field %d exceeds %d", n, RelayDataLen)
+		return nil, errfmt.Errorf("relay cell length field %d exceeds %d", n, RelayDataLen)
 	}
 	return p[RelayHeaderLen : RelayHeaderLen+int(n)], nil
 }
@@ -183,7 +185,7 @@ func RelayBody(p *[PayloadLen]byte) ([]byte, error) {
 // RelayDataLen.
 func SetRelay(p *[PayloadLen]byte, cmd RelayCommand, streamID uint16, data []byte) error {
 	if len(data) > RelayDataLen {
-		return fmt.Errorf("relay %s data of %d bytes exceeds %d", cmd, len(data), RelayDataLen)
+		return errfmt.Errorf("relay %s data of %d bytes exceeds %d", cmd, len(data), RelayDataLen)
 	}
 	h := RelayHeader{Command: cmd, StreamID: streamID, Length: uint16(len(data))}
 	h.Put(p)

@@ -5,8 +5,9 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
+
+	"tinytor/tor/errfmt"
 )
 
 // wideCircIDs reports whether link protocol version v uses 4-byte circuit
@@ -60,7 +61,7 @@ func (r *Reader) ReadCell() (fixed *Cell, variable *VarCell, err error) {
 		idLen = 4
 	}
 	if _, err := io.ReadFull(r.r, r.hdr[:idLen+1]); err != nil {
-		return nil, nil, fmt.Errorf("reading cell header: %w", err)
+		return nil, nil, errfmt.Errorf("reading cell header: %w", err)
 	}
 	var circID uint32
 	if r.wide {
@@ -71,20 +72,20 @@ func (r *Reader) ReadCell() (fixed *Cell, variable *VarCell, err error) {
 	cmd := Command(r.hdr[idLen])
 	if IsVariable(cmd) {
 		if _, err := io.ReadFull(r.r, r.hdr[idLen+1:idLen+3]); err != nil {
-			return nil, nil, fmt.Errorf("reading length of %s cell: %w", cmd, unexpected(err))
+			return nil, nil, errfmt.Errorf("reading length of %s cell: %w", cmd, unexpected(err))
 		}
 		n := int(binary.BigEndian.Uint16(r.hdr[idLen+1 : idLen+3]))
 		if cmd == VPadding {
 			// Padding is meaningless: skip it without allocating a
 			// buffer for it.
 			if _, err := r.r.Discard(n); err != nil {
-				return nil, nil, fmt.Errorf("skipping %d-byte payload of %s cell: %w", n, cmd, unexpected(err))
+				return nil, nil, errfmt.Errorf("skipping %d-byte payload of %s cell: %w", n, cmd, unexpected(err))
 			}
 			return nil, &VarCell{CircID: circID, Command: cmd}, nil
 		}
 		v := &VarCell{CircID: circID, Command: cmd, Payload: make([]byte, n)}
 		if _, err := io.ReadFull(r.r, v.Payload); err != nil {
-			return nil, nil, fmt.Errorf("reading %d-byte payload of %s cell: %w", n, cmd, unexpected(err))
+			return nil, nil, errfmt.Errorf("reading %d-byte payload of %s cell: %w", n, cmd, unexpected(err))
 		}
 		return nil, v, nil
 	}
@@ -92,13 +93,13 @@ func (r *Reader) ReadCell() (fixed *Cell, variable *VarCell, err error) {
 	// and nothing more is read from the connection meanwhile.
 	c, err := r.pool.GetInbound(r.ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading %s cell: %w", cmd, err)
+		return nil, nil, errfmt.Errorf("reading %s cell: %w", cmd, err)
 	}
 	c.CircID = circID
 	c.Command = cmd
 	if _, err := io.ReadFull(r.r, c.Payload[:]); err != nil {
 		r.pool.Put(c)
-		return nil, nil, fmt.Errorf("reading payload of %s cell: %w", cmd, unexpected(err))
+		return nil, nil, errfmt.Errorf("reading payload of %s cell: %w", cmd, unexpected(err))
 	}
 	return c, nil, nil
 }
@@ -136,7 +137,7 @@ var ErrCircIDTooWide = errors.New("circuit ID does not fit in 2 bytes")
 // WriteCell buffers c. It does not take ownership of c.
 func (w *Writer) WriteCell(c *Cell) error {
 	if IsVariable(c.Command) {
-		return fmt.Errorf("writing %s: command is variable-length, not fixed-size", c.Command)
+		return errfmt.Errorf("writing %s: command is variable-length, not fixed-size", c.Command)
 	}
 	if w.wide {
 		c.MarshalTo(&w.buf)
@@ -144,7 +145,7 @@ func (w *Writer) WriteCell(c *Cell) error {
 		return err
 	}
 	if c.CircID > 0xffff {
-		return fmt.Errorf("writing %s: %w", c, ErrCircIDTooWide)
+		return errfmt.Errorf("writing %s: %w", c, ErrCircIDTooWide)
 	}
 	binary.BigEndian.PutUint16(w.buf[0:2], uint16(c.CircID))
 	w.buf[2] = byte(c.Command)
@@ -156,10 +157,10 @@ func (w *Writer) WriteCell(c *Cell) error {
 // WriteVarCell buffers v.
 func (w *Writer) WriteVarCell(v *VarCell) error {
 	if !IsVariable(v.Command) {
-		return fmt.Errorf("writing %s: command is fixed-size, not variable-length", v.Command)
+		return errfmt.Errorf("writing %s: command is fixed-size, not variable-length", v.Command)
 	}
 	if len(v.Payload) > MaxVarPayloadLen {
-		return fmt.Errorf("writing %s: payload of %d bytes exceeds %d", v.Command, len(v.Payload), MaxVarPayloadLen)
+		return errfmt.Errorf("writing %s: payload of %d bytes exceeds %d", v.Command, len(v.Payload), MaxVarPayloadLen)
 	}
 	n := 0
 	if w.wide {
@@ -167,7 +168,7 @@ func (w *Writer) WriteVarCell(v *VarCell) error {
 		n = 4
 	} else {
 		if v.CircID > 0xffff {
-			return fmt.Errorf("writing %s: %w", v, ErrCircIDTooWide)
+			return errfmt.Errorf("writing %s: %w", v, ErrCircIDTooWide)
 		}
 		binary.BigEndian.PutUint16(w.buf[0:2], uint16(v.CircID))
 		n = 2

@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"tinytor/tor/errfmt"
 )
 
 // Type is a certificate type (cert-spec A.1, tor-spec 4.2 CertType).
@@ -144,10 +146,10 @@ func (c *Ed25519) CertifiedEd25519() ed25519.PublicKey {
 // AFFECTS_VALIDATION flag (cert-spec 2.1). Raw and extension data alias b.
 func ParseEd25519(b []byte) (*Ed25519, error) {
 	if len(b) < MinEd25519Len {
-		return nil, fmt.Errorf("Ed25519 certificate of %d bytes, need at least %d: %w", len(b), MinEd25519Len, ErrMalformed)
+		return nil, errfmt.Errorf("Ed25519 certificate of %d bytes, need at least %d: %w", len(b), MinEd25519Len, ErrMalformed)
 	}
 	if b[0] != 1 {
-		return nil, fmt.Errorf("Ed25519 certificate version %d, want 1: %w", b[0], ErrMalformed)
+		return nil, errfmt.Errorf("Ed25519 certificate version %d, want 1: %w", b[0], ErrMalformed)
 	}
 	c := &Ed25519{
 		Type:            Type(b[1]),
@@ -161,34 +163,34 @@ func ParseEd25519(b []byte) (*Ed25519, error) {
 	end := len(b) - ed25519SigLen
 	for i := range n {
 		if end-off < 4 {
-			return nil, fmt.Errorf("Ed25519 certificate extension %d at offset %d: header truncated: %w", i, off, ErrMalformed)
+			return nil, errfmt.Errorf("Ed25519 certificate extension %d at offset %d: header truncated: %w", i, off, ErrMalformed)
 		}
 		l := int(binary.BigEndian.Uint16(b[off:]))
 		e := Extension{Type: b[off+2], Flags: b[off+3]}
 		off += 4
 		if end-off < l {
-			return nil, fmt.Errorf("Ed25519 certificate extension %d (type %d) at offset %d: %d data bytes, only %d left: %w", i, e.Type, off-4, l, end-off, ErrMalformed)
+			return nil, errfmt.Errorf("Ed25519 certificate extension %d (type %d) at offset %d: %d data bytes, only %d left: %w", i, e.Type, off-4, l, end-off, ErrMalformed)
 		}
 		e.Data = b[off : off+l]
 		off += l
 		switch e.Type {
 		case ExtSignedWithKey:
 			if l != ed25519.PublicKeySize {
-				return nil, fmt.Errorf("Ed25519 certificate signed-with-key extension of %d bytes, want 32: %w", l, ErrMalformed)
+				return nil, errfmt.Errorf("Ed25519 certificate signed-with-key extension of %d bytes, want 32: %w", l, ErrMalformed)
 			}
 			if c.SignedWithKey != nil {
-				return nil, fmt.Errorf("Ed25519 certificate has two signed-with-key extensions: %w", ErrMalformed)
+				return nil, errfmt.Errorf("Ed25519 certificate has two signed-with-key extensions: %w", ErrMalformed)
 			}
 			c.SignedWithKey = ed25519.PublicKey(e.Data)
 		default:
 			if e.Flags&FlagAffectsValidation != 0 {
-				return nil, fmt.Errorf("Ed25519 certificate extension %d of type %d: %w", i, e.Type, ErrUnknownCritExt)
+				return nil, errfmt.Errorf("Ed25519 certificate extension %d of type %d: %w", i, e.Type, ErrUnknownCritExt)
 			}
 		}
 		c.Extensions = append(c.Extensions, e)
 	}
 	if off != end {
-		return nil, fmt.Errorf("Ed25519 certificate has %d unexpected bytes before the signature: %w", end-off, ErrMalformed)
+		return nil, errfmt.Errorf("Ed25519 certificate has %d unexpected bytes before the signature: %w", end-off, ErrMalformed)
 	}
 	c.Signature = [ed25519SigLen]byte(b[end:])
 	return c, nil
@@ -200,16 +202,16 @@ func ParseEd25519(b []byte) (*Ed25519, error) {
 func (c *Ed25519) Verify(signer ed25519.PublicKey) error {
 	switch {
 	case signer == nil && c.SignedWithKey == nil:
-		return fmt.Errorf("%s certificate: no signing key known and no signed-with-key extension: %w", c.Type, ErrWrongSigner)
+		return errfmt.Errorf("%s certificate: no signing key known and no signed-with-key extension: %w", c.Type, ErrWrongSigner)
 	case signer == nil:
 		signer = c.SignedWithKey
 	case len(signer) != ed25519.PublicKeySize:
-		return fmt.Errorf("%s certificate: signer key of %d bytes: %w", c.Type, len(signer), ErrWrongSigner)
+		return errfmt.Errorf("%s certificate: signer key of %d bytes: %w", c.Type, len(signer), ErrWrongSigner)
 	case c.SignedWithKey != nil && !c.SignedWithKey.Equal(signer):
-		return fmt.Errorf("%s certificate: signed-with-key extension does not match the expected signer: %w", c.Type, ErrWrongSigner)
+		return errfmt.Errorf("%s certificate: signed-with-key extension does not match the expected signer: %w", c.Type, ErrWrongSigner)
 	}
 	if !ed25519.Verify(signer, c.Raw[:len(c.Raw)-ed25519SigLen], c.Signature[:]) {
-		return fmt.Errorf("%s certificate: %w", c.Type, ErrBadSignature)
+		return errfmt.Errorf("%s certificate: %w", c.Type, ErrBadSignature)
 	}
 	return nil
 }
@@ -221,7 +223,7 @@ func (c *Ed25519) Check(signer ed25519.PublicKey, now time.Time) error {
 		return err
 	}
 	if c.Expired(now) {
-		return fmt.Errorf("%s certificate expired at %s (now %s): %w", c.Type, c.Expiration().Format(time.DateTime), now.UTC().Format(time.DateTime), ErrExpired)
+		return errfmt.Errorf("%s certificate expired at %s (now %s): %w", c.Type, c.Expiration().Format(time.DateTime), now.UTC().Format(time.DateTime), ErrExpired)
 	}
 	return nil
 }
@@ -240,12 +242,12 @@ type Ed25519Template struct {
 // NewEd25519 encodes and signs a certificate with signer.
 func NewEd25519(t Ed25519Template, signer ed25519.PrivateKey) ([]byte, error) {
 	if len(signer) != ed25519.PrivateKeySize {
-		return nil, fmt.Errorf("making %s certificate: signing key of %d bytes", t.Type, len(signer))
+		return nil, errfmt.Errorf("making %s certificate: signing key of %d bytes", t.Type, len(signer))
 	}
 	secs := t.Expiration.Unix()
 	hours := (secs + 3599) / 3600
 	if secs < 0 || hours > 0xffffffff {
-		return nil, fmt.Errorf("making %s certificate: expiration %s out of range", t.Type, t.Expiration)
+		return nil, errfmt.Errorf("making %s certificate: expiration %s out of range", t.Type, t.Expiration)
 	}
 	b := make([]byte, 0, MinEd25519Len+36)
 	b = append(b, 1, byte(t.Type))

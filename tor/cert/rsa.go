@@ -9,9 +9,10 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/binary"
-	"fmt"
 	"math/big"
 	"time"
+
+	"tinytor/tor/errfmt"
 )
 
 // crossCertPrefix is prepended to the signed part of an RSA->Ed25519
@@ -33,11 +34,11 @@ type CrossCert struct {
 // after the signature are an error. Raw and Signature alias b.
 func ParseCrossCert(b []byte) (*CrossCert, error) {
 	if len(b) < 32+4+1 {
-		return nil, fmt.Errorf("RSA->Ed25519 cross-certificate of %d bytes, need at least 37: %w", len(b), ErrMalformed)
+		return nil, errfmt.Errorf("RSA->Ed25519 cross-certificate of %d bytes, need at least 37: %w", len(b), ErrMalformed)
 	}
 	n := int(b[36])
 	if len(b) != 37+n {
-		return nil, fmt.Errorf("RSA->Ed25519 cross-certificate: SIGLEN %d but %d signature bytes: %w", n, len(b)-37, ErrMalformed)
+		return nil, errfmt.Errorf("RSA->Ed25519 cross-certificate: SIGLEN %d but %d signature bytes: %w", n, len(b)-37, ErrMalformed)
 	}
 	return &CrossCert{
 		Ed25519Key:      [32]byte(b[0:32]),
@@ -64,10 +65,10 @@ func crossCertDigest(signed []byte) []byte {
 // not expired at now.
 func (c *CrossCert) Check(identity *rsa.PublicKey, now time.Time) error {
 	if err := rsa.VerifyPKCS1v15(identity, crypto.Hash(0), crossCertDigest(c.Raw[:36]), c.Signature); err != nil {
-		return fmt.Errorf("RSA->Ed25519 cross-certificate: %w (%v)", ErrBadSignature, err)
+		return errfmt.Errorf("RSA->Ed25519 cross-certificate: %w (%v)", ErrBadSignature, err)
 	}
 	if now.After(c.Expiration()) {
-		return fmt.Errorf("RSA->Ed25519 cross-certificate expired at %s (now %s): %w", c.Expiration().Format(time.DateTime), now.UTC().Format(time.DateTime), ErrExpired)
+		return errfmt.Errorf("RSA->Ed25519 cross-certificate expired at %s (now %s): %w", c.Expiration().Format(time.DateTime), now.UTC().Format(time.DateTime), ErrExpired)
 	}
 	return nil
 }
@@ -77,17 +78,17 @@ func (c *CrossCert) Check(identity *rsa.PublicKey, now time.Time) error {
 func NewCrossCert(edKey [32]byte, expiration time.Time, identity *rsa.PrivateKey) ([]byte, error) {
 	hours := (expiration.Unix() + 3599) / 3600
 	if expiration.Unix() < 0 || hours > 0xffffffff {
-		return nil, fmt.Errorf("making cross-certificate: expiration %s out of range", expiration)
+		return nil, errfmt.Errorf("making cross-certificate: expiration %s out of range", expiration)
 	}
 	b := make([]byte, 0, 37+256)
 	b = append(b, edKey[:]...)
 	b = binary.BigEndian.AppendUint32(b, uint32(hours))
 	sig, err := rsa.SignPKCS1v15(rand.Reader, identity, crypto.Hash(0), crossCertDigest(b))
 	if err != nil {
-		return nil, fmt.Errorf("making cross-certificate: %w", err)
+		return nil, errfmt.Errorf("making cross-certificate: %w", err)
 	}
 	if len(sig) > 255 {
-		return nil, fmt.Errorf("making cross-certificate: signature of %d bytes does not fit SIGLEN", len(sig))
+		return nil, errfmt.Errorf("making cross-certificate: signature of %d bytes does not fit SIGLEN", len(sig))
 	}
 	b = append(b, byte(len(sig)))
 	return append(b, sig...), nil
@@ -118,14 +119,14 @@ type RSAIdentity struct {
 func ParseRSAIdentity(der []byte) (*RSAIdentity, error) {
 	c, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("RSA identity certificate: %w: %v", ErrMalformed, err)
+		return nil, errfmt.Errorf("RSA identity certificate: %w: %v", ErrMalformed, err)
 	}
 	k, ok := c.PublicKey.(*rsa.PublicKey)
 	if !ok {
-		return nil, fmt.Errorf("RSA identity certificate holds a %T key, want RSA: %w", c.PublicKey, ErrMalformed)
+		return nil, errfmt.Errorf("RSA identity certificate holds a %T key, want RSA: %w", c.PublicKey, ErrMalformed)
 	}
 	if k.N.BitLen() != RSAIdentityBits {
-		return nil, fmt.Errorf("RSA identity key of %d bits, want %d: %w", k.N.BitLen(), RSAIdentityBits, ErrMalformed)
+		return nil, errfmt.Errorf("RSA identity key of %d bits, want %d: %w", k.N.BitLen(), RSAIdentityBits, ErrMalformed)
 	}
 	return &RSAIdentity{Cert: c, Key: k, Fingerprint: RSAFingerprint(k)}, nil
 }
@@ -137,13 +138,13 @@ func (r *RSAIdentity) Check(now time.Time) error {
 	// Self-signature: checked with the certificate's own key. (Not
 	// CheckSignatureFrom: Tor's certificates carry no CA basic constraints.)
 	if err := c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature); err != nil {
-		return fmt.Errorf("RSA identity certificate is not correctly self-signed: %w (%v)", ErrBadSignature, err)
+		return errfmt.Errorf("RSA identity certificate is not correctly self-signed: %w (%v)", ErrBadSignature, err)
 	}
 	if now.After(c.NotAfter.Add(x509PastSlop)) {
-		return fmt.Errorf("RSA identity certificate expired at %s (now %s): %w", c.NotAfter.UTC().Format(time.DateTime), now.UTC().Format(time.DateTime), ErrExpired)
+		return errfmt.Errorf("RSA identity certificate expired at %s (now %s): %w", c.NotAfter.UTC().Format(time.DateTime), now.UTC().Format(time.DateTime), ErrExpired)
 	}
 	if now.Add(x509FutureSlop).Before(c.NotBefore) {
-		return fmt.Errorf("RSA identity certificate valid only from %s (now %s): %w", c.NotBefore.UTC().Format(time.DateTime), now.UTC().Format(time.DateTime), ErrNotYetValid)
+		return errfmt.Errorf("RSA identity certificate valid only from %s (now %s): %w", c.NotBefore.UTC().Format(time.DateTime), now.UTC().Format(time.DateTime), ErrNotYetValid)
 	}
 	return nil
 }
@@ -167,7 +168,7 @@ func NewRSAIdentity(key *rsa.PrivateKey, notBefore, notAfter time.Time) ([]byte,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return nil, fmt.Errorf("making RSA identity certificate: %w", err)
+		return nil, errfmt.Errorf("making RSA identity certificate: %w", err)
 	}
 	return der, nil
 }

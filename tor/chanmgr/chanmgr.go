@@ -8,7 +8,6 @@ package chanmgr
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -19,6 +18,7 @@ import (
 
 	"tinytor/tor/cell"
 	"tinytor/tor/circuit"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/event"
 	"tinytor/tor/link"
 	"tinytor/tor/torlog"
@@ -162,7 +162,7 @@ func (m *Manager) dial(ctx context.Context, addr netip.AddrPort, id link.Identit
 	fail := func(err error) (*link.Channel, error) {
 		info.Status, info.Reason = "FAILED", orconnReason(err)
 		report()
-		return nil, fmt.Errorf("connecting to relay %s at %s: %w", id, addr, err)
+		return nil, errfmt.Errorf("connecting to relay %s at %s: %w", id, addr, err)
 	}
 	var raw net.Conn
 	var err error

@@ -3,7 +3,6 @@ package circmgr
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"tinytor/tor/circuit"
 	"tinytor/tor/dir"
 	"tinytor/tor/dirmgr"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/event"
 	"tinytor/tor/guard"
 	"tinytor/tor/link"
@@ -54,19 +54,19 @@ type built struct {
 func (m *Manager) buildExit(ctx context.Context, ports ...uint16) (*built, error) {
 	d := m.cfg.Dir()
 	if !d.Enough() {
-		return nil, fmt.Errorf("building a circuit: %w", ErrNotBootstrapped)
+		return nil, errfmt.Errorf("building a circuit: %w", ErrNotBootstrapped)
 	}
 	g, h, err := m.cfg.Guards.Pick(guard.ForCircuit, nil)
 	if err != nil {
 		m.failed.Add(1)
-		return nil, fmt.Errorf("choosing a guard: %w", err)
+		return nil, errfmt.Errorf("choosing a guard: %w", err)
 	}
 	var hops []*path.Node
 	m.cfg.Rand.With(func(r *rand.Rand) { hops, err = d.Paths.Choose(r, m.pathOptions(), g, ports...) })
 	if err != nil {
 		h.Close()
 		m.failed.Add(1)
-		return nil, fmt.Errorf("choosing a path: %w", err)
+		return nil, errfmt.Errorf("choosing a path: %w", err)
 	}
 	specs := make([]hopSpec, len(hops))
 	for i, n := range hops {
@@ -97,7 +97,7 @@ func awaitGuardUsable(ctx context.Context, h *guard.Handle) error {
 	defer tick.Stop()
 	for !h.Usable() {
 		if st := h.State(); st == guard.Expired || st == guard.Failed || st == guard.Closed {
-			return fmt.Errorf("circuit through a non-primary guard not usable (%v)", st)
+			return errfmt.Errorf("circuit through a non-primary guard not usable (%v)", st)
 		}
 		select {
 		case <-ctx.Done():
@@ -174,7 +174,7 @@ func (m *Manager) buildHops(ctx context.Context, specs []hopSpec, purpose string
 	}
 	circ, err := circuit.Create(ctx, chanmgr.Circuits(ch), specs[0].hop, cfg)
 	if err != nil {
-		return fail(fmt.Errorf("CREATE2 to %s (%X): %w", entry.Nickname, entry.Identity, err))
+		return fail(errfmt.Errorf("CREATE2 to %s (%X): %w", entry.Nickname, entry.Identity, err))
 	}
 	guardFailed = false
 	traceFrom(ctx).firstHop()
@@ -189,7 +189,7 @@ func (m *Manager) buildHops(ctx context.Context, specs []hopSpec, purpose string
 				m.markDown(h.hop.RSAID)
 			}
 			r := h.ref()
-			return fail(fmt.Errorf("extending to %s (%X): %w", r.Nickname, r.ID, err))
+			return fail(errfmt.Errorf("extending to %s (%X): %w", r.Nickname, r.ID, err))
 		}
 		info.Path = append(info.Path, h.ref())
 	}

@@ -3,12 +3,12 @@ package circmgr
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"tinytor/tor/cbt"
+	"tinytor/tor/errfmt"
 )
 
 // Learned circuit build timeouts (path-spec 2.4; C tor's circuitstats.c
@@ -26,7 +26,7 @@ import (
 // ErrBuildTimeout is matched (errors.Is) by the error a build returns
 // when it passed the circuit build timeout; it wraps
 // context.DeadlineExceeded too.
-var ErrBuildTimeout = fmt.Errorf("circuit build timed out: %w", context.DeadlineExceeded)
+var ErrBuildTimeout = errfmt.Errorf("circuit build timed out: %w", context.DeadlineExceeded)
 
 // traceKey is the context key of a build's *buildTrace.
 type traceKey struct{}
@@ -227,7 +227,7 @@ func (m *Manager) timed(ctx context.Context, hops int, build func(context.Contex
 			m.abandoned(tr, read0, closeAfter)
 		}
 	}()
-	return nil, fmt.Errorf("after %v: %w", timeout.Round(time.Millisecond), ErrBuildTimeout)
+	return nil, errfmt.Errorf("after %v: %w", timeout.Round(time.Millisecond), ErrBuildTimeout)
 }
 
 // abandoned records a build that reached the close timeout

@@ -2,13 +2,13 @@ package circmgr
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"net/netip"
 
 	"tinytor/tor/cell"
 	"tinytor/tor/circuit"
 	"tinytor/tor/config"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/guard"
 	"tinytor/tor/path"
 )
@@ -79,7 +79,7 @@ func onionHops(purpose string) int {
 func (m *Manager) BuildTo(ctx context.Context, t Target, opts Options) (*circuit.Circuit, error) {
 	d := m.cfg.Dir()
 	if !d.Enough() {
-		return nil, fmt.Errorf("building a circuit: %w", ErrNotBootstrapped)
+		return nil, errfmt.Errorf("building a circuit: %w", ErrNotBootstrapped)
 	}
 	hops, h, err := m.onionPath(d.Paths, t, opts)
 	if err != nil {
@@ -128,7 +128,7 @@ func (m *Manager) onionPath(d *path.Dir, t Target, opts Options) ([]*path.Node, 
 	}
 	g, h, err := m.cfg.Guards.Pick(guard.ForCircuit, allowGuard)
 	if err != nil {
-		return nil, nil, fmt.Errorf("choosing a guard: %w", err)
+		return nil, nil, errfmt.Errorf("choosing a guard: %w", err)
 	}
 	pathOpts := m.pathOptions()
 	hops := []*path.Node{g}
@@ -151,14 +151,14 @@ func (m *Manager) onionPath(d *path.Dir, t Target, opts Options) ([]*path.Node, 
 	}
 	if err != nil {
 		h.Close()
-		return nil, nil, fmt.Errorf("choosing hop 2 of an onion-service circuit: %w", err)
+		return nil, nil, errfmt.Errorf("choosing hop 2 of an onion-service circuit: %w", err)
 	}
 	hops = append(hops, second)
 	if nHops == 4 {
 		middle, err := m.pickMiddle(d, pathOpts, usable)
 		if err != nil {
 			h.Close()
-			return nil, nil, fmt.Errorf("choosing hop 3 of an onion-service circuit: %w", err)
+			return nil, nil, errfmt.Errorf("choosing hop 3 of an onion-service circuit: %w", err)
 		}
 		hops = append(hops, middle)
 	}

@@ -3,11 +3,11 @@ package circmgr
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
 	"tinytor/tor/circuit"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/path"
 )
 
@@ -209,11 +209,11 @@ func (m *Manager) Close(id uint64, ifUnused bool) error {
 	}
 	if found == nil {
 		p.mu.Unlock()
-		return fmt.Errorf("circuit %d: %w", id, ErrUnknownCircuit)
+		return errfmt.Errorf("circuit %d: %w", id, ErrUnknownCircuit)
 	}
 	if ifUnused && found.streams > 0 {
 		p.mu.Unlock()
-		return fmt.Errorf("circuit %d: %w", id, ErrCircuitInUse)
+		return errfmt.Errorf("circuit %d: %w", id, ErrCircuitInUse)
 	}
 	found.retired = true
 	p.mu.Unlock()

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 
 	"tinytor/tor/cell"
 	"tinytor/tor/circuit/handshake"
+	"tinytor/tor/errfmt"
 )
 
 // This file is the service side of streams: an onion service accepts the
@@ -36,20 +36,20 @@ func ParseBegin(b []byte) (BeginRequest, error) {
 	ap := string(b[:nul])
 	colon := strings.LastIndexByte(ap, ':')
 	if colon < 0 {
-		return BeginRequest{}, fmt.Errorf("BEGIN: ADDRPORT %q has no port", ap)
+		return BeginRequest{}, errfmt.Errorf("BEGIN: ADDRPORT %q has no port", ap)
 	}
 	host, ps := ap[:colon], ap[colon+1:]
 	if strings.HasPrefix(host, "[") {
 		if !strings.HasSuffix(host, "]") {
-			return BeginRequest{}, fmt.Errorf("BEGIN: ADDRPORT %q: unterminated IPv6 address", ap)
+			return BeginRequest{}, errfmt.Errorf("BEGIN: ADDRPORT %q: unterminated IPv6 address", ap)
 		}
 		host = host[1 : len(host)-1]
 	} else if strings.Contains(host, ":") {
-		return BeginRequest{}, fmt.Errorf("BEGIN: ADDRPORT %q: IPv6 address without brackets", ap)
+		return BeginRequest{}, errfmt.Errorf("BEGIN: ADDRPORT %q: IPv6 address without brackets", ap)
 	}
 	port, err := strconv.ParseUint(ps, 10, 16)
 	if err != nil || port == 0 {
-		return BeginRequest{}, fmt.Errorf("BEGIN: ADDRPORT %q: bad port", ap)
+		return BeginRequest{}, errfmt.Errorf("BEGIN: ADDRPORT %q: bad port", ap)
 	}
 	req := BeginRequest{Host: host, Port: uint16(port)}
 	if rest := b[nul+1:]; len(rest) >= 4 {
@@ -82,7 +82,7 @@ func (c *Circuit) acceptor() func(*Stream, BeginRequest) {
 // acceptBegin handles a BEGIN from hop hopIdx on the circuit goroutine.
 func (c *Circuit) acceptBegin(f func(*Stream, BeginRequest), hopIdx int, sid uint16, body []byte) error {
 	if sid == 0 {
-		return fmt.Errorf("BEGIN on stream 0: %w", ErrProtocol)
+		return errfmt.Errorf("BEGIN on stream 0: %w", ErrProtocol)
 	}
 	req, err := ParseBegin(body)
 	c.mu.Lock()
@@ -129,7 +129,7 @@ func (c *Circuit) acceptBegin(f func(*Stream, BeginRequest), hopIdx int, sid uin
 // tor does on any circuit that is not a relay's directory circuit.
 func (c *Circuit) refuseBeginDir(hopIdx int, sid uint16) error {
 	if sid == 0 {
-		return fmt.Errorf("BEGIN_DIR on stream 0: %w", ErrProtocol)
+		return errfmt.Errorf("BEGIN_DIR on stream 0: %w", ErrProtocol)
 	}
 	c.log.Infof("Circuit %d: refusing BEGIN_DIR on stream %d: this is not a directory circuit", c.id, sid)
 	c.mu.Lock()
@@ -183,7 +183,7 @@ func (s *Stream) Reject(reason cell.EndReason) error {
 
 // errAnswered is the error of answering a stream that already ended.
 func errAnswered(s *Stream) error {
-	return fmt.Errorf("circuit %d: stream %d already ended", s.c.id, s.id)
+	return errfmt.Errorf("circuit %d: stream %d already ended", s.c.id, s.id)
 }
 
 // KH returns the KH of hop hopIdx (0-based; -1 means the last hop) from
@@ -196,11 +196,11 @@ func (c *Circuit) KH(hopIdx int) ([handshake.HashLen]byte, error) {
 		hopIdx = len(c.hops) - 1
 	}
 	if hopIdx < 0 || hopIdx >= len(c.hops) {
-		return [handshake.HashLen]byte{}, fmt.Errorf("circuit: no hop %d", hopIdx)
+		return [handshake.HashLen]byte{}, errfmt.Errorf("circuit: no hop %d", hopIdx)
 	}
 	var zero [handshake.HashLen]byte
 	if c.hops[hopIdx].kh == zero {
-		return zero, fmt.Errorf("circuit: hop %d has no handshake key material", hopIdx)
+		return zero, errfmt.Errorf("circuit: hop %d has no handshake key material", hopIdx)
 	}
 	return c.hops[hopIdx].kh, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"tinytor/tor/cell"
 	"tinytor/tor/circuit/handshake"
+	"tinytor/tor/errfmt"
 )
 
 // HopInfo describes a relay to use as a hop.
@@ -46,11 +47,11 @@ func (c *Circuit) hopHandshake(h *HopInfo) (*pendingHop, uint16, []byte, error) 
 		req := handshake.NtorV3Request{CongestionControl: h.CongestionControl}
 		msg, err := req.Marshal()
 		if err != nil {
-			return nil, 0, nil, fmt.Errorf("circuit: %w", err)
+			return nil, 0, nil, errfmt.Errorf("circuit: %w", err)
 		}
 		hs, skin, err := handshake.NewNtorV3(c.cfg.Rand, h.Ed25519ID, h.NtorKey, msg)
 		if err != nil {
-			return nil, 0, nil, fmt.Errorf("circuit: %w", err)
+			return nil, 0, nil, errfmt.Errorf("circuit: %w", err)
 		}
 		p.v3 = &ntorV3Finisher{hs: hs, req: req}
 		p.hs = p.v3
@@ -61,7 +62,7 @@ func (c *Circuit) hopHandshake(h *HopInfo) (*pendingHop, uint16, []byte, error) 
 	}
 	hs, skin, err := handshake.NewNtor(c.cfg.Rand, h.RSAID, h.NtorKey)
 	if err != nil {
-		return nil, 0, nil, fmt.Errorf("circuit: %w", err)
+		return nil, 0, nil, errfmt.Errorf("circuit: %w", err)
 	}
 	p.hs = hs
 	return p, cell.HandshakeNtor, skin[:], nil
@@ -77,13 +78,13 @@ func CreateFast(ctx context.Context, ch Channel, cfg Config) (*Circuit, error) {
 	}
 	hs, x, err := handshake.NewFast(c.cfg.Rand)
 	if err != nil {
-		return nil, fmt.Errorf("circuit: %w", err)
+		return nil, errfmt.Errorf("circuit: %w", err)
 	}
 	cl := c.pool.Get()
 	cl.Command = cell.CreateFast
 	(&cell.CreateFastMsg{X: x}).MarshalTo(&cl.Payload)
 	if err := c.create(ctx, hs, cl); err != nil {
-		return nil, fmt.Errorf("circuit: CREATE_FAST: %w", err)
+		return nil, errfmt.Errorf("circuit: CREATE_FAST: %w", err)
 	}
 	c.log.Debugf("Circuit %d: CREATE_FAST done", c.id)
 	return c, nil
@@ -105,10 +106,10 @@ func Create(ctx context.Context, ch Channel, h HopInfo, cfg Config) (*Circuit, e
 	cl.Command = cell.Create2
 	if err := (&cell.Create2Msg{HandshakeType: htype, HandshakeData: skin}).MarshalTo(&cl.Payload); err != nil {
 		c.pool.Put(cl)
-		return nil, fmt.Errorf("circuit: CREATE2: %w", err)
+		return nil, errfmt.Errorf("circuit: CREATE2: %w", err)
 	}
 	if err := c.createPending(ctx, p, cl); err != nil {
-		return nil, fmt.Errorf("circuit: CREATE2 to %X: %w", h.RSAID, err)
+		return nil, errfmt.Errorf("circuit: CREATE2 to %X: %w", h.RSAID, err)
 	}
 	c.log.Debugf("Circuit %d: CREATE2 (type %d) done", c.id, htype)
 	return c, nil
@@ -128,13 +129,13 @@ func (c *Circuit) createPending(ctx context.Context, p *pendingHop, cl *cell.Cel
 	}
 	cl.CircID = c.id
 	if err := c.ch.Send(cl); err != nil {
-		c.shutdown(fmt.Errorf("sending: %w", err), false, true)
-		return fmt.Errorf("sending: %w", err)
+		c.shutdown(errfmt.Errorf("sending: %w", err), false, true)
+		return errfmt.Errorf("sending: %w", err)
 	}
 	if err := c.waitPending(ctx, p); err != nil {
 		c.fail(err)
 		if cerr := c.Err(); cerr != nil && !errors.Is(cerr, err) {
-			return fmt.Errorf("%w (%v)", err, cerr)
+			return errfmt.Errorf("%w (%v)", err, cerr)
 		}
 		return err
 	}
@@ -173,7 +174,7 @@ func (c *Circuit) Extend(ctx context.Context, h HopInfo) error {
 	msg.Specs = append(msg.Specs, v6...)
 	body, err := msg.AppendTo(nil)
 	if err != nil {
-		return fmt.Errorf("circuit: %w", err)
+		return errfmt.Errorf("circuit: %w", err)
 	}
 
 	c.mu.Lock()
@@ -183,9 +184,9 @@ func (c *Circuit) Extend(ctx context.Context, h HopInfo) error {
 	case len(c.hops) == 0:
 		err = errors.New("circuit: cannot extend a circuit with no hops")
 	case len(c.hops) >= MaxHops:
-		err = fmt.Errorf("circuit: already %d hops", len(c.hops))
+		err = errfmt.Errorf("circuit: already %d hops", len(c.hops))
 	case c.early >= MaxRelayEarly:
-		err = fmt.Errorf("circuit: all %d RELAY_EARLY cells used", MaxRelayEarly)
+		err = errfmt.Errorf("circuit: all %d RELAY_EARLY cells used", MaxRelayEarly)
 	default:
 		c.pending = p
 		err = c.sendLocked(len(c.hops)-1, cell.RelayExtend2, 0, body, true)
@@ -199,8 +200,8 @@ func (c *Circuit) Extend(ctx context.Context, h HopInfo) error {
 		return err
 	}
 	if err := c.waitPending(ctx, p); err != nil {
-		c.fail(fmt.Errorf("extending to hop %d: %w", n+1, err))
-		return fmt.Errorf("circuit: extending to %X: %w", h.RSAID, err)
+		c.fail(errfmt.Errorf("extending to hop %d: %w", n+1, err))
+		return errfmt.Errorf("circuit: extending to %X: %w", h.RSAID, err)
 	}
 	c.log.Debugf("Circuit %d: extended to hop %d", c.id, n+1)
 	return nil

@@ -63,6 +63,7 @@ import (
 	"tinytor/tor/cell"
 	"tinytor/tor/circuit/handshake"
 	"tinytor/tor/circuit/relaycrypto"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/torlog"
 )
 
@@ -134,7 +135,7 @@ var ErrProtocol = errors.New("tor protocol violation")
 // protocolErr reports a protocol violation: format has one %d (a hop, a
 // stream, a count) and the error wraps ErrProtocol.
 func protocolErr(format string, n int) error {
-	return fmt.Errorf(format+": %w", n, ErrProtocol)
+	return errfmt.Errorf(format+": %w", n, ErrProtocol)
 }
 
 // DestroyedError means the circuit was torn down by the network: a
@@ -274,7 +275,7 @@ func newCircuit(ch Channel, cfg Config) (*Circuit, error) {
 	}
 	var seed [32]byte
 	if _, err := io.ReadFull(cfg.Rand, seed[:]); err != nil {
-		return nil, fmt.Errorf("circuit: seeding padding generator: %w", err)
+		return nil, errfmt.Errorf("circuit: seeding padding generator: %w", err)
 	}
 	seedSID := uint16(seed[0])<<8 | uint16(seed[1])
 	c := &Circuit{
@@ -300,7 +301,7 @@ func newCircuit(ch Channel, cfg Config) (*Circuit, error) {
 func (c *Circuit) open() error {
 	id, err := c.ch.OpenCircuit(c)
 	if err != nil {
-		return fmt.Errorf("circuit: allocating a circuit ID: %w", err)
+		return errfmt.Errorf("circuit: allocating a circuit ID: %w", err)
 	}
 	c.id = id
 	c.mu.Lock()
@@ -358,7 +359,7 @@ func (c *Circuit) HandleChannelClosed(err error) {
 	if err == nil {
 		err = errors.New("channel closed")
 	}
-	c.shutdown(fmt.Errorf("circuit: channel closed: %w", err), false, false)
+	c.shutdown(errfmt.Errorf("circuit: channel closed: %w", err), false, false)
 }
 
 // Close tears the circuit down with a DESTROY cell. Streams on it fail.
@@ -451,14 +452,14 @@ func (c *Circuit) handle(cl *cell.Cell) error {
 		return c.handleRelay(cl)
 	case cell.RelayEarly:
 		c.pool.Put(cl)
-		return fmt.Errorf("inbound RELAY_EARLY cell: %w", ErrProtocol)
+		return errfmt.Errorf("inbound RELAY_EARLY cell: %w", ErrProtocol)
 	case cell.Padding:
 		c.pool.Put(cl)
 		return nil
 	}
 	cmd := cl.Command
 	c.pool.Put(cl)
-	return fmt.Errorf("unexpected %s cell on a circuit: %w", cmd, ErrProtocol)
+	return errfmt.Errorf("unexpected %s cell on a circuit: %w", cmd, ErrProtocol)
 }
 
 func (c *Circuit) takePending() *pendingHop {
@@ -472,7 +473,7 @@ func (c *Circuit) takePending() *pendingHop {
 func (c *Circuit) handleCreated(cl *cell.Cell) error {
 	p := c.takePending()
 	if hops, _ := c.snapshot(); p == nil || len(hops) != 0 {
-		return fmt.Errorf("unexpected %s cell: %w", cl.Command, ErrProtocol)
+		return errfmt.Errorf("unexpected %s cell: %w", cl.Command, ErrProtocol)
 	}
 	var reply []byte
 	switch cl.Command {
@@ -481,8 +482,8 @@ func (c *Circuit) handleCreated(cl *cell.Cell) error {
 	case cell.Created2:
 		m, err := cell.ParseCreated2(cl.Payload[:])
 		if err != nil {
-			p.result <- fmt.Errorf("CREATED2: %w", err)
-			return fmt.Errorf("bad CREATED2: %v: %w", err, ErrProtocol)
+			p.result <- errfmt.Errorf("CREATED2: %w", err)
+			return errfmt.Errorf("bad CREATED2: %v: %w", err, ErrProtocol)
 		}
 		reply = m.HandshakeData
 	}
@@ -495,7 +496,7 @@ func (c *Circuit) finishHop(p *pendingHop, reply []byte) error {
 	km, err := p.hs.Finish(reply)
 	if err != nil {
 		p.result <- err
-		return fmt.Errorf("handshake with a new hop: %v: %w", err, ErrProtocol)
+		return errfmt.Errorf("handshake with a new hop: %v: %w", err, ErrProtocol)
 	}
 	l := relaycrypto.NewTor1(km)
 	h := &hop{layer: l, packageWindow: CircWindowStart, deliverWindow: CircWindowStart, kh: km.KH}
@@ -505,7 +506,7 @@ func (c *Circuit) finishHop(p *pendingHop, reply []byte) error {
 		// consensus value closes the circuit.
 		inc := p.v3.reply.SendmeInc
 		if !handshake.SendmeIncAcceptable(inc, c.ccp.SendmeInc) {
-			err := fmt.Errorf("%s offered congestion control with sendme_inc %d, consensus cc_sendme_inc is %d: %w", p.name, inc, c.ccp.SendmeInc, ErrProtocol)
+			err := errfmt.Errorf("%s offered congestion control with sendme_inc %d, consensus cc_sendme_inc is %d: %w", p.name, inc, c.ccp.SendmeInc, ErrProtocol)
 			p.result <- err
 			return err
 		}
@@ -528,7 +529,7 @@ func (c *Circuit) handleRelay(cl *cell.Cell) error {
 	hopIdx, err := path.Decrypt(&cl.Payload)
 	if err != nil {
 		c.pool.Put(cl)
-		return fmt.Errorf("%v: %w", err, ErrProtocol)
+		return errfmt.Errorf("%v: %w", err, ErrProtocol)
 	}
 	h := hops[hopIdx]
 	cmd := cell.RelayCmd(&cl.Payload)
@@ -536,7 +537,7 @@ func (c *Circuit) handleRelay(cl *cell.Cell) error {
 	body, err := cell.RelayBody(&cl.Payload)
 	if err != nil {
 		c.pool.Put(cl)
-		return fmt.Errorf("relay cell from hop %d: %v: %w", hopIdx+1, err, ErrProtocol)
+		return errfmt.Errorf("relay cell from hop %d: %v: %w", hopIdx+1, err, ErrProtocol)
 	}
 	if cmd == cell.RelayData {
 		if err := c.received(hopIdx, h); err != nil {
@@ -545,7 +546,7 @@ func (c *Circuit) handleRelay(cl *cell.Cell) error {
 		}
 		if sid == 0 {
 			c.pool.Put(cl)
-			return fmt.Errorf("DATA cell on stream 0: %w", ErrProtocol)
+			return errfmt.Errorf("DATA cell on stream 0: %w", ErrProtocol)
 		}
 		s := c.stream(sid, hopIdx)
 		if s == nil {
@@ -566,7 +567,7 @@ func (c *Circuit) handleRelay(cl *cell.Cell) error {
 		return nil
 	case cell.RelayEnd, cell.RelayConnected, cell.RelayResolved:
 		if sid == 0 {
-			return fmt.Errorf("%s on stream 0: %w", cmd, ErrProtocol)
+			return errfmt.Errorf("%s on stream 0: %w", cmd, ErrProtocol)
 		}
 		if s := c.stream(sid, hopIdx); s != nil {
 			return s.handleControl(cmd, body)
@@ -579,8 +580,8 @@ func (c *Circuit) handleRelay(cl *cell.Cell) error {
 		}
 		m, err := cell.ParseCreated2(body)
 		if err != nil {
-			p.result <- fmt.Errorf("EXTENDED2: %w", err)
-			return fmt.Errorf("bad EXTENDED2: %v: %w", err, ErrProtocol)
+			p.result <- errfmt.Errorf("EXTENDED2: %w", err)
+			return errfmt.Errorf("bad EXTENDED2: %v: %w", err, ErrProtocol)
 		}
 		return c.finishHop(p, m.HandshakeData)
 	case cell.RelayTruncated:
@@ -784,10 +785,10 @@ func (c *Circuit) stream(sid uint16, h int) *Stream {
 func (c *Circuit) handleCircSendme(hopIdx int, body []byte) error {
 	version, digest, err := parseSendme(body)
 	if err != nil {
-		return fmt.Errorf("circuit SENDME from hop %d: %v: %w", hopIdx+1, err, ErrProtocol)
+		return errfmt.Errorf("circuit SENDME from hop %d: %v: %w", hopIdx+1, err, ErrProtocol)
 	}
 	if int(version) < c.cfg.SendmeAcceptMinVersion {
-		return fmt.Errorf("circuit SENDME version %d below the accepted minimum %d: %w", version, c.cfg.SendmeAcceptMinVersion, ErrProtocol)
+		return errfmt.Errorf("circuit SENDME version %d below the accepted minimum %d: %w", version, c.cfg.SendmeAcceptMinVersion, ErrProtocol)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -870,11 +871,11 @@ func (c *Circuit) sendCellLocked(cl *cell.Cell, hopIdx int, cmd cell.RelayComman
 	}
 	if hopIdx < 0 || hopIdx >= len(c.hops) {
 		c.pool.Put(cl)
-		return fmt.Errorf("circuit: no hop %d on a %d-hop circuit", hopIdx+1, len(c.hops))
+		return errfmt.Errorf("circuit: no hop %d on a %d-hop circuit", hopIdx+1, len(c.hops))
 	}
 	if err := cell.SetRelay(&cl.Payload, cmd, sid, data); err != nil {
 		c.pool.Put(cl)
-		return fmt.Errorf("circuit: %w", err)
+		return errfmt.Errorf("circuit: %w", err)
 	}
 	// Padding: four zero bytes, then random bytes (tor-spec 6.1).
 	if pad := cl.Payload[cell.RelayHeaderLen+len(data):]; len(pad) > 4 {
@@ -913,7 +914,7 @@ func (c *Circuit) sendCellLocked(cl *cell.Cell, hopIdx int, cmd cell.RelayComman
 		c.early++
 	}
 	if err := c.ch.Send(cl); err != nil {
-		return fmt.Errorf("circuit %d: sending %s: %w", c.id, cmd, err)
+		return errfmt.Errorf("circuit %d: sending %s: %w", c.id, cmd, err)
 	}
 	return nil
 }
@@ -942,7 +943,7 @@ func (c *Circuit) AddHop(l *relaycrypto.Layer) error {
 		return c.err
 	}
 	if len(c.hops) >= MaxHops {
-		return fmt.Errorf("circuit: already %d hops", len(c.hops))
+		return errfmt.Errorf("circuit: already %d hops", len(c.hops))
 	}
 	c.hops = append(c.hops, &hop{layer: l, packageWindow: CircWindowStart, deliverWindow: CircWindowStart})
 	c.path.Add(l)

@@ -2,9 +2,9 @@ package circuit
 
 import (
 	"encoding/binary"
-	"fmt"
 
 	"tinytor/tor/cell"
+	"tinytor/tor/errfmt"
 )
 
 // Stream flow control without windows (proposal 324 section 4), on the
@@ -48,10 +48,10 @@ const (
 // parseXon decodes an XON body: version 0, then kbps_ewma (u32).
 func parseXon(b []byte) (kbps uint32, err error) {
 	if len(b) < xonBodyLen {
-		return 0, fmt.Errorf("XON of %d bytes, want %d", len(b), xonBodyLen)
+		return 0, errfmt.Errorf("XON of %d bytes, want %d", len(b), xonBodyLen)
 	}
 	if b[0] != flowCellVersion {
-		return 0, fmt.Errorf("XON version %d", b[0])
+		return 0, errfmt.Errorf("XON version %d", b[0])
 	}
 	return binary.BigEndian.Uint32(b[1:5]), nil
 }
@@ -59,10 +59,10 @@ func parseXon(b []byte) (kbps uint32, err error) {
 // parseXoff checks an XOFF body: version 0.
 func parseXoff(b []byte) error {
 	if len(b) < 1 {
-		return fmt.Errorf("empty XOFF")
+		return errfmt.Errorf("empty XOFF")
 	}
 	if b[0] != flowCellVersion {
-		return fmt.Errorf("XOFF version %d", b[0])
+		return errfmt.Errorf("XOFF version %d", b[0])
 	}
 	return nil
 }

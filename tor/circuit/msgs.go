@@ -3,12 +3,12 @@ package circuit
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
 
 	"tinytor/tor/cell"
+	"tinytor/tor/errfmt"
 )
 
 // BeginFlags are the flags of a RELAY_BEGIN cell (tor-spec 6.2).
@@ -40,7 +40,7 @@ func encodeBegin(host string, port uint16, flags BeginFlags) ([]byte, error) {
 	b = append(b, 0)
 	b = binary.BigEndian.AppendUint32(b, uint32(flags))
 	if len(b) > cell.RelayDataLen {
-		return nil, fmt.Errorf("BEGIN: host of %d bytes is too long", len(host))
+		return nil, errfmt.Errorf("BEGIN: host of %d bytes is too long", len(host))
 	}
 	return b, nil
 }
@@ -68,7 +68,7 @@ func ParseConnected(b []byte) (Connected, error) {
 		return Connected{}, nil // zero IPv4 address: no address
 	case len(b) >= 5 && b[4] == 6:
 		if len(b) < 21 {
-			return Connected{}, fmt.Errorf("CONNECTED: IPv6 address needs 21 bytes, have %d", len(b))
+			return Connected{}, errfmt.Errorf("CONNECTED: IPv6 address needs 21 bytes, have %d", len(b))
 		}
 		c := Connected{Addr: netip.AddrFrom16([16]byte(b[5:21]))}
 		if len(b) >= 25 {
@@ -81,9 +81,9 @@ func ParseConnected(b []byte) (Connected, error) {
 		if b[4] == 0 {
 			return Connected{}, nil
 		}
-		return Connected{}, fmt.Errorf("CONNECTED: unknown address type %d at offset 4", b[4])
+		return Connected{}, errfmt.Errorf("CONNECTED: unknown address type %d at offset 4", b[4])
 	}
-	return Connected{}, fmt.Errorf("CONNECTED: %d bytes is too short for an address", len(b))
+	return Connected{}, errfmt.Errorf("CONNECTED: %d bytes is too short for an address", len(b))
 }
 
 // AnswerType is the type of one RELAY_RESOLVED answer (tor-spec 6.4).
@@ -111,23 +111,23 @@ func ParseResolved(b []byte) ([]Answer, error) {
 	var out []Answer
 	for off := 0; off < len(b); {
 		if len(b)-off < 2 {
-			return nil, fmt.Errorf("RESOLVED: answer at offset %d: truncated header", off)
+			return nil, errfmt.Errorf("RESOLVED: answer at offset %d: truncated header", off)
 		}
 		t, n := AnswerType(b[off]), int(b[off+1])
 		if len(b)-off-2 < n+4 {
-			return nil, fmt.Errorf("RESOLVED: answer at offset %d: value of %d bytes and TTL do not fit in %d bytes", off, n, len(b)-off-2)
+			return nil, errfmt.Errorf("RESOLVED: answer at offset %d: value of %d bytes and TTL do not fit in %d bytes", off, n, len(b)-off-2)
 		}
 		v := b[off+2 : off+2+n]
 		a := Answer{Type: t, TTL: binary.BigEndian.Uint32(b[off+2+n:])}
 		switch t {
 		case AnswerIPv4:
 			if n != 4 {
-				return nil, fmt.Errorf("RESOLVED: IPv4 answer at offset %d has %d bytes", off, n)
+				return nil, errfmt.Errorf("RESOLVED: IPv4 answer at offset %d has %d bytes", off, n)
 			}
 			a.Addr = netip.AddrFrom4([4]byte(v))
 		case AnswerIPv6:
 			if n != 16 {
-				return nil, fmt.Errorf("RESOLVED: IPv6 answer at offset %d has %d bytes", off, n)
+				return nil, errfmt.Errorf("RESOLVED: IPv6 answer at offset %d has %d bytes", off, n)
 			}
 			a.Addr = netip.AddrFrom16([16]byte(v))
 		case AnswerHostname:
@@ -157,21 +157,21 @@ func parseSendme(b []byte) (version uint8, digest []byte, err error) {
 		return 0, nil, nil
 	}
 	if len(b) < 3 {
-		return 0, nil, fmt.Errorf("SENDME: %d bytes, header needs 3", len(b))
+		return 0, nil, errfmt.Errorf("SENDME: %d bytes, header needs 3", len(b))
 	}
 	version = b[0]
 	n := int(binary.BigEndian.Uint16(b[1:3]))
 	if len(b)-3 < n {
-		return 0, nil, fmt.Errorf("SENDME: data length %d exceeds the %d bytes left", n, len(b)-3)
+		return 0, nil, errfmt.Errorf("SENDME: data length %d exceeds the %d bytes left", n, len(b)-3)
 	}
 	switch version {
 	case 0:
 		return 0, nil, nil
 	case 1:
 		if n < sendmeDigestLen {
-			return 0, nil, fmt.Errorf("SENDME v1: data of %d bytes, digest needs %d", n, sendmeDigestLen)
+			return 0, nil, errfmt.Errorf("SENDME v1: data of %d bytes, digest needs %d", n, sendmeDigestLen)
 		}
 		return 1, b[3 : 3+sendmeDigestLen], nil
 	}
-	return version, nil, fmt.Errorf("SENDME: unknown version %d", version)
+	return version, nil, errfmt.Errorf("SENDME: unknown version %d", version)
 }

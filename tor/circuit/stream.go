@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"tinytor/tor/cell"
+	"tinytor/tor/errfmt"
 )
 
 // StreamEndError is returned by Read (and by opening a stream) when the
@@ -182,7 +183,7 @@ func (c *Circuit) begin(ctx context.Context, kind streamKind, remote string, cmd
 func (c *Circuit) OpenDirStream(ctx context.Context) (*Stream, error) {
 	s, _, err := c.begin(ctx, kindData, "dir", cell.RelayBeginDir, nil)
 	if err != nil {
-		return nil, fmt.Errorf("circuit %d: BEGIN_DIR: %w", c.id, err)
+		return nil, errfmt.Errorf("circuit %d: BEGIN_DIR: %w", c.id, err)
 	}
 	return s, nil
 }
@@ -193,12 +194,12 @@ func (c *Circuit) OpenDirStream(ctx context.Context) (*Stream, error) {
 func (c *Circuit) OpenStream(ctx context.Context, host string, port uint16, flags BeginFlags) (*Stream, error) {
 	body, err := encodeBegin(host, port, flags)
 	if err != nil {
-		return nil, fmt.Errorf("circuit: %w", err)
+		return nil, errfmt.Errorf("circuit: %w", err)
 	}
 	remote := net.JoinHostPort(host, strconv.Itoa(int(port)))
 	s, _, err := c.begin(ctx, kindData, remote, cell.RelayBegin, body)
 	if err != nil {
-		return nil, fmt.Errorf("circuit %d: BEGIN %s: %w", c.id, remote, err)
+		return nil, errfmt.Errorf("circuit %d: BEGIN %s: %w", c.id, remote, err)
 	}
 	return s, nil
 }
@@ -206,12 +207,12 @@ func (c *Circuit) OpenStream(ctx context.Context, host string, port uint16, flag
 // Resolve asks the last hop to resolve host (tor-spec 6.4).
 func (c *Circuit) Resolve(ctx context.Context, host string) ([]Answer, error) {
 	if host == "" || len(host) > cell.RelayDataLen-1 {
-		return nil, fmt.Errorf("circuit: cannot resolve a host name of %d bytes", len(host))
+		return nil, errfmt.Errorf("circuit: cannot resolve a host name of %d bytes", len(host))
 	}
 	body := append([]byte(host), 0)
 	_, r, err := c.begin(ctx, kindResolve, host, cell.RelayResolve, body)
 	if err != nil {
-		return nil, fmt.Errorf("circuit %d: RESOLVE: %w", c.id, err)
+		return nil, errfmt.Errorf("circuit %d: RESOLVE: %w", c.id, err)
 	}
 	for _, a := range r.answers {
 		if a.Type == AnswerErrTransient || a.Type == AnswerErrPermanent {
@@ -358,7 +359,7 @@ func (s *Stream) handleControl(cmd cell.RelayCommand, body []byte) error {
 		}
 		conn, err := ParseConnected(body)
 		if err != nil {
-			return fmt.Errorf("stream %d: %v: %w", s.id, err, ErrProtocol)
+			return errfmt.Errorf("stream %d: %v: %w", s.id, err, ErrProtocol)
 		}
 		s.mu.Lock()
 		if s.isOpen {
@@ -376,7 +377,7 @@ func (s *Stream) handleControl(cmd cell.RelayCommand, body []byte) error {
 		}
 		answers, err := ParseResolved(body)
 		if err != nil {
-			return fmt.Errorf("stream %d: %v: %w", s.id, err, ErrProtocol)
+			return errfmt.Errorf("stream %d: %v: %w", s.id, err, ErrProtocol)
 		}
 		s.forget()
 		s.answer(openResult{answers: answers})

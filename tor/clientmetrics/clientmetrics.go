@@ -52,11 +52,11 @@
 package clientmetrics
 
 import (
-	"fmt"
 	"strings"
 	"time"
 
 	"tinytor/tor"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/event"
 	"tinytor/tor/guard"
 	"tinytor/tor/metrics"
@@ -227,7 +227,7 @@ func (m scraped) value(c *tor.Client) float64 {
 func Register(reg *metrics.Registry, c *tor.Client) (stop func(), err error) {
 	ec, err := register(reg, c)
 	if err != nil {
-		return nil, fmt.Errorf("clientmetrics: %w", err)
+		return nil, errfmt.Errorf("clientmetrics: %w", err)
 	}
 	return c.Events().Subscribe(ec.observe), nil
 }

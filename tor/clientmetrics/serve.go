@@ -2,12 +2,12 @@ package clientmetrics
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"sync"
 
 	"tinytor/tor"
 	"tinytor/tor/config"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/metrics"
 	"tinytor/tor/torlog"
 )
@@ -29,7 +29,7 @@ func Serve(ctx context.Context, c *tor.Client, cfg *config.Config, log *torlog.L
 	for _, f := range extra {
 		if err := f(reg); err != nil {
 			unsubscribe()
-			return nil, nil, fmt.Errorf("clientmetrics: %w", err)
+			return nil, nil, errfmt.Errorf("clientmetrics: %w", err)
 		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -44,7 +44,7 @@ func Serve(ctx context.Context, c *tor.Client, cfg *config.Config, log *torlog.L
 		l, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(mp.Addr))
 		if err != nil {
 			stop()
-			return nil, nil, fmt.Errorf("Failed to open MetricsPort %s: %w", mp.Listener, err)
+			return nil, nil, errfmt.Errorf("Failed to open MetricsPort %s: %w", mp.Listener, err)
 		}
 		if !mp.Addr.Addr().IsLoopback() && len(cfg.MetricsPortPolicy) == 0 {
 			log.Warnf("MetricsPort %s is not on loopback, but no MetricsPortPolicy is set: only loopback clients are accepted.", mp.Listener)

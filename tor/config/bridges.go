@@ -3,10 +3,11 @@ package config
 import (
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"tinytor/tor/errfmt"
 )
 
 // Bridge is one Bridge line: "[transport] IP:ORPort [fingerprint] [k=v ...]".
@@ -214,7 +215,7 @@ func proxyValue(b *builder, v string) (any, error) {
 	}
 	ap, err := parseAddrPort(s)
 	if err != nil {
-		return nil, fmt.Errorf("%w (tinytor resolves no names: give the proxy's IP address)", err)
+		return nil, errfmt.Errorf("%w (tinytor resolves no names: give the proxy's IP address)", err)
 	}
 	return ap, nil
 }

@@ -2,10 +2,10 @@ package config
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 
 	"tinytor/tor/cstring"
+	"tinytor/tor/errfmt"
 )
 
 // Command says how a torrc line combines with earlier lines of the same
@@ -175,5 +175,5 @@ func unquote(s string) (string, int, error) {
 // syntaxErr returns err as a syntax error: "syntax error: err", wrapping
 // both.
 func syntaxErr(err error) error {
-	return fmt.Errorf("%w: %w", ErrSyntax, err)
+	return errfmt.Errorf("%w: %w", ErrSyntax, err)
 }

@@ -9,11 +9,12 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"tinytor/tor/errfmt"
 )
 
 // CookieLen is the length of the control authentication cookie.
@@ -59,7 +60,7 @@ func HashPassword(password string, salt []byte) (string, error) {
 	if salt == nil {
 		salt = make([]byte, 8)
 		if _, err := rand.Read(salt); err != nil {
-			return "", fmt.Errorf("hash password: reading random salt: %w", err)
+			return "", errfmt.Errorf("hash password: reading random salt: %w", err)
 		}
 	}
 	if len(salt) != 8 {
@@ -121,7 +122,7 @@ type WriteFunc func(path string, data []byte, perm os.FileMode) error
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return errfmt.Errorf("write %s: %w", path, err)
 	}
 	err = f.Chmod(perm)
 	if err == nil {
@@ -138,7 +139,7 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	}
 	if err != nil {
 		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
+		return errfmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }
@@ -152,10 +153,10 @@ func NewCookie(path string, write WriteFunc) ([]byte, error) {
 	}
 	c := make([]byte, CookieLen)
 	if _, err := rand.Read(c); err != nil {
-		return nil, fmt.Errorf("control cookie: reading random bytes: %w", err)
+		return nil, errfmt.Errorf("control cookie: reading random bytes: %w", err)
 	}
 	if err := write(path, c, 0o600); err != nil {
-		return nil, fmt.Errorf("control cookie: %w", err)
+		return nil, errfmt.Errorf("control cookie: %w", err)
 	}
 	return c, nil
 }
@@ -200,7 +201,7 @@ func (a *AuthConfig) validate() error {
 	}
 	for _, h := range a.HashedPasswords {
 		if err := ValidateHashedPassword(h); err != nil {
-			return fmt.Errorf("control auth: HashedControlPassword: %w", err)
+			return errfmt.Errorf("control auth: HashedControlPassword: %w", err)
 		}
 	}
 	if a.Cookie == nil && len(a.HashedPasswords) == 0 && !a.AllowNull {

@@ -2,11 +2,11 @@ package control
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 
+	"tinytor/tor/errfmt"
 	"tinytor/tor/netlisten"
 	"tinytor/tor/torlog"
 )
@@ -53,7 +53,7 @@ func ListenerAddr(l net.Listener) string {
 func (a *AuthConfig) UseCookieFile(path string, groupReadable bool, log *torlog.Logger) error {
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return fmt.Errorf("cookie file %s: %w", path, err)
+		return errfmt.Errorf("cookie file %s: %w", path, err)
 	}
 	cookie, err := NewCookie(abs, nil)
 	if err != nil {

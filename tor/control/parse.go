@@ -4,12 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"strconv"
 	"strings"
 
 	"tinytor/tor/cstring"
+	"tinytor/tor/errfmt"
 )
 
 // Default input limits. The spec sets no limit on line length; C tor caps
@@ -119,7 +119,7 @@ func (r *Reader) ReadCommand() (*Command, error) {
 			if err == errLineTooLong {
 				return nil, err
 			}
-			return nil, fmt.Errorf("reading body of %s: %w", cmd.Keyword, err)
+			return nil, errfmt.Errorf("reading body of %s: %w", cmd.Keyword, err)
 		}
 		if len(l) == 1 && l[0] == '.' {
 			break
@@ -203,7 +203,7 @@ func parseArgs(s string, npos int) ([]Arg, error) {
 		if i < len(s) && s[i] == '"' {
 			v, n, err := unquote(s[i:])
 			if err != nil {
-				return nil, fmt.Errorf("argument at byte %d: %w", i, err)
+				return nil, errfmt.Errorf("argument at byte %d: %w", i, err)
 			}
 			a.Value, a.Quoted = v, true
 			i += n

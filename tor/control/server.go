@@ -11,7 +11,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -21,6 +20,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"tinytor/tor/errfmt"
 	"tinytor/tor/torlog"
 )
 
@@ -169,7 +169,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 				return nil
 			}
 			l.Close()
-			return fmt.Errorf("control port: accept: %w", err)
+			return errfmt.Errorf("control port: accept: %w", err)
 		}
 		c := s.newConn(ctx, nc)
 		s.wg.Add(1)

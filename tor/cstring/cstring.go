@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"tinytor/tor/errfmt"
 )
 
 // HexDigit returns the value of the hexadecimal digit c, or -1 if c is not
@@ -74,12 +76,12 @@ func Unquote(s string) (string, int, error) {
 					j++
 				}
 				if n > 255 {
-					return "", 0, fmt.Errorf(`octal escape %q in quoted string is above \377`, s[i:j])
+					return "", 0, errfmt.Errorf(`octal escape %q in quoted string is above \377`, s[i:j])
 				}
 				b.WriteByte(byte(n))
 				i = j
 			default:
-				return "", 0, fmt.Errorf(`invalid escape sequence \%c in quoted string`, e)
+				return "", 0, errfmt.Errorf(`invalid escape sequence \%c in quoted string`, e)
 			}
 		default:
 			b.WriteByte(c)

@@ -9,7 +9,6 @@ package ctlbackend
 import (
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	"tinytor/tor/circmgr"
 	"tinytor/tor/config"
 	"tinytor/tor/control"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/torlog"
 )
 
@@ -108,7 +108,7 @@ func New(cfg Config) (*Backend, error) {
 	b := &Backend{cfg: cfg, log: l, start: cfg.Now()}
 	layers, err := config.ReadLayers(cfg.Sources)
 	if err != nil {
-		return nil, fmt.Errorf("ctlbackend: reading the configuration: %w", err)
+		return nil, errfmt.Errorf("ctlbackend: reading the configuration: %w", err)
 	}
 	b.layers, b.built = layers, cfg.Client.Config()
 	return b, nil

@@ -2,13 +2,13 @@ package ctlbackend
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"slices"
 	"strings"
 
 	"tinytor/tor/config"
 	"tinytor/tor/control"
+	"tinytor/tor/errfmt"
 )
 
 // ctlFile is the File of lines set from the control port.
@@ -40,7 +40,7 @@ func (b *Backend) state() ([][]config.Line, error) {
 	if cur := b.cfg.Client.Config(); cur != b.built {
 		layers, err := config.ReadLayers(b.cfg.Sources)
 		if err != nil {
-			return nil, fmt.Errorf("rereading the configuration: %w", err)
+			return nil, errfmt.Errorf("rereading the configuration: %w", err)
 		}
 		b.layers, b.ctl, b.built = layers, nil, cur
 	}

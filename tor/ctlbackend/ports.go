@@ -1,13 +1,13 @@
 package ctlbackend
 
 import (
-	"fmt"
 	"net"
 	"os"
 
 	"tinytor/tor"
 	"tinytor/tor/config"
 	"tinytor/tor/control"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/torlog"
 )
 
@@ -30,14 +30,14 @@ func Listen(cfg *config.Config) ([]net.Listener, error) {
 		}
 		l, err := control.Listen(network, address, mode)
 		if err != nil {
-			return lns, fmt.Errorf("Failed to open ControlPort %s: %w", cp.Listener, err)
+			return lns, errfmt.Errorf("Failed to open ControlPort %s: %w", cp.Listener, err)
 		}
 		lns = append(lns, l)
 	}
 	for _, path := range cfg.ControlSockets {
 		l, err := control.Listen("unix", path, 0o600)
 		if err != nil {
-			return lns, fmt.Errorf("Failed to open ControlSocket %s: %w", path, err)
+			return lns, errfmt.Errorf("Failed to open ControlSocket %s: %w", path, err)
 		}
 		lns = append(lns, l)
 	}
@@ -52,7 +52,7 @@ func Auth(cfg *config.Config, log *torlog.Logger) (control.AuthConfig, error) {
 	auth := control.AuthConfig{HashedPasswords: cfg.HashedControlPasswords}
 	if cfg.CookieAuthentication {
 		if err := auth.UseCookieFile(cfg.CookieAuthFile, cfg.CookieAuthFileGroupReadable, log); err != nil {
-			return auth, fmt.Errorf("Error writing authentication cookie: %w", err)
+			return auth, errfmt.Errorf("Error writing authentication cookie: %w", err)
 		}
 	}
 	if auth.Cookie == nil && len(auth.HashedPasswords) == 0 {

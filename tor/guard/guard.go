@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"tinytor/tor/dir"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/path"
 	"tinytor/tor/torlog"
 )
@@ -805,7 +806,7 @@ func (m *Manager) saveErrLocked() error {
 		return nil
 	}
 	if err := m.opts.Store.Write(m.name, encodeState(m.sampled, m.foreign, m.sel())); err != nil {
-		return fmt.Errorf("saving guard state %q: %w", m.name, err)
+		return errfmt.Errorf("saving guard state %q: %w", m.name, err)
 	}
 	m.dirty = false
 	return nil

@@ -1,11 +1,11 @@
 package guard
 
 import (
-	"fmt"
 	"strconv"
 	"time"
 
 	"tinytor/tor/dir"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/path"
 )
 
@@ -104,7 +104,7 @@ func (m *Manager) Pick(u Usage, allow func(n *path.Node) bool) (*path.Node, *Han
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.dir == nil {
-		return nil, nil, fmt.Errorf("choosing an entry guard: %w", ErrNoConsensus)
+		return nil, nil, errfmt.Errorf("choosing an entry guard: %w", ErrNoConsensus)
 	}
 	now := m.now()
 	if m.opts.DisableGuards {
@@ -122,7 +122,7 @@ func (m *Manager) Pick(u Usage, allow func(n *path.Node) bool) (*path.Node, *Han
 		}
 		e, st = m.selectLocked(u, allow, now)
 		if e == nil {
-			return nil, nil, fmt.Errorf("choosing an entry guard among %d sampled (%d filtered): %w",
+			return nil, nil, errfmt.Errorf("choosing an entry guard among %d sampled (%d filtered): %w",
 				len(m.sampled), m.countFiltered(), ErrNoGuard)
 		}
 	}
@@ -214,7 +214,7 @@ func (m *Manager) pickUnguardedLocked(u Usage, allow func(*path.Node) bool, now 
 	}
 	n, err := path.Pick(m.rng, m.dir.Consensus, cands, path.Guard)
 	if err != nil {
-		return nil, nil, fmt.Errorf("choosing a first hop without entry guards: %w", err)
+		return nil, nil, errfmt.Errorf("choosing a first hop without entry guards: %w", err)
 	}
 	return n, &Handle{m: m, allow: allow, state: UsableOnCompletion, started: now}, nil
 }

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"tinytor/tor/errfmt"
 )
 
 // The persistent format is one line per sampled guard, as C tor writes
@@ -312,7 +313,7 @@ func (e *entry) setItem(k int, v string) error {
 			return errors.New("rsa_id has " + strconv.Itoa(len(v)) + " characters, want 40 hex digits")
 		}
 		if _, err = hex.Decode(e.id[:], []byte(v)); err != nil {
-			return fmt.Errorf("rsa_id is not hex: %w", err)
+			return errfmt.Errorf("rsa_id is not hex: %w", err)
 		}
 	case keyNickname:
 		if !validNickname(v) {

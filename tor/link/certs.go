@@ -5,10 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"time"
 
 	"tinytor/tor/cert"
+	"tinytor/tor/errfmt"
 )
 
 // CertsMsg is a parsed CERTS cell (tor-spec 4.2): the encoded certificates
@@ -21,23 +21,23 @@ type CertsMsg map[cert.Type][]byte
 // The certificates alias p.
 func ParseCerts(p []byte) (CertsMsg, error) {
 	if len(p) < 1 {
-		return nil, fmt.Errorf("CERTS cell is empty: %w", ErrBadCerts)
+		return nil, errfmt.Errorf("CERTS cell is empty: %w", ErrBadCerts)
 	}
 	n := int(p[0])
 	off := 1
 	m := make(CertsMsg, n)
 	for i := range n {
 		if len(p)-off < 3 {
-			return nil, fmt.Errorf("CERTS cell certificate %d of %d at offset %d: header truncated: %w", i+1, n, off, ErrBadCerts)
+			return nil, errfmt.Errorf("CERTS cell certificate %d of %d at offset %d: header truncated: %w", i+1, n, off, ErrBadCerts)
 		}
 		t := cert.Type(p[off])
 		l := int(binary.BigEndian.Uint16(p[off+1:]))
 		off += 3
 		if len(p)-off < l {
-			return nil, fmt.Errorf("CERTS cell certificate %d of %d (%s) at offset %d: %d bytes announced, %d left: %w", i+1, n, t, off-3, l, len(p)-off, ErrBadCerts)
+			return nil, errfmt.Errorf("CERTS cell certificate %d of %d (%s) at offset %d: %d bytes announced, %d left: %w", i+1, n, t, off-3, l, len(p)-off, ErrBadCerts)
 		}
 		if _, dup := m[t]; dup {
-			return nil, fmt.Errorf("CERTS cell has two certificates of type %d (%s): %w", uint8(t), t, ErrBadCerts)
+			return nil, errfmt.Errorf("CERTS cell has two certificates of type %d (%s): %w", uint8(t), t, ErrBadCerts)
 		}
 		m[t] = p[off : off+l]
 		off += l
@@ -71,7 +71,7 @@ func VerifyResponder(m CertsMsg, tlsCert []byte, now time.Time) (Identity, error
 	need := func(t cert.Type) ([]byte, error) {
 		b, ok := m[t]
 		if !ok {
-			return nil, fmt.Errorf("no %s certificate (type %d): %w", t, uint8(t), ErrBadCerts)
+			return nil, errfmt.Errorf("no %s certificate (type %d): %w", t, uint8(t), ErrBadCerts)
 		}
 		return b, nil
 	}
@@ -96,7 +96,7 @@ func VerifyResponder(m CertsMsg, tlsCert []byte, now time.Time) (Identity, error
 	// the certificate is correctly self-signed and not expired.
 	rsaID, err := cert.ParseRSAIdentity(rsaDER)
 	if err != nil {
-		return id, fmt.Errorf("%w: %w", ErrBadCerts, err)
+		return id, errfmt.Errorf("%w: %w", ErrBadCerts, err)
 	}
 	if err := rsaID.Check(now); err != nil && !errors.Is(err, cert.ErrNotYetValid) {
 		// A certificate that is "not yet valid" is accepted: a router
@@ -104,25 +104,25 @@ func VerifyResponder(m CertsMsg, tlsCert []byte, now time.Time) (Identity, error
 		// and the consensus tell it the time, and the start of the
 		// identity certificate's lifetime protects nothing (the identity
 		// is pinned by fingerprint; the Ed25519 certificates only expire).
-		return id, fmt.Errorf("%w: %w", ErrBadCerts, err)
+		return id, errfmt.Errorf("%w: %w", ErrBadCerts, err)
 	}
 
 	// The identity key listed in the ID->Signing cert was used to sign it.
 	idSign, err := cert.ParseEd25519(idSignDER)
 	if err != nil {
-		return id, fmt.Errorf("%w: identity->signing: %w", ErrBadCerts, err)
+		return id, errfmt.Errorf("%w: identity->signing: %w", ErrBadCerts, err)
 	}
 	if idSign.Type != cert.TypeIdentitySigning {
-		return id, fmt.Errorf("identity->signing certificate has type %s: %w", idSign.Type, ErrBadCerts)
+		return id, errfmt.Errorf("identity->signing certificate has type %s: %w", idSign.Type, ErrBadCerts)
 	}
 	if idSign.KeyType != cert.KeyEd25519 {
-		return id, fmt.Errorf("identity->signing certificate certifies key type %d, want Ed25519: %w", idSign.KeyType, ErrBadCerts)
+		return id, errfmt.Errorf("identity->signing certificate certifies key type %d, want Ed25519: %w", idSign.KeyType, ErrBadCerts)
 	}
 	if idSign.SignedWithKey == nil {
-		return id, fmt.Errorf("identity->signing certificate does not name the identity key: %w", ErrBadCerts)
+		return id, errfmt.Errorf("identity->signing certificate does not name the identity key: %w", ErrBadCerts)
 	}
 	if err := idSign.Check(nil, now); err != nil {
-		return id, fmt.Errorf("%w: %w", ErrBadCerts, err)
+		return id, errfmt.Errorf("%w: %w", ErrBadCerts, err)
 	}
 	edID := idSign.SignedWithKey
 
@@ -130,33 +130,33 @@ func VerifyResponder(m CertsMsg, tlsCert []byte, now time.Time) (Identity, error
 	// ID->Signing cert, and certifies the SHA-256 of the TLS certificate.
 	signLink, err := cert.ParseEd25519(signLinkDER)
 	if err != nil {
-		return id, fmt.Errorf("%w: signing->link: %w", ErrBadCerts, err)
+		return id, errfmt.Errorf("%w: signing->link: %w", ErrBadCerts, err)
 	}
 	if signLink.Type != cert.TypeSigningLink {
-		return id, fmt.Errorf("signing->link certificate has type %s: %w", signLink.Type, ErrBadCerts)
+		return id, errfmt.Errorf("signing->link certificate has type %s: %w", signLink.Type, ErrBadCerts)
 	}
 	// cert-spec A.4: tor before 0.4.5.1-alpha wrote 01 here; accept it.
 	if signLink.KeyType != cert.KeySHA256OfX509 && signLink.KeyType != cert.KeyEd25519 {
-		return id, fmt.Errorf("signing->link certificate certifies key type %d, want SHA-256 of X.509: %w", signLink.KeyType, ErrBadCerts)
+		return id, errfmt.Errorf("signing->link certificate certifies key type %d, want SHA-256 of X.509: %w", signLink.KeyType, ErrBadCerts)
 	}
 	if err := signLink.Check(idSign.CertifiedEd25519(), now); err != nil {
-		return id, fmt.Errorf("%w: %w", ErrBadCerts, err)
+		return id, errfmt.Errorf("%w: %w", ErrBadCerts, err)
 	}
 	if sha256.Sum256(tlsCert) != signLink.CertifiedKey {
-		return id, fmt.Errorf("signing->link certificate does not certify the TLS certificate: %w", ErrBadCerts)
+		return id, errfmt.Errorf("signing->link certificate does not certify the TLS certificate: %w", ErrBadCerts)
 	}
 
 	// The RSA->Ed25519 cross-certificate certifies the Ed25519 identity and
 	// is signed with the RSA identity key of the ID certificate.
 	cross, err := cert.ParseCrossCert(crossDER)
 	if err != nil {
-		return id, fmt.Errorf("%w: %w", ErrBadCerts, err)
+		return id, errfmt.Errorf("%w: %w", ErrBadCerts, err)
 	}
 	if !ed25519.PublicKey(cross.Ed25519Key[:]).Equal(edID) {
-		return id, fmt.Errorf("RSA->Ed25519 cross-certificate certifies another Ed25519 key than the identity->signing certificate: %w", ErrBadCerts)
+		return id, errfmt.Errorf("RSA->Ed25519 cross-certificate certifies another Ed25519 key than the identity->signing certificate: %w", ErrBadCerts)
 	}
 	if err := cross.Check(rsaID.Key, now); err != nil {
-		return id, fmt.Errorf("%w: %w", ErrBadCerts, err)
+		return id, errfmt.Errorf("%w: %w", ErrBadCerts, err)
 	}
 
 	id.RSA = rsaID.Fingerprint

@@ -5,13 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"sync"
 	"time"
 
 	"tinytor/tor/cell"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/torlog"
 )
 
@@ -155,12 +155,12 @@ func (ch *Channel) OpenCircuit(h Handler) (uint32, error) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	if ch.dead {
-		return 0, fmt.Errorf("opening circuit on channel to %s: %w", ch.id, ErrClosed)
+		return 0, errfmt.Errorf("opening circuit on channel to %s: %w", ch.id, ErrClosed)
 	}
 	var b [4]byte
 	for range maxCircIDTries {
 		if _, err := rand.Read(b[:]); err != nil {
-			return 0, fmt.Errorf("choosing circuit ID: %w", err)
+			return 0, errfmt.Errorf("choosing circuit ID: %w", err)
 		}
 		id := binary.BigEndian.Uint32(b[:]) | 0x80000000
 		if _, used := ch.circs[id]; !used {
@@ -168,7 +168,7 @@ func (ch *Channel) OpenCircuit(h Handler) (uint32, error) {
 			return id, nil
 		}
 	}
-	return 0, fmt.Errorf("opening circuit on channel to %s: %w", ch.id, ErrNoCircID)
+	return 0, errfmt.Errorf("opening circuit on channel to %s: %w", ch.id, ErrNoCircID)
 }
 
 // CloseCircuit unregisters the circuit id; later cells for it are dropped.
@@ -192,12 +192,12 @@ func (ch *Channel) NumCircuits() int {
 func (ch *Channel) Send(c *cell.Cell) error {
 	if cell.IsVariable(c.Command) {
 		ch.pool.Put(c)
-		return fmt.Errorf("sending %s on channel to %s: not a fixed-size command", c.Command, ch.id)
+		return errfmt.Errorf("sending %s on channel to %s: not a fixed-size command", c.Command, ch.id)
 	}
 	select {
 	case <-ch.closing:
 		ch.pool.Put(c)
-		return fmt.Errorf("sending on channel to %s: %w", ch.id, ch.Err())
+		return errfmt.Errorf("sending on channel to %s: %w", ch.id, ch.Err())
 	default:
 	}
 	select {
@@ -207,13 +207,13 @@ func (ch *Channel) Send(c *cell.Cell) error {
 			// The write loop may have drained the queue already:
 			// return whatever is left to the pool.
 			ch.drain()
-			return fmt.Errorf("sending on channel to %s: %w", ch.id, ch.Err())
+			return errfmt.Errorf("sending on channel to %s: %w", ch.id, ch.Err())
 		default:
 			return nil
 		}
 	case <-ch.closing:
 		ch.pool.Put(c)
-		return fmt.Errorf("sending on channel to %s: %w", ch.id, ch.Err())
+		return errfmt.Errorf("sending on channel to %s: %w", ch.id, ch.Err())
 	}
 }
 
@@ -234,7 +234,7 @@ func (ch *Channel) writeLoop() {
 			err = ch.w.Flush()
 		}
 		if err != nil {
-			ch.fail(fmt.Errorf("writing to %s: %w", ch.addr, err))
+			ch.fail(errfmt.Errorf("writing to %s: %w", ch.addr, err))
 			return
 		}
 	}
@@ -262,7 +262,7 @@ func (ch *Channel) readLoop() {
 	for {
 		c, v, err := ch.r.ReadCell()
 		if err != nil {
-			ch.fail(fmt.Errorf("reading from %s: %w", ch.addr, err))
+			ch.fail(errfmt.Errorf("reading from %s: %w", ch.addr, err))
 			return
 		}
 		if v != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"tinytor/tor/cell"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/torlog"
 )
 
@@ -72,10 +73,10 @@ func Client(ctx context.Context, conn net.Conn, want Identity, cfg Config) (*Cha
 		switch {
 		case errors.Is(he.Err, context.Canceled), errors.Is(he.Err, context.DeadlineExceeded):
 		case ctx.Err() != nil:
-			he.Err = fmt.Errorf("%w (%w)", he.Err, ctx.Err())
+			he.Err = errfmt.Errorf("%w (%w)", he.Err, ctx.Err())
 		case errors.Is(he.Err, os.ErrDeadlineExceeded):
 			// The only deadlines set on conn are ctx's.
-			he.Err = fmt.Errorf("%w (%w)", he.Err, context.DeadlineExceeded)
+			he.Err = errfmt.Errorf("%w (%w)", he.Err, context.DeadlineExceeded)
 		}
 		if errors.Is(err, ErrWrongIdentity) {
 			h.log.Warnf("Tried connecting to relay at %s, but its identity was not as expected: %v", addr, he)
@@ -118,7 +119,7 @@ func (h *handshake) run(ctx context.Context, raw net.Conn) (*Channel, error) {
 	}
 	state := conn.ConnectionState()
 	if len(state.PeerCertificates) == 0 {
-		return nil, h.fail("TLS handshake", fmt.Errorf("relay sent no certificate: %w", ErrProtocol))
+		return nil, h.fail("TLS handshake", errfmt.Errorf("relay sent no certificate: %w", ErrProtocol))
 	}
 	tlsCert := state.PeerCertificates[0].Raw
 
@@ -144,11 +145,11 @@ func (h *handshake) run(ctx context.Context, raw net.Conn) (*Channel, error) {
 			got = fixed
 			h.cfg.Pool.Put(fixed)
 		}
-		return nil, h.fail("reading VERSIONS", fmt.Errorf("got %s first: %w", got, ErrProtocol))
+		return nil, h.fail("reading VERSIONS", errfmt.Errorf("got %s first: %w", got, ErrProtocol))
 	}
 	theirs, err := cell.ParseVersions(v.Payload)
 	if err != nil {
-		return nil, h.fail("reading VERSIONS", fmt.Errorf("%w: %w", ErrProtocol, err))
+		return nil, h.fail("reading VERSIONS", errfmt.Errorf("%w: %w", ErrProtocol, err))
 	}
 	version := 0
 	for _, t := range theirs {
@@ -183,7 +184,7 @@ func (h *handshake) run(ctx context.Context, raw net.Conn) (*Channel, error) {
 				continue
 			case cell.Certs:
 				if gotCert {
-					return nil, h.fail("reading CERTS", fmt.Errorf("second CERTS cell: %w", ErrProtocol))
+					return nil, h.fail("reading CERTS", errfmt.Errorf("second CERTS cell: %w", ErrProtocol))
 				}
 				gotCert = true
 				if id, err = h.checkCerts(v.Payload, tlsCert); err != nil {
@@ -192,11 +193,11 @@ func (h *handshake) run(ctx context.Context, raw net.Conn) (*Channel, error) {
 				continue
 			case cell.AuthChallenge:
 				if !gotCert {
-					return nil, h.fail("reading AUTH_CHALLENGE", fmt.Errorf("AUTH_CHALLENGE before CERTS: %w", ErrProtocol))
+					return nil, h.fail("reading AUTH_CHALLENGE", errfmt.Errorf("AUTH_CHALLENGE before CERTS: %w", ErrProtocol))
 				}
 				continue
 			}
-			return nil, h.fail("reading handshake cells", fmt.Errorf("unexpected %s: %w", v, ErrProtocol))
+			return nil, h.fail("reading handshake cells", errfmt.Errorf("unexpected %s: %w", v, ErrProtocol))
 		}
 		cmd := fixed.Command
 		if cmd == cell.Padding {
@@ -205,16 +206,16 @@ func (h *handshake) run(ctx context.Context, raw net.Conn) (*Channel, error) {
 		}
 		if cmd != cell.Netinfo {
 			h.cfg.Pool.Put(fixed)
-			return nil, h.fail("reading handshake cells", fmt.Errorf("unexpected %s before NETINFO: %w", cmd, ErrProtocol))
+			return nil, h.fail("reading handshake cells", errfmt.Errorf("unexpected %s before NETINFO: %w", cmd, ErrProtocol))
 		}
 		if !gotCert {
 			h.cfg.Pool.Put(fixed)
-			return nil, h.fail("reading NETINFO", fmt.Errorf("NETINFO before CERTS: %w", ErrProtocol))
+			return nil, h.fail("reading NETINFO", errfmt.Errorf("NETINFO before CERTS: %w", ErrProtocol))
 		}
 		netinfo, err = cell.ParseNetinfo(fixed.Payload[:])
 		h.cfg.Pool.Put(fixed)
 		if err != nil {
-			return nil, h.fail("reading NETINFO", fmt.Errorf("%w: %w", ErrProtocol, err))
+			return nil, h.fail("reading NETINFO", errfmt.Errorf("%w: %w", ErrProtocol, err))
 		}
 		break
 	}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -13,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"tinytor/tor/errfmt"
 	"tinytor/tor/policy"
 	"tinytor/tor/torlog"
 )
@@ -103,7 +103,7 @@ func readHead(br *bufio.Reader) ([]byte, error) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("reading request: %w", err)
+			return nil, errfmt.Errorf("reading request: %w", err)
 		}
 		if len(l) == 1 || (len(l) == 2 && l[0] == '\r') {
 			return head, nil
@@ -151,7 +151,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 				return nil
 			}
 			l.Close()
-			return fmt.Errorf("metrics port: accept: %w", err)
+			return errfmt.Errorf("metrics port: accept: %w", err)
 		}
 		if !s.allowed(c.RemoteAddr()) {
 			s.log.Infof("Rejecting metrics port connection from %s by MetricsPortPolicy.", c.RemoteAddr())

@@ -7,9 +7,10 @@
 package netlisten
 
 import (
-	"fmt"
 	"net"
 	"net/netip"
+
+	"tinytor/tor/errfmt"
 )
 
 // Listen opens a listener: for network "tcp" (or "tcp4", "tcp6") on
@@ -22,9 +23,9 @@ func Listen(network, address string) (net.Listener, error) {
 	case "tcp", "tcp4", "tcp6":
 		ap, err := netip.ParseAddrPort(address)
 		if err != nil {
-			return nil, fmt.Errorf("listen %s %s: not an address literal: %w", network, address, err)
+			return nil, errfmt.Errorf("listen %s %s: not an address literal: %w", network, address, err)
 		}
 		return net.ListenTCP(network, net.TCPAddrFromAddrPort(ap))
 	}
-	return nil, fmt.Errorf("listen %s %s: unsupported network", network, address)
+	return nil, errfmt.Errorf("listen %s %s: unsupported network", network, address)
 }

@@ -6,11 +6,12 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"tinytor/tor/errfmt"
 )
 
 // Bounds on what an HTTP proxy may send before the tunnel starts.
@@ -27,7 +28,7 @@ func HTTPConnect(proxy netip.AddrPort, user, pass string) Dialer {
 		req := httpRequest(target, user, pass)
 		return handshake(ctx, "HTTP", proxy, target, func(c net.Conn) (net.Conn, error) {
 			if _, err := c.Write(req); err != nil {
-				return nil, fmt.Errorf("sending CONNECT: %w", err)
+				return nil, errfmt.Errorf("sending CONNECT: %w", err)
 			}
 			br := bufio.NewReaderSize(c, maxHTTPLine)
 			if err := readHTTPReply(br); err != nil {
@@ -62,7 +63,7 @@ func httpRequest(target netip.AddrPort, user, pass string) []byte {
 func readHTTPReply(br *bufio.Reader) error {
 	status, err := readHTTPLine(br)
 	if err != nil {
-		return fmt.Errorf("reading status line: %w", err)
+		return errfmt.Errorf("reading status line: %w", err)
 	}
 	code, err := parseStatusLine(status)
 	if err != nil {
@@ -70,11 +71,11 @@ func readHTTPReply(br *bufio.Reader) error {
 	}
 	for i := 0; ; i++ {
 		if i == maxHTTPHeaders {
-			return fmt.Errorf("more than %d header lines: %w", maxHTTPHeaders, ErrBadReply)
+			return errfmt.Errorf("more than %d header lines: %w", maxHTTPHeaders, ErrBadReply)
 		}
 		line, err := readHTTPLine(br)
 		if err != nil {
-			return fmt.Errorf("reading headers: %w", err)
+			return errfmt.Errorf("reading headers: %w", err)
 		}
 		if line == "" {
 			break
@@ -82,7 +83,7 @@ func readHTTPReply(br *bufio.Reader) error {
 	}
 	if code < 200 || code > 299 {
 		if code == 407 {
-			return fmt.Errorf("%w: %w", ErrAuthFailed, &ReplyError{Proto: "HTTP", Code: code, Msg: status})
+			return errfmt.Errorf("%w: %w", ErrAuthFailed, &ReplyError{Proto: "HTTP", Code: code, Msg: status})
 		}
 		return &ReplyError{Proto: "HTTP", Code: code, Msg: status}
 	}
@@ -93,15 +94,15 @@ func readHTTPReply(br *bufio.Reader) error {
 func parseStatusLine(line string) (int, error) {
 	rest, ok := strings.CutPrefix(line, "HTTP/1.")
 	if !ok || len(rest) < 5 || (rest[0] != '0' && rest[0] != '1') || rest[1] != ' ' {
-		return 0, fmt.Errorf("status line %q: %w", clip(line), ErrBadReply)
+		return 0, errfmt.Errorf("status line %q: %w", clip(line), ErrBadReply)
 	}
 	num := rest[2:5]
 	if len(rest) > 5 && rest[5] != ' ' {
-		return 0, fmt.Errorf("status line %q: %w", clip(line), ErrBadReply)
+		return 0, errfmt.Errorf("status line %q: %w", clip(line), ErrBadReply)
 	}
 	code, err := strconv.Atoi(num)
 	if err != nil || num[0] < '1' || num[0] > '9' || code < 100 {
-		return 0, fmt.Errorf("status line %q: %w", clip(line), ErrBadReply)
+		return 0, errfmt.Errorf("status line %q: %w", clip(line), ErrBadReply)
 	}
 	return code, nil
 }
@@ -111,7 +112,7 @@ func parseStatusLine(line string) (int, error) {
 func readHTTPLine(br *bufio.Reader) (string, error) {
 	b, err := br.ReadSlice('\n')
 	if errors.Is(err, bufio.ErrBufferFull) {
-		return "", fmt.Errorf("line longer than %d bytes: %w", maxHTTPLine, ErrBadReply)
+		return "", errfmt.Errorf("line longer than %d bytes: %w", maxHTTPLine, ErrBadReply)
 	}
 	if err != nil {
 		return "", noEOF(err)

@@ -15,6 +15,8 @@ import (
 	"net/netip"
 	"os"
 	"time"
+
+	"tinytor/tor/errfmt"
 )
 
 // Dialer opens a TCP connection to target.
@@ -78,7 +80,7 @@ func handshake(ctx context.Context, proto string, proxy netip.AddrPort, target n
 	var d net.Dialer
 	conn, err := d.DialTCP(ctx, "tcp", netip.AddrPort{}, proxy) // no resolver: see tor/netlisten
 	if err != nil {
-		return nil, fmt.Errorf("%s proxy %s: %w", proto, proxy, err)
+		return nil, errfmt.Errorf("%s proxy %s: %w", proto, proxy, err)
 	}
 	dl, hasDeadline := ctx.Deadline()
 	if hasDeadline {
@@ -92,16 +94,16 @@ func handshake(ctx context.Context, proto string, proxy netip.AddrPort, target n
 		if err == nil {
 			err = ctx.Err()
 		} else {
-			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+			err = errfmt.Errorf("%w (%v)", ctx.Err(), err)
 		}
 	} else if hasDeadline && errors.Is(err, os.ErrDeadlineExceeded) {
 		// The connection's deadline, which is ctx's, passed just
 		// before ctx noticed.
-		err = fmt.Errorf("%w (%v)", context.DeadlineExceeded, err)
+		err = errfmt.Errorf("%w (%v)", context.DeadlineExceeded, err)
 	}
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("%s proxy %s to %s: %w", proto, proxy, target, err)
+		return nil, errfmt.Errorf("%s proxy %s to %s: %w", proto, proxy, target, err)
 	}
 	_ = conn.SetDeadline(time.Time{})
 	return c, nil

@@ -2,11 +2,12 @@ package netproxy
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"strings"
+
+	"tinytor/tor/errfmt"
 )
 
 // SOCKS4 returns a Dialer that connects through the SOCKS 4 proxy at proxy,
@@ -16,11 +17,11 @@ func SOCKS4(proxy netip.AddrPort, userID string) Dialer {
 	return DialFunc(func(ctx context.Context, target netip.AddrPort) (net.Conn, error) {
 		req, err := socks4Request(target, userID)
 		if err != nil {
-			return nil, fmt.Errorf("SOCKS4 proxy %s: %w", proxy, err)
+			return nil, errfmt.Errorf("SOCKS4 proxy %s: %w", proxy, err)
 		}
 		return handshake(ctx, "SOCKS4", proxy, target, func(c net.Conn) (net.Conn, error) {
 			if _, err := c.Write(req); err != nil {
-				return nil, fmt.Errorf("sending request: %w", err)
+				return nil, errfmt.Errorf("sending request: %w", err)
 			}
 			return c, readSOCKS4Reply(c)
 		})
@@ -30,10 +31,10 @@ func SOCKS4(proxy netip.AddrPort, userID string) Dialer {
 func socks4Request(target netip.AddrPort, userID string) ([]byte, error) {
 	a := target.Addr().Unmap()
 	if !a.Is4() {
-		return nil, fmt.Errorf("target %s is not IPv4: %w", target, ErrUnsupported)
+		return nil, errfmt.Errorf("target %s is not IPv4: %w", target, ErrUnsupported)
 	}
 	if strings.IndexByte(userID, 0) >= 0 {
-		return nil, fmt.Errorf("SOCKS4 user ID contains a NUL byte: %w", ErrUnsupported)
+		return nil, errfmt.Errorf("SOCKS4 user ID contains a NUL byte: %w", ErrUnsupported)
 	}
 	ip := a.As4()
 	req := make([]byte, 0, 9+len(userID))
@@ -53,10 +54,10 @@ var socks4Codes = map[byte]string{
 func readSOCKS4Reply(r io.Reader) error {
 	var b [8]byte
 	if _, err := io.ReadFull(r, b[:]); err != nil {
-		return fmt.Errorf("reading reply: %w", noEOF(err))
+		return errfmt.Errorf("reading reply: %w", noEOF(err))
 	}
 	if b[0] != 0 && b[0] != 4 {
-		return fmt.Errorf("reply version %d: %w", b[0], ErrBadReply)
+		return errfmt.Errorf("reply version %d: %w", b[0], ErrBadReply)
 	}
 	if b[1] == 90 {
 		return nil
@@ -75,7 +76,7 @@ func SOCKS5(proxy netip.AddrPort, user, pass string) Dialer {
 	return DialFunc(func(ctx context.Context, target netip.AddrPort) (net.Conn, error) {
 		auth := user != "" || pass != ""
 		if auth && (len(user) < 1 || len(user) > 255 || len(pass) < 1 || len(pass) > 255) {
-			return nil, fmt.Errorf("SOCKS5 proxy %s: username and password must be 1 to 255 bytes each (have %d and %d): %w",
+			return nil, errfmt.Errorf("SOCKS5 proxy %s: username and password must be 1 to 255 bytes each (have %d and %d): %w",
 				proxy, len(user), len(pass), ErrUnsupported)
 		}
 		return handshake(ctx, "SOCKS5", proxy, target, func(c net.Conn) (net.Conn, error) {
@@ -90,7 +91,7 @@ func socks5Handshake(c io.ReadWriter, target netip.AddrPort, auth bool, user, pa
 		greet = []byte{5, 2, 0, 2}
 	}
 	if _, err := c.Write(greet); err != nil {
-		return fmt.Errorf("sending greeting: %w", err)
+		return errfmt.Errorf("sending greeting: %w", err)
 	}
 	method, err := readSOCKS5Method(c)
 	if err != nil {
@@ -105,15 +106,15 @@ func socks5Handshake(c io.ReadWriter, target netip.AddrPort, auth bool, user, pa
 		req = append(req, byte(len(pass)))
 		req = append(req, pass...)
 		if _, err := c.Write(req); err != nil {
-			return fmt.Errorf("sending username/password: %w", err)
+			return errfmt.Errorf("sending username/password: %w", err)
 		}
 		if err := readSOCKS5AuthReply(c); err != nil {
 			return err
 		}
 	case method == 0xff:
-		return fmt.Errorf("no acceptable authentication method: %w", ErrAuthFailed)
+		return errfmt.Errorf("no acceptable authentication method: %w", ErrAuthFailed)
 	default:
-		return fmt.Errorf("proxy chose authentication method %d, which was not offered: %w", method, ErrBadReply)
+		return errfmt.Errorf("proxy chose authentication method %d, which was not offered: %w", method, ErrBadReply)
 	}
 	a := target.Addr().Unmap()
 	req := []byte{5, 1, 0}
@@ -126,7 +127,7 @@ func socks5Handshake(c io.ReadWriter, target netip.AddrPort, auth bool, user, pa
 	}
 	req = append(req, byte(target.Port()>>8), byte(target.Port()))
 	if _, err := c.Write(req); err != nil {
-		return fmt.Errorf("sending request: %w", err)
+		return errfmt.Errorf("sending request: %w", err)
 	}
 	return readSOCKS5Reply(c)
 }
@@ -135,10 +136,10 @@ func socks5Handshake(c io.ReadWriter, target netip.AddrPort, auth bool, user, pa
 func readSOCKS5Method(r io.Reader) (byte, error) {
 	var b [2]byte
 	if _, err := io.ReadFull(r, b[:]); err != nil {
-		return 0, fmt.Errorf("reading method selection: %w", noEOF(err))
+		return 0, errfmt.Errorf("reading method selection: %w", noEOF(err))
 	}
 	if b[0] != 5 {
-		return 0, fmt.Errorf("method selection version %d: %w", b[0], ErrBadReply)
+		return 0, errfmt.Errorf("method selection version %d: %w", b[0], ErrBadReply)
 	}
 	return b[1], nil
 }
@@ -147,13 +148,13 @@ func readSOCKS5Method(r io.Reader) (byte, error) {
 func readSOCKS5AuthReply(r io.Reader) error {
 	var b [2]byte
 	if _, err := io.ReadFull(r, b[:]); err != nil {
-		return fmt.Errorf("reading authentication reply: %w", noEOF(err))
+		return errfmt.Errorf("reading authentication reply: %w", noEOF(err))
 	}
 	if b[0] != 1 && b[0] != 5 { // some proxies answer with version 5
-		return fmt.Errorf("authentication reply version %d: %w", b[0], ErrBadReply)
+		return errfmt.Errorf("authentication reply version %d: %w", b[0], ErrBadReply)
 	}
 	if b[1] != 0 {
-		return fmt.Errorf("status %d: %w", b[1], ErrAuthFailed)
+		return errfmt.Errorf("status %d: %w", b[1], ErrAuthFailed)
 	}
 	return nil
 }
@@ -174,10 +175,10 @@ var socks5Codes = [...]string{
 func readSOCKS5Reply(r io.Reader) error {
 	var b [4]byte
 	if _, err := io.ReadFull(r, b[:]); err != nil {
-		return fmt.Errorf("reading reply: %w", noEOF(err))
+		return errfmt.Errorf("reading reply: %w", noEOF(err))
 	}
 	if b[0] != 5 {
-		return fmt.Errorf("reply version %d: %w", b[0], ErrBadReply)
+		return errfmt.Errorf("reply version %d: %w", b[0], ErrBadReply)
 	}
 	var n int
 	switch b[3] {
@@ -188,7 +189,7 @@ func readSOCKS5Reply(r io.Reader) error {
 	case 3:
 		var l [1]byte
 		if _, err := io.ReadFull(r, l[:]); err != nil {
-			return fmt.Errorf("reading reply: %w", noEOF(err))
+			return errfmt.Errorf("reading reply: %w", noEOF(err))
 		}
 		n = int(l[0])
 	default:
@@ -197,14 +198,14 @@ func readSOCKS5Reply(r io.Reader) error {
 			// code is what matters.
 			return socks5Refusal(b[1])
 		}
-		return fmt.Errorf("reply address type %d: %w", b[3], ErrBadReply)
+		return errfmt.Errorf("reply address type %d: %w", b[3], ErrBadReply)
 	}
 	rest := make([]byte, n+2)
 	if _, err := io.ReadFull(r, rest); err != nil {
 		if b[1] != 0 {
 			return socks5Refusal(b[1])
 		}
-		return fmt.Errorf("reading reply address: %w", noEOF(err))
+		return errfmt.Errorf("reading reply address: %w", noEOF(err))
 	}
 	if b[1] != 0 {
 		return socks5Refusal(b[1])

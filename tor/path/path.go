@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 
 	"tinytor/tor/dir"
+	"tinytor/tor/errfmt"
 )
 
 // Node is a relay a client can build circuits through: its consensus entry
@@ -134,7 +135,7 @@ func weight(c *dir.Consensus, n *Node, pos Position) float64 {
 // and odd weights) it chooses uniformly, as C tor does.
 func Pick(rng *rand.Rand, c *dir.Consensus, candidates []*Node, pos Position) (*Node, error) {
 	if len(candidates) == 0 {
-		return nil, fmt.Errorf("choosing %s: %w", pos, ErrNoCandidates)
+		return nil, errfmt.Errorf("choosing %s: %w", pos, ErrNoCandidates)
 	}
 	var total float64
 	for _, n := range candidates {

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"tinytor/tor/errfmt"
 	"tinytor/tor/torlog"
 )
 
@@ -85,22 +86,22 @@ func Start(cfg Config) (*Managed, error) {
 	}
 	for _, n := range cfg.Transports {
 		if !ValidName(n) {
-			return nil, fmt.Errorf("pt: transport name %q is not a C identifier", n)
+			return nil, errfmt.Errorf("pt: transport name %q is not a C identifier", n)
 		}
 	}
 	path, err := findProgram(cfg.Path)
 	if err != nil {
-		return nil, fmt.Errorf("pt: transport proxy for %s: %w", strings.Join(cfg.Transports, ","), err)
+		return nil, errfmt.Errorf("pt: transport proxy for %s: %w", strings.Join(cfg.Transports, ","), err)
 	}
 	if !filepath.IsAbs(cfg.StateDir) {
-		return nil, fmt.Errorf("pt: state directory %q is not an absolute path", cfg.StateDir)
+		return nil, errfmt.Errorf("pt: state directory %q is not an absolute path", cfg.StateDir)
 	}
 	if cfg.Proxy != "" && !strings.HasPrefix(cfg.Proxy, "socks4a://") &&
 		!strings.HasPrefix(cfg.Proxy, "socks5://") && !strings.HasPrefix(cfg.Proxy, "http://") {
-		return nil, fmt.Errorf("pt: unsupported upstream proxy %q", cfg.Proxy)
+		return nil, errfmt.Errorf("pt: unsupported upstream proxy %q", cfg.Proxy)
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("pt: %w", err)
+		return nil, errfmt.Errorf("pt: %w", err)
 	}
 	cfg.Path = path
 	def := func(d *time.Duration, v time.Duration) {
@@ -169,7 +170,7 @@ func (m *Managed) Method(ctx context.Context, name string) (Method, error) {
 		known = known || n == name
 	}
 	if !known {
-		return Method{}, fmt.Errorf("no transport called %s in this plugin", name)
+		return Method{}, errfmt.Errorf("no transport called %s in this plugin", name)
 	}
 	for {
 		m.mu.Lock()
@@ -182,17 +183,17 @@ func (m *Managed) Method(ctx context.Context, name string) (Method, error) {
 		case ok:
 			return meth, nil
 		case fatal != nil:
-			return Method{}, fmt.Errorf("transport %s: %w", name, fatal)
+			return Method{}, errfmt.Errorf("transport %s: %w", name, fatal)
 		case err != nil:
-			return Method{}, fmt.Errorf("transport %s: %w", name, err)
+			return Method{}, errfmt.Errorf("transport %s: %w", name, err)
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
 			if last != nil {
-				return Method{}, fmt.Errorf("transport %s not ready: %w (last error: %v)", name, ctx.Err(), last)
+				return Method{}, errfmt.Errorf("transport %s not ready: %w (last error: %v)", name, ctx.Err(), last)
 			}
-			return Method{}, fmt.Errorf("transport %s not ready: %w", name, ctx.Err())
+			return Method{}, errfmt.Errorf("transport %s not ready: %w", name, ctx.Err())
 		}
 	}
 }
@@ -356,10 +357,10 @@ func (m *Managed) runOnce() (permanent bool, err error) {
 			}
 		default:
 		}
-		return false, fmt.Errorf("exited while configuring (%s)", c.exitStatus())
+		return false, errfmt.Errorf("exited while configuring (%s)", c.exitStatus())
 	case <-timer.C:
 		m.stop(c)
-		return false, fmt.Errorf("no CMETHODS DONE within %v", m.cfg.StartTimeout)
+		return false, errfmt.Errorf("no CMETHODS DONE within %v", m.cfg.StartTimeout)
 	case <-m.closing:
 		m.stop(c)
 		return false, nil
@@ -379,7 +380,7 @@ func (m *Managed) runOnce() (permanent bool, err error) {
 	}
 	select {
 	case <-c.exited:
-		return false, fmt.Errorf("process terminated (%s)", c.exitStatus())
+		return false, errfmt.Errorf("process terminated (%s)", c.exitStatus())
 	case <-m.closing:
 		m.stop(c)
 		return false, nil
@@ -389,13 +390,13 @@ func (m *Managed) runOnce() (permanent bool, err error) {
 func (m *Managed) launch() (*child, error) {
 	inR, inW, err := os.Pipe()
 	if err != nil {
-		return nil, fmt.Errorf("stdin pipe: %w", err)
+		return nil, errfmt.Errorf("stdin pipe: %w", err)
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		inR.Close()
 		inW.Close()
-		return nil, fmt.Errorf("stdout pipe: %w", err)
+		return nil, errfmt.Errorf("stdout pipe: %w", err)
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
@@ -403,7 +404,7 @@ func (m *Managed) launch() (*child, error) {
 		inW.Close()
 		outR.Close()
 		outW.Close()
-		return nil, fmt.Errorf("stderr pipe: %w", err)
+		return nil, errfmt.Errorf("stderr pipe: %w", err)
 	}
 	// os.StartProcess rather than os/exec: the same fork and exec,
 	// without linking os/exec into the router binary.
@@ -416,7 +417,7 @@ func (m *Managed) launch() (*child, error) {
 		inW.Close()
 		outR.Close()
 		errR.Close()
-		return nil, fmt.Errorf("launch failed: %w", err)
+		return nil, errfmt.Errorf("launch failed: %w", err)
 	}
 	c := &child{proc: proc, stdin: inW, outR: outR, errR: errR, exited: make(chan struct{})}
 	go func() {
@@ -488,7 +489,7 @@ func findProgram(p string) (string, error) {
 			return err
 		}
 		if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
-			return fmt.Errorf("%s is not an executable file", f)
+			return errfmt.Errorf("%s is not an executable file", f)
 		}
 		return nil
 	}
@@ -501,10 +502,10 @@ func findProgram(p string) (string, error) {
 		}
 		if f := filepath.Join(dir, p); isExec(f) == nil {
 			if !filepath.IsAbs(f) {
-				return "", fmt.Errorf("%s found in a relative $PATH entry; give an absolute path", p)
+				return "", errfmt.Errorf("%s found in a relative $PATH entry; give an absolute path", p)
 			}
 			return f, nil
 		}
 	}
-	return "", fmt.Errorf("program %q not found in $PATH", p)
+	return "", errfmt.Errorf("program %q not found in $PATH", p)
 }

@@ -3,10 +3,10 @@ package pt
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 
+	"tinytor/tor/errfmt"
 	"tinytor/tor/netproxy"
 )
 
@@ -32,15 +32,15 @@ func (m Method) Dial(ctx context.Context, bridge netip.AddrPort, args []KV) (net
 	case 5:
 		user, pass, err := socks5Auth(enc)
 		if err != nil {
-			return nil, fmt.Errorf("transport %s: %w", m.Transport, err)
+			return nil, errfmt.Errorf("transport %s: %w", m.Transport, err)
 		}
 		d = netproxy.SOCKS5(m.Addr, user, pass)
 	default:
-		return nil, fmt.Errorf("transport %s: unsupported SOCKS version %d", m.Transport, m.SOCKS)
+		return nil, errfmt.Errorf("transport %s: unsupported SOCKS version %d", m.Transport, m.SOCKS)
 	}
 	c, err := d.Dial(ctx, bridge)
 	if err != nil {
-		return nil, fmt.Errorf("transport %s: %w", m.Transport, err)
+		return nil, errfmt.Errorf("transport %s: %w", m.Transport, err)
 	}
 	return c, nil
 }
@@ -99,14 +99,14 @@ func NewExternal(names []string, socks int, addr netip.AddrPort) (*External, err
 	}
 	for _, n := range names {
 		if !ValidName(n) {
-			return nil, fmt.Errorf("transport name %q is not a C identifier", n)
+			return nil, errfmt.Errorf("transport name %q is not a C identifier", n)
 		}
 	}
 	if socks != 4 && socks != 5 {
-		return nil, fmt.Errorf("unsupported SOCKS version %d", socks)
+		return nil, errfmt.Errorf("unsupported SOCKS version %d", socks)
 	}
 	if !addr.IsValid() || addr.Port() == 0 {
-		return nil, fmt.Errorf("invalid address %s", addr)
+		return nil, errfmt.Errorf("invalid address %s", addr)
 	}
 	return &External{names: append([]string(nil), names...), method: Method{SOCKS: socks, Addr: addr},
 		closed: make(chan struct{})}, nil
@@ -129,7 +129,7 @@ func (e *External) Method(ctx context.Context, name string) (Method, error) {
 			return m, nil
 		}
 	}
-	return Method{}, fmt.Errorf("no transport called %s in this plugin", name)
+	return Method{}, errfmt.Errorf("no transport called %s in this plugin", name)
 }
 
 // Status reports each transport as running.
@@ -170,5 +170,5 @@ func ProxyURI(kind string, addr netip.AddrPort, user, pass string) (string, erro
 	case "http":
 		return "http://" + auth + addr.String(), nil
 	}
-	return "", fmt.Errorf("unknown proxy kind %q", kind)
+	return "", errfmt.Errorf("unknown proxy kind %q", kind)
 }

@@ -8,11 +8,11 @@ package pt
 
 import (
 	"errors"
-	"fmt"
 	"net/netip"
 	"strings"
 
 	"tinytor/tor/cstring"
+	"tinytor/tor/errfmt"
 )
 
 // KV is one key=value argument: of a Bridge line (sent to the transport on
@@ -79,7 +79,7 @@ func socks5Auth(enc string) (user, pass string, err error) {
 	case len(enc) <= maxSOCKS5Args:
 		return enc[:255], enc[255:], nil
 	}
-	return "", "", fmt.Errorf("bridge arguments are %d bytes encoded, more than the %d that SOCKS5 can carry", len(enc), maxSOCKS5Args)
+	return "", "", errfmt.Errorf("bridge arguments are %d bytes encoded, more than the %d that SOCKS5 can carry", len(enc), maxSOCKS5Args)
 }
 
 // cmethod is a parsed CMETHOD line.
@@ -98,7 +98,7 @@ func parseCMethod(rest string) (cmethod, error) {
 	}
 	m := cmethod{name: f[0]}
 	if !ValidName(m.name) {
-		return cmethod{}, fmt.Errorf("transport name %q is not a C identifier", clip(m.name))
+		return cmethod{}, errfmt.Errorf("transport name %q is not a C identifier", clip(m.name))
 	}
 	switch f[1] {
 	case "socks4":
@@ -106,11 +106,11 @@ func parseCMethod(rest string) (cmethod, error) {
 	case "socks5":
 		m.socks = 5
 	default:
-		return cmethod{}, fmt.Errorf("transport %s: unknown proxy protocol %q", m.name, clip(f[1]))
+		return cmethod{}, errfmt.Errorf("transport %s: unknown proxy protocol %q", m.name, clip(f[1]))
 	}
 	ap, err := netip.ParseAddrPort(f[2])
 	if err != nil || ap.Port() == 0 || ap.Addr().Zone() != "" {
-		return cmethod{}, fmt.Errorf("transport %s: bad address %q", m.name, clip(f[2]))
+		return cmethod{}, errfmt.Errorf("transport %s: bad address %q", m.name, clip(f[2]))
 	}
 	m.addr = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	return m, nil
@@ -127,17 +127,17 @@ func parseKVs(s string) ([]KV, error) {
 		}
 		eq := strings.IndexAny(s, "= ")
 		if eq <= 0 || s[eq] != '=' {
-			return nil, fmt.Errorf("argument %q is not KEY=VALUE", clip(s))
+			return nil, errfmt.Errorf("argument %q is not KEY=VALUE", clip(s))
 		}
 		kv := KV{Key: s[:eq]}
 		s = s[eq+1:]
 		if strings.HasPrefix(s, `"`) {
 			v, n, err := cstring.Unquote(s)
 			if err != nil {
-				return nil, fmt.Errorf("value of %s: %w", kv.Key, err)
+				return nil, errfmt.Errorf("value of %s: %w", kv.Key, err)
 			}
 			if n < len(s) && s[n] != ' ' {
-				return nil, fmt.Errorf("value of %s: garbage after quoted string", kv.Key)
+				return nil, errfmt.Errorf("value of %s: garbage after quoted string", kv.Key)
 			}
 			kv.Value, s = v, s[n:]
 		} else {

@@ -3,10 +3,10 @@ package pt
 import (
 	"bufio"
 	"errors"
-	"fmt"
 	"io"
 	"strings"
 
+	"tinytor/tor/errfmt"
 	"tinytor/tor/torlog"
 )
 
@@ -63,7 +63,7 @@ func (s *session) line(l string) *outcome {
 	s.log.Debugf("Got a line from managed proxy '%s': (%s)", s.label, clip(l))
 	kw, rest, _ := strings.Cut(l, " ")
 	fail := func(format string, args ...any) *outcome {
-		return &outcome{err: fmt.Errorf(format, args...), permanent: true}
+		return &outcome{err: errfmt.Errorf(format, args...), permanent: true}
 	}
 	inStage := func(st int) bool {
 		return s.stage == st
@@ -123,7 +123,7 @@ func (s *session) line(l string) *outcome {
 		name, msg, _ := strings.Cut(rest, " ")
 		s.log.Warnf("Client managed proxy '%s' encountered a method error. (%s)", s.label, clip(rest))
 		if s.want[name] {
-			s.errs[name] = fmt.Errorf("transport proxy could not launch %s: %s", name, clip(msg))
+			s.errs[name] = errfmt.Errorf("transport proxy could not launch %s: %s", name, clip(msg))
 			delete(s.methods, name)
 		}
 	case kw == "CMETHODS" && rest == "DONE" && inStage(stageMethods):
@@ -133,7 +133,7 @@ func (s *session) line(l string) *outcome {
 		s.stage = stageDone
 		for n := range s.want {
 			if _, ok := s.methods[n]; !ok && s.errs[n] == nil {
-				s.errs[n] = fmt.Errorf("transport proxy does not provide %s (not in its CMETHOD lines)", n)
+				s.errs[n] = errfmt.Errorf("transport proxy does not provide %s (not in its CMETHOD lines)", n)
 			}
 		}
 		if len(s.methods) == 0 {

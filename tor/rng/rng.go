@@ -6,9 +6,10 @@ package rng
 
 import (
 	crand "crypto/rand"
-	"fmt"
 	"math/rand/v2"
 	"sync"
+
+	"tinytor/tor/errfmt"
 )
 
 // Source is a crypto-seeded generator safe for concurrent use.
@@ -21,7 +22,7 @@ type Source struct {
 func New() (*Source, error) {
 	var seed [32]byte
 	if _, err := crand.Read(seed[:]); err != nil {
-		return nil, fmt.Errorf("seeding the random generator: %w", err)
+		return nil, errfmt.Errorf("seeding the random generator: %w", err)
 	}
 	return &Source{r: rand.New(rand.NewChaCha8(seed))}, nil
 }

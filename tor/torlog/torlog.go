@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"tinytor/tor/errfmt"
 )
 
 // Severity is a C tor log level.
@@ -51,7 +53,7 @@ func ParseSeverity(name string) (Severity, error) {
 	case "err", "error":
 		return Err, nil
 	}
-	return 0, fmt.Errorf("unknown log severity %q (want debug, info, notice, warn or err)", name)
+	return 0, errfmt.Errorf("unknown log severity %q (want debug, info, notice, warn or err)", name)
 }
 
 // Sink is one log destination with the range of severities it takes.

@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"tinytor/tor/errfmt"
 )
 
 // The persistent format is one line per layer-2 guard, in the K=V style
@@ -52,7 +53,7 @@ func (e *LineError) Unwrap() error { return e.Err }
 // Errors of whole lines.
 var (
 	errMissing   = errors.New("rsa_id or expires missing")
-	errTooMany   = fmt.Errorf("more than %d layer-2 guards", maxStateGuards)
+	errTooMany   = errfmt.Errorf("more than %d layer-2 guards", maxStateGuards)
 	errDuplicate = errors.New("duplicate layer-2 guard")
 )
 
@@ -67,7 +68,7 @@ func parseState(data []byte) (guards []l2, problems []error) {
 		}
 		g, err := parseLine(line)
 		if err == nil && seen[g.id] {
-			err = fmt.Errorf("%w %X", errDuplicate, g.id)
+			err = errfmt.Errorf("%w %X", errDuplicate, g.id)
 		}
 		if err == nil && len(guards) >= maxStateGuards {
 			err = errTooMany

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"tinytor/tor/dir"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/guard"
 	"tinytor/tor/path"
 	"tinytor/tor/torlog"
@@ -340,7 +341,7 @@ func (m *Manager) addLocked(now time.Time, need int) {
 // directory in use. An error wrapping ErrNoLayer2Guard means none fits.
 func (m *Manager) Pick(d *path.Dir, usable func(*path.Node) bool) (*path.Node, error) {
 	if d == nil || d.Consensus == nil {
-		return nil, fmt.Errorf("choosing a layer-2 guard: %w (no directory)", ErrNoLayer2Guard)
+		return nil, errfmt.Errorf("choosing a layer-2 guard: %w (no directory)", ErrNoLayer2Guard)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -365,7 +366,7 @@ func (m *Manager) Pick(d *path.Dir, usable func(*path.Node) bool) (*path.Node, e
 		fit = append(fit, n)
 	}
 	if len(fit) == 0 {
-		return nil, fmt.Errorf("choosing a layer-2 guard: %w (%d in the set, none fits this circuit)", ErrNoLayer2Guard, len(m.guards))
+		return nil, errfmt.Errorf("choosing a layer-2 guard: %w (%d in the set, none fits this circuit)", ErrNoLayer2Guard, len(m.guards))
 	}
 	return fit[m.rng.IntN(len(fit))], nil
 }
@@ -424,7 +425,7 @@ func (m *Manager) saveErrLocked() error {
 		return nil
 	}
 	if err := m.opts.Store.Write(m.name, encodeState(m.guards)); err != nil {
-		return fmt.Errorf("saving layer-2 guard state %q: %w", m.name, err)
+		return errfmt.Errorf("saving layer-2 guard state %q: %w", m.name, err)
 	}
 	m.dirty = false
 	return nil

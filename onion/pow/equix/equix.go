@@ -12,9 +12,9 @@ package equix
 
 import (
 	"errors"
-	"fmt"
 
 	"tinytor/onion/pow/hashx"
+	"tinytor/tor/errfmt"
 )
 
 // NumIndices is the number of indices in a solution.
@@ -113,7 +113,7 @@ func (v *Verifier) Verify(challenge []byte, s Solution) error {
 		if errors.Is(err, hashx.ErrSeed) {
 			return ErrChallenge
 		}
-		return fmt.Errorf("equix: verify: %w", err)
+		return errfmt.Errorf("equix: verify: %w", err)
 	}
 	return verifySums(&v.h, &s)
 }

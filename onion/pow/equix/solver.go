@@ -3,9 +3,9 @@ package equix
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"tinytor/onion/pow/hashx"
+	"tinytor/tor/errfmt"
 )
 
 // Solver geometry, as the reference's solver_heap.h.
@@ -76,7 +76,7 @@ func (s *Solver) SolveContext(ctx context.Context, challenge []byte, dst []Solut
 		if errors.Is(err, hashx.ErrSeed) {
 			return dst, ErrChallenge
 		}
-		return dst, fmt.Errorf("equix: solve: %w", err)
+		return dst, errfmt.Errorf("equix: solve: %w", err)
 	}
 	if err := s.stage0(ctx); err != nil {
 		return dst, err
@@ -101,7 +101,7 @@ func (s *Solver) Verify(challenge []byte, sol Solution) error {
 		if errors.Is(err, hashx.ErrSeed) {
 			return ErrChallenge
 		}
-		return fmt.Errorf("equix: verify: %w", err)
+		return errfmt.Errorf("equix: verify: %w", err)
 	}
 	return verifySums(&s.h, &sol)
 }

@@ -2,8 +2,9 @@ package handshake
 
 import (
 	"crypto/subtle"
-	"fmt"
 	"io"
+
+	"tinytor/tor/errfmt"
 )
 
 // Sizes of the CREATE_FAST and CREATED_FAST payloads (tor-spec 5.1.5).
@@ -22,7 +23,7 @@ type FastClient struct {
 func NewFast(rand io.Reader) (*FastClient, [FastClientLen]byte, error) {
 	var c FastClient
 	if _, err := io.ReadFull(rand, c.x[:]); err != nil {
-		return nil, [FastClientLen]byte{}, fmt.Errorf("CREATE_FAST: reading random X: %w", err)
+		return nil, [FastClientLen]byte{}, errfmt.Errorf("CREATE_FAST: reading random X: %w", err)
 	}
 	return &c, c.x, nil
 }
@@ -31,7 +32,7 @@ func NewFast(rand io.Reader) (*FastClient, [FastClientLen]byte, error) {
 // bytes), checks KH and returns the hop's keys (KDF-TOR over X | Y).
 func (c *FastClient) Finish(reply []byte) (*KeyMaterial, error) {
 	if len(reply) < FastServerLen {
-		return nil, fmt.Errorf("CREATED_FAST: payload of %d bytes, want %d", len(reply), FastServerLen)
+		return nil, errfmt.Errorf("CREATED_FAST: payload of %d bytes, want %d", len(reply), FastServerLen)
 	}
 	var k0 [2 * HashLen]byte
 	copy(k0[:], c.x[:])
@@ -45,7 +46,7 @@ func (c *FastClient) Finish(reply []byte) (*KeyMaterial, error) {
 	zero(k)
 	if subtle.ConstantTimeCompare(km.KH[:], reply[HashLen:FastServerLen]) != 1 {
 		km.Zero()
-		return nil, fmt.Errorf("CREATED_FAST: derivative key data KH does not match")
+		return nil, errfmt.Errorf("CREATED_FAST: derivative key data KH does not match")
 	}
 	zero(c.x[:])
 	return km, nil

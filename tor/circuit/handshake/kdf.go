@@ -9,10 +9,11 @@ package handshake
 import (
 	"crypto/sha1"
 	"crypto/sha256"
-	"fmt"
 	"io"
 
 	"golang.org/x/crypto/hkdf"
+
+	"tinytor/tor/errfmt"
 )
 
 // Sizes used by the tor1 relay crypto (tor-spec 0.2).
@@ -46,7 +47,7 @@ func (k *KeyMaterial) Zero() {
 // n may be at most 256*HashLen.
 func KDFTor(k0 []byte, n int) ([]byte, error) {
 	if n < 0 || n > 256*HashLen {
-		return nil, fmt.Errorf("KDF-TOR: cannot produce %d bytes (at most %d)", n, 256*HashLen)
+		return nil, errfmt.Errorf("KDF-TOR: cannot produce %d bytes (at most %d)", n, 256*HashLen)
 	}
 	out := make([]byte, 0, n+HashLen)
 	h := sha1.New()
@@ -64,7 +65,7 @@ func KDFTor(k0 []byte, n int) ([]byte, error) {
 func KDFRFC5869(secret, salt, info []byte, n int) ([]byte, error) {
 	out := make([]byte, n)
 	if _, err := io.ReadFull(hkdf.New(sha256.New, secret, salt, info), out); err != nil {
-		return nil, fmt.Errorf("KDF-RFC5869: expanding %d bytes: %w", n, err)
+		return nil, errfmt.Errorf("KDF-RFC5869: expanding %d bytes: %w", n, err)
 	}
 	return out, nil
 }
@@ -85,7 +86,7 @@ func keyMaterialFromTor(k []byte) *KeyMaterial {
 // KeyMaterialLen bytes.
 func KeyMaterialFromRFC5869(k []byte) (*KeyMaterial, error) {
 	if len(k) < KeyMaterialLen {
-		return nil, fmt.Errorf("key material: have %d bytes, need %d", len(k), KeyMaterialLen)
+		return nil, errfmt.Errorf("key material: have %d bytes, need %d", len(k), KeyMaterialLen)
 	}
 	var km KeyMaterial
 	k = k[copy(km.Df[:], k):]

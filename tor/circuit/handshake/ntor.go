@@ -4,10 +4,11 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
-	"fmt"
 	"io"
 
 	"golang.org/x/crypto/curve25519"
+
+	"tinytor/tor/errfmt"
 )
 
 // Sizes of the ntor handshake messages (tor-spec 5.1.4).
@@ -41,7 +42,7 @@ type NtorClient struct {
 func NewNtor(rand io.Reader, id [20]byte, b [32]byte) (*NtorClient, [NtorClientLen]byte, error) {
 	var x [32]byte
 	if _, err := io.ReadFull(rand, x[:]); err != nil {
-		return nil, [NtorClientLen]byte{}, fmt.Errorf("ntor: reading random key: %w", err)
+		return nil, [NtorClientLen]byte{}, errfmt.Errorf("ntor: reading random key: %w", err)
 	}
 	return newNtorWithKey(id, b, x)
 }
@@ -50,7 +51,7 @@ func newNtorWithKey(id [20]byte, b [32]byte, x [32]byte) (*NtorClient, [NtorClie
 	c := &NtorClient{id: id, b: b, x: x}
 	pub, err := curve25519.X25519(c.x[:], curve25519.Basepoint)
 	if err != nil {
-		return nil, [NtorClientLen]byte{}, fmt.Errorf("ntor: computing X: %w", err)
+		return nil, [NtorClientLen]byte{}, errfmt.Errorf("ntor: computing X: %w", err)
 	}
 	copy(c.bx[:], pub)
 	var skin [NtorClientLen]byte
@@ -64,7 +65,7 @@ func newNtorWithKey(id [20]byte, b [32]byte, x [32]byte) (*NtorClient, [NtorClie
 // verifies AUTH and returns the hop's keys.
 func (c *NtorClient) Finish(reply []byte) (*KeyMaterial, error) {
 	if len(reply) < NtorServerLen {
-		return nil, fmt.Errorf("ntor: server reply of %d bytes, want %d", len(reply), NtorServerLen)
+		return nil, errfmt.Errorf("ntor: server reply of %d bytes, want %d", len(reply), NtorServerLen)
 	}
 	y := reply[0:32]
 	auth := reply[32:64]
@@ -72,11 +73,11 @@ func (c *NtorClient) Finish(reply []byte) (*KeyMaterial, error) {
 	// the point-at-infinity check the spec asks for.
 	xy, err := curve25519.X25519(c.x[:], y)
 	if err != nil {
-		return nil, fmt.Errorf("ntor: EXP(Y,x): %w", err)
+		return nil, errfmt.Errorf("ntor: EXP(Y,x): %w", err)
 	}
 	xb, err := curve25519.X25519(c.x[:], c.b[:])
 	if err != nil {
-		return nil, fmt.Errorf("ntor: EXP(B,x): %w", err)
+		return nil, errfmt.Errorf("ntor: EXP(B,x): %w", err)
 	}
 	secret := make([]byte, 0, 32*5+20+len(ntorProtoID))
 	secret = append(secret, xy...)
@@ -101,12 +102,12 @@ func (c *NtorClient) Finish(reply []byte) (*KeyMaterial, error) {
 	authInput = append(authInput, "Server"...)
 	want := hmacSHA256(ntorTMac, authInput)
 	if subtle.ConstantTimeCompare(want, auth) != 1 {
-		return nil, fmt.Errorf("ntor: server AUTH does not match (wrong onion key or tampered reply)")
+		return nil, errfmt.Errorf("ntor: server AUTH does not match (wrong onion key or tampered reply)")
 	}
 	// KEY_SEED = H(secret_input, t_key) is HKDF-Extract(salt=t_key).
 	k, err := KDFRFC5869(secret, ntorTKey, ntorMExpand, KeyMaterialLen)
 	if err != nil {
-		return nil, fmt.Errorf("ntor: %w", err)
+		return nil, errfmt.Errorf("ntor: %w", err)
 	}
 	defer zero(k)
 	zero(c.x[:])

@@ -7,10 +7,11 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 
 	"golang.org/x/crypto/curve25519"
+
+	"tinytor/tor/errfmt"
 )
 
 // Sizes of the ntor v3 handshake messages (proposal 332; tor-spec
@@ -75,7 +76,7 @@ type NtorV3Client struct {
 func NewNtorV3(rand io.Reader, id, b [32]byte, msg []byte) (*NtorV3Client, []byte, error) {
 	var x [32]byte
 	if _, err := io.ReadFull(rand, x[:]); err != nil {
-		return nil, nil, fmt.Errorf("ntor v3: reading random key: %w", err)
+		return nil, nil, errfmt.Errorf("ntor v3: reading random key: %w", err)
 	}
 	c, skin, err := newNtorV3WithKey(id, b, x, []byte(NtorV3CircuitVerification), msg)
 	zero(x[:])
@@ -89,13 +90,13 @@ func newNtorV3WithKey(id, b, x [32]byte, ver, msg []byte) (*NtorV3Client, []byte
 	c := &NtorV3Client{id: id, b: b, x: x, ver: append([]byte(nil), ver...)}
 	pub, err := curve25519.X25519(c.x[:], curve25519.Basepoint)
 	if err != nil {
-		return nil, nil, fmt.Errorf("ntor v3: computing X: %w", err)
+		return nil, nil, errfmt.Errorf("ntor v3: computing X: %w", err)
 	}
 	copy(c.pubX[:], pub)
 	// Bx = EXP(B, x); X25519 refuses an all-zero result (a B of low order).
 	bx, err := curve25519.X25519(c.x[:], c.b[:])
 	if err != nil {
-		return nil, nil, fmt.Errorf("ntor v3: EXP(B,x) with the relay's onion key: %w", err)
+		return nil, nil, errfmt.Errorf("ntor v3: EXP(B,x) with the relay's onion key: %w", err)
 	}
 	copy(c.bx[:], bx)
 	zero(bx)
@@ -146,7 +147,7 @@ func (c *NtorV3Client) Finish(reply []byte) (*KeyMaterial, []byte, error) {
 	defer zero(k)
 	km, err := KeyMaterialFromRFC5869(k)
 	if err != nil {
-		return nil, nil, fmt.Errorf("ntor v3: %w", err)
+		return nil, nil, errfmt.Errorf("ntor v3: %w", err)
 	}
 	return km, sm, nil
 }
@@ -161,10 +162,10 @@ func (c *NtorV3Client) FinishKeys(reply []byte, n int) (keys, serverMsg []byte, 
 	c.used = true
 	defer zero(c.x[:])
 	if n < 0 {
-		return nil, nil, fmt.Errorf("ntor v3: cannot produce %d key bytes", n)
+		return nil, nil, errfmt.Errorf("ntor v3: cannot produce %d key bytes", n)
 	}
 	if len(reply) < NtorV3ServerOverhead {
-		return nil, nil, fmt.Errorf("ntor v3: server handshake of %d bytes, want at least %d", len(reply), NtorV3ServerOverhead)
+		return nil, nil, errfmt.Errorf("ntor v3: server handshake of %d bytes, want at least %d", len(reply), NtorV3ServerOverhead)
 	}
 	y := reply[0:32]
 	auth := reply[32:64]
@@ -173,7 +174,7 @@ func (c *NtorV3Client) FinishKeys(reply []byte, n int) (keys, serverMsg []byte, 
 	// Yx = EXP(Y, x); X25519 refuses an all-zero result.
 	yx, err := curve25519.X25519(c.x[:], y)
 	if err != nil {
-		return nil, nil, fmt.Errorf("ntor v3: EXP(Y,x): %w", err)
+		return nil, nil, errfmt.Errorf("ntor v3: EXP(Y,x): %w", err)
 	}
 	// secret_input = Yx | Bx | ID | B | X | Y | PROTOID | ENCAP(VER);
 	// ntor_key_seed = H_key_seed(secret_input); verify = H_verify(...).
@@ -209,7 +210,7 @@ func (c *NtorV3Client) FinishKeys(reply []byte, n int) (keys, serverMsg []byte, 
 	ha.Write([]byte("Server"))
 	ha.Sum(want[:0])
 	if subtle.ConstantTimeCompare(want[:], auth) != 1 {
-		return nil, nil, fmt.Errorf("%w (wrong onion key or identity, or a tampered reply)", ErrNtorV3Auth)
+		return nil, nil, errfmt.Errorf("%w (wrong onion key or identity, or a tampered reply)", ErrNtorV3Auth)
 	}
 
 	// RAW_KEYSTREAM = KDF_final(ntor_key_seed) = ENC_KEY(32) | KEYSTREAM.
@@ -251,7 +252,7 @@ func encapXOF(x *sha3.SHAKE, s []byte) {
 func aes256CTR(key, dst, src []byte) error {
 	blk, err := aes.NewCipher(key)
 	if err != nil {
-		return fmt.Errorf("ntor v3: AES-256: %w", err)
+		return errfmt.Errorf("ntor v3: AES-256: %w", err)
 	}
 	var iv [aes.BlockSize]byte
 	cipher.NewCTR(blk, iv[:]).XORKeyStream(dst, src)

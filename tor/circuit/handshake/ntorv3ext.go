@@ -3,8 +3,9 @@ package handshake
 import (
 	"cmp"
 	"errors"
-	"fmt"
 	"sort"
+
+	"tinytor/tor/errfmt"
 )
 
 // Extension field types of the ntor v3 client and server messages
@@ -67,12 +68,12 @@ type Ext struct {
 // ascending types).
 func AppendExts(b []byte, exts []Ext) ([]byte, error) {
 	if len(exts) > 255 {
-		return nil, fmt.Errorf("%d extensions, at most 255", len(exts))
+		return nil, errfmt.Errorf("%d extensions, at most 255", len(exts))
 	}
 	b = append(b, byte(len(exts)))
 	for _, e := range exts {
 		if len(e.Body) > 255 {
-			return nil, fmt.Errorf("extension of type %d: body of %d bytes, at most 255", e.Type, len(e.Body))
+			return nil, errfmt.Errorf("extension of type %d: body of %d bytes, at most 255", e.Type, len(e.Body))
 		}
 		b = append(b, e.Type, byte(len(e.Body)))
 		b = append(b, e.Body...)
@@ -87,10 +88,10 @@ func AppendExts(b []byte, exts []Ext) ([]byte, error) {
 func ParseExts(b []byte) ([]Ext, error) {
 	exts, rest, err := CutExts(b)
 	if err == nil && len(rest) != 0 {
-		err = fmt.Errorf("%d bytes after the %d extensions", len(rest), len(exts))
+		err = errfmt.Errorf("%d bytes after the %d extensions", len(rest), len(exts))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("ntor v3 message: %w: %w", err, ErrMalformedExt)
+		return nil, errfmt.Errorf("ntor v3 message: %w: %w", err, ErrMalformedExt)
 	}
 	return exts, nil
 }
@@ -111,12 +112,12 @@ func CutExts(b []byte) (exts []Ext, rest []byte, err error) {
 	}
 	for i := 1; i <= n; i++ {
 		if len(b)-off < 2 {
-			return nil, nil, fmt.Errorf("extension %d of %d at byte %d: header needs 2 bytes, %d left", i, n, off, len(b)-off)
+			return nil, nil, errfmt.Errorf("extension %d of %d at byte %d: header needs 2 bytes, %d left", i, n, off, len(b)-off)
 		}
 		typ, l := b[off], int(b[off+1])
 		off += 2
 		if len(b)-off < l {
-			return nil, nil, fmt.Errorf("extension %d of %d (type %d) at byte %d: body of %d bytes, %d left", i, n, typ, off-2, l, len(b)-off)
+			return nil, nil, errfmt.Errorf("extension %d of %d (type %d) at byte %d: body of %d bytes, %d left", i, n, typ, off-2, l, len(b)-off)
 		}
 		exts = append(exts, Ext{Type: typ, Body: b[off : off+l : off+l]})
 		off += l
@@ -162,7 +163,7 @@ func AppendSubprotoRequest(b []byte, reqs []Subproto) ([]byte, error) {
 		}
 	}
 	if n := len(b) - start; n > 255 {
-		return nil, fmt.Errorf("subprotocol request: %d capabilities, at most 127", n/2)
+		return nil, errfmt.Errorf("subprotocol request: %d capabilities, at most 127", n/2)
 	}
 	return b, nil
 }
@@ -172,13 +173,13 @@ func AppendSubprotoRequest(b []byte, reqs []Subproto) ([]byte, error) {
 // not strictly ascending.
 func ParseSubprotoRequest(body []byte) ([]Subproto, error) {
 	if len(body)%2 != 0 {
-		return nil, fmt.Errorf("subprotocol request: odd length %d: %w", len(body), ErrMalformedExt)
+		return nil, errfmt.Errorf("subprotocol request: odd length %d: %w", len(body), ErrMalformedExt)
 	}
 	reqs := make([]Subproto, 0, len(body)/2)
 	for i := 0; i < len(body); i += 2 {
 		r := Subproto{Protocol: body[i], Capability: body[i+1]}
 		if n := len(reqs); n > 0 && cmpSubproto(reqs[n-1], r) >= 0 {
-			return nil, fmt.Errorf("subprotocol request: %d=%d after %d=%d is not in ascending order: %w",
+			return nil, errfmt.Errorf("subprotocol request: %d=%d after %d=%d is not in ascending order: %w",
 				r.Protocol, r.Capability, reqs[n-1].Protocol, reqs[n-1].Capability, ErrMalformedExt)
 		}
 		reqs = append(reqs, r)
@@ -240,7 +241,7 @@ type NtorV3Reply struct {
 func ParseNtorV3Reply(sm []byte, req NtorV3Request) (NtorV3Reply, error) {
 	r, err := parseNtorV3Reply(sm, req)
 	if err != nil {
-		return NtorV3Reply{}, fmt.Errorf("ntor v3 server message: %w", err)
+		return NtorV3Reply{}, errfmt.Errorf("ntor v3 server message: %w", err)
 	}
 	return r, nil
 }
@@ -257,9 +258,9 @@ func parseNtorV3Reply(sm []byte, req NtorV3Request) (NtorV3Reply, error) {
 	case !req.CongestionControl:
 		return NtorV3Reply{}, ErrUnsolicitedCC
 	case len(body) < 1:
-		return NtorV3Reply{}, fmt.Errorf("congestion control response without sendme_inc: %w", ErrMalformedExt)
+		return NtorV3Reply{}, errfmt.Errorf("congestion control response without sendme_inc: %w", ErrMalformedExt)
 	case body[0] == 0:
-		return NtorV3Reply{}, fmt.Errorf("congestion control response with sendme_inc 0: %w", ErrMalformedExt)
+		return NtorV3Reply{}, errfmt.Errorf("congestion control response with sendme_inc 0: %w", ErrMalformedExt)
 	}
 	return NtorV3Reply{CongestionControl: true, SendmeInc: body[0]}, nil
 }

@@ -18,10 +18,10 @@ import (
 	"crypto/subtle"
 	"encoding"
 	"errors"
-	"fmt"
 	"hash"
 
 	"tinytor/tor/circuit/handshake"
+	"tinytor/tor/errfmt"
 )
 
 // PayloadLen is the size of a cell payload (tor-spec 3, PAYLOAD_LEN).
@@ -94,14 +94,14 @@ func NewLayer(newHash func() hash.Hash, df, db, kf, kb []byte) (*Layer, error) {
 	l.fwd.Write(df)
 	l.back.Write(db)
 	if l.fwdCipher, err = newCTR(kf); err != nil {
-		return nil, fmt.Errorf("relay crypto: forward key: %w", err)
+		return nil, errfmt.Errorf("relay crypto: forward key: %w", err)
 	}
 	if l.backCipher, err = newCTR(kb); err != nil {
-		return nil, fmt.Errorf("relay crypto: backward key: %w", err)
+		return nil, errfmt.Errorf("relay crypto: backward key: %w", err)
 	}
 	st, err := l.back.AppendBinary(nil)
 	if err != nil {
-		return nil, fmt.Errorf("relay crypto: saving digest state: %w", err)
+		return nil, errfmt.Errorf("relay crypto: saving digest state: %w", err)
 	}
 	l.state = make([]byte, 0, 2*len(st))
 	l.fwdSum = make([]byte, 0, l.fwd.Size())
@@ -246,7 +246,7 @@ func (p *Path) Layer(i int) *Layer { return p.layers[i] }
 // encryption from that hop back to the first (tor-spec 5.5.2.1).
 func (p *Path) Encrypt(payload *Payload, hop int) error {
 	if hop < 0 || hop >= len(p.layers) {
-		return fmt.Errorf("relay crypto: no hop %d on a %d-hop circuit", hop, len(p.layers))
+		return errfmt.Errorf("relay crypto: no hop %d on a %d-hop circuit", hop, len(p.layers))
 	}
 	p.layers[hop].Originate(payload)
 	for i := hop - 1; i >= 0; i-- {
