@@ -34,7 +34,8 @@ func (e *Error) Error() string {
 		b.WriteString(strconv.Itoa(e.Line))
 	}
 	if e.Keyword != "" {
-		fmt.Fprintf(&b, ": %q", e.Keyword)
+		b.WriteString(": ")
+		b.WriteString(strconv.Quote(e.Keyword))
 	}
 	b.WriteString(": ")
 	if e.Err != nil {
@@ -78,7 +79,7 @@ func (it *Item) Object() ([]byte, error) {
 	out := make([]byte, base64.StdEncoding.DecodedLen(len(it.objectBody)))
 	n, err := base64.StdEncoding.Decode(out, it.objectBody)
 	if err != nil {
-		return nil, fmt.Errorf("object %q: bad base64: %w", it.ObjectType, err)
+		return nil, newReason(err, "object %q: bad base64", it.ObjectType)
 	}
 	return out[:n], nil
 }
@@ -102,22 +103,128 @@ func NewTokenizer(name string, doc []byte) *Tokenizer {
 
 // Errorf returns an *Error for the given item.
 func (t *Tokenizer) Errorf(it *Item, format string, args ...any) error {
-	e := &Error{Doc: t.Name, Err: fmt.Errorf(format, args...)}
-	if it != nil {
-		e.Line = it.Line
-		e.Keyword = string(it.Keyword)
-	}
-	return e
+	return t.fail(it, fmt.Errorf(format, args...), "", nil)
 }
 
 // Wrap returns an *Error for the given item wrapping err.
-func (t *Tokenizer) Wrap(it *Item, err error) error {
+func (t *Tokenizer) Wrap(it *Item, err error) error { return t.fail(it, err, "", nil) }
+
+// Fail returns an *Error for the given item (nil: none) whose reason is
+// msg, in which each "%q" is replaced by the next of vals quoted as a Go
+// string and each "%s" by the next of vals as it is.
+func (t *Tokenizer) Fail(it *Item, msg string, vals ...[]byte) error {
+	return t.fail(it, nil, msg, vals)
+}
+
+// FailLine is Fail for a line that has no item: the line number alone
+// (0 if unknown) locates the problem.
+func (t *Tokenizer) FailLine(line int, msg string, vals ...[]byte) error {
+	return t.fail(&Item{Line: line}, nil, msg, vals)
+}
+
+// WrapMsg returns an *Error for the given item whose reason is "msg:
+// err", msg formatted as in Fail; it wraps err.
+func (t *Tokenizer) WrapMsg(it *Item, err error, msg string, vals ...[]byte) error {
+	return t.fail(it, err, msg, vals)
+}
+
+// failAt is Fail for a line and keyword without an item.
+func (t *Tokenizer) failAt(line int, kw []byte, msg string, vals ...[]byte) error {
+	return t.fail(&Item{Line: line, Keyword: kw}, nil, msg, vals)
+}
+
+// hexByte formats c as 0x and two hex digits.
+func hexByte(c byte) []byte {
+	const digits = "0123456789abcdef"
+	return []byte{'0', 'x', digits[c>>4], digits[c&15]}
+}
+
+// fail builds the errors of Errorf, Wrap, Fail and WrapMsg.
+func (t *Tokenizer) fail(it *Item, err error, msg string, vals [][]byte) error {
 	e := &Error{Doc: t.Name, Err: err}
 	if it != nil {
 		e.Line = it.Line
 		e.Keyword = string(it.Keyword)
 	}
+	if msg != "" {
+		e.Err = newReason(err, msg, vals...)
+	}
 	return e
+}
+
+// newReason returns the error "msg: err" (just msg if err is nil), msg
+// formatted as in Fail; it wraps err.
+func newReason(err error, msg string, vals ...[]byte) error {
+	var b []byte
+	for i := 0; i < len(msg); i++ {
+		if msg[i] == '%' && i+1 < len(msg) && len(vals) > 0 && (msg[i+1] == 'q' || msg[i+1] == 's') {
+			if msg[i+1] == 'q' {
+				b = strconv.AppendQuote(b, string(vals[0]))
+			} else {
+				b = append(b, vals[0]...)
+			}
+			vals = vals[1:]
+			i++
+			continue
+		}
+		b = append(b, msg[i])
+	}
+	return &reason{msg: string(b), err: err}
+}
+
+// reason is an *Error's reason made by Fail or WrapMsg.
+type reason struct {
+	msg string
+	err error // nil for Fail
+}
+
+func (r *reason) Error() string {
+	if r.err == nil {
+		return r.msg
+	}
+	return r.msg + ": " + r.err.Error()
+}
+
+func (r *reason) Unwrap() error { return r.err }
+
+// Shape is what CheckShape requires of an item's object.
+type Shape int8
+
+// Object rules for CheckShape.
+const (
+	NoObject   Shape = iota // the item must not have an object
+	NeedObject              // the item must have an object
+	AnyObject               // the item may have an object
+)
+
+// CheckShape fails unless it has at least min and at most max arguments
+// (max < 0: no limit) and an object as obj requires.
+func (t *Tokenizer) CheckShape(it *Item, min, max int, obj Shape) error {
+	n := len(it.Args)
+	switch {
+	case n < min:
+		return t.Errorf(it, "too few arguments (%d, want at least %d)", n, min)
+	case max >= 0 && n > max:
+		return t.Errorf(it, "too many arguments (%d, want at most %d)", n, max)
+	case obj == NeedObject && !it.HasObject():
+		return t.Fail(it, "missing object")
+	case obj == NoObject && it.HasObject():
+		return t.Fail(it, "unexpected object %q", it.ObjectType)
+	}
+	return nil
+}
+
+// ObjectOf returns the item's decoded object, failing unless its type is
+// typ.
+func (t *Tokenizer) ObjectOf(it *Item, typ string) ([]byte, error) {
+	if string(it.ObjectType) != typ {
+		return nil, t.Fail(it, "want a%s %s object, got %q", article(typ), []byte(typ), it.ObjectType)
+	}
+	b, err := it.Object()
+	if err != nil {
+		return nil, t.Wrap(it, err)
+	}
+	return b, nil
 }
 
 // Pos returns the byte offset of the next item.
@@ -137,7 +244,7 @@ func (t *Tokenizer) Next() (Item, error) {
 	start := t.pos
 	nl := bytes.IndexByte(doc[start:], '\n')
 	if nl < 0 {
-		return Item{}, &Error{Doc: t.Name, Line: t.line, Err: errors.New("last line does not end with a newline")}
+		return Item{}, t.FailLine(t.line, "last line does not end with a newline")
 	}
 	lineEnd := start + nl
 	line := doc[start:lineEnd]
@@ -150,7 +257,7 @@ func (t *Tokenizer) Next() (Item, error) {
 	kw := line[:i]
 	it.Keyword = kw
 	if err := t.checkKeyword(kw); err != nil {
-		return Item{}, &Error{Doc: t.Name, Line: t.line, Keyword: printable(kw), Err: err}
+		return Item{}, t.fail(&Item{Line: t.line, Keyword: []byte(printable(kw))}, err, "", nil)
 	}
 	for i < len(line) {
 		for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
@@ -160,8 +267,7 @@ func (t *Tokenizer) Next() (Item, error) {
 		for j < len(line) && line[j] != ' ' && line[j] != '\t' {
 			c := line[j]
 			if c < 0x21 || c > 0x7e {
-				return Item{}, &Error{Doc: t.Name, Line: t.line, Keyword: string(kw),
-					Err: fmt.Errorf("non-printable character 0x%02x in arguments", c)}
+				return Item{}, t.failAt(t.line, kw, "non-printable character %s in arguments", hexByte(c))
 			}
 			j++
 		}
@@ -188,33 +294,32 @@ func (t *Tokenizer) readObject(it *Item) error {
 	begLine := t.line
 	nl := bytes.IndexByte(doc[t.pos:], '\n')
 	if nl < 0 {
-		return &Error{Doc: t.Name, Line: begLine, Keyword: string(it.Keyword), Err: errors.New("object BEGIN line does not end with a newline")}
+		return t.failAt(begLine, it.Keyword, "object BEGIN line does not end with a newline")
 	}
 	beg := doc[t.pos : t.pos+nl]
 	if !bytes.HasSuffix(beg, []byte("-----")) || len(beg) < len("-----BEGIN X-----") {
-		return &Error{Doc: t.Name, Line: begLine, Keyword: string(it.Keyword), Err: fmt.Errorf("malformed object BEGIN line %q", printable(beg))}
+		return t.failAt(begLine, it.Keyword, "malformed object BEGIN line %q", []byte(printable(beg)))
 	}
 	typ := beg[len("-----BEGIN ") : len(beg)-5]
 	if err := checkObjectType(typ); err != nil {
-		return &Error{Doc: t.Name, Line: begLine, Keyword: string(it.Keyword), Err: err}
+		return t.fail(&Item{Line: begLine, Keyword: it.Keyword}, err, "", nil)
 	}
 	t.pos += nl + 1
 	t.line++
 	bodyStart := t.pos
 	for {
 		if t.pos >= len(doc) {
-			return &Error{Doc: t.Name, Line: begLine, Keyword: string(it.Keyword), Err: fmt.Errorf("object %q has no END line", typ)}
+			return t.failAt(begLine, it.Keyword, "object %q has no END line", typ)
 		}
 		nl := bytes.IndexByte(doc[t.pos:], '\n')
 		if nl < 0 {
-			return &Error{Doc: t.Name, Line: t.line, Keyword: string(it.Keyword), Err: fmt.Errorf("object %q: line does not end with a newline", typ)}
+			return t.failAt(t.line, it.Keyword, "object %q: line does not end with a newline", typ)
 		}
 		l := doc[t.pos : t.pos+nl]
 		if bytes.HasPrefix(l, []byte("-----END ")) {
 			if !bytes.HasSuffix(l, []byte("-----")) || len(l) < len("-----END -----") ||
 				!bytes.Equal(l[len("-----END "):len(l)-5], typ) {
-				return &Error{Doc: t.Name, Line: t.line, Keyword: string(it.Keyword),
-					Err: fmt.Errorf("object END line %q does not match BEGIN %q", printable(l), typ)}
+				return t.failAt(t.line, it.Keyword, "object END line %q does not match BEGIN %q", []byte(printable(l)), typ)
 			}
 			it.ObjectType = typ
 			it.objectBody = doc[bodyStart:t.pos]
@@ -225,8 +330,7 @@ func (t *Tokenizer) readObject(it *Item) error {
 		}
 		for _, c := range l {
 			if !isBase64Char(c) {
-				return &Error{Doc: t.Name, Line: t.line, Keyword: string(it.Keyword),
-					Err: fmt.Errorf("object %q: invalid base64 character 0x%02x", typ, c)}
+				return t.failAt(t.line, it.Keyword, "object %q: invalid base64 character %s", typ, hexByte(c))
 			}
 		}
 		t.pos += nl + 1
@@ -257,11 +361,11 @@ func (t *Tokenizer) checkKeyword(kw []byte) error {
 		return errors.New("unexpected object line (no item before it)")
 	}
 	if !isKeywordStart(k[0]) {
-		return fmt.Errorf("invalid keyword start character 0x%02x", k[0])
+		return errors.New("invalid keyword start character " + string(hexByte(k[0])))
 	}
 	for _, c := range k[1:] {
 		if !isKeywordStart(c) && c != '-' {
-			return fmt.Errorf("invalid keyword character 0x%02x", c)
+			return errors.New("invalid keyword character " + string(hexByte(c)))
 		}
 	}
 	return nil
@@ -273,7 +377,7 @@ func checkObjectType(typ []byte) error {
 	}
 	for _, c := range typ {
 		if !isKeywordStart(c) && c != '-' && c != ' ' {
-			return fmt.Errorf("invalid character 0x%02x in object type", c)
+			return errors.New("invalid character " + string(hexByte(c)) + " in object type")
 		}
 	}
 	return nil
@@ -294,7 +398,7 @@ const TimeLayout = "2006-01-02 15:04:05"
 // ParseTime parses two arguments "YYYY-MM-DD" "HH:MM:SS" as a UTC time.
 func ParseTime(date, clock []byte) (time.Time, error) {
 	if len(date) != 10 || len(clock) != 8 {
-		return time.Time{}, fmt.Errorf("bad time %q %q (want YYYY-MM-DD HH:MM:SS)", printable(date), printable(clock))
+		return time.Time{}, newReason(nil, "bad time %q %q (want YYYY-MM-DD HH:MM:SS)", []byte(printable(date)), []byte(printable(clock)))
 	}
 	var buf [19]byte
 	copy(buf[:], date)
@@ -302,7 +406,7 @@ func ParseTime(date, clock []byte) (time.Time, error) {
 	copy(buf[11:], clock)
 	tm, err := time.Parse(TimeLayout, string(buf[:]))
 	if err != nil {
-		return time.Time{}, fmt.Errorf("bad time %q: %w", string(buf[:]), err)
+		return time.Time{}, newReason(err, "bad time %q", buf[:])
 	}
 	return tm, nil
 }
@@ -320,14 +424,14 @@ func TimeArgs(it *Item) (time.Time, error) {
 func DecodeBase64NoPad(dst, src []byte) error {
 	s := bytes.TrimRight(src, "=")
 	if base64.RawStdEncoding.DecodedLen(len(s)) != len(dst) {
-		return fmt.Errorf("base64 value %q has the wrong length (want %d bytes)", printable(src), len(dst))
+		return wrongLength("base64", src, len(dst), "bytes")
 	}
 	n, err := base64.RawStdEncoding.Decode(dst, s)
 	if err != nil {
-		return fmt.Errorf("bad base64 %q: %w", printable(src), err)
+		return newReason(err, "bad base64 %q", []byte(printable(src)))
 	}
 	if n != len(dst) {
-		return fmt.Errorf("base64 value %q has the wrong length (want %d bytes)", printable(src), len(dst))
+		return wrongLength("base64", src, len(dst), "bytes")
 	}
 	return nil
 }
@@ -335,13 +439,13 @@ func DecodeBase64NoPad(dst, src []byte) error {
 // DecodeHex decodes exactly len(dst) bytes of hex (either case).
 func DecodeHex(dst, src []byte) error {
 	if len(src) != 2*len(dst) {
-		return fmt.Errorf("hex value %q has the wrong length (want %d digits)", printable(src), 2*len(dst))
+		return wrongLength("hex", src, 2*len(dst), "digits")
 	}
 	for i := range dst {
 		hi, ok1 := unhex(src[2*i])
 		lo, ok2 := unhex(src[2*i+1])
 		if !ok1 || !ok2 {
-			return fmt.Errorf("bad hex value %q", printable(src))
+			return newReason(nil, "bad hex value %q", []byte(printable(src)))
 		}
 		dst[i] = hi<<4 | lo
 	}
@@ -358,4 +462,20 @@ func unhex(c byte) (byte, bool) {
 		return c - 'A' + 10, true
 	}
 	return 0, false
+}
+
+// article returns "n" if an object type reads with "an" (an ED25519
+// CERT, an RSA PUBLIC KEY, an ID SIGNATURE), "" otherwise (a SIGNATURE).
+func article(typ string) []byte {
+	if typ != "" && bytes.IndexByte([]byte("AEIOR"), typ[0]) >= 0 {
+		return []byte("n")
+	}
+	return nil
+}
+
+// wrongLength is the error of a hex or base64 value src whose length is
+// not the want units.
+func wrongLength(what string, src []byte, want int, units string) error {
+	return newReason(nil, "%s value %q has the wrong length (want %s %s)", []byte(what), []byte(printable(src)),
+		strconv.AppendInt(nil, int64(want), 10), []byte(units))
 }
