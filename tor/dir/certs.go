@@ -129,7 +129,11 @@ func parseAuthCert(t *netdoc.Tokenizer, doc []byte) (*AuthCert, error) {
 				return nil, t.Wrap(&it, err)
 			}
 		case "dir-identity-key", "dir-signing-key":
-			key, digest, err := rsaKeyObject(&it)
+			der, err := t.ObjectOf(&it, rsaKeyType)
+			if err != nil {
+				return nil, err
+			}
+			key, digest, err := parseRSAKey(der, 0, "")
 			if err != nil {
 				return nil, t.Wrap(&it, err)
 			}
@@ -175,19 +179,19 @@ func parseAuthCert(t *netdoc.Tokenizer, doc []byte) (*AuthCert, error) {
 	}
 }
 
-// rsaKeyObject decodes an "RSA PUBLIC KEY" object and returns the key and
-// the SHA-1 of its DER encoding.
-func rsaKeyObject(it *netdoc.Item) (*rsa.PublicKey, [20]byte, error) {
-	if string(it.ObjectType) != "RSA PUBLIC KEY" {
-		return nil, [20]byte{}, fmt.Errorf("want an RSA PUBLIC KEY object, got %q", it.ObjectType)
-	}
-	der, err := it.Object()
-	if err != nil {
-		return nil, [20]byte{}, err
-	}
+// rsaKeyType is the object type of an RSA public key.
+const rsaKeyType = "RSA PUBLIC KEY"
+
+// parseRSAKey parses the DER of an "RSA PUBLIC KEY" object and returns the
+// key and the SHA-1 of its DER encoding. Unless bits is 0, the key must
+// have that size (what names the key in the error).
+func parseRSAKey(der []byte, bits int, what string) (*rsa.PublicKey, [20]byte, error) {
 	key, err := x509.ParsePKCS1PublicKey(der)
 	if err != nil {
 		return nil, [20]byte{}, fmt.Errorf("bad RSA public key: %w", err)
+	}
+	if n := key.N.BitLen(); bits != 0 && n != bits {
+		return nil, [20]byte{}, fmt.Errorf("wrong size on %s: %d bits (want %d)", what, n, bits)
 	}
 	return key, sha1.Sum(x509.MarshalPKCS1PublicKey(key)), nil
 }

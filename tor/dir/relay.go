@@ -274,3 +274,13 @@ func parseIPv4(b []byte) ([4]byte, error) {
 	}
 	return a, nil
 }
+
+// hexID returns b in upper-case hex, as fingerprints are written.
+func hexID(b []byte) []byte {
+	const digits = "0123456789ABCDEF"
+	out := make([]byte, 2*len(b))
+	for i, c := range b {
+		out[2*i], out[2*i+1] = digits[c>>4], digits[c&15]
+	}
+	return out
+}
