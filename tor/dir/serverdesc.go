@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mathbits "math/bits"
 	"net/netip"
 	"time"
 
@@ -145,45 +146,50 @@ const (
 	sdProto
 )
 
-// sdKeywords names the once-only items and the shape C tor's token table
+// sdKeywords names the once-only items, in the order of their sdItem
+// bits, and the shape C tor's token table
 // (routerdesc_token_table) gives them: minimum and maximum arguments
 // (-1: any), whether an object is required, forbidden or allowed, and
 // the type a required object must have.
 var sdKeywords = [...]struct {
 	kw       string
-	bit      sdItem
 	min, max int8
 	obj      netdoc.Shape
 	required bool
 	objType  string
 }{
-	{"router", sdRouter, 5, -1, netdoc.NoObject, true, ""},
-	{"identity-ed25519", sdIdentityEd25519, 0, 0, netdoc.NeedObject, true, "ED25519 CERT"},
-	{"master-key-ed25519", sdMasterKey, 1, -1, netdoc.NoObject, true, ""},
-	{"bandwidth", sdBandwidth, 3, -1, netdoc.NoObject, true, ""},
-	{"platform", sdPlatform, 0, -1, netdoc.NoObject, false, ""},
-	{"published", sdPublished, 2, 2, netdoc.NoObject, true, ""},
-	{"fingerprint", sdFingerprint, 1, -1, netdoc.NoObject, false, ""},
-	{"hibernating", sdHibernating, 1, -1, netdoc.NoObject, false, ""},
-	{"uptime", sdUptime, 1, -1, netdoc.NoObject, false, ""},
-	{"onion-key", sdOnionKey, 0, 0, netdoc.NeedObject, false, rsaKeyType},
-	{"onion-key-crosscert", sdOnionKeyCrossCert, 0, 0, netdoc.NeedObject, false, "CROSSCERT"},
-	{"ntor-onion-key", sdNtorKey, 1, -1, netdoc.NoObject, true, ""},
-	{"ntor-onion-key-crosscert", sdNtorCrossCert, 1, 1, netdoc.NeedObject, true, "ED25519 CERT"},
-	{"signing-key", sdSigningKey, 0, 0, netdoc.NeedObject, true, rsaKeyType},
-	{"ipv6-policy", sdIPv6Policy, 0, -1, netdoc.NoObject, false, ""},
-	{"router-sig-ed25519", sdRouterSigEd25519, 1, -1, netdoc.NoObject, true, ""},
-	{"router-signature", sdRouterSignature, 0, 0, netdoc.NeedObject, true, "SIGNATURE"},
-	{"contact", sdContact, 0, -1, netdoc.NoObject, false, ""},
-	{"family", sdFamily, 0, -1, netdoc.NoObject, false, ""},
-	{"read-history", sdReadHistory, 0, -1, netdoc.NoObject, false, ""},
-	{"write-history", sdWriteHistory, 0, -1, netdoc.NoObject, false, ""},
-	{"extra-info-digest", sdExtraInfoDigest, 1, -1, netdoc.NoObject, false, ""},
-	{"hidden-service-dir", sdHSDir, 0, 0, netdoc.NoObject, false, ""},
-	{"caches-extra-info", sdCachesExtraInfo, 0, 0, netdoc.NoObject, false, ""},
-	{"allow-single-hop-exits", sdAllowSingleHop, 0, 0, netdoc.NoObject, false, ""},
-	{"tunnelled-dir-server", sdTunnelledDir, 0, 0, netdoc.NoObject, false, ""},
-	{"proto", sdProto, 0, -1, netdoc.NoObject, true, ""},
+	{"router", 5, -1, netdoc.NoObject, true, ""},
+	{"identity-ed25519", 0, 0, netdoc.NeedObject, true, "ED25519 CERT"},
+	{"master-key-ed25519", 1, -1, netdoc.NoObject, true, ""},
+	{"bandwidth", 3, -1, netdoc.NoObject, true, ""},
+	{"platform", 0, -1, netdoc.NoObject, false, ""},
+	{"published", 2, 2, netdoc.NoObject, true, ""},
+	{"fingerprint", 1, -1, netdoc.NoObject, false, ""},
+	{"hibernating", 1, -1, netdoc.NoObject, false, ""},
+	{"uptime", 1, -1, netdoc.NoObject, false, ""},
+	{"onion-key", 0, 0, netdoc.NeedObject, false, rsaKeyType},
+	{"onion-key-crosscert", 0, 0, netdoc.NeedObject, false, "CROSSCERT"},
+	{"ntor-onion-key", 1, -1, netdoc.NoObject, true, ""},
+	{"ntor-onion-key-crosscert", 1, 1, netdoc.NeedObject, true, "ED25519 CERT"},
+	{"signing-key", 0, 0, netdoc.NeedObject, true, rsaKeyType},
+	{"ipv6-policy", 0, -1, netdoc.NoObject, false, ""},
+	{"router-sig-ed25519", 1, -1, netdoc.NoObject, true, ""},
+	{"router-signature", 0, 0, netdoc.NeedObject, true, "SIGNATURE"},
+	{"contact", 0, -1, netdoc.NoObject, false, ""},
+	{"family", 0, -1, netdoc.NoObject, false, ""},
+	{"read-history", 0, -1, netdoc.NoObject, false, ""},
+	{"write-history", 0, -1, netdoc.NoObject, false, ""},
+	{"extra-info-digest", 1, -1, netdoc.NoObject, false, ""},
+	{"hidden-service-dir", 0, 0, netdoc.NoObject, false, ""},
+	{"caches-extra-info", 0, 0, netdoc.NoObject, false, ""},
+	{"allow-single-hop-exits", 0, 0, netdoc.NoObject, false, ""},
+	{"tunnelled-dir-server", 0, 0, netdoc.NoObject, false, ""},
+	{"proto", 0, -1, netdoc.NoObject, true, ""},
+}
+
+// itemOf returns the once-only item with the given bit (zero if unseen).
+func (p *sdParser) itemOf(bit sdItem) *netdoc.Item {
+	return &p.items[mathbits.TrailingZeros32(uint32(bit))]
 }
 
 // edSigPrefix is prepended to the Ed25519-signed portion before hashing
@@ -272,26 +278,21 @@ type sdParser struct {
 	doc  []byte
 	sd   *ServerDescriptor
 	seen sdItem
+	// items holds the once-only items seen, indexed as sdKeywords.
+	items [len(sdKeywords)]netdoc.Item
 
 	start int // offset of the "router" line
 
 	identityKey  *rsa.PublicKey
 	onionKey     *rsa.PublicKey
-	fingerprint  netdoc.Item // the "fingerprint" item, if seen
 	fpValue      [20]byte
 	masterKey    [32]byte
-	masterItem   netdoc.Item
 	idCert       *cert.Ed25519
-	idCertItem   netdoc.Item
 	ntorCC       *cert.Ed25519
-	ntorCCItem   netdoc.Item
 	ntorSignBit  byte
 	tapCC        []byte
-	tapCCItem    netdoc.Item
 	edSig        [64]byte
-	edSigItem    netdoc.Item
 	rsaSig       []byte
-	rsaSigItem   netdoc.Item
 	haveExitRule bool
 }
 
@@ -327,8 +328,8 @@ func (p *sdParser) parse() (*ServerDescriptor, error) {
 	if n == 0 {
 		return nil, t.FailLine(0, "empty document")
 	}
-	for _, k := range sdKeywords {
-		if k.required && p.seen&k.bit == 0 {
+	for i, k := range sdKeywords {
+		if k.required && p.seen&(1<<i) == 0 {
 			return nil, t.FailLine(last.Line, "missing %s", []byte(k.kw))
 		}
 	}
@@ -342,14 +343,14 @@ func (p *sdParser) parse() (*ServerDescriptor, error) {
 		return nil, t.FailLine(last.Line, "no exit policy (accept or reject) lines")
 	}
 	if (p.seen&sdOnionKey == 0) != (p.seen&sdOnionKeyCrossCert == 0) {
-		it := p.tapCCItem
+		it := p.itemOf(sdOnionKeyCrossCert)
 		if p.seen&sdOnionKey == 0 {
-			return nil, t.Fail(&it, "onion-key-crosscert without onion-key")
+			return nil, t.Fail(it, "onion-key-crosscert without onion-key")
 		}
 		return nil, t.FailLine(last.Line, "onion-key without onion-key-crosscert")
 	}
 	if sd.Address.Port() == 0 {
-		return nil, t.Fail(&netdoc.Item{Line: 1, Keyword: []byte("router")}, "ORPort is 0")
+		return nil, t.Fail(p.itemOf(sdRouter), "ORPort is 0")
 	}
 	sd.TunnelledDir = sd.TunnelledDir || sd.DirPort != 0
 	if err := p.verify(); err != nil {
@@ -365,51 +366,51 @@ func (p *sdParser) verify() error {
 
 	// RSA identity.
 	if p.seen&sdFingerprint != 0 && p.fpValue != sd.Fingerprint {
-		return t.WrapMsg(&p.fingerprint, ErrFingerprintMismatch, "%s is not the identity key's digest %s", hexID(p.fpValue[:]), hexID(sd.Fingerprint[:]))
+		return t.WrapMsg(p.itemOf(sdFingerprint), ErrFingerprintMismatch, "%s is not the identity key's digest %s", hexID(p.fpValue[:]), hexID(sd.Fingerprint[:]))
 	}
-	signed := p.doc[p.start : p.rsaSigItem.ArgsEnd+1]
+	signed := p.doc[p.start : p.itemOf(sdRouterSignature).ArgsEnd+1]
 	sd.Digest = sha1.Sum(signed)
 	if err := verifyRaw(p.identityKey, sd.Digest[:], p.rsaSig); err != nil {
-		return t.Wrap(&p.rsaSigItem, fmt.Errorf("RSA signature by the identity key %X: %w (%v)", sd.Fingerprint, ErrBadSignature, err))
+		return t.Wrap(p.itemOf(sdRouterSignature), fmt.Errorf("RSA signature by the identity key %X: %w (%v)", sd.Fingerprint, ErrBadSignature, err))
 	}
 
 	// Ed25519 identity and the descriptor signing key.
 	c := p.idCert
 	if c.Type != cert.TypeIdentitySigning || c.KeyType != cert.KeyEd25519 {
-		return t.Errorf(&p.idCertItem, "certificate is of type %d certifying key type %d, want type 4 certifying an Ed25519 key", c.Type, c.KeyType)
+		return t.Errorf(p.itemOf(sdIdentityEd25519), "certificate is of type %d certifying key type %d, want type 4 certifying an Ed25519 key", c.Type, c.KeyType)
 	}
 	if c.SignedWithKey == nil {
-		return t.Fail(&p.idCertItem, "certificate lacks the signed-with-ed25519-key extension")
+		return t.Fail(p.itemOf(sdIdentityEd25519), "certificate lacks the signed-with-ed25519-key extension")
 	}
 	if err := c.Verify(nil); err != nil {
-		return t.Wrap(&p.idCertItem, err)
+		return t.Wrap(p.itemOf(sdIdentityEd25519), err)
 	}
 	copy(sd.Ed25519ID[:], c.SignedWithKey)
 	sd.SigningKey = c.CertifiedKey
 	if p.masterKey != sd.Ed25519ID {
-		return t.Wrap(&p.masterItem, ErrEd25519IDMismatch)
+		return t.Wrap(p.itemOf(sdMasterKey), ErrEd25519IDMismatch)
 	}
 	sd.CertExpires, sd.certExpiresWhat = c.Expiration(), "identity-ed25519 certificate"
 
-	end := p.edSigItem.Start + len("router-sig-ed25519")
+	end := p.itemOf(sdRouterSigEd25519).Start + len("router-sig-ed25519")
 	if p.doc[end] != ' ' {
-		return t.Fail(&p.edSigItem, "keyword must be followed by a single space")
+		return t.Fail(p.itemOf(sdRouterSigEd25519), "keyword must be followed by a single space")
 	}
 	h := sha256.New()
 	h.Write([]byte(edSigPrefix))
 	h.Write(p.doc[p.start : end+1])
 	if !ed25519.Verify(sd.SigningKey[:], h.Sum(nil), p.edSig[:]) {
-		return t.WrapMsg(&p.edSigItem, ErrBadSignature, "Ed25519 signature by the descriptor signing key")
+		return t.WrapMsg(p.itemOf(sdRouterSigEd25519), ErrBadSignature, "Ed25519 signature by the descriptor signing key")
 	}
 
 	// ntor onion key cross-certification.
 	cc := p.ntorCC
 	if cc.Type != cert.TypeNtorCrossCert || cc.KeyType != cert.KeyEd25519 || cc.CertifiedKey != sd.Ed25519ID {
-		return t.Wrap(&p.ntorCCItem, fmt.Errorf("certificate of type %d does not certify the Ed25519 identity (want type 10): %w", cc.Type, ErrBadCrossCert))
+		return t.Wrap(p.itemOf(sdNtorCrossCert), fmt.Errorf("certificate of type %d does not certify the Ed25519 identity (want type 10): %w", cc.Type, ErrBadCrossCert))
 	}
 	ntorEd := curve25519ToEd25519(sd.NtorOnionKey, p.ntorSignBit)
 	if err := cc.Verify(ntorEd[:]); err != nil {
-		return t.Wrap(&p.ntorCCItem, fmt.Errorf("not signed by the ntor onion key: %w: %w", ErrBadCrossCert, err))
+		return t.Wrap(p.itemOf(sdNtorCrossCert), fmt.Errorf("not signed by the ntor onion key: %w: %w", ErrBadCrossCert, err))
 	}
 	if cc.Expiration().Before(sd.CertExpires) {
 		sd.CertExpires, sd.certExpiresWhat = cc.Expiration(), "ntor-onion-key-crosscert"
@@ -421,7 +422,7 @@ func (p *sdParser) verify() error {
 		copy(msg[:20], sd.Fingerprint[:])
 		copy(msg[20:], sd.Ed25519ID[:])
 		if err := rsa.VerifyPKCS1v15(p.onionKey, crypto.Hash(0), msg[:], p.tapCC); err != nil {
-			return t.Wrap(&p.tapCCItem, fmt.Errorf("not a signature of the identity digest and Ed25519 identity by the onion key: %w (%v)", ErrBadCrossCert, err))
+			return t.Wrap(p.itemOf(sdOnionKeyCrossCert), fmt.Errorf("not a signature of the identity digest and Ed25519 identity by the onion key: %w (%v)", ErrBadCrossCert, err))
 		}
 	}
 	return nil
@@ -468,15 +469,16 @@ func (p *sdParser) item(it *netdoc.Item) error {
 	}
 	var bit sdItem
 	var obj []byte // the object, if its type is in the table
-	for _, k := range sdKeywords {
+	for i, k := range sdKeywords {
 		if k.kw != kw {
 			continue
 		}
-		bit = k.bit
+		bit = 1 << i
 		if p.seen&bit != 0 {
 			return t.Fail(it, "appears more than once")
 		}
 		p.seen |= bit
+		p.items[i] = *it
 		if err := t.CheckShape(it, int(k.min), int(k.max), k.obj); err != nil {
 			return err
 		}
@@ -514,10 +516,8 @@ func (p *sdParser) item(it *netdoc.Item) error {
 		sd.DirPort = uint16(dp)
 	case sdIdentityEd25519:
 		p.idCert, err = cert.ParseEd25519(obj)
-		p.idCertItem = *it
 	case sdMasterKey:
 		err = netdoc.DecodeBase64NoPad(p.masterKey[:], it.Args[0])
-		p.masterItem = *it
 	case sdBandwidth:
 		var v [3]uint64
 		for i, name := range [...]string{"average", "burst", "observed"} {
@@ -542,7 +542,6 @@ func (p *sdParser) item(it *netdoc.Item) error {
 	case sdFingerprint:
 		// Groups of four hex digits; C tor strips the spaces.
 		err = netdoc.DecodeHex(p.fpValue[:], bytes.Join(it.Args, nil))
-		p.fingerprint = *it
 	case sdHibernating:
 		// C tor reads any number, non-zero meaning hibernating.
 		n, err := parseUint(it.Args[0], 1<<63-1)
@@ -557,7 +556,7 @@ func (p *sdParser) item(it *netdoc.Item) error {
 		}
 		sd.HasTAPKey = true
 	case sdOnionKeyCrossCert:
-		p.tapCC, p.tapCCItem = obj, *it
+		p.tapCC = obj
 	case sdNtorKey:
 		err = netdoc.DecodeBase64NoPad(sd.NtorOnionKey[:], it.Args[0])
 	case sdNtorCrossCert:
@@ -569,7 +568,6 @@ func (p *sdParser) item(it *netdoc.Item) error {
 			return t.Fail(it, "sign bit %q is neither 0 nor 1", it.Args[0])
 		}
 		p.ntorCC, err = cert.ParseEd25519(obj)
-		p.ntorCCItem = *it
 	case sdSigningKey:
 		p.identityKey, sd.Fingerprint, err = parseRSAKey(obj, cert.RSAIdentityBits, "identity key")
 		sd.IdentityKey = p.identityKey
@@ -592,9 +590,8 @@ func (p *sdParser) item(it *netdoc.Item) error {
 		sd.TunnelledDir = true
 	case sdRouterSigEd25519:
 		err = netdoc.DecodeBase64NoPad(p.edSig[:], it.Args[0])
-		p.edSigItem = *it
 	case sdRouterSignature:
-		p.rsaSig, p.rsaSigItem = obj, *it
+		p.rsaSig = obj
 	}
 	if err != nil {
 		return t.Wrap(it, err)
