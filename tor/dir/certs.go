@@ -67,10 +67,29 @@ func ParseAuthCerts(doc []byte) ([]*AuthCert, error) {
 		certs = append(certs, c)
 	}
 	if len(certs) == 0 {
-		return nil, &netdoc.Error{Doc: "authority certificate", Err: errors.New("no certificate in document")}
+		return nil, t.FailLine(0, "no certificate in document")
 	}
 	return certs, nil
 }
+
+// certItems are the items of a key certificate parseAuthCert reads, each
+// allowed once; the first certRequired are required. Bit i of its seen
+// set is certItems[i].
+var certItems = [...]string{"dir-key-published", "dir-key-expires", "dir-key-crosscert",
+	"fingerprint", "dir-identity-key", "dir-signing-key", "dir-address"}
+
+// Indexes in certItems.
+const (
+	cPublished = iota
+	cExpires
+	cCrossCert
+	cFingerprint
+	cIdentityKey
+	cSigningKey
+	cAddress
+
+	certRequired = cSigningKey + 1
+)
 
 func parseAuthCert(t *netdoc.Tokenizer, doc []byte) (*AuthCert, error) {
 	it, err := t.Next()
@@ -78,105 +97,91 @@ func parseAuthCert(t *netdoc.Tokenizer, doc []byte) (*AuthCert, error) {
 		return nil, err
 	}
 	if !it.Is("dir-key-certificate-version") {
-		return nil, t.Errorf(&it, "certificate must start with dir-key-certificate-version")
+		return nil, t.Fail(&it, "certificate must start with dir-key-certificate-version")
 	}
 	if len(it.Args) < 1 || string(it.Args[0]) != "3" {
-		return nil, t.Errorf(&it, "unsupported certificate version (want 3)")
+		return nil, t.Fail(&it, "unsupported certificate version (want 3)")
 	}
 	c := &AuthCert{}
 	start := it.Start
-	seen := map[string]bool{}
-	var haveFP, haveID, haveSK bool
-	for {
-		it, err = t.Next()
-		if err == io.EOF {
-			return nil, &netdoc.Error{Doc: t.Name, Err: errors.New("certificate ends without dir-key-certification")}
+	var seen uint8
+	for it, err = t.Next(); err == nil && !it.Is("dir-key-certification"); it, err = t.Next() {
+		if it.Is("dir-key-certificate-version") {
+			return nil, t.Fail(&it, "new certificate starts before dir-key-certification")
 		}
-		if err != nil {
-			return nil, err
-		}
-		kw := string(it.Keyword)
-		switch kw {
-		case "dir-key-certificate-version":
-			return nil, t.Errorf(&it, "new certificate starts before dir-key-certification")
-		case "fingerprint", "dir-key-published", "dir-key-expires", "dir-identity-key",
-			"dir-signing-key", "dir-key-crosscert", "dir-address":
-			if seen[kw] {
-				return nil, t.Errorf(&it, "appears more than once")
+		k := -1
+		for i, kw := range certItems {
+			if it.Is(kw) {
+				k = i
+				break
 			}
-			seen[kw] = true
 		}
-		switch kw {
-		case "dir-address":
-			if len(it.Args) < 1 {
-				return nil, t.Errorf(&it, "missing address")
-			}
+		switch {
+		case k < 0:
+			continue // unknown items are ignored (dir-spec 1.2)
+		case seen&(1<<k) != 0:
+			return nil, t.Fail(&it, "appears more than once")
+		case k == cAddress && len(it.Args) < 1:
+			return nil, t.Fail(&it, "missing address")
+		case k == cFingerprint && len(it.Args) < 1:
+			return nil, t.Fail(&it, "missing fingerprint")
+		}
+		seen |= 1 << k
+		var der []byte
+		switch k {
+		case cAddress:
 			c.Address = string(it.Args[0])
-		case "fingerprint":
-			if len(it.Args) < 1 {
-				return nil, t.Errorf(&it, "missing fingerprint")
-			}
-			if err := netdoc.DecodeHex(c.Fingerprint[:], it.Args[0]); err != nil {
-				return nil, t.Wrap(&it, err)
-			}
-			haveFP = true
-		case "dir-key-published":
-			if c.Published, err = netdoc.TimeArgs(&it); err != nil {
-				return nil, t.Wrap(&it, err)
-			}
-		case "dir-key-expires":
-			if c.Expires, err = netdoc.TimeArgs(&it); err != nil {
-				return nil, t.Wrap(&it, err)
-			}
-		case "dir-identity-key", "dir-signing-key":
-			der, err := t.ObjectOf(&it, rsaKeyType)
-			if err != nil {
+		case cFingerprint:
+			err = netdoc.DecodeHex(c.Fingerprint[:], it.Args[0])
+		case cPublished:
+			c.Published, err = netdoc.TimeArgs(&it)
+		case cExpires:
+			c.Expires, err = netdoc.TimeArgs(&it)
+		case cIdentityKey, cSigningKey:
+			if der, err = t.ObjectOf(&it, rsaKeyType); err != nil {
 				return nil, err
 			}
-			key, digest, err := parseRSAKey(der, 0, "")
-			if err != nil {
-				return nil, t.Wrap(&it, err)
-			}
-			if kw == "dir-identity-key" {
-				c.IdentityKey, c.identityDigest, haveID = key, digest, true
+			if k == cIdentityKey {
+				c.IdentityKey, c.identityDigest, err = parseRSAKey(der, 0, "")
 			} else {
-				c.SigningKey, c.SigningKeyDigest, haveSK = key, digest, true
+				c.SigningKey, c.SigningKeyDigest, err = parseRSAKey(der, 0, "")
 			}
-		case "dir-key-crosscert":
-			if typ := string(it.ObjectType); typ != "ID SIGNATURE" && typ != "SIGNATURE" {
-				return nil, t.Errorf(&it, "want an ID SIGNATURE object, got %q", typ)
+		case cCrossCert:
+			typ := "ID SIGNATURE"
+			if string(it.ObjectType) == "SIGNATURE" {
+				typ = "SIGNATURE"
 			}
-			if c.crossCert, err = it.Object(); err != nil {
-				return nil, t.Wrap(&it, err)
+			if c.crossCert, err = t.ObjectOf(&it, typ); err != nil {
+				return nil, err
 			}
-		case "dir-key-certification":
-			if string(it.ObjectType) != "SIGNATURE" {
-				return nil, t.Errorf(&it, "want a SIGNATURE object, got %q", it.ObjectType)
-			}
-			if c.certification, err = it.Object(); err != nil {
-				return nil, t.Wrap(&it, err)
-			}
-			for _, k := range []string{"dir-key-published", "dir-key-expires", "dir-key-crosscert"} {
-				if !seen[k] {
-					return nil, t.Errorf(&it, "certificate lacks %s", k)
-				}
-			}
-			if !haveFP || !haveID || !haveSK {
-				return nil, t.Errorf(&it, "certificate lacks fingerprint, dir-identity-key or dir-signing-key")
-			}
-			if !c.Expires.After(c.Published) {
-				return nil, t.Errorf(&it, "dir-key-expires %s is not after dir-key-published %s",
-					c.Expires.Format(netdoc.TimeLayout), c.Published.Format(netdoc.TimeLayout))
-			}
-			// Signed: from the start through the newline after
-			// "dir-key-certification".
-			c.signedDigest = sha1.Sum(doc[start : it.ArgsEnd+1])
-			c.Raw = append([]byte(nil), doc[start:it.End]...)
-			return c, nil
-		default:
-			// Unknown items are ignored (dir-spec 1.2).
+		}
+		if err != nil {
+			return nil, t.Wrap(&it, err)
 		}
 	}
+	if err == io.EOF {
+		return nil, t.FailLine(0, "certificate ends without dir-key-certification")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if c.certification, err = t.ObjectOf(&it, "SIGNATURE"); err != nil {
+		return nil, err
+	}
+	for i, kw := range certItems[:certRequired] {
+		if seen&(1<<i) == 0 {
+			return nil, t.Fail(&it, "certificate lacks %s", []byte(kw))
+		}
+	}
+	if !c.Expires.After(c.Published) {
+		return nil, t.Fail(&it, "dir-key-expires %s is not after dir-key-published %s",
+			c.Expires.AppendFormat(nil, netdoc.TimeLayout), c.Published.AppendFormat(nil, netdoc.TimeLayout))
+	}
+	// Signed: from the start through the newline after
+	// "dir-key-certification".
+	c.signedDigest = sha1.Sum(doc[start : it.ArgsEnd+1])
+	c.Raw = append([]byte(nil), doc[start:it.End]...)
+	return c, nil
 }
 
 // rsaKeyType is the object type of an RSA public key.

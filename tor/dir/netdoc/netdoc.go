@@ -79,7 +79,7 @@ func (it *Item) Object() ([]byte, error) {
 	out := make([]byte, base64.StdEncoding.DecodedLen(len(it.objectBody)))
 	n, err := base64.StdEncoding.Decode(out, it.objectBody)
 	if err != nil {
-		return nil, newReason(err, "object %q: bad base64", it.ObjectType)
+		return nil, Reason(err, "object %q: bad base64", it.ObjectType)
 	}
 	return out[:n], nil
 }
@@ -147,14 +147,15 @@ func (t *Tokenizer) fail(it *Item, err error, msg string, vals [][]byte) error {
 		e.Keyword = string(it.Keyword)
 	}
 	if msg != "" {
-		e.Err = newReason(err, msg, vals...)
+		e.Err = Reason(err, msg, vals...)
 	}
 	return e
 }
 
-// newReason returns the error "msg: err" (just msg if err is nil), msg
-// formatted as in Fail; it wraps err.
-func newReason(err error, msg string, vals ...[]byte) error {
+// Reason returns the error "msg: err" (just msg if err is nil), msg
+// formatted as in Fail; it wraps err. It is the cheap form of fmt.Errorf
+// for messages that quote a document's bytes.
+func Reason(err error, msg string, vals ...[]byte) error {
 	var b []byte
 	for i := 0; i < len(msg); i++ {
 		if msg[i] == '%' && i+1 < len(msg) && len(vals) > 0 && (msg[i+1] == 'q' || msg[i+1] == 's') {
@@ -398,7 +399,7 @@ const TimeLayout = "2006-01-02 15:04:05"
 // ParseTime parses two arguments "YYYY-MM-DD" "HH:MM:SS" as a UTC time.
 func ParseTime(date, clock []byte) (time.Time, error) {
 	if len(date) != 10 || len(clock) != 8 {
-		return time.Time{}, newReason(nil, "bad time %q %q (want YYYY-MM-DD HH:MM:SS)", []byte(printable(date)), []byte(printable(clock)))
+		return time.Time{}, Reason(nil, "bad time %q %q (want YYYY-MM-DD HH:MM:SS)", []byte(printable(date)), []byte(printable(clock)))
 	}
 	var buf [19]byte
 	copy(buf[:], date)
@@ -406,7 +407,7 @@ func ParseTime(date, clock []byte) (time.Time, error) {
 	copy(buf[11:], clock)
 	tm, err := time.Parse(TimeLayout, string(buf[:]))
 	if err != nil {
-		return time.Time{}, newReason(err, "bad time %q", buf[:])
+		return time.Time{}, Reason(err, "bad time %q", buf[:])
 	}
 	return tm, nil
 }
@@ -428,7 +429,7 @@ func DecodeBase64NoPad(dst, src []byte) error {
 	}
 	n, err := base64.RawStdEncoding.Decode(dst, s)
 	if err != nil {
-		return newReason(err, "bad base64 %q", []byte(printable(src)))
+		return Reason(err, "bad base64 %q", []byte(printable(src)))
 	}
 	if n != len(dst) {
 		return wrongLength("base64", src, len(dst), "bytes")
@@ -445,7 +446,7 @@ func DecodeHex(dst, src []byte) error {
 		hi, ok1 := unhex(src[2*i])
 		lo, ok2 := unhex(src[2*i+1])
 		if !ok1 || !ok2 {
-			return newReason(nil, "bad hex value %q", []byte(printable(src)))
+			return Reason(nil, "bad hex value %q", []byte(printable(src)))
 		}
 		dst[i] = hi<<4 | lo
 	}
@@ -476,6 +477,6 @@ func article(typ string) []byte {
 // wrongLength is the error of a hex or base64 value src whose length is
 // not the want units.
 func wrongLength(what string, src []byte, want int, units string) error {
-	return newReason(nil, "%s value %q has the wrong length (want %s %s)", []byte(what), []byte(printable(src)),
+	return Reason(nil, "%s value %q has the wrong length (want %s %s)", []byte(what), []byte(printable(src)),
 		strconv.AppendInt(nil, int64(want), 10), []byte(units))
 }
