@@ -147,7 +147,7 @@ func (p *consensusParser) parse() (*Consensus, error) {
 	t := p.t
 	c := &Consensus{}
 	p.c = c
-	it, err := t.Next()
+	it, err := t.Scan()
 	if err == io.EOF {
 		return nil, t.FailLine(0, "empty document")
 	}
@@ -155,18 +155,18 @@ func (p *consensusParser) parse() (*Consensus, error) {
 		return nil, err
 	}
 	if !it.Is("network-status-version") || it.Start != 0 {
-		return nil, t.Fail(&it, "document must start with network-status-version")
+		return nil, t.Fail(it, "document must start with network-status-version")
 	}
 	if len(it.Args) < 2 || string(it.Args[0]) != "3" || string(it.Args[1]) != "microdesc" {
-		return nil, t.Fail(&it, "want \"3 microdesc\" (a microdesc-flavoured consensus)")
+		return nil, t.Fail(it, "want \"3 microdesc\" (a microdesc-flavoured consensus)")
 	}
 	start := it.Start
 
 	// Header.
 	var seen uint32
 	var cur *DirSource
-	for it, err = t.Next(); err == nil && !endsSection(&it); it, err = t.Next() {
-		if err := p.headerItem(&it, &seen, &cur); err != nil {
+	for it, err = t.Scan(); err == nil && !endsSection(it); it, err = t.Scan() {
+		if err := p.headerItem(it, &seen, &cur); err != nil {
 			return nil, err
 		}
 	}
@@ -178,7 +178,7 @@ func (p *consensusParser) parse() (*Consensus, error) {
 	}
 	for i, h := range consensusHeader[:headerRequired] {
 		if seen&(1<<i) == 0 {
-			return nil, t.Fail(&it, "header lacks %s", []byte(h.kw))
+			return nil, t.Fail(it, "header lacks %s", []byte(h.kw))
 		}
 	}
 	if !c.ValidAfter.Before(c.FreshUntil) || !c.FreshUntil.Before(c.ValidUntil) {
@@ -201,17 +201,17 @@ func (p *consensusParser) parse() (*Consensus, error) {
 
 	// Footer.
 	if it.Is("directory-footer") {
-		for it, err = t.Next(); err == nil && !it.Is("directory-signature"); it, err = t.Next() {
+		for it, err = t.Scan(); err == nil && !it.Is("directory-signature"); it, err = t.Scan() {
 			switch {
 			case it.Is("bandwidth-weights"):
 				if c.BandwidthWeights != nil {
-					return nil, t.Fail(&it, "appears more than once")
+					return nil, t.Fail(it, "appears more than once")
 				}
 				if c.BandwidthWeights, err = parseKeyValues(it.Args); err != nil {
-					return nil, t.Wrap(&it, err)
+					return nil, t.Wrap(it, err)
 				}
-			case endsSection(&it), it.Is("network-status-version"):
-				return nil, t.Fail(&it, "not allowed in the footer")
+			case endsSection(it), it.Is("network-status-version"):
+				return nil, t.Fail(it, "not allowed in the footer")
 			}
 		}
 		if err == io.EOF {
@@ -225,16 +225,16 @@ func (p *consensusParser) parse() (*Consensus, error) {
 	// the space after its keyword.
 	end := it.Start + len("directory-signature")
 	if end >= len(p.doc) || p.doc[end] != ' ' {
-		return nil, t.Fail(&it, "keyword must be followed by a space")
+		return nil, t.Fail(it, "keyword must be followed by a space")
 	}
 	signed := p.doc[start : end+1]
 	c.digestSHA1 = sha1.Sum(signed)
 	c.digestSHA256 = sha256.Sum256(signed)
-	for ; err == nil; it, err = t.Next() {
+	for ; err == nil; it, err = t.Scan() {
 		if !it.Is("directory-signature") {
-			return nil, t.Fail(&it, "only directory-signature items may follow the first signature")
+			return nil, t.Fail(it, "only directory-signature items may follow the first signature")
 		}
-		if err := p.signature(&it); err != nil {
+		if err := p.signature(it); err != nil {
 			return nil, err
 		}
 	}
@@ -441,43 +441,44 @@ func parseKeyValues(args [][]byte) (map[string]int32, error) {
 // entry with no m line, which C tor keeps without a microdescriptor
 // digest (it can never be used), is dropped alone and reported in
 // Consensus.Dropped.
-func (p *consensusParser) routerEntry(r netdoc.Item) (netdoc.Item, error) {
+func (p *consensusParser) routerEntry(first *netdoc.Item) (*netdoc.Item, error) {
 	t, c := p.t, p.c
+	r := *first // first is the tokenizer's: keep the r line for errors
 	if r.HasObject() {
-		return r, t.Fail(&r, "unexpected object %q in a router entry", r.ObjectType)
+		return nil, t.Fail(&r, "unexpected object %q in a router entry", r.ObjectType)
 	}
 	if len(r.Args) < 7 {
-		return r, t.Errorf(&r, "needs 7 arguments (nickname identity date time IP ORPort DirPort), has %d", len(r.Args))
+		return nil, t.Errorf(&r, "needs 7 arguments (nickname identity date time IP ORPort DirPort), has %d", len(r.Args))
 	}
 	var rel Relay
 	nick := r.Args[0]
 	if !legalNickname(nick) {
-		return r, t.Fail(&r, "bad nickname %q (want 1 to 19 letters and digits)", nick)
+		return nil, t.Fail(&r, "bad nickname %q (want 1 to 19 letters and digits)", nick)
 	}
 	if err := netdoc.DecodeBase64NoPad(rel.Identity[:], r.Args[1]); err != nil {
-		return r, t.WrapMsg(&r, err, "identity")
+		return nil, t.WrapMsg(&r, err, "identity")
 	}
 	if !validTime(r.Args[2], r.Args[3]) {
-		return r, t.Fail(&r, "bad publication time %q %q", r.Args[2], r.Args[3])
+		return nil, t.Fail(&r, "bad publication time %q %q", r.Args[2], r.Args[3])
 	}
 	var err error
 	if rel.Addr, err = parseIPv4(r.Args[4]); err != nil {
-		return r, t.Fail(&r, "bad IPv4 address %q", r.Args[4])
+		return nil, t.Fail(&r, "bad IPv4 address %q", r.Args[4])
 	}
 	op, err1 := parseUint(r.Args[5], 65535)
 	dp, err2 := parseUint(r.Args[6], 65535)
 	if err1 != nil || err2 != nil {
-		return r, t.Fail(&r, "bad ports %q %q", r.Args[5], r.Args[6])
+		return nil, t.Fail(&r, "bad ports %q %q", r.Args[5], r.Args[6])
 	}
 	rel.Nickname = string(nick)
 	rel.ORPort, rel.DirPort = uint16(op), uint16(dp)
 	if p.haveLast && bytes.Compare(p.lastID[:], rel.Identity[:]) >= 0 {
-		return r, t.Fail(&r, "router entries not sorted by identity (or duplicate)")
+		return nil, t.Fail(&r, "router entries not sorted by identity (or duplicate)")
 	}
 	p.lastID, p.haveLast = rel.Identity, true
 	var seen uint8 // bit i: entryItems[i] seen
-	var it netdoc.Item
-	for it, err = t.Next(); err == nil && !endsSection(&it); it, err = t.Next() {
+	var it *netdoc.Item
+	for it, err = t.Scan(); err == nil && !endsSection(it); it, err = t.Scan() {
 		k := -1
 		for i := range entryItems {
 			if it.Is(entryItems[i].kw) {
@@ -488,15 +489,15 @@ func (p *consensusParser) routerEntry(r netdoc.Item) (netdoc.Item, error) {
 		switch {
 		case k < 0:
 			if it.Is("network-status-version") || it.Is("dir-source") || it.Is("valid-after") || it.Is("bandwidth-weights") {
-				return it, t.Fail(&it, "not allowed in a router entry")
+				return nil, t.Fail(it, "not allowed in a router entry")
 			}
 			continue // unknown items are ignored
 		case it.HasObject():
-			return it, t.Fail(&it, "unexpected object %q in a router entry", it.ObjectType)
+			return nil, t.Fail(it, "unexpected object %q in a router entry", it.ObjectType)
 		case k < entryOnce && seen&(1<<k) != 0:
-			return it, t.Fail(&it, "appears more than once in a router entry")
+			return nil, t.Fail(it, "appears more than once in a router entry")
 		case len(it.Args) < entryItems[k].min:
-			return it, t.Fail(&it, entryItems[k].few)
+			return nil, t.Fail(it, entryItems[k].few)
 		case k == eM && seen&(1<<eM) != 0:
 			continue // C tor uses the first m line
 		}
@@ -521,7 +522,7 @@ func (p *consensusParser) routerEntry(r netdoc.Item) (netdoc.Item, error) {
 				ps = new(Protocols)
 				for _, a := range it.Args {
 					if err := ps.addEntry(a); err != nil {
-						return it, t.Wrap(&it, err)
+						return nil, t.Wrap(it, err)
 					}
 				}
 				p.protos[string(line)] = ps
@@ -533,7 +534,7 @@ func (p *consensusParser) routerEntry(r netdoc.Item) (netdoc.Item, error) {
 				case bytes.HasPrefix(a, []byte("Bandwidth=")):
 					bw, err := parseUint(a[len("Bandwidth="):], 1<<32-1)
 					if err != nil {
-						return it, t.WrapMsg(&it, err, "bad %q", a)
+						return nil, t.WrapMsg(it, err, "bad %q", a)
 					}
 					rel.Bandwidth = uint32(bw)
 				case string(a) == "Unmeasured=1":
@@ -542,12 +543,12 @@ func (p *consensusParser) routerEntry(r netdoc.Item) (netdoc.Item, error) {
 			}
 		case eM:
 			if err := netdoc.DecodeBase64NoPad(rel.Microdesc[:], it.Args[0]); err != nil {
-				return it, t.Wrap(&it, err)
+				return nil, t.Wrap(it, err)
 			}
 		case eP:
 			// Not in a microdesc consensus, but C tor checks it if present.
 			if string(it.Args[0]) != "accept" && string(it.Args[0]) != "reject" {
-				return it, t.Fail(&it, entryItems[eP].few)
+				return nil, t.Fail(it, entryItems[eP].few)
 			}
 		}
 	}
@@ -556,7 +557,7 @@ func (p *consensusParser) routerEntry(r netdoc.Item) (netdoc.Item, error) {
 	}
 	for _, k := range [...]int{eS, ePr} {
 		if seen&(1<<k) == 0 {
-			return it, t.Fail(&r, "router entry for %q has no \"%s\" line", nick, []byte(entryItems[k].kw))
+			return nil, t.Fail(&r, "router entry for %q has no \"%s\" line", nick, []byte(entryItems[k].kw))
 		}
 	}
 	if seen&(1<<eM) == 0 {

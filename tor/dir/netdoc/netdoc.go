@@ -94,6 +94,7 @@ type Tokenizer struct {
 	// Annotations allows keywords starting with '@' (C tor cache files).
 	Annotations bool
 	args        [][]byte
+	cur         Item // the item Scan returns
 }
 
 // NewTokenizer returns a tokenizer over doc; name is used in errors.
@@ -234,22 +235,34 @@ func (t *Tokenizer) Pos() int { return t.pos }
 // Next returns the next item, or io.EOF at the end of the document.
 // Blank lines are skipped.
 func (t *Tokenizer) Next() (Item, error) {
+	it, err := t.Scan()
+	if err != nil {
+		return Item{}, err
+	}
+	return *it, nil
+}
+
+// Scan is Next returning the item in place: the *Item is the
+// tokenizer's, valid (like its Args) until the next call.
+func (t *Tokenizer) Scan() (*Item, error) {
+	it := &t.cur
+	*it = Item{}
 	doc := t.doc
 	for t.pos < len(doc) && doc[t.pos] == '\n' {
 		t.pos++
 		t.line++
 	}
 	if t.pos >= len(doc) {
-		return Item{}, io.EOF
+		return nil, io.EOF
 	}
 	start := t.pos
 	nl := bytes.IndexByte(doc[start:], '\n')
 	if nl < 0 {
-		return Item{}, t.FailLine(t.line, "last line does not end with a newline")
+		return nil, t.FailLine(t.line, "last line does not end with a newline")
 	}
 	lineEnd := start + nl
 	line := doc[start:lineEnd]
-	it := Item{Line: t.line, Start: start, ArgsEnd: lineEnd}
+	it.Line, it.Start, it.ArgsEnd = t.line, start, lineEnd
 	t.args = t.args[:0]
 	i := 0
 	for i < len(line) && line[i] != ' ' && line[i] != '\t' {
@@ -258,7 +271,7 @@ func (t *Tokenizer) Next() (Item, error) {
 	kw := line[:i]
 	it.Keyword = kw
 	if err := t.checkKeyword(kw); err != nil {
-		return Item{}, t.fail(&Item{Line: t.line, Keyword: []byte(printable(kw))}, err, "", nil)
+		return nil, t.fail(&Item{Line: t.line, Keyword: []byte(printable(kw))}, err, "", nil)
 	}
 	for i < len(line) {
 		for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
@@ -268,7 +281,7 @@ func (t *Tokenizer) Next() (Item, error) {
 		for j < len(line) && line[j] != ' ' && line[j] != '\t' {
 			c := line[j]
 			if c < 0x21 || c > 0x7e {
-				return Item{}, t.failAt(t.line, kw, "non-printable character %s in arguments", hexByte(c))
+				return nil, t.failAt(t.line, kw, "non-printable character %s in arguments", hexByte(c))
 			}
 			j++
 		}
@@ -283,8 +296,8 @@ func (t *Tokenizer) Next() (Item, error) {
 	it.End = t.pos
 	// Optional object.
 	if bytes.HasPrefix(doc[t.pos:], []byte("-----BEGIN ")) {
-		if err := t.readObject(&it); err != nil {
-			return Item{}, err
+		if err := t.readObject(it); err != nil {
+			return nil, err
 		}
 	}
 	return it, nil
