@@ -349,6 +349,12 @@ type edCommand struct {
 	toEOF      bool // the range ended with "$"
 }
 
+// edError is the error of the malformed ed command cmd: "ed command
+// "CMD"" and what.
+func edError(cmd []byte, what string) error {
+	return errors.New("ed command " + strconv.Quote(truncate(string(cmd))) + what)
+}
+
 // parseEdCommand parses "N", "N,M" or "N,$" followed by 'a', 'c' or 'd',
 // with the rules of C tor's apply_ed_diff; j is the last base line a
 // command may still refer to (commands go in decreasing order) and total
@@ -376,7 +382,7 @@ func parseEdCommand(cmd []byte, j, total int) (edCommand, error) {
 	}
 	var ok bool
 	if c.start, ok = num(); !ok {
-		return c, fmt.Errorf("ed command %q does not start with a line number", truncate(string(cmd)))
+		return c, edError(cmd, " does not start with a line number")
 	}
 	c.end = c.start
 	hadRange := false
@@ -387,29 +393,29 @@ func parseEdCommand(cmd []byte, j, total int) (edCommand, error) {
 			c.toEOF, c.end = true, total
 			s = s[1:]
 		} else if c.end, ok = num(); !ok {
-			return c, fmt.Errorf("ed command %q lacks the end of its range", truncate(string(cmd)))
+			return c, edError(cmd, " lacks the end of its range")
 		}
 		if c.end <= c.start {
-			return c, fmt.Errorf("ed command %q has an empty or reversed range", truncate(string(cmd)))
+			return c, edError(cmd, " has an empty or reversed range")
 		}
 	}
 	if len(s) != 1 {
-		return c, fmt.Errorf("ed command %q does not end with one command letter", truncate(string(cmd)))
+		return c, edError(cmd, " does not end with one command letter")
 	}
 	c.op = s[0]
 	switch c.op {
 	case 'a', 'c', 'd':
 	default:
-		return c, fmt.Errorf("ed command %q: unknown command %q (only a, c and d are allowed)", truncate(string(cmd)), c.op)
+		return c, edError(cmd, ": unknown command "+strconv.QuoteRune(rune(c.op))+" (only a, c and d are allowed)")
 	}
 	if c.toEOF && c.op != 'd' {
-		return c, fmt.Errorf("ed command %q uses $ with a command other than d", truncate(string(cmd)))
+		return c, edError(cmd, " uses $ with a command other than d")
 	}
 	if hadRange && c.op == 'a' {
-		return c, fmt.Errorf("ed command %q appends after a range", truncate(string(cmd)))
+		return c, edError(cmd, " appends after a range")
 	}
 	if c.start == 0 && c.op != 'a' {
-		return c, fmt.Errorf("ed command %q names line 0 (lines count from 1)", truncate(string(cmd)))
+		return c, edError(cmd, " names line 0 (lines count from 1)")
 	}
 	if c.end > j {
 		return c, fmt.Errorf("ed command %q refers to line %d, but only lines 1-%d of the base (%d lines) remain: commands must go in decreasing line order within the base",

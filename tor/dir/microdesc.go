@@ -303,7 +303,7 @@ func (p *microdescParser) entry(e mdEntry) (*Microdesc, error) {
 		if rest := p.doc[min(p.base+t.Pos(), e.end):e.end]; len(bytes.TrimLeft(rest, "\n")) == 0 {
 			break
 		}
-		it, err := t.Next()
+		it, err := t.Scan()
 		if err == io.EOF {
 			break
 		}
@@ -313,30 +313,30 @@ func (p *microdescParser) entry(e mdEntry) (*Microdesc, error) {
 		kw := keywordString(it.Keyword)
 		if kw == "" { // an annotation
 			if it.Is("@last-listed") {
-				if err := p.once(&it, mdLastListed); err != nil {
+				if err := p.once(it, mdLastListed); err != nil {
 					return nil, p.fix(err)
 				}
-				if _, err := netdoc.TimeArgs(&it); err != nil || len(it.Args) != 2 {
-					return nil, p.fix(t.Errorf(&it, "bad last-listed time %q", bytes.Join(it.Args, []byte(" "))))
+				if _, err := netdoc.TimeArgs(it); err != nil || len(it.Args) != 2 {
+					return nil, p.fix(t.Fail(it, "bad last-listed time %q", bytes.Join(it.Args, []byte(" "))))
 				}
 			}
 			continue
 		}
 		if e.body < 0 || p.base+it.Start < e.body {
-			return nil, p.fix(t.Errorf(&it, "item outside a microdescriptor (malformed or truncated: expected onion-key or ntor-onion-key first)"))
+			return nil, p.fix(t.Fail(it, "item outside a microdescriptor (malformed or truncated: expected onion-key or ntor-onion-key first)"))
 		}
 		if kw != "?" && kw != "onion-key" && it.HasObject() {
-			return nil, p.fix(t.Errorf(&it, "unexpected object %q", it.ObjectType))
+			return nil, p.fix(t.Fail(it, "unexpected object %q", it.ObjectType))
 		}
-		if err := p.item(&it, kw, md); err != nil {
+		if err := p.item(it, kw, md); err != nil {
 			return nil, p.fix(err)
 		}
 	}
 	if e.body < 0 {
-		return nil, &netdoc.Error{Doc: microdescDoc, Line: e.line, Err: errors.New("item contains only annotations")}
+		return nil, t.FailLine(e.line, "item contains only annotations")
 	}
 	if p.seen&mdNtorKey == 0 {
-		return nil, &netdoc.Error{Doc: microdescDoc, Line: e.line, Err: errors.New("missing ntor-onion-key")}
+		return nil, t.FailLine(e.line, "missing ntor-onion-key")
 	}
 	return md, nil
 }
@@ -354,7 +354,7 @@ func (p *microdescParser) fix(err error) error {
 // fails (with a tokenizer-relative line) if it was seen already.
 func (p *microdescParser) once(it *netdoc.Item, bit uint8) error {
 	if p.seen&bit != 0 {
-		return p.t.Errorf(it, "appears more than once in a microdescriptor")
+		return p.t.Fail(it, "appears more than once in a microdescriptor")
 	}
 	p.seen |= bit
 	return nil
@@ -369,33 +369,30 @@ func (p *microdescParser) item(it *netdoc.Item, kw string, md *Microdesc) error 
 			return err
 		}
 		if len(it.Args) > 0 {
-			return t.Errorf(it, "takes no arguments")
+			return t.Fail(it, "takes no arguments")
 		}
 		// The TAP key is obsolete (ntor is used), but C tor still
 		// rejects a microdescriptor whose key is not a valid one.
-		if string(it.ObjectType) != "RSA PUBLIC KEY" {
-			return t.Errorf(it, "want an RSA PUBLIC KEY object")
-		}
-		der, err := it.Object()
+		der, err := t.ObjectOf(it, rsaKeyType)
 		if err != nil {
-			return t.Wrap(it, err)
+			return err
 		}
 		bits, exp, err := rsaPublicKeyShape(der)
 		if err != nil {
-			return t.Wrap(it, fmt.Errorf("could not parse public key: %w", err))
+			return t.WrapMsg(it, err, "could not parse public key")
 		}
 		if bits != 1024 {
 			return t.Errorf(it, "wrong size on key: %d bits (want 1024)", bits)
 		}
 		if exp != 65537 {
-			return t.Errorf(it, "onion key has invalid exponent (want 65537)")
+			return t.Fail(it, "onion key has invalid exponent (want 65537)")
 		}
 	case "ntor-onion-key":
 		if err := p.once(it, mdNtorKey); err != nil {
 			return err
 		}
 		if len(it.Args) < 1 {
-			return t.Errorf(it, "missing key")
+			return t.Fail(it, "missing key")
 		}
 		if err := netdoc.DecodeBase64NoPad(md.NtorOnionKey[:], it.Args[0]); err != nil {
 			return t.Wrap(it, err)
@@ -403,11 +400,11 @@ func (p *microdescParser) item(it *netdoc.Item, kw string, md *Microdesc) error 
 		md.HasNtorKey = true
 	case "id":
 		if len(it.Args) < 2 {
-			return t.Errorf(it, "want key type and value")
+			return t.Fail(it, "want key type and value")
 		}
 		if string(it.Args[0]) == "ed25519" {
 			if md.HasEd25519 {
-				return t.Errorf(it, "extra ed25519 key in microdescriptor")
+				return t.Fail(it, "extra ed25519 key in microdescriptor")
 			}
 			if err := netdoc.DecodeBase64NoPad(md.Ed25519ID[:], it.Args[1]); err != nil {
 				return t.Wrap(it, err)
@@ -416,7 +413,7 @@ func (p *microdescParser) item(it *netdoc.Item, kw string, md *Microdesc) error 
 		}
 	case "a":
 		if len(it.Args) < 1 {
-			return t.Errorf(it, "missing address")
+			return t.Fail(it, "missing address")
 		}
 		// As C tor's find_single_ipv6_orport: the first IPv6 address and
 		// port counts; anything else is ignored.
