@@ -506,10 +506,8 @@ func (p *consensusParser) routerEntry(first *netdoc.Item) (*netdoc.Item, error) 
 		case eA:
 			// As C tor's find_single_ipv6_orport: the first IPv6 address
 			// with one port counts, anything else is ignored.
-			ap, perr := netip.ParseAddrPort(string(it.Args[0]))
-			if perr == nil && ap.Addr().Is6() && !ap.Addr().Is4In6() && ap.Addr().Zone() == "" && rel.IPv6Port == 0 && ap.Port() != 0 {
-				rel.IPv6 = ap.Addr().As16()
-				rel.IPv6Port = ap.Port()
+			if ap, ok := parseORAddr(it.Args[0]); ok && ap.Addr().Is6() && rel.IPv6Port == 0 {
+				rel.IPv6, rel.IPv6Port = ap.Addr().As16(), ap.Port()
 			}
 		case eS:
 			for _, f := range it.Args {

@@ -420,10 +420,10 @@ func (p *microdescParser) item(it *netdoc.Item, kw string, md *Microdesc) error 
 		if md.IPv6.IsValid() {
 			break
 		}
-		if ap, err := netip.ParseAddrPort(string(it.Args[0])); err == nil && ap.Addr().Is6() && !ap.Addr().Is4In6() &&
-			ap.Addr().Zone() == "" && ap.Port() != 0 {
+		if ap, ok := parseORAddr(it.Args[0]); ok && ap.Addr().Is6() {
 			md.IPv6 = ap
 		}
+
 	case "p", "p6":
 		bit := mdP
 		if kw == "p6" {

@@ -284,3 +284,12 @@ func hexID(b []byte) []byte {
 	}
 	return out
 }
+
+// parseORAddr parses an "or-address" or "a" line's address and port as
+// C tor accepts one: IPv4, or bracketed IPv6 that is not IPv4-mapped and
+// has no zone, with a non-zero port.
+func parseORAddr(b []byte) (netip.AddrPort, bool) {
+	ap, err := netip.ParseAddrPort(string(b))
+	a := ap.Addr()
+	return ap, err == nil && ap.Port() != 0 && a.Zone() == "" && !a.Is4In6()
+}

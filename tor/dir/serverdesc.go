@@ -461,8 +461,7 @@ func (p *sdParser) item(it *netdoc.Item) error {
 		if err := t.CheckShape(it, 1, -1, netdoc.NoObject); err != nil {
 			return err
 		}
-		ap, err := netip.ParseAddrPort(string(it.Args[0]))
-		if err == nil && ap.Port() != 0 && ap.Addr().Zone() == "" && !ap.Addr().Is4In6() {
+		if ap, ok := parseORAddr(it.Args[0]); ok {
 			sd.ORAddresses = append(sd.ORAddresses, ap)
 		}
 		return nil
