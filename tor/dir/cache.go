@@ -3,11 +3,13 @@ package dir
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
+
+	"tinytor/tor/dir/netdoc"
 )
 
 // C tor's cache file names (in its CacheDirectory).
@@ -45,7 +47,7 @@ func (s DirStore) ReadFile(name string) ([]byte, error) {
 
 func checkName(name string) error {
 	if name == "" || name != filepath.Base(name) || name == "." || name == ".." {
-		return fmt.Errorf("cache file name %q is not a plain file name", name)
+		return errors.New("cache file name " + strconv.Quote(name) + " is not a plain file name")
 	}
 	return nil
 }
@@ -59,7 +61,7 @@ func WriteFileAtomic(dir, name string, data []byte) (err error) {
 	}
 	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
 	if err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
+		return &fs.PathError{Op: "writing", Path: name, Err: err}
 	}
 	tmp := f.Name()
 	defer func() {
@@ -69,26 +71,26 @@ func WriteFileAtomic(dir, name string, data []byte) (err error) {
 	}()
 	if _, err := f.Write(data); err != nil {
 		f.Close()
-		return fmt.Errorf("writing %s: %w", tmp, err)
+		return &fs.PathError{Op: "writing", Path: tmp, Err: err}
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return fmt.Errorf("syncing %s: %w", tmp, err)
+		return &fs.PathError{Op: "syncing", Path: tmp, Err: err}
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("closing %s: %w", tmp, err)
+		return &fs.PathError{Op: "closing", Path: tmp, Err: err}
 	}
 	target := filepath.Join(dir, name)
 	if err := os.Rename(tmp, target); err != nil {
-		return fmt.Errorf("renaming %s to %s: %w", tmp, target, err)
+		return &fs.PathError{Op: "renaming", Path: tmp + " to " + target, Err: err}
 	}
 	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
+	if err == nil {
+		err = d.Sync()
+		d.Close()
 	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
+	if err != nil {
+		return &fs.PathError{Op: "syncing directory", Path: dir, Err: err}
 	}
 	return nil
 }
@@ -162,11 +164,12 @@ type Loaded struct {
 // valid-after time.
 func (c *Cache) Load(authorities [][20]byte, now time.Time, skew time.Duration) *Loaded {
 	l := &Loaded{}
+	problem := func(err error, msg string) { l.Problems = append(l.Problems, netdoc.Reason(err, msg)) }
 	read := func(name string) []byte {
 		b, err := c.Store.ReadFile(name)
 		if err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {
-				l.Problems = append(l.Problems, fmt.Errorf("reading %s: %w", name, err))
+				problem(err, "reading "+name)
 			}
 			return nil
 		}
@@ -175,11 +178,11 @@ func (c *Cache) Load(authorities [][20]byte, now time.Time, skew time.Duration) 
 	if doc := read(CertsFile); len(doc) > 0 {
 		certs, err := ParseAuthCerts(doc)
 		if err != nil {
-			l.Problems = append(l.Problems, fmt.Errorf("%s: %w", CertsFile, err))
+			problem(err, CertsFile)
 		}
 		for _, ct := range certs {
 			if err := ct.Verify(now); err != nil {
-				l.Problems = append(l.Problems, fmt.Errorf("%s: dropping: %w", CertsFile, err))
+				problem(err, CertsFile+": dropping")
 				continue
 			}
 			l.Certs = append(l.Certs, ct)
@@ -189,13 +192,13 @@ func (c *Cache) Load(authorities [][20]byte, now time.Time, skew time.Duration) 
 		cons, err := ParseConsensus(doc)
 		switch {
 		case err != nil:
-			l.Problems = append(l.Problems, fmt.Errorf("%s: %w", ConsensusFile, err))
+			problem(err, ConsensusFile)
 		case !cons.Usable(now, skew):
-			l.Problems = append(l.Problems, fmt.Errorf("%s: not usable at %s (valid %s to %s)", ConsensusFile,
-				now.UTC().Format(time.DateTime), cons.ValidAfter.Format(time.DateTime), cons.ValidUntil.Format(time.DateTime)))
+			problem(nil, ConsensusFile+": not usable at "+now.UTC().Format(time.DateTime)+" (valid "+
+				cons.ValidAfter.Format(time.DateTime)+" to "+cons.ValidUntil.Format(time.DateTime)+")")
 		default:
 			if err := cons.Verify(l.Certs, authorities, now); err != nil {
-				l.Problems = append(l.Problems, fmt.Errorf("%s: %w", ConsensusFile, err))
+				problem(err, ConsensusFile)
 			} else {
 				l.Consensus, l.ConsensusDoc = cons, doc
 			}
@@ -209,10 +212,10 @@ func (c *Cache) Load(authorities [][20]byte, now time.Time, skew time.Duration) 
 		switch {
 		case errors.As(err, &sk):
 			for _, e := range sk.Skipped {
-				l.Problems = append(l.Problems, fmt.Errorf("%s: dropping: %w", MicrodescsFile, e))
+				problem(e, MicrodescsFile+": dropping")
 			}
 		case err != nil:
-			l.Problems = append(l.Problems, fmt.Errorf("%s: %w", MicrodescsFile, err))
+			problem(err, MicrodescsFile)
 		}
 		l.MicrodescsDoc = doc
 		var listed map[[32]byte]bool

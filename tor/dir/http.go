@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"compress/gzip"
 	"compress/zlib"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
+
+	"tinytor/tor/dir/netdoc"
 )
 
 // StatusError is returned by Get when the server answers with a status
@@ -22,7 +24,7 @@ type StatusError struct {
 }
 
 func (e *StatusError) Error() string {
-	return fmt.Sprintf("directory request %s: HTTP status %d %q", e.Path, e.Code, e.Reason)
+	return "directory request " + e.Path + ": HTTP status " + strconv.Itoa(e.Code) + " " + strconv.Quote(e.Reason)
 }
 
 // ErrBodyTooLarge is returned (wrapped) when a response body, compressed
@@ -54,14 +56,14 @@ type Header struct {
 // and before Accept-Encoding.
 func GetWithHeaders(rw io.ReadWriter, host, path string, hdrs []Header, maxBody int64) ([]byte, error) {
 	if path == "" || path[0] != '/' || strings.ContainsAny(path, " \r\n") {
-		return nil, fmt.Errorf("directory request: invalid path %q", path)
+		return nil, errors.New("directory request: invalid path " + strconv.Quote(path))
 	}
 	if strings.ContainsAny(host, " \r\n") {
-		return nil, fmt.Errorf("directory request %s: invalid host %q", path, host)
+		return nil, requestError(path, errors.New("invalid host "+strconv.Quote(host)))
 	}
 	for _, h := range hdrs {
 		if !validHeaderName(h.Name) || strings.ContainsAny(h.Value, "\r\n") {
-			return nil, fmt.Errorf("directory request %s: invalid header %q: %q", path, h.Name, h.Value)
+			return nil, requestError(path, errors.New("invalid header "+strconv.Quote(h.Name)+": "+strconv.Quote(h.Value)))
 		}
 	}
 	var req strings.Builder
@@ -83,7 +85,7 @@ func GetWithHeaders(rw io.ReadWriter, host, path string, hdrs []Header, maxBody 
 	// deflated when asked for deflate, and consensus diffs gzipped.
 	req.WriteString("Accept-Encoding: deflate, gzip, identity\r\n\r\n")
 	if _, err := io.WriteString(rw, req.String()); err != nil {
-		return nil, fmt.Errorf("directory request %s: sending: %w", path, err)
+		return nil, requestError(path, netdoc.Reason(err, "sending"))
 	}
 	body, err := ReadResponse(rw, maxBody)
 	if err != nil {
@@ -92,7 +94,7 @@ func GetWithHeaders(rw io.ReadWriter, host, path string, hdrs []Header, maxBody 
 			se.Path = path
 			return nil, se
 		}
-		return nil, fmt.Errorf("directory request %s: %w", path, err)
+		return nil, requestError(path, err)
 	}
 	return body, nil
 }
@@ -111,7 +113,7 @@ func ReadResponse(r io.Reader, maxBody int64) ([]byte, error) {
 			frag, err := br.ReadSlice('\n')
 			headerBytes += len(frag)
 			if headerBytes > maxHeaderBytes {
-				return "", fmt.Errorf("response headers longer than %d bytes", maxHeaderBytes)
+				return "", errors.New("response headers longer than " + strconv.Itoa(maxHeaderBytes) + " bytes")
 			}
 			line = append(line, frag...)
 			if err == bufio.ErrBufferFull {
@@ -121,7 +123,7 @@ func ReadResponse(r io.Reader, maxBody int64) ([]byte, error) {
 				return "", errors.New("connection closed inside the response headers")
 			}
 			if err != nil {
-				return "", fmt.Errorf("reading response headers: %w", err)
+				return "", netdoc.Reason(err, "reading response headers")
 			}
 			break
 		}
@@ -148,7 +150,7 @@ func ReadResponse(r io.Reader, maxBody int64) ([]byte, error) {
 		}
 		colon := strings.IndexByte(line, ':')
 		if colon <= 0 {
-			return nil, fmt.Errorf("malformed header line %q", truncate(line))
+			return nil, quoteError("malformed header line ", line)
 		}
 		name := strings.TrimSpace(line[:colon])
 		value := strings.TrimSpace(line[colon+1:])
@@ -158,7 +160,7 @@ func ReadResponse(r io.Reader, maxBody int64) ([]byte, error) {
 		case "content-length":
 			n, err := parseUint([]byte(value), 1<<62)
 			if err != nil {
-				return nil, fmt.Errorf("bad Content-Length %q", truncate(value))
+				return nil, quoteError("bad Content-Length ", value)
 			}
 			contentLength = int64(n)
 		}
@@ -171,7 +173,7 @@ func ReadResponse(r io.Reader, maxBody int64) ([]byte, error) {
 	}
 	raw, err := io.ReadAll(io.LimitReader(br, maxBody+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading response body: %w", err)
+		return nil, netdoc.Reason(err, "reading response body")
 	}
 	if int64(len(raw)) > maxBody {
 		return nil, fmt.Errorf("more than %d bytes: %w", maxBody, ErrBodyTooLarge)
@@ -186,22 +188,22 @@ func ReadResponse(r io.Reader, maxBody int64) ([]byte, error) {
 	case "deflate":
 		r, err := zlib.NewReader(bytes.NewReader(raw))
 		if err != nil {
-			return nil, fmt.Errorf("deflate body: %w", err)
+			return nil, netdoc.Reason(err, "deflate body")
 		}
 		zr = r
 	case "gzip", "x-gzip":
 		// C tor caches precompress consensus diffs with gzip, not zlib.
 		r, err := gzip.NewReader(bytes.NewReader(raw))
 		if err != nil {
-			return nil, fmt.Errorf("%s body: %w", encoding, err)
+			return nil, netdoc.Reason(err, "%s body", []byte(encoding))
 		}
 		zr = r
 	default:
-		return nil, fmt.Errorf("unsupported Content-Encoding %q", truncate(encoding))
+		return nil, quoteError("unsupported Content-Encoding ", encoding)
 	}
 	out, err := io.ReadAll(io.LimitReader(zr, maxBody+1))
 	if err != nil {
-		return nil, fmt.Errorf("%s body: %w", encoding, err)
+		return nil, netdoc.Reason(err, "%s body", []byte(encoding))
 	}
 	if int64(len(out)) > maxBody {
 		return nil, fmt.Errorf("decompressed body more than %d bytes: %w", maxBody, ErrBodyTooLarge)
@@ -226,15 +228,25 @@ func validHeaderName(name string) bool {
 
 func parseStatusLine(line string) (int, string, error) {
 	if !strings.HasPrefix(line, "HTTP/1.") || len(line) < len("HTTP/1.x 200") || line[8] != ' ' {
-		return 0, "", fmt.Errorf("malformed status line %q", truncate(line))
+		return 0, "", quoteError("malformed status line ", line)
 	}
 	rest := line[9:]
 	codeStr, reason, _ := strings.Cut(rest, " ")
 	n, err := parseUint([]byte(codeStr), 999)
 	if err != nil || len(codeStr) != 3 || n < 100 {
-		return 0, "", fmt.Errorf("malformed status code in %q", truncate(line))
+		return 0, "", quoteError("malformed status code in ", line)
 	}
 	return int(n), reason, nil
+}
+
+// requestError is the error of the directory request for path.
+func requestError(path string, err error) error {
+	return fmt.Errorf("directory request %s: %w", path, err)
+}
+
+// quoteError is the error msg followed by s, truncated and quoted.
+func quoteError(msg, s string) error {
+	return errors.New(msg + strconv.Quote(truncate(s)))
 }
 
 func truncate(s string) string {
@@ -254,7 +266,7 @@ func ConsensusPath(authorities [][20]byte) string {
 	}
 	ids := make([]string, len(authorities))
 	for i, a := range authorities {
-		ids[i] = strings.ToUpper(hex.EncodeToString(a[:3]))
+		ids[i] = string(hexID(a[:3]))
 	}
 	sort.Strings(ids)
 	return base + "/" + strings.Join(ids, "+")
@@ -268,7 +280,7 @@ const AllCertsPath = "/tor/keys/all"
 func CertsByFingerprintPath(fps [][20]byte) string {
 	ids := make([]string, len(fps))
 	for i, f := range fps {
-		ids[i] = strings.ToUpper(hex.EncodeToString(f[:]))
+		ids[i] = string(hexID(f[:]))
 	}
 	return "/tor/keys/fp/" + strings.Join(ids, "+")
 }
@@ -278,8 +290,7 @@ func CertsByFingerprintPath(fps [][20]byte) string {
 func CertsByKeyPath(ids []CertID) string {
 	parts := make([]string, len(ids))
 	for i, id := range ids {
-		parts[i] = strings.ToUpper(hex.EncodeToString(id.Identity[:])) + "-" +
-			strings.ToUpper(hex.EncodeToString(id.SigningKeyDigest[:]))
+		parts[i] = string(hexID(id.Identity[:])) + "-" + string(hexID(id.SigningKeyDigest[:]))
 	}
 	return "/tor/keys/fp-sk/" + strings.Join(parts, "+")
 }
