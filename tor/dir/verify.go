@@ -3,6 +3,8 @@ package dir
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"time"
 )
 
@@ -25,8 +27,8 @@ type SignatureError struct {
 }
 
 func (e *SignatureError) Error() string {
-	return fmt.Sprintf("consensus signature (%s) from %X with signing key %X invalid: %v",
-		e.Algorithm, e.Authority, e.SigningKeyDigest, e.Err)
+	return "consensus signature (" + e.Algorithm + ") from " + string(hexID(e.Authority[:])) +
+		" with signing key " + string(hexID(e.SigningKeyDigest[:])) + " invalid: " + e.Err.Error()
 }
 
 func (e *SignatureError) Unwrap() error { return e.Err }
@@ -62,9 +64,9 @@ type NotEnoughSignaturesError struct {
 }
 
 func (e *NotEnoughSignaturesError) Error() string {
-	msg := fmt.Sprintf("consensus has %d valid authority signatures, needs %d", len(e.Report.Signed), e.Report.Required)
+	msg := "consensus has " + strconv.Itoa(len(e.Report.Signed)) + " valid authority signatures, needs " + strconv.Itoa(e.Report.Required)
 	if n := len(e.Report.MissingCerts); n > 0 {
-		msg += fmt.Sprintf(" (%d certificates missing)", n)
+		msg += " (" + strconv.Itoa(n) + " certificates missing)"
 	}
 	for _, p := range e.Report.Problems {
 		msg += "; " + p.Error()
@@ -87,23 +89,13 @@ func (e *NotEnoughSignaturesError) Unwrap() []error {
 // configured authorities (v3ident fingerprints) count, each authority once.
 func (c *Consensus) CheckSignatures(certs []*AuthCert, authorities [][20]byte, now time.Time) *SignatureReport {
 	rep := &SignatureReport{Required: len(authorities)/2 + 1}
-	configured := func(id [20]byte) bool {
-		for _, a := range authorities {
-			if a == id {
-				return true
-			}
-		}
-		return false
-	}
-	signed := map[[20]byte]bool{}
-	missing := map[CertID]bool{}
 	for i := range c.Signatures {
 		s := &c.Signatures[i]
 		fail := func(err error) {
 			rep.Problems = append(rep.Problems, &SignatureError{Authority: s.Identity,
 				SigningKeyDigest: s.SigningKeyDigest, Algorithm: s.Algorithm, Err: err})
 		}
-		if !configured(s.Identity) {
+		if !slices.Contains(authorities, s.Identity) {
 			fail(ErrUnknownAuthority)
 			continue
 		}
@@ -117,7 +109,7 @@ func (c *Consensus) CheckSignatures(certs []*AuthCert, authorities [][20]byte, n
 			fail(ErrUnknownAlgorithm)
 			continue
 		}
-		if signed[s.Identity] {
+		if slices.Contains(rep.Signed, s.Identity) {
 			continue
 		}
 		var certErr error
@@ -134,15 +126,13 @@ func (c *Consensus) CheckSignatures(certs []*AuthCert, authorities [][20]byte, n
 			if err := verifyRaw(cert.SigningKey, digest, s.Signature); err != nil {
 				fail(fmt.Errorf("%w: %w", ErrBadSignature, err))
 			} else {
-				signed[s.Identity] = true
 				rep.Signed = append(rep.Signed, s.Identity)
 			}
 			break
 		}
 		if !found {
 			id := CertID{s.Identity, s.SigningKeyDigest}
-			if !missing[id] {
-				missing[id] = true
+			if !slices.Contains(rep.MissingCerts, id) {
 				rep.MissingCerts = append(rep.MissingCerts, id)
 			}
 			if certErr != nil {
@@ -156,7 +146,7 @@ func (c *Consensus) CheckSignatures(certs []*AuthCert, authorities [][20]byte, n
 	// is not needed.
 	kept := rep.MissingCerts[:0]
 	for _, m := range rep.MissingCerts {
-		if !signed[m.Identity] {
+		if !slices.Contains(rep.Signed, m.Identity) {
 			kept = append(kept, m)
 		}
 	}
