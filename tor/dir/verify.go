@@ -3,7 +3,6 @@ package dir
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 )
@@ -89,13 +88,23 @@ func (e *NotEnoughSignaturesError) Unwrap() []error {
 // configured authorities (v3ident fingerprints) count, each authority once.
 func (c *Consensus) CheckSignatures(certs []*AuthCert, authorities [][20]byte, now time.Time) *SignatureReport {
 	rep := &SignatureReport{Required: len(authorities)/2 + 1}
+	configured := func(id [20]byte) bool {
+		for _, a := range authorities {
+			if a == id {
+				return true
+			}
+		}
+		return false
+	}
+	signed := map[[20]byte]bool{}
+	missing := map[CertID]bool{}
 	for i := range c.Signatures {
 		s := &c.Signatures[i]
 		fail := func(err error) {
 			rep.Problems = append(rep.Problems, &SignatureError{Authority: s.Identity,
 				SigningKeyDigest: s.SigningKeyDigest, Algorithm: s.Algorithm, Err: err})
 		}
-		if !slices.Contains(authorities, s.Identity) {
+		if !configured(s.Identity) {
 			fail(ErrUnknownAuthority)
 			continue
 		}
@@ -109,7 +118,7 @@ func (c *Consensus) CheckSignatures(certs []*AuthCert, authorities [][20]byte, n
 			fail(ErrUnknownAlgorithm)
 			continue
 		}
-		if slices.Contains(rep.Signed, s.Identity) {
+		if signed[s.Identity] {
 			continue
 		}
 		var certErr error
@@ -126,13 +135,15 @@ func (c *Consensus) CheckSignatures(certs []*AuthCert, authorities [][20]byte, n
 			if err := verifyRaw(cert.SigningKey, digest, s.Signature); err != nil {
 				fail(fmt.Errorf("%w: %w", ErrBadSignature, err))
 			} else {
+				signed[s.Identity] = true
 				rep.Signed = append(rep.Signed, s.Identity)
 			}
 			break
 		}
 		if !found {
 			id := CertID{s.Identity, s.SigningKeyDigest}
-			if !slices.Contains(rep.MissingCerts, id) {
+			if !missing[id] {
+				missing[id] = true
 				rep.MissingCerts = append(rep.MissingCerts, id)
 			}
 			if certErr != nil {
@@ -146,7 +157,7 @@ func (c *Consensus) CheckSignatures(certs []*AuthCert, authorities [][20]byte, n
 	// is not needed.
 	kept := rep.MissingCerts[:0]
 	for _, m := range rep.MissingCerts {
-		if !slices.Contains(rep.Signed, m.Identity) {
+		if !signed[m.Identity] {
 			kept = append(kept, m)
 		}
 	}
