@@ -56,14 +56,14 @@ type Header struct {
 // and before Accept-Encoding.
 func GetWithHeaders(rw io.ReadWriter, host, path string, hdrs []Header, maxBody int64) ([]byte, error) {
 	if path == "" || path[0] != '/' || strings.ContainsAny(path, " \r\n") {
-		return nil, errors.New("directory request: invalid path " + strconv.Quote(path))
+		return nil, fmt.Errorf("directory request: invalid path %q", path)
 	}
 	if strings.ContainsAny(host, " \r\n") {
-		return nil, requestError(path, errors.New("invalid host "+strconv.Quote(host)))
+		return nil, fmt.Errorf("directory request %s: invalid host %q", path, host)
 	}
 	for _, h := range hdrs {
 		if !validHeaderName(h.Name) || strings.ContainsAny(h.Value, "\r\n") {
-			return nil, requestError(path, errors.New("invalid header "+strconv.Quote(h.Name)+": "+strconv.Quote(h.Value)))
+			return nil, fmt.Errorf("directory request %s: invalid header %q: %q", path, h.Name, h.Value)
 		}
 	}
 	var req strings.Builder
