@@ -3,6 +3,7 @@ package dir
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -194,8 +195,8 @@ func (c *Cache) Load(authorities [][20]byte, now time.Time, skew time.Duration) 
 		case err != nil:
 			problem(err, ConsensusFile)
 		case !cons.Usable(now, skew):
-			problem(nil, ConsensusFile+": not usable at "+now.UTC().Format(time.DateTime)+" (valid "+
-				cons.ValidAfter.Format(time.DateTime)+" to "+cons.ValidUntil.Format(time.DateTime)+")")
+			l.Problems = append(l.Problems, fmt.Errorf("%s: not usable at %s (valid %s to %s)", ConsensusFile,
+				netdoc.Time(now), netdoc.Time(cons.ValidAfter), netdoc.Time(cons.ValidUntil)))
 		default:
 			if err := cons.Verify(l.Certs, authorities, now); err != nil {
 				problem(err, ConsensusFile)

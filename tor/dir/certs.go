@@ -232,10 +232,10 @@ func (c *AuthCert) Verify(now time.Time) error {
 		return err
 	}
 	if now.After(c.Expires) {
-		return fmt.Errorf("authority certificate %X expired at %s: %w", c.Fingerprint, c.Expires.Format(netdoc.TimeLayout), ErrCertExpired)
+		return fmt.Errorf("authority certificate %X expired at %s: %w", c.Fingerprint, netdoc.Time(c.Expires), ErrCertExpired)
 	}
 	if c.Published.After(now.Add(CertSkew)) {
-		return fmt.Errorf("authority certificate %X published at %s: %w", c.Fingerprint, c.Published.Format(netdoc.TimeLayout), ErrCertNotYetValid)
+		return fmt.Errorf("authority certificate %X published at %s: %w", c.Fingerprint, netdoc.Time(c.Published), ErrCertNotYetValid)
 	}
 	return nil
 }

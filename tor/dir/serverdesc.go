@@ -267,7 +267,7 @@ func ParseBridgeDescriptor(doc []byte, want *[20]byte, now time.Time) (*ServerDe
 func (sd *ServerDescriptor) Verify(now time.Time) error {
 	if now.After(sd.CertExpires) {
 		return fmt.Errorf("server descriptor %s (%X): %s expired at %s (now %s): %w", sd.Nickname, sd.Fingerprint,
-			sd.certExpiresWhat, sd.CertExpires.Format(netdoc.TimeLayout), now.UTC().Format(netdoc.TimeLayout), cert.ErrExpired)
+			sd.certExpiresWhat, netdoc.Time(sd.CertExpires), netdoc.Time(now), cert.ErrExpired)
 	}
 	return nil
 }

@@ -409,6 +409,12 @@ func printable(b []byte) string {
 // TimeLayout is the directory time format "YYYY-MM-DD HH:MM:SS" (UTC).
 const TimeLayout = "2006-01-02 15:04:05"
 
+// Time prints as a directory time in UTC ("2006-01-02 15:04:05"): a
+// cheap way to put a time.Time in a log line or error message.
+type Time time.Time
+
+func (t Time) String() string { return time.Time(t).UTC().Format(TimeLayout) }
+
 // ParseTime parses two arguments "YYYY-MM-DD" "HH:MM:SS" as a UTC time.
 func ParseTime(date, clock []byte) (time.Time, error) {
 	if len(date) != 10 || len(clock) != 8 {
