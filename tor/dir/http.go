@@ -55,37 +55,40 @@ type Header struct {
 // GetWithHeaders is GetHost that also sends the headers hdrs, after Host
 // and before Accept-Encoding.
 func GetWithHeaders(rw io.ReadWriter, host, path string, hdrs []Header, maxBody int64) ([]byte, error) {
-	if path == "" || path[0] != '/' || strings.ContainsAny(path, " \r\n") {
+	if !validPath(path) {
 		return nil, fmt.Errorf("directory request: invalid path %q", path)
 	}
 	if strings.ContainsAny(host, " \r\n") {
 		return nil, fmt.Errorf("directory request %s: invalid host %q", path, host)
 	}
+	req := append(append([]byte("GET "), path...), " HTTP/1.0\r\n"...)
+	if host != "" {
+		hdrs = append([]Header{{"Host", host}}, hdrs...)
+	}
 	for _, h := range hdrs {
 		if !validHeaderName(h.Name) || strings.ContainsAny(h.Value, "\r\n") {
 			return nil, fmt.Errorf("directory request %s: invalid header %q: %q", path, h.Name, h.Value)
 		}
-	}
-	var req strings.Builder
-	req.WriteString("GET ")
-	req.WriteString(path)
-	req.WriteString(" HTTP/1.0\r\n")
-	if host != "" {
-		req.WriteString("Host: ")
-		req.WriteString(host)
-		req.WriteString("\r\n")
-	}
-	for _, h := range hdrs {
-		req.WriteString(h.Name)
-		req.WriteString(": ")
-		req.WriteString(h.Value)
-		req.WriteString("\r\n")
+		req = append(append(append(append(req, h.Name...), ": "...), h.Value...), "\r\n"...)
 	}
 	// C tor serves the consensus, microdescriptors and certificates
 	// deflated when asked for deflate, and consensus diffs gzipped.
-	req.WriteString("Accept-Encoding: deflate, gzip, identity\r\n\r\n")
-	if _, err := io.WriteString(rw, req.String()); err != nil {
-		return nil, requestError(path, netdoc.Reason(err, "sending"))
+	req = append(req, "Accept-Encoding: deflate, gzip, identity\r\n\r\n"...)
+	return roundTrip(rw, "directory request", path, req, maxBody)
+}
+
+// validPath reports whether path can be a request's path: it starts with
+// '/' and has no spaces or line ends.
+func validPath(path string) bool {
+	return path != "" && path[0] == '/' && !strings.ContainsAny(path, " \r\n")
+}
+
+// roundTrip sends the request req for path over rw and reads the response
+// (see ReadResponse); what ("directory request", "directory upload")
+// starts its errors. A status other than 200 gives a *StatusError.
+func roundTrip(rw io.ReadWriter, what, path string, req []byte, maxBody int64) ([]byte, error) {
+	if _, err := rw.Write(req); err != nil {
+		return nil, fmt.Errorf("%s %s: sending: %w", what, path, err)
 	}
 	body, err := ReadResponse(rw, maxBody)
 	if err != nil {
@@ -94,7 +97,7 @@ func GetWithHeaders(rw io.ReadWriter, host, path string, hdrs []Header, maxBody 
 			se.Path = path
 			return nil, se
 		}
-		return nil, requestError(path, err)
+		return nil, fmt.Errorf("%s %s: %w", what, path, err)
 	}
 	return body, nil
 }
@@ -237,11 +240,6 @@ func parseStatusLine(line string) (int, string, error) {
 		return 0, "", quoteError("malformed status code in ", line)
 	}
 	return int(n), reason, nil
-}
-
-// requestError is the error of the directory request for path.
-func requestError(path string, err error) error {
-	return fmt.Errorf("directory request %s: %w", path, err)
 }
 
 // quoteError is the error msg followed by s, truncated and quoted.
