@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"tinytor/tor/dir/netdoc"
 )
 
 // Consensus diffs (dir-spec 4.5 and appendix E, proposal 140).
@@ -70,6 +72,9 @@ func (e *DiffError) Error() string {
 }
 
 func (e *DiffError) Unwrap() error { return e.Err }
+
+// diffError returns err as the error of line.
+func diffError(line int, err error) error { return &DiffError{Line: line, Err: err} }
 
 func diffErrorf(line int, format string, args ...any) error {
 	return &DiffError{Line: line, Err: fmt.Errorf(format, args...)}
@@ -149,7 +154,7 @@ func diffHeader(diff []byte) (rest int, from, to [32]byte, err error) {
 		return 0, from, to, diffErrorf(1, "no complete first line")
 	}
 	if string(l1) != diffVersionLine {
-		return 0, from, to, diffErrorf(1, "want %q, got %q", diffVersionLine, truncate(string(l1)))
+		return 0, from, to, diffError(1, netdoc.Reason(nil, "want \""+diffVersionLine+"\", got %q", truncateBytes(l1)))
 	}
 	l2, n2, ok := nextLine(diff, n1)
 	if !ok {
@@ -157,15 +162,15 @@ func diffHeader(diff []byte) (rest int, from, to [32]byte, err error) {
 	}
 	words := bytes.Split(l2, []byte(" "))
 	if len(words) != 3 || string(words[0]) != diffHashToken {
-		return 0, from, to, diffErrorf(2, "want \"hash FROM TO\", got %q", truncate(string(l2)))
+		return 0, from, to, diffError(2, netdoc.Reason(nil, "want \"hash FROM TO\", got %q", truncateBytes(l2)))
 	}
 	for i, out := range []*[32]byte{&from, &to} {
 		w := words[1+i]
 		if len(w) != 2*len(out) {
-			return 0, from, to, diffErrorf(2, "digest %q is not %d hex digits", truncate(string(w)), 2*len(out))
+			return 0, from, to, diffError(2, netdoc.Reason(nil, "digest %q is not 64 hex digits", truncateBytes(w)))
 		}
 		if _, err := hex.Decode(out[:], w); err != nil {
-			return 0, from, to, diffErrorf(2, "digest %q: %v", truncate(string(w)), err)
+			return 0, from, to, diffError(2, netdoc.Reason(err, "digest %q", truncateBytes(w)))
 		}
 	}
 	return n2, from, to, nil

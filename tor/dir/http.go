@@ -247,6 +247,14 @@ func quoteError(msg, s string) error {
 	return errors.New(msg + strconv.Quote(truncate(s)))
 }
 
+// truncateBytes is truncate for a byte slice.
+func truncateBytes(b []byte) []byte {
+	if len(b) > 60 {
+		return append(b[:60:60], "..."...)
+	}
+	return b
+}
+
 func truncate(s string) string {
 	if len(s) > 60 {
 		return s[:60] + "..."

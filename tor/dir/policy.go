@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"tinytor/tor/dir/netdoc"
 )
 
 // PortRange is an inclusive range of ports.
@@ -87,7 +89,7 @@ func ParsePortPolicy(args [][]byte) (*PortPolicy, error) {
 		p.Accept = true
 	case "reject":
 	default:
-		return nil, fmt.Errorf("%q is neither accept nor reject", args[0])
+		return nil, netdoc.Reason(nil, "%q is neither accept nor reject", args[0])
 	}
 	list := args[1]
 	for len(list) > 0 {
@@ -107,10 +109,10 @@ func ParsePortPolicy(args [][]byte) (*PortPolicy, error) {
 		l, err1 := parseUint(lo, 65535)
 		h, err2 := parseUint(hi, 65535)
 		if err1 != nil || err2 != nil || l == 0 || l > h {
-			return nil, fmt.Errorf("bad port range %q", item)
+			return nil, netdoc.Reason(nil, "bad port range %q", item)
 		}
 		if n := len(p.Ranges); n > 0 && uint16(l) <= p.Ranges[n-1].Hi {
-			return nil, fmt.Errorf("port range %q not in ascending order", item)
+			return nil, netdoc.Reason(nil, "port range %q not in ascending order", item)
 		}
 		p.Ranges = append(p.Ranges, PortRange{uint16(l), uint16(h)})
 	}

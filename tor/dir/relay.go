@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
+
+	"tinytor/tor/dir/netdoc"
 )
 
 // Flags is a set of relay status flags from a consensus "s" line. Flags
@@ -161,7 +164,7 @@ func (ps *Protocols) addEntry(ent []byte) error {
 		}
 	}
 	if eq <= 0 {
-		return fmt.Errorf("protocol entry %q lacks Name=versions", ent)
+		return netdoc.Reason(nil, "protocol entry %q lacks Name=versions", ent)
 	}
 	name, vers := ent[:eq], ent[eq+1:]
 	idx := -1
@@ -177,7 +180,7 @@ func (ps *Protocols) addEntry(ent []byte) error {
 		if i := indexByte(vers, ','); i >= 0 {
 			r, vers = vers[:i], vers[i+1:]
 			if len(vers) == 0 {
-				return fmt.Errorf("protocol entry %q: trailing comma", ent)
+				return netdoc.Reason(nil, "protocol entry %q: trailing comma", ent)
 			}
 		} else {
 			r, vers = vers, nil
@@ -189,7 +192,7 @@ func (ps *Protocols) addEntry(ent []byte) error {
 		l, err1 := parseUint(lo, MaxProtoVersion)
 		h, err2 := parseUint(hi, MaxProtoVersion)
 		if err1 != nil || err2 != nil || l > h {
-			return fmt.Errorf("protocol entry %q: bad version range %q (versions are 0-%d)", ent, r, MaxProtoVersion)
+			return netdoc.Reason(nil, "protocol entry %q: bad version range %q (versions are 0-63)", ent, r)
 		}
 		for v := l; v <= h; v++ {
 			set |= 1 << uint(v)
@@ -210,7 +213,10 @@ func indexByte(b []byte, c byte) int {
 	return -1
 }
 
-var errNotNumber = errors.New("not a decimal number")
+var (
+	errNotNumber = errors.New("not a decimal number")
+	errBadIPv4   = errors.New("bad IPv4 address")
+)
 
 // parseUint parses a decimal number no larger than max.
 func parseUint(b []byte, max uint64) (uint64, error) {
@@ -224,7 +230,7 @@ func parseUint(b []byte, max uint64) (uint64, error) {
 		}
 		d := uint64(c - '0')
 		if n > (max-d)/10 {
-			return 0, fmt.Errorf("number %q out of range (max %d)", b, max)
+			return 0, netdoc.Reason(nil, "number %q out of range (max %s)", b, strconv.AppendUint(nil, max, 10))
 		}
 		n = n*10 + d
 	}
@@ -261,11 +267,11 @@ func parseIPv4(b []byte) ([4]byte, error) {
 			j++
 		}
 		if (i < 3) != (j < len(b)) || j == 0 || j > 3 || (j > 1 && b[0] == '0') {
-			return a, fmt.Errorf("bad IPv4 address")
+			return a, errBadIPv4
 		}
 		n, err := parseUint(b[:j], 255)
 		if err != nil {
-			return a, fmt.Errorf("bad IPv4 address")
+			return a, errBadIPv4
 		}
 		a[i] = byte(n)
 		if i < 3 {
