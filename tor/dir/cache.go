@@ -159,64 +159,74 @@ type Loaded struct {
 	Problems []error
 }
 
+// read returns the contents of the cache file name, nil if it is absent
+// or unreadable (a problem then).
+func (l *Loaded) read(store FileStore, name string) []byte {
+	b, err := store.ReadFile(name)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			l.Problems = append(l.Problems, &fs.PathError{Op: "reading", Path: name, Err: err})
+		}
+		return nil
+	}
+	return b
+}
+
+// problem records a part of the cache dropped because of err, with the
+// context what ("cached-certs: dropping"): a *SkippedMicrodescsError
+// gives one problem per skipped microdescriptor.
+func (l *Loaded) problem(what string, err error) {
+	var sk *SkippedMicrodescsError
+	if errors.As(err, &sk) {
+		for _, e := range sk.Skipped {
+			l.Problems = append(l.Problems, netdoc.Reason(e, what+": dropping"))
+		}
+		return
+	}
+	l.Problems = append(l.Problems, netdoc.Reason(err, what))
+}
+
 // Load reads the cache and re-verifies everything as if it had just been
 // fetched: certificates against their signatures and now, the consensus
 // against the certificates and the authorities, allowing skew for its
 // valid-after time.
 func (c *Cache) Load(authorities [][20]byte, now time.Time, skew time.Duration) *Loaded {
 	l := &Loaded{}
-	problem := func(err error, msg string) { l.Problems = append(l.Problems, netdoc.Reason(err, msg)) }
-	read := func(name string) []byte {
-		b, err := c.Store.ReadFile(name)
-		if err != nil {
-			if !errors.Is(err, fs.ErrNotExist) {
-				problem(err, "reading "+name)
-			}
-			return nil
-		}
-		return b
-	}
-	if doc := read(CertsFile); len(doc) > 0 {
+	if doc := l.read(c.Store, CertsFile); len(doc) > 0 {
 		certs, err := ParseAuthCerts(doc)
 		if err != nil {
-			problem(err, CertsFile)
+			l.problem(CertsFile, err)
 		}
 		for _, ct := range certs {
 			if err := ct.Verify(now); err != nil {
-				problem(err, CertsFile+": dropping")
+				l.problem(CertsFile+": dropping", err)
 				continue
 			}
 			l.Certs = append(l.Certs, ct)
 		}
 	}
-	if doc := read(ConsensusFile); len(doc) > 0 {
+	if doc := l.read(c.Store, ConsensusFile); len(doc) > 0 {
 		cons, err := ParseConsensus(doc)
 		switch {
 		case err != nil:
-			problem(err, ConsensusFile)
+			l.problem(ConsensusFile, err)
 		case !cons.Usable(now, skew):
 			l.Problems = append(l.Problems, fmt.Errorf("%s: not usable at %s (valid %s to %s)", ConsensusFile,
 				netdoc.Time(now), netdoc.Time(cons.ValidAfter), netdoc.Time(cons.ValidUntil)))
 		default:
 			if err := cons.Verify(l.Certs, authorities, now); err != nil {
-				problem(err, ConsensusFile)
+				l.problem(ConsensusFile, err)
 			} else {
 				l.Consensus, l.ConsensusDoc = cons, doc
 			}
 		}
 	}
-	if doc := read(MicrodescsFile); len(doc) > 0 {
+	if doc := l.read(c.Store, MicrodescsFile); len(doc) > 0 {
 		// A malformed microdescriptor is dropped alone, with a problem
 		// saying where and why; the others are kept.
 		mds, err := ParseMicrodescs(doc)
-		var sk *SkippedMicrodescsError
-		switch {
-		case errors.As(err, &sk):
-			for _, e := range sk.Skipped {
-				problem(e, MicrodescsFile+": dropping")
-			}
-		case err != nil:
-			problem(err, MicrodescsFile)
+		if err != nil {
+			l.problem(MicrodescsFile, err)
 		}
 		l.MicrodescsDoc = doc
 		var listed map[[32]byte]bool
