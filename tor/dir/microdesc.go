@@ -164,17 +164,6 @@ func splitMicrodescs(doc []byte) []mdEntry {
 		haveNtor bool // cur's body has an ntor-onion-key line
 		line     = 1
 	)
-	begin := func(pos, ln int, body bool) {
-		if cur >= 0 {
-			out[cur].end = pos
-		}
-		e := mdEntry{start: pos, body: -1, line: ln}
-		if body {
-			e.body = pos
-		}
-		out = append(out, e)
-		cur, stray, haveNtor = len(out)-1, false, false
-	}
 	for pos := 0; pos < len(doc); line++ {
 		end := bytes.IndexByte(doc[pos:], '\n')
 		if end < 0 {
@@ -188,35 +177,34 @@ func splitMicrodescs(doc []byte) []mdEntry {
 			kw = l[:i]
 		}
 		headerOnly := cur >= 0 && out[cur].body < 0 && !stray // only annotations so far
+		// Whether the line starts an entry, starts its body, is an
+		// ntor-onion-key line, or is another item.
+		var begin, body, ntor, other bool
 		switch {
 		case len(l) == 0:
 			// Blank lines belong to the entry before them.
 		case l[0] == '@':
-			if !headerOnly {
-				begin(pos, line, false)
-			}
+			begin = !headerOnly
 		case string(kw) == "onion-key":
-			if headerOnly {
-				out[cur].body = pos
-			} else {
-				begin(pos, line, true)
-			}
+			begin, body = !headerOnly, true
 		case string(kw) == "ntor-onion-key":
-			switch {
-			case headerOnly:
-				out[cur].body = pos
-			case cur < 0 || haveNtor || out[cur].body < 0:
-				begin(pos, line, true)
-			}
-			haveNtor = true
+			begin = !headerOnly && (cur < 0 || haveNtor || out[cur].body < 0)
+			body, ntor = begin || headerOnly, true
 		default:
-			if cur < 0 {
-				begin(pos, line, false)
-			}
-			if out[cur].body < 0 {
-				stray = true
-			}
+			begin, other = cur < 0, true
 		}
+		if begin {
+			if cur >= 0 {
+				out[cur].end = pos
+			}
+			out = append(out, mdEntry{start: pos, body: -1, line: line})
+			cur, stray, haveNtor = len(out)-1, false, false
+		}
+		if body {
+			out[cur].body = pos
+		}
+		haveNtor = haveNtor || ntor
+		stray = stray || other && out[cur].body < 0
 		pos = end + 1
 	}
 	if cur >= 0 {
