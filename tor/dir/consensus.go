@@ -613,20 +613,17 @@ func validTime(date, clock []byte) bool {
 	if len(date) != 10 || len(clock) != 8 || date[4] != '-' || date[7] != '-' || clock[2] != ':' || clock[5] != ':' {
 		return false
 	}
-	num := func(b []byte) int {
-		n := 0
-		for _, c := range b {
+	var v [6]int // year, month, day, hour, minute, second
+	for i, f := range [6][]byte{date[:4], date[5:7], date[8:], clock[:2], clock[3:5], clock[6:]} {
+		for _, c := range f {
 			if c < '0' || c > '9' {
-				return -1
+				return false
 			}
-			n = n*10 + int(c-'0')
+			v[i] = v[i]*10 + int(c-'0')
 		}
-		return n
 	}
-	y, mo, d := num(date[:4]), num(date[5:7]), num(date[8:])
-	h, mi, sec := num(clock[:2]), num(clock[3:5]), num(clock[6:])
-	return y >= 1970 && mo >= 1 && mo <= 12 && d >= 1 && d <= 31 &&
-		h >= 0 && h <= 23 && mi >= 0 && mi <= 59 && sec >= 0 && sec <= 60
+	return v[0] >= 1970 && v[1] >= 1 && v[1] <= 12 && v[2] >= 1 && v[2] <= 31 &&
+		v[3] <= 23 && v[4] <= 59 && v[5] <= 60
 }
 
 func (p *consensusParser) signature(it *netdoc.Item) error {
