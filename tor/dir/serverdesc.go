@@ -525,15 +525,21 @@ func (p *sdParser) item(it *netdoc.Item) error {
 			}
 		}
 		sd.BandwidthRate, sd.BandwidthBurst, sd.BandwidthObserved = uint32(v[0]), uint32(v[1]), uint32(v[2])
-	case sdPlatform:
-		sd.Platform = p.rest(it)
-	case sdContact:
-		sd.Contact = p.rest(it)
-	case sdProto:
-		sd.ProtoLine = p.rest(it)
-		for _, a := range it.Args {
-			if err = sd.Protocols.addEntry(a); err != nil {
-				break
+	case sdPlatform, sdContact, sdProto:
+		// The line's text after the keyword, without surrounding
+		// whitespace (C tor's CONCAT_ARGS).
+		text := string(bytes.Trim(p.doc[it.Start+len(it.Keyword):it.ArgsEnd], " \t"))
+		switch bit {
+		case sdPlatform:
+			sd.Platform = text
+		case sdContact:
+			sd.Contact = text
+		default:
+			sd.ProtoLine = text
+			for _, a := range it.Args {
+				if err = sd.Protocols.addEntry(a); err != nil {
+					break
+				}
 			}
 		}
 	case sdPublished:
@@ -596,12 +602,6 @@ func (p *sdParser) item(it *netdoc.Item) error {
 		return t.Wrap(it, err)
 	}
 	return nil
-}
-
-// rest returns an item's line after the keyword, without surrounding
-// whitespace (C tor's CONCAT_ARGS).
-func (p *sdParser) rest(it *netdoc.Item) string {
-	return string(bytes.Trim(p.doc[it.Start+len(it.Keyword):it.ArgsEnd], " \t"))
 }
 
 // addMember adds a member of a server descriptor's family line: a
