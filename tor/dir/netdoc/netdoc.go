@@ -104,34 +104,34 @@ func NewTokenizer(name string, doc []byte) *Tokenizer {
 
 // Errorf returns an *Error for the given item.
 func (t *Tokenizer) Errorf(it *Item, format string, args ...any) error {
-	return t.fail(it, fmt.Errorf(format, args...), "", nil)
+	return t.fail(it, 0, fmt.Errorf(format, args...), "", nil)
 }
 
 // Wrap returns an *Error for the given item wrapping err.
-func (t *Tokenizer) Wrap(it *Item, err error) error { return t.fail(it, err, "", nil) }
+func (t *Tokenizer) Wrap(it *Item, err error) error { return t.fail(it, 0, err, "", nil) }
 
 // Fail returns an *Error for the given item (nil: none) whose reason is
 // msg, in which each "%q" is replaced by the next of vals quoted as a Go
 // string and each "%s" by the next of vals as it is.
 func (t *Tokenizer) Fail(it *Item, msg string, vals ...[]byte) error {
-	return t.fail(it, nil, msg, vals)
+	return t.fail(it, 0, nil, msg, vals)
 }
 
 // FailLine is Fail for a line that has no item: the line number alone
 // (0 if unknown) locates the problem.
 func (t *Tokenizer) FailLine(line int, msg string, vals ...[]byte) error {
-	return t.fail(&Item{Line: line}, nil, msg, vals)
+	return t.fail(nil, line, nil, msg, vals)
 }
 
 // WrapMsg returns an *Error for the given item whose reason is "msg:
 // err", msg formatted as in Fail; it wraps err.
 func (t *Tokenizer) WrapMsg(it *Item, err error, msg string, vals ...[]byte) error {
-	return t.fail(it, err, msg, vals)
+	return t.fail(it, 0, err, msg, vals)
 }
 
-// failAt is Fail for a line and keyword without an item.
-func (t *Tokenizer) failAt(line int, kw []byte, msg string, vals ...[]byte) error {
-	return t.fail(&Item{Line: line, Keyword: kw}, nil, msg, vals)
+// failAt is Fail at a line of the object of it (it.Line is the keyword line).
+func (t *Tokenizer) failAt(it *Item, line int, msg string, vals ...[]byte) error {
+	return t.fail(it, line, nil, msg, vals)
 }
 
 // hexByte formats c as 0x and two hex digits.
@@ -140,11 +140,14 @@ func hexByte(c byte) []byte {
 	return []byte{'0', 'x', digits[c>>4], digits[c&15]}
 }
 
-// fail builds the errors of Errorf, Wrap, Fail and WrapMsg.
-func (t *Tokenizer) fail(it *Item, err error, msg string, vals [][]byte) error {
-	e := &Error{Doc: t.Name, Err: err}
+// fail builds the errors of Errorf, Wrap, Fail, FailLine and WrapMsg:
+// for it (nil: none), at line if that is not 0 (else at it.Line).
+func (t *Tokenizer) fail(it *Item, line int, err error, msg string, vals [][]byte) error {
+	e := &Error{Doc: t.Name, Line: line, Err: err}
 	if it != nil {
-		e.Line = it.Line
+		if line == 0 {
+			e.Line = it.Line
+		}
 		e.Keyword = string(it.Keyword)
 	}
 	if msg != "" {
@@ -271,7 +274,7 @@ func (t *Tokenizer) Scan() (*Item, error) {
 	kw := line[:i]
 	it.Keyword = kw
 	if err := t.checkKeyword(kw); err != nil {
-		return nil, t.fail(&Item{Line: t.line, Keyword: []byte(printable(kw))}, err, "", nil)
+		return nil, t.fail(&Item{Line: t.line, Keyword: []byte(printable(kw))}, 0, err, "", nil)
 	}
 	for i < len(line) {
 		for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
@@ -281,7 +284,7 @@ func (t *Tokenizer) Scan() (*Item, error) {
 		for j < len(line) && line[j] != ' ' && line[j] != '\t' {
 			c := line[j]
 			if c < 0x21 || c > 0x7e {
-				return nil, t.failAt(t.line, kw, "non-printable character %s in arguments", hexByte(c))
+				return nil, t.failAt(it, t.line, "non-printable character %s in arguments", hexByte(c))
 			}
 			j++
 		}
@@ -308,32 +311,32 @@ func (t *Tokenizer) readObject(it *Item) error {
 	begLine := t.line
 	nl := bytes.IndexByte(doc[t.pos:], '\n')
 	if nl < 0 {
-		return t.failAt(begLine, it.Keyword, "object BEGIN line does not end with a newline")
+		return t.failAt(it, begLine, "object BEGIN line does not end with a newline")
 	}
 	beg := doc[t.pos : t.pos+nl]
 	if !bytes.HasSuffix(beg, []byte("-----")) || len(beg) < len("-----BEGIN X-----") {
-		return t.failAt(begLine, it.Keyword, "malformed object BEGIN line %q", []byte(printable(beg)))
+		return t.failAt(it, begLine, "malformed object BEGIN line %q", []byte(printable(beg)))
 	}
 	typ := beg[len("-----BEGIN ") : len(beg)-5]
 	if err := checkObjectType(typ); err != nil {
-		return t.fail(&Item{Line: begLine, Keyword: it.Keyword}, err, "", nil)
+		return t.fail(it, begLine, err, "", nil)
 	}
 	t.pos += nl + 1
 	t.line++
 	bodyStart := t.pos
 	for {
 		if t.pos >= len(doc) {
-			return t.failAt(begLine, it.Keyword, "object %q has no END line", typ)
+			return t.failAt(it, begLine, "object %q has no END line", typ)
 		}
 		nl := bytes.IndexByte(doc[t.pos:], '\n')
 		if nl < 0 {
-			return t.failAt(t.line, it.Keyword, "object %q: line does not end with a newline", typ)
+			return t.failAt(it, t.line, "object %q: line does not end with a newline", typ)
 		}
 		l := doc[t.pos : t.pos+nl]
 		if bytes.HasPrefix(l, []byte("-----END ")) {
 			if !bytes.HasSuffix(l, []byte("-----")) || len(l) < len("-----END -----") ||
 				!bytes.Equal(l[len("-----END "):len(l)-5], typ) {
-				return t.failAt(t.line, it.Keyword, "object END line %q does not match BEGIN %q", []byte(printable(l)), typ)
+				return t.failAt(it, t.line, "object END line %q does not match BEGIN %q", []byte(printable(l)), typ)
 			}
 			it.ObjectType = typ
 			it.objectBody = doc[bodyStart:t.pos]
@@ -344,7 +347,7 @@ func (t *Tokenizer) readObject(it *Item) error {
 		}
 		for _, c := range l {
 			if !isBase64Char(c) {
-				return t.failAt(t.line, it.Keyword, "object %q: invalid base64 character %s", typ, hexByte(c))
+				return t.failAt(it, t.line, "object %q: invalid base64 character %s", typ, hexByte(c))
 			}
 		}
 		t.pos += nl + 1
