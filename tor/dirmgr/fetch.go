@@ -51,9 +51,8 @@ func (m *Manager) Update(ctx context.Context, needConsensus bool) error {
 		return errors.New("no directory authorities or fallback directories with an ORPort are configured")
 	}
 	for _, src := range srcs {
-		err := m.fetchFrom(ctx, src, needConsensus)
+		err := m.fetchLogged(ctx, src, needConsensus)
 		if err == nil {
-			m.cfg.Log.Infof("Fetched directory information from %s (%s).", src.name, src.addr)
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -63,7 +62,6 @@ func (m *Manager) Update(ctx context.Context, needConsensus bool) error {
 		if sameConsensus(err) {
 			return err
 		}
-		m.cfg.Log.Infof("Directory fetch from %s (%s) failed: %v", src.name, src.addr, err)
 	}
 	return fmt.Errorf("every directory source failed; last: %w", lastErr)
 }
@@ -90,12 +88,9 @@ func (m *Manager) updateFromGuards(ctx context.Context, needConsensus bool) (don
 			return false, perr
 		}
 		src := guardSource(kind, n)
-		err = m.fetchFrom(ctx, src, needConsensus)
+		err = m.fetchLogged(ctx, src, needConsensus)
 		switch {
 		case err == nil || sameConsensus(err):
-			if err == nil {
-				m.cfg.Log.Infof("Fetched directory information from %s (%s).", src.name, src.addr)
-			}
 			h.Succeeded()
 			h.Close()
 			return true, err
@@ -110,9 +105,21 @@ func (m *Manager) updateFromGuards(ctx context.Context, needConsensus bool) (don
 			h.Failed()
 		}
 		h.Close()
-		m.cfg.Log.Infof("Directory fetch from %s (%s) failed: %v", src.name, src.addr, err)
 	}
 	return false, err
+}
+
+// fetchLogged is fetchFrom that logs the outcome, but for a fetch that
+// ctx ended or that found only the consensus in use.
+func (m *Manager) fetchLogged(ctx context.Context, src source, needConsensus bool) error {
+	err := m.fetchFrom(ctx, src, needConsensus)
+	switch {
+	case err == nil:
+		m.cfg.Log.Infof("Fetched directory information from %s (%s).", src.name, src.addr)
+	case ctx.Err() == nil && !sameConsensus(err):
+		m.cfg.Log.Infof("Directory fetch from %s (%s) failed: %v", src.name, src.addr, err)
+	}
+	return err
 }
 
 // fetchFrom opens a one-hop directory circuit to src and fetches over it.
