@@ -92,22 +92,22 @@ const (
 )
 
 func parseAuthCert(t *netdoc.Tokenizer, doc []byte) (*AuthCert, error) {
-	it, err := t.Next()
+	it, err := t.Scan()
 	if err != nil {
 		return nil, err
 	}
 	if !it.Is("dir-key-certificate-version") {
-		return nil, t.Fail(&it, "certificate must start with dir-key-certificate-version")
+		return nil, t.Fail(it, "certificate must start with dir-key-certificate-version")
 	}
 	if len(it.Args) < 1 || string(it.Args[0]) != "3" {
-		return nil, t.Fail(&it, "unsupported certificate version (want 3)")
+		return nil, t.Fail(it, "unsupported certificate version (want 3)")
 	}
 	c := &AuthCert{}
 	start := it.Start
 	var seen uint8
-	for it, err = t.Next(); err == nil && !it.Is("dir-key-certification"); it, err = t.Next() {
+	for it, err = t.Scan(); err == nil && !it.Is("dir-key-certification"); it, err = t.Scan() {
 		if it.Is("dir-key-certificate-version") {
-			return nil, t.Fail(&it, "new certificate starts before dir-key-certification")
+			return nil, t.Fail(it, "new certificate starts before dir-key-certification")
 		}
 		k := -1
 		for i, kw := range certItems {
@@ -120,11 +120,11 @@ func parseAuthCert(t *netdoc.Tokenizer, doc []byte) (*AuthCert, error) {
 		case k < 0:
 			continue // unknown items are ignored (dir-spec 1.2)
 		case seen&(1<<k) != 0:
-			return nil, t.Fail(&it, "appears more than once")
+			return nil, t.Fail(it, "appears more than once")
 		case k == cAddress && len(it.Args) < 1:
-			return nil, t.Fail(&it, "missing address")
+			return nil, t.Fail(it, "missing address")
 		case k == cFingerprint && len(it.Args) < 1:
-			return nil, t.Fail(&it, "missing fingerprint")
+			return nil, t.Fail(it, "missing fingerprint")
 		}
 		seen |= 1 << k
 		var der []byte
@@ -134,11 +134,11 @@ func parseAuthCert(t *netdoc.Tokenizer, doc []byte) (*AuthCert, error) {
 		case cFingerprint:
 			err = netdoc.DecodeHex(c.Fingerprint[:], it.Args[0])
 		case cPublished:
-			c.Published, err = netdoc.TimeArgs(&it)
+			c.Published, err = netdoc.TimeArgs(it)
 		case cExpires:
-			c.Expires, err = netdoc.TimeArgs(&it)
+			c.Expires, err = netdoc.TimeArgs(it)
 		case cIdentityKey, cSigningKey:
-			if der, err = t.ObjectOf(&it, rsaKeyType); err != nil {
+			if der, err = t.ObjectOf(it, rsaKeyType); err != nil {
 				return nil, err
 			}
 			if k == cIdentityKey {
@@ -151,12 +151,12 @@ func parseAuthCert(t *netdoc.Tokenizer, doc []byte) (*AuthCert, error) {
 			if string(it.ObjectType) == "SIGNATURE" {
 				typ = "SIGNATURE"
 			}
-			if c.crossCert, err = t.ObjectOf(&it, typ); err != nil {
+			if c.crossCert, err = t.ObjectOf(it, typ); err != nil {
 				return nil, err
 			}
 		}
 		if err != nil {
-			return nil, t.Wrap(&it, err)
+			return nil, t.Wrap(it, err)
 		}
 	}
 	if err == io.EOF {
@@ -165,17 +165,16 @@ func parseAuthCert(t *netdoc.Tokenizer, doc []byte) (*AuthCert, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.certification, err = t.ObjectOf(&it, "SIGNATURE"); err != nil {
+	if c.certification, err = t.ObjectOf(it, "SIGNATURE"); err != nil {
 		return nil, err
 	}
 	for i, kw := range certItems[:certRequired] {
 		if seen&(1<<i) == 0 {
-			return nil, t.Fail(&it, "certificate lacks %s", []byte(kw))
+			return nil, t.Fail(it, "certificate lacks %s", []byte(kw))
 		}
 	}
 	if !c.Expires.After(c.Published) {
-		return nil, t.Fail(&it, "dir-key-expires %s is not after dir-key-published %s",
-			c.Expires.AppendFormat(nil, netdoc.TimeLayout), c.Published.AppendFormat(nil, netdoc.TimeLayout))
+		return nil, t.Errorf(it, "dir-key-expires %s is not after dir-key-published %s", netdoc.Time(c.Expires), netdoc.Time(c.Published))
 	}
 	// Signed: from the start through the newline after
 	// "dir-key-certification".

@@ -182,9 +182,8 @@ func (p *consensusParser) parse() (*Consensus, error) {
 		}
 	}
 	if !c.ValidAfter.Before(c.FreshUntil) || !c.FreshUntil.Before(c.ValidUntil) {
-		return nil, t.FailLine(0, "times out of order: valid-after %s, fresh-until %s, valid-until %s",
-			c.ValidAfter.AppendFormat(nil, netdoc.TimeLayout), c.FreshUntil.AppendFormat(nil, netdoc.TimeLayout),
-			c.ValidUntil.AppendFormat(nil, netdoc.TimeLayout))
+		return nil, t.Errorf(nil, "times out of order: valid-after %s, fresh-until %s, valid-until %s",
+			netdoc.Time(c.ValidAfter), netdoc.Time(c.FreshUntil), netdoc.Time(c.ValidUntil))
 	}
 
 	// Router entries.
