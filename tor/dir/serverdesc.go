@@ -303,7 +303,7 @@ func (p *sdParser) parse() (*ServerDescriptor, error) {
 	var prev, last netdoc.Item // the two items before the current one
 	n := 0
 	for {
-		it, err := t.Next()
+		it, err := t.Scan()
 		if err == io.EOF {
 			break
 		}
@@ -311,19 +311,19 @@ func (p *sdParser) parse() (*ServerDescriptor, error) {
 			return nil, err
 		}
 		if p.seen&sdRouterSignature != 0 {
-			return nil, t.Fail(&it, "item after router-signature (a descriptor ends with its signature)")
+			return nil, t.Fail(it, "item after router-signature (a descriptor ends with its signature)")
 		}
 		n++
 		switch {
 		case n == 1 && !it.Is("router"):
-			return nil, t.Fail(&it, "descriptor must start with a router line")
+			return nil, t.Fail(it, "descriptor must start with a router line")
 		case n == 2 && !it.Is("identity-ed25519"):
-			return nil, t.Fail(&it, "second item must be identity-ed25519")
+			return nil, t.Fail(it, "second item must be identity-ed25519")
 		}
-		if err := p.item(&it); err != nil {
+		if err := p.item(it); err != nil {
 			return nil, err
 		}
-		prev, last = last, it
+		prev, last = last, *it
 	}
 	if n == 0 {
 		return nil, t.FailLine(0, "empty document")
