@@ -189,22 +189,17 @@ func ReadResponse(r io.Reader, maxBody int64) ([]byte, error) {
 	case "", "identity":
 		return raw, nil
 	case "deflate":
-		r, err := zlib.NewReader(bytes.NewReader(raw))
-		if err != nil {
-			return nil, netdoc.Reason(err, "deflate body")
-		}
-		zr = r
+		zr, err = zlib.NewReader(bytes.NewReader(raw))
 	case "gzip", "x-gzip":
 		// C tor caches precompress consensus diffs with gzip, not zlib.
-		r, err := gzip.NewReader(bytes.NewReader(raw))
-		if err != nil {
-			return nil, netdoc.Reason(err, "%s body", []byte(encoding))
-		}
-		zr = r
+		zr, err = gzip.NewReader(bytes.NewReader(raw))
 	default:
 		return nil, quoteError("unsupported Content-Encoding ", encoding)
 	}
-	out, err := io.ReadAll(io.LimitReader(zr, maxBody+1))
+	var out []byte
+	if err == nil {
+		out, err = io.ReadAll(io.LimitReader(zr, maxBody+1))
+	}
 	if err != nil {
 		return nil, netdoc.Reason(err, "%s body", []byte(encoding))
 	}
