@@ -209,7 +209,7 @@ func ApplyDiff(base, diff []byte, maxSize int) ([]byte, error) {
 		return nil, fmt.Errorf("%w: the diff is from %X, our consensus is %X", ErrDiffBaseMismatch, from, got)
 	}
 	if len(base) > 0 && base[len(base)-1] != '\n' {
-		return nil, errors.New("consensus diff: the base consensus does not end with a newline")
+		return nil, netdoc.Message("consensus diff: the base consensus does not end with a newline")
 	}
 	if len(diff) > 0 && diff[len(diff)-1] != '\n' {
 		return nil, diffErrorf(bytes.Count(diff, []byte("\n"))+1, "last line does not end with a newline")

@@ -106,7 +106,7 @@ func roundTrip(rw io.ReadWriter, what, path string, req []byte, maxBody int64) (
 // decoded body; see Get.
 func ReadResponse(r io.Reader, maxBody int64) ([]byte, error) {
 	if maxBody < 0 {
-		return nil, errors.New("negative body limit")
+		return nil, netdoc.Message("negative body limit")
 	}
 	br := bufio.NewReaderSize(r, 4096)
 	var headerBytes int
@@ -123,7 +123,7 @@ func ReadResponse(r io.Reader, maxBody int64) ([]byte, error) {
 				continue
 			}
 			if err == io.EOF {
-				return "", errors.New("connection closed inside the response headers")
+				return "", netdoc.Message("connection closed inside the response headers")
 			}
 			if err != nil {
 				return "", netdoc.Reason(err, "reading response headers")

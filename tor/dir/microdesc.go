@@ -229,7 +229,7 @@ type microdescParser struct {
 func parseMicrodescs(doc []byte) ([]*Microdesc, []span, error) {
 	entries := splitMicrodescs(doc)
 	if len(entries) == 0 {
-		return nil, nil, &netdoc.Error{Doc: microdescDoc, Err: errors.New("no microdescriptor in document")}
+		return nil, nil, &netdoc.Error{Doc: microdescDoc, Err: netdoc.Message("no microdescriptor in document")}
 	}
 	p := microdescParser{doc: doc, policies: map[string]*PortPolicy{}, families: map[string]*Family{}}
 	out := make([]*Microdesc, 0, len(entries))
@@ -474,7 +474,7 @@ func rsaPublicKeyShape(der []byte) (bits int, exp uint64, err error) {
 		return 0, 0, err
 	}
 	if len(rest) != 0 {
-		return 0, 0, errors.New("trailing data after the key")
+		return 0, 0, netdoc.Message("trailing data after the key")
 	}
 	n, seq, err := derElement(seq, 0x02)
 	if err != nil {
@@ -485,23 +485,23 @@ func rsaPublicKeyShape(der []byte) (bits int, exp uint64, err error) {
 		return 0, 0, fmt.Errorf("exponent: %w", err)
 	}
 	if len(seq) != 0 {
-		return 0, 0, errors.New("trailing data in the key")
+		return 0, 0, netdoc.Message("trailing data in the key")
 	}
 	for _, x := range [][]byte{n, e} {
 		switch {
 		case len(x) == 0:
-			return 0, 0, errors.New("empty integer")
+			return 0, 0, netdoc.Message("empty integer")
 		case x[0]&0x80 != 0:
-			return 0, 0, errors.New("negative integer")
+			return 0, 0, netdoc.Message("negative integer")
 		case len(x) > 1 && x[0] == 0 && x[1]&0x80 == 0:
-			return 0, 0, errors.New("integer not minimally encoded")
+			return 0, 0, netdoc.Message("integer not minimally encoded")
 		}
 	}
 	if n[0] == 0 {
 		n = n[1:]
 	}
 	if len(n) == 0 {
-		return 0, 0, errors.New("zero modulus")
+		return 0, 0, netdoc.Message("zero modulus")
 	}
 	bits = 8*(len(n)-1) + mathbits.Len8(n[0])
 	if e[0] == 0 {
@@ -525,19 +525,19 @@ func derElement(b []byte, tag byte) (content, rest []byte, err error) {
 	if n&0x80 != 0 {
 		k := n & 0x7f
 		if k == 0 || k > 2 || len(b) < 2+k {
-			return nil, nil, errors.New("bad DER length")
+			return nil, nil, netdoc.Message("bad DER length")
 		}
 		n = 0
 		for _, c := range b[2 : 2+k] {
 			n = n<<8 | int(c)
 		}
 		if n < 0x80 || k == 2 && n < 0x100 {
-			return nil, nil, errors.New("DER length not minimally encoded")
+			return nil, nil, netdoc.Message("DER length not minimally encoded")
 		}
 		hdr += k
 	}
 	if len(b)-hdr < n {
-		return nil, nil, errors.New("DER element longer than its data")
+		return nil, nil, netdoc.Message("DER element longer than its data")
 	}
 	return b[hdr : hdr+n], b[hdr+n:], nil
 }

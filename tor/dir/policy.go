@@ -1,7 +1,6 @@
 package dir
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
@@ -81,7 +80,7 @@ func (p *PortPolicy) String() string {
 // "reject" and a PortList like "80,443,1000-2000".
 func ParsePortPolicy(args [][]byte) (*PortPolicy, error) {
 	if len(args) < 2 {
-		return nil, errors.New("want accept|reject and a port list")
+		return nil, netdoc.Message("want accept|reject and a port list")
 	}
 	p := &PortPolicy{}
 	switch string(args[0]) {
@@ -97,7 +96,7 @@ func ParsePortPolicy(args [][]byte) (*PortPolicy, error) {
 		if i := indexByte(list, ','); i >= 0 {
 			item, list = list[:i], list[i+1:]
 			if len(list) == 0 {
-				return nil, errors.New("port list ends with a comma")
+				return nil, netdoc.Message("port list ends with a comma")
 			}
 		} else {
 			item, list = list, nil

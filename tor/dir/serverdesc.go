@@ -686,10 +686,10 @@ func ParseServerDescriptors(doc []byte) ([]*ServerDescriptor, error) {
 	finish(len(doc))
 	if stray >= 0 {
 		errs = append(errs, &netdoc.Error{Doc: serverDescDoc, Line: strayLine,
-			Err: errors.New("line outside a descriptor (a descriptor starts with a router line)")})
+			Err: netdoc.Message("line outside a descriptor (a descriptor starts with a router line)")})
 	}
 	if len(out) == 0 && len(errs) == 0 {
-		return nil, &netdoc.Error{Doc: serverDescDoc, Err: errors.New("no descriptor in document")}
+		return nil, &netdoc.Error{Doc: serverDescDoc, Err: netdoc.Message("no descriptor in document")}
 	}
 	return out, errors.Join(errs...)
 }

@@ -48,6 +48,12 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// Message is an error that is only a constant text: returning one costs
+// no allocation.
+type Message string
+
+func (m Message) Error() string { return string(m) }
+
 // Item is one keyword line and its optional object.
 type Item struct {
 	Keyword []byte   // the keyword (annotations keep their leading '@')
@@ -74,7 +80,7 @@ func (it *Item) Is(kw string) bool { return string(it.Keyword) == kw }
 // or it is not valid base64.
 func (it *Item) Object() ([]byte, error) {
 	if it.ObjectType == nil {
-		return nil, errors.New("missing object")
+		return nil, Message("missing object")
 	}
 	out := make([]byte, base64.StdEncoding.DecodedLen(len(it.objectBody)))
 	n, err := base64.StdEncoding.Decode(out, it.objectBody)
@@ -365,17 +371,17 @@ func isKeywordStart(c byte) bool {
 
 func (t *Tokenizer) checkKeyword(kw []byte) error {
 	if len(kw) == 0 {
-		return errors.New("line starts with whitespace (expected a keyword)")
+		return Message("line starts with whitespace (expected a keyword)")
 	}
 	k := kw
 	if t.Annotations && k[0] == '@' {
 		k = k[1:]
 		if len(k) == 0 {
-			return errors.New("empty annotation keyword")
+			return Message("empty annotation keyword")
 		}
 	}
 	if bytes.HasPrefix(k, []byte("-----")) {
-		return errors.New("unexpected object line (no item before it)")
+		return Message("unexpected object line (no item before it)")
 	}
 	if !isKeywordStart(k[0]) {
 		return errors.New("invalid keyword start character " + string(hexByte(k[0])))
@@ -390,7 +396,7 @@ func (t *Tokenizer) checkKeyword(kw []byte) error {
 
 func checkObjectType(typ []byte) error {
 	if len(typ) == 0 {
-		return errors.New("empty object type")
+		return Message("empty object type")
 	}
 	for _, c := range typ {
 		if !isKeywordStart(c) && c != '-' && c != ' ' {
@@ -437,7 +443,7 @@ func ParseTime(date, clock []byte) (time.Time, error) {
 // TimeArgs parses the first two arguments of it as a time.
 func TimeArgs(it *Item) (time.Time, error) {
 	if len(it.Args) < 2 {
-		return time.Time{}, errors.New("missing date and time arguments")
+		return time.Time{}, Message("missing date and time arguments")
 	}
 	return ParseTime(it.Args[0], it.Args[1])
 }
