@@ -68,13 +68,13 @@ func (m *Manager) fetchConsensusDiff(get docGetter, old *NetDir) (*NetDir, error
 			// older consensus): a full download would not help.
 			return nil, err
 		}
-		err = fmt.Errorf("the consensus it produced: %w", err)
+		err = netdoc.Reason(err, "the consensus it produced")
 	}
 	m.diffFallbacks.Add(1)
 	m.cfg.Log.Warnf("Could not apply the consensus diff (%d bytes) received from the directory cache: %v. Fetching the full consensus instead.", diffLen, err)
 	doc, err = get(path, nil, maxConsensusSize)
 	if err != nil {
-		return nil, fmt.Errorf("fetching the full consensus after a failed diff: %w", err)
+		return nil, netdoc.Reason(err, "fetching the full consensus after a failed diff")
 	}
 	m.consensusFetches.Add(1)
 	if dir.IsDiff(doc) {
@@ -121,7 +121,7 @@ func (m *Manager) acceptConsensus(get getter, doc []byte, old *NetDir) (*NetDir,
 	m.cfg.Progress.Reach(event.PhaseLoadingStatus)
 	cons, err := dir.ParseConsensus(doc)
 	if err != nil {
-		return nil, fmt.Errorf("received consensus: %w", err)
+		return nil, netdoc.Reason(err, "received consensus")
 	}
 	if err := m.checkNewer(cons); err != nil {
 		return nil, err
@@ -167,11 +167,11 @@ func (m *Manager) verifyConsensus(get getter, cons *dir.Consensus, old *NetDir, 
 		m.cfg.Progress.Reach(event.PhaseLoadingKeys)
 		body, err := get(dir.CertsByKeyPath(rep.MissingCerts), maxCertsSize)
 		if err != nil {
-			return nil, fmt.Errorf("fetching authority certificates: %w", err)
+			return nil, netdoc.Reason(err, "fetching authority certificates")
 		}
 		fetched, err := dir.ParseAuthCerts(body)
 		if err != nil {
-			return nil, fmt.Errorf("received authority certificates: %w", err)
+			return nil, netdoc.Reason(err, "received authority certificates")
 		}
 		for _, ct := range fetched {
 			if err := ct.Verify(now); err != nil {

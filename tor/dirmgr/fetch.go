@@ -3,13 +3,13 @@ package dirmgr
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"strings"
 
 	"tinytor/tor/chanmgr"
 	"tinytor/tor/circuit"
 	"tinytor/tor/dir"
+	"tinytor/tor/dir/netdoc"
 	"tinytor/tor/event"
 	"tinytor/tor/guard"
 	"tinytor/tor/path"
@@ -33,7 +33,7 @@ func (m *Manager) Update(ctx context.Context, needConsensus bool) error {
 	if m.cfg.BridgesOnly {
 		_, err := m.updateFromGuards(ctx, needConsensus)
 		if err != nil {
-			return fmt.Errorf("fetching directory information through the bridges: %w", err)
+			return netdoc.Reason(err, "fetching directory information through the bridges")
 		}
 		return nil
 	}
@@ -63,7 +63,7 @@ func (m *Manager) Update(ctx context.Context, needConsensus bool) error {
 			return err
 		}
 	}
-	return fmt.Errorf("every directory source failed; last: %w", lastErr)
+	return netdoc.Reason(lastErr, "every directory source failed; last")
 }
 
 // sameConsensus reports whether err says the source had only the
@@ -144,13 +144,13 @@ func (m *Manager) fetchFrom(ctx context.Context, src source, needConsensus bool)
 		circ, err = circuit.CreateFast(ctx, chanmgr.Circuits(ch), ccfg)
 	}
 	if err != nil {
-		return &unreachableError{fmt.Errorf("one-hop directory circuit: %w", err)}
+		return &unreachableError{netdoc.Reason(err, "one-hop directory circuit")}
 	}
 	defer circ.Close()
 	getWith := func(p string, hdrs []dir.Header, max int64) ([]byte, error) {
 		st, err := circ.OpenDirStream(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("BEGIN_DIR: %w", err)
+			return nil, netdoc.Reason(err, "BEGIN_DIR")
 		}
 		stop := context.AfterFunc(ctx, func() { st.Close() })
 		defer stop()
@@ -160,9 +160,9 @@ func (m *Manager) fetchFrom(ctx context.Context, src source, needConsensus bool)
 		m.countBytes(p, cr.n)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("GET %s: %w", p, ctx.Err())
+				err = ctx.Err()
 			}
-			return nil, fmt.Errorf("GET %s: %w", p, err)
+			return nil, netdoc.Reason(err, "GET %s", []byte(p))
 		}
 		return body, nil
 	}
