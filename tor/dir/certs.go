@@ -192,7 +192,7 @@ const rsaKeyType = "RSA PUBLIC KEY"
 func parseRSAKey(der []byte, bits int, what string) (*rsa.PublicKey, [20]byte, error) {
 	key, err := x509.ParsePKCS1PublicKey(der)
 	if err != nil {
-		return nil, [20]byte{}, fmt.Errorf("bad RSA public key: %w", err)
+		return nil, [20]byte{}, netdoc.Reason(err, "bad RSA public key")
 	}
 	if n := key.N.BitLen(); bits != 0 && n != bits {
 		return nil, [20]byte{}, fmt.Errorf("wrong size on %s: %d bits (want %d)", what, n, bits)
@@ -210,15 +210,15 @@ func verifyRaw(key *rsa.PublicKey, digest, sig []byte) error {
 // time: the fingerprint is the identity key's digest, the identity key
 // signs the certificate, and the signing key cross-certifies the identity.
 func (c *AuthCert) VerifySignatures() error {
-	fp := fmt.Sprintf("%X", c.Fingerprint)
+	fp := hexID(c.Fingerprint[:])
 	if c.identityDigest != c.Fingerprint {
-		return fmt.Errorf("authority certificate %s: fingerprint does not match identity key (digest %X)", fp, c.identityDigest)
+		return netdoc.Reason(nil, "authority certificate %s: fingerprint does not match identity key (digest %s)", fp, hexID(c.identityDigest[:]))
 	}
 	if err := verifyRaw(c.IdentityKey, c.signedDigest[:], c.certification); err != nil {
-		return fmt.Errorf("authority certificate %s: dir-key-certification signature by identity key invalid: %w", fp, err)
+		return netdoc.Reason(err, "authority certificate %s: dir-key-certification signature by identity key invalid", fp)
 	}
 	if err := verifyRaw(c.SigningKey, c.identityDigest[:], c.crossCert); err != nil {
-		return fmt.Errorf("authority certificate %s: dir-key-crosscert by signing key invalid: %w", fp, err)
+		return netdoc.Reason(err, "authority certificate %s: dir-key-crosscert by signing key invalid", fp)
 	}
 	return nil
 }

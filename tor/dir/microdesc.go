@@ -478,11 +478,11 @@ func rsaPublicKeyShape(der []byte) (bits int, exp uint64, err error) {
 	}
 	n, seq, err := derElement(seq, 0x02)
 	if err != nil {
-		return 0, 0, fmt.Errorf("modulus: %w", err)
+		return 0, 0, netdoc.Reason(err, "modulus")
 	}
 	e, seq, err := derElement(seq, 0x02)
 	if err != nil {
-		return 0, 0, fmt.Errorf("exponent: %w", err)
+		return 0, 0, netdoc.Reason(err, "exponent")
 	}
 	if len(seq) != 0 {
 		return 0, 0, netdoc.Message("trailing data in the key")

@@ -371,7 +371,7 @@ func (p *sdParser) verify() error {
 	signed := p.doc[p.start : p.itemOf(sdRouterSignature).ArgsEnd+1]
 	sd.Digest = sha1.Sum(signed)
 	if err := verifyRaw(p.identityKey, sd.Digest[:], p.rsaSig); err != nil {
-		return t.Wrap(p.itemOf(sdRouterSignature), fmt.Errorf("RSA signature by the identity key %X: %w (%v)", sd.Fingerprint, ErrBadSignature, err))
+		return t.WrapMsg(p.itemOf(sdRouterSignature), &kindError{ErrBadSignature, err}, "RSA signature by the identity key %s", hexID(sd.Fingerprint[:]))
 	}
 
 	// Ed25519 identity and the descriptor signing key.
@@ -410,7 +410,7 @@ func (p *sdParser) verify() error {
 	}
 	ntorEd := curve25519ToEd25519(sd.NtorOnionKey, p.ntorSignBit)
 	if err := cc.Verify(ntorEd[:]); err != nil {
-		return t.Wrap(p.itemOf(sdNtorCrossCert), fmt.Errorf("not signed by the ntor onion key: %w: %w", ErrBadCrossCert, err))
+		return t.WrapMsg(p.itemOf(sdNtorCrossCert), &kindError{ErrBadCrossCert, err}, "not signed by the ntor onion key")
 	}
 	if cc.Expiration().Before(sd.CertExpires) {
 		sd.CertExpires, sd.certExpiresWhat = cc.Expiration(), "ntor-onion-key-crosscert"
@@ -422,7 +422,7 @@ func (p *sdParser) verify() error {
 		copy(msg[:20], sd.Fingerprint[:])
 		copy(msg[20:], sd.Ed25519ID[:])
 		if err := rsa.VerifyPKCS1v15(p.onionKey, crypto.Hash(0), msg[:], p.tapCC); err != nil {
-			return t.Wrap(p.itemOf(sdOnionKeyCrossCert), fmt.Errorf("not a signature of the identity digest and Ed25519 identity by the onion key: %w (%v)", ErrBadCrossCert, err))
+			return t.WrapMsg(p.itemOf(sdOnionKeyCrossCert), &kindError{ErrBadCrossCert, err}, "not a signature of the identity digest and Ed25519 identity by the onion key")
 		}
 	}
 	return nil

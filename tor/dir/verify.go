@@ -2,7 +2,6 @@ package dir
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 	"time"
 )
@@ -31,6 +30,13 @@ func (e *SignatureError) Error() string {
 }
 
 func (e *SignatureError) Unwrap() error { return e.Err }
+
+// kindError is err classified as kind, a sentinel error for errors.Is:
+// "kind: err".
+type kindError struct{ kind, err error }
+
+func (e *kindError) Error() string   { return e.kind.Error() + ": " + e.err.Error() }
+func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
 
 // CertID names an authority certificate: its identity and signing key.
 type CertID struct {
@@ -143,7 +149,7 @@ func (c *Consensus) checkSignature(s *Signature, certs []*AuthCert, authorities 
 			continue
 		}
 		if err := verifyRaw(cert.SigningKey, digest, s.Signature); err != nil {
-			return fmt.Errorf("%w: %w", ErrBadSignature, err)
+			return &kindError{ErrBadSignature, err}
 		}
 		signed[s.Identity] = true
 		rep.Signed = append(rep.Signed, s.Identity)
@@ -155,7 +161,7 @@ func (c *Consensus) checkSignature(s *Signature, certs []*AuthCert, authorities 
 		rep.MissingCerts = append(rep.MissingCerts, id)
 	}
 	if certErr != nil {
-		return fmt.Errorf("%w: %w", ErrBadCert, certErr)
+		return &kindError{ErrBadCert, certErr}
 	}
 	return ErrMissingCert
 }
