@@ -242,6 +242,9 @@ func parseMicrodescs(doc []byte) ([]*Microdesc, []span, error) {
 			p.base, p.lineBase = e.start, e.line-1
 		}
 		md, err := p.entry(e)
+		if err != nil {
+			err = p.fix(err)
+		}
 		body := e.body
 		if body < 0 {
 			body = e.start
@@ -277,7 +280,8 @@ const (
 )
 
 // entry parses entry e, reading items with p.t up to e.end. Its errors
-// are *netdoc.Error with lines numbered in the whole document.
+// are *netdoc.Error with lines numbered in p.t's input (fix renumbers
+// them in the whole document).
 //
 // No item read here extends past e.end: e.end is the start of a line
 // that begins with '@' or "onion-key" or "ntor-onion-key", which the
@@ -296,35 +300,35 @@ func (p *microdescParser) entry(e mdEntry) (*Microdesc, error) {
 			break
 		}
 		if err != nil {
-			return nil, p.fix(err)
+			return nil, err
 		}
 		kw := keywordString(it.Keyword)
 		if kw == "" { // an annotation
 			if it.Is("@last-listed") {
 				if err := p.once(it, mdLastListed); err != nil {
-					return nil, p.fix(err)
+					return nil, err
 				}
 				if _, err := netdoc.TimeArgs(it); err != nil || len(it.Args) != 2 {
-					return nil, p.fix(t.Fail(it, "bad last-listed time %q", bytes.Join(it.Args, []byte(" "))))
+					return nil, t.Fail(it, "bad last-listed time %q", bytes.Join(it.Args, []byte(" ")))
 				}
 			}
 			continue
 		}
 		if e.body < 0 || p.base+it.Start < e.body {
-			return nil, p.fix(t.Fail(it, "item outside a microdescriptor (malformed or truncated: expected onion-key or ntor-onion-key first)"))
+			return nil, t.Fail(it, "item outside a microdescriptor (malformed or truncated: expected onion-key or ntor-onion-key first)")
 		}
 		if kw != "?" && kw != "onion-key" && it.HasObject() {
-			return nil, p.fix(t.Fail(it, "unexpected object %q", it.ObjectType))
+			return nil, t.Fail(it, "unexpected object %q", it.ObjectType)
 		}
 		if err := p.item(it, kw, md); err != nil {
-			return nil, p.fix(err)
+			return nil, err
 		}
 	}
 	if e.body < 0 {
-		return nil, t.FailLine(e.line, "item contains only annotations")
+		return nil, t.FailLine(e.line-p.lineBase, "item contains only annotations")
 	}
 	if p.seen&mdNtorKey == 0 {
-		return nil, t.FailLine(e.line, "missing ntor-onion-key")
+		return nil, t.FailLine(e.line-p.lineBase, "missing ntor-onion-key")
 	}
 	return md, nil
 }

@@ -1,6 +1,7 @@
 package dir
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -283,10 +284,11 @@ func parseIPv4(b []byte) ([4]byte, error) {
 
 // hexID returns b in upper-case hex, as fingerprints are written.
 func hexID(b []byte) []byte {
-	const digits = "0123456789ABCDEF"
-	out := make([]byte, 2*len(b))
-	for i, c := range b {
-		out[2*i], out[2*i+1] = digits[c>>4], digits[c&15]
+	out := hex.AppendEncode(make([]byte, 0, 2*len(b)), b)
+	for i, c := range out {
+		if c >= 'a' {
+			out[i] = c - 'a' + 'A'
+		}
 	}
 	return out
 }
