@@ -92,28 +92,18 @@ func ParsePortPolicy(args [][]byte) (*PortPolicy, error) {
 	}
 	list := args[1]
 	for len(list) > 0 {
-		var item []byte
-		if i := indexByte(list, ','); i >= 0 {
-			item, list = list[:i], list[i+1:]
-			if len(list) == 0 {
-				return nil, netdoc.Message("port list ends with a comma")
-			}
-		} else {
-			item, list = list, nil
-		}
-		lo, hi := item, item
-		if i := indexByte(item, '-'); i >= 0 {
-			lo, hi = item[:i], item[i+1:]
-		}
-		l, err1 := parseUint(lo, 65535)
-		h, err2 := parseUint(hi, 65535)
-		if err1 != nil || err2 != nil || l == 0 || l > h {
+		item, l, h, ok, rest := nextRange(list, 65535)
+		switch {
+		case rest != nil && len(rest) == 0:
+			return nil, netdoc.Message("port list ends with a comma")
+		case !ok || l == 0:
 			return nil, netdoc.Reason(nil, "bad port range %q", item)
 		}
 		if n := len(p.Ranges); n > 0 && uint16(l) <= p.Ranges[n-1].Hi {
 			return nil, netdoc.Reason(nil, "port range %q not in ascending order", item)
 		}
 		p.Ranges = append(p.Ranges, PortRange{uint16(l), uint16(h)})
+		list = rest
 	}
 	return p, nil
 }

@@ -177,27 +177,17 @@ func (ps *Protocols) addEntry(ent []byte) error {
 	}
 	var set uint64
 	for len(vers) > 0 {
-		var r []byte
-		if i := indexByte(vers, ','); i >= 0 {
-			r, vers = vers[:i], vers[i+1:]
-			if len(vers) == 0 {
-				return netdoc.Reason(nil, "protocol entry %q: trailing comma", ent)
-			}
-		} else {
-			r, vers = vers, nil
-		}
-		lo, hi := r, r
-		if i := indexByte(r, '-'); i >= 0 {
-			lo, hi = r[:i], r[i+1:]
-		}
-		l, err1 := parseUint(lo, MaxProtoVersion)
-		h, err2 := parseUint(hi, MaxProtoVersion)
-		if err1 != nil || err2 != nil || l > h {
+		r, l, h, ok, rest := nextRange(vers, MaxProtoVersion)
+		switch {
+		case rest != nil && len(rest) == 0:
+			return netdoc.Reason(nil, "protocol entry %q: trailing comma", ent)
+		case !ok:
 			return netdoc.Reason(nil, "protocol entry %q: bad version range %q (versions are 0-63)", ent, r)
 		}
 		for v := l; v <= h; v++ {
 			set |= 1 << uint(v)
 		}
+		vers = rest
 	}
 	if idx >= 0 {
 		ps[idx] |= set
@@ -236,6 +226,25 @@ func parseUint(b []byte, max uint64) (uint64, error) {
 		n = n*10 + d
 	}
 	return n, nil
+}
+
+// nextRange splits the first element off list, a comma-separated list of
+// numbers and ranges ("80", "1000-2000"), and returns it, its bounds, ok
+// if it is a number or an ascending range of numbers no larger than max,
+// and the rest of the list after the comma: nil after the last element,
+// empty (not nil) if the list ends with a comma.
+func nextRange(list []byte, max uint64) (elem []byte, lo, hi uint64, ok bool, rest []byte) {
+	elem = list
+	if i := indexByte(list, ','); i >= 0 {
+		elem, rest = list[:i], list[i+1:]
+	}
+	l, h := elem, elem
+	if i := indexByte(elem, '-'); i >= 0 {
+		l, h = elem[:i], elem[i+1:]
+	}
+	lo, err1 := parseUint(l, max)
+	hi, err2 := parseUint(h, max)
+	return elem, lo, hi, err1 == nil && err2 == nil && lo <= hi, rest
 }
 
 // parseInt32 parses a signed 32-bit decimal number.
