@@ -1,8 +1,7 @@
 package dir
 
 import (
-	"fmt"
-	"strings"
+	"strconv"
 
 	"tinytor/tor/dir/netdoc"
 )
@@ -57,23 +56,20 @@ func (p *PortPolicy) String() string {
 	if p == nil {
 		return "reject 1-65535"
 	}
-	var b strings.Builder
+	b := []byte("reject ")
 	if p.Accept {
-		b.WriteString("accept ")
-	} else {
-		b.WriteString("reject ")
+		b = []byte("accept ")
 	}
 	for i, r := range p.Ranges {
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		if r.Lo == r.Hi {
-			fmt.Fprintf(&b, "%d", r.Lo)
-		} else {
-			fmt.Fprintf(&b, "%d-%d", r.Lo, r.Hi)
+		b = strconv.AppendUint(b, uint64(r.Lo), 10)
+		if r.Lo != r.Hi {
+			b = strconv.AppendUint(append(b, '-'), uint64(r.Hi), 10)
 		}
 	}
-	return b.String()
+	return string(b)
 }
 
 // ParsePortPolicy parses the arguments of a "p" line: "accept" or
