@@ -329,12 +329,9 @@ func (p *consensusParser) headerItem(it *netdoc.Item, seen *uint32, cur **DirSou
 			return t.WrapMsg(it, err, "bad method %q", it.Args[0])
 		}
 		c.Method = int(n)
-	case hValidAfter:
-		c.ValidAfter, err = netdoc.TimeArgs(it)
-	case hFreshUntil:
-		c.FreshUntil, err = netdoc.TimeArgs(it)
-	case hValidUntil:
-		c.ValidUntil, err = netdoc.TimeArgs(it)
+	case hValidAfter, hFreshUntil, hValidUntil:
+		times := [...]*time.Time{&c.ValidAfter, &c.FreshUntil, &c.ValidUntil}
+		*times[k-hValidAfter], err = netdoc.TimeArgs(it)
 	case hVotingDelay:
 		v, err1 := parseUint(it.Args[0], 1<<31)
 		d, err2 := parseUint(it.Args[1], 1<<31)
