@@ -133,10 +133,9 @@ func parseAuthCert(t *netdoc.Tokenizer, doc []byte) (*AuthCert, error) {
 			c.Address = string(it.Args[0])
 		case cFingerprint:
 			err = netdoc.DecodeHex(c.Fingerprint[:], it.Args[0])
-		case cPublished:
-			c.Published, err = netdoc.TimeArgs(it)
-		case cExpires:
-			c.Expires, err = netdoc.TimeArgs(it)
+		case cPublished, cExpires:
+			times := [...]*time.Time{&c.Published, &c.Expires}
+			*times[k-cPublished], err = netdoc.TimeArgs(it)
 		case cIdentityKey, cSigningKey:
 			if der, err = t.ObjectOf(it, rsaKeyType); err != nil {
 				return nil, err
