@@ -140,11 +140,13 @@ func parseAuthCert(t *netdoc.Tokenizer, doc []byte) (*AuthCert, error) {
 			if der, err = t.ObjectOf(it, rsaKeyType); err != nil {
 				return nil, err
 			}
+			key, digest, kerr := parseRSAKey(der, 0, "")
 			if k == cIdentityKey {
-				c.IdentityKey, c.identityDigest, err = parseRSAKey(der, 0, "")
+				c.IdentityKey, c.identityDigest = key, digest
 			} else {
-				c.SigningKey, c.SigningKeyDigest, err = parseRSAKey(der, 0, "")
+				c.SigningKey, c.SigningKeyDigest = key, digest
 			}
+			err = kerr
 		case cCrossCert:
 			typ := "ID SIGNATURE"
 			if string(it.ObjectType) == "SIGNATURE" {
