@@ -246,7 +246,11 @@ func (p *consensusParser) parse() (*Consensus, error) {
 // endsSection reports whether it starts a router entry or the footer:
 // "r", "directory-footer" or "directory-signature".
 func endsSection(it *netdoc.Item) bool {
-	return it.Is("r") || it.Is("directory-footer") || it.Is("directory-signature")
+	switch string(it.Keyword) {
+	case "r", "directory-footer", "directory-signature":
+		return true
+	}
+	return false
 }
 
 // consensusHeader are the header items, with the arguments each needs at
