@@ -488,7 +488,8 @@ func (p *consensusParser) routerEntry(first *netdoc.Item) (*netdoc.Item, error) 
 		}
 		switch {
 		case k < 0:
-			if it.Is("network-status-version") || it.Is("dir-source") || it.Is("valid-after") || it.Is("bandwidth-weights") {
+			switch string(it.Keyword) {
+			case "network-status-version", "dir-source", "valid-after", "bandwidth-weights":
 				return nil, t.Fail(it, "not allowed in a router entry")
 			}
 			continue // unknown items are ignored
