@@ -515,8 +515,16 @@ func (p *sdParser) item(it *netdoc.Item) error {
 		sd.DirPort = uint16(dp)
 	case sdIdentityEd25519:
 		p.idCert, err = cert.ParseEd25519(obj)
-	case sdMasterKey:
-		err = netdoc.DecodeBase64NoPad(p.masterKey[:], it.Args[0])
+	case sdMasterKey, sdNtorKey, sdRouterSigEd25519:
+		// A base64 key or signature.
+		dst := p.edSig[:]
+		switch bit {
+		case sdMasterKey:
+			dst = p.masterKey[:]
+		case sdNtorKey:
+			dst = sd.NtorOnionKey[:]
+		}
+		err = netdoc.DecodeBase64NoPad(dst, it.Args[0])
 	case sdBandwidth:
 		var v [3]uint64
 		for i, name := range [...]string{"average", "burst", "observed"} {
@@ -562,8 +570,6 @@ func (p *sdParser) item(it *netdoc.Item) error {
 		sd.HasTAPKey = true
 	case sdOnionKeyCrossCert:
 		p.tapCC = obj
-	case sdNtorKey:
-		err = netdoc.DecodeBase64NoPad(sd.NtorOnionKey[:], it.Args[0])
 	case sdNtorCrossCert:
 		switch string(it.Args[0]) {
 		case "0":
@@ -593,8 +599,6 @@ func (p *sdParser) item(it *netdoc.Item) error {
 		}
 	case sdTunnelledDir:
 		sd.TunnelledDir = true
-	case sdRouterSigEd25519:
-		err = netdoc.DecodeBase64NoPad(p.edSig[:], it.Args[0])
 	case sdRouterSignature:
 		p.rsaSig = obj
 	}
