@@ -183,10 +183,11 @@ func Reason(err error, msg string, vals ...[]byte) error {
 	return &reason{msg: string(b), err: err}
 }
 
-// reason is an *Error's reason made by Fail or WrapMsg.
+// reason is the error Reason returns (the reason of the *Error of Fail,
+// FailLine and WrapMsg).
 type reason struct {
 	msg string
-	err error // nil for Fail
+	err error // wrapped, or nil
 }
 
 func (r *reason) Error() string {
