@@ -457,10 +457,12 @@ func (p *microdescParser) item(it *netdoc.Item, kw string, md *Microdesc) error 
 			md.Family = f
 		} else {
 			// Rare: both lines present. Merge into a private copy.
-			merged := &Family{IDs: md.Family.IDs, Nicknames: md.Family.Nicknames, Keys: md.Family.Keys}
-			merged.IDs = append(merged.IDs[:len(merged.IDs):len(merged.IDs)], f.IDs...)
-			merged.Nicknames = append(merged.Nicknames[:len(merged.Nicknames):len(merged.Nicknames)], f.Nicknames...)
-			merged.Keys = append(merged.Keys[:len(merged.Keys):len(merged.Keys)], f.Keys...)
+			merged := &Family{}
+			for _, g := range [2]*Family{md.Family, f} {
+				merged.IDs = append(merged.IDs, g.IDs...)
+				merged.Nicknames = append(merged.Nicknames, g.Nicknames...)
+				merged.Keys = append(merged.Keys, g.Keys...)
+			}
 			md.Family = merged
 		}
 	}
