@@ -8,7 +8,6 @@ package dirmgr
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -202,11 +201,12 @@ type NotNewerError struct {
 }
 
 func (e *NotNewerError) Error() string {
+	have := netdoc.Time(e.Have).String()
 	if e.Got.Equal(e.Have) {
-		return fmt.Sprintf("received the consensus we have (valid-after %s)", netdoc.Time(e.Have))
+		return "received the consensus we have (valid-after " + have + ")"
 	}
-	return fmt.Sprintf("received a consensus valid after %s, older than the one in use (valid after %s): refusing it",
-		netdoc.Time(e.Got), netdoc.Time(e.Have))
+	return "received a consensus valid after " + netdoc.Time(e.Got).String() +
+		", older than the one in use (valid after " + have + "): refusing it"
 }
 
 // checkNewer refuses a consensus whose valid-after is not later than that
