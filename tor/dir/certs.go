@@ -1,6 +1,7 @@
 package dir
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha1"
@@ -187,18 +188,35 @@ func parseAuthCert(t *netdoc.Tokenizer, doc []byte) (*AuthCert, error) {
 // rsaKeyType is the object type of an RSA public key.
 const rsaKeyType = "RSA PUBLIC KEY"
 
-// parseRSAKey parses the DER of an "RSA PUBLIC KEY" object and returns the
-// key and the SHA-1 of its DER encoding. Unless bits is 0, the key must
-// have that size (what names the key in the error).
+// parseRSAKey parses the DER of an "RSA PUBLIC KEY" object (PKCS #1) as
+// strictly as C tor's OpenSSL does: the encoding must be canonical (the
+// key re-encodes to the same bytes) and the modulus positive. It returns
+// the key and the SHA-1 of its DER encoding. Unless bits is 0, the key
+// must have that size (what names the key in the error).
 func parseRSAKey(der []byte, bits int, what string) (*rsa.PublicKey, [20]byte, error) {
 	key, err := x509.ParsePKCS1PublicKey(der)
 	if err != nil {
 		return nil, [20]byte{}, netdoc.Reason(err, "bad RSA public key")
 	}
+	enc := x509.MarshalPKCS1PublicKey(key)
+	if key.N.Sign() <= 0 || !bytes.Equal(enc, der) {
+		return nil, [20]byte{}, netdoc.Message("bad RSA public key: not a positive modulus and exponent in canonical DER")
+	}
 	if n := key.N.BitLen(); bits != 0 && n != bits {
 		return nil, [20]byte{}, fmt.Errorf("wrong size on %s: %d bits (want %d)", what, n, bits)
 	}
-	return key, sha1.Sum(x509.MarshalPKCS1PublicKey(key)), nil
+	return key, sha1.Sum(enc), nil
+}
+
+// parseOnionKey parses a TAP onion key, which must have 1024 bits and the
+// exponent 65537 (C tor's router_parse_entry_from_string and
+// microdescs_parse_from_string).
+func parseOnionKey(der []byte) (*rsa.PublicKey, error) {
+	key, _, err := parseRSAKey(der, 1024, "key")
+	if err == nil && key.E != 65537 {
+		err = fmt.Errorf("onion key has invalid exponent %d (want 65537)", key.E)
+	}
+	return key, err
 }
 
 // verifyRaw checks a Tor RSA signature: PKCS#1 v1.5 padding over the raw

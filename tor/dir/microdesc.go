@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	mathbits "math/bits"
 	"net/netip"
 
 	"tinytor/tor/dir/netdoc"
@@ -369,15 +368,8 @@ func (p *microdescParser) item(it *netdoc.Item, kw string, md *Microdesc) error 
 		if err != nil {
 			return err
 		}
-		bits, exp, err := rsaPublicKeyShape(der)
-		if err != nil {
-			return t.WrapMsg(it, err, "could not parse public key")
-		}
-		if bits != 1024 {
-			return t.Errorf(it, "wrong size on key: %d bits (want 1024)", bits)
-		}
-		if exp != 65537 {
-			return t.Fail(it, "onion key has invalid exponent (want 65537)")
+		if _, err := parseOnionKey(der); err != nil {
+			return t.Wrap(it, err)
 		}
 	case "ntor-onion-key":
 		if err := p.once(it, mdNtorKey); err != nil {
@@ -467,85 +459,6 @@ func (p *microdescParser) item(it *netdoc.Item, kw string, md *Microdesc) error 
 		}
 	}
 	return nil
-}
-
-// rsaPublicKeyShape reads a DER-encoded PKCS#1 RSAPublicKey, SEQUENCE {
-// INTEGER modulus, INTEGER publicExponent }, and returns the modulus size
-// in bits and the exponent (0 if it does not fit in 64 bits). It checks
-// the encoding strictly (definite minimal lengths, positive minimal
-// integers, no trailing bytes) without allocating.
-func rsaPublicKeyShape(der []byte) (bits int, exp uint64, err error) {
-	seq, rest, err := derElement(der, 0x30)
-	if err != nil {
-		return 0, 0, err
-	}
-	if len(rest) != 0 {
-		return 0, 0, netdoc.Message("trailing data after the key")
-	}
-	n, seq, err := derElement(seq, 0x02)
-	if err != nil {
-		return 0, 0, netdoc.Reason(err, "modulus")
-	}
-	e, seq, err := derElement(seq, 0x02)
-	if err != nil {
-		return 0, 0, netdoc.Reason(err, "exponent")
-	}
-	if len(seq) != 0 {
-		return 0, 0, netdoc.Message("trailing data in the key")
-	}
-	for _, x := range [][]byte{n, e} {
-		switch {
-		case len(x) == 0:
-			return 0, 0, netdoc.Message("empty integer")
-		case x[0]&0x80 != 0:
-			return 0, 0, netdoc.Message("negative integer")
-		case len(x) > 1 && x[0] == 0 && x[1]&0x80 == 0:
-			return 0, 0, netdoc.Message("integer not minimally encoded")
-		}
-	}
-	if n[0] == 0 {
-		n = n[1:]
-	}
-	if len(n) == 0 {
-		return 0, 0, netdoc.Message("zero modulus")
-	}
-	bits = 8*(len(n)-1) + mathbits.Len8(n[0])
-	if e[0] == 0 {
-		e = e[1:]
-	}
-	if len(e) <= 8 {
-		for _, b := range e {
-			exp = exp<<8 | uint64(b)
-		}
-	}
-	return bits, exp, nil
-}
-
-// derElement reads one DER element with the given tag from b and returns
-// its contents and what follows it.
-func derElement(b []byte, tag byte) (content, rest []byte, err error) {
-	if len(b) < 2 || b[0] != tag {
-		return nil, nil, fmt.Errorf("want DER tag 0x%02x", tag)
-	}
-	n, hdr := int(b[1]), 2
-	if n&0x80 != 0 {
-		k := n & 0x7f
-		if k == 0 || k > 2 || len(b) < 2+k {
-			return nil, nil, netdoc.Message("bad DER length")
-		}
-		n = 0
-		for _, c := range b[2 : 2+k] {
-			n = n<<8 | int(c)
-		}
-		if n < 0x80 || k == 2 && n < 0x100 {
-			return nil, nil, netdoc.Message("DER length not minimally encoded")
-		}
-		hdr += k
-	}
-	if len(b)-hdr < n {
-		return nil, nil, netdoc.Message("DER element longer than its data")
-	}
-	return b[hdr : hdr+n], b[hdr+n:], nil
 }
 
 // microdescKeywords are the keywords ParseMicrodescs handles; keywordString

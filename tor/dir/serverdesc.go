@@ -564,9 +564,7 @@ func (p *sdParser) item(it *netdoc.Item) error {
 			return t.Fail(it, "invalid uptime %q", it.Args[0])
 		}
 	case sdOnionKey:
-		if p.onionKey, _, err = parseRSAKey(obj, 1024, "key"); err == nil && p.onionKey.E != 65537 {
-			return t.Errorf(it, "onion key has invalid exponent %d (want 65537)", p.onionKey.E)
-		}
+		p.onionKey, err = parseOnionKey(obj)
 		sd.HasTAPKey = true
 	case sdOnionKeyCrossCert:
 		p.tapCC = obj
