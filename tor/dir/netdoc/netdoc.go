@@ -10,6 +10,7 @@ package netdoc
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -471,27 +472,10 @@ func DecodeHex(dst, src []byte) error {
 	if len(src) != 2*len(dst) {
 		return wrongLength("hex", src, 2*len(dst), "digits")
 	}
-	for i := range dst {
-		hi, ok1 := unhex(src[2*i])
-		lo, ok2 := unhex(src[2*i+1])
-		if !ok1 || !ok2 {
-			return Reason(nil, "bad hex value %q", []byte(printable(src)))
-		}
-		dst[i] = hi<<4 | lo
+	if _, err := hex.Decode(dst, src); err != nil {
+		return Reason(nil, "bad hex value %q", []byte(printable(src)))
 	}
 	return nil
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
 }
 
 // article returns "n" if an object type reads with "an" (an ED25519
