@@ -417,7 +417,7 @@ func splitComma(b []byte) []string {
 func parseKeyValues(args [][]byte) (map[string]int32, error) {
 	m := make(map[string]int32, len(args))
 	for _, a := range args {
-		eq := indexByte(a, '=')
+		eq := bytes.IndexByte(a, '=')
 		if eq <= 0 {
 			return nil, netdoc.Reason(nil, "entry %q is not Key=Value", a)
 		}

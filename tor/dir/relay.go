@@ -1,6 +1,7 @@
 package dir
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -157,13 +158,7 @@ func ParseProtocols(s string) (Protocols, error) {
 }
 
 func (ps *Protocols) addEntry(ent []byte) error {
-	eq := -1
-	for i, c := range ent {
-		if c == '=' {
-			eq = i
-			break
-		}
-	}
+	eq := bytes.IndexByte(ent, '=')
 	if eq <= 0 {
 		return netdoc.Reason(nil, "protocol entry %q lacks Name=versions", ent)
 	}
@@ -193,15 +188,6 @@ func (ps *Protocols) addEntry(ent []byte) error {
 		ps[idx] |= set
 	}
 	return nil
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }
 
 var (
@@ -235,11 +221,11 @@ func parseUint(b []byte, max uint64) (uint64, error) {
 // empty (not nil) if the list ends with a comma.
 func nextRange(list []byte, max uint64) (elem []byte, lo, hi uint64, ok bool, rest []byte) {
 	elem = list
-	if i := indexByte(list, ','); i >= 0 {
+	if i := bytes.IndexByte(list, ','); i >= 0 {
 		elem, rest = list[:i], list[i+1:]
 	}
 	l, h := elem, elem
-	if i := indexByte(elem, '-'); i >= 0 {
+	if i := bytes.IndexByte(elem, '-'); i >= 0 {
 		l, h = elem[:i], elem[i+1:]
 	}
 	lo, err1 := parseUint(l, max)
