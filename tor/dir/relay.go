@@ -254,27 +254,13 @@ func parseInt32(b []byte) (int32, error) {
 	return int32(n), nil
 }
 
-// parseIPv4 parses a dotted-quad IPv4 address.
+// parseIPv4 parses a dotted-quad IPv4 address (no leading zeros).
 func parseIPv4(b []byte) ([4]byte, error) {
-	var a [4]byte
-	for i := 0; i < 4; i++ {
-		j := 0
-		for j < len(b) && b[j] != '.' {
-			j++
-		}
-		if (i < 3) != (j < len(b)) || j == 0 || j > 3 || (j > 1 && b[0] == '0') {
-			return a, errBadIPv4
-		}
-		n, err := parseUint(b[:j], 255)
-		if err != nil {
-			return a, errBadIPv4
-		}
-		a[i] = byte(n)
-		if i < 3 {
-			b = b[j+1:]
-		}
+	a, err := netip.ParseAddr(string(b))
+	if err != nil || !a.Is4() {
+		return [4]byte{}, errBadIPv4
 	}
-	return a, nil
+	return a.As4(), nil
 }
 
 // hexID returns b in upper-case hex, as fingerprints are written.
