@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"compress/zlib"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -307,15 +308,14 @@ func MicrodescPaths(digests [][32]byte) (paths []string, batches [][][32]byte) {
 		n := min(len(digests), MaxMicrodescsPerRequest)
 		batch := digests[:n]
 		digests = digests[n:]
-		var b strings.Builder
-		b.WriteString("/tor/micro/d/")
+		b := []byte("/tor/micro/d/")
 		for i, d := range batch {
 			if i > 0 {
-				b.WriteByte('-')
+				b = append(b, '-')
 			}
-			b.WriteString(DigestString(d))
+			b = base64.RawStdEncoding.AppendEncode(b, d[:])
 		}
-		paths = append(paths, b.String())
+		paths = append(paths, string(b))
 		batches = append(batches, batch)
 	}
 	return paths, batches
