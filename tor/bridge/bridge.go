@@ -24,6 +24,7 @@ import (
 	"tinytor/tor/circuit"
 	"tinytor/tor/config"
 	"tinytor/tor/dir"
+	"tinytor/tor/dir/netdoc"
 	"tinytor/tor/link"
 	"tinytor/tor/path"
 	"tinytor/tor/torlog"
@@ -304,12 +305,12 @@ func (m *Manager) fetchOne(ctx context.Context, b config.Bridge) (*dir.ServerDes
 	proved := ch.Identity()
 	circ, err := circuit.CreateFast(ctx, chanmgr.Circuits(ch), circuit.Config{Pool: m.cfg.Pool, Log: m.cfg.Log})
 	if err != nil {
-		return nil, nil, fmt.Errorf("one-hop circuit: %w", err)
+		return nil, nil, netdoc.Reason(err, "one-hop circuit")
 	}
 	defer circ.Close()
 	st, err := circ.OpenDirStream(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("BEGIN_DIR: %w", err)
+		return nil, nil, netdoc.Reason(err, "BEGIN_DIR")
 	}
 	stop := context.AfterFunc(ctx, func() { st.Close() })
 	defer stop()
@@ -319,7 +320,7 @@ func (m *Manager) fetchOne(ctx context.Context, b config.Bridge) (*dir.ServerDes
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return nil, nil, fmt.Errorf("GET /tor/server/authority: %w", err)
+		return nil, nil, netdoc.Reason(err, "GET /tor/server/authority")
 	}
 	var wantFP *[20]byte
 	if b.HasFingerprint {
@@ -327,7 +328,7 @@ func (m *Manager) fetchOne(ctx context.Context, b config.Bridge) (*dir.ServerDes
 	}
 	sd, err := dir.ParseBridgeDescriptor(body, wantFP, m.cfg.Now())
 	if err != nil {
-		return nil, nil, fmt.Errorf("its descriptor: %w", err)
+		return nil, nil, netdoc.Reason(err, "its descriptor")
 	}
 	if sd.Fingerprint != proved.RSA {
 		return nil, nil, fmt.Errorf("its descriptor is for %X, but the bridge proved identity %X on the link", sd.Fingerprint, proved.RSA)

@@ -7,7 +7,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
+
+	"tinytor/tor/dir/netdoc"
 )
 
 // C tor's cache file names (in its CacheDirectory).
@@ -45,7 +48,7 @@ func (s DirStore) ReadFile(name string) ([]byte, error) {
 
 func checkName(name string) error {
 	if name == "" || name != filepath.Base(name) || name == "." || name == ".." {
-		return fmt.Errorf("cache file name %q is not a plain file name", name)
+		return errors.New("cache file name " + strconv.Quote(name) + " is not a plain file name")
 	}
 	return nil
 }
@@ -59,7 +62,7 @@ func WriteFileAtomic(dir, name string, data []byte) (err error) {
 	}
 	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
 	if err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
+		return &fs.PathError{Op: "writing", Path: name, Err: err}
 	}
 	tmp := f.Name()
 	defer func() {
@@ -69,26 +72,26 @@ func WriteFileAtomic(dir, name string, data []byte) (err error) {
 	}()
 	if _, err := f.Write(data); err != nil {
 		f.Close()
-		return fmt.Errorf("writing %s: %w", tmp, err)
+		return &fs.PathError{Op: "writing", Path: tmp, Err: err}
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return fmt.Errorf("syncing %s: %w", tmp, err)
+		return &fs.PathError{Op: "syncing", Path: tmp, Err: err}
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("closing %s: %w", tmp, err)
+		return &fs.PathError{Op: "closing", Path: tmp, Err: err}
 	}
 	target := filepath.Join(dir, name)
 	if err := os.Rename(tmp, target); err != nil {
-		return fmt.Errorf("renaming %s to %s: %w", tmp, target, err)
+		return &fs.PathError{Op: "renaming", Path: tmp + " to " + target, Err: err}
 	}
 	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
+	if err == nil {
+		err = d.Sync()
+		d.Close()
 	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
+	if err != nil {
+		return &fs.PathError{Op: "syncing directory", Path: dir, Err: err}
 	}
 	return nil
 }
@@ -156,63 +159,74 @@ type Loaded struct {
 	Problems []error
 }
 
+// read returns the contents of the cache file name, nil if it is absent
+// or unreadable (a problem then).
+func (l *Loaded) read(store FileStore, name string) []byte {
+	b, err := store.ReadFile(name)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			l.Problems = append(l.Problems, &fs.PathError{Op: "reading", Path: name, Err: err})
+		}
+		return nil
+	}
+	return b
+}
+
+// problem records a part of the cache dropped because of err, with the
+// context what ("cached-certs: dropping"): a *SkippedMicrodescsError
+// gives one problem per skipped microdescriptor.
+func (l *Loaded) problem(what string, err error) {
+	var sk *SkippedMicrodescsError
+	if errors.As(err, &sk) {
+		for _, e := range sk.Skipped {
+			l.Problems = append(l.Problems, netdoc.Reason(e, what+": dropping"))
+		}
+		return
+	}
+	l.Problems = append(l.Problems, netdoc.Reason(err, what))
+}
+
 // Load reads the cache and re-verifies everything as if it had just been
 // fetched: certificates against their signatures and now, the consensus
 // against the certificates and the authorities, allowing skew for its
 // valid-after time.
 func (c *Cache) Load(authorities [][20]byte, now time.Time, skew time.Duration) *Loaded {
 	l := &Loaded{}
-	read := func(name string) []byte {
-		b, err := c.Store.ReadFile(name)
-		if err != nil {
-			if !errors.Is(err, fs.ErrNotExist) {
-				l.Problems = append(l.Problems, fmt.Errorf("reading %s: %w", name, err))
-			}
-			return nil
-		}
-		return b
-	}
-	if doc := read(CertsFile); len(doc) > 0 {
+	if doc := l.read(c.Store, CertsFile); len(doc) > 0 {
 		certs, err := ParseAuthCerts(doc)
 		if err != nil {
-			l.Problems = append(l.Problems, fmt.Errorf("%s: %w", CertsFile, err))
+			l.problem(CertsFile, err)
 		}
 		for _, ct := range certs {
 			if err := ct.Verify(now); err != nil {
-				l.Problems = append(l.Problems, fmt.Errorf("%s: dropping: %w", CertsFile, err))
+				l.problem(CertsFile+": dropping", err)
 				continue
 			}
 			l.Certs = append(l.Certs, ct)
 		}
 	}
-	if doc := read(ConsensusFile); len(doc) > 0 {
+	if doc := l.read(c.Store, ConsensusFile); len(doc) > 0 {
 		cons, err := ParseConsensus(doc)
 		switch {
 		case err != nil:
-			l.Problems = append(l.Problems, fmt.Errorf("%s: %w", ConsensusFile, err))
+			l.problem(ConsensusFile, err)
 		case !cons.Usable(now, skew):
 			l.Problems = append(l.Problems, fmt.Errorf("%s: not usable at %s (valid %s to %s)", ConsensusFile,
-				now.UTC().Format(time.DateTime), cons.ValidAfter.Format(time.DateTime), cons.ValidUntil.Format(time.DateTime)))
+				netdoc.Time(now), netdoc.Time(cons.ValidAfter), netdoc.Time(cons.ValidUntil)))
 		default:
 			if err := cons.Verify(l.Certs, authorities, now); err != nil {
-				l.Problems = append(l.Problems, fmt.Errorf("%s: %w", ConsensusFile, err))
+				l.problem(ConsensusFile, err)
 			} else {
 				l.Consensus, l.ConsensusDoc = cons, doc
 			}
 		}
 	}
-	if doc := read(MicrodescsFile); len(doc) > 0 {
+	if doc := l.read(c.Store, MicrodescsFile); len(doc) > 0 {
 		// A malformed microdescriptor is dropped alone, with a problem
 		// saying where and why; the others are kept.
 		mds, err := ParseMicrodescs(doc)
-		var sk *SkippedMicrodescsError
-		switch {
-		case errors.As(err, &sk):
-			for _, e := range sk.Skipped {
-				l.Problems = append(l.Problems, fmt.Errorf("%s: dropping: %w", MicrodescsFile, e))
-			}
-		case err != nil:
-			l.Problems = append(l.Problems, fmt.Errorf("%s: %w", MicrodescsFile, err))
+		if err != nil {
+			l.problem(MicrodescsFile, err)
 		}
 		l.MicrodescsDoc = doc
 		var listed map[[32]byte]bool

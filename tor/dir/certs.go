@@ -1,6 +1,7 @@
 package dir
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha1"
@@ -67,129 +68,155 @@ func ParseAuthCerts(doc []byte) ([]*AuthCert, error) {
 		certs = append(certs, c)
 	}
 	if len(certs) == 0 {
-		return nil, &netdoc.Error{Doc: "authority certificate", Err: errors.New("no certificate in document")}
+		return nil, t.FailLine(0, "no certificate in document")
 	}
 	return certs, nil
 }
 
+// certItems are the items of a key certificate parseAuthCert reads, each
+// allowed once; the first certRequired are required. Bit i of its seen
+// set is certItems[i].
+var certItems = [...]string{"dir-key-published", "dir-key-expires", "dir-key-crosscert",
+	"fingerprint", "dir-identity-key", "dir-signing-key", "dir-address"}
+
+// Indexes in certItems.
+const (
+	cPublished = iota
+	cExpires
+	cCrossCert
+	cFingerprint
+	cIdentityKey
+	cSigningKey
+	cAddress
+
+	certRequired = cSigningKey + 1
+)
+
 func parseAuthCert(t *netdoc.Tokenizer, doc []byte) (*AuthCert, error) {
-	it, err := t.Next()
+	it, err := t.Scan()
 	if err != nil {
 		return nil, err
 	}
 	if !it.Is("dir-key-certificate-version") {
-		return nil, t.Errorf(&it, "certificate must start with dir-key-certificate-version")
+		return nil, t.Fail(it, "certificate must start with dir-key-certificate-version")
 	}
 	if len(it.Args) < 1 || string(it.Args[0]) != "3" {
-		return nil, t.Errorf(&it, "unsupported certificate version (want 3)")
+		return nil, t.Fail(it, "unsupported certificate version (want 3)")
 	}
 	c := &AuthCert{}
 	start := it.Start
-	seen := map[string]bool{}
-	var haveFP, haveID, haveSK bool
-	for {
-		it, err = t.Next()
-		if err == io.EOF {
-			return nil, &netdoc.Error{Doc: t.Name, Err: errors.New("certificate ends without dir-key-certification")}
+	var seen uint8
+	for it, err = t.Scan(); err == nil && !it.Is("dir-key-certification"); it, err = t.Scan() {
+		if it.Is("dir-key-certificate-version") {
+			return nil, t.Fail(it, "new certificate starts before dir-key-certification")
+		}
+		k := -1
+		for i, kw := range certItems {
+			if it.Is(kw) {
+				k = i
+				break
+			}
+		}
+		switch {
+		case k < 0:
+			continue // unknown items are ignored (dir-spec 1.2)
+		case seen&(1<<k) != 0:
+			return nil, t.Fail(it, "appears more than once")
+		case k == cAddress && len(it.Args) < 1:
+			return nil, t.Fail(it, "missing address")
+		case k == cFingerprint && len(it.Args) < 1:
+			return nil, t.Fail(it, "missing fingerprint")
+		}
+		seen |= 1 << k
+		var der []byte
+		switch k {
+		case cAddress:
+			c.Address = string(it.Args[0])
+		case cFingerprint:
+			err = netdoc.DecodeHex(c.Fingerprint[:], it.Args[0])
+		case cPublished, cExpires:
+			times := [...]*time.Time{&c.Published, &c.Expires}
+			*times[k-cPublished], err = netdoc.TimeArgs(it)
+		case cIdentityKey, cSigningKey:
+			if der, err = t.ObjectOf(it, rsaKeyType); err != nil {
+				return nil, err
+			}
+			key, digest, kerr := parseRSAKey(der, 0, "")
+			if k == cIdentityKey {
+				c.IdentityKey, c.identityDigest = key, digest
+			} else {
+				c.SigningKey, c.SigningKeyDigest = key, digest
+			}
+			err = kerr
+		case cCrossCert:
+			typ := "ID SIGNATURE"
+			if string(it.ObjectType) == "SIGNATURE" {
+				typ = "SIGNATURE"
+			}
+			if c.crossCert, err = t.ObjectOf(it, typ); err != nil {
+				return nil, err
+			}
 		}
 		if err != nil {
-			return nil, err
-		}
-		kw := string(it.Keyword)
-		switch kw {
-		case "dir-key-certificate-version":
-			return nil, t.Errorf(&it, "new certificate starts before dir-key-certification")
-		case "fingerprint", "dir-key-published", "dir-key-expires", "dir-identity-key",
-			"dir-signing-key", "dir-key-crosscert", "dir-address":
-			if seen[kw] {
-				return nil, t.Errorf(&it, "appears more than once")
-			}
-			seen[kw] = true
-		}
-		switch kw {
-		case "dir-address":
-			if len(it.Args) < 1 {
-				return nil, t.Errorf(&it, "missing address")
-			}
-			c.Address = string(it.Args[0])
-		case "fingerprint":
-			if len(it.Args) < 1 {
-				return nil, t.Errorf(&it, "missing fingerprint")
-			}
-			if err := netdoc.DecodeHex(c.Fingerprint[:], it.Args[0]); err != nil {
-				return nil, t.Wrap(&it, err)
-			}
-			haveFP = true
-		case "dir-key-published":
-			if c.Published, err = netdoc.TimeArgs(&it); err != nil {
-				return nil, t.Wrap(&it, err)
-			}
-		case "dir-key-expires":
-			if c.Expires, err = netdoc.TimeArgs(&it); err != nil {
-				return nil, t.Wrap(&it, err)
-			}
-		case "dir-identity-key", "dir-signing-key":
-			key, digest, err := rsaKeyObject(&it)
-			if err != nil {
-				return nil, t.Wrap(&it, err)
-			}
-			if kw == "dir-identity-key" {
-				c.IdentityKey, c.identityDigest, haveID = key, digest, true
-			} else {
-				c.SigningKey, c.SigningKeyDigest, haveSK = key, digest, true
-			}
-		case "dir-key-crosscert":
-			if typ := string(it.ObjectType); typ != "ID SIGNATURE" && typ != "SIGNATURE" {
-				return nil, t.Errorf(&it, "want an ID SIGNATURE object, got %q", typ)
-			}
-			if c.crossCert, err = it.Object(); err != nil {
-				return nil, t.Wrap(&it, err)
-			}
-		case "dir-key-certification":
-			if string(it.ObjectType) != "SIGNATURE" {
-				return nil, t.Errorf(&it, "want a SIGNATURE object, got %q", it.ObjectType)
-			}
-			if c.certification, err = it.Object(); err != nil {
-				return nil, t.Wrap(&it, err)
-			}
-			for _, k := range []string{"dir-key-published", "dir-key-expires", "dir-key-crosscert"} {
-				if !seen[k] {
-					return nil, t.Errorf(&it, "certificate lacks %s", k)
-				}
-			}
-			if !haveFP || !haveID || !haveSK {
-				return nil, t.Errorf(&it, "certificate lacks fingerprint, dir-identity-key or dir-signing-key")
-			}
-			if !c.Expires.After(c.Published) {
-				return nil, t.Errorf(&it, "dir-key-expires %s is not after dir-key-published %s",
-					c.Expires.Format(netdoc.TimeLayout), c.Published.Format(netdoc.TimeLayout))
-			}
-			// Signed: from the start through the newline after
-			// "dir-key-certification".
-			c.signedDigest = sha1.Sum(doc[start : it.ArgsEnd+1])
-			c.Raw = append([]byte(nil), doc[start:it.End]...)
-			return c, nil
-		default:
-			// Unknown items are ignored (dir-spec 1.2).
+			return nil, t.Wrap(it, err)
 		}
 	}
+	if err == io.EOF {
+		return nil, t.FailLine(0, "certificate ends without dir-key-certification")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if c.certification, err = t.ObjectOf(it, "SIGNATURE"); err != nil {
+		return nil, err
+	}
+	for i, kw := range certItems[:certRequired] {
+		if seen&(1<<i) == 0 {
+			return nil, t.Fail(it, "certificate lacks %s", []byte(kw))
+		}
+	}
+	if !c.Expires.After(c.Published) {
+		return nil, t.Errorf(it, "dir-key-expires %s is not after dir-key-published %s", netdoc.Time(c.Expires), netdoc.Time(c.Published))
+	}
+	// Signed: from the start through the newline after
+	// "dir-key-certification".
+	c.signedDigest = sha1.Sum(doc[start : it.ArgsEnd+1])
+	c.Raw = append([]byte(nil), doc[start:it.End]...)
+	return c, nil
 }
 
-// rsaKeyObject decodes an "RSA PUBLIC KEY" object and returns the key and
-// the SHA-1 of its DER encoding.
-func rsaKeyObject(it *netdoc.Item) (*rsa.PublicKey, [20]byte, error) {
-	if string(it.ObjectType) != "RSA PUBLIC KEY" {
-		return nil, [20]byte{}, fmt.Errorf("want an RSA PUBLIC KEY object, got %q", it.ObjectType)
-	}
-	der, err := it.Object()
-	if err != nil {
-		return nil, [20]byte{}, err
-	}
+// rsaKeyType is the object type of an RSA public key.
+const rsaKeyType = "RSA PUBLIC KEY"
+
+// parseRSAKey parses the DER of an "RSA PUBLIC KEY" object (PKCS #1) as
+// strictly as C tor's OpenSSL does: the encoding must be canonical (the
+// key re-encodes to the same bytes) and the modulus positive. It returns
+// the key and the SHA-1 of its DER encoding. Unless bits is 0, the key
+// must have that size (what names the key in the error).
+func parseRSAKey(der []byte, bits int, what string) (*rsa.PublicKey, [20]byte, error) {
 	key, err := x509.ParsePKCS1PublicKey(der)
 	if err != nil {
-		return nil, [20]byte{}, fmt.Errorf("bad RSA public key: %w", err)
+		return nil, [20]byte{}, netdoc.Reason(err, "bad RSA public key")
 	}
-	return key, sha1.Sum(x509.MarshalPKCS1PublicKey(key)), nil
+	enc := x509.MarshalPKCS1PublicKey(key)
+	if key.N.Sign() <= 0 || !bytes.Equal(enc, der) {
+		return nil, [20]byte{}, netdoc.Message("bad RSA public key: not a positive modulus and exponent in canonical DER")
+	}
+	if n := key.N.BitLen(); bits != 0 && n != bits {
+		return nil, [20]byte{}, fmt.Errorf("wrong size on %s: %d bits (want %d)", what, n, bits)
+	}
+	return key, sha1.Sum(enc), nil
+}
+
+// parseOnionKey parses a TAP onion key, which must have 1024 bits and the
+// exponent 65537 (C tor's router_parse_entry_from_string and
+// microdescs_parse_from_string).
+func parseOnionKey(der []byte) (*rsa.PublicKey, error) {
+	key, _, err := parseRSAKey(der, 1024, "key")
+	if err == nil && key.E != 65537 {
+		err = fmt.Errorf("onion key has invalid exponent %d (want 65537)", key.E)
+	}
+	return key, err
 }
 
 // verifyRaw checks a Tor RSA signature: PKCS#1 v1.5 padding over the raw
@@ -202,15 +229,15 @@ func verifyRaw(key *rsa.PublicKey, digest, sig []byte) error {
 // time: the fingerprint is the identity key's digest, the identity key
 // signs the certificate, and the signing key cross-certifies the identity.
 func (c *AuthCert) VerifySignatures() error {
-	fp := fmt.Sprintf("%X", c.Fingerprint)
+	fp := hexID(c.Fingerprint[:])
 	if c.identityDigest != c.Fingerprint {
-		return fmt.Errorf("authority certificate %s: fingerprint does not match identity key (digest %X)", fp, c.identityDigest)
+		return netdoc.Reason(nil, "authority certificate %s: fingerprint does not match identity key (digest %s)", fp, hexID(c.identityDigest[:]))
 	}
 	if err := verifyRaw(c.IdentityKey, c.signedDigest[:], c.certification); err != nil {
-		return fmt.Errorf("authority certificate %s: dir-key-certification signature by identity key invalid: %w", fp, err)
+		return netdoc.Reason(err, "authority certificate %s: dir-key-certification signature by identity key invalid", fp)
 	}
 	if err := verifyRaw(c.SigningKey, c.identityDigest[:], c.crossCert); err != nil {
-		return fmt.Errorf("authority certificate %s: dir-key-crosscert by signing key invalid: %w", fp, err)
+		return netdoc.Reason(err, "authority certificate %s: dir-key-crosscert by signing key invalid", fp)
 	}
 	return nil
 }
@@ -223,10 +250,10 @@ func (c *AuthCert) Verify(now time.Time) error {
 		return err
 	}
 	if now.After(c.Expires) {
-		return fmt.Errorf("authority certificate %X expired at %s: %w", c.Fingerprint, c.Expires.Format(netdoc.TimeLayout), ErrCertExpired)
+		return fmt.Errorf("authority certificate %X expired at %s: %w", c.Fingerprint, netdoc.Time(c.Expires), ErrCertExpired)
 	}
 	if c.Published.After(now.Add(CertSkew)) {
-		return fmt.Errorf("authority certificate %X published at %s: %w", c.Fingerprint, c.Published.Format(netdoc.TimeLayout), ErrCertNotYetValid)
+		return fmt.Errorf("authority certificate %X published at %s: %w", c.Fingerprint, netdoc.Time(c.Published), ErrCertNotYetValid)
 	}
 	return nil
 }

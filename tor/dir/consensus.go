@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"crypto/sha1"
 	"crypto/sha256"
-	"errors"
-	"fmt"
 	"io"
 	"net/netip"
 	"sort"
@@ -149,54 +147,43 @@ func (p *consensusParser) parse() (*Consensus, error) {
 	t := p.t
 	c := &Consensus{}
 	p.c = c
-	it, err := t.Next()
+	it, err := t.Scan()
 	if err == io.EOF {
-		return nil, &netdoc.Error{Doc: consensusDoc, Err: errors.New("empty document")}
+		return nil, t.FailLine(0, "empty document")
 	}
 	if err != nil {
 		return nil, err
 	}
 	if !it.Is("network-status-version") || it.Start != 0 {
-		return nil, t.Errorf(&it, "document must start with network-status-version")
+		return nil, t.Fail(it, "document must start with network-status-version")
 	}
 	if len(it.Args) < 2 || string(it.Args[0]) != "3" || string(it.Args[1]) != "microdesc" {
-		return nil, t.Errorf(&it, "want \"3 microdesc\" (a microdesc-flavoured consensus)")
+		return nil, t.Fail(it, "want \"3 microdesc\" (a microdesc-flavoured consensus)")
 	}
 	start := it.Start
 
 	// Header.
-	seen := map[string]bool{}
+	var seen uint32
 	var cur *DirSource
-	it, err = t.Next()
-	for ; err == nil; it, err = t.Next() {
-		kw := string(it.Keyword)
-		if kw == "r" || kw == "directory-footer" || kw == "directory-signature" {
-			break
-		}
-		if kw != "dir-source" && kw != "contact" && kw != "vote-digest" {
-			if seen[kw] && isKnownHeader(kw) {
-				return nil, t.Errorf(&it, "appears more than once")
-			}
-			seen[kw] = true
-		}
-		if err := p.headerItem(&it, &cur); err != nil {
+	for it, err = t.Scan(); err == nil && !endsSection(it); it, err = t.Scan() {
+		if err := p.headerItem(it, &seen, &cur); err != nil {
 			return nil, err
 		}
 	}
 	if err == io.EOF {
-		return nil, &netdoc.Error{Doc: consensusDoc, Err: errors.New("document ends before the footer")}
+		return nil, t.FailLine(0, "document ends before the footer")
 	}
 	if err != nil {
 		return nil, err
 	}
-	for _, k := range []string{"vote-status", "consensus-method", "valid-after", "fresh-until", "valid-until", "voting-delay"} {
-		if !seen[k] {
-			return nil, t.Errorf(&it, "header lacks %s", k)
+	for i, h := range consensusHeader[:headerRequired] {
+		if seen&(1<<i) == 0 {
+			return nil, t.Fail(it, "header lacks %s", []byte(h.kw))
 		}
 	}
 	if !c.ValidAfter.Before(c.FreshUntil) || !c.FreshUntil.Before(c.ValidUntil) {
-		return nil, &netdoc.Error{Doc: consensusDoc, Err: fmt.Errorf("times out of order: valid-after %s, fresh-until %s, valid-until %s",
-			c.ValidAfter.Format(netdoc.TimeLayout), c.FreshUntil.Format(netdoc.TimeLayout), c.ValidUntil.Format(netdoc.TimeLayout))}
+		return nil, t.Errorf(nil, "times out of order: valid-after %s, fresh-until %s, valid-until %s",
+			netdoc.Time(c.ValidAfter), netdoc.Time(c.FreshUntil), netdoc.Time(c.ValidUntil))
 	}
 
 	// Router entries.
@@ -205,7 +192,7 @@ func (p *consensusParser) parse() (*Consensus, error) {
 		it, err = p.routerEntry(it)
 	}
 	if err == io.EOF {
-		return nil, &netdoc.Error{Doc: consensusDoc, Err: errors.New("document ends before the footer")}
+		return nil, t.FailLine(0, "document ends before the footer")
 	}
 	if err != nil {
 		return nil, err
@@ -213,22 +200,21 @@ func (p *consensusParser) parse() (*Consensus, error) {
 
 	// Footer.
 	if it.Is("directory-footer") {
-		it, err = t.Next()
-		for ; err == nil && !it.Is("directory-signature"); it, err = t.Next() {
+		for it, err = t.Scan(); err == nil && !it.Is("directory-signature"); it, err = t.Scan() {
 			switch {
 			case it.Is("bandwidth-weights"):
 				if c.BandwidthWeights != nil {
-					return nil, t.Errorf(&it, "appears more than once")
+					return nil, t.Fail(it, "appears more than once")
 				}
 				if c.BandwidthWeights, err = parseKeyValues(it.Args); err != nil {
-					return nil, t.Wrap(&it, err)
+					return nil, t.Wrap(it, err)
 				}
-			case it.Is("r"), it.Is("directory-footer"), it.Is("network-status-version"):
-				return nil, t.Errorf(&it, "not allowed in the footer")
+			case endsSection(it), it.Is("network-status-version"):
+				return nil, t.Fail(it, "not allowed in the footer")
 			}
 		}
 		if err == io.EOF {
-			return nil, &netdoc.Error{Doc: consensusDoc, Err: errors.New("document has no directory-signature")}
+			return nil, t.FailLine(0, "document has no directory-signature")
 		}
 		if err != nil {
 			return nil, err
@@ -238,16 +224,16 @@ func (p *consensusParser) parse() (*Consensus, error) {
 	// the space after its keyword.
 	end := it.Start + len("directory-signature")
 	if end >= len(p.doc) || p.doc[end] != ' ' {
-		return nil, t.Errorf(&it, "keyword must be followed by a space")
+		return nil, t.Fail(it, "keyword must be followed by a space")
 	}
 	signed := p.doc[start : end+1]
 	c.digestSHA1 = sha1.Sum(signed)
 	c.digestSHA256 = sha256.Sum256(signed)
-	for ; err == nil; it, err = t.Next() {
+	for ; err == nil; it, err = t.Scan() {
 		if !it.Is("directory-signature") {
-			return nil, t.Errorf(&it, "only directory-signature items may follow the first signature")
+			return nil, t.Fail(it, "only directory-signature items may follow the first signature")
 		}
-		if err := p.signature(&it); err != nil {
+		if err := p.signature(it); err != nil {
 			return nil, err
 		}
 	}
@@ -257,133 +243,159 @@ func (p *consensusParser) parse() (*Consensus, error) {
 	return c, nil
 }
 
-func isKnownHeader(kw string) bool {
-	switch kw {
-	case "vote-status", "consensus-method", "valid-after", "fresh-until", "valid-until",
-		"voting-delay", "client-versions", "server-versions", "known-flags",
-		"recommended-client-protocols", "required-client-protocols",
-		"recommended-relay-protocols", "required-relay-protocols", "params",
-		"shared-rand-current-value", "shared-rand-previous-value":
+// endsSection reports whether it starts a router entry or the footer:
+// "r", "directory-footer" or "directory-signature".
+func endsSection(it *netdoc.Item) bool {
+	switch string(it.Keyword) {
+	case "r", "directory-footer", "directory-signature":
 		return true
 	}
 	return false
 }
 
-func (p *consensusParser) headerItem(it *netdoc.Item, cur **DirSource) error {
+// consensusHeader are the header items, with the arguments each needs at
+// least (the times' arguments are checked by netdoc.TimeArgs). The first
+// headerRequired are required, the first headerOnce allowed once; bit i
+// of the seen set of headerItem is consensusHeader[i].
+var consensusHeader = [...]struct {
+	kw  string
+	min int
+}{
+	{"vote-status", 1}, {"consensus-method", 1}, {"valid-after", 0}, {"fresh-until", 0},
+	{"valid-until", 0}, {"voting-delay", 2},
+	{"client-versions", 0}, {"server-versions", 0}, {"known-flags", 0},
+	{"recommended-client-protocols", 0}, {"required-client-protocols", 0},
+	{"recommended-relay-protocols", 0}, {"required-relay-protocols", 0}, {"params", 0},
+	{"shared-rand-current-value", 2}, {"shared-rand-previous-value", 2},
+	{"dir-source", 6}, {"contact", 0}, {"vote-digest", 1},
+}
+
+// Indexes in consensusHeader.
+const (
+	hVoteStatus = iota
+	hMethod
+	hValidAfter
+	hFreshUntil
+	hValidUntil
+	hVotingDelay
+	hClientVersions
+	hServerVersions
+	hKnownFlags
+	hRecommendedClientProtos
+	hRequiredClientProtos
+	hRecommendedRelayProtos
+	hRequiredRelayProtos
+	hParams
+	hSRVCurrent
+	hSRVPrevious
+	hDirSource
+	hContact
+	hVoteDigest
+
+	headerRequired = hVotingDelay + 1
+	headerOnce     = hSRVPrevious + 1
+)
+
+// headerItem parses one header item; seen is the set of once-only items
+// read so far and cur the last dir-source.
+func (p *consensusParser) headerItem(it *netdoc.Item, seen *uint32, cur **DirSource) error {
 	t, c := p.t, p.c
-	var err error
-	need := func(n int) error {
-		if len(it.Args) < n {
-			return t.Errorf(it, "needs %d arguments, has %d", n, len(it.Args))
+	k := -1
+	for i := range consensusHeader {
+		if it.Is(consensusHeader[i].kw) {
+			k = i
+			break
 		}
-		return nil
 	}
-	switch string(it.Keyword) {
-	case "vote-status":
-		if err := need(1); err != nil {
-			return err
+	switch {
+	case k < 0:
+		if it.Is("network-status-version") {
+			return t.Fail(it, "appears more than once")
 		}
+		return nil // unknown items are ignored
+	case k < headerOnce && *seen&(1<<k) != 0:
+		return t.Fail(it, "appears more than once")
+	case len(it.Args) < consensusHeader[k].min:
+		return t.Errorf(it, "needs %d arguments, has %d", consensusHeader[k].min, len(it.Args))
+	case k >= hContact && *cur == nil:
+		return t.Fail(it, "%s before any dir-source", it.Keyword)
+	}
+	*seen |= 1 << k
+	var err error
+	switch k {
+	case hVoteStatus:
 		if string(it.Args[0]) != "consensus" {
-			return t.Errorf(it, "status %q is not \"consensus\"", it.Args[0])
+			return t.Fail(it, "status %q is not \"consensus\"", it.Args[0])
 		}
-	case "consensus-method":
-		if err := need(1); err != nil {
-			return err
-		}
+	case hMethod:
 		n, err := parseUint(it.Args[0], 1<<20)
 		if err != nil {
-			return t.Wrap(it, fmt.Errorf("bad method %q: %w", it.Args[0], err))
+			return t.WrapMsg(it, err, "bad method %q", it.Args[0])
 		}
 		c.Method = int(n)
-	case "valid-after":
-		c.ValidAfter, err = netdoc.TimeArgs(it)
-	case "fresh-until":
-		c.FreshUntil, err = netdoc.TimeArgs(it)
-	case "valid-until":
-		c.ValidUntil, err = netdoc.TimeArgs(it)
-	case "voting-delay":
-		if err := need(2); err != nil {
-			return err
-		}
+	case hValidAfter, hFreshUntil, hValidUntil:
+		times := [...]*time.Time{&c.ValidAfter, &c.FreshUntil, &c.ValidUntil}
+		*times[k-hValidAfter], err = netdoc.TimeArgs(it)
+	case hVotingDelay:
 		v, err1 := parseUint(it.Args[0], 1<<31)
 		d, err2 := parseUint(it.Args[1], 1<<31)
 		if err1 != nil || err2 != nil {
-			return t.Errorf(it, "bad delays %q %q", it.Args[0], it.Args[1])
+			return t.Fail(it, "bad delays %q %q", it.Args[0], it.Args[1])
 		}
 		c.VoteDelay, c.DistDelay = time.Duration(v)*time.Second, time.Duration(d)*time.Second
-	case "client-versions":
+	case hClientVersions:
 		if len(it.Args) > 0 {
 			c.ClientVersions = splitComma(it.Args[0])
 		}
-	case "known-flags":
+	case hKnownFlags:
 		for _, a := range it.Args {
 			c.KnownFlags = append(c.KnownFlags, string(a))
 		}
-	case "recommended-client-protocols", "required-client-protocols":
+	case hRecommendedClientProtos, hRequiredClientProtos:
 		s := string(bytes.Join(it.Args, []byte(" ")))
-		if _, err := ParseProtocols(s); err != nil {
-			return t.Wrap(it, err)
+		if _, err = ParseProtocols(s); err == nil {
+			if k == hRequiredClientProtos {
+				c.RequiredClientProtocols = s
+			} else {
+				c.RecommendedClientProtocols = s
+			}
 		}
-		if it.Is("required-client-protocols") {
-			c.RequiredClientProtocols = s
-		} else {
-			c.RecommendedClientProtocols = s
-		}
-	case "params":
+	case hParams:
 		c.Params, err = parseKeyValues(it.Args)
-	case "shared-rand-current-value", "shared-rand-previous-value":
-		if err := need(2); err != nil {
-			return err
-		}
+	case hSRVCurrent, hSRVPrevious:
 		n, err := parseUint(it.Args[0], 1<<31)
 		if err != nil {
-			return t.Errorf(it, "bad NumReveals %q", it.Args[0])
+			return t.Fail(it, "bad NumReveals %q", it.Args[0])
 		}
 		sr := &SharedRandom{NumReveals: int(n)}
 		if err := netdoc.DecodeBase64NoPad(sr.Value[:], it.Args[1]); err != nil {
 			return t.Wrap(it, err)
 		}
-		if it.Is("shared-rand-current-value") {
+		if k == hSRVCurrent {
 			c.SharedRandCurrent = sr
 		} else {
 			c.SharedRandPrevious = sr
 		}
-	case "dir-source":
-		if err := need(6); err != nil {
-			return err
-		}
+	case hDirSource:
 		ds := DirSource{Nickname: string(it.Args[0]), Address: string(it.Args[2])}
 		if err := netdoc.DecodeHex(ds.Identity[:], it.Args[1]); err != nil {
 			return t.Wrap(it, err)
 		}
 		if ds.IP, err = netip.ParseAddr(string(it.Args[3])); err != nil {
-			return t.Wrap(it, fmt.Errorf("bad IP: %w", err))
+			return t.WrapMsg(it, err, "bad IP")
 		}
 		dp, err1 := parseUint(it.Args[4], 65535)
 		op, err2 := parseUint(it.Args[5], 65535)
 		if err1 != nil || err2 != nil {
-			return t.Errorf(it, "bad ports %q %q", it.Args[4], it.Args[5])
+			return t.Fail(it, "bad ports %q %q", it.Args[4], it.Args[5])
 		}
 		ds.DirPort, ds.ORPort = uint16(dp), uint16(op)
 		c.Authorities = append(c.Authorities, ds)
 		*cur = &c.Authorities[len(c.Authorities)-1]
-	case "contact":
-		if *cur == nil {
-			return t.Errorf(it, "contact before any dir-source")
-		}
+	case hContact:
 		(*cur).Contact = string(bytes.Join(it.Args, []byte(" ")))
-	case "vote-digest":
-		if *cur == nil {
-			return t.Errorf(it, "vote-digest before any dir-source")
-		}
-		if err := need(1); err != nil {
-			return err
-		}
-		if err := netdoc.DecodeHex((*cur).VoteDigest[:], it.Args[0]); err != nil {
-			return t.Wrap(it, err)
-		}
-	case "network-status-version":
-		return t.Errorf(it, "appears more than once")
+	case hVoteDigest:
+		err = netdoc.DecodeHex((*cur).VoteDigest[:], it.Args[0])
 	}
 	if err != nil {
 		return t.Wrap(it, err)
@@ -405,13 +417,13 @@ func splitComma(b []byte) []string {
 func parseKeyValues(args [][]byte) (map[string]int32, error) {
 	m := make(map[string]int32, len(args))
 	for _, a := range args {
-		eq := indexByte(a, '=')
+		eq := bytes.IndexByte(a, '=')
 		if eq <= 0 {
-			return nil, fmt.Errorf("entry %q is not Key=Value", a)
+			return nil, netdoc.Reason(nil, "entry %q is not Key=Value", a)
 		}
 		v, err := parseInt32(a[eq+1:])
 		if err != nil {
-			return nil, fmt.Errorf("entry %q: value is not a 32-bit integer", a)
+			return nil, netdoc.Reason(nil, "entry %q: value is not a 32-bit integer", a)
 		}
 		m[string(a[:eq])] = v
 	}
@@ -429,173 +441,157 @@ func parseKeyValues(args [][]byte) (map[string]int32, error) {
 // entry with no m line, which C tor keeps without a microdescriptor
 // digest (it can never be used), is dropped alone and reported in
 // Consensus.Dropped.
-func (p *consensusParser) routerEntry(r netdoc.Item) (netdoc.Item, error) {
+func (p *consensusParser) routerEntry(first *netdoc.Item) (*netdoc.Item, error) {
 	t, c := p.t, p.c
+	r := *first // first is the tokenizer's: keep the r line for errors
 	if r.HasObject() {
-		return r, t.Errorf(&r, "unexpected object %q in a router entry", r.ObjectType)
+		return nil, t.Fail(&r, "unexpected object %q in a router entry", r.ObjectType)
 	}
 	if len(r.Args) < 7 {
-		return r, t.Errorf(&r, "needs 7 arguments (nickname identity date time IP ORPort DirPort), has %d", len(r.Args))
+		return nil, t.Errorf(&r, "needs 7 arguments (nickname identity date time IP ORPort DirPort), has %d", len(r.Args))
 	}
 	var rel Relay
 	nick := r.Args[0]
 	if !legalNickname(nick) {
-		return r, t.Errorf(&r, "bad nickname %q (want 1 to 19 letters and digits)", nick)
+		return nil, t.Fail(&r, "bad nickname %q (want 1 to 19 letters and digits)", nick)
 	}
 	if err := netdoc.DecodeBase64NoPad(rel.Identity[:], r.Args[1]); err != nil {
-		return r, t.Wrap(&r, fmt.Errorf("identity: %w", err))
+		return nil, t.WrapMsg(&r, err, "identity")
 	}
 	if !validTime(r.Args[2], r.Args[3]) {
-		return r, t.Errorf(&r, "bad publication time %q %q", r.Args[2], r.Args[3])
+		return nil, t.Fail(&r, "bad publication time %q %q", r.Args[2], r.Args[3])
 	}
 	var err error
 	if rel.Addr, err = parseIPv4(r.Args[4]); err != nil {
-		return r, t.Errorf(&r, "bad IPv4 address %q", r.Args[4])
+		return nil, t.Fail(&r, "bad IPv4 address %q", r.Args[4])
 	}
 	op, err1 := parseUint(r.Args[5], 65535)
 	dp, err2 := parseUint(r.Args[6], 65535)
 	if err1 != nil || err2 != nil {
-		return r, t.Errorf(&r, "bad ports %q %q", r.Args[5], r.Args[6])
+		return nil, t.Fail(&r, "bad ports %q %q", r.Args[5], r.Args[6])
 	}
 	rel.Nickname = string(nick)
 	rel.ORPort, rel.DirPort = uint16(op), uint16(dp)
 	if p.haveLast && bytes.Compare(p.lastID[:], rel.Identity[:]) >= 0 {
-		return r, t.Errorf(&r, "router entries not sorted by identity (or duplicate)")
+		return nil, t.Fail(&r, "router entries not sorted by identity (or duplicate)")
 	}
 	p.lastID, p.haveLast = rel.Identity, true
-	var seen uint8
-	const (
-		seenS = 1 << iota
-		seenV
-		seenPr
-		seenW
-		seenM
-		seenP
-	)
-	once := func(it *netdoc.Item, bit uint8) error {
-		if seen&bit != 0 {
-			return t.Errorf(it, "appears more than once in a router entry")
-		}
-		seen |= bit
-		return nil
-	}
-	var it netdoc.Item
-	for {
-		it, err = t.Next()
-		if err != nil {
-			break
-		}
-		kw := it.Keyword
-		if len(kw) == 1 && kw[0] == 'r' || string(kw) == "directory-footer" || string(kw) == "directory-signature" {
-			break
-		}
-		switch string(kw) {
-		case "a", "s", "v", "pr", "w", "m", "p", "id":
-			if it.HasObject() {
-				return it, t.Errorf(&it, "unexpected object %q in a router entry", it.ObjectType)
+	var seen uint8 // bit i: entryItems[i] seen
+	var it *netdoc.Item
+	for it, err = t.Scan(); err == nil && !endsSection(it); it, err = t.Scan() {
+		k := -1
+		for i := range entryItems {
+			if it.Is(entryItems[i].kw) {
+				k = i
+				break
 			}
 		}
-		switch string(kw) {
-		case "a":
-			if len(it.Args) < 1 {
-				return it, t.Errorf(&it, "missing address")
+		switch {
+		case k < 0:
+			switch string(it.Keyword) {
+			case "network-status-version", "dir-source", "valid-after", "bandwidth-weights":
+				return nil, t.Fail(it, "not allowed in a router entry")
 			}
+			continue // unknown items are ignored
+		case it.HasObject():
+			return nil, t.Fail(it, "unexpected object %q in a router entry", it.ObjectType)
+		case k < entryOnce && seen&(1<<k) != 0:
+			return nil, t.Fail(it, "appears more than once in a router entry")
+		case len(it.Args) < entryItems[k].min:
+			return nil, t.Fail(it, entryItems[k].few)
+		case k == eM && seen&(1<<eM) != 0:
+			continue // C tor uses the first m line
+		}
+		seen |= 1 << k
+		switch k {
+		case eA:
 			// As C tor's find_single_ipv6_orport: the first IPv6 address
 			// with one port counts, anything else is ignored.
-			ap, perr := netip.ParseAddrPort(string(it.Args[0]))
-			if perr == nil && ap.Addr().Is6() && !ap.Addr().Is4In6() && ap.Addr().Zone() == "" && rel.IPv6Port == 0 && ap.Port() != 0 {
-				rel.IPv6 = ap.Addr().As16()
-				rel.IPv6Port = ap.Port()
+			if ap, ok := parseORAddr(it.Args[0]); ok && ap.Addr().Is6() && rel.IPv6Port == 0 {
+				rel.IPv6, rel.IPv6Port = ap.Addr().As16(), ap.Port()
 			}
-		case "s":
-			if err := once(&it, seenS); err != nil {
-				return it, err
-			}
+		case eS:
 			for _, f := range it.Args {
 				rel.Flags |= flagFromName(f) // unknown flags are ignored
 			}
-		case "v":
-			if err := once(&it, seenV); err != nil {
-				return it, err
-			}
-		case "pr":
-			if err := once(&it, seenPr); err != nil {
-				return it, err
-			}
+		case ePr:
 			line := p.doc[it.Start+len("pr") : it.ArgsEnd]
 			ps, ok := p.protos[string(line)]
 			if !ok {
 				ps = new(Protocols)
 				for _, a := range it.Args {
 					if err := ps.addEntry(a); err != nil {
-						return it, t.Wrap(&it, err)
+						return nil, t.Wrap(it, err)
 					}
 				}
 				p.protos[string(line)] = ps
 			}
 			rel.Protocols = ps
-		case "w":
-			if err := once(&it, seenW); err != nil {
-				return it, err
-			}
+		case eW:
 			for _, a := range it.Args {
 				switch {
 				case bytes.HasPrefix(a, []byte("Bandwidth=")):
 					bw, err := parseUint(a[len("Bandwidth="):], 1<<32-1)
 					if err != nil {
-						return it, t.Errorf(&it, "bad %q: %v", a, err)
+						return nil, t.WrapMsg(it, err, "bad %q", a)
 					}
 					rel.Bandwidth = uint32(bw)
 				case string(a) == "Unmeasured=1":
 					rel.Unmeasured = true
 				}
 			}
-		case "m":
-			if len(it.Args) < 1 {
-				return it, t.Errorf(&it, "missing digest")
-			}
-			if seen&seenM != 0 {
-				break // C tor uses the first m line
-			}
-			seen |= seenM
+		case eM:
 			if err := netdoc.DecodeBase64NoPad(rel.Microdesc[:], it.Args[0]); err != nil {
-				return it, t.Wrap(&it, err)
+				return nil, t.Wrap(it, err)
 			}
-		case "p":
+		case eP:
 			// Not in a microdesc consensus, but C tor checks it if present.
-			if err := once(&it, seenP); err != nil {
-				return it, err
+			if string(it.Args[0]) != "accept" && string(it.Args[0]) != "reject" {
+				return nil, t.Fail(it, entryItems[eP].few)
 			}
-			if len(it.Args) < 2 || string(it.Args[0]) != "accept" && string(it.Args[0]) != "reject" {
-				return it, t.Errorf(&it, "unknown exit policy summary type")
-			}
-		case "id":
-			if len(it.Args) < 2 {
-				return it, t.Errorf(&it, "want key type and value")
-			}
-		case "network-status-version", "dir-source", "valid-after", "bandwidth-weights":
-			return it, t.Errorf(&it, "not allowed in a router entry")
 		}
-	}
-	if err == io.EOF {
-		return it, err
 	}
 	if err != nil {
 		return it, err
 	}
-	if seen&seenS == 0 {
-		return it, t.Errorf(&r, "router entry for %q has no \"s\" line", nick)
+	for _, k := range [...]int{eS, ePr} {
+		if seen&(1<<k) == 0 {
+			return nil, t.Fail(&r, "router entry for %q has no \"%s\" line", nick, []byte(entryItems[k].kw))
+		}
 	}
-	if seen&seenPr == 0 {
-		return it, t.Errorf(&r, "router entry for %q has no \"pr\" line", nick)
-	}
-	if seen&seenM == 0 {
-		c.Dropped = append(c.Dropped, t.Errorf(&r, "router entry for %q has no \"m\" line: dropped", nick))
+	if seen&(1<<eM) == 0 {
+		c.Dropped = append(c.Dropped, t.Fail(&r, "router entry for %q has no \"m\" line: dropped", nick))
 		return it, nil
 	}
 	c.Relays = append(c.Relays, rel)
 	return it, nil
 }
+
+// entryItems are the items of a router entry that routerEntry reads, with
+// the arguments each needs at least and the error if it has fewer. The
+// first entryOnce are allowed once per entry.
+var entryItems = [...]struct {
+	kw, few string
+	min     int
+}{
+	{"s", "", 0}, {"v", "", 0}, {"pr", "", 0}, {"w", "", 0},
+	{"p", "unknown exit policy summary type", 2},
+	{"m", "missing digest", 1}, {"a", "missing address", 1}, {"id", "want key type and value", 2},
+}
+
+// Indexes in entryItems.
+const (
+	eS = iota
+	eV
+	ePr
+	eW
+	eP
+	eM
+	eA
+	eID
+
+	entryOnce = eP + 1
+)
 
 // legalNickname reports whether b is a relay nickname: 1 to 19 ASCII
 // letters and digits (C tor's is_legal_nickname).
@@ -618,20 +614,17 @@ func validTime(date, clock []byte) bool {
 	if len(date) != 10 || len(clock) != 8 || date[4] != '-' || date[7] != '-' || clock[2] != ':' || clock[5] != ':' {
 		return false
 	}
-	num := func(b []byte) int {
-		n := 0
-		for _, c := range b {
+	var v [6]int // year, month, day, hour, minute, second
+	for i, f := range [6][]byte{date[:4], date[5:7], date[8:], clock[:2], clock[3:5], clock[6:]} {
+		for _, c := range f {
 			if c < '0' || c > '9' {
-				return -1
+				return false
 			}
-			n = n*10 + int(c-'0')
+			v[i] = v[i]*10 + int(c-'0')
 		}
-		return n
 	}
-	y, mo, d := num(date[:4]), num(date[5:7]), num(date[8:])
-	h, mi, sec := num(clock[:2]), num(clock[3:5]), num(clock[6:])
-	return y >= 1970 && mo >= 1 && mo <= 12 && d >= 1 && d <= 31 &&
-		h >= 0 && h <= 23 && mi >= 0 && mi <= 59 && sec >= 0 && sec <= 60
+	return v[0] >= 1970 && v[1] >= 1 && v[1] <= 12 && v[2] >= 1 && v[2] <= 31 &&
+		v[3] <= 23 && v[4] <= 59 && v[5] <= 60
 }
 
 func (p *consensusParser) signature(it *netdoc.Item) error {
@@ -647,17 +640,14 @@ func (p *consensusParser) signature(it *netdoc.Item) error {
 		return t.Errorf(it, "want [algorithm] identity signing-key-digest, got %d arguments", len(args))
 	}
 	if err := netdoc.DecodeHex(sig.Identity[:], args[0]); err != nil {
-		return t.Wrap(it, fmt.Errorf("identity: %w", err))
+		return t.WrapMsg(it, err, "identity")
 	}
 	if err := netdoc.DecodeHex(sig.SigningKeyDigest[:], args[1]); err != nil {
-		return t.Wrap(it, fmt.Errorf("signing-key-digest: %w", err))
-	}
-	if string(it.ObjectType) != "SIGNATURE" {
-		return t.Errorf(it, "want a SIGNATURE object, got %q", it.ObjectType)
+		return t.WrapMsg(it, err, "signing-key-digest")
 	}
 	var err error
-	if sig.Signature, err = it.Object(); err != nil {
-		return t.Wrap(it, err)
+	if sig.Signature, err = t.ObjectOf(it, "SIGNATURE"); err != nil {
+		return err
 	}
 	p.c.Signatures = append(p.c.Signatures, sig)
 	return nil

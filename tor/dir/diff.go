@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"tinytor/tor/dir/netdoc"
 )
 
 // Consensus diffs (dir-spec 4.5 and appendix E, proposal 140).
@@ -70,6 +72,9 @@ func (e *DiffError) Error() string {
 }
 
 func (e *DiffError) Unwrap() error { return e.Err }
+
+// diffError returns err as the error of line.
+func diffError(line int, err error) error { return &DiffError{Line: line, Err: err} }
 
 func diffErrorf(line int, format string, args ...any) error {
 	return &DiffError{Line: line, Err: fmt.Errorf(format, args...)}
@@ -149,7 +154,7 @@ func diffHeader(diff []byte) (rest int, from, to [32]byte, err error) {
 		return 0, from, to, diffErrorf(1, "no complete first line")
 	}
 	if string(l1) != diffVersionLine {
-		return 0, from, to, diffErrorf(1, "want %q, got %q", diffVersionLine, truncate(string(l1)))
+		return 0, from, to, diffError(1, netdoc.Reason(nil, "want \""+diffVersionLine+"\", got %q", truncateBytes(l1)))
 	}
 	l2, n2, ok := nextLine(diff, n1)
 	if !ok {
@@ -157,15 +162,15 @@ func diffHeader(diff []byte) (rest int, from, to [32]byte, err error) {
 	}
 	words := bytes.Split(l2, []byte(" "))
 	if len(words) != 3 || string(words[0]) != diffHashToken {
-		return 0, from, to, diffErrorf(2, "want \"hash FROM TO\", got %q", truncate(string(l2)))
+		return 0, from, to, diffError(2, netdoc.Reason(nil, "want \"hash FROM TO\", got %q", truncateBytes(l2)))
 	}
 	for i, out := range []*[32]byte{&from, &to} {
 		w := words[1+i]
 		if len(w) != 2*len(out) {
-			return 0, from, to, diffErrorf(2, "digest %q is not %d hex digits", truncate(string(w)), 2*len(out))
+			return 0, from, to, diffError(2, netdoc.Reason(nil, "digest %q is not 64 hex digits", truncateBytes(w)))
 		}
 		if _, err := hex.Decode(out[:], w); err != nil {
-			return 0, from, to, diffErrorf(2, "digest %q: %v", truncate(string(w)), err)
+			return 0, from, to, diffError(2, netdoc.Reason(err, "digest %q", truncateBytes(w)))
 		}
 	}
 	return n2, from, to, nil
@@ -204,7 +209,7 @@ func ApplyDiff(base, diff []byte, maxSize int) ([]byte, error) {
 		return nil, fmt.Errorf("%w: the diff is from %X, our consensus is %X", ErrDiffBaseMismatch, from, got)
 	}
 	if len(base) > 0 && base[len(base)-1] != '\n' {
-		return nil, errors.New("consensus diff: the base consensus does not end with a newline")
+		return nil, netdoc.Message("consensus diff: the base consensus does not end with a newline")
 	}
 	if len(diff) > 0 && diff[len(diff)-1] != '\n' {
 		return nil, diffErrorf(bytes.Count(diff, []byte("\n"))+1, "last line does not end with a newline")
@@ -349,6 +354,12 @@ type edCommand struct {
 	toEOF      bool // the range ended with "$"
 }
 
+// edError is the error of the malformed ed command cmd: "ed command
+// "CMD"" and what.
+func edError(cmd []byte, what string) error {
+	return errors.New("ed command " + strconv.Quote(truncate(string(cmd))) + what)
+}
+
 // parseEdCommand parses "N", "N,M" or "N,$" followed by 'a', 'c' or 'd',
 // with the rules of C tor's apply_ed_diff; j is the last base line a
 // command may still refer to (commands go in decreasing order) and total
@@ -376,7 +387,7 @@ func parseEdCommand(cmd []byte, j, total int) (edCommand, error) {
 	}
 	var ok bool
 	if c.start, ok = num(); !ok {
-		return c, fmt.Errorf("ed command %q does not start with a line number", truncate(string(cmd)))
+		return c, edError(cmd, " does not start with a line number")
 	}
 	c.end = c.start
 	hadRange := false
@@ -387,29 +398,29 @@ func parseEdCommand(cmd []byte, j, total int) (edCommand, error) {
 			c.toEOF, c.end = true, total
 			s = s[1:]
 		} else if c.end, ok = num(); !ok {
-			return c, fmt.Errorf("ed command %q lacks the end of its range", truncate(string(cmd)))
+			return c, edError(cmd, " lacks the end of its range")
 		}
 		if c.end <= c.start {
-			return c, fmt.Errorf("ed command %q has an empty or reversed range", truncate(string(cmd)))
+			return c, edError(cmd, " has an empty or reversed range")
 		}
 	}
 	if len(s) != 1 {
-		return c, fmt.Errorf("ed command %q does not end with one command letter", truncate(string(cmd)))
+		return c, edError(cmd, " does not end with one command letter")
 	}
 	c.op = s[0]
 	switch c.op {
 	case 'a', 'c', 'd':
 	default:
-		return c, fmt.Errorf("ed command %q: unknown command %q (only a, c and d are allowed)", truncate(string(cmd)), c.op)
+		return c, edError(cmd, ": unknown command "+strconv.QuoteRune(rune(c.op))+" (only a, c and d are allowed)")
 	}
 	if c.toEOF && c.op != 'd' {
-		return c, fmt.Errorf("ed command %q uses $ with a command other than d", truncate(string(cmd)))
+		return c, edError(cmd, " uses $ with a command other than d")
 	}
 	if hadRange && c.op == 'a' {
-		return c, fmt.Errorf("ed command %q appends after a range", truncate(string(cmd)))
+		return c, edError(cmd, " appends after a range")
 	}
 	if c.start == 0 && c.op != 'a' {
-		return c, fmt.Errorf("ed command %q names line 0 (lines count from 1)", truncate(string(cmd)))
+		return c, edError(cmd, " names line 0 (lines count from 1)")
 	}
 	if c.end > j {
 		return c, fmt.Errorf("ed command %q refers to line %d, but only lines 1-%d of the base (%d lines) remain: commands must go in decreasing line order within the base",

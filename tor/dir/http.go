@@ -5,12 +5,15 @@ import (
 	"bytes"
 	"compress/gzip"
 	"compress/zlib"
-	"encoding/hex"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
+
+	"tinytor/tor/dir/netdoc"
 )
 
 // StatusError is returned by Get when the server answers with a status
@@ -22,7 +25,7 @@ type StatusError struct {
 }
 
 func (e *StatusError) Error() string {
-	return fmt.Sprintf("directory request %s: HTTP status %d %q", e.Path, e.Code, e.Reason)
+	return "directory request " + e.Path + ": HTTP status " + strconv.Itoa(e.Code) + " " + strconv.Quote(e.Reason)
 }
 
 // ErrBodyTooLarge is returned (wrapped) when a response body, compressed
@@ -53,37 +56,40 @@ type Header struct {
 // GetWithHeaders is GetHost that also sends the headers hdrs, after Host
 // and before Accept-Encoding.
 func GetWithHeaders(rw io.ReadWriter, host, path string, hdrs []Header, maxBody int64) ([]byte, error) {
-	if path == "" || path[0] != '/' || strings.ContainsAny(path, " \r\n") {
+	if !validPath(path) {
 		return nil, fmt.Errorf("directory request: invalid path %q", path)
 	}
 	if strings.ContainsAny(host, " \r\n") {
 		return nil, fmt.Errorf("directory request %s: invalid host %q", path, host)
 	}
+	req := append(append([]byte("GET "), path...), " HTTP/1.0\r\n"...)
+	if host != "" {
+		hdrs = append([]Header{{"Host", host}}, hdrs...)
+	}
 	for _, h := range hdrs {
 		if !validHeaderName(h.Name) || strings.ContainsAny(h.Value, "\r\n") {
 			return nil, fmt.Errorf("directory request %s: invalid header %q: %q", path, h.Name, h.Value)
 		}
-	}
-	var req strings.Builder
-	req.WriteString("GET ")
-	req.WriteString(path)
-	req.WriteString(" HTTP/1.0\r\n")
-	if host != "" {
-		req.WriteString("Host: ")
-		req.WriteString(host)
-		req.WriteString("\r\n")
-	}
-	for _, h := range hdrs {
-		req.WriteString(h.Name)
-		req.WriteString(": ")
-		req.WriteString(h.Value)
-		req.WriteString("\r\n")
+		req = append(append(append(append(req, h.Name...), ": "...), h.Value...), "\r\n"...)
 	}
 	// C tor serves the consensus, microdescriptors and certificates
 	// deflated when asked for deflate, and consensus diffs gzipped.
-	req.WriteString("Accept-Encoding: deflate, gzip, identity\r\n\r\n")
-	if _, err := io.WriteString(rw, req.String()); err != nil {
-		return nil, fmt.Errorf("directory request %s: sending: %w", path, err)
+	req = append(req, "Accept-Encoding: deflate, gzip, identity\r\n\r\n"...)
+	return roundTrip(rw, "directory request", path, req, maxBody)
+}
+
+// validPath reports whether path can be a request's path: it starts with
+// '/' and has no spaces or line ends.
+func validPath(path string) bool {
+	return path != "" && path[0] == '/' && !strings.ContainsAny(path, " \r\n")
+}
+
+// roundTrip sends the request req for path over rw and reads the response
+// (see ReadResponse); what ("directory request", "directory upload")
+// starts its errors. A status other than 200 gives a *StatusError.
+func roundTrip(rw io.ReadWriter, what, path string, req []byte, maxBody int64) ([]byte, error) {
+	if _, err := rw.Write(req); err != nil {
+		return nil, fmt.Errorf("%s %s: sending: %w", what, path, err)
 	}
 	body, err := ReadResponse(rw, maxBody)
 	if err != nil {
@@ -92,7 +98,7 @@ func GetWithHeaders(rw io.ReadWriter, host, path string, hdrs []Header, maxBody 
 			se.Path = path
 			return nil, se
 		}
-		return nil, fmt.Errorf("directory request %s: %w", path, err)
+		return nil, fmt.Errorf("%s %s: %w", what, path, err)
 	}
 	return body, nil
 }
@@ -101,7 +107,7 @@ func GetWithHeaders(rw io.ReadWriter, host, path string, hdrs []Header, maxBody 
 // decoded body; see Get.
 func ReadResponse(r io.Reader, maxBody int64) ([]byte, error) {
 	if maxBody < 0 {
-		return nil, errors.New("negative body limit")
+		return nil, netdoc.Message("negative body limit")
 	}
 	br := bufio.NewReaderSize(r, 4096)
 	var headerBytes int
@@ -111,17 +117,17 @@ func ReadResponse(r io.Reader, maxBody int64) ([]byte, error) {
 			frag, err := br.ReadSlice('\n')
 			headerBytes += len(frag)
 			if headerBytes > maxHeaderBytes {
-				return "", fmt.Errorf("response headers longer than %d bytes", maxHeaderBytes)
+				return "", errors.New("response headers longer than " + strconv.Itoa(maxHeaderBytes) + " bytes")
 			}
 			line = append(line, frag...)
 			if err == bufio.ErrBufferFull {
 				continue
 			}
 			if err == io.EOF {
-				return "", errors.New("connection closed inside the response headers")
+				return "", netdoc.Message("connection closed inside the response headers")
 			}
 			if err != nil {
-				return "", fmt.Errorf("reading response headers: %w", err)
+				return "", netdoc.Reason(err, "reading response headers")
 			}
 			break
 		}
@@ -148,7 +154,7 @@ func ReadResponse(r io.Reader, maxBody int64) ([]byte, error) {
 		}
 		colon := strings.IndexByte(line, ':')
 		if colon <= 0 {
-			return nil, fmt.Errorf("malformed header line %q", truncate(line))
+			return nil, quoteError("malformed header line ", line)
 		}
 		name := strings.TrimSpace(line[:colon])
 		value := strings.TrimSpace(line[colon+1:])
@@ -158,7 +164,7 @@ func ReadResponse(r io.Reader, maxBody int64) ([]byte, error) {
 		case "content-length":
 			n, err := parseUint([]byte(value), 1<<62)
 			if err != nil {
-				return nil, fmt.Errorf("bad Content-Length %q", truncate(value))
+				return nil, quoteError("bad Content-Length ", value)
 			}
 			contentLength = int64(n)
 		}
@@ -171,7 +177,7 @@ func ReadResponse(r io.Reader, maxBody int64) ([]byte, error) {
 	}
 	raw, err := io.ReadAll(io.LimitReader(br, maxBody+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading response body: %w", err)
+		return nil, netdoc.Reason(err, "reading response body")
 	}
 	if int64(len(raw)) > maxBody {
 		return nil, fmt.Errorf("more than %d bytes: %w", maxBody, ErrBodyTooLarge)
@@ -184,24 +190,19 @@ func ReadResponse(r io.Reader, maxBody int64) ([]byte, error) {
 	case "", "identity":
 		return raw, nil
 	case "deflate":
-		r, err := zlib.NewReader(bytes.NewReader(raw))
-		if err != nil {
-			return nil, fmt.Errorf("deflate body: %w", err)
-		}
-		zr = r
+		zr, err = zlib.NewReader(bytes.NewReader(raw))
 	case "gzip", "x-gzip":
 		// C tor caches precompress consensus diffs with gzip, not zlib.
-		r, err := gzip.NewReader(bytes.NewReader(raw))
-		if err != nil {
-			return nil, fmt.Errorf("%s body: %w", encoding, err)
-		}
-		zr = r
+		zr, err = gzip.NewReader(bytes.NewReader(raw))
 	default:
-		return nil, fmt.Errorf("unsupported Content-Encoding %q", truncate(encoding))
+		return nil, quoteError("unsupported Content-Encoding ", encoding)
 	}
-	out, err := io.ReadAll(io.LimitReader(zr, maxBody+1))
+	var out []byte
+	if err == nil {
+		out, err = io.ReadAll(io.LimitReader(zr, maxBody+1))
+	}
 	if err != nil {
-		return nil, fmt.Errorf("%s body: %w", encoding, err)
+		return nil, netdoc.Reason(err, "%s body", []byte(encoding))
 	}
 	if int64(len(out)) > maxBody {
 		return nil, fmt.Errorf("decompressed body more than %d bytes: %w", maxBody, ErrBodyTooLarge)
@@ -226,15 +227,28 @@ func validHeaderName(name string) bool {
 
 func parseStatusLine(line string) (int, string, error) {
 	if !strings.HasPrefix(line, "HTTP/1.") || len(line) < len("HTTP/1.x 200") || line[8] != ' ' {
-		return 0, "", fmt.Errorf("malformed status line %q", truncate(line))
+		return 0, "", quoteError("malformed status line ", line)
 	}
 	rest := line[9:]
 	codeStr, reason, _ := strings.Cut(rest, " ")
 	n, err := parseUint([]byte(codeStr), 999)
 	if err != nil || len(codeStr) != 3 || n < 100 {
-		return 0, "", fmt.Errorf("malformed status code in %q", truncate(line))
+		return 0, "", quoteError("malformed status code in ", line)
 	}
 	return int(n), reason, nil
+}
+
+// quoteError is the error msg followed by s, truncated and quoted.
+func quoteError(msg, s string) error {
+	return errors.New(msg + strconv.Quote(truncate(s)))
+}
+
+// truncateBytes is truncate for a byte slice.
+func truncateBytes(b []byte) []byte {
+	if len(b) > 60 {
+		return append(b[:60:60], "..."...)
+	}
+	return b
 }
 
 func truncate(s string) string {
@@ -254,7 +268,7 @@ func ConsensusPath(authorities [][20]byte) string {
 	}
 	ids := make([]string, len(authorities))
 	for i, a := range authorities {
-		ids[i] = strings.ToUpper(hex.EncodeToString(a[:3]))
+		ids[i] = string(hexID(a[:3]))
 	}
 	sort.Strings(ids)
 	return base + "/" + strings.Join(ids, "+")
@@ -268,7 +282,7 @@ const AllCertsPath = "/tor/keys/all"
 func CertsByFingerprintPath(fps [][20]byte) string {
 	ids := make([]string, len(fps))
 	for i, f := range fps {
-		ids[i] = strings.ToUpper(hex.EncodeToString(f[:]))
+		ids[i] = string(hexID(f[:]))
 	}
 	return "/tor/keys/fp/" + strings.Join(ids, "+")
 }
@@ -278,8 +292,7 @@ func CertsByFingerprintPath(fps [][20]byte) string {
 func CertsByKeyPath(ids []CertID) string {
 	parts := make([]string, len(ids))
 	for i, id := range ids {
-		parts[i] = strings.ToUpper(hex.EncodeToString(id.Identity[:])) + "-" +
-			strings.ToUpper(hex.EncodeToString(id.SigningKeyDigest[:]))
+		parts[i] = string(hexID(id.Identity[:])) + "-" + string(hexID(id.SigningKeyDigest[:]))
 	}
 	return "/tor/keys/fp-sk/" + strings.Join(parts, "+")
 }
@@ -295,15 +308,14 @@ func MicrodescPaths(digests [][32]byte) (paths []string, batches [][][32]byte) {
 		n := min(len(digests), MaxMicrodescsPerRequest)
 		batch := digests[:n]
 		digests = digests[n:]
-		var b strings.Builder
-		b.WriteString("/tor/micro/d/")
+		b := []byte("/tor/micro/d/")
 		for i, d := range batch {
 			if i > 0 {
-				b.WriteByte('-')
+				b = append(b, '-')
 			}
-			b.WriteString(DigestString(d))
+			b = base64.RawStdEncoding.AppendEncode(b, d[:])
 		}
-		paths = append(paths, b.String())
+		paths = append(paths, string(b))
 		batches = append(batches, batch)
 	}
 	return paths, batches

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	mathbits "math/bits"
 	"net/netip"
 
 	"tinytor/tor/dir/netdoc"
@@ -164,17 +163,6 @@ func splitMicrodescs(doc []byte) []mdEntry {
 		haveNtor bool // cur's body has an ntor-onion-key line
 		line     = 1
 	)
-	begin := func(pos, ln int, body bool) {
-		if cur >= 0 {
-			out[cur].end = pos
-		}
-		e := mdEntry{start: pos, body: -1, line: ln}
-		if body {
-			e.body = pos
-		}
-		out = append(out, e)
-		cur, stray, haveNtor = len(out)-1, false, false
-	}
 	for pos := 0; pos < len(doc); line++ {
 		end := bytes.IndexByte(doc[pos:], '\n')
 		if end < 0 {
@@ -188,35 +176,34 @@ func splitMicrodescs(doc []byte) []mdEntry {
 			kw = l[:i]
 		}
 		headerOnly := cur >= 0 && out[cur].body < 0 && !stray // only annotations so far
+		// Whether the line starts an entry, starts its body, is an
+		// ntor-onion-key line, or is another item.
+		var begin, body, ntor, other bool
 		switch {
 		case len(l) == 0:
 			// Blank lines belong to the entry before them.
 		case l[0] == '@':
-			if !headerOnly {
-				begin(pos, line, false)
-			}
+			begin = !headerOnly
 		case string(kw) == "onion-key":
-			if headerOnly {
-				out[cur].body = pos
-			} else {
-				begin(pos, line, true)
-			}
+			begin, body = !headerOnly, true
 		case string(kw) == "ntor-onion-key":
-			switch {
-			case headerOnly:
-				out[cur].body = pos
-			case cur < 0 || haveNtor || out[cur].body < 0:
-				begin(pos, line, true)
-			}
-			haveNtor = true
+			begin = !headerOnly && (cur < 0 || haveNtor || out[cur].body < 0)
+			body, ntor = begin || headerOnly, true
 		default:
-			if cur < 0 {
-				begin(pos, line, false)
-			}
-			if out[cur].body < 0 {
-				stray = true
-			}
+			begin, other = cur < 0, true
 		}
+		if begin {
+			if cur >= 0 {
+				out[cur].end = pos
+			}
+			out = append(out, mdEntry{start: pos, body: -1, line: line})
+			cur, stray, haveNtor = len(out)-1, false, false
+		}
+		if body {
+			out[cur].body = pos
+		}
+		haveNtor = haveNtor || ntor
+		stray = stray || other && out[cur].body < 0
 		pos = end + 1
 	}
 	if cur >= 0 {
@@ -241,7 +228,7 @@ type microdescParser struct {
 func parseMicrodescs(doc []byte) ([]*Microdesc, []span, error) {
 	entries := splitMicrodescs(doc)
 	if len(entries) == 0 {
-		return nil, nil, &netdoc.Error{Doc: microdescDoc, Err: errors.New("no microdescriptor in document")}
+		return nil, nil, &netdoc.Error{Doc: microdescDoc, Err: netdoc.Message("no microdescriptor in document")}
 	}
 	p := microdescParser{doc: doc, policies: map[string]*PortPolicy{}, families: map[string]*Family{}}
 	out := make([]*Microdesc, 0, len(entries))
@@ -254,6 +241,9 @@ func parseMicrodescs(doc []byte) ([]*Microdesc, []span, error) {
 			p.base, p.lineBase = e.start, e.line-1
 		}
 		md, err := p.entry(e)
+		if err != nil {
+			err = p.fix(err)
+		}
 		body := e.body
 		if body < 0 {
 			body = e.start
@@ -289,7 +279,8 @@ const (
 )
 
 // entry parses entry e, reading items with p.t up to e.end. Its errors
-// are *netdoc.Error with lines numbered in the whole document.
+// are *netdoc.Error with lines numbered in p.t's input (fix renumbers
+// them in the whole document).
 //
 // No item read here extends past e.end: e.end is the start of a line
 // that begins with '@' or "onion-key" or "ntor-onion-key", which the
@@ -303,40 +294,40 @@ func (p *microdescParser) entry(e mdEntry) (*Microdesc, error) {
 		if rest := p.doc[min(p.base+t.Pos(), e.end):e.end]; len(bytes.TrimLeft(rest, "\n")) == 0 {
 			break
 		}
-		it, err := t.Next()
+		it, err := t.Scan()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return nil, p.fix(err)
+			return nil, err
 		}
 		kw := keywordString(it.Keyword)
 		if kw == "" { // an annotation
 			if it.Is("@last-listed") {
-				if err := p.once(&it, mdLastListed); err != nil {
-					return nil, p.fix(err)
+				if err := p.once(it, mdLastListed); err != nil {
+					return nil, err
 				}
-				if _, err := netdoc.TimeArgs(&it); err != nil || len(it.Args) != 2 {
-					return nil, p.fix(t.Errorf(&it, "bad last-listed time %q", bytes.Join(it.Args, []byte(" "))))
+				if _, err := netdoc.TimeArgs(it); err != nil || len(it.Args) != 2 {
+					return nil, t.Fail(it, "bad last-listed time %q", bytes.Join(it.Args, []byte(" ")))
 				}
 			}
 			continue
 		}
 		if e.body < 0 || p.base+it.Start < e.body {
-			return nil, p.fix(t.Errorf(&it, "item outside a microdescriptor (malformed or truncated: expected onion-key or ntor-onion-key first)"))
+			return nil, t.Fail(it, "item outside a microdescriptor (malformed or truncated: expected onion-key or ntor-onion-key first)")
 		}
 		if kw != "?" && kw != "onion-key" && it.HasObject() {
-			return nil, p.fix(t.Errorf(&it, "unexpected object %q", it.ObjectType))
+			return nil, t.Fail(it, "unexpected object %q", it.ObjectType)
 		}
-		if err := p.item(&it, kw, md); err != nil {
-			return nil, p.fix(err)
+		if err := p.item(it, kw, md); err != nil {
+			return nil, err
 		}
 	}
 	if e.body < 0 {
-		return nil, &netdoc.Error{Doc: microdescDoc, Line: e.line, Err: errors.New("item contains only annotations")}
+		return nil, t.FailLine(e.line-p.lineBase, "item contains only annotations")
 	}
 	if p.seen&mdNtorKey == 0 {
-		return nil, &netdoc.Error{Doc: microdescDoc, Line: e.line, Err: errors.New("missing ntor-onion-key")}
+		return nil, t.FailLine(e.line-p.lineBase, "missing ntor-onion-key")
 	}
 	return md, nil
 }
@@ -354,7 +345,7 @@ func (p *microdescParser) fix(err error) error {
 // fails (with a tokenizer-relative line) if it was seen already.
 func (p *microdescParser) once(it *netdoc.Item, bit uint8) error {
 	if p.seen&bit != 0 {
-		return p.t.Errorf(it, "appears more than once in a microdescriptor")
+		return p.t.Fail(it, "appears more than once in a microdescriptor")
 	}
 	p.seen |= bit
 	return nil
@@ -369,33 +360,23 @@ func (p *microdescParser) item(it *netdoc.Item, kw string, md *Microdesc) error 
 			return err
 		}
 		if len(it.Args) > 0 {
-			return t.Errorf(it, "takes no arguments")
+			return t.Fail(it, "takes no arguments")
 		}
 		// The TAP key is obsolete (ntor is used), but C tor still
 		// rejects a microdescriptor whose key is not a valid one.
-		if string(it.ObjectType) != "RSA PUBLIC KEY" {
-			return t.Errorf(it, "want an RSA PUBLIC KEY object")
-		}
-		der, err := it.Object()
+		der, err := t.ObjectOf(it, rsaKeyType)
 		if err != nil {
+			return err
+		}
+		if _, err := parseOnionKey(der); err != nil {
 			return t.Wrap(it, err)
-		}
-		bits, exp, err := rsaPublicKeyShape(der)
-		if err != nil {
-			return t.Wrap(it, fmt.Errorf("could not parse public key: %w", err))
-		}
-		if bits != 1024 {
-			return t.Errorf(it, "wrong size on key: %d bits (want 1024)", bits)
-		}
-		if exp != 65537 {
-			return t.Errorf(it, "onion key has invalid exponent (want 65537)")
 		}
 	case "ntor-onion-key":
 		if err := p.once(it, mdNtorKey); err != nil {
 			return err
 		}
 		if len(it.Args) < 1 {
-			return t.Errorf(it, "missing key")
+			return t.Fail(it, "missing key")
 		}
 		if err := netdoc.DecodeBase64NoPad(md.NtorOnionKey[:], it.Args[0]); err != nil {
 			return t.Wrap(it, err)
@@ -403,11 +384,11 @@ func (p *microdescParser) item(it *netdoc.Item, kw string, md *Microdesc) error 
 		md.HasNtorKey = true
 	case "id":
 		if len(it.Args) < 2 {
-			return t.Errorf(it, "want key type and value")
+			return t.Fail(it, "want key type and value")
 		}
 		if string(it.Args[0]) == "ed25519" {
 			if md.HasEd25519 {
-				return t.Errorf(it, "extra ed25519 key in microdescriptor")
+				return t.Fail(it, "extra ed25519 key in microdescriptor")
 			}
 			if err := netdoc.DecodeBase64NoPad(md.Ed25519ID[:], it.Args[1]); err != nil {
 				return t.Wrap(it, err)
@@ -416,17 +397,17 @@ func (p *microdescParser) item(it *netdoc.Item, kw string, md *Microdesc) error 
 		}
 	case "a":
 		if len(it.Args) < 1 {
-			return t.Errorf(it, "missing address")
+			return t.Fail(it, "missing address")
 		}
 		// As C tor's find_single_ipv6_orport: the first IPv6 address and
 		// port counts; anything else is ignored.
 		if md.IPv6.IsValid() {
 			break
 		}
-		if ap, err := netip.ParseAddrPort(string(it.Args[0])); err == nil && ap.Addr().Is6() && !ap.Addr().Is4In6() &&
-			ap.Addr().Zone() == "" && ap.Port() != 0 {
+		if ap, ok := parseORAddr(it.Args[0]); ok && ap.Addr().Is6() {
 			md.IPv6 = ap
 		}
+
 	case "p", "p6":
 		bit := mdP
 		if kw == "p6" {
@@ -468,93 +449,16 @@ func (p *microdescParser) item(it *netdoc.Item, kw string, md *Microdesc) error 
 			md.Family = f
 		} else {
 			// Rare: both lines present. Merge into a private copy.
-			merged := &Family{IDs: md.Family.IDs, Nicknames: md.Family.Nicknames, Keys: md.Family.Keys}
-			merged.IDs = append(merged.IDs[:len(merged.IDs):len(merged.IDs)], f.IDs...)
-			merged.Nicknames = append(merged.Nicknames[:len(merged.Nicknames):len(merged.Nicknames)], f.Nicknames...)
-			merged.Keys = append(merged.Keys[:len(merged.Keys):len(merged.Keys)], f.Keys...)
+			merged := &Family{}
+			for _, g := range [2]*Family{md.Family, f} {
+				merged.IDs = append(merged.IDs, g.IDs...)
+				merged.Nicknames = append(merged.Nicknames, g.Nicknames...)
+				merged.Keys = append(merged.Keys, g.Keys...)
+			}
 			md.Family = merged
 		}
 	}
 	return nil
-}
-
-// rsaPublicKeyShape reads a DER-encoded PKCS#1 RSAPublicKey, SEQUENCE {
-// INTEGER modulus, INTEGER publicExponent }, and returns the modulus size
-// in bits and the exponent (0 if it does not fit in 64 bits). It checks
-// the encoding strictly (definite minimal lengths, positive minimal
-// integers, no trailing bytes) without allocating.
-func rsaPublicKeyShape(der []byte) (bits int, exp uint64, err error) {
-	seq, rest, err := derElement(der, 0x30)
-	if err != nil {
-		return 0, 0, err
-	}
-	if len(rest) != 0 {
-		return 0, 0, errors.New("trailing data after the key")
-	}
-	n, seq, err := derElement(seq, 0x02)
-	if err != nil {
-		return 0, 0, fmt.Errorf("modulus: %w", err)
-	}
-	e, seq, err := derElement(seq, 0x02)
-	if err != nil {
-		return 0, 0, fmt.Errorf("exponent: %w", err)
-	}
-	if len(seq) != 0 {
-		return 0, 0, errors.New("trailing data in the key")
-	}
-	for _, x := range [][]byte{n, e} {
-		switch {
-		case len(x) == 0:
-			return 0, 0, errors.New("empty integer")
-		case x[0]&0x80 != 0:
-			return 0, 0, errors.New("negative integer")
-		case len(x) > 1 && x[0] == 0 && x[1]&0x80 == 0:
-			return 0, 0, errors.New("integer not minimally encoded")
-		}
-	}
-	if n[0] == 0 {
-		n = n[1:]
-	}
-	if len(n) == 0 {
-		return 0, 0, errors.New("zero modulus")
-	}
-	bits = 8*(len(n)-1) + mathbits.Len8(n[0])
-	if e[0] == 0 {
-		e = e[1:]
-	}
-	if len(e) <= 8 {
-		for _, b := range e {
-			exp = exp<<8 | uint64(b)
-		}
-	}
-	return bits, exp, nil
-}
-
-// derElement reads one DER element with the given tag from b and returns
-// its contents and what follows it.
-func derElement(b []byte, tag byte) (content, rest []byte, err error) {
-	if len(b) < 2 || b[0] != tag {
-		return nil, nil, fmt.Errorf("want DER tag 0x%02x", tag)
-	}
-	n, hdr := int(b[1]), 2
-	if n&0x80 != 0 {
-		k := n & 0x7f
-		if k == 0 || k > 2 || len(b) < 2+k {
-			return nil, nil, errors.New("bad DER length")
-		}
-		n = 0
-		for _, c := range b[2 : 2+k] {
-			n = n<<8 | int(c)
-		}
-		if n < 0x80 || k == 2 && n < 0x100 {
-			return nil, nil, errors.New("DER length not minimally encoded")
-		}
-		hdr += k
-	}
-	if len(b)-hdr < n {
-		return nil, nil, errors.New("DER element longer than its data")
-	}
-	return b[hdr : hdr+n], b[hdr+n:], nil
 }
 
 // microdescKeywords are the keywords ParseMicrodescs handles; keywordString

@@ -153,7 +153,7 @@ func TestMicrodescRules(t *testing.T) {
 		{name: "no onion-key", md: ntor + "p accept 80\n", check: func(m *Microdesc) bool { return m.Policy.Allows(80) }},
 		{name: "exponent 3", md: onionKey(rsaDER(1024, 3)) + ntor, skip: "invalid exponent"},
 		{name: "2048 bits", md: onionKey(rsaDER(2048, 65537)) + ntor, skip: "wrong size on key: 2048 bits"},
-		{name: "not a key", md: onionKey([]byte{0x30, 0x03, 0x02, 0x01, 0x01}) + ntor, skip: "could not parse public key"},
+		{name: "not a key", md: onionKey([]byte{0x30, 0x03, 0x02, 0x01, 0x01}) + ntor, skip: "bad RSA public key"},
 		{name: "other object", md: "onion-key\n-----BEGIN SIGNATURE-----\nAAAA\n-----END SIGNATURE-----\n" + ntor, skip: "want an RSA PUBLIC KEY"},
 		{name: "onion-key args", md: strings.Replace(key, "onion-key\n", "onion-key x\n", 1) + ntor, skip: "takes no arguments"},
 		{name: "no ntor key", md: key + ed, skip: "missing ntor-onion-key"},
@@ -237,14 +237,14 @@ func TestMicrodescTruncated(t *testing.T) {
 	}
 }
 
-func TestRSAPublicKeyShape(t *testing.T) {
+func TestParseRSAKey(t *testing.T) {
 	for _, tc := range []struct {
 		bits int
 		e    int64
 	}{{1024, 65537}, {1024, 3}, {2048, 65537}, {1023, 65537}, {512, 1<<31 - 1}} {
-		bits, e, err := rsaPublicKeyShape(rsaDER(tc.bits, tc.e))
-		if err != nil || bits != tc.bits || e != uint64(tc.e) {
-			t.Errorf("%d bits, e %d: got %d, %d, %v", tc.bits, tc.e, bits, e, err)
+		key, _, err := parseRSAKey(rsaDER(tc.bits, tc.e), 0, "")
+		if err != nil || key.N.BitLen() != tc.bits || int64(key.E) != tc.e {
+			t.Errorf("%d bits, e %d: got %v, %v", tc.bits, tc.e, key, err)
 		}
 	}
 	der := rsaDER(1024, 65537)
@@ -262,11 +262,12 @@ func TestRSAPublicKeyShape(t *testing.T) {
 		"extra in seq":  {0x30, 0x09, 0x02, 0x01, 0x01, 0x02, 0x01, 0x03, 0x02, 0x01, 0x01},
 	}
 	for name, b := range bad {
-		if _, _, err := rsaPublicKeyShape(b); err == nil {
+		if _, _, err := parseRSAKey(b, 0, ""); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 		// (Go's x509 is laxer on these two; OpenSSL's d2i_RSAPublicKey,
-		// which C tor uses, rejects an extra element.)
+		// which C tor uses, rejects an extra element, and parseRSAKey
+		// rejects both.)
 		if _, err := x509.ParsePKCS1PublicKey(b); err == nil && name != "zero n" && name != "extra in seq" {
 			t.Errorf("%s: x509 accepts it (the test case is wrong)", name)
 		}

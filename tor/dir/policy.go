@@ -1,9 +1,9 @@
 package dir
 
 import (
-	"errors"
-	"fmt"
-	"strings"
+	"strconv"
+
+	"tinytor/tor/dir/netdoc"
 )
 
 // PortRange is an inclusive range of ports.
@@ -56,30 +56,27 @@ func (p *PortPolicy) String() string {
 	if p == nil {
 		return "reject 1-65535"
 	}
-	var b strings.Builder
+	b := []byte("reject ")
 	if p.Accept {
-		b.WriteString("accept ")
-	} else {
-		b.WriteString("reject ")
+		b = []byte("accept ")
 	}
 	for i, r := range p.Ranges {
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		if r.Lo == r.Hi {
-			fmt.Fprintf(&b, "%d", r.Lo)
-		} else {
-			fmt.Fprintf(&b, "%d-%d", r.Lo, r.Hi)
+		b = strconv.AppendUint(b, uint64(r.Lo), 10)
+		if r.Lo != r.Hi {
+			b = strconv.AppendUint(append(b, '-'), uint64(r.Hi), 10)
 		}
 	}
-	return b.String()
+	return string(b)
 }
 
 // ParsePortPolicy parses the arguments of a "p" line: "accept" or
 // "reject" and a PortList like "80,443,1000-2000".
 func ParsePortPolicy(args [][]byte) (*PortPolicy, error) {
 	if len(args) < 2 {
-		return nil, errors.New("want accept|reject and a port list")
+		return nil, netdoc.Message("want accept|reject and a port list")
 	}
 	p := &PortPolicy{}
 	switch string(args[0]) {
@@ -87,32 +84,22 @@ func ParsePortPolicy(args [][]byte) (*PortPolicy, error) {
 		p.Accept = true
 	case "reject":
 	default:
-		return nil, fmt.Errorf("%q is neither accept nor reject", args[0])
+		return nil, netdoc.Reason(nil, "%q is neither accept nor reject", args[0])
 	}
 	list := args[1]
 	for len(list) > 0 {
-		var item []byte
-		if i := indexByte(list, ','); i >= 0 {
-			item, list = list[:i], list[i+1:]
-			if len(list) == 0 {
-				return nil, errors.New("port list ends with a comma")
-			}
-		} else {
-			item, list = list, nil
-		}
-		lo, hi := item, item
-		if i := indexByte(item, '-'); i >= 0 {
-			lo, hi = item[:i], item[i+1:]
-		}
-		l, err1 := parseUint(lo, 65535)
-		h, err2 := parseUint(hi, 65535)
-		if err1 != nil || err2 != nil || l == 0 || l > h {
-			return nil, fmt.Errorf("bad port range %q", item)
+		item, l, h, ok, rest := nextRange(list, 65535)
+		switch {
+		case rest != nil && len(rest) == 0:
+			return nil, netdoc.Message("port list ends with a comma")
+		case !ok || l == 0:
+			return nil, netdoc.Reason(nil, "bad port range %q", item)
 		}
 		if n := len(p.Ranges); n > 0 && uint16(l) <= p.Ranges[n-1].Hi {
-			return nil, fmt.Errorf("port range %q not in ascending order", item)
+			return nil, netdoc.Reason(nil, "port range %q not in ascending order", item)
 		}
 		p.Ranges = append(p.Ranges, PortRange{uint16(l), uint16(h)})
+		list = rest
 	}
 	return p, nil
 }

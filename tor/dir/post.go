@@ -1,11 +1,9 @@
 package dir
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 )
 
 // Post sends an HTTP/1.0 POST of body to path over rw (a BEGIN_DIR
@@ -13,7 +11,7 @@ import (
 // (POST /tor/hs/3/publish, rend-spec-v3 2.2.6), reads the response until
 // EOF and returns its body. A status other than 200 gives a *StatusError.
 func Post(rw io.ReadWriter, path string, body []byte, maxBody int64) ([]byte, error) {
-	if path == "" || path[0] != '/' || strings.ContainsAny(path, " \r\n") {
+	if !validPath(path) {
 		return nil, fmt.Errorf("directory upload: invalid path %q", path)
 	}
 	req := make([]byte, 0, len(body)+128)
@@ -23,17 +21,5 @@ func Post(rw io.ReadWriter, path string, body []byte, maxBody int64) ([]byte, er
 	req = strconv.AppendInt(req, int64(len(body)), 10)
 	req = append(req, "\r\n\r\n"...)
 	req = append(req, body...)
-	if _, err := rw.Write(req); err != nil {
-		return nil, fmt.Errorf("directory upload %s: sending: %w", path, err)
-	}
-	resp, err := ReadResponse(rw, maxBody)
-	if err != nil {
-		var se *StatusError
-		if errors.As(err, &se) {
-			se.Path = path
-			return nil, se
-		}
-		return nil, fmt.Errorf("directory upload %s: %w", path, err)
-	}
-	return resp, nil
+	return roundTrip(rw, "directory upload", path, req, maxBody)
 }

@@ -1,10 +1,15 @@
 package dir
 
 import (
+	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
+
+	"tinytor/tor/dir/netdoc"
 )
 
 // Flags is a set of relay status flags from a consensus "s" line. Flags
@@ -153,15 +158,9 @@ func ParseProtocols(s string) (Protocols, error) {
 }
 
 func (ps *Protocols) addEntry(ent []byte) error {
-	eq := -1
-	for i, c := range ent {
-		if c == '=' {
-			eq = i
-			break
-		}
-	}
+	eq := bytes.IndexByte(ent, '=')
 	if eq <= 0 {
-		return fmt.Errorf("protocol entry %q lacks Name=versions", ent)
+		return netdoc.Reason(nil, "protocol entry %q lacks Name=versions", ent)
 	}
 	name, vers := ent[:eq], ent[eq+1:]
 	idx := -1
@@ -173,27 +172,17 @@ func (ps *Protocols) addEntry(ent []byte) error {
 	}
 	var set uint64
 	for len(vers) > 0 {
-		var r []byte
-		if i := indexByte(vers, ','); i >= 0 {
-			r, vers = vers[:i], vers[i+1:]
-			if len(vers) == 0 {
-				return fmt.Errorf("protocol entry %q: trailing comma", ent)
-			}
-		} else {
-			r, vers = vers, nil
-		}
-		lo, hi := r, r
-		if i := indexByte(r, '-'); i >= 0 {
-			lo, hi = r[:i], r[i+1:]
-		}
-		l, err1 := parseUint(lo, MaxProtoVersion)
-		h, err2 := parseUint(hi, MaxProtoVersion)
-		if err1 != nil || err2 != nil || l > h {
-			return fmt.Errorf("protocol entry %q: bad version range %q (versions are 0-%d)", ent, r, MaxProtoVersion)
+		r, l, h, ok, rest := nextRange(vers, MaxProtoVersion)
+		switch {
+		case rest != nil && len(rest) == 0:
+			return netdoc.Reason(nil, "protocol entry %q: trailing comma", ent)
+		case !ok:
+			return netdoc.Reason(nil, "protocol entry %q: bad version range %q (versions are 0-63)", ent, r)
 		}
 		for v := l; v <= h; v++ {
 			set |= 1 << uint(v)
 		}
+		vers = rest
 	}
 	if idx >= 0 {
 		ps[idx] |= set
@@ -201,16 +190,10 @@ func (ps *Protocols) addEntry(ent []byte) error {
 	return nil
 }
 
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
-}
-
-var errNotNumber = errors.New("not a decimal number")
+var (
+	errNotNumber = errors.New("not a decimal number")
+	errBadIPv4   = errors.New("bad IPv4 address")
+)
 
 // parseUint parses a decimal number no larger than max.
 func parseUint(b []byte, max uint64) (uint64, error) {
@@ -224,11 +207,30 @@ func parseUint(b []byte, max uint64) (uint64, error) {
 		}
 		d := uint64(c - '0')
 		if n > (max-d)/10 {
-			return 0, fmt.Errorf("number %q out of range (max %d)", b, max)
+			return 0, netdoc.Reason(nil, "number %q out of range (max %s)", b, strconv.AppendUint(nil, max, 10))
 		}
 		n = n*10 + d
 	}
 	return n, nil
+}
+
+// nextRange splits the first element off list, a comma-separated list of
+// numbers and ranges ("80", "1000-2000"), and returns it, its bounds, ok
+// if it is a number or an ascending range of numbers no larger than max,
+// and the rest of the list after the comma: nil after the last element,
+// empty (not nil) if the list ends with a comma.
+func nextRange(list []byte, max uint64) (elem []byte, lo, hi uint64, ok bool, rest []byte) {
+	elem = list
+	if i := bytes.IndexByte(list, ','); i >= 0 {
+		elem, rest = list[:i], list[i+1:]
+	}
+	l, h := elem, elem
+	if i := bytes.IndexByte(elem, '-'); i >= 0 {
+		l, h = elem[:i], elem[i+1:]
+	}
+	lo, err1 := parseUint(l, max)
+	hi, err2 := parseUint(h, max)
+	return elem, lo, hi, err1 == nil && err2 == nil && lo <= hi, rest
 }
 
 // parseInt32 parses a signed 32-bit decimal number.
@@ -252,25 +254,31 @@ func parseInt32(b []byte) (int32, error) {
 	return int32(n), nil
 }
 
-// parseIPv4 parses a dotted-quad IPv4 address.
+// parseIPv4 parses a dotted-quad IPv4 address (no leading zeros).
 func parseIPv4(b []byte) ([4]byte, error) {
-	var a [4]byte
-	for i := 0; i < 4; i++ {
-		j := 0
-		for j < len(b) && b[j] != '.' {
-			j++
-		}
-		if (i < 3) != (j < len(b)) || j == 0 || j > 3 || (j > 1 && b[0] == '0') {
-			return a, fmt.Errorf("bad IPv4 address")
-		}
-		n, err := parseUint(b[:j], 255)
-		if err != nil {
-			return a, fmt.Errorf("bad IPv4 address")
-		}
-		a[i] = byte(n)
-		if i < 3 {
-			b = b[j+1:]
+	a, err := netip.ParseAddr(string(b))
+	if err != nil || !a.Is4() {
+		return [4]byte{}, errBadIPv4
+	}
+	return a.As4(), nil
+}
+
+// hexID returns b in upper-case hex, as fingerprints are written.
+func hexID(b []byte) []byte {
+	out := hex.AppendEncode(make([]byte, 0, 2*len(b)), b)
+	for i, c := range out {
+		if c >= 'a' {
+			out[i] = c - 'a' + 'A'
 		}
 	}
-	return a, nil
+	return out
+}
+
+// parseORAddr parses an "or-address" or "a" line's address and port as
+// C tor accepts one: IPv4, or bracketed IPv6 that is not IPv4-mapped and
+// has no zone, with a non-zero port.
+func parseORAddr(b []byte) (netip.AddrPort, bool) {
+	ap, err := netip.ParseAddrPort(string(b))
+	a := ap.Addr()
+	return ap, err == nil && ap.Port() != 0 && a.Zone() == "" && !a.Is4In6()
 }

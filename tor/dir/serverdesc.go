@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mathbits "math/bits"
 	"net/netip"
 	"time"
 
@@ -145,44 +146,50 @@ const (
 	sdProto
 )
 
-// sdKeywords names the once-only items and the shape C tor's token table
+// sdKeywords names the once-only items, in the order of their sdItem
+// bits, and the shape C tor's token table
 // (routerdesc_token_table) gives them: minimum and maximum arguments
-// (-1: any) and whether an object is required (1), forbidden (0) or
-// allowed (-1).
+// (-1: any), whether an object is required, forbidden or allowed, and
+// the type a required object must have.
 var sdKeywords = [...]struct {
 	kw       string
-	bit      sdItem
-	min, max int
-	obj      int
+	min, max int8
+	obj      netdoc.Shape
 	required bool
+	objType  string
 }{
-	{"router", sdRouter, 5, -1, 0, true},
-	{"identity-ed25519", sdIdentityEd25519, 0, 0, 1, true},
-	{"master-key-ed25519", sdMasterKey, 1, -1, 0, true},
-	{"bandwidth", sdBandwidth, 3, -1, 0, true},
-	{"platform", sdPlatform, 0, -1, 0, false},
-	{"published", sdPublished, 2, 2, 0, true},
-	{"fingerprint", sdFingerprint, 1, -1, 0, false},
-	{"hibernating", sdHibernating, 1, -1, 0, false},
-	{"uptime", sdUptime, 1, -1, 0, false},
-	{"onion-key", sdOnionKey, 0, 0, 1, false},
-	{"onion-key-crosscert", sdOnionKeyCrossCert, 0, 0, 1, false},
-	{"ntor-onion-key", sdNtorKey, 1, -1, 0, true},
-	{"ntor-onion-key-crosscert", sdNtorCrossCert, 1, 1, 1, true},
-	{"signing-key", sdSigningKey, 0, 0, 1, true},
-	{"ipv6-policy", sdIPv6Policy, 0, -1, 0, false},
-	{"router-sig-ed25519", sdRouterSigEd25519, 1, -1, 0, true},
-	{"router-signature", sdRouterSignature, 0, 0, 1, true},
-	{"contact", sdContact, 0, -1, 0, false},
-	{"family", sdFamily, 0, -1, 0, false},
-	{"read-history", sdReadHistory, 0, -1, 0, false},
-	{"write-history", sdWriteHistory, 0, -1, 0, false},
-	{"extra-info-digest", sdExtraInfoDigest, 1, -1, 0, false},
-	{"hidden-service-dir", sdHSDir, 0, 0, 0, false},
-	{"caches-extra-info", sdCachesExtraInfo, 0, 0, 0, false},
-	{"allow-single-hop-exits", sdAllowSingleHop, 0, 0, 0, false},
-	{"tunnelled-dir-server", sdTunnelledDir, 0, 0, 0, false},
-	{"proto", sdProto, 0, -1, 0, true},
+	{"router", 5, -1, netdoc.NoObject, true, ""},
+	{"identity-ed25519", 0, 0, netdoc.NeedObject, true, "ED25519 CERT"},
+	{"master-key-ed25519", 1, -1, netdoc.NoObject, true, ""},
+	{"bandwidth", 3, -1, netdoc.NoObject, true, ""},
+	{"platform", 0, -1, netdoc.NoObject, false, ""},
+	{"published", 2, 2, netdoc.NoObject, true, ""},
+	{"fingerprint", 1, -1, netdoc.NoObject, false, ""},
+	{"hibernating", 1, -1, netdoc.NoObject, false, ""},
+	{"uptime", 1, -1, netdoc.NoObject, false, ""},
+	{"onion-key", 0, 0, netdoc.NeedObject, false, rsaKeyType},
+	{"onion-key-crosscert", 0, 0, netdoc.NeedObject, false, "CROSSCERT"},
+	{"ntor-onion-key", 1, -1, netdoc.NoObject, true, ""},
+	{"ntor-onion-key-crosscert", 1, 1, netdoc.NeedObject, true, "ED25519 CERT"},
+	{"signing-key", 0, 0, netdoc.NeedObject, true, rsaKeyType},
+	{"ipv6-policy", 0, -1, netdoc.NoObject, false, ""},
+	{"router-sig-ed25519", 1, -1, netdoc.NoObject, true, ""},
+	{"router-signature", 0, 0, netdoc.NeedObject, true, "SIGNATURE"},
+	{"contact", 0, -1, netdoc.NoObject, false, ""},
+	{"family", 0, -1, netdoc.NoObject, false, ""},
+	{"read-history", 0, -1, netdoc.NoObject, false, ""},
+	{"write-history", 0, -1, netdoc.NoObject, false, ""},
+	{"extra-info-digest", 1, -1, netdoc.NoObject, false, ""},
+	{"hidden-service-dir", 0, 0, netdoc.NoObject, false, ""},
+	{"caches-extra-info", 0, 0, netdoc.NoObject, false, ""},
+	{"allow-single-hop-exits", 0, 0, netdoc.NoObject, false, ""},
+	{"tunnelled-dir-server", 0, 0, netdoc.NoObject, false, ""},
+	{"proto", 0, -1, netdoc.NoObject, true, ""},
+}
+
+// itemOf returns the once-only item with the given bit (zero if unseen).
+func (p *sdParser) itemOf(bit sdItem) *netdoc.Item {
+	return &p.items[mathbits.TrailingZeros32(uint32(bit))]
 }
 
 // edSigPrefix is prepended to the Ed25519-signed portion before hashing
@@ -260,7 +267,7 @@ func ParseBridgeDescriptor(doc []byte, want *[20]byte, now time.Time) (*ServerDe
 func (sd *ServerDescriptor) Verify(now time.Time) error {
 	if now.After(sd.CertExpires) {
 		return fmt.Errorf("server descriptor %s (%X): %s expired at %s (now %s): %w", sd.Nickname, sd.Fingerprint,
-			sd.certExpiresWhat, sd.CertExpires.Format(netdoc.TimeLayout), now.UTC().Format(netdoc.TimeLayout), cert.ErrExpired)
+			sd.certExpiresWhat, netdoc.Time(sd.CertExpires), netdoc.Time(now), cert.ErrExpired)
 	}
 	return nil
 }
@@ -271,26 +278,21 @@ type sdParser struct {
 	doc  []byte
 	sd   *ServerDescriptor
 	seen sdItem
+	// items holds the once-only items seen, indexed as sdKeywords.
+	items [len(sdKeywords)]netdoc.Item
 
 	start int // offset of the "router" line
 
 	identityKey  *rsa.PublicKey
 	onionKey     *rsa.PublicKey
-	fingerprint  netdoc.Item // the "fingerprint" item, if seen
 	fpValue      [20]byte
 	masterKey    [32]byte
-	masterItem   netdoc.Item
 	idCert       *cert.Ed25519
-	idCertItem   netdoc.Item
 	ntorCC       *cert.Ed25519
-	ntorCCItem   netdoc.Item
 	ntorSignBit  byte
 	tapCC        []byte
-	tapCCItem    netdoc.Item
 	edSig        [64]byte
-	edSigItem    netdoc.Item
 	rsaSig       []byte
-	rsaSigItem   netdoc.Item
 	haveExitRule bool
 }
 
@@ -301,7 +303,7 @@ func (p *sdParser) parse() (*ServerDescriptor, error) {
 	var prev, last netdoc.Item // the two items before the current one
 	n := 0
 	for {
-		it, err := t.Next()
+		it, err := t.Scan()
 		if err == io.EOF {
 			break
 		}
@@ -309,46 +311,46 @@ func (p *sdParser) parse() (*ServerDescriptor, error) {
 			return nil, err
 		}
 		if p.seen&sdRouterSignature != 0 {
-			return nil, t.Errorf(&it, "item after router-signature (a descriptor ends with its signature)")
+			return nil, t.Fail(it, "item after router-signature (a descriptor ends with its signature)")
 		}
 		n++
 		switch {
 		case n == 1 && !it.Is("router"):
-			return nil, t.Errorf(&it, "descriptor must start with a router line")
+			return nil, t.Fail(it, "descriptor must start with a router line")
 		case n == 2 && !it.Is("identity-ed25519"):
-			return nil, t.Errorf(&it, "second item must be identity-ed25519")
+			return nil, t.Fail(it, "second item must be identity-ed25519")
 		}
-		if err := p.item(&it); err != nil {
+		if err := p.item(it); err != nil {
 			return nil, err
 		}
-		prev, last = last, it
+		prev, last = last, *it
 	}
 	if n == 0 {
-		return nil, &netdoc.Error{Doc: serverDescDoc, Err: errors.New("empty document")}
+		return nil, t.FailLine(0, "empty document")
 	}
-	for _, k := range sdKeywords {
-		if k.required && p.seen&k.bit == 0 {
-			return nil, &netdoc.Error{Doc: serverDescDoc, Line: last.Line, Err: fmt.Errorf("missing %s", k.kw)}
+	for i, k := range sdKeywords {
+		if k.required && p.seen&(1<<i) == 0 {
+			return nil, t.FailLine(last.Line, "missing %s", []byte(k.kw))
 		}
 	}
 	if !last.Is("router-signature") {
-		return nil, t.Errorf(&last, "router-signature must be the last item")
+		return nil, t.Fail(&last, "router-signature must be the last item")
 	}
 	if !prev.Is("router-sig-ed25519") {
-		return nil, t.Errorf(&prev, "router-sig-ed25519 must come just before router-signature")
+		return nil, t.Fail(&prev, "router-sig-ed25519 must come just before router-signature")
 	}
 	if !p.haveExitRule {
-		return nil, &netdoc.Error{Doc: serverDescDoc, Line: last.Line, Err: errors.New("no exit policy (accept or reject) lines")}
+		return nil, t.FailLine(last.Line, "no exit policy (accept or reject) lines")
 	}
 	if (p.seen&sdOnionKey == 0) != (p.seen&sdOnionKeyCrossCert == 0) {
-		it := p.tapCCItem
+		it := p.itemOf(sdOnionKeyCrossCert)
 		if p.seen&sdOnionKey == 0 {
-			return nil, t.Errorf(&it, "onion-key-crosscert without onion-key")
+			return nil, t.Fail(it, "onion-key-crosscert without onion-key")
 		}
-		return nil, &netdoc.Error{Doc: serverDescDoc, Line: last.Line, Err: errors.New("onion-key without onion-key-crosscert")}
+		return nil, t.FailLine(last.Line, "onion-key without onion-key-crosscert")
 	}
 	if sd.Address.Port() == 0 {
-		return nil, &netdoc.Error{Doc: serverDescDoc, Line: 1, Keyword: "router", Err: errors.New("ORPort is 0")}
+		return nil, t.Fail(p.itemOf(sdRouter), "ORPort is 0")
 	}
 	sd.TunnelledDir = sd.TunnelledDir || sd.DirPort != 0
 	if err := p.verify(); err != nil {
@@ -364,51 +366,51 @@ func (p *sdParser) verify() error {
 
 	// RSA identity.
 	if p.seen&sdFingerprint != 0 && p.fpValue != sd.Fingerprint {
-		return t.Wrap(&p.fingerprint, fmt.Errorf("%X is not the identity key's digest %X: %w", p.fpValue, sd.Fingerprint, ErrFingerprintMismatch))
+		return t.WrapMsg(p.itemOf(sdFingerprint), ErrFingerprintMismatch, "%s is not the identity key's digest %s", hexID(p.fpValue[:]), hexID(sd.Fingerprint[:]))
 	}
-	signed := p.doc[p.start : p.rsaSigItem.ArgsEnd+1]
+	signed := p.doc[p.start : p.itemOf(sdRouterSignature).ArgsEnd+1]
 	sd.Digest = sha1.Sum(signed)
 	if err := verifyRaw(p.identityKey, sd.Digest[:], p.rsaSig); err != nil {
-		return t.Wrap(&p.rsaSigItem, fmt.Errorf("RSA signature by the identity key %X: %w (%v)", sd.Fingerprint, ErrBadSignature, err))
+		return t.WrapMsg(p.itemOf(sdRouterSignature), &kindError{ErrBadSignature, err}, "RSA signature by the identity key %s", hexID(sd.Fingerprint[:]))
 	}
 
 	// Ed25519 identity and the descriptor signing key.
 	c := p.idCert
 	if c.Type != cert.TypeIdentitySigning || c.KeyType != cert.KeyEd25519 {
-		return t.Errorf(&p.idCertItem, "certificate is of type %d certifying key type %d, want type 4 certifying an Ed25519 key", c.Type, c.KeyType)
+		return t.Errorf(p.itemOf(sdIdentityEd25519), "certificate is of type %d certifying key type %d, want type 4 certifying an Ed25519 key", c.Type, c.KeyType)
 	}
 	if c.SignedWithKey == nil {
-		return t.Errorf(&p.idCertItem, "certificate lacks the signed-with-ed25519-key extension")
+		return t.Fail(p.itemOf(sdIdentityEd25519), "certificate lacks the signed-with-ed25519-key extension")
 	}
 	if err := c.Verify(nil); err != nil {
-		return t.Wrap(&p.idCertItem, err)
+		return t.Wrap(p.itemOf(sdIdentityEd25519), err)
 	}
 	copy(sd.Ed25519ID[:], c.SignedWithKey)
 	sd.SigningKey = c.CertifiedKey
 	if p.masterKey != sd.Ed25519ID {
-		return t.Wrap(&p.masterItem, ErrEd25519IDMismatch)
+		return t.Wrap(p.itemOf(sdMasterKey), ErrEd25519IDMismatch)
 	}
 	sd.CertExpires, sd.certExpiresWhat = c.Expiration(), "identity-ed25519 certificate"
 
-	end := p.edSigItem.Start + len("router-sig-ed25519")
+	end := p.itemOf(sdRouterSigEd25519).Start + len("router-sig-ed25519")
 	if p.doc[end] != ' ' {
-		return t.Errorf(&p.edSigItem, "keyword must be followed by a single space")
+		return t.Fail(p.itemOf(sdRouterSigEd25519), "keyword must be followed by a single space")
 	}
 	h := sha256.New()
 	h.Write([]byte(edSigPrefix))
 	h.Write(p.doc[p.start : end+1])
 	if !ed25519.Verify(sd.SigningKey[:], h.Sum(nil), p.edSig[:]) {
-		return t.Wrap(&p.edSigItem, fmt.Errorf("Ed25519 signature by the descriptor signing key: %w", ErrBadSignature))
+		return t.WrapMsg(p.itemOf(sdRouterSigEd25519), ErrBadSignature, "Ed25519 signature by the descriptor signing key")
 	}
 
 	// ntor onion key cross-certification.
 	cc := p.ntorCC
 	if cc.Type != cert.TypeNtorCrossCert || cc.KeyType != cert.KeyEd25519 || cc.CertifiedKey != sd.Ed25519ID {
-		return t.Wrap(&p.ntorCCItem, fmt.Errorf("certificate of type %d does not certify the Ed25519 identity (want type 10): %w", cc.Type, ErrBadCrossCert))
+		return t.Wrap(p.itemOf(sdNtorCrossCert), fmt.Errorf("certificate of type %d does not certify the Ed25519 identity (want type 10): %w", cc.Type, ErrBadCrossCert))
 	}
 	ntorEd := curve25519ToEd25519(sd.NtorOnionKey, p.ntorSignBit)
 	if err := cc.Verify(ntorEd[:]); err != nil {
-		return t.Wrap(&p.ntorCCItem, fmt.Errorf("not signed by the ntor onion key: %w: %w", ErrBadCrossCert, err))
+		return t.WrapMsg(p.itemOf(sdNtorCrossCert), &kindError{ErrBadCrossCert, err}, "not signed by the ntor onion key")
 	}
 	if cc.Expiration().Before(sd.CertExpires) {
 		sd.CertExpires, sd.certExpiresWhat = cc.Expiration(), "ntor-onion-key-crosscert"
@@ -420,7 +422,7 @@ func (p *sdParser) verify() error {
 		copy(msg[:20], sd.Fingerprint[:])
 		copy(msg[20:], sd.Ed25519ID[:])
 		if err := rsa.VerifyPKCS1v15(p.onionKey, crypto.Hash(0), msg[:], p.tapCC); err != nil {
-			return t.Wrap(&p.tapCCItem, fmt.Errorf("not a signature of the identity digest and Ed25519 identity by the onion key: %w (%v)", ErrBadCrossCert, err))
+			return t.WrapMsg(p.itemOf(sdOnionKeyCrossCert), &kindError{ErrBadCrossCert, err}, "not a signature of the identity digest and Ed25519 identity by the onion key")
 		}
 	}
 	return nil
@@ -451,186 +453,143 @@ func (p *sdParser) item(it *netdoc.Item) error {
 	switch kw {
 	case "accept", "reject":
 		// C tor's router_parse_addr_policy takes exactly one pattern.
-		if len(it.Args) != 1 {
-			return t.Errorf(it, "want one address:port pattern, got %d arguments", len(it.Args))
-		}
-		if it.HasObject() {
-			return t.Errorf(it, "unexpected object %q", it.ObjectType)
-		}
 		p.haveExitRule = true
-		return nil
+		return t.CheckShape(it, 1, 1, netdoc.NoObject)
 	case "accept6", "reject6":
-		return t.Errorf(it, "not allowed in descriptors (C tor rejects them: they crash older Tors)")
+		return t.Fail(it, "not allowed in descriptors (C tor rejects them: they crash older Tors)")
 	case "or-address":
-		if len(it.Args) < 1 {
-			return t.Errorf(it, "missing address")
+		if err := t.CheckShape(it, 1, -1, netdoc.NoObject); err != nil {
+			return err
 		}
-		if it.HasObject() {
-			return t.Errorf(it, "unexpected object %q", it.ObjectType)
-		}
-		ap, err := netip.ParseAddrPort(string(it.Args[0]))
-		if err == nil && ap.Port() != 0 && ap.Addr().Zone() == "" && !ap.Addr().Is4In6() {
+		if ap, ok := parseORAddr(it.Args[0]); ok {
 			sd.ORAddresses = append(sd.ORAddresses, ap)
 		}
 		return nil
 	}
 	var bit sdItem
-	for _, k := range sdKeywords {
+	var obj []byte // the object, if its type is in the table
+	for i, k := range sdKeywords {
 		if k.kw != kw {
 			continue
 		}
-		bit = k.bit
+		bit = 1 << i
 		if p.seen&bit != 0 {
-			return t.Errorf(it, "appears more than once")
+			return t.Fail(it, "appears more than once")
 		}
 		p.seen |= bit
-		switch {
-		case len(it.Args) < k.min:
-			return t.Errorf(it, "too few arguments (%d, want at least %d)", len(it.Args), k.min)
-		case k.max >= 0 && len(it.Args) > k.max:
-			return t.Errorf(it, "too many arguments (%d, want at most %d)", len(it.Args), k.max)
-		case k.obj == 1 && !it.HasObject():
-			return t.Errorf(it, "missing object")
-		case k.obj == 0 && it.HasObject():
-			return t.Errorf(it, "unexpected object %q", it.ObjectType)
+		p.items[i] = *it
+		if err := t.CheckShape(it, int(k.min), int(k.max), k.obj); err != nil {
+			return err
+		}
+		if k.objType != "" {
+			var err error
+			if obj, err = t.ObjectOf(it, k.objType); err != nil {
+				return err
+			}
 		}
 		break
 	}
-	if bit == 0 {
-		return nil // unknown items (and "opt", "family-cert") are ignored
-	}
 	var err error
 	switch bit {
+	case 0:
+		// Unknown items (and "opt", "family-cert") are ignored.
 	case sdRouter:
 		p.start = it.Start
 		if !legalNickname(it.Args[0]) {
-			return t.Errorf(it, "invalid nickname %q", it.Args[0])
+			return t.Fail(it, "invalid nickname %q", it.Args[0])
 		}
 		sd.Nickname = string(it.Args[0])
 		a, err := parseIPv4(it.Args[1])
 		if err != nil {
-			return t.Errorf(it, "address %q is not an IPv4 address", it.Args[1])
+			return t.Fail(it, "address %q is not an IPv4 address", it.Args[1])
 		}
 		or, err := parseUint(it.Args[2], 65535)
 		if err != nil {
-			return t.Errorf(it, "invalid ORPort %q", it.Args[2])
+			return t.Fail(it, "invalid ORPort %q", it.Args[2])
 		}
 		dp, err := parseUint(it.Args[4], 65535)
 		if err != nil {
-			return t.Errorf(it, "invalid DirPort %q", it.Args[4])
+			return t.Fail(it, "invalid DirPort %q", it.Args[4])
 		}
 		sd.Address = netip.AddrPortFrom(netip.AddrFrom4(a), uint16(or))
 		sd.DirPort = uint16(dp)
 	case sdIdentityEd25519:
-		if string(it.ObjectType) != "ED25519 CERT" {
-			return t.Errorf(it, "want an ED25519 CERT object, got %q", it.ObjectType)
+		p.idCert, err = cert.ParseEd25519(obj)
+	case sdMasterKey, sdNtorKey, sdRouterSigEd25519:
+		// A base64 key or signature.
+		dst := p.edSig[:]
+		switch bit {
+		case sdMasterKey:
+			dst = p.masterKey[:]
+		case sdNtorKey:
+			dst = sd.NtorOnionKey[:]
 		}
-		if p.idCert, err = p.edCert(it); err != nil {
-			return err
-		}
-		p.idCertItem = *it
-	case sdMasterKey:
-		if err := netdoc.DecodeBase64NoPad(p.masterKey[:], it.Args[0]); err != nil {
-			return t.Wrap(it, err)
-		}
-		p.masterItem = *it
+		err = netdoc.DecodeBase64NoPad(dst, it.Args[0])
 	case sdBandwidth:
 		var v [3]uint64
-		for i, name := range []string{"average", "burst", "observed"} {
+		for i, name := range [...]string{"average", "burst", "observed"} {
 			if v[i], err = parseUint(it.Args[i], 1<<31-1); err != nil || i == 0 && v[i] == 0 {
-				return t.Errorf(it, "invalid %s bandwidth %q", name, it.Args[i])
+				return t.Fail(it, "invalid %s bandwidth %q", []byte(name), it.Args[i])
 			}
 		}
 		sd.BandwidthRate, sd.BandwidthBurst, sd.BandwidthObserved = uint32(v[0]), uint32(v[1]), uint32(v[2])
-	case sdPlatform:
-		sd.Platform = p.rest(it)
-	case sdContact:
-		sd.Contact = p.rest(it)
-	case sdProto:
-		sd.ProtoLine = p.rest(it)
-		for _, a := range it.Args {
-			if err := sd.Protocols.addEntry(a); err != nil {
-				return t.Wrap(it, err)
+	case sdPlatform, sdContact, sdProto:
+		// The line's text after the keyword, without surrounding
+		// whitespace (C tor's CONCAT_ARGS).
+		text := string(bytes.Trim(p.doc[it.Start+len(it.Keyword):it.ArgsEnd], " \t"))
+		switch bit {
+		case sdPlatform:
+			sd.Platform = text
+		case sdContact:
+			sd.Contact = text
+		default:
+			sd.ProtoLine = text
+			for _, a := range it.Args {
+				if err = sd.Protocols.addEntry(a); err != nil {
+					break
+				}
 			}
 		}
 	case sdPublished:
-		if sd.Published, err = netdoc.TimeArgs(it); err != nil {
-			return t.Wrap(it, err)
-		}
+		sd.Published, err = netdoc.TimeArgs(it)
 	case sdFingerprint:
 		// Groups of four hex digits; C tor strips the spaces.
-		if err := netdoc.DecodeHex(p.fpValue[:], bytes.Join(it.Args, nil)); err != nil {
-			return t.Wrap(it, err)
-		}
-		p.fingerprint = *it
+		err = netdoc.DecodeHex(p.fpValue[:], bytes.Join(it.Args, nil))
 	case sdHibernating:
 		// C tor reads any number, non-zero meaning hibernating.
 		n, err := parseUint(it.Args[0], 1<<63-1)
 		sd.Hibernating = err == nil && n != 0
 	case sdUptime:
 		if sd.Uptime, err = parseUint(it.Args[0], 1<<63-1); err != nil {
-			return t.Errorf(it, "invalid uptime %q", it.Args[0])
+			return t.Fail(it, "invalid uptime %q", it.Args[0])
 		}
 	case sdOnionKey:
-		key, _, err := rsaKeyObject(it)
-		if err != nil {
-			return t.Wrap(it, err)
-		}
-		if key.N.BitLen() != 1024 {
-			return t.Errorf(it, "wrong size on key: %d bits (want 1024)", key.N.BitLen())
-		}
-		if key.E != 65537 {
-			return t.Errorf(it, "onion key has invalid exponent %d (want 65537)", key.E)
-		}
-		p.onionKey, sd.HasTAPKey = key, true
+		p.onionKey, err = parseOnionKey(obj)
+		sd.HasTAPKey = true
 	case sdOnionKeyCrossCert:
-		if string(it.ObjectType) != "CROSSCERT" {
-			return t.Errorf(it, "want a CROSSCERT object, got %q", it.ObjectType)
-		}
-		if p.tapCC, err = it.Object(); err != nil {
-			return t.Wrap(it, err)
-		}
-		p.tapCCItem = *it
-	case sdNtorKey:
-		if err := netdoc.DecodeBase64NoPad(sd.NtorOnionKey[:], it.Args[0]); err != nil {
-			return t.Wrap(it, err)
-		}
+		p.tapCC = obj
 	case sdNtorCrossCert:
 		switch string(it.Args[0]) {
 		case "0":
 		case "1":
 			p.ntorSignBit = 1
 		default:
-			return t.Errorf(it, "sign bit %q is neither 0 nor 1", it.Args[0])
+			return t.Fail(it, "sign bit %q is neither 0 nor 1", it.Args[0])
 		}
-		if string(it.ObjectType) != "ED25519 CERT" {
-			return t.Errorf(it, "want an ED25519 CERT object, got %q", it.ObjectType)
-		}
-		if p.ntorCC, err = p.edCert(it); err != nil {
-			return err
-		}
-		p.ntorCCItem = *it
+		p.ntorCC, err = cert.ParseEd25519(obj)
 	case sdSigningKey:
-		key, digest, err := rsaKeyObject(it)
-		if err != nil {
-			return t.Wrap(it, err)
-		}
-		if key.N.BitLen() != cert.RSAIdentityBits {
-			return t.Errorf(it, "wrong size on identity key: %d bits (want %d)", key.N.BitLen(), cert.RSAIdentityBits)
-		}
-		p.identityKey, sd.IdentityKey, sd.Fingerprint = key, key, digest
+		p.identityKey, sd.Fingerprint, err = parseRSAKey(obj, cert.RSAIdentityBits, "identity key")
+		sd.IdentityKey = p.identityKey
 	case sdIPv6Policy:
 		// C tor rejects a descriptor whose ipv6-policy does not parse.
 		if len(it.Args) > 0 {
-			if _, err := ParsePortPolicy(it.Args); err != nil {
-				return t.Wrap(it, err)
-			}
+			_, err = ParsePortPolicy(it.Args)
 		}
 	case sdFamily:
 		f := &Family{}
 		for _, a := range it.Args {
 			if !f.addMember(a) {
-				return t.Errorf(it, "illegal nickname %q in family line", a)
+				return t.Fail(it, "illegal nickname %q in family line", a)
 			}
 		}
 		if len(it.Args) > 0 {
@@ -638,40 +597,13 @@ func (p *sdParser) item(it *netdoc.Item) error {
 		}
 	case sdTunnelledDir:
 		sd.TunnelledDir = true
-	case sdRouterSigEd25519:
-		if err := netdoc.DecodeBase64NoPad(p.edSig[:], it.Args[0]); err != nil {
-			return t.Wrap(it, err)
-		}
-		p.edSigItem = *it
 	case sdRouterSignature:
-		if string(it.ObjectType) != "SIGNATURE" {
-			return t.Errorf(it, "want a SIGNATURE object, got %q", it.ObjectType)
-		}
-		if p.rsaSig, err = it.Object(); err != nil {
-			return t.Wrap(it, err)
-		}
-		p.rsaSigItem = *it
+		p.rsaSig = obj
+	}
+	if err != nil {
+		return t.Wrap(it, err)
 	}
 	return nil
-}
-
-// edCert decodes and parses an item's Ed25519 certificate.
-func (p *sdParser) edCert(it *netdoc.Item) (*cert.Ed25519, error) {
-	b, err := it.Object()
-	if err != nil {
-		return nil, p.t.Wrap(it, err)
-	}
-	c, err := cert.ParseEd25519(b)
-	if err != nil {
-		return nil, p.t.Wrap(it, err)
-	}
-	return c, nil
-}
-
-// rest returns an item's line after the keyword, without surrounding
-// whitespace (C tor's CONCAT_ARGS).
-func (p *sdParser) rest(it *netdoc.Item) string {
-	return string(bytes.Trim(p.doc[it.Start+len(it.Keyword):it.ArgsEnd], " \t"))
 }
 
 // addMember adds a member of a server descriptor's family line: a
@@ -756,10 +688,10 @@ func ParseServerDescriptors(doc []byte) ([]*ServerDescriptor, error) {
 	finish(len(doc))
 	if stray >= 0 {
 		errs = append(errs, &netdoc.Error{Doc: serverDescDoc, Line: strayLine,
-			Err: errors.New("line outside a descriptor (a descriptor starts with a router line)")})
+			Err: netdoc.Message("line outside a descriptor (a descriptor starts with a router line)")})
 	}
 	if len(out) == 0 && len(errs) == 0 {
-		return nil, &netdoc.Error{Doc: serverDescDoc, Err: errors.New("no descriptor in document")}
+		return nil, &netdoc.Error{Doc: serverDescDoc, Err: netdoc.Message("no descriptor in document")}
 	}
 	return out, errors.Join(errs...)
 }

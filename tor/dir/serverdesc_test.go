@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	mathbits "math/bits"
 	"net/netip"
 	"strings"
 	"testing"
@@ -804,5 +805,23 @@ func TestParseServerDescriptors(t *testing.T) {
 		if sds, err := ParseServerDescriptors([]byte(doc)); err == nil || sds != nil {
 			t.Errorf("%q: %v %v", doc, sds, err)
 		}
+	}
+}
+
+// TestSDKeywordsOrder checks that sdKeywords lists the keywords in the
+// order of their sdItem bits.
+func TestSDKeywordsOrder(t *testing.T) {
+	for bit, kw := range map[sdItem]string{
+		sdRouter: "router", sdIdentityEd25519: "identity-ed25519", sdFingerprint: "fingerprint",
+		sdOnionKeyCrossCert: "onion-key-crosscert", sdNtorCrossCert: "ntor-onion-key-crosscert",
+		sdMasterKey: "master-key-ed25519", sdRouterSigEd25519: "router-sig-ed25519",
+		sdRouterSignature: "router-signature", sdTunnelledDir: "tunnelled-dir-server", sdProto: "proto",
+	} {
+		if got := sdKeywords[mathbits.TrailingZeros32(uint32(bit))].kw; got != kw {
+			t.Errorf("bit %#x is %q, want %q", bit, got, kw)
+		}
+	}
+	if len(sdKeywords) != mathbits.Len32(uint32(sdProto)) {
+		t.Errorf("%d keywords for %d bits", len(sdKeywords), mathbits.Len32(uint32(sdProto)))
 	}
 }

@@ -2,7 +2,7 @@ package dir
 
 import (
 	"errors"
-	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -25,11 +25,18 @@ type SignatureError struct {
 }
 
 func (e *SignatureError) Error() string {
-	return fmt.Sprintf("consensus signature (%s) from %X with signing key %X invalid: %v",
-		e.Algorithm, e.Authority, e.SigningKeyDigest, e.Err)
+	return "consensus signature (" + e.Algorithm + ") from " + string(hexID(e.Authority[:])) +
+		" with signing key " + string(hexID(e.SigningKeyDigest[:])) + " invalid: " + e.Err.Error()
 }
 
 func (e *SignatureError) Unwrap() error { return e.Err }
+
+// kindError is err classified as kind, a sentinel error for errors.Is:
+// "kind: err".
+type kindError struct{ kind, err error }
+
+func (e *kindError) Error() string   { return e.kind.Error() + ": " + e.err.Error() }
+func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
 
 // CertID names an authority certificate: its identity and signing key.
 type CertID struct {
@@ -62,9 +69,9 @@ type NotEnoughSignaturesError struct {
 }
 
 func (e *NotEnoughSignaturesError) Error() string {
-	msg := fmt.Sprintf("consensus has %d valid authority signatures, needs %d", len(e.Report.Signed), e.Report.Required)
+	msg := "consensus has " + strconv.Itoa(len(e.Report.Signed)) + " valid authority signatures, needs " + strconv.Itoa(e.Report.Required)
 	if n := len(e.Report.MissingCerts); n > 0 {
-		msg += fmt.Sprintf(" (%d certificates missing)", n)
+		msg += " (" + strconv.Itoa(n) + " certificates missing)"
 	}
 	for _, p := range e.Report.Problems {
 		msg += "; " + p.Error()
@@ -87,69 +94,13 @@ func (e *NotEnoughSignaturesError) Unwrap() []error {
 // configured authorities (v3ident fingerprints) count, each authority once.
 func (c *Consensus) CheckSignatures(certs []*AuthCert, authorities [][20]byte, now time.Time) *SignatureReport {
 	rep := &SignatureReport{Required: len(authorities)/2 + 1}
-	configured := func(id [20]byte) bool {
-		for _, a := range authorities {
-			if a == id {
-				return true
-			}
-		}
-		return false
-	}
 	signed := map[[20]byte]bool{}
 	missing := map[CertID]bool{}
 	for i := range c.Signatures {
 		s := &c.Signatures[i]
-		fail := func(err error) {
+		if err := c.checkSignature(s, certs, authorities, now, rep, signed, missing); err != nil {
 			rep.Problems = append(rep.Problems, &SignatureError{Authority: s.Identity,
 				SigningKeyDigest: s.SigningKeyDigest, Algorithm: s.Algorithm, Err: err})
-		}
-		if !configured(s.Identity) {
-			fail(ErrUnknownAuthority)
-			continue
-		}
-		var digest []byte
-		switch s.Algorithm {
-		case "sha1":
-			digest = c.digestSHA1[:]
-		case "sha256":
-			digest = c.digestSHA256[:]
-		default:
-			fail(ErrUnknownAlgorithm)
-			continue
-		}
-		if signed[s.Identity] {
-			continue
-		}
-		var certErr error
-		found := false
-		for _, cert := range certs {
-			if cert.Fingerprint != s.Identity || cert.SigningKeyDigest != s.SigningKeyDigest {
-				continue
-			}
-			if err := cert.Verify(now); err != nil {
-				certErr = err
-				continue
-			}
-			found = true
-			if err := verifyRaw(cert.SigningKey, digest, s.Signature); err != nil {
-				fail(fmt.Errorf("%w: %w", ErrBadSignature, err))
-			} else {
-				signed[s.Identity] = true
-				rep.Signed = append(rep.Signed, s.Identity)
-			}
-			break
-		}
-		if !found {
-			id := CertID{s.Identity, s.SigningKeyDigest}
-			if !missing[id] {
-				missing[id] = true
-				rep.MissingCerts = append(rep.MissingCerts, id)
-			}
-			if certErr != nil {
-				fail(fmt.Errorf("%w: %w", ErrBadCert, certErr))
-			} else {
-				fail(ErrMissingCert)
-			}
 		}
 	}
 	// A certificate found later for an authority that also signed validly
@@ -162,6 +113,57 @@ func (c *Consensus) CheckSignatures(certs []*AuthCert, authorities [][20]byte, n
 	}
 	rep.MissingCerts = kept
 	return rep
+}
+
+// checkSignature checks one signature for CheckSignatures, adding to rep
+// and to the sets of authorities that signed and of certificates missing,
+// and returns why it does not count, if it does not.
+func (c *Consensus) checkSignature(s *Signature, certs []*AuthCert, authorities [][20]byte, now time.Time,
+	rep *SignatureReport, signed map[[20]byte]bool, missing map[CertID]bool) error {
+	configured := false
+	for _, a := range authorities {
+		configured = configured || a == s.Identity
+	}
+	if !configured {
+		return ErrUnknownAuthority
+	}
+	var digest []byte
+	switch s.Algorithm {
+	case "sha1":
+		digest = c.digestSHA1[:]
+	case "sha256":
+		digest = c.digestSHA256[:]
+	default:
+		return ErrUnknownAlgorithm
+	}
+	if signed[s.Identity] {
+		return nil
+	}
+	var certErr error
+	for _, cert := range certs {
+		if cert.Fingerprint != s.Identity || cert.SigningKeyDigest != s.SigningKeyDigest {
+			continue
+		}
+		if err := cert.Verify(now); err != nil {
+			certErr = err
+			continue
+		}
+		if err := verifyRaw(cert.SigningKey, digest, s.Signature); err != nil {
+			return &kindError{ErrBadSignature, err}
+		}
+		signed[s.Identity] = true
+		rep.Signed = append(rep.Signed, s.Identity)
+		return nil
+	}
+	id := CertID{s.Identity, s.SigningKeyDigest}
+	if !missing[id] {
+		missing[id] = true
+		rep.MissingCerts = append(rep.MissingCerts, id)
+	}
+	if certErr != nil {
+		return &kindError{ErrBadCert, certErr}
+	}
+	return ErrMissingCert
 }
 
 // Verify checks that more than half of the configured authorities signed

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"tinytor/tor/dir"
+	"tinytor/tor/dir/netdoc"
 	"tinytor/tor/event"
 )
 
@@ -59,7 +60,7 @@ func (m *Manager) fetchConsensusDiff(get docGetter, old *NetDir) (*NetDir, error
 		if err == nil {
 			m.diffsApplied.Add(1)
 			m.cfg.Log.Noticef("Downloaded a consensus diff (%d bytes) and applied it, resulting in a new consensus document (%d bytes, valid after %s).",
-				diffLen, len(doc), d.Consensus.ValidAfter.UTC().Format(time.DateTime))
+				diffLen, len(doc), netdoc.Time(d.Consensus.ValidAfter))
 			return d, nil
 		}
 		if _, ok := errors.AsType[*NotNewerError](err); ok {
@@ -67,13 +68,13 @@ func (m *Manager) fetchConsensusDiff(get docGetter, old *NetDir) (*NetDir, error
 			// older consensus): a full download would not help.
 			return nil, err
 		}
-		err = fmt.Errorf("the consensus it produced: %w", err)
+		err = netdoc.Reason(err, "the consensus it produced")
 	}
 	m.diffFallbacks.Add(1)
 	m.cfg.Log.Warnf("Could not apply the consensus diff (%d bytes) received from the directory cache: %v. Fetching the full consensus instead.", diffLen, err)
 	doc, err = get(path, nil, maxConsensusSize)
 	if err != nil {
-		return nil, fmt.Errorf("fetching the full consensus after a failed diff: %w", err)
+		return nil, netdoc.Reason(err, "fetching the full consensus after a failed diff")
 	}
 	m.consensusFetches.Add(1)
 	if dir.IsDiff(doc) {
@@ -106,7 +107,7 @@ func (m *Manager) diffBase(old *NetDir) []byte {
 	}
 	if !c.MatchesDocument(doc) {
 		m.cfg.Log.Infof("Not asking for a consensus diff: the cached %s is not the consensus in use (valid after %s).",
-			dir.ConsensusFile, c.ValidAfter.UTC().Format(time.DateTime))
+			dir.ConsensusFile, netdoc.Time(c.ValidAfter))
 		return nil
 	}
 	return doc
@@ -120,7 +121,7 @@ func (m *Manager) acceptConsensus(get getter, doc []byte, old *NetDir) (*NetDir,
 	m.cfg.Progress.Reach(event.PhaseLoadingStatus)
 	cons, err := dir.ParseConsensus(doc)
 	if err != nil {
-		return nil, fmt.Errorf("received consensus: %w", err)
+		return nil, netdoc.Reason(err, "received consensus")
 	}
 	if err := m.checkNewer(cons); err != nil {
 		return nil, err
@@ -128,7 +129,7 @@ func (m *Manager) acceptConsensus(get getter, doc []byte, old *NetDir) (*NetDir,
 	now := m.cfg.Now()
 	if !cons.Usable(now, consensusSkew) {
 		return nil, fmt.Errorf("received consensus is not usable now (valid-after %s, valid-until %s, our clock %s)",
-			cons.ValidAfter.UTC().Format(time.DateTime), cons.ValidUntil.UTC().Format(time.DateTime), now.UTC().Format(time.DateTime))
+			netdoc.Time(cons.ValidAfter), netdoc.Time(cons.ValidUntil), netdoc.Time(now))
 	}
 	certs, err := m.verifyConsensus(get, cons, old, auths, now)
 	if err != nil {
@@ -166,11 +167,11 @@ func (m *Manager) verifyConsensus(get getter, cons *dir.Consensus, old *NetDir, 
 		m.cfg.Progress.Reach(event.PhaseLoadingKeys)
 		body, err := get(dir.CertsByKeyPath(rep.MissingCerts), maxCertsSize)
 		if err != nil {
-			return nil, fmt.Errorf("fetching authority certificates: %w", err)
+			return nil, netdoc.Reason(err, "fetching authority certificates")
 		}
 		fetched, err := dir.ParseAuthCerts(body)
 		if err != nil {
-			return nil, fmt.Errorf("received authority certificates: %w", err)
+			return nil, netdoc.Reason(err, "received authority certificates")
 		}
 		for _, ct := range fetched {
 			if err := ct.Verify(now); err != nil {
@@ -193,6 +194,6 @@ func (m *Manager) verifyConsensus(get getter, cons *dir.Consensus, old *NetDir, 
 			len(rep.Signed), len(auths), rep.Required)
 	}
 	m.cfg.Log.Noticef("Downloaded a consensus valid until %s with %d relays, signed by %d of %d authorities.",
-		cons.ValidUntil.UTC().Format(time.DateTime), len(cons.Relays), len(rep.Signed), len(auths))
+		netdoc.Time(cons.ValidUntil), len(cons.Relays), len(rep.Signed), len(auths))
 	return certs, nil
 }

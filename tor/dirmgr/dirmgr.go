@@ -8,7 +8,6 @@ package dirmgr
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"tinytor/tor/chanmgr"
 	"tinytor/tor/config"
 	"tinytor/tor/dir"
+	"tinytor/tor/dir/netdoc"
 	"tinytor/tor/event"
 	"tinytor/tor/guard"
 	"tinytor/tor/path"
@@ -201,11 +201,12 @@ type NotNewerError struct {
 }
 
 func (e *NotNewerError) Error() string {
+	have := netdoc.Time(e.Have).String()
 	if e.Got.Equal(e.Have) {
-		return fmt.Sprintf("received the consensus we have (valid-after %s)", e.Have.UTC().Format(time.DateTime))
+		return "received the consensus we have (valid-after " + have + ")"
 	}
-	return fmt.Sprintf("received a consensus valid after %s, older than the one in use (valid after %s): refusing it",
-		e.Got.UTC().Format(time.DateTime), e.Have.UTC().Format(time.DateTime))
+	return "received a consensus valid after " + netdoc.Time(e.Got).String() +
+		", older than the one in use (valid after " + have + "): refusing it"
 }
 
 // checkNewer refuses a consensus whose valid-after is not later than that
@@ -218,7 +219,7 @@ func (m *Manager) checkNewer(cons *dir.Consensus) error {
 	err := &NotNewerError{Got: cons.ValidAfter, Have: cur.Consensus.ValidAfter}
 	if cons.ValidAfter.Before(cur.Consensus.ValidAfter) {
 		m.cfg.Log.Warnf("Refusing a consensus valid after %s from a directory cache: the consensus in use is newer (valid after %s).",
-			cons.ValidAfter.UTC().Format(time.DateTime), cur.Consensus.ValidAfter.UTC().Format(time.DateTime))
+			netdoc.Time(cons.ValidAfter), netdoc.Time(cur.Consensus.ValidAfter))
 	}
 	return err
 }
@@ -228,7 +229,7 @@ func (m *Manager) checkNewer(cons *dir.Consensus) error {
 // is the last guard).
 func (m *Manager) install(d *NetDir, cached bool) {
 	if cur := m.Current(); cur != nil && d.Consensus.ValidAfter.Before(cur.Consensus.ValidAfter) {
-		m.cfg.Log.Warnf("Not installing a consensus valid after %s over a newer one.", d.Consensus.ValidAfter.UTC().Format(time.DateTime))
+		m.cfg.Log.Warnf("Not installing a consensus valid after %s over a newer one.", netdoc.Time(d.Consensus.ValidAfter))
 		return
 	}
 	d.Paths = path.NewDir(d.Consensus, d.Microdescs)
@@ -262,7 +263,7 @@ func (m *Manager) LoadCache() bool {
 	}
 	m.install(d, true)
 	m.cfg.Log.Noticef("Loaded a cached consensus valid until %s with %d relays and %d of their microdescriptors.",
-		l.Consensus.ValidUntil.UTC().Format(time.DateTime), len(l.Consensus.Relays), len(d.Microdescs))
+		netdoc.Time(l.Consensus.ValidUntil), len(l.Consensus.Relays), len(d.Microdescs))
 	return true
 }
 

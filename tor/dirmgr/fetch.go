@@ -3,13 +3,13 @@ package dirmgr
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"strings"
 
 	"tinytor/tor/chanmgr"
 	"tinytor/tor/circuit"
 	"tinytor/tor/dir"
+	"tinytor/tor/dir/netdoc"
 	"tinytor/tor/event"
 	"tinytor/tor/guard"
 	"tinytor/tor/path"
@@ -33,7 +33,7 @@ func (m *Manager) Update(ctx context.Context, needConsensus bool) error {
 	if m.cfg.BridgesOnly {
 		_, err := m.updateFromGuards(ctx, needConsensus)
 		if err != nil {
-			return fmt.Errorf("fetching directory information through the bridges: %w", err)
+			return netdoc.Reason(err, "fetching directory information through the bridges")
 		}
 		return nil
 	}
@@ -51,9 +51,8 @@ func (m *Manager) Update(ctx context.Context, needConsensus bool) error {
 		return errors.New("no directory authorities or fallback directories with an ORPort are configured")
 	}
 	for _, src := range srcs {
-		err := m.fetchFrom(ctx, src, needConsensus)
+		err := m.fetchLogged(ctx, src, needConsensus)
 		if err == nil {
-			m.cfg.Log.Infof("Fetched directory information from %s (%s).", src.name, src.addr)
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -63,9 +62,8 @@ func (m *Manager) Update(ctx context.Context, needConsensus bool) error {
 		if sameConsensus(err) {
 			return err
 		}
-		m.cfg.Log.Infof("Directory fetch from %s (%s) failed: %v", src.name, src.addr, err)
 	}
-	return fmt.Errorf("every directory source failed; last: %w", lastErr)
+	return netdoc.Reason(lastErr, "every directory source failed; last")
 }
 
 // sameConsensus reports whether err says the source had only the
@@ -90,12 +88,9 @@ func (m *Manager) updateFromGuards(ctx context.Context, needConsensus bool) (don
 			return false, perr
 		}
 		src := guardSource(kind, n)
-		err = m.fetchFrom(ctx, src, needConsensus)
+		err = m.fetchLogged(ctx, src, needConsensus)
 		switch {
 		case err == nil || sameConsensus(err):
-			if err == nil {
-				m.cfg.Log.Infof("Fetched directory information from %s (%s).", src.name, src.addr)
-			}
 			h.Succeeded()
 			h.Close()
 			return true, err
@@ -110,9 +105,21 @@ func (m *Manager) updateFromGuards(ctx context.Context, needConsensus bool) (don
 			h.Failed()
 		}
 		h.Close()
-		m.cfg.Log.Infof("Directory fetch from %s (%s) failed: %v", src.name, src.addr, err)
 	}
 	return false, err
+}
+
+// fetchLogged is fetchFrom that logs the outcome, but for a fetch that
+// ctx ended or that found only the consensus in use.
+func (m *Manager) fetchLogged(ctx context.Context, src source, needConsensus bool) error {
+	err := m.fetchFrom(ctx, src, needConsensus)
+	switch {
+	case err == nil:
+		m.cfg.Log.Infof("Fetched directory information from %s (%s).", src.name, src.addr)
+	case ctx.Err() == nil && !sameConsensus(err):
+		m.cfg.Log.Infof("Directory fetch from %s (%s) failed: %v", src.name, src.addr, err)
+	}
+	return err
 }
 
 // fetchFrom opens a one-hop directory circuit to src and fetches over it.
@@ -137,13 +144,13 @@ func (m *Manager) fetchFrom(ctx context.Context, src source, needConsensus bool)
 		circ, err = circuit.CreateFast(ctx, chanmgr.Circuits(ch), ccfg)
 	}
 	if err != nil {
-		return &unreachableError{fmt.Errorf("one-hop directory circuit: %w", err)}
+		return &unreachableError{netdoc.Reason(err, "one-hop directory circuit")}
 	}
 	defer circ.Close()
 	getWith := func(p string, hdrs []dir.Header, max int64) ([]byte, error) {
 		st, err := circ.OpenDirStream(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("BEGIN_DIR: %w", err)
+			return nil, netdoc.Reason(err, "BEGIN_DIR")
 		}
 		stop := context.AfterFunc(ctx, func() { st.Close() })
 		defer stop()
@@ -153,9 +160,9 @@ func (m *Manager) fetchFrom(ctx context.Context, src source, needConsensus bool)
 		m.countBytes(p, cr.n)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("GET %s: %w", p, ctx.Err())
+				err = ctx.Err()
 			}
-			return nil, fmt.Errorf("GET %s: %w", p, err)
+			return nil, netdoc.Reason(err, "GET %s", []byte(p))
 		}
 		return body, nil
 	}

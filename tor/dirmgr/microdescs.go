@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"tinytor/tor/dir"
+	"tinytor/tor/dir/netdoc"
 	"tinytor/tor/event"
 )
 
@@ -46,7 +47,7 @@ func (m *Manager) fetchMicrodescs(get getter, d *NetDir) error {
 			}
 		}
 		if err != nil && firstErr == nil {
-			firstErr = fmt.Errorf("microdescriptors: %w", err)
+			firstErr = netdoc.Reason(err, "microdescriptors")
 		}
 	}
 	m.install(nd, false)

@@ -69,16 +69,9 @@ func (m *Manager) sources() []source {
 // withNtorKey sets s.hop when the directory knows s's microdescriptor at
 // the address s is reached on.
 func (s *source) withNtorKey(p *path.Dir) {
-	n := p.ByID(s.id.RSA)
-	if n == nil || n.MD == nil || n.ORAddrPort() != s.addr {
-		return
+	if n := p.ByID(s.id.RSA); n != nil && n.ORAddrPort() == s.addr {
+		s.hop = hopFor(n, s.addr, &s.id)
 	}
-	h := circuit.HopInfo{RSAID: n.Identity, NtorKey: n.MD.NtorOnionKey, Addrs: []netip.AddrPort{s.addr}}
-	if n.MD.HasEd25519 {
-		h.Ed25519ID = n.MD.Ed25519ID
-		s.id.Ed25519 = n.MD.Ed25519ID
-	}
-	s.hop = &h
 }
 
 // guardSource is the directory guard (or bridge) n as a source; its
@@ -90,13 +83,21 @@ func guardSource(kind string, n *path.Node) source {
 		addr, _ = n.IPv6AddrPort()
 	}
 	src := source{name: kind + n.Nickname, nick: n.Nickname, addr: addr, id: link.Identity{RSA: n.Identity}}
-	if n.MD != nil && n.MD.HasNtorKey {
-		h := circuit.HopInfo{RSAID: n.Identity, NtorKey: n.MD.NtorOnionKey, Addrs: []netip.AddrPort{addr}}
-		if n.MD.HasEd25519 {
-			h.Ed25519ID = n.MD.Ed25519ID
-			src.id.Ed25519 = n.MD.Ed25519ID
-		}
-		src.hop = &h
-	}
+	src.hop = hopFor(n, addr, &src.id)
 	return src
+}
+
+// hopFor returns what a one-hop circuit to n at addr needs to use ntor
+// (adding n's Ed25519 identity, if known, to id), or nil if n's
+// microdescriptor is unknown or has no ntor key.
+func hopFor(n *path.Node, addr netip.AddrPort, id *link.Identity) *circuit.HopInfo {
+	if n.MD == nil || !n.MD.HasNtorKey {
+		return nil
+	}
+	h := &circuit.HopInfo{RSAID: n.Identity, NtorKey: n.MD.NtorOnionKey, Addrs: []netip.AddrPort{addr}}
+	if n.MD.HasEd25519 {
+		h.Ed25519ID = n.MD.Ed25519ID
+		id.Ed25519 = n.MD.Ed25519ID
+	}
+	return h
 }
