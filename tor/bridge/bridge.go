@@ -25,6 +25,7 @@ import (
 	"tinytor/tor/config"
 	"tinytor/tor/dir"
 	"tinytor/tor/dir/netdoc"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/link"
 	"tinytor/tor/path"
 	"tinytor/tor/torlog"
@@ -263,7 +264,7 @@ func (m *Manager) Fetch(ctx context.Context, force bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return fmt.Errorf("no bridge descriptor: %s", strings.Join(errs, "; "))
+	return errfmt.Errorf("no bridge descriptor: %s", strings.Join(errs, "; "))
 }
 
 // save writes the descriptors held to the cache.
@@ -331,7 +332,7 @@ func (m *Manager) fetchOne(ctx context.Context, b config.Bridge) (*dir.ServerDes
 		return nil, nil, netdoc.Reason(err, "its descriptor")
 	}
 	if sd.Fingerprint != proved.RSA {
-		return nil, nil, fmt.Errorf("its descriptor is for %X, but the bridge proved identity %X on the link", sd.Fingerprint, proved.RSA)
+		return nil, nil, errfmt.Errorf("its descriptor is for %X, but the bridge proved identity %X on the link", sd.Fingerprint, proved.RSA)
 	}
 	if proved.HasEd25519() && sd.Ed25519ID != proved.Ed25519 {
 		return nil, nil, errors.New("its descriptor's Ed25519 identity is not the one the bridge proved on the link")

@@ -3,7 +3,6 @@ package dir
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"tinytor/tor/dir/netdoc"
+	"tinytor/tor/errfmt"
 )
 
 // C tor's cache file names (in its CacheDirectory).
@@ -211,7 +211,7 @@ func (c *Cache) Load(authorities [][20]byte, now time.Time, skew time.Duration) 
 		case err != nil:
 			l.problem(ConsensusFile, err)
 		case !cons.Usable(now, skew):
-			l.Problems = append(l.Problems, fmt.Errorf("%s: not usable at %s (valid %s to %s)", ConsensusFile,
+			l.Problems = append(l.Problems, errfmt.Errorf("%s: not usable at %s (valid %s to %s)", ConsensusFile,
 				netdoc.Time(now), netdoc.Time(cons.ValidAfter), netdoc.Time(cons.ValidUntil)))
 		default:
 			if err := cons.Verify(l.Certs, authorities, now); err != nil {

@@ -7,11 +7,11 @@ import (
 	"crypto/sha1"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"io"
 	"time"
 
 	"tinytor/tor/dir/netdoc"
+	"tinytor/tor/errfmt"
 )
 
 // AuthCert is a directory authority key certificate (dir-spec 3.1): it
@@ -63,7 +63,7 @@ func ParseAuthCerts(doc []byte) ([]*AuthCert, error) {
 			break
 		}
 		if err != nil {
-			return certs, fmt.Errorf("certificate %d: %w", len(certs)+1, err)
+			return certs, errfmt.Errorf("certificate %d: %w", len(certs)+1, err)
 		}
 		certs = append(certs, c)
 	}
@@ -203,7 +203,7 @@ func parseRSAKey(der []byte, bits int, what string) (*rsa.PublicKey, [20]byte, e
 		return nil, [20]byte{}, netdoc.Message("bad RSA public key: not a positive modulus and exponent in canonical DER")
 	}
 	if n := key.N.BitLen(); bits != 0 && n != bits {
-		return nil, [20]byte{}, fmt.Errorf("wrong size on %s: %d bits (want %d)", what, n, bits)
+		return nil, [20]byte{}, errfmt.Errorf("wrong size on %s: %d bits (want %d)", what, n, bits)
 	}
 	return key, sha1.Sum(enc), nil
 }
@@ -214,7 +214,7 @@ func parseRSAKey(der []byte, bits int, what string) (*rsa.PublicKey, [20]byte, e
 func parseOnionKey(der []byte) (*rsa.PublicKey, error) {
 	key, _, err := parseRSAKey(der, 1024, "key")
 	if err == nil && key.E != 65537 {
-		err = fmt.Errorf("onion key has invalid exponent %d (want 65537)", key.E)
+		err = errfmt.Errorf("onion key has invalid exponent %d (want 65537)", key.E)
 	}
 	return key, err
 }
@@ -250,10 +250,10 @@ func (c *AuthCert) Verify(now time.Time) error {
 		return err
 	}
 	if now.After(c.Expires) {
-		return fmt.Errorf("authority certificate %X expired at %s: %w", c.Fingerprint, netdoc.Time(c.Expires), ErrCertExpired)
+		return errfmt.Errorf("authority certificate %X expired at %s: %w", c.Fingerprint, netdoc.Time(c.Expires), ErrCertExpired)
 	}
 	if c.Published.After(now.Add(CertSkew)) {
-		return fmt.Errorf("authority certificate %X published at %s: %w", c.Fingerprint, netdoc.Time(c.Published), ErrCertNotYetValid)
+		return errfmt.Errorf("authority certificate %X published at %s: %w", c.Fingerprint, netdoc.Time(c.Published), ErrCertNotYetValid)
 	}
 	return nil
 }

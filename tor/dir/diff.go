@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"tinytor/tor/dir/netdoc"
+	"tinytor/tor/errfmt"
 )
 
 // Consensus diffs (dir-spec 4.5 and appendix E, proposal 140).
@@ -77,7 +78,7 @@ func (e *DiffError) Unwrap() error { return e.Err }
 func diffError(line int, err error) error { return &DiffError{Line: line, Err: err} }
 
 func diffErrorf(line int, format string, args ...any) error {
-	return &DiffError{Line: line, Err: fmt.Errorf(format, args...)}
+	return &DiffError{Line: line, Err: errfmt.Errorf(format, args...)}
 }
 
 // DigestAsSigned returns the SHA3-256 digest of the signed part of a
@@ -206,7 +207,7 @@ func ApplyDiff(base, diff []byte, maxSize int) ([]byte, error) {
 		return nil, err
 	}
 	if got := DigestAsSigned(base); got != from {
-		return nil, fmt.Errorf("%w: the diff is from %X, our consensus is %X", ErrDiffBaseMismatch, from, got)
+		return nil, errfmt.Errorf("%w: the diff is from %X, our consensus is %X", ErrDiffBaseMismatch, from, got)
 	}
 	if len(base) > 0 && base[len(base)-1] != '\n' {
 		return nil, netdoc.Message("consensus diff: the base consensus does not end with a newline")
@@ -227,7 +228,7 @@ func ApplyDiff(base, diff []byte, maxSize int) ([]byte, error) {
 		return nil, err // cannot happen: the first pass checked the same input
 	}
 	if got := DocumentDigest(out); got != to {
-		return nil, fmt.Errorf("%w: want %X, got %X", ErrDiffResultMismatch, to, got)
+		return nil, errfmt.Errorf("%w: want %X, got %X", ErrDiffResultMismatch, to, got)
 	}
 	return out, nil
 }
@@ -325,7 +326,7 @@ func (e *edScript) run(out []byte) (int, error) {
 	}
 	emit(base[:baseEnd])
 	if out != nil && pos != 0 {
-		return 0, fmt.Errorf("consensus diff: internal error: result size changed between passes (%d bytes left)", pos)
+		return 0, errfmt.Errorf("consensus diff: internal error: result size changed between passes (%d bytes left)", pos)
 	}
 	return size, nil
 }
@@ -367,7 +368,7 @@ func edError(cmd []byte, what string) error {
 func parseEdCommand(cmd []byte, j, total int) (edCommand, error) {
 	var c edCommand
 	if len(cmd) > maxDiffCommandLen {
-		return c, fmt.Errorf("ed command longer than %d bytes", maxDiffCommandLen)
+		return c, errfmt.Errorf("ed command longer than %d bytes", maxDiffCommandLen)
 	}
 	s := string(cmd)
 	num := func() (int, bool) {
@@ -423,7 +424,7 @@ func parseEdCommand(cmd []byte, j, total int) (edCommand, error) {
 		return c, edError(cmd, " names line 0 (lines count from 1)")
 	}
 	if c.end > j {
-		return c, fmt.Errorf("ed command %q refers to line %d, but only lines 1-%d of the base (%d lines) remain: commands must go in decreasing line order within the base",
+		return c, errfmt.Errorf("ed command %q refers to line %d, but only lines 1-%d of the base (%d lines) remain: commands must go in decreasing line order within the base",
 			truncate(string(cmd)), c.end, j, total)
 	}
 	return c, nil

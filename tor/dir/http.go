@@ -7,13 +7,13 @@ import (
 	"compress/zlib"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"io"
 	"sort"
 	"strconv"
 	"strings"
 
 	"tinytor/tor/dir/netdoc"
+	"tinytor/tor/errfmt"
 )
 
 // StatusError is returned by Get when the server answers with a status
@@ -57,10 +57,10 @@ type Header struct {
 // and before Accept-Encoding.
 func GetWithHeaders(rw io.ReadWriter, host, path string, hdrs []Header, maxBody int64) ([]byte, error) {
 	if !validPath(path) {
-		return nil, fmt.Errorf("directory request: invalid path %q", path)
+		return nil, errfmt.Errorf("directory request: invalid path %q", path)
 	}
 	if strings.ContainsAny(host, " \r\n") {
-		return nil, fmt.Errorf("directory request %s: invalid host %q", path, host)
+		return nil, errfmt.Errorf("directory request %s: invalid host %q", path, host)
 	}
 	req := append(append([]byte("GET "), path...), " HTTP/1.0\r\n"...)
 	if host != "" {
@@ -68,7 +68,7 @@ func GetWithHeaders(rw io.ReadWriter, host, path string, hdrs []Header, maxBody 
 	}
 	for _, h := range hdrs {
 		if !validHeaderName(h.Name) || strings.ContainsAny(h.Value, "\r\n") {
-			return nil, fmt.Errorf("directory request %s: invalid header %q: %q", path, h.Name, h.Value)
+			return nil, errfmt.Errorf("directory request %s: invalid header %q: %q", path, h.Name, h.Value)
 		}
 		req = append(append(append(append(req, h.Name...), ": "...), h.Value...), "\r\n"...)
 	}
@@ -89,7 +89,7 @@ func validPath(path string) bool {
 // starts its errors. A status other than 200 gives a *StatusError.
 func roundTrip(rw io.ReadWriter, what, path string, req []byte, maxBody int64) ([]byte, error) {
 	if _, err := rw.Write(req); err != nil {
-		return nil, fmt.Errorf("%s %s: sending: %w", what, path, err)
+		return nil, errfmt.Errorf("%s %s: sending: %w", what, path, err)
 	}
 	body, err := ReadResponse(rw, maxBody)
 	if err != nil {
@@ -98,7 +98,7 @@ func roundTrip(rw io.ReadWriter, what, path string, req []byte, maxBody int64) (
 			se.Path = path
 			return nil, se
 		}
-		return nil, fmt.Errorf("%s %s: %w", what, path, err)
+		return nil, errfmt.Errorf("%s %s: %w", what, path, err)
 	}
 	return body, nil
 }
@@ -173,17 +173,17 @@ func ReadResponse(r io.Reader, maxBody int64) ([]byte, error) {
 		return nil, &StatusError{Code: code, Reason: reason}
 	}
 	if contentLength > maxBody {
-		return nil, fmt.Errorf("Content-Length %d > limit %d: %w", contentLength, maxBody, ErrBodyTooLarge)
+		return nil, errfmt.Errorf("Content-Length %d > limit %d: %w", contentLength, maxBody, ErrBodyTooLarge)
 	}
 	raw, err := io.ReadAll(io.LimitReader(br, maxBody+1))
 	if err != nil {
 		return nil, netdoc.Reason(err, "reading response body")
 	}
 	if int64(len(raw)) > maxBody {
-		return nil, fmt.Errorf("more than %d bytes: %w", maxBody, ErrBodyTooLarge)
+		return nil, errfmt.Errorf("more than %d bytes: %w", maxBody, ErrBodyTooLarge)
 	}
 	if contentLength >= 0 && int64(len(raw)) != contentLength {
-		return nil, fmt.Errorf("body has %d bytes, Content-Length says %d", len(raw), contentLength)
+		return nil, errfmt.Errorf("body has %d bytes, Content-Length says %d", len(raw), contentLength)
 	}
 	var zr io.Reader
 	switch encoding {
@@ -205,7 +205,7 @@ func ReadResponse(r io.Reader, maxBody int64) ([]byte, error) {
 		return nil, netdoc.Reason(err, "%s body", []byte(encoding))
 	}
 	if int64(len(out)) > maxBody {
-		return nil, fmt.Errorf("decompressed body more than %d bytes: %w", maxBody, ErrBodyTooLarge)
+		return nil, errfmt.Errorf("decompressed body more than %d bytes: %w", maxBody, ErrBodyTooLarge)
 	}
 	return out, nil
 }

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 
 	"tinytor/tor/dir/netdoc"
+	"tinytor/tor/errfmt"
 )
 
 // Microdesc is a client's compact view of a microdescriptor (dir-spec
@@ -575,7 +576,7 @@ func ParseRequestedMicrodescs(doc []byte, requested [][32]byte) (*MicrodescBatch
 		}
 	}
 	if len(b.Unrequested) > 0 {
-		return b, fmt.Errorf("%d of %d microdescriptors, first %s: %w", len(b.Unrequested), len(mds),
+		return b, errfmt.Errorf("%d of %d microdescriptors, first %s: %w", len(b.Unrequested), len(mds),
 			DigestString(b.Unrequested[0]), ErrUnrequestedMicrodesc)
 	}
 	return b, nil

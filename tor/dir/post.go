@@ -1,9 +1,10 @@
 package dir
 
 import (
-	"fmt"
 	"io"
 	"strconv"
+
+	"tinytor/tor/errfmt"
 )
 
 // Post sends an HTTP/1.0 POST of body to path over rw (a BEGIN_DIR
@@ -12,7 +13,7 @@ import (
 // EOF and returns its body. A status other than 200 gives a *StatusError.
 func Post(rw io.ReadWriter, path string, body []byte, maxBody int64) ([]byte, error) {
 	if !validPath(path) {
-		return nil, fmt.Errorf("directory upload: invalid path %q", path)
+		return nil, errfmt.Errorf("directory upload: invalid path %q", path)
 	}
 	req := make([]byte, 0, len(body)+128)
 	req = append(req, "POST "...)

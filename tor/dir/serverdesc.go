@@ -8,7 +8,6 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"io"
 	mathbits "math/bits"
 	"net/netip"
@@ -18,6 +17,7 @@ import (
 
 	"tinytor/tor/cert"
 	"tinytor/tor/dir/netdoc"
+	"tinytor/tor/errfmt"
 )
 
 // ServerDescriptor is a relay's or bridge's server descriptor (dir-spec
@@ -251,7 +251,7 @@ func ParseBridgeDescriptor(doc []byte, want *[20]byte, now time.Time) (*ServerDe
 		return nil, err
 	}
 	if want != nil && sd.Fingerprint != *want {
-		return nil, fmt.Errorf("descriptor of %s is for identity %X, not the bridge's %X: %w",
+		return nil, errfmt.Errorf("descriptor of %s is for identity %X, not the bridge's %X: %w",
 			sd.Nickname, sd.Fingerprint, *want, ErrFingerprintMismatch)
 	}
 	if err := sd.Verify(now); err != nil {
@@ -266,7 +266,7 @@ func ParseBridgeDescriptor(doc []byte, want *[20]byte, now time.Time) (*ServerDe
 // ParseServerDescriptor.
 func (sd *ServerDescriptor) Verify(now time.Time) error {
 	if now.After(sd.CertExpires) {
-		return fmt.Errorf("server descriptor %s (%X): %s expired at %s (now %s): %w", sd.Nickname, sd.Fingerprint,
+		return errfmt.Errorf("server descriptor %s (%X): %s expired at %s (now %s): %w", sd.Nickname, sd.Fingerprint,
 			sd.certExpiresWhat, netdoc.Time(sd.CertExpires), netdoc.Time(now), cert.ErrExpired)
 	}
 	return nil
@@ -406,7 +406,7 @@ func (p *sdParser) verify() error {
 	// ntor onion key cross-certification.
 	cc := p.ntorCC
 	if cc.Type != cert.TypeNtorCrossCert || cc.KeyType != cert.KeyEd25519 || cc.CertifiedKey != sd.Ed25519ID {
-		return t.Wrap(p.itemOf(sdNtorCrossCert), fmt.Errorf("certificate of type %d does not certify the Ed25519 identity (want type 10): %w", cc.Type, ErrBadCrossCert))
+		return t.Wrap(p.itemOf(sdNtorCrossCert), errfmt.Errorf("certificate of type %d does not certify the Ed25519 identity (want type 10): %w", cc.Type, ErrBadCrossCert))
 	}
 	ntorEd := curve25519ToEd25519(sd.NtorOnionKey, p.ntorSignBit)
 	if err := cc.Verify(ntorEd[:]); err != nil {

@@ -2,12 +2,12 @@ package dirmgr
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"time"
 
 	"tinytor/tor/dir"
 	"tinytor/tor/dir/netdoc"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/event"
 )
 
@@ -128,7 +128,7 @@ func (m *Manager) acceptConsensus(get getter, doc []byte, old *NetDir) (*NetDir,
 	}
 	now := m.cfg.Now()
 	if !cons.Usable(now, consensusSkew) {
-		return nil, fmt.Errorf("received consensus is not usable now (valid-after %s, valid-until %s, our clock %s)",
+		return nil, errfmt.Errorf("received consensus is not usable now (valid-after %s, valid-until %s, our clock %s)",
 			netdoc.Time(cons.ValidAfter), netdoc.Time(cons.ValidUntil), netdoc.Time(now))
 	}
 	certs, err := m.verifyConsensus(get, cons, old, auths, now)
@@ -190,7 +190,7 @@ func (m *Manager) verifyConsensus(get getter, cons *dir.Consensus, old *NetDir, 
 		for _, p := range rep.Problems {
 			m.cfg.Log.Warnf("Consensus signature problem: %v", p)
 		}
-		return nil, fmt.Errorf("consensus has valid signatures from %d of %d authorities, %d needed",
+		return nil, errfmt.Errorf("consensus has valid signatures from %d of %d authorities, %d needed",
 			len(rep.Signed), len(auths), rep.Required)
 	}
 	m.cfg.Log.Noticef("Downloaded a consensus valid until %s with %d relays, signed by %d of %d authorities.",

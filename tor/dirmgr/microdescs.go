@@ -2,10 +2,10 @@ package dirmgr
 
 import (
 	"errors"
-	"fmt"
 
 	"tinytor/tor/dir"
 	"tinytor/tor/dir/netdoc"
+	"tinytor/tor/errfmt"
 	"tinytor/tor/event"
 )
 
@@ -56,7 +56,7 @@ func (m *Manager) fetchMicrodescs(get getter, d *NetDir) error {
 		if firstErr != nil {
 			return firstErr
 		}
-		return fmt.Errorf("have microdescriptors for %d of %d relays: not enough to build circuits",
+		return errfmt.Errorf("have microdescriptors for %d of %d relays: not enough to build circuits",
 			len(nd.Microdescs), len(nd.Consensus.Relays))
 	}
 	return nil

@@ -12,10 +12,11 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"strconv"
 	"time"
+
+	"tinytor/tor/errfmt"
 )
 
 // Error is a precise parse error: which document, which line, which
@@ -111,7 +112,7 @@ func NewTokenizer(name string, doc []byte) *Tokenizer {
 
 // Errorf returns an *Error for the given item.
 func (t *Tokenizer) Errorf(it *Item, format string, args ...any) error {
-	return t.fail(it, 0, fmt.Errorf(format, args...), "", nil)
+	return t.fail(it, 0, errfmt.Errorf(format, args...), "", nil)
 }
 
 // Wrap returns an *Error for the given item wrapping err.
