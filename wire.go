@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -24,6 +23,7 @@ import (
 	"tinytor/tor/errfmt"
 	"tinytor/tor/event"
 	"tinytor/tor/guard"
+	"tinytor/tor/lock"
 	"tinytor/tor/metrics"
 	"tinytor/tor/torlog"
 )
@@ -92,7 +92,7 @@ type node struct {
 	services       *service.Set      // the torrc's onion services
 	powGauges      atomic.Pointer[powGauges]
 
-	mu        sync.Mutex // serialises configuration changes
+	mu        lock.Mutex // serialises configuration changes
 	closeLogs func()     // closes the log files of the configuration in force
 }
 

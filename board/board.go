@@ -12,6 +12,7 @@ import (
 	"tinytor/tor/config"
 	"tinytor/tor/errfmt"
 	"tinytor/tor/event"
+	"tinytor/tor/lock"
 	"tinytor/tor/torlog"
 )
 
@@ -46,7 +47,7 @@ type Board struct {
 	notify  *watchdog.Notifier // nil when not run by systemd
 	started time.Time
 
-	mu       sync.Mutex
+	mu       lock.Mutex
 	cachedVA time.Time // valid-after of the consensus loaded from the cache
 	lastVA   time.Time // valid-after of the last consensus observed
 	streams  map[uint64]bool

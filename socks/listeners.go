@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 
+	"tinytor/tor/lock"
 	"tinytor/tor/netlisten"
 	"tinytor/tor/torlog"
 )
@@ -33,7 +33,7 @@ type Listeners struct {
 	proto  Protocol // nil for SOCKS
 	log    *torlog.Logger
 
-	mu      sync.Mutex
+	mu      lock.Mutex
 	open    map[string]*listener // by Config.ID
 	retired Stats                // the counters of ports closed so far
 }

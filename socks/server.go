@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"tinytor/tor/errfmt"
+	"tinytor/tor/lock"
 	"tinytor/tor/netlisten"
 	"tinytor/tor/policy"
 	"tinytor/tor/torlog"
@@ -172,7 +173,7 @@ type Server struct {
 
 	ctx     context.Context
 	cancel  context.CancelFunc
-	mu      sync.Mutex     // guards closed and calls to serving.Add
+	mu      lock.Mutex     // guards closed and calls to serving.Add
 	closed  bool           // Close was called
 	serving sync.WaitGroup // running Serve calls
 
@@ -180,7 +181,7 @@ type Server struct {
 	succeeded, failed, bytesUp, bytesDown     atomic.Uint64
 	active                                    atomic.Int64
 
-	warnMu   sync.Mutex
+	warnMu   lock.Mutex
 	lastWarn time.Time
 }
 

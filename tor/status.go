@@ -4,9 +4,9 @@ import (
 	"errors"
 	"io"
 	"sort"
-	"sync"
 	"tinytor/tor/circuit"
 	"tinytor/tor/errfmt"
+	"tinytor/tor/lock"
 
 	"tinytor/tor/event"
 )
@@ -19,7 +19,7 @@ var ErrUnknownStream = errors.New("unknown stream")
 // for GETINFO circuit-status, stream-status and orconn-status, and the
 // open streams' closers for CLOSESTREAM.
 type status struct {
-	mu       sync.Mutex
+	mu       lock.Mutex
 	circuits map[uint64]event.Circuit
 	streams  map[uint64]event.Stream
 	channels map[uint64]event.Channel

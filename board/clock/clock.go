@@ -38,11 +38,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"tinytor/tor/lock"
 	"tinytor/tor/torlog"
 )
 
@@ -85,7 +85,7 @@ type Options struct {
 type Clock struct {
 	opts Options
 
-	mu        sync.Mutex
+	mu        lock.Mutex
 	lastWall  time.Time     // Now() at the last step check
 	lastMono  time.Duration // Mono() at the last step check
 	haveBound bool

@@ -3,8 +3,9 @@ package mem
 import (
 	"runtime/metrics"
 	"strconv"
-	"sync"
 	"sync/atomic"
+
+	"tinytor/tor/lock"
 )
 
 // Resource is a kind of thing the Budget counts.
@@ -139,7 +140,7 @@ func (b *Budget) AllowNewStream() bool { return b.Pressure() < PressureHigh }
 // it to the kernel only as it approaches the limit), which would refuse
 // streams long after the load has gone.
 func newRuntimeUsage() func() uint64 {
-	var mu sync.Mutex
+	var mu lock.Mutex
 	names := [...]string{
 		"/memory/classes/total:bytes",
 		"/memory/classes/heap/released:bytes",

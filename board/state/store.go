@@ -49,11 +49,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"tinytor/tor/errfmt"
+	"tinytor/tor/lock"
 	"tinytor/tor/torlog"
 )
 
@@ -184,9 +184,9 @@ type Store struct {
 	dir  string
 	opts Options
 
-	ioMu sync.Mutex // serialises filesystem writes (one writer)
+	ioMu lock.Mutex // serialises filesystem writes (one writer)
 
-	mu       sync.Mutex
+	mu       lock.Mutex
 	entries  map[string]*entry
 	stats    Stats
 	degraded bool // a write failed and has not succeeded since

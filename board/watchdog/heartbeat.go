@@ -2,15 +2,16 @@ package watchdog
 
 import (
 	"slices"
-	"sync"
 	"time"
+
+	"tinytor/tor/lock"
 )
 
 // Heartbeat tracks whether registered components are alive. It is safe
 // for concurrent use.
 type Heartbeat struct {
 	now   func() time.Time
-	mu    sync.Mutex
+	mu    lock.Mutex
 	comps map[string]*component
 }
 

@@ -29,6 +29,7 @@ import (
 	"tinytor/tor/config"
 	"tinytor/tor/errfmt"
 	"tinytor/tor/event"
+	"tinytor/tor/lock"
 	"tinytor/tor/path"
 	"tinytor/tor/torlog"
 )
@@ -106,10 +107,10 @@ type Client struct {
 	cfg Config
 	log *torlog.Logger
 
-	rngMu sync.Mutex
+	rngMu lock.Mutex
 	rng   *rand.Rand
 
-	mu      sync.Mutex
+	mu      lock.Mutex
 	authDir string // ClientOnionAuthDir in force
 	closed  bool
 	descs   map[[32]byte]*cacheEntry // by blinded key

@@ -4,10 +4,10 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"sort"
-	"sync"
 	"time"
 
 	"tinytor/onion/desc"
+	"tinytor/tor/lock"
 	"tinytor/tor/path"
 )
 
@@ -101,7 +101,7 @@ type failMemory struct {
 	now     func() time.Time
 	requery time.Duration // hsdirRequeryPeriod or its testing value
 
-	mu     sync.Mutex
+	mu     lock.Mutex
 	hsdirs map[hsdirKey]time.Time // when the HSDir failed
 	intros map[ipKey]*ipFailures
 }

@@ -19,6 +19,7 @@ import (
 	"tinytor/tor/circuit"
 	"tinytor/tor/dir"
 	"tinytor/tor/errfmt"
+	"tinytor/tor/lock"
 	"tinytor/tor/path"
 	"tinytor/tor/torlog"
 )
@@ -67,7 +68,7 @@ type rendPoint struct {
 	joined      chan error    // RENDEZVOUS2 outcome; buffered
 	estOnce     sync.Once
 
-	mu   sync.Mutex
+	mu   lock.Mutex
 	circ *circuit.Circuit
 	hs   *hsntor.Client // the handshake RENDEZVOUS2 completes
 }

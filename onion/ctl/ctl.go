@@ -24,6 +24,7 @@ import (
 	"tinytor/tor/config"
 	"tinytor/tor/control"
 	"tinytor/tor/event"
+	"tinytor/tor/lock"
 	"tinytor/tor/torlog"
 )
 
@@ -49,7 +50,7 @@ type Commands struct {
 	cfg Config
 	log *torlog.Logger
 
-	mu     sync.Mutex
+	mu     lock.Mutex
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

@@ -2,8 +2,9 @@ package hscell
 
 import (
 	"crypto/sha3"
-	"sync"
 	"time"
+
+	"tinytor/tor/lock"
 )
 
 // ReplayCache remembers the INTRODUCE2 cells an introduction point has
@@ -14,7 +15,7 @@ import (
 // entries, forgetting the oldest first. Use one per introduction point.
 // It is safe for concurrent use.
 type ReplayCache struct {
-	mu    sync.Mutex
+	mu    lock.Mutex
 	ttl   time.Duration
 	max   int
 	seen  map[[32]byte]time.Time

@@ -6,10 +6,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"sync"
 	"time"
 
 	"tinytor/tor/errfmt"
+	"tinytor/tor/lock"
 )
 
 // Service-side constants of C tor (hs_pow.h, hs_service.h, hs_common.h,
@@ -83,7 +83,7 @@ type Defense struct {
 	now  func() time.Time
 	rand io.Reader
 
-	mu        sync.Mutex
+	mu        lock.Mutex
 	verifier  Verifier
 	cur, prev [SeedLen]byte
 	expires   time.Time

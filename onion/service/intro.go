@@ -15,6 +15,7 @@ import (
 	"tinytor/tor/circuit"
 	"tinytor/tor/dir"
 	"tinytor/tor/errfmt"
+	"tinytor/tor/lock"
 	"tinytor/tor/path"
 	"tinytor/tor/rng"
 )
@@ -42,7 +43,7 @@ type introPoint struct {
 	expires  time.Time
 	maxIntro int
 
-	mu          sync.Mutex
+	mu          lock.Mutex
 	circ        *circuit.Circuit
 	established bool
 	dead        bool

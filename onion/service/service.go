@@ -31,6 +31,7 @@ import (
 	"tinytor/tor/config"
 	"tinytor/tor/errfmt"
 	"tinytor/tor/event"
+	"tinytor/tor/lock"
 	"tinytor/tor/path"
 	"tinytor/tor/rng"
 	"tinytor/tor/torlog"
@@ -117,7 +118,7 @@ type Service struct {
 	// goroutine touches it).
 	noRelayWarned bool
 
-	mu      sync.Mutex
+	mu      lock.Mutex
 	intros  []*introPoint
 	version int // bumped whenever the set of established intro points changes
 	// changed is signalled when an intro point is established or dies.

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"reflect"
 	"slices"
-	"sync"
 
 	"tinytor/tor/config"
 	"tinytor/tor/errfmt"
+	"tinytor/tor/lock"
 )
 
 // Set runs the onion services of a torrc (its HiddenServiceDir sections)
@@ -20,7 +20,7 @@ type Set struct {
 	net  Network
 	opts Options
 
-	mu      sync.Mutex
+	mu      lock.Mutex
 	running map[string]*running // by HiddenServiceDir
 }
 

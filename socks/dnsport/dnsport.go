@@ -31,6 +31,7 @@ import (
 
 	"tinytor/socks"
 	"tinytor/tor/errfmt"
+	"tinytor/tor/lock"
 	"tinytor/tor/policy"
 	"tinytor/tor/torlog"
 )
@@ -189,13 +190,13 @@ type Server struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	mu     sync.Mutex     // guards closed and wg.Add from zero
+	mu     lock.Mutex     // guards closed and wg.Add from zero
 	closed bool           // Close was called
 	wg     sync.WaitGroup // serving loops and their queries
 
 	tcpConns atomic.Int64
 
-	cacheMu sync.Mutex
+	cacheMu lock.Mutex
 	cache   map[cacheKey]cacheEntry
 }
 

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"tinytor/socks"
+	"tinytor/tor/lock"
 	"tinytor/tor/torlog"
 )
 
@@ -26,7 +27,7 @@ type Listeners struct {
 	resolver Resolver
 	log      *torlog.Logger
 
-	mu   sync.Mutex
+	mu   lock.Mutex
 	open map[string]*listener
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"tinytor/tor/errfmt"
+	"tinytor/tor/lock"
 	"tinytor/tor/policy"
 )
 
@@ -144,7 +145,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, client netip.AddrPor
 	inflight := make(chan struct{}, maxConnQueries)
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	var wmu sync.Mutex
+	var wmu lock.Mutex
 	br := bufio.NewReaderSize(c, 1024)
 	for {
 		c.SetReadDeadline(time.Now().Add(s.cfg.TCPIdle))

@@ -8,10 +8,10 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"sync"
 	"testing"
 
 	"tinytor/socks"
+	"tinytor/tor/lock"
 )
 
 // Serve runs a socks.Server made of cfg and d on a loopback port until the
@@ -40,7 +40,7 @@ func Serve(t testing.TB, cfg socks.Config, d socks.Dialer) (*socks.Server, strin
 // Buffer is a bytes.Buffer safe for concurrent writes, for logs a server
 // writes from its goroutines.
 type Buffer struct {
-	mu sync.Mutex
+	mu lock.Mutex
 	b  bytes.Buffer
 }
 

@@ -19,10 +19,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"tinytor/tor/errfmt"
+	"tinytor/tor/lock"
 )
 
 // Default virtual networks, as in C tor.
@@ -106,7 +106,7 @@ type Map struct {
 	rand io.Reader
 	now  func() time.Time
 
-	mu      sync.Mutex
+	mu      lock.Mutex
 	cfg     Config
 	entries map[string]*entry    // by lower-case source
 	reverse map[string]*virtuals // name -> its virtual addresses

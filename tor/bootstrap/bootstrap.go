@@ -4,9 +4,8 @@
 package bootstrap
 
 import (
-	"sync"
-
 	"tinytor/tor/event"
+	"tinytor/tor/lock"
 	"tinytor/tor/torlog"
 )
 
@@ -17,7 +16,7 @@ type Reporter struct {
 	log *torlog.Logger
 	bus *event.Bus
 
-	mu     sync.Mutex
+	mu     lock.Mutex
 	status event.Bootstrap
 	via    event.Phase // replaces PhaseConn; see ConnectVia
 }

@@ -27,6 +27,7 @@ import (
 	"tinytor/tor/dir/netdoc"
 	"tinytor/tor/errfmt"
 	"tinytor/tor/link"
+	"tinytor/tor/lock"
 	"tinytor/tor/path"
 	"tinytor/tor/torlog"
 )
@@ -102,7 +103,7 @@ type entry struct {
 type Manager struct {
 	cfg Config
 
-	mu      sync.Mutex
+	mu      lock.Mutex
 	entries []*entry
 	view    *path.Dir
 }

@@ -36,11 +36,11 @@ import (
 	"io/fs"
 	"math"
 	"math/rand/v2"
-	"sync"
 	"time"
 
 	"tinytor/tor/errfmt"
 	"tinytor/tor/event"
+	"tinytor/tor/lock"
 	"tinytor/tor/torlog"
 )
 
@@ -94,7 +94,7 @@ type liveness struct {
 // Estimator is the circuit build time learner. Its methods are safe for
 // concurrent use.
 type Estimator struct {
-	mu     sync.Mutex
+	mu     lock.Mutex
 	opts   Options
 	params Params
 

@@ -2,11 +2,11 @@ package cell
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"tinytor/tor/errfmt"
+	"tinytor/tor/lock"
 )
 
 // Pool defaults.
@@ -57,7 +57,7 @@ type Pool struct {
 	reserve  int
 	stall    time.Duration
 
-	mu         sync.Mutex
+	mu         lock.Mutex
 	idle       []*Cell // allocated cells not in use
 	made       int     // cells allocated: len(idle) + inUse
 	inUse      int     // cells handed out and not yet returned

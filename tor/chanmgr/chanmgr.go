@@ -11,7 +11,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"tinytor/tor/errfmt"
 	"tinytor/tor/event"
 	"tinytor/tor/link"
+	"tinytor/tor/lock"
 	"tinytor/tor/torlog"
 )
 
@@ -43,7 +43,7 @@ type Config struct {
 type Manager struct {
 	cfg Config
 
-	mu      sync.Mutex
+	mu      lock.Mutex
 	open    map[[20]byte]*link.Channel
 	pending map[dialKey]*pendingDial
 

@@ -3,12 +3,12 @@ package circmgr
 import (
 	"context"
 	"errors"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"tinytor/tor/cbt"
 	"tinytor/tor/errfmt"
+	"tinytor/tor/lock"
 )
 
 // Learned circuit build timeouts (path-spec 2.4; C tor's circuitstats.c
@@ -42,7 +42,7 @@ type buildTrace struct {
 
 	oneHop atomic.Bool // the first hop completed
 
-	mu        sync.Mutex
+	mu        lock.Mutex
 	recorded  bool // the build time was recorded
 	measuring bool // passed the timeout: a measurement circuit
 }

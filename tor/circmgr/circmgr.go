@@ -22,6 +22,7 @@ import (
 	"tinytor/tor/dirmgr"
 	"tinytor/tor/event"
 	"tinytor/tor/guard"
+	"tinytor/tor/lock"
 	"tinytor/tor/rng"
 	"tinytor/tor/torlog"
 )
@@ -66,10 +67,10 @@ type Manager struct {
 
 	pool pool
 
-	downMu sync.Mutex
+	downMu lock.Mutex
 	down   map[[20]byte]time.Time // relays recently unreachable
 
-	portsMu sync.Mutex
+	portsMu lock.Mutex
 	ports   map[uint16]time.Time // predicted ports and when each was last used
 
 	built, failed atomic.Int64

@@ -3,11 +3,11 @@ package circmgr
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"tinytor/tor/circuit"
 	"tinytor/tor/errfmt"
+	"tinytor/tor/lock"
 	"tinytor/tor/path"
 )
 
@@ -47,7 +47,7 @@ func (e *Exit) alive() bool {
 
 // pool holds the exit circuits.
 type pool struct {
-	mu    sync.Mutex
+	mu    lock.Mutex
 	circs []*Exit
 }
 

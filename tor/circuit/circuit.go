@@ -57,13 +57,13 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"sync"
 	"sync/atomic"
 
 	"tinytor/tor/cell"
 	"tinytor/tor/circuit/handshake"
 	"tinytor/tor/circuit/relaycrypto"
 	"tinytor/tor/errfmt"
+	"tinytor/tor/lock"
 	"tinytor/tor/torlog"
 )
 
@@ -229,7 +229,7 @@ type Circuit struct {
 	dead       atomic.Bool
 	overflowed atomic.Bool
 
-	mu        sync.Mutex
+	mu        lock.Mutex
 	err       error  // why the circuit died
 	hops      []*hop // appended to under mu; the goroutine reads a snapshot
 	path      relaycrypto.Path
@@ -239,7 +239,7 @@ type Circuit struct {
 	nextSID   uint16
 	wake      chan struct{}               // closed and replaced when a package window grows
 	rng       *rand.ChaCha8               // padding bytes
-	extending sync.Mutex                  // one Extend at a time
+	extending lock.Mutex                  // one Extend at a time
 	accept    func(*Stream, BeginRequest) // set by AcceptStreams; guarded by mu
 
 	// readers are the data streams not yet closed by their owner: their

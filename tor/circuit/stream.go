@@ -8,11 +8,11 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"sync"
 	"time"
 
 	"tinytor/tor/cell"
 	"tinytor/tor/errfmt"
+	"tinytor/tor/lock"
 )
 
 // StreamEndError is returned by Read (and by opening a stream) when the
@@ -93,7 +93,7 @@ type Stream struct {
 	fs            flowSend
 
 	// Guarded by mu.
-	mu            sync.Mutex
+	mu            lock.Mutex
 	recv          cellRing // received DATA cells, oldest first
 	off           int      // bytes of the oldest cell's data already read
 	qbytes        uint64   // unread bytes in recv
@@ -755,7 +755,7 @@ func (r *cellRing) pop() *cell.Cell {
 // deadline is a resettable deadline: wait returns a channel closed once
 // the deadline has passed.
 type deadline struct {
-	mu    sync.Mutex
+	mu    lock.Mutex
 	timer *time.Timer
 	ch    chan struct{}
 }

@@ -6,8 +6,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"tinytor/tor/lock"
 )
 
 // syslogWriter sends each write to the local syslog daemon as one message
@@ -16,7 +17,7 @@ import (
 // here so that the binary does not link net.Dial and with it the name
 // resolver (flash is small on routers).
 type syslogWriter struct {
-	mu   sync.Mutex
+	mu   lock.Mutex
 	conn net.Conn
 }
 

@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 
 	"tinytor/tor/errfmt"
+	"tinytor/tor/lock"
 	"tinytor/tor/torlog"
 )
 
@@ -85,7 +86,7 @@ type Config struct {
 type Server struct {
 	cfg    Config
 	log    *torlog.Logger
-	mu     sync.Mutex
+	mu     lock.Mutex
 	conns  map[*conn]struct{}
 	detach map[string]bool // detached ADD_ONION services
 	wanted [64]atomic.Int32
@@ -187,7 +188,7 @@ type conn struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	r        *Reader
-	wmu      sync.Mutex // serialises replies and events
+	wmu      lock.Mutex // serialises replies and events
 	w        *ReplyWriter
 	events   chan Event
 	overflow atomic.Bool

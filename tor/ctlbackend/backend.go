@@ -11,7 +11,6 @@ import (
 	"errors"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"tinytor/tor"
@@ -21,6 +20,7 @@ import (
 	"tinytor/tor/config"
 	"tinytor/tor/control"
 	"tinytor/tor/errfmt"
+	"tinytor/tor/lock"
 	"tinytor/tor/torlog"
 )
 
@@ -74,18 +74,18 @@ type Backend struct {
 	log   *torlog.Logger
 	start time.Time
 
-	confMu sync.Mutex
+	confMu lock.Mutex
 	built  *config.Config // the configuration layers/ctl describe
 	layers [][]config.Line
 	ctl    []config.Line // SETCONF/RESETCONF lines, above the other layers
 
-	nymMu      sync.Mutex
+	nymMu      lock.Mutex
 	lastNym    time.Time
 	nymPending *time.Timer
 	closed     bool
 
 	dormant bool
-	emitMu  sync.Mutex
+	emitMu  lock.Mutex
 	emit    Emitter
 }
 

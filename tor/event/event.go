@@ -10,10 +10,10 @@ package event
 import (
 	"fmt"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"tinytor/tor/lock"
 	"tinytor/tor/torlog"
 )
 
@@ -23,7 +23,7 @@ type Event interface{ isEvent() }
 // Bus fans events out to subscribers. The zero value is ready to use; a nil
 // *Bus drops what is published on it.
 type Bus struct {
-	mu      sync.Mutex
+	mu      lock.Mutex
 	subs    map[int]func(Event)
 	nextSub int
 	ids     atomic.Uint64

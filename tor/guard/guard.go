@@ -30,11 +30,11 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"strconv"
-	"sync"
 	"time"
 
 	"tinytor/tor/dir"
 	"tinytor/tor/errfmt"
+	"tinytor/tor/lock"
 	"tinytor/tor/path"
 	"tinytor/tor/torlog"
 )
@@ -224,7 +224,7 @@ func (e *entry) String() string {
 
 // Manager keeps the guard state and chooses guards for circuits.
 type Manager struct {
-	mu      sync.Mutex
+	mu      lock.Mutex
 	opts    Options
 	now     func() time.Time
 	rng     *rand.Rand

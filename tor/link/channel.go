@@ -12,6 +12,7 @@ import (
 
 	"tinytor/tor/cell"
 	"tinytor/tor/errfmt"
+	"tinytor/tor/lock"
 	"tinytor/tor/torlog"
 )
 
@@ -53,7 +54,7 @@ type Channel struct {
 	done    chan struct{}      // closed when the loops have ended and handlers were told
 	loops   sync.WaitGroup
 
-	mu       sync.Mutex
+	mu       lock.Mutex
 	circs    map[uint32]Handler
 	err      error
 	dead     bool

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"tinytor/tor/lock"
 )
 
 // Kind is a metric family type.
@@ -34,7 +36,7 @@ func (k Kind) String() string {
 
 // Registry holds metric families. It is safe for concurrent use.
 type Registry struct {
-	mu    sync.Mutex
+	mu    lock.Mutex
 	fams  map[string]*family
 	taken map[string]bool // every series name, including histogram suffixes
 }

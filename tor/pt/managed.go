@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"tinytor/tor/errfmt"
+	"tinytor/tor/lock"
 	"tinytor/tor/torlog"
 )
 
@@ -67,7 +68,7 @@ type Managed struct {
 	done      chan struct{}
 	closeOnce sync.Once
 
-	mu       sync.Mutex
+	mu       lock.Mutex
 	changed  chan struct{} // closed and replaced on every change below
 	methods  map[string]Method
 	errs     map[string]error // per-transport failures of the current run

@@ -7,14 +7,14 @@ package rng
 import (
 	crand "crypto/rand"
 	"math/rand/v2"
-	"sync"
 
 	"tinytor/tor/errfmt"
+	"tinytor/tor/lock"
 )
 
 // Source is a crypto-seeded generator safe for concurrent use.
 type Source struct {
-	mu sync.Mutex
+	mu lock.Mutex
 	r  *rand.Rand
 }
 

@@ -10,10 +10,10 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"time"
 
 	"tinytor/tor/errfmt"
+	"tinytor/tor/lock"
 )
 
 // Severity is a C tor log level.
@@ -64,7 +64,7 @@ type Sink struct {
 
 // Logger writes each message to every sink whose range contains its severity.
 type Logger struct {
-	mu    sync.Mutex
+	mu    lock.Mutex
 	sinks []Sink
 	now   func() time.Time
 	hooks []func(Severity, string)

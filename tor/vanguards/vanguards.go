@@ -30,12 +30,12 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"time"
 
 	"tinytor/tor/dir"
 	"tinytor/tor/errfmt"
 	"tinytor/tor/guard"
+	"tinytor/tor/lock"
 	"tinytor/tor/path"
 	"tinytor/tor/torlog"
 )
@@ -115,7 +115,7 @@ type Manager struct {
 	log  *torlog.Logger
 	name string
 
-	mu     sync.Mutex
+	mu     lock.Mutex
 	rng    *rand.Rand
 	dir    *path.Dir
 	guards []l2
