@@ -41,6 +41,8 @@ cross:
 	@for f in dist/tinytor-*; do \
 		s=$$(stat -c %s $$f); printf '%-28s %10d %8.2f\n' $$f $$s $$(echo "$$s/1048576" | bc -l); \
 	done
+	@s=$$(stat -c %s dist/tinytor-linux-mipsle); if [ -z "$(CROSS_GCFLAGS)" ] && [ $$s -gt $(FLASH_BUDGET) ]; then \
+		echo "dist/tinytor-linux-mipsle: $$s bytes, over the flash budget of $(FLASH_BUDGET) bytes"; exit 1; fi
 
 ## deps: install the Debian packages the tests need (only missing ones; as root)
 deps:

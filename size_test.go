@@ -78,3 +78,41 @@ func TestBinaryAvoidsResolver(t *testing.T) {
 		t.Fatalf("only %d files checked: go list returned too little", checked)
 	}
 }
+
+// compiledOnce are calls that Go inlines at every call site with a body
+// big enough to matter on router flash; the binary's code goes through
+// the packages that compile them once (about 190 KB of mipsle code
+// together).
+var compiledOnce = regexp.MustCompile(`\bfmt\.Errorf\(|\bsync\.Mutex\b`)
+
+func TestBinaryUsesCompiledOnceHelpers(t *testing.T) {
+	if testing.Short() && os.Getenv("GOARCH") != "" {
+		t.Skip("cross-arch run: go list is checked on the host")
+	}
+	out, err := exec.Command("go", "list", "-deps", "-f", `{{if not .Standard}}{{.ImportPath}} {{.Dir}}{{range .GoFiles}} {{.}}{{end}}{{end}}`, ".").Output()
+	if err != nil {
+		t.Skipf("go list not available here: %v", err)
+	}
+	checked := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || !strings.HasPrefix(f[0], "tinytor") || f[0] == "tinytor/tor/errfmt" || f[0] == "tinytor/tor/lock" {
+			continue
+		}
+		for _, name := range f[2:] {
+			src, err := os.ReadFile(filepath.Join(f[1], name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checked++
+			for i, l := range strings.Split(string(src), "\n") {
+				if code, _, _ := strings.Cut(l, "//"); compiledOnce.MatchString(code) {
+					t.Errorf("%s:%d: %s: use errfmt.Errorf and lock.Mutex (compiled once; see their package docs)", filepath.Join(f[1], name), i+1, strings.TrimSpace(l))
+				}
+			}
+		}
+	}
+	if checked < 50 {
+		t.Fatalf("only %d files checked: go list returned too little", checked)
+	}
+}

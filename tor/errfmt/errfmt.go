@@ -2,8 +2,8 @@
 //
 // Since Go 1.26 fmt.Errorf is inlinable: every call site carries its own
 // copy of the no-arguments fast path (an errors.New), about 100 bytes of
-// mips code plus tables per site. tinytor has about 950 such sites, so the
-// copies cost about 120 KB of a stripped mipsle binary, which router flash
+// mips code plus tables per site. tinytor had about 900 such sites, whose
+// copies cost about 80 KB of a stripped mipsle binary, which router flash
 // cannot spare. Errorf here is fmt.Errorf compiled once.
 package errfmt
 
