@@ -51,25 +51,37 @@ func TestBinaryAvoidsHeavyPackages(t *testing.T) {
 var resolverCalls = regexp.MustCompile(`\bnet\.(Dial|DialTimeout|Listen|ListenPacket)\(|\.DialContext\(|\bnet\.ListenConfig\b|\bnet\.Resolve(TCP|UDP|IP)Addr\(`)
 
 func TestBinaryAvoidsResolver(t *testing.T) {
+	grepBinarySources(t, resolverCalls, func(pkg string) bool { return true },
+		"links Go's name resolver; use a typed call (tor/netlisten, net.Dialer.DialTCP, net.ListenTCP)")
+}
+
+// grepBinarySources reports every code line (comments left out) of the
+// non-standard packages linked into the binary that match re, in the
+// packages for which check is true.
+func grepBinarySources(t *testing.T, re *regexp.Regexp, check func(pkg string) bool, why string) {
+	t.Helper()
 	if testing.Short() && os.Getenv("GOARCH") != "" {
 		t.Skip("cross-arch run: go list is checked on the host")
 	}
-	out, err := exec.Command("go", "list", "-deps", "-f", `{{if not .Standard}}{{.Dir}}{{range .GoFiles}} {{.}}{{end}}{{end}}`, ".").Output()
+	out, err := exec.Command("go", "list", "-deps", "-f", `{{if not .Standard}}{{.ImportPath}} {{.Dir}}{{range .GoFiles}} {{.}}{{end}}{{end}}`, ".").Output()
 	if err != nil {
 		t.Skipf("go list not available here: %v", err)
 	}
 	checked := 0
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		f := strings.Fields(line)
-		for _, name := range f[min(1, len(f)):] {
-			src, err := os.ReadFile(filepath.Join(f[0], name))
+		if len(f) < 2 || !check(f[0]) {
+			continue
+		}
+		for _, name := range f[2:] {
+			src, err := os.ReadFile(filepath.Join(f[1], name))
 			if err != nil {
 				t.Fatal(err)
 			}
 			checked++
 			for i, l := range strings.Split(string(src), "\n") {
-				if code, _, _ := strings.Cut(l, "//"); resolverCalls.MatchString(code) {
-					t.Errorf("%s:%d: %s links Go's name resolver; use a typed call (tor/netlisten, net.Dialer.DialTCP, net.ListenTCP)", filepath.Join(f[0], name), i+1, strings.TrimSpace(l))
+				if code, _, _ := strings.Cut(l, "//"); re.MatchString(code) {
+					t.Errorf("%s:%d: %s %s", filepath.Join(f[1], name), i+1, strings.TrimSpace(l), why)
 				}
 			}
 		}
@@ -86,33 +98,7 @@ func TestBinaryAvoidsResolver(t *testing.T) {
 var compiledOnce = regexp.MustCompile(`\bfmt\.Errorf\(|\bsync\.Mutex\b`)
 
 func TestBinaryUsesCompiledOnceHelpers(t *testing.T) {
-	if testing.Short() && os.Getenv("GOARCH") != "" {
-		t.Skip("cross-arch run: go list is checked on the host")
-	}
-	out, err := exec.Command("go", "list", "-deps", "-f", `{{if not .Standard}}{{.ImportPath}} {{.Dir}}{{range .GoFiles}} {{.}}{{end}}{{end}}`, ".").Output()
-	if err != nil {
-		t.Skipf("go list not available here: %v", err)
-	}
-	checked := 0
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 || !strings.HasPrefix(f[0], "tinytor") || f[0] == "tinytor/tor/errfmt" || f[0] == "tinytor/tor/lock" {
-			continue
-		}
-		for _, name := range f[2:] {
-			src, err := os.ReadFile(filepath.Join(f[1], name))
-			if err != nil {
-				t.Fatal(err)
-			}
-			checked++
-			for i, l := range strings.Split(string(src), "\n") {
-				if code, _, _ := strings.Cut(l, "//"); compiledOnce.MatchString(code) {
-					t.Errorf("%s:%d: %s: use errfmt.Errorf and lock.Mutex (compiled once; see their package docs)", filepath.Join(f[1], name), i+1, strings.TrimSpace(l))
-				}
-			}
-		}
-	}
-	if checked < 50 {
-		t.Fatalf("only %d files checked: go list returned too little", checked)
-	}
+	grepBinarySources(t, compiledOnce, func(pkg string) bool {
+		return strings.HasPrefix(pkg, "tinytor") && pkg != "tinytor/tor/errfmt" && pkg != "tinytor/tor/lock"
+	}, "is inlined at every call site: use errfmt.Errorf and lock.Mutex (compiled once; see their package docs)")
 }
