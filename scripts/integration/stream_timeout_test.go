@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -37,7 +38,8 @@ const rendRetryMargin = 15 * time.Second
 // through the relays it is given for each position: guards (two: C tor
 // refuses one EntryNodes with a service), layer 2 and layer 3
 // (EntryNodes, HSLayer2Nodes, HSLayer3Nodes), so that a test can stop a
-// relay without touching the service's own circuits.
+// relay without touching the service's own circuits. An empty list leaves
+// that position free.
 func startPinnedOnionService(t *testing.T, n *Network, guards, layer2, layer3 string) *onionService {
 	t.Helper()
 	dir := t.TempDir()
@@ -81,10 +83,13 @@ SocksPort 0
 HiddenServiceDir %[2]s
 HiddenServicePort 80 %[3]s
 Log [rend]info stdout
-EntryNodes %[4]s
-HSLayer2Nodes %[5]s
-HSLayer3Nodes %[6]s
-`, dir, hsDir, n.HTTPAddr, guards, layer2, layer3)
+`, dir, hsDir, n.HTTPAddr)
+	// Empty: not pinned.
+	for _, pin := range [][2]string{{"EntryNodes", guards}, {"HSLayer2Nodes", layer2}, {"HSLayer3Nodes", layer3}} {
+		if pin[1] != "" {
+			torrc += pin[0] + " " + pin[1] + "\n"
+		}
+	}
 	torrcPath := filepath.Join(dir, "torrc")
 	empty := filepath.Join(dir, "empty-defaults")
 	if err := os.WriteFile(torrcPath, []byte(torrc), 0o600); err != nil {
@@ -124,31 +129,9 @@ func TestTinytorStreamTimeout(t *testing.T) {
 	RequireNetwork(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
 	// 12 relays: a stopped one is less often on the paths that should
 	// carry the retry (the onion service's among them).
-	n, err := testSuite.launcher.Start(ctx, dir, "--relays", "12")
-	if err != nil {
-		t.Fatalf("starting a network: %v", err)
-	}
-	defer func() {
-		stopCtx, c := context.WithTimeout(context.Background(), time.Minute)
-		defer c()
-		testSuite.launcher.Stop(stopCtx, dir)
-	}()
-	// A fixed, short circuit build timeout: a new path through the
-	// stopped relay is given up quickly.
-	p := startTinytor(t, n, tinytorBinary(t, ""), "", nil, "LearnCircuitBuildTimeout 0", "CircuitBuildTimeout 5")
-	first := p.waitFor("Bootstrapped 100% (done): Done", 3*time.Minute)
-	guard := ""
-	for _, l := range p.log()[:first+1] {
-		if g := firstHop(l); g != "" {
-			guard = g
-		}
-	}
-	if guard == "" {
-		t.Fatal("no circuit line before 100%")
-	}
+	n, p, guard := startStopNetwork(t, ctx, 12)
 
 	// stopped relays are continued at the end, so that the network stops.
 	var stopped []int
@@ -350,4 +333,35 @@ func (s *onionService) uploaded(timeout time.Duration) bool {
 			return false
 		}
 	}
+}
+
+// startStopNetwork starts a network of its own with the given number of
+// relays (stopped when the test ends), for a test that SIGSTOPs relays,
+// and a tinytor on it with a fixed, short circuit build timeout (a path
+// through a stopped relay is given up quickly). It returns the network,
+// tinytor and tinytor's guard (the first hop of its first circuit).
+func startStopNetwork(t *testing.T, ctx context.Context, relays int) (*Network, *tinytorProc, string) {
+	t.Helper()
+	dir := t.TempDir()
+	n, err := testSuite.launcher.Start(ctx, dir, "--relays", strconv.Itoa(relays))
+	if err != nil {
+		t.Fatalf("starting a network: %v", err)
+	}
+	t.Cleanup(func() {
+		stopCtx, c := context.WithTimeout(context.Background(), time.Minute)
+		defer c()
+		testSuite.launcher.Stop(stopCtx, dir)
+	})
+	p := startTinytor(t, n, tinytorBinary(t, ""), "", nil, "LearnCircuitBuildTimeout 0", "CircuitBuildTimeout 5")
+	first := p.waitFor("Bootstrapped 100% (done): Done", 3*time.Minute)
+	guard := ""
+	for _, l := range p.log()[:first+1] {
+		if g := firstHop(l); g != "" {
+			guard = g
+		}
+	}
+	if guard == "" {
+		t.Fatal("no circuit line before 100%")
+	}
+	return n, p, guard
 }
