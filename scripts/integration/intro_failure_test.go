@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,7 +21,17 @@ import (
 // the others fewest failures first); the test counts the introductions
 // per point in each attempt from tinytor's log. It runs on a network of
 // its own.
+//
+// Silenced relays are also middle hops and rendezvous points of other
+// circuits, and a circuit that dies at a middle hop counts against its
+// introduction point (as in C tor), so the live point can fail too and
+// the ordering this test checks is then legitimately different: it is
+// not stable enough for make check and runs only with
+// TINYTOR_INTRO_TEST=1.
 func TestOnionIntroFailureMemory(t *testing.T) {
+	if os.Getenv("TINYTOR_INTRO_TEST") != "1" || testing.Short() {
+		t.Skip("silencing relays makes other circuits fail at random: run with TINYTOR_INTRO_TEST=1")
+	}
 	RequireNetwork(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
