@@ -430,6 +430,10 @@ func (c *Client) introduce(ctx context.Context, a addr.Address, d *desc.Descript
 	case <-rp.circ.Done():
 		return nil, true, errorf(RendFailed, name, "rendezvous circuit closed: %w", rp.circ.Err())
 	case <-timer.C:
+		// The service could not reach this rendezvous point (C tor expires
+		// a rendezvous circuit waiting for RENDEZVOUS2 the same way): the
+		// next introduction gets a new one.
+		rp.circ.Close()
 		return nil, true, errorf(IntroTimeout, name, "no RENDEZVOUS2 within %s of the introduction", rendWait)
 	case <-ctx.Done():
 		return nil, true, ctx.Err()
