@@ -27,6 +27,9 @@ type Client interface {
 	// ShedIdleCircuits closes the circuits that carry no stream and
 	// returns how many it closed.
 	ShedIdleCircuits() int
+	// ShedDirtyIdleCircuits closes the circuits that carry no stream but
+	// were used, and returns how many it closed.
+	ShedDirtyIdleCircuits() int
 }
 
 // avoidDiskMin is the state writer's MinInterval with AvoidDiskWrites 1.

@@ -323,11 +323,12 @@ func TestDropPrivilegesChecks(t *testing.T) {
 }
 
 // fakeClient is a Client whose bootstrap is done.
-type fakeClient struct{ pings, sheds atomic.Int64 }
+type fakeClient struct{ pings, sheds, dirtySheds atomic.Int64 }
 
-func (c *fakeClient) Status() event.Bootstrap { return event.Bootstrap{Phase: event.PhaseDone} }
-func (c *fakeClient) Ping()                   { c.pings.Add(1) }
-func (c *fakeClient) ShedIdleCircuits() int   { c.sheds.Add(1); return 0 }
+func (c *fakeClient) Status() event.Bootstrap    { return event.Bootstrap{Phase: event.PhaseDone} }
+func (c *fakeClient) Ping()                      { c.pings.Add(1) }
+func (c *fakeClient) ShedIdleCircuits() int      { c.sheds.Add(1); return 0 }
+func (c *fakeClient) ShedDirtyIdleCircuits() int { c.dirtySheds.Add(1); return 0 }
 
 // TestBoardStartAndClose runs the board's API as main does: New, the
 // state writer with StateOptions, Start with a bus, events, the end of the

@@ -72,9 +72,10 @@ func (b *Board) applyPlan(p mem.Plan) {
 		mib(p.Effective), mib(p.MaxMemInQueues), auto, mib(p.Budget), mib(uint64(p.GoMemLimit)), from, mib(p.Budget-min(p.Budget, uint64(p.GoMemLimit))), p.GCPercent)
 }
 
-// watchPressure logs changes of memory pressure and, at High or above,
-// closes idle circuits (new streams are refused by AllowNewStream
-// meanwhile); at Critical it also returns freed memory to the kernel.
+// watchPressure logs changes of memory pressure; at Moderate it closes
+// the used circuits that carry no stream, at High or above every idle
+// circuit (new streams are refused by AllowNewStream meanwhile); at
+// Critical it also returns freed memory to the kernel.
 // It logs the flash statistics every stateStatsLog too.
 func (b *Board) watchPressure(ctx context.Context, client Client) {
 	t := time.NewTicker(pressurePoll)
@@ -93,13 +94,21 @@ func (b *Board) watchPressure(ctx context.Context, client Client) {
 			b.logPressure(p, prev)
 			prev = p
 		}
-		if p >= mem.PressureHigh && time.Since(lastShed) >= shedInterval {
+		switch {
+		case p >= mem.PressureHigh && time.Since(lastShed) >= shedInterval:
 			lastShed = time.Now()
 			if n := client.ShedIdleCircuits(); n > 0 {
 				b.log.Infof("Closed %d idle circuits under memory pressure.", n)
 			}
 			if p >= mem.PressureCritical {
 				debug.FreeOSMemory()
+			}
+		case p == mem.PressureModerate && time.Since(lastShed) >= shedInterval:
+			// Used circuits without streams go first, before the
+			// pressure grows to the point where streams are refused.
+			lastShed = time.Now()
+			if n := client.ShedDirtyIdleCircuits(); n > 0 {
+				b.log.Infof("Closed %d used idle circuits under moderate memory pressure.", n)
 			}
 		}
 		if time.Since(lastStats) >= stateStatsLog {

@@ -286,6 +286,10 @@ func (c *Client) CloseCircuit(id uint64, ifUnused bool) error { return c.circs.C
 // memory back under pressure, and returns how many it closed.
 func (c *Client) ShedIdleCircuits() int { return c.circs.ShedIdle() }
 
+// ShedDirtyIdleCircuits closes the circuits that carry no stream but were
+// used (dirty) and returns how many it closed.
+func (c *Client) ShedDirtyIdleCircuits() int { return c.circs.ShedDirtyIdle() }
+
 // Ping takes and releases, one after the other, the locks that the
 // client's loops and streams hold (bootstrap state, directory view,
 // circuit pool, channels, events) and returns. A watchdog heartbeat calls

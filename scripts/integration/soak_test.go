@@ -70,7 +70,7 @@ func TestTinytorSoak(t *testing.T) {
 				onion := k%5 == 4
 				url := n.URLMarker
 				if onion {
-					url = "http://" + n.Onion + "/"
+					url = "http://" + n.Onion + ":80/"
 				}
 				// Each request gets a minute of its own: a request still
 				// running when the soak ends is finished, not cut.

@@ -176,12 +176,21 @@ func (m *Manager) CloseAll() {
 // ShedIdle closes the exit circuits that carry no stream, to give memory
 // back under pressure, and returns how many it closed. Circuits with open
 // streams are kept.
-func (m *Manager) ShedIdle() int {
+func (m *Manager) ShedIdle() int { return m.shed(false) }
+
+// ShedDirtyIdle closes the pool circuits that carry no stream but have
+// carried some (dirty: only their own isolation key could use them again)
+// and returns how many it closed; clean circuits kept for predicted ports
+// stay. The board calls it at moderate memory pressure, before it has to
+// refuse streams.
+func (m *Manager) ShedDirtyIdle() int { return m.shed(true) }
+
+func (m *Manager) shed(dirtyOnly bool) int {
 	p := &m.pool
 	p.mu.Lock()
 	var keep, closing []*Exit
 	for _, e := range p.circs {
-		if e.streams <= 0 {
+		if e.streams <= 0 && (!dirtyOnly || !e.dirtySince.IsZero()) {
 			closing = append(closing, e)
 		} else {
 			keep = append(keep, e)
