@@ -38,8 +38,9 @@ type onionService struct {
 // startOnionService starts a C tor onion service on the network, serving
 // the network's HTTP server on port 80, with the same options
 // scripts/testnet gives its own service. authorized, if non-nil, is the
-// one client (alice) allowed to read its descriptor.
-func startOnionService(t *testing.T, n *Network, authorized *ecdh.PublicKey) *onionService {
+// one client (alice) allowed to read its descriptor. extra are more torrc
+// lines.
+func startOnionService(t *testing.T, n *Network, authorized *ecdh.PublicKey, extra ...string) *onionService {
 	t.Helper()
 	dir := t.TempDir()
 	hsDir := filepath.Join(dir, "hs")
@@ -91,7 +92,7 @@ HiddenServiceDir %[2]s
 HiddenServicePort 80 %[3]s
 Log [rend]info file %[1]s/rend.log
 Log [rend]info stdout
-`, dir, hsDir, n.HTTPAddr)
+`, dir, hsDir, n.HTTPAddr) + strings.Join(extra, "\n") + "\n"
 	torrcPath := filepath.Join(dir, "torrc")
 	empty := filepath.Join(dir, "empty-defaults")
 	if err := os.WriteFile(torrcPath, []byte(torrc), 0o600); err != nil {

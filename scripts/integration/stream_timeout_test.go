@@ -4,17 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"tinytor/onion/addr"
-	"tinytor/onion/keys"
 )
 
 // streamTimeoutFirst is C tor's stream timeout for a first attempt
@@ -42,77 +36,13 @@ const rendRetryMargin = 15 * time.Second
 // that position free.
 func startPinnedOnionService(t *testing.T, n *Network, guards, layer2, layer3 string) *onionService {
 	t.Helper()
-	dir := t.TempDir()
-	hsDir := filepath.Join(dir, "hs")
-	if err := os.MkdirAll(hsDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	id, err := keys.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := addr.FromKey(id.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	host, err := keys.HostnameFile(id.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, b := range map[string][]byte{
-		"hs_ed25519_secret_key": id.SecretKeyFile(),
-		"hs_ed25519_public_key": keys.PublicKeyFile(id.Public()),
-		"hostname":              host,
-	} {
-		if err := os.WriteFile(filepath.Join(hsDir, name), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	frag, err := os.ReadFile(n.TorrcFragment)
-	if err != nil {
-		t.Fatal(err)
-	}
-	torrc := string(frag) + fmt.Sprintf(`
-DataDirectory %[1]s/data
-Log notice file %[1]s/notice.log
-SafeLogging 0
-ShutdownWaitLength 0
-OutboundBindAddress 127.0.0.1
-RunAsDaemon 0
-SocksPort 0
-HiddenServiceDir %[2]s
-HiddenServicePort 80 %[3]s
-Log [rend]info stdout
-`, dir, hsDir, n.HTTPAddr)
-	// Empty: not pinned.
+	var pins []string
 	for _, pin := range [][2]string{{"EntryNodes", guards}, {"HSLayer2Nodes", layer2}, {"HSLayer3Nodes", layer3}} {
 		if pin[1] != "" {
-			torrc += pin[0] + " " + pin[1] + "\n"
+			pins = append(pins, pin[0]+" "+pin[1])
 		}
 	}
-	torrcPath := filepath.Join(dir, "torrc")
-	empty := filepath.Join(dir, "empty-defaults")
-	if err := os.WriteFile(torrcPath, []byte(torrc), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(empty, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s := &onionService{addr: a, dir: dir, done: make(chan struct{})}
-	s.cmd = exec.Command("tor", "--defaults-torrc", empty, "-f", torrcPath)
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if s.out, err = startLogged(s.cmd); err != nil {
-		t.Fatal(err)
-	}
-	go func() { s.cmd.Wait(); close(s.done) }()
-	t.Cleanup(func() {
-		s.stop()
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "notice.log"))
-			t.Logf("onion service notice.log:\n%s", b)
-		}
-	})
-	return s
+	return startOnionService(t, n, nil, pins...)
 }
 
 // TestTinytorStreamTimeout stops (SIGSTOP) relays, so it runs on a
